@@ -1,0 +1,129 @@
+//! `jobs.toml`: project-wide settings, merged with flags and `JOBS_*` variables.
+//!
+//! Precedence is flag, then variable (clap reads both), then this file, then the built-in
+//! default. Paths in the file are relative to the file's folder, so `jobs --config
+//! /srv/app/jobs.toml` means the same from any working directory.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::diag::{Diagnostic, position_of};
+use crate::duration::Duration;
+
+pub const FILE_NAME: &str = "jobs.toml";
+
+/// `jobs.toml` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub dir: Option<PathBuf>,
+    pub ledger: Option<PathBuf>,
+    pub output: Option<String>,
+    pub timezone: Option<String>,
+    pub history: Option<RawHistoryDefaults>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHistoryDefaults {
+    pub keep_runs: Option<u32>,
+    pub max_age: Option<String>,
+}
+
+/// Settings that apply to every job unless its file says otherwise.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Defaults {
+    pub timezone: String,
+    pub keep_runs: u32,
+    pub max_age: Duration,
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Defaults {
+            timezone: "UTC".to_string(),
+            keep_runs: 1000,
+            max_age: Duration::from_secs(30 * 86_400),
+        }
+    }
+}
+
+/// The loaded file, with paths made relative to the working directory.
+#[derive(Debug, Default)]
+pub struct Config {
+    pub file: Option<PathBuf>,
+    pub dir: Option<PathBuf>,
+    pub ledger: Option<PathBuf>,
+    pub output: Option<String>,
+    pub defaults: Defaults,
+}
+
+/// Loads `path`, or `./jobs.toml` when `path` is `None` and that file exists.
+///
+/// # Errors
+///
+/// A diagnostic with the file, line and column of the problem.
+pub fn load(path: Option<&Path>) -> Result<Config, Diagnostic> {
+    let (path, required) = match path {
+        Some(p) => (p.to_path_buf(), true),
+        None => (PathBuf::from(FILE_NAME), false),
+    };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+            return Ok(Config::default());
+        }
+        Err(e) => {
+            return Err(Diagnostic::error(
+                path.display().to_string(),
+                format!("cannot read the configuration file: {e}"),
+            ));
+        }
+    };
+    parse(&path, &text)
+}
+
+/// Parses the text of a configuration file found at `path`.
+///
+/// # Errors
+///
+/// A diagnostic with the file, line and column of the problem.
+pub fn parse(path: &Path, text: &str) -> Result<Config, Diagnostic> {
+    let shown = path.display().to_string();
+    let raw: RawConfig = toml::from_str(text).map_err(|e| {
+        let position = e.span().map(|s| position_of(text, s.start));
+        Diagnostic::error(&shown, e.message().trim().to_string()).at(position)
+    })?;
+    let base = path.parent().unwrap_or(Path::new(""));
+    let mut defaults = Defaults::default();
+    if let Some(tz) = raw.timezone {
+        crate::spec::resolve_timezone(&tz)
+            .map_err(|(message, help)| Diagnostic::error(&shown, message).maybe_help(help))?;
+        defaults.timezone = tz;
+    }
+    if let Some(history) = raw.history {
+        if let Some(keep) = history.keep_runs {
+            defaults.keep_runs = keep;
+        }
+        if let Some(age) = history.max_age {
+            defaults.max_age = Duration::parse(&age)
+                .map_err(|m| Diagnostic::error(&shown, format!("history.max_age: {m}")))?;
+        }
+    }
+    if let Some(output) = &raw.output
+        && !matches!(output.as_str(), "table" | "json")
+    {
+        return Err(Diagnostic::error(
+            &shown,
+            format!("output `{output}` is not one of `table`, `json`"),
+        ));
+    }
+    Ok(Config {
+        file: Some(path.to_path_buf()),
+        dir: raw.dir.map(|d| base.join(d)),
+        ledger: raw.ledger.map(|l| base.join(l)),
+        output: raw.output,
+        defaults,
+    })
+}

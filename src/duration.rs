@@ -1,0 +1,141 @@
+//! Human durations (`90s`, `15m`, `2h 30m`, `1d`) as they appear in job files.
+//!
+//! Parsing is jiff's "friendly" format; this module only adds the contract's rules on top: days
+//! are 24 hours (a job's `timeout` does not stretch over a DST change), months and years are
+//! refused because they have no fixed length, and negative values are refused. It prints one
+//! canonical form (`1d 2h 30m`) so that `90m` and `1h 30m` normalise to the same definition.
+
+use std::fmt;
+
+use jiff::{SignedDuration, Span, SpanRelativeTo};
+
+/// A non-negative, fixed-length duration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Duration(SignedDuration);
+
+impl Duration {
+    pub const ZERO: Duration = Duration(SignedDuration::ZERO);
+
+    pub fn from_secs(secs: i64) -> Duration {
+        Duration(SignedDuration::from_secs(secs.max(0)))
+    }
+
+    pub const fn from_secs_const(secs: i64) -> Duration {
+        Duration(SignedDuration::from_secs(secs))
+    }
+
+    pub fn as_signed(self) -> SignedDuration {
+        self.0
+    }
+
+    pub fn is_zero(self) -> bool {
+        self.0.is_zero()
+    }
+
+    /// Parses a human duration.
+    ///
+    /// # Errors
+    ///
+    /// A message (without location) saying what was wrong and what is expected.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let d = jobs::duration::Duration::parse("2h 30m").unwrap();
+    /// assert_eq!(d.to_string(), "2h 30m");
+    /// assert_eq!(jobs::duration::Duration::parse("150m").unwrap(), d);
+    /// ```
+    pub fn parse(text: &str) -> Result<Duration, String> {
+        const EXPECTED: &str = "expected a duration such as `90s`, `15m`, `2h 30m` or `1d`";
+        let trimmed = text.trim();
+        if trimmed.is_empty() {
+            return Err(format!("empty duration; {EXPECTED}"));
+        }
+        let span: Span = trimmed
+            .parse()
+            .map_err(|_| format!("`{text}` is not a duration; {EXPECTED}"))?;
+        if span.get_years() != 0 || span.get_months() != 0 {
+            return Err(format!(
+                "`{text}` uses months or years, which have no fixed length; use days, e.g. `30d`"
+            ));
+        }
+        let duration = span
+            .to_duration(SpanRelativeTo::days_are_24_hours())
+            .map_err(|_| format!("`{text}` is out of range; {EXPECTED}"))?;
+        if duration.is_negative() {
+            return Err(format!("`{text}` is negative; {EXPECTED}"));
+        }
+        Ok(Duration(duration))
+    }
+}
+
+impl fmt::Display for Duration {
+    /// The canonical form: largest units first, `d h m s ms`, zero parts omitted, `0s` for zero.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let total_ms = self.0.as_millis();
+        if total_ms == 0 {
+            return f.write_str("0s");
+        }
+        let units: [(i128, &str); 5] = [
+            (86_400_000, "d"),
+            (3_600_000, "h"),
+            (60_000, "m"),
+            (1_000, "s"),
+            (1, "ms"),
+        ];
+        let mut rest = total_ms;
+        let mut first = true;
+        for (size, suffix) in units {
+            let n = rest / size;
+            rest %= size;
+            if n > 0 {
+                if !first {
+                    f.write_str(" ")?;
+                }
+                write!(f, "{n}{suffix}")?;
+                first = false;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(input: &str, expected: Result<&str, &str>) {
+        let got = Duration::parse(input).map(|d| d.to_string());
+        match (got, expected) {
+            (Ok(got), Ok(want)) => assert_eq!(got, want, "input {input:?}"),
+            (Err(got), Err(want)) => assert!(got.contains(want), "input {input:?}: {got}"),
+            (got, want) => panic!("input {input:?}: got {got:?}, want {want:?}"),
+        }
+    }
+
+    #[test]
+    fn durations_parse_to_one_canonical_form() {
+        check("90s", Ok("1m 30s"));
+        check("15m", Ok("15m"));
+        check("2h 30m", Ok("2h 30m"));
+        check("150m", Ok("2h 30m"));
+        check("1d", Ok("1d"));
+        check("1 day", Ok("1d"));
+        check("2d 3h", Ok("2d 3h"));
+        check("1w", Ok("7d"));
+        check("1.5h", Ok("1h 30m"));
+        check("500ms", Ok("500ms"));
+        check("0s", Ok("0s"));
+        check("10 minutes", Ok("10m"));
+    }
+
+    #[test]
+    fn bad_durations_say_what_is_expected() {
+        check("", Err("empty duration"));
+        check("5", Err("is not a duration"));
+        check("soon", Err("expected a duration such as"));
+        check("1 month", Err("no fixed length"));
+        check("1y", Err("no fixed length"));
+        check("-5m", Err("negative"));
+    }
+}

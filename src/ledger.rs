@@ -1,0 +1,540 @@
+//! The ledger: the SQLite database that records applied job definitions (and, later, runs).
+//!
+//! Only this module speaks SQL. The schema is versioned with `PRAGMA user_version` and migrated
+//! on open by [`MIGRATIONS`], which are only ever appended to: a ledger written by any earlier
+//! version of `jobs` opens in this one, and a ledger from a newer version is refused rather than
+//! misread. The database runs in WAL mode so readers (`jobs list`) never block the writer.
+//!
+//! Revisions are append-only: applying a change inserts a revision and points the job at it;
+//! nothing here deletes a revision or a run.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration as StdDuration;
+
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
+
+/// The schema, one migration per step; `user_version` counts how many have run.
+/// Append only: never edit or reorder a migration that has shipped.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: applies, revisions, jobs, and the run rows that history counts refer to.
+    r#"
+    CREATE TABLE applies (
+        id          INTEGER PRIMARY KEY,
+        applied_at  TEXT NOT NULL,
+        git_commit  TEXT,
+        git_dirty   INTEGER,
+        added       INTEGER NOT NULL,
+        changed     INTEGER NOT NULL,
+        removed     INTEGER NOT NULL
+    );
+    CREATE TABLE revisions (
+        id            INTEGER PRIMARY KEY,
+        job           TEXT NOT NULL,
+        apply_id      INTEGER REFERENCES applies(id),
+        content_hash  TEXT NOT NULL,
+        definition    TEXT NOT NULL,
+        source_path   TEXT,
+        enabled       INTEGER NOT NULL,
+        schedule      TEXT NOT NULL,
+        timezone      TEXT NOT NULL,
+        description   TEXT NOT NULL,
+        tags          TEXT NOT NULL,
+        created_at    TEXT NOT NULL,
+        git_commit    TEXT,
+        git_dirty     INTEGER
+    );
+    CREATE INDEX revisions_by_job ON revisions(job, id);
+    CREATE TABLE jobs (
+        name             TEXT PRIMARY KEY,
+        owner            TEXT NOT NULL CHECK (owner IN ('file', 'api')),
+        revision_id      INTEGER NOT NULL REFERENCES revisions(id),
+        active           INTEGER NOT NULL,
+        schedule_anchor  TEXT NOT NULL,
+        created_at       TEXT NOT NULL,
+        updated_at       TEXT NOT NULL,
+        removed_at       TEXT
+    );
+    CREATE TABLE runs (
+        id            INTEGER PRIMARY KEY,
+        job           TEXT NOT NULL,
+        revision_id   INTEGER REFERENCES revisions(id),
+        trigger       TEXT NOT NULL,
+        scheduled_at  TEXT,
+        state         TEXT NOT NULL,
+        created_at    TEXT NOT NULL,
+        started_at    TEXT,
+        finished_at   TEXT,
+        exit_code     INTEGER
+    );
+    CREATE INDEX runs_by_job ON runs(job, id);
+    "#,
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error(
+        "the ledger {path} is locked by another process (a running `jobs serve` or `jobs apply`?); try again when it has finished"
+    )]
+    Locked { path: PathBuf },
+    #[error(
+        "the ledger {path} is read-only: {detail}; check the file's and its folder's permissions"
+    )]
+    ReadOnly { path: PathBuf, detail: String },
+    #[error(
+        "{path} is not a jobs ledger or is damaged ({detail}); restore it from a backup or move it aside to start a new one"
+    )]
+    Corrupt { path: PathBuf, detail: String },
+    #[error(
+        "the ledger {path} was written by a newer version of jobs (schema {found}, this binary knows up to {known}); upgrade jobs"
+    )]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+    #[error("cannot create the ledger's folder {path}: {source}")]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the ledger {path} changed while applying: {detail}")]
+    Conflict { path: PathBuf, detail: String },
+    #[error("ledger {path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+}
+
+impl LedgerError {
+    fn from_sqlite(path: &Path, e: rusqlite::Error) -> LedgerError {
+        let path = path.to_path_buf();
+        match e.sqlite_error_code() {
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+                LedgerError::Locked { path }
+            }
+            Some(ErrorCode::ReadOnly | ErrorCode::PermissionDenied | ErrorCode::CannotOpen) => {
+                LedgerError::ReadOnly {
+                    path,
+                    detail: e.to_string(),
+                }
+            }
+            Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => LedgerError::Corrupt {
+                path,
+                detail: e.to_string(),
+            },
+            _ => LedgerError::Sqlite { path, source: e },
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, LedgerError>;
+
+/// A job as the ledger knows it, joined with its current revision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobRow {
+    pub name: String,
+    pub owner: String,
+    pub active: bool,
+    pub revision: i64,
+    pub content_hash: String,
+    pub definition: String,
+    pub source_path: Option<String>,
+    pub enabled: bool,
+    /// The schedule as canonical JSON (see `schedule::Schedule`).
+    pub schedule: String,
+    pub timezone: String,
+    pub description: String,
+    pub tags: Vec<String>,
+    pub schedule_anchor: String,
+    pub created_at: String,
+    pub updated_at: String,
+    pub removed_at: Option<String>,
+    pub git_commit: Option<String>,
+    pub git_dirty: Option<bool>,
+    pub n_runs: i64,
+    pub last_run: Option<LastRun>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LastRun {
+    pub state: String,
+    pub at: String,
+}
+
+/// A definition to record as a new revision.
+#[derive(Clone, Debug)]
+pub struct NewRevision {
+    pub name: String,
+    pub content_hash: String,
+    pub definition: String,
+    pub source_path: Option<String>,
+    pub enabled: bool,
+    pub schedule: String,
+    pub timezone: String,
+    pub description: String,
+    pub tags: Vec<String>,
+    /// Restart the schedule's anchor (for `every`) at the apply time.
+    pub reset_anchor: bool,
+}
+
+/// What one apply writes: new revisions (adds and changes) and removals.
+#[derive(Clone, Debug, Default)]
+pub struct ApplyBatch {
+    pub upserts: Vec<NewRevision>,
+    pub removals: Vec<String>,
+}
+
+/// Where the applied definitions came from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GitInfo {
+    pub commit: Option<String>,
+    pub dirty: Option<bool>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApplyRecord {
+    pub id: i64,
+    pub added: usize,
+    pub changed: usize,
+    pub removed: usize,
+}
+
+pub struct Ledger {
+    conn: Connection,
+    path: PathBuf,
+}
+
+const BUSY_TIMEOUT: StdDuration = StdDuration::from_secs(5);
+
+impl Ledger {
+    /// Opens the ledger for writing, creating it (and its folder) if missing, and migrates it.
+    ///
+    /// # Errors
+    ///
+    /// [`LedgerError`] naming the path: locked, read-only, corrupt, too new.
+    pub fn open(path: &Path) -> Result<Ledger> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+            && !parent.exists()
+        {
+            std::fs::create_dir_all(parent).map_err(|source| LedgerError::CreateDir {
+                path: parent.to_path_buf(),
+                source,
+            })?;
+        }
+        let conn = Connection::open(path).map_err(|e| LedgerError::from_sqlite(path, e))?;
+        let mut ledger = Ledger {
+            conn,
+            path: path.to_path_buf(),
+        };
+        ledger.configure(true)?;
+        ledger.migrate()?;
+        Ok(ledger)
+    }
+
+    /// Opens an existing ledger without writing to it; `None` when there is none yet.
+    ///
+    /// # Errors
+    ///
+    /// As [`Ledger::open`]; also when the ledger needs a migration (run `jobs apply`).
+    pub fn open_read_only(path: &Path) -> Result<Option<Ledger>> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| LedgerError::from_sqlite(path, e))?;
+        let ledger = Ledger {
+            conn,
+            path: path.to_path_buf(),
+        };
+        ledger.configure(false)?;
+        let version = ledger.schema_version()?;
+        let known = MIGRATIONS.len() as i64;
+        if version > known {
+            return Err(LedgerError::TooNew {
+                path: ledger.path,
+                found: version,
+                known,
+            });
+        }
+        if version < known {
+            // An older ledger is upgraded by the next command that writes; reading it as it is
+            // would be guessing.
+            return Err(LedgerError::ReadOnly {
+                path: ledger.path,
+                detail: format!(
+                    "it uses schema {version} and needs upgrading to {known}, which a read-only command does not do; run `jobs apply` once"
+                ),
+            });
+        }
+        Ok(Some(ledger))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn err(&self, e: rusqlite::Error) -> LedgerError {
+        LedgerError::from_sqlite(&self.path, e)
+    }
+
+    fn configure(&self, write: bool) -> Result<()> {
+        self.conn
+            .busy_timeout(BUSY_TIMEOUT)
+            .map_err(|e| self.err(e))?;
+        // Reading the schema version first turns "not a database" into a clear error here.
+        self.schema_version()?;
+        if write {
+            self.conn
+                .pragma_update(None, "journal_mode", "WAL")
+                .map_err(|e| self.err(e))?;
+            self.conn
+                .pragma_update(None, "synchronous", "NORMAL")
+                .map_err(|e| self.err(e))?;
+        }
+        self.conn
+            .pragma_update(None, "foreign_keys", "ON")
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    fn schema_version(&self) -> Result<i64> {
+        self.conn
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .map_err(|e| self.err(e))
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let known = MIGRATIONS.len() as i64;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| LedgerError::from_sqlite(&self.path, e))?;
+        let version: i64 = tx
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .map_err(|e| LedgerError::from_sqlite(&self.path, e))?;
+        if version > known {
+            return Err(LedgerError::TooNew {
+                path: self.path.clone(),
+                found: version,
+                known,
+            });
+        }
+        for (index, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            tx.execute_batch(sql)
+                .map_err(|e| LedgerError::from_sqlite(&self.path, e))?;
+            tx.pragma_update(None, "user_version", index as i64 + 1)
+                .map_err(|e| LedgerError::from_sqlite(&self.path, e))?;
+        }
+        tx.commit()
+            .map_err(|e| LedgerError::from_sqlite(&self.path, e))
+    }
+
+    /// Every job the ledger knows, removed ones included, by name.
+    ///
+    /// # Errors
+    ///
+    /// On a SQLite failure.
+    pub fn jobs(&self) -> Result<Vec<JobRow>> {
+        query_jobs(&self.conn, None).map_err(|e| self.err(e))
+    }
+
+    /// One job by name, removed or not.
+    ///
+    /// # Errors
+    ///
+    /// On a SQLite failure.
+    pub fn job(&self, name: &str) -> Result<Option<JobRow>> {
+        query_jobs(&self.conn, Some(name))
+            .map(|mut rows| rows.pop())
+            .map_err(|e| self.err(e))
+    }
+
+    /// Applies a batch in one transaction. `decide` sees the jobs as they are inside the
+    /// transaction (so a concurrent apply cannot slip in between planning and writing) and
+    /// returns what to write.
+    ///
+    /// # Errors
+    ///
+    /// On a SQLite failure, or when `decide` refuses (its error is returned as a conflict).
+    pub fn apply(
+        &mut self,
+        now: &str,
+        git: &GitInfo,
+        decide: impl FnOnce(&[JobRow]) -> std::result::Result<ApplyBatch, String>,
+    ) -> Result<ApplyRecord> {
+        let path = self.path.clone();
+        let e = |e| LedgerError::from_sqlite(&path, e);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(e)?;
+        let current = query_jobs(&tx, None).map_err(e)?;
+        let batch = decide(&current).map_err(|detail| LedgerError::Conflict {
+            path: path.clone(),
+            detail,
+        })?;
+        let existing: std::collections::HashMap<&str, &JobRow> =
+            current.iter().map(|j| (j.name.as_str(), j)).collect();
+        let (mut added, mut changed) = (0, 0);
+        tx.execute(
+            "INSERT INTO applies (applied_at, git_commit, git_dirty, added, changed, removed) VALUES (?1, ?2, ?3, 0, 0, 0)",
+            params![now, git.commit, git.dirty],
+        )
+        .map_err(e)?;
+        let apply_id = tx.last_insert_rowid();
+        {
+            let mut insert_revision = tx
+                .prepare_cached(
+                    "INSERT INTO revisions (job, apply_id, content_hash, definition, source_path, enabled, schedule, timezone, description, tags, created_at, git_commit, git_dirty)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                )
+                .map_err(e)?;
+            let mut upsert_job = tx
+                .prepare_cached(
+                    "INSERT INTO jobs (name, owner, revision_id, active, schedule_anchor, created_at, updated_at, removed_at)
+                     VALUES (?1, 'file', ?2, 1, ?3, ?3, ?3, NULL)
+                     ON CONFLICT (name) DO UPDATE SET
+                         revision_id = excluded.revision_id,
+                         active = 1,
+                         removed_at = NULL,
+                         updated_at = excluded.updated_at,
+                         schedule_anchor = CASE WHEN ?4 THEN excluded.schedule_anchor ELSE jobs.schedule_anchor END",
+                )
+                .map_err(e)?;
+            for rev in &batch.upserts {
+                let tags = serde_json::to_string(&rev.tags).expect("a list of strings serialises");
+                insert_revision
+                    .execute(params![
+                        rev.name,
+                        apply_id,
+                        rev.content_hash,
+                        rev.definition,
+                        rev.source_path,
+                        rev.enabled,
+                        rev.schedule,
+                        rev.timezone,
+                        rev.description,
+                        tags,
+                        now,
+                        git.commit,
+                        git.dirty,
+                    ])
+                    .map_err(e)?;
+                let revision_id = tx.last_insert_rowid();
+                let was_active = existing.get(rev.name.as_str()).is_some_and(|j| j.active);
+                // A job coming back after removal starts its schedule afresh, like a new one.
+                let reset = rev.reset_anchor || !was_active;
+                upsert_job
+                    .execute(params![rev.name, revision_id, now, reset])
+                    .map_err(e)?;
+                if was_active {
+                    changed += 1;
+                } else {
+                    added += 1;
+                }
+            }
+            let mut remove = tx
+                .prepare_cached(
+                    "UPDATE jobs SET active = 0, removed_at = ?2, updated_at = ?2 WHERE name = ?1 AND active = 1 AND owner = 'file'",
+                )
+                .map_err(e)?;
+            for name in &batch.removals {
+                remove.execute(params![name, now]).map_err(e)?;
+            }
+        }
+        let removed = batch.removals.len();
+        tx.execute(
+            "UPDATE applies SET added = ?2, changed = ?3, removed = ?4 WHERE id = ?1",
+            params![apply_id, added as i64, changed as i64, removed as i64],
+        )
+        .map_err(e)?;
+        tx.commit().map_err(e)?;
+        Ok(ApplyRecord {
+            id: apply_id,
+            added,
+            changed,
+            removed,
+        })
+    }
+
+    /// How many revisions a job has.
+    ///
+    /// # Errors
+    ///
+    /// On a SQLite failure.
+    pub fn revision_count(&self, name: &str) -> Result<i64> {
+        self.conn
+            .query_row(
+                "SELECT count(*) FROM revisions WHERE job = ?1",
+                [name],
+                |row| row.get(0),
+            )
+            .map_err(|e| self.err(e))
+    }
+
+    /// The latest apply, if any: `(id, applied_at, git_commit)`.
+    ///
+    /// # Errors
+    ///
+    /// On a SQLite failure.
+    pub fn last_apply(&self) -> Result<Option<(i64, String, Option<String>)>> {
+        self.conn
+            .query_row(
+                "SELECT id, applied_at, git_commit FROM applies ORDER BY id DESC LIMIT 1",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+}
+
+fn query_jobs(conn: &Connection, name: Option<&str>) -> rusqlite::Result<Vec<JobRow>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT j.name, j.owner, j.active, r.id, r.content_hash, r.definition, r.source_path,
+                r.enabled, r.schedule, r.timezone, r.description, r.tags, j.schedule_anchor,
+                j.created_at, j.updated_at, j.removed_at, r.git_commit, r.git_dirty,
+                (SELECT count(*) FROM runs WHERE runs.job = j.name),
+                (SELECT state || ' ' || coalesce(finished_at, started_at, created_at)
+                   FROM runs WHERE runs.job = j.name ORDER BY id DESC LIMIT 1)
+         FROM jobs j JOIN revisions r ON r.id = j.revision_id
+         WHERE ?1 IS NULL OR j.name = ?1
+         ORDER BY j.name",
+    )?;
+    let rows = stmt.query_map([name], |row| {
+        let tags: String = row.get(11)?;
+        let last: Option<String> = row.get(19)?;
+        Ok(JobRow {
+            name: row.get(0)?,
+            owner: row.get(1)?,
+            active: row.get(2)?,
+            revision: row.get(3)?,
+            content_hash: row.get(4)?,
+            definition: row.get(5)?,
+            source_path: row.get(6)?,
+            enabled: row.get(7)?,
+            schedule: row.get(8)?,
+            timezone: row.get(9)?,
+            description: row.get(10)?,
+            tags: serde_json::from_str(&tags).unwrap_or_default(),
+            schedule_anchor: row.get(12)?,
+            created_at: row.get(13)?,
+            updated_at: row.get(14)?,
+            removed_at: row.get(15)?,
+            git_commit: row.get(16)?,
+            git_dirty: row.get(17)?,
+            n_runs: row.get(18)?,
+            last_run: last.and_then(|s| {
+                s.split_once(' ').map(|(state, at)| LastRun {
+                    state: state.to_string(),
+                    at: at.to_string(),
+                })
+            }),
+        })
+    })?;
+    rows.collect()
+}

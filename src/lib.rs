@@ -1,0 +1,20 @@
+//! `jobs`: a file-based, declarative job manager in the GitOps style.
+//!
+//! The core (`cron`, `schedule`, `spec`, `catalog`, `plan`, and their helpers `duration`,
+//! `size`, `name`, `diag`) is pure: it takes `now` as an argument and never touches files,
+//! processes, SQLite or the clock. The edges (`source`, `ledger`, `git`, `config`, `clock`,
+//! `cli`) translate between the world and core types. See ARCHITECTURE.md.
+
+pub mod cron;
+pub mod diag;
+pub mod duration;
+pub mod name;
+pub mod schedule;
+pub mod size;
+pub mod spec;
+
+pub mod clock;
+pub mod config;
+pub mod git;
+pub mod ledger;
+pub mod source;

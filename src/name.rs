@@ -1,0 +1,99 @@
+//! Job names: the identity of a job, taken from its file's stem.
+//!
+//! A name matches `[a-z0-9][a-z0-9._-]{0,62}`: safe in a path, a URL segment, an environment
+//! variable's value and a metrics label without escaping.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct JobName(String);
+
+impl JobName {
+    /// # Errors
+    ///
+    /// Says which rule `text` breaks.
+    pub fn parse(text: &str) -> Result<JobName, String> {
+        const RULE: &str = "a job name is 1 to 63 characters of `a-z`, `0-9`, `.`, `_` and `-`, starting with a letter or digit";
+        let mut chars = text.chars();
+        match chars.next() {
+            None => return Err(format!("the job name is empty; {RULE}")),
+            Some(c) if !(c.is_ascii_lowercase() || c.is_ascii_digit()) => {
+                return Err(format!("job name `{text}` starts with `{c}`; {RULE}"));
+            }
+            Some(_) => {}
+        }
+        if let Some(c) = chars.find(|&c| {
+            !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
+        }) {
+            return Err(format!("job name `{text}` contains `{c}`; {RULE}"));
+        }
+        if text.len() > 63 {
+            return Err(format!(
+                "job name `{text}` is {} characters long; {RULE}",
+                text.len()
+            ));
+        }
+        Ok(JobName(text.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for JobName {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        JobName::parse(&value)
+    }
+}
+
+impl From<JobName> for String {
+    fn from(value: JobName) -> Self {
+        value.0
+    }
+}
+
+impl fmt::Display for JobName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl AsRef<str> for JobName {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_rule() {
+        for ok in [
+            "a",
+            "nightly-backup",
+            "db.vacuum_2",
+            "0day",
+            &"a".repeat(63),
+        ] {
+            assert!(JobName::parse(ok).is_ok(), "{ok}");
+        }
+        for (bad, why) in [
+            ("", "empty"),
+            ("Backup", "starts with `B`"),
+            ("-x", "starts with `-`"),
+            ("a b", "contains ` `"),
+            ("ünï", "starts with `ü`"),
+            (&"a".repeat(64), "64 characters"),
+        ] {
+            let err = JobName::parse(bad).unwrap_err();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+    }
+}

@@ -1,0 +1,283 @@
+//! Schedules: when a job fires, as pure functions of the definition, an anchor and `now`.
+//!
+//! A job fires by cron (see `cron`), at a fixed interval (`every`, counted from `start_at` or
+//! from the moment the schedule was applied: its anchor), once (`at`), after other jobs
+//! (`after`, run by the daemon), or only when triggered (manual). This module computes next
+//! fires and explains DST effects for the plan; it never reads the clock.
+
+use std::fmt;
+
+use jiff::civil::DateTime;
+use jiff::tz::{AmbiguousOffset, TimeZone};
+use jiff::{SignedDuration, Timestamp, ToSpan};
+use serde_json::{Value, json};
+
+use crate::cron::CronExpr;
+use crate::duration::Duration;
+use crate::name::JobName;
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Schedule {
+    /// Fires only when triggered.
+    Manual,
+    Cron(CronExpr),
+    Every {
+        interval: Duration,
+        start_at: Option<AtTime>,
+    },
+    At(AtTime),
+    After(Vec<JobName>),
+}
+
+/// A moment as written (kept for display and normalisation) and the instant it denotes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AtTime {
+    /// RFC 3339 with an offset, or a local date-time read in the job's time zone.
+    pub text: String,
+    pub instant: Timestamp,
+}
+
+impl Schedule {
+    /// The kind, as the API and `--output json` name it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Schedule::Manual => "manual",
+            Schedule::Cron(_) => "cron",
+            Schedule::Every { .. } => "every",
+            Schedule::At(_) => "at",
+            Schedule::After(_) => "after",
+        }
+    }
+
+    /// Whether the fire times depend on the job's time zone.
+    pub fn uses_timezone(&self) -> bool {
+        matches!(self, Schedule::Cron(_) | Schedule::At(_))
+    }
+
+    /// The next `n` fires strictly after `after`. `anchor` is when an `every` schedule without
+    /// `start_at` started counting (when it was applied).
+    pub fn next_fires(
+        &self,
+        tz: &TimeZone,
+        anchor: Timestamp,
+        after: Timestamp,
+        n: usize,
+    ) -> Vec<Timestamp> {
+        match self {
+            Schedule::Manual | Schedule::After(_) => Vec::new(),
+            Schedule::Cron(cron) => cron.upcoming(tz, after, n),
+            Schedule::At(at) => {
+                if at.instant > after && n > 0 {
+                    vec![at.instant]
+                } else {
+                    Vec::new()
+                }
+            }
+            Schedule::Every { interval, start_at } => {
+                let step = interval.as_signed();
+                let first = match start_at {
+                    Some(start) => start.instant,
+                    None => match anchor.checked_add(step) {
+                        Ok(t) => t,
+                        Err(_) => return Vec::new(),
+                    },
+                };
+                let step_ns = step.as_nanos();
+                let skipped = if first > after {
+                    0
+                } else {
+                    after.duration_since(first).as_nanos() / step_ns + 1
+                };
+                (0..n as i128)
+                    .map_while(|k| {
+                        let offset = SignedDuration::try_from_nanos_i128(step_ns * (skipped + k))?;
+                        first.checked_add(offset).ok()
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// Plain-English notes on how DST transitions in `[from, until)` change this schedule's
+    /// fires, e.g. a fixed time that does not exist on the day clocks go forward.
+    pub fn dst_notes(&self, tz: &TimeZone, from: Timestamp, until: Timestamp) -> Vec<String> {
+        let Schedule::Cron(cron) = self else {
+            return Vec::new();
+        };
+        let mut notes = Vec::new();
+        for transition in tz.following(from).take_while(|t| t.timestamp() < until) {
+            let at = transition.timestamp();
+            let Ok(before) = at.checked_sub(SignedDuration::from_nanos(1)) else {
+                continue;
+            };
+            let old = tz.to_offset(before);
+            let new = transition.offset();
+            let shift = new.duration_since(old);
+            let minutes = shift.as_mins().abs();
+            // Wall-clock minutes that are skipped (gap) or repeated (fold).
+            let (start, kind): (DateTime, _) = if shift.is_positive() {
+                (old.to_datetime(at), "gap")
+            } else {
+                (new.to_datetime(at), "fold")
+            };
+            let affected: Vec<DateTime> = (0..minutes)
+                .filter_map(|m| start.checked_add(m.minutes()).ok())
+                .filter(|dt| cron.matches(*dt))
+                .collect();
+            let Some(first) = affected.first() else {
+                continue;
+            };
+            let day = first.date();
+            let time = first.time().strftime("%H:%M");
+            let more = if affected.len() > 1 {
+                format!(" (and {} more)", affected.len() - 1)
+            } else {
+                String::new()
+            };
+            let note = match (kind, cron.is_wildcard()) {
+                ("gap", false) => {
+                    let fire = at.to_zoned(tz.clone());
+                    format!(
+                        "{day}: {time}{more} does not exist (clocks go forward); fires once at {}",
+                        fire.strftime("%H:%M %Z")
+                    )
+                }
+                ("gap", true) => format!(
+                    "{day}: {time}{more} does not exist (clocks go forward); those fires are skipped"
+                ),
+                (_, false) => format!(
+                    "{day}: {time}{more} happens twice (clocks go back); fires once, at the first"
+                ),
+                (_, true) => {
+                    format!("{day}: {time}{more} happens twice (clocks go back); fires at both")
+                }
+            };
+            notes.push(note);
+        }
+        notes
+    }
+
+    /// The canonical JSON form stored in the ledger.
+    pub fn to_json(&self) -> Value {
+        match self {
+            Schedule::Manual => json!({ "manual": true }),
+            Schedule::Cron(c) => json!({ "cron": c.as_str() }),
+            Schedule::Every { interval, start_at } => match start_at {
+                Some(s) => {
+                    json!({ "every": interval.to_string(), "start_at": s.text, "start_instant": s.instant })
+                }
+                None => json!({ "every": interval.to_string() }),
+            },
+            Schedule::At(at) => json!({ "at": at.text, "instant": at.instant }),
+            Schedule::After(jobs) => json!({ "after": jobs }),
+        }
+    }
+
+    /// Reads [`Schedule::to_json`]'s form back.
+    ///
+    /// # Errors
+    ///
+    /// When the stored form is not one this version wrote.
+    pub fn from_json(value: &Value) -> Result<Schedule, String> {
+        let text = |key: &str| value.get(key).and_then(Value::as_str);
+        let instant = |key: &str| -> Result<Timestamp, String> {
+            text(key)
+                .ok_or_else(|| format!("missing {key}"))?
+                .parse()
+                .map_err(|e| format!("{key}: {e}"))
+        };
+        if let Some(expr) = text("cron") {
+            return CronExpr::parse(expr)
+                .map(Schedule::Cron)
+                .map_err(|e| e.to_string());
+        }
+        if let Some(every) = text("every") {
+            let interval = Duration::parse(every)?;
+            let start_at = match text("start_at") {
+                Some(t) => Some(AtTime {
+                    text: t.to_string(),
+                    instant: instant("start_instant")?,
+                }),
+                None => None,
+            };
+            return Ok(Schedule::Every { interval, start_at });
+        }
+        if let Some(at) = text("at") {
+            return Ok(Schedule::At(AtTime {
+                text: at.to_string(),
+                instant: instant("instant")?,
+            }));
+        }
+        if let Some(after) = value.get("after") {
+            return serde_json::from_value(after.clone())
+                .map(Schedule::After)
+                .map_err(|e| e.to_string());
+        }
+        if value.get("manual").is_some() {
+            return Ok(Schedule::Manual);
+        }
+        Err(format!("unknown stored schedule {value}"))
+    }
+}
+
+impl fmt::Display for Schedule {
+    /// The short form shown in lists: `0 2 * * *`, `every 5m`, `at …`, `after a, b`, `manual`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Schedule::Manual => f.write_str("manual"),
+            Schedule::Cron(c) => f.write_str(c.as_str()),
+            Schedule::Every {
+                interval,
+                start_at: None,
+            } => write!(f, "every {interval}"),
+            Schedule::Every {
+                interval,
+                start_at: Some(s),
+            } => write!(f, "every {interval} from {}", s.text),
+            Schedule::At(at) => write!(f, "at {}", at.text),
+            Schedule::After(jobs) => {
+                f.write_str("after ")?;
+                for (i, j) in jobs.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    f.write_str(j.as_str())?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Resolves a time as written: RFC 3339 with an offset, or a local date-time in `tz` (a local
+/// time in a DST gap resolves to the instant after the gap, in a repeat to the first).
+///
+/// # Errors
+///
+/// A message saying what forms are accepted.
+pub fn resolve_time(text: &str, tz: &TimeZone) -> Result<AtTime, String> {
+    let trimmed = text.trim();
+    let instant = if let Ok(ts) = trimmed.parse::<Timestamp>() {
+        ts
+    } else {
+        let civil: DateTime = trimmed.replacen(' ', "T", 1).parse().map_err(|_| {
+            format!(
+                "`{text}` is not a date-time; expected RFC 3339 such as 2026-12-24T18:00:00+01:00, or a local time such as 2026-12-24T18:00:00"
+            )
+        })?;
+        match tz.to_ambiguous_timestamp(civil).offset() {
+            AmbiguousOffset::Gap { after, .. } => {
+                let t = after.to_timestamp(civil).map_err(|e| e.to_string())?;
+                tz.following(t).next().map_or(t, |tr| tr.timestamp())
+            }
+            _ => tz
+                .to_ambiguous_timestamp(civil)
+                .compatible()
+                .map_err(|e| e.to_string())?,
+        }
+    };
+    Ok(AtTime {
+        text: trimmed.to_string(),
+        instant,
+    })
+}

@@ -1,0 +1,199 @@
+//! Reading `jobs.d/`: which files are job files, and their bytes.
+//!
+//! This edge walks the folder (following symlinks, reporting loops and dangling links), skips
+//! what is not a job file (hidden files and folders, editor leftovers, other extensions) and
+//! reads each job file up to [`MAX_FILE_BYTES`]. It does not parse anything: `spec` does.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use crate::diag::Diagnostic;
+
+/// A job file larger than this is refused rather than read: no job needs a megabyte of YAML,
+/// and a stray log file named `*.yaml` must not stall the daemon.
+pub const MAX_FILE_BYTES: u64 = 1 << 20;
+
+/// One job file as read from disk.
+#[derive(Clone, Debug)]
+pub struct SourceFile {
+    /// The path shown to users: the jobs folder as given, joined with the file's relative path.
+    pub display: String,
+    /// The path relative to the jobs folder, with `/` separators (recorded in the ledger).
+    pub relative: String,
+    pub bytes: Vec<u8>,
+}
+
+/// What a walk of the jobs folder found: the files it could read, and a diagnostic for each
+/// file or folder it could not.
+#[derive(Debug, Default)]
+pub struct Scan {
+    pub files: Vec<SourceFile>,
+    pub problems: Vec<Diagnostic>,
+}
+
+/// Whether a file name is a job file (by extension, and not an editor leftover or hidden file).
+pub fn is_job_file_name(name: &str) -> bool {
+    if name.starts_with('.') || name.starts_with('#') || name.ends_with('~') || name.ends_with('#')
+    {
+        return false;
+    }
+    matches!(
+        Path::new(name).extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml" | "toml")
+    )
+}
+
+/// Lists the job files under `dir`, sorted by relative path, without reading them.
+///
+/// # Errors
+///
+/// When `dir` itself is missing or not a folder; problems with single entries are returned in
+/// [`Scan::problems`] instead.
+pub fn list(dir: &Path) -> Result<(Vec<(PathBuf, String)>, Vec<Diagnostic>), Diagnostic> {
+    let shown = dir.display().to_string();
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Err(Diagnostic::error(shown, "the jobs folder is not a folder")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Diagnostic::error(shown, "the jobs folder does not exist")
+                .help("create it with `jobs init`, or point at another one with `--dir`"));
+        }
+        Err(e) => {
+            return Err(Diagnostic::error(
+                shown,
+                format!("cannot open the jobs folder: {e}"),
+            ));
+        }
+    }
+    let mut found = Vec::new();
+    let mut problems = Vec::new();
+    let walker = walkdir::WalkDir::new(dir)
+        .follow_links(true)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'));
+    for entry in walker {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) => {
+                let path = e
+                    .loop_ancestor()
+                    .and(e.path())
+                    .or(e.path())
+                    .map_or_else(|| shown.clone(), |p| p.display().to_string());
+                let message = if e.loop_ancestor().is_some() {
+                    "symlink loop: this link points back to a folder that contains it".to_string()
+                } else if let Some(io) = e.io_error() {
+                    if io.kind() == std::io::ErrorKind::NotFound {
+                        "dangling symlink: its target does not exist".to_string()
+                    } else {
+                        format!("cannot read: {io}")
+                    }
+                } else {
+                    format!("cannot read: {e}")
+                };
+                // A broken entry only matters if it would have been a job file or a folder.
+                let name = e
+                    .path()
+                    .and_then(|p| p.file_name())
+                    .map(|n| n.to_string_lossy());
+                if e.loop_ancestor().is_some() || name.as_deref().is_none_or(is_job_file_name) {
+                    problems.push(Diagnostic::error(path, message));
+                }
+                continue;
+            }
+        };
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let name = entry.file_name().to_string_lossy();
+        if !is_job_file_name(&name) {
+            continue;
+        }
+        let relative = entry
+            .path()
+            .strip_prefix(dir)
+            .unwrap_or(entry.path())
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy())
+            .collect::<Vec<_>>()
+            .join("/");
+        found.push((entry.into_path(), relative));
+    }
+    Ok((found, problems))
+}
+
+/// Reads one job file, refusing files over [`MAX_FILE_BYTES`].
+///
+/// # Errors
+///
+/// A diagnostic naming the file and the reason.
+pub fn read(path: &Path, relative: String) -> Result<SourceFile, Diagnostic> {
+    let display = path.display().to_string();
+    let file = File::open(path)
+        .map_err(|e| Diagnostic::error(&display, format!("cannot open the file: {e}")))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Diagnostic::error(&display, format!("cannot read the file: {e}")))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(Diagnostic::error(
+            &display,
+            format!(
+                "the file is larger than {} bytes (1 MiB); a job file must be smaller",
+                MAX_FILE_BYTES
+            ),
+        ));
+    }
+    Ok(SourceFile {
+        display,
+        relative,
+        bytes,
+    })
+}
+
+/// Lists and reads every job file under `dir`, in parallel.
+///
+/// # Errors
+///
+/// When `dir` itself cannot be read.
+pub fn scan(dir: &Path) -> Result<Scan, Diagnostic> {
+    use rayon::prelude::*;
+    let (found, mut problems) = list(dir)?;
+    let results: Vec<Result<SourceFile, Diagnostic>> = found
+        .into_par_iter()
+        .map(|(path, relative)| read(&path, relative))
+        .collect();
+    let mut files = Vec::with_capacity(results.len());
+    for result in results {
+        match result {
+            Ok(file) => files.push(file),
+            Err(d) => problems.push(d),
+        }
+    }
+    Ok(Scan { files, problems })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_job_files_are_read() {
+        for (name, is_job) in [
+            ("backup.yaml", true),
+            ("backup.yml", true),
+            ("backup.toml", true),
+            ("backup.json", false),
+            ("README.md", false),
+            (".hidden.yaml", false),
+            ("backup.yaml~", false),
+            ("backup.yaml.swp", false),
+            ("#backup.yaml#", false),
+            (".#backup.yaml", false),
+        ] {
+            assert_eq!(is_job_file_name(name), is_job, "{name}");
+        }
+    }
+}

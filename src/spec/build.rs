@@ -1,0 +1,626 @@
+//! From [`RawJob`] to [`JobSpec`]: every value checked, every problem collected.
+
+use std::collections::BTreeMap;
+
+use super::raw::{At, Format, Loc, RawCommand, RawJob, RawSchedule, RawSize};
+use super::*;
+use crate::cron::CronExpr;
+use crate::diag::{offset_of, position_of};
+use crate::schedule::{AtTime, resolve_time};
+
+struct Builder<'a> {
+    path: &'a str,
+    text: &'a str,
+    format: Format,
+    diagnostics: Vec<Diagnostic>,
+}
+
+impl Builder<'_> {
+    fn position(&self, at: At) -> Option<Position> {
+        match at {
+            At::Unknown => None,
+            At::LineColumn(line, column) => Some(Position {
+                line: line as usize,
+                column: column as usize,
+            }),
+            At::Byte(offset) => Some(position_of(self.text, offset)),
+        }
+    }
+
+    /// The position `chars` characters into a string value written at `at` (past its quote).
+    fn position_within(&self, at: At, chars: usize) -> Option<Position> {
+        let start = self.position(at)?;
+        let byte = offset_of(self.text, start)?;
+        let quoted = matches!(self.text[byte..].chars().next(), Some('"' | '\''));
+        let skip = chars + usize::from(quoted);
+        let byte = self.text[byte..]
+            .char_indices()
+            .nth(skip)
+            .map_or(self.text.len(), |(i, _)| byte + i);
+        Some(position_of(self.text, byte))
+    }
+
+    fn error(&mut self, at: At, message: impl Into<String>) -> &mut Diagnostic {
+        let d = Diagnostic::error(self.path, message).at(self.position(at));
+        self.diagnostics.push(d);
+        self.diagnostics.last_mut().expect("just pushed")
+    }
+
+    fn warning(&mut self, at: At, message: impl Into<String>) -> &mut Diagnostic {
+        let d = Diagnostic::warning(self.path, message).at(self.position(at));
+        self.diagnostics.push(d);
+        self.diagnostics.last_mut().expect("just pushed")
+    }
+
+    fn duration(&mut self, field: &str, value: Option<Loc<String>>) -> Option<Duration> {
+        let value = value?;
+        match Duration::parse(&value.value) {
+            Ok(d) => Some(d),
+            Err(message) => {
+                self.error(value.at, format!("{field}: {message}"));
+                None
+            }
+        }
+    }
+
+    fn positive_duration(&mut self, field: &str, value: Option<Loc<String>>) -> Option<Duration> {
+        let at = value.as_ref().map(|v| v.at).unwrap_or_default();
+        let d = self.duration(field, value)?;
+        if d.is_zero() {
+            self.error(at, format!("{field} must be longer than 0s"));
+            return None;
+        }
+        Some(d)
+    }
+
+    fn cron(&mut self, expr: &Loc<String>) -> Option<CronExpr> {
+        match CronExpr::parse(&expr.value) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                let position = match e.offset {
+                    Some(o) => self.position_within(expr.at, o),
+                    None => self.position(expr.at),
+                };
+                let mut d =
+                    Diagnostic::error(self.path, format!("invalid cron expression: {}", e.message))
+                        .at(position);
+                d.help = e.help;
+                if d.help.is_none()
+                    && self.format == Format::Yaml
+                    && expr.value.trim_start().starts_with('*')
+                {
+                    // Not reachable for valid YAML (an unquoted `*` is an alias), kept for clarity.
+                    d.help = Some("quote the expression".into());
+                }
+                self.diagnostics.push(d);
+                None
+            }
+        }
+    }
+
+    fn job_name(&mut self, field: &str, value: &Loc<String>) -> Option<JobName> {
+        match JobName::parse(&value.value) {
+            Ok(n) => Some(n),
+            Err(message) => {
+                self.error(value.at, format!("{field}: {message}"));
+                None
+            }
+        }
+    }
+}
+
+fn is_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+pub(super) fn build(
+    path: &str,
+    text: &str,
+    format: Format,
+    raw: RawJob,
+    context: Context<'_>,
+) -> Parsed {
+    let mut b = Builder {
+        path,
+        text,
+        format,
+        diagnostics: Vec::new(),
+    };
+    let file_name = path.rsplit(['/', '\\']).next().unwrap_or(path);
+    let stem = file_name
+        .rsplit_once('.')
+        .map_or(file_name, |(stem, _)| stem);
+
+    // Name: the file's stem; `name:` may repeat it.
+    let name = match JobName::parse(stem) {
+        Ok(n) => Some(n),
+        Err(message) => {
+            b.diagnostics.push(
+                Diagnostic::error(
+                    path,
+                    format!("the file name gives the job its name, and {message}"),
+                )
+                .help("rename the file"),
+            );
+            None
+        }
+    };
+    if let Some(written) = &raw.name
+        && written.value != stem
+    {
+        b.error(
+            written.at,
+            format!(
+                "`name: {}` does not match the file's name `{stem}`",
+                written.value
+            ),
+        )
+        .help = Some(format!(
+            "a job's name is its file's name: rename the file to `{}.{}` or remove `name:`",
+            written.value,
+            file_name.rsplit_once('.').map_or("yaml", |(_, e)| e)
+        ));
+    }
+
+    // Time zone first: `at` and `start_at` are read in it.
+    let timezone = match &raw.timezone {
+        Some(tz) => match resolve_timezone(&tz.value) {
+            Ok((name, tz_value)) => Some(Zone {
+                name,
+                tz: tz_value,
+                explicit: true,
+            }),
+            Err((message, help)) => {
+                b.error(tz.at, message).help = help;
+                None
+            }
+        },
+        None => resolve_timezone(&context.defaults.timezone)
+            .ok()
+            .map(|(name, tz)| Zone {
+                name,
+                tz,
+                explicit: false,
+            }),
+    };
+    let tz_for_times = timezone.as_ref().map_or(TimeZone::UTC, |z| z.tz.clone());
+
+    let resolve = |b: &mut Builder, field: &str, value: &Loc<raw::RawTime>| -> Option<AtTime> {
+        match resolve_time(&value.value.0, &tz_for_times) {
+            Ok(t) => Some(t),
+            Err(message) => {
+                b.error(value.at, format!("{field}: {message}"));
+                None
+            }
+        }
+    };
+
+    let schedule = match raw.schedule {
+        None => Some(Schedule::Manual),
+        Some(Loc {
+            value: RawSchedule::Cron(expr),
+            at,
+        }) => b.cron(&Loc { value: expr, at }).map(Schedule::Cron),
+        Some(Loc {
+            value: RawSchedule::Map(map),
+            at,
+        }) => {
+            let given: Vec<&str> = [
+                map.cron.as_ref().map(|_| "cron"),
+                map.every.as_ref().map(|_| "every"),
+                map.at.as_ref().map(|_| "at"),
+                map.after.as_ref().map(|_| "after"),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            if given.len() != 1 {
+                let what = if given.is_empty() {
+                    "the schedule map has none of `cron`, `every`, `at`, `after`".to_string()
+                } else {
+                    format!(
+                        "the schedule map has {}; a schedule is one of them",
+                        given.join(" and ")
+                    )
+                };
+                b.error(at, what).help = Some(
+                    "write exactly one of `cron: EXPR`, `every: DURATION`, `at: TIME`, `after: [JOB, ...]`".into(),
+                );
+                None
+            } else if map.start_at.is_some() && map.every.is_none() {
+                let start = map.start_at.as_ref().expect("checked");
+                b.error(start.at, "`start_at` only applies to `every`");
+                None
+            } else if let Some(expr) = map.cron {
+                b.cron(&expr).map(Schedule::Cron)
+            } else if let Some(every) = map.every {
+                let interval = b.positive_duration("every", Some(every));
+                let start_at = map
+                    .start_at
+                    .as_ref()
+                    .map(|s| resolve(&mut b, "start_at", s));
+                match (interval, start_at) {
+                    (Some(interval), None) => Some(Schedule::Every {
+                        interval,
+                        start_at: None,
+                    }),
+                    (Some(interval), Some(Some(start))) => Some(Schedule::Every {
+                        interval,
+                        start_at: Some(start),
+                    }),
+                    _ => None,
+                }
+            } else if let Some(at_value) = map.at {
+                let at_time = resolve(&mut b, "at", &at_value);
+                if let Some(t) = &at_time
+                    && t.instant <= context.now
+                {
+                    b.warning(
+                        at_value.at,
+                        format!(
+                            "`at: {}` is in the past; the job will not fire by schedule",
+                            t.text
+                        ),
+                    );
+                }
+                at_time.map(Schedule::At)
+            } else {
+                let after = map.after.unwrap_or_default();
+                if after.is_empty() {
+                    b.error(at, "`after` lists no jobs");
+                    None
+                } else {
+                    let names: Vec<Option<JobName>> =
+                        after.iter().map(|n| b.job_name("after", n)).collect();
+                    names
+                        .into_iter()
+                        .collect::<Option<Vec<_>>>()
+                        .map(Schedule::After)
+                }
+            }
+        }
+    };
+
+    let jitter = b.duration("jitter", raw.jitter).unwrap_or(Duration::ZERO);
+
+    let action = match (raw.command, raw.run) {
+        (Some(_), Some(run)) => {
+            b.error(
+                run.at,
+                "both `command` and `run` are set; a job has exactly one",
+            )
+            .help = Some(
+                "`command` is a list run without a shell; `run` is a script run with `shell -c`"
+                    .into(),
+            );
+            None
+        }
+        (None, None) => {
+            b.diagnostics.push(
+                Diagnostic::error(
+                    path,
+                    "the job has neither `command` nor `run`; it needs exactly one",
+                )
+                .at(Some(Position { line: 1, column: 1 }))
+                .help("add `command: [program, arg, ...]` or `run: script`"),
+            );
+            None
+        }
+        (Some(command), None) => match command.value {
+            RawCommand::String(s) => {
+                b.error(command.at, "`command` is a list of arguments, not a string")
+                    .help = Some(format!(
+                    "write `command: [{}]`, or `run: {s}` to run it with a shell",
+                    s.split_whitespace().collect::<Vec<_>>().join(", ")
+                ));
+                None
+            }
+            RawCommand::List(argv) if argv.is_empty() || argv[0].is_empty() => {
+                b.error(
+                    command.at,
+                    "`command` is empty; it needs at least the program to run",
+                );
+                None
+            }
+            RawCommand::List(argv) => {
+                if let Some(shell) = &raw.shell {
+                    b.error(shell.at, "`shell` only applies to `run`, not to `command`");
+                }
+                Some(Action::Command(argv))
+            }
+        },
+        (None, Some(run)) => {
+            if run.value.trim().is_empty() {
+                b.error(run.at, "`run` is empty");
+                None
+            } else {
+                let shell = raw.shell.map_or(DEFAULT_SHELL.to_string(), |s| s.value);
+                Some(Action::Script {
+                    script: run.value,
+                    shell,
+                })
+            }
+        }
+    };
+
+    let mut env = BTreeMap::new();
+    for (key, value) in raw.env.map(|m| m.0).unwrap_or_default() {
+        if !is_env_name(&key.value) {
+            b.error(
+                key.at,
+                format!("`{}` is not a valid environment variable name", key.value),
+            )
+            .help = Some("use letters, digits and `_`, not starting with a digit".into());
+        } else if key.value.starts_with("JOBS_") {
+            b.error(
+                key.at,
+                format!(
+                    "`{}`: names starting with `JOBS_` are reserved for jobs",
+                    key.value
+                ),
+            );
+        } else {
+            env.insert(key.value, value.value);
+        }
+    }
+
+    let working_dir = match raw.working_dir {
+        Some(dir) if dir.value.trim().is_empty() => {
+            b.error(dir.at, "`working_dir` is empty");
+            None
+        }
+        other => other.map(|d| d.value),
+    };
+
+    let timeout = b.positive_duration("timeout", raw.timeout);
+    let starting_deadline = b.positive_duration("starting_deadline", raw.starting_deadline);
+
+    let retry = raw.retry.and_then(|r| {
+        let at = r.at;
+        let r = r.value;
+        let attempts = r.attempts.map_or(0, |a| a.value);
+        let backoff = b
+            .duration("retry.backoff", r.backoff)
+            .unwrap_or(DEFAULT_BACKOFF);
+        let max_backoff = b
+            .duration("retry.max_backoff", r.max_backoff)
+            .unwrap_or(DEFAULT_MAX_BACKOFF.max(backoff));
+        if max_backoff < backoff {
+            b.error(
+                at,
+                format!(
+                    "retry.max_backoff ({max_backoff}) is shorter than retry.backoff ({backoff})"
+                ),
+            );
+        }
+        Some(Retry {
+            attempts,
+            backoff,
+            max_backoff,
+        })
+    });
+
+    let concurrency = match raw.concurrency {
+        None => Concurrency::default(),
+        Some(c) => match c.value.as_str() {
+            "forbid" => Concurrency::Forbid,
+            "allow" => Concurrency::Allow,
+            "replace" => Concurrency::Replace,
+            other => {
+                let help = crate::diag::suggest(other, ["forbid", "allow", "replace"])
+                    .map(|s| format!("did you mean `{s}`?"));
+                b.error(
+                    c.at,
+                    format!("concurrency `{other}` is not one of `forbid`, `allow`, `replace`"),
+                )
+                .help = help;
+                Concurrency::default()
+            }
+        },
+    };
+    let missed = match raw.missed {
+        None => Missed::default(),
+        Some(m) => match m.value.as_str() {
+            "skip" => Missed::Skip,
+            "run_once" => Missed::RunOnce,
+            other => {
+                let help = crate::diag::suggest(other, ["skip", "run_once"])
+                    .map(|s| format!("did you mean `{s}`?"));
+                b.error(
+                    m.at,
+                    format!("missed `{other}` is not one of `skip`, `run_once`"),
+                )
+                .help = help;
+                Missed::default()
+            }
+        },
+    };
+
+    let mut depends_on = Vec::new();
+    for dep in raw.depends_on.unwrap_or_default() {
+        if let Some(n) = b.job_name("depends_on", &dep) {
+            if Some(&n) == name.as_ref() {
+                b.error(dep.at, "a job cannot depend on itself");
+            } else if depends_on.contains(&n) {
+                b.error(dep.at, format!("`{n}` is listed twice in depends_on"));
+            } else {
+                depends_on.push(n);
+            }
+        }
+    }
+
+    let mut params = BTreeMap::new();
+    for (key, param) in raw.params.map(|m| m.0).unwrap_or_default() {
+        if !is_env_name(&key.value) {
+            b.error(key.at, format!("parameter name `{}` is not valid", key.value)).help = Some(
+                "use letters, digits and `_`, not starting with a digit (it becomes JOBS_PARAM_NAME)".into(),
+            );
+            continue;
+        }
+        let at = param.at;
+        let p = param.value;
+        let required = p.required.unwrap_or(false);
+        if required && p.default.is_some() {
+            b.error(
+                at,
+                format!(
+                    "parameter `{}` is required and has a default; choose one",
+                    key.value
+                ),
+            );
+        }
+        params.insert(
+            key.value,
+            Param {
+                default: p.default.map(|d| d.value),
+                required,
+                description: p.description.unwrap_or_default(),
+            },
+        );
+    }
+
+    let webhook = raw
+        .webhook
+        .and_then(|w| match (w.value.secret_env, w.value.secret_file) {
+            (Some(env), None) => {
+                if is_env_name(&env.value) {
+                    Some(Webhook::SecretEnv(env.value))
+                } else {
+                    b.error(
+                        env.at,
+                        format!(
+                            "webhook.secret_env `{}` is not a valid environment variable name",
+                            env.value
+                        ),
+                    );
+                    None
+                }
+            }
+            (None, Some(file)) if !file.value.trim().is_empty() => {
+                Some(Webhook::SecretFile(file.value))
+            }
+            (None, Some(file)) => {
+                b.error(file.at, "webhook.secret_file is empty");
+                None
+            }
+            _ => {
+                b.error(
+                    w.at,
+                    "a webhook needs exactly one of `secret_env: VAR` or `secret_file: PATH`",
+                );
+                None
+            }
+        });
+
+    let repeat = raw
+        .repeat
+        .and_then(|r| match (r.value.times, r.value.until) {
+            (Some(times), None) if times.value >= 1 => Some(Repeat::Times(times.value)),
+            (Some(times), None) => {
+                b.error(times.at, "repeat.times must be at least 1");
+                None
+            }
+            (None, Some(until)) if until.value == "success" => Some(Repeat::UntilSuccess),
+            (None, Some(until)) => {
+                b.error(
+                    until.at,
+                    format!("repeat.until `{}` is not `success`", until.value),
+                );
+                None
+            }
+            _ => {
+                b.error(
+                    r.at,
+                    "repeat needs exactly one of `times: N` or `until: success`",
+                );
+                None
+            }
+        });
+
+    let history = match raw.history {
+        None => History::default(),
+        Some(h) => {
+            let keep_runs = match h.value.keep_runs {
+                Some(k) if k.value == 0 => {
+                    b.error(k.at, "history.keep_runs must be at least 1");
+                    None
+                }
+                other => other.map(|k| k.value),
+            };
+            let max_age = b.positive_duration("history.max_age", h.value.max_age);
+            History { keep_runs, max_age }
+        }
+    };
+
+    let output_limit = match raw.output_limit {
+        None => DEFAULT_OUTPUT_LIMIT,
+        Some(limit) => {
+            let parsed = match &limit.value {
+                RawSize::Bytes(n) => Ok(ByteSize(*n)),
+                RawSize::Text(t) => ByteSize::parse(t),
+            };
+            match parsed {
+                Ok(size) if size.0 > 0 => size,
+                Ok(_) => {
+                    b.error(limit.at, "output_limit must be larger than 0");
+                    DEFAULT_OUTPUT_LIMIT
+                }
+                Err(message) => {
+                    b.error(limit.at, format!("output_limit: {message}"));
+                    DEFAULT_OUTPUT_LIMIT
+                }
+            }
+        }
+    };
+
+    let mut tags = Vec::new();
+    for tag in raw.tags.unwrap_or_default() {
+        if tag.value.is_empty() || tag.value.chars().any(|c| c.is_whitespace() || c == ',') {
+            b.error(
+                tag.at,
+                format!(
+                    "tag `{}` must be non-empty, without spaces or commas",
+                    tag.value
+                ),
+            );
+        } else if !tags.contains(&tag.value) {
+            tags.push(tag.value);
+        }
+    }
+
+    let failed = b.diagnostics.iter().any(Diagnostic::is_error);
+    let spec = match (failed, name, schedule, timezone, action) {
+        (false, Some(name), Some(schedule), Some(timezone), Some(action)) => Some(JobSpec {
+            name,
+            description: raw.description.map(|d| d.value).unwrap_or_default(),
+            enabled: raw.enabled.unwrap_or(true),
+            schedule,
+            timezone,
+            jitter,
+            action,
+            env,
+            working_dir,
+            timeout,
+            retry,
+            concurrency,
+            missed,
+            starting_deadline,
+            depends_on,
+            params,
+            webhook,
+            repeat,
+            history,
+            output_limit,
+            tags,
+        }),
+        _ => None,
+    };
+    Parsed {
+        spec,
+        diagnostics: b.diagnostics,
+    }
+}

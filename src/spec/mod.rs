@@ -1,0 +1,380 @@
+//! The job spec: a job file parsed and validated into a [`JobSpec`] that is valid by construction.
+//!
+//! [`parse`] takes a file's name and bytes (no I/O, no clock: `now` is an argument) and returns
+//! the spec or every problem it found, each a [`Diagnostic`] with line and column. Problems
+//! with the file's shape (syntax, unknown or duplicate keys, wrong types) stop at the first, as
+//! the parsers do; problems with values (a bad cron, an unknown time zone, both `command` and
+//! `run`) are all collected. Checks that need the other jobs (unique names, `depends_on`
+//! targets, cycles) live in `catalog`.
+
+mod build;
+pub mod normal;
+pub mod raw;
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+use serde::{Deserialize, Serialize};
+
+use crate::config::Defaults;
+use crate::diag::{Diagnostic, Position, position_of};
+use crate::duration::Duration;
+use crate::name::JobName;
+use crate::schedule::Schedule;
+use crate::size::ByteSize;
+pub use raw::Format;
+
+/// A validated job definition.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobSpec {
+    pub name: JobName,
+    pub description: String,
+    pub enabled: bool,
+    pub schedule: Schedule,
+    pub timezone: Zone,
+    pub jitter: Duration,
+    pub action: Action,
+    pub env: BTreeMap<String, String>,
+    pub working_dir: Option<String>,
+    pub timeout: Option<Duration>,
+    pub retry: Option<Retry>,
+    pub concurrency: Concurrency,
+    pub missed: Missed,
+    pub starting_deadline: Option<Duration>,
+    pub depends_on: Vec<JobName>,
+    pub params: BTreeMap<String, Param>,
+    pub webhook: Option<Webhook>,
+    pub repeat: Option<Repeat>,
+    pub history: History,
+    pub output_limit: ByteSize,
+    pub tags: Vec<String>,
+}
+
+/// A time zone by its IANA name.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Zone {
+    pub name: String,
+    pub tz: TimeZone,
+    /// Written in the file, rather than taken from the configuration's default.
+    pub explicit: bool,
+}
+
+/// What a run executes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// An argv, run without a shell.
+    Command(Vec<String>),
+    /// A script, run as `shell -c script`.
+    Script { script: String, shell: String },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retry {
+    pub attempts: u32,
+    pub backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+/// What a fire does while a run of the same job is active.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Concurrency {
+    #[default]
+    Forbid,
+    Allow,
+    Replace,
+}
+
+/// What happens to fires missed while the daemon was down.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Missed {
+    Skip,
+    #[default]
+    RunOnce,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Param {
+    pub default: Option<String>,
+    pub required: bool,
+    pub description: String,
+}
+
+/// Where a webhook's secret is; never the secret itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Webhook {
+    SecretEnv(String),
+    SecretFile(String),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Repeat {
+    Times(u32),
+    UntilSuccess,
+}
+
+/// Retention overrides; `None` takes the configuration's default.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct History {
+    pub keep_runs: Option<u32>,
+    pub max_age: Option<Duration>,
+}
+
+pub const DEFAULT_SHELL: &str = "sh";
+pub const DEFAULT_OUTPUT_LIMIT: ByteSize = ByteSize(1 << 20);
+pub const DEFAULT_BACKOFF: Duration = Duration::from_secs_const(10);
+pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs_const(600);
+
+/// What [`parse`] needs besides the file itself.
+#[derive(Clone, Copy, Debug)]
+pub struct Context<'a> {
+    pub defaults: &'a Defaults,
+    /// The instant to judge `at` times against (a past one is a warning).
+    pub now: Timestamp,
+}
+
+/// The outcome of parsing one file: the spec if it is valid, and every diagnostic (warnings
+/// may accompany a valid spec).
+#[derive(Debug)]
+pub struct Parsed {
+    pub spec: Option<JobSpec>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Which syntax a file is in, from its extension.
+pub fn format_of(path: &str) -> Format {
+    if path.ends_with(".toml") {
+        Format::Toml
+    } else {
+        Format::Yaml
+    }
+}
+
+/// Parses and validates one job file. `path` is shown in diagnostics and its stem is the job's
+/// name; `bytes` is the file's content.
+pub fn parse(path: &str, bytes: &[u8], context: Context<'_>) -> Parsed {
+    let fail = |d: Diagnostic| Parsed {
+        spec: None,
+        diagnostics: vec![d],
+    };
+    let text = match std::str::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => {
+            let valid = std::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or_default();
+            return fail(
+                Diagnostic::error(
+                    path,
+                    format!(
+                        "the file is not valid UTF-8 (invalid byte at offset {})",
+                        e.valid_up_to()
+                    ),
+                )
+                .at(Some(position_of(valid, valid.len())))
+                .help("save the file as UTF-8"),
+            );
+        }
+    };
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    if text.trim().is_empty()
+        || text.lines().all(|l| {
+            let l = l.trim();
+            l.is_empty() || l.starts_with('#') || l == "---"
+        })
+    {
+        return fail(
+            Diagnostic::error(path, "the file is empty").help(
+                "a job file needs at least `command` (a list) or `run` (a script); `jobs init` writes an example",
+            ),
+        );
+    }
+    let format = format_of(path);
+    let raw = match deserialize(path, text, format) {
+        Ok(raw) => raw,
+        Err(d) => return fail(d),
+    };
+    build::build(path, text, format, raw, context)
+}
+
+/// Deserializes a file's text into its raw shape.
+fn deserialize(path: &str, text: &str, format: Format) -> Result<raw::RawJob, Diagnostic> {
+    raw::with_format(format, || match format {
+        Format::Yaml => serde_saphyr::from_str_with_options(text, yaml_options())
+            .map_err(|e| yaml_error(path, &e)),
+        Format::Toml => toml::from_str(text).map_err(|e| toml_error(path, text, &e)),
+        Format::Plain => unreachable!("files are YAML or TOML"),
+    })
+}
+
+fn yaml_options() -> serde_saphyr::Options {
+    serde_saphyr::options! {
+        duplicate_keys: serde_saphyr::DuplicateKeyPolicy::Error,
+        // YAML 1.1's `yes`/`no`/`on`/`off` booleans surprise people (`country: no`).
+        strict_booleans: true,
+        budget: serde_saphyr::budget! { max_depth: 32, max_aliases: 200, max_nodes: 20_000 },
+        // A job file needs no more than a handful of aliases; an alias bomb stops in microseconds.
+        alias_limits: serde_saphyr::alias_limits! { max_total_replayed_events: 20_000 },
+    }
+}
+
+fn yaml_error(path: &str, error: &serde_saphyr::Error) -> Diagnostic {
+    use serde_saphyr::Error as E;
+    let mut e = error;
+    while let E::WithSnippet { error, .. } | E::AliasError { error, .. } = e {
+        e = error;
+    }
+    let position = e.location().and_then(|l| {
+        (l != serde_saphyr::Location::UNKNOWN).then(|| Position {
+            line: l.line() as usize,
+            column: l.column() as usize,
+        })
+    });
+    let d = |message: String| Diagnostic::error(path, message).at(position);
+    match e {
+        E::SerdeUnknownField {
+            field, expected, ..
+        } => unknown_field(path, field, expected).at(position),
+        E::DuplicateMappingKey { key, .. } => d(match key {
+            Some(key) => format!("duplicate key `{key}`; each key may appear only once"),
+            None => "duplicate key; each key may appear only once".to_string(),
+        }),
+        E::MultipleDocuments { .. } => {
+            d("the file holds more than one YAML document (a second `---`)".to_string())
+                .help("put one job in each file; the file's name is the job's name")
+        }
+        E::InvalidBooleanStrict { .. } => {
+            d("expected `true` or `false`".to_string())
+        }
+        E::InvalidScalar { ty, .. } if *ty == "boolean" => d("expected `true` or `false`".to_string()),
+        E::SerdeUnknownVariant {
+            variant, expected, ..
+        } => d(format!(
+            "unknown value `{variant}`, expected one of {}",
+            quoted_list(expected)
+        )),
+        E::Budget { .. } | E::AliasReplayLimitExceeded { .. } | E::AliasExpansionLimitExceeded { .. } | E::AliasReplayStackDepthExceeded { .. } => d(
+            "the file expands beyond the limits for a job file (too deep, or too many aliases); is it an alias bomb?".to_string(),
+        ),
+        E::Eof { .. } => d("the file ends before a job definition".to_string()),
+        other => {
+            let text = other.without_snippet().to_string();
+            let message = strip_location_suffix(&text);
+            let diagnostic = d(message.to_string());
+            if message.contains("found character that cannot start any token")
+                || (message.contains("while scanning") && message.contains('@'))
+            {
+                diagnostic.help("a value starting with `@`, `*`, `&` or `!` must be quoted, e.g. schedule: \"@daily\"")
+            } else {
+                diagnostic
+            }
+        }
+    }
+}
+
+/// serde-saphyr ends a plain message with ` at line L, column C`; the diagnostic carries the
+/// position itself.
+fn strip_location_suffix(text: &str) -> &str {
+    if let Some(i) = text.rfind(" at line ") {
+        let tail = &text[i + " at line ".len()..];
+        if tail.contains(", column ")
+            && tail
+                .chars()
+                .all(|c| c.is_ascii_digit() || ", column".contains(c))
+        {
+            return &text[..i];
+        }
+    }
+    text
+}
+
+fn toml_error(path: &str, text: &str, error: &toml::de::Error) -> Diagnostic {
+    let position = error.span().map(|s| position_of(text, s.start));
+    let message = error.message().trim();
+    if let Some(field) = message
+        .strip_prefix("unknown field `")
+        .and_then(|rest| rest.split('`').next())
+    {
+        let expected: Vec<&str> = message
+            .split("expected ")
+            .nth(1)
+            .map(|list| {
+                list.split(['`', ','])
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty() && *s != "one of")
+                    .collect()
+            })
+            .unwrap_or_default();
+        return unknown_field(path, field, &expected).at(position);
+    }
+    if message == "duplicate key" {
+        let key = error
+            .span()
+            .and_then(|s| text.get(s))
+            .map(|k| format!(" `{}`", k.trim()))
+            .unwrap_or_default();
+        return Diagnostic::error(
+            path,
+            format!("duplicate key{key}; each key may appear only once"),
+        )
+        .at(position);
+    }
+    Diagnostic::error(path, message.to_string()).at(position)
+}
+
+fn unknown_field(path: &str, field: &str, expected: &[&str]) -> Diagnostic {
+    let mut diagnostic = Diagnostic::error(
+        path,
+        format!(
+            "unknown field `{field}`, expected one of {}",
+            quoted_list(expected)
+        ),
+    );
+    if field == "secret" {
+        diagnostic = diagnostic.help(
+            "never write a secret in a job file: name where it is with `secret_env: VAR` or `secret_file: PATH`",
+        );
+    } else if let Some(s) = crate::diag::suggest(field, expected.iter().copied()) {
+        diagnostic = diagnostic.help(format!("did you mean `{s}`?"));
+    }
+    diagnostic
+}
+
+fn quoted_list(items: &[&str]) -> String {
+    items
+        .iter()
+        .map(|i| format!("`{i}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Looks up an IANA time zone.
+///
+/// # Errors
+///
+/// A message and, for a near miss, a suggestion (`America/NewYork` → `America/New_York`).
+pub fn resolve_timezone(name: &str) -> Result<(String, TimeZone), (String, Option<String>)> {
+    if let Ok(tz) = jiff::tz::db().get(name) {
+        let canonical = tz.iana_name().unwrap_or(name).to_string();
+        return Ok((canonical, tz));
+    }
+    let names = jiff::tz::db().available();
+    let lowered = name.to_ascii_lowercase().replace([' ', '-'], "_");
+    let best = names
+        .map(|n| {
+            let candidate = n.as_str().to_ascii_lowercase();
+            (
+                strsim::jaro_winkler(&lowered, &candidate),
+                n.as_str().to_string(),
+            )
+        })
+        .filter(|(score, _)| *score > 0.85)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, n)| format!("did you mean `{n}`?"));
+    Err((
+        format!(
+            "unknown time zone `{name}`; expected an IANA name such as `Europe/Berlin` or `UTC`"
+        ),
+        best,
+    ))
+}
