@@ -136,6 +136,7 @@ pub struct JobRow {
     pub name: String,
     pub owner: String,
     pub active: bool,
+    /// The job's revision number: 1 for its first applied definition, then 2, ...
     pub revision: i64,
     pub content_hash: String,
     pub definition: String,
@@ -353,7 +354,7 @@ impl Ledger {
             .map_err(|e| self.err(e))
     }
 
-    /// Applies a batch in one transaction. `decide` sees the jobs as they are inside the
+    /// Applies a batch in one transaction; `None` when the batch is empty (nothing written). `decide` sees the jobs as they are inside the
     /// transaction (so a concurrent apply cannot slip in between planning and writing) and
     /// returns what to write.
     ///
@@ -365,7 +366,7 @@ impl Ledger {
         now: &str,
         git: &GitInfo,
         decide: impl FnOnce(&[JobRow]) -> std::result::Result<ApplyBatch, String>,
-    ) -> Result<ApplyRecord> {
+    ) -> Result<Option<ApplyRecord>> {
         let path = self.path.clone();
         let e = |e| LedgerError::from_sqlite(&path, e);
         let tx = self
@@ -377,6 +378,10 @@ impl Ledger {
             path: path.clone(),
             detail,
         })?;
+        if batch.upserts.is_empty() && batch.removals.is_empty() {
+            // Nothing to record: an apply with no changes leaves no trace.
+            return Ok(None);
+        }
         let existing: std::collections::HashMap<&str, &JobRow> =
             current.iter().map(|j| (j.name.as_str(), j)).collect();
         let (mut added, mut changed) = (0, 0);
@@ -453,12 +458,12 @@ impl Ledger {
         )
         .map_err(e)?;
         tx.commit().map_err(e)?;
-        Ok(ApplyRecord {
+        Ok(Some(ApplyRecord {
             id: apply_id,
             added,
             changed,
             removed,
-        })
+        }))
     }
 
     /// How many revisions a job has.
@@ -495,7 +500,8 @@ impl Ledger {
 
 fn query_jobs(conn: &Connection, name: Option<&str>) -> rusqlite::Result<Vec<JobRow>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT j.name, j.owner, j.active, r.id, r.content_hash, r.definition, r.source_path,
+        "SELECT j.name, j.owner, j.active,
+                (SELECT count(*) FROM revisions p WHERE p.job = j.name AND p.id <= r.id), r.content_hash, r.definition, r.source_path,
                 r.enabled, r.schedule, r.timezone, r.description, r.tags, j.schedule_anchor,
                 j.created_at, j.updated_at, j.removed_at, r.git_commit, r.git_dirty,
                 (SELECT count(*) FROM runs WHERE runs.job = j.name),

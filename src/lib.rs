@@ -13,8 +13,11 @@ pub mod schedule;
 pub mod size;
 pub mod spec;
 
+pub mod catalog;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod git;
 pub mod ledger;
+pub mod plan;
 pub mod source;

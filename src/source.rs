@@ -44,13 +44,16 @@ pub fn is_job_file_name(name: &str) -> bool {
     )
 }
 
+/// Job files found by [`list`]: each path and its path relative to the jobs folder.
+pub type Found = Vec<(PathBuf, String)>;
+
 /// Lists the job files under `dir`, sorted by relative path, without reading them.
 ///
 /// # Errors
 ///
 /// When `dir` itself is missing or not a folder; problems with single entries are returned in
 /// [`Scan::problems`] instead.
-pub fn list(dir: &Path) -> Result<(Vec<(PathBuf, String)>, Vec<Diagnostic>), Diagnostic> {
+pub fn list(dir: &Path) -> Result<(Found, Vec<Diagnostic>), Diagnostic> {
     let shown = dir.display().to_string();
     match std::fs::metadata(dir) {
         Ok(m) if m.is_dir() => {}
@@ -78,9 +81,7 @@ pub fn list(dir: &Path) -> Result<(Vec<(PathBuf, String)>, Vec<Diagnostic>), Dia
             Ok(entry) => entry,
             Err(e) => {
                 let path = e
-                    .loop_ancestor()
-                    .and(e.path())
-                    .or(e.path())
+                    .path()
                     .map_or_else(|| shown.clone(), |p| p.display().to_string());
                 let message = if e.loop_ancestor().is_some() {
                     "symlink loop: this link points back to a folder that contains it".to_string()

@@ -13,6 +13,7 @@ struct Builder<'a> {
     text: &'a str,
     format: Format,
     diagnostics: Vec<Diagnostic>,
+    references: Vec<Reference>,
 }
 
 impl Builder<'_> {
@@ -129,6 +130,7 @@ pub(super) fn build(
         text,
         format,
         diagnostics: Vec::new(),
+        references: Vec::new(),
     };
     let file_name = path.rsplit(['/', '\\']).next().unwrap_or(path);
     let stem = file_name
@@ -379,7 +381,7 @@ pub(super) fn build(
     let timeout = b.positive_duration("timeout", raw.timeout);
     let starting_deadline = b.positive_duration("starting_deadline", raw.starting_deadline);
 
-    let retry = raw.retry.and_then(|r| {
+    let retry = raw.retry.map(|r| {
         let at = r.at;
         let r = r.value;
         let attempts = r.attempts.map_or(0, |a| a.value);
@@ -397,11 +399,11 @@ pub(super) fn build(
                 ),
             );
         }
-        Some(Retry {
+        Retry {
             attempts,
             backoff,
             max_backoff,
-        })
+        }
     });
 
     let concurrency = match raw.concurrency {
@@ -448,6 +450,12 @@ pub(super) fn build(
             } else if depends_on.contains(&n) {
                 b.error(dep.at, format!("`{n}` is listed twice in depends_on"));
             } else {
+                let position = b.position(dep.at);
+                b.references.push(Reference {
+                    target: n.clone(),
+                    field: "depends_on",
+                    position,
+                });
                 depends_on.push(n);
             }
         }
@@ -622,5 +630,6 @@ pub(super) fn build(
     Parsed {
         spec,
         diagnostics: b.diagnostics,
+        references: b.references,
     }
 }

@@ -141,6 +141,16 @@ pub struct Context<'a> {
 pub struct Parsed {
     pub spec: Option<JobSpec>,
     pub diagnostics: Vec<Diagnostic>,
+    /// Where each `depends_on` and `after` entry was written, for checks across files.
+    pub references: Vec<Reference>,
+}
+
+/// A job named by another job's `depends_on` or `after`.
+#[derive(Clone, Debug)]
+pub struct Reference {
+    pub target: JobName,
+    pub field: &'static str,
+    pub position: Option<Position>,
 }
 
 /// Which syntax a file is in, from its extension.
@@ -158,6 +168,7 @@ pub fn parse(path: &str, bytes: &[u8], context: Context<'_>) -> Parsed {
     let fail = |d: Diagnostic| Parsed {
         spec: None,
         diagnostics: vec![d],
+        references: Vec::new(),
     };
     let text = match std::str::from_utf8(bytes) {
         Ok(text) => text,

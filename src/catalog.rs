@@ -1,0 +1,256 @@
+//! The catalog: every job file of a folder, parsed and checked against each other.
+//!
+//! `spec` judges one file; the catalog adds what needs them all: names unique across
+//! subfolders, `depends_on` and `after` naming jobs that exist, and no cycles among them. It
+//! parses files in parallel (each parse is independent and pure). It reads no files itself:
+//! the caller passes their bytes.
+
+use std::collections::{BTreeMap, HashMap};
+
+use rayon::prelude::*;
+
+use crate::diag::{Diagnostic, Severity};
+use crate::name::JobName;
+use crate::spec::{self, Context, JobSpec, Reference};
+
+/// A job file's content, as read by the caller.
+#[derive(Clone, Debug)]
+pub struct FileInput<'a> {
+    /// The path shown to users.
+    pub display: &'a str,
+    /// The path relative to the jobs folder, recorded with each revision.
+    pub relative: &'a str,
+    pub bytes: &'a [u8],
+}
+
+/// A valid job of the catalog.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    pub spec: JobSpec,
+    pub file: String,
+    pub relative: String,
+    pub hash: String,
+}
+
+#[derive(Debug, Default)]
+pub struct Catalog {
+    /// Valid jobs, by name.
+    pub entries: Vec<Entry>,
+    /// Every problem, errors and warnings, in file order.
+    pub diagnostics: Vec<Diagnostic>,
+    pub n_files: usize,
+}
+
+impl Catalog {
+    pub fn n_errors(&self) -> usize {
+        self.diagnostics.iter().filter(|d| d.is_error()).count()
+    }
+
+    pub fn n_warnings(&self) -> usize {
+        self.diagnostics.len() - self.n_errors()
+    }
+
+    pub fn is_valid(&self) -> bool {
+        self.n_errors() == 0
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Entry> {
+        self.entries
+            .binary_search_by(|e| e.spec.name.as_str().cmp(name))
+            .ok()
+            .map(|i| &self.entries[i])
+    }
+}
+
+/// Parses and checks every file. `other_jobs` are names that exist outside the files (jobs
+/// owned by the API) and may be depended on.
+pub fn build(files: &[FileInput<'_>], context: Context<'_>, other_jobs: &[String]) -> Catalog {
+    let parsed: Vec<(usize, spec::Parsed)> = files
+        .par_iter()
+        .enumerate()
+        .map(|(i, f)| (i, spec::parse(f.display, f.bytes, context)))
+        .collect();
+    let mut diagnostics = Vec::new();
+    let mut entries: Vec<Entry> = Vec::new();
+    let mut references: Vec<(usize, Vec<Reference>)> = Vec::new();
+    // Names from every file, valid or not, so a broken file still claims its name.
+    let mut claimed: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (i, p) in parsed {
+        let f = &files[i];
+        diagnostics.extend(p.diagnostics);
+        let stem = f
+            .display
+            .rsplit(['/', '\\'])
+            .next()
+            .and_then(|n| n.rsplit_once('.').map(|(s, _)| s))
+            .unwrap_or(f.display);
+        claimed.entry(stem.to_string()).or_default().push(i);
+        if let Some(spec) = p.spec {
+            references.push((entries.len(), p.references));
+            entries.push(Entry {
+                hash: spec::normal::content_hash(&spec),
+                spec,
+                file: f.display.to_string(),
+                relative: f.relative.to_string(),
+            });
+        }
+    }
+    for (name, indices) in &claimed {
+        if indices.len() > 1 {
+            for &i in indices {
+                let others: Vec<&str> = indices
+                    .iter()
+                    .filter(|&&j| j != i)
+                    .map(|&j| files[j].display)
+                    .collect();
+                diagnostics.push(
+                    Diagnostic::error(
+                        files[i].display,
+                        format!("job `{name}` is also defined in {}", others.join(", ")),
+                    )
+                    .help("job names are unique across subfolders; rename one of the files"),
+                );
+            }
+        }
+    }
+    let duplicated: Vec<&String> = claimed
+        .iter()
+        .filter(|(_, v)| v.len() > 1)
+        .map(|(k, _)| k)
+        .collect();
+    let mut keep: Vec<bool> = entries
+        .iter()
+        .map(|e| !duplicated.contains(&&e.spec.name.as_str().to_string()))
+        .collect();
+
+    // References must name a job that exists (as a file, valid or not, or outside the files).
+    let exists = |name: &str| claimed.contains_key(name) || other_jobs.iter().any(|o| o == name);
+    for (index, refs) in &references {
+        for r in refs {
+            if !exists(r.target.as_str()) {
+                let known = claimed.keys().map(String::as_str);
+                let help = crate::diag::suggest(r.target.as_str(), known)
+                    .map(|s| format!("did you mean `{s}`?"));
+                diagnostics.push(
+                    Diagnostic::error(
+                        entries[*index].file.as_str(),
+                        format!("{} names `{}`, but there is no such job", r.field, r.target),
+                    )
+                    .at(r.position)
+                    .maybe_help(help),
+                );
+                keep[*index] = false;
+            }
+        }
+    }
+
+    // Cycles across depends_on and after.
+    let by_name: HashMap<&str, usize> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (e.spec.name.as_str(), i))
+        .collect();
+    for cycle in find_cycles(&entries, &by_name) {
+        let first = cycle[0];
+        let path: Vec<&str> = cycle
+            .iter()
+            .chain(std::iter::once(&first))
+            .map(|&i| entries[i].spec.name.as_str())
+            .collect();
+        let position = references
+            .iter()
+            .find(|(i, _)| *i == first)
+            .and_then(|(_, refs)| {
+                refs.iter()
+                    .find(|r| r.target.as_str() == path[1])
+                    .and_then(|r| r.position)
+            });
+        diagnostics.push(
+            Diagnostic::error(
+                entries[first].file.as_str(),
+                format!("dependency cycle: {}", path.join(" -> ")),
+            )
+            .at(position)
+            .help("a job cannot wait, directly or not, for itself; remove one of the links"),
+        );
+        for i in cycle {
+            keep[i] = false;
+        }
+    }
+
+    let mut valid: Vec<Entry> = entries
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(e, k)| k.then_some(e))
+        .collect();
+    valid.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+    diagnostics.sort_by(|a, b| {
+        (a.file.as_str(), a.position, a.severity == Severity::Warning).cmp(&(
+            b.file.as_str(),
+            b.position,
+            b.severity == Severity::Warning,
+        ))
+    });
+    Catalog {
+        entries: valid,
+        diagnostics,
+        n_files: files.len(),
+    }
+}
+
+fn edges(spec: &JobSpec) -> impl Iterator<Item = &JobName> {
+    let after = match &spec.schedule {
+        crate::schedule::Schedule::After(jobs) => jobs.as_slice(),
+        _ => &[],
+    };
+    spec.depends_on.iter().chain(after)
+}
+
+/// Each cycle once, as the indices along it, found by depth-first search.
+fn find_cycles(entries: &[Entry], by_name: &HashMap<&str, usize>) -> Vec<Vec<usize>> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        OnStack,
+        Done,
+    }
+    let mut marks = vec![Mark::New; entries.len()];
+    let mut cycles = Vec::new();
+    for root in 0..entries.len() {
+        if marks[root] != Mark::New {
+            continue;
+        }
+        // Iterative DFS: (node, next edge index); `stack` mirrors the current path.
+        let mut stack: Vec<(usize, usize)> = vec![(root, 0)];
+        marks[root] = Mark::OnStack;
+        while let Some(&mut (node, ref mut edge)) = stack.last_mut() {
+            let next = edges(&entries[node].spec)
+                .nth(*edge)
+                .and_then(|n| by_name.get(n.as_str()).copied());
+            let has_edge = edges(&entries[node].spec).nth(*edge).is_some();
+            *edge += 1;
+            match (has_edge, next) {
+                (false, _) => {
+                    marks[node] = Mark::Done;
+                    stack.pop();
+                }
+                (true, None) => {}
+                (true, Some(target)) => match marks[target] {
+                    Mark::New => {
+                        marks[target] = Mark::OnStack;
+                        stack.push((target, 0));
+                    }
+                    Mark::OnStack => {
+                        let start = stack
+                            .iter()
+                            .position(|&(n, _)| n == target)
+                            .expect("on the stack");
+                        cycles.push(stack[start..].iter().map(|&(n, _)| n).collect());
+                    }
+                    Mark::Done => {}
+                },
+            }
+        }
+    }
+    cycles
+}

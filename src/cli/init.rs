@@ -1,0 +1,64 @@
+//! `jobs init`: a jobs folder with a commented example, and a `jobs.toml`.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+
+const EXAMPLE: &str = r#"# A job file: one job per file, named after the file (this job is `hello`).
+# Check it with `jobs validate`, see what applying would do with `jobs plan`,
+# and record it with `jobs apply`. Every field is described in the README.
+
+description: Say hello every weekday morning
+
+# A cron expression (crontab(5): minute hour day-of-month month day-of-week),
+# or a map: {every: 15m}, {at: 2026-12-24T18:00:00}, {after: [other-job]}.
+# Without a schedule, a job runs only when triggered.
+schedule: "0 9 * * mon-fri"
+timezone: UTC
+
+# Either `command` (a list, run without a shell) or `run` (a script for `sh -c`).
+command: [echo, "hello from jobs"]
+
+# timeout: 10m
+# retry: {attempts: 2, backoff: 30s}
+# concurrency: forbid        # forbid | allow | replace
+# env: {GREETING: hello}
+# tags: [example]
+"#;
+
+const CONFIG: &str = r#"# jobs.toml: settings for every `jobs` command run in this folder.
+# Flags and JOBS_* environment variables override these.
+
+dir = "jobs.d"
+# ledger = ".jobs/ledger.db"
+# timezone = "UTC"            # for jobs that do not name one
+
+# [history]
+# keep_runs = 1000
+# max_age = "30d"
+"#;
+
+pub fn init(path: &Path) -> Result<ExitCode> {
+    let dir = path.join("jobs.d");
+    let example = dir.join("hello.yaml");
+    let config = path.join(crate::config::FILE_NAME);
+    let existing: Vec<String> = [&example, &config]
+        .iter()
+        .filter(|p| p.exists())
+        .map(|p| p.display().to_string())
+        .collect();
+    if !existing.is_empty() {
+        bail!(
+            "{} already exist{}; `jobs init` never overwrites files",
+            existing.join(" and "),
+            if existing.len() == 1 { "s" } else { "" }
+        );
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::write(&example, EXAMPLE).with_context(|| format!("writing {}", example.display()))?;
+    std::fs::write(&config, CONFIG).with_context(|| format!("writing {}", config.display()))?;
+    println!("Created {} and {}.", example.display(), config.display());
+    println!("Next: `jobs validate`, then `jobs plan`, then `jobs apply`.");
+    Ok(ExitCode::SUCCESS)
+}

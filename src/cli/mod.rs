@@ -1,0 +1,689 @@
+//! The command line: flags, settings, and one function per command.
+//!
+//! This edge turns arguments into calls on the core and the other edges, and results into text
+//! or JSON. Exit codes: 0 success, 1 an error (invalid files, a ledger problem), 2 a usage error
+//! or, with `plan --detailed-exitcode`, "there are changes".
+
+mod init;
+mod output;
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context as _, Result, bail};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+
+use crate::catalog::{self, Catalog, FileInput};
+use crate::config::{self, Config};
+use crate::cron::CronExpr;
+use crate::diag::{self, Diagnostic};
+use crate::ledger::{ApplyBatch, JobRow, Ledger, NewRevision};
+use crate::plan::{self, Applied, Plan};
+use crate::schedule::Schedule;
+use crate::source;
+use crate::spec;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "jobs",
+    version,
+    about = "A file-based, declarative job manager: job files in git, a plan, an apply, a ledger",
+    propagate_version = true
+)]
+pub struct Cli {
+    /// Configuration file [default: ./jobs.toml if present]
+    #[arg(long, global = true, env = "JOBS_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The folder of job files [default: jobs.d]
+    #[arg(long, global = true, env = "JOBS_DIR", value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// The ledger database [default: .jobs/ledger.db beside the jobs folder]
+    #[arg(long, global = true, env = "JOBS_LEDGER", value_name = "PATH")]
+    ledger: Option<PathBuf>,
+    /// Output format [default: table]
+    #[arg(long, short, global = true, env = "JOBS_OUTPUT", value_enum)]
+    output: Option<OutputFormat>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a jobs folder with a commented example job and a jobs.toml
+    Init {
+        /// Where to create them [default: the current folder]
+        #[arg(default_value = ".")]
+        path: PathBuf,
+    },
+    /// Check every job file and print every problem
+    Validate,
+    /// Show what `apply` would change (the same as `apply --dry-run`)
+    Plan {
+        /// Exit 0 when there are no changes, 2 when there are, 1 on error
+        #[arg(long)]
+        detailed_exitcode: bool,
+    },
+    /// Make the ledger match the job files, in one transaction
+    Apply {
+        /// Show the plan and change nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// With --dry-run: exit 0 when there are no changes, 2 when there are, 1 on error
+        #[arg(long)]
+        detailed_exitcode: bool,
+    },
+    /// List the applied jobs
+    List {
+        /// Only jobs with this tag
+        #[arg(long)]
+        tag: Option<String>,
+        /// Include jobs removed from the files
+        #[arg(long)]
+        all: bool,
+    },
+    /// Show one job: its definition, revision, and next fires
+    Get { name: String },
+    /// The next fires of a job
+    Next {
+        name: String,
+        /// How many
+        #[arg(short = 'n', default_value_t = 5)]
+        count: usize,
+    },
+    /// Explain a cron expression and list its next fires
+    Cron {
+        expression: String,
+        /// Time zone (IANA name)
+        #[arg(long, default_value = "UTC")]
+        tz: String,
+        /// Fires strictly after this instant (RFC 3339) [default: now]
+        #[arg(long)]
+        from: Option<String>,
+        /// How many
+        #[arg(short = 'n', default_value_t = 5)]
+        count: usize,
+    },
+    /// Print a shell completion script
+    Completions { shell: clap_complete::Shell },
+}
+
+/// Everything a command needs to know about where things are.
+struct Settings {
+    dir: PathBuf,
+    ledger: PathBuf,
+    output: OutputFormat,
+    config: Config,
+    color: bool,
+}
+
+/// A failure already reported to the user (diagnostics printed): exit 1 without more text.
+#[derive(Debug)]
+struct Reported;
+
+impl std::fmt::Display for Reported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("failed")
+    }
+}
+
+impl std::error::Error for Reported {}
+
+/// Runs the program and turns the outcome into an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) if e.is::<Reported>() => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn settings(cli: &Cli) -> Result<Settings> {
+    let config = config::load(cli.config.as_deref()).map_err(|d| {
+        eprint!("{}", diag::render(&[d], |_| None, stderr_color()));
+        Reported
+    })?;
+    let dir = cli
+        .dir
+        .clone()
+        .or_else(|| config.dir.clone())
+        .unwrap_or_else(|| PathBuf::from("jobs.d"));
+    let ledger = cli
+        .ledger
+        .clone()
+        .or_else(|| config.ledger.clone())
+        .unwrap_or_else(|| {
+            dir.parent()
+                .unwrap_or(Path::new(""))
+                .join(".jobs")
+                .join("ledger.db")
+        });
+    let output = match (cli.output, config.output.as_deref()) {
+        (Some(o), _) => o,
+        (None, Some("json")) => OutputFormat::Json,
+        _ => OutputFormat::Table,
+    };
+    Ok(Settings {
+        dir,
+        ledger,
+        output,
+        config,
+        color: stdout_color(),
+    })
+}
+
+fn no_color() -> bool {
+    std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
+}
+
+fn stdout_color() -> bool {
+    !no_color() && std::io::stdout().is_terminal()
+}
+
+fn stderr_color() -> bool {
+    !no_color() && std::io::stderr().is_terminal()
+}
+
+fn now() -> Result<Timestamp> {
+    crate::clock::now().map_err(anyhow::Error::msg)
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    if let Command::Completions { shell } = &cli.command {
+        clap_complete::generate(*shell, &mut Cli::command(), "jobs", &mut std::io::stdout());
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Command::Cron {
+        expression,
+        tz,
+        from,
+        count,
+    } = &cli.command
+    {
+        let output = cli.output.unwrap_or(OutputFormat::Table);
+        return cron(expression, tz, from.as_deref(), *count, output);
+    }
+    if let Command::Init { path } = &cli.command {
+        return init::init(path);
+    }
+    let settings = settings(&cli)?;
+    match cli.command {
+        Command::Validate => validate(&settings),
+        Command::Plan { detailed_exitcode } => plan_command(&settings, detailed_exitcode),
+        Command::Apply {
+            dry_run: true,
+            detailed_exitcode,
+        } => plan_command(&settings, detailed_exitcode),
+        Command::Apply { .. } => apply(&settings),
+        Command::List { tag, all } => list(&settings, tag.as_deref(), all),
+        Command::Get { name } => get(&settings, &name),
+        Command::Next { name, count } => next(&settings, &name, count),
+        Command::Cron { .. } | Command::Completions { .. } | Command::Init { .. } => {
+            unreachable!("handled above")
+        }
+    }
+}
+
+/// Reads and checks the jobs folder. Diagnostics keep the files' text for rendering.
+struct Loaded {
+    catalog: Catalog,
+    sources: Vec<source::SourceFile>,
+}
+
+fn load(settings: &Settings, now: Timestamp, other_jobs: &[String]) -> Result<Loaded> {
+    let scan = source::scan(&settings.dir).map_err(|d| {
+        eprint!("{}", diag::render(&[d], |_| None, stderr_color()));
+        Reported
+    })?;
+    let inputs: Vec<FileInput<'_>> = scan
+        .files
+        .iter()
+        .map(|f| FileInput {
+            display: &f.display,
+            relative: &f.relative,
+            bytes: &f.bytes,
+        })
+        .collect();
+    let context = spec::Context {
+        defaults: &settings.config.defaults,
+        now,
+    };
+    let mut catalog = catalog::build(&inputs, context, other_jobs);
+    catalog.diagnostics.extend(scan.problems);
+    Ok(Loaded {
+        catalog,
+        sources: scan.files,
+    })
+}
+
+fn print_diagnostics(loaded: &Loaded, diagnostics: &[Diagnostic]) {
+    if diagnostics.is_empty() {
+        return;
+    }
+    let source_of = |file: &str| {
+        loaded
+            .sources
+            .iter()
+            .find(|s| s.display == file)
+            .and_then(|s| std::str::from_utf8(&s.bytes).ok())
+    };
+    eprint!("{}", diag::render(diagnostics, source_of, stderr_color()));
+}
+
+fn validate(settings: &Settings) -> Result<ExitCode> {
+    let loaded = load(settings, now()?, &[])?;
+    let c = &loaded.catalog;
+    if settings.output == OutputFormat::Json {
+        output::json(&serde_json::json!({
+            "valid": c.is_valid(),
+            "files": c.n_files,
+            "jobs": c.entries.len(),
+            "errors": c.n_errors(),
+            "warnings": c.n_warnings(),
+            "diagnostics": c.diagnostics,
+        }))?;
+    } else {
+        print_diagnostics(&loaded, &c.diagnostics);
+        if c.is_valid() {
+            println!(
+                "{} valid: {} job{} in {} file{}{}.",
+                settings.dir.display(),
+                c.entries.len(),
+                plural(c.entries.len()),
+                c.n_files,
+                plural(c.n_files),
+                match c.n_warnings() {
+                    0 => String::new(),
+                    n => format!(", {n} warning{}", plural(n)),
+                }
+            );
+        } else {
+            eprintln!(
+                "{} is invalid: {} error{}, {} warning{} in {} file{}.",
+                settings.dir.display(),
+                c.n_errors(),
+                plural(c.n_errors()),
+                c.n_warnings(),
+                plural(c.n_warnings()),
+                c.n_files,
+                plural(c.n_files)
+            );
+        }
+    }
+    Ok(if c.is_valid() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// The ledger's jobs as the plan sees them.
+fn applied(rows: &[JobRow]) -> Vec<Applied> {
+    rows.iter()
+        .map(|row| Applied {
+            name: row.name.clone(),
+            api_owned: row.owner == "api",
+            active: row.active,
+            revision: row.revision,
+            hash: row.content_hash.clone(),
+            definition: row.definition.clone(),
+            source_path: row.source_path.clone(),
+            schedule: stored_schedule(row),
+            timezone: jiff::tz::db().get(&row.timezone).ok(),
+            enabled: row.enabled,
+            anchor: row.schedule_anchor.parse().unwrap_or(Timestamp::UNIX_EPOCH),
+            n_runs: row.n_runs,
+        })
+        .collect()
+}
+
+fn stored_schedule(row: &JobRow) -> Option<Schedule> {
+    serde_json::from_str(&row.schedule)
+        .ok()
+        .and_then(|v| Schedule::from_json(&v).ok())
+}
+
+fn api_owned_names(rows: &[JobRow]) -> Vec<String> {
+    rows.iter()
+        .filter(|r| r.owner == "api" && r.active)
+        .map(|r| r.name.clone())
+        .collect()
+}
+
+/// Loads the files, failing with their diagnostics when any is invalid.
+fn load_valid(settings: &Settings, now: Timestamp, rows: &[JobRow]) -> Result<Loaded> {
+    let loaded = load(settings, now, &api_owned_names(rows))?;
+    if !loaded.catalog.is_valid() {
+        print_diagnostics(&loaded, &loaded.catalog.diagnostics);
+        eprintln!(
+            "{} error{} in {}; nothing was applied.",
+            loaded.catalog.n_errors(),
+            plural(loaded.catalog.n_errors()),
+            settings.dir.display()
+        );
+        return Err(Reported.into());
+    }
+    // Warnings are worth seeing before a plan.
+    print_diagnostics(&loaded, &loaded.catalog.diagnostics);
+    Ok(loaded)
+}
+
+fn open_read_only(settings: &Settings) -> Result<Option<Ledger>> {
+    Ledger::open_read_only(&settings.ledger)
+        .with_context(|| format!("opening ledger {}", settings.ledger.display()))
+}
+
+fn plan_command(settings: &Settings, detailed_exitcode: bool) -> Result<ExitCode> {
+    let now = now()?;
+    let rows = match open_read_only(settings)? {
+        Some(ledger) => ledger.jobs().context("reading the ledger")?,
+        None => Vec::new(),
+    };
+    let loaded = load_valid(settings, now, &rows)?;
+    let plan = plan::plan(&loaded.catalog, &applied(&rows), now);
+    report_plan_errors(&loaded, &plan)?;
+    print_plan(settings, &plan)?;
+    Ok(if detailed_exitcode && plan.has_changes() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn report_plan_errors(loaded: &Loaded, plan: &Plan) -> Result<()> {
+    if plan.errors.is_empty() {
+        return Ok(());
+    }
+    print_diagnostics(loaded, &plan.errors);
+    eprintln!("The plan cannot be applied; nothing was changed.");
+    Err(Reported.into())
+}
+
+fn print_plan(settings: &Settings, plan: &Plan) -> Result<()> {
+    match settings.output {
+        OutputFormat::Json => output::json(plan),
+        OutputFormat::Table => {
+            print!("{}", plan::render(plan, settings.color));
+            Ok(())
+        }
+    }
+}
+
+fn apply(settings: &Settings) -> Result<ExitCode> {
+    let now = now()?;
+    // Validate before opening the ledger for writing: an invalid folder must not even create
+    // it. API-owned jobs may be depended on, so their names come from a read-only look first.
+    let existing = match open_read_only(settings) {
+        Ok(Some(ledger)) => ledger.jobs().unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    let loaded = load_valid(settings, now, &existing)?;
+    let mut ledger = Ledger::open(&settings.ledger)
+        .with_context(|| format!("opening ledger {}", settings.ledger.display()))?;
+    let git = crate::git::describe(&settings.dir);
+    let stamp = now.round(jiff::Unit::Second).unwrap_or(now).to_string();
+    let mut decided: Option<Plan> = None;
+    let record = ledger.apply(&stamp, &git, |current| {
+        let plan = plan::plan(&loaded.catalog, &applied(current), now);
+        if !plan.errors.is_empty() {
+            let message = plan
+                .errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ");
+            decided = Some(plan);
+            return Err(message);
+        }
+        let batch = ApplyBatch {
+            upserts: plan::upserts(&plan, &loaded.catalog)
+                .into_iter()
+                .map(|(change, entry)| NewRevision {
+                    name: entry.spec.name.to_string(),
+                    content_hash: entry.hash.clone(),
+                    definition: change.after.clone().unwrap_or_default(),
+                    source_path: Some(entry.relative.clone()),
+                    enabled: entry.spec.enabled,
+                    schedule: entry.spec.schedule.to_json().to_string(),
+                    timezone: entry.spec.timezone.name.clone(),
+                    description: entry.spec.description.clone(),
+                    tags: entry.spec.tags.clone(),
+                    reset_anchor: change.reset_anchor,
+                })
+                .collect(),
+            removals: plan
+                .changes
+                .iter()
+                .filter(|c| c.action == plan::Action::Remove)
+                .map(|c| c.name.clone())
+                .collect(),
+        };
+        decided = Some(plan);
+        Ok(batch)
+    });
+    let plan = decided.expect("the apply decided a plan");
+    if let Err(e) = record {
+        if !plan.errors.is_empty() {
+            report_plan_errors(&loaded, &plan)?;
+        }
+        return Err(anyhow::Error::new(e)
+            .context(format!("applying to ledger {}", settings.ledger.display())));
+    }
+    let record = record.expect("checked");
+    match settings.output {
+        OutputFormat::Json => output::json(&serde_json::json!({
+            "format_version": "1",
+            "applied": record.map(|r| r.id),
+            "git_commit": git.commit,
+            "git_dirty": git.dirty,
+            "plan": plan,
+        }))?,
+        OutputFormat::Table => {
+            print!("{}", plan::render(&plan, settings.color));
+            if let Some(r) = record {
+                println!(
+                    "Apply complete: {} added, {} changed, {} removed{}.",
+                    r.added,
+                    r.changed,
+                    r.removed,
+                    match (&git.commit, git.dirty) {
+                        (Some(c), Some(true)) => format!(
+                            " (from commit {}, with uncommitted changes)",
+                            &c[..c.len().min(12)]
+                        ),
+                        (Some(c), _) => format!(" (from commit {})", &c[..c.len().min(12)]),
+                        _ => String::new(),
+                    }
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A job's next fires from its ledger row, at `now`.
+fn row_next_fires(row: &JobRow, now: Timestamp, n: usize) -> Vec<jiff::Zoned> {
+    let (Some(schedule), Ok(tz)) = (stored_schedule(row), jiff::tz::db().get(&row.timezone)) else {
+        return Vec::new();
+    };
+    if !row.enabled || !row.active {
+        return Vec::new();
+    }
+    let anchor = row.schedule_anchor.parse().unwrap_or(now);
+    schedule
+        .next_fires(&tz, anchor, now, n)
+        .into_iter()
+        .map(|t| t.to_zoned(tz.clone()))
+        .collect()
+}
+
+fn state_of(row: &JobRow) -> &'static str {
+    match (row.active, row.enabled) {
+        (false, _) => "removed",
+        (true, false) => "disabled",
+        (true, true) => "active",
+    }
+}
+
+fn list(settings: &Settings, tag: Option<&str>, all: bool) -> Result<ExitCode> {
+    let now = now()?;
+    let Some(ledger) = open_read_only(settings)? else {
+        if settings.output == OutputFormat::Json {
+            output::json(&serde_json::json!([]))?;
+        } else {
+            eprintln!(
+                "No jobs applied yet: there is no ledger at {}. Run `jobs apply`.",
+                settings.ledger.display()
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
+    let rows: Vec<JobRow> = ledger
+        .jobs()
+        .context("reading the ledger")?
+        .into_iter()
+        .filter(|r| all || r.active)
+        .filter(|r| tag.is_none_or(|t| r.tags.iter().any(|x| x == t)))
+        .collect();
+    let next: Vec<Option<jiff::Zoned>> = {
+        use rayon::prelude::*;
+        rows.par_iter()
+            .map(|r| row_next_fires(r, now, 1).into_iter().next())
+            .collect()
+    };
+    output::job_list(settings.output, &rows, &next, now)
+}
+
+fn get(settings: &Settings, name: &str) -> Result<ExitCode> {
+    let now = now()?;
+    let ledger = open_read_only(settings)?;
+    let row = match &ledger {
+        Some(l) => l.job(name).context("reading the ledger")?,
+        None => None,
+    };
+    let Some(row) = row else {
+        bail!(
+            "no job `{name}` in the ledger {} (run `jobs apply` to record the files; `jobs list` shows what is there)",
+            settings.ledger.display()
+        );
+    };
+    let n_revisions = ledger.as_ref().map_or(Ok(0), |l| l.revision_count(name))?;
+    let fires = row_next_fires(&row, now, 5);
+    let description = stored_schedule(&row).map(|s| match &s {
+        Schedule::Cron(c) => c.describe(),
+        other => other.to_string(),
+    });
+    output::job_detail(
+        settings.output,
+        &row,
+        n_revisions,
+        &fires,
+        description.as_deref(),
+    )
+}
+
+fn next(settings: &Settings, name: &str, count: usize) -> Result<ExitCode> {
+    let now = now()?;
+    let row = match open_read_only(settings)? {
+        Some(l) => l.job(name).context("reading the ledger")?,
+        None => None,
+    };
+    let (schedule, zone, anchor) = match row.filter(|r| r.active) {
+        Some(row) => (
+            stored_schedule(&row).context("reading the job's stored schedule")?,
+            row.timezone.clone(),
+            row.schedule_anchor.parse().unwrap_or(now),
+        ),
+        None => {
+            // Not applied yet: answer from the files, so a job can be checked before apply.
+            let loaded = load(settings, now, &[])?;
+            let Some(entry) = loaded.catalog.get(name) else {
+                bail!(
+                    "no job `{name}` in the ledger or in {}",
+                    settings.dir.display()
+                );
+            };
+            (
+                entry.spec.schedule.clone(),
+                entry.spec.timezone.name.clone(),
+                now,
+            )
+        }
+    };
+    let tz = jiff::tz::db()
+        .get(&zone)
+        .with_context(|| format!("time zone {zone}"))?;
+    let fires: Vec<jiff::Zoned> = schedule
+        .next_fires(&tz, anchor, now, count)
+        .into_iter()
+        .map(|t| t.to_zoned(tz.clone()))
+        .collect();
+    let description = match &schedule {
+        Schedule::Cron(c) => c.describe(),
+        other => other.to_string(),
+    };
+    let expression = schedule.to_string();
+    output::fires(settings.output, &expression, &zone, &description, &fires)
+}
+
+fn cron(
+    expression: &str,
+    zone: &str,
+    from: Option<&str>,
+    count: usize,
+    output_format: OutputFormat,
+) -> Result<ExitCode> {
+    let (zone_name, tz): (String, TimeZone) =
+        spec::resolve_timezone(zone).map_err(|(message, help)| {
+            anyhow::anyhow!(
+                "{message}{}",
+                help.map(|h| format!(" ({h})")).unwrap_or_default()
+            )
+        })?;
+    let from = match from {
+        Some(text) => parse_instant(text, &tz).with_context(|| format!("--from `{text}`"))?,
+        None => now()?,
+    };
+    let cron = CronExpr::parse(expression).map_err(|e| {
+        let pointer = e
+            .offset
+            .map(|o| format!("\n  {expression}\n  {}^", " ".repeat(o)))
+            .unwrap_or_default();
+        anyhow::anyhow!("invalid cron expression: {e}{pointer}")
+    })?;
+    let fires: Vec<jiff::Zoned> = cron
+        .upcoming(&tz, from, count)
+        .into_iter()
+        .map(|t| t.to_zoned(tz.clone()))
+        .collect();
+    output::fires(
+        output_format,
+        cron.as_str(),
+        &zone_name,
+        &cron.describe(),
+        &fires,
+    )
+}
+
+/// An RFC 3339 instant, or a local date-time in `tz`.
+fn parse_instant(text: &str, tz: &TimeZone) -> Result<Timestamp> {
+    crate::schedule::resolve_time(text, tz)
+        .map(|t| t.instant)
+        .map_err(anyhow::Error::msg)
+}
