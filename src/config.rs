@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::diag::{Diagnostic, position_of};
 use crate::duration::Duration;
+pub use crate::spec::Defaults;
 
 pub const FILE_NAME: &str = "jobs.toml";
 
@@ -29,24 +30,6 @@ pub struct RawConfig {
 pub struct RawHistoryDefaults {
     pub keep_runs: Option<u32>,
     pub max_age: Option<String>,
-}
-
-/// Settings that apply to every job unless its file says otherwise.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Defaults {
-    pub timezone: String,
-    pub keep_runs: u32,
-    pub max_age: Duration,
-}
-
-impl Default for Defaults {
-    fn default() -> Self {
-        Defaults {
-            timezone: "UTC".to_string(),
-            keep_runs: 1000,
-            max_age: Duration::from_secs(30 * 86_400),
-        }
-    }
 }
 
 /// The loaded file, with paths made relative to the working directory.

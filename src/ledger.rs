@@ -206,7 +206,17 @@ pub struct Ledger {
     path: PathBuf,
 }
 
+/// How long to wait for another writer before reporting the ledger as locked. `JOBS_LOCK_WAIT`
+/// (a duration such as `500ms`) overrides it.
 const BUSY_TIMEOUT: StdDuration = StdDuration::from_secs(5);
+
+fn busy_timeout() -> StdDuration {
+    std::env::var("JOBS_LOCK_WAIT")
+        .ok()
+        .and_then(|v| crate::duration::Duration::parse(&v).ok())
+        .and_then(|d| d.as_signed().try_into().ok())
+        .unwrap_or(BUSY_TIMEOUT)
+}
 
 impl Ledger {
     /// Opens the ledger for writing, creating it (and its folder) if missing, and migrates it.
@@ -284,7 +294,7 @@ impl Ledger {
 
     fn configure(&self, write: bool) -> Result<()> {
         self.conn
-            .busy_timeout(BUSY_TIMEOUT)
+            .busy_timeout(busy_timeout())
             .map_err(|e| self.err(e))?;
         // Reading the schema version first turns "not a database" into a clear error here.
         self.schema_version()?;

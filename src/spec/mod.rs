@@ -17,7 +17,6 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
 
-use crate::config::Defaults;
 use crate::diag::{Diagnostic, Position, position_of};
 use crate::duration::Duration;
 use crate::name::JobName;
@@ -126,6 +125,24 @@ pub const DEFAULT_SHELL: &str = "sh";
 pub const DEFAULT_OUTPUT_LIMIT: ByteSize = ByteSize(1 << 20);
 pub const DEFAULT_BACKOFF: Duration = Duration::from_secs_const(10);
 pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs_const(600);
+
+/// Settings that apply to every job unless its file says otherwise.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Defaults {
+    pub timezone: String,
+    pub keep_runs: u32,
+    pub max_age: Duration,
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Defaults {
+            timezone: "UTC".to_string(),
+            keep_runs: 1000,
+            max_age: Duration::from_secs(30 * 86_400),
+        }
+    }
+}
 
 /// What [`parse`] needs besides the file itself.
 #[derive(Clone, Copy, Debug)]
@@ -272,8 +289,9 @@ fn yaml_error(path: &str, error: &serde_saphyr::Error) -> Diagnostic {
             let text = other.without_snippet().to_string();
             let message = strip_location_suffix(&text);
             let diagnostic = d(message.to_string());
-            if message.contains("found character that cannot start any token")
-                || (message.contains("while scanning") && message.contains('@'))
+            if message.contains("cannot start any token")
+                || message.contains("unexpected character: `@'")
+                || message.contains("unexpected character: `*'")
             {
                 diagnostic.help("a value starting with `@`, `*`, `&` or `!` must be quoted, e.g. schedule: \"@daily\"")
             } else {

@@ -1,0 +1,418 @@
+//! `jobs validate` through the binary: every kind of bad input gets a clear error that names
+//! the file, line and column, says what was wrong and what was expected.
+
+mod common;
+
+use common::{Project, job};
+
+/// Validates one file and checks that stderr names it at `line:column` with `message`.
+fn rejects(file: &str, content: &[u8], location: &str, message: &str) {
+    let run = Project::new()
+        .file(&format!("jobs.d/{file}"), content)
+        .run(&["validate"]);
+    assert_eq!(run.code, 1, "{file}: expected exit 1\n{}", run.stderr);
+    let at = if location.is_empty() {
+        format!("jobs.d/{file}")
+    } else {
+        format!("jobs.d/{file}:{location}")
+    };
+    assert!(
+        run.stderr.contains(&at),
+        "{file}: no {at:?} in\n{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(message),
+        "{file}: no {message:?} in\n{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn valid_files_pass_in_both_formats() {
+    Project::new()
+        .file("jobs.d/a.yaml", job("0 2 * * *"))
+        .file(
+            "jobs.d/sub/b.toml",
+            "schedule = \"@daily\"\nrun = \"echo hi\"\n",
+        )
+        .file("jobs.d/README.md", "not a job")
+        .file("jobs.d/.hidden.yaml", "garbage: [")
+        .file("jobs.d/a.yaml~", "garbage: [")
+        .file("jobs.d/.#a.yaml", "garbage: [")
+        .file("jobs.d/#a.yaml#", "garbage: [")
+        .file("jobs.d/.git/x.yaml", "garbage: [")
+        .run(&["validate"])
+        .code(0)
+        .stdout_has("2 jobs in 2 files");
+}
+
+#[test]
+fn syntax_errors_point_at_the_line() {
+    rejects(
+        "a.yaml",
+        b"command: [echo, hi\nschedule: '@daily'\n",
+        "2:",
+        "",
+    );
+    rejects("a.toml", b"command = [\"echo\"\nrun = \n", "2:", "");
+    rejects(
+        "a.yaml",
+        b"schedule: @daily\ncommand: [x]\n",
+        "1:11",
+        "must be quoted",
+    );
+}
+
+#[test]
+fn unknown_keys_are_errors_with_a_suggestion() {
+    rejects(
+        "a.yaml",
+        b"command: [x]\nschedul: '@daily'\n",
+        "2:1",
+        "did you mean `schedule`?",
+    );
+    rejects(
+        "a.toml",
+        b"command = [\"x\"]\nschedul = \"@daily\"\n",
+        "2:1",
+        "did you mean `schedule`?",
+    );
+    rejects(
+        "a.yaml",
+        b"command: [x]\nretry: {atempts: 2}\n",
+        "2:9",
+        "did you mean `attempts`?",
+    );
+    rejects(
+        "a.yaml",
+        b"command: [x]\nwebhook: {secret: hunter2}\n",
+        "2:11",
+        "never write a secret",
+    );
+}
+
+#[test]
+fn duplicate_keys_are_errors() {
+    rejects(
+        "a.yaml",
+        b"command: [x]\ntimeout: 1m\ntimeout: 2m\n",
+        "3:1",
+        "duplicate key `timeout`",
+    );
+    rejects(
+        "a.toml",
+        b"command = [\"x\"]\ntimeout = \"1m\"\ntimeout = \"2m\"\n",
+        "3:1",
+        "duplicate key `timeout`",
+    );
+}
+
+#[test]
+fn wrong_types_say_what_was_expected() {
+    rejects(
+        "a.yaml",
+        b"command: [x]\nenabled: yes\n",
+        "2:10",
+        "expected `true` or `false`",
+    );
+    rejects(
+        "a.yaml",
+        b"command: [x]\nretry: {attempts: many}\n",
+        "2:19",
+        "",
+    );
+    rejects(
+        "a.toml",
+        b"command = [\"x\"]\nenabled = \"no\"\n",
+        "2:11",
+        "expected a boolean",
+    );
+    rejects(
+        "a.yaml",
+        b"command: echo hi\n",
+        "1:10",
+        "`command` is a list of arguments, not a string",
+    );
+    rejects(
+        "a.yaml",
+        b"command: [x]\nconcurrency: forbidd\n",
+        "2:14",
+        "did you mean `forbid`?",
+    );
+}
+
+#[test]
+fn command_and_run_are_exactly_one() {
+    rejects(
+        "a.yaml",
+        b"command: [x]\nrun: echo hi\n",
+        "2:6",
+        "both `command` and `run`",
+    );
+    rejects(
+        "a.yaml",
+        b"description: nothing to do\n",
+        "1:1",
+        "neither `command` nor `run`",
+    );
+    rejects("a.yaml", b"command: []\n", "1:10", "`command` is empty");
+}
+
+#[test]
+fn bad_cron_points_at_the_field() {
+    rejects(
+        "a.yaml",
+        b"schedule: \"0 25 * * *\"\ncommand: [x]\n",
+        "1:14",
+        "hour field `25`: 25 is out of range; expected 0-23",
+    );
+    rejects(
+        "a.yaml",
+        b"schedule: {cron: \"0 0 L * *\"}\ncommand: [x]\n",
+        "1:23",
+        "Quartz extension",
+    );
+    rejects(
+        "a.yaml",
+        b"schedule: \"0 0 30 2 *\"\ncommand: [x]\n",
+        "1:12",
+        "can never fire",
+    );
+    rejects(
+        "a.yaml",
+        b"schedule: \"0 0 0 * * *\"\ncommand: [x]\n",
+        "1:22",
+        "no seconds or year field",
+    );
+    rejects(
+        "a.toml",
+        b"schedule = \"0 0 * * 8\"\ncommand = [\"x\"]\n",
+        "1:21",
+        "expected 0-7",
+    );
+}
+
+#[test]
+fn unknown_time_zones_get_a_suggestion() {
+    rejects(
+        "a.yaml",
+        b"schedule: '@daily'\ntimezone: America/NewYork\ncommand: [x]\n",
+        "2:11",
+        "did you mean `America/New_York`?",
+    );
+    rejects(
+        "a.yaml",
+        b"schedule: '@daily'\ntimezone: Mars/Olympus\ncommand: [x]\n",
+        "2:11",
+        "unknown time zone `Mars/Olympus`",
+    );
+}
+
+#[test]
+fn bad_durations_are_errors() {
+    rejects(
+        "a.yaml",
+        b"schedule: {every: 0s}\ncommand: [x]\n",
+        "1:19",
+        "every must be longer than 0s",
+    );
+    rejects(
+        "a.yaml",
+        b"schedule: {every: soon}\ncommand: [x]\n",
+        "1:19",
+        "expected a duration such as",
+    );
+    rejects(
+        "a.yaml",
+        b"command: [x]\ntimeout: 1 month\n",
+        "2:10",
+        "no fixed length",
+    );
+    rejects("a.yaml", b"command: [x]\njitter: -5m\n", "2:9", "negative");
+    rejects(
+        "a.yaml",
+        b"command: [x]\noutput_limit: 1 parsec\n",
+        "2:15",
+        "unknown size unit",
+    );
+}
+
+#[test]
+fn at_in_the_past_is_a_warning() {
+    Project::new()
+        .file(
+            "jobs.d/a.yaml",
+            "schedule: {at: 2020-01-01T00:00:00Z}\ncommand: [x]\n",
+        )
+        .run(&["validate"])
+        .code(0)
+        .stderr_has("jobs.d/a.yaml:1:16")
+        .stderr_has("is in the past")
+        .stdout_has("1 warning");
+}
+
+#[test]
+fn names_come_from_files_and_are_unique() {
+    rejects(
+        "Bad Name.yaml",
+        &job("@daily").into_bytes(),
+        "",
+        "starts with `B`",
+    );
+    rejects(
+        "a.yaml",
+        b"name: b\ncommand: [x]\n",
+        "1:7",
+        "`name: b` does not match the file's name `a`",
+    );
+    let run = Project::new()
+        .file("jobs.d/one/backup.yaml", job("@daily"))
+        .file("jobs.d/two/backup.toml", "command = [\"x\"]\n")
+        .run(&["validate"])
+        .code(1);
+    assert!(
+        run.stderr.contains(
+            "job `backup` is also defined in jobs.d/two/backup.toml\n--> jobs.d/one/backup.yaml"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(
+            "job `backup` is also defined in jobs.d/one/backup.yaml\n--> jobs.d/two/backup.toml"
+        ),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn dependencies_must_exist_and_not_cycle() {
+    Project::new()
+        .file(
+            "jobs.d/report.yaml",
+            "command: [x]\ndepends_on: [extract, transfrom]\n",
+        )
+        .file("jobs.d/extract.yaml", "command: [x]\n")
+        .file("jobs.d/transform.yaml", "command: [x]\n")
+        .run(&["validate"])
+        .code(1)
+        .stderr_has("jobs.d/report.yaml:2:23")
+        .stderr_has("depends_on names `transfrom`, but there is no such job")
+        .stderr_has("did you mean `transform`?");
+    Project::new()
+        .file("jobs.d/a.yaml", "command: [x]\ndepends_on: [b]\n")
+        .file("jobs.d/b.yaml", "command: [x]\nschedule: {after: [c]}\n")
+        .file("jobs.d/c.yaml", "command: [x]\ndepends_on: [a]\n")
+        .run(&["validate"])
+        .code(1)
+        .stderr_has("dependency cycle: a -> b -> c -> a");
+}
+
+#[test]
+fn empty_binary_huge_and_multi_document_files_are_errors() {
+    rejects("a.yaml", b"", "", "the file is empty");
+    rejects("a.yaml", b"# only a comment\n", "", "the file is empty");
+    rejects(
+        "a.yaml",
+        b"command: [x]\ndescription: caf\xe9\n",
+        "2:17",
+        "not valid UTF-8",
+    );
+    let mut huge = b"command: [x]\ndescription: \"".to_vec();
+    huge.extend(std::iter::repeat_n(b'x', 1 << 20));
+    huge.extend(b"\"\n");
+    rejects("a.yaml", &huge, "", "larger than 1048576 bytes");
+    rejects(
+        "a.yaml",
+        b"command: [x]\n---\ncommand: [y]\n",
+        "3:1",
+        "more than one YAML document",
+    );
+}
+
+#[test]
+fn an_alias_bomb_is_stopped_quickly() {
+    // The classic "billion laughs", nested inside a field that takes a map of maps, so the
+    // parser has to expand it rather than stop at an unknown key.
+    let mut bomb = String::from("command: [x]\nparams:\n  p0: &a {description: lol}\n");
+    let mut previous = "a".to_string();
+    for level in 1..=9 {
+        let name = format!("l{level}");
+        let refs = vec![format!("*{previous}"); 9].join(", ");
+        bomb.push_str(&format!("  p{level}: &{name} {{default: [{refs}]}}\n"));
+        previous = name;
+    }
+    let started = std::time::Instant::now();
+    rejects("a.yaml", bomb.as_bytes(), "", "");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn unreadable_files_and_symlink_loops_are_reported() {
+    let p = Project::new().file("jobs.d/ok.yaml", job("@daily"));
+    std::os::unix::fs::symlink("nowhere.yaml", p.path("jobs.d/dangling.yaml")).unwrap();
+    std::os::unix::fs::symlink("..", p.path("jobs.d/loop")).unwrap();
+    p.run(&["validate"])
+        .code(1)
+        .stderr_has("jobs.d/dangling.yaml")
+        .stderr_has("dangling symlink")
+        .stderr_has("symlink loop");
+}
+
+#[test]
+fn every_problem_in_every_file_is_printed() {
+    Project::new()
+        .file(
+            "jobs.d/a.yaml",
+            "schedule: \"0 99 * * *\"\ntimezone: Nowhere/Land\ncommand: [x]\ntimeout: forever\n",
+        )
+        .file("jobs.d/b.yaml", "command: [x]\nrun: y\n")
+        .file("jobs.d/c.yaml", job("@hourly"))
+        .run(&["validate"])
+        .code(1)
+        .stderr_has("jobs.d/a.yaml:1:14")
+        .stderr_has("jobs.d/a.yaml:2:11")
+        .stderr_has("jobs.d/a.yaml:4:10")
+        .stderr_has("jobs.d/b.yaml:2:6")
+        .stderr_has("4 errors, 0 warnings in 3 files");
+}
+
+#[test]
+fn validate_json_lists_diagnostics() {
+    let run = Project::new()
+        .file("jobs.d/a.yaml", "command: [x]\nschedul: x\n")
+        .run(&["validate", "--output", "json"])
+        .code(1);
+    let v = run.json();
+    assert_eq!(v["valid"], false);
+    assert_eq!(v["diagnostics"][0]["file"], "jobs.d/a.yaml");
+    assert_eq!(v["diagnostics"][0]["line"], 2);
+    assert_eq!(v["diagnostics"][0]["column"], 1);
+    assert_eq!(v["diagnostics"][0]["severity"], "error");
+    assert_eq!(v["diagnostics"][0]["help"], "did you mean `schedule`?");
+}
+
+#[test]
+fn a_missing_jobs_folder_says_how_to_make_one() {
+    Project::new()
+        .run(&["validate"])
+        .code(1)
+        .stderr_has("the jobs folder does not exist")
+        .stderr_has("jobs init");
+}
+
+#[test]
+fn the_shipped_examples_validate() {
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("jobs.d");
+    Project::new()
+        .run(&["--dir", examples.to_str().unwrap(), "validate"])
+        .code(0)
+        .stdout_has("5 jobs in 5 files");
+}
