@@ -81,6 +81,10 @@ pub enum LedgerError {
     )]
     ReadOnly { path: PathBuf, detail: String },
     #[error(
+        "cannot open the ledger {path} ({detail}); check that its folder exists and is writable"
+    )]
+    CannotOpen { path: PathBuf, detail: String },
+    #[error(
         "{path} is not a jobs ledger or is damaged ({detail}); restore it from a backup or move it aside to start a new one"
     )]
     Corrupt { path: PathBuf, detail: String },
@@ -113,12 +117,14 @@ impl LedgerError {
             Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
                 LedgerError::Locked { path }
             }
-            Some(ErrorCode::ReadOnly | ErrorCode::PermissionDenied | ErrorCode::CannotOpen) => {
-                LedgerError::ReadOnly {
-                    path,
-                    detail: e.to_string(),
-                }
-            }
+            Some(ErrorCode::CannotOpen) => LedgerError::CannotOpen {
+                path,
+                detail: e.to_string(),
+            },
+            Some(ErrorCode::ReadOnly | ErrorCode::PermissionDenied) => LedgerError::ReadOnly {
+                path,
+                detail: e.to_string(),
+            },
             Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => LedgerError::Corrupt {
                 path,
                 detail: e.to_string(),

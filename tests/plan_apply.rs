@@ -1,0 +1,255 @@
+//! `jobs plan` and `jobs apply` through the binary: what changes, what does not, and that a bad
+//! file never changes the ledger.
+
+mod common;
+
+use common::{Project, job};
+
+fn project() -> Project {
+    Project::new()
+        .file("jobs.d/backup.yaml", "# nightly\nschedule: \"30 2 * * *\"\ntimezone: Europe/Berlin\ncommand: [backup, --all]\n")
+        .file("jobs.d/health.yaml", "schedule: {every: 90s}\ncommand: [curl, localhost]\n")
+        .file("jobs.d/old.yaml", job("@hourly"))
+}
+
+#[test]
+fn a_first_plan_adds_everything_and_writes_nothing() {
+    let p = project();
+    p.run(&["plan"])
+        .code(0)
+        .stdout_has("+ backup  (jobs.d/backup.yaml)")
+        .stdout_has("+   cron: 30 2 * * *")
+        .stdout_has("next: 2026-11-01T02:30:00+01:00, 2026-11-02T02:30:00+01:00")
+        .stdout_has("Plan: 3 to add, 0 to change, 0 to remove, 0 unchanged.");
+    assert!(!p.path(".jobs").exists(), "plan must not create the ledger");
+    p.run(&["plan", "--detailed-exitcode"]).code(2);
+    p.run(&["apply", "--dry-run", "--detailed-exitcode"])
+        .code(2);
+    assert!(
+        !p.path(".jobs").exists(),
+        "a dry run must not create the ledger"
+    );
+}
+
+#[test]
+fn apply_then_plan_shows_no_changes() {
+    let p = project();
+    p.run(&["apply"])
+        .code(0)
+        .stdout_has("Apply complete: 3 added, 0 changed, 0 removed");
+    assert!(p.path(".jobs/ledger.db").exists());
+    p.run(&["plan", "--detailed-exitcode"])
+        .code(0)
+        .stdout_has("No changes. The ledger matches the files (3 unchanged).");
+    p.run(&["apply"]).code(0).stdout_has("No changes.");
+}
+
+#[test]
+fn comments_key_order_and_equivalent_values_are_no_change() {
+    let p = project();
+    p.run(&["apply"]).code(0);
+    p.write(
+        "jobs.d/backup.yaml",
+        "command: [\"backup\", '--all']   # reordered, requoted\ntimezone: Europe/Berlin\nschedule: {cron: 30 2 * * *}\nenabled: true\nconcurrency: forbid\n",
+    );
+    p.write(
+        "jobs.d/health.yaml",
+        "command: [curl, localhost]\nschedule:\n  every: 1m 30s\n",
+    );
+    p.run(&["plan", "--detailed-exitcode"])
+        .code(0)
+        .stdout_has("3 unchanged");
+}
+
+#[test]
+fn a_change_shows_a_diff_and_the_next_fires_before_and_after() {
+    let p = project();
+    p.run(&["apply"]).code(0);
+    p.write(
+        "jobs.d/backup.yaml",
+        "schedule: \"30 1 * * *\"\ntimezone: America/New_York\ncommand: [backup, --all]\n",
+    );
+    p.remove("jobs.d/old.yaml");
+    p.write("jobs.d/new.toml", "command = [\"x\"]\n");
+    p.run(&["plan", "--detailed-exitcode"])
+        .code(2)
+        .stdout_has("~ backup  (jobs.d/backup.yaml)")
+        .stdout_has("--- applied (revision 1)")
+        .stdout_has("+++ jobs.d/backup.yaml")
+        .stdout_has("-  cron: 30 2 * * *")
+        .stdout_has("+  cron: 30 1 * * *")
+        .stdout_has("-timezone: Europe/Berlin")
+        .stdout_has("+timezone: America/New_York")
+        .stdout_has("next before: 2026-11-01T02:30:00+01:00")
+        .stdout_has("next after:  2026-11-01T01:30:00-04:00, 2026-11-02T01:30:00-05:00")
+        .stdout_has(
+            "note: 2026-11-01: 01:30 happens twice (clocks go back); fires once, at the first",
+        )
+        .stdout_has("- old  (no longer in old.yaml; its history keeps 0 runs)")
+        .stdout_has("+ new  (jobs.d/new.toml)")
+        .stdout_has("Plan: 1 to add, 1 to change, 1 to remove, 1 unchanged.");
+    p.run(&["apply"])
+        .code(0)
+        .stdout_has("Apply complete: 1 added, 1 changed, 1 removed");
+    p.run(&["list", "--all"]).code(0).stdout_has("removed");
+    p.run(&["get", "backup"])
+        .code(0)
+        .stdout_has("Revision:     2 of 2");
+}
+
+#[test]
+fn plan_json_has_the_documented_shape() {
+    let p = project();
+    p.run(&["apply"]).code(0);
+    p.write(
+        "jobs.d/health.yaml",
+        "schedule: {every: 5m}\ncommand: [curl, localhost]\n",
+    );
+    let run = p.run(&["plan", "--output", "json"]).code(0);
+    let v = run.json();
+    assert_eq!(v["format_version"], "1");
+    assert_eq!(
+        v["summary"],
+        serde_json::json!({"add": 0, "change": 1, "remove": 0, "unchanged": 2})
+    );
+    let change = v["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "health")
+        .unwrap();
+    assert_eq!(change["action"], "change");
+    assert_eq!(change["file"], "jobs.d/health.yaml");
+    assert!(change["before"].as_str().unwrap().contains("every: 1m 30s"));
+    assert!(change["after"].as_str().unwrap().contains("every: 5m"));
+    assert!(change["diff"].as_str().unwrap().contains("+  every: 5m"));
+    // Applied at NOW; 90 s intervals from then, and 5 min from the new apply.
+    assert_eq!(change["next_before"][0], "2026-10-31T12:01:30+00:00");
+    assert_eq!(change["next_after"][0], "2026-10-31T12:05:00+00:00");
+}
+
+#[test]
+fn an_invalid_file_applies_nothing_and_keeps_the_job() {
+    let p = project();
+    p.run(&["apply"]).code(0);
+    p.write(
+        "jobs.d/backup.yaml",
+        "schedule: \"30 2 * * *\"\ncomand: [backup]\n",
+    );
+    p.write("jobs.d/brand-new.yaml", job("@daily"));
+    p.run(&["apply"])
+        .code(1)
+        .stderr_has("jobs.d/backup.yaml:2:1")
+        .stderr_has("did you mean `command`?")
+        .stderr_has("nothing was applied");
+    let v = p.run(&["list", "--output", "json"]).code(0).json();
+    let names: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["backup", "health", "old"]);
+    assert_eq!(v[0]["revision"], 1);
+}
+
+#[test]
+fn an_invalid_folder_does_not_even_create_the_ledger() {
+    let p = Project::new().file("jobs.d/a.yaml", "nope: 1\n");
+    p.run(&["apply"]).code(1);
+    assert!(!p.path(".jobs").exists());
+}
+
+#[test]
+fn apply_records_the_git_commit() {
+    let p = project();
+    let git = |args: &[&str]| {
+        let status = std::process::Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+            .args(args)
+            .current_dir(p.root())
+            .output()
+            .unwrap();
+        assert!(status.status.success(), "{status:?}");
+        String::from_utf8(status.stdout).unwrap()
+    };
+    git(&["init", "-q"]);
+    git(&["add", "jobs.d"]);
+    git(&["commit", "-qm", "jobs"]);
+    let head = git(&["rev-parse", "HEAD"]).trim().to_string();
+    p.run(&["apply"])
+        .code(0)
+        .stdout_has(&format!("(from commit {})", &head[..12]));
+    let v = p.run(&["get", "backup", "--output", "json"]).code(0).json();
+    assert_eq!(v["git_commit"], head);
+    assert_eq!(v["git_dirty"], false);
+}
+
+#[test]
+fn list_get_and_next_read_the_ledger() {
+    let p = project().file("jobs.d/tagged.yaml", "schedule: \"0 9 * * mon-fri\"\ntimezone: America/New_York\ncommand: [x]\ntags: [team-a]\ndescription: Morning report\n");
+    p.run(&["list"]).code(0).stderr_has("No jobs applied yet");
+    p.run(&["apply"]).code(0);
+    p.run(&["list"])
+        .code(0)
+        .stdout_has("NAME")
+        .stdout_has("backup")
+        .stdout_has("2026-11-01 02:30 (in 13h 30m)")
+        .stdout_has("every 1m 30s");
+    let v = p
+        .run(&["list", "--tag", "team-a", "-o", "json"])
+        .code(0)
+        .json();
+    assert_eq!(v.as_array().unwrap().len(), 1);
+    let j = &v[0];
+    for key in [
+        "name",
+        "schedule",
+        "timezone",
+        "next_fire",
+        "enabled",
+        "revision",
+        "file",
+    ] {
+        assert!(j.get(key).is_some(), "missing {key}: {j}");
+    }
+    assert_eq!(j["next_fire"], "2026-11-02T09:00:00-05:00");
+    assert_eq!(j["file"], "tagged.yaml");
+    p.run(&["get", "tagged"])
+        .code(0)
+        .stdout_has("Morning report")
+        .stdout_has("At 09:00")
+        .stdout_has("2026-11-02T09:00:00-05:00")
+        .stdout_has("Definition:");
+    p.run(&["get", "nope"]).code(1).stderr_has("no job `nope`");
+    let v = p
+        .run(&["next", "tagged", "-n", "2", "-o", "json"])
+        .code(0)
+        .json();
+    assert_eq!(
+        v["next"],
+        serde_json::json!(["2026-11-02T09:00:00-05:00", "2026-11-03T09:00:00-05:00"])
+    );
+    // A job not applied yet is answered from the files.
+    p.write("jobs.d/later.yaml", job("0 0 1 * *"));
+    p.run(&["next", "later", "-n", "1"])
+        .code(0)
+        .stdout_has("2026-11-01T00:00:00+00:00");
+}
+
+#[test]
+fn an_applied_every_job_counts_from_its_apply() {
+    let p = project();
+    p.run(&["apply"]).code(0);
+    let v = p
+        .run_with(
+            &["next", "health", "-n", "2", "-o", "json"],
+            &[("JOBS_NOW", "2026-10-31T12:02:00Z")],
+        )
+        .code(0)
+        .json();
+    assert_eq!(
+        v["next"],
+        serde_json::json!(["2026-10-31T12:03:00+00:00", "2026-10-31T12:04:30+00:00"])
+    );
+}
