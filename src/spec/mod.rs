@@ -407,3 +407,148 @@ pub fn resolve_timezone(name: &str) -> Result<(String, TimeZone), (String, Optio
         best,
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn context(defaults: &Defaults) -> Context<'_> {
+        Context {
+            defaults,
+            now: "2026-10-31T12:00:00Z".parse().unwrap(),
+        }
+    }
+
+    const VALID_YAML: &str = "description: Nightly backup\nschedule: \"30 2 * * *\"\ntimezone: Europe/Berlin\nrun: |\n  pg_dump app > /tmp/app.dump\nenv:\n  PGHOST: localhost\ntimeout: 2h\nretry:\n  attempts: 2\n  backoff: 5m\nconcurrency: forbid\nparams:\n  target:\n    default: s3\ntags: [backup]\n";
+    const VALID_TOML: &str = "description = \"Nightly backup\"\nschedule = \"30 2 * * *\"\ntimezone = \"Europe/Berlin\"\nrun = \"pg_dump app\"\ntimeout = \"2h\"\n[retry]\nattempts = 2\n[env]\nPGHOST = \"localhost\"\n";
+
+    #[test]
+    fn yaml_and_toml_mean_the_same() {
+        let defaults = Defaults::default();
+        let yaml = parse(
+            "j.yaml",
+            b"schedule: {every: 15m}\ncommand: [a, b]\ntimeout: 90s\n",
+            context(&defaults),
+        );
+        let toml = parse(
+            "j.toml",
+            b"command = [\"a\", \"b\"]\ntimeout = \"1m 30s\"\n[schedule]\nevery = \"15m\"\n",
+            context(&defaults),
+        );
+        assert_eq!(yaml.spec, toml.spec);
+        assert!(yaml.spec.is_some());
+    }
+
+    #[test]
+    fn the_normal_form_parses_back_to_the_same_spec() {
+        let defaults = Defaults::default();
+        for (path, text) in [("j.yaml", VALID_YAML), ("j.toml", VALID_TOML)] {
+            let spec = parse(path, text.as_bytes(), context(&defaults))
+                .spec
+                .unwrap();
+            let normal = normal::to_yaml(&spec);
+            let again = parse("j.yaml", normal.as_bytes(), context(&defaults));
+            assert_eq!(
+                again.spec.as_ref(),
+                Some(&spec),
+                "{normal}\n{:?}",
+                again.diagnostics
+            );
+            assert_eq!(
+                normal::content_hash(&spec),
+                normal::content_hash(again.spec.as_ref().unwrap())
+            );
+        }
+    }
+
+    #[test]
+    fn toml_native_date_times_are_accepted() {
+        let defaults = Defaults::default();
+        let parsed = parse(
+            "j.toml",
+            b"command = [\"x\"]\ntimezone = \"Asia/Tokyo\"\n[schedule]\nat = 2030-01-01T09:00:00\n",
+            context(&defaults),
+        );
+        let spec = parsed
+            .spec
+            .unwrap_or_else(|| panic!("{:?}", parsed.diagnostics));
+        let Schedule::At(at) = spec.schedule else {
+            panic!()
+        };
+        assert_eq!(at.instant.to_string(), "2030-01-01T00:00:00Z");
+    }
+
+    fn located(path: &str, bytes: &[u8]) -> Result<(), String> {
+        let defaults = Defaults::default();
+        let parsed = parse(path, bytes, context(&defaults));
+        for d in parsed.diagnostics.iter().filter(|d| d.is_error()) {
+            if d.position.is_none() && !d.message.contains("the file is empty") {
+                return Err(format!(
+                    "no position: {d}\n--- input\n{}",
+                    String::from_utf8_lossy(bytes)
+                ));
+            }
+        }
+        if parsed.spec.is_none() && !parsed.diagnostics.iter().any(Diagnostic::is_error) {
+            return Err("no spec and no error".into());
+        }
+        Ok(())
+    }
+
+    /// Mutations of a valid file: delete, duplicate or replace a byte range.
+    fn mutate(text: &str, ops: &[(u8, usize, usize, String)]) -> Vec<u8> {
+        let mut bytes = text.as_bytes().to_vec();
+        for (kind, a, b, insert) in ops {
+            let len = bytes.len().max(1);
+            let (a, b) = ((*a % len).min(bytes.len()), (*b % len).min(bytes.len()));
+            let (lo, hi) = (a.min(b), a.max(b).min(lo_hi_cap(a.min(b), bytes.len())));
+            match kind % 3 {
+                0 => {
+                    bytes.drain(lo..hi);
+                }
+                1 => {
+                    let copy = bytes[lo..hi].to_vec();
+                    bytes.splice(hi..hi, copy);
+                }
+                _ => {
+                    bytes.splice(lo..hi, insert.bytes());
+                }
+            }
+        }
+        bytes
+    }
+
+    fn lo_hi_cap(lo: usize, len: usize) -> usize {
+        (lo + 40).min(len)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn arbitrary_bytes_give_a_located_error_never_a_panic(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400),
+            toml in proptest::prelude::any::<bool>(),
+        ) {
+            let path = if toml { "job.toml" } else { "job.yaml" };
+            if let Err(e) = located(path, &bytes) {
+                proptest::prop_assert!(false, "{}", e);
+            }
+        }
+
+        #[test]
+        fn mutated_valid_files_give_a_located_error_never_a_panic(
+            ops in proptest::collection::vec(
+                (0u8..3, 0usize..2000, 0usize..2000, "[ -~\\n]{0,12}|: |- |\\{|\\[|\\*a|&a|---|\"|'|\\t|#"),
+                1..4,
+            ),
+            toml in proptest::prelude::any::<bool>(),
+        ) {
+            let (path, text) = if toml { ("job.toml", VALID_TOML) } else { ("job.yaml", VALID_YAML) };
+            let bytes = mutate(text, &ops);
+            if let Err(e) = located(path, &bytes) {
+                proptest::prop_assert!(false, "{}", e);
+            }
+        }
+    }
+}
