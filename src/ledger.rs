@@ -30,6 +30,7 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE TABLE revisions (
         id            INTEGER PRIMARY KEY,
         job           TEXT NOT NULL,
+        number        INTEGER NOT NULL,
         apply_id      INTEGER REFERENCES applies(id),
         content_hash  TEXT NOT NULL,
         definition    TEXT NOT NULL,
@@ -43,7 +44,7 @@ pub const MIGRATIONS: &[&str] = &[
         git_commit    TEXT,
         git_dirty     INTEGER
     );
-    CREATE INDEX revisions_by_job ON revisions(job, id);
+    CREATE UNIQUE INDEX revisions_by_job ON revisions(job, number);
     CREATE TABLE jobs (
         name             TEXT PRIMARY KEY,
         owner            TEXT NOT NULL CHECK (owner IN ('file', 'api')),
@@ -356,7 +357,16 @@ impl Ledger {
     ///
     /// On a SQLite failure.
     pub fn jobs(&self) -> Result<Vec<JobRow>> {
-        query_jobs(&self.conn, None).map_err(|e| self.err(e))
+        query_jobs(&self.conn, None, Detail::Full).map_err(|e| self.err(e))
+    }
+
+    /// Every job without its definition text (which stays empty): what a listing needs.
+    ///
+    /// # Errors
+    ///
+    /// On a SQLite failure.
+    pub fn job_summaries(&self) -> Result<Vec<JobRow>> {
+        query_jobs(&self.conn, None, Detail::Summary).map_err(|e| self.err(e))
     }
 
     /// One job by name, removed or not.
@@ -365,7 +375,7 @@ impl Ledger {
     ///
     /// On a SQLite failure.
     pub fn job(&self, name: &str) -> Result<Option<JobRow>> {
-        query_jobs(&self.conn, Some(name))
+        query_jobs(&self.conn, Some(name), Detail::Full)
             .map(|mut rows| rows.pop())
             .map_err(|e| self.err(e))
     }
@@ -389,7 +399,7 @@ impl Ledger {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(e)?;
-        let current = query_jobs(&tx, None).map_err(e)?;
+        let current = query_jobs(&tx, None, Detail::Full).map_err(e)?;
         let batch = decide(&current).map_err(|detail| LedgerError::Conflict {
             path: path.clone(),
             detail,
@@ -410,8 +420,8 @@ impl Ledger {
         {
             let mut insert_revision = tx
                 .prepare_cached(
-                    "INSERT INTO revisions (job, apply_id, content_hash, definition, source_path, enabled, schedule, timezone, description, tags, created_at, git_commit, git_dirty)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                    "INSERT INTO revisions (job, number, apply_id, content_hash, definition, source_path, enabled, schedule, timezone, description, tags, created_at, git_commit, git_dirty)
+                     VALUES (?1, (SELECT coalesce(max(number), 0) + 1 FROM revisions WHERE job = ?1), ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
                 )
                 .map_err(e)?;
             let mut upsert_job = tx
@@ -514,19 +524,36 @@ impl Ledger {
     }
 }
 
-fn query_jobs(conn: &Connection, name: Option<&str>) -> rusqlite::Result<Vec<JobRow>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT j.name, j.owner, j.active,
-                (SELECT count(*) FROM revisions p WHERE p.job = j.name AND p.id <= r.id), r.content_hash, r.definition, r.source_path,
+/// Which columns a job query loads: a listing has no use for whole definitions.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Detail {
+    Summary,
+    Full,
+}
+
+fn query_jobs(
+    conn: &Connection,
+    name: Option<&str>,
+    detail: Detail,
+) -> rusqlite::Result<Vec<JobRow>> {
+    let sql = format!(
+        "SELECT j.name, j.owner, j.active, r.number, r.content_hash, {definition}, r.source_path,
                 r.enabled, r.schedule, r.timezone, r.description, r.tags, j.schedule_anchor,
                 j.created_at, j.updated_at, j.removed_at, r.git_commit, r.git_dirty,
-                (SELECT count(*) FROM runs WHERE runs.job = j.name),
-                (SELECT state || ' ' || coalesce(finished_at, started_at, created_at)
-                   FROM runs WHERE runs.job = j.name ORDER BY id DESC LIMIT 1)
-         FROM jobs j JOIN revisions r ON r.id = j.revision_id
+                coalesce(rs.n, 0),
+                lr.state || ' ' || coalesce(lr.finished_at, lr.started_at, lr.created_at)
+         FROM jobs j
+         JOIN revisions r ON r.id = j.revision_id
+         LEFT JOIN (SELECT job, count(*) AS n, max(id) AS last FROM runs GROUP BY job) rs ON rs.job = j.name
+         LEFT JOIN runs lr ON lr.id = rs.last
          WHERE ?1 IS NULL OR j.name = ?1
          ORDER BY j.name",
-    )?;
+        definition = match detail {
+            Detail::Full => "r.definition",
+            Detail::Summary => "''",
+        }
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map([name], |row| {
         let tags: String = row.get(11)?;
         let last: Option<String> = row.get(19)?;

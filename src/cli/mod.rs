@@ -555,7 +555,7 @@ fn list(settings: &Settings, tag: Option<&str>, all: bool) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     };
     let rows: Vec<JobRow> = ledger
-        .jobs()
+        .job_summaries()
         .context("reading the ledger")?
         .into_iter()
         .filter(|r| all || r.active)
