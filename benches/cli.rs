@@ -26,6 +26,8 @@ struct Sample {
 }
 
 /// Runs the binary once in `dir`, returning wall time and the child's max RSS.
+// The child is reaped by `wait4` below, which also gives its resource use.
+#[allow(clippy::zombie_processes)]
 fn run_once(bin: &Path, dir: &Path, args: &[&str]) -> Sample {
     let started = Instant::now();
     let child = Command::new(bin)
@@ -113,7 +115,9 @@ fn main() {
         .split(',')
         .map(|s| s.trim().parse().expect("JOBS_BENCH_SCALES: numbers"))
         .collect();
-    println!("| N | floor 1 thread | floor all cores | validate | plan | apply | list | max RSS (apply) |");
+    println!(
+        "| N | floor 1 thread | floor all cores | validate | plan | apply | list | max RSS (apply) |"
+    );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
     for n in scales {
         let tmp = tempfile::tempdir().unwrap();

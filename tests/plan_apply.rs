@@ -253,3 +253,23 @@ fn an_applied_every_job_counts_from_its_apply() {
         serde_json::json!(["2026-10-31T12:03:00+00:00", "2026-10-31T12:04:30+00:00"])
     );
 }
+
+#[test]
+fn a_closed_pipe_is_not_a_panic() {
+    let p = Project::new();
+    for i in 0..2000 {
+        p.write(&format!("jobs.d/j{i}.yaml"), job("@daily"));
+    }
+    p.run(&["apply"]).code(0);
+    let bin = assert_cmd::cargo::cargo_bin("jobs");
+    let output = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("'{}' list | head -1", bin.display()))
+        .current_dir(p.root())
+        .env("JOBS_NOW", common::NOW)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(String::from_utf8_lossy(&output.stdout).starts_with("NAME"));
+}

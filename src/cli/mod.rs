@@ -139,6 +139,13 @@ impl std::error::Error for Reported {}
 
 /// Runs the program and turns the outcome into an exit code.
 pub fn main() -> ExitCode {
+    // Die quietly on a closed pipe (`jobs list | head`) as Unix tools do, instead of panicking
+    // in `println!`.
+    #[cfg(unix)]
+    // SAFETY: setting a signal's disposition to the default, before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
@@ -519,7 +526,14 @@ fn apply(settings: &Settings) -> Result<ExitCode> {
 
 /// A job's next fires from its ledger row, at `now`.
 fn row_next_fires(row: &JobRow, now: Timestamp, n: usize) -> Vec<jiff::Zoned> {
-    let (Some(schedule), Ok(tz)) = (stored_schedule(row), jiff::tz::db().get(&row.timezone)) else {
+    match jiff::tz::db().get(&row.timezone) {
+        Ok(tz) => row_next_fires_in(row, &tz, now, n),
+        Err(_) => Vec::new(),
+    }
+}
+
+fn row_next_fires_in(row: &JobRow, tz: &TimeZone, now: Timestamp, n: usize) -> Vec<jiff::Zoned> {
+    let Some(schedule) = stored_schedule(row) else {
         return Vec::new();
     };
     if !row.enabled || !row.active {
@@ -527,7 +541,7 @@ fn row_next_fires(row: &JobRow, now: Timestamp, n: usize) -> Vec<jiff::Zoned> {
     }
     let anchor = row.schedule_anchor.parse().unwrap_or(now);
     schedule
-        .next_fires(&tz, anchor, now, n)
+        .next_fires(tz, anchor, now, n)
         .into_iter()
         .map(|t| t.to_zoned(tz.clone()))
         .collect()
@@ -561,10 +575,21 @@ fn list(settings: &Settings, tag: Option<&str>, all: bool) -> Result<ExitCode> {
         .filter(|r| all || r.active)
         .filter(|r| tag.is_none_or(|t| r.tags.iter().any(|x| x == t)))
         .collect();
+    // Look each zone up once: thousands of jobs share a handful of zones.
+    let mut zones: std::collections::HashMap<&str, Option<TimeZone>> =
+        std::collections::HashMap::new();
+    for r in &rows {
+        zones
+            .entry(r.timezone.as_str())
+            .or_insert_with(|| jiff::tz::db().get(&r.timezone).ok());
+    }
     let next: Vec<Option<jiff::Zoned>> = {
         use rayon::prelude::*;
         rows.par_iter()
-            .map(|r| row_next_fires(r, now, 1).into_iter().next())
+            .map(|r| {
+                let tz = zones.get(r.timezone.as_str()).and_then(Option::as_ref)?;
+                row_next_fires_in(r, tz, now, 1).into_iter().next()
+            })
             .collect()
     };
     output::job_list(settings.output, &rows, &next, now)

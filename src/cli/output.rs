@@ -81,8 +81,8 @@ pub fn job_list(
         eprintln!("No jobs.");
         return Ok(ExitCode::SUCCESS);
     }
-    let mut t = table();
-    t.set_header(["NAME", "SCHEDULE", "TZ", "NEXT", "LAST", "STATE"]);
+    let mut lines: Vec<[String; 6]> = Vec::with_capacity(rows.len() + 1);
+    lines.push(["NAME", "SCHEDULE", "TZ", "NEXT", "LAST", "STATE"].map(String::from));
     for (r, n) in rows.iter().zip(next) {
         let next = n.as_ref().map_or("-".to_string(), |z| {
             format!(
@@ -95,17 +95,39 @@ pub fn job_list(
             .last_run
             .as_ref()
             .map_or("-".to_string(), |l| format!("{} {}", l.state, l.at));
-        t.add_row([
-            r.name.as_str(),
-            &schedule_text(r),
-            r.timezone.as_str(),
-            &next,
-            &last,
-            super::state_of(r),
+        lines.push([
+            r.name.clone(),
+            schedule_text(r),
+            r.timezone.clone(),
+            next,
+            last,
+            super::state_of(r).to_string(),
         ]);
     }
-    println!("{t}");
+    print!("{}", columns(&lines));
     Ok(ExitCode::SUCCESS)
+}
+
+/// Left-aligned columns separated by two spaces, like `kubectl get`. Written by hand for
+/// listings: comfy-table spends ~40 ms laying out 10,000 rows, more than the rest of `list`.
+fn columns<const N: usize>(lines: &[[String; N]]) -> String {
+    let mut widths = [0usize; N];
+    for line in lines {
+        for (w, cell) in widths.iter_mut().zip(line) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::with_capacity(lines.len() * (widths.iter().sum::<usize>() + 2 * N));
+    for line in lines {
+        for (i, (cell, w)) in line.iter().zip(widths).enumerate() {
+            out.push_str(cell);
+            if i + 1 < N {
+                out.extend(std::iter::repeat_n(' ', w - cell.chars().count() + 2));
+            }
+        }
+        out.push('\n');
+    }
+    out
 }
 
 fn schedule_text(row: &JobRow) -> String {
