@@ -110,8 +110,16 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 
 fn main() {
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_jobs"));
+    // `cargo test --all-targets` runs this too, without `--bench`: then it is a quick smoke
+    // test of the benchmark itself rather than a measurement.
+    let measuring = std::env::args().any(|a| a == "--bench");
+    let default_scales = if measuring {
+        "1000,10000,100000"
+    } else {
+        "200"
+    };
     let scales: Vec<usize> = std::env::var("JOBS_BENCH_SCALES")
-        .unwrap_or_else(|_| "1000,10000,100000".into())
+        .unwrap_or_else(|_| default_scales.into())
         .split(',')
         .map(|s| s.trim().parse().expect("JOBS_BENCH_SCALES: numbers"))
         .collect();
