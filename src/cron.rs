@@ -156,11 +156,7 @@ impl CronExpr {
                         Some(lead),
                     ));
                 }
-                "yearly" | "annually" => "0 0 1 1 *",
-                "monthly" => "0 0 1 * *",
-                "weekly" => "0 0 * * 0",
-                "daily" | "midnight" => "0 0 * * *",
-                "hourly" => "0 * * * *",
+                m if expand_macro(m).is_some() => expand_macro(m).expect("checked"),
                 "reboot" => {
                     return Err(CronError {
                         help: Some(
@@ -407,14 +403,11 @@ impl CronExpr {
 
     /// A plain-English description, e.g. "At 02:00, on Monday, Tuesday, ... and Friday.".
     pub fn describe(&self) -> String {
-        let expanded = match self.source.to_ascii_lowercase().as_str() {
-            "@yearly" | "@annually" => "0 0 1 1 *".to_string(),
-            "@monthly" => "0 0 1 * *".to_string(),
-            "@weekly" => "0 0 * * 0".to_string(),
-            "@daily" | "@midnight" => "0 0 * * *".to_string(),
-            "@hourly" => "0 * * * *".to_string(),
-            _ => self.source.clone(),
-        };
+        let expanded = self
+            .source
+            .strip_prefix('@')
+            .and_then(|m| expand_macro(&m.to_ascii_lowercase()))
+            .map_or_else(|| self.source.clone(), str::to_string);
         croner::parser::CronParser::builder()
             .seconds(croner::parser::Seconds::Disallowed)
             .year(croner::parser::Year::Disallowed)
@@ -424,6 +417,18 @@ impl CronExpr {
             .map(|c| c.describe())
             .unwrap_or(expanded)
     }
+}
+
+/// The five fields a macro stands for (`name` without `@`, lower case).
+fn expand_macro(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "yearly" | "annually" => "0 0 1 1 *",
+        "monthly" => "0 0 1 * *",
+        "weekly" => "0 0 * * 0",
+        "daily" | "midnight" => "0 0 * * *",
+        "hourly" => "0 * * * *",
+        _ => return None,
+    })
 }
 
 /// Parses one field into a bit set. Errors carry a byte offset into the field and a help.
