@@ -113,14 +113,13 @@ pub fn build(files: &[FileInput<'_>], context: Context<'_>, other_jobs: &[String
             }
         }
     }
-    let duplicated: Vec<&String> = claimed
-        .iter()
-        .filter(|(_, v)| v.len() > 1)
-        .map(|(k, _)| k)
-        .collect();
     let mut keep: Vec<bool> = entries
         .iter()
-        .map(|e| !duplicated.contains(&&e.spec.name.as_str().to_string()))
+        .map(|e| {
+            claimed
+                .get(e.spec.name.as_str())
+                .is_some_and(|files| files.len() == 1)
+        })
         .collect();
 
     // References must name a job that exists (as a file, valid or not, or outside the files).
@@ -224,18 +223,16 @@ fn find_cycles(entries: &[Entry], by_name: &HashMap<&str, usize>) -> Vec<Vec<usi
         let mut stack: Vec<(usize, usize)> = vec![(root, 0)];
         marks[root] = Mark::OnStack;
         while let Some(&mut (node, ref mut edge)) = stack.last_mut() {
-            let next = edges(&entries[node].spec)
-                .nth(*edge)
-                .and_then(|n| by_name.get(n.as_str()).copied());
-            let has_edge = edges(&entries[node].spec).nth(*edge).is_some();
+            let next = edges(&entries[node].spec).nth(*edge);
             *edge += 1;
-            match (has_edge, next) {
-                (false, _) => {
+            // An edge to an unknown job was already reported; it cannot be part of a cycle.
+            match next.map(|n| by_name.get(n.as_str()).copied()) {
+                None => {
                     marks[node] = Mark::Done;
                     stack.pop();
                 }
-                (true, None) => {}
-                (true, Some(target)) => match marks[target] {
+                Some(None) => {}
+                Some(Some(target)) => match marks[target] {
                     Mark::New => {
                         marks[target] = Mark::OnStack;
                         stack.push((target, 0));

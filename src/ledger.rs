@@ -327,6 +327,10 @@ impl Ledger {
 
     fn migrate(&mut self) -> Result<()> {
         let known = MIGRATIONS.len() as i64;
+        // An up-to-date ledger needs no write lock just to be opened.
+        if self.schema_version()? == known {
+            return Ok(());
+        }
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)

@@ -69,6 +69,25 @@ pub struct Change {
     pub reset_anchor: bool,
 }
 
+impl Change {
+    /// A change with nothing but its action, job and file; the rest is filled in per action.
+    fn new(action: Action, name: &str, file: Option<String>) -> Change {
+        Change {
+            action,
+            name: name.to_string(),
+            file,
+            before: None,
+            after: None,
+            diff: None,
+            next_before: Vec::new(),
+            next_after: Vec::new(),
+            notes: Vec::new(),
+            runs_kept: None,
+            reset_anchor: false,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Summary {
     pub add: usize,
@@ -132,19 +151,11 @@ pub fn plan(catalog: &Catalog, applied: &[Applied], now: Timestamp) -> Plan {
             ),
             Some(current) if current.active && current.hash == entry.hash => {
                 summary.unchanged += 1;
-                changes.push(Change {
-                    action: Action::Unchanged,
-                    name: name.to_string(),
-                    file: Some(entry.file.clone()),
-                    before: None,
-                    after: None,
-                    diff: None,
-                    next_before: Vec::new(),
-                    next_after: Vec::new(),
-                    notes: Vec::new(),
-                    runs_kept: None,
-                    reset_anchor: false,
-                });
+                changes.push(Change::new(
+                    Action::Unchanged,
+                    name,
+                    Some(entry.file.clone()),
+                ));
             }
             Some(current) if current.active => {
                 summary.change += 1;
@@ -175,33 +186,24 @@ pub fn plan(catalog: &Catalog, applied: &[Applied], now: Timestamp) -> Plan {
                     (Vec::new(), Vec::new(), Vec::new())
                 };
                 changes.push(Change {
-                    action: Action::Change,
-                    name: name.to_string(),
-                    file: Some(entry.file.clone()),
                     before: Some(current.definition.clone()),
                     after: Some(after),
                     diff: Some(diff),
                     next_before,
                     next_after,
                     notes,
-                    runs_kept: None,
                     reset_anchor,
+                    ..Change::new(Action::Change, name, Some(entry.file.clone()))
                 });
             }
             _ => {
                 summary.add += 1;
                 changes.push(Change {
-                    action: Action::Add,
-                    name: name.to_string(),
-                    file: Some(entry.file.clone()),
-                    before: None,
                     after: Some(normal::to_yaml(spec)),
-                    diff: None,
-                    next_before: Vec::new(),
                     next_after: fires(&spec.schedule, tz, now, now),
                     notes: spec.schedule.dst_notes(tz, now, year_after(now)),
-                    runs_kept: None,
                     reset_anchor: true,
+                    ..Change::new(Action::Add, name, Some(entry.file.clone()))
                 });
             }
         }
@@ -217,17 +219,9 @@ pub fn plan(catalog: &Catalog, applied: &[Applied], now: Timestamp) -> Plan {
         if current.active && catalog.get(&current.name).is_none() {
             summary.remove += 1;
             changes.push(Change {
-                action: Action::Remove,
-                name: current.name.clone(),
-                file: current.source_path.clone(),
                 before: Some(current.definition.clone()),
-                after: None,
-                diff: None,
-                next_before: Vec::new(),
-                next_after: Vec::new(),
-                notes: Vec::new(),
                 runs_kept: Some(current.n_runs),
-                reset_anchor: false,
+                ..Change::new(Action::Remove, &current.name, current.source_path.clone())
             });
         }
     }

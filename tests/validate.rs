@@ -416,3 +416,131 @@ fn the_shipped_examples_validate() {
         .code(0)
         .stdout_has("5 jobs in 5 files");
 }
+
+#[test]
+fn every_value_rule_has_a_message() {
+    for (content, location, message) in [
+        (
+            "schedule: {cron: '@daily', every: 5m}\ncommand: [x]\n",
+            "1:11",
+            "has cron and every; a schedule is one of them",
+        ),
+        (
+            "schedule: {start_at: 2030-01-01T00:00:00Z}\ncommand: [x]\n",
+            "1:11",
+            "has none of `cron`, `every`, `at`, `after`",
+        ),
+        (
+            "schedule: {at: 2030-01-01T00:00:00Z, start_at: 2030-01-01T00:00:00Z}\ncommand: [x]\n",
+            "1:48",
+            "`start_at` only applies to `every`",
+        ),
+        (
+            "schedule: {at: tomorrow}\ncommand: [x]\n",
+            "1:16",
+            "is not a date-time",
+        ),
+        (
+            "schedule: {after: []}\ncommand: [x]\n",
+            "1:11",
+            "`after` lists no jobs",
+        ),
+        (
+            "command: [x]\nshell: bash\n",
+            "2:8",
+            "`shell` only applies to `run`",
+        ),
+        ("run: '  '\n", "1:6", "`run` is empty"),
+        (
+            "command: [x]\nenv: {1BAD: x}\n",
+            "2:7",
+            "not a valid environment variable name",
+        ),
+        (
+            "command: [x]\nenv: {JOBS_JOB: x}\n",
+            "2:7",
+            "reserved for jobs",
+        ),
+        (
+            "command: [x]\ndepends_on: [a]\n",
+            "2:14",
+            "a job cannot depend on itself",
+        ),
+        (
+            "command: [x]\nparams: {bad-name: {}}\n",
+            "2:10",
+            "parameter name `bad-name` is not valid",
+        ),
+        (
+            "command: [x]\nparams: {p: {required: true, default: x}}\n",
+            "2:13",
+            "is required and has a default",
+        ),
+        (
+            "command: [x]\nwebhook: {secret_env: A, secret_file: /b}\n",
+            "2:10",
+            "exactly one of `secret_env: VAR` or `secret_file: PATH`",
+        ),
+        (
+            "command: [x]\nwebhook: {secret_env: 'not valid'}\n",
+            "2:23",
+            "not a valid environment variable name",
+        ),
+        (
+            "command: [x]\nrepeat: {times: 0}\n",
+            "2:17",
+            "repeat.times must be at least 1",
+        ),
+        (
+            "command: [x]\nrepeat: {until: failure}\n",
+            "2:17",
+            "is not `success`",
+        ),
+        (
+            "command: [x]\nhistory: {keep_runs: 0}\n",
+            "2:22",
+            "history.keep_runs must be at least 1",
+        ),
+        (
+            "command: [x]\nretry: {backoff: 10m, max_backoff: 1m}\n",
+            "2:8",
+            "is shorter than retry.backoff",
+        ),
+        (
+            "command: [x]\ntags: ['two words']\n",
+            "2:8",
+            "without spaces or commas",
+        ),
+        (
+            "command: [x]\nmissed: sometimes\n",
+            "2:9",
+            "not one of `skip`, `run_once`",
+        ),
+        (
+            "command: [x]\noutput_limit: 0\n",
+            "2:15",
+            "output_limit must be larger than 0",
+        ),
+    ] {
+        rejects("a.yaml", content.as_bytes(), location, message);
+    }
+}
+
+#[test]
+fn a_locked_ledger_during_apply_is_an_error_not_a_panic() {
+    // The ledger opens (and migrates) fine, then another writer holds it: apply must report it.
+    let p = Project::new().file("jobs.d/a.yaml", job("@daily"));
+    p.run(&["apply"]).code(0);
+    p.write("jobs.d/b.yaml", job("@hourly"));
+    let holder = rusqlite::Connection::open(p.path(".jobs/ledger.db")).unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let run = p
+        .run_with(&["apply"], &[("JOBS_LOCK_WAIT", "100ms")])
+        .code(1);
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("is locked by another process"),
+        "{}",
+        run.stderr
+    );
+}

@@ -484,15 +484,19 @@ fn apply(settings: &Settings) -> Result<ExitCode> {
         decided = Some(plan);
         Ok(batch)
     });
-    let plan = decided.expect("the apply decided a plan");
-    if let Err(e) = record {
-        if !plan.errors.is_empty() {
-            report_plan_errors(&loaded, &plan)?;
+    // The transaction can fail before it decides anything (the ledger locked by another
+    // writer), so there may be no plan to show.
+    let record = match record {
+        Ok(record) => record,
+        Err(e) => {
+            if let Some(plan) = &decided {
+                report_plan_errors(&loaded, plan)?;
+            }
+            return Err(anyhow::Error::new(e)
+                .context(format!("applying to ledger {}", settings.ledger.display())));
         }
-        return Err(anyhow::Error::new(e)
-            .context(format!("applying to ledger {}", settings.ledger.display())));
-    }
-    let record = record.expect("checked");
+    };
+    let plan = decided.expect("a successful apply decided its plan");
     match settings.output {
         OutputFormat::Json => output::json(&serde_json::json!({
             "format_version": "1",

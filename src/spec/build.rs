@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::raw::{At, Format, Loc, RawCommand, RawJob, RawSchedule, RawSize};
+use super::raw::{At, Loc, RawCommand, RawJob, RawSchedule, RawSize};
 use super::*;
 use crate::cron::CronExpr;
 use crate::diag::{offset_of, position_of};
@@ -11,7 +11,6 @@ use crate::schedule::{AtTime, resolve_time};
 struct Builder<'a> {
     path: &'a str,
     text: &'a str,
-    format: Format,
     diagnostics: Vec<Diagnostic>,
     references: Vec<Reference>,
 }
@@ -86,13 +85,6 @@ impl Builder<'_> {
                     Diagnostic::error(self.path, format!("invalid cron expression: {}", e.message))
                         .at(position);
                 d.help = e.help;
-                if d.help.is_none()
-                    && self.format == Format::Yaml
-                    && expr.value.trim_start().starts_with('*')
-                {
-                    // Not reachable for valid YAML (an unquoted `*` is an alias), kept for clarity.
-                    d.help = Some("quote the expression".into());
-                }
                 self.diagnostics.push(d);
                 None
             }
@@ -118,17 +110,10 @@ fn is_env_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-pub(super) fn build(
-    path: &str,
-    text: &str,
-    format: Format,
-    raw: RawJob,
-    context: Context<'_>,
-) -> Parsed {
+pub(super) fn build(path: &str, text: &str, raw: RawJob, context: Context<'_>) -> Parsed {
     let mut b = Builder {
         path,
         text,
-        format,
         diagnostics: Vec::new(),
         references: Vec::new(),
     };

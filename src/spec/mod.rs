@@ -222,7 +222,7 @@ pub fn parse(path: &str, bytes: &[u8], context: Context<'_>) -> Parsed {
         Ok(raw) => raw,
         Err(d) => return fail(d),
     };
-    build::build(path, text, format, raw, context)
+    build::build(path, text, raw, context)
 }
 
 /// Deserializes a file's text into its raw shape.
