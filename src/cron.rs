@@ -339,6 +339,26 @@ impl CronExpr {
         // time skipped by a gap fires just after it), so the search starts a little earlier and
         // stops once wall times are past the best candidate by more than any real transition.
         let slack = SignedDuration::from_hours(3);
+        // Fast path: far from any transition the zone is a fixed offset, and the next matching
+        // wall-clock minute is the answer. This keeps counting a year of minutes (a daemon
+        // that was down that long) well under a second.
+        let offset = tz.to_offset(after);
+        let civil_after = offset.to_datetime(after);
+        if let Some(candidate) = self
+            .next_civil_after(civil_after)
+            .and_then(|c| offset.to_timestamp(c).ok())
+        {
+            let window_start = after.checked_sub(slack).ok()?;
+            let quiet = match tz.following(window_start).next() {
+                None => true,
+                Some(t) => candidate
+                    .checked_add(slack)
+                    .is_ok_and(|end| t.timestamp() > end),
+            };
+            if quiet {
+                return Some(candidate);
+            }
+        }
         let mut civil = tz.to_datetime(after.checked_sub(slack).ok()?);
         let mut best: Option<Timestamp> = None;
         loop {

@@ -20,4 +20,6 @@ pub mod config;
 pub mod git;
 pub mod ledger;
 pub mod plan;
+pub mod run;
+pub mod slots;
 pub mod source;

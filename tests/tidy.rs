@@ -15,6 +15,8 @@ const CORE: &[&str] = &[
     "spec/normal.rs",
     "catalog.rs",
     "plan.rs",
+    "run.rs",
+    "slots.rs",
     "duration.rs",
     "size.rs",
     "name.rs",

@@ -13,6 +13,15 @@ use std::time::Duration as StdDuration;
 
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
+mod runs;
+pub use runs::*;
+
+/// How the ledger writes instants: RFC 3339 in UTC with milliseconds, so that text order is
+/// time order.
+pub fn stamp(t: jiff::Timestamp) -> String {
+    format!("{t:.3}")
+}
+
 /// The schema, one migration per step; `user_version` counts how many have run.
 /// Append only: never edit or reorder a migration that has shipped.
 pub const MIGRATIONS: &[&str] = &[
@@ -69,6 +78,76 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX runs_by_job ON runs(job, id);
     "#,
+    // 2: the daemon. Runs gain their slot (unique per job: no slot is written or fired twice),
+    // attempt, process and outcome; events, output, pauses, the daemon's lease and its status.
+    r#"
+    ALTER TABLE jobs ADD COLUMN slot_cursor TEXT;
+    UPDATE jobs SET slot_cursor = schedule_anchor;
+    ALTER TABLE runs ADD COLUMN slot TEXT;
+    ALTER TABLE runs ADD COLUMN slot_first TEXT;
+    ALTER TABLE runs ADD COLUMN slot_count INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE runs ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE runs ADD COLUMN first_run_id INTEGER;
+    ALTER TABLE runs ADD COLUMN not_before TEXT;
+    ALTER TABLE runs ADD COLUMN params TEXT;
+    ALTER TABLE runs ADD COLUMN reason TEXT;
+    ALTER TABLE runs ADD COLUMN error TEXT;
+    ALTER TABLE runs ADD COLUMN signal INTEGER;
+    ALTER TABLE runs ADD COLUMN epoch INTEGER;
+    ALTER TABLE runs ADD COLUMN supervisor_pid INTEGER;
+    ALTER TABLE runs ADD COLUMN supervisor_start INTEGER;
+    ALTER TABLE runs ADD COLUMN pid INTEGER;
+    ALTER TABLE runs ADD COLUMN pid_start INTEGER;
+    ALTER TABLE runs ADD COLUMN cancel_requested TEXT;
+    ALTER TABLE runs ADD COLUMN cpu_user_ms INTEGER;
+    ALTER TABLE runs ADD COLUMN cpu_sys_ms INTEGER;
+    ALTER TABLE runs ADD COLUMN max_rss_kb INTEGER;
+    ALTER TABLE runs ADD COLUMN output_bytes INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE runs ADD COLUMN output_truncated INTEGER NOT NULL DEFAULT 0;
+    CREATE UNIQUE INDEX runs_by_slot ON runs(job, slot) WHERE slot IS NOT NULL;
+    CREATE INDEX runs_live ON runs(state, id) WHERE state IN ('pending', 'running');
+    CREATE TABLE run_events (
+        id       INTEGER PRIMARY KEY,
+        run_id   INTEGER NOT NULL,
+        at       TEXT NOT NULL,
+        kind     TEXT NOT NULL,
+        message  TEXT NOT NULL
+    );
+    CREATE INDEX run_events_by_run ON run_events(run_id, id);
+    CREATE TABLE run_output (
+        id      INTEGER PRIMARY KEY,
+        run_id  INTEGER NOT NULL,
+        at      TEXT NOT NULL,
+        stream  TEXT NOT NULL CHECK (stream IN ('stdout', 'stderr')),
+        line    TEXT NOT NULL
+    );
+    CREATE INDEX run_output_by_run ON run_output(run_id, id);
+    CREATE TABLE pauses (
+        job        TEXT PRIMARY KEY,
+        paused_by  TEXT NOT NULL,
+        paused_at  TEXT NOT NULL,
+        reason     TEXT
+    );
+    CREATE TABLE leases (
+        name         TEXT PRIMARY KEY,
+        holder       TEXT NOT NULL,
+        pid          INTEGER,
+        pid_start    INTEGER,
+        epoch        INTEGER NOT NULL,
+        acquired_at  TEXT NOT NULL,
+        released_at  TEXT
+    );
+    CREATE TABLE daemon_events (
+        id       INTEGER PRIMARY KEY,
+        at       TEXT NOT NULL,
+        kind     TEXT NOT NULL,
+        message  TEXT NOT NULL
+    );
+    CREATE TABLE daemon_status (
+        key    TEXT PRIMARY KEY,
+        value  TEXT NOT NULL
+    );
+    "#,
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +183,21 @@ pub enum LedgerError {
     },
     #[error("the ledger {path} changed while applying: {detail}")]
     Conflict { path: PathBuf, detail: String },
+    #[error(
+        "the ledger {path} is already served by `jobs serve` (pid {pid} on {holder}, since {since}); stop it first, or give this one another ledger"
+    )]
+    LeaseHeld {
+        path: PathBuf,
+        holder: String,
+        pid: i64,
+        since: String,
+    },
+    #[error(
+        "this daemon's lease on {path} (epoch {epoch}) was taken over by another daemon; stopping"
+    )]
+    LeaseLost { path: PathBuf, epoch: i64 },
+    #[error("no {what} in the ledger {path}")]
+    NotFound { path: PathBuf, what: String },
     #[error("ledger {path}: {source}")]
     Sqlite {
         path: PathBuf,
@@ -162,6 +256,20 @@ pub struct JobRow {
     pub git_dirty: Option<bool>,
     pub n_runs: i64,
     pub last_run: Option<LastRun>,
+    /// The id of the current revision's row.
+    pub revision_id: i64,
+    /// Every slot up to this instant is accounted for (see `slots`).
+    pub slot_cursor: String,
+    /// Set while an operator has paused the job.
+    pub paused: Option<Pause>,
+}
+
+/// An operator's pause of a job: who, when, why.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Pause {
+    pub by: String,
+    pub at: String,
+    pub reason: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -331,6 +439,12 @@ impl Ledger {
         if self.schema_version()? == known {
             return Ok(());
         }
+        if self.schema_version()? == 0 {
+            // Only possible before the first table exists: lets retention give pages back.
+            self.conn
+                .pragma_update(None, "auto_vacuum", "INCREMENTAL")
+                .map_err(|e| self.err(e))?;
+        }
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -412,6 +526,11 @@ impl Ledger {
             // Nothing to record: an apply with no changes leaves no trace.
             return Ok(None);
         }
+        // The slot cursor is an instant with milliseconds; `now` as given is the apply stamp.
+        let cursor = now
+            .parse::<jiff::Timestamp>()
+            .map(stamp)
+            .unwrap_or_else(|_| now.to_string());
         let existing: std::collections::HashMap<&str, &JobRow> =
             current.iter().map(|j| (j.name.as_str(), j)).collect();
         let (mut added, mut changed) = (0, 0);
@@ -430,14 +549,15 @@ impl Ledger {
                 .map_err(e)?;
             let mut upsert_job = tx
                 .prepare_cached(
-                    "INSERT INTO jobs (name, owner, revision_id, active, schedule_anchor, created_at, updated_at, removed_at)
-                     VALUES (?1, 'file', ?2, 1, ?3, ?3, ?3, NULL)
+                    "INSERT INTO jobs (name, owner, revision_id, active, schedule_anchor, created_at, updated_at, removed_at, slot_cursor)
+                     VALUES (?1, 'file', ?2, 1, ?3, ?3, ?3, NULL, ?5)
                      ON CONFLICT (name) DO UPDATE SET
                          revision_id = excluded.revision_id,
                          active = 1,
                          removed_at = NULL,
                          updated_at = excluded.updated_at,
-                         schedule_anchor = CASE WHEN ?4 THEN excluded.schedule_anchor ELSE jobs.schedule_anchor END",
+                         schedule_anchor = CASE WHEN ?4 THEN excluded.schedule_anchor ELSE jobs.schedule_anchor END,
+                         slot_cursor = CASE WHEN ?4 THEN excluded.slot_cursor ELSE jobs.slot_cursor END",
                 )
                 .map_err(e)?;
             for rev in &batch.upserts {
@@ -464,7 +584,7 @@ impl Ledger {
                 // A job coming back after removal starts its schedule afresh, like a new one.
                 let reset = rev.reset_anchor || !was_active;
                 upsert_job
-                    .execute(params![rev.name, revision_id, now, reset])
+                    .execute(params![rev.name, revision_id, now, reset, cursor])
                     .map_err(e)?;
                 if was_active {
                     changed += 1;
@@ -545,9 +665,12 @@ fn query_jobs(
                 r.enabled, r.schedule, r.timezone, r.description, r.tags, j.schedule_anchor,
                 j.created_at, j.updated_at, j.removed_at, r.git_commit, r.git_dirty,
                 coalesce(rs.n, 0),
-                lr.state || ' ' || coalesce(lr.finished_at, lr.started_at, lr.created_at)
+                lr.state || ' ' || coalesce(lr.finished_at, lr.started_at, lr.created_at),
+                j.revision_id, coalesce(j.slot_cursor, j.schedule_anchor),
+                p.paused_by, p.paused_at, p.reason
          FROM jobs j
          JOIN revisions r ON r.id = j.revision_id
+         LEFT JOIN pauses p ON p.job = j.name
          LEFT JOIN (SELECT job, count(*) AS n, max(id) AS last FROM runs GROUP BY job) rs ON rs.job = j.name
          LEFT JOIN runs lr ON lr.id = rs.last
          WHERE ?1 IS NULL OR j.name = ?1
@@ -581,6 +704,16 @@ fn query_jobs(
             git_commit: row.get(16)?,
             git_dirty: row.get(17)?,
             n_runs: row.get(18)?,
+            revision_id: row.get(20)?,
+            slot_cursor: row.get(21)?,
+            paused: match row.get::<_, Option<String>>(22)? {
+                Some(by) => Some(Pause {
+                    by,
+                    at: row.get(23)?,
+                    reason: row.get(24)?,
+                }),
+                None => None,
+            },
             last_run: last.and_then(|s| {
                 s.split_once(' ').map(|(state, at)| LastRun {
                     state: state.to_string(),
