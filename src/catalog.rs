@@ -65,10 +65,20 @@ impl Catalog {
 /// Parses and checks every file. `other_jobs` are names that exist outside the files (jobs
 /// owned by the API) and may be depended on.
 pub fn build(files: &[FileInput<'_>], context: Context<'_>, other_jobs: &[String]) -> Catalog {
+    build_with(files, other_jobs, |f| spec::parse(f.display, f.bytes, context))
+}
+
+/// [`build`] with the parse of one file supplied by the caller: the daemon passes one that
+/// reuses the previous parse of an unchanged file.
+pub fn build_with(
+    files: &[FileInput<'_>],
+    other_jobs: &[String],
+    parse: impl Fn(&FileInput<'_>) -> spec::Parsed + Sync,
+) -> Catalog {
     let parsed: Vec<(usize, spec::Parsed)> = files
         .par_iter()
         .enumerate()
-        .map(|(i, f)| (i, spec::parse(f.display, f.bytes, context)))
+        .map(|(i, f)| (i, parse(f)))
         .collect();
     let mut diagnostics = Vec::new();
     let mut entries: Vec<Entry> = Vec::new();

@@ -1,21 +1,78 @@
 //! The wall clock, injected: the one place the program reads the time.
 //!
-//! The core never reads a clock; it takes `now` as an argument. Commands get `now` from here.
-//! `JOBS_NOW` (an RFC 3339 instant) fixes the clock, for tests and for reproducing a plan as it
-//! would have looked at a given time.
+//! The core never reads a clock; it takes `now` as an argument. Commands and the daemon get
+//! `now` from a [`Clock`]. `JOBS_NOW` (an RFC 3339 instant) sets the clock's start: a one-shot
+//! command sees exactly that instant (for tests, and for reproducing a plan as it would have
+//! looked then), and a daemon's clock starts there and runs at real speed, so a test can put a
+//! daemon just before a DST change or a year after its last run without waiting.
 
-use jiff::Timestamp;
+use std::time::Instant;
 
+use jiff::{SignedDuration, Timestamp};
+
+/// The wall clock, or a clock started at a fixed instant that runs at real speed.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    start: Option<(Timestamp, Instant)>,
+}
+
+impl Clock {
+    /// The system clock.
+    pub fn system() -> Clock {
+        Clock { start: None }
+    }
+
+    /// A clock reading `at` now, and advancing in real time.
+    pub fn starting_at(at: Timestamp) -> Clock {
+        Clock {
+            start: Some((at, Instant::now())),
+        }
+    }
+
+    /// `JOBS_NOW` when set, else the system clock.
+    ///
+    /// # Errors
+    ///
+    /// When `JOBS_NOW` is set but is not an RFC 3339 instant.
+    pub fn from_env() -> Result<Clock, String> {
+        match std::env::var("JOBS_NOW") {
+            Ok(text) if !text.is_empty() => text
+                .parse::<Timestamp>()
+                .map(Clock::starting_at)
+                .map_err(|e| {
+                    format!(
+                        "JOBS_NOW=`{text}` is not an RFC 3339 instant such as 2026-03-08T06:00:00Z: {e}"
+                    )
+                }),
+            _ => Ok(Clock::system()),
+        }
+    }
+
+    pub fn now(&self) -> Timestamp {
+        match self.start {
+            None => Timestamp::now(),
+            Some((at, started)) => {
+                let elapsed = SignedDuration::try_from(started.elapsed()).unwrap_or_default();
+                at.saturating_add(elapsed).unwrap_or(at)
+            }
+        }
+    }
+
+    /// How long until `at` by this clock (zero when it has passed).
+    pub fn until(&self, at: Timestamp) -> std::time::Duration {
+        let d = at.duration_since(self.now());
+        std::time::Duration::try_from(d).unwrap_or_default()
+    }
+}
+
+/// The current instant by `JOBS_NOW` or the system clock.
+///
 /// # Errors
 ///
 /// When `JOBS_NOW` is set but is not an RFC 3339 instant.
 pub fn now() -> Result<Timestamp, String> {
-    match std::env::var("JOBS_NOW") {
-        Ok(text) if !text.is_empty() => text.parse::<Timestamp>().map_err(|e| {
-            format!(
-                "JOBS_NOW=`{text}` is not an RFC 3339 instant such as 2026-03-08T06:00:00Z: {e}"
-            )
-        }),
-        _ => Ok(Timestamp::now()),
-    }
+    Clock::from_env().map(|c| match c.start {
+        Some((at, _)) => at,
+        None => Timestamp::now(),
+    })
 }

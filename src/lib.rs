@@ -13,6 +13,7 @@ pub mod schedule;
 pub mod size;
 pub mod spec;
 
+pub mod apply;
 pub mod catalog;
 pub mod cli;
 pub mod clock;
@@ -20,6 +21,7 @@ pub mod config;
 pub mod git;
 pub mod ledger;
 pub mod plan;
+pub mod runner;
 pub mod run;
 pub mod slots;
 pub mod source;

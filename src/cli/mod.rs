@@ -20,8 +20,9 @@ use crate::catalog::{self, Catalog, FileInput};
 use crate::config::{self, Config};
 use crate::cron::CronExpr;
 use crate::diag::{self, Diagnostic};
-use crate::ledger::{ApplyBatch, JobRow, Ledger, NewRevision};
-use crate::plan::{self, Applied, Plan};
+use crate::apply::{applied, stored_schedule};
+use crate::ledger::{JobRow, Ledger};
+use crate::plan::{self, Plan};
 use crate::schedule::Schedule;
 use crate::source;
 use crate::spec;
@@ -340,32 +341,6 @@ fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 
-/// The ledger's jobs as the plan sees them.
-fn applied(rows: &[JobRow]) -> Vec<Applied> {
-    rows.iter()
-        .map(|row| Applied {
-            name: row.name.clone(),
-            api_owned: row.owner == "api",
-            active: row.active,
-            revision: row.revision,
-            hash: row.content_hash.clone(),
-            definition: row.definition.clone(),
-            source_path: row.source_path.clone(),
-            schedule: stored_schedule(row),
-            timezone: jiff::tz::db().get(&row.timezone).ok(),
-            enabled: row.enabled,
-            anchor: row.schedule_anchor.parse().unwrap_or(Timestamp::UNIX_EPOCH),
-            n_runs: row.n_runs,
-        })
-        .collect()
-}
-
-fn stored_schedule(row: &JobRow) -> Option<Schedule> {
-    serde_json::from_str(&row.schedule)
-        .ok()
-        .and_then(|v| Schedule::from_json(&v).ok())
-}
-
 fn api_owned_names(rows: &[JobRow]) -> Vec<String> {
     rows.iter()
         .filter(|r| r.owner == "api" && r.active)
@@ -444,59 +419,24 @@ fn apply(settings: &Settings) -> Result<ExitCode> {
     let mut ledger = Ledger::open(&settings.ledger)
         .with_context(|| format!("opening ledger {}", settings.ledger.display()))?;
     let git = crate::git::describe(&settings.dir);
-    let stamp = now.round(jiff::Unit::Second).unwrap_or(now).to_string();
-    let mut decided: Option<Plan> = None;
-    let record = ledger.apply(&stamp, &git, |current| {
-        let plan = plan::plan(&loaded.catalog, &applied(current), now);
-        if !plan.errors.is_empty() {
-            let message = plan
-                .errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; ");
-            decided = Some(plan);
-            return Err(message);
+    let outcome = match crate::apply::apply(
+        &mut ledger,
+        &loaded.catalog,
+        now,
+        &git,
+        &Default::default(),
+    ) {
+        Ok(outcome) => outcome,
+        Err(crate::apply::ApplyError::Plan(plan)) => {
+            report_plan_errors(&loaded, &plan)?;
+            unreachable!("a plan that failed has errors");
         }
-        let batch = ApplyBatch {
-            upserts: plan::upserts(&plan, &loaded.catalog)
-                .into_iter()
-                .map(|(change, entry)| NewRevision {
-                    name: entry.spec.name.to_string(),
-                    content_hash: entry.hash.clone(),
-                    definition: change.after.clone().unwrap_or_default(),
-                    source_path: Some(entry.relative.clone()),
-                    enabled: entry.spec.enabled,
-                    schedule: entry.spec.schedule.to_json().to_string(),
-                    timezone: entry.spec.timezone.name.clone(),
-                    description: entry.spec.description.clone(),
-                    tags: entry.spec.tags.clone(),
-                    reset_anchor: change.reset_anchor,
-                })
-                .collect(),
-            removals: plan
-                .changes
-                .iter()
-                .filter(|c| c.action == plan::Action::Remove)
-                .map(|c| c.name.clone())
-                .collect(),
-        };
-        decided = Some(plan);
-        Ok(batch)
-    });
-    // The transaction can fail before it decides anything (the ledger locked by another
-    // writer), so there may be no plan to show.
-    let record = match record {
-        Ok(record) => record,
-        Err(e) => {
-            if let Some(plan) = &decided {
-                report_plan_errors(&loaded, plan)?;
-            }
+        Err(crate::apply::ApplyError::Ledger(e)) => {
             return Err(anyhow::Error::new(e)
                 .context(format!("applying to ledger {}", settings.ledger.display())));
         }
     };
-    let plan = decided.expect("a successful apply decided its plan");
+    let (record, plan) = (outcome.record, outcome.plan);
     match settings.output {
         OutputFormat::Json => output::json(&serde_json::json!({
             "format_version": "1",

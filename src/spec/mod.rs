@@ -154,7 +154,7 @@ pub struct Context<'a> {
 
 /// The outcome of parsing one file: the spec if it is valid, and every diagnostic (warnings
 /// may accompany a valid spec).
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Parsed {
     pub spec: Option<JobSpec>,
     pub diagnostics: Vec<Diagnostic>,

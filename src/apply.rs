@@ -1,0 +1,127 @@
+//! Apply: turning a plan into ledger writes, for `jobs apply` and the daemon's reconcile.
+//!
+//! The plan is recomputed inside the ledger's write transaction, against the jobs as they are
+//! there, so a concurrent writer cannot slip in between planning and writing. `keep` names jobs
+//! whose files are broken right now: the daemon keeps them at their last good revision instead
+//! of removing them (`jobs apply` refuses a broken folder outright and passes none).
+
+use std::collections::HashSet;
+
+use jiff::Timestamp;
+
+use crate::catalog::Catalog;
+use crate::ledger::{ApplyBatch, ApplyRecord, GitInfo, JobRow, Ledger, LedgerError, NewRevision};
+use crate::plan::{self, Applied, Plan};
+use crate::schedule::Schedule;
+
+/// The outcome of an apply: what was written (nothing for an empty plan) and the plan itself.
+#[derive(Debug)]
+pub struct Outcome {
+    pub record: Option<ApplyRecord>,
+    pub plan: Plan,
+}
+
+/// Why an apply wrote nothing.
+#[derive(Debug)]
+pub enum ApplyError {
+    /// The plan has errors (shown to the user); nothing was written.
+    Plan(Plan),
+    Ledger(LedgerError),
+}
+
+/// Plans `catalog` against the ledger and writes the changes in one transaction.
+///
+/// # Errors
+///
+/// [`ApplyError::Plan`] when the plan has errors, or the ledger's error.
+pub fn apply(
+    ledger: &mut Ledger,
+    catalog: &Catalog,
+    now: Timestamp,
+    git: &GitInfo,
+    keep: &HashSet<String>,
+) -> Result<Outcome, ApplyError> {
+    let stamp = now.round(jiff::Unit::Second).unwrap_or(now).to_string();
+    let mut decided: Option<Plan> = None;
+    let result = ledger.apply(&stamp, git, |current| {
+        let mut plan = plan::plan(catalog, &applied(current), now);
+        if !keep.is_empty() {
+            plan.changes
+                .retain(|c| !(c.action == plan::Action::Remove && keep.contains(&c.name)));
+        }
+        if !plan.errors.is_empty() {
+            let message = plan
+                .errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ");
+            decided = Some(plan);
+            return Err(message);
+        }
+        let batch = ApplyBatch {
+            upserts: plan::upserts(&plan, catalog)
+                .into_iter()
+                .map(|(change, entry)| NewRevision {
+                    name: entry.spec.name.to_string(),
+                    content_hash: entry.hash.clone(),
+                    definition: change.after.clone().unwrap_or_default(),
+                    source_path: Some(entry.relative.clone()),
+                    enabled: entry.spec.enabled,
+                    schedule: entry.spec.schedule.to_json().to_string(),
+                    timezone: entry.spec.timezone.name.clone(),
+                    description: entry.spec.description.clone(),
+                    tags: entry.spec.tags.clone(),
+                    reset_anchor: change.reset_anchor,
+                })
+                .collect(),
+            removals: plan
+                .changes
+                .iter()
+                .filter(|c| c.action == plan::Action::Remove)
+                .map(|c| c.name.clone())
+                .collect(),
+        };
+        decided = Some(plan);
+        Ok(batch)
+    });
+    match result {
+        Ok(record) => Ok(Outcome {
+            record,
+            plan: decided.expect("a successful apply decided its plan"),
+        }),
+        // The transaction can fail before it decides anything (the ledger locked by another
+        // writer), so there may be no plan to show.
+        Err(e) => match decided {
+            Some(plan) if !plan.errors.is_empty() => Err(ApplyError::Plan(plan)),
+            _ => Err(ApplyError::Ledger(e)),
+        },
+    }
+}
+
+/// The ledger's jobs as the plan sees them.
+pub fn applied(rows: &[JobRow]) -> Vec<Applied> {
+    rows.iter()
+        .map(|row| Applied {
+            name: row.name.clone(),
+            api_owned: row.owner == "api",
+            active: row.active,
+            revision: row.revision,
+            hash: row.content_hash.clone(),
+            definition: row.definition.clone(),
+            source_path: row.source_path.clone(),
+            schedule: stored_schedule(row),
+            timezone: jiff::tz::db().get(&row.timezone).ok(),
+            enabled: row.enabled,
+            anchor: row.schedule_anchor.parse().unwrap_or(Timestamp::UNIX_EPOCH),
+            n_runs: row.n_runs,
+        })
+        .collect()
+}
+
+/// A job's schedule as the ledger stored it.
+pub fn stored_schedule(row: &JobRow) -> Option<Schedule> {
+    serde_json::from_str(&row.schedule)
+        .ok()
+        .and_then(|v| Schedule::from_json(&v).ok())
+}

@@ -1,0 +1,431 @@
+//! The runner: starts a run's process and supervises it until it ends.
+//!
+//! Each run is a child process in its own process group (so a timeout or a cancel reaches a
+//! shell's children too), with stdin from /dev/null and stdout and stderr captured line by line.
+//! Stopping sends SIGTERM to the whole group, then SIGKILL after the kill grace. The child is
+//! reaped with `wait4`, which also reports its CPU time and peak memory; until it is reaped its
+//! pid cannot be reused, so signalling the group is never aimed at a stranger.
+//!
+//! This module knows processes, not the ledger: lines go to a channel, and the caller records
+//! them and the [`Finished`] outcome.
+
+use std::collections::BTreeMap;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration as StdDuration;
+
+use jiff::Timestamp;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::sync::{mpsc, watch};
+
+use crate::clock::Clock;
+use crate::run::Ending;
+use crate::spec::Action;
+
+/// A line longer than this is split, so one runaway line cannot hold the whole output.
+const MAX_LINE: usize = 64 * 1024;
+
+/// After the main process exits, how long its output may take to drain before the rest of its
+/// group (a background child holding the pipes open) is killed.
+const DRAIN_GRACE: StdDuration = StdDuration::from_secs(2);
+
+/// What to start, and how to supervise it.
+#[derive(Clone, Debug)]
+pub struct Launch {
+    pub action: Action,
+    /// The job's `env`, then the `JOBS_*` variables of the run.
+    pub env: BTreeMap<String, String>,
+    pub working_dir: Option<String>,
+    pub timeout: Option<StdDuration>,
+    pub kill_grace: StdDuration,
+    /// Output beyond this many bytes is dropped (and the truncation reported).
+    pub output_limit: u64,
+}
+
+/// One captured line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Line {
+    pub at: Timestamp,
+    pub stream: &'static str,
+    pub text: String,
+}
+
+/// What reaches the caller while the run goes on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Report {
+    /// The process started.
+    Started { pid: i64, start_time: i64 },
+    Line(Line),
+    /// The output passed `output_limit`; later lines are dropped.
+    Truncated { at_bytes: u64 },
+    /// A signal was sent to the process group, and why.
+    Signalled { signal: i32, why: String },
+}
+
+/// CPU time and peak memory of the process, from `wait4`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub user_ms: i64,
+    pub sys_ms: i64,
+    pub max_rss_kb: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finished {
+    pub ending: Ending,
+    pub usage: Option<Usage>,
+    pub output_bytes: u64,
+    pub truncated: bool,
+}
+
+/// Why a run is being stopped from outside; sent on the `stop` channel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stop {
+    pub reason: String,
+}
+
+/// Runs `launch` to its end. Reports go to `reports` as they happen (the channel's capacity
+/// bounds memory; a slow receiver slows the reading of output, never the child's exit).
+/// Sending a [`Stop`] on `stop` terminates the run.
+pub async fn execute(
+    launch: Launch,
+    clock: Clock,
+    reports: mpsc::Sender<Report>,
+    mut stop: watch::Receiver<Option<Stop>>,
+) -> Finished {
+    let mut command = match &launch.action {
+        Action::Command(argv) => {
+            let mut c = Command::new(&argv[0]);
+            c.args(&argv[1..]);
+            c
+        }
+        Action::Script { script, shell } => {
+            let mut c = Command::new(shell);
+            c.arg("-c").arg(script);
+            c
+        }
+    };
+    command
+        .envs(&launch.env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    if let Some(dir) = &launch.working_dir {
+        command.current_dir(dir);
+    }
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            let program = match &launch.action {
+                Action::Command(argv) => argv[0].clone(),
+                Action::Script { shell, .. } => shell.clone(),
+            };
+            let dir = launch
+                .working_dir
+                .as_deref()
+                .map(|d| format!(" in {d}"))
+                .unwrap_or_default();
+            return Finished {
+                ending: Ending::SpawnFailed(format!("cannot start `{program}`{dir}: {e}")),
+                usage: None,
+                output_bytes: 0,
+                truncated: false,
+            };
+        }
+    };
+    let pid = child.id() as i32;
+    let _ = reports
+        .send(Report::Started {
+            pid: i64::from(pid),
+            start_time: process_start_time(i64::from(pid)).unwrap_or(0),
+        })
+        .await;
+
+    let budget = Arc::new(Budget {
+        limit: launch.output_limit,
+        used: AtomicU64::new(0),
+        truncated: AtomicBool::new(false),
+    });
+    let mut readers = tokio::task::JoinSet::new();
+    let pipes: [(Option<std::os::fd::OwnedFd>, &'static str); 2] = [
+        (child.stdout.take().map(Into::into), "stdout"),
+        (child.stderr.take().map(Into::into), "stderr"),
+    ];
+    for (fd, stream) in pipes {
+        let Some(fd) = fd else { continue };
+        let Ok(pipe) = tokio::net::unix::pipe::Receiver::from_owned_fd(fd) else {
+            continue;
+        };
+        readers.spawn(read_lines(
+            pipe,
+            stream,
+            clock,
+            reports.clone(),
+            budget.clone(),
+        ));
+    }
+    // The child is reaped by `wait4` on a blocking thread; `std::process::Child` is dropped
+    // without waiting (which neither kills nor reaps it).
+    drop(child);
+    let mut waiter = tokio::task::spawn_blocking(move || wait4(pid));
+
+    let deadline = async {
+        match launch.timeout {
+            Some(t) => tokio::time::sleep(t).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(deadline);
+    let stopped = async {
+        loop {
+            if let Some(stop) = stop.borrow_and_update().clone() {
+                return stop;
+            }
+            if stop.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::pin!(stopped);
+
+    let mut why: Option<Ending> = None;
+    let status = tokio::select! {
+        status = &mut waiter => status,
+        () = &mut deadline => {
+            why = Some(Ending::TimedOut { signal: None });
+            terminate(pid, &launch, &reports, "the timeout passed", &mut waiter).await
+        }
+        stop = &mut stopped => {
+            why = Some(Ending::Cancelled { reason: stop.reason.clone(), signal: None });
+            terminate(pid, &launch, &reports, &stop.reason, &mut waiter).await
+        }
+    };
+    let (status, usage) = status.unwrap_or((WaitStatus::Unknown, None));
+
+    // Let the output drain; a background process still holding the pipes is killed.
+    let drained = tokio::time::timeout(DRAIN_GRACE, async {
+        while readers.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        kill_group(pid, libc::SIGKILL);
+        let _ = reports
+            .send(Report::Signalled {
+                signal: libc::SIGKILL,
+                why: "processes of the run's group kept its output open after it exited"
+                    .to_string(),
+            })
+            .await;
+        while readers.join_next().await.is_some() {}
+    }
+
+    let signal = match status {
+        WaitStatus::Signalled(s) => Some(s),
+        _ => None,
+    };
+    let ending = match (why, status) {
+        (Some(Ending::TimedOut { .. }), _) => Ending::TimedOut { signal },
+        (Some(Ending::Cancelled { reason, .. }), _) => Ending::Cancelled { reason, signal },
+        (_, WaitStatus::Exited(code)) => Ending::Exited(code),
+        (_, WaitStatus::Signalled(s)) => Ending::Signalled(s),
+        (_, WaitStatus::Unknown) => Ending::SpawnFailed("lost track of the process".to_string()),
+    };
+    Finished {
+        ending,
+        usage,
+        output_bytes: budget.used.load(Ordering::Relaxed),
+        truncated: budget.truncated.load(Ordering::Relaxed),
+    }
+}
+
+type Waiter = tokio::task::JoinHandle<(WaitStatus, Option<Usage>)>;
+
+/// SIGTERM to the group, then SIGKILL after the grace; returns once the process is reaped.
+async fn terminate(
+    pid: i32,
+    launch: &Launch,
+    reports: &mpsc::Sender<Report>,
+    why: &str,
+    waiter: &mut Waiter,
+) -> Result<(WaitStatus, Option<Usage>), tokio::task::JoinError> {
+    kill_group(pid, libc::SIGTERM);
+    let _ = reports
+        .send(Report::Signalled {
+            signal: libc::SIGTERM,
+            why: why.to_string(),
+        })
+        .await;
+    match tokio::time::timeout(launch.kill_grace, &mut *waiter).await {
+        Ok(status) => status,
+        Err(_) => {
+            kill_group(pid, libc::SIGKILL);
+            let _ = reports
+                .send(Report::Signalled {
+                    signal: libc::SIGKILL,
+                    why: format!(
+                        "still running {} after SIGTERM",
+                        crate::duration::Duration::from_secs(launch.kill_grace.as_secs() as i64)
+                    ),
+                })
+                .await;
+            waiter.await
+        }
+    }
+}
+
+struct Budget {
+    limit: u64,
+    used: AtomicU64,
+    truncated: AtomicBool,
+}
+
+async fn read_lines(
+    pipe: tokio::net::unix::pipe::Receiver,
+    stream: &'static str,
+    clock: Clock,
+    reports: mpsc::Sender<Report>,
+    budget: Arc<Budget>,
+) {
+    let mut reader = BufReader::with_capacity(MAX_LINE, pipe);
+    let mut buf = Vec::with_capacity(256);
+    loop {
+        buf.clear();
+        // Read up to a newline, but never more than MAX_LINE bytes into one line.
+        let n = {
+            let mut limited = (&mut reader).take(MAX_LINE as u64);
+            match limited.read_until(b'\n', &mut buf).await {
+                Ok(n) => n,
+                Err(_) => break,
+            }
+        };
+        if n == 0 {
+            break;
+        }
+        let used = budget.used.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
+        if used > budget.limit {
+            if !budget.truncated.swap(true, Ordering::Relaxed) {
+                let _ = reports
+                    .send(Report::Truncated {
+                        at_bytes: budget.limit,
+                    })
+                    .await;
+            }
+            continue;
+        }
+        if buf.last() == Some(&b'\n') {
+            buf.pop();
+            if buf.last() == Some(&b'\r') {
+                buf.pop();
+            }
+        }
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        if reports
+            .send(Report::Line(Line {
+                at: clock.now(),
+                stream,
+                text,
+            }))
+            .await
+            .is_err()
+        {
+            // Nobody records the output any more; keep draining so the child never blocks.
+            continue;
+        }
+    }
+}
+
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum WaitStatus {
+    Exited(i32),
+    Signalled(i32),
+    Unknown,
+}
+
+/// Waits for `pid` to end and reaps it, with its resource use.
+fn wait4(pid: i32) -> (WaitStatus, Option<Usage>) {
+    let mut status: libc::c_int = 0;
+    // SAFETY: rusage is plain data, zero is a valid value.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: pid is our child, not yet reaped; status and usage are valid out-pointers.
+        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        if r == pid {
+            break;
+        }
+        if r == -1 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+            continue;
+        }
+        return (WaitStatus::Unknown, None);
+    }
+    let ms = |t: libc::timeval| t.tv_sec * 1000 + t.tv_usec / 1000;
+    let usage = Usage {
+        user_ms: ms(usage.ru_utime),
+        sys_ms: ms(usage.ru_stime),
+        max_rss_kb: usage.ru_maxrss,
+    };
+    let status = if libc::WIFEXITED(status) {
+        WaitStatus::Exited(libc::WEXITSTATUS(status))
+    } else if libc::WIFSIGNALED(status) {
+        WaitStatus::Signalled(libc::WTERMSIG(status))
+    } else {
+        WaitStatus::Unknown
+    };
+    (status, Some(usage))
+}
+
+/// Sends `signal` to the process group `pgid` (a run's group has its leader's pid).
+pub fn kill_group(pgid: i32, signal: i32) -> bool {
+    if pgid <= 1 {
+        return false;
+    }
+    // SAFETY: kill has no memory effects; a negative pid addresses the group.
+    unsafe { libc::kill(-pgid, signal) == 0 }
+}
+
+/// When the process `pid` started, in clock ticks since boot (field 22 of /proc/PID/stat): with
+/// the pid, it names one process across pid reuse.
+pub fn process_start_time(pid: i64) -> Option<i64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may contain spaces: count fields after
+    // its closing parenthesis.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Whether the process `pid` that started at `start_time` still exists (and is not a zombie).
+pub fn is_alive(pid: i64, start_time: i64) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let Some(close) = stat.rfind(')') else {
+        return false;
+    };
+    let mut fields = stat[close + 1..].split_whitespace();
+    let state = fields.next();
+    let start = fields.nth(18).and_then(|s| s.parse::<i64>().ok());
+    state != Some("Z") && start == Some(start_time)
+}
+
+/// This process's `(pid, start time)`: how runs and the lease name their supervisor.
+pub fn this_process() -> (i64, i64) {
+    let pid = i64::from(std::process::id());
+    (pid, process_start_time(pid).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_is_alive_and_a_wrong_start_time_is_not() {
+        let (pid, start) = this_process();
+        assert!(start > 0);
+        assert!(is_alive(pid, start));
+        assert!(!is_alive(pid, start + 1));
+        assert!(!is_alive(i64::from(i32::MAX), 1));
+    }
+}
