@@ -65,7 +65,9 @@ impl Catalog {
 /// Parses and checks every file. `other_jobs` are names that exist outside the files (jobs
 /// owned by the API) and may be depended on.
 pub fn build(files: &[FileInput<'_>], context: Context<'_>, other_jobs: &[String]) -> Catalog {
-    build_with(files, other_jobs, |f| spec::parse(f.display, f.bytes, context))
+    build_with(files, other_jobs, |f| {
+        spec::parse(f.display, f.bytes, context)
+    })
 }
 
 /// [`build`] with the parse of one file supplied by the caller: the daemon passes one that

@@ -23,6 +23,39 @@ pub struct RawConfig {
     pub output: Option<String>,
     pub timezone: Option<String>,
     pub history: Option<RawHistoryDefaults>,
+    pub daemon: Option<RawDaemon>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDaemon {
+    pub max_concurrent_runs: Option<usize>,
+    pub shutdown_grace: Option<String>,
+    pub kill_grace: Option<String>,
+    pub log_format: Option<String>,
+}
+
+/// `[daemon]`: how `jobs serve` runs. Flags and `JOBS_*` variables override each.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DaemonConfig {
+    /// Runs beyond this many wait, in order.
+    pub max_concurrent_runs: usize,
+    /// At SIGTERM, how long active runs may finish before they are terminated.
+    pub shutdown_grace: Duration,
+    /// After SIGTERM to a run's process group, how long before SIGKILL.
+    pub kill_grace: Duration,
+    pub log_format: Option<String>,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            max_concurrent_runs: 16,
+            shutdown_grace: Duration::from_secs(30),
+            kill_grace: Duration::from_secs(10),
+            log_format: None,
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -40,6 +73,7 @@ pub struct Config {
     pub ledger: Option<PathBuf>,
     pub output: Option<String>,
     pub defaults: Defaults,
+    pub daemon: DaemonConfig,
 }
 
 /// Loads `path`, or `./jobs.toml` when `path` is `None` and that file exists.
@@ -94,6 +128,40 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Diagnostic> {
                 .map_err(|m| Diagnostic::error(&shown, format!("history.max_age: {m}")))?;
         }
     }
+    let mut daemon = DaemonConfig::default();
+    if let Some(d) = raw.daemon {
+        if let Some(n) = d.max_concurrent_runs {
+            if n == 0 {
+                return Err(Diagnostic::error(
+                    &shown,
+                    "daemon.max_concurrent_runs must be at least 1",
+                ));
+            }
+            daemon.max_concurrent_runs = n;
+        }
+        for (key, value, slot) in [
+            (
+                "shutdown_grace",
+                d.shutdown_grace,
+                &mut daemon.shutdown_grace,
+            ),
+            ("kill_grace", d.kill_grace, &mut daemon.kill_grace),
+        ] {
+            if let Some(text) = value {
+                *slot = Duration::parse(&text)
+                    .map_err(|m| Diagnostic::error(&shown, format!("daemon.{key}: {m}")))?;
+            }
+        }
+        if let Some(f) = &d.log_format
+            && !matches!(f.as_str(), "human" | "json")
+        {
+            return Err(Diagnostic::error(
+                &shown,
+                format!("daemon.log_format `{f}` is not one of `human`, `json`"),
+            ));
+        }
+        daemon.log_format = d.log_format;
+    }
     if let Some(output) = &raw.output
         && !matches!(output.as_str(), "table" | "json")
     {
@@ -108,5 +176,6 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Diagnostic> {
         ledger: raw.ledger.map(|l| base.join(l)),
         output: raw.output,
         defaults,
+        daemon,
     })
 }

@@ -6,8 +6,10 @@
 //! `cli`) translate between the world and core types. See ARCHITECTURE.md.
 
 pub mod cron;
+pub mod daemon;
 pub mod diag;
 pub mod duration;
+pub mod executor;
 pub mod name;
 pub mod schedule;
 pub mod size;
@@ -21,7 +23,7 @@ pub mod config;
 pub mod git;
 pub mod ledger;
 pub mod plan;
-pub mod runner;
 pub mod run;
+pub mod runner;
 pub mod slots;
 pub mod source;

@@ -56,12 +56,20 @@ pub struct Line {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Report {
     /// The process started.
-    Started { pid: i64, start_time: i64 },
+    Started {
+        pid: i64,
+        start_time: i64,
+    },
     Line(Line),
     /// The output passed `output_limit`; later lines are dropped.
-    Truncated { at_bytes: u64 },
+    Truncated {
+        at_bytes: u64,
+    },
     /// A signal was sent to the process group, and why.
-    Signalled { signal: i32, why: String },
+    Signalled {
+        signal: i32,
+        why: String,
+    },
 }
 
 /// CPU time and peak memory of the process, from `wait4`.
@@ -336,7 +344,6 @@ async fn read_lines(
         }
     }
 }
-
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum WaitStatus {

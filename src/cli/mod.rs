@@ -6,6 +6,7 @@
 
 mod init;
 mod output;
+mod runs;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -16,11 +17,11 @@ use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
+use crate::apply::{applied, stored_schedule};
 use crate::catalog::{self, Catalog, FileInput};
 use crate::config::{self, Config};
 use crate::cron::CronExpr;
 use crate::diag::{self, Diagnostic};
-use crate::apply::{applied, stored_schedule};
 use crate::ledger::{JobRow, Ledger};
 use crate::plan::{self, Plan};
 use crate::schedule::Schedule;
@@ -115,6 +116,78 @@ enum Command {
     },
     /// Print a shell completion script
     Completions { shell: clap_complete::Shell },
+    /// Run the daemon: keep the ledger in step with the files, fire jobs, run them
+    Serve {
+        /// Runs beyond this many wait, in order [default: 16]
+        #[arg(long, env = "JOBS_MAX_CONCURRENT_RUNS")]
+        max_concurrent_runs: Option<usize>,
+        /// At SIGTERM, how long active runs may finish before they are stopped [default: 30s]
+        #[arg(long, env = "JOBS_SHUTDOWN_GRACE")]
+        shutdown_grace: Option<String>,
+        /// After SIGTERM to a run, how long before SIGKILL [default: 10s]
+        #[arg(long, env = "JOBS_KILL_GRACE")]
+        kill_grace: Option<String>,
+        /// Log format [default: human]
+        #[arg(long, env = "JOBS_LOG_FORMAT", value_parser = ["human", "json"])]
+        log_format: Option<String>,
+    },
+    /// Run a job now, in the foreground, recorded in the ledger (or: run get|events|cancel ID)
+    #[command(args_conflicts_with_subcommands = true)]
+    Run {
+        #[command(subcommand)]
+        action: Option<RunAction>,
+        /// The job to run now
+        name: Option<String>,
+        /// A parameter, KEY=VALUE (repeatable)
+        #[arg(long = "param", value_name = "KEY=VALUE")]
+        params: Vec<String>,
+    },
+    /// Queue a run of a job for the daemon to start
+    Trigger {
+        name: String,
+        /// A parameter, KEY=VALUE (repeatable)
+        #[arg(long = "param", value_name = "KEY=VALUE")]
+        params: Vec<String>,
+    },
+    /// Stop a job's scheduled fires until it is resumed (survives apply)
+    Pause {
+        name: String,
+        /// Why, recorded with who and when
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Resume a paused job
+    Resume { name: String },
+    /// List runs, newest first
+    Runs {
+        /// Only this job's runs
+        name: Option<String>,
+        /// Only runs in this state
+        #[arg(long)]
+        state: Option<String>,
+        /// How many
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Print a run's output
+    Logs {
+        id: i64,
+        /// Keep printing while the run goes on, until it ends
+        #[arg(short, long)]
+        follow: bool,
+    },
+    /// The daemon, errors in the files, active runs and next fires
+    Status,
+}
+
+#[derive(Debug, Subcommand)]
+enum RunAction {
+    /// Show one run
+    Get { id: i64 },
+    /// A run's events
+    Events { id: i64 },
+    /// Cancel a pending or running run
+    Cancel { id: i64 },
 }
 
 /// Everything a command needs to know about where things are.
@@ -238,6 +311,44 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::List { tag, all } => list(&settings, tag.as_deref(), all),
         Command::Get { name } => get(&settings, &name),
         Command::Next { name, count } => next(&settings, &name, count),
+        Command::Serve {
+            max_concurrent_runs,
+            shutdown_grace,
+            kill_grace,
+            log_format,
+        } => runs::serve(
+            &settings,
+            runs::ServeFlags {
+                max_concurrent_runs,
+                shutdown_grace,
+                kill_grace,
+                log_format,
+            },
+        ),
+        Command::Run {
+            action: Some(action),
+            ..
+        } => match action {
+            RunAction::Get { id } => runs::run_get(&settings, id),
+            RunAction::Events { id } => runs::run_events(&settings, id),
+            RunAction::Cancel { id } => runs::cancel(&settings, id),
+        },
+        Command::Run {
+            action: None,
+            name: Some(name),
+            params,
+        } => runs::run_now(&settings, &name, &params),
+        Command::Run { .. } => {
+            bail!("`jobs run` needs a job name (or one of: get ID, events ID, cancel ID)")
+        }
+        Command::Trigger { name, params } => runs::trigger(&settings, &name, &params),
+        Command::Pause { name, reason } => runs::pause(&settings, &name, reason.as_deref()),
+        Command::Resume { name } => runs::resume(&settings, &name),
+        Command::Runs { name, state, limit } => {
+            runs::runs(&settings, name, state.as_deref(), limit)
+        }
+        Command::Logs { id, follow } => runs::logs(&settings, id, follow),
+        Command::Status => runs::status(&settings),
         Command::Cron { .. } | Command::Completions { .. } | Command::Init { .. } => {
             unreachable!("handled above")
         }
@@ -419,23 +530,18 @@ fn apply(settings: &Settings) -> Result<ExitCode> {
     let mut ledger = Ledger::open(&settings.ledger)
         .with_context(|| format!("opening ledger {}", settings.ledger.display()))?;
     let git = crate::git::describe(&settings.dir);
-    let outcome = match crate::apply::apply(
-        &mut ledger,
-        &loaded.catalog,
-        now,
-        &git,
-        &Default::default(),
-    ) {
-        Ok(outcome) => outcome,
-        Err(crate::apply::ApplyError::Plan(plan)) => {
-            report_plan_errors(&loaded, &plan)?;
-            unreachable!("a plan that failed has errors");
-        }
-        Err(crate::apply::ApplyError::Ledger(e)) => {
-            return Err(anyhow::Error::new(e)
-                .context(format!("applying to ledger {}", settings.ledger.display())));
-        }
-    };
+    let outcome =
+        match crate::apply::apply(&mut ledger, &loaded.catalog, now, &git, &Default::default()) {
+            Ok(outcome) => outcome,
+            Err(crate::apply::ApplyError::Plan(plan)) => {
+                report_plan_errors(&loaded, &plan)?;
+                unreachable!("a plan that failed has errors");
+            }
+            Err(crate::apply::ApplyError::Ledger(e)) => {
+                return Err(anyhow::Error::new(e)
+                    .context(format!("applying to ledger {}", settings.ledger.display())));
+            }
+        };
     let (record, plan) = (outcome.record, outcome.plan);
     match settings.output {
         OutputFormat::Json => output::json(&serde_json::json!({
@@ -492,9 +598,18 @@ fn row_next_fires_in(row: &JobRow, tz: &TimeZone, now: Timestamp, n: usize) -> V
 }
 
 fn state_of(row: &JobRow) -> &'static str {
+    let completed = || match stored_schedule(row) {
+        Some(Schedule::At(at)) => row
+            .slot_cursor
+            .parse::<Timestamp>()
+            .is_ok_and(|cursor| at.instant <= cursor),
+        _ => false,
+    };
     match (row.active, row.enabled) {
         (false, _) => "removed",
         (true, false) => "disabled",
+        (true, true) if row.paused.is_some() => "paused",
+        (true, true) if completed() => "completed",
         (true, true) => "active",
     }
 }

@@ -67,6 +67,7 @@ pub fn job_list(
                     "next_fire": n.as_ref().map(rfc3339),
                     "enabled": r.enabled,
                     "state": super::state_of(r),
+                    "paused": r.paused,
                     "revision": r.revision,
                     "file": r.source_path,
                     "tags": r.tags,
@@ -110,7 +111,7 @@ pub fn job_list(
 
 /// Left-aligned columns separated by two spaces, like `kubectl get`. Written by hand for
 /// listings: comfy-table spends ~40 ms laying out 10,000 rows, more than the rest of `list`.
-fn columns<const N: usize>(lines: &[[String; N]]) -> String {
+pub fn columns<const N: usize>(lines: &[[String; N]]) -> String {
     let mut widths = [0usize; N];
     for line in lines {
         for (w, cell) in widths.iter_mut().zip(line) {
@@ -147,6 +148,7 @@ pub fn job_detail(
             "name": row.name,
             "description": row.description,
             "state": super::state_of(row),
+            "paused": row.paused,
             "enabled": row.enabled,
             "owner": row.owner,
             "schedule": schedule_text(row),
@@ -184,7 +186,21 @@ pub fn job_detail(
                 row.description.clone()
             },
         ),
-        ("State", super::state_of(row).into()),
+        (
+            "State",
+            match &row.paused {
+                Some(p) => format!(
+                    "paused by {} at {}{}",
+                    p.by,
+                    p.at,
+                    p.reason
+                        .as_deref()
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default()
+                ),
+                None => super::state_of(row).into(),
+            },
+        ),
         ("Schedule", schedule_text(row)),
         ("Meaning", description.unwrap_or("-").to_string()),
         ("Time zone", row.timezone.clone()),

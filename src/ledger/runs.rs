@@ -1157,3 +1157,21 @@ fn replace_active(
     }
     Ok(())
 }
+
+impl Ledger {
+    /// A revision's job name and definition (its normal YAML form).
+    ///
+    /// # Errors
+    ///
+    /// On a SQLite failure.
+    pub fn revision_definition(&self, revision_id: i64) -> Result<Option<(String, String)>> {
+        self.conn
+            .query_row(
+                "SELECT job, definition FROM revisions WHERE id = ?1",
+                [revision_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+}

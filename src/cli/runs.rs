@@ -1,0 +1,651 @@
+//! Commands on runs and the daemon: serve, run, trigger, pause, resume, runs, run get, run
+//! events, run cancel, logs, status.
+//!
+//! They work on the local ledger, also while a daemon runs: reads never block (WAL), and the
+//! few writes (a trigger, a pause, a cancel request) are one short transaction each, which the
+//! daemon notices by watching the ledger.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+use std::time::Duration as StdDuration;
+
+use anyhow::{Context as _, Result, bail};
+use jiff::Timestamp;
+use serde_json::json;
+
+use super::{OutputFormat, Settings, output, plural};
+use crate::clock::Clock;
+use crate::daemon;
+use crate::ledger::{CancelOutcome, Ledger, NewRun, RunFilter, RunRow};
+use crate::run::{RunState, Trigger};
+use crate::runner;
+
+fn open(settings: &Settings) -> Result<Ledger> {
+    Ledger::open(&settings.ledger)
+        .with_context(|| format!("opening ledger {}", settings.ledger.display()))
+}
+
+fn open_existing(settings: &Settings) -> Result<Ledger> {
+    if !settings.ledger.exists() {
+        bail!(
+            "there is no ledger at {} yet; run `jobs apply` first",
+            settings.ledger.display()
+        );
+    }
+    open(settings)
+}
+
+fn clock() -> Result<Clock> {
+    Clock::from_env().map_err(anyhow::Error::msg)
+}
+
+/// Who an operator's action is recorded as: `$USER@host`.
+fn operator() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".to_string());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    if host.is_empty() {
+        user
+    } else {
+        format!("{user}@{host}")
+    }
+}
+
+fn kill_grace(settings: &Settings) -> StdDuration {
+    StdDuration::try_from(settings.config.daemon.kill_grace.as_signed())
+        .unwrap_or(StdDuration::from_secs(10))
+}
+
+pub struct ServeFlags {
+    pub max_concurrent_runs: Option<usize>,
+    pub shutdown_grace: Option<String>,
+    pub kill_grace: Option<String>,
+    pub log_format: Option<String>,
+}
+
+pub fn serve(settings: &Settings, flags: ServeFlags) -> Result<ExitCode> {
+    let mut config = settings.config.daemon.clone();
+    if let Some(n) = flags.max_concurrent_runs {
+        if n == 0 {
+            bail!("--max-concurrent-runs must be at least 1");
+        }
+        config.max_concurrent_runs = n;
+    }
+    for (flag, value, slot) in [
+        (
+            "--shutdown-grace",
+            &flags.shutdown_grace,
+            &mut config.shutdown_grace,
+        ),
+        ("--kill-grace", &flags.kill_grace, &mut config.kill_grace),
+    ] {
+        if let Some(text) = value {
+            *slot = crate::duration::Duration::parse(text)
+                .map_err(|m| anyhow::anyhow!("{flag}: {m}"))?;
+        }
+    }
+    let format = flags
+        .log_format
+        .or_else(|| config.log_format.clone())
+        .unwrap_or_else(|| "human".to_string());
+    init_logging(&format)?;
+    if !settings.dir.is_dir() {
+        bail!(
+            "the jobs folder {} does not exist; create it (`jobs init`) or pass --dir",
+            settings.dir.display()
+        );
+    }
+    daemon::serve(daemon::Options {
+        dir: settings.dir.clone(),
+        ledger: settings.ledger.clone(),
+        defaults: settings.config.defaults.clone(),
+        daemon: config,
+        clock: clock()?,
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn init_logging(format: &str) -> Result<()> {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("JOBS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(super::stderr_color());
+    match format {
+        "json" => builder.json().flatten_event(true).init(),
+        "human" => builder.init(),
+        other => bail!("--log-format `{other}` is not one of `human`, `json`"),
+    }
+    Ok(())
+}
+
+/// `--param K=V` flags, checked against the job's declared parameters.
+fn params(
+    settings: &Settings,
+    ledger: &Ledger,
+    job: &str,
+    given: &[String],
+) -> Result<(i64, Option<serde_json::Value>)> {
+    let row = ledger
+        .job(job)?
+        .filter(|r| r.active)
+        .with_context(|| {
+            format!(
+                "no job `{job}` in the ledger {} (`jobs list` shows the jobs; `jobs apply` records new files)",
+                settings.ledger.display()
+            )
+        })?;
+    let spec = crate::executor::parse_definition(
+        job,
+        &row.definition,
+        &settings.config.defaults,
+        Timestamp::now(),
+    )
+    .map_err(anyhow::Error::msg)?;
+    let mut values = BTreeMap::new();
+    for pair in given {
+        let Some((key, value)) = pair.split_once('=') else {
+            bail!("--param `{pair}` is not KEY=VALUE");
+        };
+        if !spec.params.contains_key(key) {
+            let declared: Vec<&str> = spec.params.keys().map(String::as_str).collect();
+            bail!(
+                "job `{job}` has no parameter `{key}`; {}",
+                if declared.is_empty() {
+                    "it declares none".to_string()
+                } else {
+                    format!("it declares: {}", declared.join(", "))
+                }
+            );
+        }
+        values.insert(key.to_string(), value.to_string());
+    }
+    for (name, param) in &spec.params {
+        if param.required && param.default.is_none() && !values.contains_key(name) {
+            bail!("job `{job}` needs the parameter `{name}`: pass --param {name}=VALUE");
+        }
+    }
+    let value = (!values.is_empty()).then(|| json!(values));
+    Ok((row.revision_id, value))
+}
+
+pub fn run_now(settings: &Settings, job: &str, given: &[String]) -> Result<ExitCode> {
+    let params = {
+        let ledger = open_existing(settings)?;
+        params(settings, &ledger, job, given)?.1
+    };
+    let (id, conclusion) = daemon::run_foreground(
+        &settings.ledger,
+        job,
+        params,
+        settings.config.defaults.clone(),
+        clock()?,
+        kill_grace(settings),
+    )?;
+    let summary = match &conclusion.error {
+        Some(e) => format!("run {id} of {job}: {} ({e})", conclusion.state),
+        None => format!("run {id} of {job}: {}", conclusion.state),
+    };
+    eprintln!("{summary}");
+    if let Some(at) = conclusion.retry_at {
+        eprintln!(
+            "The job retries: the next attempt is queued for {} (a running `jobs serve` starts it).",
+            crate::ledger::stamp(at)
+        );
+    }
+    Ok(match (conclusion.exit_code, conclusion.state) {
+        (_, RunState::Succeeded) => ExitCode::SUCCESS,
+        (Some(code), _) => ExitCode::from(u8::try_from(code.clamp(1, 255)).unwrap_or(1)),
+        (None, _) => ExitCode::from(1),
+    })
+}
+
+pub fn trigger(settings: &Settings, job: &str, given: &[String]) -> Result<ExitCode> {
+    let mut ledger = open_existing(settings)?;
+    let (revision_id, params) = params(settings, &ledger, job, given)?;
+    let now = clock()?.now();
+    let id = ledger.create_run(
+        &NewRun {
+            job: job.to_string(),
+            revision_id,
+            trigger: Trigger::Manual,
+            scheduled_at: now,
+            not_before: None,
+            params,
+            attempt: 1,
+            first_run_id: None,
+            running_under: None,
+        },
+        now,
+    )?;
+    let daemon_up = daemon_pid(&ledger)?.is_some();
+    if settings.output == OutputFormat::Json {
+        output::json(&json!({"run": id, "job": job, "state": "pending", "daemon": daemon_up}))?;
+    } else {
+        println!("run {id} of {job} queued");
+    }
+    if !daemon_up {
+        eprintln!(
+            "warning: no `jobs serve` is running on {}; the run starts when one does (or use `jobs run {job}` to run it here)",
+            settings.ledger.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The pid of the daemon serving this ledger, if one is alive.
+fn daemon_pid(ledger: &Ledger) -> Result<Option<i64>> {
+    Ok(ledger.lease()?.and_then(|lease| {
+        let alive = lease.released_at.is_none()
+            && matches!((lease.pid, lease.pid_start), (Some(pid), Some(start)) if runner::is_alive(pid, start));
+        alive.then_some(lease.pid).flatten()
+    }))
+}
+
+pub fn pause(settings: &Settings, job: &str, reason: Option<&str>) -> Result<ExitCode> {
+    let ledger = open_existing(settings)?;
+    let now = clock()?.now();
+    if ledger.pause(job, &operator(), reason, now)? {
+        println!("{job} paused; its scheduled fires are skipped until `jobs resume {job}`");
+    } else {
+        println!("{job} was already paused");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn resume(settings: &Settings, job: &str) -> Result<ExitCode> {
+    let ledger = open_existing(settings)?;
+    if ledger.resume(job)? {
+        println!("{job} resumed");
+    } else {
+        println!("{job} was not paused");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn cancel(settings: &Settings, id: i64) -> Result<ExitCode> {
+    let mut ledger = open_existing(settings)?;
+    let now = clock()?.now();
+    match ledger.request_cancel(id, &operator(), now)? {
+        CancelOutcome::Cancelled => println!("run {id} cancelled before it started"),
+        CancelOutcome::Requested => {
+            println!("run {id}: cancellation requested; its supervisor stops it now")
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn runs(
+    settings: &Settings,
+    job: Option<String>,
+    state: Option<&str>,
+    limit: usize,
+) -> Result<ExitCode> {
+    let state = state
+        .map(RunState::parse)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let Some(ledger) = super::open_read_only(settings)? else {
+        if settings.output == OutputFormat::Json {
+            output::json(&json!([]))?;
+        } else {
+            eprintln!(
+                "No runs: there is no ledger at {} yet.",
+                settings.ledger.display()
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
+    let rows = ledger.runs(&RunFilter {
+        job,
+        state,
+        trigger: None,
+        limit: Some(limit),
+    })?;
+    if settings.output == OutputFormat::Json {
+        output::json(&rows)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if rows.is_empty() {
+        eprintln!("No runs.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut lines = vec![
+        [
+            "ID",
+            "JOB",
+            "STATE",
+            "TRIGGER",
+            "ATTEMPT",
+            "SCHEDULED",
+            "DURATION",
+            "EXIT",
+            "NOTE",
+        ]
+        .map(String::from),
+    ];
+    for r in &rows {
+        lines.push([
+            r.id.to_string(),
+            r.job.clone(),
+            r.state.clone(),
+            r.trigger.clone(),
+            r.attempt.to_string(),
+            r.scheduled_at.clone().unwrap_or_else(|| "-".into()),
+            r.duration_ms.map_or("-".into(), format_ms),
+            match (r.exit_code, r.signal) {
+                (Some(c), _) => c.to_string(),
+                (None, Some(s)) => crate::run::signal_name(s).to_string(),
+                _ => "-".into(),
+            },
+            note(r),
+        ]);
+    }
+    print!("{}", output::columns(&lines));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn note(r: &RunRow) -> String {
+    let mut parts = Vec::new();
+    if r.slot_count > 1 {
+        parts.push(format!("{} slots", r.slot_count));
+    }
+    if let Some(reason) = &r.reason {
+        parts.push(reason.clone());
+    } else if let Some(error) = &r.error
+        && r.state != "succeeded"
+    {
+        parts.push(error.clone());
+    }
+    if parts.is_empty() {
+        "-".into()
+    } else {
+        parts.join("; ")
+    }
+}
+
+fn format_ms(ms: i64) -> String {
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms < 60_000 {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    } else {
+        crate::duration::Duration::from_secs(ms / 1000).to_string()
+    }
+}
+
+fn find_run(settings: &Settings, id: i64) -> Result<(Ledger, RunRow)> {
+    let ledger = super::open_read_only(settings)?
+        .with_context(|| format!("there is no ledger at {}", settings.ledger.display()))?;
+    let run = ledger
+        .run(id)?
+        .with_context(|| format!("no run {id} in the ledger {}", settings.ledger.display()))?;
+    Ok((ledger, run))
+}
+
+pub fn run_get(settings: &Settings, id: i64) -> Result<ExitCode> {
+    let (_, run) = find_run(settings, id)?;
+    if settings.output == OutputFormat::Json {
+        output::json(&run)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    let pairs: Vec<(&str, String)> = vec![
+        ("Run", run.id.to_string()),
+        ("Job", run.job.clone()),
+        ("State", run.state.clone()),
+        ("Trigger", run.trigger.clone()),
+        (
+            "Attempt",
+            match run.first_run_id {
+                Some(first) => format!("{} (retry of run {first})", run.attempt),
+                None => run.attempt.to_string(),
+            },
+        ),
+        ("Revision", dash(run.revision.map(|r| r.to_string()))),
+        ("Commit", dash(run.git_commit.clone())),
+        ("Scheduled", dash(run.scheduled_at.clone())),
+        (
+            "Slots",
+            match (&run.slot_first, &run.slot) {
+                (Some(first), Some(last)) if run.slot_count > 1 => {
+                    format!("{} from {first} to {last}", run.slot_count)
+                }
+                (_, Some(slot)) => slot.clone(),
+                _ => "-".into(),
+            },
+        ),
+        ("Started", dash(run.started_at.clone())),
+        ("Finished", dash(run.finished_at.clone())),
+        ("Duration", dash(run.duration_ms.map(format_ms))),
+        ("Exit code", dash(run.exit_code.map(|c| c.to_string()))),
+        (
+            "Signal",
+            dash(
+                run.signal
+                    .map(|s| format!("{} ({s})", crate::run::signal_name(s))),
+            ),
+        ),
+        ("Error", dash(run.error.clone().or(run.reason.clone()))),
+        ("Process", dash(run.pid.map(|p| p.to_string()))),
+        (
+            "CPU",
+            match (run.cpu_user_ms, run.cpu_sys_ms) {
+                (Some(u), Some(s)) => format!("{} user, {} system", format_ms(u), format_ms(s)),
+                _ => "-".into(),
+            },
+        ),
+        ("Max RSS", dash(run.max_rss_kb.map(|k| format!("{k} KiB")))),
+        (
+            "Output",
+            format!(
+                "{} bytes{}",
+                run.output_bytes,
+                if run.output_truncated {
+                    " (truncated)"
+                } else {
+                    ""
+                }
+            ),
+        ),
+        ("Params", dash(run.params.as_ref().map(ToString::to_string))),
+    ];
+    let lines: Vec<[String; 2]> = pairs
+        .into_iter()
+        .map(|(k, v)| [format!("{k}:"), v])
+        .collect();
+    print!("{}", output::columns(&lines));
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run_events(settings: &Settings, id: i64) -> Result<ExitCode> {
+    let (ledger, _) = find_run(settings, id)?;
+    let events = ledger.run_events(id)?;
+    if settings.output == OutputFormat::Json {
+        output::json(&events)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut lines = vec![["AT", "EVENT", "MESSAGE"].map(String::from)];
+    for e in events {
+        lines.push([e.at, e.kind, e.message]);
+    }
+    print!("{}", output::columns(&lines));
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn logs(settings: &Settings, id: i64, follow: bool) -> Result<ExitCode> {
+    let (ledger, mut run) = find_run(settings, id)?;
+    let mut after = 0;
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    // Follow by watching the ledger's files: each commit wakes us; the timeout is a backstop.
+    let _watch = if follow {
+        Some(watch_ledger(&settings.ledger, tx)?)
+    } else {
+        None
+    };
+    loop {
+        for line in ledger.run_output(id, after)? {
+            after = line.id;
+            if settings.output == OutputFormat::Json {
+                println!("{}", serde_json::to_string(&line)?);
+            } else if line.stream == "stderr" {
+                eprintln!("{}", line.line);
+            } else {
+                println!("{}", line.line);
+            }
+        }
+        let ended = run.state().is_none_or(RunState::is_terminal);
+        if !follow || ended {
+            break;
+        }
+        let _ = rx.recv_timeout(StdDuration::from_secs(1));
+        while rx.try_recv().is_ok() {}
+        run = ledger
+            .run(id)?
+            .with_context(|| format!("run {id} disappeared from the ledger"))?;
+        if run.state().is_none_or(RunState::is_terminal) {
+            // One more read: lines flushed together with the end.
+            for line in ledger.run_output(id, after)? {
+                if settings.output == OutputFormat::Json {
+                    println!("{}", serde_json::to_string(&line)?);
+                } else if line.stream == "stderr" {
+                    eprintln!("{}", line.line);
+                } else {
+                    println!("{}", line.line);
+                }
+            }
+            break;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn watch_ledger(
+    ledger: &std::path::Path,
+    tx: std::sync::mpsc::Sender<()>,
+) -> Result<notify::RecommendedWatcher> {
+    use notify::Watcher as _;
+    let folder = ledger
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."))
+        .to_path_buf();
+    let mut watcher = notify::recommended_watcher(move |_| {
+        let _ = tx.send(());
+    })
+    .context("watching the ledger")?;
+    watcher
+        .watch(&folder, notify::RecursiveMode::NonRecursive)
+        .with_context(|| format!("watching {}", folder.display()))?;
+    Ok(watcher)
+}
+
+pub fn status(settings: &Settings) -> Result<ExitCode> {
+    let now = super::now()?;
+    let Some(ledger) = super::open_read_only(settings)? else {
+        bail!(
+            "there is no ledger at {} yet; run `jobs apply` or `jobs serve`",
+            settings.ledger.display()
+        );
+    };
+    let lease = ledger.lease()?;
+    let pid = daemon_pid(&ledger)?;
+    let source: Option<serde_json::Value> = ledger
+        .status("source")?
+        .and_then(|s| serde_json::from_str(&s).ok());
+    let active = ledger.active_runs()?;
+    let rows = ledger.job_summaries()?;
+    let mut next: Vec<(Timestamp, String)> = rows
+        .iter()
+        .filter(|r| r.active && r.paused.is_none())
+        .filter_map(|r| {
+            super::row_next_fires(r, now, 1)
+                .first()
+                .map(|z| (z.timestamp(), r.name.clone()))
+        })
+        .collect();
+    next.sort();
+    next.truncate(10);
+    let n_errors = source
+        .as_ref()
+        .and_then(|s| s.get("errors"))
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(0);
+    if settings.output == OutputFormat::Json {
+        output::json(&json!({
+            "daemon": {
+                "running": pid.is_some(),
+                "pid": pid,
+                "since": lease.as_ref().filter(|_| pid.is_some()).map(|l| l.acquired_at.clone()),
+                "epoch": lease.as_ref().map(|l| l.epoch),
+            },
+            "source": source,
+            "active_runs": active,
+            "next_fires": next.iter().map(|(t, n)| json!({"job": n, "at": crate::ledger::stamp(*t)})).collect::<Vec<_>>(),
+            "jobs": rows.iter().filter(|r| r.active).count(),
+        }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    match (pid, &lease) {
+        (Some(pid), Some(l)) => println!(
+            "Daemon:   running (pid {pid} on {}, since {}, epoch {})",
+            l.holder, l.acquired_at, l.epoch
+        ),
+        (_, Some(l)) => println!(
+            "Daemon:   not running (last: pid {} until {})",
+            l.pid.unwrap_or(0),
+            l.released_at
+                .as_deref()
+                .unwrap_or("it stopped without releasing its lease")
+        ),
+        _ => println!("Daemon:   never started on this ledger"),
+    }
+    println!(
+        "Ledger:   {} ({} job{})",
+        settings.ledger.display(),
+        rows.iter().filter(|r| r.active).count(),
+        plural(rows.iter().filter(|r| r.active).count())
+    );
+    if n_errors == 0 {
+        println!("Files:    valid");
+    } else {
+        println!(
+            "Files:    {n_errors} error{} (their jobs keep their last applied revision):",
+            plural(n_errors as usize)
+        );
+        if let Some(text) = source
+            .as_ref()
+            .and_then(|s| s.get("rendered"))
+            .and_then(serde_json::Value::as_str)
+        {
+            for line in text.lines() {
+                println!("  {line}");
+            }
+        }
+    }
+    if active.is_empty() {
+        println!("Active:   none");
+    } else {
+        println!("Active:");
+        for r in &active {
+            println!(
+                "  run {} of {}: {} since {}",
+                r.id,
+                r.job,
+                r.state,
+                r.started_at.as_deref().unwrap_or(&r.created_at)
+            );
+        }
+    }
+    if !next.is_empty() {
+        println!("Next fires:");
+        for (t, name) in &next {
+            println!("  {}  {name}", crate::ledger::stamp(*t));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

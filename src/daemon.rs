@@ -1,0 +1,927 @@
+//! The daemon, `jobs serve`: reconciles the ledger with `jobs.d`, decides slots, runs jobs.
+//!
+//! Three loops on one tokio runtime, sharing one ledger connection:
+//! - the *reconciler* applies valid changes in `jobs.d` (at start, on a debounced file change,
+//!   on SIGHUP), keeping jobs whose files are broken at their last good revision;
+//! - the *scheduler* sleeps until the next slot of any job (or until woken), records each due
+//!   slot with [`slots::decide`] and moves the job's cursor, in one transaction;
+//! - the *executor* claims pending runs (up to `max_concurrent_runs`) and runs each with
+//!   [`executor::run_and_record`].
+//!
+//! The scheduler never starts a process and the executor never decides a slot: the ledger is
+//! the hand-off, so a crash between the two loses nothing. Other processes (`jobs trigger`,
+//! `pause`, `run cancel`) write to the ledger; the daemon watches the ledger's files and checks
+//! `PRAGMA data_version` to learn of their commits within milliseconds, without polling.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration as StdDuration;
+
+use anyhow::{Context as _, Result};
+use jiff::{SignedDuration, Timestamp};
+use tokio::sync::{Notify, watch};
+
+use crate::catalog::{self, FileInput};
+use crate::clock::Clock;
+use crate::config::DaemonConfig;
+use crate::executor::{self, Echo, Shared};
+use crate::ledger::{JobSlots, Ledger, NewRun, Retention, RunRow, stamp};
+use crate::run::{Ending, RunState, Trigger};
+use crate::runner::{self, Stop};
+use crate::slots::{self, JobClock};
+use crate::spec::{self, Defaults, JobSpec};
+use crate::{apply, diag, source};
+
+/// How long file events are gathered into one reconcile (an editor's save, a `git checkout`).
+const DEBOUNCE: StdDuration = StdDuration::from_millis(50);
+/// How often retention runs (and once at start).
+const PRUNE_EVERY: StdDuration = StdDuration::from_secs(3600);
+/// Runs deleted per retention transaction: small, so a fire never waits long behind it.
+const PRUNE_BATCH: usize = 200;
+
+/// Everything `jobs serve` needs to start.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub dir: PathBuf,
+    pub ledger: PathBuf,
+    pub defaults: Defaults,
+    pub daemon: DaemonConfig,
+    pub clock: Clock,
+}
+
+/// The daemon's state shared by its loops.
+struct Daemon {
+    shared: Arc<Shared>,
+    options: Options,
+    epoch: i64,
+    me: (i64, i64),
+    wake_scheduler: Notify,
+    wake_executor: Notify,
+    /// Set when the jobs or pauses in the ledger changed: the scheduler reloads them.
+    reload: AtomicBool,
+    stopping: AtomicBool,
+    active: AtomicUsize,
+    idle: Notify,
+    /// Stop switches of the runs this daemon is running.
+    stops: Mutex<HashMap<i64, watch::Sender<Option<Stop>>>>,
+    /// The last errors reported for jobs.d, so each is logged once, not at every reconcile.
+    last_problems: Mutex<String>,
+    parse_cache: Mutex<HashMap<String, (Vec<u8>, spec::Parsed)>>,
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+///
+/// # Errors
+///
+/// When it cannot start: the ledger cannot be opened or is served by another daemon, or the
+/// jobs folder cannot be watched.
+pub fn serve(options: Options) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(serve_async(options))
+}
+
+async fn serve_async(options: Options) -> Result<()> {
+    let ledger = Ledger::open(&options.ledger)
+        .with_context(|| format!("opening ledger {}", options.ledger.display()))?;
+    ledger.set_durable()?;
+    ledger
+        .reclaim_space()
+        .context("preparing the ledger for retention")?;
+    let me = runner::this_process();
+    let host = hostname();
+    let mut ledger = ledger;
+    let epoch = ledger.acquire_lease(&host, me, options.clock.now(), |lease| {
+        lease.holder == host
+            && match (lease.pid, lease.pid_start) {
+                (Some(pid), Some(start)) => runner::is_alive(pid, start),
+                _ => false,
+            }
+    })?;
+    tracing::info!(
+        pid = me.0,
+        epoch,
+        ledger = %options.ledger.display(),
+        dir = %options.dir.display(),
+        "jobs serve started"
+    );
+    let kill_grace = StdDuration::try_from(options.daemon.kill_grace.as_signed())
+        .unwrap_or(StdDuration::from_secs(10));
+    let shared = Arc::new(Shared::new(
+        ledger,
+        options.clock,
+        Some(epoch),
+        kill_grace,
+        options.defaults.clone(),
+    ));
+    let daemon = Arc::new(Daemon {
+        shared,
+        options,
+        epoch,
+        me,
+        wake_scheduler: Notify::new(),
+        wake_executor: Notify::new(),
+        reload: AtomicBool::new(true),
+        stopping: AtomicBool::new(false),
+        active: AtomicUsize::new(0),
+        idle: Notify::new(),
+        stops: Mutex::new(HashMap::new()),
+        last_problems: Mutex::new(String::new()),
+        parse_cache: Mutex::new(HashMap::new()),
+    });
+
+    daemon.recover();
+    {
+        let d = daemon.clone();
+        tokio::task::spawn_blocking(move || d.reconcile("start"))
+            .await
+            .context("reconciling")?;
+    }
+    let (dir_events, mut dir_changed) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let _dir_watch = watch_dir(&daemon.options.dir, dir_events)?;
+    let _ledger_watch = {
+        let d = daemon.clone();
+        watch_ledger(&daemon.options.ledger, move || d.ledger_changed())?
+    };
+
+    let scheduler = tokio::spawn(daemon.clone().scheduler());
+    let executor = tokio::spawn(daemon.clone().executor());
+    let pruner = tokio::spawn(daemon.clone().pruner());
+
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let why = loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                let d = daemon.clone();
+                let _ = tokio::task::spawn_blocking(move || d.reconcile("SIGHUP")).await;
+            }
+            Some(()) = dir_changed.recv() => {
+                while dir_changed.try_recv().is_ok() {}
+                let d = daemon.clone();
+                let _ = tokio::task::spawn_blocking(move || d.reconcile("a change in the jobs folder")).await;
+            }
+            _ = term.recv() => break "SIGTERM",
+            _ = int.recv() => break "SIGINT",
+        }
+    };
+    daemon.shutdown(why).await;
+    scheduler.abort();
+    executor.abort();
+    pruner.abort();
+    Ok(())
+}
+
+impl Daemon {
+    fn now(&self) -> Timestamp {
+        self.shared.clock.now()
+    }
+
+    /// At start: ends the runs a previous daemon left `running` when it died, and terminates
+    /// their processes if they still exist (checked by pid and start time, not pid alone).
+    fn recover(&self) {
+        let runs = match self.shared.ledger().running_runs() {
+            Ok(runs) => runs,
+            Err(e) => {
+                tracing::error!("reading running runs: {e}");
+                return;
+            }
+        };
+        for run in runs {
+            let supervised = run.supervisor.is_some_and(|(pid, start)| {
+                (pid, start) != self.me && runner::is_alive(pid, start)
+            });
+            if supervised {
+                // A foreground `jobs run` still watching over it.
+                continue;
+            }
+            let mut note = "its supervisor had stopped".to_string();
+            if let (Some(pid), Some(start)) = (run.pid, run.pid_start)
+                && runner::is_alive(pid, start)
+                && runner::kill_group(pid as i32, libc::SIGKILL)
+            {
+                note = format!("its supervisor had stopped; killed its process group {pid}");
+            }
+            let _ = self
+                .shared
+                .ledger()
+                .add_event(run.id, self.now(), "interrupted", &note);
+            let spec = run.revision_id.and_then(|id| self.shared.spec(id).ok());
+            executor::record_end(
+                &self.shared,
+                &run,
+                spec.as_deref(),
+                &Ending::Interrupted,
+                None,
+            );
+            tracing::warn!(run = run.id, job = %run.job, "{note}; recorded as failed (interrupted)");
+        }
+    }
+
+    /// Makes the ledger match the valid files of the jobs folder.
+    fn reconcile(&self, why: &str) {
+        let started = std::time::Instant::now();
+        let now = self.now();
+        let scan = match source::scan(&self.options.dir) {
+            Ok(scan) => scan,
+            Err(d) => {
+                self.report_problems(&[d], &[]);
+                return;
+            }
+        };
+        let rows = match self.shared.ledger().jobs() {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::error!("reading the ledger: {e}");
+                return;
+            }
+        };
+        let api_owned: Vec<String> = rows
+            .iter()
+            .filter(|r| r.owner == "api" && r.active)
+            .map(|r| r.name.clone())
+            .collect();
+        let inputs: Vec<FileInput<'_>> = scan
+            .files
+            .iter()
+            .map(|f| FileInput {
+                display: &f.display,
+                relative: &f.relative,
+                bytes: &f.bytes,
+            })
+            .collect();
+        let context = spec::Context {
+            defaults: &self.options.defaults,
+            now,
+        };
+        let mut cache = std::mem::take(
+            &mut *self
+                .parse_cache
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        let fresh: Mutex<Vec<(String, Vec<u8>, spec::Parsed)>> = Mutex::new(Vec::new());
+        let mut catalog = catalog::build_with(&inputs, &api_owned, |f| {
+            if let Some((bytes, parsed)) = cache.get(f.display)
+                && bytes.as_slice() == f.bytes
+            {
+                return parsed.clone();
+            }
+            let parsed = spec::parse(f.display, f.bytes, context);
+            fresh
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push((f.display.to_string(), f.bytes.to_vec(), parsed.clone()));
+            parsed
+        });
+        let present: HashSet<&str> = inputs.iter().map(|f| f.display).collect();
+        cache.retain(|k, _| present.contains(k.as_str()));
+        for (display, bytes, parsed) in fresh
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        {
+            cache.insert(display, (bytes, parsed));
+        }
+        *self
+            .parse_cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = cache;
+        catalog.diagnostics.extend(scan.problems);
+
+        // Files with errors: their jobs stay as they are in the ledger.
+        let broken_files: HashSet<&str> = catalog
+            .diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .map(|d| d.file.as_str())
+            .collect();
+        let keep: HashSet<String> = broken_files.iter().map(|f| stem(f).to_string()).collect();
+        catalog.entries.retain(|e| {
+            !broken_files.contains(e.file.as_str()) && !keep.contains(e.spec.name.as_str())
+        });
+        let errors: Vec<diag::Diagnostic> = catalog
+            .diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .cloned()
+            .collect();
+        let sources = &scan.files;
+        self.report_problems(&errors, sources);
+
+        let git = crate::git::describe(&self.options.dir);
+        let result = apply::apply(&mut self.shared.ledger(), &catalog, now, &git, &keep);
+        match result {
+            Ok(outcome) => {
+                if let Some(record) = outcome.record {
+                    let message = format!(
+                        "applied {} added, {} changed, {} removed ({why})",
+                        record.added, record.changed, record.removed
+                    );
+                    tracing::info!(
+                        added = record.added,
+                        changed = record.changed,
+                        removed = record.removed,
+                        took_ms = started.elapsed().as_millis() as u64,
+                        "reconciled: {message}"
+                    );
+                    let _ = self.shared.ledger().daemon_event(now, "applied", &message);
+                    self.reload.store(true, Ordering::SeqCst);
+                    self.wake_scheduler.notify_one();
+                } else {
+                    tracing::debug!(why, "reconciled: no changes");
+                }
+            }
+            Err(apply::ApplyError::Plan(plan)) => {
+                let text: Vec<String> = plan.errors.iter().map(ToString::to_string).collect();
+                tracing::error!("the plan cannot be applied: {}", text.join("; "));
+                let _ = self
+                    .shared
+                    .ledger()
+                    .daemon_event(now, "plan_error", &text.join("\n"));
+            }
+            Err(apply::ApplyError::Ledger(e)) => tracing::error!("applying: {e}"),
+        }
+    }
+
+    /// Logs and records the errors in the jobs folder, once per distinct set.
+    fn report_problems(&self, errors: &[diag::Diagnostic], sources: &[source::SourceFile]) {
+        let source_of = |file: &str| {
+            sources
+                .iter()
+                .find(|s| s.display == file)
+                .and_then(|s| std::str::from_utf8(&s.bytes).ok())
+        };
+        let rendered = diag::render(errors, source_of, false);
+        let mut last = self
+            .last_problems
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *last == rendered {
+            return;
+        }
+        *last = rendered.clone();
+        drop(last);
+        let now = self.now();
+        let ledger = self.shared.ledger();
+        let status = serde_json::json!({
+            "errors": errors.len(),
+            "diagnostics": errors,
+            "rendered": rendered,
+            "at": stamp(now),
+        });
+        let _ = ledger.set_status("source", &status.to_string());
+        if errors.is_empty() {
+            tracing::info!("the jobs folder is valid again");
+            let _ = ledger.daemon_event(now, "source_valid", "the jobs folder is valid again");
+        } else {
+            for e in errors {
+                tracing::warn!("{e}; its job keeps its last applied revision");
+            }
+            let _ = ledger.daemon_event(now, "source_invalid", &rendered);
+        }
+    }
+
+    /// Another process committed to the ledger (or the daemon itself did: `data_version`
+    /// tells them apart).
+    fn ledger_changed(&self) {
+        thread_local! {
+            static SEEN: std::cell::Cell<i64> = const { std::cell::Cell::new(-1) };
+        }
+        let version = match self.shared.ledger().data_version() {
+            Ok(v) => v,
+            Err(_) => return,
+        };
+        if SEEN.with(|s| s.replace(version)) == version {
+            return;
+        }
+        self.reload.store(true, Ordering::SeqCst);
+        self.wake_scheduler.notify_one();
+        self.wake_executor.notify_one();
+        self.act_on_cancels();
+    }
+
+    /// Sends a stop to each running run whose cancellation was requested.
+    fn act_on_cancels(&self) {
+        let Ok(requests) = self.shared.ledger().cancel_requests(self.epoch) else {
+            return;
+        };
+        let stops = self
+            .stops
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for run in requests {
+            if let Some(stop) = stops.get(&run.id) {
+                stop.send_if_modified(|s| {
+                    if s.is_some() {
+                        return false;
+                    }
+                    *s = Some(Stop {
+                        reason: "cancelled on request".to_string(),
+                    });
+                    true
+                });
+            }
+        }
+    }
+
+    /// The scheduler loop: sleep until the next slot or a wake-up, then record due slots.
+    async fn scheduler(self: Arc<Self>) {
+        let mut jobs: HashMap<String, SchedJob> = HashMap::new();
+        let mut queue: BTreeSet<(Timestamp, String)> = BTreeSet::new();
+        loop {
+            if self.stopping.load(Ordering::SeqCst) {
+                return;
+            }
+            if self.reload.swap(false, Ordering::SeqCst) {
+                match self.load_jobs() {
+                    Ok(loaded) => {
+                        jobs = loaded;
+                        queue = jobs
+                            .iter()
+                            .map(|(name, j)| (j.due_check, name.clone()))
+                            .collect();
+                    }
+                    Err(e) => tracing::error!("loading jobs for the scheduler: {e}"),
+                }
+            }
+            let now = self.now();
+            let mut due: Vec<String> = Vec::new();
+            while let Some((at, _)) = queue.first()
+                && *at <= now
+            {
+                let (_, name) = queue.pop_first().expect("checked above");
+                due.push(name);
+            }
+            if !due.is_empty() {
+                self.fire_due(&mut jobs, &due, now);
+                for name in &due {
+                    if let Some(j) = jobs.get(name)
+                        && let Some(next) = j.next
+                    {
+                        queue.insert((next, name.clone()));
+                    }
+                }
+                continue;
+            }
+            let sleep = queue
+                .first()
+                .map(|(at, _)| self.shared.clock.until(*at))
+                .unwrap_or(StdDuration::from_secs(3600));
+            tokio::select! {
+                () = tokio::time::sleep(sleep) => {}
+                () = self.wake_scheduler.notified() => {}
+            }
+        }
+    }
+
+    /// Loads the enabled jobs with their cursors and pauses.
+    fn load_jobs(&self) -> crate::ledger::Result<HashMap<String, SchedJob>> {
+        let rows = self.shared.ledger().job_summaries()?;
+        let mut jobs = HashMap::new();
+        for row in rows.into_iter().filter(|r| r.active && r.enabled) {
+            let spec = match self.shared.spec(row.revision_id) {
+                Ok(spec) => spec,
+                Err(e) => {
+                    tracing::error!(job = %row.name, "cannot schedule: {e}");
+                    continue;
+                }
+            };
+            let parse = |t: &str| t.parse::<Timestamp>().ok();
+            let anchor = parse(&row.schedule_anchor).unwrap_or_else(|| self.now());
+            let cursor = parse(&row.slot_cursor).unwrap_or(anchor);
+            jobs.insert(
+                row.name.clone(),
+                SchedJob {
+                    revision_id: row.revision_id,
+                    spec,
+                    anchor,
+                    cursor,
+                    paused: row.paused.is_some(),
+                    // Check every job once after a load; `decide` says when to look again.
+                    due_check: Timestamp::UNIX_EPOCH,
+                    next: None,
+                },
+            );
+        }
+        Ok(jobs)
+    }
+
+    /// Decides and records the due slots of `names`, in one transaction.
+    fn fire_due(&self, jobs: &mut HashMap<String, SchedJob>, names: &[String], now: Timestamp) {
+        let active: HashSet<String> = match self.shared.ledger().active_runs() {
+            Ok(runs) => runs.into_iter().map(|r| r.job).collect(),
+            Err(e) => {
+                tracing::error!("reading active runs: {e}");
+                return;
+            }
+        };
+        let mut batch = Vec::new();
+        let mut decisions = Vec::new();
+        for name in names {
+            let Some(job) = jobs.get(name) else { continue };
+            let spec = &job.spec;
+            let decision = slots::decide(
+                &JobClock {
+                    schedule: &spec.schedule,
+                    tz: &spec.timezone.tz,
+                    anchor: job.anchor,
+                    cursor: job.cursor,
+                    missed: spec.missed,
+                    starting_deadline: spec.starting_deadline,
+                    concurrency: spec.concurrency,
+                    paused: job.paused,
+                    active: active.contains(name),
+                },
+                now,
+            );
+            if !decision.rows.is_empty() {
+                let jitter = spec.jitter.as_signed();
+                let rows = decision
+                    .rows
+                    .iter()
+                    .map(|r| {
+                        let delay = if jitter.is_zero() {
+                            SignedDuration::ZERO
+                        } else {
+                            SignedDuration::from_millis(fastrand::i64(
+                                0..=jitter.as_millis() as i64,
+                            ))
+                        };
+                        (
+                            r.clone(),
+                            r.slot.max(now).saturating_add(delay).unwrap_or(now),
+                        )
+                    })
+                    .collect();
+                batch.push(JobSlots {
+                    job: name.clone(),
+                    revision_id: job.revision_id,
+                    rows,
+                    cursor: decision.cursor,
+                });
+            }
+            decisions.push((name.clone(), decision));
+        }
+        let fired = if batch.is_empty() {
+            Vec::new()
+        } else {
+            match self.shared.ledger().record_slots(self.epoch, &batch, now) {
+                Ok(fired) => fired,
+                Err(e @ crate::ledger::LedgerError::LeaseLost { .. }) => {
+                    tracing::error!("{e}");
+                    std::process::exit(1);
+                }
+                Err(e) => {
+                    tracing::error!("recording slots: {e}");
+                    // Look again soon rather than lose the slots.
+                    for name in names {
+                        if let Some(job) = jobs.get_mut(name) {
+                            job.next = Some(
+                                now.saturating_add(SignedDuration::from_secs(1))
+                                    .unwrap_or(now),
+                            );
+                        }
+                    }
+                    return;
+                }
+            }
+        };
+        for (name, decision) in decisions {
+            if let Some(job) = jobs.get_mut(&name) {
+                job.cursor = decision.cursor;
+                job.next = decision.next;
+            }
+        }
+        if !fired.is_empty() {
+            for (job, run) in &fired {
+                tracing::debug!(job = %job, run, "fired");
+            }
+            self.wake_executor.notify_one();
+        }
+        if batch.iter().any(|b| {
+            b.rows
+                .iter()
+                .any(|(r, _)| matches!(r.outcome, slots::Outcome::Fire { replace: true, .. }))
+        }) {
+            self.act_on_cancels();
+        }
+    }
+
+    /// The executor loop: claim pending runs while there is room, then wait.
+    async fn executor(self: Arc<Self>) {
+        let limit = self.options.daemon.max_concurrent_runs.max(1);
+        loop {
+            if self.stopping.load(Ordering::SeqCst) {
+                return;
+            }
+            while self.active.load(Ordering::SeqCst) < limit {
+                let now = self.now();
+                let claimed = self.shared.ledger().claim_next(self.epoch, self.me, now);
+                match claimed {
+                    Ok(Some(run)) => self.start(run),
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::error!("claiming a run: {e}");
+                        break;
+                    }
+                }
+            }
+            let next = if self.active.load(Ordering::SeqCst) < limit {
+                self.shared.ledger().next_pending_at().ok().flatten()
+            } else {
+                None
+            };
+            let sleep = match next {
+                Some(Some(at)) => self.shared.clock.until(at).max(StdDuration::from_millis(1)),
+                Some(None) => StdDuration::from_millis(1),
+                None => StdDuration::from_secs(3600),
+            };
+            tokio::select! {
+                () = tokio::time::sleep(sleep) => {}
+                () = self.wake_executor.notified() => {}
+            }
+        }
+    }
+
+    fn start(self: &Arc<Self>, run: RunRow) {
+        self.active.fetch_add(1, Ordering::SeqCst);
+        let (stop_tx, stop_rx) = watch::channel(None);
+        self.stops
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(run.id, stop_tx);
+        tracing::info!(run = run.id, job = %run.job, trigger = %run.trigger, attempt = run.attempt, "run starting");
+        let daemon = self.clone();
+        tokio::spawn(async move {
+            let id = run.id;
+            let conclusion =
+                executor::run_and_record(daemon.shared.clone(), run, stop_rx, Echo::None).await;
+            daemon
+                .stops
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(&id);
+            daemon.active.fetch_sub(1, Ordering::SeqCst);
+            if conclusion.state != RunState::Succeeded || conclusion.retry_at.is_some() {
+                daemon.wake_executor.notify_one();
+            }
+            daemon.wake_executor.notify_one();
+            daemon.idle.notify_waiters();
+        });
+    }
+
+    /// Retention: at start and hourly, in small transactions.
+    async fn pruner(self: Arc<Self>) {
+        loop {
+            let d = self.clone();
+            let _ = tokio::task::spawn_blocking(move || d.prune()).await;
+            tokio::time::sleep(PRUNE_EVERY).await;
+        }
+    }
+
+    fn prune(&self) {
+        let now = self.now();
+        let rows = match self.shared.ledger().job_summaries() {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::error!("retention: {e}");
+                return;
+            }
+        };
+        let defaults = &self.options.defaults;
+        let rules: Vec<Retention> = rows
+            .iter()
+            .map(|row| {
+                let history = self
+                    .shared
+                    .spec(row.revision_id)
+                    .map(|s| s.history)
+                    .unwrap_or_default();
+                let keep = history.keep_runs.unwrap_or(defaults.keep_runs);
+                let age = history.max_age.unwrap_or(defaults.max_age).as_signed();
+                Retention {
+                    job: row.name.clone(),
+                    keep,
+                    before: now.saturating_sub(age).unwrap_or(now),
+                }
+            })
+            .collect();
+        let mut total = 0;
+        loop {
+            let n = match self.shared.ledger().prune(&rules, PRUNE_BATCH) {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::error!("retention: {e}");
+                    break;
+                }
+            };
+            total += n;
+            if n < PRUNE_BATCH {
+                break;
+            }
+            // Between batches the ledger is free for fires.
+            std::thread::yield_now();
+        }
+        if total > 0 {
+            tracing::info!(deleted = total, "retention: deleted old runs");
+            if let Err(e) = self.shared.ledger().reclaim_space() {
+                tracing::error!("retention: reclaiming space: {e}");
+            }
+        }
+    }
+
+    /// SIGTERM/SIGINT: stop firing, let runs finish for `shutdown_grace`, then stop them.
+    async fn shutdown(&self, why: &str) {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.wake_scheduler.notify_one();
+        self.wake_executor.notify_one();
+        let active = self.active.load(Ordering::SeqCst);
+        tracing::info!(signal = why, active, "shutting down");
+        let grace = StdDuration::try_from(self.options.daemon.shutdown_grace.as_signed())
+            .unwrap_or_default();
+        if tokio::time::timeout(grace, self.wait_idle()).await.is_err() {
+            let stops: Vec<watch::Sender<Option<Stop>>> = self
+                .stops
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .values()
+                .cloned()
+                .collect();
+            tracing::warn!(
+                runs = stops.len(),
+                "runs still active after the shutdown grace; terminating them"
+            );
+            for stop in stops {
+                let _ = stop.send(Some(Stop {
+                    reason: format!("the daemon shut down ({why})"),
+                }));
+            }
+            self.wait_idle().await;
+        }
+        let _ = self.shared.ledger().release_lease(self.epoch, self.now());
+        tracing::info!("jobs serve stopped");
+    }
+
+    async fn wait_idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.active.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// A job as the scheduler holds it.
+struct SchedJob {
+    revision_id: i64,
+    spec: Arc<JobSpec>,
+    anchor: Timestamp,
+    cursor: Timestamp,
+    paused: bool,
+    /// When the scheduler should first look at this job after loading it.
+    due_check: Timestamp,
+    next: Option<Timestamp>,
+}
+
+fn stem(file: &str) -> &str {
+    let name = file.rsplit(['/', '\\']).next().unwrap_or(file);
+    name.rsplit_once('.').map_or(name, |(s, _)| s)
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".to_string())
+}
+
+/// Watches the jobs folder; each debounced batch of events sends one `()`.
+fn watch_dir(
+    dir: &Path,
+    events: tokio::sync::mpsc::UnboundedSender<()>,
+) -> Result<
+    notify_debouncer_full::Debouncer<
+        notify::RecommendedWatcher,
+        notify_debouncer_full::RecommendedCache,
+    >,
+> {
+    let mut debouncer = notify_debouncer_full::new_debouncer(
+        DEBOUNCE,
+        Some(DEBOUNCE / 4),
+        move |result: notify_debouncer_full::DebounceEventResult| match result {
+            Ok(batch) if !batch.is_empty() => {
+                let _ = events.send(());
+            }
+            Ok(_) => {}
+            Err(errors) => {
+                for e in errors {
+                    tracing::warn!("watching the jobs folder: {e}");
+                }
+                let _ = events.send(());
+            }
+        },
+    )
+    .context("starting the file watcher")?;
+    debouncer
+        .watch(dir, notify::RecursiveMode::Recursive)
+        .with_context(|| format!("watching {}", dir.display()))?;
+    Ok(debouncer)
+}
+
+/// Watches the ledger's folder for commits to the ledger's files (by any process).
+fn watch_ledger(
+    ledger: &Path,
+    changed: impl Fn() + Send + 'static,
+) -> Result<notify::RecommendedWatcher> {
+    use notify::Watcher as _;
+    let folder = ledger
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    let name = ledger
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut watcher = notify::recommended_watcher(move |result: notify::Result<notify::Event>| {
+        if let Ok(event) = result
+            && event.kind.is_modify()
+            && event.paths.iter().any(|p| {
+                p.file_name()
+                    .is_some_and(|f| f.to_string_lossy().starts_with(&name))
+            })
+        {
+            changed();
+        }
+    })
+    .context("starting the ledger watcher")?;
+    watcher
+        .watch(&folder, notify::RecursiveMode::NonRecursive)
+        .with_context(|| format!("watching {}", folder.display()))?;
+    Ok(watcher)
+}
+
+/// `jobs run NAME`: runs a job now in the foreground, recorded as a manual run.
+///
+/// # Errors
+///
+/// When the job is unknown or the ledger cannot be written.
+pub fn run_foreground(
+    ledger_path: &Path,
+    job: &str,
+    params: Option<serde_json::Value>,
+    defaults: Defaults,
+    clock: Clock,
+    kill_grace: StdDuration,
+) -> Result<(i64, crate::run::Conclusion)> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async move {
+        let mut ledger = Ledger::open(ledger_path)
+            .with_context(|| format!("opening ledger {}", ledger_path.display()))?;
+        ledger.set_durable()?;
+        let row = ledger
+            .job(job)?
+            .filter(|r| r.active)
+            .with_context(|| format!("no job `{job}` in the ledger (run `jobs apply` first)"))?;
+        let now = clock.now();
+        let me = runner::this_process();
+        let id = ledger.create_run(
+            &NewRun {
+                job: job.to_string(),
+                revision_id: row.revision_id,
+                trigger: Trigger::Manual,
+                scheduled_at: now,
+                not_before: None,
+                params,
+                attempt: 1,
+                first_run_id: None,
+                running_under: Some(me),
+            },
+            now,
+        )?;
+        let run = ledger.run(id)?.context("reading the new run")?;
+        let shared = Arc::new(Shared::new(ledger, clock, None, kill_grace, defaults));
+        let (stop_tx, stop_rx) = watch::channel(None);
+        // Ctrl-C cancels the run (and is recorded) rather than orphaning it.
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                let _ = stop_tx.send(Some(Stop {
+                    reason: "interrupted (Ctrl-C)".to_string(),
+                }));
+            }
+        });
+        let conclusion = executor::run_and_record(shared, run, stop_rx, Echo::Terminal).await;
+        Ok((id, conclusion))
+    })
+}

@@ -1,0 +1,339 @@
+//! The executor: runs one claimed run and records everything about it in the ledger.
+//!
+//! Shared by the daemon (which claims pending runs) and by `jobs run` (which creates its run
+//! already running, in the foreground). It executes the run's *revision*, as recorded in the
+//! ledger, not whatever the job file says now. Output lines are written in batches (every
+//! 100 ms or 256 lines); the run's end, and the retry it may cause, are one transaction.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration as StdDuration;
+
+use jiff::Timestamp;
+use tokio::sync::{mpsc, watch};
+
+use crate::clock::Clock;
+use crate::ledger::{Finish, Ledger, NewRun, RunRow, stamp};
+use crate::run::{self, Conclusion, Ending, Trigger};
+use crate::runner::{self, Launch, Report, Stop};
+use crate::spec::{self, Defaults, JobSpec};
+
+const FLUSH_EVERY: StdDuration = StdDuration::from_millis(100);
+const FLUSH_LINES: usize = 256;
+
+/// What every run of a process shares: the ledger connection, the clock, and parsed revisions.
+pub struct Shared {
+    pub ledger: Mutex<Ledger>,
+    pub clock: Clock,
+    /// The daemon's lease epoch; `None` for a foreground `jobs run`.
+    pub epoch: Option<i64>,
+    pub kill_grace: StdDuration,
+    pub defaults: Defaults,
+    specs: Mutex<HashMap<i64, Arc<JobSpec>>>,
+}
+
+/// Where a foreground run's output also goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Echo {
+    None,
+    Terminal,
+}
+
+impl Shared {
+    pub fn new(
+        ledger: Ledger,
+        clock: Clock,
+        epoch: Option<i64>,
+        kill_grace: StdDuration,
+        defaults: Defaults,
+    ) -> Shared {
+        Shared {
+            ledger: Mutex::new(ledger),
+            clock,
+            epoch,
+            kill_grace,
+            defaults,
+            specs: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Locks the ledger. A panic while it was held cannot leave a transaction open (rusqlite
+    /// rolls back on drop), so a poisoned lock is still usable.
+    pub fn ledger(&self) -> std::sync::MutexGuard<'_, Ledger> {
+        self.ledger
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The job spec of a revision, parsed from its recorded definition once and cached.
+    ///
+    /// # Errors
+    ///
+    /// A message when the revision is missing or its definition does not parse.
+    pub fn spec(&self, revision_id: i64) -> Result<Arc<JobSpec>, String> {
+        if let Some(spec) = self
+            .specs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&revision_id)
+        {
+            return Ok(spec.clone());
+        }
+        let (job, definition) = self
+            .ledger()
+            .revision_definition(revision_id)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("revision {revision_id} is not in the ledger"))?;
+        let spec = parse_definition(&job, &definition, &self.defaults, self.clock.now())?;
+        let spec = Arc::new(spec);
+        self.specs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(revision_id, spec.clone());
+        Ok(spec)
+    }
+}
+
+/// Parses a revision's recorded definition back into its spec.
+///
+/// # Errors
+///
+/// The first error, when the definition does not parse (a ledger edited by hand).
+pub fn parse_definition(
+    job: &str,
+    definition: &str,
+    defaults: &Defaults,
+    now: Timestamp,
+) -> Result<JobSpec, String> {
+    let path = format!("{job}.yaml");
+    let parsed = spec::parse(
+        &path,
+        definition.as_bytes(),
+        spec::Context { defaults, now },
+    );
+    parsed.spec.ok_or_else(|| {
+        parsed
+            .diagnostics
+            .first()
+            .map_or_else(|| "invalid definition".to_string(), ToString::to_string)
+    })
+}
+
+/// The environment of a run: the job's `env`, its parameters as `JOBS_PARAM_NAME`, and the
+/// run's identity.
+pub fn run_env(spec: &JobSpec, run: &RunRow) -> BTreeMap<String, String> {
+    let mut env = spec.env.clone();
+    for (name, param) in &spec.params {
+        let given = run
+            .params
+            .as_ref()
+            .and_then(|p| p.get(name))
+            .and_then(|v| v.as_str())
+            .map(str::to_string);
+        if let Some(value) = given.or_else(|| param.default.clone()) {
+            env.insert(format!("JOBS_PARAM_{}", env_name(name)), value);
+        }
+    }
+    env.insert("JOBS_JOB".into(), run.job.clone());
+    env.insert("JOBS_RUN_ID".into(), run.id.to_string());
+    env.insert(
+        "JOBS_SCHEDULED_AT".into(),
+        run.scheduled_at.clone().unwrap_or_default(),
+    );
+    env.insert("JOBS_ATTEMPT".into(), run.attempt.to_string());
+    env
+}
+
+fn env_name(param: &str) -> String {
+    param
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Runs `run` (already `running` in the ledger) to its end and records it. Returns how it
+/// concluded.
+pub async fn run_and_record(
+    shared: Arc<Shared>,
+    run: RunRow,
+    stop: watch::Receiver<Option<Stop>>,
+    echo: Echo,
+) -> Conclusion {
+    let spec = match run
+        .revision_id
+        .ok_or_else(|| "the run has no revision".to_string())
+    {
+        Ok(id) => shared.spec(id),
+        Err(e) => Err(e),
+    };
+    let spec = match spec {
+        Ok(spec) => spec,
+        Err(message) => {
+            let ending =
+                Ending::SpawnFailed(format!("cannot read the job's definition: {message}"));
+            return record_end(&shared, &run, None, &ending, None);
+        }
+    };
+    let launch = Launch {
+        action: spec.action.clone(),
+        env: run_env(&spec, &run),
+        working_dir: spec.working_dir.clone(),
+        timeout: spec
+            .timeout
+            .and_then(|t| StdDuration::try_from(t.as_signed()).ok()),
+        kill_grace: shared.kill_grace,
+        output_limit: spec.output_limit.0,
+    };
+    let (tx, mut rx) = mpsc::channel::<Report>(1024);
+    let process = tokio::spawn(runner::execute(launch, shared.clock, tx, stop));
+    let mut batch: Vec<(Timestamp, &'static str, String)> = Vec::new();
+    let mut bytes: i64 = 0;
+    let mut truncated = false;
+    let mut tick = tokio::time::interval(FLUSH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            report = rx.recv() => match report {
+                None => break,
+                Some(Report::Line(line)) => {
+                    bytes += line.text.len() as i64 + 1;
+                    if echo == Echo::Terminal {
+                        echo_line(&line);
+                    }
+                    batch.push((line.at, line.stream, line.text));
+                    if batch.len() >= FLUSH_LINES {
+                        flush(&shared, run.id, &mut batch, bytes, truncated);
+                    }
+                }
+                Some(Report::Started { pid, start_time }) => {
+                    let message = format!("process {pid} started (attempt {})", run.attempt);
+                    log_ledger_error(shared.ledger().set_process(run.id, pid, start_time, &message, shared.clock.now()));
+                }
+                Some(Report::Truncated { at_bytes }) => {
+                    truncated = true;
+                    let message = format!("output passed its limit of {}; later output is dropped", crate::size::ByteSize(at_bytes));
+                    log_ledger_error(shared.ledger().add_event(run.id, shared.clock.now(), "output_truncated", &message));
+                    if echo == Echo::Terminal {
+                        eprintln!("jobs: {message}");
+                    }
+                }
+                Some(Report::Signalled { signal, why }) => {
+                    let message = format!("sent {} to the process group: {why}", run::signal_name(signal));
+                    log_ledger_error(shared.ledger().add_event(run.id, shared.clock.now(), "signal", &message));
+                }
+            },
+            _ = tick.tick() => flush(&shared, run.id, &mut batch, bytes, truncated),
+        }
+    }
+    let finished = match process.await {
+        Ok(finished) => finished,
+        Err(e) => runner::Finished {
+            ending: Ending::SpawnFailed(format!("the run's supervisor failed: {e}")),
+            usage: None,
+            output_bytes: 0,
+            truncated: false,
+        },
+    };
+    flush(
+        &shared,
+        run.id,
+        &mut batch,
+        bytes,
+        truncated || finished.truncated,
+    );
+    record_end(&shared, &run, Some(&spec), &finished.ending, finished.usage)
+}
+
+/// Records a run's end and its retry, if any.
+pub fn record_end(
+    shared: &Shared,
+    run: &RunRow,
+    spec: Option<&JobSpec>,
+    ending: &Ending,
+    usage: Option<runner::Usage>,
+) -> Conclusion {
+    let now = shared.clock.now();
+    let retry_policy = spec.and_then(|s| s.retry);
+    let conclusion = run::conclude(ending, retry_policy, run.attempt as u32, now);
+    let retry = conclusion.retry_at.map(|at| NewRun {
+        job: run.job.clone(),
+        revision_id: run.revision_id.unwrap_or_default(),
+        trigger: Trigger::Retry,
+        scheduled_at: at,
+        not_before: Some(at),
+        params: run.params.clone(),
+        attempt: run.attempt + 1,
+        first_run_id: Some(run.first_run_id.unwrap_or(run.id)),
+        running_under: None,
+    });
+    let finish = Finish {
+        state: Some(conclusion.state),
+        exit_code: conclusion.exit_code,
+        signal: conclusion.signal,
+        error: conclusion.error.clone(),
+        cpu_user_ms: usage.map(|u| u.user_ms),
+        cpu_sys_ms: usage.map(|u| u.sys_ms),
+        max_rss_kb: usage.map(|u| u.max_rss_kb),
+    };
+    let result = shared
+        .ledger()
+        .finish_run(run.id, run.epoch, &finish, retry.as_ref(), now);
+    match result {
+        Ok(Some(retry_id)) => tracing::info!(
+            run = run.id,
+            job = %run.job,
+            state = %conclusion.state,
+            retry = retry_id,
+            due = %stamp(conclusion.retry_at.unwrap_or(now)),
+            "run ended; retrying"
+        ),
+        Ok(None) => tracing::info!(
+            run = run.id,
+            job = %run.job,
+            state = %conclusion.state,
+            error = conclusion.error.as_deref().unwrap_or(""),
+            "run ended"
+        ),
+        Err(e) => tracing::error!(run = run.id, job = %run.job, "recording the run's end: {e}"),
+    }
+    conclusion
+}
+
+fn flush(
+    shared: &Shared,
+    run_id: i64,
+    batch: &mut Vec<(Timestamp, &'static str, String)>,
+    bytes: i64,
+    truncated: bool,
+) {
+    if batch.is_empty() && !truncated {
+        return;
+    }
+    log_ledger_error(
+        shared
+            .ledger()
+            .append_output(run_id, batch, bytes, truncated),
+    );
+    batch.clear();
+}
+
+fn echo_line(line: &runner::Line) {
+    use std::io::Write;
+    if line.stream == "stderr" {
+        let _ = writeln!(std::io::stderr(), "{}", line.text);
+    } else {
+        let _ = writeln!(std::io::stdout(), "{}", line.text);
+    }
+}
+
+fn log_ledger_error<T>(result: crate::ledger::Result<T>) {
+    if let Err(e) = result {
+        tracing::error!("writing to the ledger: {e}");
+    }
+}
