@@ -10,8 +10,9 @@
 //!
 //! The scheduler never starts a process and the executor never decides a slot: the ledger is
 //! the hand-off, so a crash between the two loses nothing. Other processes (`jobs trigger`,
-//! `pause`, `run cancel`) write to the ledger; the daemon watches the ledger's files and checks
-//! `PRAGMA data_version` to learn of their commits within milliseconds, without polling.
+//! `pause`, `run cancel`, `apply`) commit to the ledger and then write `<ledger>.wake`; the
+//! daemon watches that file (inotify) and checks `PRAGMA data_version`, so it learns of their
+//! commits within milliseconds without polling. A once-a-minute look covers lost events.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -38,6 +39,8 @@ use crate::{apply, diag, source};
 const DEBOUNCE: StdDuration = StdDuration::from_millis(50);
 /// How often retention runs (and once at start).
 const PRUNE_EVERY: StdDuration = StdDuration::from_secs(3600);
+/// How often the daemon checks the ledger for other processes' writes without being told.
+const BACKSTOP: StdDuration = StdDuration::from_secs(60);
 /// Runs deleted per retention transaction: small, so a fire never waits long behind it.
 const PRUNE_BATCH: usize = 200;
 
@@ -63,6 +66,8 @@ struct Daemon {
     reload: AtomicBool,
     stopping: AtomicBool,
     active: AtomicUsize,
+    /// The ledger's `data_version` when last looked at.
+    seen_version: std::sync::atomic::AtomicI64,
     idle: Notify,
     /// Stop switches of the runs this daemon is running.
     stops: Mutex<HashMap<i64, watch::Sender<Option<Stop>>>>,
@@ -87,6 +92,11 @@ pub fn serve(options: Options) -> Result<()> {
 }
 
 async fn serve_async(options: Options) -> Result<()> {
+    // First of all, so a signal that arrives while starting is handled, not fatal.
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let ledger = Ledger::open(&options.ledger)
         .with_context(|| format!("opening ledger {}", options.ledger.display()))?;
     ledger.set_durable()?;
@@ -129,12 +139,20 @@ async fn serve_async(options: Options) -> Result<()> {
         reload: AtomicBool::new(true),
         stopping: AtomicBool::new(false),
         active: AtomicUsize::new(0),
+        seen_version: std::sync::atomic::AtomicI64::new(-1),
         idle: Notify::new(),
         stops: Mutex::new(HashMap::new()),
         last_problems: Mutex::new(String::new()),
         parse_cache: Mutex::new(HashMap::new()),
     });
 
+    // Watch before the first reconcile, so nothing written meanwhile goes unnoticed.
+    let (dir_events, mut dir_changed) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let _dir_watch = watch_dir(&daemon.options.dir, dir_events)?;
+    let _ledger_watch = {
+        let d = daemon.clone();
+        watch_ledger(&daemon.options.ledger, move || d.ledger_changed())?
+    };
     daemon.recover();
     {
         let d = daemon.clone();
@@ -142,21 +160,23 @@ async fn serve_async(options: Options) -> Result<()> {
             .await
             .context("reconciling")?;
     }
-    let (dir_events, mut dir_changed) = tokio::sync::mpsc::unbounded_channel::<()>();
-    let _dir_watch = watch_dir(&daemon.options.dir, dir_events)?;
-    let _ledger_watch = {
+    // A safety net for lost file-system events (an inotify queue overflow): look at the
+    // ledger once a minute. One cheap query; the real wake-ups are event-driven.
+    let backstop = {
         let d = daemon.clone();
-        watch_ledger(&daemon.options.ledger, move || d.ledger_changed())?
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(BACKSTOP).await;
+                let d = d.clone();
+                let _ = tokio::task::spawn_blocking(move || d.ledger_changed()).await;
+            }
+        })
     };
 
     let scheduler = tokio::spawn(daemon.clone().scheduler());
     let executor = tokio::spawn(daemon.clone().executor());
     let pruner = tokio::spawn(daemon.clone().pruner());
 
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let why = loop {
         tokio::select! {
             _ = hup.recv() => {
@@ -176,6 +196,7 @@ async fn serve_async(options: Options) -> Result<()> {
     scheduler.abort();
     executor.abort();
     pruner.abort();
+    backstop.abort();
     Ok(())
 }
 
@@ -391,14 +412,11 @@ impl Daemon {
     /// Another process committed to the ledger (or the daemon itself did: `data_version`
     /// tells them apart).
     fn ledger_changed(&self) {
-        thread_local! {
-            static SEEN: std::cell::Cell<i64> = const { std::cell::Cell::new(-1) };
-        }
         let version = match self.shared.ledger().data_version() {
             Ok(v) => v,
             Err(_) => return,
         };
-        if SEEN.with(|s| s.replace(version)) == version {
+        if self.seen_version.swap(version, Ordering::SeqCst) == version {
             return;
         }
         self.reload.store(true, Ordering::SeqCst);
@@ -435,6 +453,7 @@ impl Daemon {
     async fn scheduler(self: Arc<Self>) {
         let mut jobs: HashMap<String, SchedJob> = HashMap::new();
         let mut queue: BTreeSet<(Timestamp, String)> = BTreeSet::new();
+        let mut first_load = true;
         loop {
             if self.stopping.load(Ordering::SeqCst) {
                 return;
@@ -442,6 +461,23 @@ impl Daemon {
             if self.reload.swap(false, Ordering::SeqCst) {
                 match self.load_jobs() {
                     Ok(loaded) => {
+                        if first_load {
+                            let next = loaded
+                                .values()
+                                .filter_map(|j| {
+                                    let now = self.now();
+                                    slots::decide(&j.clock(now, false), now).next
+                                })
+                                .min();
+                            tracing::info!(
+                                jobs = loaded.len(),
+                                next = next.map(stamp).unwrap_or_default(),
+                                "scheduler started"
+                            );
+                            first_load = false;
+                        } else {
+                            tracing::debug!(jobs = loaded.len(), "scheduler reloaded");
+                        }
                         jobs = loaded;
                         queue = jobs
                             .iter()
@@ -527,20 +563,7 @@ impl Daemon {
         for name in names {
             let Some(job) = jobs.get(name) else { continue };
             let spec = &job.spec;
-            let decision = slots::decide(
-                &JobClock {
-                    schedule: &spec.schedule,
-                    tz: &spec.timezone.tz,
-                    anchor: job.anchor,
-                    cursor: job.cursor,
-                    missed: spec.missed,
-                    starting_deadline: spec.starting_deadline,
-                    concurrency: spec.concurrency,
-                    paused: job.paused,
-                    active: active.contains(name),
-                },
-                now,
-            );
+            let decision = slots::decide(&job.clock(job.cursor, active.contains(name)), now);
             if !decision.rows.is_empty() {
                 let jitter = spec.jitter.as_signed();
                 let rows = decision
@@ -597,6 +620,15 @@ impl Daemon {
             if let Some(job) = jobs.get_mut(&name) {
                 job.cursor = decision.cursor;
                 job.next = decision.next;
+            }
+        }
+        for b in &batch {
+            for (row, _) in &b.rows {
+                if let slots::Outcome::Skipped { reason } | slots::Outcome::Missed { reason } =
+                    &row.outcome
+                {
+                    tracing::info!(job = %b.job, slot = %stamp(row.slot), slots = row.count, reason = %reason, "slot skipped");
+                }
             }
         }
         if !fired.is_empty() {
@@ -792,6 +824,22 @@ struct SchedJob {
     next: Option<Timestamp>,
 }
 
+impl SchedJob {
+    fn clock(&self, cursor: Timestamp, active: bool) -> JobClock<'_> {
+        JobClock {
+            schedule: &self.spec.schedule,
+            tz: &self.spec.timezone.tz,
+            anchor: self.anchor,
+            cursor,
+            missed: self.spec.missed,
+            starting_deadline: self.spec.starting_deadline,
+            concurrency: self.spec.concurrency,
+            paused: self.paused,
+            active,
+        }
+    }
+}
+
 fn stem(file: &str) -> &str {
     let name = file.rsplit(['/', '\\']).next().unwrap_or(file);
     name.rsplit_once('.').map_or(name, |(s, _)| s)
@@ -817,7 +865,12 @@ fn watch_dir(
         DEBOUNCE,
         Some(DEBOUNCE / 4),
         move |result: notify_debouncer_full::DebounceEventResult| match result {
-            Ok(batch) if !batch.is_empty() => {
+            // Reading the files (the reconcile itself) makes access events: only changes count.
+            Ok(batch)
+                if batch
+                    .iter()
+                    .any(|e| !matches!(e.kind, notify::EventKind::Access(_))) =>
+            {
                 let _ = events.send(());
             }
             Ok(_) => {}
@@ -836,7 +889,8 @@ fn watch_dir(
     Ok(debouncer)
 }
 
-/// Watches the ledger's folder for commits to the ledger's files (by any process).
+/// Watches the ledger's folder for the wake file that other processes write after they commit
+/// (see `Ledger::wake_daemon`).
 fn watch_ledger(
     ledger: &Path,
     changed: impl Fn() + Send + 'static,
@@ -847,16 +901,17 @@ fn watch_ledger(
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."))
         .to_path_buf();
+    // Only the wake file: the ledger's own files change with every write of the daemon too.
     let name = ledger
         .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
+        .map(|n| format!("{}.wake", n.to_string_lossy()))
         .unwrap_or_default();
     let mut watcher = notify::recommended_watcher(move |result: notify::Result<notify::Event>| {
         if let Ok(event) = result
-            && event.kind.is_modify()
+            && !matches!(event.kind, notify::EventKind::Access(_))
             && event.paths.iter().any(|p| {
                 p.file_name()
-                    .is_some_and(|f| f.to_string_lossy().starts_with(&name))
+                    .is_some_and(|f| f.to_string_lossy() == name.as_str())
             })
         {
             changed();

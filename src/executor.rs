@@ -212,6 +212,7 @@ pub async fn run_and_record(
                     }
                 }
                 Some(Report::Started { pid, start_time }) => {
+                    tracing::info!(run = run.id, job = %run.job, pid, "process started");
                     let message = format!("process {pid} started (attempt {})", run.attempt);
                     log_ledger_error(shared.ledger().set_process(run.id, pid, start_time, &message, shared.clock.now()));
                 }

@@ -543,6 +543,9 @@ fn apply(settings: &Settings) -> Result<ExitCode> {
             }
         };
     let (record, plan) = (outcome.record, outcome.plan);
+    if record.is_some() {
+        ledger.wake_daemon();
+    }
     match settings.output {
         OutputFormat::Json => output::json(&serde_json::json!({
             "format_version": "1",

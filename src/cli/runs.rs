@@ -222,6 +222,7 @@ pub fn trigger(settings: &Settings, job: &str, given: &[String]) -> Result<ExitC
         },
         now,
     )?;
+    ledger.wake_daemon();
     let daemon_up = daemon_pid(&ledger)?.is_some();
     if settings.output == OutputFormat::Json {
         output::json(&json!({"run": id, "job": job, "state": "pending", "daemon": daemon_up}))?;
@@ -249,7 +250,9 @@ fn daemon_pid(ledger: &Ledger) -> Result<Option<i64>> {
 pub fn pause(settings: &Settings, job: &str, reason: Option<&str>) -> Result<ExitCode> {
     let ledger = open_existing(settings)?;
     let now = clock()?.now();
-    if ledger.pause(job, &operator(), reason, now)? {
+    let paused = ledger.pause(job, &operator(), reason, now)?;
+    ledger.wake_daemon();
+    if paused {
         println!("{job} paused; its scheduled fires are skipped until `jobs resume {job}`");
     } else {
         println!("{job} was already paused");
@@ -259,7 +262,9 @@ pub fn pause(settings: &Settings, job: &str, reason: Option<&str>) -> Result<Exi
 
 pub fn resume(settings: &Settings, job: &str) -> Result<ExitCode> {
     let ledger = open_existing(settings)?;
-    if ledger.resume(job)? {
+    let resumed = ledger.resume(job)?;
+    ledger.wake_daemon();
+    if resumed {
         println!("{job} resumed");
     } else {
         println!("{job} was not paused");
@@ -270,7 +275,9 @@ pub fn resume(settings: &Settings, job: &str) -> Result<ExitCode> {
 pub fn cancel(settings: &Settings, id: i64) -> Result<ExitCode> {
     let mut ledger = open_existing(settings)?;
     let now = clock()?.now();
-    match ledger.request_cancel(id, &operator(), now)? {
+    let outcome = ledger.request_cancel(id, &operator(), now)?;
+    ledger.wake_daemon();
+    match outcome {
         CancelOutcome::Cancelled => println!("run {id} cancelled before it started"),
         CancelOutcome::Requested => {
             println!("run {id}: cancellation requested; its supervisor stops it now")

@@ -1175,3 +1175,14 @@ impl Ledger {
             .map_err(|e| self.err(e))
     }
 }
+
+impl Ledger {
+    /// Tells a daemon watching this ledger that another process committed something it should
+    /// act on (a queued run, a pause, a cancel request, an apply): writes `<ledger>.wake`, whose
+    /// change the daemon watches. Written after the commit, so the daemon never looks too early.
+    pub fn wake_daemon(&self) {
+        let mut path = self.path.clone().into_os_string();
+        path.push(".wake");
+        let _ = std::fs::write(path, jiff::Timestamp::now().to_string());
+    }
+}

@@ -136,3 +136,151 @@ impl Project {
 pub fn job(schedule: &str) -> String {
     format!("schedule: \"{schedule}\"\ncommand: [echo, hi]\n")
 }
+
+/// A `jobs serve` started in a project, with its JSON log read line by line, so a test waits
+/// for what the daemon says it did instead of sleeping.
+pub struct Daemon {
+    child: Option<std::process::Child>,
+    lines: std::sync::mpsc::Receiver<serde_json::Value>,
+    pub seen: Vec<serde_json::Value>,
+}
+
+impl Project {
+    /// Starts `jobs serve ARGS` with a JSON log, its clock starting at `now` (or the real time).
+    pub fn serve(&self, args: &[&str], now: Option<&str>) -> Daemon {
+        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin!("jobs"));
+        cmd.current_dir(self.root())
+            .arg("serve")
+            .arg("--log-format")
+            .arg("json")
+            .args(args)
+            .env("NO_COLOR", "1")
+            .env("JOBS_LOG", "info")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        for var in [
+            "JOBS_DIR",
+            "JOBS_LEDGER",
+            "JOBS_CONFIG",
+            "JOBS_OUTPUT",
+            "JOBS_NOW",
+        ] {
+            cmd.env_remove(var);
+        }
+        if let Some(now) = now {
+            cmd.env("JOBS_NOW", now);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let value = serde_json::from_str(&line)
+                    .unwrap_or_else(|_| serde_json::json!({ "message": line }));
+                if tx.send(value).is_err() {
+                    break;
+                }
+            }
+        });
+        Daemon {
+            child: Some(child),
+            lines: rx,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Runs `jobs ARGS` at the real time (for commands racing a running daemon).
+    pub fn run_live(&self, args: &[&str]) -> Run {
+        let mut cmd = Command::cargo_bin("jobs").unwrap();
+        cmd.current_dir(self.root())
+            .args(args)
+            .env("NO_COLOR", "1")
+            .env_remove("JOBS_NOW");
+        let Output {
+            status,
+            stdout,
+            stderr,
+        } = cmd.output().unwrap();
+        Run {
+            code: status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        }
+    }
+}
+
+impl Daemon {
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().unwrap().id() as i32
+    }
+
+    /// Waits (up to 30 s) for a log line whose message contains `message` and whose fields
+    /// match `fields` (`("job", "tick")` compares the field's text).
+    pub fn wait_for(&mut self, message: &str, fields: &[(&str, &str)]) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = match self.lines.recv_timeout(left) {
+                Ok(line) => line,
+                Err(_) => panic!(
+                    "the daemon never logged {message:?} {fields:?}; it logged:\n{}",
+                    self.seen
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                ),
+            };
+            self.seen.push(line.clone());
+            let text = |v: &serde_json::Value| match v {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            let matches = line
+                .get("message")
+                .is_some_and(|m| text(m).contains(message))
+                && fields
+                    .iter()
+                    .all(|(k, v)| line.get(*k).is_some_and(|x| text(x) == *v));
+            if matches {
+                return line;
+            }
+        }
+    }
+
+    /// Sends `signal` to the daemon.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill has no memory effects.
+        unsafe {
+            libc::kill(self.pid(), signal);
+        }
+    }
+
+    /// Waits for the daemon to exit and returns its exit code.
+    pub fn wait(&mut self) -> Option<i32> {
+        let status = self.child.take().unwrap().wait().unwrap();
+        // Drain what is left of the log.
+        while let Ok(line) = self.lines.recv_timeout(std::time::Duration::from_secs(5)) {
+            self.seen.push(line);
+        }
+        status.code()
+    }
+
+    /// SIGTERM, then the exit code.
+    pub fn stop(mut self) -> Option<i32> {
+        self.signal(libc::SIGTERM);
+        self.wait()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -1,0 +1,475 @@
+//! `jobs serve` end to end: the binary in a temp folder, waited on through its JSON log.
+//!
+//! Daemons here run on a clock that starts at a fixed instant (`JOBS_NOW`) and runs at real
+//! speed, so schedules are deterministic; intervals are 1 s, and nothing sleeps to wait for
+//! the daemon: tests wait for the log line that says it happened.
+
+mod common;
+
+use common::{Daemon, Project};
+use serde_json::Value;
+
+const T0: &str = "2026-10-31T12:00:00Z";
+
+fn runs(p: &Project, args: &[&str]) -> Vec<Value> {
+    let mut all = vec!["runs", "-o", "json", "--limit", "1000"];
+    all.extend_from_slice(args);
+    p.run(&all)
+        .code(0)
+        .json()
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn field<'a>(run: &'a Value, key: &str) -> &'a str {
+    run.get(key).and_then(Value::as_str).unwrap_or("")
+}
+
+fn wait_run_end(daemon: &mut Daemon, job: &str) -> Value {
+    daemon.wait_for("run ended", &[("job", job)])
+}
+
+#[test]
+fn serve_fires_on_schedule_and_records_runs_with_output() {
+    let p = Project::new().file(
+        "jobs.d/tick.yaml",
+        "schedule: {every: 1s}\nrun: echo \"tick $JOBS_RUN_ID $JOBS_ATTEMPT $JOBS_JOB\"; echo oops >&2\n",
+    );
+    p.run(&["apply"]).code(0);
+    let mut daemon = p.serve(&[], Some(T0));
+    daemon.wait_for("jobs serve started", &[]);
+    wait_run_end(&mut daemon, "tick");
+    wait_run_end(&mut daemon, "tick");
+    assert_eq!(daemon.stop(), Some(0));
+
+    let all = runs(&p, &["tick"]);
+    assert!(all.len() >= 2, "{all:?}");
+    let first = all.last().unwrap();
+    for key in [
+        "id",
+        "job",
+        "state",
+        "trigger",
+        "attempt",
+        "scheduled_at",
+        "started_at",
+        "finished_at",
+        "exit_code",
+        "signal",
+        "error",
+        "revision",
+        "git_commit",
+    ] {
+        assert!(first.get(key).is_some(), "runs JSON lacks {key}: {first}");
+    }
+    assert_eq!(field(first, "state"), "succeeded");
+    assert_eq!(field(first, "trigger"), "schedule");
+    // The first slot is one interval after the apply; times carry milliseconds.
+    assert_eq!(field(first, "scheduled_at"), "2026-10-31T12:00:01.000Z");
+    assert!(
+        field(first, "started_at") >= field(first, "scheduled_at"),
+        "never early"
+    );
+    assert_eq!(first["exit_code"], 0);
+    assert_eq!(first["revision"], 1);
+    assert!(first["cpu_user_ms"].is_i64() && first["max_rss_kb"].as_i64().unwrap() > 0);
+
+    let id = first["id"].to_string();
+    let logs = p.run(&["logs", &id]).code(0);
+    assert_eq!(logs.stdout.trim(), format!("tick {id} 1 tick"));
+    assert_eq!(logs.stderr.trim(), "oops");
+    let events = p.run(&["run", "events", &id, "-o", "json"]).code(0).json();
+    let kinds: Vec<&str> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["fired", "started", "finished"]);
+}
+
+#[test]
+fn a_second_daemon_on_the_same_ledger_exits_naming_the_first() {
+    let p = Project::new().file("jobs.d/a.yaml", "command: [true]\n");
+    let mut first = p.serve(&[], None);
+    first.wait_for("jobs serve started", &[]);
+    let mut second = p.serve(&[], None);
+    let code = second.wait();
+    assert_eq!(code, Some(1));
+    let said: String = second.seen.iter().map(ToString::to_string).collect();
+    assert!(
+        said.contains(&format!(
+            "already served by `jobs serve` (pid {}",
+            first.pid()
+        )),
+        "{said}"
+    );
+    p.run_live(&["status"])
+        .code(0)
+        .stdout_has(&format!("running (pid {}", first.pid()));
+    assert_eq!(first.stop(), Some(0));
+    p.run_live(&["status"]).code(0).stdout_has("not running");
+}
+
+#[test]
+fn trigger_queues_a_run_that_the_daemon_starts_at_once() {
+    let p = Project::new().file(
+        "jobs.d/deploy.yaml",
+        "run: echo \"deploying $JOBS_PARAM_BRANCH to $JOBS_PARAM_ENV\"\nparams:\n  branch: {required: true}\n  env: {default: staging}\n",
+    );
+    let mut daemon = p.serve(&[], None);
+    daemon.wait_for("reconciled", &[]);
+    p.run_live(&["trigger", "deploy"])
+        .code(1)
+        .stderr_has("needs the parameter `branch`");
+    p.run_live(&["trigger", "deploy", "--param", "color=red"])
+        .code(1)
+        .stderr_has("has no parameter `color`; it declares: branch, env");
+    let queued = p
+        .run_live(&["trigger", "deploy", "--param", "branch=main; rm -rf /"])
+        .code(0)
+        .stdout_has("queued");
+    let id = queued.stdout.split_whitespace().nth(1).unwrap().to_string();
+    let started = daemon.wait_for("run starting", &[("run", &id)]);
+    assert_eq!(started["trigger"], "manual");
+    wait_run_end(&mut daemon, "deploy");
+    p.run_live(&["logs", &id])
+        .code(0)
+        .stdout_has("deploying main; rm -rf / to staging");
+    assert_eq!(daemon.stop(), Some(0));
+}
+
+#[test]
+fn a_timeout_kills_the_whole_process_group_and_retries() {
+    // The shell ignores SIGTERM and so does its child: only SIGKILL to the group ends them.
+    let p = Project::new().file(
+        "jobs.d/stuck.yaml",
+        "run: trap '' TERM; sh -c \"trap '' TERM; echo child \\$\\$; sleep 60\" & echo started; wait\ntimeout: 1s\nretry: {attempts: 1, backoff: 1s}\n",
+    );
+    let mut daemon = p.serve(&["--kill-grace", "500ms"], None);
+    daemon.wait_for("reconciled", &[]);
+    p.run_live(&["trigger", "stuck"]).code(0);
+    let ended = daemon.wait_for("run ended; retrying", &[("job", "stuck")]);
+    assert_eq!(ended["state"], "timed_out");
+    let retried = wait_run_end(&mut daemon, "stuck");
+    assert_eq!(retried["state"], "timed_out");
+    assert_eq!(daemon.stop(), Some(0));
+
+    let all = runs(&p, &["stuck"]);
+    assert_eq!(all.len(), 2);
+    let (retry, first) = (&all[0], &all[1]);
+    assert_eq!(field(first, "state"), "timed_out");
+    assert_eq!(first["signal"], 9, "SIGTERM was ignored, SIGKILL ended it");
+    assert_eq!(field(retry, "trigger"), "retry");
+    assert_eq!(retry["attempt"], 2);
+    assert_eq!(retry["first_run_id"], first["id"]);
+    // The grandchild printed its pid; it must be gone.
+    let logs = p.run_live(&["logs", &first["id"].to_string()]).code(0);
+    let child: i32 = logs
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("child "))
+        .expect("the child printed its pid")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        !alive(child),
+        "the group's child {child} survived the timeout"
+    );
+    let events = p
+        .run_live(&["run", "events", &first["id"].to_string()])
+        .code(0);
+    events
+        .stdout_has("sent SIGTERM to the process group: the timeout passed")
+        .stdout_has("sent SIGKILL to the process group")
+        .stdout_has("attempt 2 is run");
+}
+
+fn alive(pid: i32) -> bool {
+    // A zombie still answers kill(0); read its state too.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn a_daemon_killed_mid_run_is_recovered_without_orphans_or_double_fires() {
+    let p = Project::new()
+        .file(
+            "jobs.d/long.yaml",
+            "run: echo $$; exec sleep 60\nretry: {attempts: 1, backoff: 1h}\n",
+        )
+        .file(
+            "jobs.d/hourly.yaml",
+            "schedule: {cron: \"0 * * * *\"}\nrun: \"true\"\n",
+        );
+    p.run(&["apply"]).code(0);
+    // 12:59:59: the hourly slot at 13:00 comes due a second after start.
+    let mut daemon = p.serve(&[], Some("2026-10-31T12:59:59Z"));
+    daemon.wait_for("jobs serve started", &[]);
+    p.run_live(&["trigger", "long"]).code(0);
+    let started = daemon.wait_for("process started", &[("job", "long")]);
+    let pid = started["pid"].as_i64().unwrap() as i32;
+    wait_run_end(&mut daemon, "hourly");
+    assert!(alive(pid));
+    daemon.signal(libc::SIGKILL);
+    daemon.wait();
+    assert!(alive(pid), "SIGKILL of the daemon leaves its child running");
+
+    // Restarted at the same instant: the 13:00 slot is already accounted for.
+    let mut again = p.serve(&[], Some("2026-10-31T13:00:01Z"));
+    let interrupted = again.wait_for("recorded as failed (interrupted)", &[("job", "long")]);
+    assert!(
+        interrupted["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("killed its process group {pid}"))
+    );
+    again.wait_for("scheduler started", &[]);
+    assert!(!alive(pid), "the orphaned run's process is gone");
+    assert_eq!(again.stop(), Some(0));
+
+    let long = runs(&p, &["long"]);
+    assert_eq!(long.len(), 2, "the run and its retry: {long:?}");
+    assert_eq!(field(&long[1], "state"), "failed");
+    assert!(field(&long[1], "error").starts_with("interrupted"));
+    assert_eq!(field(&long[0], "state"), "pending");
+    assert_eq!(field(&long[0], "trigger"), "retry");
+    let hourly = runs(&p, &["hourly"]);
+    assert_eq!(hourly.len(), 1, "the 13:00 slot fired once: {hourly:?}");
+    assert_eq!(
+        field(&hourly[0], "scheduled_at"),
+        "2026-10-31T13:00:00.000Z"
+    );
+}
+
+#[test]
+fn missed_slots_run_once_after_downtime_with_the_count() {
+    let p = Project::new()
+        .file(
+            "jobs.d/hourly.yaml",
+            "schedule: {cron: \"0 * * * *\"}\nrun: \"true\"\n",
+        )
+        .file(
+            "jobs.d/skipper.yaml",
+            "schedule: {cron: \"0 * * * *\"}\nmissed: skip\nrun: \"true\"\n",
+        );
+    p.run(&["apply"]).code(0);
+    // Down from 12:00 until 15:10: 13:00, 14:00, 15:00 were missed.
+    let mut daemon = p.serve(&[], Some("2026-10-31T15:10:00Z"));
+    wait_run_end(&mut daemon, "hourly");
+    assert_eq!(daemon.stop(), Some(0));
+    let hourly = runs(&p, &["hourly"]);
+    assert_eq!(hourly.len(), 1);
+    assert_eq!(field(&hourly[0], "trigger"), "missed");
+    assert_eq!(hourly[0]["slot_count"], 3);
+    assert_eq!(field(&hourly[0], "slot_first"), "2026-10-31T13:00:00.000Z");
+    assert_eq!(field(&hourly[0], "slot"), "2026-10-31T15:00:00.000Z");
+    let skipped = runs(&p, &["skipper"]);
+    assert_eq!(skipped.len(), 1);
+    assert_eq!(field(&skipped[0], "state"), "skipped");
+    assert_eq!(skipped[0]["slot_count"], 3);
+    assert!(field(&skipped[0], "reason").contains("missed: skip"));
+}
+
+#[test]
+fn overlapping_fires_are_skipped_with_the_reason() {
+    let p = Project::new().file(
+        "jobs.d/slow.yaml",
+        "schedule: {every: 1s}\nrun: sleep 1.6\n",
+    );
+    p.run(&["apply"]).code(0);
+    let mut daemon = p.serve(&[], Some(T0));
+    wait_run_end(&mut daemon, "slow");
+    assert_eq!(daemon.stop(), Some(0));
+    let all = runs(&p, &["slow", "--state", "skipped"]);
+    assert!(!all.is_empty());
+    assert_eq!(
+        field(&all[0], "reason"),
+        "the previous run is still active (concurrency: forbid)"
+    );
+}
+
+#[test]
+fn a_paused_job_skips_its_slots_and_shows_as_paused() {
+    let p = Project::new().file("jobs.d/tick.yaml", "schedule: {every: 1s}\nrun: \"true\"\n");
+    p.run(&["apply"]).code(0);
+    p.run(&["pause", "tick", "--reason", "maintenance window"])
+        .code(0)
+        .stdout_has("tick paused");
+    p.run(&["list"]).code(0).stdout_has("paused");
+    let got = p.run(&["get", "tick", "-o", "json"]).code(0).json();
+    assert_eq!(got["state"], "paused");
+    assert_eq!(got["paused"]["reason"], "maintenance window");
+    // A pause survives an apply of a changed file.
+    p.write(
+        "jobs.d/tick.yaml",
+        "schedule: {every: 1s}\nrun: \"true\"\ndescription: changed\n",
+    );
+    p.run(&["apply"]).code(0);
+    let mut daemon = p.serve(&[], Some(T0));
+    daemon.wait_for("jobs serve started", &[]);
+    let skipped = daemon.wait_for("slot skipped", &[("job", "tick")]);
+    assert_eq!(skipped["reason"], "the job is paused");
+    let rows = runs(&p, &["tick", "--state", "skipped"]);
+    assert_eq!(field(&rows[0], "reason"), "the job is paused");
+    p.run_live(&["resume", "tick"])
+        .code(0)
+        .stdout_has("tick resumed");
+    wait_run_end(&mut daemon, "tick");
+    assert_eq!(daemon.stop(), Some(0));
+}
+
+#[test]
+fn an_invalid_edit_keeps_the_last_good_revision_and_shows_in_status() {
+    let p = Project::new()
+        .file("jobs.d/a.yaml", "command: [echo, one]\n")
+        .file("jobs.d/b.yaml", "command: [echo, b]\n");
+    let mut daemon = p.serve(&[], None);
+    daemon.wait_for("reconciled", &[]);
+    p.write("jobs.d/a.yaml", "command: [echo, one]\ntimeout: forever\n");
+    p.write("jobs.d/b.yaml", "command: [echo, b2]\n");
+    daemon.wait_for("reconciled", &[("changed", "1")]);
+    let status = p.run_live(&["status"]).code(0);
+    status
+        .stdout_has("1 error")
+        .stdout_has("jobs.d/a.yaml:2:10");
+    // `a` is still there at revision 1; `b` moved on.
+    let list = p.run_live(&["list", "-o", "json"]).code(0).json();
+    let revision = |name: &str| {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["name"] == name)
+            .map(|j| j["revision"].clone())
+    };
+    assert_eq!(revision("a"), Some(Value::from(1)));
+    assert_eq!(revision("b"), Some(Value::from(2)));
+    // Fixing the file applies it.
+    p.write("jobs.d/a.yaml", "command: [echo, two]\n");
+    daemon.wait_for("reconciled", &[("changed", "1")]);
+    p.run_live(&["status"])
+        .code(0)
+        .stdout_has("Files:    valid");
+    assert_eq!(daemon.stop(), Some(0));
+}
+
+#[test]
+fn sighup_reconciles_and_removed_files_remove_jobs() {
+    let p = Project::new()
+        .file("jobs.d/a.yaml", "command: [\"true\"]\n")
+        .file("jobs.d/b.yaml", "command: [\"true\"]\n");
+    let mut daemon = p.serve(&[], None);
+    daemon.wait_for("reconciled", &[("added", "2")]);
+    p.remove("jobs.d/b.yaml");
+    daemon.wait_for("reconciled", &[("removed", "1")]);
+    daemon.signal(libc::SIGHUP);
+    assert_eq!(daemon.stop(), Some(0));
+    let list = p.run_live(&["list", "-o", "json"]).code(0).json();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn sigterm_lets_runs_finish_within_the_grace_then_stops_them() {
+    let p = Project::new().file("jobs.d/long.yaml", "run: sleep 60\n");
+    let mut daemon = p.serve(&["--shutdown-grace", "300ms", "--kill-grace", "1s"], None);
+    daemon.wait_for("reconciled", &[]);
+    p.run_live(&["trigger", "long"]).code(0);
+    daemon.wait_for("run starting", &[("job", "long")]);
+    assert_eq!(daemon.stop(), Some(0));
+    let all = runs(&p, &["long"]);
+    assert_eq!(field(&all[0], "state"), "cancelled");
+    assert!(field(&all[0], "error").contains("the daemon shut down (SIGTERM)"));
+}
+
+#[test]
+fn run_cancel_stops_a_running_run() {
+    let p = Project::new().file("jobs.d/long.yaml", "run: sleep 60\n");
+    let mut daemon = p.serve(&[], None);
+    daemon.wait_for("reconciled", &[]);
+    p.run_live(&["trigger", "long"]).code(0);
+    let started = daemon.wait_for("run starting", &[("job", "long")]);
+    let id = started["run"].to_string();
+    p.run_live(&["run", "cancel", &id])
+        .code(0)
+        .stdout_has("cancellation requested");
+    let ended = wait_run_end(&mut daemon, "long");
+    assert_eq!(ended["state"], "cancelled");
+    p.run_live(&["run", "cancel", &id])
+        .code(1)
+        .stderr_has("has already ended (cancelled)");
+    assert_eq!(daemon.stop(), Some(0));
+}
+
+#[test]
+fn jobs_run_runs_in_the_foreground_and_passes_the_exit_code() {
+    let p = Project::new()
+        .file("jobs.d/ok.yaml", "run: echo out; echo err >&2\n")
+        .file(
+            "jobs.d/bad.yaml",
+            "command: [sh, -c, \"echo failing; exit 3\"]\n",
+        );
+    p.run(&["apply"]).code(0);
+    p.run(&["run", "ok"])
+        .code(0)
+        .stdout_has("out")
+        .stderr_has("err")
+        .stderr_has("succeeded");
+    p.run(&["run", "bad"])
+        .code(3)
+        .stdout_has("failing")
+        .stderr_has("failed (exited with status 3)");
+    let bad = runs(&p, &["bad"]);
+    assert_eq!(field(&bad[0], "trigger"), "manual");
+    assert_eq!(bad[0]["exit_code"], 3);
+    p.run(&["run", "nope"]).code(1).stderr_has("no job `nope`");
+    p.run(&["run", "get", &bad[0]["id"].to_string()])
+        .code(0)
+        .stdout_has("exited with status 3");
+}
+
+#[test]
+fn output_beyond_the_limit_is_truncated_and_recorded() {
+    let p = Project::new().file(
+        "jobs.d/chatty.yaml",
+        "run: for i in $(seq 1 2000); do echo line $i; done\noutput_limit: 1KiB\n",
+    );
+    p.run(&["apply"]).code(0);
+    p.run(&["run", "chatty"]).code(0);
+    let run = &runs(&p, &["chatty"])[0];
+    assert_eq!(run["output_truncated"], true);
+    let logs = p.run(&["logs", &run["id"].to_string()]).code(0);
+    assert!(logs.stdout.len() <= 1024, "{}", logs.stdout.len());
+    assert!(logs.stdout.starts_with("line 1\n"));
+    p.run(&["run", "events", &run["id"].to_string()])
+        .code(0)
+        .stdout_has("output passed its limit of 1 KiB");
+}
+
+#[test]
+fn retention_keeps_at_most_keep_runs_per_job() {
+    let p = Project::new().file(
+        "jobs.d/tick.yaml",
+        "run: \"true\"\nhistory: {keep_runs: 2}\n",
+    );
+    p.run(&["apply"]).code(0);
+    for _ in 0..4 {
+        p.run(&["run", "tick"]).code(0);
+    }
+    assert_eq!(runs(&p, &["tick"]).len(), 4);
+    let mut daemon = p.serve(&[], None);
+    daemon.wait_for("retention: deleted old runs", &[("deleted", "2")]);
+    assert_eq!(daemon.stop(), Some(0));
+    let kept = runs(&p, &["tick"]);
+    assert_eq!(kept.len(), 2);
+    assert!(kept[0]["id"].as_i64() > kept[1]["id"].as_i64());
+    assert_eq!(kept[1]["id"], 3, "the oldest went first");
+}
