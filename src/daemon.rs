@@ -29,7 +29,7 @@ use crate::clock::Clock;
 use crate::config::DaemonConfig;
 use crate::executor::{self, Echo, Shared};
 use crate::ledger::{JobSlots, Ledger, NewRun, Retention, RunRow, stamp};
-use crate::run::{Ending, RunState, Trigger};
+use crate::run::{Ending, Trigger};
 use crate::runner::{self, Stop};
 use crate::slots::{self, JobClock};
 use crate::spec::{self, Defaults, JobSpec};
@@ -653,16 +653,17 @@ impl Daemon {
             if self.stopping.load(Ordering::SeqCst) {
                 return;
             }
-            while self.active.load(Ordering::SeqCst) < limit {
+            let room = limit.saturating_sub(self.active.load(Ordering::SeqCst));
+            if room > 0 {
                 let now = self.now();
-                let claimed = self.shared.ledger().claim_next(self.epoch, self.me, now);
+                let claimed = self.shared.ledger().claim(self.epoch, self.me, now, room);
                 match claimed {
-                    Ok(Some(run)) => self.start(run),
-                    Ok(None) => break,
-                    Err(e) => {
-                        tracing::error!("claiming a run: {e}");
-                        break;
+                    Ok(runs) => {
+                        for run in runs {
+                            self.start(run);
+                        }
                     }
+                    Err(e) => tracing::error!("claiming runs: {e}"),
                 }
             }
             let next = if self.active.load(Ordering::SeqCst) < limit {
@@ -701,9 +702,8 @@ impl Daemon {
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .remove(&id);
             daemon.active.fetch_sub(1, Ordering::SeqCst);
-            if conclusion.state != RunState::Succeeded || conclusion.retry_at.is_some() {
-                daemon.wake_executor.notify_one();
-            }
+            tracing::debug!(run = id, state = %conclusion.state, "run task done");
+            // A slot freed (and perhaps a retry queued): look for pending runs.
             daemon.wake_executor.notify_one();
             daemon.idle.notify_waiters();
         });

@@ -306,6 +306,10 @@ fn a_paused_job_skips_its_slots_and_shows_as_paused() {
         .code(0)
         .stdout_has("tick paused");
     p.run(&["list"]).code(0).stdout_has("paused");
+    p.run(&["plan"])
+        .code(0)
+        .stdout_has("Note: tick is paused (by ")
+        .stdout_has(": maintenance window); applying keeps it paused.");
     let got = p.run(&["get", "tick", "-o", "json"]).code(0).json();
     assert_eq!(got["state"], "paused");
     assert_eq!(got["paused"]["reason"], "maintenance window");

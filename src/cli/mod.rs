@@ -492,6 +492,23 @@ fn plan_command(settings: &Settings, detailed_exitcode: bool) -> Result<ExitCode
     let plan = plan::plan(&loaded.catalog, &applied(&rows), now);
     report_plan_errors(&loaded, &plan)?;
     print_plan(settings, &plan)?;
+    if settings.output == OutputFormat::Table {
+        // A pause is an operator's override that an apply keeps: worth seeing before one.
+        for row in rows.iter().filter(|r| r.active) {
+            if let Some(p) = &row.paused {
+                println!(
+                    "Note: {} is paused (by {} at {}{}); applying keeps it paused.",
+                    row.name,
+                    p.by,
+                    p.at,
+                    p.reason
+                        .as_deref()
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default()
+                );
+            }
+        }
+    }
     Ok(if detailed_exitcode && plan.has_changes() {
         ExitCode::from(2)
     } else {

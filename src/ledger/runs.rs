@@ -473,38 +473,45 @@ impl Ledger {
         Ok(id)
     }
 
-    /// Claims the oldest pending run that may start at `now`: one `UPDATE … RETURNING`, so
-    /// several executors could share a ledger without starting a run twice.
+    /// Claims up to `max` of the oldest pending runs that may start at `now`, oldest first: one
+    /// `UPDATE … RETURNING` (one commit for the lot), so several executors could share a
+    /// ledger without starting a run twice.
     ///
     /// # Errors
     ///
     /// On a SQLite failure.
-    pub fn claim_next(
+    pub fn claim(
         &self,
         epoch: i64,
         supervisor: (i64, i64),
         now: Timestamp,
-    ) -> Result<Option<RunRow>> {
+        max: usize,
+    ) -> Result<Vec<RunRow>> {
         let at = stamp(now);
-        let id: Option<i64> = self
+        let mut ids: Vec<i64> = self
             .conn
             .prepare_cached(
                 "UPDATE runs SET state = 'running', started_at = ?1, epoch = ?2,
                         supervisor_pid = ?3, supervisor_start = ?4
-                 WHERE id = (SELECT id FROM runs WHERE state = 'pending'
-                               AND (not_before IS NULL OR not_before <= ?1)
-                             ORDER BY id LIMIT 1)
+                 WHERE id IN (SELECT id FROM runs WHERE state = 'pending'
+                                AND (not_before IS NULL OR not_before <= ?1)
+                              ORDER BY id LIMIT ?5)
                  RETURNING id",
             )
             .and_then(|mut s| {
-                s.query_row(params![at, epoch, supervisor.0, supervisor.1], |r| r.get(0))
-                    .optional()
+                s.query_map(
+                    params![at, epoch, supervisor.0, supervisor.1, max as i64],
+                    |r| r.get(0),
+                )?
+                .collect::<rusqlite::Result<Vec<i64>>>()
             })
             .map_err(|e| self.err(e))?;
-        match id {
-            Some(id) => self.run(id),
-            None => Ok(None),
+        ids.sort_unstable();
+        let mut runs = Vec::with_capacity(ids.len());
+        for id in ids {
+            runs.extend(self.run(id)?);
         }
+        Ok(runs)
     }
 
     /// The earliest instant a pending run may start, if there is a pending run.
