@@ -477,3 +477,46 @@ fn retention_keeps_at_most_keep_runs_per_job() {
     assert!(kept[0]["id"].as_i64() > kept[1]["id"].as_i64());
     assert_eq!(kept[1]["id"], 3, "the oldest went first");
 }
+
+#[test]
+fn logs_follow_a_live_run_until_it_ends() {
+    let p = Project::new().file(
+        "jobs.d/talk.yaml",
+        "run: echo one; sleep 0.5; echo two; sleep 0.5; echo three\n",
+    );
+    let mut daemon = p.serve(&[], None);
+    daemon.wait_for("reconciled", &[]);
+    p.run_live(&["trigger", "talk"]).code(0);
+    let started = daemon.wait_for("process started", &[("job", "talk")]);
+    let id = started["run"].to_string();
+    let followed = p.run_live(&["logs", &id, "-f"]).code(0);
+    assert_eq!(followed.stdout, "one\ntwo\nthree\n");
+    let ended = p
+        .run_live(&["run", "get", &id, "-o", "json"])
+        .code(0)
+        .json();
+    assert_eq!(
+        ended["state"], "succeeded",
+        "-f returns once the run has ended"
+    );
+    assert_eq!(daemon.stop(), Some(0));
+}
+
+#[test]
+fn concurrency_replace_cancels_the_active_run() {
+    let p = Project::new().file(
+        "jobs.d/latest.yaml",
+        "schedule: {every: 1s}\nconcurrency: replace\nrun: sleep 30\n",
+    );
+    p.run(&["apply"]).code(0);
+    let mut daemon = p.serve(&["--kill-grace", "1s", "--shutdown-grace", "0s"], Some(T0));
+    let first = daemon.wait_for("process started", &[("job", "latest")]);
+    let ended = wait_run_end(&mut daemon, "latest");
+    assert_eq!(ended["run"], first["run"]);
+    assert_eq!(ended["state"], "cancelled");
+    let events = p
+        .run_live(&["run", "events", &first["run"].to_string()])
+        .code(0);
+    events.stdout_has("(concurrency: replace)");
+    assert_eq!(daemon.stop(), Some(0));
+}

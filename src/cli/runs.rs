@@ -252,7 +252,12 @@ pub fn pause(settings: &Settings, job: &str, reason: Option<&str>) -> Result<Exi
     let now = clock()?.now();
     let paused = ledger.pause(job, &operator(), reason, now)?;
     ledger.wake_daemon();
-    if paused {
+    if settings.output == OutputFormat::Json {
+        let row = ledger.job(job)?;
+        output::json(
+            &json!({"job": job, "changed": paused, "paused": row.and_then(|r| r.paused)}),
+        )?;
+    } else if paused {
         println!("{job} paused; its scheduled fires are skipped until `jobs resume {job}`");
     } else {
         println!("{job} was already paused");
@@ -264,7 +269,9 @@ pub fn resume(settings: &Settings, job: &str) -> Result<ExitCode> {
     let ledger = open_existing(settings)?;
     let resumed = ledger.resume(job)?;
     ledger.wake_daemon();
-    if resumed {
+    if settings.output == OutputFormat::Json {
+        output::json(&json!({"job": job, "changed": resumed, "paused": null}))?;
+    } else if resumed {
         println!("{job} resumed");
     } else {
         println!("{job} was not paused");
@@ -277,6 +284,14 @@ pub fn cancel(settings: &Settings, id: i64) -> Result<ExitCode> {
     let now = clock()?.now();
     let outcome = ledger.request_cancel(id, &operator(), now)?;
     ledger.wake_daemon();
+    if settings.output == OutputFormat::Json {
+        let state = match outcome {
+            CancelOutcome::Cancelled => "cancelled",
+            CancelOutcome::Requested => "cancel_requested",
+        };
+        output::json(&json!({"run": id, "result": state}))?;
+        return Ok(ExitCode::SUCCESS);
+    }
     match outcome {
         CancelOutcome::Cancelled => println!("run {id} cancelled before it started"),
         CancelOutcome::Requested => {
