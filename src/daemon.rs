@@ -478,9 +478,24 @@ impl Daemon {
                         } else {
                             tracing::debug!(jobs = loaded.len(), "scheduler reloaded");
                         }
+                        // A job whose revision and pause are unchanged keeps its place; the
+                        // others are looked at now.
+                        let mut loaded = loaded;
+                        for (name, job) in &mut loaded {
+                            if let Some(old) = jobs.get(name)
+                                && old.revision_id == job.revision_id
+                                && old.paused == job.paused
+                                && old.cursor >= job.cursor
+                            {
+                                job.cursor = old.cursor;
+                                job.next = old.next;
+                                job.due_check = old.next.unwrap_or(Timestamp::MAX);
+                            }
+                        }
                         jobs = loaded;
                         queue = jobs
                             .iter()
+                            .filter(|(_, j)| j.due_check < Timestamp::MAX)
                             .map(|(name, j)| (j.due_check, name.clone()))
                             .collect();
                     }
