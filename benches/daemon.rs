@@ -9,17 +9,24 @@
 //!
 //! Four figures, each with its target from the issue:
 //! 1. **Fire latency**: N jobs loaded, K of them due at the same instant a few seconds after the
-//!    daemon starts; latency = the run's `started` event (stamped right after the child was
-//!    spawned) minus its slot. Baseline, in the same run: how late a tokio timer (and
-//!    `std::thread::sleep`) wakes for wall-clock targets, the floor any scheduler sits on.
+//!    daemon starts; latency = the run's `started` event (stamped after the child was spawned,
+//!    once the run's task holds the ledger) minus its slot. Twice: 1a with
+//!    `--max-concurrent-runs` above K (the fire path alone), 1b at the default limit of 16
+//!    (runs beyond it wait by design). Baselines, in the same run: how late a tokio timer (and
+//!    `std::thread::sleep`) wakes for wall-clock targets, and how long spawning K `true`
+//!    processes back to back takes on this machine.
 //! 2. **Throughput**: M pending runs of `true` written to the ledger before the daemon starts
 //!    (as `jobs trigger` writes them), run at the default concurrency (16). Baseline: a bare
-//!    loop spawning `true` M times, 16 at a time.
+//!    loop spawning `true` M times, 16 at a time (tokio; the crate's tokio has no `process`
+//!    feature, so std::process on blocking threads), and the cost of one durable SQLite commit
+//!    in the same folder. 2b: the same with 200,000 finished runs already in the ledger.
 //! 3. **Idle**: 1,000 jobs that do not fall due for hours; RSS after it settles and CPU time
 //!    over a minute (`/proc/PID/stat`).
 //! 4. **Reconcile**: N jobs applied by the daemon, then one file rewritten; time from the write
 //!    to the job's new revision in the ledger (polled every 1 ms, read-only).
 //!
+//! The ledger's stamps have millisecond resolution, so latencies from them are whole ms.
+//! Temp dirs follow `TMPDIR` (e.g. `TMPDIR=/dev/shm` takes the disk's fsync out of the figures).
 //! Every daemon runs with `JOBS_NOW` (a Wednesday, 12:00 UTC) so schedules are the same each
 //! time; its clock starts there and runs at real speed.
 
@@ -50,6 +57,11 @@ struct Plan {
     fire_reps: usize,
     runs: usize,
     run_reps: usize,
+    /// 2b: finished runs already in the ledger (history that retention keeps), and the
+    /// pending runs then executed.
+    history: usize,
+    history_runs: usize,
+    history_reps: usize,
     idle_jobs: usize,
     idle_settle: Duration,
     idle_window: Duration,
@@ -67,6 +79,9 @@ impl Plan {
                 fire_reps: 5,
                 runs: 1_000,
                 run_reps: 5,
+                history: 200_000,
+                history_runs: 200,
+                history_reps: 3,
                 idle_jobs: 1_000,
                 idle_settle: Duration::from_secs(5),
                 idle_window: Duration::from_secs(60),
@@ -77,10 +92,13 @@ impl Plan {
             Plan {
                 fire_jobs: 200,
                 fire_due: 10,
-                fire_after_s: 3,
+                fire_after_s: 2,
                 fire_reps: 1,
                 runs: 50,
                 run_reps: 1,
+                history: 2_000,
+                history_runs: 20,
+                history_reps: 1,
                 idle_jobs: 200,
                 idle_settle: Duration::from_secs(1),
                 idle_window: Duration::from_secs(5),
@@ -454,10 +472,37 @@ struct FireRep {
     claimed: Vec<f64>,
     tokio_late: Vec<f64>,
     thread_late: Vec<f64>,
+    /// The spawn floor: offsets of K back-to-back spawns of `true` from the burst's start, ms.
+    burst: Vec<f64>,
     ready_s: f64,
 }
 
-fn fire_latency(bin: &Path, plan: &Plan) -> Vec<FireRep> {
+/// Spawns `true` `n` times back to back from one thread (piped output, own process group, as
+/// the runner does), then reaps them; returns when each spawn returned, in ms from the first.
+fn spawn_burst(n: usize) -> Vec<f64> {
+    use std::os::unix::process::CommandExt;
+    let started = Instant::now();
+    let mut children = Vec::with_capacity(n);
+    let mut offsets = Vec::with_capacity(n);
+    for _ in 0..n {
+        let child = Command::new("true")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .expect("spawning true");
+        offsets.push(started.elapsed().as_secs_f64() * 1000.0);
+        children.push(child);
+    }
+    for mut child in children {
+        child.wait().unwrap();
+    }
+    offsets
+}
+
+/// `concurrency`: the daemon's `--max-concurrent-runs` (`None`: its default, 16).
+fn fire_latency(bin: &Path, plan: &Plan, concurrency: Option<usize>) -> Vec<FireRep> {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     let jobs_d = root.join("jobs.d");
@@ -484,7 +529,13 @@ fn fire_latency(bin: &Path, plan: &Plan) -> Vec<FireRep> {
     for _ in 0..plan.fire_reps {
         copy_ledger(&pristine, &ledger);
         let (tokio_late, thread_late) = timer_lateness(100);
-        let mut daemon = Daemon::start(bin, root, &[]);
+        let burst = spawn_burst(plan.fire_due);
+        let limit = concurrency.map(|n| n.to_string());
+        let extra: Vec<&str> = match &limit {
+            Some(n) => vec!["--max-concurrent-runs", n],
+            None => Vec::new(),
+        };
+        let mut daemon = Daemon::start(bin, root, &extra);
         let ready = wait_quiet(&mut daemon, None, Duration::from_millis(500));
         if ready.as_secs_f64() > plan.fire_after_s as f64 - 1.0 {
             eprintln!(
@@ -538,6 +589,7 @@ fn fire_latency(bin: &Path, plan: &Plan) -> Vec<FireRep> {
             claimed: Vec::new(),
             tokio_late,
             thread_late,
+            burst,
             ready_s: ready.as_secs_f64(),
         };
         for (slot, trigger, created, claimed, spawned) in &rows {
@@ -565,6 +617,33 @@ struct ThroughputRep {
     /// From spawning the daemon until the bench saw every run succeeded (includes start-up).
     wall_s: f64,
     baseline_rate: f64,
+    /// One SQLite commit with `synchronous=FULL` in WAL mode (what the daemon's connection
+    /// uses) in the same folder, median ms: the price of each state change the daemon records.
+    commit_ms: f64,
+}
+
+/// Median time of one small write transaction, WAL mode, `synchronous=FULL`, in `dir`.
+fn commit_floor(dir: &Path, n: usize) -> f64 {
+    let path = dir.join("commit-floor.db");
+    let conn = Connection::open(&path).unwrap();
+    conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+    conn.pragma_update(None, "synchronous", "FULL").unwrap();
+    conn.execute_batch("CREATE TABLE IF NOT EXISTS t (x INTEGER)")
+        .unwrap();
+    let mut times = Vec::with_capacity(n);
+    for i in 0..n {
+        let started = Instant::now();
+        conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+        conn.execute("INSERT INTO t (x) VALUES (?1)", [i as i64])
+            .unwrap();
+        conn.execute_batch("COMMIT").unwrap();
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    drop(conn);
+    for ext in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{ext}", path.display()));
+    }
+    median(&times)
 }
 
 /// The floor: spawn `true` `n` times, 16 at a time, on tokio (2 workers, as the daemon).
@@ -600,7 +679,10 @@ fn spawn_floor(n: usize, concurrency: usize) -> f64 {
     })
 }
 
-fn throughput(bin: &Path, plan: &Plan) -> Vec<ThroughputRep> {
+/// `runs` pending runs of one job executed `reps` times, each from the same ledger, which also
+/// holds `history` finished runs (of 200 other jobs, 1,000 each at most: what the default
+/// retention keeps), older than the pending ones.
+fn throughput(bin: &Path, runs: usize, reps: usize, history: usize) -> Vec<ThroughputRep> {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     let jobs_d = root.join("jobs.d");
@@ -621,8 +703,25 @@ fn throughput(bin: &Path, plan: &Plan) -> Vec<ThroughputRep> {
             })
             .unwrap();
         let at = format!("{:.3}", T0.parse::<Timestamp>().unwrap());
+        let day_before = format!(
+            "{:.3}",
+            T0.parse::<Timestamp>()
+                .unwrap()
+                .checked_sub(jiff::SignedDuration::from_hours(24))
+                .unwrap()
+        );
         let tx = conn.transaction().unwrap();
-        for _ in 0..plan.runs {
+        for k in 0..history {
+            tx.prepare_cached(
+                "INSERT INTO runs (job, trigger, scheduled_at, state, created_at, started_at,
+                                   finished_at, exit_code, attempt)
+                 VALUES (?1, 'schedule', ?2, 'succeeded', ?2, ?2, ?2, 0, 1)",
+            )
+            .unwrap()
+            .execute(params![format!("old-{:03}", k % 200), day_before])
+            .unwrap();
+        }
+        for _ in 0..runs {
             tx.execute(
                 "INSERT INTO runs (job, revision_id, trigger, scheduled_at, state, created_at, attempt)
                  VALUES ('t', ?1, 'manual', ?2, 'pending', ?2, 1)",
@@ -641,16 +740,17 @@ fn throughput(bin: &Path, plan: &Plan) -> Vec<ThroughputRep> {
     let pristine = root.join("pristine.db");
     copy_ledger(&ledger, &pristine);
 
-    let mut reps = Vec::new();
-    for _ in 0..plan.run_reps {
-        let baseline_rate = spawn_floor(plan.runs, 16);
+    let mut out = Vec::new();
+    for _ in 0..reps {
+        let baseline_rate = spawn_floor(runs, 16);
+        let commit_ms = commit_floor(root, 200);
         copy_ledger(&pristine, &ledger);
         let mut daemon = Daemon::start(bin, root, &[]);
         wait_count(
             &mut daemon,
             &ledger,
-            "SELECT count(*) FROM runs WHERE state NOT IN ('pending', 'running')",
-            plan.runs as i64,
+            "SELECT count(*) FROM runs WHERE job = 't' AND state NOT IN ('pending', 'running')",
+            runs as i64,
             Duration::from_millis(5),
         );
         let wall_s = daemon.started.elapsed().as_secs_f64();
@@ -658,32 +758,35 @@ fn throughput(bin: &Path, plan: &Plan) -> Vec<ThroughputRep> {
         let conn = read_only(&ledger);
         let (succeeded, first, last): (i64, String, String) = conn
             .query_row(
-                "SELECT count(*), min(started_at), max(finished_at) FROM runs WHERE state = 'succeeded'",
+                "SELECT count(*), min(started_at), max(finished_at) FROM runs
+                 WHERE job = 't' AND state = 'succeeded'",
                 [],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .unwrap();
         let failed: Option<String> = conn
             .query_row(
-                "SELECT state || ': ' || coalesce(error, '') FROM runs WHERE state <> 'succeeded' LIMIT 1",
+                "SELECT state || ': ' || coalesce(error, '') FROM runs
+                 WHERE job = 't' AND state <> 'succeeded' LIMIT 1",
                 [],
                 |r| r.get(0),
             )
             .optional()
             .unwrap();
         assert_eq!(
-            succeeded, plan.runs as i64,
+            succeeded, runs as i64,
             "every run should succeed (one: {failed:?})"
         );
         let span_s = ms_between(&first, &last) / 1000.0;
-        reps.push(ThroughputRep {
-            ledger_rate: plan.runs as f64 / span_s,
+        out.push(ThroughputRep {
+            ledger_rate: runs as f64 / span_s,
             ledger_span_s: span_s,
             wall_s,
             baseline_rate,
+            commit_ms,
         });
     }
-    reps
+    out
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -819,6 +922,75 @@ fn reconcile(bin: &Path, plan: &Plan) -> Reconcile {
 
 // ---------------------------------------------------------------------------------------------
 
+/// The figures of one fire-latency variant, for the table.
+struct FireSummary {
+    p50: f64,
+    p99: f64,
+    min: f64,
+    max: f64,
+}
+
+fn summarize_fire(reps: &[FireRep]) -> FireSummary {
+    let all: Vec<f64> = reps.iter().flat_map(|r| r.spawned.clone()).collect();
+    FireSummary {
+        p50: median(
+            &reps
+                .iter()
+                .map(|r| percentile(&r.spawned, 50.0))
+                .collect::<Vec<_>>(),
+        ),
+        p99: median(
+            &reps
+                .iter()
+                .map(|r| percentile(&r.spawned, 99.0))
+                .collect::<Vec<_>>(),
+        ),
+        min: min(&all),
+        max: max(&all),
+    }
+}
+
+fn print_fire_reps(label: &str, reps: &[FireRep]) {
+    println!(
+        "Per run (1{label}): slot → row written / claimed / child spawned, p50 and p99 in ms:"
+    );
+    for (n, r) in reps.iter().enumerate() {
+        println!(
+            "  run {}: daemon settled {:.2} s after start; recorded {:.0}/{:.0}, claimed {:.0}/{:.0}, spawned {:.0}/{:.0} (min {:.0}, max {:.0}); tokio timer late {:.2}/{:.2}; spawn burst {:.1}/{:.1}",
+            n + 1,
+            r.ready_s,
+            percentile(&r.recorded, 50.0),
+            percentile(&r.recorded, 99.0),
+            percentile(&r.claimed, 50.0),
+            percentile(&r.claimed, 99.0),
+            percentile(&r.spawned, 50.0),
+            percentile(&r.spawned, 99.0),
+            min(&r.spawned),
+            max(&r.spawned),
+            percentile(&r.tokio_late, 50.0),
+            percentile(&r.tokio_late, 99.0),
+            percentile(&r.burst, 50.0),
+            percentile(&r.burst, 99.0),
+        );
+    }
+}
+
+fn git_describe() -> String {
+    Command::new("git")
+        .args([
+            "-C",
+            env!("CARGO_MANIFEST_DIR"),
+            "describe",
+            "--always",
+            "--dirty",
+        ])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
 fn main() {
     // `cargo bench` builds the release binary and passes `--bench`; `cargo test --all-targets`
     // runs this with the debug binary and no `--bench`: then it is a quick smoke test.
@@ -826,32 +998,40 @@ fn main() {
     let measuring = std::env::args().any(|a| a == "--bench");
     let plan = Plan::new(measuring);
     println!(
-        "jobs serve benchmark ({}), binary {}, {} CPUs",
+        "jobs serve benchmark ({}), binary {} at {}, {} CPUs, temp dirs in {}",
         if measuring {
             "full"
         } else {
             "smoke: small sizes, no targets checked"
         },
         bin.display(),
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+        git_describe(),
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        std::env::temp_dir().display()
     );
 
-    let fire = fire_latency(&bin, &plan);
-    let runs = throughput(&bin, &plan);
+    // 1a: every due run can start at once (the fire path alone); 1b: the default limit, where
+    // runs beyond 16 wait for a free place by design.
+    let wide = plan.fire_due.next_power_of_two().max(128);
+    let fire_wide = fire_latency(&bin, &plan, Some(wide));
+    let fire_default = fire_latency(&bin, &plan, None);
+    let runs = throughput(&bin, plan.runs, plan.run_reps, 0);
+    let with_history = throughput(&bin, plan.history_runs, plan.history_reps, plan.history);
     let idle = idle(&bin, &plan);
     let change = reconcile(&bin, &plan);
 
     // 1. Percentiles of each repetition, then the median over repetitions.
-    let per_rep = |f: &dyn Fn(&FireRep) -> f64| median(&fire.iter().map(f).collect::<Vec<_>>());
-    let p50 = per_rep(&|r| percentile(&r.spawned, 50.0));
-    let p99 = per_rep(&|r| percentile(&r.spawned, 99.0));
-    let all_spawned: Vec<f64> = fire.iter().flat_map(|r| r.spawned.clone()).collect();
-    let fire_min = min(&all_spawned);
-    let fire_max = max(&all_spawned);
+    let both: Vec<&FireRep> = fire_wide.iter().chain(&fire_default).collect();
+    let per_rep =
+        |f: &dyn Fn(&FireRep) -> f64| median(&both.iter().map(|r| f(r)).collect::<Vec<_>>());
     let tokio_p50 = per_rep(&|r| percentile(&r.tokio_late, 50.0));
     let tokio_p99 = per_rep(&|r| percentile(&r.tokio_late, 99.0));
     let thread_p50 = per_rep(&|r| percentile(&r.thread_late, 50.0));
     let thread_p99 = per_rep(&|r| percentile(&r.thread_late, 99.0));
+    let burst_p50 = per_rep(&|r| percentile(&r.burst, 50.0));
+    let burst_p99 = per_rep(&|r| percentile(&r.burst, 99.0));
+    let wide_s = summarize_fire(&fire_wide);
+    let default_s = summarize_fire(&fire_default);
     // 2.
     let rate = median(&runs.iter().map(|r| r.ledger_rate).collect::<Vec<_>>());
     let wall_rate = median(
@@ -861,7 +1041,20 @@ fn main() {
             .collect::<Vec<_>>(),
     );
     let floor_rate = median(&runs.iter().map(|r| r.baseline_rate).collect::<Vec<_>>());
+    let commit_ms = median(&runs.iter().map(|r| r.commit_ms).collect::<Vec<_>>());
     let ratio = rate / floor_rate;
+    let history_rate = median(
+        &with_history
+            .iter()
+            .map(|r| r.ledger_rate)
+            .collect::<Vec<_>>(),
+    );
+    let history_floor = median(
+        &with_history
+            .iter()
+            .map(|r| r.baseline_rate)
+            .collect::<Vec<_>>(),
+    );
     // 4.
     let change_median = median(&change.latencies);
     let change_max = max(&change.latencies);
@@ -869,18 +1062,42 @@ fn main() {
     println!();
     println!("| figure | target | result | baseline (same run) | verdict |");
     println!("|---|---|---|---|---|");
-    println!(
-        "| 1. fire latency, slot → child spawned ({} jobs, {} due in the same second; median of {} runs) | p50 ≤ 3 ms, p99 ≤ 15 ms, never early | p50 {p50:.0} ms, p99 {p99:.0} ms, min {fire_min:.0} ms, max {fire_max:.0} ms | timer wake-up lateness: tokio p50 {tokio_p50:.2} ms, p99 {tokio_p99:.2} ms; thread::sleep p50 {thread_p50:.2} ms, p99 {thread_p99:.2} ms | {} |",
-        plan.fire_jobs,
-        plan.fire_due,
-        fire.len(),
-        verdict(p50 <= 3.0 && p99 <= 15.0 && fire_min >= 0.0)
+    let fire_row = |name: &str, s: &FireSummary, reps: usize| {
+        println!(
+            "| {name}: fire latency, slot → child spawned ({} jobs, {} due in the same second; median of {reps} runs) | p50 ≤ 3 ms, p99 ≤ 15 ms, never early (min ≥ 0) | p50 {:.0} ms, p99 {:.0} ms, min {:.0} ms, max {:.0} ms | timer wake-up lateness: tokio p50 {tokio_p50:.2} ms, p99 {tokio_p99:.2} ms; thread::sleep p50 {thread_p50:.2} ms, p99 {thread_p99:.2} ms. Spawning {} × `true` back to back: the k-th spawn returns p50 {burst_p50:.1} ms, p99 {burst_p99:.1} ms after the first | {} |",
+            plan.fire_jobs,
+            plan.fire_due,
+            s.p50,
+            s.p99,
+            s.min,
+            s.max,
+            plan.fire_due,
+            verdict(s.p50 <= 3.0 && s.p99 <= 15.0 && s.min >= 0.0)
+        );
+    };
+    fire_row(
+        &format!("1a (`--max-concurrent-runs {wide}`)"),
+        &wide_s,
+        fire_wide.len(),
+    );
+    fire_row(
+        "1b (default concurrency, 16)",
+        &default_s,
+        fire_default.len(),
     );
     println!(
-        "| 2. throughput, {} pending runs of `true`, default concurrency (16); median of {} | ≥ 1,000 runs/s and ≥ 0.35× the floor | {rate:.0} runs/s (first start → last end); {wall_rate:.0} runs/s counting daemon start-up | spawn floor (tokio, 16 at a time): {floor_rate:.0} runs/s; ratio {ratio:.2} | {} |",
+        "| 2. throughput, {} pending runs of `true`, default concurrency (16); median of {} | ≥ 1,000 runs/s and ≥ 0.35× the floor | {rate:.0} runs/s (first start → last end); {wall_rate:.0} runs/s counting daemon start-up | spawn floor (tokio, 16 at a time, std::process on blocking threads): {floor_rate:.0} runs/s; ratio {ratio:.2}. One SQLite commit (WAL, synchronous=FULL) here: {commit_ms:.2} ms | {} |",
         plan.runs,
         runs.len(),
         verdict(rate >= 1000.0 && ratio >= 0.35)
+    );
+    println!(
+        "| 2b. throughput as 2, {} pending runs, with {} finished runs of history in the ledger (within default retention); median of {} | as 2 | {history_rate:.0} runs/s | spawn floor {history_floor:.0} runs/s; ratio {:.2} | {} |",
+        plan.history_runs,
+        plan.history,
+        with_history.len(),
+        history_rate / history_floor,
+        verdict(history_rate >= 1000.0 && history_rate / history_floor >= 0.35)
     );
     println!(
         "| 3. idle, {} jobs | RSS ≤ 30 MiB, CPU ≤ 0.1% | RSS {:.1} MiB (peak {:.1} MiB), CPU {:.3}% over {:.0} s ({:.1} wake-ups/s) | — | {} |",
@@ -902,35 +1119,32 @@ fn main() {
     println!();
     println!(
         "Fire latency is measured from ledger stamps, which have millisecond resolution: each \
-         figure is truncated to whole ms (a true latency is up to 1 ms more)."
+         figure is truncated to whole ms (a true latency is up to 1 ms more). The `started` \
+         event is stamped once the run's task holds the ledger, so it includes any wait for it."
     );
-    println!("Per run (1): slot → row written / claimed / child spawned, p50 and p99 in ms:");
-    for (n, r) in fire.iter().enumerate() {
-        println!(
-            "  run {}: daemon settled {:.2} s after start; recorded {:.0}/{:.0}, claimed {:.0}/{:.0}, spawned {:.0}/{:.0} (min {:.0}, max {:.0}); tokio timer {:.2}/{:.2}",
-            n + 1,
-            r.ready_s,
-            percentile(&r.recorded, 50.0),
-            percentile(&r.recorded, 99.0),
-            percentile(&r.claimed, 50.0),
-            percentile(&r.claimed, 99.0),
-            percentile(&r.spawned, 50.0),
-            percentile(&r.spawned, 99.0),
-            min(&r.spawned),
-            max(&r.spawned),
-            percentile(&r.tokio_late, 50.0),
-            percentile(&r.tokio_late, 99.0),
-        );
-    }
+    print_fire_reps("a", &fire_wide);
+    print_fire_reps("b", &fire_default);
     println!("Per run (2):");
     for (n, r) in runs.iter().enumerate() {
+        println!(
+            "  run {}: {:.0} runs/s over {:.3} s (ledger), {:.3} s wall from spawn; floor {:.0} runs/s; commit {:.2} ms",
+            n + 1,
+            r.ledger_rate,
+            r.ledger_span_s,
+            r.wall_s,
+            r.baseline_rate,
+            r.commit_ms
+        );
+    }
+    println!("Per run (2b):");
+    for (n, r) in with_history.iter().enumerate() {
         println!(
             "  run {}: {:.0} runs/s over {:.3} s (ledger), {:.3} s wall from spawn; floor {:.0} runs/s",
             n + 1,
             r.ledger_rate,
             r.ledger_span_s,
             r.wall_s,
-            r.baseline_rate
+            r.baseline_rate,
         );
     }
     println!(
@@ -938,7 +1152,7 @@ fn main() {
         idle.cpu_percent, idle.cpu_percent_live_threads
     );
     println!(
-        "Reconcile (4): daemon settled {:.2} s after start; latencies {:?} ms; the daemon's own took_ms {:?} (its debounce is 50 ms before that)",
+        "Reconcile (4): daemon settled {:.2} s after start; latencies {:?} ms; the daemon's own took_ms {:?} (after its 50 ms debounce)",
         change.ready_s,
         change
             .latencies
@@ -948,8 +1162,10 @@ fn main() {
         change.took_ms
     );
     if !measuring {
-        // A smoke run only checks the daemon did the work (asserted above) and the figures
-        // are sane.
-        assert!(fire_min >= 0.0, "a run started before its slot");
+        // A smoke run checks that the daemon did the work (asserted above), never early.
+        assert!(
+            wide_s.min >= 0.0 && default_s.min >= 0.0,
+            "a run started before its slot"
+        );
     }
 }
