@@ -35,8 +35,11 @@ use crate::slots::{self, JobClock};
 use crate::spec::{self, Defaults, JobSpec};
 use crate::{apply, diag, source};
 
-/// How long file events are gathered into one reconcile (an editor's save, a `git checkout`).
+/// How long the jobs folder must be quiet before a reconcile (an editor's save, a `git
+/// checkout`: one reconcile).
 const DEBOUNCE: StdDuration = StdDuration::from_millis(50);
+/// The longest a reconcile waits for the folder to become quiet.
+const DEBOUNCE_MAX: StdDuration = StdDuration::from_secs(1);
 /// How often retention runs (and once at start).
 const PRUNE_EVERY: StdDuration = StdDuration::from_secs(3600);
 /// How often the daemon checks the ledger for other processes' writes without being told.
@@ -146,6 +149,9 @@ async fn serve_async(options: Options) -> Result<()> {
         parse_cache: Mutex::new(HashMap::new()),
     });
 
+    if let Ok(version) = daemon.shared.ledger().data_version() {
+        daemon.seen_version.store(version, Ordering::SeqCst);
+    }
     // Watch before the first reconcile, so nothing written meanwhile goes unnoticed.
     let (dir_events, mut dir_changed) = tokio::sync::mpsc::unbounded_channel::<()>();
     let _dir_watch = watch_dir(&daemon.options.dir, dir_events)?;
@@ -177,7 +183,20 @@ async fn serve_async(options: Options) -> Result<()> {
     let executor = tokio::spawn(daemon.clone().executor());
     let pruner = tokio::spawn(daemon.clone().pruner());
 
+    // Changes in the jobs folder are gathered until it has been quiet for DEBOUNCE (an
+    // editor's save, a `git checkout` of many files: one reconcile), but never longer than
+    // DEBOUNCE_MAX after the first. No timer runs while nothing changes.
+    let mut first_change: Option<tokio::time::Instant> = None;
     let why = loop {
+        let quiet = async {
+            match first_change {
+                Some(first) => {
+                    let cap = first + DEBOUNCE_MAX;
+                    tokio::time::sleep_until(cap.min(tokio::time::Instant::now() + DEBOUNCE)).await;
+                }
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = hup.recv() => {
                 let d = daemon.clone();
@@ -185,6 +204,10 @@ async fn serve_async(options: Options) -> Result<()> {
             }
             Some(()) = dir_changed.recv() => {
                 while dir_changed.try_recv().is_ok() {}
+                first_change.get_or_insert_with(tokio::time::Instant::now);
+            }
+            () = quiet => {
+                first_change = None;
                 let d = daemon.clone();
                 let _ = tokio::task::spawn_blocking(move || d.reconcile("a change in the jobs folder")).await;
             }
@@ -566,8 +589,8 @@ impl Daemon {
 
     /// Decides and records the due slots of `names`, in one transaction.
     fn fire_due(&self, jobs: &mut HashMap<String, SchedJob>, names: &[String], now: Timestamp) {
-        let active: HashSet<String> = match self.shared.ledger().active_runs() {
-            Ok(runs) => runs.into_iter().map(|r| r.job).collect(),
+        let active: HashSet<String> = match self.shared.ledger().active_jobs() {
+            Ok(jobs) => jobs,
             Err(e) => {
                 tracing::error!("reading active runs: {e}");
                 return;
@@ -866,42 +889,31 @@ fn hostname() -> String {
         .unwrap_or_else(|_| "localhost".to_string())
 }
 
-/// Watches the jobs folder; each debounced batch of events sends one `()`.
+/// Watches the jobs folder recursively; each change event sends one `()` (the serve loop
+/// debounces them).
 fn watch_dir(
     dir: &Path,
     events: tokio::sync::mpsc::UnboundedSender<()>,
-) -> Result<
-    notify_debouncer_full::Debouncer<
-        notify::RecommendedWatcher,
-        notify_debouncer_full::RecommendedCache,
-    >,
-> {
-    let mut debouncer = notify_debouncer_full::new_debouncer(
-        DEBOUNCE,
-        Some(DEBOUNCE / 4),
-        move |result: notify_debouncer_full::DebounceEventResult| match result {
+) -> Result<notify::RecommendedWatcher> {
+    use notify::Watcher as _;
+    let mut watcher = notify::recommended_watcher(move |result: notify::Result<notify::Event>| {
+        match result {
             // Reading the files (the reconcile itself) makes access events: only changes count.
-            Ok(batch)
-                if batch
-                    .iter()
-                    .any(|e| !matches!(e.kind, notify::EventKind::Access(_))) =>
-            {
+            Ok(event) if matches!(event.kind, notify::EventKind::Access(_)) => {}
+            Ok(_) => {
                 let _ = events.send(());
             }
-            Ok(_) => {}
-            Err(errors) => {
-                for e in errors {
-                    tracing::warn!("watching the jobs folder: {e}");
-                }
+            Err(e) => {
+                tracing::warn!("watching the jobs folder: {e}");
                 let _ = events.send(());
             }
-        },
-    )
+        }
+    })
     .context("starting the file watcher")?;
-    debouncer
+    watcher
         .watch(dir, notify::RecursiveMode::Recursive)
         .with_context(|| format!("watching {}", dir.display()))?;
-    Ok(debouncer)
+    Ok(watcher)
 }
 
 /// Watches the ledger's folder for the wake file that other processes write after they commit

@@ -211,10 +211,10 @@ pub async fn run_and_record(
                         flush(&shared, run.id, &mut batch, bytes, truncated);
                     }
                 }
-                Some(Report::Started { pid, start_time }) => {
+                Some(Report::Started { pid, start_time, at }) => {
                     tracing::info!(run = run.id, job = %run.job, pid, "process started");
                     let message = format!("process {pid} started (attempt {})", run.attempt);
-                    log_ledger_error(shared.ledger().set_process(run.id, pid, start_time, &message, shared.clock.now()));
+                    log_ledger_error(shared.ledger().set_process(run.id, pid, start_time, &message, at));
                 }
                 Some(Report::Truncated { at_bytes }) => {
                     truncated = true;

@@ -59,6 +59,8 @@ pub enum Report {
     Started {
         pid: i64,
         start_time: i64,
+        /// When `spawn` returned.
+        at: Timestamp,
     },
     Line(Line),
     /// The output passed `output_limit`; later lines are dropped.
@@ -144,11 +146,13 @@ pub async fn execute(
             };
         }
     };
+    let spawned_at = clock.now();
     let pid = child.id() as i32;
     let _ = reports
         .send(Report::Started {
             pid: i64::from(pid),
             start_time: process_start_time(i64::from(pid)).unwrap_or(0),
+            at: spawned_at,
         })
         .await;
 

@@ -105,7 +105,7 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE runs ADD COLUMN output_bytes INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE runs ADD COLUMN output_truncated INTEGER NOT NULL DEFAULT 0;
     CREATE UNIQUE INDEX runs_by_slot ON runs(job, slot) WHERE slot IS NOT NULL;
-    CREATE INDEX runs_live ON runs(state, id) WHERE state IN ('pending', 'running');
+    CREATE INDEX runs_by_state ON runs(state, id);
     CREATE TABLE run_events (
         id       INTEGER PRIMARY KEY,
         run_id   INTEGER NOT NULL,
@@ -319,6 +319,8 @@ pub struct ApplyRecord {
 pub struct Ledger {
     conn: Connection,
     path: PathBuf,
+    /// Commits sync to disk (`synchronous=FULL`), see `set_durable`.
+    durable: std::cell::Cell<bool>,
 }
 
 /// How long to wait for another writer before reporting the ledger as locked. `JOBS_LOCK_WAIT`
@@ -352,6 +354,7 @@ impl Ledger {
         let mut ledger = Ledger {
             conn,
             path: path.to_path_buf(),
+            durable: std::cell::Cell::new(false),
         };
         ledger.configure(true)?;
         ledger.migrate()?;
@@ -375,6 +378,7 @@ impl Ledger {
         let ledger = Ledger {
             conn,
             path: path.to_path_buf(),
+            durable: std::cell::Cell::new(false),
         };
         ledger.configure(false)?;
         let version = ledger.schema_version()?;

@@ -272,7 +272,32 @@ impl Ledger {
     pub fn set_durable(&self) -> Result<()> {
         self.conn
             .pragma_update(None, "synchronous", "FULL")
-            .map_err(|e| self.err(e))
+            .map_err(|e| self.err(e))?;
+        self.durable.set(true);
+        Ok(())
+    }
+
+    /// Runs `f` with `synchronous=NORMAL` on a durable connection: for writes the daemon does
+    /// not act on (a run's pid, output lines, events). They reach the disk with the next
+    /// state change's sync, and a power cut that loses them also kills the process they
+    /// describe.
+    fn relaxed<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>,
+    ) -> Result<T> {
+        let durable = self.durable.get();
+        if durable {
+            self.conn
+                .pragma_update(None, "synchronous", "NORMAL")
+                .map_err(|e| self.err(e))?;
+        }
+        let result = f(&self.conn).map_err(|e| self.err(e));
+        if durable {
+            self.conn
+                .pragma_update(None, "synchronous", "FULL")
+                .map_err(|e| self.err(e))?;
+        }
+        result
     }
 
     /// A number that changes whenever another connection commits: how the daemon tells a
@@ -546,13 +571,15 @@ impl Ledger {
         now: Timestamp,
     ) -> Result<()> {
         let at = stamp(now);
-        self.conn
-            .execute(
+        self.relaxed(|conn| {
+            let tx = conn.unchecked_transaction()?;
+            tx.execute(
                 "UPDATE runs SET pid = ?2, pid_start = ?3 WHERE id = ?1",
                 params![run_id, pid, pid_start],
-            )
-            .and_then(|_| add_event(&self.conn, run_id, &at, "started", message))
-            .map_err(|e| self.err(e))
+            )?;
+            add_event(&tx, run_id, &at, "started", message)?;
+            tx.commit()
+        })
     }
 
     /// Appends output lines and the run's running byte count, in one transaction.
@@ -561,33 +588,28 @@ impl Ledger {
     ///
     /// On a SQLite failure.
     pub fn append_output(
-        &mut self,
+        &self,
         run_id: i64,
         lines: &[(Timestamp, &'static str, String)],
         total_bytes: i64,
         truncated: bool,
     ) -> Result<()> {
-        let path = self.path.clone();
-        let e = |e| LedgerError::from_sqlite(&path, e);
-        let tx = self.conn.transaction().map_err(e)?;
-        {
-            let mut insert = tx
-                .prepare_cached(
+        self.relaxed(|conn| {
+            let tx = conn.unchecked_transaction()?;
+            {
+                let mut insert = tx.prepare_cached(
                     "INSERT INTO run_output (run_id, at, stream, line) VALUES (?1, ?2, ?3, ?4)",
-                )
-                .map_err(e)?;
-            for (at, stream, line) in lines {
-                insert
-                    .execute(params![run_id, stamp(*at), stream, line])
-                    .map_err(e)?;
+                )?;
+                for (at, stream, line) in lines {
+                    insert.execute(params![run_id, stamp(*at), stream, line])?;
+                }
             }
-        }
-        tx.execute(
-            "UPDATE runs SET output_bytes = ?2, output_truncated = ?3 WHERE id = ?1",
-            params![run_id, total_bytes, truncated],
-        )
-        .map_err(e)?;
-        tx.commit().map_err(e)
+            tx.execute(
+                "UPDATE runs SET output_bytes = ?2, output_truncated = ?3 WHERE id = ?1",
+                params![run_id, total_bytes, truncated],
+            )?;
+            tx.commit()
+        })
     }
 
     /// Records an event of a run.
@@ -596,7 +618,7 @@ impl Ledger {
     ///
     /// On a SQLite failure.
     pub fn add_event(&self, run_id: i64, now: Timestamp, kind: &str, message: &str) -> Result<()> {
-        add_event(&self.conn, run_id, &stamp(now), kind, message).map_err(|e| self.err(e))
+        self.relaxed(|conn| add_event(conn, run_id, &stamp(now), kind, message))
     }
 
     /// Ends a run and, when it is to be retried, creates the next attempt, in one transaction.
@@ -866,7 +888,22 @@ impl Ledger {
         .map_err(|e| self.err(e))
     }
 
-    /// How many runs of `job` are pending or running.
+    /// The jobs that have a pending or running run.
+    ///
+    /// # Errors
+    ///
+    /// On a SQLite failure.
+    pub fn active_jobs(&self) -> Result<std::collections::HashSet<String>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT DISTINCT job FROM runs WHERE state IN ('pending', 'running')")
+            .map_err(|e| self.err(e))?;
+        stmt.query_map([], |r| r.get(0))
+            .and_then(Iterator::collect)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Runs that are pending or running.
     ///
     /// # Errors
     ///
