@@ -43,8 +43,21 @@ pub fn apply(
 ) -> Result<Outcome, ApplyError> {
     let stamp = now.round(jiff::Unit::Second).unwrap_or(now).to_string();
     let mut decided: Option<Plan> = None;
-    let result = ledger.apply(&stamp, git, |current| {
-        let mut plan = plan::plan(catalog, &applied(current), now);
+    let result = ledger.apply(&stamp, git, |current, fetch| {
+        // Only changed and removed jobs need their stored definition (for the diff) and their
+        // stored schedule (for the next fires before and after).
+        let mut rows = current.to_vec();
+        for row in &mut rows {
+            let differs = row.owner == "file"
+                && row.active
+                && catalog
+                    .get(&row.name)
+                    .is_none_or(|entry| entry.hash != row.content_hash);
+            if differs {
+                row.definition = fetch(&row.name).unwrap_or_default();
+            }
+        }
+        let mut plan = plan::plan(catalog, &applied(&rows), now);
         if !keep.is_empty() {
             plan.changes
                 .retain(|c| !(c.action == plan::Action::Remove && keep.contains(&c.name)));

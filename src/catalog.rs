@@ -66,28 +66,32 @@ impl Catalog {
 /// owned by the API) and may be depended on.
 pub fn build(files: &[FileInput<'_>], context: Context<'_>, other_jobs: &[String]) -> Catalog {
     build_with(files, other_jobs, |f| {
-        spec::parse(f.display, f.bytes, context)
+        (spec::parse(f.display, f.bytes, context), None)
     })
 }
 
-/// [`build`] with the parse of one file supplied by the caller: the daemon passes one that
-/// reuses the previous parse of an unchanged file.
+/// [`build`] with the parse of one file supplied by the caller, with its content hash if known:
+/// the daemon passes one that reuses the previous parse and hash of an unchanged file.
 pub fn build_with(
     files: &[FileInput<'_>],
     other_jobs: &[String],
-    parse: impl Fn(&FileInput<'_>) -> spec::Parsed + Sync,
+    parse: impl Fn(&FileInput<'_>) -> (spec::Parsed, Option<String>) + Sync,
 ) -> Catalog {
-    let parsed: Vec<(usize, spec::Parsed)> = files
+    let parsed: Vec<(usize, spec::Parsed, Option<String>)> = files
         .par_iter()
         .enumerate()
-        .map(|(i, f)| (i, parse(f)))
+        .map(|(i, f)| {
+            let (parsed, hash) = parse(f);
+            let hash = hash.or_else(|| parsed.spec.as_ref().map(spec::normal::content_hash));
+            (i, parsed, hash)
+        })
         .collect();
     let mut diagnostics = Vec::new();
     let mut entries: Vec<Entry> = Vec::new();
     let mut references: Vec<(usize, Vec<Reference>)> = Vec::new();
     // Names from every file, valid or not, so a broken file still claims its name.
     let mut claimed: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-    for (i, p) in parsed {
+    for (i, p, hash) in parsed {
         let f = &files[i];
         diagnostics.extend(p.diagnostics);
         let stem = f
@@ -100,7 +104,7 @@ pub fn build_with(
         if let Some(spec) = p.spec {
             references.push((entries.len(), p.references));
             entries.push(Entry {
-                hash: spec::normal::content_hash(&spec),
+                hash: hash.unwrap_or_else(|| spec::normal::content_hash(&spec)),
                 spec,
                 file: f.display.to_string(),
                 relative: f.relative.to_string(),

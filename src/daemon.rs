@@ -76,7 +76,14 @@ struct Daemon {
     stops: Mutex<HashMap<i64, watch::Sender<Option<Stop>>>>,
     /// The last errors reported for jobs.d, so each is logged once, not at every reconcile.
     last_problems: Mutex<String>,
-    parse_cache: Mutex<HashMap<String, (Vec<u8>, spec::Parsed)>>,
+    parse_cache: Mutex<HashMap<String, CachedParse>>,
+}
+
+/// A job file's last parse, reused while its bytes are unchanged.
+struct CachedParse {
+    bytes: Vec<u8>,
+    parsed: spec::Parsed,
+    hash: Option<String>,
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
@@ -280,7 +287,7 @@ impl Daemon {
                 return;
             }
         };
-        let rows = match self.shared.ledger().jobs() {
+        let rows = match self.shared.ledger().job_summaries() {
             Ok(rows) => rows,
             Err(e) => {
                 tracing::error!("reading the ledger: {e}");
@@ -311,27 +318,35 @@ impl Daemon {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         );
-        let fresh: Mutex<Vec<(String, Vec<u8>, spec::Parsed)>> = Mutex::new(Vec::new());
+        let fresh: Mutex<Vec<(String, CachedParse)>> = Mutex::new(Vec::new());
         let mut catalog = catalog::build_with(&inputs, &api_owned, |f| {
-            if let Some((bytes, parsed)) = cache.get(f.display)
-                && bytes.as_slice() == f.bytes
+            if let Some(cached) = cache.get(f.display)
+                && cached.bytes.as_slice() == f.bytes
             {
-                return parsed.clone();
+                return (cached.parsed.clone(), cached.hash.clone());
             }
             let parsed = spec::parse(f.display, f.bytes, context);
+            let hash = parsed.spec.as_ref().map(spec::normal::content_hash);
             fresh
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .push((f.display.to_string(), f.bytes.to_vec(), parsed.clone()));
-            parsed
+                .push((
+                    f.display.to_string(),
+                    CachedParse {
+                        bytes: f.bytes.to_vec(),
+                        parsed: parsed.clone(),
+                        hash: hash.clone(),
+                    },
+                ));
+            (parsed, hash)
         });
         let present: HashSet<&str> = inputs.iter().map(|f| f.display).collect();
         cache.retain(|k, _| present.contains(k.as_str()));
-        for (display, bytes, parsed) in fresh
+        for (display, cached) in fresh
             .into_inner()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
         {
-            cache.insert(display, (bytes, parsed));
+            cache.insert(display, cached);
         }
         *self
             .parse_cache

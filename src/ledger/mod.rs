@@ -513,7 +513,10 @@ impl Ledger {
         &mut self,
         now: &str,
         git: &GitInfo,
-        decide: impl FnOnce(&[JobRow]) -> std::result::Result<ApplyBatch, String>,
+        decide: impl FnOnce(
+            &[JobRow],
+            &dyn Fn(&str) -> Option<String>,
+        ) -> std::result::Result<ApplyBatch, String>,
     ) -> Result<Option<ApplyRecord>> {
         let path = self.path.clone();
         let e = |e| LedgerError::from_sqlite(&path, e);
@@ -521,8 +524,18 @@ impl Ledger {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(e)?;
-        let current = query_jobs(&tx, None, Detail::Full).map_err(e)?;
-        let batch = decide(&current).map_err(|detail| LedgerError::Conflict {
+        // Summaries: a plan needs the definitions of changed and removed jobs only, which
+        // `fetch` reads on demand (most of the time, from 10,000 jobs, one).
+        let current = query_jobs(&tx, None, Detail::Summary).map_err(e)?;
+        let fetch = |name: &str| -> Option<String> {
+            tx.prepare_cached(
+                "SELECT r.definition FROM jobs j JOIN revisions r ON r.id = j.revision_id WHERE j.name = ?1",
+            )
+            .ok()?
+            .query_row([name], |row| row.get(0))
+            .ok()
+        };
+        let batch = decide(&current, &fetch).map_err(|detail| LedgerError::Conflict {
             path: path.clone(),
             detail,
         })?;
