@@ -46,18 +46,7 @@ pub fn apply(
     let result = ledger.apply(&stamp, git, |current, fetch| {
         // Only changed and removed jobs need their stored definition (for the diff) and their
         // stored schedule (for the next fires before and after).
-        let mut rows = current.to_vec();
-        for row in &mut rows {
-            let differs = row.owner == "file"
-                && row.active
-                && catalog
-                    .get(&row.name)
-                    .is_none_or(|entry| entry.hash != row.content_hash);
-            if differs {
-                row.definition = fetch(&row.name).unwrap_or_default();
-            }
-        }
-        let mut plan = plan::plan(catalog, &applied(&rows), now);
+        let mut plan = plan::plan(catalog, &applied_for_plan(current, catalog, fetch), now);
         if !keep.is_empty() {
             plan.changes
                 .retain(|c| !(c.action == plan::Action::Remove && keep.contains(&c.name)));
@@ -110,6 +99,49 @@ pub fn apply(
             _ => Err(ApplyError::Ledger(e)),
         },
     }
+}
+
+/// [`applied`] for an apply, from rows without definitions: only a job whose definition
+/// differs needs its stored definition and run count (`fetch`), and its stored schedule and
+/// zone (a parse each), for the diff and the fires before and after.
+fn applied_for_plan(
+    rows: &[JobRow],
+    catalog: &Catalog,
+    fetch: &dyn Fn(&str) -> Option<(String, i64)>,
+) -> Vec<Applied> {
+    rows.iter()
+        .map(|row| {
+            let same = catalog
+                .get(&row.name)
+                .is_some_and(|entry| entry.hash == row.content_hash);
+            if !same && row.owner == "file" && row.active {
+                let mut row = row.clone();
+                if let Some((definition, n_runs)) = fetch(&row.name) {
+                    row.definition = definition;
+                    row.n_runs = n_runs;
+                }
+                return applied(std::slice::from_ref(&row)).remove(0);
+            }
+            if same && row.active && row.owner == "file" {
+                Applied {
+                    name: row.name.clone(),
+                    api_owned: false,
+                    active: true,
+                    revision: row.revision,
+                    hash: row.content_hash.clone(),
+                    definition: String::new(),
+                    source_path: row.source_path.clone(),
+                    schedule: None,
+                    timezone: None,
+                    enabled: row.enabled,
+                    anchor: Timestamp::UNIX_EPOCH,
+                    n_runs: row.n_runs,
+                }
+            } else {
+                applied(std::slice::from_ref(row)).remove(0)
+            }
+        })
+        .collect()
 }
 
 /// The ledger's jobs as the plan sees them.

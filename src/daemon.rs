@@ -77,6 +77,8 @@ struct Daemon {
     /// The last errors reported for jobs.d, so each is logged once, not at every reconcile.
     last_problems: Mutex<String>,
     parse_cache: Mutex<HashMap<String, CachedParse>>,
+    /// The jobs folder as last read, so a change re-reads only the files it names.
+    last_scan: Mutex<Option<source::Scan>>,
 }
 
 /// A job file's last parse, reused while its bytes are unchanged.
@@ -154,13 +156,14 @@ async fn serve_async(options: Options) -> Result<()> {
         stops: Mutex::new(HashMap::new()),
         last_problems: Mutex::new(String::new()),
         parse_cache: Mutex::new(HashMap::new()),
+        last_scan: Mutex::new(None),
     });
 
     if let Ok(version) = daemon.shared.ledger().data_version() {
         daemon.seen_version.store(version, Ordering::SeqCst);
     }
     // Watch before the first reconcile, so nothing written meanwhile goes unnoticed.
-    let (dir_events, mut dir_changed) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let (dir_events, mut dir_changed) = tokio::sync::mpsc::unbounded_channel::<DirChange>();
     let _dir_watch = watch_dir(&daemon.options.dir, dir_events)?;
     let _ledger_watch = {
         let d = daemon.clone();
@@ -194,6 +197,7 @@ async fn serve_async(options: Options) -> Result<()> {
     // editor's save, a `git checkout` of many files: one reconcile), but never longer than
     // DEBOUNCE_MAX after the first. No timer runs while nothing changes.
     let mut first_change: Option<tokio::time::Instant> = None;
+    let mut pending = DirChange::default();
     let why = loop {
         let quiet = async {
             match first_change {
@@ -209,14 +213,25 @@ async fn serve_async(options: Options) -> Result<()> {
                 let d = daemon.clone();
                 let _ = tokio::task::spawn_blocking(move || d.reconcile("SIGHUP")).await;
             }
-            Some(()) = dir_changed.recv() => {
-                while dir_changed.try_recv().is_ok() {}
+            Some(change) = dir_changed.recv() => {
+                let mut change = Some(change);
+                while let Some(c) = change {
+                    pending.paths.extend(c.paths);
+                    pending.rescan |= c.rescan;
+                    change = dir_changed.try_recv().ok();
+                }
                 first_change.get_or_insert_with(tokio::time::Instant::now);
             }
             () = quiet => {
                 first_change = None;
+                let change = std::mem::take(&mut pending);
                 let d = daemon.clone();
-                let _ = tokio::task::spawn_blocking(move || d.reconcile("a change in the jobs folder")).await;
+                let _ = tokio::task::spawn_blocking(move || {
+                    let mut paths = change.paths;
+                    paths.sort();
+                    paths.dedup();
+                    d.reconcile_changes("a change in the jobs folder", (!change.rescan).then_some(paths));
+                }).await;
             }
             _ = term.recv() => break "SIGTERM",
             _ = int.recv() => break "SIGINT",
@@ -276,29 +291,48 @@ impl Daemon {
         }
     }
 
-    /// Makes the ledger match the valid files of the jobs folder.
+    /// Makes the ledger match the valid files of the jobs folder, reading them all.
     fn reconcile(&self, why: &str) {
+        self.reconcile_changes(why, None);
+    }
+
+    /// Makes the ledger match the valid files of the jobs folder. With `changed` (paths
+    /// relative to the folder), only those files are read again; the others come from the
+    /// last scan.
+    fn reconcile_changes(&self, why: &str, changed: Option<Vec<String>>) {
         let started = std::time::Instant::now();
         let now = self.now();
-        let scan = match source::scan(&self.options.dir) {
-            Ok(scan) => scan,
-            Err(d) => {
-                self.report_problems(&[d], &[]);
-                return;
-            }
+        let mut last = self
+            .last_scan
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let incremental = match (changed, last.as_ref()) {
+            (Some(paths), Some(previous)) => source::rescan(&self.options.dir, previous, &paths),
+            _ => None,
         };
-        let rows = match self.shared.ledger().job_summaries() {
-            Ok(rows) => rows,
+        let scan = match incremental {
+            Some(scan) => scan,
+            None => match source::scan(&self.options.dir) {
+                Ok(scan) => scan,
+                Err(d) => {
+                    *last = None;
+                    drop(last);
+                    self.report_problems(&[d], &[]);
+                    return;
+                }
+            },
+        };
+        *last = Some(scan.clone());
+        drop(last);
+        let scanned = started.elapsed();
+        let api_owned = match self.shared.ledger().api_owned() {
+            Ok(names) => names,
             Err(e) => {
                 tracing::error!("reading the ledger: {e}");
                 return;
             }
         };
-        let api_owned: Vec<String> = rows
-            .iter()
-            .filter(|r| r.owner == "api" && r.active)
-            .map(|r| r.name.clone())
-            .collect();
+        let listed = started.elapsed();
         let inputs: Vec<FileInput<'_>> = scan
             .files
             .iter()
@@ -353,6 +387,7 @@ impl Daemon {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = cache;
         catalog.diagnostics.extend(scan.problems);
+        let built = started.elapsed();
 
         // Files with errors: their jobs stay as they are in the ledger.
         let broken_files: HashSet<&str> = catalog
@@ -375,7 +410,16 @@ impl Daemon {
         self.report_problems(&errors, sources);
 
         let git = crate::git::describe(&self.options.dir);
+        let described = started.elapsed();
         let result = apply::apply(&mut self.shared.ledger(), &catalog, now, &git, &keep);
+        tracing::debug!(
+            scan_ms = scanned.as_millis() as u64,
+            list_ms = (listed - scanned).as_millis() as u64,
+            catalog_ms = (built - listed).as_millis() as u64,
+            git_ms = (described - built).as_millis() as u64,
+            apply_ms = (started.elapsed() - described).as_millis() as u64,
+            "reconcile phases"
+        );
         match result {
             Ok(outcome) => {
                 if let Some(record) = outcome.record {
@@ -908,27 +952,55 @@ fn hostname() -> String {
 /// debounces them).
 fn watch_dir(
     dir: &Path,
-    events: tokio::sync::mpsc::UnboundedSender<()>,
+    events: tokio::sync::mpsc::UnboundedSender<DirChange>,
 ) -> Result<notify::RecommendedWatcher> {
     use notify::Watcher as _;
+    let root =
+        std::fs::canonicalize(dir).with_context(|| format!("resolving {}", dir.display()))?;
+    let base = root.clone();
     let mut watcher = notify::recommended_watcher(move |result: notify::Result<notify::Event>| {
         match result {
             // Reading the files (the reconcile itself) makes access events: only changes count.
             Ok(event) if matches!(event.kind, notify::EventKind::Access(_)) => {}
-            Ok(_) => {
-                let _ = events.send(());
+            Ok(event) => {
+                let mut paths = Vec::new();
+                let mut rescan = event.need_rescan();
+                for path in &event.paths {
+                    match path.strip_prefix(&base) {
+                        Ok(relative) => paths.push(
+                            relative
+                                .components()
+                                .map(|c| c.as_os_str().to_string_lossy())
+                                .collect::<Vec<_>>()
+                                .join("/"),
+                        ),
+                        Err(_) => rescan = true,
+                    }
+                }
+                let _ = events.send(DirChange { paths, rescan });
             }
             Err(e) => {
                 tracing::warn!("watching the jobs folder: {e}");
-                let _ = events.send(());
+                let _ = events.send(DirChange {
+                    paths: Vec::new(),
+                    rescan: true,
+                });
             }
         }
     })
     .context("starting the file watcher")?;
     watcher
-        .watch(dir, notify::RecursiveMode::Recursive)
+        .watch(&root, notify::RecursiveMode::Recursive)
         .with_context(|| format!("watching {}", dir.display()))?;
     Ok(watcher)
+}
+
+/// Paths (relative to the jobs folder) a file event named; `rescan` when only a full walk can
+/// tell what changed (the watcher's queue overflowed, a path outside the folder).
+#[derive(Debug, Default)]
+struct DirChange {
+    paths: Vec<String>,
+    rescan: bool,
 }
 
 /// Watches the ledger's folder for the wake file that other processes write after they commit

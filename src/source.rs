@@ -26,7 +26,7 @@ pub struct SourceFile {
 
 /// What a walk of the jobs folder found: the files it could read, and a diagnostic for each
 /// file or folder it could not.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Scan {
     pub files: Vec<SourceFile>,
     pub problems: Vec<Diagnostic>,
@@ -174,6 +174,51 @@ pub fn scan(dir: &Path) -> Result<Scan, Diagnostic> {
         }
     }
     Ok(Scan { files, problems })
+}
+
+/// Updates `previous` (a scan of `dir`) for the files at `changed` (paths relative to `dir`,
+/// as a watcher reported them): re-reads those that exist, drops those that are gone. Returns
+/// `None` when only a full [`scan`] can tell (a folder was added, removed or renamed).
+pub fn rescan(dir: &Path, previous: &Scan, changed: &[String]) -> Option<Scan> {
+    let mut scan = previous.clone();
+    for relative in changed {
+        let path = dir.join(relative);
+        let hidden = relative
+            .split('/')
+            .any(|part| part.starts_with('.') && part != "." && part != "..");
+        let name = relative.rsplit('/').next().unwrap_or(relative);
+        let display = path.display().to_string();
+        let known = scan.files.iter().any(|f| f.display == display)
+            || scan.problems.iter().any(|d| d.file == display);
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.is_dir() => return None,
+            Err(_) if !known => {
+                // Gone: a folder that held job files needs a walk; anything else (an editor's
+                // or sed's temporary file) was never ours.
+                let inside = format!("{display}/");
+                if scan.files.iter().any(|f| f.display.starts_with(&inside))
+                    || scan.problems.iter().any(|d| d.file.starts_with(&inside))
+                {
+                    return None;
+                }
+                continue;
+            }
+            _ => {}
+        }
+        if hidden || !is_job_file_name(name) {
+            continue;
+        }
+        scan.files.retain(|f| f.display != display);
+        scan.problems.retain(|d| d.file != display);
+        if path.exists() {
+            match read(&path, relative.clone()) {
+                Ok(file) => scan.files.push(file),
+                Err(d) => scan.problems.push(d),
+            }
+        }
+    }
+    scan.files.sort_by(|a, b| a.relative.cmp(&b.relative));
+    Some(scan)
 }
 
 #[cfg(test)]

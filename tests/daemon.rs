@@ -520,3 +520,29 @@ fn concurrency_replace_cancels_the_active_run() {
     events.stdout_has("(concurrency: replace)");
     assert_eq!(daemon.stop(), Some(0));
 }
+
+#[test]
+fn changes_are_read_incrementally_including_new_folders_and_renames() {
+    let p = Project::new().file("jobs.d/a.yaml", "command: [\"true\"]\n");
+    let mut daemon = p.serve(&[], None);
+    daemon.wait_for("reconciled", &[("added", "1")]);
+    // A new folder with a job in it.
+    p.write("jobs.d/team/b.yaml", "command: [\"true\"]\n");
+    daemon.wait_for("reconciled", &[("added", "1")]);
+    // An atomic save: write a temporary file, then rename it over the job file.
+    p.write("jobs.d/.a.yaml.tmp", "command: [echo, saved]\n");
+    std::fs::rename(p.path("jobs.d/.a.yaml.tmp"), p.path("jobs.d/a.yaml")).unwrap();
+    daemon.wait_for("reconciled", &[("changed", "1")]);
+    // A folder renamed away takes its job with it.
+    std::fs::rename(p.path("jobs.d/team"), p.path("elsewhere")).unwrap();
+    daemon.wait_for("reconciled", &[("removed", "1")]);
+    assert_eq!(daemon.stop(), Some(0));
+    let list = p.run_live(&["list", "-o", "json"]).code(0).json();
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["a"]);
+}

@@ -482,6 +482,21 @@ impl Ledger {
         query_jobs(&self.conn, None, Detail::Full).map_err(|e| self.err(e))
     }
 
+    /// The names of the active jobs created through the API.
+    ///
+    /// # Errors
+    ///
+    /// On a SQLite failure.
+    pub fn api_owned(&self) -> Result<Vec<String>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT name FROM jobs WHERE owner = 'api' AND active = 1")
+            .map_err(|e| self.err(e))?;
+        stmt.query_map([], |r| r.get(0))
+            .and_then(Iterator::collect)
+            .map_err(|e| self.err(e))
+    }
+
     /// Every job without its definition text (which stays empty): what a listing needs.
     ///
     /// # Errors
@@ -515,7 +530,7 @@ impl Ledger {
         git: &GitInfo,
         decide: impl FnOnce(
             &[JobRow],
-            &dyn Fn(&str) -> Option<String>,
+            &dyn Fn(&str) -> Option<(String, i64)>,
         ) -> std::result::Result<ApplyBatch, String>,
     ) -> Result<Option<ApplyRecord>> {
         let path = self.path.clone();
@@ -524,15 +539,16 @@ impl Ledger {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(e)?;
-        // Summaries: a plan needs the definitions of changed and removed jobs only, which
-        // `fetch` reads on demand (most of the time, from 10,000 jobs, one).
-        let current = query_jobs(&tx, None, Detail::Summary).map_err(e)?;
-        let fetch = |name: &str| -> Option<String> {
+        // Bare rows: a plan needs the definitions (and run counts) of changed and removed jobs
+        // only, which `fetch` reads on demand (most of the time, of 10,000 jobs, one).
+        let current = query_jobs(&tx, None, Detail::Bare).map_err(e)?;
+        let fetch = |name: &str| -> Option<(String, i64)> {
             tx.prepare_cached(
-                "SELECT r.definition FROM jobs j JOIN revisions r ON r.id = j.revision_id WHERE j.name = ?1",
+                "SELECT r.definition, (SELECT count(*) FROM runs WHERE job = j.name)
+                 FROM jobs j JOIN revisions r ON r.id = j.revision_id WHERE j.name = ?1",
             )
             .ok()?
-            .query_row([name], |row| row.get(0))
+            .query_row([name], |row| Ok((row.get(0)?, row.get(1)?)))
             .ok()
         };
         let batch = decide(&current, &fetch).map_err(|detail| LedgerError::Conflict {
@@ -668,6 +684,8 @@ impl Ledger {
 /// Which columns a job query loads: a listing has no use for whole definitions.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Detail {
+    /// No definitions and no run counts: what an apply compares.
+    Bare,
     Summary,
     Full,
 }
@@ -681,21 +699,36 @@ fn query_jobs(
         "SELECT j.name, j.owner, j.active, r.number, r.content_hash, {definition}, r.source_path,
                 r.enabled, r.schedule, r.timezone, r.description, r.tags, j.schedule_anchor,
                 j.created_at, j.updated_at, j.removed_at, r.git_commit, r.git_dirty,
-                coalesce(rs.n, 0),
-                lr.state || ' ' || coalesce(lr.finished_at, lr.started_at, lr.created_at),
+                {runs},
+                {last_run},
                 j.revision_id, coalesce(j.slot_cursor, j.schedule_anchor),
                 p.paused_by, p.paused_at, p.reason
          FROM jobs j
          JOIN revisions r ON r.id = j.revision_id
          LEFT JOIN pauses p ON p.job = j.name
-         LEFT JOIN (SELECT job, count(*) AS n, max(id) AS last FROM runs GROUP BY job) rs ON rs.job = j.name
-         LEFT JOIN runs lr ON lr.id = rs.last
+         {runs_join}
          WHERE ?1 IS NULL OR j.name = ?1
          ORDER BY j.name",
         definition = match detail {
             Detail::Full => "r.definition",
-            Detail::Summary => "''",
-        }
+            Detail::Summary | Detail::Bare => "''",
+        },
+        runs = if detail == Detail::Bare {
+            "0"
+        } else {
+            "coalesce(rs.n, 0)"
+        },
+        last_run = if detail == Detail::Bare {
+            "NULL"
+        } else {
+            "lr.state || ' ' || coalesce(lr.finished_at, lr.started_at, lr.created_at)"
+        },
+        runs_join = if detail == Detail::Bare {
+            ""
+        } else {
+            "LEFT JOIN (SELECT job, count(*) AS n, max(id) AS last FROM runs GROUP BY job) rs ON rs.job = j.name
+             LEFT JOIN runs lr ON lr.id = rs.last"
+        },
     );
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map([name], |row| {
@@ -713,7 +746,11 @@ fn query_jobs(
             schedule: row.get(8)?,
             timezone: row.get(9)?,
             description: row.get(10)?,
-            tags: serde_json::from_str(&tags).unwrap_or_default(),
+            tags: if detail == Detail::Bare {
+                Vec::new()
+            } else {
+                serde_json::from_str(&tags).unwrap_or_default()
+            },
             schedule_anchor: row.get(12)?,
             created_at: row.get(13)?,
             updated_at: row.get(14)?,
