@@ -248,7 +248,14 @@ pub async fn run_and_record(
         bytes,
         truncated || finished.truncated,
     );
-    record_end(&shared, &run, Some(&spec), &finished.ending, finished.usage)
+    // The end is a synchronous commit (a disk sync): off the runtime's worker threads.
+    let ending = finished.ending;
+    let usage = finished.usage;
+    let fallback = ending.clone();
+    let (s, r) = (shared.clone(), run.clone());
+    tokio::task::spawn_blocking(move || record_end(&s, &r, Some(&spec), &ending, usage))
+        .await
+        .unwrap_or_else(|_| record_end(&shared, &run, None, &fallback, None))
 }
 
 /// Records a run's end and its retry, if any.

@@ -126,7 +126,12 @@ pub async fn execute(
     if let Some(dir) = &launch.working_dir {
         command.current_dir(dir);
     }
-    let mut child = match command.spawn() {
+    // fork and exec block for a millisecond or more (much more in a VM): off the runtime's
+    // few worker threads, so runs start in parallel and fires are not held up.
+    let spawned = tokio::task::spawn_blocking(move || command.spawn())
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
+    let mut child = match spawned {
         Ok(child) => child,
         Err(e) => {
             let program = match &launch.action {
