@@ -167,7 +167,7 @@ async fn serve_async(options: Options) -> Result<()> {
     let _dir_watch = watch_dir(&daemon.options.dir, dir_events)?;
     let _ledger_watch = {
         let d = daemon.clone();
-        watch_ledger(&daemon.options.ledger, move || d.ledger_changed())?
+        watch_ledger(&daemon.options.ledger, true, move || d.ledger_changed())?
     };
     daemon.recover();
     {
@@ -942,7 +942,8 @@ fn stem(file: &str) -> &str {
     name.rsplit_once('.').map_or(name, |(s, _)| s)
 }
 
-fn hostname() -> String {
+/// This machine's name, for the lease and for who paused a job.
+pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "localhost".to_string())
@@ -1005,8 +1006,12 @@ struct DirChange {
 
 /// Watches the ledger's folder for the wake file that other processes write after they commit
 /// (see `Ledger::wake_daemon`).
-fn watch_ledger(
+///
+/// With `only_wake` false, any change to the ledger's files counts (what `jobs logs -f` wants:
+/// the daemon's own writes).
+pub fn watch_ledger(
     ledger: &Path,
+    only_wake: bool,
     changed: impl Fn() + Send + 'static,
 ) -> Result<notify::RecommendedWatcher> {
     use notify::Watcher as _;
@@ -1015,17 +1020,25 @@ fn watch_ledger(
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."))
         .to_path_buf();
-    // Only the wake file: the ledger's own files change with every write of the daemon too.
-    let name = ledger
+    // For the daemon, only the wake file: the ledger's own files change with every write of
+    // the daemon too.
+    let ledger_name = ledger
         .file_name()
-        .map(|n| format!("{}.wake", n.to_string_lossy()))
+        .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    let name = format!("{ledger_name}.wake");
     let mut watcher = notify::recommended_watcher(move |result: notify::Result<notify::Event>| {
         if let Ok(event) = result
             && !matches!(event.kind, notify::EventKind::Access(_))
             && event.paths.iter().any(|p| {
-                p.file_name()
-                    .is_some_and(|f| f.to_string_lossy() == name.as_str())
+                p.file_name().is_some_and(|f| {
+                    let f = f.to_string_lossy();
+                    if only_wake {
+                        f == name.as_str()
+                    } else {
+                        f.starts_with(ledger_name.as_str())
+                    }
+                })
             })
         {
             changed();

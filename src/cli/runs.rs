@@ -44,14 +44,7 @@ fn operator() -> String {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
         .unwrap_or_else(|_| "unknown".to_string());
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_default();
-    if host.is_empty() {
-        user
-    } else {
-        format!("{user}@{host}")
-    }
+    format!("{user}@{}", daemon::hostname())
 }
 
 fn kill_grace(settings: &Settings) -> StdDuration {
@@ -505,7 +498,9 @@ pub fn logs(settings: &Settings, id: i64, follow: bool) -> Result<ExitCode> {
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     // Follow by watching the ledger's files: each commit wakes us; the timeout is a backstop.
     let _watch = if follow {
-        Some(watch_ledger(&settings.ledger, tx)?)
+        Some(daemon::watch_ledger(&settings.ledger, false, move || {
+            let _ = tx.send(());
+        })?)
     } else {
         None
     };
@@ -544,26 +539,6 @@ pub fn logs(settings: &Settings, id: i64, follow: bool) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn watch_ledger(
-    ledger: &std::path::Path,
-    tx: std::sync::mpsc::Sender<()>,
-) -> Result<notify::RecommendedWatcher> {
-    use notify::Watcher as _;
-    let folder = ledger
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."))
-        .to_path_buf();
-    let mut watcher = notify::recommended_watcher(move |_| {
-        let _ = tx.send(());
-    })
-    .context("watching the ledger")?;
-    watcher
-        .watch(&folder, notify::RecursiveMode::NonRecursive)
-        .with_context(|| format!("watching {}", folder.display()))?;
-    Ok(watcher)
 }
 
 pub fn status(settings: &Settings) -> Result<ExitCode> {
