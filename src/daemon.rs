@@ -24,7 +24,7 @@ use anyhow::{Context as _, Result};
 use jiff::{SignedDuration, Timestamp};
 use tokio::sync::{Notify, watch};
 
-use crate::catalog::{self, FileInput};
+use crate::catalog;
 use crate::clock::Clock;
 use crate::config::DaemonConfig;
 use crate::executor::{self, Echo, Shared};
@@ -333,15 +333,7 @@ impl Daemon {
             }
         };
         let listed = started.elapsed();
-        let inputs: Vec<FileInput<'_>> = scan
-            .files
-            .iter()
-            .map(|f| FileInput {
-                display: &f.display,
-                relative: &f.relative,
-                bytes: &f.bytes,
-            })
-            .collect();
+        let inputs = scan.inputs();
         let context = spec::Context {
             defaults: &self.options.defaults,
             now,

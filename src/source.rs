@@ -32,6 +32,20 @@ pub struct Scan {
     pub problems: Vec<Diagnostic>,
 }
 
+impl Scan {
+    /// The files as the catalog takes them.
+    pub fn inputs(&self) -> Vec<crate::catalog::FileInput<'_>> {
+        self.files
+            .iter()
+            .map(|f| crate::catalog::FileInput {
+                display: &f.display,
+                relative: &f.relative,
+                bytes: &f.bytes,
+            })
+            .collect()
+    }
+}
+
 /// Whether a file name is a job file (by extension, and not an editor leftover or hidden file).
 pub fn is_job_file_name(name: &str) -> bool {
     if name.starts_with('.') || name.starts_with('#') || name.ends_with('~') || name.ends_with('#')

@@ -546,3 +546,52 @@ fn changes_are_read_incrementally_including_new_folders_and_renames() {
         .collect();
     assert_eq!(names, ["a"]);
 }
+
+#[test]
+fn mistakes_on_the_run_commands_say_what_to_do() {
+    let p = Project::new().file("jobs.d/a.yaml", "command: [\"true\"]\n");
+    p.run(&["status"])
+        .code(1)
+        .stderr_has("there is no ledger at .jobs/ledger.db yet; run `jobs apply` or `jobs serve`");
+    p.run(&["trigger", "a"])
+        .code(1)
+        .stderr_has("there is no ledger at .jobs/ledger.db yet; run `jobs apply` first");
+    p.run(&["apply"]).code(0);
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["run"],
+            "`jobs run` needs a job name (or one of: get ID, events ID, cancel ID)",
+        ),
+        (&["trigger", "nope"], "no job `nope` in the ledger"),
+        (
+            &["run", "a", "--param", "x=1"],
+            "has no parameter `x`; it declares none",
+        ),
+        (
+            &["run", "a", "--param", "x"],
+            "--param `x` is not KEY=VALUE",
+        ),
+        (&["pause", "nope"], "no job `nope` in the ledger"),
+        (&["run", "get", "99"], "no run 99 in the ledger"),
+        (&["run", "cancel", "99"], "no run 99 in the ledger"),
+        (
+            &["runs", "--state", "done"],
+            "`done` is not a run state; expected one of pending",
+        ),
+        (
+            &["serve", "--max-concurrent-runs", "0"],
+            "--max-concurrent-runs must be at least 1",
+        ),
+        (
+            &["serve", "--kill-grace", "soon"],
+            "--kill-grace: `soon` is not a duration",
+        ),
+        (
+            &["--dir", "missing", "serve"],
+            "the jobs folder missing does not exist",
+        ),
+    ];
+    for (args, message) in cases {
+        p.run(args).code(1).stderr_has(message);
+    }
+}

@@ -18,7 +18,7 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
 use crate::apply::{applied, stored_schedule};
-use crate::catalog::{self, Catalog, FileInput};
+use crate::catalog::{self, Catalog};
 use crate::config::{self, Config};
 use crate::cron::CronExpr;
 use crate::diag::{self, Diagnostic};
@@ -366,15 +366,7 @@ fn load(settings: &Settings, now: Timestamp, other_jobs: &[String]) -> Result<Lo
         eprint!("{}", diag::render(&[d], |_| None, stderr_color()));
         Reported
     })?;
-    let inputs: Vec<FileInput<'_>> = scan
-        .files
-        .iter()
-        .map(|f| FileInput {
-            display: &f.display,
-            relative: &f.relative,
-            bytes: &f.bytes,
-        })
-        .collect();
+    let inputs = scan.inputs();
     let context = spec::Context {
         defaults: &settings.config.defaults,
         now,
@@ -497,14 +489,8 @@ fn plan_command(settings: &Settings, detailed_exitcode: bool) -> Result<ExitCode
         for row in rows.iter().filter(|r| r.active) {
             if let Some(p) = &row.paused {
                 println!(
-                    "Note: {} is paused (by {} at {}{}); applying keeps it paused.",
-                    row.name,
-                    p.by,
-                    p.at,
-                    p.reason
-                        .as_deref()
-                        .map(|r| format!(": {r}"))
-                        .unwrap_or_default()
+                    "Note: {} is paused ({p}); applying keeps it paused.",
+                    row.name
                 );
             }
         }

@@ -189,15 +189,7 @@ pub fn job_detail(
         (
             "State",
             match &row.paused {
-                Some(p) => format!(
-                    "paused by {} at {}{}",
-                    p.by,
-                    p.at,
-                    p.reason
-                        .as_deref()
-                        .map(|r| format!(": {r}"))
-                        .unwrap_or_default()
-                ),
+                Some(p) => format!("paused {p}"),
                 None => super::state_of(row).into(),
             },
         ),

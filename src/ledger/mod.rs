@@ -272,6 +272,17 @@ pub struct Pause {
     pub reason: Option<String>,
 }
 
+impl std::fmt::Display for Pause {
+    /// `by alice@host at 2026-…Z: the reason`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "by {} at {}", self.by, self.at)?;
+        match &self.reason {
+            Some(reason) => write!(f, ": {reason}"),
+            None => Ok(()),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LastRun {
     pub state: String,

@@ -102,11 +102,21 @@ impl Project {
     }
 
     pub fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        self.run_at(Some(NOW), args, env)
+    }
+
+    /// Runs `jobs ARGS` at the real time (for commands racing a running daemon).
+    pub fn run_live(&self, args: &[&str]) -> Run {
+        self.run_at(None, args, &[])
+    }
+
+    fn run_at(&self, now: Option<&str>, args: &[&str], env: &[(&str, &str)]) -> Run {
         let mut cmd = Command::cargo_bin("jobs").unwrap();
-        cmd.current_dir(self.root())
-            .args(args)
-            .env("JOBS_NOW", NOW)
-            .env("NO_COLOR", "1");
+        cmd.current_dir(self.root()).args(args).env("NO_COLOR", "1");
+        match now {
+            Some(now) => cmd.env("JOBS_NOW", now),
+            None => cmd.env_remove("JOBS_NOW"),
+        };
         for var in [
             "JOBS_DIR",
             "JOBS_LEDGER",
@@ -189,25 +199,6 @@ impl Project {
             child: Some(child),
             lines: rx,
             seen: Vec::new(),
-        }
-    }
-
-    /// Runs `jobs ARGS` at the real time (for commands racing a running daemon).
-    pub fn run_live(&self, args: &[&str]) -> Run {
-        let mut cmd = Command::cargo_bin("jobs").unwrap();
-        cmd.current_dir(self.root())
-            .args(args)
-            .env("NO_COLOR", "1")
-            .env_remove("JOBS_NOW");
-        let Output {
-            status,
-            stdout,
-            stderr,
-        } = cmd.output().unwrap();
-        Run {
-            code: status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&stderr).into_owned(),
         }
     }
 }
