@@ -745,7 +745,7 @@ impl Daemon {
             let room = limit.saturating_sub(self.active.load(Ordering::SeqCst));
             if room > 0 {
                 let now = self.now();
-                let claimed = self.shared.ledger().claim(self.epoch, self.me, now, room);
+                let claimed = self.shared.claim(self.epoch, self.me, now, room);
                 match claimed {
                     Ok(runs) => {
                         for run in runs {

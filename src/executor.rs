@@ -6,14 +6,14 @@
 //! 100 ms or 256 lines); the run's end, and the retry it may cause, are one transaction.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration as StdDuration;
 
 use jiff::Timestamp;
 use tokio::sync::{mpsc, watch};
 
 use crate::clock::Clock;
-use crate::ledger::{Finish, Ledger, NewRun, RunRow, stamp};
+use crate::ledger::{Finish, Ledger, NewRun, RunEnd, RunRow, stamp};
 use crate::run::{self, Conclusion, Ending, Trigger};
 use crate::runner::{self, Launch, Report, Stop};
 use crate::spec::{self, Defaults, JobSpec};
@@ -30,7 +30,12 @@ pub struct Shared {
     pub kill_grace: StdDuration,
     pub defaults: Defaults,
     specs: Mutex<HashMap<i64, Arc<JobSpec>>>,
+    /// Run ends waiting to be written. Whoever next holds the ledger writes all of them in one
+    /// transaction, so runs ending together share one disk sync (group commit).
+    ends: Mutex<Vec<(RunEnd, Arc<EndResult>)>>,
 }
+
+type EndResult = OnceLock<Result<Option<i64>, String>>;
 
 /// Where a foreground run's output also goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,6 +59,7 @@ impl Shared {
             kill_grace,
             defaults,
             specs: Mutex::new(HashMap::new()),
+            ends: Mutex::new(Vec::new()),
         }
     }
 
@@ -61,6 +67,76 @@ impl Shared {
     /// rolls back on drop), so a poisoned lock is still usable.
     pub fn ledger(&self) -> std::sync::MutexGuard<'_, Ledger> {
         self.ledger
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records a run's end (and its retry), durably, sharing the transaction with every other
+    /// end queued meanwhile. Returns the retry's id, if one was created. Blocks on a disk sync:
+    /// call it off the runtime's worker threads.
+    ///
+    /// # Errors
+    ///
+    /// The ledger's message when the batch could not be written.
+    pub fn finish(&self, end: RunEnd) -> Result<Option<i64>, String> {
+        let mine = Arc::new(EndResult::new());
+        self.queued_ends().push((end, mine.clone()));
+        let mut ledger = self.ledger();
+        // An earlier holder may have written this end along with its own.
+        if mine.get().is_none() {
+            self.write_queued(&mut ledger, |ledger, ends| {
+                ledger.finish_runs(ends).map(|ids| (ids, ()))
+            })
+            .ok();
+        }
+        drop(ledger);
+        mine.get()
+            .cloned()
+            .unwrap_or_else(|| Err("the run's end was not written".to_string()))
+    }
+
+    /// Claims up to `max` pending runs for the daemon of `epoch`, writing the queued run ends in
+    /// the same transaction.
+    ///
+    /// # Errors
+    ///
+    /// On a ledger failure; the queued ends then report it too.
+    pub fn claim(
+        &self,
+        epoch: i64,
+        supervisor: (i64, i64),
+        now: Timestamp,
+        max: usize,
+    ) -> crate::ledger::Result<Vec<RunRow>> {
+        let mut ledger = self.ledger();
+        self.write_queued(&mut ledger, |ledger, ends| {
+            ledger.finish_and_claim(ends, epoch, supervisor, now, max)
+        })
+    }
+
+    /// Takes the queued run ends and writes them with `write`, then hands each waiter its
+    /// result. Results are set while the ledger is still held, so a waiter that gets it next
+    /// sees its end as written rather than finding an empty queue.
+    fn write_queued<T>(
+        &self,
+        ledger: &mut Ledger,
+        write: impl FnOnce(&mut Ledger, &[RunEnd]) -> crate::ledger::Result<(Vec<Option<i64>>, T)>,
+    ) -> crate::ledger::Result<T> {
+        let (ends, results): (Vec<RunEnd>, Vec<Arc<EndResult>>) =
+            std::mem::take(&mut *self.queued_ends()).into_iter().unzip();
+        let written = write(ledger, &ends);
+        for (i, result) in results.iter().enumerate() {
+            let r = match &written {
+                Ok((ids, _)) => Ok(ids[i]),
+                Err(e) => Err(e.to_string()),
+            };
+            let _ = result.set(r);
+        }
+        written.map(|(_, t)| t)
+    }
+
+    fn queued_ends(&self) -> std::sync::MutexGuard<'_, Vec<(RunEnd, Arc<EndResult>)>> {
+        self.ends
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -289,9 +365,13 @@ pub fn record_end(
         cpu_sys_ms: usage.map(|u| u.sys_ms),
         max_rss_kb: usage.map(|u| u.max_rss_kb),
     };
-    let result = shared
-        .ledger()
-        .finish_run(run.id, run.epoch, &finish, retry.as_ref(), now);
+    let result = shared.finish(RunEnd {
+        run_id: run.id,
+        epoch: run.epoch,
+        finish,
+        retry,
+        at: now,
+    });
     match result {
         Ok(Some(retry_id)) => tracing::info!(
             run = run.id,

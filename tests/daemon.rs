@@ -595,3 +595,82 @@ fn mistakes_on_the_run_commands_say_what_to_do() {
         p.run(args).code(1).stderr_has(message);
     }
 }
+
+#[test]
+fn runs_ending_together_are_each_recorded_once_with_their_retries() {
+    // Many runs end at once and share commits (group commit); each end and each retry must
+    // still be written exactly once, to the right run.
+    const N: usize = 24;
+    let p = Project::new().file(
+        "jobs.d/flaky.yaml",
+        "command: [\"false\"]\nconcurrency: allow\nretry: {attempts: 1, backoff: 0s}\n",
+    );
+    p.run(&["apply"]).code(0);
+    for _ in 0..N {
+        p.run(&["trigger", "flaky"]).code(0);
+    }
+    let mut daemon = p.serve(&["--max-concurrent-runs", "8"], None);
+    let mut logged = Vec::new();
+    for _ in 0..2 * N {
+        let ended = wait_run_end(&mut daemon, "flaky");
+        if let Some(retry) = ended.get("retry") {
+            logged.push((ended["run"].as_i64().unwrap(), retry.as_i64().unwrap()));
+        }
+    }
+    assert_eq!(daemon.stop(), Some(0));
+
+    let all = runs(&p, &["flaky"]);
+    assert_eq!(all.len(), 2 * N, "{all:#?}");
+    let (retries, firsts): (Vec<&Value>, Vec<&Value>) =
+        all.iter().partition(|r| field(r, "trigger") == "retry");
+    assert_eq!((retries.len(), firsts.len()), (N, N));
+    for run in &all {
+        assert_eq!(field(run, "state"), "failed", "{run:#?}");
+        assert_eq!(run["exit_code"], 1);
+    }
+    let mut retried: Vec<i64> = retries
+        .iter()
+        .map(|r| r["first_run_id"].as_i64().unwrap())
+        .collect();
+    retried.sort_unstable();
+    let mut first_ids: Vec<i64> = firsts.iter().map(|r| r["id"].as_i64().unwrap()).collect();
+    first_ids.sort_unstable();
+    assert_eq!(
+        retried, first_ids,
+        "each first attempt has exactly one retry"
+    );
+    let mut recorded: Vec<(i64, i64)> = retries
+        .iter()
+        .map(|r| {
+            (
+                r["first_run_id"].as_i64().unwrap(),
+                r["id"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    recorded.sort_unstable();
+    logged.sort_unstable();
+    assert_eq!(logged, recorded, "the log names each run's own retry");
+    for run in firsts {
+        let events = p
+            .run(&["run", "events", &run["id"].to_string(), "-o", "json"])
+            .code(0)
+            .json();
+        let kinds: Vec<&str> = events
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| field(e, "kind"))
+            .collect();
+        assert_eq!(
+            kinds.iter().filter(|k| **k == "finished").count(),
+            1,
+            "{kinds:?}"
+        );
+        assert_eq!(
+            kinds.iter().filter(|k| **k == "retry").count(),
+            1,
+            "{kinds:?}"
+        );
+    }
+}

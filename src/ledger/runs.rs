@@ -110,6 +110,18 @@ pub struct Finish {
     pub max_rss_kb: Option<i64>,
 }
 
+/// A run's end, as [`Ledger::finish_runs`] records it.
+#[derive(Clone, Debug)]
+pub struct RunEnd {
+    pub run_id: i64,
+    /// The supervising daemon's epoch, which fences the write; `None` outside the daemon.
+    pub epoch: Option<i64>,
+    pub finish: Finish,
+    /// The next attempt, when the run is to be retried.
+    pub retry: Option<NewRun>,
+    pub at: Timestamp,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct RunEvent {
     pub id: i64,
@@ -506,15 +518,41 @@ impl Ledger {
     ///
     /// On a SQLite failure.
     pub fn claim(
-        &self,
+        &mut self,
         epoch: i64,
         supervisor: (i64, i64),
         now: Timestamp,
         max: usize,
     ) -> Result<Vec<RunRow>> {
+        Ok(self.finish_and_claim(&[], epoch, supervisor, now, max)?.1)
+    }
+
+    /// [`Ledger::finish_runs`] and [`Ledger::claim`] in one transaction: the executor writes the
+    /// ends queued by finished runs with its claim, so both share one disk sync.
+    ///
+    /// # Errors
+    ///
+    /// On a SQLite failure (nothing is written).
+    pub fn finish_and_claim(
+        &mut self,
+        ends: &[RunEnd],
+        epoch: i64,
+        supervisor: (i64, i64),
+        now: Timestamp,
+        max: usize,
+    ) -> Result<(Vec<Option<i64>>, Vec<RunRow>)> {
+        let path = self.path.clone();
+        let e = |e| LedgerError::from_sqlite(&path, e);
         let at = stamp(now);
-        let mut ids: Vec<i64> = self
+        let tx = self
             .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(e)?;
+        let mut retries = Vec::with_capacity(ends.len());
+        for end in ends {
+            retries.push(finish_one(&tx, end).map_err(e)?);
+        }
+        let mut ids: Vec<i64> = tx
             .prepare_cached(
                 "UPDATE runs SET state = 'running', started_at = ?1, epoch = ?2,
                         supervisor_pid = ?3, supervisor_start = ?4
@@ -530,13 +568,14 @@ impl Ledger {
                 )?
                 .collect::<rusqlite::Result<Vec<i64>>>()
             })
-            .map_err(|e| self.err(e))?;
+            .map_err(e)?;
+        tx.commit().map_err(e)?;
         ids.sort_unstable();
         let mut runs = Vec::with_capacity(ids.len());
         for id in ids {
             runs.extend(self.run(id)?);
         }
-        Ok(runs)
+        Ok((retries, runs))
     }
 
     /// The earliest instant a pending run may start, if there is a pending run.
@@ -621,76 +660,27 @@ impl Ledger {
         self.relaxed(|conn| add_event(conn, run_id, &stamp(now), kind, message))
     }
 
-    /// Ends a run and, when it is to be retried, creates the next attempt, in one transaction.
-    /// `epoch` fences the write: `None` for a run supervised outside the daemon. Returns the
-    /// retry's id, or `None`; a run already ended (or fenced off) is left alone.
+    /// Ends runs and, for those to be retried, creates their next attempts, all in one
+    /// transaction (one disk sync however many runs ended: group commit). Each end's `epoch`
+    /// fences its write: `None` for a run supervised outside the daemon. Returns, per end, the
+    /// retry's id or `None`; a run already ended (or fenced off) is left alone.
     ///
     /// # Errors
     ///
-    /// On a SQLite failure.
-    pub fn finish_run(
-        &mut self,
-        run_id: i64,
-        epoch: Option<i64>,
-        finish: &Finish,
-        retry: Option<&NewRun>,
-        now: Timestamp,
-    ) -> Result<Option<i64>> {
+    /// On a SQLite failure, for the whole batch (nothing is written).
+    pub fn finish_runs(&mut self, ends: &[RunEnd]) -> Result<Vec<Option<i64>>> {
         let path = self.path.clone();
         let e = |e| LedgerError::from_sqlite(&path, e);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(e)?;
-        let at = stamp(now);
-        let state = finish.state.unwrap_or(RunState::Failed);
-        let changed = tx
-            .prepare_cached(
-                "UPDATE runs SET state = ?3, finished_at = ?4, exit_code = ?5, signal = ?6,
-                        error = ?7, cpu_user_ms = ?8, cpu_sys_ms = ?9, max_rss_kb = ?10,
-                        started_at = coalesce(started_at, ?4)
-                 WHERE id = ?1 AND state IN ('pending', 'running') AND epoch IS ?2",
-            )
-            .map_err(e)?
-            .execute(params![
-                run_id,
-                epoch,
-                state.as_str(),
-                at,
-                finish.exit_code,
-                finish.signal,
-                finish.error,
-                finish.cpu_user_ms,
-                finish.cpu_sys_ms,
-                finish.max_rss_kb,
-            ])
-            .map_err(e)?;
-        if changed == 0 {
-            return Ok(None);
+        let mut retries = Vec::with_capacity(ends.len());
+        for end in ends {
+            retries.push(finish_one(&tx, end).map_err(e)?);
         }
-        let message = match &finish.error {
-            Some(error) => format!("{state}: {error}"),
-            None => state.to_string(),
-        };
-        add_event(&tx, run_id, &at, "finished", &message).map_err(e)?;
-        let retry_id = match retry {
-            Some(next) => {
-                let id = insert_run(&tx, next, now).map_err(e)?;
-                let when = next.not_before.map(stamp).unwrap_or_else(|| at.clone());
-                add_event(
-                    &tx,
-                    run_id,
-                    &at,
-                    "retry",
-                    &format!("attempt {} is run {id}, due at {when}", next.attempt),
-                )
-                .map_err(e)?;
-                Some(id)
-            }
-            None => None,
-        };
         tx.commit().map_err(e)?;
-        Ok(retry_id)
+        Ok(retries)
     }
 
     /// Runs in state `running`: at start, the daemon looks for those whose supervisor died.
@@ -1229,4 +1219,56 @@ impl Ledger {
         path.push(".wake");
         let _ = std::fs::write(path, jiff::Timestamp::now().to_string());
     }
+}
+
+fn finish_one(tx: &rusqlite::Connection, end: &RunEnd) -> rusqlite::Result<Option<i64>> {
+    let RunEnd {
+        run_id,
+        epoch,
+        finish,
+        retry,
+        at: now,
+    } = end;
+    let at = stamp(*now);
+    let state = finish.state.unwrap_or(RunState::Failed);
+    let changed = tx
+        .prepare_cached(
+            "UPDATE runs SET state = ?3, finished_at = ?4, exit_code = ?5, signal = ?6,
+                    error = ?7, cpu_user_ms = ?8, cpu_sys_ms = ?9, max_rss_kb = ?10,
+                    started_at = coalesce(started_at, ?4)
+             WHERE id = ?1 AND state IN ('pending', 'running') AND epoch IS ?2",
+        )?
+        .execute(params![
+            run_id,
+            epoch,
+            state.as_str(),
+            at,
+            finish.exit_code,
+            finish.signal,
+            finish.error,
+            finish.cpu_user_ms,
+            finish.cpu_sys_ms,
+            finish.max_rss_kb,
+        ])?;
+    if changed == 0 {
+        return Ok(None);
+    }
+    let message = match &finish.error {
+        Some(error) => format!("{state}: {error}"),
+        None => state.to_string(),
+    };
+    add_event(tx, *run_id, &at, "finished", &message)?;
+    let Some(next) = retry else {
+        return Ok(None);
+    };
+    let id = insert_run(tx, next, *now)?;
+    let when = next.not_before.map(stamp).unwrap_or_else(|| at.clone());
+    add_event(
+        tx,
+        *run_id,
+        &at,
+        "retry",
+        &format!("attempt {} is run {id}, due at {when}", next.attempt),
+    )?;
+    Ok(Some(id))
 }
