@@ -24,6 +24,50 @@ pub struct RawConfig {
     pub timezone: Option<String>,
     pub history: Option<RawHistoryDefaults>,
     pub daemon: Option<RawDaemon>,
+    pub server: Option<RawServer>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub listen: Option<String>,
+    pub token_file: Option<PathBuf>,
+    pub public_metrics: Option<bool>,
+    pub webhook_rate_limit: Option<u32>,
+    pub body_limit: Option<String>,
+    pub request_timeout: Option<String>,
+}
+
+/// `[server]`: the HTTP API of `jobs serve`. Flags and `JOBS_*` variables override each.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// `ADDR:PORT`; port 0 binds a free port.
+    pub listen: String,
+    /// One `ROLE TOKEN` per line (`read` or `admin`).
+    pub token_file: Option<PathBuf>,
+    /// Whether `/metrics` answers without a token.
+    pub public_metrics: bool,
+    /// Webhook requests a minute, per job.
+    pub webhook_rate_limit: u32,
+    /// The largest request body, in bytes.
+    pub body_limit: u64,
+    /// How long a request may take before it is answered 408 (log streams excepted).
+    pub request_timeout: Duration,
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8631";
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: DEFAULT_LISTEN.to_string(),
+            token_file: None,
+            public_metrics: true,
+            webhook_rate_limit: 60,
+            body_limit: 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -74,6 +118,7 @@ pub struct Config {
     pub output: Option<String>,
     pub defaults: Defaults,
     pub daemon: DaemonConfig,
+    pub server: ServerConfig,
 }
 
 /// Loads `path`, or `./jobs.toml` when `path` is `None` and that file exists.
@@ -162,6 +207,34 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Diagnostic> {
         }
         daemon.log_format = d.log_format;
     }
+    let mut server = ServerConfig::default();
+    if let Some(sv) = raw.server {
+        if let Some(listen) = sv.listen {
+            server.listen = listen;
+        }
+        server.token_file = sv.token_file.map(|f| base.join(f));
+        if let Some(public) = sv.public_metrics {
+            server.public_metrics = public;
+        }
+        if let Some(n) = sv.webhook_rate_limit {
+            if n == 0 {
+                return Err(Diagnostic::error(
+                    &shown,
+                    "server.webhook_rate_limit must be at least 1 (requests a minute, per job)",
+                ));
+            }
+            server.webhook_rate_limit = n;
+        }
+        if let Some(limit) = sv.body_limit {
+            server.body_limit = crate::size::ByteSize::parse(&limit)
+                .map_err(|m| Diagnostic::error(&shown, format!("server.body_limit: {m}")))?
+                .0;
+        }
+        if let Some(t) = sv.request_timeout {
+            server.request_timeout = Duration::parse(&t)
+                .map_err(|m| Diagnostic::error(&shown, format!("server.request_timeout: {m}")))?;
+        }
+    }
     if let Some(output) = &raw.output
         && !matches!(output.as_str(), "table" | "json")
     {
@@ -177,5 +250,6 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Diagnostic> {
         output: raw.output,
         defaults,
         daemon,
+        server,
     })
 }

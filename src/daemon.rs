@@ -26,7 +26,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::catalog;
 use crate::clock::Clock;
-use crate::config::DaemonConfig;
+use crate::config::{DaemonConfig, ServerConfig};
 use crate::executor::{self, Echo, Shared};
 use crate::ledger::{JobSlots, Ledger, NewRun, Retention, RunRow, stamp};
 use crate::run::{Ending, Trigger};
@@ -54,6 +54,10 @@ pub struct Options {
     pub ledger: PathBuf,
     pub defaults: Defaults,
     pub daemon: DaemonConfig,
+    pub server: ServerConfig,
+    pub tokens: crate::api::auth::Tokens,
+    /// Serve the API with no tokens on a non-loopback address.
+    pub insecure: bool,
     pub clock: Clock,
 }
 
@@ -75,7 +79,7 @@ struct Daemon {
     /// Stop switches of the runs this daemon is running.
     stops: Mutex<HashMap<i64, watch::Sender<Option<Stop>>>>,
     /// The last errors reported for jobs.d, so each is logged once, not at every reconcile.
-    last_problems: Mutex<String>,
+    last_problems: Mutex<(usize, String)>,
     parse_cache: Mutex<HashMap<String, CachedParse>>,
     /// The jobs folder as last read, so a change re-reads only the files it names.
     last_scan: Mutex<Option<source::Scan>>,
@@ -125,12 +129,17 @@ async fn serve_async(options: Options) -> Result<()> {
                 _ => false,
             }
     })?;
+    let listener = crate::api::bind(&options.server.listen, &options.tokens, options.insecure)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let listen = listener.local_addr().context("reading the API's address")?;
     tracing::info!(
         pid = me.0,
         epoch,
+        listen = %listen,
         ledger = %options.ledger.display(),
         dir = %options.dir.display(),
-        "jobs serve started"
+        "jobs serve started; the API listens on http://{listen}"
     );
     let kill_grace = StdDuration::try_from(options.daemon.kill_grace.as_signed())
         .unwrap_or(StdDuration::from_secs(10));
@@ -154,7 +163,7 @@ async fn serve_async(options: Options) -> Result<()> {
         seen_version: std::sync::atomic::AtomicI64::new(-1),
         idle: Notify::new(),
         stops: Mutex::new(HashMap::new()),
-        last_problems: Mutex::new(String::new()),
+        last_problems: Mutex::new((0, String::new())),
         parse_cache: Mutex::new(HashMap::new()),
         last_scan: Mutex::new(None),
     });
@@ -189,6 +198,38 @@ async fn serve_async(options: Options) -> Result<()> {
         })
     };
 
+    if let Ok(successes) = daemon.shared.ledger().last_successes() {
+        for (job, at) in successes {
+            daemon
+                .shared
+                .metrics
+                .last_success
+                .get_or_create(&crate::metrics::JobLabel { job })
+                .set(at);
+        }
+    }
+    let server = {
+        let (wake, problems) = (daemon.clone(), daemon.clone());
+        let server = &daemon.options.server;
+        let router = crate::api::router(crate::api::Options {
+            ledger: daemon.options.ledger.clone(),
+            shared: daemon.shared.clone(),
+            tokens: daemon.options.tokens.clone(),
+            insecure: daemon.options.insecure,
+            public_metrics: server.public_metrics,
+            webhook_rate_limit: server.webhook_rate_limit,
+            body_limit: server.body_limit,
+            request_timeout: StdDuration::try_from(server.request_timeout.as_signed())
+                .unwrap_or(StdDuration::from_secs(30)),
+            wake: Box::new(move || wake.ledger_changed()),
+            problems: Box::new(move || problems.problems()),
+        });
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, router).await {
+                tracing::error!("the API stopped: {e}");
+            }
+        })
+    };
     let scheduler = tokio::spawn(daemon.clone().scheduler());
     let executor = tokio::spawn(daemon.clone().executor());
     let pruner = tokio::spawn(daemon.clone().pruner());
@@ -238,6 +279,7 @@ async fn serve_async(options: Options) -> Result<()> {
         }
     };
     daemon.shutdown(why).await;
+    server.abort();
     scheduler.abort();
     executor.abort();
     pruner.abort();
@@ -458,10 +500,10 @@ impl Daemon {
             .last_problems
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if *last == rendered {
+        if last.1 == rendered {
             return;
         }
-        *last = rendered.clone();
+        *last = (errors.len(), rendered.clone());
         drop(last);
         let now = self.now();
         let ledger = self.shared.ledger();
@@ -481,6 +523,15 @@ impl Daemon {
             }
             let _ = ledger.daemon_event(now, "source_invalid", &rendered);
         }
+    }
+
+    /// The jobs folder's current errors: how many, and rendered; `None` when it is valid.
+    fn problems(&self) -> Option<(usize, String)> {
+        let last = self
+            .last_problems
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        (last.0 > 0).then(|| last.clone())
     }
 
     /// Another process committed to the ledger (or the daemon itself did: `data_version`

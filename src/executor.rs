@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::clock::Clock;
 use crate::ledger::{Finish, Ledger, NewRun, RunEnd, RunRow, stamp};
+use crate::metrics::{JobLabel, JobState, Metrics};
 use crate::run::{self, Conclusion, Ending, Trigger};
 use crate::runner::{self, Launch, Report, Stop};
 use crate::spec::{self, Defaults, JobSpec};
@@ -33,6 +34,10 @@ pub struct Shared {
     /// Run ends waiting to be written. Whoever next holds the ledger writes all of them in one
     /// transaction, so runs ending together share one disk sync (group commit).
     ends: Mutex<Vec<(RunEnd, Arc<EndResult>)>>,
+    /// Bumped after each write about a run (its start, output, end): what `logs?follow`
+    /// waits on.
+    progress: tokio::sync::watch::Sender<u64>,
+    pub metrics: Arc<Metrics>,
 }
 
 type EndResult = OnceLock<Result<Option<i64>, String>>;
@@ -60,6 +65,8 @@ impl Shared {
             defaults,
             specs: Mutex::new(HashMap::new()),
             ends: Mutex::new(Vec::new()),
+            progress: tokio::sync::watch::Sender::new(0),
+            metrics: Arc::new(Metrics::new()),
         }
     }
 
@@ -69,6 +76,15 @@ impl Shared {
         self.ledger
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A receiver that changes after each write about a run.
+    pub fn progress(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.progress.subscribe()
+    }
+
+    fn progressed(&self) {
+        self.progress.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// Records a run's end (and its retry), durably, sharing the transaction with every other
@@ -90,6 +106,7 @@ impl Shared {
             .ok();
         }
         drop(ledger);
+        self.progressed();
         mine.get()
             .cloned()
             .unwrap_or_else(|| Err("the run's end was not written".to_string()))
@@ -291,6 +308,11 @@ pub async fn run_and_record(
                     tracing::info!(run = run.id, job = %run.job, pid, "process started");
                     let message = format!("process {pid} started (attempt {})", run.attempt);
                     log_ledger_error(shared.ledger().set_process(run.id, pid, start_time, &message, at));
+                    shared.progressed();
+                    if let Some(due) = run.scheduled_at.as_deref().and_then(|t| t.parse::<Timestamp>().ok()) {
+                        let late = at.duration_since(due).as_secs_f64().max(0.0);
+                        shared.metrics.fire_latency.observe(late);
+                    }
                 }
                 Some(Report::Truncated { at_bytes }) => {
                     truncated = true;
@@ -372,6 +394,30 @@ pub fn record_end(
         retry,
         at: now,
     });
+    if result.is_ok() {
+        let m = &shared.metrics;
+        m.runs_finished
+            .get_or_create(&JobState {
+                job: run.job.clone(),
+                state: conclusion.state.to_string(),
+            })
+            .inc();
+        let label = JobLabel {
+            job: run.job.clone(),
+        };
+        if let Some(started) = run
+            .started_at
+            .as_deref()
+            .and_then(|t| t.parse::<Timestamp>().ok())
+        {
+            m.run_duration
+                .get_or_create(&label)
+                .observe(now.duration_since(started).as_secs_f64().max(0.0));
+        }
+        if conclusion.state == crate::run::RunState::Succeeded {
+            m.last_success.get_or_create(&label).set(now.as_second());
+        }
+    }
     match result {
         Ok(Some(retry_id)) => tracing::info!(
             run = run.id,
@@ -409,6 +455,7 @@ fn flush(
             .append_output(run_id, batch, bytes, truncated),
     );
     batch.clear();
+    shared.progressed();
 }
 
 fn echo_line(line: &runner::Line) {

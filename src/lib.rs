@@ -14,7 +14,10 @@ pub mod name;
 pub mod schedule;
 pub mod size;
 pub mod spec;
+pub mod views;
+pub mod webhook;
 
+pub mod api;
 pub mod apply;
 pub mod catalog;
 pub mod cli;
@@ -22,6 +25,7 @@ pub mod clock;
 pub mod config;
 pub mod git;
 pub mod ledger;
+pub mod metrics;
 pub mod plan;
 pub mod run;
 pub mod runner;

@@ -130,6 +130,15 @@ enum Command {
         /// Log format [default: human]
         #[arg(long, env = "JOBS_LOG_FORMAT", value_parser = ["human", "json"])]
         log_format: Option<String>,
+        /// The API's address, ADDRESS:PORT; port 0 picks a free port [default: 127.0.0.1:8631]
+        #[arg(long, env = "JOBS_LISTEN", value_name = "ADDR:PORT")]
+        listen: Option<String>,
+        /// API tokens, one `ROLE TOKEN` per line (ROLE: read or admin); JOBS_TOKEN adds an admin token
+        #[arg(long, env = "JOBS_TOKEN_FILE", value_name = "FILE")]
+        token_file: Option<PathBuf>,
+        /// Serve the API on a non-loopback address with no token (only behind an authenticating proxy)
+        #[arg(long)]
+        insecure: bool,
     },
     /// Run a job now, in the foreground, recorded in the ledger (or: run get|events|cancel ID)
     #[command(args_conflicts_with_subcommands = true)]
@@ -316,6 +325,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             shutdown_grace,
             kill_grace,
             log_format,
+            listen,
+            token_file,
+            insecure,
         } => runs::serve(
             &settings,
             runs::ServeFlags {
@@ -323,6 +335,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 shutdown_grace,
                 kill_grace,
                 log_format,
+                listen,
+                token_file,
+                insecure,
             },
         ),
         Command::Run {

@@ -57,6 +57,9 @@ pub struct ServeFlags {
     pub shutdown_grace: Option<String>,
     pub kill_grace: Option<String>,
     pub log_format: Option<String>,
+    pub listen: Option<String>,
+    pub token_file: Option<std::path::PathBuf>,
+    pub insecure: bool,
 }
 
 pub fn serve(settings: &Settings, flags: ServeFlags) -> Result<ExitCode> {
@@ -91,11 +94,24 @@ pub fn serve(settings: &Settings, flags: ServeFlags) -> Result<ExitCode> {
             settings.dir.display()
         );
     }
+    let mut server = settings.config.server.clone();
+    if let Some(listen) = flags.listen {
+        server.listen = listen;
+    }
+    if let Some(file) = flags.token_file {
+        server.token_file = Some(file);
+    }
+    let admin = std::env::var("JOBS_TOKEN").ok();
+    let tokens = crate::api::auth::Tokens::load(server.token_file.as_deref(), admin.as_deref())
+        .map_err(anyhow::Error::msg)?;
     daemon::serve(daemon::Options {
         dir: settings.dir.clone(),
         ledger: settings.ledger.clone(),
         defaults: settings.config.defaults.clone(),
         daemon: config,
+        server,
+        tokens,
+        insecure: flags.insecure,
         clock: clock()?,
     })?;
     Ok(ExitCode::SUCCESS)
@@ -144,25 +160,14 @@ fn params(
         let Some((key, value)) = pair.split_once('=') else {
             bail!("--param `{pair}` is not KEY=VALUE");
         };
-        if !spec.params.contains_key(key) {
-            let declared: Vec<&str> = spec.params.keys().map(String::as_str).collect();
-            bail!(
-                "job `{job}` has no parameter `{key}`; {}",
-                if declared.is_empty() {
-                    "it declares none".to_string()
-                } else {
-                    format!("it declares: {}", declared.join(", "))
-                }
-            );
-        }
         values.insert(key.to_string(), value.to_string());
     }
-    for (name, param) in &spec.params {
-        if param.required && param.default.is_none() && !values.contains_key(name) {
-            bail!("job `{job}` needs the parameter `{name}`: pass --param {name}=VALUE");
+    let value = crate::spec::bind_params(job, &spec.params, values).map_err(|e| match e {
+        crate::spec::ParamError::Missing { ref name, .. } => {
+            anyhow::anyhow!("{e}: pass --param {name}=VALUE")
         }
-    }
-    let value = (!values.is_empty()).then(|| json!(values));
+        other => anyhow::Error::new(other),
+    })?;
     Ok((row.revision_id, value))
 }
 
@@ -319,6 +324,8 @@ pub fn runs(
         job,
         state,
         trigger: None,
+        since: None,
+        before: None,
         limit: Some(limit),
     })?;
     if settings.output == OutputFormat::Json {

@@ -9,7 +9,7 @@
 
 use jiff::Timestamp;
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Ledger, LedgerError, Result, stamp};
 use crate::run::{RunState, Trigger};
@@ -19,7 +19,7 @@ use crate::slots::{Outcome, SlotRow};
 const LEASE: &str = "daemon";
 
 /// A run as the ledger records it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RunRow {
     pub id: i64,
     pub job: String,
@@ -122,7 +122,7 @@ pub struct RunEnd {
     pub at: Timestamp,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RunEvent {
     pub id: i64,
     pub run_id: i64,
@@ -131,7 +131,7 @@ pub struct RunEvent {
     pub message: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OutputLine {
     pub id: i64,
     pub at: String,
@@ -164,6 +164,10 @@ pub struct RunFilter {
     pub job: Option<String>,
     pub state: Option<RunState>,
     pub trigger: Option<Trigger>,
+    /// Runs scheduled (or created) at or after this RFC 3339 instant.
+    pub since: Option<String>,
+    /// Runs with an id below this one: the cursor of the next page.
+    pub before: Option<i64>,
     pub limit: Option<usize>,
 }
 
@@ -796,7 +800,8 @@ impl Ledger {
         let sql = format!(
             "SELECT {RUN_COLUMNS} FROM runs r LEFT JOIN revisions v ON v.id = r.revision_id
              WHERE (?1 IS NULL OR r.job = ?1) AND (?2 IS NULL OR r.state = ?2)
-               AND (?3 IS NULL OR r.trigger = ?3)
+               AND (?3 IS NULL OR r.trigger = ?3) AND (?5 IS NULL OR r.id < ?5)
+               AND (?6 IS NULL OR coalesce(r.scheduled_at, r.created_at) >= ?6)
              ORDER BY r.id DESC LIMIT ?4"
         );
         let mut stmt = self.conn.prepare_cached(&sql).map_err(|e| self.err(e))?;
@@ -805,12 +810,99 @@ impl Ledger {
                 filter.job,
                 filter.state.map(RunState::as_str),
                 filter.trigger.map(Trigger::as_str),
-                limit
+                limit,
+                filter.before,
+                filter.since,
             ],
             run_from_row,
         )
         .and_then(Iterator::collect)
         .map_err(|e| self.err(e))
+    }
+
+    /// How many runs wait to start.
+    ///
+    /// # Errors
+    ///
+    /// On a SQLite failure.
+    pub fn count_pending(&self) -> Result<i64> {
+        self.conn
+            .query_row(
+                "SELECT count(*) FROM runs WHERE state = 'pending'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))
+    }
+
+    /// How many jobs are active.
+    ///
+    /// # Errors
+    ///
+    /// On a SQLite failure.
+    pub fn count_active_jobs(&self) -> Result<i64> {
+        self.conn
+            .query_row("SELECT count(*) FROM jobs WHERE active = 1", [], |r| {
+                r.get(0)
+            })
+            .map_err(|e| self.err(e))
+    }
+
+    /// Each job's newest successful end, in seconds since 1970 (read once, at start; the
+    /// executor keeps the metric up to date after that).
+    ///
+    /// # Errors
+    ///
+    /// On a SQLite failure.
+    pub fn last_successes(&self) -> Result<Vec<(String, i64)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT job, max(finished_at) FROM runs WHERE state = 'succeeded' GROUP BY job",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (job, at) = row.map_err(|e| self.err(e))?;
+            if let Some(at) = at.and_then(|t| t.parse::<Timestamp>().ok()) {
+                out.push((job, at.as_second()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Runs by job and state, for one job or all.
+    ///
+    /// # Errors
+    ///
+    /// On a SQLite failure.
+    pub fn run_counts(
+        &self,
+        job: Option<&str>,
+    ) -> Result<std::collections::HashMap<String, std::collections::BTreeMap<String, i64>>> {
+        // Two statements, so one job's count uses the (job, slot) index.
+        let sql = match job {
+            Some(_) => "SELECT job, state, count(*) FROM runs WHERE job = ?1 GROUP BY state",
+            None => "SELECT job, state, count(*) FROM runs WHERE ?1 IS NULL GROUP BY job, state",
+        };
+        let mut stmt = self.conn.prepare_cached(sql).map_err(|e| self.err(e))?;
+        let mut out: std::collections::HashMap<String, std::collections::BTreeMap<String, i64>> =
+            std::collections::HashMap::new();
+        let rows = stmt
+            .query_map([job], |r| {
+                Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?))
+            })
+            .map_err(|e| self.err(e))?;
+        for row in rows {
+            let (job, state, n) = row.map_err(|e| self.err(e))?;
+            out.entry(job).or_default().insert(state, n);
+        }
+        Ok(out)
     }
 
     fn query_runs<P: rusqlite::Params>(

@@ -552,3 +552,55 @@ mod tests {
         }
     }
 }
+
+/// A run's parameters that do not fit the job's declared `params`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ParamError {
+    #[error("job `{job}` has no parameter `{name}`; {}", declared_text(.declared))]
+    Unknown {
+        job: String,
+        name: String,
+        declared: Vec<String>,
+    },
+    #[error("job `{job}` needs the parameter `{name}`")]
+    Missing { job: String, name: String },
+}
+
+fn declared_text(declared: &[String]) -> String {
+    if declared.is_empty() {
+        "it declares none".to_string()
+    } else {
+        format!("it declares: {}", declared.join(", "))
+    }
+}
+
+/// Checks the parameters given for a run of `job` against its declared `params`: each must be
+/// declared, and each required one without a default must be given. Returns them as the JSON
+/// object the ledger records (`None` for none).
+///
+/// # Errors
+///
+/// The first parameter that does not fit.
+pub fn bind_params(
+    job: &str,
+    declared: &BTreeMap<String, Param>,
+    given: BTreeMap<String, String>,
+) -> Result<Option<serde_json::Value>, ParamError> {
+    if let Some(name) = given.keys().find(|k| !declared.contains_key(*k)) {
+        return Err(ParamError::Unknown {
+            job: job.to_string(),
+            name: name.clone(),
+            declared: declared.keys().cloned().collect(),
+        });
+    }
+    if let Some((name, _)) = declared
+        .iter()
+        .find(|(name, p)| p.required && p.default.is_none() && !given.contains_key(*name))
+    {
+        return Err(ParamError::Missing {
+            job: job.to_string(),
+            name: name.clone(),
+        });
+    }
+    Ok((!given.is_empty()).then(|| serde_json::json!(given)))
+}

@@ -123,6 +123,10 @@ impl Project {
             "JOBS_CONFIG",
             "JOBS_OUTPUT",
             "JOBS_LOCK_WAIT",
+            "JOBS_TOKEN",
+            "JOBS_TOKEN_FILE",
+            "JOBS_LISTEN",
+            "JOBS_SERVER",
         ] {
             cmd.env_remove(var);
         }
@@ -158,6 +162,12 @@ pub struct Daemon {
 impl Project {
     /// Starts `jobs serve ARGS` with a JSON log, its clock starting at `now` (or the real time).
     pub fn serve(&self, args: &[&str], now: Option<&str>) -> Daemon {
+        self.serve_env(args, now, &[])
+    }
+
+    /// `jobs serve` with extra environment variables. The API listens on a free port unless
+    /// `args` say otherwise; [`Daemon::url`] tells which.
+    pub fn serve_env(&self, args: &[&str], now: Option<&str>, env: &[(&str, &str)]) -> Daemon {
         let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin!("jobs"));
         cmd.current_dir(self.root())
             .arg("serve")
@@ -175,11 +185,21 @@ impl Project {
             "JOBS_CONFIG",
             "JOBS_OUTPUT",
             "JOBS_NOW",
+            "JOBS_TOKEN",
+            "JOBS_TOKEN_FILE",
+            "JOBS_LISTEN",
+            "JOBS_SERVER",
         ] {
             cmd.env_remove(var);
         }
+        if !args.iter().any(|a| a.starts_with("--listen")) {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        }
         if let Some(now) = now {
             cmd.env("JOBS_NOW", now);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
         }
         let mut child = cmd.spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
@@ -240,6 +260,24 @@ impl Daemon {
                 return line;
             }
         }
+    }
+
+    /// The API's base URL, `http://127.0.0.1:PORT`, from the daemon's first log line.
+    pub fn url(&mut self) -> String {
+        let started = self
+            .seen
+            .iter()
+            .find(|l| {
+                l.get("message")
+                    .and_then(serde_json::Value::as_str)
+                    .is_some_and(|m| m.contains("jobs serve started"))
+            })
+            .cloned();
+        let started = started.unwrap_or_else(|| self.wait_for("jobs serve started", &[]));
+        format!(
+            "http://{}",
+            started["listen"].as_str().expect("the listen field")
+        )
     }
 
     /// Sends `signal` to the daemon.

@@ -1,0 +1,127 @@
+//! `POST /v1/hooks/{name}`: a signed trigger. The job must have a `webhook` block; its secret
+//! is read from the environment variable or file the block names, at each request.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+
+use super::error::{ApiError, ApiResult, ErrorBody};
+use super::jobs::{ParamValue, no_job, queue_run};
+use super::{Api, Path, accepted};
+use crate::ledger::RunRow;
+use crate::run::Trigger;
+use crate::spec::Webhook;
+use crate::webhook::{self, Signed};
+
+/// Triggers the job from a signed request. The raw body is signed with HMAC-SHA256 and the
+/// job's secret: `X-Hub-Signature-256: sha256=HEX` (GitHub's header) or `X-Jobs-Signature`.
+/// With `X-Jobs-Timestamp: UNIX_SECONDS`, the signed text is `TIMESTAMP.BODY` and requests
+/// more than 5 minutes old are refused. A JSON body's `params` object fills declared
+/// parameters. No bearer token: the signature is the authentication.
+#[utoipa::path(post, path = "/v1/hooks/{name}", tag = "webhooks", security(()),
+    params(("name" = String, Path, description = "The job's name"),
+        ("X-Hub-Signature-256" = Option<String>, Header, description = "sha256=HEX of the body"),
+        ("X-Jobs-Signature" = Option<String>, Header, description = "sha256=HEX of the body (or of TIMESTAMP.BODY)"),
+        ("X-Jobs-Timestamp" = Option<String>, Header, description = "Seconds since 1970, signed with the body")),
+    request_body(content = String, description = "Any body; a JSON object may carry `params`"),
+    responses((status = 202, body = RunRow),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 429, body = ErrorBody)))]
+pub async fn hook(
+    State(api): State<Arc<Api>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let job = name.clone();
+    let row = api
+        .read(move |l| l.job(&job))
+        .await?
+        .filter(|r| r.active)
+        .ok_or_else(|| no_job(&name))?;
+    let spec = api
+        .shared
+        .spec(row.revision_id)
+        .map_err(|e| ApiError::internal("reading the job's definition", e))?;
+    let Some(source) = &spec.webhook else {
+        return Err(ApiError::not_found(format!(
+            "job `{name}` has no webhook; add a `webhook:` block to its file"
+        )));
+    };
+    let secret = read_secret(source).map_err(|why| {
+        tracing::error!(job = %name, "webhook secret: {why}");
+        ApiError::unavailable(format!(
+            "job `{name}`'s webhook secret is not available on the server; its log says why"
+        ))
+    })?;
+    let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+    let signed = Signed {
+        hub: header("x-hub-signature-256"),
+        jobs: header("x-jobs-signature"),
+        timestamp: header("x-jobs-timestamp"),
+    };
+    webhook::verify(&secret, &body, signed, api.now())
+        .map_err(|refusal| ApiError::new(StatusCode::UNAUTHORIZED, refusal.to_string()))?;
+    if !spec.enabled {
+        return Err(ApiError::conflict(format!(
+            "job `{name}` is disabled (`enabled: false`); webhooks do not fire it"
+        )));
+    }
+    let allowed = api
+        .limiter
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take(&name, api.now());
+    if let Err(wait) = allowed {
+        return Err(ApiError {
+            retry_after: Some(wait),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "job `{name}` takes a limited number of webhook calls a minute; retry in {wait} s"
+                ),
+            )
+        });
+    }
+    let params = params_of(&body)?;
+    let run = queue_run(&api, &name, params, Trigger::Webhook).await?;
+    Ok(accepted(run))
+}
+
+/// `params` from a JSON object body; other bodies (a GitHub push event, a form) carry none.
+fn params_of(body: &[u8]) -> ApiResult<BTreeMap<String, String>> {
+    let Ok(serde_json::Value::Object(mut object)) = serde_json::from_slice(body) else {
+        return Ok(BTreeMap::new());
+    };
+    let Some(params) = object.remove("params") else {
+        return Ok(BTreeMap::new());
+    };
+    let params: BTreeMap<String, ParamValue> = serde_json::from_value(params).map_err(|_| {
+        ApiError::bad_request("`params` must be an object of names to strings, numbers or booleans")
+    })?;
+    Ok(params
+        .into_iter()
+        .map(|(k, v)| (k, v.into_text()))
+        .collect())
+}
+
+fn read_secret(source: &Webhook) -> Result<Vec<u8>, String> {
+    let secret = match source {
+        Webhook::SecretEnv(var) => {
+            std::env::var(var).map_err(|_| format!("the environment variable {var} is not set"))?
+        }
+        Webhook::SecretFile(path) => std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {path}: {e}"))?
+            .trim_end_matches(['\n', '\r'])
+            .to_string(),
+    };
+    if secret.is_empty() {
+        return Err("the secret is empty".to_string());
+    }
+    Ok(secret.into_bytes())
+}

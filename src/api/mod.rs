@@ -1,0 +1,354 @@
+//! The HTTP API of `jobs serve`: axum on the daemon's runtime.
+//!
+//! Reads go through a small pool of read-only ledger connections (WAL lets them run beside the
+//! daemon's writes); writes (trigger, pause, cancel) through one connection of the API's own,
+//! committed durably, after which the daemon is woken in-process. Every handler is described
+//! by `utoipa` and collected into the OpenAPI document at `GET /v1/openapi.json`; every error
+//! is JSON (see [`error`]).
+
+pub mod auth;
+pub mod error;
+mod hooks;
+mod jobs;
+mod runs;
+mod system;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration as StdDuration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, FromRequest, Request};
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use serde::de::DeserializeOwned;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::executor::Shared;
+use crate::ledger::Ledger;
+use crate::webhook::RateLimiter;
+use auth::Tokens;
+use error::{ApiError, ApiResult};
+
+/// What the daemon hands the API.
+pub struct Options {
+    pub ledger: PathBuf,
+    pub shared: Arc<Shared>,
+    pub tokens: Tokens,
+    /// No tokens needed at all (`--insecure` with none configured).
+    pub insecure: bool,
+    pub public_metrics: bool,
+    pub webhook_rate_limit: u32,
+    pub body_limit: u64,
+    pub request_timeout: StdDuration,
+    /// Tells the daemon the ledger changed (a trigger, a pause, a cancel).
+    pub wake: Box<dyn Fn() + Send + Sync>,
+    /// The jobs folder's current problems, if any: how many, and the rendered diagnostics
+    /// (for `readyz` and metrics).
+    pub problems: Box<dyn Fn() -> Option<(usize, String)> + Send + Sync>,
+}
+
+/// The API's shared state.
+pub struct Api {
+    pub(crate) ledger: PathBuf,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) tokens: Tokens,
+    pub(crate) insecure: bool,
+    pub(crate) public_metrics: bool,
+    readers: Mutex<Vec<Ledger>>,
+    writer: Mutex<Option<Ledger>>,
+    pub(crate) limiter: Mutex<RateLimiter>,
+    pub(crate) wake: Box<dyn Fn() + Send + Sync>,
+    pub(crate) problems: Box<dyn Fn() -> Option<(usize, String)> + Send + Sync>,
+}
+
+impl Api {
+    /// Runs `f` on a read-only ledger connection, off the runtime's threads.
+    pub(crate) async fn read<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Ledger) -> crate::ledger::Result<T> + Send + 'static,
+    ) -> ApiResult<T> {
+        let api = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = api
+                .readers
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .pop();
+            let ledger = match pooled {
+                Some(l) => l,
+                None => Ledger::open_read_only(&api.ledger)?
+                    .ok_or_else(|| ApiError::unavailable("the ledger does not exist yet"))?,
+            };
+            let result = f(&ledger);
+            api.readers
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(ledger);
+            result.map_err(ApiError::from)
+        })
+        .await
+        .map_err(|e| ApiError::internal("a ledger read", e))?
+    }
+
+    /// Runs `f` on the API's writing connection (durable commits), then wakes the daemon.
+    pub(crate) async fn write<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&mut Ledger) -> ApiResult<T> + Send + 'static,
+    ) -> ApiResult<T> {
+        let api = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut slot = api
+                .writer
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if slot.is_none() {
+                let ledger = Ledger::open(&api.ledger)?;
+                ledger.set_durable()?;
+                *slot = Some(ledger);
+            }
+            let ledger = slot.as_mut().expect("opened above");
+            let result = f(ledger);
+            drop(slot);
+            if result.is_ok() {
+                (api.wake)();
+            }
+            result
+        })
+        .await
+        .map_err(|e| ApiError::internal("a ledger write", e))?
+    }
+
+    pub(crate) fn now(&self) -> jiff::Timestamp {
+        self.shared.clock.now()
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "jobs",
+        description = "The HTTP API of `jobs serve`: jobs, runs, events, logs, triggers, webhooks and metrics. Every error is `{\"error\": {\"code\", \"message\"}}`.",
+        license(name = "MIT OR Apache-2.0")
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    tags(
+        (name = "jobs", description = "Jobs and what an operator does to them"),
+        (name = "runs", description = "Runs, their events and output"),
+        (name = "webhooks", description = "Signed triggers from other systems"),
+        (name = "system", description = "Health, readiness, metrics, this document")
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The router and its OpenAPI document.
+fn routes() -> (Router<Arc<Api>>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(jobs::list))
+        .routes(routes!(jobs::get))
+        .routes(routes!(jobs::trigger))
+        .routes(routes!(jobs::pause))
+        .routes(routes!(jobs::resume))
+        .routes(routes!(runs::list))
+        .routes(routes!(runs::get))
+        .routes(routes!(runs::events))
+        .routes(routes!(runs::logs))
+        .routes(routes!(runs::cancel))
+        .routes(routes!(hooks::hook))
+        .routes(routes!(system::healthz))
+        .routes(routes!(system::readyz))
+        .routes(routes!(system::metrics))
+        .routes(routes!(system::openapi))
+        .split_for_parts()
+}
+
+/// The OpenAPI document, as served (built once).
+pub fn openapi() -> &'static serde_json::Value {
+    static DOC: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    DOC.get_or_init(|| serde_json::to_value(routes().1).unwrap_or_default())
+}
+
+/// Builds the API's router.
+pub fn router(options: Options) -> Router {
+    let api = Arc::new(Api {
+        ledger: options.ledger,
+        shared: options.shared,
+        tokens: options.tokens,
+        insecure: options.insecure,
+        public_metrics: options.public_metrics,
+        readers: Mutex::new(Vec::new()),
+        writer: Mutex::new(None),
+        limiter: Mutex::new(RateLimiter::new(options.webhook_rate_limit)),
+        wake: options.wake,
+        problems: options.problems,
+    });
+    let limit = usize::try_from(options.body_limit).unwrap_or(usize::MAX);
+    routes()
+        .0
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(api)
+        .layer(DefaultBodyLimit::disable())
+        .layer(RequestBodyLimitLayer::new(limit))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            options.request_timeout,
+        ))
+        .layer(axum::middleware::from_fn(error::json_errors))
+}
+
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found(format!(
+        "no such endpoint: {}; GET /v1/openapi.json lists them",
+        uri.path()
+    ))
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{} does not take {method}", uri.path()),
+    )
+}
+
+/// Binds `listen`, refusing a non-loopback address with no tokens unless `insecure`.
+///
+/// # Errors
+///
+/// A message saying what to change.
+pub async fn bind(
+    listen: &str,
+    tokens: &Tokens,
+    insecure: bool,
+) -> Result<tokio::net::TcpListener, String> {
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(listen)
+        .await
+        .map_err(|e| format!("--listen `{listen}` is not ADDRESS:PORT: {e}"))?
+        .collect();
+    let Some(first) = addrs.first() else {
+        return Err(format!("--listen `{listen}` names no address"));
+    };
+    if !first.ip().is_loopback() && tokens.is_empty() && !insecure {
+        return Err(format!(
+            "refusing to serve the API on {first}, which is not loopback, with no token configured: \
+             give --token-file or JOBS_TOKEN, or --insecure if something in front of it authenticates"
+        ));
+    }
+    tokio::net::TcpListener::bind(first)
+        .await
+        .map_err(|e| format!("cannot listen on {first}: {e}"))
+}
+
+/// A JSON request body that may be empty (then `T::default()`); anything else must be JSON.
+pub struct OptionalJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| {
+                v.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase()
+            });
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| ApiError::new(e.status(), e.body_text()))?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJson(T::default()));
+        }
+        match json.as_deref() {
+            Some("application/json") => {}
+            Some(other) => {
+                return Err(ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    format!("the body is `{other}`; send `application/json`"),
+                ));
+            }
+            None => {
+                return Err(ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "a body needs `Content-Type: application/json`",
+                ));
+            }
+        }
+        parse_json(&bytes).map(OptionalJson)
+    }
+}
+
+/// Parses a JSON body: 400 for malformed JSON, 422 for JSON of the wrong shape.
+pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        use serde_json::error::Category;
+        match e.classify() {
+            Category::Data => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("the body does not fit: {e}"),
+            ),
+            _ => ApiError::bad_request(format!("the body is not valid JSON: {e}")),
+        }
+    })
+}
+
+/// Query strings and paths: their rejections become 400s with the reason.
+pub struct Query<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> axum::extract::FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| Query(q.0))
+            .map_err(|e| ApiError::bad_request(e.body_text()))
+    }
+}
+
+pub struct Path<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> axum::extract::FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| Path(p.0))
+            .map_err(|e| ApiError::bad_request(e.body_text()))
+    }
+}
+
+/// `202 Accepted` with a JSON body.
+pub(crate) fn accepted<T: serde::Serialize>(body: T) -> axum::response::Response {
+    (StatusCode::ACCEPTED, axum::Json(body)).into_response()
+}

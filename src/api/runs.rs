@@ -1,0 +1,268 @@
+//! `/v1/runs`: list, get, events, logs (with live following), cancel.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::auth::{Admin, Reader};
+use super::error::{ApiError, ApiResult, ErrorBody};
+use super::{Api, Path, Query};
+use crate::ledger::{CancelOutcome, OutputLine, RunEvent, RunFilter, RunRow};
+use crate::run::{RunState, Trigger};
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RunsQuery {
+    /// Only runs of this job.
+    pub job: Option<String>,
+    /// Only runs in this state: pending, running, succeeded, failed, timed_out, cancelled,
+    /// skipped, missed.
+    pub state: Option<String>,
+    /// Only runs started this way: schedule, manual, retry, webhook, dependency, catchup.
+    pub trigger: Option<String>,
+    /// Only runs scheduled at or after this RFC 3339 instant.
+    pub since: Option<String>,
+    /// At most this many (default 100, at most 1000).
+    pub limit: Option<usize>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<i64>,
+}
+
+/// A page of runs, newest first.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RunPage {
+    pub runs: Vec<RunRow>,
+    /// Pass as `cursor` for the next (older) page; absent on the last page.
+    pub next_cursor: Option<i64>,
+}
+
+/// Runs, newest first, a page at a time.
+#[utoipa::path(get, path = "/v1/runs", tag = "runs", params(RunsQuery),
+    responses((status = 200, body = RunPage),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub async fn list(
+    State(api): State<Arc<Api>>,
+    _: Reader,
+    Query(q): Query<RunsQuery>,
+) -> ApiResult<Json<RunPage>> {
+    let state = q
+        .state
+        .as_deref()
+        .map(RunState::parse)
+        .transpose()
+        .map_err(ApiError::bad_request)?;
+    let trigger = q
+        .trigger
+        .as_deref()
+        .map(Trigger::parse)
+        .transpose()
+        .map_err(ApiError::bad_request)?;
+    let since = q
+        .since
+        .as_deref()
+        .map(|s| {
+            s.parse::<jiff::Timestamp>()
+                .map(crate::ledger::stamp)
+                .map_err(|e| {
+                    ApiError::bad_request(format!("since `{s}` is not an RFC 3339 instant: {e}"))
+                })
+        })
+        .transpose()?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request("limit must be between 1 and 1000"));
+    }
+    let filter = RunFilter {
+        job: q.job,
+        state,
+        trigger,
+        since,
+        before: q.cursor,
+        // One more than asked, to know whether there is a next page.
+        limit: Some(limit + 1),
+    };
+    let mut runs = api.read(move |l| l.runs(&filter)).await?;
+    let next_cursor = if runs.len() > limit {
+        runs.truncate(limit);
+        runs.last().map(|r| r.id)
+    } else {
+        None
+    };
+    Ok(Json(RunPage { runs, next_cursor }))
+}
+
+async fn find(api: &Arc<Api>, id: i64) -> ApiResult<RunRow> {
+    api.read(move |l| l.run(id))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no run {id}; GET /v1/runs lists them")))
+}
+
+/// One run.
+#[utoipa::path(get, path = "/v1/runs/{id}", tag = "runs",
+    params(("id" = i64, Path, description = "The run's id")),
+    responses((status = 200, body = RunRow),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub async fn get(
+    State(api): State<Arc<Api>>,
+    _: Reader,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<RunRow>> {
+    find(&api, id).await.map(Json)
+}
+
+/// A run's events, oldest first: created, started, signals, retries, its end.
+#[utoipa::path(get, path = "/v1/runs/{id}/events", tag = "runs",
+    params(("id" = i64, Path, description = "The run's id")),
+    responses((status = 200, body = Vec<RunEvent>),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub async fn events(
+    State(api): State<Arc<Api>>,
+    _: Reader,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<Vec<RunEvent>>> {
+    find(&api, id).await?;
+    api.read(move |l| l.run_events(id)).await.map(Json)
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LogsQuery {
+    /// Stream the output as server-sent events until the run ends.
+    pub follow: Option<bool>,
+    /// Only lines after this line id.
+    pub after: Option<i64>,
+}
+
+/// A run's output lines. With `follow=true`, a `text/event-stream`: a `line` event per line
+/// (data: the line as JSON), then one `end` event (data: the run) when the run has ended.
+#[utoipa::path(get, path = "/v1/runs/{id}/logs", tag = "runs",
+    params(("id" = i64, Path, description = "The run's id"), LogsQuery),
+    responses((status = 200, body = Vec<OutputLine>,
+            description = "The lines; with follow=true, server-sent events"),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub async fn logs(
+    State(api): State<Arc<Api>>,
+    _: Reader,
+    Path(id): Path<i64>,
+    Query(q): Query<LogsQuery>,
+) -> ApiResult<Response> {
+    find(&api, id).await?;
+    let after = q.after.unwrap_or(0);
+    if !q.follow.unwrap_or(false) {
+        let lines = api.read(move |l| l.run_output(id, after)).await?;
+        return Ok(Json(lines).into_response());
+    }
+    Ok(follow(api, id, after).into_response())
+}
+
+/// The live output of a run: whatever the ledger has, then more as the executor writes it.
+fn follow(
+    api: Arc<Api>,
+    id: i64,
+    after: i64,
+) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
+    enum Step {
+        Lines(i64),
+        Done,
+    }
+    let progress = api.shared.progress();
+    let stream = futures_util::stream::unfold(
+        (Step::Lines(after), progress),
+        move |(step, mut progress)| {
+            let api = api.clone();
+            async move {
+                let Step::Lines(mut after) = step else {
+                    return None;
+                };
+                loop {
+                    // Mark what has been seen before reading, so a write in between wakes us.
+                    progress.borrow_and_update();
+                    let read = api
+                        .read(move |l| Ok((l.run_output(id, after)?, l.run(id)?)))
+                        .await;
+                    let (lines, run) = match read {
+                        Ok(x) => x,
+                        Err(e) => {
+                            let event = Event::default().event("error").data(e.message);
+                            return Some((vec![Ok(event)], (Step::Done, progress)));
+                        }
+                    };
+                    let ended = run.as_ref().is_none_or(|r| {
+                        r.state()
+                            .is_some_and(|s| !matches!(s, RunState::Pending | RunState::Running))
+                    });
+                    if !lines.is_empty() {
+                        after = lines.last().map_or(after, |l| l.id);
+                        let events = lines
+                            .iter()
+                            .map(|line| {
+                                Ok(Event::default()
+                                    .event("line")
+                                    .json_data(line)
+                                    .unwrap_or_default())
+                            })
+                            .collect();
+                        return Some((events, (Step::Lines(after), progress)));
+                    }
+                    if ended {
+                        let event = Event::default()
+                            .event("end")
+                            .json_data(&run)
+                            .unwrap_or_default();
+                        return Some((vec![Ok(event)], (Step::Done, progress)));
+                    }
+                    // Wait for the executor's next write (a backstop every few seconds).
+                    let _ =
+                        tokio::time::timeout(StdDuration::from_secs(5), progress.changed()).await;
+                }
+            }
+        },
+    );
+    use futures_util::StreamExt as _;
+    Sse::new(stream.flat_map(futures_util::stream::iter)).keep_alive(KeepAlive::default())
+}
+
+/// The outcome of a cancel request.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CancelResult {
+    pub run: i64,
+    /// `cancelled` (it was pending) or `cancel_requested` (it is running; its supervisor stops
+    /// it: SIGTERM to its process group, SIGKILL after the kill grace).
+    pub result: String,
+}
+
+/// Cancels a pending run, or stops a running one. 409 for a run that has already ended.
+#[utoipa::path(post, path = "/v1/runs/{id}/cancel", tag = "runs",
+    params(("id" = i64, Path, description = "The run's id")),
+    responses((status = 200, body = CancelResult),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
+pub async fn cancel(
+    State(api): State<Arc<Api>>,
+    _: Admin,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<CancelResult>> {
+    let now = api.now();
+    let outcome = api
+        .write(move |l| Ok(l.request_cancel(id, "api", now)?))
+        .await?;
+    Ok(Json(CancelResult {
+        run: id,
+        result: match outcome {
+            CancelOutcome::Cancelled => "cancelled",
+            CancelOutcome::Requested => "cancel_requested",
+        }
+        .to_string(),
+    }))
+}

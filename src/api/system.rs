@@ -1,0 +1,105 @@
+//! Health, readiness, metrics and the OpenAPI document.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::Api;
+use super::auth::Reader;
+use super::error::{ApiResult, ErrorBody};
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    /// `ok`.
+    pub status: String,
+}
+
+/// Whether the server is up: no ledger access, no token.
+#[utoipa::path(get, path = "/healthz", tag = "system", security(()),
+    responses((status = 200, body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+    })
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Ready {
+    /// `ready` or `not_ready`.
+    pub status: String,
+    pub ledger: String,
+    pub jobs_dir: String,
+}
+
+/// Whether the ledger answers and every file of the jobs folder is valid. 503 otherwise,
+/// with what is wrong.
+#[utoipa::path(get, path = "/readyz", tag = "system", security(()),
+    responses((status = 200, body = Ready), (status = 503, body = Ready)))]
+pub async fn readyz(State(api): State<Arc<Api>>) -> Response {
+    let ledger = match api.read(|l| l.data_version()).await {
+        Ok(_) => "ok".to_string(),
+        Err(e) => e.message,
+    };
+    let jobs_dir = (api.problems)().map_or_else(|| "ok".to_string(), |(_, text)| text);
+    let ready = ledger == "ok" && jobs_dir == "ok";
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = Ready {
+        status: if ready { "ready" } else { "not_ready" }.into(),
+        ledger,
+        jobs_dir,
+    };
+    (status, Json(body)).into_response()
+}
+
+/// Prometheus metrics, in the text format. Needs a token unless `server.public_metrics`.
+#[utoipa::path(get, path = "/metrics", tag = "system", security((), ("bearer" = [])),
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain"),
+        (status = 401, body = ErrorBody)))]
+pub async fn metrics(State(api): State<Arc<Api>>, headers: HeaderMap) -> ApiResult<Response> {
+    if !api.public_metrics {
+        check_reader(&api, headers).await?;
+    }
+    let metrics = &api.shared.metrics;
+    let (pending, jobs) = api
+        .read(|l| Ok((l.count_pending()?, l.count_active_jobs()?)))
+        .await?;
+    metrics.pending_runs.set(pending);
+    metrics.jobs.set(jobs);
+    let errors = (api.problems)().map_or(0, |(n, _)| n);
+    metrics
+        .definition_errors
+        .set(i64::try_from(errors).unwrap_or(i64::MAX));
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        metrics.encode(),
+    )
+        .into_response())
+}
+
+async fn check_reader(api: &Arc<Api>, headers: HeaderMap) -> ApiResult<()> {
+    use axum::extract::FromRequestParts;
+    let (mut parts, ()) = axum::http::Request::new(()).into_parts();
+    parts.headers = headers;
+    Reader::from_request_parts(&mut parts, api)
+        .await
+        .map(|_| ())
+}
+
+/// This document.
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "system", security(()),
+    responses((status = 200, description = "The OpenAPI 3 document", content_type = "application/json")))]
+pub async fn openapi() -> Json<&'static serde_json::Value> {
+    Json(super::openapi())
+}

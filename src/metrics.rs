@@ -1,0 +1,108 @@
+//! The daemon's Prometheus metrics (`GET /metrics`), kept in memory and updated where things
+//! happen: the executor counts runs as they end, the reconciler sets the error gauge. Gauges
+//! that mirror the ledger (pending runs, last success) are read from it when scraped.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct JobState {
+    pub job: String,
+    pub state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct JobLabel {
+    pub job: String,
+}
+
+/// Every metric the daemon exports.
+pub struct Metrics {
+    pub runs_finished: Family<JobState, Counter>,
+    pub run_duration: Family<JobLabel, Histogram>,
+    pub fire_latency: Histogram,
+    pub active_runs: Gauge,
+    pub pending_runs: Gauge,
+    pub last_success: Family<JobLabel, Gauge>,
+    pub definition_errors: Gauge,
+    pub jobs: Gauge,
+    registry: Registry,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let runs_finished = Family::<JobState, Counter>::default();
+        let run_duration = Family::<JobLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new([0.01, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0])
+        });
+        let fire_latency =
+            Histogram::new([0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 60.0]);
+        let active_runs = Gauge::default();
+        let pending_runs = Gauge::default();
+        let last_success = Family::<JobLabel, Gauge>::default();
+        let definition_errors = Gauge::default();
+        let jobs = Gauge::default();
+        let mut registry = Registry::with_prefix("jobs");
+        registry.register(
+            "runs_finished",
+            "Runs that ended since the daemon started, by job and final state",
+            runs_finished.clone(),
+        );
+        registry.register(
+            "run_duration_seconds",
+            "Wall time of ended runs, from start to end",
+            run_duration.clone(),
+        );
+        registry.register(
+            "fire_latency_seconds",
+            "From a run's scheduled instant to its start",
+            fire_latency.clone(),
+        );
+        registry.register("runs_active", "Runs executing now", active_runs.clone());
+        registry.register(
+            "runs_pending",
+            "Runs waiting to start (scraped from the ledger)",
+            pending_runs.clone(),
+        );
+        registry.register(
+            "last_success_timestamp_seconds",
+            "When each job's newest successful run ended (scraped from the ledger)",
+            last_success.clone(),
+        );
+        registry.register(
+            "definition_errors",
+            "Job files in jobs.d that do not validate (their jobs keep their last good revision)",
+            definition_errors.clone(),
+        );
+        registry.register("jobs", "Active jobs in the ledger", jobs.clone());
+        Metrics {
+            runs_finished,
+            run_duration,
+            fire_latency,
+            active_runs,
+            pending_runs,
+            last_success,
+            definition_errors,
+            jobs,
+            registry,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,727 @@
+//! The HTTP API end to end: `jobs serve` on a free port, driven over HTTP with ureq.
+
+mod common;
+
+use common::{Daemon, Project};
+use serde_json::{Value, json};
+
+const ADMIN: &str = "admin-token-0123456789abcdef";
+const READER: &str = "read-token-0123456789abcdef";
+
+struct Http {
+    base: String,
+    agent: ureq::Agent,
+}
+
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    text: String,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Asserts the status and that the body is the API's error shape; returns its message.
+    fn error(&self, status: u16) -> String {
+        assert_eq!(self.status, status, "{}", self.text);
+        let body = self.json();
+        let code = body["error"]["code"].as_str().unwrap_or("");
+        assert!(!code.is_empty(), "no error code: {}", self.text);
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error message: {}", self.text))
+            .to_string()
+    }
+}
+
+impl Http {
+    fn new(daemon: &mut Daemon) -> Http {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .new_agent();
+        Http {
+            base: daemon.url(),
+            agent,
+        }
+    }
+
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<(&str, &[u8])>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let url = format!("{}{path}", self.base);
+        let mut request = ureq::http::Request::builder().method(method).uri(&url);
+        if let Some(t) = token {
+            request = request.header("Authorization", format!("Bearer {t}"));
+        }
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        let (content_type, bytes) = body.unwrap_or(("", b""));
+        if !content_type.is_empty() {
+            request = request.header("Content-Type", content_type);
+        }
+        let request = request.body(bytes.to_vec()).unwrap();
+        let mut response = self
+            .agent
+            .run(request)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+            .collect();
+        Reply {
+            status: response.status().as_u16(),
+            headers,
+            text: response.body_mut().read_to_string().unwrap_or_default(),
+        }
+    }
+
+    fn get(&self, path: &str, token: Option<&str>) -> Reply {
+        self.call("GET", path, token, None, &[])
+    }
+
+    fn post(&self, path: &str, token: Option<&str>, body: Option<Value>) -> Reply {
+        let bytes = body.map(|b| b.to_string().into_bytes());
+        self.call(
+            "POST",
+            path,
+            token,
+            bytes.as_deref().map(|b| ("application/json", b)),
+            &[],
+        )
+    }
+}
+
+fn project() -> Project {
+    Project::new()
+        .file(
+            "jobs.d/deploy.yaml",
+            "description: Ship it\nrun: echo \"deploying $JOBS_PARAM_BRANCH\"; echo done >&2\nparams:\n  branch: {required: true}\ntags: [ops]\n",
+        )
+        .file(
+            "jobs.d/nightly.yaml",
+            "schedule: \"0 3 * * *\"\ntimezone: Europe/Berlin\ncommand: [\"true\"]\ntags: [batch]\n",
+        )
+        .file(
+            "jobs.d/hook.yaml",
+            "command: [\"sh\", \"-c\", \"echo ref=$JOBS_PARAM_REF\"]\nparams:\n  ref: {default: main}\nwebhook: {secret_env: HOOK_SECRET}\n",
+        )
+        .file(
+            "tokens",
+            format!("# test tokens\nadmin {ADMIN}\nread {READER}\n"),
+        )
+}
+
+const T0: &str = "2026-11-22T12:00:00Z";
+
+fn start(p: &Project, extra: &[&str]) -> (Daemon, Http) {
+    let mut args = vec!["--token-file", "tokens"];
+    args.extend_from_slice(extra);
+    let env = [("HOOK_SECRET", "It's a Secret to Everybody")];
+    let mut daemon = p.serve_env(&args, Some(T0), &env);
+    daemon.wait_for("reconciled", &[]);
+    let http = Http::new(&mut daemon);
+    (daemon, http)
+}
+
+#[test]
+fn tokens_and_roles_guard_every_endpoint_but_health_and_hooks() {
+    let p = project();
+    let (daemon, http) = start(&p, &[]);
+    assert_eq!(http.get("/healthz", None).json()["status"], "ok");
+    assert_eq!(http.get("/readyz", None).json()["status"], "ready");
+    assert_eq!(http.get("/metrics", None).status, 200);
+
+    let missing = http.get("/v1/jobs", None);
+    assert!(missing.error(401).contains("Authorization: Bearer"));
+    assert_eq!(
+        missing.header("www-authenticate"),
+        Some("Bearer realm=\"jobs\"")
+    );
+    let wrong = http.get("/v1/jobs", Some("not-a-valid-token-at-all"));
+    assert!(wrong.error(401).contains("not valid"));
+    let not_bearer = http.call(
+        "GET",
+        "/v1/jobs",
+        None,
+        None,
+        &[("Authorization", "Basic abc")],
+    );
+    assert!(not_bearer.error(401).contains("Bearer TOKEN"));
+
+    assert_eq!(http.get("/v1/jobs", Some(READER)).status, 200);
+    let forbidden = http.post("/v1/jobs/deploy/trigger", Some(READER), None);
+    assert!(forbidden.error(403).contains("admin token"));
+    assert!(
+        http.post("/v1/jobs/nightly/pause", Some(READER), None)
+            .error(403)
+            .contains("admin")
+    );
+    assert!(
+        http.post("/v1/runs/1/cancel", Some(READER), None)
+            .error(403)
+            .contains("admin")
+    );
+    assert_eq!(
+        http.post("/v1/jobs/nightly/pause", Some(ADMIN), None)
+            .status,
+        200
+    );
+    assert_eq!(daemon.stop(), Some(0));
+}
+
+#[test]
+fn every_error_is_json_with_the_right_status() {
+    // A small body limit, so the oversized body fits in the socket's buffer and the client
+    // reads the 413 instead of failing to write.
+    let p = project().file("jobs.toml", "[server]\nbody_limit = \"4 KiB\"\n");
+    let (daemon, http) = start(&p, &[]);
+    let a = Some(ADMIN);
+    let cases: Vec<(&str, Reply, u16, &str)> = vec![
+        (
+            "unknown route",
+            http.get("/v1/nothing", a),
+            404,
+            "no such endpoint",
+        ),
+        (
+            "unknown job",
+            http.get("/v1/jobs/nope", a),
+            404,
+            "no job `nope`",
+        ),
+        (
+            "unknown run",
+            http.get("/v1/runs/999999", a),
+            404,
+            "no run 999999",
+        ),
+        (
+            "run id not a number",
+            http.get("/v1/runs/abc", a),
+            400,
+            "abc",
+        ),
+        (
+            "wrong method",
+            http.call("DELETE", "/v1/runs", a, None, &[]),
+            405,
+            "does not take DELETE",
+        ),
+        (
+            "malformed JSON",
+            http.call(
+                "POST",
+                "/v1/jobs/deploy/trigger",
+                a,
+                Some(("application/json", b"{\"params\":")),
+                &[],
+            ),
+            400,
+            "not valid JSON",
+        ),
+        (
+            "JSON of the wrong shape",
+            http.post(
+                "/v1/jobs/deploy/trigger",
+                a,
+                Some(json!({"params": ["main"]})),
+            ),
+            422,
+            "does not fit",
+        ),
+        (
+            "unknown field",
+            http.post("/v1/jobs/deploy/trigger", a, Some(json!({"parms": {}}))),
+            422,
+            "unknown field",
+        ),
+        (
+            "not JSON",
+            http.call(
+                "POST",
+                "/v1/jobs/deploy/trigger",
+                a,
+                Some(("text/plain", b"branch=main")),
+                &[],
+            ),
+            415,
+            "application/json",
+        ),
+        (
+            "too large",
+            http.call(
+                "POST",
+                "/v1/jobs/deploy/trigger",
+                a,
+                Some(("application/json", &vec![b' '; 8 * 1024])),
+                &[],
+            ),
+            413,
+            "larger than the limit",
+        ),
+        (
+            "unknown parameter",
+            http.post(
+                "/v1/jobs/deploy/trigger",
+                a,
+                Some(json!({"params": {"branch": "x", "color": "red"}})),
+            ),
+            400,
+            "has no parameter `color`; it declares: branch",
+        ),
+        (
+            "missing parameter",
+            http.post("/v1/jobs/deploy/trigger", a, None),
+            400,
+            "needs the parameter `branch`",
+        ),
+        (
+            "bad state filter",
+            http.get("/v1/runs?state=done", a),
+            400,
+            "done",
+        ),
+        (
+            "bad limit",
+            http.get("/v1/runs?limit=0", a),
+            400,
+            "between 1 and 1000",
+        ),
+        (
+            "bad since",
+            http.get("/v1/runs?since=yesterday", a),
+            400,
+            "RFC 3339",
+        ),
+        (
+            "bad schedule kind",
+            http.get("/v1/jobs?schedule_kind=hourly", a),
+            400,
+            "not one of",
+        ),
+        (
+            "bad query type",
+            http.get("/v1/jobs?enabled=maybe", a),
+            400,
+            "enabled",
+        ),
+        (
+            "hook of a job without one",
+            http.post("/v1/hooks/nightly", None, None),
+            404,
+            "has no webhook",
+        ),
+    ];
+    for (name, reply, status, message) in cases {
+        let text = reply.error(status);
+        assert!(text.contains(message), "{name}: {text}");
+    }
+    assert_eq!(daemon.stop(), Some(0));
+}
+
+#[test]
+fn jobs_are_listed_filtered_and_shown_with_their_next_fires() {
+    let p = project();
+    let (daemon, http) = start(&p, &[]);
+    let r = Some(READER);
+    let all = http.get("/v1/jobs", r).json();
+    let names: Vec<&str> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["deploy", "hook", "nightly"]);
+    let nightly = &all[2];
+    assert_eq!(nightly["schedule"], "0 3 * * *");
+    assert_eq!(nightly["schedule_kind"], "cron");
+    assert_eq!(nightly["timezone"], "Europe/Berlin");
+    assert_eq!(nightly["owner"], "file");
+    assert_eq!(nightly["file"], "nightly.yaml");
+    assert!(
+        nightly["schedule_description"]
+            .as_str()
+            .unwrap()
+            .contains("03:00"),
+        "{nightly}"
+    );
+    assert!(
+        nightly["next_fire"]
+            .as_str()
+            .unwrap()
+            .contains("T03:00:00+0"),
+        "{nightly}"
+    );
+
+    let filtered = |q: &str| -> Vec<String> {
+        http.get(&format!("/v1/jobs?{q}"), r)
+            .json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| j["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(filtered("tag=ops"), ["deploy"]);
+    assert_eq!(filtered("schedule_kind=cron"), ["nightly"]);
+    assert_eq!(filtered("schedule_kind=manual"), ["deploy", "hook"]);
+    assert_eq!(filtered("enabled=false"), Vec::<String>::new());
+
+    let one = http.get("/v1/jobs/nightly", r).json();
+    assert_eq!(one["next_fires"].as_array().unwrap().len(), 5);
+    assert!(one["definition"].as_str().unwrap().contains("0 3 * * *"));
+    assert_eq!(one["revisions"], 1);
+
+    let paused = http
+        .post(
+            "/v1/jobs/nightly/pause",
+            Some(ADMIN),
+            Some(json!({"reason": "db migration"})),
+        )
+        .json();
+    assert_eq!(paused["changed"], true);
+    assert_eq!(paused["paused"]["reason"], "db migration");
+    assert_eq!(paused["paused"]["by"], "api");
+    assert_eq!(http.get("/v1/jobs/nightly", r).json()["state"], "paused");
+    let again = http
+        .post("/v1/jobs/nightly/pause", Some(ADMIN), None)
+        .json();
+    assert_eq!(again["changed"], false);
+    let resumed = http
+        .post("/v1/jobs/nightly/resume", Some(ADMIN), None)
+        .json();
+    assert_eq!(
+        (resumed["changed"].clone(), resumed["paused"].clone()),
+        (json!(true), Value::Null)
+    );
+    assert_eq!(http.get("/v1/jobs/nightly", r).json()["state"], "active");
+    assert_eq!(daemon.stop(), Some(0));
+}
+
+#[test]
+fn a_triggered_run_is_read_back_with_events_logs_and_pages() {
+    let p = project();
+    let (mut daemon, http) = start(&p, &[]);
+    let run = http.post(
+        "/v1/jobs/deploy/trigger",
+        Some(ADMIN),
+        Some(json!({"params": {"branch": "main; rm -rf /"}})),
+    );
+    assert_eq!(run.status, 202, "{}", run.text);
+    let run = run.json();
+    assert_eq!(run["state"], "pending");
+    assert_eq!(run["trigger"], "manual");
+    let id = run["id"].as_i64().unwrap();
+    daemon.wait_for("run ended", &[("run", &id.to_string())]);
+
+    let got = http.get(&format!("/v1/runs/{id}"), Some(READER)).json();
+    assert_eq!(got["state"], "succeeded");
+    assert_eq!(got["exit_code"], 0);
+    assert_eq!(got["params"]["branch"], "main; rm -rf /");
+    let events = http
+        .get(&format!("/v1/runs/{id}/events"), Some(READER))
+        .json();
+    let kinds: Vec<&str> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert!(kinds.contains(&"finished"), "{kinds:?}");
+    let logs = http
+        .get(&format!("/v1/runs/{id}/logs"), Some(READER))
+        .json();
+    let lines: Vec<(&str, &str)> = logs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| (l["stream"].as_str().unwrap(), l["line"].as_str().unwrap()))
+        .collect();
+    assert!(
+        lines.contains(&("stdout", "deploying main; rm -rf /")),
+        "{lines:?}"
+    );
+    assert!(lines.contains(&("stderr", "done")), "{lines:?}");
+    assert!(
+        http.post(&format!("/v1/runs/{id}/cancel"), Some(ADMIN), None)
+            .error(409)
+            .contains("already ended")
+    );
+
+    // Pages: three more runs, two per page, newest first, each run once.
+    for _ in 0..3 {
+        let r = http.post(
+            "/v1/jobs/deploy/trigger",
+            Some(ADMIN),
+            Some(json!({"params": {"branch": "b"}})),
+        );
+        assert_eq!(r.status, 202);
+    }
+    let mut seen = Vec::new();
+    let mut cursor: Option<i64> = None;
+    loop {
+        let path = match cursor {
+            Some(c) => format!("/v1/runs?job=deploy&limit=2&cursor={c}"),
+            None => "/v1/runs?job=deploy&limit=2".to_string(),
+        };
+        let page = http.get(&path, Some(READER)).json();
+        seen.extend(
+            page["runs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["id"].as_i64().unwrap()),
+        );
+        match page["next_cursor"].as_i64() {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    let mut sorted = seen.clone();
+    sorted.sort_unstable_by(|a, b| b.cmp(a));
+    sorted.dedup();
+    assert_eq!(seen, sorted, "newest first, no repeats");
+    assert_eq!(seen.len(), 4);
+    let manual = http
+        .get(
+            "/v1/runs?trigger=manual&since=2000-01-01T00:00:00Z",
+            Some(READER),
+        )
+        .json();
+    assert_eq!(manual["runs"].as_array().unwrap().len(), 4);
+    assert_eq!(daemon.stop(), Some(0));
+}
+
+#[test]
+fn logs_follow_streams_lines_then_the_end_as_server_sent_events() {
+    let p = project().file(
+        "jobs.d/slow.yaml",
+        "run: for i in 1 2 3; do echo line $i; sleep 0.2; done\n",
+    );
+    let (mut daemon, http) = start(&p, &[]);
+    let run = http.post("/v1/jobs/slow/trigger", Some(ADMIN), None).json();
+    let id = run["id"].as_i64().unwrap();
+    daemon.wait_for("process started", &[("run", &id.to_string())]);
+    let reply = http.get(&format!("/v1/runs/{id}/logs?follow=true"), Some(READER));
+    assert_eq!(reply.status, 200);
+    assert!(
+        reply
+            .header("content-type")
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let mut events: Vec<(String, Value)> = Vec::new();
+    let mut kind = String::new();
+    for line in reply.text.lines() {
+        if let Some(k) = line.strip_prefix("event: ") {
+            kind = k.to_string();
+        } else if let Some(data) = line.strip_prefix("data: ") {
+            events.push((kind.clone(), serde_json::from_str(data).unwrap()));
+        }
+    }
+    let lines: Vec<&str> = events
+        .iter()
+        .filter(|(k, _)| k == "line")
+        .map(|(_, v)| v["line"].as_str().unwrap())
+        .collect();
+    assert_eq!(lines, ["line 1", "line 2", "line 3"]);
+    let (last_kind, last) = events.last().unwrap();
+    assert_eq!(last_kind, "end");
+    assert_eq!(last["state"], "succeeded");
+    assert_eq!(daemon.stop(), Some(0));
+}
+
+fn hook(http: &Http, body: &str, headers: &[(&str, &str)]) -> Reply {
+    http.call(
+        "POST",
+        "/v1/hooks/hook",
+        None,
+        Some(("application/json", body.as_bytes())),
+        headers,
+    )
+}
+
+#[test]
+fn webhooks_need_a_valid_fresh_signature_and_are_rate_limited() {
+    let p = project().file("jobs.toml", "[server]\nwebhook_rate_limit = 3\n");
+    let (mut daemon, http) = start(&p, &[]);
+    let secret = b"It's a Secret to Everybody";
+    // GitHub's own example delivery: its exact header format.
+    let body = "Hello, World!";
+    let github = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
+    let ok = hook(&http, body, &[("X-Hub-Signature-256", github)]);
+    assert_eq!(ok.status, 202, "{}", ok.text);
+    let run = ok.json();
+    assert_eq!(run["trigger"], "webhook");
+    assert_eq!(run["params"], Value::Null);
+
+    let with_params = r#"{"params": {"ref": "v1.2"}}"#;
+    let signed = jobs::webhook::sign(secret, None, with_params.as_bytes());
+    let run = hook(&http, with_params, &[("X-Jobs-Signature", &signed)]).json();
+    let id = run["id"].as_i64().unwrap().to_string();
+    daemon.wait_for("run ended", &[("run", &id)]);
+    let logs = http
+        .get(&format!("/v1/runs/{id}/logs"), Some(READER))
+        .json();
+    assert_eq!(logs[0]["line"], "ref=v1.2");
+
+    // The daemon's clock starts at T0 (JOBS_NOW).
+    let now = T0.parse::<jiff::Timestamp>().unwrap().as_second();
+    let fresh = now.to_string();
+    let stale = (now - 600).to_string();
+    let zeros = format!("sha256={}", "0".repeat(64));
+    let replayed = jobs::webhook::sign(secret, Some(&stale), body.as_bytes());
+    let refusals = [
+        ("unsigned", vec![], "not signed"),
+        (
+            "bad format",
+            vec![("X-Hub-Signature-256", "sha1=abc")],
+            "sha256=",
+        ),
+        (
+            "wrong",
+            vec![("X-Hub-Signature-256", &*zeros)],
+            "does not match",
+        ),
+        (
+            "replayed",
+            vec![
+                ("X-Jobs-Signature", &*replayed),
+                ("X-Jobs-Timestamp", &*stale),
+            ],
+            "away from the server's time",
+        ),
+        (
+            "timestamp not signed",
+            vec![("X-Jobs-Signature", github), ("X-Jobs-Timestamp", &*fresh)],
+            "does not match",
+        ),
+    ];
+    for (name, headers, message) in &refusals {
+        let text = hook(&http, body, headers).error(401);
+        assert!(text.contains(message), "{name}: {text}");
+    }
+    let timestamped = jobs::webhook::sign(secret, Some(&fresh), body.as_bytes());
+    let fresh_ok = hook(
+        &http,
+        body,
+        &[
+            ("X-Jobs-Signature", &timestamped),
+            ("X-Jobs-Timestamp", &fresh),
+        ],
+    );
+    assert_eq!(fresh_ok.status, 202, "{}", fresh_ok.text);
+
+    // Three a minute: the fourth valid call is refused with Retry-After.
+    let limited = hook(&http, body, &[("X-Hub-Signature-256", github)]);
+    assert!(limited.error(429).contains("retry in"));
+    assert!(limited.header("retry-after").is_some());
+
+    let runs = http.get("/v1/runs?job=hook", Some(READER)).json();
+    assert_eq!(
+        runs["runs"].as_array().unwrap().len(),
+        3,
+        "refused calls start nothing"
+    );
+    assert_eq!(daemon.stop(), Some(0));
+}
+
+#[test]
+fn metrics_count_runs_and_can_require_a_token() {
+    let p = project().file("jobs.toml", "[server]\npublic_metrics = false\n");
+    let (mut daemon, http) = start(&p, &[]);
+    http.get("/metrics", None).error(401);
+    let run = http
+        .post(
+            "/v1/jobs/deploy/trigger",
+            Some(ADMIN),
+            Some(json!({"params": {"branch": "x"}})),
+        )
+        .json();
+    daemon.wait_for("run ended", &[("run", &run["id"].to_string())]);
+    let text = http.get("/metrics", Some(READER)).text;
+    for needle in [
+        "jobs_runs_finished_total{job=\"deploy\",state=\"succeeded\"} 1",
+        "jobs_run_duration_seconds_count{job=\"deploy\"} 1",
+        "jobs_fire_latency_seconds_count 1",
+        "jobs_runs_pending 0",
+        "jobs_jobs 3",
+        "jobs_definition_errors 0",
+        "jobs_last_success_timestamp_seconds{job=\"deploy\"}",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+    assert_eq!(daemon.stop(), Some(0));
+}
+
+#[test]
+fn the_openapi_document_describes_every_endpoint() {
+    let p = project();
+    let (daemon, http) = start(&p, &[]);
+    let doc = http.get("/v1/openapi.json", None).json();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    for path in [
+        "/v1/jobs",
+        "/v1/jobs/{name}",
+        "/v1/jobs/{name}/trigger",
+        "/v1/jobs/{name}/pause",
+        "/v1/jobs/{name}/resume",
+        "/v1/runs",
+        "/v1/runs/{id}",
+        "/v1/runs/{id}/events",
+        "/v1/runs/{id}/logs",
+        "/v1/runs/{id}/cancel",
+        "/v1/hooks/{name}",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/v1/openapi.json",
+    ] {
+        assert!(
+            doc["paths"].get(path).is_some(),
+            "{path} is not in the document"
+        );
+    }
+    assert!(doc["components"]["schemas"].get("RunRow").is_some());
+    assert!(doc["components"]["schemas"].get("ErrorBody").is_some());
+    assert_eq!(daemon.stop(), Some(0));
+}
+
+#[test]
+fn a_public_address_without_tokens_is_refused_and_readyz_reports_bad_files() {
+    let p = project();
+    let out = p.run(&["serve", "--listen", "0.0.0.0:0"]).code(1);
+    out.stderr_has("not loopback, with no token configured");
+    let bad = project().file(
+        "jobs.d/broken.yaml",
+        "schedule: \"61 * * * *\"\ncommand: [\"true\"]\n",
+    );
+    let (daemon, http) = start(&bad, &[]);
+    let ready = http.get("/readyz", None);
+    assert_eq!(ready.status, 503);
+    assert!(
+        ready.json()["jobs_dir"]
+            .as_str()
+            .unwrap()
+            .contains("broken.yaml")
+    );
+    assert_eq!(daemon.stop(), Some(0));
+}
