@@ -21,6 +21,7 @@ pub mod api;
 pub mod apply;
 pub mod catalog;
 pub mod cli;
+pub mod client;
 pub mod clock;
 pub mod config;
 pub mod git;

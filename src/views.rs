@@ -193,3 +193,118 @@ pub fn detail(
         definition: row.definition.clone(),
     }
 }
+
+/// The daemon serving a ledger, as `jobs status` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DaemonView {
+    pub running: bool,
+    pub pid: Option<i64>,
+    /// The host it runs (or last ran) on.
+    pub holder: Option<String>,
+    /// When it started, while it runs.
+    pub since: Option<String>,
+    pub epoch: Option<i64>,
+    /// When the last one stopped, if none runs.
+    pub stopped_at: Option<String>,
+}
+
+/// The jobs folder's errors, as the daemon last read it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct FilesView {
+    pub errors: u64,
+    /// The errors, rendered with file:line:col.
+    pub rendered: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct NextFire {
+    pub job: String,
+    pub at: String,
+}
+
+/// `jobs status`, `GET /v1/status`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct StatusView {
+    pub daemon: DaemonView,
+    pub ledger: String,
+    pub jobs: usize,
+    pub files: FilesView,
+    pub active_runs: Vec<crate::ledger::RunRow>,
+    /// The ten soonest fires.
+    pub next_fires: Vec<NextFire>,
+}
+
+/// Builds the status of the ledger at `path`; `alive` says whether a lease's pid (and its
+/// start time) is a live process.
+///
+/// # Errors
+///
+/// On a ledger failure.
+pub fn status(
+    ledger: &crate::ledger::Ledger,
+    path: &std::path::Path,
+    now: Timestamp,
+    alive: impl Fn(i64, i64) -> bool,
+) -> crate::ledger::Result<StatusView> {
+    let lease = ledger.lease()?;
+    let running = lease.as_ref().is_some_and(|l| {
+        l.released_at.is_none()
+            && matches!((l.pid, l.pid_start), (Some(pid), Some(start)) if alive(pid, start))
+    });
+    let source: Option<serde_json::Value> = ledger
+        .status("source")?
+        .and_then(|s| serde_json::from_str(&s).ok());
+    let rows = ledger.job_summaries()?;
+    let mut zones = Zones::default();
+    let mut next: Vec<(Timestamp, String)> = rows
+        .iter()
+        .filter(|r| r.active && r.paused.is_none())
+        .filter_map(|r| {
+            let tz = zones.get(&r.timezone)?;
+            next_fires_in(r, tz, now, 1)
+                .first()
+                .map(|z| (z.timestamp(), r.name.clone()))
+        })
+        .collect();
+    next.sort();
+    next.truncate(10);
+    Ok(StatusView {
+        daemon: DaemonView {
+            running,
+            pid: lease.as_ref().and_then(|l| l.pid),
+            holder: lease.as_ref().map(|l| l.holder.clone()),
+            since: lease
+                .as_ref()
+                .filter(|_| running)
+                .map(|l| l.acquired_at.clone()),
+            epoch: lease.as_ref().map(|l| l.epoch),
+            stopped_at: lease
+                .as_ref()
+                .filter(|_| !running)
+                .and_then(|l| l.released_at.clone()),
+        },
+        ledger: path.display().to_string(),
+        jobs: rows.iter().filter(|r| r.active).count(),
+        files: FilesView {
+            errors: source
+                .as_ref()
+                .and_then(|s| s.get("errors"))
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0),
+            rendered: source
+                .as_ref()
+                .and_then(|s| s.get("rendered"))
+                .and_then(serde_json::Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string),
+        },
+        active_runs: ledger.active_runs()?,
+        next_fires: next
+            .into_iter()
+            .map(|(t, job)| NextFire {
+                job,
+                at: crate::ledger::stamp(t),
+            })
+            .collect(),
+    })
+}

@@ -129,7 +129,7 @@ fn project() -> Project {
         )
 }
 
-const T0: &str = "2026-11-22T12:00:00Z";
+const T0: &str = common::NOW;
 
 fn start(p: &Project, extra: &[&str]) -> (Daemon, Http) {
     let mut args = vec!["--token-file", "tokens"];
@@ -723,5 +723,99 @@ fn a_public_address_without_tokens_is_refused_and_readyz_reports_bad_files() {
             .unwrap()
             .contains("broken.yaml")
     );
+    assert_eq!(daemon.stop(), Some(0));
+}
+
+#[test]
+fn the_cli_talks_to_a_server_with_the_same_output() {
+    let p = project().file("jobs.d/fails.yaml", "run: echo about to fail; exit 7\n");
+    let (mut daemon, http) = start(&p, &[]);
+    let url = http.base.clone();
+    let remote = |token: &str, args: &[&str]| {
+        let mut all = vec!["--server", url.as_str(), "--token", token];
+        all.extend_from_slice(args);
+        // At the same fixed instant as the local commands (the client only uses it to say
+        // how far away a fire is).
+        p.run(&all)
+    };
+    // The same JSON from the API as from the local ledger.
+    for args in [
+        &["list", "-o", "json"][..],
+        &["get", "nightly", "-o", "json"],
+        &["list"],
+        &["get", "nightly"],
+    ] {
+        let local = p.run(args).code(0).stdout.clone();
+        let over_http = remote(READER, args).code(0).stdout.clone();
+        assert_eq!(over_http, local, "jobs {args:?}");
+    }
+
+    // trigger --wait follows the output and passes the exit code through.
+    let waited = remote(ADMIN, &["trigger", "fails", "--wait"]);
+    waited
+        .code(7)
+        .stdout_has("about to fail")
+        .stderr_has("queued");
+    let ok = remote(
+        ADMIN,
+        &["trigger", "deploy", "--param", "branch=main", "--wait"],
+    );
+    ok.code(0).stdout_has("deploying main");
+    remote(READER, &["trigger", "deploy", "--param", "branch=x"])
+        .code(1)
+        .stderr_has("the server answered 403")
+        .stderr_has("admin token");
+    remote(ADMIN, &["trigger", "deploy"])
+        .code(1)
+        .stderr_has("needs the parameter `branch`");
+
+    let runs = remote(READER, &["runs", "fails", "-o", "json"])
+        .code(0)
+        .json();
+    let id = runs[0]["id"].to_string();
+    assert_eq!(runs[0]["exit_code"], 7);
+    assert_eq!(
+        remote(READER, &["runs", "-o", "json"]).code(0).stdout,
+        p.run(&["runs", "-o", "json"]).code(0).stdout
+    );
+    assert_eq!(
+        remote(READER, &["run", "get", &id]).code(0).stdout,
+        p.run(&["run", "get", &id]).code(0).stdout
+    );
+    remote(READER, &["run", "events", &id])
+        .code(0)
+        .stdout_has("finished");
+    remote(READER, &["logs", &id])
+        .code(0)
+        .stdout_has("about to fail");
+    remote(READER, &["logs", &id, "-f"])
+        .code(0)
+        .stdout_has("about to fail");
+    remote(ADMIN, &["run", "cancel", &id])
+        .code(1)
+        .stderr_has("the server answered 409")
+        .stderr_has("already ended");
+
+    remote(ADMIN, &["pause", "nightly", "--reason", "maintenance"])
+        .code(0)
+        .stdout_has("nightly paused");
+    remote(READER, &["status"])
+        .code(0)
+        .stdout_has("Daemon:   running")
+        .stdout_has("Files:    valid");
+    remote(ADMIN, &["resume", "nightly"])
+        .code(0)
+        .stdout_has("nightly resumed");
+
+    remote(READER, &["validate"])
+        .code(1)
+        .stderr_has("not with --server");
+    p.run_live(&["--server", &url, "list"])
+        .code(1)
+        .stderr_has("Authorization: Bearer");
+    p.run_live(&["--server", "http://127.0.0.1:1", "list"])
+        .code(1)
+        .stderr_has("cannot reach the server at http://127.0.0.1:1");
+    daemon.wait_for("run ended", &[]);
     assert_eq!(daemon.stop(), Some(0));
 }

@@ -174,6 +174,7 @@ fn routes() -> (Router<Arc<Api>>, utoipa::openapi::OpenApi) {
         .routes(routes!(runs::logs))
         .routes(routes!(runs::cancel))
         .routes(routes!(hooks::hook))
+        .routes(routes!(system::status))
         .routes(routes!(system::healthz))
         .routes(routes!(system::readyz))
         .routes(routes!(system::metrics))

@@ -97,6 +97,20 @@ async fn check_reader(api: &Arc<Api>, headers: HeaderMap) -> ApiResult<()> {
         .map(|_| ())
 }
 
+/// The daemon, errors in the jobs folder, active runs and the next fires: `jobs status`.
+#[utoipa::path(get, path = "/v1/status", tag = "system",
+    responses((status = 200, body = crate::views::StatusView), (status = 401, body = ErrorBody)))]
+pub async fn status(
+    State(api): State<Arc<Api>>,
+    _: Reader,
+) -> ApiResult<Json<crate::views::StatusView>> {
+    let now = api.now();
+    let path = api.ledger.clone();
+    api.read(move |l| crate::views::status(l, &path, now, crate::runner::is_alive))
+        .await
+        .map(Json)
+}
+
 /// This document.
 #[utoipa::path(get, path = "/v1/openapi.json", tag = "system", security(()),
     responses((status = 200, description = "The OpenAPI 3 document", content_type = "application/json")))]

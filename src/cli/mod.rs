@@ -6,6 +6,7 @@
 
 mod init;
 mod output;
+mod remote;
 mod runs;
 
 use std::io::IsTerminal;
@@ -48,6 +49,19 @@ pub struct Cli {
     /// Output format [default: table]
     #[arg(long, short, global = true, env = "JOBS_OUTPUT", value_enum)]
     output: Option<OutputFormat>,
+    /// Talk to this server's API instead of the local ledger (list, get, status, trigger,
+    /// pause, resume, runs, run get|events|cancel, logs, plan)
+    #[arg(long, global = true, env = "JOBS_SERVER", value_name = "URL")]
+    server: Option<String>,
+    /// The API token to send with --server
+    #[arg(
+        long,
+        global = true,
+        env = "JOBS_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    token: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -157,6 +171,9 @@ enum Command {
         /// A parameter, KEY=VALUE (repeatable)
         #[arg(long = "param", value_name = "KEY=VALUE")]
         params: Vec<String>,
+        /// Follow the run's output until it ends and exit with its exit code
+        #[arg(long)]
+        wait: bool,
     },
     /// Stop a job's scheduled fires until it is resumed (survives apply)
     Pause {
@@ -309,6 +326,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
         return init::init(path);
     }
     let settings = settings(&cli)?;
+    if let Some(server) = &cli.server {
+        let client = crate::client::Client::new(server, cli.token.clone());
+        return remote_command(&client, &settings, cli.command);
+    }
     match cli.command {
         Command::Validate => validate(&settings),
         Command::Plan { detailed_exitcode } => plan_command(&settings, detailed_exitcode),
@@ -356,7 +377,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Run { .. } => {
             bail!("`jobs run` needs a job name (or one of: get ID, events ID, cancel ID)")
         }
-        Command::Trigger { name, params } => runs::trigger(&settings, &name, &params),
+        Command::Trigger { name, params, wait } => runs::trigger(&settings, &name, &params, wait),
         Command::Pause { name, reason } => runs::pause(&settings, &name, reason.as_deref()),
         Command::Resume { name } => runs::resume(&settings, &name),
         Command::Runs { name, state, limit } => {
@@ -366,6 +387,46 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Status => runs::status(&settings),
         Command::Cron { .. } | Command::Completions { .. } | Command::Init { .. } => {
             unreachable!("handled above")
+        }
+    }
+}
+
+/// A command against a server's API (`--server`).
+fn remote_command(
+    client: &crate::client::Client,
+    settings: &Settings,
+    command: Command,
+) -> Result<ExitCode> {
+    let f = settings.output;
+    match command {
+        Command::List { tag, all } => remote::list(client, f, tag.as_deref(), all),
+        Command::Get { name } => remote::get(client, f, &name),
+        Command::Status => remote::status(client, f),
+        Command::Trigger { name, params, wait } => remote::trigger(client, f, &name, &params, wait),
+        Command::Pause { name, reason } => remote::pause(client, f, &name, reason.as_deref()),
+        Command::Resume { name } => remote::resume(client, f, &name),
+        Command::Runs { name, state, limit } => {
+            remote::runs(client, f, name.as_deref(), state.as_deref(), limit)
+        }
+        Command::Run {
+            action: Some(action),
+            ..
+        } => match action {
+            RunAction::Get { id } => remote::run_get(client, f, id),
+            RunAction::Events { id } => remote::run_events(client, f, id),
+            RunAction::Cancel { id } => remote::cancel(client, f, id),
+        },
+        Command::Logs { id, follow } => remote::logs(client, f, id, follow),
+        other => {
+            let name = format!("{other:?}");
+            let name = name
+                .split(|c: char| !c.is_alphanumeric())
+                .next()
+                .unwrap_or("")
+                .to_lowercase();
+            bail!(
+                "`jobs {name}` works on this machine's files and ledger, not with --server; --server applies to list, get, status, trigger, pause, resume, runs, run get|events|cancel, logs and plan"
+            )
         }
     }
 }
@@ -598,40 +659,8 @@ fn apply(settings: &Settings) -> Result<ExitCode> {
 /// A job's next fires from its ledger row, at `now`.
 fn row_next_fires(row: &JobRow, now: Timestamp, n: usize) -> Vec<jiff::Zoned> {
     match jiff::tz::db().get(&row.timezone) {
-        Ok(tz) => row_next_fires_in(row, &tz, now, n),
+        Ok(tz) => crate::views::next_fires_in(row, &tz, now, n),
         Err(_) => Vec::new(),
-    }
-}
-
-fn row_next_fires_in(row: &JobRow, tz: &TimeZone, now: Timestamp, n: usize) -> Vec<jiff::Zoned> {
-    let Some(schedule) = stored_schedule(row) else {
-        return Vec::new();
-    };
-    if !row.enabled || !row.active {
-        return Vec::new();
-    }
-    let anchor = row.schedule_anchor.parse().unwrap_or(now);
-    schedule
-        .next_fires(tz, anchor, now, n)
-        .into_iter()
-        .map(|t| t.to_zoned(tz.clone()))
-        .collect()
-}
-
-fn state_of(row: &JobRow) -> &'static str {
-    let completed = || match stored_schedule(row) {
-        Some(Schedule::At(at)) => row
-            .slot_cursor
-            .parse::<Timestamp>()
-            .is_ok_and(|cursor| at.instant <= cursor),
-        _ => false,
-    };
-    match (row.active, row.enabled) {
-        (false, _) => "removed",
-        (true, false) => "disabled",
-        (true, true) if row.paused.is_some() => "paused",
-        (true, true) if completed() => "completed",
-        (true, true) => "active",
     }
 }
 
@@ -655,6 +684,7 @@ fn list(settings: &Settings, tag: Option<&str>, all: bool) -> Result<ExitCode> {
         .filter(|r| all || r.active)
         .filter(|r| tag.is_none_or(|t| r.tags.iter().any(|x| x == t)))
         .collect();
+    let mut counts = ledger.run_counts(None).context("reading the ledger")?;
     // Look each zone up once: thousands of jobs share a handful of zones.
     let mut zones: std::collections::HashMap<&str, Option<TimeZone>> =
         std::collections::HashMap::new();
@@ -668,11 +698,20 @@ fn list(settings: &Settings, tag: Option<&str>, all: bool) -> Result<ExitCode> {
         rows.par_iter()
             .map(|r| {
                 let tz = zones.get(r.timezone.as_str()).and_then(Option::as_ref)?;
-                row_next_fires_in(r, tz, now, 1).into_iter().next()
+                crate::views::next_fires_in(r, tz, now, 1)
+                    .into_iter()
+                    .next()
             })
             .collect()
     };
-    output::job_list(settings.output, &rows, &next, now)
+    let jobs: Vec<crate::views::JobSummary> = rows
+        .iter()
+        .zip(&next)
+        .map(|(r, n)| {
+            crate::views::summary(r, n.as_ref(), counts.remove(&r.name).unwrap_or_default())
+        })
+        .collect();
+    output::job_list(settings.output, &jobs, now)
 }
 
 fn get(settings: &Settings, name: &str) -> Result<ExitCode> {
@@ -682,24 +721,21 @@ fn get(settings: &Settings, name: &str) -> Result<ExitCode> {
         Some(l) => l.job(name).context("reading the ledger")?,
         None => None,
     };
-    let Some(row) = row else {
+    let (Some(row), Some(ledger)) = (row, ledger) else {
         bail!(
             "no job `{name}` in the ledger {} (run `jobs apply` to record the files; `jobs list` shows what is there)",
             settings.ledger.display()
         );
     };
-    let n_revisions = ledger.as_ref().map_or(Ok(0), |l| l.revision_count(name))?;
+    let n_revisions = ledger.revision_count(name)?;
+    let counts = ledger
+        .run_counts(Some(name))?
+        .remove(name)
+        .unwrap_or_default();
     let fires = row_next_fires(&row, now, 5);
-    let description = stored_schedule(&row).map(|s| match &s {
-        Schedule::Cron(c) => c.describe(),
-        other => other.to_string(),
-    });
     output::job_detail(
         settings.output,
-        &row,
-        n_revisions,
-        &fires,
-        description.as_deref(),
+        &crate::views::detail(&row, &fires, counts, n_revisions),
     )
 }
 

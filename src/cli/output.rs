@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::OutputFormat;
-use crate::ledger::JobRow;
+use crate::views::{JobDetail, JobSummary};
 
 pub fn json(value: &impl Serialize) -> Result<()> {
     let text = serde_json::to_string_pretty(value)?;
@@ -17,9 +17,7 @@ pub fn json(value: &impl Serialize) -> Result<()> {
     Ok(())
 }
 
-fn rfc3339(z: &Zoned) -> String {
-    z.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string()
-}
+use crate::views::rfc3339;
 
 fn table() -> Table {
     let mut t = Table::new();
@@ -48,61 +46,37 @@ fn relative(at: Timestamp, now: Timestamp) -> String {
     }
 }
 
-pub fn job_list(
-    format: OutputFormat,
-    rows: &[JobRow],
-    next: &[Option<Zoned>],
-    now: Timestamp,
-) -> Result<ExitCode> {
+pub fn job_list(format: OutputFormat, jobs: &[JobSummary], now: Timestamp) -> Result<ExitCode> {
     if format == OutputFormat::Json {
-        let items: Vec<_> = rows
-            .iter()
-            .zip(next)
-            .map(|(r, n)| {
-                json!({
-                    "name": r.name,
-                    "description": r.description,
-                    "schedule": schedule_text(r),
-                    "timezone": r.timezone,
-                    "next_fire": n.as_ref().map(rfc3339),
-                    "enabled": r.enabled,
-                    "state": super::state_of(r),
-                    "paused": r.paused,
-                    "revision": r.revision,
-                    "file": r.source_path,
-                    "tags": r.tags,
-                    "last_run": r.last_run.as_ref().map(|l| json!({"state": l.state, "at": l.at})),
-                })
-            })
-            .collect();
-        json(&items)?;
+        json(&jobs)?;
         return Ok(ExitCode::SUCCESS);
     }
-    if rows.is_empty() {
+    if jobs.is_empty() {
         eprintln!("No jobs.");
         return Ok(ExitCode::SUCCESS);
     }
-    let mut lines: Vec<[String; 6]> = Vec::with_capacity(rows.len() + 1);
+    let mut lines: Vec<[String; 6]> = Vec::with_capacity(jobs.len() + 1);
     lines.push(["NAME", "SCHEDULE", "TZ", "NEXT", "LAST", "STATE"].map(String::from));
-    for (r, n) in rows.iter().zip(next) {
-        let next = n.as_ref().map_or("-".to_string(), |z| {
-            format!(
-                "{} ({})",
-                z.strftime("%Y-%m-%d %H:%M"),
-                relative(z.timestamp(), now)
-            )
+    for j in jobs {
+        let next = j.next_fire.as_deref().map_or("-".to_string(), |text| {
+            // `2026-11-22T03:00:00+01:00`: the job's local wall time, and how far off it is.
+            let local = text.get(..16).unwrap_or(text).replacen('T', " ", 1);
+            match text.parse::<Timestamp>() {
+                Ok(at) => format!("{local} ({})", relative(at, now)),
+                Err(_) => local,
+            }
         });
-        let last = r
+        let last = j
             .last_run
             .as_ref()
             .map_or("-".to_string(), |l| format!("{} {}", l.state, l.at));
         lines.push([
-            r.name.clone(),
-            schedule_text(r),
-            r.timezone.clone(),
+            j.name.clone(),
+            j.schedule.clone(),
+            j.timezone.clone(),
             next,
             last,
-            super::state_of(r).to_string(),
+            j.state.clone(),
         ]);
     }
     print!("{}", columns(&lines));
@@ -131,100 +105,76 @@ pub fn columns<const N: usize>(lines: &[[String; N]]) -> String {
     out
 }
 
-fn schedule_text(row: &JobRow) -> String {
-    super::stored_schedule(row).map_or_else(|| row.schedule.clone(), |s| s.to_string())
-}
-
-pub fn job_detail(
-    format: OutputFormat,
-    row: &JobRow,
-    n_revisions: i64,
-    fires: &[Zoned],
-    description: Option<&str>,
-) -> Result<ExitCode> {
-    let fires_text: Vec<String> = fires.iter().map(rfc3339).collect();
+pub fn job_detail(format: OutputFormat, job: &JobDetail) -> Result<ExitCode> {
     if format == OutputFormat::Json {
-        json(&json!({
-            "name": row.name,
-            "description": row.description,
-            "state": super::state_of(row),
-            "paused": row.paused,
-            "enabled": row.enabled,
-            "owner": row.owner,
-            "schedule": schedule_text(row),
-            "schedule_description": description,
-            "timezone": row.timezone,
-            "next_fires": fires_text,
-            "file": row.source_path,
-            "revision": row.revision,
-            "revisions": n_revisions,
-            "content_hash": row.content_hash,
-            "git_commit": row.git_commit,
-            "git_dirty": row.git_dirty,
-            "applied_at": row.updated_at,
-            "created_at": row.created_at,
-            "removed_at": row.removed_at,
-            "tags": row.tags,
-            "runs": row.n_runs,
-            "definition": row.definition,
-        }))?;
+        json(job)?;
         return Ok(ExitCode::SUCCESS);
     }
+    let j = &job.summary;
     let mut t = table();
-    let commit = match (&row.git_commit, row.git_dirty) {
+    let commit = match (&j.git_commit, job.git_dirty) {
         (Some(c), Some(true)) => format!("{c} (with uncommitted changes)"),
         (Some(c), _) => c.clone(),
         (None, _) => "-".into(),
     };
+    let dash = |s: &str| {
+        if s.is_empty() {
+            "-".to_string()
+        } else {
+            s.to_string()
+        }
+    };
+    let runs = if j.runs.is_empty() {
+        "0".to_string()
+    } else {
+        let total: i64 = j.runs.values().sum();
+        let parts: Vec<String> = j.runs.iter().map(|(s, n)| format!("{n} {s}")).collect();
+        format!("{total} ({})", parts.join(", "))
+    };
     let pairs: Vec<(&str, String)> = vec![
-        ("Name", row.name.clone()),
-        (
-            "Description",
-            if row.description.is_empty() {
-                "-".into()
-            } else {
-                row.description.clone()
-            },
-        ),
+        ("Name", j.name.clone()),
+        ("Description", dash(&j.description)),
         (
             "State",
-            match &row.paused {
-                Some(p) => format!("paused {p}"),
-                None => super::state_of(row).into(),
+            match &j.paused {
+                Some(p) => format!(
+                    "paused by {} at {}{}",
+                    p.by,
+                    p.at,
+                    p.reason
+                        .as_deref()
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default()
+                ),
+                None => j.state.clone(),
             },
         ),
-        ("Schedule", schedule_text(row)),
-        ("Meaning", description.unwrap_or("-").to_string()),
-        ("Time zone", row.timezone.clone()),
+        ("Schedule", j.schedule.clone()),
         (
-            "File",
-            row.source_path.clone().unwrap_or_else(|| "-".into()),
+            "Meaning",
+            j.schedule_description.clone().unwrap_or_else(|| "-".into()),
         ),
-        ("Revision", format!("{} of {}", row.revision, n_revisions)),
+        ("Time zone", j.timezone.clone()),
+        ("Owner", j.owner.clone()),
+        ("File", j.file.clone().unwrap_or_else(|| "-".into())),
+        ("Revision", format!("{} of {}", j.revision, job.revisions)),
         ("Commit", commit),
-        ("Applied", row.updated_at.clone()),
-        (
-            "Tags",
-            if row.tags.is_empty() {
-                "-".into()
-            } else {
-                row.tags.join(", ")
-            },
-        ),
-        ("Runs", row.n_runs.to_string()),
+        ("Applied", job.applied_at.clone()),
+        ("Tags", dash(&j.tags.join(", "))),
+        ("Runs", runs),
     ];
     for (k, v) in pairs {
         t.add_row([format!("{k}:"), v]);
     }
     println!("{t}");
-    if !fires_text.is_empty() {
+    if !job.next_fires.is_empty() {
         println!("\nNext fires:");
-        for f in &fires_text {
+        for f in &job.next_fires {
             println!("  {f}");
         }
     }
     println!("\nDefinition:");
-    for line in row.definition.lines() {
+    for line in job.definition.lines() {
         println!("  {line}");
     }
     Ok(ExitCode::SUCCESS)

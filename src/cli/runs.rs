@@ -16,9 +16,10 @@ use serde_json::json;
 use super::{OutputFormat, Settings, output, plural};
 use crate::clock::Clock;
 use crate::daemon;
-use crate::ledger::{CancelOutcome, Ledger, NewRun, RunFilter, RunRow};
+use crate::ledger::{CancelOutcome, Ledger, NewRun, OutputLine, RunEvent, RunFilter, RunRow};
 use crate::run::{RunState, Trigger};
 use crate::runner;
+use crate::views::{PauseView, StatusView};
 
 fn open(settings: &Settings) -> Result<Ledger> {
     Ledger::open(&settings.ledger)
@@ -202,7 +203,7 @@ pub fn run_now(settings: &Settings, job: &str, given: &[String]) -> Result<ExitC
     })
 }
 
-pub fn trigger(settings: &Settings, job: &str, given: &[String]) -> Result<ExitCode> {
+pub fn trigger(settings: &Settings, job: &str, given: &[String], wait: bool) -> Result<ExitCode> {
     let mut ledger = open_existing(settings)?;
     let (revision_id, params) = params(settings, &ledger, job, given)?;
     let now = clock()?.now();
@@ -222,11 +223,17 @@ pub fn trigger(settings: &Settings, job: &str, given: &[String]) -> Result<ExitC
     )?;
     ledger.wake_daemon();
     let daemon_up = daemon_pid(&ledger)?.is_some();
-    if settings.output == OutputFormat::Json {
-        output::json(&json!({"run": id, "job": job, "state": "pending", "daemon": daemon_up}))?;
-    } else {
-        println!("run {id} of {job} queued");
+    if wait {
+        if !daemon_up {
+            bail!(
+                "run {id} of {job} is queued, but no `jobs serve` is running on {} to start it; `jobs run {job}` runs a job here and waits",
+                settings.ledger.display()
+            );
+        }
+        eprintln!("run {id} of {job} queued");
+        return wait_for_run(settings, &ledger, id);
     }
+    render_queued(settings.output, id, job)?;
     if !daemon_up {
         eprintln!(
             "warning: no `jobs serve` is running on {}; the run starts when one does (or use `jobs run {job}` to run it here)",
@@ -234,6 +241,46 @@ pub fn trigger(settings: &Settings, job: &str, given: &[String]) -> Result<ExitC
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+pub(super) fn render_queued(format: OutputFormat, id: i64, job: &str) -> Result<()> {
+    if format == OutputFormat::Json {
+        output::json(&json!({"run": id, "job": job, "state": "pending"}))
+    } else {
+        println!("run {id} of {job} queued");
+        Ok(())
+    }
+}
+
+/// Waits for a queued run to start (a spinner on a terminal), follows its output, and exits
+/// with its exit code.
+fn wait_for_run(settings: &Settings, ledger: &Ledger, id: i64) -> Result<ExitCode> {
+    let mut spinner = super::remote::Spinner::new(id);
+    loop {
+        let run = ledger
+            .run(id)?
+            .with_context(|| format!("run {id} disappeared from the ledger"))?;
+        if run.state() != Some(RunState::Pending) {
+            break;
+        }
+        spinner.tick();
+        std::thread::sleep(StdDuration::from_millis(200));
+    }
+    spinner.clear();
+    logs(settings, id, true)?;
+    let run = ledger
+        .run(id)?
+        .with_context(|| format!("run {id} disappeared from the ledger"))?;
+    Ok(exit_code_of(&run))
+}
+
+/// A finished run's exit code, as `jobs run` and `jobs trigger --wait` exit with it.
+pub(super) fn exit_code_of(run: &RunRow) -> ExitCode {
+    match (run.exit_code, run.state()) {
+        (_, Some(RunState::Succeeded)) => ExitCode::SUCCESS,
+        (Some(code), _) => ExitCode::from(u8::try_from(code.clamp(1, 255)).unwrap_or(1)),
+        (None, _) => ExitCode::from(1),
+    }
 }
 
 /// The pid of the daemon serving this ledger, if one is alive.
@@ -250,29 +297,46 @@ pub fn pause(settings: &Settings, job: &str, reason: Option<&str>) -> Result<Exi
     let now = clock()?.now();
     let paused = ledger.pause(job, &operator(), reason, now)?;
     ledger.wake_daemon();
-    if settings.output == OutputFormat::Json {
-        let row = ledger.job(job)?;
-        output::json(
-            &json!({"job": job, "changed": paused, "paused": row.and_then(|r| r.paused)}),
-        )?;
-    } else if paused {
-        println!("{job} paused; its scheduled fires are skipped until `jobs resume {job}`");
-    } else {
-        println!("{job} was already paused");
-    }
-    Ok(ExitCode::SUCCESS)
+    let row = ledger.job(job)?;
+    render_pause(
+        settings.output,
+        job,
+        true,
+        paused,
+        row.and_then(|r| r.paused).map(|p| PauseView {
+            by: p.by,
+            at: p.at,
+            reason: p.reason,
+        }),
+    )
 }
 
 pub fn resume(settings: &Settings, job: &str) -> Result<ExitCode> {
     let ledger = open_existing(settings)?;
     let resumed = ledger.resume(job)?;
     ledger.wake_daemon();
-    if settings.output == OutputFormat::Json {
-        output::json(&json!({"job": job, "changed": resumed, "paused": null}))?;
-    } else if resumed {
-        println!("{job} resumed");
-    } else {
-        println!("{job} was not paused");
+    render_pause(settings.output, job, false, resumed, None)
+}
+
+/// The outcome of `pause` (`pausing`) or `resume`.
+pub(super) fn render_pause(
+    format: OutputFormat,
+    job: &str,
+    pausing: bool,
+    changed: bool,
+    paused: Option<PauseView>,
+) -> Result<ExitCode> {
+    if format == OutputFormat::Json {
+        output::json(&json!({"job": job, "changed": changed, "paused": paused}))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    match (pausing, changed) {
+        (true, true) => {
+            println!("{job} paused; its scheduled fires are skipped until `jobs resume {job}`")
+        }
+        (true, false) => println!("{job} was already paused"),
+        (false, true) => println!("{job} resumed"),
+        (false, false) => println!("{job} was not paused"),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -282,19 +346,22 @@ pub fn cancel(settings: &Settings, id: i64) -> Result<ExitCode> {
     let now = clock()?.now();
     let outcome = ledger.request_cancel(id, &operator(), now)?;
     ledger.wake_daemon();
-    if settings.output == OutputFormat::Json {
-        let state = match outcome {
-            CancelOutcome::Cancelled => "cancelled",
-            CancelOutcome::Requested => "cancel_requested",
-        };
-        output::json(&json!({"run": id, "result": state}))?;
+    let result = match outcome {
+        CancelOutcome::Cancelled => "cancelled",
+        CancelOutcome::Requested => "cancel_requested",
+    };
+    render_cancel(settings.output, id, result)
+}
+
+pub(super) fn render_cancel(format: OutputFormat, id: i64, result: &str) -> Result<ExitCode> {
+    if format == OutputFormat::Json {
+        output::json(&json!({"run": id, "result": result}))?;
         return Ok(ExitCode::SUCCESS);
     }
-    match outcome {
-        CancelOutcome::Cancelled => println!("run {id} cancelled before it started"),
-        CancelOutcome::Requested => {
-            println!("run {id}: cancellation requested; its supervisor stops it now")
-        }
+    if result == "cancelled" {
+        println!("run {id} cancelled before it started");
+    } else {
+        println!("run {id}: cancellation requested; its supervisor stops it now");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -328,7 +395,11 @@ pub fn runs(
         before: None,
         limit: Some(limit),
     })?;
-    if settings.output == OutputFormat::Json {
+    render_runs(settings.output, &rows)
+}
+
+pub(super) fn render_runs(format: OutputFormat, rows: &[RunRow]) -> Result<ExitCode> {
+    if format == OutputFormat::Json {
         output::json(&rows)?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -350,7 +421,7 @@ pub fn runs(
         ]
         .map(String::from),
     ];
-    for r in &rows {
+    for r in rows {
         lines.push([
             r.id.to_string(),
             r.job.clone(),
@@ -411,8 +482,12 @@ fn find_run(settings: &Settings, id: i64) -> Result<(Ledger, RunRow)> {
 
 pub fn run_get(settings: &Settings, id: i64) -> Result<ExitCode> {
     let (_, run) = find_run(settings, id)?;
-    if settings.output == OutputFormat::Json {
-        output::json(&run)?;
+    render_run(settings.output, &run)
+}
+
+pub(super) fn render_run(format: OutputFormat, run: &RunRow) -> Result<ExitCode> {
+    if format == OutputFormat::Json {
+        output::json(run)?;
         return Ok(ExitCode::SUCCESS);
     }
     let dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
@@ -487,16 +562,32 @@ pub fn run_get(settings: &Settings, id: i64) -> Result<ExitCode> {
 pub fn run_events(settings: &Settings, id: i64) -> Result<ExitCode> {
     let (ledger, _) = find_run(settings, id)?;
     let events = ledger.run_events(id)?;
-    if settings.output == OutputFormat::Json {
+    render_events(settings.output, &events)
+}
+
+pub(super) fn render_events(format: OutputFormat, events: &[RunEvent]) -> Result<ExitCode> {
+    if format == OutputFormat::Json {
         output::json(&events)?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut lines = vec![["AT", "EVENT", "MESSAGE"].map(String::from)];
     for e in events {
-        lines.push([e.at, e.kind, e.message]);
+        lines.push([e.at.clone(), e.kind.clone(), e.message.clone()]);
     }
     print!("{}", output::columns(&lines));
     Ok(ExitCode::SUCCESS)
+}
+
+/// One output line: to stdout or stderr as the run wrote it, or as a JSON line.
+pub(super) fn print_line(format: OutputFormat, line: &OutputLine) -> Result<()> {
+    if format == OutputFormat::Json {
+        println!("{}", serde_json::to_string(line)?);
+    } else if line.stream == "stderr" {
+        eprintln!("{}", line.line);
+    } else {
+        println!("{}", line.line);
+    }
+    Ok(())
 }
 
 pub fn logs(settings: &Settings, id: i64, follow: bool) -> Result<ExitCode> {
@@ -514,13 +605,7 @@ pub fn logs(settings: &Settings, id: i64, follow: bool) -> Result<ExitCode> {
     loop {
         for line in ledger.run_output(id, after)? {
             after = line.id;
-            if settings.output == OutputFormat::Json {
-                println!("{}", serde_json::to_string(&line)?);
-            } else if line.stream == "stderr" {
-                eprintln!("{}", line.line);
-            } else {
-                println!("{}", line.line);
-            }
+            print_line(settings.output, &line)?;
         }
         let ended = run.state().is_none_or(RunState::is_terminal);
         if !follow || ended {
@@ -534,13 +619,7 @@ pub fn logs(settings: &Settings, id: i64, follow: bool) -> Result<ExitCode> {
         if run.state().is_none_or(RunState::is_terminal) {
             // One more read: lines flushed together with the end.
             for line in ledger.run_output(id, after)? {
-                if settings.output == OutputFormat::Json {
-                    println!("{}", serde_json::to_string(&line)?);
-                } else if line.stream == "stderr" {
-                    eprintln!("{}", line.line);
-                } else {
-                    println!("{}", line.line);
-                }
+                print_line(settings.output, &line)?;
             }
             break;
         }
@@ -556,53 +635,27 @@ pub fn status(settings: &Settings) -> Result<ExitCode> {
             settings.ledger.display()
         );
     };
-    let lease = ledger.lease()?;
-    let pid = daemon_pid(&ledger)?;
-    let source: Option<serde_json::Value> = ledger
-        .status("source")?
-        .and_then(|s| serde_json::from_str(&s).ok());
-    let active = ledger.active_runs()?;
-    let rows = ledger.job_summaries()?;
-    let mut next: Vec<(Timestamp, String)> = rows
-        .iter()
-        .filter(|r| r.active && r.paused.is_none())
-        .filter_map(|r| {
-            super::row_next_fires(r, now, 1)
-                .first()
-                .map(|z| (z.timestamp(), r.name.clone()))
-        })
-        .collect();
-    next.sort();
-    next.truncate(10);
-    let n_errors = source
-        .as_ref()
-        .and_then(|s| s.get("errors"))
-        .and_then(serde_json::Value::as_u64)
-        .unwrap_or(0);
-    if settings.output == OutputFormat::Json {
-        output::json(&json!({
-            "daemon": {
-                "running": pid.is_some(),
-                "pid": pid,
-                "since": lease.as_ref().filter(|_| pid.is_some()).map(|l| l.acquired_at.clone()),
-                "epoch": lease.as_ref().map(|l| l.epoch),
-            },
-            "source": source,
-            "active_runs": active,
-            "next_fires": next.iter().map(|(t, n)| json!({"job": n, "at": crate::ledger::stamp(*t)})).collect::<Vec<_>>(),
-            "jobs": rows.iter().filter(|r| r.active).count(),
-        }))?;
+    let view = crate::views::status(&ledger, &settings.ledger, now, runner::is_alive)?;
+    render_status(settings.output, &view)
+}
+
+pub(super) fn render_status(format: OutputFormat, view: &StatusView) -> Result<ExitCode> {
+    if format == OutputFormat::Json {
+        output::json(view)?;
         return Ok(ExitCode::SUCCESS);
     }
-    match (pid, &lease) {
-        (Some(pid), Some(l)) => println!(
-            "Daemon:   running (pid {pid} on {}, since {}, epoch {})",
-            l.holder, l.acquired_at, l.epoch
+    let d = &view.daemon;
+    match (d.running, &d.holder) {
+        (true, Some(holder)) => println!(
+            "Daemon:   running (pid {} on {holder}, since {}, epoch {})",
+            d.pid.unwrap_or(0),
+            d.since.as_deref().unwrap_or("-"),
+            d.epoch.unwrap_or(0)
         ),
-        (_, Some(l)) => println!(
+        (false, Some(_)) => println!(
             "Daemon:   not running (last: pid {} until {})",
-            l.pid.unwrap_or(0),
-            l.released_at
+            d.pid.unwrap_or(0),
+            d.stopped_at
                 .as_deref()
                 .unwrap_or("it stopped without releasing its lease")
         ),
@@ -610,10 +663,11 @@ pub fn status(settings: &Settings) -> Result<ExitCode> {
     }
     println!(
         "Ledger:   {} ({} job{})",
-        settings.ledger.display(),
-        rows.iter().filter(|r| r.active).count(),
-        plural(rows.iter().filter(|r| r.active).count())
+        view.ledger,
+        view.jobs,
+        plural(view.jobs)
     );
+    let n_errors = view.files.errors;
     if n_errors == 0 {
         println!("Files:    valid");
     } else {
@@ -621,21 +675,15 @@ pub fn status(settings: &Settings) -> Result<ExitCode> {
             "Files:    {n_errors} error{} (their jobs keep their last applied revision):",
             plural(n_errors as usize)
         );
-        if let Some(text) = source
-            .as_ref()
-            .and_then(|s| s.get("rendered"))
-            .and_then(serde_json::Value::as_str)
-        {
-            for line in text.lines() {
-                println!("  {line}");
-            }
+        for line in view.files.rendered.as_deref().unwrap_or("").lines() {
+            println!("  {line}");
         }
     }
-    if active.is_empty() {
+    if view.active_runs.is_empty() {
         println!("Active:   none");
     } else {
         println!("Active:");
-        for r in &active {
+        for r in &view.active_runs {
             println!(
                 "  run {} of {}: {} since {}",
                 r.id,
@@ -645,10 +693,10 @@ pub fn status(settings: &Settings) -> Result<ExitCode> {
             );
         }
     }
-    if !next.is_empty() {
+    if !view.next_fires.is_empty() {
         println!("Next fires:");
-        for (t, name) in &next {
-            println!("  {}  {name}", crate::ledger::stamp(*t));
+        for f in &view.next_fires {
+            println!("  {}  {}", f.at, f.job);
         }
     }
     Ok(ExitCode::SUCCESS)

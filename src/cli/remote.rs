@@ -1,0 +1,245 @@
+//! The reading and operating commands against a server (`--server URL`): the same output as
+//! the local commands, from the HTTP API instead of the ledger.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal as _;
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+use serde_json::json;
+
+use super::{OutputFormat, output, runs};
+use crate::client::{Client, encode};
+use crate::ledger::{OutputLine, RunEvent, RunRow};
+use crate::run::RunState;
+use crate::views::{JobDetail, JobSummary, PauseView, StatusView};
+
+#[derive(serde::Deserialize)]
+struct RunPage {
+    runs: Vec<RunRow>,
+}
+
+#[derive(serde::Deserialize)]
+struct PauseResult {
+    changed: bool,
+    paused: Option<PauseView>,
+}
+
+#[derive(serde::Deserialize)]
+struct CancelResult {
+    result: String,
+}
+
+pub fn list(
+    client: &Client,
+    format: OutputFormat,
+    tag: Option<&str>,
+    all: bool,
+) -> Result<ExitCode> {
+    if all {
+        bail!("--all is not available with --server: the API lists the active jobs");
+    }
+    let path = match tag {
+        Some(t) => format!("/v1/jobs?tag={}", encode(t)),
+        None => "/v1/jobs".to_string(),
+    };
+    let jobs: Vec<JobSummary> = client.get(&path)?;
+    output::job_list(
+        format,
+        &jobs,
+        crate::clock::now().map_err(anyhow::Error::msg)?,
+    )
+}
+
+pub fn get(client: &Client, format: OutputFormat, name: &str) -> Result<ExitCode> {
+    let job: JobDetail = client.get(&format!("/v1/jobs/{}", encode(name)))?;
+    output::job_detail(format, &job)
+}
+
+pub fn status(client: &Client, format: OutputFormat) -> Result<ExitCode> {
+    let view: StatusView = client.get("/v1/status")?;
+    runs::render_status(format, &view)
+}
+
+fn params_body(given: &[String]) -> Result<serde_json::Value> {
+    let mut params = BTreeMap::new();
+    for pair in given {
+        let Some((key, value)) = pair.split_once('=') else {
+            bail!("--param `{pair}` is not KEY=VALUE");
+        };
+        params.insert(key.to_string(), value.to_string());
+    }
+    Ok(json!({ "params": params }))
+}
+
+pub fn trigger(
+    client: &Client,
+    format: OutputFormat,
+    name: &str,
+    given: &[String],
+    wait: bool,
+) -> Result<ExitCode> {
+    let run: RunRow = client.post(
+        &format!("/v1/jobs/{}/trigger", encode(name)),
+        Some(&params_body(given)?),
+    )?;
+    if !wait {
+        runs::render_queued(format, run.id, name)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!("run {} of {name} queued", run.id);
+    let mut spinner = Spinner::new(run.id);
+    let mut current = run;
+    while current.state() == Some(RunState::Pending) {
+        spinner.tick();
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        current = client.get(&format!("/v1/runs/{}", current.id))?;
+    }
+    spinner.clear();
+    let ended = follow(client, format, current.id)?;
+    Ok(runs::exit_code_of(&ended))
+}
+
+/// Prints a run's output as it comes, until it ends; returns the ended run.
+fn follow(client: &Client, format: OutputFormat, id: i64) -> Result<RunRow> {
+    let mut ended: Option<RunRow> = None;
+    let mut failure: Option<anyhow::Error> = None;
+    client.events(&format!("/v1/runs/{id}/logs?follow=true"), |kind, data| {
+        match kind {
+            "line" => match serde_json::from_str::<OutputLine>(data) {
+                Ok(line) => {
+                    if let Err(e) = runs::print_line(format, &line) {
+                        failure = Some(e);
+                        return false;
+                    }
+                }
+                Err(e) => {
+                    failure = Some(anyhow::anyhow!("a log line from the server: {e}"));
+                    return false;
+                }
+            },
+            "end" => {
+                ended = serde_json::from_str(data).ok();
+                return false;
+            }
+            "error" => {
+                failure = Some(anyhow::anyhow!("the server: {data}"));
+                return false;
+            }
+            _ => {}
+        }
+        true
+    })?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    match ended {
+        Some(run) => Ok(run),
+        // The stream ended without an `end` event (a restart of the server): read the run.
+        None => Ok(client.get(&format!("/v1/runs/{id}"))?),
+    }
+}
+
+pub fn logs(client: &Client, format: OutputFormat, id: i64, follow_it: bool) -> Result<ExitCode> {
+    if follow_it {
+        follow(client, format, id)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let lines: Vec<OutputLine> = client.get(&format!("/v1/runs/{id}/logs"))?;
+    for line in &lines {
+        runs::print_line(format, line)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn pause(
+    client: &Client,
+    format: OutputFormat,
+    name: &str,
+    reason: Option<&str>,
+) -> Result<ExitCode> {
+    let result: PauseResult = client.post(
+        &format!("/v1/jobs/{}/pause", encode(name)),
+        Some(&json!({ "reason": reason })),
+    )?;
+    runs::render_pause(format, name, true, result.changed, result.paused)
+}
+
+pub fn resume(client: &Client, format: OutputFormat, name: &str) -> Result<ExitCode> {
+    let result: PauseResult =
+        client.post(&format!("/v1/jobs/{}/resume", encode(name)), None::<&()>)?;
+    runs::render_pause(format, name, false, result.changed, result.paused)
+}
+
+pub fn cancel(client: &Client, format: OutputFormat, id: i64) -> Result<ExitCode> {
+    let result: CancelResult = client.post(&format!("/v1/runs/{id}/cancel"), None::<&()>)?;
+    runs::render_cancel(format, id, &result.result)
+}
+
+pub fn runs(
+    client: &Client,
+    format: OutputFormat,
+    job: Option<&str>,
+    state: Option<&str>,
+    limit: usize,
+) -> Result<ExitCode> {
+    let mut query = vec![format!("limit={}", limit.clamp(1, 1000))];
+    if let Some(job) = job {
+        query.push(format!("job={}", encode(job)));
+    }
+    if let Some(state) = state {
+        query.push(format!("state={}", encode(state)));
+    }
+    let page: RunPage = client.get(&format!("/v1/runs?{}", query.join("&")))?;
+    runs::render_runs(format, &page.runs)
+}
+
+pub fn run_get(client: &Client, format: OutputFormat, id: i64) -> Result<ExitCode> {
+    let run: RunRow = client.get(&format!("/v1/runs/{id}"))?;
+    runs::render_run(format, &run)
+}
+
+pub fn run_events(client: &Client, format: OutputFormat, id: i64) -> Result<ExitCode> {
+    let events: Vec<RunEvent> = client.get(&format!("/v1/runs/{id}/events"))?;
+    runs::render_events(format, &events)
+}
+
+/// A spinner on stderr while a run waits to start, only when stderr is a terminal.
+pub(super) struct Spinner {
+    run: i64,
+    frame: usize,
+    shown: bool,
+    terminal: bool,
+}
+
+impl Spinner {
+    pub(super) fn new(run: i64) -> Spinner {
+        Spinner {
+            run,
+            frame: 0,
+            shown: false,
+            terminal: std::io::stderr().is_terminal(),
+        }
+    }
+
+    pub(super) fn tick(&mut self) {
+        if !self.terminal {
+            return;
+        }
+        const FRAMES: [char; 4] = ['|', '/', '-', '\\'];
+        eprint!(
+            "\r{} run {} is pending: waiting for the daemon to start it",
+            FRAMES[self.frame % FRAMES.len()],
+            self.run
+        );
+        self.frame += 1;
+        self.shown = true;
+    }
+
+    pub(super) fn clear(&mut self) {
+        if self.shown {
+            eprint!("\r\x1b[2K");
+            self.shown = false;
+        }
+    }
+}
