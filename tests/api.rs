@@ -729,7 +729,7 @@ fn a_public_address_without_tokens_is_refused_and_readyz_reports_bad_files() {
 #[test]
 fn the_cli_talks_to_a_server_with_the_same_output() {
     let p = project().file("jobs.d/fails.yaml", "run: echo about to fail; exit 7\n");
-    let (mut daemon, http) = start(&p, &[]);
+    let (daemon, http) = start(&p, &[]);
     let url = http.base.clone();
     let remote = |token: &str, args: &[&str]| {
         let mut all = vec!["--server", url.as_str(), "--token", token];
@@ -816,6 +816,80 @@ fn the_cli_talks_to_a_server_with_the_same_output() {
     p.run_live(&["--server", "http://127.0.0.1:1", "list"])
         .code(1)
         .stderr_has("cannot reach the server at http://127.0.0.1:1");
-    daemon.wait_for("run ended", &[]);
+    assert_eq!(daemon.stop(), Some(0));
+}
+
+#[test]
+fn a_remote_plan_shows_what_merging_files_would_change_on_the_server() {
+    let p = project()
+        .file("pr/deploy.yaml", "description: Ship it faster\nrun: echo \"deploying $JOBS_PARAM_BRANCH\"; echo done >&2\nparams:\n  branch: {required: true}\ntags: [ops]\n")
+        .file("pr/nightly.yaml", "schedule: \"0 4 * * *\"\ntimezone: Europe/Berlin\ncommand: [\"true\"]\ntags: [batch]\n")
+        .file("pr/weekly.yaml", "schedule: \"0 5 * * 1\"\ncommand: [\"true\"]\n")
+        .file("bad/broken.yaml", "schedule: \"0 25 * * *\"\ncommand: [\"true\"]\n");
+    let (daemon, http) = start(&p, &[]);
+    let url = http.base.clone();
+    let ledger = ".jobs/ledger.db";
+    for format in ["table", "json"] {
+        let local = p
+            .run(&[
+                "--dir",
+                "pr",
+                "--ledger",
+                ledger,
+                "plan",
+                "--detailed-exitcode",
+                "-o",
+                format,
+            ])
+            .code(2)
+            .stdout
+            .clone();
+        let remote = p
+            .run(&[
+                "--server",
+                &url,
+                "--token",
+                READER,
+                "--dir",
+                "pr",
+                "plan",
+                "--detailed-exitcode",
+                "-o",
+                format,
+            ])
+            .code(2)
+            .stdout
+            .clone();
+        assert_eq!(remote, local, "plan -o {format}");
+    }
+    let text = p
+        .run(&["--server", &url, "--token", READER, "--dir", "pr", "plan"])
+        .code(0)
+        .stdout
+        .clone();
+    for needle in [
+        "+ weekly",
+        "~ deploy",
+        "~ nightly",
+        "- hook",
+        "Plan: 1 to add, 2 to change, 1 to remove",
+    ] {
+        assert!(text.contains(needle), "{needle} in:\n{text}");
+    }
+    p.run(&["--server", &url, "--token", READER, "--dir", "bad", "plan"])
+        .code(1)
+        .stderr_has("bad/broken.yaml:1:")
+        .stderr_has("cannot plan these files");
+    let bad_path = http.post(
+        "/v1/plan",
+        Some(READER),
+        Some(json!({"files": {"../etc/passwd.yaml": ""}})),
+    );
+    assert!(bad_path.error(400).contains("not a job file path"));
+    // Nothing was applied: the server still has its own files' revisions.
+    assert_eq!(
+        http.get("/v1/jobs/nightly", Some(READER)).json()["revision"],
+        1
+    );
     assert_eq!(daemon.stop(), Some(0));
 }

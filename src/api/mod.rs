@@ -10,6 +10,7 @@ pub mod auth;
 pub mod error;
 mod hooks;
 mod jobs;
+mod plan;
 mod runs;
 mod system;
 
@@ -168,6 +169,7 @@ fn routes() -> (Router<Arc<Api>>, utoipa::openapi::OpenApi) {
         .routes(routes!(jobs::trigger))
         .routes(routes!(jobs::pause))
         .routes(routes!(jobs::resume))
+        .routes(routes!(plan::plan))
         .routes(routes!(runs::list))
         .routes(routes!(runs::get))
         .routes(routes!(runs::events))

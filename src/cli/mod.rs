@@ -417,6 +417,11 @@ fn remote_command(
             RunAction::Cancel { id } => remote::cancel(client, f, id),
         },
         Command::Logs { id, follow } => remote::logs(client, f, id, follow),
+        Command::Plan { detailed_exitcode }
+        | Command::Apply {
+            dry_run: true,
+            detailed_exitcode,
+        } => remote::plan(client, f, &settings.dir, detailed_exitcode),
         other => {
             let name = format!("{other:?}");
             let name = name

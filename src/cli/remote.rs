@@ -140,6 +140,54 @@ fn follow(client: &Client, format: OutputFormat, id: i64) -> Result<RunRow> {
     }
 }
 
+#[derive(serde::Deserialize)]
+struct PlanResponse {
+    plan: serde_json::Value,
+    text: String,
+    has_changes: bool,
+}
+
+/// `jobs plan --server`: sends the local job files, prints the server's plan of them.
+pub fn plan(
+    client: &Client,
+    format: OutputFormat,
+    dir: &std::path::Path,
+    detailed_exitcode: bool,
+) -> Result<ExitCode> {
+    let scan = crate::source::scan(dir).map_err(|d| anyhow::anyhow!("{d}"))?;
+    if let Some(problem) = scan.problems.first() {
+        bail!("{problem}");
+    }
+    let mut files = BTreeMap::new();
+    for f in &scan.files {
+        let text = String::from_utf8(f.bytes.clone())
+            .map_err(|_| anyhow::anyhow!("{} is not UTF-8 text", f.display))?;
+        files.insert(f.relative.clone(), text);
+    }
+    let body = json!({ "files": files, "dir": dir.display().to_string() });
+    let response: PlanResponse = match client.post("/v1/plan", Some(&body)) {
+        Ok(r) => r,
+        Err(crate::client::ClientError::Api {
+            status: 422,
+            message,
+            ..
+        }) => {
+            eprint!("{message}");
+            bail!("the server cannot plan these files: fix the errors above");
+        }
+        Err(e) => return Err(e.into()),
+    };
+    match format {
+        OutputFormat::Json => output::json(&response.plan)?,
+        OutputFormat::Table => print!("{}", response.text),
+    }
+    Ok(if detailed_exitcode && response.has_changes {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
 pub fn logs(client: &Client, format: OutputFormat, id: i64, follow_it: bool) -> Result<ExitCode> {
     if follow_it {
         follow(client, format, id)?;
