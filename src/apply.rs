@@ -83,6 +83,7 @@ pub fn apply(
                 .filter(|c| c.action == plan::Action::Remove)
                 .map(|c| c.name.clone())
                 .collect(),
+            owner: crate::ledger::Owner::File,
         };
         decided = Some(plan);
         Ok(batch)
@@ -169,4 +170,127 @@ pub fn stored_schedule(row: &JobRow) -> Option<Schedule> {
     serde_json::from_str(&row.schedule)
         .ok()
         .and_then(|v| Schedule::from_json(&v).ok())
+}
+
+/// What the API does to one of its jobs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApiWrite {
+    Create,
+    Update,
+    Delete,
+}
+
+/// Why an API write of a job wrote nothing.
+#[derive(Debug)]
+pub enum ApiWriteError {
+    /// No such API-owned job (update, delete).
+    NotFound(String),
+    /// The name belongs to a file, or (create) already exists.
+    Conflict(String),
+    /// The definition does not validate: the diagnostics, against the text as given.
+    Invalid(Vec<crate::diag::Diagnostic>),
+    Ledger(LedgerError),
+}
+
+/// Creates, changes or removes an API-owned job, in one transaction, with the same
+/// validation, normal form and revision history as a file's job. `catalog` holds the job's
+/// parsed definition (for create and update). Jobs defined by files are refused, naming the
+/// file: git stays the source of truth for what it owns.
+///
+/// # Errors
+///
+/// See [`ApiWriteError`].
+pub fn write_api_job(
+    ledger: &mut Ledger,
+    name: &str,
+    catalog: Option<&Catalog>,
+    mode: ApiWrite,
+    now: Timestamp,
+) -> Result<Option<ApplyRecord>, ApiWriteError> {
+    let stamp = now.round(jiff::Unit::Second).unwrap_or(now).to_string();
+    let mut refused: Option<ApiWriteError> = None;
+    let result = ledger.apply(&stamp, &GitInfo::default(), |current, fetch| {
+        let existing = current.iter().find(|r| r.name == name && r.active);
+        let refusal = match (mode, existing) {
+            (_, Some(r)) if r.owner == "file" => Some(ApiWriteError::Conflict(format!(
+                "job `{name}` is defined by the file {}; change it there (git is the source of truth for the jobs it owns)",
+                r.source_path.as_deref().unwrap_or("in the jobs folder")
+            ))),
+            (ApiWrite::Create, Some(_)) => Some(ApiWriteError::Conflict(format!(
+                "job `{name}` already exists; PATCH /v1/jobs/{name} changes it"
+            ))),
+            (ApiWrite::Update | ApiWrite::Delete, None) => Some(ApiWriteError::NotFound(format!(
+                "no API-owned job `{name}`; POST /v1/jobs creates one"
+            ))),
+            _ => None,
+        };
+        if let Some(r) = refusal {
+            let message = match &r {
+                ApiWriteError::Conflict(m) | ApiWriteError::NotFound(m) => m.clone(),
+                _ => String::new(),
+            };
+            refused = Some(r);
+            return Err(message);
+        }
+        if mode == ApiWrite::Delete {
+            return Ok(ApplyBatch {
+                upserts: Vec::new(),
+                removals: vec![name.to_string()],
+                owner: crate::ledger::Owner::Api,
+            });
+        }
+        let catalog = catalog.expect("create and update carry a definition");
+        if !catalog.is_valid() {
+            refused = Some(ApiWriteError::Invalid(catalog.diagnostics.clone()));
+            return Err("the definition is not valid".to_string());
+        }
+        // The plan sees the stored job as if it were a file's, to diff and decide the anchor.
+        let before: Vec<Applied> = existing
+            .map(|row| {
+                let mut row = row.clone();
+                if let Some((definition, n_runs)) = fetch(&row.name) {
+                    row.definition = definition;
+                    row.n_runs = n_runs;
+                }
+                let mut a = applied(std::slice::from_ref(&row)).remove(0);
+                a.api_owned = false;
+                a
+            })
+            .into_iter()
+            .collect();
+        let plan = plan::plan(catalog, &before, now);
+        if !plan.errors.is_empty() {
+            let message = plan
+                .errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ");
+            refused = Some(ApiWriteError::Invalid(plan.errors.clone()));
+            return Err(message);
+        }
+        Ok(ApplyBatch {
+            upserts: plan::upserts(&plan, catalog)
+                .into_iter()
+                .map(|(change, entry)| NewRevision {
+                    name: entry.spec.name.to_string(),
+                    content_hash: entry.hash.clone(),
+                    definition: change.after.clone().unwrap_or_default(),
+                    source_path: None,
+                    enabled: entry.spec.enabled,
+                    schedule: entry.spec.schedule.to_json().to_string(),
+                    timezone: entry.spec.timezone.name.clone(),
+                    description: entry.spec.description.clone(),
+                    tags: entry.spec.tags.clone(),
+                    reset_anchor: change.reset_anchor,
+                })
+                .collect(),
+            removals: Vec::new(),
+            owner: crate::ledger::Owner::Api,
+        })
+    });
+    match result {
+        Ok(record) => Ok(record),
+        Err(e) => Err(refused.unwrap_or(ApiWriteError::Ledger(e))),
+    }
 }

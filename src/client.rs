@@ -67,11 +67,45 @@ impl Client {
         self.send("POST", path, body)
     }
 
+    /// `method path` with a body of the given content type (a YAML definition), decoded as `T`.
+    ///
+    /// # Errors
+    ///
+    /// See [`ClientError`].
+    pub fn send_body<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &'static str,
+        body: Vec<u8>,
+    ) -> Result<T> {
+        let response = self.request_with(method, path, Some((content_type, body)))?;
+        Self::decode(response)
+    }
+
+    /// `DELETE path`, decoded as `T`.
+    ///
+    /// # Errors
+    ///
+    /// See [`ClientError`].
+    pub fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        Self::decode(self.request_with("DELETE", path, None)?)
+    }
+
     fn request(
         &self,
         method: &str,
         path: &str,
         body: Option<Vec<u8>>,
+    ) -> Result<ureq::http::Response<ureq::Body>> {
+        self.request_with(method, path, body.map(|b| ("application/json", b)))
+    }
+
+    fn request_with(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<(&'static str, Vec<u8>)>,
     ) -> Result<ureq::http::Response<ureq::Body>> {
         let url = format!("{}{path}", self.base);
         let mut request = ureq::http::Request::builder()
@@ -81,16 +115,17 @@ impl Client {
         if let Some(token) = &self.token {
             request = request.header("Authorization", format!("Bearer {token}"));
         }
-        if body.is_some() {
-            request = request.header("Content-Type", "application/json");
-        }
-        let request =
-            request
-                .body(body.unwrap_or_default())
-                .map_err(|e| ClientError::Unreachable {
-                    url: url.clone(),
-                    detail: e.to_string(),
-                })?;
+        let bytes = match body {
+            Some((content_type, bytes)) => {
+                request = request.header("Content-Type", content_type);
+                bytes
+            }
+            None => Vec::new(),
+        };
+        let request = request.body(bytes).map_err(|e| ClientError::Unreachable {
+            url: url.clone(),
+            detail: e.to_string(),
+        })?;
         let mut response = self
             .agent
             .run(request)
@@ -127,7 +162,10 @@ impl Client {
             .map(serde_json::to_vec)
             .transpose()
             .map_err(|e| ClientError::Unexpected(e.to_string()))?;
-        let mut response = self.request(method, path, body)?;
+        Self::decode(self.request(method, path, body)?)
+    }
+
+    fn decode<T: DeserializeOwned>(mut response: ureq::http::Response<ureq::Body>) -> Result<T> {
         let text = response
             .body_mut()
             .with_config()

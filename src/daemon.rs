@@ -471,6 +471,9 @@ impl Daemon {
                     let _ = self.shared.ledger().daemon_event(now, "applied", &message);
                     self.reload.store(true, Ordering::SeqCst);
                     self.wake_scheduler.notify_one();
+                } else if why == "SIGHUP" {
+                    // Asked for by an operator: say it happened.
+                    tracing::info!(why, "reconciled: no changes");
                 } else {
                     tracing::debug!(why, "reconciled: no changes");
                 }

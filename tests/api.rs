@@ -893,3 +893,210 @@ fn a_remote_plan_shows_what_merging_files_would_change_on_the_server() {
     );
     assert_eq!(daemon.stop(), Some(0));
 }
+
+fn send(http: &Http, method: &str, path: &str, kind: &str, body: &str) -> Reply {
+    http.call(
+        method,
+        path,
+        Some(ADMIN),
+        Some((kind, body.as_bytes())),
+        &[],
+    )
+}
+
+#[test]
+fn api_owned_jobs_are_created_patched_and_deleted_while_files_stay_in_git() {
+    let p = project();
+    let (mut daemon, http) = start(&p, &[]);
+    let yaml = "name: adhoc\nschedule: \"0 6 * * *\"\ncommand: [\"sh\", \"-c\", \"sleep 30\"]\nconcurrency: allow\n";
+    let created = send(&http, "POST", "/v1/jobs", "application/yaml", yaml);
+    assert_eq!(created.status, 201, "{}", created.text);
+    let job = created.json();
+    assert_eq!(
+        (
+            job["owner"].clone(),
+            job["revision"].clone(),
+            job["file"].clone()
+        ),
+        (json!("api"), json!(1), Value::Null)
+    );
+    assert_eq!(job["schedule"], "0 6 * * *");
+
+    let cases: Vec<(&str, Reply, u16, &str)> = vec![
+        (
+            "again",
+            send(&http, "POST", "/v1/jobs", "application/yaml", yaml),
+            409,
+            "already exists",
+        ),
+        (
+            "a file's name",
+            send(
+                &http,
+                "POST",
+                "/v1/jobs",
+                "application/json",
+                r#"{"name": "nightly", "command": ["true"]}"#,
+            ),
+            409,
+            "defined by the file nightly.yaml",
+        ),
+        (
+            "invalid",
+            send(
+                &http,
+                "POST",
+                "/v1/jobs",
+                "application/yaml",
+                "name: broken\nschedule: \"0 25 * * *\"\ncommand: [\"true\"]\n",
+            ),
+            422,
+            "broken.yaml:2:",
+        ),
+        (
+            "no name",
+            send(
+                &http,
+                "POST",
+                "/v1/jobs",
+                "application/yaml",
+                "command: [\"true\"]\n",
+            ),
+            422,
+            "needs `name: NAME`",
+        ),
+        (
+            "not a definition type",
+            send(&http, "POST", "/v1/jobs", "text/plain", yaml),
+            415,
+            "application/yaml",
+        ),
+        (
+            "patch a file's job",
+            send(
+                &http,
+                "PATCH",
+                "/v1/jobs/nightly",
+                "application/json",
+                r#"{"schedule": "0 1 * * *"}"#,
+            ),
+            409,
+            "defined by the file nightly.yaml",
+        ),
+        (
+            "delete a file's job",
+            http.call("DELETE", "/v1/jobs/nightly", Some(ADMIN), None, &[]),
+            409,
+            "change it there",
+        ),
+        (
+            "patch a missing job",
+            send(&http, "PATCH", "/v1/jobs/ghost", "application/json", "{}"),
+            404,
+            "no API-owned job `ghost`",
+        ),
+        (
+            "read token",
+            http.call("DELETE", "/v1/jobs/adhoc", Some(READER), None, &[]),
+            403,
+            "admin",
+        ),
+    ];
+    for (name, reply, status, message) in cases {
+        let text = reply.error(status);
+        assert!(text.contains(message), "{name}: {text}");
+    }
+
+    // A patch changes the fields it gives and keeps the rest.
+    let patched = send(
+        &http,
+        "PATCH",
+        "/v1/jobs/adhoc",
+        "application/json",
+        r#"{"schedule": "*/5 * * * *", "description": "every five"}"#,
+    );
+    assert_eq!(patched.status, 200, "{}", patched.text);
+    let job = patched.json();
+    assert_eq!(
+        (job["revision"].clone(), job["schedule"].clone()),
+        (json!(2), json!("*/5 * * * *"))
+    );
+    assert!(
+        job["definition"].as_str().unwrap().contains("sleep 30"),
+        "{job}"
+    );
+    assert_eq!(job["description"], "every five");
+
+    // Git's jobs and the API's live side by side: a reconcile of the files keeps it, and the
+    // plan lists it apart.
+    daemon.signal(libc::SIGHUP);
+    daemon.wait_for("reconciled", &[]);
+    assert_eq!(
+        http.get("/v1/jobs/adhoc", Some(READER)).json()["state"],
+        "active"
+    );
+    p.run(&["plan"]).code(0).stdout_has("adhoc");
+
+    let run = http
+        .post("/v1/jobs/adhoc/trigger", Some(ADMIN), None)
+        .json();
+    let id = run["id"].to_string();
+    daemon.wait_for("process started", &[("run", &id)]);
+    let deleted = http.call(
+        "DELETE",
+        "/v1/jobs/adhoc?cancel_active=true",
+        Some(ADMIN),
+        None,
+        &[],
+    );
+    assert_eq!(deleted.status, 200, "{}", deleted.text);
+    assert_eq!(deleted.json()["cancelled_runs"], json!([run["id"]]));
+    daemon.wait_for("run ended", &[("run", &id)]);
+    assert_eq!(
+        http.get(&format!("/v1/runs/{id}"), Some(READER)).json()["state"],
+        "cancelled"
+    );
+    assert_eq!(
+        http.get("/v1/jobs/adhoc", Some(READER)).json()["state"],
+        "removed"
+    );
+    assert!(
+        http.get("/v1/jobs", Some(READER))
+            .json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|j| j["name"] != "adhoc")
+    );
+
+    // The CLI does the same with --server.
+    let url = http.base.clone();
+    let p2 = p
+        .file(
+            "defs/report.yaml",
+            "schedule: \"0 7 * * *\"\ncommand: [\"true\"]\n",
+        )
+        .file("defs/patch.yaml", "schedule: \"0 8 * * *\"\n");
+    let cli = |args: &[&str]| {
+        let mut all = vec!["--server", url.as_str(), "--token", ADMIN];
+        all.extend_from_slice(args);
+        p2.run(&all)
+    };
+    cli(&["create", "--file", "defs/report.yaml"])
+        .code(0)
+        .stdout_has("report created (revision 1)");
+    cli(&["update", "report", "--file", "defs/patch.yaml"])
+        .code(0)
+        .stdout_has("report updated (revision 2)");
+    cli(&["get", "report"])
+        .code(0)
+        .stdout_has("0 8 * * *")
+        .stdout_has("api");
+    cli(&["delete", "report"])
+        .code(0)
+        .stdout_has("report removed");
+    p2.run(&["delete", "report"])
+        .code(1)
+        .stderr_has("pass --server URL");
+    assert_eq!(daemon.stop(), Some(0));
+}

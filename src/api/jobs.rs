@@ -4,14 +4,18 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::response::Response;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::{Admin, Reader};
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::{Api, OptionalJson, Path, Query, accepted};
+use crate::apply::{ApiWrite, ApiWriteError, write_api_job};
+use crate::catalog;
 use crate::ledger::{JobRow, NewRun, RunRow};
 use crate::run::Trigger;
 use crate::views::{self, JobDetail, JobSummary, PauseView, Zones};
@@ -270,4 +274,265 @@ fn pause_result(job: String, changed: bool, row: Option<JobRow>) -> PauseResult 
         changed,
         paused,
     }
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CreateQuery {
+    /// The job's name, when the definition has no `name:`.
+    pub name: Option<String>,
+}
+
+/// The text of a definition body, JSON or YAML (JSON is YAML, so one parser reads both).
+fn definition_text(headers: &HeaderMap, body: &[u8]) -> ApiResult<String> {
+    let kind = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
+    match kind.as_deref() {
+        Some(
+            "application/json" | "application/yaml" | "application/x-yaml" | "text/yaml"
+            | "text/x-yaml",
+        ) => {}
+        Some(other) => {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!(
+                    "the body is `{other}`; send a job definition as `application/json` or `application/yaml`"
+                ),
+            ));
+        }
+        None => {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "a definition needs `Content-Type: application/json` or `application/yaml`",
+            ));
+        }
+    }
+    String::from_utf8(body.to_vec())
+        .map_err(|_| ApiError::bad_request("the body is not UTF-8 text"))
+}
+
+/// A definition's text as a JSON value (from JSON or YAML).
+fn definition_value(text: &str) -> ApiResult<serde_json::Value> {
+    serde_saphyr::from_str::<serde_json::Value>(text)
+        .map_err(|e| ApiError::bad_request(format!("the body is neither JSON nor YAML: {e}")))
+}
+
+/// RFC 7396 JSON merge patch: objects merge key by key, `null` removes, anything else replaces.
+fn merge_patch(target: &mut serde_json::Value, patch: serde_json::Value) {
+    match (target, patch) {
+        (serde_json::Value::Object(t), serde_json::Value::Object(p)) => {
+            for (key, value) in p {
+                if value.is_null() {
+                    t.remove(&key);
+                } else {
+                    merge_patch(t.entry(key).or_insert(serde_json::Value::Null), value);
+                }
+            }
+        }
+        (t, p) => *t = p,
+    }
+}
+
+/// Parses `text` as the definition of job `name` and writes it (or removes the job).
+async fn write_job(
+    api: &Arc<Api>,
+    name: &str,
+    text: Option<String>,
+    mode: ApiWrite,
+) -> ApiResult<()> {
+    crate::name::JobName::parse(name).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("`{name}` is not a valid job name: {e}"),
+        )
+    })?;
+    let others: Vec<String> = api
+        .read(|l| l.job_summaries())
+        .await?
+        .into_iter()
+        .filter(|r| r.active && r.name != name)
+        .map(|r| r.name)
+        .collect();
+    let now = api.now();
+    let defaults = api.shared.defaults.clone();
+    let name = name.to_string();
+    api.write(move |ledger| {
+        let display = format!("{name}.yaml");
+        let catalog = text.as_ref().map(|text| {
+            let inputs = [catalog::FileInput {
+                display: &display,
+                relative: &display,
+                bytes: text.as_bytes(),
+            }];
+            let context = crate::spec::Context {
+                defaults: &defaults,
+                now,
+            };
+            catalog::build(&inputs, context, &others)
+        });
+        match write_api_job(ledger, &name, catalog.as_ref(), mode, now) {
+            Ok(_) => Ok(()),
+            Err(ApiWriteError::NotFound(m)) => Err(ApiError::not_found(m)),
+            Err(ApiWriteError::Conflict(m)) => Err(ApiError::conflict(m)),
+            Err(ApiWriteError::Invalid(diagnostics)) => Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                crate::diag::render(&diagnostics, |_| text.as_deref(), false),
+            )),
+            Err(ApiWriteError::Ledger(e)) => Err(e.into()),
+        }
+    })
+    .await
+}
+
+async fn detail_of(api: &Arc<Api>, name: String) -> ApiResult<JobDetail> {
+    let (row, counts, revisions) = find(api, name).await?;
+    let fires = match jiff::tz::db().get(&row.timezone) {
+        Ok(tz) => views::next_fires_in(&row, &tz, api.now(), 5),
+        Err(_) => Vec::new(),
+    };
+    Ok(views::detail(&row, &fires, counts, revisions))
+}
+
+/// Creates an API-owned job from a definition in the job file format, as JSON or YAML. Its
+/// name is the definition's `name:` (or `?name=`). It is validated like a file, recorded as
+/// revision 1, and listed by `jobs plan` apart from the files' jobs. 201 with the job.
+#[utoipa::path(post, path = "/v1/jobs", tag = "jobs", params(CreateQuery),
+    request_body(content = String, description = "A job definition (JSON or YAML)",
+        content_type = "application/yaml"),
+    responses((status = 201, body = JobDetail),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn create(
+    State(api): State<Arc<Api>>,
+    _: Admin,
+    Query(q): Query<CreateQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let text = definition_text(&headers, &body)?;
+    let written = definition_value(&text)?
+        .get("name")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_string);
+    let name = match (q.name, written) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("?name={a} and the definition's `name: {b}` differ"),
+            ));
+        }
+        (Some(n), _) | (None, Some(n)) => n,
+        (None, None) => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "the definition needs `name: NAME` (or ?name=NAME): through the API there is no file name to take it from",
+            ));
+        }
+    };
+    write_job(&api, &name, Some(text), ApiWrite::Create).await?;
+    let job = detail_of(&api, name).await?;
+    Ok((StatusCode::CREATED, Json(job)).into_response())
+}
+
+/// Changes an API-owned job: the fields given replace the stored ones (a JSON merge patch;
+/// `null` removes a field), the rest are kept. A job defined by a file answers 409, naming it.
+#[utoipa::path(patch, path = "/v1/jobs/{name}", tag = "jobs",
+    params(("name" = String, Path, description = "The job's name")),
+    request_body(content = String, description = "The fields to change (JSON or YAML)",
+        content_type = "application/json"),
+    responses((status = 200, body = JobDetail),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub async fn update(
+    State(api): State<Arc<Api>>,
+    _: Admin,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<JobDetail>> {
+    let patch = definition_value(&definition_text(&headers, &body)?)?;
+    if !patch.is_object() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "the body must be a map of the fields to change",
+        ));
+    }
+    let job = name.clone();
+    let stored = api.read(move |l| l.job(&job)).await?.filter(|r| r.active);
+    let mut merged = match stored {
+        Some(row) if row.owner == "api" => definition_value(&row.definition)?,
+        // Let the write report a file's job or a missing one.
+        _ => serde_json::Value::Object(serde_json::Map::new()),
+    };
+    merge_patch(&mut merged, patch);
+    let text = serde_json::to_string_pretty(&merged)
+        .map_err(|e| ApiError::internal("merging the definition", e))?;
+    write_job(&api, &name, Some(text), ApiWrite::Update).await?;
+    detail_of(&api, name).await.map(Json)
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeleteQuery {
+    /// Also cancel the job's pending and running runs (otherwise they finish).
+    pub cancel_active: Option<bool>,
+}
+
+/// The outcome of a delete.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DeleteResult {
+    pub job: String,
+    pub removed: bool,
+    /// The runs cancelled with it (`cancel_active=true`).
+    pub cancelled_runs: Vec<i64>,
+}
+
+/// Removes an API-owned job; its history stays. A job defined by a file answers 409.
+#[utoipa::path(delete, path = "/v1/jobs/{name}", tag = "jobs",
+    params(("name" = String, Path, description = "The job's name"), DeleteQuery),
+    responses((status = 200, body = DeleteResult),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn delete(
+    State(api): State<Arc<Api>>,
+    _: Admin,
+    Path(name): Path<String>,
+    Query(q): Query<DeleteQuery>,
+) -> ApiResult<Json<DeleteResult>> {
+    write_job(&api, &name, None, ApiWrite::Delete).await?;
+    let mut cancelled_runs = Vec::new();
+    if q.cancel_active.unwrap_or(false) {
+        let now = api.now();
+        let job = name.clone();
+        cancelled_runs = api
+            .write(move |l| {
+                let active: Vec<i64> = l
+                    .active_runs()?
+                    .into_iter()
+                    .filter(|r| r.job == job)
+                    .map(|r| r.id)
+                    .collect();
+                for id in &active {
+                    l.request_cancel(*id, "api (job deleted)", now)?;
+                }
+                Ok(active)
+            })
+            .await?;
+    }
+    Ok(Json(DeleteResult {
+        job: name,
+        removed: true,
+        cancelled_runs,
+    }))
 }

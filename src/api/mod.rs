@@ -164,8 +164,8 @@ impl utoipa::Modify for BearerAuth {
 /// The router and its OpenAPI document.
 fn routes() -> (Router<Arc<Api>>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .routes(routes!(jobs::list))
-        .routes(routes!(jobs::get))
+        .routes(routes!(jobs::list, jobs::create))
+        .routes(routes!(jobs::get, jobs::update, jobs::delete))
         .routes(routes!(jobs::trigger))
         .routes(routes!(jobs::pause))
         .routes(routes!(jobs::resume))

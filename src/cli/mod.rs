@@ -204,6 +204,26 @@ enum Command {
     },
     /// The daemon, errors in the files, active runs and next fires
     Status,
+    /// Create an API-owned job from a definition file (YAML, TOML or JSON); needs --server
+    Create {
+        /// The definition, in the job file format; the job's name is the file's name
+        #[arg(long, short)]
+        file: PathBuf,
+    },
+    /// Change an API-owned job: the fields in the file replace the stored ones; needs --server
+    Update {
+        name: String,
+        /// The fields to change, in the job file format
+        #[arg(long, short)]
+        file: PathBuf,
+    },
+    /// Remove an API-owned job (its history stays); needs --server
+    Delete {
+        name: String,
+        /// Also cancel its pending and running runs
+        #[arg(long)]
+        cancel_active: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -385,6 +405,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Logs { id, follow } => runs::logs(&settings, id, follow),
         Command::Status => runs::status(&settings),
+        Command::Create { .. } | Command::Update { .. } | Command::Delete { .. } => bail!(
+            "API-owned jobs are managed through a server: pass --server URL (jobs in jobs.d are changed by editing their files)"
+        ),
         Command::Cron { .. } | Command::Completions { .. } | Command::Init { .. } => {
             unreachable!("handled above")
         }
@@ -417,6 +440,12 @@ fn remote_command(
             RunAction::Cancel { id } => remote::cancel(client, f, id),
         },
         Command::Logs { id, follow } => remote::logs(client, f, id, follow),
+        Command::Create { file } => remote::create(client, f, &file),
+        Command::Update { name, file } => remote::update(client, f, &name, &file),
+        Command::Delete {
+            name,
+            cancel_active,
+        } => remote::delete(client, f, &name, cancel_active),
         Command::Plan { detailed_exitcode }
         | Command::Apply {
             dry_run: true,

@@ -188,6 +188,93 @@ pub fn plan(
     })
 }
 
+/// The definition file's text, as the API takes it: YAML (JSON is YAML), or TOML converted.
+fn definition_of(file: &std::path::Path) -> Result<(String, Vec<u8>, &'static str)> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+    let name = file
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default()
+        .to_string();
+    let toml = file.extension().is_some_and(|e| e == "toml");
+    if toml {
+        let value: serde_json::Value =
+            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        return Ok((name, serde_json::to_vec(&value)?, "application/json"));
+    }
+    Ok((name, text.into_bytes(), "application/yaml"))
+}
+
+pub fn create(client: &Client, format: OutputFormat, file: &std::path::Path) -> Result<ExitCode> {
+    let (name, body, kind) = definition_of(file)?;
+    let job: JobDetail = client.send_body(
+        "POST",
+        &format!("/v1/jobs?name={}", encode(&name)),
+        kind,
+        body,
+    )?;
+    if format == OutputFormat::Json {
+        return output::job_detail(format, &job);
+    }
+    println!(
+        "{} created (revision {})",
+        job.summary.name, job.summary.revision
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn update(
+    client: &Client,
+    format: OutputFormat,
+    name: &str,
+    file: &std::path::Path,
+) -> Result<ExitCode> {
+    let (_, body, kind) = definition_of(file)?;
+    let job: JobDetail =
+        client.send_body("PATCH", &format!("/v1/jobs/{}", encode(name)), kind, body)?;
+    if format == OutputFormat::Json {
+        return output::job_detail(format, &job);
+    }
+    println!(
+        "{} updated (revision {})",
+        job.summary.name, job.summary.revision
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(serde::Deserialize, serde::Serialize)]
+struct DeleteResult {
+    job: String,
+    removed: bool,
+    cancelled_runs: Vec<i64>,
+}
+
+pub fn delete(
+    client: &Client,
+    format: OutputFormat,
+    name: &str,
+    cancel_active: bool,
+) -> Result<ExitCode> {
+    let result: DeleteResult = client.delete(&format!(
+        "/v1/jobs/{}?cancel_active={cancel_active}",
+        encode(name)
+    ))?;
+    if format == OutputFormat::Json {
+        output::json(&result)?;
+    } else if result.cancelled_runs.is_empty() {
+        println!("{name} removed; its history stays");
+    } else {
+        let ids: Vec<String> = result
+            .cancelled_runs
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        println!("{name} removed; cancelled run(s) {}", ids.join(", "));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn logs(client: &Client, format: OutputFormat, id: i64, follow_it: bool) -> Result<ExitCode> {
     if follow_it {
         follow(client, format, id)?;

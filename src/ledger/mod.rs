@@ -310,6 +310,26 @@ pub struct NewRevision {
 pub struct ApplyBatch {
     pub upserts: Vec<NewRevision>,
     pub removals: Vec<String>,
+    /// Who owns the jobs written: an apply of the files touches only `File` jobs, the API
+    /// only `Api` ones.
+    pub owner: Owner,
+}
+
+/// Who owns a job: its file in `jobs.d` (git), or the API.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Owner {
+    #[default]
+    File,
+    Api,
+}
+
+impl Owner {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Owner::File => "file",
+            Owner::Api => "api",
+        }
+    }
 }
 
 /// Where the applied definitions came from.
@@ -594,8 +614,9 @@ impl Ledger {
             let mut upsert_job = tx
                 .prepare_cached(
                     "INSERT INTO jobs (name, owner, revision_id, active, schedule_anchor, created_at, updated_at, removed_at, slot_cursor)
-                     VALUES (?1, 'file', ?2, 1, ?3, ?3, ?3, NULL, ?5)
+                     VALUES (?1, ?6, ?2, 1, ?3, ?3, ?3, NULL, ?5)
                      ON CONFLICT (name) DO UPDATE SET
+                         owner = excluded.owner,
                          revision_id = excluded.revision_id,
                          active = 1,
                          removed_at = NULL,
@@ -628,7 +649,14 @@ impl Ledger {
                 // A job coming back after removal starts its schedule afresh, like a new one.
                 let reset = rev.reset_anchor || !was_active;
                 upsert_job
-                    .execute(params![rev.name, revision_id, now, reset, cursor])
+                    .execute(params![
+                        rev.name,
+                        revision_id,
+                        now,
+                        reset,
+                        cursor,
+                        batch.owner.as_str()
+                    ])
                     .map_err(e)?;
                 if was_active {
                     changed += 1;
@@ -638,11 +666,13 @@ impl Ledger {
             }
             let mut remove = tx
                 .prepare_cached(
-                    "UPDATE jobs SET active = 0, removed_at = ?2, updated_at = ?2 WHERE name = ?1 AND active = 1 AND owner = 'file'",
+                    "UPDATE jobs SET active = 0, removed_at = ?2, updated_at = ?2 WHERE name = ?1 AND active = 1 AND owner = ?3",
                 )
                 .map_err(e)?;
             for name in &batch.removals {
-                remove.execute(params![name, now]).map_err(e)?;
+                remove
+                    .execute(params![name, now, batch.owner.as_str()])
+                    .map_err(e)?;
             }
         }
         let removed = batch.removals.len();
