@@ -147,7 +147,9 @@ impl ParamValue {
     request_body(content = Option<TriggerBody>, content_type = "application/json"),
     responses((status = 202, body = RunRow),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
 pub async fn trigger(
     State(api): State<Arc<Api>>,
     _: Admin,
@@ -223,8 +225,10 @@ pub struct PauseResult {
     params(("name" = String, Path, description = "The job's name")),
     request_body(content = Option<PauseBody>, content_type = "application/json"),
     responses((status = 200, body = PauseResult),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody)))]
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
 pub async fn pause(
     State(api): State<Arc<Api>>,
     _: Admin,
@@ -348,12 +352,16 @@ async fn write_job(
     text: Option<String>,
     mode: ApiWrite,
 ) -> ApiResult<()> {
-    crate::name::JobName::parse(name).map_err(|e| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!("`{name}` is not a valid job name: {e}"),
-        )
-    })?;
+    if let Err(e) = crate::name::JobName::parse(name) {
+        return Err(match mode {
+            ApiWrite::Create => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("`{name}` is not a valid job name: {e}"),
+            ),
+            // No job can have that name.
+            ApiWrite::Update | ApiWrite::Delete => no_job(name),
+        });
+    }
     let others: Vec<String> = api
         .read(|l| l.job_summaries())
         .await?
@@ -452,8 +460,8 @@ pub async fn create(
     responses((status = 200, body = JobDetail),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody), (status = 415, body = ErrorBody),
-        (status = 422, body = ErrorBody)))]
+        (status = 409, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn update(
     State(api): State<Arc<Api>>,
     _: Admin,
@@ -502,7 +510,7 @@ pub struct DeleteResult {
 #[utoipa::path(delete, path = "/v1/jobs/{name}", tag = "jobs",
     params(("name" = String, Path, description = "The job's name"), DeleteQuery),
     responses((status = 200, body = DeleteResult),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn delete(
     State(api): State<Arc<Api>>,

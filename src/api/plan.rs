@@ -40,6 +40,7 @@ pub struct PlanResponse {
     request_body(content = PlanRequest, content_type = "application/json"),
     responses((status = 200, body = PlanResponse),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
         (status = 422, body = ErrorBody)))]
 pub async fn plan(
     State(api): State<Arc<Api>>,

@@ -142,12 +142,21 @@ pub struct LogsQuery {
     pub after: Option<i64>,
 }
 
+/// One server-sent event of a followed log.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct LogEvent {
+    /// `line` (data: an output line as JSON), `end` (data: the ended run as JSON) or `error`.
+    pub event: String,
+    /// The event's JSON, as text.
+    pub data: String,
+}
+
 /// A run's output lines. With `follow=true`, a `text/event-stream`: a `line` event per line
 /// (data: the line as JSON), then one `end` event (data: the run) when the run has ended.
 #[utoipa::path(get, path = "/v1/runs/{id}/logs", tag = "runs",
     params(("id" = i64, Path, description = "The run's id"), LogsQuery),
-    responses((status = 200, body = Vec<OutputLine>,
-            description = "The lines; with follow=true, server-sent events"),
+    responses((status = 200, description = "The lines; with follow=true, server-sent events",
+            content((Vec<OutputLine> = "application/json"), (LogEvent = "text/event-stream"))),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody)))]
 pub async fn logs(
