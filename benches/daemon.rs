@@ -170,7 +170,7 @@ impl Daemon {
         let stderr = std::fs::File::create(&log).unwrap();
         let mut command = base_command(bin, root);
         command
-            .args(["serve", "--shutdown-grace", "5s"])
+            .args(["serve", "--shutdown-grace", "5s", "--listen", "127.0.0.1:0"])
             .args(extra)
             .stdout(Stdio::null())
             .stderr(stderr);

@@ -209,7 +209,7 @@ async fn serve_async(options: Options) -> Result<()> {
         }
     }
     let server = {
-        let (wake, problems) = (daemon.clone(), daemon.clone());
+        let (wake, wake_runs, problems) = (daemon.clone(), daemon.clone(), daemon.clone());
         let server = &daemon.options.server;
         let router = crate::api::router(crate::api::Options {
             ledger: daemon.options.ledger.clone(),
@@ -222,6 +222,7 @@ async fn serve_async(options: Options) -> Result<()> {
             request_timeout: StdDuration::try_from(server.request_timeout.as_signed())
                 .unwrap_or(StdDuration::from_secs(30)),
             wake: Box::new(move || wake.ledger_changed()),
+            wake_runs: Box::new(move || wake_runs.runs_changed()),
             problems: Box::new(move || problems.problems()),
         });
         tokio::spawn(async move {
@@ -526,6 +527,14 @@ impl Daemon {
             }
             let _ = ledger.daemon_event(now, "source_invalid", &rendered);
         }
+    }
+
+    /// Runs were queued or a cancel requested (by the API, in-process): start or stop runs,
+    /// without reloading the jobs. The data version is left alone, so a change to jobs by
+    /// another process meanwhile still reloads them at its own wake-up.
+    fn runs_changed(&self) {
+        self.wake_executor.notify_one();
+        self.act_on_cancels();
     }
 
     /// The jobs folder's current errors: how many, and rendered; `None` when it is valid.

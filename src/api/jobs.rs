@@ -52,7 +52,7 @@ pub async fn list(
     }
     let now = api.now();
     let (rows, mut counts) = api
-        .read(|l| Ok((l.job_summaries()?, l.run_counts(None)?)))
+        .read_blocking(|l| Ok((l.job_summaries()?, l.run_counts(None)?)))
         .await?;
     let mut zones = Zones::default();
     let items = rows
@@ -196,8 +196,19 @@ pub(crate) async fn queue_run(
         first_run_id: None,
         running_under: None,
     };
-    api.write(move |l| {
-        let id = l.create_run(&new, now)?;
+    // Group commit: the request that gets the writer writes every run queued meanwhile.
+    let mine = Arc::new(std::sync::OnceLock::new());
+    api.queue_run(new, mine.clone());
+    let queue = api.clone();
+    api.write_runs(move |l| {
+        if mine.get().is_none() {
+            queue.flush_runs(l, now);
+        }
+        let id = mine
+            .get()
+            .cloned()
+            .unwrap_or_else(|| Err("the run was not written".to_string()))
+            .map_err(|e| ApiError::internal("queueing the run", e))?;
         l.run(id)?
             .ok_or_else(|| ApiError::internal("queueing the run", "the new run vanished"))
     })
@@ -363,7 +374,7 @@ async fn write_job(
         });
     }
     let others: Vec<String> = api
-        .read(|l| l.job_summaries())
+        .read_blocking(|l| l.job_summaries())
         .await?
         .into_iter()
         .filter(|r| r.active && r.name != name)
@@ -524,7 +535,7 @@ pub async fn delete(
         let now = api.now();
         let job = name.clone();
         cancelled_runs = api
-            .write(move |l| {
+            .write_runs(move |l| {
                 let active: Vec<i64> = l
                     .active_runs()?
                     .into_iter()

@@ -47,12 +47,33 @@ pub struct Options {
     pub webhook_rate_limit: u32,
     pub body_limit: u64,
     pub request_timeout: StdDuration,
-    /// Tells the daemon the ledger changed (a trigger, a pause, a cancel).
+    /// Tells the daemon jobs changed (a pause, a resume, an API-owned job).
     pub wake: Box<dyn Fn() + Send + Sync>,
+    /// Tells the daemon runs changed (a trigger, a cancel): no need to reload the jobs.
+    pub wake_runs: Box<dyn Fn() + Send + Sync>,
     /// The jobs folder's current problems, if any: how many, and the rendered diagnostics
     /// (for `readyz` and metrics).
     pub problems: Box<dyn Fn() -> Option<(usize, String)> + Send + Sync>,
 }
+
+/// Read-only connections kept open: enough to keep both cores busy, few enough that their
+/// page caches stay small.
+const READERS: usize = 4;
+
+#[derive(Default)]
+struct Readers {
+    idle: Vec<Ledger>,
+    open: usize,
+}
+
+#[derive(Clone, Copy)]
+enum Changed {
+    Jobs,
+    Runs,
+}
+
+/// A queued run's id, or why it was not written.
+pub(crate) type QueuedRun = std::sync::OnceLock<Result<i64, String>>;
 
 /// The API's shared state.
 pub struct Api {
@@ -61,45 +82,115 @@ pub struct Api {
     pub(crate) tokens: Tokens,
     pub(crate) insecure: bool,
     pub(crate) public_metrics: bool,
-    readers: Mutex<Vec<Ledger>>,
+    readers: Mutex<Readers>,
+    reader_freed: std::sync::Condvar,
     writer: Mutex<Option<Ledger>>,
     pub(crate) limiter: Mutex<RateLimiter>,
+    /// Runs to create, written together by whichever request next holds the writer.
+    queued_runs: Mutex<Vec<(crate::ledger::NewRun, Arc<QueuedRun>)>>,
     pub(crate) wake: Box<dyn Fn() + Send + Sync>,
+    pub(crate) wake_runs: Box<dyn Fn() + Send + Sync>,
     pub(crate) problems: Box<dyn Fn() -> Option<(usize, String)> + Send + Sync>,
 }
 
 impl Api {
-    /// Runs `f` on a read-only ledger connection, off the runtime's threads.
+    /// Runs `f` (a point read: microseconds) on this runtime thread's own read-only
+    /// connection, in place: handing a short read to another thread costs more than the read.
     pub(crate) async fn read<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Ledger) -> crate::ledger::Result<T> + Send + 'static,
+    ) -> ApiResult<T> {
+        thread_local! {
+            static READER: std::cell::RefCell<Option<(PathBuf, Ledger)>> =
+                const { std::cell::RefCell::new(None) };
+        }
+        READER.with(|cell| {
+            let mut slot = cell.borrow_mut();
+            if slot.as_ref().is_none_or(|(path, _)| *path != self.ledger) {
+                let ledger = Ledger::open_read_only(&self.ledger)?
+                    .ok_or_else(|| ApiError::unavailable("the ledger does not exist yet"))?;
+                *slot = Some((self.ledger.clone(), ledger));
+            }
+            let (_, ledger) = slot.as_ref().expect("opened above");
+            f(ledger).map_err(ApiError::from)
+        })
+    }
+
+    /// Runs `f` (a read that may take long: all jobs, all run counts) on a read-only ledger
+    /// connection, off the runtime's threads. At most [`READERS`] such connections are open;
+    /// a request beyond waits for one.
+    pub(crate) async fn read_blocking<T: Send + 'static>(
         self: &Arc<Self>,
         f: impl FnOnce(&Ledger) -> crate::ledger::Result<T> + Send + 'static,
     ) -> ApiResult<T> {
         let api = self.clone();
         tokio::task::spawn_blocking(move || {
-            let pooled = api
+            let ledger = api.take_reader()?;
+            let result = f(&ledger);
+            let mut pool = api
                 .readers
                 .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .pop();
-            let ledger = match pooled {
-                Some(l) => l,
-                None => Ledger::open_read_only(&api.ledger)?
-                    .ok_or_else(|| ApiError::unavailable("the ledger does not exist yet"))?,
-            };
-            let result = f(&ledger);
-            api.readers
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .push(ledger);
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            pool.idle.push(ledger);
+            drop(pool);
+            api.reader_freed.notify_one();
             result.map_err(ApiError::from)
         })
         .await
         .map_err(|e| ApiError::internal("a ledger read", e))?
     }
 
-    /// Runs `f` on the API's writing connection (durable commits), then wakes the daemon.
+    fn take_reader(&self) -> ApiResult<Ledger> {
+        let mut pool = self
+            .readers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        loop {
+            if let Some(ledger) = pool.idle.pop() {
+                return Ok(ledger);
+            }
+            if pool.open < READERS {
+                pool.open += 1;
+                drop(pool);
+                let opened = Ledger::open_read_only(&self.ledger).map_err(ApiError::from);
+                let opened = opened.and_then(|l| {
+                    l.ok_or_else(|| ApiError::unavailable("the ledger does not exist yet"))
+                });
+                if opened.is_err() {
+                    self.readers
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .open -= 1;
+                }
+                return opened;
+            }
+            pool = self
+                .reader_freed
+                .wait(pool)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+
+    /// Runs `f` on the API's writing connection (durable commits), then tells the daemon
+    /// that jobs changed.
     pub(crate) async fn write<T: Send + 'static>(
         self: &Arc<Self>,
+        f: impl FnOnce(&mut Ledger) -> ApiResult<T> + Send + 'static,
+    ) -> ApiResult<T> {
+        self.write_then(Changed::Jobs, f).await
+    }
+
+    /// [`Api::write`] for a change to runs only (a trigger, a cancel).
+    pub(crate) async fn write_runs<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&mut Ledger) -> ApiResult<T> + Send + 'static,
+    ) -> ApiResult<T> {
+        self.write_then(Changed::Runs, f).await
+    }
+
+    async fn write_then<T: Send + 'static>(
+        self: &Arc<Self>,
+        changed: Changed,
         f: impl FnOnce(&mut Ledger) -> ApiResult<T> + Send + 'static,
     ) -> ApiResult<T> {
         let api = self.clone();
@@ -117,12 +208,44 @@ impl Api {
             let result = f(ledger);
             drop(slot);
             if result.is_ok() {
-                (api.wake)();
+                match changed {
+                    Changed::Jobs => (api.wake)(),
+                    Changed::Runs => (api.wake_runs)(),
+                }
             }
             result
         })
         .await
         .map_err(|e| ApiError::internal("a ledger write", e))?
+    }
+
+    /// Queues a run to create; `slot` receives its id once written.
+    pub(crate) fn queue_run(&self, run: crate::ledger::NewRun, slot: Arc<QueuedRun>) {
+        self.queued_runs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((run, slot));
+    }
+
+    /// Writes every queued run in one transaction (one disk sync) and hands each its id.
+    /// Called with the writer held, so a request that finds its run already written by an
+    /// earlier holder reads the id that holder set.
+    pub(crate) fn flush_runs(&self, ledger: &mut Ledger, now: jiff::Timestamp) {
+        let (runs, slots): (Vec<_>, Vec<_>) = std::mem::take(
+            &mut *self
+                .queued_runs
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+        .into_iter()
+        .unzip();
+        let written = ledger.create_runs(&runs, now);
+        for (i, slot) in slots.iter().enumerate() {
+            let _ = slot.set(match &written {
+                Ok(ids) => Ok(ids[i]),
+                Err(e) => Err(e.to_string()),
+            });
+        }
     }
 
     pub(crate) fn now(&self) -> jiff::Timestamp {
@@ -198,10 +321,13 @@ pub fn router(options: Options) -> Router {
         tokens: options.tokens,
         insecure: options.insecure,
         public_metrics: options.public_metrics,
-        readers: Mutex::new(Vec::new()),
+        readers: Mutex::new(Readers::default()),
+        reader_freed: std::sync::Condvar::new(),
         writer: Mutex::new(None),
         limiter: Mutex::new(RateLimiter::new(options.webhook_rate_limit)),
+        queued_runs: Mutex::new(Vec::new()),
         wake: options.wake,
+        wake_runs: options.wake_runs,
         problems: options.problems,
     });
     let limit = usize::try_from(options.body_limit).unwrap_or(usize::MAX);

@@ -57,7 +57,7 @@ pub async fn plan(
             )));
         }
     }
-    let rows = api.read(|l| l.jobs()).await?;
+    let rows = api.read_blocking(|l| l.jobs()).await?;
     let now = api.now();
     let defaults = api.shared.defaults.clone();
     // Parsing and planning thousands of files is CPU work: off the runtime's threads.

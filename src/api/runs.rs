@@ -264,7 +264,7 @@ pub async fn cancel(
 ) -> ApiResult<Json<CancelResult>> {
     let now = api.now();
     let outcome = api
-        .write(move |l| Ok(l.request_cancel(id, "api", now)?))
+        .write_runs(move |l| Ok(l.request_cancel(id, "api", now)?))
         .await?;
     Ok(Json(CancelResult {
         run: id,

@@ -106,7 +106,7 @@ pub async fn status(
 ) -> ApiResult<Json<crate::views::StatusView>> {
     let now = api.now();
     let path = api.ledger.clone();
-    api.read(move |l| crate::views::status(l, &path, now, crate::runner::is_alive))
+    api.read_blocking(move |l| crate::views::status(l, &path, now, crate::runner::is_alive))
         .await
         .map(Json)
 }
