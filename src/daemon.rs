@@ -210,6 +210,7 @@ async fn serve_async(options: Options) -> Result<()> {
     }
     let server = {
         let (wake, wake_runs, problems) = (daemon.clone(), daemon.clone(), daemon.clone());
+        let wake_executor = daemon.clone();
         let server = &daemon.options.server;
         let router = crate::api::router(crate::api::Options {
             ledger: daemon.options.ledger.clone(),
@@ -223,6 +224,7 @@ async fn serve_async(options: Options) -> Result<()> {
                 .unwrap_or(StdDuration::from_secs(30)),
             wake: Box::new(move || wake.ledger_changed()),
             wake_runs: Box::new(move || wake_runs.runs_changed()),
+            wake_executor: Box::new(move || wake_executor.wake_executor.notify_one()),
             problems: Box::new(move || problems.problems()),
         });
         tokio::spawn(async move {

@@ -38,6 +38,8 @@ pub struct Shared {
     /// waits on.
     progress: tokio::sync::watch::Sender<u64>,
     pub metrics: Arc<Metrics>,
+    /// Runs to create (API triggers), written together like the ends.
+    new_runs: Mutex<Vec<(NewRun, Arc<EndResult>)>>,
 }
 
 type EndResult = OnceLock<Result<Option<i64>, String>>;
@@ -67,6 +69,7 @@ impl Shared {
             ends: Mutex::new(Vec::new()),
             progress: tokio::sync::watch::Sender::new(0),
             metrics: Arc::new(Metrics::new()),
+            new_runs: Mutex::new(Vec::new()),
         }
     }
 
@@ -110,6 +113,45 @@ impl Shared {
         mine.get()
             .cloned()
             .unwrap_or_else(|| Err("the run's end was not written".to_string()))
+    }
+
+    /// Creates a pending run (a trigger) durably, sharing the transaction with every other run
+    /// queued meanwhile: one disk sync for a burst of triggers. Returns its id. Blocks on a
+    /// disk sync: call it off the runtime's worker threads.
+    ///
+    /// # Errors
+    ///
+    /// The ledger's message when the batch could not be written.
+    pub fn create_run(&self, run: NewRun, now: Timestamp) -> Result<i64, String> {
+        let mine = Arc::new(EndResult::new());
+        self.new_runs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((run, mine.clone()));
+        let mut ledger = self.ledger();
+        if mine.get().is_none() {
+            let (runs, results): (Vec<NewRun>, Vec<Arc<EndResult>>) = std::mem::take(
+                &mut *self
+                    .new_runs
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            )
+            .into_iter()
+            .unzip();
+            let written = ledger.create_runs(&runs, now);
+            for (i, result) in results.iter().enumerate() {
+                let _ = result.set(match &written {
+                    Ok(ids) => Ok(Some(ids[i])),
+                    Err(e) => Err(e.to_string()),
+                });
+            }
+        }
+        drop(ledger);
+        match mine.get().cloned() {
+            Some(Ok(Some(id))) => Ok(id),
+            Some(Err(e)) => Err(e),
+            _ => Err("the run was not written".to_string()),
+        }
     }
 
     /// Claims up to `max` pending runs for the daemon of `epoch`, writing the queued run ends in

@@ -196,23 +196,17 @@ pub(crate) async fn queue_run(
         first_run_id: None,
         running_under: None,
     };
-    // Group commit: the request that gets the writer writes every run queued meanwhile.
-    let mine = Arc::new(std::sync::OnceLock::new());
-    api.queue_run(new, mine.clone());
-    let queue = api.clone();
-    api.write_runs(move |l| {
-        if mine.get().is_none() {
-            queue.flush_runs(l, now);
-        }
-        let id = mine
-            .get()
-            .cloned()
-            .unwrap_or_else(|| Err("the run was not written".to_string()))
-            .map_err(|e| ApiError::internal("queueing the run", e))?;
-        l.run(id)?
-            .ok_or_else(|| ApiError::internal("queueing the run", "the new run vanished"))
-    })
-    .await
+    // Through the daemon's own connection, group-committed with other triggers: a second
+    // writing connection would contend with the daemon for SQLite's write lock.
+    let shared = api.shared.clone();
+    let id = tokio::task::spawn_blocking(move || shared.create_run(new, now))
+        .await
+        .map_err(|e| ApiError::internal("queueing the run", e))?
+        .map_err(|e| ApiError::internal("queueing the run", e))?;
+    (api.wake_executor)();
+    api.read(move |l| l.run(id))
+        .await?
+        .ok_or_else(|| ApiError::internal("queueing the run", "the new run vanished"))
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]

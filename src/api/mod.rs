@@ -49,8 +49,10 @@ pub struct Options {
     pub request_timeout: StdDuration,
     /// Tells the daemon jobs changed (a pause, a resume, an API-owned job).
     pub wake: Box<dyn Fn() + Send + Sync>,
-    /// Tells the daemon runs changed (a trigger, a cancel): no need to reload the jobs.
+    /// Tells the daemon a run's cancel was requested: no need to reload the jobs.
     pub wake_runs: Box<dyn Fn() + Send + Sync>,
+    /// Tells the daemon's executor a run is pending.
+    pub wake_executor: Box<dyn Fn() + Send + Sync>,
     /// The jobs folder's current problems, if any: how many, and the rendered diagnostics
     /// (for `readyz` and metrics).
     pub problems: Box<dyn Fn() -> Option<(usize, String)> + Send + Sync>,
@@ -72,9 +74,6 @@ enum Changed {
     Runs,
 }
 
-/// A queued run's id, or why it was not written.
-pub(crate) type QueuedRun = std::sync::OnceLock<Result<i64, String>>;
-
 /// The API's shared state.
 pub struct Api {
     pub(crate) ledger: PathBuf,
@@ -86,10 +85,9 @@ pub struct Api {
     reader_freed: std::sync::Condvar,
     writer: Mutex<Option<Ledger>>,
     pub(crate) limiter: Mutex<RateLimiter>,
-    /// Runs to create, written together by whichever request next holds the writer.
-    queued_runs: Mutex<Vec<(crate::ledger::NewRun, Arc<QueuedRun>)>>,
     pub(crate) wake: Box<dyn Fn() + Send + Sync>,
     pub(crate) wake_runs: Box<dyn Fn() + Send + Sync>,
+    pub(crate) wake_executor: Box<dyn Fn() + Send + Sync>,
     pub(crate) problems: Box<dyn Fn() -> Option<(usize, String)> + Send + Sync>,
 }
 
@@ -219,35 +217,6 @@ impl Api {
         .map_err(|e| ApiError::internal("a ledger write", e))?
     }
 
-    /// Queues a run to create; `slot` receives its id once written.
-    pub(crate) fn queue_run(&self, run: crate::ledger::NewRun, slot: Arc<QueuedRun>) {
-        self.queued_runs
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push((run, slot));
-    }
-
-    /// Writes every queued run in one transaction (one disk sync) and hands each its id.
-    /// Called with the writer held, so a request that finds its run already written by an
-    /// earlier holder reads the id that holder set.
-    pub(crate) fn flush_runs(&self, ledger: &mut Ledger, now: jiff::Timestamp) {
-        let (runs, slots): (Vec<_>, Vec<_>) = std::mem::take(
-            &mut *self
-                .queued_runs
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        )
-        .into_iter()
-        .unzip();
-        let written = ledger.create_runs(&runs, now);
-        for (i, slot) in slots.iter().enumerate() {
-            let _ = slot.set(match &written {
-                Ok(ids) => Ok(ids[i]),
-                Err(e) => Err(e.to_string()),
-            });
-        }
-    }
-
     pub(crate) fn now(&self) -> jiff::Timestamp {
         self.shared.clock.now()
     }
@@ -325,9 +294,9 @@ pub fn router(options: Options) -> Router {
         reader_freed: std::sync::Condvar::new(),
         writer: Mutex::new(None),
         limiter: Mutex::new(RateLimiter::new(options.webhook_rate_limit)),
-        queued_runs: Mutex::new(Vec::new()),
         wake: options.wake,
         wake_runs: options.wake_runs,
+        wake_executor: options.wake_executor,
         problems: options.problems,
     });
     let limit = usize::try_from(options.body_limit).unwrap_or(usize::MAX);
