@@ -128,6 +128,28 @@ impl Zones {
     }
 }
 
+/// A cron expression in English, remembered per thread: croner's description costs more than
+/// the rest of a `GET /v1/jobs/{name}`, and thousands of jobs share a few expressions.
+fn describe(cron: &crate::cron::CronExpr) -> String {
+    const KEEP: usize = 4096;
+    thread_local! {
+        static SEEN: std::cell::RefCell<HashMap<String, String>> =
+            std::cell::RefCell::new(HashMap::new());
+    }
+    SEEN.with(|seen| {
+        let mut seen = seen.borrow_mut();
+        if let Some(text) = seen.get(cron.as_str()) {
+            return text.clone();
+        }
+        if seen.len() >= KEEP {
+            seen.clear();
+        }
+        let text = cron.describe();
+        seen.insert(cron.as_str().to_string(), text.clone());
+        text
+    })
+}
+
 fn schedule_kind(schedule: Option<&Schedule>) -> &'static str {
     match schedule {
         Some(Schedule::Cron(_)) => "cron",
@@ -157,7 +179,7 @@ pub fn summary(row: &JobRow, next_fire: Option<&Zoned>, runs: BTreeMap<String, i
             .map_or_else(|| row.schedule.clone(), ToString::to_string),
         schedule_kind: schedule_kind(schedule.as_ref()).to_string(),
         schedule_description: schedule.as_ref().map(|s| match s {
-            Schedule::Cron(c) => c.describe(),
+            Schedule::Cron(c) => describe(c),
             other => other.to_string(),
         }),
         timezone: row.timezone.clone(),
