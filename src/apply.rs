@@ -62,21 +62,7 @@ pub fn apply(
             return Err(message);
         }
         let batch = ApplyBatch {
-            upserts: plan::upserts(&plan, catalog)
-                .into_iter()
-                .map(|(change, entry)| NewRevision {
-                    name: entry.spec.name.to_string(),
-                    content_hash: entry.hash.clone(),
-                    definition: change.after.clone().unwrap_or_default(),
-                    source_path: Some(entry.relative.clone()),
-                    enabled: entry.spec.enabled,
-                    schedule: entry.spec.schedule.to_json().to_string(),
-                    timezone: entry.spec.timezone.name.clone(),
-                    description: entry.spec.description.clone(),
-                    tags: entry.spec.tags.clone(),
-                    reset_anchor: change.reset_anchor,
-                })
-                .collect(),
+            upserts: revisions(&plan, catalog, crate::ledger::Owner::File),
             removals: plan
                 .changes
                 .iter()
@@ -100,6 +86,25 @@ pub fn apply(
             _ => Err(ApplyError::Ledger(e)),
         },
     }
+}
+
+/// The new revisions a plan records. A file's job remembers its file; an API-owned job has none.
+fn revisions(plan: &Plan, catalog: &Catalog, owner: crate::ledger::Owner) -> Vec<NewRevision> {
+    plan::upserts(plan, catalog)
+        .into_iter()
+        .map(|(change, entry)| NewRevision {
+            name: entry.spec.name.to_string(),
+            content_hash: entry.hash.clone(),
+            definition: change.after.clone().unwrap_or_default(),
+            source_path: (owner == crate::ledger::Owner::File).then(|| entry.relative.clone()),
+            enabled: entry.spec.enabled,
+            schedule: entry.spec.schedule.to_json().to_string(),
+            timezone: entry.spec.timezone.name.clone(),
+            description: entry.spec.description.clone(),
+            tags: entry.spec.tags.clone(),
+            reset_anchor: change.reset_anchor,
+        })
+        .collect()
 }
 
 /// [`applied`] for an apply, from rows without definitions: only a job whose definition
@@ -270,21 +275,7 @@ pub fn write_api_job(
             return Err(message);
         }
         Ok(ApplyBatch {
-            upserts: plan::upserts(&plan, catalog)
-                .into_iter()
-                .map(|(change, entry)| NewRevision {
-                    name: entry.spec.name.to_string(),
-                    content_hash: entry.hash.clone(),
-                    definition: change.after.clone().unwrap_or_default(),
-                    source_path: None,
-                    enabled: entry.spec.enabled,
-                    schedule: entry.spec.schedule.to_json().to_string(),
-                    timezone: entry.spec.timezone.name.clone(),
-                    description: entry.spec.description.clone(),
-                    tags: entry.spec.tags.clone(),
-                    reset_anchor: change.reset_anchor,
-                })
-                .collect(),
+            upserts: revisions(&plan, catalog, crate::ledger::Owner::Api),
             removals: Vec::new(),
             owner: crate::ledger::Owner::Api,
         })

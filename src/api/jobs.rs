@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -185,17 +185,7 @@ pub(crate) async fn queue_run(
     let params = crate::spec::bind_params(name, &spec.params, params)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let now = api.now();
-    let new = NewRun {
-        job: name.to_string(),
-        revision_id: row.revision_id,
-        trigger,
-        scheduled_at: now,
-        not_before: None,
-        params,
-        attempt: 1,
-        first_run_id: None,
-        running_under: None,
-    };
+    let new = NewRun::now(name, row.revision_id, trigger, params, now);
     // Through the daemon's own connection, group-committed with other triggers: a second
     // writing connection would contend with the daemon for SQLite's write lock.
     let shared = api.shared.clone();
@@ -294,17 +284,7 @@ pub struct CreateQuery {
 
 /// The text of a definition body, JSON or YAML (JSON is YAML, so one parser reads both).
 fn definition_text(headers: &HeaderMap, body: &[u8]) -> ApiResult<String> {
-    let kind = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        });
-    match kind.as_deref() {
+    match super::media_type(headers).as_deref() {
         Some(
             "application/json" | "application/yaml" | "application/x-yaml" | "text/yaml"
             | "text/x-yaml",

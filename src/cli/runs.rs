@@ -208,17 +208,7 @@ pub fn trigger(settings: &Settings, job: &str, given: &[String], wait: bool) -> 
     let (revision_id, params) = params(settings, &ledger, job, given)?;
     let now = clock()?.now();
     let id = ledger.create_run(
-        &NewRun {
-            job: job.to_string(),
-            revision_id,
-            trigger: Trigger::Manual,
-            scheduled_at: now,
-            not_before: None,
-            params,
-            attempt: 1,
-            first_run_id: None,
-            running_under: None,
-        },
+        &NewRun::now(job, revision_id, Trigger::Manual, params, now),
         now,
     )?;
     ledger.wake_daemon();

@@ -88,6 +88,29 @@ pub struct NewRun {
     pub running_under: Option<(i64, i64)>,
 }
 
+impl NewRun {
+    /// A first attempt due now: what a trigger (manual or webhook) queues.
+    pub fn now(
+        job: &str,
+        revision_id: i64,
+        trigger: Trigger,
+        params: Option<serde_json::Value>,
+        now: Timestamp,
+    ) -> NewRun {
+        NewRun {
+            job: job.to_string(),
+            revision_id,
+            trigger,
+            scheduled_at: now,
+            not_before: None,
+            params,
+            attempt: 1,
+            first_run_id: None,
+            running_under: None,
+        }
+    }
+}
+
 /// The slots one job's decision writes.
 #[derive(Clone, Debug)]
 pub struct JobSlots {
