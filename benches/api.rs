@@ -35,7 +35,7 @@ impl Sizes {
                 firing: 100,
                 runs: 1_000_000,
                 seconds: 10,
-                connections: 16,
+                connections: 8,
                 trigger_rate: 1_000,
             }
         } else {
