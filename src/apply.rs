@@ -52,12 +52,7 @@ pub fn apply(
                 .retain(|c| !(c.action == plan::Action::Remove && keep.contains(&c.name)));
         }
         if !plan.errors.is_empty() {
-            let message = plan
-                .errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; ");
+            let message = errors_text(&plan);
             decided = Some(plan);
             return Err(message);
         }
@@ -86,6 +81,15 @@ pub fn apply(
             _ => Err(ApplyError::Ledger(e)),
         },
     }
+}
+
+/// A plan's errors on one line, for the ledger's refusal.
+fn errors_text(plan: &Plan) -> String {
+    plan.errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// The new revisions a plan records. A file's job remembers its file; an API-owned job has none.
@@ -265,14 +269,8 @@ pub fn write_api_job(
             .collect();
         let plan = plan::plan(catalog, &before, now);
         if !plan.errors.is_empty() {
-            let message = plan
-                .errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; ");
             refused = Some(ApiWriteError::Invalid(plan.errors.clone()));
-            return Err(message);
+            return Err(errors_text(&plan));
         }
         Ok(ApplyBatch {
             upserts: revisions(&plan, catalog, crate::ledger::Owner::Api),

@@ -710,6 +710,21 @@ fn a_public_address_without_tokens_is_refused_and_readyz_reports_bad_files() {
     let p = project();
     let out = p.run(&["serve", "--listen", "0.0.0.0:0"]).code(1);
     out.stderr_has("not loopback, with no token configured");
+    // Bad tokens stop the server before it starts, naming the file and line.
+    let bad_tokens = project().file("tokens", "# ops\nwriter wwwwwwwwwwwwwwwwwwww\n");
+    bad_tokens
+        .run(&["serve", "--listen", "127.0.0.1:0", "--token-file", "tokens"])
+        .code(1)
+        .stderr_has("tokens:2: role `writer` is not `read` or `admin`");
+    p.run_with(
+        &["serve", "--listen", "127.0.0.1:0"],
+        &[("JOBS_TOKEN", "short")],
+    )
+    .code(1)
+    .stderr_has("JOBS_TOKEN: a token must be at least 16 characters");
+    p.run(&["serve", "--listen", "nowhere"])
+        .code(1)
+        .stderr_has("--listen `nowhere` is not ADDRESS:PORT");
     let bad = project().file(
         "jobs.d/broken.yaml",
         "schedule: \"61 * * * *\"\ncommand: [\"true\"]\n",
