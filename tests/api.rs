@@ -646,9 +646,21 @@ fn webhooks_need_a_valid_fresh_signature_and_are_rate_limited() {
 
 #[test]
 fn metrics_count_runs_and_can_require_a_token() {
-    let p = project().file("jobs.toml", "[server]\npublic_metrics = false\n");
+    let p = project()
+        .file("jobs.toml", "[server]\npublic_metrics = false\n")
+        .file("jobs.d/slow.yaml", "command: [\"sleep\", \"30\"]\n");
     let (mut daemon, http) = start(&p, &[]);
     http.get("/metrics", None).error(401);
+    let slow = http.post("/v1/jobs/slow/trigger", Some(ADMIN), None).json();
+    daemon.wait_for("process started", &[("run", &slow["id"].to_string())]);
+    let during = http.get("/metrics", Some(READER)).text;
+    assert!(during.contains("jobs_runs_active 1"), "{during}");
+    http.post(
+        &format!("/v1/runs/{}/cancel", slow["id"]),
+        Some(ADMIN),
+        None,
+    );
+    daemon.wait_for("run ended", &[("run", &slow["id"].to_string())]);
     let run = http
         .post(
             "/v1/jobs/deploy/trigger",
@@ -661,9 +673,10 @@ fn metrics_count_runs_and_can_require_a_token() {
     for needle in [
         "jobs_runs_finished_total{job=\"deploy\",state=\"succeeded\"} 1",
         "jobs_run_duration_seconds_count{job=\"deploy\"} 1",
-        "jobs_fire_latency_seconds_count 1",
+        "jobs_fire_latency_seconds_count 2",
         "jobs_runs_pending 0",
-        "jobs_jobs 3",
+        "jobs_runs_active 0",
+        "jobs_jobs 4",
         "jobs_definition_errors 0",
         "jobs_last_success_timestamp_seconds{job=\"deploy\"}",
     ] {

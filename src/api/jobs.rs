@@ -193,10 +193,13 @@ pub(crate) async fn queue_run(
         .await
         .map_err(|e| ApiError::internal("queueing the run", e))?
         .map_err(|e| ApiError::internal("queueing the run", e))?;
-    (api.wake_executor)();
-    api.read(move |l| l.run(id))
+    // Read it back before the executor is told, so the answer shows it pending.
+    let run = api
+        .read(move |l| l.run(id))
         .await?
-        .ok_or_else(|| ApiError::internal("queueing the run", "the new run vanished"))
+        .ok_or_else(|| ApiError::internal("queueing the run", "the new run vanished"))?;
+    (api.wake_executor)();
+    Ok(run)
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]

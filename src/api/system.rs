@@ -69,10 +69,17 @@ pub async fn metrics(State(api): State<Arc<Api>>, headers: HeaderMap) -> ApiResu
         check_reader(&api, headers).await?;
     }
     let metrics = &api.shared.metrics;
-    let (pending, jobs) = api
-        .read(|l| Ok((l.count_pending()?, l.count_active_jobs()?)))
+    let (pending, running, jobs) = api
+        .read(|l| {
+            Ok((
+                l.count_runs_in(crate::run::RunState::Pending)?,
+                l.count_runs_in(crate::run::RunState::Running)?,
+                l.count_active_jobs()?,
+            ))
+        })
         .await?;
     metrics.pending_runs.set(pending);
+    metrics.active_runs.set(running);
     metrics.jobs.set(jobs);
     let errors = (api.problems)().map_or(0, |(n, _)| n);
     metrics

@@ -855,16 +855,16 @@ impl Ledger {
         .map_err(|e| self.err(e))
     }
 
-    /// How many runs wait to start.
+    /// How many runs are in `state` (from the `(state, id)` index).
     ///
     /// # Errors
     ///
     /// On a SQLite failure.
-    pub fn count_pending(&self) -> Result<i64> {
+    pub fn count_runs_in(&self, state: RunState) -> Result<i64> {
         self.conn
             .query_row(
-                "SELECT count(*) FROM runs WHERE state = 'pending'",
-                [],
+                "SELECT count(*) FROM runs WHERE state = ?1",
+                [state.as_str()],
                 |r| r.get(0),
             )
             .map_err(|e| self.err(e))
