@@ -212,6 +212,9 @@ async fn serve_async(options: Options) -> Result<()> {
         let (wake, wake_runs, problems) = (daemon.clone(), daemon.clone(), daemon.clone());
         let wake_executor = daemon.clone();
         let server = &daemon.options.server;
+        let header_timeout = StdDuration::try_from(server.request_timeout.as_signed())
+            .unwrap_or(StdDuration::from_secs(30))
+            .min(StdDuration::from_secs(10));
         let router = crate::api::router(crate::api::Options {
             ledger: daemon.options.ledger.clone(),
             shared: daemon.shared.clone(),
@@ -228,9 +231,7 @@ async fn serve_async(options: Options) -> Result<()> {
             problems: Box::new(move || problems.problems()),
         });
         tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, router).await {
-                tracing::error!("the API stopped: {e}");
-            }
+            crate::api::serve(listener, router, header_timeout).await;
         })
     };
     let scheduler = tokio::spawn(daemon.clone().scheduler());

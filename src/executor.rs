@@ -39,10 +39,11 @@ pub struct Shared {
     progress: tokio::sync::watch::Sender<u64>,
     pub metrics: Arc<Metrics>,
     /// Runs to create (API triggers), written together like the ends.
-    new_runs: Mutex<Vec<(NewRun, Arc<EndResult>)>>,
+    new_runs: Mutex<Vec<(NewRun, Arc<NewRunResult>)>>,
 }
 
 type EndResult = OnceLock<Result<Option<i64>, String>>;
+type NewRunResult = OnceLock<Result<RunRow, String>>;
 
 /// Where a foreground run's output also goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -116,21 +117,22 @@ impl Shared {
     }
 
     /// Creates a pending run (a trigger) durably, sharing the transaction with every other run
-    /// queued meanwhile: one disk sync for a burst of triggers. Returns its id. Blocks on a
+    /// queued meanwhile: one disk sync for a burst of triggers. Returns the run as written
+    /// (read back before the ledger is released, so no claim can come between). Blocks on a
     /// disk sync: call it off the runtime's worker threads.
     ///
     /// # Errors
     ///
     /// The ledger's message when the batch could not be written.
-    pub fn create_run(&self, run: NewRun, now: Timestamp) -> Result<i64, String> {
-        let mine = Arc::new(EndResult::new());
+    pub fn create_run(&self, run: NewRun, now: Timestamp) -> Result<RunRow, String> {
+        let mine = Arc::new(NewRunResult::new());
         self.new_runs
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push((run, mine.clone()));
         let mut ledger = self.ledger();
         if mine.get().is_none() {
-            let (runs, results): (Vec<NewRun>, Vec<Arc<EndResult>>) = std::mem::take(
+            let (runs, results): (Vec<NewRun>, Vec<Arc<NewRunResult>>) = std::mem::take(
                 &mut *self
                     .new_runs
                     .lock()
@@ -140,18 +142,20 @@ impl Shared {
             .unzip();
             let written = ledger.create_runs(&runs, now);
             for (i, result) in results.iter().enumerate() {
-                let _ = result.set(match &written {
-                    Ok(ids) => Ok(Some(ids[i])),
+                let row = match &written {
+                    Ok(ids) => ledger
+                        .run(ids[i])
+                        .map_err(|e| e.to_string())
+                        .and_then(|r| r.ok_or_else(|| "the new run vanished".to_string())),
                     Err(e) => Err(e.to_string()),
-                });
+                };
+                let _ = result.set(row);
             }
         }
         drop(ledger);
-        match mine.get().cloned() {
-            Some(Ok(Some(id))) => Ok(id),
-            Some(Err(e)) => Err(e),
-            _ => Err("the run was not written".to_string()),
-        }
+        mine.get()
+            .cloned()
+            .unwrap_or_else(|| Err("the run was not written".to_string()))
     }
 
     /// Claims up to `max` pending runs for the daemon of `epoch`, writing the queued run ends in

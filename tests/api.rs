@@ -1128,3 +1128,26 @@ fn api_owned_jobs_are_created_patched_and_deleted_while_files_stay_in_git() {
         .stderr_has("pass --server URL");
     assert_eq!(daemon.stop(), Some(0));
 }
+
+#[test]
+fn a_client_too_slow_to_send_its_request_is_cut_off() {
+    use std::io::{Read, Write};
+    let p = project().file("jobs.toml", "[server]\nrequest_timeout = \"1s\"\n");
+    let (daemon, http) = start(&p, &[]);
+    let addr = http.base.trim_start_matches("http://").to_string();
+    let mut slow = std::net::TcpStream::connect(&addr).unwrap();
+    // A bound on the test itself, far above the 1 s the server allows.
+    slow.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut rest = Vec::new();
+    // The server closes the connection (perhaps after a 408): read returns end of stream.
+    let closed = slow.read_to_end(&mut rest).is_ok();
+    assert!(closed, "the server kept a half-sent request open");
+    assert!(started.elapsed() < std::time::Duration::from_secs(15));
+    // Other clients are served meanwhile and after.
+    assert_eq!(http.get("/healthz", None).status, 200);
+    assert_eq!(daemon.stop(), Some(0));
+}

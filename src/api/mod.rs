@@ -328,6 +328,35 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
     )
 }
 
+/// Serves `router` on `listener`, one task per connection (HTTP/1.1). A client must send its
+/// request's headers within `header_timeout` (and its body within the request timeout), so
+/// slow or idle-but-open connections cannot pile up.
+pub async fn serve(listener: tokio::net::TcpListener, router: Router, header_timeout: StdDuration) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors, say: back off instead of spinning.
+                tracing::warn!("accepting an API connection: {e}");
+                tokio::time::sleep(StdDuration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        tokio::spawn(async move {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout);
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            if let Err(e) = connection.await {
+                tracing::debug!("an API connection ended: {e}");
+            }
+        });
+    }
+}
+
 /// Binds `listen`, refusing a non-loopback address with no tokens unless `insecure`.
 ///
 /// # Errors
