@@ -129,9 +129,15 @@ async fn serve_async(options: Options) -> Result<()> {
                 _ => false,
             }
     })?;
-    let listener = crate::api::bind(&options.server.listen, &options.tokens, options.insecure)
-        .await
-        .map_err(anyhow::Error::msg)?;
+    let listener =
+        match crate::api::bind(&options.server.listen, &options.tokens, options.insecure).await {
+            Ok(listener) => listener,
+            Err(message) => {
+                // Give the lease back: this daemon never started.
+                let _ = ledger.release_lease(epoch, options.clock.now());
+                anyhow::bail!(message);
+            }
+        };
     let listen = listener.local_addr().context("reading the API's address")?;
     tracing::info!(
         pid = me.0,
