@@ -261,17 +261,14 @@ pub fn parse_definition(
 /// The environment of a run: the job's `env`, its parameters as `JOBS_PARAM_NAME`, and the
 /// run's identity.
 pub fn run_env(spec: &JobSpec, run: &RunRow) -> BTreeMap<String, String> {
-    let mut env = spec.env.clone();
-    for (name, param) in &spec.params {
-        let given = run
-            .params
-            .as_ref()
-            .and_then(|p| p.get(name))
-            .and_then(|v| v.as_str())
-            .map(str::to_string);
-        if let Some(value) = given.or_else(|| param.default.clone()) {
-            env.insert(format!("JOBS_PARAM_{}", env_name(name)), value);
-        }
+    let values = param_values(spec, run);
+    let mut env: BTreeMap<String, String> = spec
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), crate::template::render(v, &values)))
+        .collect();
+    for (name, value) in &values {
+        env.insert(format!("JOBS_PARAM_{}", env_name(name)), value.clone());
     }
     env.insert("JOBS_JOB".into(), run.job.clone());
     env.insert("JOBS_RUN_ID".into(), run.id.to_string());
@@ -281,6 +278,40 @@ pub fn run_env(spec: &JobSpec, run: &RunRow) -> BTreeMap<String, String> {
     );
     env.insert("JOBS_ATTEMPT".into(), run.attempt.to_string());
     env
+}
+
+/// A run's parameter values: those given, else the declared defaults.
+fn param_values(spec: &JobSpec, run: &RunRow) -> BTreeMap<String, String> {
+    spec.params
+        .iter()
+        .filter_map(|(name, param)| {
+            let given = run
+                .params
+                .as_ref()
+                .and_then(|p| p.get(name))
+                .and_then(|v| v.as_str())
+                .map(str::to_string);
+            given
+                .or_else(|| param.default.clone())
+                .map(|value| (name.clone(), value))
+        })
+        .collect()
+}
+
+/// The job's action for this run: `{{ params.NAME }}` substituted in each `command` element
+/// (which stays one argv element); a `run` script as written.
+pub fn run_action(spec: &JobSpec, run: &RunRow) -> spec::Action {
+    match &spec.action {
+        spec::Action::Command(argv) => {
+            let values = param_values(spec, run);
+            spec::Action::Command(
+                argv.iter()
+                    .map(|a| crate::template::render(a, &values))
+                    .collect(),
+            )
+        }
+        script => script.clone(),
+    }
 }
 
 fn env_name(param: &str) -> String {
@@ -320,7 +351,7 @@ pub async fn run_and_record(
         }
     };
     let launch = Launch {
-        action: spec.action.clone(),
+        action: run_action(&spec, &run),
         env: run_env(&spec, &run),
         working_dir: spec.working_dir.clone(),
         timeout: spec

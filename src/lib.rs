@@ -14,6 +14,7 @@ pub mod name;
 pub mod schedule;
 pub mod size;
 pub mod spec;
+pub mod template;
 pub mod views;
 pub mod webhook;
 

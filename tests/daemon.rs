@@ -674,3 +674,32 @@ fn runs_ending_together_are_each_recorded_once_with_their_retries() {
         );
     }
 }
+
+#[test]
+fn parameters_are_substituted_into_command_elements_and_env_verbatim() {
+    let p = Project::new().file(
+        "jobs.d/greet.yaml",
+        "command: [\"printf\", \"[%s]|[%s]|[%s]\", \"{{ params.msg }}\", \"x{{params.who}}y\", \"{{ params.msg }}\"]\nparams:\n  msg: {required: true}\n  who: {default: world}\n",
+    )
+    .file(
+        "jobs.d/envy.yaml",
+        "command: [\"sh\", \"-c\", \"printf '<%s>' \\\"$GREETING\\\"\"]\nenv:\n  GREETING: \"hi {{ params.msg }}!\"\nparams:\n  msg: {required: true}\n",
+    );
+    p.run(&["apply"]).code(0);
+    // Spaces, quotes, a newline and a command substitution arrive as one argument, untouched.
+    let nasty = "a b \"c\" 'd'\n$(echo pwned) ;rm -rf /";
+    let out = p
+        .run(&["run", "greet", "--param", &format!("msg={nasty}")])
+        .code(0);
+    // (Output is recorded and echoed line by line, so the last line gains its newline.)
+    assert_eq!(out.stdout, format!("[{nasty}]|[xworldy]|[{nasty}]\n"));
+    let out = p
+        .run(&["run", "envy", "--param", &format!("msg={nasty}")])
+        .code(0);
+    assert_eq!(out.stdout, format!("<hi {nasty}!>\n"));
+    let runs = runs(&p, &["greet"]);
+    assert_eq!(
+        runs[0]["params"]["msg"], nasty,
+        "the run records its parameters"
+    );
+}

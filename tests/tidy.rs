@@ -21,6 +21,8 @@ const CORE: &[&str] = &[
     "size.rs",
     "name.rs",
     "diag.rs",
+    "template.rs",
+    "webhook.rs",
 ];
 
 const FORBIDDEN: &[&str] = &[

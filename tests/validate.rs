@@ -544,3 +544,32 @@ fn a_locked_ledger_during_apply_is_an_error_not_a_panic() {
         run.stderr
     );
 }
+
+#[test]
+fn parameter_placeholders_must_name_declared_parameters_and_stay_out_of_run() {
+    let cases: [(&str, &str, &str); 4] = [
+        (
+            "command: [echo, \"{{ params.branch }}\"]\n",
+            "1:10",
+            "`command` element 2 uses `{{ params.branch }}`, which is not a declared parameter (the job declares no `params`)",
+        ),
+        (
+            "command: [echo, \"{{ env.HOME }}\"]\nparams:\n  a: {}\n",
+            "1:10",
+            "only `{{ params.NAME }}` is substituted",
+        ),
+        (
+            "run: echo {{ params.a }}\nparams:\n  a: {}\n",
+            "1:6",
+            "`run` scripts are not templated",
+        ),
+        (
+            "command: [\"true\"]\nenv:\n  WHERE: \"to {{ params.b }}\"\nparams:\n  a: {}\n",
+            "3:10",
+            "`env.WHERE` uses `{{ params.b }}`, which is not a declared parameter (declared: a)",
+        ),
+    ];
+    for (content, location, message) in cases {
+        rejects("job.yaml", content.as_bytes(), location, message);
+    }
+}

@@ -274,6 +274,8 @@ pub(super) fn build(path: &str, text: &str, raw: RawJob, context: Context<'_>) -
 
     let jitter = b.duration("jitter", raw.jitter).unwrap_or(Duration::ZERO);
 
+    let command_at = raw.command.as_ref().map(|c| c.at);
+    let run_at = raw.run.as_ref().map(|r| r.at);
     let action = match (raw.command, raw.run) {
         (Some(_), Some(run)) => {
             b.error(
@@ -335,6 +337,7 @@ pub(super) fn build(path: &str, text: &str, raw: RawJob, context: Context<'_>) -
     };
 
     let mut env = BTreeMap::new();
+    let mut env_at = Vec::new();
     for (key, value) in raw.env.map(|m| m.0).unwrap_or_default() {
         if !is_env_name(&key.value) {
             b.error(
@@ -351,6 +354,7 @@ pub(super) fn build(path: &str, text: &str, raw: RawJob, context: Context<'_>) -
                 ),
             );
         } else {
+            env_at.push((value.at, key.value.clone()));
             env.insert(key.value, value.value);
         }
     }
@@ -474,6 +478,58 @@ pub(super) fn build(path: &str, text: &str, raw: RawJob, context: Context<'_>) -
                 description: p.description.unwrap_or_default(),
             },
         );
+    }
+
+    // `{{ params.NAME }}` in `command` elements and `env` values must name declared
+    // parameters; `run` scripts are never templated.
+    let declared = || {
+        if params.is_empty() {
+            "the job declares no `params`".to_string()
+        } else {
+            format!(
+                "declared: {}",
+                params.keys().cloned().collect::<Vec<_>>().join(", ")
+            )
+        }
+    };
+    let mut templates: Vec<(At, String, String)> = Vec::new();
+    match (&action, command_at, run_at) {
+        (Some(Action::Command(argv)), Some(at), _) => {
+            for (i, element) in argv.iter().enumerate() {
+                templates.push((at, format!("`command` element {}", i + 1), element.clone()));
+            }
+        }
+        (Some(Action::Script { script, .. }), _, Some(at)) if script.contains("{{") => {
+            b.error(at, "`run` scripts are not templated: `{{ }}` is not substituted here")
+                .help = Some(
+                "use the parameter as \"$JOBS_PARAM_NAME\" in the script, or `{{ params.NAME }}` in a `command` element or an `env` value".into(),
+            );
+        }
+        _ => {}
+    }
+    for (at, key) in env_at {
+        if let Some(value) = env.get(&key) {
+            templates.push((at, format!("`env.{key}`"), value.clone()));
+        }
+    }
+    for (at, what, text) in templates {
+        match crate::template::placeholders(&text) {
+            Err(e) => {
+                b.error(at, format!("{what}: {}", e.message));
+            }
+            Ok(found) => {
+                for p in found.iter().filter(|p| !params.contains_key(&p.name)) {
+                    b.error(
+                        at,
+                        format!(
+                            "{what} uses `{{{{ params.{} }}}}`, which is not a declared parameter ({})",
+                            p.name,
+                            declared()
+                        ),
+                    );
+                }
+            }
+        }
     }
 
     let webhook = raw

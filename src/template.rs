@@ -1,0 +1,124 @@
+//! `{{ params.NAME }}` in `command` elements and `env` values. Pure: text in, text out.
+//!
+//! Substitution never splits or quotes: a `command` element stays one argv element whatever
+//! the value holds (spaces, quotes, newlines, `$(...)`), and no shell ever sees it. `run`
+//! scripts get parameters only as `JOBS_PARAM_NAME` variables.
+
+use std::collections::BTreeMap;
+
+/// A placeholder as written: where it starts (a byte offset) and the parameter it names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Placeholder {
+    pub offset: usize,
+    pub len: usize,
+    pub name: String,
+}
+
+/// Why a text's placeholders cannot be read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TemplateError {
+    pub offset: usize,
+    pub message: String,
+}
+
+/// The placeholders in `text`.
+///
+/// # Errors
+///
+/// The first `{{` that is not `{{ params.NAME }}`.
+pub fn placeholders(text: &str) -> Result<Vec<Placeholder>, TemplateError> {
+    let mut found = Vec::new();
+    let mut rest = 0;
+    while let Some(open) = text[rest..].find("{{").map(|i| rest + i) {
+        let Some(close) = text[open..].find("}}").map(|i| open + i) else {
+            return Err(TemplateError {
+                offset: open,
+                message: "`{{` is not closed by `}}`".into(),
+            });
+        };
+        let inner = text[open + 2..close].trim();
+        let Some(name) = inner.strip_prefix("params.") else {
+            return Err(TemplateError {
+                offset: open,
+                message: format!(
+                    "`{{{{ {inner} }}}}` is not a placeholder; only `{{{{ params.NAME }}}}` is substituted"
+                ),
+            });
+        };
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(TemplateError {
+                offset: open,
+                message: format!("`{name}` is not a parameter name"),
+            });
+        }
+        found.push(Placeholder {
+            offset: open,
+            len: close + 2 - open,
+            name: name.to_string(),
+        });
+        rest = close + 2;
+    }
+    Ok(found)
+}
+
+/// `text` with each placeholder replaced by its parameter's value (empty when it has none).
+/// Text that does not parse is returned unchanged (validation refuses it before a run).
+pub fn render(text: &str, values: &BTreeMap<String, String>) -> String {
+    let Ok(found) = placeholders(text) else {
+        return text.to_string();
+    };
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for p in found {
+        out.push_str(&text[at..p.offset]);
+        out.push_str(values.get(&p.name).map_or("", String::as_str));
+        at = p.offset + p.len;
+    }
+    out.push_str(&text[at..]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_found_and_substituted_verbatim() {
+        let values = BTreeMap::from([
+            (
+                "branch".to_string(),
+                "main; rm -rf / $(id) \"x\"\n'y'".to_string(),
+            ),
+            ("env".to_string(), "staging".to_string()),
+        ]);
+        let cases = [
+            ("{{ params.branch }}", "main; rm -rf / $(id) \"x\"\n'y'"),
+            ("--env={{params.env}}", "--env=staging"),
+            ("{{ params.env }}/{{ params.env }}", "staging/staging"),
+            ("no placeholders", "no placeholders"),
+            ("{{ params.missing }}!", "!"),
+            ("a } b }} c", "a } b }} c"),
+        ];
+        for (text, want) in cases {
+            assert_eq!(render(text, &values), want, "{text}");
+        }
+    }
+
+    #[test]
+    fn malformed_placeholders_are_refused_with_their_offset() {
+        let cases = [
+            ("x {{ params.a", 2, "not closed"),
+            ("{{ env.HOME }}", 0, "only `{{ params.NAME }}`"),
+            ("ab{{ params. }}", 2, "is not a parameter name"),
+            ("{{ params.a-b }}", 0, "is not a parameter name"),
+        ];
+        for (text, offset, message) in cases {
+            let e = placeholders(text).unwrap_err();
+            assert_eq!(e.offset, offset, "{text}");
+            assert!(e.message.contains(message), "{text}: {}", e.message);
+        }
+        let ok = placeholders("{{ params.a }} and {{params.b}}").unwrap();
+        let names: Vec<&str> = ok.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+    }
+}
