@@ -303,9 +303,10 @@ impl CronExpr {
         let mut date = after.date();
         let mut from_hour = after.hour() as u32;
         let mut from_minute = after.minute() as u32 + 1;
-        // Bounded: a valid expression matches a day within 8 years (Feb 29 every 4, 8 across
-        // a skipped century leap day).
-        for _ in 0..(8 * 366) {
+        // Bounded by the Gregorian cycle: dates and weekdays repeat every 400 years, so an
+        // expression that fires at all fires within it. Eight years was not enough: "the 1st of
+        // February when it is a Monday" (`* * */7 2 1`) can be eleven years away.
+        for _ in 0..(400 * 366) {
             if self.matches_date(date) {
                 let mut hour = from_hour;
                 while hour < 24 {
@@ -615,6 +616,18 @@ mod tests {
             fires(expr, zone, from, expected.len()),
             expected,
             "{expr} in {zone} after {from}"
+        );
+    }
+
+    #[test]
+    fn a_day_that_comes_round_once_in_years_is_found() {
+        // Found by the croner property test: days 1, 8, 15, 22, 29 of February that are also
+        // Mondays; after 2027-02-24 the next is 2038-02-01.
+        check(
+            "0 0 */7 2 1",
+            "UTC",
+            "2027-02-24T12:00:00Z",
+            &["2038-02-01T00:00+00:00", "2038-02-08T00:00+00:00"],
         );
     }
 
