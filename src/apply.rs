@@ -154,6 +154,14 @@ fn applied_for_plan(
         .collect()
 }
 
+/// The active API-owned jobs' names: jobs.d files may depend on them.
+pub fn api_owned_names(rows: &[JobRow]) -> Vec<String> {
+    rows.iter()
+        .filter(|r| r.owner == "api" && r.active)
+        .map(|r| r.name.clone())
+        .collect()
+}
+
 /// The ledger's jobs as the plan sees them.
 pub fn applied(rows: &[JobRow]) -> Vec<Applied> {
     rows.iter()

@@ -550,18 +550,26 @@ fn logs_follow_streams_lines_then_the_end_as_server_sent_events() {
 }
 
 fn hook(http: &Http, body: &str, headers: &[(&str, &str)]) -> Reply {
+    hook_of(http, "hook", body, headers)
+}
+
+fn hook_of(http: &Http, job: &str, body: &str, headers: &[(&str, &str)]) -> Reply {
     http.call(
         "POST",
-        "/v1/hooks/hook",
+        &format!("/v1/hooks/{job}"),
         None,
         Some(("application/json", body.as_bytes())),
         headers,
     )
 }
-
 #[test]
 fn webhooks_need_a_valid_fresh_signature_and_are_rate_limited() {
-    let p = project().file("jobs.toml", "[server]\nwebhook_rate_limit = 3\n");
+    let p = project()
+        .file("jobs.toml", "[server]\nwebhook_rate_limit = 3\n")
+        .file(
+            "jobs.d/unset.yaml",
+            "command: [\"true\"]\nwebhook: {secret_env: NOT_SET_ANYWHERE}\n",
+        );
     let (mut daemon, http) = start(&p, &[]);
     let secret = b"It's a Secret to Everybody";
     // GitHub's own example delivery: its exact header format.
@@ -634,6 +642,11 @@ fn webhooks_need_a_valid_fresh_signature_and_are_rate_limited() {
     let limited = hook(&http, body, &[("X-Hub-Signature-256", github)]);
     assert!(limited.error(429).contains("retry in"));
     assert!(limited.header("retry-after").is_some());
+
+    // A secret the server does not have is the operator's problem: 503, and the log says why.
+    let unset = hook_of(&http, "unset", body, &[("X-Hub-Signature-256", github)]);
+    assert!(unset.error(503).contains("not available on the server"));
+    daemon.wait_for("webhook secret", &[("job", "unset")]);
 
     let runs = http.get("/v1/runs?job=hook", Some(READER)).json();
     assert_eq!(
@@ -840,6 +853,9 @@ fn the_cli_talks_to_a_server_with_the_same_output() {
         .code(0)
         .stdout_has("nightly resumed");
 
+    remote(READER, &["list", "--all"])
+        .code(1)
+        .stderr_has("--all is not available with --server");
     remote(READER, &["validate"])
         .code(1)
         .stderr_has("not with --server");

@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
 use super::error::{ApiError, ApiResult, ErrorBody};
-use super::jobs::{ParamValue, no_job, queue_run};
+use super::jobs::{ParamValue, active_job, queue_run};
 use super::{Api, Path, accepted};
 use crate::ledger::RunRow;
 use crate::run::Trigger;
@@ -38,16 +38,7 @@ pub async fn hook(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let job = name.clone();
-    let row = api
-        .read(move |l| l.job(&job))
-        .await?
-        .filter(|r| r.active)
-        .ok_or_else(|| no_job(&name))?;
-    let spec = api
-        .shared
-        .spec(row.revision_id)
-        .map_err(|e| ApiError::internal("reading the job's definition", e))?;
+    let (row, spec) = active_job(&api, &name).await?;
     let Some(source) = &spec.webhook else {
         return Err(ApiError::not_found(format!(
             "job `{name}` has no webhook; add a `webhook:` block to its file"
@@ -89,7 +80,7 @@ pub async fn hook(
         });
     }
     let params = params_of(&body)?;
-    let run = queue_run(&api, &name, params, Trigger::Webhook).await?;
+    let run = queue_run(&api, (row, spec), params, Trigger::Webhook).await?;
     Ok(accepted(run))
 }
 

@@ -161,17 +161,16 @@ pub async fn trigger(
         .into_iter()
         .map(|(k, v)| (k, v.into_text()))
         .collect();
-    let run = queue_run(&api, &name, params, Trigger::Manual).await?;
+    let job = active_job(&api, &name).await?;
+    let run = queue_run(&api, job, params, Trigger::Manual).await?;
     Ok(accepted(run))
 }
 
-/// Checks `params` against the job's current revision and queues a run.
-pub(crate) async fn queue_run(
+/// An active job's row and its current revision's spec (parsed once, cached by revision).
+pub(crate) async fn active_job(
     api: &Arc<Api>,
     name: &str,
-    params: BTreeMap<String, String>,
-    trigger: Trigger,
-) -> ApiResult<RunRow> {
+) -> ApiResult<(JobRow, Arc<crate::spec::JobSpec>)> {
     let job = name.to_string();
     let row = api
         .read(move |l| l.job(&job))
@@ -182,6 +181,18 @@ pub(crate) async fn queue_run(
         .shared
         .spec(row.revision_id)
         .map_err(|e| ApiError::internal("reading the job's definition", e))?;
+    Ok((row, spec))
+}
+
+/// Checks `params` against the job's current revision (as [`active_job`] found it) and
+/// queues a run.
+pub(crate) async fn queue_run(
+    api: &Arc<Api>,
+    (row, spec): (JobRow, Arc<crate::spec::JobSpec>),
+    params: BTreeMap<String, String>,
+    trigger: Trigger,
+) -> ApiResult<RunRow> {
+    let name = row.name.as_str();
     let params = crate::spec::bind_params(name, &spec.params, params)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let now = api.now();

@@ -82,11 +82,7 @@ pub async fn plan(
                 bytes: text.as_bytes(),
             })
             .collect();
-        let api_owned: Vec<String> = rows
-            .iter()
-            .filter(|r| r.owner == "api" && r.active)
-            .map(|r| r.name.clone())
-            .collect();
+        let api_owned = crate::apply::api_owned_names(&rows);
         let context = crate::spec::Context {
             defaults: &defaults,
             now,

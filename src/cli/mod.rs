@@ -131,29 +131,7 @@ enum Command {
     /// Print a shell completion script
     Completions { shell: clap_complete::Shell },
     /// Run the daemon: keep the ledger in step with the files, fire jobs, run them
-    Serve {
-        /// Runs beyond this many wait, in order [default: 16]
-        #[arg(long, env = "JOBS_MAX_CONCURRENT_RUNS")]
-        max_concurrent_runs: Option<usize>,
-        /// At SIGTERM, how long active runs may finish before they are stopped [default: 30s]
-        #[arg(long, env = "JOBS_SHUTDOWN_GRACE")]
-        shutdown_grace: Option<String>,
-        /// After SIGTERM to a run, how long before SIGKILL [default: 10s]
-        #[arg(long, env = "JOBS_KILL_GRACE")]
-        kill_grace: Option<String>,
-        /// Log format [default: human]
-        #[arg(long, env = "JOBS_LOG_FORMAT", value_parser = ["human", "json"])]
-        log_format: Option<String>,
-        /// The API's address, ADDRESS:PORT; port 0 picks a free port [default: 127.0.0.1:8631]
-        #[arg(long, env = "JOBS_LISTEN", value_name = "ADDR:PORT")]
-        listen: Option<String>,
-        /// API tokens, one `ROLE TOKEN` per line (ROLE: read or admin); JOBS_TOKEN adds an admin token
-        #[arg(long, env = "JOBS_TOKEN_FILE", value_name = "FILE")]
-        token_file: Option<PathBuf>,
-        /// Serve the API on a non-loopback address with no token (only behind an authenticating proxy)
-        #[arg(long)]
-        insecure: bool,
-    },
+    Serve(runs::ServeFlags),
     /// Run a job now, in the foreground, recorded in the ledger (or: run get|events|cancel ID)
     #[command(args_conflicts_with_subcommands = true)]
     Run {
@@ -361,26 +339,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::List { tag, all } => list(&settings, tag.as_deref(), all),
         Command::Get { name } => get(&settings, &name),
         Command::Next { name, count } => next(&settings, &name, count),
-        Command::Serve {
-            max_concurrent_runs,
-            shutdown_grace,
-            kill_grace,
-            log_format,
-            listen,
-            token_file,
-            insecure,
-        } => runs::serve(
-            &settings,
-            runs::ServeFlags {
-                max_concurrent_runs,
-                shutdown_grace,
-                kill_grace,
-                log_format,
-                listen,
-                token_file,
-                insecure,
-            },
-        ),
+        Command::Serve(flags) => runs::serve(&settings, flags),
         Command::Run {
             action: Some(action),
             ..
@@ -554,16 +513,9 @@ fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 
-fn api_owned_names(rows: &[JobRow]) -> Vec<String> {
-    rows.iter()
-        .filter(|r| r.owner == "api" && r.active)
-        .map(|r| r.name.clone())
-        .collect()
-}
-
 /// Loads the files, failing with their diagnostics when any is invalid.
 fn load_valid(settings: &Settings, now: Timestamp, rows: &[JobRow]) -> Result<Loaded> {
-    let loaded = load(settings, now, &api_owned_names(rows))?;
+    let loaded = load(settings, now, &crate::apply::api_owned_names(rows))?;
     if !loaded.catalog.is_valid() {
         print_diagnostics(&loaded, &loaded.catalog.diagnostics);
         eprintln!(

@@ -37,7 +37,9 @@ pub fn list(
     all: bool,
 ) -> Result<ExitCode> {
     if all {
-        bail!("--all is not available with --server: the API lists the active jobs");
+        bail!(
+            "--all is not available with --server: the API lists the active jobs (run `jobs list --all` where the ledger is)"
+        );
     }
     let path = match tag {
         Some(t) => format!("/v1/jobs?tag={}", encode(t)),

@@ -53,13 +53,29 @@ fn kill_grace(settings: &Settings) -> StdDuration {
         .unwrap_or(StdDuration::from_secs(10))
 }
 
+/// `jobs serve`'s flags.
+#[derive(Debug, clap::Args)]
 pub struct ServeFlags {
+    /// Runs beyond this many wait, in order [default: 16]
+    #[arg(long, env = "JOBS_MAX_CONCURRENT_RUNS")]
     pub max_concurrent_runs: Option<usize>,
+    /// At SIGTERM, how long active runs may finish before they are stopped [default: 30s]
+    #[arg(long, env = "JOBS_SHUTDOWN_GRACE")]
     pub shutdown_grace: Option<String>,
+    /// After SIGTERM to a run, how long before SIGKILL [default: 10s]
+    #[arg(long, env = "JOBS_KILL_GRACE")]
     pub kill_grace: Option<String>,
+    /// Log format [default: human]
+    #[arg(long, env = "JOBS_LOG_FORMAT", value_parser = ["human", "json"])]
     pub log_format: Option<String>,
+    /// The API's address, ADDRESS:PORT; port 0 picks a free port [default: 127.0.0.1:8631]
+    #[arg(long, env = "JOBS_LISTEN", value_name = "ADDR:PORT")]
     pub listen: Option<String>,
+    /// API tokens, one `ROLE TOKEN` per line (ROLE: read or admin); JOBS_TOKEN adds an admin token
+    #[arg(long, env = "JOBS_TOKEN_FILE", value_name = "FILE")]
     pub token_file: Option<std::path::PathBuf>,
+    /// Serve the API on a non-loopback address with no token (only behind an authenticating proxy)
+    #[arg(long)]
     pub insecure: bool,
 }
 
