@@ -107,8 +107,20 @@ fn revisions(plan: &Plan, catalog: &Catalog, owner: crate::ledger::Owner) -> Vec
             description: entry.spec.description.clone(),
             tags: entry.spec.tags.clone(),
             reset_anchor: change.reset_anchor,
+            repeat: entry.spec.repeat.map(|r| repeat_json(r).to_string()),
+            depends_on: (!entry.spec.depends_on.is_empty()).then(|| {
+                serde_json::to_string(&entry.spec.depends_on).expect("names serialise")
+            }),
         })
         .collect()
+}
+
+/// A revision's `repeat` as the ledger stores it.
+pub fn repeat_json(repeat: crate::spec::Repeat) -> serde_json::Value {
+    match repeat {
+        crate::spec::Repeat::Times(n) => serde_json::json!({ "times": n }),
+        crate::spec::Repeat::UntilSuccess => serde_json::json!({ "until": "success" }),
+    }
 }
 
 /// [`applied`] for an apply, from rows without definitions: only a job whose definition

@@ -542,6 +542,7 @@ impl Daemon {
     /// without reloading the jobs. The data version is left alone, so a change to jobs by
     /// another process meanwhile still reloads them at its own wake-up.
     fn runs_changed(&self) {
+        self.resolve();
         self.wake_executor.notify_one();
         self.act_on_cancels();
     }
@@ -679,16 +680,30 @@ impl Daemon {
     }
 
     /// Loads the enabled jobs with their cursors and pauses.
+    /// Also hands the dependency graph of the active jobs to the ledger and resolves what it
+    /// allows now (fan-ins and blocked runs that another process's writes released).
     fn load_jobs(&self) -> crate::ledger::Result<HashMap<String, SchedJob>> {
         let rows = self.shared.ledger().job_summaries()?;
         let mut jobs = HashMap::new();
-        for row in rows.into_iter().filter(|r| r.active && r.enabled) {
+        let mut specs = Vec::new();
+        for row in rows.into_iter().filter(|r| r.active) {
             let spec = match self.shared.spec(row.revision_id) {
                 Ok(spec) => spec,
                 Err(e) => {
                     tracing::error!(job = %row.name, "cannot schedule: {e}");
                     continue;
                 }
+            };
+            specs.push(spec.clone());
+            // A completed job (`repeat`) fires no more until a new revision.
+            if !row.enabled || row.completed_at.is_some() {
+                continue;
+            }
+            let remaining = match spec.repeat {
+                Some(crate::spec::Repeat::Times(n)) => {
+                    Some(i64::from(n).saturating_sub(row.fires).max(0))
+                }
+                _ => None,
             };
             let parse = |t: &str| t.parse::<Timestamp>().ok();
             let anchor = parse(&row.schedule_anchor).unwrap_or_else(|| self.now());
@@ -704,10 +719,33 @@ impl Daemon {
                     // Check every job once after a load; `decide` says when to look again.
                     due_check: Timestamp::UNIX_EPOCH,
                     next: None,
+                    remaining,
                 },
             );
         }
+        let graph = crate::graph::Graph::new(specs.iter().map(|s| &**s));
+        self.shared.ledger().set_graph(Some(Arc::new(graph)));
+        self.resolve();
         Ok(jobs)
+    }
+
+    /// Fires the fan-ins and decides the blocked runs the ledger allows now.
+    fn resolve(&self) {
+        match self.shared.ledger().resolve_dependencies(self.now()) {
+            Ok(resolved) => {
+                if resolved.pending > 0 {
+                    self.wake_executor.notify_one();
+                }
+                if resolved.pending + resolved.skipped > 0 {
+                    tracing::debug!(
+                        pending = resolved.pending,
+                        skipped = resolved.skipped,
+                        "dependencies resolved"
+                    );
+                }
+            }
+            Err(e) => tracing::error!("resolving dependencies: {e}"),
+        }
     }
 
     /// Decides and records the due slots of `names`, in one transaction.
@@ -724,6 +762,18 @@ impl Daemon {
         for name in names {
             let Some(job) = jobs.get(name) else { continue };
             let spec = &job.spec;
+            if job.remaining == Some(0) {
+                // `repeat: {times: N}` reached: the job has completed.
+                decisions.push((
+                    name.clone(),
+                    slots::Decision {
+                        rows: Vec::new(),
+                        cursor: job.cursor,
+                        next: None,
+                    },
+                ));
+                continue;
+            }
             let decision = slots::decide(&job.clock(job.cursor, active.contains(name)), now);
             if !decision.rows.is_empty() {
                 let jitter = spec.jitter.as_signed();
@@ -784,6 +834,22 @@ impl Daemon {
             }
         }
         for b in &batch {
+            let fires = b
+                .rows
+                .iter()
+                .filter(|(r, _)| matches!(r.outcome, slots::Outcome::Fire { .. }))
+                .count() as i64;
+            if let Some(job) = jobs.get_mut(&b.job)
+                && let Some(remaining) = job.remaining.as_mut()
+            {
+                *remaining = (*remaining - fires).max(0);
+                if *remaining == 0 {
+                    job.next = None;
+                    tracing::info!(job = %b.job, "the job has completed (repeat)");
+                }
+            }
+        }
+        for b in &batch {
             for (row, _) in &b.rows {
                 if let slots::Outcome::Skipped { reason } | slots::Outcome::Missed { reason } =
                     &row.outcome
@@ -832,11 +898,20 @@ impl Daemon {
             } else {
                 None
             };
-            let sleep = match next {
+            let mut sleep = match next {
                 Some(Some(at)) => self.shared.clock.until(at).max(StdDuration::from_millis(1)),
                 Some(None) => StdDuration::from_millis(1),
                 None => StdDuration::from_secs(3600),
             };
+            // A blocked run whose starting deadline passes ends skipped.
+            let deadline = self.shared.ledger().next_blocked_deadline().ok().flatten();
+            if let Some(at) = deadline {
+                if at <= self.now() {
+                    self.resolve();
+                    continue;
+                }
+                sleep = sleep.min(self.shared.clock.until(at).max(StdDuration::from_millis(1)));
+            }
             tokio::select! {
                 () = tokio::time::sleep(sleep) => {}
                 () = self.wake_executor.notified() => {}
@@ -855,6 +930,7 @@ impl Daemon {
         let daemon = self.clone();
         tokio::spawn(async move {
             let id = run.id;
+            let revision_id = run.revision_id;
             let conclusion =
                 executor::run_and_record(daemon.shared.clone(), run, stop_rx, Echo::None).await;
             daemon
@@ -864,6 +940,16 @@ impl Daemon {
                 .remove(&id);
             daemon.active.fetch_sub(1, Ordering::SeqCst);
             tracing::debug!(run = id, state = %conclusion.state, "run task done");
+            // `repeat: {until: success}`: the ledger marked the job completed with this end;
+            // the scheduler reloads to stop firing it.
+            if conclusion.state == crate::run::RunState::Succeeded
+                && revision_id
+                    .and_then(|r| daemon.shared.spec(r).ok())
+                    .is_some_and(|s| s.repeat == Some(crate::spec::Repeat::UntilSuccess))
+            {
+                daemon.reload.store(true, Ordering::SeqCst);
+                daemon.wake_scheduler.notify_one();
+            }
             // A slot freed (and perhaps a retry queued): look for pending runs.
             daemon.wake_executor.notify_one();
             daemon.idle.notify_waiters();
@@ -983,6 +1069,8 @@ struct SchedJob {
     /// When the scheduler should first look at this job after loading it.
     due_check: Timestamp,
     next: Option<Timestamp>,
+    /// Fires left before the job completes (`repeat: {times: N}`).
+    remaining: Option<i64>,
 }
 
 impl SchedJob {

@@ -26,6 +26,7 @@ pub mod client;
 pub mod clock;
 pub mod config;
 pub mod git;
+pub mod graph;
 pub mod ledger;
 pub mod metrics;
 pub mod plan;

@@ -11,9 +11,12 @@ use jiff::{SignedDuration, Timestamp};
 
 use crate::spec::Retry;
 
-/// A run's state. `Pending` and `Running` are live; the rest are terminal and never change.
+/// A run's state. `Blocked`, `Pending` and `Running` are live; the rest are terminal and
+/// never change. A `Blocked` run waits for its `depends_on` jobs; it becomes `Pending` when
+/// they have succeeded, or `Skipped` when one fails or its starting deadline passes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum RunState {
+    Blocked,
     Pending,
     Running,
     Succeeded,
@@ -24,7 +27,8 @@ pub enum RunState {
 }
 
 impl RunState {
-    pub const ALL: [RunState; 7] = [
+    pub const ALL: [RunState; 8] = [
+        RunState::Blocked,
         RunState::Pending,
         RunState::Running,
         RunState::Succeeded,
@@ -36,6 +40,7 @@ impl RunState {
 
     pub fn as_str(self) -> &'static str {
         match self {
+            RunState::Blocked => "blocked",
             RunState::Pending => "pending",
             RunState::Running => "running",
             RunState::Succeeded => "succeeded",
@@ -62,7 +67,10 @@ impl RunState {
     }
 
     pub fn is_terminal(self) -> bool {
-        !matches!(self, RunState::Pending | RunState::Running)
+        !matches!(
+            self,
+            RunState::Blocked | RunState::Pending | RunState::Running
+        )
     }
 }
 

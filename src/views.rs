@@ -33,8 +33,17 @@ pub struct LastRunView {
 pub struct JobSummary {
     pub name: String,
     pub description: String,
-    /// `active`, `paused`, `disabled`, `completed` (an `at` job that fired) or `removed`.
+    /// `active`, `paused` (by an operator), `disabled` (by its file), `blocked` (a run waits
+    /// for its dependencies), `completed` (`repeat` done, or an `at` job that fired) or
+    /// `removed` (no longer defined; history kept).
     pub state: String,
+    /// A `repeat` job's count: `3 of 5` (fires of its current revision), `after 3 runs`
+    /// (until success).
+    pub progress: Option<String>,
+    /// What the job's blocked runs wait for, while it has any.
+    pub blocked: Option<String>,
+    /// Final runs that failed or timed out in a row, up to now.
+    pub failure_streak: i64,
     pub enabled: bool,
     pub paused: Option<PauseView>,
     /// `file` (from `jobs.d`) or `api` (created through the API).
@@ -81,27 +90,45 @@ pub fn rfc3339(z: &Zoned) -> String {
     z.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string()
 }
 
-/// `active`, `paused`, `disabled`, `completed` or `removed`.
+/// The job's state: `removed`, then `disabled`, `paused`, `completed`, `blocked`, `active`,
+/// the first that holds.
 pub fn state_of(row: &JobRow) -> &'static str {
-    let completed = || match stored_schedule(row) {
-        Some(Schedule::At(at)) => row
-            .slot_cursor
-            .parse::<Timestamp>()
-            .is_ok_and(|cursor| at.instant <= cursor),
-        _ => false,
+    let completed = || {
+        row.completed_at.is_some()
+            || match stored_schedule(row) {
+                Some(Schedule::At(at)) => row
+                    .slot_cursor
+                    .parse::<Timestamp>()
+                    .is_ok_and(|cursor| at.instant <= cursor),
+                _ => false,
+            }
     };
     match (row.active, row.enabled) {
         (false, _) => "removed",
         (true, false) => "disabled",
         (true, true) if row.paused.is_some() => "paused",
         (true, true) if completed() => "completed",
+        (true, true) if row.blocked.is_some() => "blocked",
         (true, true) => "active",
     }
 }
 
+/// A `repeat` job's count, from the revision's stored `repeat`.
+fn progress_of(row: &JobRow) -> Option<String> {
+    let repeat: serde_json::Value = serde_json::from_str(row.repeat.as_deref()?).ok()?;
+    if let Some(times) = repeat.get("times").and_then(serde_json::Value::as_i64) {
+        return Some(format!("{} of {times}", row.fires.min(times)));
+    }
+    let runs = if row.fires == 1 { "run" } else { "runs" };
+    Some(match &row.completed_at {
+        Some(_) => format!("succeeded after {} {runs}", row.fires),
+        None => format!("until success, {} {runs} so far", row.fires),
+    })
+}
+
 /// The next `n` fires of a job's stored schedule after `now`, in `tz`.
 pub fn next_fires_in(row: &JobRow, tz: &TimeZone, now: Timestamp, n: usize) -> Vec<Zoned> {
-    if !row.active || !row.enabled {
+    if !row.active || !row.enabled || row.completed_at.is_some() {
         return Vec::new();
     }
     let Some(schedule) = stored_schedule(row) else {
@@ -167,6 +194,9 @@ pub fn summary(row: &JobRow, next_fire: Option<&Zoned>, runs: BTreeMap<String, i
         name: row.name.clone(),
         description: row.description.clone(),
         state: state_of(row).to_string(),
+        progress: progress_of(row),
+        blocked: row.blocked.clone(),
+        failure_streak: row.failure_streak,
         enabled: row.enabled,
         paused: row.paused.as_ref().map(|p| PauseView {
             by: p.by.clone(),

@@ -576,7 +576,7 @@ fn mistakes_on_the_run_commands_say_what_to_do() {
         (&["run", "cancel", "99"], "no run 99 in the ledger"),
         (
             &["runs", "--state", "done"],
-            "`done` is not a run state; expected one of pending",
+            "`done` is not a run state; expected one of blocked, pending",
         ),
         (
             &["serve", "--max-concurrent-runs", "0"],

@@ -14,6 +14,7 @@ const CORE: &[&str] = &[
     "spec/build.rs",
     "spec/normal.rs",
     "catalog.rs",
+    "graph.rs",
     "plan.rs",
     "run.rs",
     "slots.rs",
@@ -43,6 +44,7 @@ const FORBIDDEN: &[&str] = &[
     "crate::clock",
     "crate::git",
     "crate::cli",
+    "crate::notify",
 ];
 
 #[test]

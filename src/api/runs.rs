@@ -208,7 +208,7 @@ fn follow(
                     };
                     let ended = run.as_ref().is_none_or(|r| {
                         r.state()
-                            .is_some_and(|s| !matches!(s, RunState::Pending | RunState::Running))
+                            .is_some_and(RunState::is_terminal)
                     });
                     if !lines.is_empty() {
                         after = lines.last().map_or(after, |l| l.id);

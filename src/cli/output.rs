@@ -55,8 +55,8 @@ pub fn job_list(format: OutputFormat, jobs: &[JobSummary], now: Timestamp) -> Re
         eprintln!("No jobs.");
         return Ok(ExitCode::SUCCESS);
     }
-    let mut lines: Vec<[String; 6]> = Vec::with_capacity(jobs.len() + 1);
-    lines.push(["NAME", "SCHEDULE", "TZ", "NEXT", "LAST", "STATE"].map(String::from));
+    let mut lines: Vec<[String; 7]> = Vec::with_capacity(jobs.len() + 1);
+    lines.push(["NAME", "SCHEDULE", "TZ", "NEXT", "LAST", "STATE", "FAILING"].map(String::from));
     for j in jobs {
         let next = j.next_fire.as_deref().map_or("-".to_string(), |text| {
             // `2026-11-22T03:00:00+01:00`: the job's local wall time, and how far off it is.
@@ -76,7 +76,12 @@ pub fn job_list(format: OutputFormat, jobs: &[JobSummary], now: Timestamp) -> Re
             j.timezone.clone(),
             next,
             last,
-            j.state.clone(),
+            state_text(j),
+            match j.failure_streak {
+                0 => "-".to_string(),
+                1 => "1 run".to_string(),
+                n => format!("{n} runs"),
+            },
         ]);
     }
     print!("{}", columns(&lines));
@@ -103,6 +108,14 @@ pub fn columns<const N: usize>(lines: &[[String; N]]) -> String {
         out.push('\n');
     }
     out
+}
+
+/// The state with what qualifies it: `completed 5 of 5`, `active 2 of 5`.
+pub fn state_text(j: &JobSummary) -> String {
+    match &j.progress {
+        Some(progress) => format!("{} {progress}", j.state),
+        None => j.state.clone(),
+    }
 }
 
 pub fn job_detail(format: OutputFormat, job: &JobDetail) -> Result<ExitCode> {
@@ -146,7 +159,18 @@ pub fn job_detail(format: OutputFormat, job: &JobDetail) -> Result<ExitCode> {
                         .map(|r| format!(": {r}"))
                         .unwrap_or_default()
                 ),
-                None => j.state.clone(),
+                None => state_text(j),
+            },
+        ),
+        (
+            "Waiting",
+            j.blocked.clone().unwrap_or_else(|| "-".into()),
+        ),
+        (
+            "Failing",
+            match j.failure_streak {
+                0 => "-".to_string(),
+                n => format!("{n} in a row"),
             },
         ),
         ("Schedule", j.schedule.clone()),

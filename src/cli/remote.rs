@@ -92,7 +92,7 @@ pub fn trigger(
     eprintln!("run {} of {name} queued", run.id);
     let mut spinner = Spinner::new(run.id);
     let mut current = run;
-    while current.state() == Some(RunState::Pending) {
+    while matches!(current.state(), Some(RunState::Pending | RunState::Blocked)) {
         spinner.tick();
         std::thread::sleep(std::time::Duration::from_millis(200));
         current = client.get(&format!("/v1/runs/{}", current.id))?;

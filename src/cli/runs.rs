@@ -266,7 +266,7 @@ fn wait_for_run(settings: &Settings, ledger: &Ledger, id: i64) -> Result<ExitCod
         let run = ledger
             .run(id)?
             .with_context(|| format!("run {id} disappeared from the ledger"))?;
-        if run.state() != Some(RunState::Pending) {
+        if !matches!(run.state(), Some(RunState::Pending | RunState::Blocked)) {
             break;
         }
         spinner.tick();
@@ -502,6 +502,17 @@ pub(super) fn render_run(format: OutputFormat, run: &RunRow) -> Result<ExitCode>
         ("Job", run.job.clone()),
         ("State", run.state.clone()),
         ("Trigger", run.trigger.clone()),
+        (
+            "Released by",
+            dash(run.released_by.as_ref().and_then(|v| {
+                let runs: Vec<String> = v
+                    .as_array()?
+                    .iter()
+                    .map(|r| format!("{} (run {})", r["job"].as_str().unwrap_or("?"), r["run"]))
+                    .collect();
+                Some(runs.join(", "))
+            })),
+        ),
         (
             "Attempt",
             match run.first_run_id {

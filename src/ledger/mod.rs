@@ -13,6 +13,7 @@ use std::time::Duration as StdDuration;
 
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
+mod deps;
 mod runs;
 pub use runs::*;
 
@@ -152,6 +153,20 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     CREATE INDEX runs_by_job_state ON runs(job, state);
     "#,
+    // 4: workflows. A job's fires under its current revision and when it completed (`repeat`),
+    // its failure streak (notifications); a revision's `repeat` and `depends_on`; the upstream runs that
+    // released a run. Finish times by job and state find an upstream's latest success
+    // (`after`) from the index; the old (job, state) index is its prefix.
+    r#"
+    ALTER TABLE jobs ADD COLUMN fires INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN completed_at TEXT;
+    ALTER TABLE jobs ADD COLUMN failure_streak INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE revisions ADD COLUMN repeat TEXT;
+    ALTER TABLE revisions ADD COLUMN depends_on TEXT;
+    ALTER TABLE runs ADD COLUMN released_by TEXT;
+    CREATE INDEX runs_by_job_state_finish ON runs(job, state, finished_at);
+    DROP INDEX runs_by_job_state;
+    "#,
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -266,6 +281,16 @@ pub struct JobRow {
     pub slot_cursor: String,
     /// Set while an operator has paused the job.
     pub paused: Option<Pause>,
+    /// Runs fired by the schedule or a dependency under the current revision (`repeat`).
+    pub fires: i64,
+    /// When the job completed (`repeat`); a new revision clears it.
+    pub completed_at: Option<String>,
+    /// Final runs that failed or timed out since the last success.
+    pub failure_streak: i64,
+    /// The revision's `repeat` as JSON.
+    pub repeat: Option<String>,
+    /// What the job's blocked runs wait for (`waiting for a, b`), when it has any.
+    pub blocked: Option<String>,
 }
 
 /// An operator's pause of a job: who, when, why.
@@ -307,6 +332,10 @@ pub struct NewRevision {
     pub tags: Vec<String>,
     /// Restart the schedule's anchor (for `every`) at the apply time.
     pub reset_anchor: bool,
+    /// `repeat` as JSON (`{"times": 5}`, `{"until": "success"}`), for the job's state.
+    pub repeat: Option<String>,
+    /// `depends_on` as a JSON list, `None` when empty: the gate of the revision's runs.
+    pub depends_on: Option<String>,
 }
 
 /// What one apply writes: new revisions (adds and changes) and removals.
@@ -356,6 +385,9 @@ pub struct Ledger {
     path: PathBuf,
     /// Commits sync to disk (`synchronous=FULL`), see `set_durable`.
     durable: std::cell::Cell<bool>,
+    /// The dependency graph the daemon schedules by: with it, ending runs release the runs
+    /// that wait for them in the same transaction (see `deps`). `None` outside the daemon.
+    graph: Option<std::sync::Arc<crate::graph::Graph>>,
 }
 
 /// How long to wait for another writer before reporting the ledger as locked. `JOBS_LOCK_WAIT`
@@ -390,6 +422,7 @@ impl Ledger {
             conn,
             path: path.to_path_buf(),
             durable: std::cell::Cell::new(false),
+            graph: None,
         };
         ledger.configure(true)?;
         ledger.migrate()?;
@@ -414,6 +447,7 @@ impl Ledger {
             conn,
             path: path.to_path_buf(),
             durable: std::cell::Cell::new(false),
+            graph: None,
         };
         ledger.configure(false)?;
         let version = ledger.schema_version()?;
@@ -627,8 +661,8 @@ impl Ledger {
         {
             let mut insert_revision = tx
                 .prepare_cached(
-                    "INSERT INTO revisions (job, number, apply_id, content_hash, definition, source_path, enabled, schedule, timezone, description, tags, created_at, git_commit, git_dirty)
-                     VALUES (?1, (SELECT coalesce(max(number), 0) + 1 FROM revisions WHERE job = ?1), ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                    "INSERT INTO revisions (job, number, apply_id, content_hash, definition, source_path, enabled, schedule, timezone, description, tags, created_at, git_commit, git_dirty, repeat, depends_on)
+                     VALUES (?1, (SELECT coalesce(max(number), 0) + 1 FROM revisions WHERE job = ?1), ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
                 )
                 .map_err(e)?;
             let mut upsert_job = tx
@@ -641,6 +675,8 @@ impl Ledger {
                          active = 1,
                          removed_at = NULL,
                          updated_at = excluded.updated_at,
+                         fires = 0,
+                         completed_at = NULL,
                          schedule_anchor = CASE WHEN ?4 THEN excluded.schedule_anchor ELSE jobs.schedule_anchor END,
                          slot_cursor = CASE WHEN ?4 THEN excluded.slot_cursor ELSE jobs.slot_cursor END",
                 )
@@ -662,6 +698,8 @@ impl Ledger {
                         now,
                         git.commit,
                         git.dirty,
+                        rev.repeat,
+                        rev.depends_on,
                     ])
                     .map_err(e)?;
                 let revision_id = tx.last_insert_rowid();
@@ -763,7 +801,9 @@ fn query_jobs(
                 {runs},
                 {last_run},
                 j.revision_id, coalesce(j.slot_cursor, j.schedule_anchor),
-                p.paused_by, p.paused_at, p.reason
+                p.paused_by, p.paused_at, p.reason,
+                j.fires, j.completed_at, j.failure_streak, r.repeat,
+                {blocked}
          FROM jobs j
          JOIN revisions r ON r.id = j.revision_id
          LEFT JOIN pauses p ON p.job = j.name
@@ -778,6 +818,11 @@ fn query_jobs(
         definition = match detail {
             Detail::Full => "r.definition",
             Detail::Summary | Detail::Bare => "''",
+        },
+        blocked = if detail == Detail::Bare {
+            "NULL"
+        } else {
+            "(SELECT group_concat(b.reason, '; ') FROM runs b WHERE b.job = j.name AND b.state = 'blocked')"
         },
         runs = if detail == Detail::Bare {
             "0"
@@ -840,6 +885,11 @@ fn query_jobs(
                 }),
                 None => None,
             },
+            fires: row.get(25)?,
+            completed_at: row.get(26)?,
+            failure_streak: row.get(27)?,
+            repeat: row.get(28)?,
+            blocked: row.get(29)?,
             last_run: last.and_then(|s| {
                 s.split_once(' ').map(|(state, at)| LastRun {
                     state: state.to_string(),

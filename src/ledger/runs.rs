@@ -11,7 +11,7 @@ use jiff::Timestamp;
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 
-use super::{Ledger, LedgerError, Result, stamp};
+use super::{Ledger, LedgerError, Result, deps, stamp};
 use crate::run::{RunState, Trigger};
 use crate::slots::{Outcome, SlotRow};
 
@@ -55,6 +55,8 @@ pub struct RunRow {
     pub cpu_sys_ms: Option<i64>,
     pub max_rss_kb: Option<i64>,
     pub params: Option<serde_json::Value>,
+    /// For a run a dependency released: the upstream runs, `[{"job": …, "run": …}]`.
+    pub released_by: Option<serde_json::Value>,
     pub output_bytes: i64,
     pub output_truncated: bool,
     pub cancel_requested: Option<String>,
@@ -216,7 +218,7 @@ const RUN_COLUMNS: &str =
     r.first_run_id, r.scheduled_at, r.slot, r.slot_first, r.slot_count, r.not_before, r.state,
     r.reason, r.created_at, r.started_at, r.finished_at, r.exit_code, r.signal, r.error, r.pid,
     r.cpu_user_ms, r.cpu_sys_ms, r.max_rss_kb, r.params, r.output_bytes, r.output_truncated,
-    r.cancel_requested, r.epoch, r.supervisor_pid, r.supervisor_start, r.pid_start";
+    r.cancel_requested, r.epoch, r.supervisor_pid, r.supervisor_start, r.pid_start, r.released_by";
 
 fn run_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
     let started: Option<String> = row.get(16)?;
@@ -265,10 +267,13 @@ fn run_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
         epoch: row.get(29)?,
         supervisor: supervisor_pid.zip(supervisor_start),
         pid_start: row.get(32)?,
+        released_by: row
+            .get::<_, Option<String>>(33)?
+            .and_then(|p| serde_json::from_str(&p).ok()),
     })
 }
 
-fn add_event(
+pub(super) fn add_event(
     conn: &rusqlite::Connection,
     run_id: i64,
     at: &str,
@@ -508,7 +513,10 @@ impl Ledger {
                     replace_active(&tx, &job.job, id, &at).map_err(e)?;
                 }
                 if state == RunState::Pending {
-                    fired.push((job.job.clone(), id));
+                    deps::count_fire(&tx, &job.job, &at).map_err(e)?;
+                    if !deps::block_if_gated(&tx, id, job.revision_id, now).map_err(e)? {
+                        fired.push((job.job.clone(), id));
+                    }
                 }
             }
             tx.prepare_cached("UPDATE jobs SET slot_cursor = ?2 WHERE name = ?1")
@@ -543,7 +551,11 @@ impl Ledger {
             .map_err(e)?;
         let mut ids = Vec::with_capacity(runs.len());
         for run in runs {
-            ids.push(insert_run(&tx, run, now).map_err(e)?);
+            let id = insert_run(&tx, run, now).map_err(e)?;
+            if run.running_under.is_none() && run.trigger != Trigger::Retry {
+                deps::block_if_gated(&tx, id, run.revision_id, now).map_err(e)?;
+            }
+            ids.push(id);
         }
         tx.commit().map_err(e)?;
         Ok(ids)
@@ -583,14 +595,12 @@ impl Ledger {
         let path = self.path.clone();
         let e = |e| LedgerError::from_sqlite(&path, e);
         let at = stamp(now);
+        let graph = self.graph.clone();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(e)?;
-        let mut retries = Vec::with_capacity(ends.len());
-        for end in ends {
-            retries.push(finish_one(&tx, end).map_err(e)?);
-        }
+        let retries = finish_all(&tx, graph.as_deref(), ends, now).map_err(e)?;
         let mut ids: Vec<i64> = tx
             .prepare_cached(
                 "UPDATE runs SET state = 'running', started_at = ?1, epoch = ?2,
@@ -710,16 +720,76 @@ impl Ledger {
     pub fn finish_runs(&mut self, ends: &[RunEnd]) -> Result<Vec<Option<i64>>> {
         let path = self.path.clone();
         let e = |e| LedgerError::from_sqlite(&path, e);
+        let graph = self.graph.clone();
+        let now = ends.iter().map(|end| end.at).max();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(e)?;
-        let mut retries = Vec::with_capacity(ends.len());
-        for end in ends {
-            retries.push(finish_one(&tx, end).map_err(e)?);
-        }
+        let retries = match now {
+            Some(now) => finish_all(&tx, graph.as_deref(), ends, now).map_err(e)?,
+            None => Vec::new(),
+        };
         tx.commit().map_err(e)?;
         Ok(retries)
+    }
+
+    /// Sets the dependency graph that this connection's run ends resolve (the daemon's; see
+    /// `deps`). Without one, ends release nothing and the daemon's next sweep does it.
+    pub fn set_graph(&mut self, graph: Option<std::sync::Arc<crate::graph::Graph>>) {
+        self.graph = graph;
+    }
+
+    /// Fires the fan-ins and re-decides the blocked runs that the ledger's runs allow, in one
+    /// transaction: at the daemon's start, after another process wrote runs, when a blocked
+    /// run's deadline passes.
+    ///
+    /// # Errors
+    ///
+    /// On a SQLite failure (nothing is written).
+    pub fn resolve_dependencies(&mut self, now: Timestamp) -> Result<deps::Resolved> {
+        let Some(graph) = self.graph.clone() else {
+            return Ok(deps::Resolved::default());
+        };
+        let path = self.path.clone();
+        let e = |e| LedgerError::from_sqlite(&path, e);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(e)?;
+        let resolved = deps::sweep(&tx, &graph, now).map_err(e)?;
+        tx.commit().map_err(e)?;
+        Ok(resolved)
+    }
+
+    /// When the earliest blocked run's starting deadline passes.
+    ///
+    /// # Errors
+    ///
+    /// On a SQLite failure.
+    pub fn next_blocked_deadline(&self) -> Result<Option<Timestamp>> {
+        match &self.graph {
+            Some(graph) => deps::next_deadline(&self.conn, graph).map_err(|e| self.err(e)),
+            None => Ok(None),
+        }
+    }
+
+    /// A job's current failure streak: its final runs that failed or timed out since its last
+    /// success.
+    ///
+    /// # Errors
+    ///
+    /// On a SQLite failure.
+    pub fn failure_streak(&self, job: &str) -> Result<i64> {
+        self.conn
+            .query_row(
+                "SELECT failure_streak FROM jobs WHERE name = ?1",
+                [job],
+                |r| r.get(0),
+            )
+            .optional()
+            .map(Option::unwrap_or_default)
+            .map_err(|e| self.err(e))
     }
 
     /// Runs in state `running`: at start, the daemon looks for those whose supervisor died.
@@ -776,7 +846,7 @@ impl Ledger {
                     what: format!("run {run_id}"),
                 });
             }
-            Some("pending") => {
+            Some("pending" | "blocked") => {
                 tx.execute(
                     "UPDATE runs SET state = 'cancelled', finished_at = ?2, error = ?3 WHERE id = ?1",
                     params![run_id, at, format!("cancelled by {by} before it started")],
@@ -1013,7 +1083,9 @@ impl Ledger {
     pub fn active_jobs(&self) -> Result<std::collections::HashSet<String>> {
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT DISTINCT job FROM runs WHERE state IN ('pending', 'running')")
+            .prepare_cached(
+                "SELECT DISTINCT job FROM runs WHERE state IN ('blocked', 'pending', 'running')",
+            )
             .map_err(|e| self.err(e))?;
         stmt.query_map([], |r| r.get(0))
             .and_then(Iterator::collect)
@@ -1026,7 +1098,7 @@ impl Ledger {
     ///
     /// On a SQLite failure.
     pub fn active_runs(&self) -> Result<Vec<RunRow>> {
-        self.query_runs("r.state IN ('pending', 'running')", [], "r.id")
+        self.query_runs("r.state IN ('blocked', 'pending', 'running')", [], "r.id")
     }
 
     /// Pauses a job (an operator's override that outlives applies).
@@ -1171,9 +1243,9 @@ impl Ledger {
             let mut stmt = tx
                 .prepare_cached(
                     "SELECT id FROM runs WHERE job = ?1
-                       AND state NOT IN ('pending', 'running')
+                       AND state NOT IN ('blocked', 'pending', 'running')
                        AND (finished_at < ?2 OR id IN (
-                            SELECT id FROM runs WHERE job = ?1 AND state NOT IN ('pending', 'running')
+                            SELECT id FROM runs WHERE job = ?1 AND state NOT IN ('blocked', 'pending', 'running')
                             ORDER BY id DESC LIMIT -1 OFFSET ?3))
                      ORDER BY id LIMIT ?4",
                 )
@@ -1244,7 +1316,7 @@ fn lease_row(conn: &rusqlite::Connection) -> rusqlite::Result<Option<LeaseRow>> 
     .optional()
 }
 
-fn insert_run(conn: &rusqlite::Connection, run: &NewRun, now: Timestamp) -> rusqlite::Result<i64> {
+pub(super) fn insert_run(conn: &rusqlite::Connection, run: &NewRun, now: Timestamp) -> rusqlite::Result<i64> {
     let at = stamp(now);
     let (state, started, supervisor) = match run.running_under {
         Some(s) => (RunState::Running, Some(at.as_str()), Some(s)),
@@ -1288,7 +1360,7 @@ fn insert_run(conn: &rusqlite::Connection, run: &NewRun, now: Timestamp) -> rusq
 }
 
 /// `concurrency: replace`: cancel the job's pending runs and ask its running ones to stop.
-fn replace_active(
+pub(super) fn replace_active(
     conn: &rusqlite::Connection,
     job: &str,
     new_id: i64,
@@ -1297,12 +1369,12 @@ fn replace_active(
     let reason = format!("replaced by run {new_id} (concurrency: replace)");
     let ids: Vec<(i64, String)> = conn
         .prepare_cached(
-            "SELECT id, state FROM runs WHERE job = ?1 AND id <> ?2 AND state IN ('pending', 'running')",
+            "SELECT id, state FROM runs WHERE job = ?1 AND id <> ?2 AND state IN ('blocked', 'pending', 'running')",
         )?
         .query_map(params![job, new_id], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<rusqlite::Result<_>>()?;
     for (id, state) in ids {
-        if state == "pending" {
+        if state != "running" {
             conn.execute(
                 "UPDATE runs SET state = 'cancelled', finished_at = ?2, error = ?3 WHERE id = ?1",
                 params![id, at, reason],
@@ -1348,7 +1420,35 @@ impl Ledger {
     }
 }
 
-fn finish_one(tx: &rusqlite::Connection, end: &RunEnd) -> rusqlite::Result<Option<i64>> {
+/// Writes `ends`, then what they release when a dependency graph is given.
+fn finish_all(
+    tx: &rusqlite::Connection,
+    graph: Option<&crate::graph::Graph>,
+    ends: &[RunEnd],
+    now: Timestamp,
+) -> rusqlite::Result<Vec<Option<i64>>> {
+    let mut retries = Vec::with_capacity(ends.len());
+    let mut ended = Vec::with_capacity(ends.len());
+    for end in ends {
+        let (retry, job) = finish_one(tx, end)?;
+        retries.push(retry);
+        if let Some(job) = job {
+            ended.push((job, end.finish.state.unwrap_or(RunState::Failed)));
+        }
+    }
+    if let Some(graph) = graph
+        && !ended.is_empty()
+    {
+        deps::after_ends(tx, graph, &ended, now)?;
+    }
+    Ok(retries)
+}
+
+/// Ends one run; returns its retry's id and, when the end was written, the run's job.
+fn finish_one(
+    tx: &rusqlite::Connection,
+    end: &RunEnd,
+) -> rusqlite::Result<(Option<i64>, Option<String>)> {
     let RunEnd {
         run_id,
         epoch,
@@ -1358,14 +1458,15 @@ fn finish_one(tx: &rusqlite::Connection, end: &RunEnd) -> rusqlite::Result<Optio
     } = end;
     let at = stamp(*now);
     let state = finish.state.unwrap_or(RunState::Failed);
-    let changed = tx
+    let ended: Option<(String, Option<i64>)> = tx
         .prepare_cached(
             "UPDATE runs SET state = ?3, finished_at = ?4, exit_code = ?5, signal = ?6,
                     error = ?7, cpu_user_ms = ?8, cpu_sys_ms = ?9, max_rss_kb = ?10,
                     started_at = coalesce(started_at, ?4)
-             WHERE id = ?1 AND state IN ('pending', 'running') AND epoch IS ?2",
+             WHERE id = ?1 AND state IN ('pending', 'running') AND epoch IS ?2
+             RETURNING job, revision_id",
         )?
-        .execute(params![
+        .query_row(params![
             run_id,
             epoch,
             state.as_str(),
@@ -1376,9 +1477,30 @@ fn finish_one(tx: &rusqlite::Connection, end: &RunEnd) -> rusqlite::Result<Optio
             finish.cpu_user_ms,
             finish.cpu_sys_ms,
             finish.max_rss_kb,
-        ])?;
-    if changed == 0 {
-        return Ok(None);
+        ], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let Some((job, revision_id)) = ended else {
+        return Ok((None, None));
+    };
+    // The job's health: a success ends a failure streak (and a `repeat: {until: success}`
+    // job); a final failure (no retry to come) lengthens it.
+    match state {
+        RunState::Succeeded => {
+            tx.prepare_cached(
+                "UPDATE jobs SET failure_streak = 0,
+                    completed_at = CASE
+                        WHEN completed_at IS NULL AND revision_id = ?3 AND
+                             (SELECT json_extract(r.repeat, '$.until') FROM revisions r WHERE r.id = ?3) = 'success'
+                        THEN ?2 ELSE completed_at END
+                 WHERE name = ?1",
+            )?
+            .execute(params![job, at, revision_id])?;
+        }
+        RunState::Failed | RunState::TimedOut if retry.is_none() => {
+            tx.prepare_cached("UPDATE jobs SET failure_streak = failure_streak + 1 WHERE name = ?1")?
+                .execute([&job])?;
+        }
+        _ => {}
     }
     let message = match &finish.error {
         Some(error) => format!("{state}: {error}"),
@@ -1386,7 +1508,7 @@ fn finish_one(tx: &rusqlite::Connection, end: &RunEnd) -> rusqlite::Result<Optio
     };
     add_event(tx, *run_id, &at, "finished", &message)?;
     let Some(next) = retry else {
-        return Ok(None);
+        return Ok((None, Some(job)));
     };
     let id = insert_run(tx, next, *now)?;
     let when = next.not_before.map(stamp).unwrap_or_else(|| at.clone());
@@ -1397,5 +1519,5 @@ fn finish_one(tx: &rusqlite::Connection, end: &RunEnd) -> rusqlite::Result<Optio
         "retry",
         &format!("attempt {} is run {id}, due at {when}", next.attempt),
     )?;
-    Ok(Some(id))
+    Ok((Some(id), Some(job)))
 }

@@ -1,0 +1,387 @@
+//! Dependencies in the ledger: the `depends_on` gate of new runs, and what a run's end
+//! releases (`after` fan-ins, blocked runs). The daemon's connection carries the dependency
+//! graph; with it, the transaction that writes a run's end also writes what that end
+//! releases, so a hand-off costs neither a poll nor a second commit.
+//!
+//! The rules are `graph::gate` and `graph::fan_in`; this module only gathers their facts
+//! (indexed point reads) and writes their outcomes. A gate is read from the run's revision
+//! (`revisions.depends_on`), so a run created by any process is gated the same way.
+
+use jiff::Timestamp;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::runs::{NewRun, add_event, insert_run, replace_active};
+use super::stamp;
+use crate::duration::Duration;
+use crate::graph::{self, Gate, Graph, Latest, Node};
+use crate::run::{RunState, Trigger};
+use crate::spec::Concurrency;
+
+/// The latest run of `job` that was not skipped.
+fn latest(conn: &Connection, job: &str) -> rusqlite::Result<Option<Latest>> {
+    conn.prepare_cached(
+        "SELECT id, state, finished_at FROM runs
+         WHERE job = ?1 AND state <> 'skipped' ORDER BY id DESC LIMIT 1",
+    )?
+    .query_row([job], |r| {
+        let state: String = r.get(1)?;
+        let finished: Option<String> = r.get(2)?;
+        Ok(Latest {
+            run_id: r.get(0)?,
+            state: RunState::parse(&state).unwrap_or(RunState::Failed),
+            finished_at: finished.and_then(|f| f.parse().ok()),
+        })
+    })
+    .optional()
+}
+
+/// The latest succeeded run of `job` and when it finished (`runs_by_job_state_finish`).
+fn latest_success(conn: &Connection, job: &str) -> rusqlite::Result<Option<(i64, Timestamp)>> {
+    let row: Option<(i64, String)> = conn
+        .prepare_cached(
+            "SELECT id, finished_at FROM runs
+             WHERE job = ?1 AND state = 'succeeded' AND finished_at IS NOT NULL
+             ORDER BY finished_at DESC LIMIT 1",
+        )?
+        .query_row([job], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    Ok(row.and_then(|(id, at)| Some((id, at.parse().ok()?))))
+}
+
+/// The `depends_on` list of a revision.
+fn depends_on(conn: &Connection, revision_id: i64) -> rusqlite::Result<Vec<String>> {
+    let deps: Option<String> = conn
+        .prepare_cached("SELECT depends_on FROM revisions WHERE id = ?1")?
+        .query_row([revision_id], |r| r.get(0))
+        .optional()?
+        .flatten();
+    Ok(deps
+        .and_then(|d| serde_json::from_str(&d).ok())
+        .unwrap_or_default())
+}
+
+/// The gate of a run of `revision_id` that came due at `created`; `None` without `depends_on`.
+pub(super) fn gate_of(
+    conn: &Connection,
+    revision_id: i64,
+    created: Timestamp,
+) -> rusqlite::Result<Option<Gate>> {
+    let deps = depends_on(conn, revision_id)?;
+    if deps.is_empty() {
+        return Ok(None);
+    }
+    let mut facts = Vec::with_capacity(deps.len());
+    for dep in &deps {
+        facts.push((dep.as_str(), latest(conn, dep)?));
+    }
+    Ok(Some(graph::gate(created, &facts)))
+}
+
+/// Blocks a run just inserted as pending when its gate is closed. A gate found failed at
+/// creation (a dependency failed in this very millisecond) waits too: only a failure after the
+/// run came due ends it.
+pub(super) fn block_if_gated(
+    conn: &Connection,
+    run_id: i64,
+    revision_id: i64,
+    now: Timestamp,
+) -> rusqlite::Result<bool> {
+    let waiting_for = match gate_of(conn, revision_id, now)? {
+        None | Some(Gate::Open { .. }) => return Ok(false),
+        Some(Gate::Wait { waiting_for }) => waiting_for,
+        Some(Gate::Fail { .. }) => depends_on(conn, revision_id)?,
+    };
+    let reason = format!("waiting for {}", waiting_for.join(", "));
+    conn.prepare_cached("UPDATE runs SET state = 'blocked', reason = ?2 WHERE id = ?1")?
+        .execute(params![run_id, reason])?;
+    add_event(
+        conn,
+        run_id,
+        &stamp(now),
+        "blocked",
+        &format!("{reason} to succeed (depends_on)"),
+    )?;
+    Ok(true)
+}
+
+/// What a resolution changed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Resolved {
+    /// Runs that became pending (fired by a fan-in, or released from `blocked`).
+    pub pending: usize,
+    /// Runs that ended skipped (a failed dependency, a passed deadline, a paused job).
+    pub skipped: usize,
+}
+
+impl std::ops::AddAssign for Resolved {
+    fn add_assign(&mut self, other: Resolved) {
+        self.pending += other.pending;
+        self.skipped += other.skipped;
+    }
+}
+
+/// After runs of `ended` (job, final state) were written: fires the fan-ins their successes
+/// complete and re-decides the runs blocked on them.
+pub(super) fn after_ends(
+    conn: &Connection,
+    graph: &Graph,
+    ended: &[(String, RunState)],
+    now: Timestamp,
+) -> rusqlite::Result<Resolved> {
+    let mut fan_ins = std::collections::BTreeSet::new();
+    let mut gated = std::collections::BTreeSet::new();
+    for (job, state) in ended {
+        let Some(node) = graph.node(job) else {
+            continue;
+        };
+        if *state == RunState::Succeeded {
+            fan_ins.extend(node.downstream.iter().map(String::as_str));
+        }
+        gated.extend(node.gated.iter().map(String::as_str));
+    }
+    let mut resolved = Resolved::default();
+    for job in fan_ins {
+        if let Some(node) = graph.node(job) {
+            resolved += fan_in(conn, job, node, now)?;
+        }
+    }
+    for job in gated {
+        let deadline = graph.node(job).and_then(|n| n.starting_deadline);
+        resolved += recheck_blocked(conn, job, deadline, now)?;
+    }
+    Ok(resolved)
+}
+
+/// Looks at every fan-in and every blocked run: at start, after another process wrote runs,
+/// and when a blocked run's deadline comes.
+pub(super) fn sweep(conn: &Connection, graph: &Graph, now: Timestamp) -> rusqlite::Result<Resolved> {
+    let mut resolved = Resolved::default();
+    for (job, node) in graph.fan_ins() {
+        resolved += fan_in(conn, job, node, now)?;
+    }
+    let blocked: Vec<String> = conn
+        .prepare_cached("SELECT DISTINCT job FROM runs WHERE state = 'blocked'")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for job in blocked {
+        let deadline = graph.node(&job).and_then(|n| n.starting_deadline);
+        resolved += recheck_blocked(conn, &job, deadline, now)?;
+    }
+    Ok(resolved)
+}
+
+/// The earliest instant a blocked run's starting deadline passes.
+pub(super) fn next_deadline(conn: &Connection, graph: &Graph) -> rusqlite::Result<Option<Timestamp>> {
+    let mut next: Option<Timestamp> = None;
+    for (job, node) in graph.gated_jobs() {
+        let Some(deadline) = node.starting_deadline else {
+            continue;
+        };
+        let due: Option<String> = conn
+            .prepare_cached("SELECT min(scheduled_at) FROM runs WHERE job = ?1 AND state = 'blocked'")?
+            .query_row([job], |r| r.get(0))?;
+        if let Some(at) = due
+            .and_then(|d| d.parse::<Timestamp>().ok())
+            .and_then(|d| d.checked_add(deadline.as_signed()).ok())
+        {
+            next = Some(next.map_or(at, |n| n.min(at)));
+        }
+    }
+    Ok(next)
+}
+
+fn skip(conn: &Connection, run_id: i64, reason: &str, at: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE runs SET state = 'skipped', finished_at = ?2, reason = ?3 WHERE id = ?1",
+    )?
+    .execute(params![run_id, at, reason])?;
+    add_event(conn, run_id, at, "skipped", reason)
+}
+
+/// Re-decides the blocked runs of `job`: released when every dependency's latest run has
+/// succeeded, skipped when one failed since the run came due or its deadline passed.
+fn recheck_blocked(
+    conn: &Connection,
+    job: &str,
+    deadline: Option<Duration>,
+    now: Timestamp,
+) -> rusqlite::Result<Resolved> {
+    let rows: Vec<(i64, i64, String, String, Option<String>)> = conn
+        .prepare_cached(
+            "SELECT r.id, r.revision_id, r.scheduled_at, r.created_at, r.reason FROM runs r
+             WHERE r.job = ?1 AND r.state = 'blocked' ORDER BY r.id",
+        )?
+        .query_map([job], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    if rows.is_empty() {
+        return Ok(Resolved::default());
+    }
+    let active: bool = conn
+        .prepare_cached("SELECT active FROM jobs WHERE name = ?1")?
+        .query_row([job], |r| r.get(0))
+        .optional()?
+        .unwrap_or(false);
+    let at = stamp(now);
+    let mut resolved = Resolved::default();
+    for (id, revision_id, scheduled, created, reason) in rows {
+        if !active {
+            skip(conn, id, "the job was removed while the run waited", &at)?;
+            resolved.skipped += 1;
+            continue;
+        }
+        let created: Timestamp = created.parse().unwrap_or(now);
+        let expired = deadline.and_then(|d| {
+            let due: Timestamp = scheduled.parse().ok()?;
+            (due.checked_add(d.as_signed()).ok()? <= now).then_some(d)
+        });
+        match gate_of(conn, revision_id, created)? {
+            None => {
+                release(conn, id, &[], &at)?;
+                resolved.pending += 1;
+            }
+            Some(Gate::Open { released_by }) => {
+                release(conn, id, &released_by, &at)?;
+                resolved.pending += 1;
+            }
+            Some(Gate::Fail { reason }) => {
+                skip(conn, id, &reason, &at)?;
+                resolved.skipped += 1;
+            }
+            Some(Gate::Wait { waiting_for }) => {
+                let waiting = format!("waiting for {}", waiting_for.join(", "));
+                if let Some(d) = expired {
+                    let why = format!(
+                        "its starting deadline ({d}) passed while {waiting}"
+                    );
+                    skip(conn, id, &why, &at)?;
+                    resolved.skipped += 1;
+                } else if reason.as_deref() != Some(waiting.as_str()) {
+                    conn.prepare_cached("UPDATE runs SET reason = ?2 WHERE id = ?1")?
+                        .execute(params![id, waiting])?;
+                }
+            }
+        }
+    }
+    Ok(resolved)
+}
+
+fn release(
+    conn: &Connection,
+    run_id: i64,
+    released_by: &[(String, i64)],
+    at: &str,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE runs SET state = 'pending', reason = NULL, released_by = ?2 WHERE id = ?1",
+    )?
+    .execute(params![run_id, releases_json(released_by)])?;
+    let message = if released_by.is_empty() {
+        "released: the job no longer depends on other jobs".to_string()
+    } else {
+        format!("released by {}", graph::describe_releases(released_by))
+    };
+    add_event(conn, run_id, at, "released", &message)
+}
+
+fn releases_json(released_by: &[(String, i64)]) -> Option<String> {
+    (!released_by.is_empty()).then(|| {
+        serde_json::Value::Array(
+            released_by
+                .iter()
+                .map(|(job, run)| serde_json::json!({ "job": job, "run": run }))
+                .collect(),
+        )
+        .to_string()
+    })
+}
+
+/// Fires the fan-in `job` if every upstream job has succeeded since its last fire.
+fn fan_in(conn: &Connection, job: &str, node: &Node, now: Timestamp) -> rusqlite::Result<Resolved> {
+    let row: Option<(i64, String, bool, bool, Option<String>, bool)> = conn
+        .prepare_cached(
+            "SELECT j.revision_id, coalesce(j.slot_cursor, j.schedule_anchor), j.active, r.enabled,
+                    j.completed_at, EXISTS (SELECT 1 FROM pauses p WHERE p.job = j.name)
+             FROM jobs j JOIN revisions r ON r.id = j.revision_id WHERE j.name = ?1",
+        )?
+        .query_row([job], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+        })
+        .optional()?;
+    let Some((revision_id, cursor, active, enabled, completed, paused)) = row else {
+        return Ok(Resolved::default());
+    };
+    if !active || !enabled || completed.is_some() {
+        return Ok(Resolved::default());
+    }
+    let Ok(cursor) = cursor.parse::<Timestamp>() else {
+        return Ok(Resolved::default());
+    };
+    // Most upstream jobs of a wide fan-in have not finished yet: stop at the first.
+    let mut successes = Vec::with_capacity(node.after.len());
+    for up in &node.after {
+        let success = latest_success(conn, up)?;
+        if !success.is_some_and(|(_, at)| at > cursor) {
+            return Ok(Resolved::default());
+        }
+        successes.push((up.as_str(), success));
+    }
+    let Some(released_by) = graph::fan_in(cursor, &successes) else {
+        return Ok(Resolved::default());
+    };
+    let at = stamp(now);
+    let busy = node.concurrency == Concurrency::Forbid
+        && conn
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM runs WHERE job = ?1 AND state IN ('blocked', 'pending', 'running'))",
+            )?
+            .query_row([job], |r| r.get::<_, bool>(0))?;
+    let run = NewRun::now(job, revision_id, Trigger::Dependency, None, now);
+    let id = insert_run(conn, &run, now)?;
+    conn.prepare_cached("UPDATE runs SET released_by = ?2 WHERE id = ?1")?
+        .execute(params![id, releases_json(&released_by)])?;
+    add_event(
+        conn,
+        id,
+        &at,
+        "fired",
+        &format!("released by {}", graph::describe_releases(&released_by)),
+    )?;
+    let mut resolved = Resolved::default();
+    let skipped = if paused {
+        Some("the job is paused")
+    } else if busy {
+        Some("a run of the job is still active (concurrency: forbid)")
+    } else {
+        None
+    };
+    if let Some(reason) = skipped {
+        skip(conn, id, reason, &at)?;
+        resolved.skipped += 1;
+    } else {
+        if node.concurrency == Concurrency::Replace {
+            replace_active(conn, job, id, &at)?;
+        }
+        if !block_if_gated(conn, id, revision_id, now)? {
+            resolved.pending += 1;
+        }
+        count_fire(conn, job, &at)?;
+    }
+    conn.prepare_cached("UPDATE jobs SET slot_cursor = ?2 WHERE name = ?1")?
+        .execute(params![job, at])?;
+    Ok(resolved)
+}
+
+/// Counts a fire of the job's current revision; a `repeat: {times: N}` job completes at the
+/// Nth.
+pub(super) fn count_fire(conn: &Connection, job: &str, at: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE jobs SET fires = fires + 1,
+            completed_at = CASE
+                WHEN completed_at IS NULL AND fires + 1 >=
+                     (SELECT json_extract(r.repeat, '$.times') FROM revisions r WHERE r.id = jobs.revision_id)
+                THEN ?2 ELSE completed_at END
+         WHERE name = ?1",
+    )?
+    .execute(params![job, at])?;
+    Ok(())
+}
