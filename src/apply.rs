@@ -41,7 +41,16 @@ pub fn apply(
     git: &GitInfo,
     keep: &HashSet<String>,
 ) -> Result<Outcome, ApplyError> {
-    let stamp = now.round(jiff::Unit::Second).unwrap_or(now).to_string();
+    // Truncated, never rounded up: a stamp ahead of the clock would put a new job's cursor in
+    // the future, and an `after` job would ignore upstream successes in that half second.
+    let stamp = now
+        .round(
+            jiff::TimestampRound::new()
+                .smallest(jiff::Unit::Second)
+                .mode(jiff::RoundMode::Trunc),
+        )
+        .unwrap_or(now)
+        .to_string();
     let mut decided: Option<Plan> = None;
     let result = ledger.apply(&stamp, git, |current, fetch| {
         // Only changed and removed jobs need their stored definition (for the diff) and their
@@ -108,9 +117,8 @@ fn revisions(plan: &Plan, catalog: &Catalog, owner: crate::ledger::Owner) -> Vec
             tags: entry.spec.tags.clone(),
             reset_anchor: change.reset_anchor,
             repeat: entry.spec.repeat.map(|r| repeat_json(r).to_string()),
-            depends_on: (!entry.spec.depends_on.is_empty()).then(|| {
-                serde_json::to_string(&entry.spec.depends_on).expect("names serialise")
-            }),
+            depends_on: (!entry.spec.depends_on.is_empty())
+                .then(|| serde_json::to_string(&entry.spec.depends_on).expect("names serialise")),
         })
         .collect()
 }
@@ -236,7 +244,14 @@ pub fn write_api_job(
     mode: ApiWrite,
     now: Timestamp,
 ) -> Result<Option<ApplyRecord>, ApiWriteError> {
-    let stamp = now.round(jiff::Unit::Second).unwrap_or(now).to_string();
+    let stamp = now
+        .round(
+            jiff::TimestampRound::new()
+                .smallest(jiff::Unit::Second)
+                .mode(jiff::RoundMode::Trunc),
+        )
+        .unwrap_or(now)
+        .to_string();
     let mut refused: Option<ApiWriteError> = None;
     let result = ledger.apply(&stamp, &GitInfo::default(), |current, fetch| {
         let existing = current.iter().find(|r| r.name == name && r.active);

@@ -144,8 +144,13 @@ pub fn build_with(
         for r in refs {
             if !exists(r.target.as_str()) {
                 let known = claimed.keys().map(String::as_str);
-                let help = crate::diag::suggest(r.target.as_str(), known)
-                    .map(|s| format!("did you mean `{s}`?"));
+                let help = Some(
+                    crate::diag::suggest(r.target.as_str(), known)
+                        .map_or_else(|| format!(
+                            "no job file defines `{}`; if it was removed on purpose, remove it from this list too",
+                            r.target
+                        ), |s| format!("did you mean `{s}`?")),
+                );
                 diagnostics.push(
                     Diagnostic::error(
                         entries[*index].file.as_str(),

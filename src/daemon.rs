@@ -46,6 +46,8 @@ const PRUNE_EVERY: StdDuration = StdDuration::from_secs(3600);
 const BACKSTOP: StdDuration = StdDuration::from_secs(60);
 /// Runs deleted per retention transaction: small, so a fire never waits long behind it.
 const PRUNE_BATCH: usize = 200;
+/// How long a stopping daemon or a foreground `jobs run` waits for notifications in flight.
+const NOTIFY_GRACE: StdDuration = StdDuration::from_secs(30);
 
 /// Everything `jobs serve` needs to start.
 #[derive(Clone, Debug)]
@@ -737,7 +739,7 @@ impl Daemon {
                     self.wake_executor.notify_one();
                 }
                 if resolved.pending + resolved.skipped > 0 {
-                    tracing::debug!(
+                    tracing::info!(
                         pending = resolved.pending,
                         skipped = resolved.skipped,
                         "dependencies resolved"
@@ -930,7 +932,7 @@ impl Daemon {
         let daemon = self.clone();
         tokio::spawn(async move {
             let id = run.id;
-            let revision_id = run.revision_id;
+            let (revision_id, job) = (run.revision_id, run.job.clone());
             let conclusion =
                 executor::run_and_record(daemon.shared.clone(), run, stop_rx, Echo::None).await;
             daemon
@@ -947,6 +949,7 @@ impl Daemon {
                     .and_then(|r| daemon.shared.spec(r).ok())
                     .is_some_and(|s| s.repeat == Some(crate::spec::Repeat::UntilSuccess))
             {
+                tracing::info!(job = %job, "the job has completed (repeat until success)");
                 daemon.reload.store(true, Ordering::SeqCst);
                 daemon.wake_scheduler.notify_one();
             }
@@ -1044,6 +1047,7 @@ impl Daemon {
             }
             self.wait_idle().await;
         }
+        self.shared.notified(NOTIFY_GRACE).await;
         let _ = self.shared.ledger().release_lease(self.epoch, self.now());
         tracing::info!("jobs serve stopped");
     }
@@ -1255,7 +1259,9 @@ pub fn run_foreground(
                 }));
             }
         });
-        let conclusion = executor::run_and_record(shared, run, stop_rx, Echo::Terminal).await;
+        let conclusion =
+            executor::run_and_record(shared.clone(), run, stop_rx, Echo::Terminal).await;
+        shared.notified(NOTIFY_GRACE).await;
         Ok((id, conclusion))
     })
 }

@@ -40,6 +40,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// Runs to create (API triggers), written together like the ends.
     new_runs: Mutex<Vec<(NewRun, Arc<NewRunResult>)>>,
+    /// Notifications being sent.
+    notifying: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 type EndResult = OnceLock<Result<Option<i64>, String>>;
@@ -71,6 +73,22 @@ impl Shared {
             progress: tokio::sync::watch::Sender::new(0),
             metrics: Arc::new(Metrics::new()),
             new_runs: Mutex::new(Vec::new()),
+            notifying: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Waits for the notifications in flight (at most `limit`): before a foreground `jobs run`
+    /// exits, and when the daemon shuts down.
+    pub async fn notified(&self, limit: StdDuration) {
+        let tasks: Vec<tokio::task::JoinHandle<()>> = std::mem::take(
+            &mut *self
+                .notifying
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        let all = futures_util::future::join_all(tasks);
+        if tokio::time::timeout(limit, all).await.is_err() {
+            tracing::warn!("notifications still being sent were abandoned");
         }
     }
 
@@ -268,7 +286,7 @@ pub fn run_env(spec: &JobSpec, run: &RunRow) -> BTreeMap<String, String> {
         .map(|(k, v)| (k.clone(), crate::template::render(v, &values)))
         .collect();
     for (name, value) in &values {
-        env.insert(format!("JOBS_PARAM_{}", env_name(name)), value.clone());
+        env.insert(crate::template::param_env_var(name), value.clone());
     }
     env.insert("JOBS_JOB".into(), run.job.clone());
     env.insert("JOBS_RUN_ID".into(), run.id.to_string());
@@ -312,19 +330,6 @@ pub fn run_action(spec: &JobSpec, run: &RunRow) -> spec::Action {
         }
         script => script.clone(),
     }
-}
-
-fn env_name(param: &str) -> String {
-    param
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_uppercase()
-            } else {
-                '_'
-            }
-        })
-        .collect()
 }
 
 /// Runs `run` (already `running` in the ledger) to its end and records it. Returns how it
@@ -427,10 +432,74 @@ pub async fn run_and_record(
     let ending = finished.ending;
     let usage = finished.usage;
     let fallback = ending.clone();
-    let (s, r) = (shared.clone(), run.clone());
-    tokio::task::spawn_blocking(move || record_end(&s, &r, Some(&spec), &ending, usage))
-        .await
-        .unwrap_or_else(|_| record_end(&shared, &run, None, &fallback, None))
+    let (s, r, sp) = (shared.clone(), run.clone(), spec.clone());
+    let conclusion =
+        tokio::task::spawn_blocking(move || record_end(&s, &r, Some(&sp), &ending, usage))
+            .await
+            .unwrap_or_else(|_| record_end(&shared, &run, None, &fallback, None));
+    notify(&shared, spec, &run, &conclusion);
+    conclusion
+}
+
+/// Sends the run's notifications (`on_failure`, `on_success`) in the background, each
+/// outcome recorded as an event of the run. Only a run's final end notifies: a failure that
+/// will be retried does not. [`Shared::notified`] waits for those in flight.
+fn notify(shared: &Arc<Shared>, spec: Arc<JobSpec>, run: &RunRow, conclusion: &Conclusion) {
+    if conclusion.retry_at.is_some() || (spec.on_failure.is_empty() && spec.on_success.is_empty()) {
+        return;
+    }
+    let Some(event) = crate::notify::event_for(conclusion.state.as_str()) else {
+        return;
+    };
+    let now = shared.clock.now();
+    let started_at = run.started_at.clone();
+    let outcome = crate::notify::Outcome {
+        job: run.job.clone(),
+        run_id: run.id,
+        state: conclusion.state.to_string(),
+        trigger: run.trigger.clone(),
+        attempt: run.attempt,
+        exit_code: conclusion.exit_code,
+        error: conclusion.error.clone(),
+        duration_ms: started_at
+            .as_deref()
+            .and_then(|s| s.parse::<Timestamp>().ok())
+            .map(|s| now.duration_since(s).as_millis() as i64),
+        started_at,
+        finished_at: stamp(now),
+        failure_streak: shared.ledger().failure_streak(&run.job).unwrap_or_default(),
+        params: run.params.clone(),
+        event,
+    };
+    let due: Vec<crate::spec::Notification> = crate::notify::due(&spec, &outcome)
+        .into_iter()
+        .cloned()
+        .collect();
+    if due.is_empty() {
+        return;
+    }
+    let s = shared.clone();
+    let task = tokio::spawn(async move {
+        let policy = crate::notify::Policy::default();
+        for notification in &due {
+            let (kind, message) = match crate::notify::send(notification, &outcome, &policy).await {
+                Ok(message) => ("notified", message),
+                Err(message) => ("notify_failed", message),
+            };
+            tracing::info!(run = outcome.run_id, job = %outcome.job, kind, "{message}");
+            let s = s.clone();
+            let run_id = outcome.run_id;
+            let _ = tokio::task::spawn_blocking(move || {
+                log_ledger_error(s.ledger().add_event(run_id, s.clock.now(), kind, &message));
+            })
+            .await;
+        }
+    });
+    shared
+        .notifying
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(task);
 }
 
 /// Records a run's end and its retry, if any.

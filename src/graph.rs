@@ -93,6 +93,37 @@ impl Graph {
         Graph { nodes }
     }
 
+    /// A graph for display from its jobs (`(name, short schedule)`) and links, as
+    /// `GET /v1/graph` gives them.
+    pub fn from_parts(jobs: &[(String, String)], edges: &[Edge]) -> Graph {
+        let mut nodes: BTreeMap<String, Node> = jobs
+            .iter()
+            .map(|(name, schedule)| {
+                let node = Node {
+                    schedule: schedule.clone(),
+                    enabled: true,
+                    ..Node::default()
+                };
+                (name.clone(), node)
+            })
+            .collect();
+        for edge in edges {
+            if let Some(node) = nodes.get_mut(&edge.to) {
+                match edge.kind {
+                    EdgeKind::After => node.after.push(edge.from.clone()),
+                    EdgeKind::DependsOn => node.depends_on.push(edge.from.clone()),
+                }
+            }
+            if let Some(node) = nodes.get_mut(&edge.from) {
+                match edge.kind {
+                    EdgeKind::After => node.downstream.push(edge.to.clone()),
+                    EdgeKind::DependsOn => node.gated.push(edge.to.clone()),
+                }
+            }
+        }
+        Graph { nodes }
+    }
+
     pub fn node(&self, name: &str) -> Option<&Node> {
         self.nodes.get(name)
     }
@@ -190,11 +221,10 @@ pub fn gate(created: Timestamp, deps: &[(&str, Option<Latest>)]) -> Gate {
     let mut released_by = Vec::new();
     for (job, latest) in deps {
         match latest {
-            Some(l) if l.state == RunState::Succeeded => released_by.push((job.to_string(), l.run_id)),
-            Some(l)
-                if l.state.is_terminal()
-                    && l.finished_at.is_some_and(|f| f >= created) =>
-            {
+            Some(l) if l.state == RunState::Succeeded => {
+                released_by.push((job.to_string(), l.run_id))
+            }
+            Some(l) if l.state.is_terminal() && l.finished_at.is_some_and(|f| f >= created) => {
                 return Gate::Fail {
                     reason: format!("dependency {job} ended {} (run {})", l.state, l.run_id),
                 };
@@ -310,14 +340,22 @@ pub fn render_dot(graph: &Graph) -> String {
             EdgeKind::After => "",
             EdgeKind::DependsOn => " [style=dashed, label=\"depends_on\"]",
         };
-        let _ = writeln!(out, "  {} -> {}{style};", dot_id(&edge.from), dot_id(&edge.to));
+        let _ = writeln!(
+            out,
+            "  {} -> {}{style};",
+            dot_id(&edge.from),
+            dot_id(&edge.to)
+        );
     }
     out.push_str("}\n");
     out
 }
 
 fn dot_id(text: &str) -> String {
-    let escaped = text.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+    let escaped = text
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n");
     format!("\"{escaped}\"")
 }
 
@@ -355,7 +393,8 @@ mod tests {
     fn the_gate_opens_waits_or_fails() {
         use RunState::*;
         let created = ts("2026-10-31T12:00:00Z");
-        let cases: Vec<(&str, Vec<(&str, Option<Latest>)>, Gate)> = vec![
+        type Case<'a> = (&'a str, Vec<(&'a str, Option<Latest>)>, Gate);
+        let cases: Vec<Case> = vec![
             (
                 "all succeeded",
                 vec![
@@ -368,7 +407,10 @@ mod tests {
             ),
             (
                 "one never ran",
-                vec![("a", latest(1, Succeeded, Some("2026-10-31T11:00:00Z"))), ("b", None)],
+                vec![
+                    ("a", latest(1, Succeeded, Some("2026-10-31T11:00:00Z"))),
+                    ("b", None),
+                ],
                 Gate::Wait {
                     waiting_for: vec!["b".into()],
                 },
@@ -412,11 +454,28 @@ mod tests {
         let cursor = ts("2026-10-31T12:00:00Z");
         let before = ts("2026-10-31T11:00:00Z");
         let after = ts("2026-10-31T12:00:00.001Z");
-        let cases: Vec<(&str, Vec<(&str, Option<(i64, Timestamp)>)>, Option<Vec<(String, i64)>>)> = vec![
-            ("both after", vec![("a", Some((1, after))), ("b", Some((2, after)))], Some(vec![("a".into(), 1), ("b".into(), 2)])),
-            ("one before", vec![("a", Some((1, after))), ("b", Some((2, before)))], None),
+        type Case<'a> = (
+            &'a str,
+            Vec<(&'a str, Option<(i64, Timestamp)>)>,
+            Option<Vec<(String, i64)>>,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "both after",
+                vec![("a", Some((1, after))), ("b", Some((2, after)))],
+                Some(vec![("a".into(), 1), ("b".into(), 2)]),
+            ),
+            (
+                "one before",
+                vec![("a", Some((1, after))), ("b", Some((2, before)))],
+                None,
+            ),
             ("one at the cursor", vec![("a", Some((1, cursor)))], None),
-            ("one never", vec![("a", Some((1, after))), ("b", None)], None),
+            (
+                "one never",
+                vec![("a", Some((1, after))), ("b", None)],
+                None,
+            ),
         ];
         for (what, successes, expected) in cases {
             assert_eq!(fan_in(cursor, &successes), expected, "{what}");
@@ -427,8 +486,14 @@ mod tests {
     fn links_are_kept_in_both_directions() {
         let g = graph(&[
             ("extract.yaml", "schedule: '0 2 * * *'\ncommand: [true]\n"),
-            ("transform.yaml", "schedule: {after: [extract]}\ncommand: [true]\n"),
-            ("report.yaml", "schedule: {after: [extract, transform]}\ncommand: [true]\n"),
+            (
+                "transform.yaml",
+                "schedule: {after: [extract]}\ncommand: [true]\n",
+            ),
+            (
+                "report.yaml",
+                "schedule: {after: [extract, transform]}\ncommand: [true]\n",
+            ),
             ("deploy.yaml", "depends_on: [report]\ncommand: [true]\n"),
         ]);
         let extract = g.node("extract").unwrap();
@@ -436,15 +501,24 @@ mod tests {
         assert_eq!(g.node("report").unwrap().gated, ["deploy"]);
         assert_eq!(g.node("deploy").unwrap().depends_on, ["report"]);
         assert_eq!(g.fan_ins().count(), 2);
-        assert_eq!(g.gated_jobs().map(|(n, _)| n).collect::<Vec<_>>(), ["deploy"]);
+        assert_eq!(
+            g.gated_jobs().map(|(n, _)| n).collect::<Vec<_>>(),
+            ["deploy"]
+        );
     }
 
     #[test]
     fn the_tree_shows_each_job_under_what_it_waits_for() {
         let g = graph(&[
             ("extract.yaml", "schedule: '0 2 * * *'\ncommand: [true]\n"),
-            ("transform.yaml", "schedule: {after: [extract]}\ncommand: [true]\n"),
-            ("report.yaml", "schedule: {after: [extract, transform]}\ncommand: [true]\n"),
+            (
+                "transform.yaml",
+                "schedule: {after: [extract]}\ncommand: [true]\n",
+            ),
+            (
+                "report.yaml",
+                "schedule: {after: [extract, transform]}\ncommand: [true]\n",
+            ),
             ("deploy.yaml", "depends_on: [report]\ncommand: [true]\n"),
             ("lonely.yaml", "command: [true]\n"),
         ]);
@@ -459,6 +533,9 @@ mod tests {
         );
         let dot = render_dot(&g);
         assert!(dot.contains("\"extract\" -> \"transform\";"), "{dot}");
-        assert!(dot.contains("\"report\" -> \"deploy\" [style=dashed"), "{dot}");
+        assert!(
+            dot.contains("\"report\" -> \"deploy\" [style=dashed"),
+            "{dot}"
+        );
     }
 }

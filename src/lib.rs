@@ -29,6 +29,7 @@ pub mod git;
 pub mod graph;
 pub mod ledger;
 pub mod metrics;
+pub mod notify;
 pub mod plan;
 pub mod run;
 pub mod runner;

@@ -78,6 +78,22 @@ pub fn render(text: &str, values: &BTreeMap<String, String>) -> String {
     out
 }
 
+/// The environment variable that carries parameter `name` to a process: `JOBS_PARAM_` and the
+/// name in upper case, anything but ASCII letters and digits as `_` (`target` →
+/// `JOBS_PARAM_TARGET`). Runs and `on_failure`/`on_success` scripts both use it.
+pub fn param_env_var(name: &str) -> String {
+    let mut var = String::with_capacity("JOBS_PARAM_".len() + name.len());
+    var.push_str("JOBS_PARAM_");
+    var.extend(name.chars().map(|c| {
+        if c.is_ascii_alphanumeric() {
+            c.to_ascii_uppercase()
+        } else {
+            '_'
+        }
+    }));
+    var
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,6 +117,18 @@ mod tests {
         ];
         for (text, want) in cases {
             assert_eq!(render(text, &values), want, "{text}");
+        }
+    }
+
+    #[test]
+    fn parameters_become_upper_case_variables() {
+        for (name, want) in [
+            ("target", "JOBS_PARAM_TARGET"),
+            ("dry_run2", "JOBS_PARAM_DRY_RUN2"),
+            ("a-b.c", "JOBS_PARAM_A_B_C"),
+            ("café", "JOBS_PARAM_CAF_"),
+        ] {
+            assert_eq!(param_env_var(name), want, "{name}");
         }
     }
 

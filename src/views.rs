@@ -360,3 +360,64 @@ pub fn status(
             .collect(),
     })
 }
+
+/// A job in the dependency graph.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct GraphJob {
+    pub name: String,
+    /// The schedule in its short form.
+    pub schedule: String,
+    pub state: String,
+}
+
+/// The dependency graph: `GET /v1/graph`, `jobs graph`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct GraphView {
+    /// The active jobs, by name.
+    pub jobs: Vec<GraphJob>,
+    /// Each link from an upstream job to the job that waits for it.
+    pub edges: Vec<crate::graph::Edge>,
+}
+
+impl GraphView {
+    /// The graph to render.
+    pub fn graph(&self) -> crate::graph::Graph {
+        let jobs: Vec<(String, String)> = self
+            .jobs
+            .iter()
+            .map(|j| (j.name.clone(), j.schedule.clone()))
+            .collect();
+        crate::graph::Graph::from_parts(&jobs, &self.edges)
+    }
+}
+
+/// The dependency graph of the active jobs, from their stored schedules and `depends_on`.
+pub fn graph(rows: &[JobRow]) -> GraphView {
+    let mut jobs = Vec::new();
+    let mut edges = Vec::new();
+    for row in rows.iter().filter(|r| r.active) {
+        let schedule = stored_schedule(row);
+        if let Some(Schedule::After(upstream)) = &schedule {
+            for up in upstream {
+                edges.push(crate::graph::Edge {
+                    from: up.to_string(),
+                    to: row.name.clone(),
+                    kind: crate::graph::EdgeKind::After,
+                });
+            }
+        }
+        for up in &row.depends_on {
+            edges.push(crate::graph::Edge {
+                from: up.clone(),
+                to: row.name.clone(),
+                kind: crate::graph::EdgeKind::DependsOn,
+            });
+        }
+        jobs.push(GraphJob {
+            name: row.name.clone(),
+            schedule: schedule.map_or_else(|| row.schedule.clone(), |s| s.to_string()),
+            state: state_of(row).to_string(),
+        });
+    }
+    GraphView { jobs, edges }
+}

@@ -573,3 +573,93 @@ fn parameter_placeholders_must_name_declared_parameters_and_stay_out_of_run() {
         rejects("job.yaml", content.as_bytes(), location, message);
     }
 }
+
+#[test]
+fn notifications_validate_in_both_formats() {
+    Project::new()
+        .file(
+            "jobs.d/a.yaml",
+            "command: [x]\non_failure:\n  - webhook: http://127.0.0.1:9000/hook\n  - run: 'echo \"$JOBS_JOB failed\" | mail ops'\n    after: 3\non_success:\n  - webhook: https://example.com/ok\n",
+        )
+        .file(
+            "jobs.d/b.toml",
+            "command = [\"x\"]\n[[on_failure]]\nrun = \"echo failed\"\nafter = 1\n[[on_success]]\nwebhook = \"http://[::1]:8080/ok?token=t\"\n",
+        )
+        .run(&["validate"])
+        .code(0)
+        .stdout_has("2 jobs in 2 files");
+}
+
+#[test]
+fn notification_rules_have_messages() {
+    for (file, content, location, message) in [
+        (
+            "a.yaml",
+            "command: [x]\non_success:\n  - run: echo\n    after: 2\n",
+            "4:12",
+            "on_success item 1: `after` is only allowed in `on_failure`",
+        ),
+        (
+            "a.toml",
+            "command = [\"x\"]\n[[on_success]]\nrun = \"echo\"\nafter = 2\n",
+            "4:9",
+            "`after` is only allowed in `on_failure`, not in `on_success`",
+        ),
+        (
+            "a.yaml",
+            "command: [x]\non_failure:\n  - run: echo\n  - {webhook: 'http://h/x', run: echo}\n",
+            "4:5",
+            "on_failure item 2 has both `webhook` and `run`; it needs exactly one",
+        ),
+        (
+            "a.yaml",
+            "command: [x]\non_failure:\n  - after: 2\n",
+            "3:5",
+            "on_failure item 1 has neither `webhook` nor `run`",
+        ),
+        (
+            "a.yaml",
+            "command: [x]\non_failure:\n  - webhook: ftp://x\n",
+            "3:14",
+            "webhook `ftp://x` has a scheme other than http or https; expected an http:// or https:// URL",
+        ),
+        (
+            "a.yaml",
+            "command: [x]\non_success:\n  - webhook: not a url\n",
+            "3:14",
+            "webhook `not a url` is not a URL; expected an http:// or https:// URL",
+        ),
+        (
+            "a.yaml",
+            "command: [x]\non_failure:\n  - webhook: 'http:///path'\n",
+            "3:14",
+            "has no host",
+        ),
+        (
+            "a.yaml",
+            "command: [x]\non_failure:\n  - run: '  '\n",
+            "3:10",
+            "on_failure item 1: `run` is empty",
+        ),
+        (
+            "a.yaml",
+            "command: [x]\non_failure:\n  - run: echo\n    after: 0\n",
+            "4:12",
+            "`after` must be at least 1",
+        ),
+        (
+            "a.yaml",
+            "command: [x]\non_failure:\n  - webhok: http://h/x\n",
+            "3:5",
+            "did you mean `webhook`?",
+        ),
+        (
+            "a.yaml",
+            "command: [x]\non_falure:\n  - run: echo\n",
+            "2:1",
+            "did you mean `on_failure`?",
+        ),
+    ] {
+        rejects(file, content.as_bytes(), location, message);
+    }
+}

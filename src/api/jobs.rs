@@ -538,3 +538,13 @@ pub async fn delete(
         cancelled_runs,
     }))
 }
+
+/// The dependency graph of the active jobs: each `after` and `depends_on` link, upstream
+/// first (`jobs graph`).
+#[utoipa::path(get, path = "/v1/graph", tag = "jobs",
+    responses((status = 200, body = views::GraphView), (status = 401, body = ErrorBody)))]
+pub async fn graph(State(api): State<Arc<Api>>, _: Reader) -> ApiResult<Json<views::GraphView>> {
+    api.read_blocking(|l| Ok(views::graph(&l.job_summaries()?)))
+        .await
+        .map(Json)
+}

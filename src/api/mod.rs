@@ -261,6 +261,7 @@ fn routes() -> (Router<Arc<Api>>, utoipa::openapi::OpenApi) {
         .routes(routes!(jobs::trigger))
         .routes(routes!(jobs::pause))
         .routes(routes!(jobs::resume))
+        .routes(routes!(jobs::graph))
         .routes(routes!(plan::plan))
         .routes(routes!(runs::list))
         .routes(routes!(runs::get))

@@ -206,10 +206,9 @@ fn follow(
                             return Some((vec![Ok(event)], (Step::Done, progress)));
                         }
                     };
-                    let ended = run.as_ref().is_none_or(|r| {
-                        r.state()
-                            .is_some_and(RunState::is_terminal)
-                    });
+                    let ended = run
+                        .as_ref()
+                        .is_none_or(|r| r.state().is_some_and(RunState::is_terminal));
                     if !lines.is_empty() {
                         after = lines.last().map_or(after, |l| l.id);
                         let events = lines

@@ -70,6 +70,8 @@ pub struct Cli {
 pub enum OutputFormat {
     Table,
     Json,
+    /// Graphviz, for `jobs graph`
+    Dot,
 }
 
 #[derive(Debug, Subcommand)]
@@ -182,6 +184,8 @@ enum Command {
     },
     /// The daemon, errors in the files, active runs and next fires
     Status,
+    /// The dependency graph: which jobs fire after or wait for which (`-o dot` for Graphviz)
+    Graph,
     /// Create an API-owned job from a definition file (YAML, TOML or JSON); needs --server
     Create {
         /// The definition, in the job file format; the job's name is the file's name
@@ -324,6 +328,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         return init::init(path);
     }
     let settings = settings(&cli)?;
+    if settings.output == OutputFormat::Dot && !matches!(cli.command, Command::Graph) {
+        bail!("--output dot is only for `jobs graph`; use --output table or json");
+    }
     if let Some(server) = &cli.server {
         let client = crate::client::Client::new(server, cli.token.clone());
         return remote_command(&client, &settings, cli.command);
@@ -364,6 +371,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Logs { id, follow } => runs::logs(&settings, id, follow),
         Command::Status => runs::status(&settings),
+        Command::Graph => graph(&settings),
         Command::Create { .. } | Command::Update { .. } | Command::Delete { .. } => bail!(
             "API-owned jobs are managed through a server: pass --server URL (jobs in jobs.d are changed by editing their files)"
         ),
@@ -384,6 +392,7 @@ fn remote_command(
         Command::List { tag, all } => remote::list(client, f, tag.as_deref(), all),
         Command::Get { name } => remote::get(client, f, &name),
         Command::Status => remote::status(client, f),
+        Command::Graph => output::graph(f, &client.get("/v1/graph")?),
         Command::Trigger { name, params, wait } => remote::trigger(client, f, &name, &params, wait),
         Command::Pause { name, reason } => remote::pause(client, f, &name, reason.as_deref()),
         Command::Resume { name } => remote::resume(client, f, &name),
@@ -576,7 +585,7 @@ fn report_plan_errors(loaded: &Loaded, plan: &Plan) -> Result<()> {
 fn print_plan(settings: &Settings, plan: &Plan) -> Result<()> {
     match settings.output {
         OutputFormat::Json => output::json(plan),
-        OutputFormat::Table => {
+        OutputFormat::Table | OutputFormat::Dot => {
             print!("{}", plan::render(plan, settings.color));
             Ok(())
         }
@@ -619,7 +628,7 @@ fn apply(settings: &Settings) -> Result<ExitCode> {
             "git_dirty": git.dirty,
             "plan": plan,
         }))?,
-        OutputFormat::Table => {
+        OutputFormat::Table | OutputFormat::Dot => {
             print!("{}", plan::render(&plan, settings.color));
             if let Some(r) = record {
                 println!(
@@ -698,6 +707,14 @@ fn list(settings: &Settings, tag: Option<&str>, all: bool) -> Result<ExitCode> {
         })
         .collect();
     output::job_list(settings.output, &jobs, now)
+}
+
+fn graph(settings: &Settings) -> Result<ExitCode> {
+    let rows = match open_read_only(settings)? {
+        Some(ledger) => ledger.job_summaries().context("reading the ledger")?,
+        None => Vec::new(),
+    };
+    output::graph(settings.output, &crate::views::graph(&rows))
 }
 
 fn get(settings: &Settings, name: &str) -> Result<ExitCode> {

@@ -162,10 +162,7 @@ pub fn job_detail(format: OutputFormat, job: &JobDetail) -> Result<ExitCode> {
                 None => state_text(j),
             },
         ),
-        (
-            "Waiting",
-            j.blocked.clone().unwrap_or_else(|| "-".into()),
-        ),
+        ("Waiting", j.blocked.clone().unwrap_or_else(|| "-".into())),
         (
             "Failing",
             match j.failure_streak {
@@ -200,6 +197,16 @@ pub fn job_detail(format: OutputFormat, job: &JobDetail) -> Result<ExitCode> {
     println!("\nDefinition:");
     for line in job.definition.lines() {
         println!("  {line}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn graph(format: OutputFormat, view: &crate::views::GraphView) -> Result<ExitCode> {
+    match format {
+        OutputFormat::Json => json(view)?,
+        OutputFormat::Dot => print!("{}", crate::graph::render_dot(&view.graph())),
+        OutputFormat::Table if view.jobs.is_empty() => eprintln!("No jobs."),
+        OutputFormat::Table => print!("{}", crate::graph::render_tree(&view.graph())),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -181,7 +181,7 @@ pub fn plan(
     };
     match format {
         OutputFormat::Json => output::json(&response.plan)?,
-        OutputFormat::Table => print!("{}", response.text),
+        OutputFormat::Table | OutputFormat::Dot => print!("{}", response.text),
     }
     Ok(if detailed_exitcode && response.has_changes {
         ExitCode::from(2)

@@ -154,7 +154,11 @@ pub(super) fn after_ends(
 
 /// Looks at every fan-in and every blocked run: at start, after another process wrote runs,
 /// and when a blocked run's deadline comes.
-pub(super) fn sweep(conn: &Connection, graph: &Graph, now: Timestamp) -> rusqlite::Result<Resolved> {
+pub(super) fn sweep(
+    conn: &Connection,
+    graph: &Graph,
+    now: Timestamp,
+) -> rusqlite::Result<Resolved> {
     let mut resolved = Resolved::default();
     for (job, node) in graph.fan_ins() {
         resolved += fan_in(conn, job, node, now)?;
@@ -171,14 +175,19 @@ pub(super) fn sweep(conn: &Connection, graph: &Graph, now: Timestamp) -> rusqlit
 }
 
 /// The earliest instant a blocked run's starting deadline passes.
-pub(super) fn next_deadline(conn: &Connection, graph: &Graph) -> rusqlite::Result<Option<Timestamp>> {
+pub(super) fn next_deadline(
+    conn: &Connection,
+    graph: &Graph,
+) -> rusqlite::Result<Option<Timestamp>> {
     let mut next: Option<Timestamp> = None;
     for (job, node) in graph.gated_jobs() {
         let Some(deadline) = node.starting_deadline else {
             continue;
         };
         let due: Option<String> = conn
-            .prepare_cached("SELECT min(scheduled_at) FROM runs WHERE job = ?1 AND state = 'blocked'")?
+            .prepare_cached(
+                "SELECT min(scheduled_at) FROM runs WHERE job = ?1 AND state = 'blocked'",
+            )?
             .query_row([job], |r| r.get(0))?;
         if let Some(at) = due
             .and_then(|d| d.parse::<Timestamp>().ok())
@@ -211,7 +220,9 @@ fn recheck_blocked(
             "SELECT r.id, r.revision_id, r.scheduled_at, r.created_at, r.reason FROM runs r
              WHERE r.job = ?1 AND r.state = 'blocked' ORDER BY r.id",
         )?
-        .query_map([job], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
+        .query_map([job], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?
         .collect::<rusqlite::Result<_>>()?;
     if rows.is_empty() {
         return Ok(Resolved::default());
@@ -250,9 +261,7 @@ fn recheck_blocked(
             Some(Gate::Wait { waiting_for }) => {
                 let waiting = format!("waiting for {}", waiting_for.join(", "));
                 if let Some(d) = expired {
-                    let why = format!(
-                        "its starting deadline ({d}) passed while {waiting}"
-                    );
+                    let why = format!("its starting deadline ({d}) passed while {waiting}");
                     skip(conn, id, &why, &at)?;
                     resolved.skipped += 1;
                 } else if reason.as_deref() != Some(waiting.as_str()) {
@@ -304,7 +313,14 @@ fn fan_in(conn: &Connection, job: &str, node: &Node, now: Timestamp) -> rusqlite
              FROM jobs j JOIN revisions r ON r.id = j.revision_id WHERE j.name = ?1",
         )?
         .query_row([job], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
         })
         .optional()?;
     let Some((revision_id, cursor, active, enabled, completed, paused)) = row else {
@@ -320,7 +336,7 @@ fn fan_in(conn: &Connection, job: &str, node: &Node, now: Timestamp) -> rusqlite
     let mut successes = Vec::with_capacity(node.after.len());
     for up in &node.after {
         let success = latest_success(conn, up)?;
-        if !success.is_some_and(|(_, at)| at > cursor) {
+        if success.is_none_or(|(_, at)| at <= cursor) {
             return Ok(Resolved::default());
         }
         successes.push((up.as_str(), success));

@@ -291,6 +291,8 @@ pub struct JobRow {
     pub repeat: Option<String>,
     /// What the job's blocked runs wait for (`waiting for a, b`), when it has any.
     pub blocked: Option<String>,
+    /// The revision's `depends_on`.
+    pub depends_on: Vec<String>,
 }
 
 /// An operator's pause of a job: who, when, why.
@@ -803,7 +805,7 @@ fn query_jobs(
                 j.revision_id, coalesce(j.slot_cursor, j.schedule_anchor),
                 p.paused_by, p.paused_at, p.reason,
                 j.fires, j.completed_at, j.failure_streak, r.repeat,
-                {blocked}
+                {blocked}, r.depends_on
          FROM jobs j
          JOIN revisions r ON r.id = j.revision_id
          LEFT JOIN pauses p ON p.job = j.name
@@ -890,6 +892,10 @@ fn query_jobs(
             failure_streak: row.get(27)?,
             repeat: row.get(28)?,
             blocked: row.get(29)?,
+            depends_on: row
+                .get::<_, Option<String>>(30)?
+                .and_then(|d| serde_json::from_str(&d).ok())
+                .unwrap_or_default(),
             last_run: last.and_then(|s| {
                 s.split_once(' ').map(|(state, at)| LastRun {
                     state: state.to_string(),

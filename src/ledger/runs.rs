@@ -1316,7 +1316,11 @@ fn lease_row(conn: &rusqlite::Connection) -> rusqlite::Result<Option<LeaseRow>> 
     .optional()
 }
 
-pub(super) fn insert_run(conn: &rusqlite::Connection, run: &NewRun, now: Timestamp) -> rusqlite::Result<i64> {
+pub(super) fn insert_run(
+    conn: &rusqlite::Connection,
+    run: &NewRun,
+    now: Timestamp,
+) -> rusqlite::Result<i64> {
     let at = stamp(now);
     let (state, started, supervisor) = match run.running_under {
         Some(s) => (RunState::Running, Some(at.as_str()), Some(s)),
@@ -1466,18 +1470,21 @@ fn finish_one(
              WHERE id = ?1 AND state IN ('pending', 'running') AND epoch IS ?2
              RETURNING job, revision_id",
         )?
-        .query_row(params![
-            run_id,
-            epoch,
-            state.as_str(),
-            at,
-            finish.exit_code,
-            finish.signal,
-            finish.error,
-            finish.cpu_user_ms,
-            finish.cpu_sys_ms,
-            finish.max_rss_kb,
-        ], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row(
+            params![
+                run_id,
+                epoch,
+                state.as_str(),
+                at,
+                finish.exit_code,
+                finish.signal,
+                finish.error,
+                finish.cpu_user_ms,
+                finish.cpu_sys_ms,
+                finish.max_rss_kb,
+            ],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .optional()?;
     let Some((job, revision_id)) = ended else {
         return Ok((None, None));
@@ -1497,8 +1504,10 @@ fn finish_one(
             .execute(params![job, at, revision_id])?;
         }
         RunState::Failed | RunState::TimedOut if retry.is_none() => {
-            tx.prepare_cached("UPDATE jobs SET failure_streak = failure_streak + 1 WHERE name = ?1")?
-                .execute([&job])?;
+            tx.prepare_cached(
+                "UPDATE jobs SET failure_streak = failure_streak + 1 WHERE name = ?1",
+            )?
+            .execute([&job])?;
         }
         _ => {}
     }

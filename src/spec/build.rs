@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::raw::{At, Loc, RawCommand, RawJob, RawSchedule, RawSize};
+use super::raw::{At, Loc, RawCommand, RawJob, RawNotification, RawSchedule, RawSize};
 use super::*;
 use crate::cron::CronExpr;
 use crate::diag::{offset_of, position_of};
@@ -91,6 +91,80 @@ impl Builder<'_> {
         }
     }
 
+    /// The items of `on_failure` or `on_success` (`field`); `after` is only allowed in the first.
+    fn notifications(
+        &mut self,
+        field: &str,
+        items: Option<Vec<Loc<RawNotification>>>,
+    ) -> Vec<Notification> {
+        let mut valid = Vec::new();
+        for (i, item) in items.unwrap_or_default().into_iter().enumerate() {
+            let what = format!("{field} item {}", i + 1);
+            let RawNotification {
+                webhook,
+                run,
+                after,
+            } = item.value;
+            let action = match (webhook, run) {
+                (Some(url), None) => match check_webhook_url(&url.value) {
+                    Ok(()) => Some(NotifyAction::Webhook(url.value)),
+                    Err(problem) => {
+                        self.error(
+                            url.at,
+                            format!(
+                                "{what}: webhook `{}` {problem}; expected an http:// or https:// URL",
+                                url.value
+                            ),
+                        )
+                        .help = Some("write a URL such as http://127.0.0.1:9000/hook".into());
+                        None
+                    }
+                },
+                (None, Some(script)) if script.value.trim().is_empty() => {
+                    self.error(script.at, format!("{what}: `run` is empty"));
+                    None
+                }
+                (None, Some(script)) => Some(NotifyAction::Run(script.value)),
+                (webhook, run) => {
+                    let has = if webhook.is_some() && run.is_some() {
+                        "has both `webhook` and `run`"
+                    } else {
+                        "has neither `webhook` nor `run`"
+                    };
+                    self.error(item.at, format!("{what} {has}; it needs exactly one"))
+                        .help = Some(
+                        "write `- webhook: URL` (a JSON POST) or `- run: SCRIPT` (run with `sh -c`)"
+                            .into(),
+                    );
+                    None
+                }
+            };
+            let after = match after {
+                Some(n) if field != "on_failure" => {
+                    self.error(
+                        n.at,
+                        format!(
+                            "{what}: `after` is only allowed in `on_failure`, not in `{field}`"
+                        ),
+                    )
+                    .help = Some(
+                        "`after: N` waits for the N-th consecutive failure; remove it here".into(),
+                    );
+                    None
+                }
+                Some(n) if n.value == 0 => {
+                    self.error(n.at, format!("{what}: `after` must be at least 1"));
+                    None
+                }
+                other => other.map(|n| n.value),
+            };
+            if let Some(action) = action {
+                valid.push(Notification { action, after });
+            }
+        }
+        valid
+    }
+
     fn job_name(&mut self, field: &str, value: &Loc<String>) -> Option<JobName> {
         match JobName::parse(&value.value) {
             Ok(n) => Some(n),
@@ -100,6 +174,38 @@ impl Builder<'_> {
             }
         }
     }
+}
+
+/// Whether `url` is an http:// or https:// URL with a host; `Err` says what is wrong with it.
+fn check_webhook_url(url: &str) -> Result<(), &'static str> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err("is not a URL");
+    };
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return Err("has a scheme other than http or https");
+    }
+    if !url.chars().all(|c| c.is_ascii_graphic()) {
+        return Err("holds spaces or characters that must be percent-encoded");
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let (host, port) = match host_port.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((host, tail)) => (host, tail.strip_prefix(':')),
+            None => return Err("has an unclosed `[` in its host"),
+        },
+        None => match host_port.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (host_port, None),
+        },
+    };
+    if host.is_empty() {
+        return Err("has no host");
+    }
+    if port.is_some_and(|p| !p.bytes().all(|b| b.is_ascii_digit()) || p.parse::<u16>().is_err()) {
+        return Err("has a port that is not a number from 0 to 65535");
+    }
+    Ok(())
 }
 
 fn is_env_name(name: &str) -> bool {
@@ -261,8 +367,19 @@ pub(super) fn build(path: &str, text: &str, raw: RawJob, context: Context<'_>) -
                     b.error(at, "`after` lists no jobs");
                     None
                 } else {
-                    let names: Vec<Option<JobName>> =
-                        after.iter().map(|n| b.job_name("after", n)).collect();
+                    let names: Vec<Option<JobName>> = after
+                        .iter()
+                        .map(|n| {
+                            let name = b.job_name("after", n)?;
+                            let position = b.position(n.at);
+                            b.references.push(Reference {
+                                target: name.clone(),
+                                field: "after",
+                                position,
+                            });
+                            Some(name)
+                        })
+                        .collect();
                     names
                         .into_iter()
                         .collect::<Option<Vec<_>>>()
@@ -590,6 +707,9 @@ pub(super) fn build(path: &str, text: &str, raw: RawJob, context: Context<'_>) -
             }
         });
 
+    let on_failure = b.notifications("on_failure", raw.on_failure);
+    let on_success = b.notifications("on_success", raw.on_success);
+
     let history = match raw.history {
         None => History::default(),
         Some(h) => {
@@ -662,6 +782,8 @@ pub(super) fn build(path: &str, text: &str, raw: RawJob, context: Context<'_>) -
             params,
             webhook,
             repeat,
+            on_failure,
+            on_success,
             history,
             output_limit,
             tags,

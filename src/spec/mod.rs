@@ -45,6 +45,10 @@ pub struct JobSpec {
     pub params: BTreeMap<String, Param>,
     pub webhook: Option<Webhook>,
     pub repeat: Option<Repeat>,
+    /// Sent, in order, when a run fails or times out (not when it is cancelled or skipped).
+    pub on_failure: Vec<Notification>,
+    /// Sent, in order, when a run succeeds.
+    pub on_success: Vec<Notification>,
     pub history: History,
     pub output_limit: ByteSize,
     pub tags: Vec<String>,
@@ -112,6 +116,24 @@ pub enum Webhook {
 pub enum Repeat {
     Times(u32),
     UntilSuccess,
+}
+
+/// What to do when a run ends (an item of `on_failure` or `on_success`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notification {
+    pub action: NotifyAction,
+    /// Only when the failure streak reaches exactly this many consecutive failures (`on_failure`
+    /// only; at least 1). `None`: every time.
+    pub after: Option<u32>,
+}
+
+/// How a notification is sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NotifyAction {
+    /// POST the run's summary as JSON to this http:// or https:// URL.
+    Webhook(String),
+    /// Run this script as `sh -c SCRIPT`, with the run's summary in `JOBS_*` variables.
+    Run(String),
 }
 
 /// Retention overrides; `None` takes the configuration's default.
@@ -419,8 +441,8 @@ mod tests {
         }
     }
 
-    const VALID_YAML: &str = "description: Nightly backup\nschedule: \"30 2 * * *\"\ntimezone: Europe/Berlin\nrun: |\n  pg_dump app > /tmp/app.dump\nenv:\n  PGHOST: localhost\ntimeout: 2h\nretry:\n  attempts: 2\n  backoff: 5m\nconcurrency: forbid\nparams:\n  target:\n    default: s3\ntags: [backup]\n";
-    const VALID_TOML: &str = "description = \"Nightly backup\"\nschedule = \"30 2 * * *\"\ntimezone = \"Europe/Berlin\"\nrun = \"pg_dump app\"\ntimeout = \"2h\"\n[retry]\nattempts = 2\n[env]\nPGHOST = \"localhost\"\n";
+    const VALID_YAML: &str = "description: Nightly backup\nschedule: \"30 2 * * *\"\ntimezone: Europe/Berlin\nrun: |\n  pg_dump app > /tmp/app.dump\nenv:\n  PGHOST: localhost\ntimeout: 2h\nretry:\n  attempts: 2\n  backoff: 5m\nconcurrency: forbid\nparams:\n  target:\n    default: s3\non_failure:\n  - webhook: http://127.0.0.1:9000/hook?token=t\n  - run: 'echo \"$JOBS_JOB failed\" | mail ops'\n    after: 3\non_success:\n  - webhook: https://example.com/ok\ntags: [backup]\n";
+    const VALID_TOML: &str = "description = \"Nightly backup\"\nschedule = \"30 2 * * *\"\ntimezone = \"Europe/Berlin\"\nrun = \"pg_dump app\"\ntimeout = \"2h\"\n[retry]\nattempts = 2\n[env]\nPGHOST = \"localhost\"\n[[on_failure]]\nrun = \"echo failed\"\nafter = 2\n[[on_success]]\nwebhook = \"http://[::1]:9000/ok\"\n";
 
     #[test]
     fn yaml_and_toml_mean_the_same() {
@@ -446,6 +468,7 @@ mod tests {
             let spec = parse(path, text.as_bytes(), context(&defaults))
                 .spec
                 .unwrap();
+            assert!(!spec.on_failure.is_empty() && !spec.on_success.is_empty());
             let normal = normal::to_yaml(&spec);
             let again = parse("j.yaml", normal.as_bytes(), context(&defaults));
             assert_eq!(
@@ -459,6 +482,44 @@ mod tests {
                 normal::content_hash(again.spec.as_ref().unwrap())
             );
         }
+    }
+
+    #[test]
+    fn notifications_are_part_of_the_content_hash() {
+        let defaults = Defaults::default();
+        let hash = |text: &str| {
+            let parsed = parse("j.yaml", text.as_bytes(), context(&defaults));
+            let spec = parsed
+                .spec
+                .unwrap_or_else(|| panic!("{:?}", parsed.diagnostics));
+            normal::content_hash(&spec)
+        };
+        let plain = hash("command: [x]\n");
+        let failure = hash("command: [x]\non_failure: [{run: echo}]\n");
+        let streak = hash("command: [x]\non_failure: [{run: echo, after: 2}]\n");
+        let success = hash("command: [x]\non_success: [{run: echo}]\n");
+        assert_eq!(plain, hash("command: [x]\non_failure: []\n"));
+        assert!(plain != failure && failure != streak && failure != success);
+        let spec = parse(
+            "j.yaml",
+            b"command: [x]\non_failure: [{webhook: 'http://h/x'}, {run: echo, after: 2}]\n",
+            context(&defaults),
+        )
+        .spec
+        .unwrap();
+        assert_eq!(
+            spec.on_failure,
+            [
+                Notification {
+                    action: NotifyAction::Webhook("http://h/x".into()),
+                    after: None
+                },
+                Notification {
+                    action: NotifyAction::Run("echo".into()),
+                    after: Some(2)
+                },
+            ]
+        );
     }
 
     #[test]

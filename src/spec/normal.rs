@@ -52,6 +52,10 @@ struct NormalJob<'a> {
     webhook: Option<NormalWebhook<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     repeat: Option<NormalRepeat>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    on_failure: Vec<NormalNotification<'a>>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    on_success: Vec<NormalNotification<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     history: Option<NormalHistory>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -110,6 +114,33 @@ struct NormalRepeat {
     times: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     until: Option<&'static str>,
+}
+
+/// An item of `on_failure` or `on_success`, in the order written (the order they are sent).
+#[derive(Serialize)]
+struct NormalNotification<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    webhook: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    run: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    after: Option<u32>,
+}
+
+fn normal_notifications(list: &[Notification]) -> Vec<NormalNotification<'_>> {
+    list.iter()
+        .map(|n| {
+            let (webhook, run) = match &n.action {
+                NotifyAction::Webhook(url) => (Some(url.as_str()), None),
+                NotifyAction::Run(script) => (None, Some(script.as_str())),
+            };
+            NormalNotification {
+                webhook,
+                run,
+                after: n.after,
+            }
+        })
+        .collect()
 }
 
 #[derive(Serialize)]
@@ -207,6 +238,8 @@ fn normal(spec: &JobSpec) -> NormalJob<'_> {
                 until: Some("success"),
             },
         }),
+        on_failure: normal_notifications(&spec.on_failure),
+        on_success: normal_notifications(&spec.on_success),
         history: (spec.history != History::default()).then(|| NormalHistory {
             keep_runs: spec.history.keep_runs,
             max_age: spec.history.max_age.map(|d| d.to_string()),

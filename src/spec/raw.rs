@@ -130,6 +130,8 @@ pub struct RawJob {
     pub params: Option<LocMap<Loc<RawParam>>>,
     pub webhook: Option<Loc<RawWebhook>>,
     pub repeat: Option<Loc<RawRepeat>>,
+    pub on_failure: Option<Vec<Loc<RawNotification>>>,
+    pub on_success: Option<Vec<Loc<RawNotification>>>,
     pub history: Option<Loc<RawHistory>>,
     pub output_limit: Option<Loc<RawSize>>,
     pub tags: Option<Vec<Loc<String>>>,
@@ -157,6 +159,8 @@ pub const JOB_FIELDS: &[&str] = &[
     "params",
     "webhook",
     "repeat",
+    "on_failure",
+    "on_success",
     "history",
     "output_limit",
     "tags",
@@ -320,6 +324,16 @@ pub struct RawWebhook {
 pub struct RawRepeat {
     pub times: Option<Loc<u32>>,
     pub until: Option<Loc<String>>,
+}
+
+/// One item of `on_failure` or `on_success`. `after` is accepted in both here; `build` explains
+/// that it only applies to `on_failure`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNotification {
+    pub webhook: Option<Loc<String>>,
+    pub run: Option<Loc<String>>,
+    pub after: Option<Loc<u32>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
