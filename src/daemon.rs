@@ -176,6 +176,30 @@ async fn serve_async(options: Options) -> Result<()> {
         last_scan: Mutex::new(None),
     });
 
+    {
+        let (room, start) = (Arc::downgrade(&daemon), Arc::downgrade(&daemon));
+        let limit = daemon.options.daemon.max_concurrent_runs.max(1);
+        daemon.shared.set_claimer(executor::Claimer {
+            epoch,
+            supervisor: me,
+            room: Box::new(move || {
+                room.upgrade().map_or(0, |d| {
+                    if d.stopping.load(Ordering::SeqCst) {
+                        0
+                    } else {
+                        limit.saturating_sub(d.active.load(Ordering::SeqCst))
+                    }
+                })
+            }),
+            start: Box::new(move |runs| {
+                if let Some(d) = start.upgrade() {
+                    for run in runs {
+                        d.start(run);
+                    }
+                }
+            }),
+        });
+    }
     if let Ok(version) = daemon.shared.ledger().data_version() {
         daemon.seen_version.store(version, Ordering::SeqCst);
     }

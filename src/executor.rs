@@ -42,6 +42,19 @@ pub struct Shared {
     new_runs: Mutex<Vec<(NewRun, Arc<NewRunResult>)>>,
     /// Notifications being sent.
     notifying: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// The daemon's executor, when it runs one: a run's end then claims the runs it released
+    /// in the same transaction.
+    claimer: OnceLock<Claimer>,
+}
+
+/// How a run's end claims the runs its end released (a dependency hand-off) in its own
+/// transaction, one disk sync instead of two: the daemon's lease, its room for more runs, and
+/// how it starts them.
+pub struct Claimer {
+    pub epoch: i64,
+    pub supervisor: (i64, i64),
+    pub room: Box<dyn Fn() -> usize + Send + Sync>,
+    pub start: Box<dyn Fn(Vec<RunRow>) + Send + Sync>,
 }
 
 type EndResult = OnceLock<Result<Option<i64>, String>>;
@@ -74,7 +87,13 @@ impl Shared {
             metrics: Arc::new(Metrics::new()),
             new_runs: Mutex::new(Vec::new()),
             notifying: Mutex::new(Vec::new()),
+            claimer: OnceLock::new(),
         }
+    }
+
+    /// Lets run ends claim the runs they release (see [`Claimer`]); set once by the daemon.
+    pub fn set_claimer(&self, claimer: Claimer) {
+        let _ = self.claimer.set(claimer);
     }
 
     /// Waits for the notifications in flight (at most `limit`): before a foreground `jobs run`
@@ -120,15 +139,41 @@ impl Shared {
         let mine = Arc::new(EndResult::new());
         self.queued_ends().push((end, mine.clone()));
         let mut ledger = self.ledger();
+        let mut claimed = Vec::new();
         // An earlier holder may have written this end along with its own.
         if mine.get().is_none() {
-            self.write_queued(&mut ledger, |ledger, ends| {
-                ledger.finish_runs(ends).map(|ids| (ids, ()))
-            })
-            .ok();
+            match self.claimer.get() {
+                // With the daemon's executor: claim what the ends released in the same
+                // transaction (a dependency hand-off costs one disk sync, not two).
+                Some(c) if ledger.has_graph() && (c.room)() > 0 => {
+                    let now = self.clock.now();
+                    if let Ok(runs) = self.write_queued(&mut ledger, |ledger, ends| {
+                        ledger.finish_and_claim_released(
+                            ends,
+                            c.epoch,
+                            c.supervisor,
+                            now,
+                            (c.room)(),
+                        )
+                    }) {
+                        claimed = runs;
+                    }
+                }
+                _ => {
+                    self.write_queued(&mut ledger, |ledger, ends| {
+                        ledger.finish_runs(ends).map(|ids| (ids, ()))
+                    })
+                    .ok();
+                }
+            }
         }
         drop(ledger);
         self.progressed();
+        if !claimed.is_empty()
+            && let Some(c) = self.claimer.get()
+        {
+            (c.start)(claimed);
+        }
         mine.get()
             .cloned()
             .unwrap_or_else(|| Err("the run's end was not written".to_string()))

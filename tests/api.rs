@@ -774,7 +774,12 @@ fn a_public_address_without_tokens_is_refused_and_readyz_reports_bad_files() {
 
 #[test]
 fn the_cli_talks_to_a_server_with_the_same_output() {
-    let p = project().file("jobs.d/fails.yaml", "run: echo about to fail; exit 7\n");
+    let p = project()
+        .file("jobs.d/fails.yaml", "run: echo about to fail; exit 7\n")
+        .file(
+            "jobs.d/announce.yaml",
+            "schedule: {after: [deploy]}\ndepends_on: [nightly]\ncommand: [\"true\"]\n",
+        );
     let (daemon, http) = start(&p, &[]);
     let url = http.base.clone();
     let remote = |token: &str, args: &[&str]| {
@@ -790,11 +795,23 @@ fn the_cli_talks_to_a_server_with_the_same_output() {
         &["get", "nightly", "-o", "json"],
         &["list"],
         &["get", "nightly"],
+        &["graph"],
+        &["graph", "-o", "json"],
+        &["graph", "-o", "dot"],
     ] {
         let local = p.run(args).code(0).stdout.clone();
         let over_http = remote(READER, args).code(0).stdout.clone();
         assert_eq!(over_http, local, "jobs {args:?}");
     }
+    let graph = http.get("/v1/graph", Some(READER)).json();
+    assert_eq!(
+        graph["edges"],
+        json!([
+            {"from": "deploy", "to": "announce", "kind": "after"},
+            {"from": "nightly", "to": "announce", "kind": "depends_on"},
+        ])
+    );
+    assert_eq!(http.get("/v1/graph", None).status, 401);
 
     // trigger --wait follows the output and passes the exit code through.
     let waited = remote(ADMIN, &["trigger", "fails", "--wait"]);

@@ -105,18 +105,21 @@ pub(super) fn block_if_gated(
 }
 
 /// What a resolution changed.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Resolved {
     /// Runs that became pending (fired by a fan-in, or released from `blocked`).
     pub pending: usize,
     /// Runs that ended skipped (a failed dependency, a passed deadline, a paused job).
     pub skipped: usize,
+    /// The ids of the runs that became pending.
+    pub released: Vec<i64>,
 }
 
 impl std::ops::AddAssign for Resolved {
     fn add_assign(&mut self, other: Resolved) {
         self.pending += other.pending;
         self.skipped += other.skipped;
+        self.released.extend(other.released);
     }
 }
 
@@ -249,10 +252,12 @@ fn recheck_blocked(
             None => {
                 release(conn, id, &[], &at)?;
                 resolved.pending += 1;
+                resolved.released.push(id);
             }
             Some(Gate::Open { released_by }) => {
                 release(conn, id, &released_by, &at)?;
                 resolved.pending += 1;
+                resolved.released.push(id);
             }
             Some(Gate::Fail { reason }) => {
                 skip(conn, id, &reason, &at)?;
@@ -379,6 +384,7 @@ fn fan_in(conn: &Connection, job: &str, node: &Node, now: Timestamp) -> rusqlite
         }
         if !block_if_gated(conn, id, revision_id, now)? {
             resolved.pending += 1;
+            resolved.released.push(id);
         }
         count_fire(conn, job, &at)?;
     }

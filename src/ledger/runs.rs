@@ -600,7 +600,7 @@ impl Ledger {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(e)?;
-        let retries = finish_all(&tx, graph.as_deref(), ends, now).map_err(e)?;
+        let (retries, _) = finish_all(&tx, graph.as_deref(), ends, now).map_err(e)?;
         let mut ids: Vec<i64> = tx
             .prepare_cached(
                 "UPDATE runs SET state = 'running', started_at = ?1, epoch = ?2,
@@ -727,11 +727,70 @@ impl Ledger {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(e)?;
         let retries = match now {
-            Some(now) => finish_all(&tx, graph.as_deref(), ends, now).map_err(e)?,
+            Some(now) => finish_all(&tx, graph.as_deref(), ends, now).map_err(e)?.0,
             None => Vec::new(),
         };
         tx.commit().map_err(e)?;
         Ok(retries)
+    }
+
+    /// Whether this connection resolves dependencies as runs end (see `set_graph`).
+    pub fn has_graph(&self) -> bool {
+        self.graph.is_some()
+    }
+
+    /// [`Ledger::finish_runs`], then claims (as [`Ledger::claim`]) up to `max` of the runs
+    /// those ends released, in the same transaction: a dependency hand-off with one disk sync.
+    ///
+    /// # Errors
+    ///
+    /// On a SQLite failure (nothing is written).
+    pub fn finish_and_claim_released(
+        &mut self,
+        ends: &[RunEnd],
+        epoch: i64,
+        supervisor: (i64, i64),
+        now: Timestamp,
+        max: usize,
+    ) -> Result<(Vec<Option<i64>>, Vec<RunRow>)> {
+        let path = self.path.clone();
+        let e = |e| LedgerError::from_sqlite(&path, e);
+        let graph = self.graph.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(e)?;
+        let (retries, released) = finish_all(&tx, graph.as_deref(), ends, now).map_err(e)?;
+        let mut ids: Vec<i64> = Vec::new();
+        if !released.is_empty() {
+            let at = stamp(now);
+            let mut claim = tx
+                .prepare_cached(
+                    "UPDATE runs SET state = 'running', started_at = ?1, epoch = ?2,
+                            supervisor_pid = ?3, supervisor_start = ?4
+                     WHERE id = ?5 AND state = 'pending'
+                       AND (not_before IS NULL OR not_before <= ?1)
+                     RETURNING id",
+                )
+                .map_err(e)?;
+            for id in released.into_iter().take(max) {
+                if let Some(id) = claim
+                    .query_row(params![at, epoch, supervisor.0, supervisor.1, id], |r| {
+                        r.get::<_, i64>(0)
+                    })
+                    .optional()
+                    .map_err(e)?
+                {
+                    ids.push(id);
+                }
+            }
+        }
+        tx.commit().map_err(e)?;
+        let mut runs = Vec::with_capacity(ids.len());
+        for id in ids {
+            runs.extend(self.run(id)?);
+        }
+        Ok((retries, runs))
     }
 
     /// Sets the dependency graph that this connection's run ends resolve (the daemon's; see
@@ -1430,7 +1489,7 @@ fn finish_all(
     graph: Option<&crate::graph::Graph>,
     ends: &[RunEnd],
     now: Timestamp,
-) -> rusqlite::Result<Vec<Option<i64>>> {
+) -> rusqlite::Result<(Vec<Option<i64>>, Vec<i64>)> {
     let mut retries = Vec::with_capacity(ends.len());
     let mut ended = Vec::with_capacity(ends.len());
     for end in ends {
@@ -1440,12 +1499,13 @@ fn finish_all(
             ended.push((job, end.finish.state.unwrap_or(RunState::Failed)));
         }
     }
+    let mut released = Vec::new();
     if let Some(graph) = graph
         && !ended.is_empty()
     {
-        deps::after_ends(tx, graph, &ended, now)?;
+        released = deps::after_ends(tx, graph, &ended, now)?.released;
     }
-    Ok(retries)
+    Ok((retries, released))
 }
 
 /// Ends one run; returns its retry's id and, when the end was written, the run's job.
