@@ -196,6 +196,9 @@ async fn serve_async(options: Options) -> Result<()> {
                     for run in runs {
                         d.start(run);
                     }
+                    // A fan-in with `concurrency: replace` asks its running run to stop;
+                    // later, as this is called with the ledger held.
+                    tokio::task::spawn_blocking(move || d.act_on_cancels());
                 }
             }),
         });
@@ -761,6 +764,8 @@ impl Daemon {
             Ok(resolved) => {
                 if resolved.pending > 0 {
                     self.wake_executor.notify_one();
+                    // A fan-in with `concurrency: replace` asks its running run to stop.
+                    self.act_on_cancels();
                 }
                 if resolved.pending + resolved.skipped > 0 {
                     tracing::info!(
@@ -906,17 +911,19 @@ impl Daemon {
             if self.stopping.load(Ordering::SeqCst) {
                 return;
             }
-            let room = limit.saturating_sub(self.active.load(Ordering::SeqCst));
-            if room > 0 {
-                let now = self.now();
-                let claimed = self.shared.claim(self.epoch, self.me, now, room);
-                match claimed {
-                    Ok(runs) => {
+            if self.active.load(Ordering::SeqCst) < limit {
+                let claimed = self.shared.claim(
+                    self.epoch,
+                    self.me,
+                    || limit.saturating_sub(self.active.load(Ordering::SeqCst)),
+                    |runs| {
                         for run in runs {
                             self.start(run);
                         }
-                    }
-                    Err(e) => tracing::error!("claiming runs: {e}"),
+                    },
+                );
+                if let Err(e) = claimed {
+                    tracing::error!("claiming runs: {e}");
                 }
             }
             let next = if self.active.load(Ordering::SeqCst) < limit {

@@ -167,13 +167,14 @@ impl Shared {
                 }
             }
         }
-        drop(ledger);
-        self.progressed();
+        // Started while the ledger is held, so the next claim counts them (see `claim`).
         if !claimed.is_empty()
             && let Some(c) = self.claimer.get()
         {
             (c.start)(claimed);
         }
+        drop(ledger);
+        self.progressed();
         mine.get()
             .cloned()
             .unwrap_or_else(|| Err("the run's end was not written".to_string()))
@@ -221,8 +222,11 @@ impl Shared {
             .unwrap_or_else(|| Err("the run was not written".to_string()))
     }
 
-    /// Claims up to `max` pending runs for the daemon of `epoch`, writing the queued run ends in
-    /// the same transaction.
+    /// Claims pending runs for the daemon of `epoch`, as many as `room()` says once the ledger
+    /// is held, writing the queued run ends in the same transaction, and hands them to `start`
+    /// before releasing the ledger: whoever claims next counts them as active, so together
+    /// claims never pass the daemon's limit. Reads the clock once it holds the ledger, so no
+    /// end queued meanwhile is stamped after the claim.
     ///
     /// # Errors
     ///
@@ -231,13 +235,16 @@ impl Shared {
         &self,
         epoch: i64,
         supervisor: (i64, i64),
-        now: Timestamp,
-        max: usize,
-    ) -> crate::ledger::Result<Vec<RunRow>> {
+        room: impl FnOnce() -> usize,
+        start: impl FnOnce(Vec<RunRow>),
+    ) -> crate::ledger::Result<()> {
         let mut ledger = self.ledger();
-        self.write_queued(&mut ledger, |ledger, ends| {
+        let (max, now) = (room(), self.clock.now());
+        let runs = self.write_queued(&mut ledger, |ledger, ends| {
             ledger.finish_and_claim(ends, epoch, supervisor, now, max)
-        })
+        })?;
+        start(runs);
+        Ok(())
     }
 
     /// Takes the queued run ends and writes them with `write`, then hands each waiter its

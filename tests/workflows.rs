@@ -448,3 +448,28 @@ fn notifications_reach_a_webhook_with_retries_and_a_script_on_the_nth_failure() 
     assert_eq!(job_of(&all, "backup")["failure_streak"], 2);
     p.run(&["list"]).code(0).stdout_has("2 runs");
 }
+
+#[test]
+fn a_failure_cascades_down_a_chain_of_gates() {
+    let p = Project::new()
+        .file("jobs.d/fetch.yaml", "command: [false]\n")
+        .file(
+            "jobs.d/build.yaml",
+            "depends_on: [fetch]\ncommand: [true]\n",
+        )
+        .file("jobs.d/ship.yaml", "depends_on: [build]\ncommand: [true]\n");
+    p.run(&["apply"]).code(0);
+    let mut daemon = started(&p);
+    p.run(&["trigger", "ship"]).code(0);
+    p.run(&["trigger", "build"]).code(0);
+    p.run(&["trigger", "fetch"]).code(0);
+    ended(&mut daemon, "fetch");
+    assert_eq!(daemon.stop(), Some(0));
+    let (build, ship) = (&runs(&p, "build")[0], &runs(&p, "ship")[0]);
+    assert_eq!(build["state"], "skipped");
+    assert_eq!(ship["state"], "skipped");
+    assert_eq!(
+        ship["reason"],
+        format!("dependency build ended skipped (run {})", build["id"])
+    );
+}

@@ -17,11 +17,13 @@ use crate::graph::{self, Gate, Graph, Latest, Node};
 use crate::run::{RunState, Trigger};
 use crate::spec::Concurrency;
 
-/// The latest run of `job` that was not skipped.
+/// The latest run of `job` that was not skipped by its schedule (a slot skipped for overlap
+/// or a pause is not an outcome; a run skipped at its own gate is, with `error` set, so a
+/// failure cascades down a chain of gates).
 fn latest(conn: &Connection, job: &str) -> rusqlite::Result<Option<Latest>> {
     conn.prepare_cached(
         "SELECT id, state, finished_at FROM runs
-         WHERE job = ?1 AND state <> 'skipped' ORDER BY id DESC LIMIT 1",
+         WHERE job = ?1 AND (state <> 'skipped' OR error IS NOT NULL) ORDER BY id DESC LIMIT 1",
     )?
     .query_row([job], |r| {
         let state: String = r.get(1)?;
@@ -113,6 +115,8 @@ pub struct Resolved {
     pub skipped: usize,
     /// The ids of the runs that became pending.
     pub released: Vec<i64>,
+    /// Jobs with a run skipped at its gate: the jobs gated on them look again.
+    pub skipped_jobs: Vec<String>,
 }
 
 impl std::ops::AddAssign for Resolved {
@@ -120,6 +124,7 @@ impl std::ops::AddAssign for Resolved {
         self.pending += other.pending;
         self.skipped += other.skipped;
         self.released.extend(other.released);
+        self.skipped_jobs.extend(other.skipped_jobs);
     }
 }
 
@@ -148,11 +153,36 @@ pub(super) fn after_ends(
             resolved += fan_in(conn, job, node, now)?;
         }
     }
-    for job in gated {
-        let deadline = graph.node(job).and_then(|n| n.starting_deadline);
-        resolved += recheck_blocked(conn, job, deadline, now)?;
-    }
+    let mut gated: Vec<String> = gated.into_iter().map(str::to_string).collect();
+    recheck_cascading(conn, graph, &mut gated, now, &mut resolved)?;
     Ok(resolved)
+}
+
+/// Re-decides the blocked runs of `jobs`, and of the jobs gated on any job whose run this
+/// skipped, until nothing more changes (a failure cascades down a chain of gates).
+fn recheck_cascading(
+    conn: &Connection,
+    graph: &Graph,
+    jobs: &mut Vec<String>,
+    now: Timestamp,
+    resolved: &mut Resolved,
+) -> rusqlite::Result<()> {
+    let mut seen = std::collections::BTreeSet::new();
+    while let Some(job) = jobs.pop() {
+        let deadline = graph.node(&job).and_then(|n| n.starting_deadline);
+        let step = recheck_blocked(conn, &job, deadline, now)?;
+        for skipped in &step.skipped_jobs {
+            if let Some(node) = graph.node(skipped) {
+                for next in &node.gated {
+                    if seen.insert((skipped.clone(), next.clone())) {
+                        jobs.push(next.clone());
+                    }
+                }
+            }
+        }
+        *resolved += step;
+    }
+    Ok(())
 }
 
 /// Looks at every fan-in and every blocked run: at start, after another process wrote runs,
@@ -170,10 +200,8 @@ pub(super) fn sweep(
         .prepare_cached("SELECT DISTINCT job FROM runs WHERE state = 'blocked'")?
         .query_map([], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
-    for job in blocked {
-        let deadline = graph.node(&job).and_then(|n| n.starting_deadline);
-        resolved += recheck_blocked(conn, &job, deadline, now)?;
-    }
+    let mut blocked = blocked;
+    recheck_cascading(conn, graph, &mut blocked, now, &mut resolved)?;
     Ok(resolved)
 }
 
@@ -202,11 +230,21 @@ pub(super) fn next_deadline(
     Ok(next)
 }
 
-fn skip(conn: &Connection, run_id: i64, reason: &str, at: &str) -> rusqlite::Result<()> {
+/// Ends a run `skipped`. `gated`: skipped at its gate, an outcome the jobs gated on this one
+/// see (as a failure) rather than a slot that never counted.
+fn skip(
+    conn: &Connection,
+    run_id: i64,
+    reason: &str,
+    at: &str,
+    gated: bool,
+) -> rusqlite::Result<()> {
     conn.prepare_cached(
-        "UPDATE runs SET state = 'skipped', finished_at = ?2, reason = ?3 WHERE id = ?1",
+        "UPDATE runs SET state = 'skipped', finished_at = ?2, reason = ?3,
+                error = CASE WHEN ?4 THEN ?3 END
+         WHERE id = ?1",
     )?
-    .execute(params![run_id, at, reason])?;
+    .execute(params![run_id, at, reason, gated])?;
     add_event(conn, run_id, at, "skipped", reason)
 }
 
@@ -230,24 +268,40 @@ fn recheck_blocked(
     if rows.is_empty() {
         return Ok(Resolved::default());
     }
-    let active: bool = conn
-        .prepare_cached("SELECT active FROM jobs WHERE name = ?1")?
-        .query_row([job], |r| r.get(0))
-        .optional()?
-        .unwrap_or(false);
+    // The job's current revision decides: an edit that drops a dependency releases the runs
+    // waiting for it.
+    let current: Option<(bool, i64)> = conn
+        .prepare_cached("SELECT active, revision_id FROM jobs WHERE name = ?1")?
+        .query_row([job], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
     let at = stamp(now);
     let mut resolved = Resolved::default();
-    for (id, revision_id, scheduled, created, reason) in rows {
-        if !active {
-            skip(conn, id, "the job was removed while the run waited", &at)?;
+    for (id, _, scheduled, created, reason) in rows {
+        let Some((true, revision_id)) = current else {
+            skip(
+                conn,
+                id,
+                "the job was removed while the run waited",
+                &at,
+                true,
+            )?;
             resolved.skipped += 1;
+            resolved.skipped_jobs.push(job.to_string());
             continue;
-        }
+        };
         let created: Timestamp = created.parse().unwrap_or(now);
         let expired = deadline.and_then(|d| {
             let due: Timestamp = scheduled.parse().ok()?;
             (due.checked_add(d.as_signed()).ok()? <= now).then_some(d)
         });
+        if let Some(d) = expired {
+            let waiting = reason.unwrap_or_else(|| "waiting".to_string());
+            let why = format!("its starting deadline ({d}) passed while {waiting}");
+            skip(conn, id, &why, &at, true)?;
+            resolved.skipped += 1;
+            resolved.skipped_jobs.push(job.to_string());
+            continue;
+        }
         match gate_of(conn, revision_id, created)? {
             None => {
                 release(conn, id, &[], &at)?;
@@ -260,16 +314,13 @@ fn recheck_blocked(
                 resolved.released.push(id);
             }
             Some(Gate::Fail { reason }) => {
-                skip(conn, id, &reason, &at)?;
+                skip(conn, id, &reason, &at, true)?;
                 resolved.skipped += 1;
+                resolved.skipped_jobs.push(job.to_string());
             }
             Some(Gate::Wait { waiting_for }) => {
                 let waiting = format!("waiting for {}", waiting_for.join(", "));
-                if let Some(d) = expired {
-                    let why = format!("its starting deadline ({d}) passed while {waiting}");
-                    skip(conn, id, &why, &at)?;
-                    resolved.skipped += 1;
-                } else if reason.as_deref() != Some(waiting.as_str()) {
+                if reason.as_deref() != Some(waiting.as_str()) {
                     conn.prepare_cached("UPDATE runs SET reason = ?2 WHERE id = ?1")?
                         .execute(params![id, waiting])?;
                 }
@@ -376,7 +427,7 @@ fn fan_in(conn: &Connection, job: &str, node: &Node, now: Timestamp) -> rusqlite
         None
     };
     if let Some(reason) = skipped {
-        skip(conn, id, reason, &at)?;
+        skip(conn, id, reason, &at, false)?;
         resolved.skipped += 1;
     } else {
         if node.concurrency == Concurrency::Replace {
@@ -388,8 +439,16 @@ fn fan_in(conn: &Connection, job: &str, node: &Node, now: Timestamp) -> rusqlite
         }
         count_fire(conn, job, &at)?;
     }
-    conn.prepare_cached("UPDATE jobs SET slot_cursor = ?2 WHERE name = ?1")?
-        .execute(params![job, at])?;
+    // The cursor covers every success this round used, even one stamped after `now` (an end
+    // queued while the transaction waited for the ledger), so none is counted twice.
+    let cursor = successes
+        .iter()
+        .filter_map(|(_, s)| s.map(|(_, at)| at))
+        .fold(now, Timestamp::max);
+    conn.prepare_cached(
+        "UPDATE jobs SET slot_cursor = max(coalesce(slot_cursor, ''), ?2) WHERE name = ?1",
+    )?
+    .execute(params![job, stamp(cursor)])?;
     Ok(resolved)
 }
 
