@@ -41,16 +41,7 @@ pub fn apply(
     git: &GitInfo,
     keep: &HashSet<String>,
 ) -> Result<Outcome, ApplyError> {
-    // Truncated, never rounded up: a stamp ahead of the clock would put a new job's cursor in
-    // the future, and an `after` job would ignore upstream successes in that half second.
-    let stamp = now
-        .round(
-            jiff::TimestampRound::new()
-                .smallest(jiff::Unit::Second)
-                .mode(jiff::RoundMode::Trunc),
-        )
-        .unwrap_or(now)
-        .to_string();
+    let stamp = apply_stamp(now);
     let mut decided: Option<Plan> = None;
     let result = ledger.apply(&stamp, git, |current, fetch| {
         // Only changed and removed jobs need their stored definition (for the diff) and their
@@ -121,6 +112,16 @@ fn revisions(plan: &Plan, catalog: &Catalog, owner: crate::ledger::Owner) -> Vec
                 .then(|| serde_json::to_string(&entry.spec.depends_on).expect("names serialise")),
         })
         .collect()
+}
+
+/// An apply's stamp: `now` to the second, truncated, never rounded up: a stamp ahead of the
+/// clock would put a new job's cursor in the future, and an `after` job would ignore upstream
+/// successes in that half second.
+fn apply_stamp(now: Timestamp) -> String {
+    let second = jiff::TimestampRound::new()
+        .smallest(jiff::Unit::Second)
+        .mode(jiff::RoundMode::Trunc);
+    now.round(second).unwrap_or(now).to_string()
 }
 
 /// A revision's `repeat` as the ledger stores it.
@@ -244,14 +245,7 @@ pub fn write_api_job(
     mode: ApiWrite,
     now: Timestamp,
 ) -> Result<Option<ApplyRecord>, ApiWriteError> {
-    let stamp = now
-        .round(
-            jiff::TimestampRound::new()
-                .smallest(jiff::Unit::Second)
-                .mode(jiff::RoundMode::Trunc),
-        )
-        .unwrap_or(now)
-        .to_string();
+    let stamp = apply_stamp(now);
     let mut refused: Option<ApiWriteError> = None;
     let result = ledger.apply(&stamp, &GitInfo::default(), |current, fetch| {
         let existing = current.iter().find(|r| r.name == name && r.active);

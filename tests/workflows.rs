@@ -337,7 +337,13 @@ fn graph_prints_a_tree_dot_and_json() {
             "jobs.d/deploy.yaml",
             "depends_on: [report]\ncommand: [true]\n",
         );
+    p.run(&["graph"])
+        .code(0)
+        .stderr_has("No jobs applied yet; `jobs apply` records them.");
     p.run(&["apply"]).code(0);
+    p.run(&["list", "-o", "dot"])
+        .code(1)
+        .stderr_has("--output dot is only for `jobs graph`; use --output table or json");
     p.run(&["graph"])
         .code(0)
         .stdout_has("extract  (0 2 * * *)\n└── report  (after)\n    └── deploy  (depends_on)\n");
