@@ -148,8 +148,9 @@ impl Shared {
                 Some(c) if ledger.has_graph() && (c.room)() > 0 => {
                     let now = self.clock.now();
                     if let Ok(runs) = self.write_queued(&mut ledger, |ledger, ends| {
-                        ledger.finish_and_claim_released(
+                        ledger.finish_and_claim(
                             ends,
+                            crate::ledger::Claim::Released,
                             c.epoch,
                             c.supervisor,
                             now,
@@ -241,7 +242,14 @@ impl Shared {
         let mut ledger = self.ledger();
         let (max, now) = (room(), self.clock.now());
         let runs = self.write_queued(&mut ledger, |ledger, ends| {
-            ledger.finish_and_claim(ends, epoch, supervisor, now, max)
+            ledger.finish_and_claim(
+                ends,
+                crate::ledger::Claim::Oldest,
+                epoch,
+                supervisor,
+                now,
+                max,
+            )
         })?;
         start(runs);
         Ok(())

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::duration::Duration;
 use crate::run::RunState;
 use crate::schedule::Schedule;
-use crate::spec::{Concurrency, JobSpec, Repeat};
+use crate::spec::{Concurrency, JobSpec};
 
 /// One job in the graph.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -32,10 +32,8 @@ pub struct Node {
     pub downstream: Vec<String>,
     /// The jobs that list this one in `depends_on`.
     pub gated: Vec<String>,
-    pub enabled: bool,
     pub starting_deadline: Option<Duration>,
     pub concurrency: Concurrency,
-    pub repeat: Option<Repeat>,
     /// The schedule in its short form (`0 2 * * *`, `after a, b`, `manual`).
     pub schedule: String,
 }
@@ -44,13 +42,17 @@ pub struct Node {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Graph {
     nodes: BTreeMap<String, Node>,
+    /// The jobs with `after` links, and those with `depends_on`: what a sweep or the
+    /// executor's deadline check looks at, without walking every job each time.
+    fan_ins: Vec<String>,
+    gated_jobs: Vec<String>,
 }
 
 impl Graph {
     /// Builds the graph of `specs` (the active jobs). A link to a job not among them is kept
     /// on the side that names it only.
     pub fn new<'a>(specs: impl IntoIterator<Item = &'a JobSpec>) -> Graph {
-        let mut nodes: BTreeMap<String, Node> = specs
+        let nodes: BTreeMap<String, Node> = specs
             .into_iter()
             .map(|spec| {
                 let after = match &spec.schedule {
@@ -60,37 +62,15 @@ impl Graph {
                 let node = Node {
                     after,
                     depends_on: spec.depends_on.iter().map(ToString::to_string).collect(),
-                    enabled: spec.enabled,
                     starting_deadline: spec.starting_deadline,
                     concurrency: spec.concurrency,
-                    repeat: spec.repeat,
                     schedule: spec.schedule.to_string(),
                     ..Node::default()
                 };
                 (spec.name.to_string(), node)
             })
             .collect();
-        let links: Vec<(String, String, bool)> = nodes
-            .iter()
-            .flat_map(|(name, node)| {
-                let after = node.after.iter().map(|up| (up.clone(), name.clone(), true));
-                let gates = node
-                    .depends_on
-                    .iter()
-                    .map(|up| (up.clone(), name.clone(), false));
-                after.chain(gates).collect::<Vec<_>>()
-            })
-            .collect();
-        for (up, down, is_after) in links {
-            if let Some(node) = nodes.get_mut(&up) {
-                if is_after {
-                    node.downstream.push(down);
-                } else {
-                    node.gated.push(down);
-                }
-            }
-        }
-        Graph { nodes }
+        Graph::linked(nodes)
     }
 
     /// A graph for display from its jobs (`(name, short schedule)`) and links, as
@@ -101,7 +81,6 @@ impl Graph {
             .map(|(name, schedule)| {
                 let node = Node {
                     schedule: schedule.clone(),
-                    enabled: true,
                     ..Node::default()
                 };
                 (name.clone(), node)
@@ -114,14 +93,45 @@ impl Graph {
                     EdgeKind::DependsOn => node.depends_on.push(edge.from.clone()),
                 }
             }
-            if let Some(node) = nodes.get_mut(&edge.from) {
-                match edge.kind {
-                    EdgeKind::After => node.downstream.push(edge.to.clone()),
-                    EdgeKind::DependsOn => node.gated.push(edge.to.clone()),
+        }
+        Graph::linked(nodes)
+    }
+
+    /// Completes nodes that know their upstream links with the links in the other direction.
+    fn linked(mut nodes: BTreeMap<String, Node>) -> Graph {
+        let links: Vec<(String, String, EdgeKind)> = nodes
+            .iter()
+            .flat_map(|(name, node)| {
+                let after = node.after.iter().map(|up| (up, EdgeKind::After));
+                let gates = node.depends_on.iter().map(|up| (up, EdgeKind::DependsOn));
+                after
+                    .chain(gates)
+                    .map(|(up, kind)| (up.clone(), name.clone(), kind))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        for (up, down, kind) in links {
+            if let Some(node) = nodes.get_mut(&up) {
+                match kind {
+                    EdgeKind::After => node.downstream.push(down),
+                    EdgeKind::DependsOn => node.gated.push(down),
                 }
             }
         }
-        Graph { nodes }
+        let having = |has: fn(&Node) -> bool| -> Vec<String> {
+            nodes
+                .iter()
+                .filter(|(_, n)| has(n))
+                .map(|(name, _)| name.clone())
+                .collect()
+        };
+        let fan_ins = having(|n| !n.after.is_empty());
+        let gated_jobs = having(|n| !n.depends_on.is_empty());
+        Graph {
+            nodes,
+            fan_ins,
+            gated_jobs,
+        }
     }
 
     pub fn node(&self, name: &str) -> Option<&Node> {
@@ -134,12 +144,18 @@ impl Graph {
 
     /// The jobs that fire `after` others.
     pub fn fan_ins(&self) -> impl Iterator<Item = (&str, &Node)> {
-        self.nodes().filter(|(_, node)| !node.after.is_empty())
+        self.named(&self.fan_ins)
     }
 
     /// The jobs with a `depends_on` gate.
     pub fn gated_jobs(&self) -> impl Iterator<Item = (&str, &Node)> {
-        self.nodes().filter(|(_, node)| !node.depends_on.is_empty())
+        self.named(&self.gated_jobs)
+    }
+
+    fn named<'a>(&'a self, names: &'a [String]) -> impl Iterator<Item = (&'a str, &'a Node)> {
+        names
+            .iter()
+            .filter_map(|name| Some((name.as_str(), self.nodes.get(name)?)))
     }
 
     /// Every link, upstream first.

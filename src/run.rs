@@ -66,6 +66,11 @@ impl RunState {
             })
     }
 
+    /// Not started yet: waiting for its dependencies or for the executor.
+    pub fn is_waiting(self) -> bool {
+        matches!(self, RunState::Blocked | RunState::Pending)
+    }
+
     pub fn is_terminal(self) -> bool {
         !matches!(
             self,

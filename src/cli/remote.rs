@@ -92,7 +92,7 @@ pub fn trigger(
     eprintln!("run {} of {name} queued", run.id);
     let mut spinner = Spinner::new(run.id);
     let mut current = run;
-    while matches!(current.state(), Some(RunState::Pending | RunState::Blocked)) {
+    while current.state().is_some_and(RunState::is_waiting) {
         spinner.tick();
         std::thread::sleep(std::time::Duration::from_millis(200));
         current = client.get(&format!("/v1/runs/{}", current.id))?;

@@ -266,7 +266,7 @@ fn wait_for_run(settings: &Settings, ledger: &Ledger, id: i64) -> Result<ExitCod
         let run = ledger
             .run(id)?
             .with_context(|| format!("run {id} disappeared from the ledger"))?;
-        if !matches!(run.state(), Some(RunState::Pending | RunState::Blocked)) {
+        if !run.state().is_some_and(RunState::is_waiting) {
             break;
         }
         spinner.tick();

@@ -196,6 +196,15 @@ pub struct RunFilter {
     pub limit: Option<usize>,
 }
 
+/// Which pending runs [`Ledger::finish_and_claim`] claims.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// The oldest that may start now: the executor's claim.
+    Oldest,
+    /// Those the ends written in the same transaction released (dependency hand-offs).
+    Released,
+}
+
 /// What a cancel request did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CancelOutcome {
@@ -575,11 +584,15 @@ impl Ledger {
         now: Timestamp,
         max: usize,
     ) -> Result<Vec<RunRow>> {
-        Ok(self.finish_and_claim(&[], epoch, supervisor, now, max)?.1)
+        Ok(self
+            .finish_and_claim(&[], Claim::Oldest, epoch, supervisor, now, max)?
+            .1)
     }
 
-    /// [`Ledger::finish_runs`] and [`Ledger::claim`] in one transaction: the executor writes the
-    /// ends queued by finished runs with its claim, so both share one disk sync.
+    /// [`Ledger::finish_runs`] and a claim in one transaction, so both share one disk sync:
+    /// the executor writes the ends queued by finished runs with its claim of the oldest
+    /// pending runs ([`Claim::Oldest`]); a run's end claims the runs it released
+    /// ([`Claim::Released`], a dependency hand-off). At most `max` runs are claimed.
     ///
     /// # Errors
     ///
@@ -587,6 +600,7 @@ impl Ledger {
     pub fn finish_and_claim(
         &mut self,
         ends: &[RunEnd],
+        claim: Claim,
         epoch: i64,
         supervisor: (i64, i64),
         now: Timestamp,
@@ -600,22 +614,37 @@ impl Ledger {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(e)?;
-        let (retries, _) = finish_all(&tx, graph.as_deref(), ends, now).map_err(e)?;
+        let (retries, released) = finish_all(&tx, graph.as_deref(), ends, now).map_err(e)?;
+        let candidates = match claim {
+            Claim::Oldest => {
+                "SELECT id FROM runs WHERE state = 'pending'
+                                AND (not_before IS NULL OR not_before <= ?1)
+                              ORDER BY id LIMIT ?5"
+            }
+            Claim::Released => "SELECT value FROM json_each(?6) LIMIT ?5",
+        };
         let mut ids: Vec<i64> = tx
-            .prepare_cached(
+            .prepare_cached(&format!(
                 "UPDATE runs SET state = 'running', started_at = ?1, epoch = ?2,
                         supervisor_pid = ?3, supervisor_start = ?4
-                 WHERE id IN (SELECT id FROM runs WHERE state = 'pending'
-                                AND (not_before IS NULL OR not_before <= ?1)
-                              ORDER BY id LIMIT ?5)
-                 RETURNING id",
-            )
+                 WHERE id IN ({candidates}) AND state = 'pending'
+                   AND (not_before IS NULL OR not_before <= ?1)
+                 RETURNING id"
+            ))
             .and_then(|mut s| {
-                s.query_map(
-                    params![at, epoch, supervisor.0, supervisor.1, max as i64],
-                    |r| r.get(0),
-                )?
-                .collect::<rusqlite::Result<Vec<i64>>>()
+                let mut values: Vec<Box<dyn rusqlite::ToSql>> = vec![
+                    Box::new(at.clone()),
+                    Box::new(epoch),
+                    Box::new(supervisor.0),
+                    Box::new(supervisor.1),
+                    Box::new(max as i64),
+                ];
+                if claim == Claim::Released {
+                    let ids = serde_json::to_string(&released).expect("ids serialise");
+                    values.push(Box::new(ids));
+                }
+                s.query_map(rusqlite::params_from_iter(values), |r| r.get(0))?
+                    .collect::<rusqlite::Result<Vec<i64>>>()
             })
             .map_err(e)?;
         tx.commit().map_err(e)?;
@@ -737,60 +766,6 @@ impl Ledger {
     /// Whether this connection resolves dependencies as runs end (see `set_graph`).
     pub fn has_graph(&self) -> bool {
         self.graph.is_some()
-    }
-
-    /// [`Ledger::finish_runs`], then claims (as [`Ledger::claim`]) up to `max` of the runs
-    /// those ends released, in the same transaction: a dependency hand-off with one disk sync.
-    ///
-    /// # Errors
-    ///
-    /// On a SQLite failure (nothing is written).
-    pub fn finish_and_claim_released(
-        &mut self,
-        ends: &[RunEnd],
-        epoch: i64,
-        supervisor: (i64, i64),
-        now: Timestamp,
-        max: usize,
-    ) -> Result<(Vec<Option<i64>>, Vec<RunRow>)> {
-        let path = self.path.clone();
-        let e = |e| LedgerError::from_sqlite(&path, e);
-        let graph = self.graph.clone();
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(e)?;
-        let (retries, released) = finish_all(&tx, graph.as_deref(), ends, now).map_err(e)?;
-        let mut ids: Vec<i64> = Vec::new();
-        if !released.is_empty() {
-            let at = stamp(now);
-            let mut claim = tx
-                .prepare_cached(
-                    "UPDATE runs SET state = 'running', started_at = ?1, epoch = ?2,
-                            supervisor_pid = ?3, supervisor_start = ?4
-                     WHERE id = ?5 AND state = 'pending'
-                       AND (not_before IS NULL OR not_before <= ?1)
-                     RETURNING id",
-                )
-                .map_err(e)?;
-            for id in released.into_iter().take(max) {
-                if let Some(id) = claim
-                    .query_row(params![at, epoch, supervisor.0, supervisor.1, id], |r| {
-                        r.get::<_, i64>(0)
-                    })
-                    .optional()
-                    .map_err(e)?
-                {
-                    ids.push(id);
-                }
-            }
-        }
-        tx.commit().map_err(e)?;
-        let mut runs = Vec::with_capacity(ids.len());
-        for id in ids {
-            runs.extend(self.run(id)?);
-        }
-        Ok((retries, runs))
     }
 
     /// Sets the dependency graph that this connection's run ends resolve (the daemon's; see
