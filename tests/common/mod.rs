@@ -12,6 +12,10 @@ pub const NOW: &str = "2026-10-31T12:00:00Z";
 
 pub struct Project {
     pub dir: TempDir,
+    /// The clock of the last daemon started here: where it started, and when (monotonic).
+    /// Commands that race that daemon read the same clock ([`Project::run_live`]), so no test
+    /// ever mixes the fixed [`NOW`] with the real date.
+    daemon_clock: std::cell::Cell<Option<(jiff::Timestamp, std::time::Instant)>>,
 }
 
 pub struct Run {
@@ -69,6 +73,7 @@ impl Project {
     pub fn new() -> Project {
         Project {
             dir: tempfile::tempdir().unwrap(),
+            daemon_clock: std::cell::Cell::new(None),
         }
     }
 
@@ -105,18 +110,29 @@ impl Project {
         self.run_at(Some(NOW), args, env)
     }
 
-    /// Runs `jobs ARGS` at the real time (for commands racing a running daemon).
+    /// Runs `jobs ARGS` on the clock of the daemon started last (for commands racing it): its
+    /// start plus the time since, never the real date. [`NOW`] when no daemon was started.
     pub fn run_live(&self, args: &[&str]) -> Run {
-        self.run_at(None, args, &[])
+        let now = self.live_now().to_string();
+        self.run_at(Some(&now), args, &[])
+    }
+
+    /// The instant the last daemon's clock reads now (by the test's monotonic clock).
+    pub fn live_now(&self) -> jiff::Timestamp {
+        match self.daemon_clock.get() {
+            Some((at, started)) => {
+                let elapsed = jiff::SignedDuration::try_from(started.elapsed()).unwrap();
+                at.checked_add(elapsed).unwrap()
+            }
+            None => NOW.parse().unwrap(),
+        }
     }
 
     fn run_at(&self, now: Option<&str>, args: &[&str], env: &[(&str, &str)]) -> Run {
         let mut cmd = Command::cargo_bin("jobs").unwrap();
         cmd.current_dir(self.root()).args(args).env("NO_COLOR", "1");
-        match now {
-            Some(now) => cmd.env("JOBS_NOW", now),
-            None => cmd.env_remove("JOBS_NOW"),
-        };
+        // Every command runs on a fixed clock: a test never depends on the day it runs.
+        cmd.env("JOBS_NOW", now.unwrap_or(NOW));
         for var in [
             "JOBS_DIR",
             "JOBS_LEDGER",
@@ -160,7 +176,9 @@ pub struct Daemon {
 }
 
 impl Project {
-    /// Starts `jobs serve ARGS` with a JSON log, its clock starting at `now` (or the real time).
+    /// Starts `jobs serve ARGS` with a JSON log, its clock starting at `now` (default [`NOW`])
+    /// and running at real speed. Never the real date: a ledger written at the fixed [`NOW`]
+    /// and served on the real clock would age with the calendar (retention, catch-up).
     pub fn serve(&self, args: &[&str], now: Option<&str>) -> Daemon {
         self.serve_env(args, now, &[])
     }
@@ -195,12 +213,14 @@ impl Project {
         if !args.iter().any(|a| a.starts_with("--listen")) {
             cmd.args(["--listen", "127.0.0.1:0"]);
         }
-        if let Some(now) = now {
-            cmd.env("JOBS_NOW", now);
-        }
+        let start = now.unwrap_or(NOW);
+        cmd.env("JOBS_NOW", start);
         for (k, v) in env {
             cmd.env(k, v);
         }
+        // Anchored before the spawn, so a command's clock is never behind the daemon's.
+        self.daemon_clock
+            .set(Some((start.parse().unwrap(), std::time::Instant::now())));
         let mut child = cmd.spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
