@@ -464,6 +464,10 @@ pub async fn run_and_record(
                         eprintln!("jobs: {message}");
                     }
                 }
+                Some(Report::OutputCut { why }) => {
+                    tracing::warn!(run = run.id, job = %run.job, "{why}");
+                    log_ledger_error(shared.ledger().add_event(run.id, shared.clock.now(), "output_cut", &why));
+                }
                 Some(Report::Signalled { signal, why }) => {
                     let message = format!("sent {} to the process group: {why}", run::signal_name(signal));
                     log_ledger_error(shared.ledger().add_event(run.id, shared.clock.now(), "signal", &message));

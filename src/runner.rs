@@ -31,6 +31,14 @@ const MAX_LINE: usize = 64 * 1024;
 /// group (a background child holding the pipes open) is killed.
 const DRAIN_GRACE: StdDuration = StdDuration::from_secs(2);
 
+/// After the final SIGKILL, how long descendants out of reach may keep the output open before
+/// it is cut (at least this long, or the kill grace when longer).
+const MIN_KILL_WAIT: StdDuration = StdDuration::from_secs(1);
+
+/// The variable that tags every process of a run, inherited by its descendants: a process that
+/// leaves the run's group (`setsid`, a double fork) keeps it, and is found by it in `/proc`.
+pub const TAG_VAR: &str = "JOBS_RUN_TAG";
+
 /// What to start, and how to supervise it.
 #[derive(Clone, Debug)]
 pub struct Launch {
@@ -66,6 +74,10 @@ pub enum Report {
     /// The output passed `output_limit`; later lines are dropped.
     Truncated {
         at_bytes: u64,
+    },
+    /// The output was cut: something still held it open after the final kill.
+    OutputCut {
+        why: String,
     },
     /// A signal was sent to the process group, and why.
     Signalled {
@@ -117,8 +129,10 @@ pub async fn execute(
             c
         }
     };
+    let tag = run_tag();
     command
         .envs(&launch.env)
+        .env(TAG_VAR, &tag)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -189,54 +203,72 @@ pub async fn execute(
     drop(child);
     let mut waiter = tokio::task::spawn_blocking(move || wait4(pid));
 
-    let deadline = async {
-        match launch.timeout {
-            Some(t) => tokio::time::sleep(t).await,
-            None => std::future::pending().await,
-        }
-    };
-    tokio::pin!(deadline);
-    let stopped = async {
-        loop {
-            if let Some(stop) = stop.borrow_and_update().clone() {
-                return stop;
-            }
-            if stop.changed().await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::pin!(stopped);
-
+    let deadline_at = launch.timeout.map(|t| tokio::time::Instant::now() + t);
     let mut why: Option<Ending> = None;
     let status = tokio::select! {
         status = &mut waiter => status,
-        () = &mut deadline => {
+        () = until(deadline_at) => {
             why = Some(Ending::TimedOut { signal: None });
-            terminate(pid, &launch, &reports, "the timeout passed", &mut waiter).await
+            terminate(pid, &tag, &launch, &reports, "the timeout passed", &mut waiter).await
         }
-        stop = &mut stopped => {
+        stop = stop_requested(&mut stop) => {
             why = Some(Ending::Cancelled { reason: stop.reason.clone(), signal: None });
-            terminate(pid, &launch, &reports, &stop.reason, &mut waiter).await
+            terminate(pid, &tag, &launch, &reports, &stop.reason, &mut waiter).await
         }
     };
     let (status, usage) = status.unwrap_or((WaitStatus::Unknown, None));
 
-    // Let the output drain; a background process still holding the pipes is killed.
-    let drained = tokio::time::timeout(DRAIN_GRACE, async {
-        while readers.join_next().await.is_some() {}
-    })
-    .await;
-    if drained.is_err() {
-        kill_group(pid, libc::SIGKILL);
+    // The main process has ended. Its output drains, but no longer than the drain grace, the
+    // run's timeout or a stop: descendants that left the group (`setsid`, a double fork) may
+    // hold the pipes open for ever, and the run must still end.
+    let drain = async { while readers.join_next().await.is_some() {} };
+    let mut cut_short: Option<String> = None;
+    if why.is_none() {
+        tokio::select! {
+            drained = tokio::time::timeout(DRAIN_GRACE, drain) => if drained.is_err() {
+                cut_short = Some("processes of the run kept its output open after it exited".to_string());
+            },
+            () = until(deadline_at) => {
+                why = Some(Ending::TimedOut { signal: None });
+                cut_short = Some("the timeout passed".to_string());
+            }
+            stop = stop_requested(&mut stop) => {
+                why = Some(Ending::Cancelled { reason: stop.reason.clone(), signal: None });
+                cut_short = Some(stop.reason);
+            }
+        }
+    } else if tokio::time::timeout(DRAIN_GRACE.min(launch.kill_grace), drain)
+        .await
+        .is_err()
+    {
+        cut_short =
+            Some("processes of the run kept its output open after it was stopped".to_string());
+    }
+    if let Some(reason) = cut_short {
+        kill_all(pid, &tag, libc::SIGKILL);
         let _ = reports
             .send(Report::Signalled {
                 signal: libc::SIGKILL,
-                why: "processes of the run's group kept its output open after it exited"
-                    .to_string(),
+                why: reason,
             })
             .await;
-        while readers.join_next().await.is_some() {}
+        let drained = tokio::time::timeout(launch.kill_grace.max(MIN_KILL_WAIT), async {
+            while readers.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            // Something outside our reach (it cleared its environment, or belongs to
+            // another user) still holds the pipes: stop reading, say so, and end the run.
+            readers.abort_all();
+            while readers.join_next().await.is_some() {}
+            let _ = reports
+                .send(Report::OutputCut {
+                    why: "a descendant of the run still held its output open after SIGKILL; \
+                          the output was cut there and that process may survive the run"
+                        .to_string(),
+                })
+                .await;
+        }
     }
 
     let signal = match status {
@@ -260,15 +292,17 @@ pub async fn execute(
 
 type Waiter = tokio::task::JoinHandle<(WaitStatus, Option<Usage>)>;
 
-/// SIGTERM to the group, then SIGKILL after the grace; returns once the process is reaped.
+/// SIGTERM to the group and the run's escaped descendants, then SIGKILL after the grace;
+/// returns once the main process is reaped.
 async fn terminate(
     pid: i32,
+    tag: &str,
     launch: &Launch,
     reports: &mpsc::Sender<Report>,
     why: &str,
     waiter: &mut Waiter,
 ) -> Result<(WaitStatus, Option<Usage>), tokio::task::JoinError> {
-    kill_group(pid, libc::SIGTERM);
+    kill_all(pid, tag, libc::SIGTERM);
     let _ = reports
         .send(Report::Signalled {
             signal: libc::SIGTERM,
@@ -278,7 +312,7 @@ async fn terminate(
     match tokio::time::timeout(launch.kill_grace, &mut *waiter).await {
         Ok(status) => status,
         Err(_) => {
-            kill_group(pid, libc::SIGKILL);
+            kill_all(pid, tag, libc::SIGKILL);
             let _ = reports
                 .send(Report::Signalled {
                     signal: libc::SIGKILL,
@@ -291,6 +325,60 @@ async fn terminate(
             waiter.await
         }
     }
+}
+
+/// Waits until `at`, or for ever when there is no deadline.
+async fn until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Waits for a stop request (for ever once the sender is gone).
+async fn stop_requested(stop: &mut watch::Receiver<Option<Stop>>) -> Stop {
+    loop {
+        if let Some(stop) = stop.borrow_and_update().clone() {
+            return stop;
+        }
+        if stop.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// A tag no other run on this machine has: this process, its start time and a counter.
+fn run_tag() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let (pid, start) = this_process();
+    format!("{pid}.{start}.{}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Sends `signal` to the run's process group and to every process tagged with the run's tag
+/// (its descendants that left the group).
+fn kill_all(pgid: i32, tag: &str, signal: i32) {
+    kill_group(pgid, signal);
+    for pid in tagged_processes(tag) {
+        // SAFETY: kill has no memory effects.
+        unsafe {
+            libc::kill(pid, signal);
+        }
+    }
+}
+
+/// The processes whose environment holds `JOBS_RUN_TAG=tag` (those this user may read).
+pub fn tagged_processes(tag: &str) -> Vec<i32> {
+    let needle = format!("{TAG_VAR}={tag}\0").into_bytes();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.windows(needle.len()).any(|w| w == needle.as_slice()))
+        })
+        .collect()
 }
 
 struct Budget {
