@@ -627,6 +627,9 @@ impl Daemon {
 
     /// The scheduler loop: sleep until the next slot or a wake-up, then record due slots.
     async fn scheduler(self: Arc<Self>) {
+        let health = &self.shared.health;
+        let _stopped = crate::health::SchedulerGuard(health);
+        health.scheduler_busy(false);
         let mut jobs: HashMap<String, SchedJob> = HashMap::new();
         let mut queue: BTreeSet<(Timestamp, String)> = BTreeSet::new();
         let mut first_load = true;
@@ -635,7 +638,16 @@ impl Daemon {
                 return;
             }
             if self.reload.swap(false, Ordering::SeqCst) {
-                match self.load_jobs() {
+                health.scheduler_busy(true);
+                let loaded = self.load_jobs();
+                health.scheduler_busy(false);
+                health.scheduler_read(
+                    loaded
+                        .as_ref()
+                        .err()
+                        .map(|e| format!("loading jobs for the scheduler: {e}")),
+                );
+                match loaded {
                     Ok(loaded) => {
                         if first_load {
                             let next = loaded
@@ -675,7 +687,16 @@ impl Daemon {
                             .map(|(name, j)| (j.due_check, name.clone()))
                             .collect();
                     }
-                    Err(e) => tracing::error!("loading jobs for the scheduler: {e}"),
+                    Err(e) => {
+                        tracing::error!("loading jobs for the scheduler: {e}");
+                        // Try again soon: a ledger that cannot be read now may be later.
+                        self.reload.store(true, Ordering::SeqCst);
+                        tokio::select! {
+                            () = tokio::time::sleep(StdDuration::from_secs(1)) => {}
+                            () = self.wake_scheduler.notified() => {}
+                        }
+                        continue;
+                    }
                 }
             }
             let now = self.now();
@@ -687,7 +708,9 @@ impl Daemon {
                 due.push(name);
             }
             if !due.is_empty() {
+                health.scheduler_busy(true);
                 self.fire_due(&mut jobs, &due, now);
+                health.scheduler_busy(false);
                 for name in &due {
                     if let Some(j) = jobs.get(name)
                         && let Some(next) = j.next
@@ -837,14 +860,21 @@ impl Daemon {
         let fired = if batch.is_empty() {
             Vec::new()
         } else {
-            match self.shared.ledger().record_slots(self.epoch, &batch, now) {
-                Ok(fired) => fired,
+            let recorded = self.shared.ledger().record_slots(self.epoch, &batch, now);
+            match recorded {
+                Ok(fired) => {
+                    self.shared.health.write_succeeded();
+                    fired
+                }
                 Err(e @ crate::ledger::LedgerError::LeaseLost { .. }) => {
                     tracing::error!("{e}");
                     std::process::exit(1);
                 }
                 Err(e) => {
-                    tracing::error!("recording slots: {e}");
+                    self.shared
+                        .health
+                        .write_failed("recording slots", &e.to_string());
+                    tracing::error!("recording slots: {e}; deciding them again in 1 s");
                     // Look again soon rather than lose the slots.
                     for name in names {
                         if let Some(job) = jobs.get_mut(name) {
@@ -922,8 +952,19 @@ impl Daemon {
                         }
                     },
                 );
-                if let Err(e) = claimed {
-                    tracing::error!("claiming runs: {e}");
+                match claimed {
+                    Ok(()) => {}
+                    Err(e) => {
+                        self.shared
+                            .health
+                            .write_failed("claiming runs", &e.to_string());
+                        tracing::error!("claiming runs: {e}; trying again in 1 s");
+                        tokio::select! {
+                            () = tokio::time::sleep(StdDuration::from_secs(1)) => {}
+                            () = self.wake_executor.notified() => {}
+                        }
+                        continue;
+                    }
                 }
             }
             let next = if self.active.load(Ordering::SeqCst) < limit {
@@ -1076,7 +1117,18 @@ impl Daemon {
                     reason: format!("the daemon shut down ({why})"),
                 }));
             }
-            self.wait_idle().await;
+            // Every run ends within its kill grace (and the drain after it); only an end
+            // that cannot be written (a full disk) waits longer. Past this, give up on those:
+            // the next daemon ends them as interrupted.
+            let ends = self.shared.kill_grace * 2 + StdDuration::from_secs(10);
+            if tokio::time::timeout(ends, self.wait_idle()).await.is_err() {
+                tracing::error!(
+                    error = self.shared.health.write_error().unwrap_or_default(),
+                    "run ends could not be written; exiting without them"
+                );
+                self.shared.give_up_writes();
+                self.wait_idle().await;
+            }
         }
         self.shared.notified(NOTIFY_GRACE).await;
         let _ = self.shared.ledger().release_lease(self.epoch, self.now());

@@ -21,6 +21,9 @@ use crate::spec::{self, Defaults, JobSpec};
 
 const FLUSH_EVERY: StdDuration = StdDuration::from_millis(100);
 const FLUSH_LINES: usize = 256;
+/// The first wait before a failed run end is written again; it doubles up to the maximum.
+const REWRITE_FIRST: StdDuration = StdDuration::from_millis(100);
+const REWRITE_MAX: StdDuration = StdDuration::from_secs(5);
 
 /// What every run of a process shares: the ledger connection, the clock, and parsed revisions.
 pub struct Shared {
@@ -45,6 +48,11 @@ pub struct Shared {
     /// The daemon's executor, when it runs one: a run's end then claims the runs it released
     /// in the same transaction.
     claimer: OnceLock<Claimer>,
+    /// Whether the ledger can be written and the scheduler lives: what readiness reports.
+    pub health: crate::health::Health,
+    /// Set when the process must exit although run ends could not be written: they stop
+    /// being retried (the next daemon ends those runs as interrupted).
+    giving_up: std::sync::atomic::AtomicBool,
 }
 
 /// How a run's end claims the runs its end released (a dependency hand-off) in its own
@@ -88,7 +96,15 @@ impl Shared {
             new_runs: Mutex::new(Vec::new()),
             notifying: Mutex::new(Vec::new()),
             claimer: OnceLock::new(),
+            health: crate::health::Health::default(),
+            giving_up: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Stops retrying run ends that cannot be written: the process is about to exit.
+    pub fn give_up_writes(&self) {
+        self.giving_up
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Lets run ends claim the runs they release (see [`Claimer`]); set once by the daemon.
@@ -412,7 +428,14 @@ pub async fn run_and_record(
         Err(message) => {
             let ending =
                 Ending::SpawnFailed(format!("cannot read the job's definition: {message}"));
-            return record_end(&shared, &run, None, &ending, None);
+            // Off the runtime's threads: the end may wait for the ledger to be writable.
+            let fallback = ending.clone();
+            let (s, r) = (shared.clone(), run.clone());
+            return tokio::task::spawn_blocking(move || record_end(&s, &r, None, &ending, None))
+                .await
+                .unwrap_or_else(|_| {
+                    run::conclude(&fallback, None, run.attempt as u32, shared.clock.now())
+                });
         }
     };
     let launch = Launch {
@@ -500,7 +523,9 @@ pub async fn run_and_record(
     let conclusion =
         tokio::task::spawn_blocking(move || record_end(&s, &r, Some(&sp), &ending, usage))
             .await
-            .unwrap_or_else(|_| record_end(&shared, &run, None, &fallback, None));
+            .unwrap_or_else(|_| {
+                run::conclude(&fallback, None, run.attempt as u32, shared.clock.now())
+            });
     notify(&shared, spec, &run, &conclusion);
     conclusion
 }
@@ -597,13 +622,39 @@ pub fn record_end(
         cpu_sys_ms: usage.map(|u| u.sys_ms),
         max_rss_kb: usage.map(|u| u.max_rss_kb),
     };
-    let result = shared.finish(RunEnd {
+    let end = RunEnd {
         run_id: run.id,
         epoch: run.epoch,
         finish,
         retry,
         at: now,
-    });
+    };
+    // An end that cannot be written (a full disk, a read-only ledger) is kept and written
+    // again until it lands: given up, the run would stay `running`, its job's slots would be
+    // skipped as overlapping, and the next daemon would run it a second time.
+    let mut wait = REWRITE_FIRST;
+    let result = loop {
+        match shared.finish(end.clone()) {
+            Ok(retry) => {
+                shared.health.write_succeeded();
+                break Ok(retry);
+            }
+            Err(e) => {
+                shared.health.write_failed("recording a run's end", &e);
+                if shared.giving_up.load(std::sync::atomic::Ordering::SeqCst) {
+                    break Err(e);
+                }
+                tracing::error!(
+                    run = run.id,
+                    job = %run.job,
+                    "recording the run's end: {e}; writing it again in {} ms",
+                    wait.as_millis()
+                );
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(REWRITE_MAX);
+            }
+        }
+    };
     if result.is_ok() {
         let m = &shared.metrics;
         m.runs_finished
@@ -659,11 +710,22 @@ fn flush(
     if batch.is_empty() && !truncated {
         return;
     }
-    log_ledger_error(
-        shared
-            .ledger()
-            .append_output(run_id, batch, bytes, truncated),
-    );
+    match shared
+        .ledger()
+        .append_output(run_id, batch, bytes, truncated)
+    {
+        Ok(()) => shared.health.write_succeeded(),
+        Err(e) => {
+            shared
+                .health
+                .write_failed("recording output", &e.to_string());
+            tracing::error!(
+                run = run_id,
+                "recording output: {e}; {} lines lost",
+                batch.len()
+            );
+        }
+    }
     batch.clear();
     shared.progressed();
 }

@@ -27,6 +27,7 @@ pub mod clock;
 pub mod config;
 pub mod git;
 pub mod graph;
+pub mod health;
 pub mod ledger;
 pub mod metrics;
 pub mod notify;

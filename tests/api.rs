@@ -136,7 +136,7 @@ fn start(p: &Project, extra: &[&str]) -> (Daemon, Http) {
     args.extend_from_slice(extra);
     let env = [("HOOK_SECRET", "It's a Secret to Everybody")];
     let mut daemon = p.serve_env(&args, Some(T0), &env);
-    daemon.wait_for("reconciled", &[]);
+    daemon.wait_for("scheduler started", &[]);
     let http = Http::new(&mut daemon);
     (daemon, http)
 }

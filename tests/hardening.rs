@@ -163,3 +163,115 @@ fn shutdown_ends_a_run_whose_descendant_escaped() {
     );
     assert!(!alive(escaped), "the escaped process {escaped} survived");
 }
+
+/// A tmpfs of `size` mounted at `dir` for the test, unmounted (lazily) when dropped; `None`,
+/// with the reason printed, where this machine forbids mounts.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: std::path::PathBuf, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&dir)
+            .output();
+        match out {
+            Ok(out) if out.status.success() => Some(Tmpfs(dir)),
+            Ok(out) => {
+                eprintln!(
+                    "skipped: this machine forbids mounting a tmpfs: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+                None
+            }
+            Err(e) => {
+                eprintln!("skipped: cannot run mount: {e}");
+                None
+            }
+        }
+    }
+
+    /// Writes a file until the file system is full.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let path = self.0.join("filler");
+        let mut file = std::fs::File::create(&path).unwrap();
+        let chunk = vec![0u8; 4096];
+        while file.write_all(&chunk).is_ok() {}
+        let _ = file.sync_all();
+        path
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// GETs `path` from the daemon; the status and the JSON body.
+fn get(daemon: &mut Daemon, path: &str) -> (u16, Value) {
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    let mut reply = agent.get(format!("{}{path}", daemon.url())).call().unwrap();
+    let status = reply.status().as_u16();
+    let text = reply.body_mut().read_to_string().unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// Defect 2 (and 13): a run that ends while the ledger's disk is full is recorded once space
+/// returns, not left `running`; readiness says the ledger cannot be written meanwhile; and
+/// slots go on firing afterwards.
+#[test]
+fn a_full_disk_does_not_leave_a_run_running() {
+    let p = Project::new()
+        .file("jobs.d/gate.yaml", "run: read line < go.fifo; echo ended\n")
+        .file("jobs.d/tick.yaml", "schedule: {every: 1s}\nrun: \"true\"\n");
+    let Some(disk) = Tmpfs::mount(p.path("disk"), "4m") else {
+        return;
+    };
+    make_fifo(&p, "go.fifo");
+    let ledger = ["--ledger", "disk/ledger.db"];
+    let mut daemon = p.serve(&ledger, None);
+    daemon.wait_for("scheduler started", &[]);
+    let (status, ready) = get(&mut daemon, "/readyz");
+    assert_eq!(status, 200, "{ready}");
+    p.run_live(&["--ledger", "disk/ledger.db", "trigger", "gate"])
+        .code(0);
+    daemon.wait_for("process started", &[("job", "gate")]);
+
+    let filler = disk.fill();
+    std::fs::write(p.path("go.fifo"), "go\n").unwrap();
+    daemon.wait_for("recording the run's end", &[("job", "gate")]);
+    let (status, ready) = get(&mut daemon, "/readyz");
+    assert_eq!(status, 503, "{ready}");
+    assert!(
+        ready["ledger"]
+            .as_str()
+            .unwrap()
+            .contains("cannot be written"),
+        "{ready}"
+    );
+
+    std::fs::remove_file(filler).unwrap();
+    let ended = wait_run_end(&mut daemon, "gate");
+    assert_eq!(ended["state"], "succeeded");
+    // Slots fire again, and the daemon is ready again.
+    wait_run_end(&mut daemon, "tick");
+    let (status, ready) = get(&mut daemon, "/readyz");
+    assert_eq!(status, 200, "{ready}");
+    assert_eq!(daemon.stop(), Some(0));
+
+    let gate = p
+        .run_live(&["--ledger", "disk/ledger.db", "runs", "gate", "-o", "json"])
+        .code(0)
+        .json();
+    let gate = gate.as_array().unwrap();
+    assert_eq!(gate.len(), 1, "one run, never a second execution: {gate:?}");
+    assert_eq!(gate[0]["state"], "succeeded");
+}

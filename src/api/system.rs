@@ -32,21 +32,29 @@ pub async fn healthz() -> Json<Health> {
 pub struct Ready {
     /// `ready` or `not_ready`.
     pub status: String,
+    /// `ok`, or why the ledger cannot be read or written.
     pub ledger: String,
+    /// `ok`, or why the scheduler cannot do its work (stopped, stuck, cannot read its jobs).
+    pub scheduler: String,
     pub jobs_dir: String,
 }
 
-/// Whether the ledger answers and every file of the jobs folder is valid. 503 otherwise,
-/// with what is wrong.
+/// Whether the daemon can keep its promises: the ledger answers and its last write landed,
+/// the scheduler is alive, and every file of the jobs folder is valid. 503 otherwise, with
+/// what is wrong.
 #[utoipa::path(get, path = "/readyz", tag = "system", security(()),
     responses((status = 200, body = Ready), (status = 503, body = Ready)))]
 pub async fn readyz(State(api): State<Arc<Api>>) -> Response {
+    let health = api.shared.health.problems();
     let ledger = match api.read(|l| l.data_version()).await {
-        Ok(_) => "ok".to_string(),
+        Ok(_) => health
+            .ledger
+            .map_or_else(|| "ok".to_string(), |e| format!("cannot be written: {e}")),
         Err(e) => e.message,
     };
+    let scheduler = health.scheduler.unwrap_or_else(|| "ok".to_string());
     let jobs_dir = (api.problems)().map_or_else(|| "ok".to_string(), |(_, text)| text);
-    let ready = ledger == "ok" && jobs_dir == "ok";
+    let ready = ledger == "ok" && scheduler == "ok" && jobs_dir == "ok";
     let status = if ready {
         StatusCode::OK
     } else {
@@ -55,6 +63,7 @@ pub async fn readyz(State(api): State<Arc<Api>>) -> Response {
     let body = Ready {
         status: if ready { "ready" } else { "not_ready" }.into(),
         ledger,
+        scheduler,
         jobs_dir,
     };
     (status, Json(body)).into_response()
