@@ -44,6 +44,8 @@ const DEBOUNCE_MAX: StdDuration = StdDuration::from_secs(1);
 const PRUNE_EVERY: StdDuration = StdDuration::from_secs(3600);
 /// How often the daemon checks the ledger for other processes' writes without being told.
 const BACKSTOP: StdDuration = StdDuration::from_secs(60);
+/// How often the daemon looks for runs whose supervisor is gone.
+const ORPHAN_CHECK: StdDuration = StdDuration::from_secs(2);
 /// Runs deleted per retention transaction: small, so a fire never waits long behind it.
 const PRUNE_BATCH: usize = 200;
 /// How long a stopping daemon or a foreground `jobs run` waits for notifications in flight.
@@ -213,7 +215,7 @@ async fn serve_async(options: Options) -> Result<()> {
         let d = daemon.clone();
         watch_ledger(&daemon.options.ledger, true, move || d.ledger_changed())?
     };
-    daemon.recover();
+    daemon.end_orphans();
     {
         let d = daemon.clone();
         tokio::task::spawn_blocking(move || d.reconcile("start"))
@@ -229,6 +231,18 @@ async fn serve_async(options: Options) -> Result<()> {
                 tokio::time::sleep(BACKSTOP).await;
                 let d = d.clone();
                 let _ = tokio::task::spawn_blocking(move || d.ledger_changed()).await;
+            }
+        })
+    };
+    // Runs whose supervisor died while this daemon serves (a foreground `jobs run` killed,
+    // its session dropped, the OOM killer) are ended within seconds, not at the next start.
+    let orphans = {
+        let d = daemon.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(ORPHAN_CHECK).await;
+                let d = d.clone();
+                let _ = tokio::task::spawn_blocking(move || d.end_orphans()).await;
             }
         })
     };
@@ -323,6 +337,7 @@ async fn serve_async(options: Options) -> Result<()> {
     executor.abort();
     pruner.abort();
     backstop.abort();
+    orphans.abort();
     Ok(())
 }
 
@@ -331,9 +346,11 @@ impl Daemon {
         self.shared.clock.now()
     }
 
-    /// At start: ends the runs a previous daemon left `running` when it died, and terminates
-    /// their processes if they still exist (checked by pid and start time, not pid alone).
-    fn recover(&self) {
+    /// Ends the runs left `running` by a supervisor that is gone (a previous daemon that died,
+    /// a foreground `jobs run` killed or hung up), and terminates their processes if they
+    /// still exist (checked by pid and start time, not pid alone). At start, and every
+    /// [`ORPHAN_CHECK`] while serving; this daemon's own runs are never touched.
+    fn end_orphans(&self) {
         let runs = match self.shared.ledger().running_runs() {
             Ok(runs) => runs,
             Err(e) => {
@@ -342,9 +359,12 @@ impl Daemon {
             }
         };
         for run in runs {
-            let supervised = run.supervisor.is_some_and(|(pid, start)| {
-                (pid, start) != self.me && runner::is_alive(pid, start)
-            });
+            if run.supervisor == Some(self.me) {
+                continue;
+            }
+            let supervised = run
+                .supervisor
+                .is_some_and(|(pid, start)| runner::is_alive(pid, start));
             if supervised {
                 // A foreground `jobs run` still watching over it.
                 continue;
@@ -355,6 +375,16 @@ impl Daemon {
                 && runner::kill_group(pid as i32, libc::SIGKILL)
             {
                 note = format!("its supervisor had stopped; killed its process group {pid}");
+            }
+            // Its processes carry a tag computed from the run and its supervisor: those that
+            // left the group, or started before their pid was recorded, are found too.
+            if let Some(supervisor) = run.supervisor {
+                let tag = runner::run_tag(supervisor, run.id);
+                let tagged = runner::tagged_processes(&tag);
+                if !tagged.is_empty() {
+                    runner::kill_all(0, &tag, libc::SIGKILL);
+                    note = format!("{note}; killed its processes {tagged:?}");
+                }
             }
             let _ = self
                 .shared
@@ -1334,14 +1364,26 @@ pub fn run_foreground(
         let run = ledger.run(id)?.context("reading the new run")?;
         let shared = Arc::new(Shared::new(ledger, clock, None, kill_grace, defaults));
         let (stop_tx, stop_rx) = watch::channel(None);
-        // Ctrl-C cancels the run (and is recorded) rather than orphaning it.
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
+        // Ctrl-C, a dropped session (SIGHUP) and SIGTERM cancel the run (and are recorded)
+        // rather than orphaning it.
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+            let mut term =
+                signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+            let mut int =
+                signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+            tokio::spawn(async move {
+                let why = tokio::select! {
+                    _ = int.recv() => "interrupted (Ctrl-C)",
+                    _ = hup.recv() => "interrupted (SIGHUP: the session ended)",
+                    _ = term.recv() => "interrupted (SIGTERM)",
+                };
                 let _ = stop_tx.send(Some(Stop {
-                    reason: "interrupted (Ctrl-C)".to_string(),
+                    reason: why.to_string(),
                 }));
-            }
-        });
+            });
+        }
         let conclusion =
             executor::run_and_record(shared.clone(), run, stop_rx, Echo::Terminal).await;
         shared.notified(NOTIFY_GRACE).await;

@@ -447,6 +447,7 @@ pub async fn run_and_record(
             .and_then(|t| StdDuration::try_from(t.as_signed()).ok()),
         kill_grace: shared.kill_grace,
         output_limit: spec.output_limit.0,
+        tag: runner::run_tag(run.supervisor.unwrap_or_else(runner::this_process), run.id),
     };
     let (tx, mut rx) = mpsc::channel::<Report>(1024);
     let process = tokio::spawn(runner::execute(launch, shared.clock, tx, stop));

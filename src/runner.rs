@@ -50,6 +50,8 @@ pub struct Launch {
     pub kill_grace: StdDuration,
     /// Output beyond this many bytes is dropped (and the truncation reported).
     pub output_limit: u64,
+    /// Set as `JOBS_RUN_TAG` on the run's processes ([`run_tag`]).
+    pub tag: String,
 }
 
 /// One captured line.
@@ -129,7 +131,7 @@ pub async fn execute(
             c
         }
     };
-    let tag = run_tag();
+    let tag = launch.tag.clone();
     command
         .envs(&launch.env)
         .env(TAG_VAR, &tag)
@@ -347,16 +349,16 @@ async fn stop_requested(stop: &mut watch::Receiver<Option<Stop>>) -> Stop {
     }
 }
 
-/// A tag no other run on this machine has: this process, its start time and a counter.
-fn run_tag() -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    let (pid, start) = this_process();
-    format!("{pid}.{start}.{}", NEXT.fetch_add(1, Ordering::Relaxed))
+/// The tag of run `run_id` supervised by `supervisor` (pid and start time): no other run on
+/// this machine has it, and whoever reads the run's row can compute it, so a daemon ending a
+/// run whose supervisor died finds that run's processes too.
+pub fn run_tag(supervisor: (i64, i64), run_id: i64) -> String {
+    format!("{}.{}.{run_id}", supervisor.0, supervisor.1)
 }
 
 /// Sends `signal` to the run's process group and to every process tagged with the run's tag
 /// (its descendants that left the group).
-fn kill_all(pgid: i32, tag: &str, signal: i32) {
+pub fn kill_all(pgid: i32, tag: &str, signal: i32) {
     kill_group(pgid, signal);
     for pid in tagged_processes(tag) {
         // SAFETY: kill has no memory effects.

@@ -37,6 +37,24 @@ fn alive(pid: i32) -> bool {
         .unwrap_or(false)
 }
 
+/// Waits (up to 10 s, on a pidfd: no polling) for `pid` to end; whether it did.
+fn gone(pid: i32) -> bool {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
+    if fd < 0 {
+        return !alive(pid);
+    }
+    let mut poll = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd; the descriptor is ours and closed after.
+    let ready = unsafe { libc::poll(&mut poll, 1, 10_000) };
+    unsafe { libc::close(fd) };
+    ready == 1 || !alive(pid)
+}
+
 fn read_pid(p: &Project, file: &str) -> i32 {
     std::fs::read_to_string(p.path(file))
         .unwrap_or_else(|e| panic!("{file}: {e}"))
@@ -65,7 +83,7 @@ fn an_escaped_child_does_not_hang_its_run() {
     );
     assert_eq!(ended["state"], "succeeded");
     let escaped = read_pid(&p, "escaped.pid");
-    assert!(!alive(escaped), "the escaped process {escaped} survived");
+    assert!(gone(escaped), "the escaped process {escaped} survived");
     let id = runs(&p, "escape")[0]["id"].to_string();
     p.run_live(&["run", "events", &id])
         .code(0)
@@ -116,7 +134,7 @@ fn cancel_ends_a_run_whose_descendant_escaped() {
         "the cancel took {:?}",
         asked.elapsed()
     );
-    assert!(!alive(escaped), "the escaped process {escaped} survived");
+    assert!(gone(escaped), "the escaped process {escaped} survived");
     assert_eq!(daemon.stop(), Some(0));
 }
 
@@ -161,7 +179,7 @@ fn shutdown_ends_a_run_whose_descendant_escaped() {
         "the daemon took {:?} to stop",
         asked.elapsed()
     );
-    assert!(!alive(escaped), "the escaped process {escaped} survived");
+    assert!(gone(escaped), "the escaped process {escaped} survived");
 }
 
 /// A tmpfs of `size` mounted at `dir` for the test, unmounted (lazily) when dropped; `None`,
@@ -274,4 +292,83 @@ fn a_full_disk_does_not_leave_a_run_running() {
     let gate = gate.as_array().unwrap();
     assert_eq!(gate.len(), 1, "one run, never a second execution: {gate:?}");
     assert_eq!(gate[0]["state"], "succeeded");
+}
+
+/// Starts `jobs ARGS` in the project on the running daemon's clock, without waiting for it.
+fn spawn_jobs(p: &Project, args: &[&str]) -> std::process::Child {
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin!("jobs"));
+    cmd.current_dir(p.root())
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env("JOBS_NOW", p.live_now().to_string())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    for var in ["JOBS_DIR", "JOBS_LEDGER", "JOBS_CONFIG", "JOBS_SERVER"] {
+        cmd.env_remove(var);
+    }
+    cmd.spawn().unwrap()
+}
+
+fn signal(pid: u32, signal: i32) {
+    // SAFETY: kill has no memory effects.
+    unsafe {
+        libc::kill(pid as i32, signal);
+    }
+}
+
+/// Defect 3: a foreground `jobs run` killed with SIGKILL leaves its run `running`; a daemon
+/// that is up notices the dead supervisor within seconds, ends the run and kills its process.
+#[test]
+fn a_killed_foreground_run_does_not_block_its_job() {
+    let p = Project::new().file(
+        "jobs.d/long.yaml",
+        "run: echo $$ > started.fifo; exec sleep 60\n",
+    );
+    make_fifo(&p, "started.fifo");
+    let mut daemon = p.serve(&["--shutdown-grace", "0s", "--kill-grace", "1s"], None);
+    daemon.wait_for("scheduler started", &[]);
+    let mut foreground = spawn_jobs(&p, &["run", "long"]);
+    let child: i32 = read_fifo(&p, "started.fifo").parse().unwrap();
+    let asked = Instant::now();
+    signal(foreground.id(), libc::SIGKILL);
+    foreground.wait().unwrap();
+    let ended = daemon.wait_for("its supervisor had stopped", &[("job", "long")]);
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "noticed after {:?}: {ended}",
+        asked.elapsed()
+    );
+    let all = runs(&p, "long");
+    assert_eq!(all[0]["state"], "failed", "{all:?}");
+    assert!(gone(child), "the run's process {child} survived");
+    // The job is free again: a trigger runs.
+    p.run_live(&["trigger", "long"]).code(0);
+    daemon.wait_for("process started", &[("job", "long")]);
+    assert_eq!(daemon.stop(), Some(0));
+}
+
+/// Defect 3: a foreground `jobs run` whose session drops (SIGHUP) or that is asked to stop
+/// (SIGTERM) cancels its run and records it, like Ctrl-C.
+#[test]
+fn a_hung_up_foreground_run_is_cancelled_and_recorded() {
+    for (sig, why) in [(libc::SIGHUP, "SIGHUP"), (libc::SIGTERM, "SIGTERM")] {
+        let p = Project::new().file(
+            "jobs.d/long.yaml",
+            "run: echo go > started.fifo; sleep 60\n",
+        );
+        make_fifo(&p, "started.fifo");
+        p.run(&["apply"]).code(0);
+        let mut foreground = spawn_jobs(&p, &["run", "long"]);
+        read_fifo(&p, "started.fifo");
+        signal(foreground.id(), sig);
+        let status = foreground.wait().unwrap();
+        assert_ne!(status.code(), Some(0), "{why}");
+        let all = runs(&p, "long");
+        assert_eq!(all[0]["state"], "cancelled", "{why}: {all:?}");
+        assert!(
+            all[0]["error"].as_str().unwrap_or("").contains(why),
+            "{why}: {all:?}"
+        );
+    }
 }
