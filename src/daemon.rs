@@ -44,6 +44,8 @@ const DEBOUNCE_MAX: StdDuration = StdDuration::from_secs(1);
 const PRUNE_EVERY: StdDuration = StdDuration::from_secs(3600);
 /// How often the daemon checks the ledger for other processes' writes without being told.
 const BACKSTOP: StdDuration = StdDuration::from_secs(60);
+/// How often the daemon checks that the jobs folder is still the one it watches.
+const IDENTITY_CHECK: StdDuration = StdDuration::from_secs(2);
 /// How often the daemon looks for runs whose supervisor is gone.
 const ORPHAN_CHECK: StdDuration = StdDuration::from_secs(2);
 /// Runs deleted per retention transaction: small, so a fire never waits long behind it.
@@ -210,7 +212,12 @@ async fn serve_async(options: Options) -> Result<()> {
     }
     // Watch before the first reconcile, so nothing written meanwhile goes unnoticed.
     let (dir_events, mut dir_changed) = tokio::sync::mpsc::unbounded_channel::<DirChange>();
-    let _dir_watch = watch_dir(&daemon.options.dir, dir_events)?;
+    let mut dir_watch = DirWatch::new(&daemon.options.dir, dir_events)?;
+    // Replacing the folder (a mv-swap deploy, `rm -rf` and re-create, a `jobs.d` symlink
+    // switched to a new release) is seen by the parent's watch, and by this look at the
+    // folder's identity for what no watch sees (a symlink higher up switched).
+    let mut identity_check = tokio::time::interval(IDENTITY_CHECK);
+    identity_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let _ledger_watch = {
         let d = daemon.clone();
         watch_ledger(&daemon.options.ledger, true, move || d.ledger_changed())?
@@ -314,7 +321,16 @@ async fn serve_async(options: Options) -> Result<()> {
                     pending.rescan |= c.rescan;
                     change = dir_changed.try_recv().ok();
                 }
+                if dir_watch.follow() {
+                    pending.rescan = true;
+                }
                 first_change.get_or_insert_with(tokio::time::Instant::now);
+            }
+            _ = identity_check.tick() => {
+                if dir_watch.follow() {
+                    pending.rescan = true;
+                    first_change.get_or_insert_with(tokio::time::Instant::now);
+                }
             }
             () = quiet => {
                 first_change = None;
@@ -1225,8 +1241,7 @@ fn watch_dir(
     events: tokio::sync::mpsc::UnboundedSender<DirChange>,
 ) -> Result<notify::RecommendedWatcher> {
     use notify::Watcher as _;
-    let root =
-        std::fs::canonicalize(dir).with_context(|| format!("resolving {}", dir.display()))?;
+    let root = dir.to_path_buf();
     let base = root.clone();
     let mut watcher = notify::recommended_watcher(move |result: notify::Result<notify::Event>| {
         match result {
@@ -1262,6 +1277,113 @@ fn watch_dir(
     watcher
         .watch(&root, notify::RecursiveMode::Recursive)
         .with_context(|| format!("watching {}", dir.display()))?;
+    Ok(watcher)
+}
+
+/// The watches on the jobs folder: the folder as it resolves now (recursive), and its parent
+/// (for the folder, or the link to it, being replaced). When the path resolves to another
+/// folder than the one watched, the watch moves there and everything is read again.
+struct DirWatch {
+    dir: PathBuf,
+    events: tokio::sync::mpsc::UnboundedSender<DirChange>,
+    /// The folder watched: its canonical path and (device, inode).
+    watched: Option<(PathBuf, (u64, u64))>,
+    tree: Option<notify::RecommendedWatcher>,
+    _parent: Option<notify::RecommendedWatcher>,
+}
+
+impl DirWatch {
+    fn new(dir: &Path, events: tokio::sync::mpsc::UnboundedSender<DirChange>) -> Result<DirWatch> {
+        let parent = watch_parent(dir, events.clone())
+            .map_err(|e| tracing::warn!("watching the jobs folder's parent: {e:#}"))
+            .ok();
+        let mut watch = DirWatch {
+            dir: dir.to_path_buf(),
+            events,
+            watched: None,
+            tree: None,
+            _parent: parent,
+        };
+        let identity =
+            folder_identity(dir).with_context(|| format!("resolving {}", dir.display()))?;
+        watch.tree = Some(watch_dir(&identity.0, watch.events.clone())?);
+        watch.watched = Some(identity);
+        Ok(watch)
+    }
+
+    /// Moves the watch when the path now names another folder (or none, or one again);
+    /// returns whether it did, so the caller reads everything again.
+    fn follow(&mut self) -> bool {
+        let now = folder_identity(&self.dir).ok();
+        if now == self.watched {
+            return false;
+        }
+        self.tree = None;
+        match &now {
+            Some((root, _)) => {
+                tracing::warn!(
+                    dir = %self.dir.display(),
+                    now = %root.display(),
+                    "the jobs folder was replaced; watching the new one and reading it all"
+                );
+                match watch_dir(root, self.events.clone()) {
+                    Ok(w) => self.tree = Some(w),
+                    Err(e) => tracing::error!("watching the jobs folder: {e:#}"),
+                }
+            }
+            None => tracing::warn!(
+                dir = %self.dir.display(),
+                "the jobs folder is gone; its jobs are kept until it is back"
+            ),
+        }
+        self.watched = now;
+        true
+    }
+}
+
+/// A folder's canonical path and (device, inode), through any symlinks.
+fn folder_identity(dir: &Path) -> std::io::Result<(PathBuf, (u64, u64))> {
+    use std::os::unix::fs::MetadataExt as _;
+    let root = std::fs::canonicalize(dir)?;
+    let meta = std::fs::metadata(&root)?;
+    Ok((root, (meta.dev(), meta.ino())))
+}
+
+/// Watches the folder holding the jobs folder for changes to the jobs folder's own entry (a
+/// rename over it, a deletion, a symlink switched): each sends a rescan.
+fn watch_parent(
+    dir: &Path,
+    events: tokio::sync::mpsc::UnboundedSender<DirChange>,
+) -> Result<notify::RecommendedWatcher> {
+    use notify::Watcher as _;
+    let parent = dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    let name = dir.file_name().map(std::ffi::OsStr::to_os_string);
+    let mut watcher = notify::recommended_watcher(move |result: notify::Result<notify::Event>| {
+        let ours = match &result {
+            Ok(event) => {
+                !matches!(event.kind, notify::EventKind::Access(_))
+                    && event
+                        .paths
+                        .iter()
+                        .any(|p| p.file_name().map(std::ffi::OsStr::to_os_string) == name)
+            }
+            Err(_) => true,
+        };
+        if ours {
+            let _ = events.send(DirChange {
+                paths: Vec::new(),
+                rescan: true,
+            });
+        }
+    })
+    .context("starting the file watcher")?;
+    watcher
+        .watch(&parent, notify::RecursiveMode::NonRecursive)
+        .with_context(|| format!("watching {}", parent.display()))?;
     Ok(watcher)
 }
 

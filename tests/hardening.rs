@@ -372,3 +372,65 @@ fn a_hung_up_foreground_run_is_cancelled_and_recorded() {
         );
     }
 }
+
+fn job_names(p: &Project) -> Vec<String> {
+    let list = p.run_live(&["list", "-o", "json"]).code(0).json();
+    let mut names: Vec<String> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["name"].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Points the symlink `link` at `target`, atomically (a new link renamed over the old one, as
+/// deploy tools do).
+fn switch_link(p: &Project, link: &str, target: &str) {
+    let tmp = p.path(&format!("{link}.new"));
+    std::os::unix::fs::symlink(target, &tmp).unwrap();
+    std::fs::rename(&tmp, p.path(link)).unwrap();
+}
+
+/// Defect 4: switching a `jobs.d` symlink to a new release is followed: the new release is
+/// applied, its later edits are seen, and edits in the old release are not.
+#[test]
+fn replacing_the_jobs_folder_keeps_reconciling() {
+    let p = Project::new()
+        .file("releases/v1/a.yaml", common::job("@daily"))
+        .file("releases/v2/b.yaml", common::job("@daily"));
+    std::os::unix::fs::symlink("releases/v1", p.path("jobs.d")).unwrap();
+    let mut daemon = p.serve(&[], None);
+    daemon.wait_for("scheduler started", &[]);
+    assert_eq!(job_names(&p), ["a"]);
+
+    switch_link(&p, "jobs.d", "releases/v2");
+    daemon.wait_for("reconciled: applied 1 added, 0 changed, 1 removed", &[]);
+    assert_eq!(job_names(&p), ["b"]);
+
+    // An edit in the old release is not applied; one in the new release is.
+    p.write("releases/v1/old.yaml", common::job("@daily"));
+    p.write("releases/v2/c.yaml", common::job("@daily"));
+    daemon.wait_for("reconciled: applied 1 added", &[]);
+    assert_eq!(job_names(&p), ["b", "c"]);
+
+    // A mv-swap of a real folder, then `rm -rf` and re-create.
+    std::fs::remove_file(p.path("jobs.d")).unwrap();
+    std::fs::create_dir(p.path("jobs.d.next")).unwrap();
+    p.write("jobs.d.next/d.yaml", common::job("@daily"));
+    std::fs::rename(p.path("jobs.d.next"), p.path("jobs.d")).unwrap();
+    daemon.wait_for("reconciled: applied 1 added, 0 changed, 2 removed", &[]);
+    assert_eq!(job_names(&p), ["d"]);
+    std::fs::remove_dir_all(p.path("jobs.d")).unwrap();
+    std::fs::create_dir(p.path("jobs.d")).unwrap();
+    p.write("jobs.d/e.yaml", common::job("@daily"));
+    // The empty folder may be applied on its own before `e` is written: wait for `e`.
+    while job_names(&p) != ["e"] {
+        daemon.wait_for("reconciled: applied", &[]);
+    }
+    p.write("jobs.d/f.yaml", common::job("@daily"));
+    daemon.wait_for("reconciled: applied 1 added, 0 changed, 0 removed", &[]);
+    assert_eq!(job_names(&p), ["e", "f"]);
+    assert_eq!(daemon.stop(), Some(0));
+}
