@@ -129,12 +129,32 @@ pub fn build_with(
             }
         }
     }
+    // A name that exists outside the files (an API-owned job) is that file's error alone:
+    // the file's job is not applied, everything else is.
+    for (name, indices) in &claimed {
+        if other_jobs.iter().any(|o| o == name) {
+            for &i in indices {
+                diagnostics.push(
+                    Diagnostic::error(
+                        files[i].display,
+                        format!(
+                            "job `{name}` was created through the API; a file cannot take it over"
+                        ),
+                    )
+                    .help(format!(
+                        "rename this file, or delete the API's job first (`jobs delete {name} --server URL`)"
+                    )),
+                );
+            }
+        }
+    }
     let mut keep: Vec<bool> = entries
         .iter()
         .map(|e| {
             claimed
                 .get(e.spec.name.as_str())
                 .is_some_and(|files| files.len() == 1)
+                && !other_jobs.iter().any(|o| o == e.spec.name.as_str())
         })
         .collect();
 

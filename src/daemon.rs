@@ -89,6 +89,9 @@ struct Daemon {
     parse_cache: Mutex<HashMap<String, CachedParse>>,
     /// The jobs folder as last read, so a change re-reads only the files it names.
     last_scan: Mutex<Option<source::Scan>>,
+    /// Asks the serve loop for a reconcile (a ledger change may settle a file's error: the
+    /// API job whose name it took was deleted).
+    dir_events: tokio::sync::mpsc::UnboundedSender<DirChange>,
 }
 
 /// A job file's last parse, reused while its bytes are unchanged.
@@ -162,6 +165,7 @@ async fn serve_async(options: Options) -> Result<()> {
         kill_grace,
         options.defaults.clone(),
     ));
+    let (dir_events, mut dir_changed) = tokio::sync::mpsc::unbounded_channel::<DirChange>();
     let daemon = Arc::new(Daemon {
         shared,
         options,
@@ -178,6 +182,7 @@ async fn serve_async(options: Options) -> Result<()> {
         last_problems: Mutex::new((0, String::new())),
         parse_cache: Mutex::new(HashMap::new()),
         last_scan: Mutex::new(None),
+        dir_events: dir_events.clone(),
     });
 
     {
@@ -211,7 +216,6 @@ async fn serve_async(options: Options) -> Result<()> {
         daemon.seen_version.store(version, Ordering::SeqCst);
     }
     // Watch before the first reconcile, so nothing written meanwhile goes unnoticed.
-    let (dir_events, mut dir_changed) = tokio::sync::mpsc::unbounded_channel::<DirChange>();
     let mut dir_watch = DirWatch::new(&daemon.options.dir, dir_events)?;
     // Replacing the folder (a mv-swap deploy, `rm -rf` and re-create, a `jobs.d` symlink
     // switched to a new release) is seen by the parent's watch, and by this look at the
@@ -645,6 +649,9 @@ impl Daemon {
         self.wake_scheduler.notify_one();
         self.wake_executor.notify_one();
         self.act_on_cancels();
+        if self.problems().is_some() {
+            let _ = self.dir_events.send(DirChange::default());
+        }
     }
 
     /// Sends a stop to each running run whose cancellation was requested.
@@ -1239,6 +1246,7 @@ pub fn hostname() -> String {
 fn watch_dir(
     dir: &Path,
     events: tokio::sync::mpsc::UnboundedSender<DirChange>,
+    lost: Arc<AtomicBool>,
 ) -> Result<notify::RecommendedWatcher> {
     use notify::Watcher as _;
     let root = dir.to_path_buf();
@@ -1250,6 +1258,13 @@ fn watch_dir(
             Ok(event) => {
                 let mut paths = Vec::new();
                 let mut rescan = event.need_rescan();
+                if matches!(event.kind, notify::EventKind::Remove(_))
+                    && event.paths.iter().any(|p| p == &base)
+                {
+                    // The watched folder itself is gone: this watch sees nothing more.
+                    lost.store(true, Ordering::SeqCst);
+                    rescan = true;
+                }
                 for path in &event.paths {
                     match path.strip_prefix(&base) {
                         Ok(relative) => paths.push(
@@ -1286,9 +1301,12 @@ fn watch_dir(
 struct DirWatch {
     dir: PathBuf,
     events: tokio::sync::mpsc::UnboundedSender<DirChange>,
-    /// The folder watched: its canonical path and (device, inode).
-    watched: Option<(PathBuf, (u64, u64))>,
+    /// The folder watched: its canonical path and identity.
+    watched: Option<(PathBuf, Identity)>,
     tree: Option<notify::RecommendedWatcher>,
+    /// Set by the tree's watch when the watched folder itself is deleted: a folder re-created
+    /// at once may get the same inode number back, so identity alone cannot tell.
+    lost: Arc<AtomicBool>,
     _parent: Option<notify::RecommendedWatcher>,
 }
 
@@ -1302,11 +1320,16 @@ impl DirWatch {
             events,
             watched: None,
             tree: None,
+            lost: Arc::new(AtomicBool::new(false)),
             _parent: parent,
         };
         let identity =
             folder_identity(dir).with_context(|| format!("resolving {}", dir.display()))?;
-        watch.tree = Some(watch_dir(&identity.0, watch.events.clone())?);
+        watch.tree = Some(watch_dir(
+            &identity.0,
+            watch.events.clone(),
+            watch.lost.clone(),
+        )?);
         watch.watched = Some(identity);
         Ok(watch)
     }
@@ -1315,10 +1338,11 @@ impl DirWatch {
     /// returns whether it did, so the caller reads everything again.
     fn follow(&mut self) -> bool {
         let now = folder_identity(&self.dir).ok();
-        if now == self.watched {
+        if now == self.watched && !self.lost.swap(false, Ordering::SeqCst) {
             return false;
         }
         self.tree = None;
+        self.lost.store(false, Ordering::SeqCst);
         match &now {
             Some((root, _)) => {
                 tracing::warn!(
@@ -1326,7 +1350,7 @@ impl DirWatch {
                     now = %root.display(),
                     "the jobs folder was replaced; watching the new one and reading it all"
                 );
-                match watch_dir(root, self.events.clone()) {
+                match watch_dir(root, self.events.clone(), self.lost.clone()) {
                     Ok(w) => self.tree = Some(w),
                     Err(e) => tracing::error!("watching the jobs folder: {e:#}"),
                 }
@@ -1341,12 +1365,15 @@ impl DirWatch {
     }
 }
 
-/// A folder's canonical path and (device, inode), through any symlinks.
-fn folder_identity(dir: &Path) -> std::io::Result<(PathBuf, (u64, u64))> {
+/// A folder's device, inode and birth time (where the file system keeps one).
+type Identity = (u64, u64, Option<std::time::SystemTime>);
+
+/// A folder's canonical path and identity, through any symlinks.
+fn folder_identity(dir: &Path) -> std::io::Result<(PathBuf, Identity)> {
     use std::os::unix::fs::MetadataExt as _;
     let root = std::fs::canonicalize(dir)?;
     let meta = std::fs::metadata(&root)?;
-    Ok((root, (meta.dev(), meta.ino())))
+    Ok((root, (meta.dev(), meta.ino(), meta.created().ok())))
 }
 
 /// Watches the folder holding the jobs folder for changes to the jobs folder's own entry (a

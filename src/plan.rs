@@ -142,7 +142,8 @@ pub fn plan(catalog: &Catalog, applied: &[Applied], now: Timestamp) -> Plan {
         let spec = &entry.spec;
         let tz = &spec.timezone.tz;
         match by_name.get(name) {
-            Some(current) if current.api_owned => errors.push(
+            // A deleted API job's name is free for a file.
+            Some(current) if current.api_owned && current.active => errors.push(
                 Diagnostic::error(
                     entry.file.as_str(),
                     format!("job `{name}` was created through the API; a file cannot take it over"),

@@ -434,3 +434,48 @@ fn replacing_the_jobs_folder_keeps_reconciling() {
     assert_eq!(job_names(&p), ["e", "f"]);
     assert_eq!(daemon.stop(), Some(0));
 }
+
+/// Defect 5: a file named like an API-owned job is an error of that file alone: the rest of
+/// the folder applies, status and readiness say so, and once the API job is deleted the file
+/// takes the name.
+#[test]
+fn a_name_collision_with_an_api_job_blocks_only_its_file() {
+    let p = Project::new()
+        .file("jobs.d/other.yaml", common::job("@daily"))
+        .file("defs/hello.yaml", common::job("@hourly"))
+        .file("tokens", "admin admin-token-0123456789abcdef\n");
+    let mut daemon = p.serve(&["--token-file", "tokens"], None);
+    daemon.wait_for("scheduler started", &[]);
+    let url = daemon.url();
+    let remote = |args: &[&str]| {
+        let token = "admin-token-0123456789abcdef";
+        let mut all = vec!["--server", url.as_str(), "--token", token];
+        all.extend_from_slice(args);
+        p.run_live(&all)
+    };
+    remote(&["create", "--file", "defs/hello.yaml"]).code(0);
+
+    p.write("jobs.d/hello.yaml", common::job("@daily"));
+    p.write("jobs.d/new.yaml", common::job("@daily"));
+    daemon.wait_for("reconciled: applied 1 added", &[]);
+    assert_eq!(job_names(&p), ["hello", "new", "other"]);
+    p.run_live(&["status"])
+        .stdout_has("jobs.d/hello.yaml")
+        .stdout_has("was created through the API");
+    let (status, ready) = get(&mut daemon, "/readyz");
+    assert_eq!(status, 503, "{ready}");
+    assert!(ready["jobs_dir"].as_str().unwrap().contains("hello.yaml"));
+    p.run_live(&["apply"])
+        .code(1)
+        .stderr_has("jobs.d/hello.yaml")
+        .stderr_has("was created through the API");
+
+    // Deleted through the API, the name is free: the file takes it.
+    remote(&["delete", "hello"]).code(0);
+    daemon.wait_for("the jobs folder is valid again", &[]);
+    daemon.wait_for("reconciled: applied 1 added", &[]);
+    let hello = p.run_live(&["get", "hello", "-o", "json"]).code(0).json();
+    assert_eq!(hello["owner"], "file", "{hello}");
+    assert_eq!(get(&mut daemon, "/readyz").0, 200);
+    assert_eq!(daemon.stop(), Some(0));
+}
