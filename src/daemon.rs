@@ -164,6 +164,7 @@ async fn serve_async(options: Options) -> Result<()> {
         Some(epoch),
         kill_grace,
         options.defaults.clone(),
+        &options.dir,
     ));
     let (dir_events, mut dir_changed) = tokio::sync::mpsc::unbounded_channel::<DirChange>();
     let daemon = Arc::new(Daemon {
@@ -1476,6 +1477,7 @@ pub fn watch_ledger(
 /// When the job is unknown or the ledger cannot be written.
 pub fn run_foreground(
     ledger_path: &Path,
+    jobs_dir: &Path,
     job: &str,
     params: Option<serde_json::Value>,
     defaults: Defaults,
@@ -1511,7 +1513,9 @@ pub fn run_foreground(
             now,
         )?;
         let run = ledger.run(id)?.context("reading the new run")?;
-        let shared = Arc::new(Shared::new(ledger, clock, None, kill_grace, defaults));
+        let shared = Arc::new(Shared::new(
+            ledger, clock, None, kill_grace, defaults, jobs_dir,
+        ));
         let (stop_tx, stop_rx) = watch::channel(None);
         // Ctrl-C, a dropped session (SIGHUP) and SIGTERM cancel the run (and are recorded)
         // rather than orphaning it.

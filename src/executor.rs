@@ -33,6 +33,9 @@ pub struct Shared {
     pub epoch: Option<i64>,
     pub kill_grace: StdDuration,
     pub defaults: Defaults,
+    /// The folder holding the jobs folder (absolute): where runs start, and what a relative
+    /// `working_dir` is relative to, whatever the daemon's own current directory.
+    pub base_dir: std::path::PathBuf,
     specs: Mutex<HashMap<i64, Arc<JobSpec>>>,
     /// Run ends waiting to be written. Whoever next holds the ledger writes all of them in one
     /// transaction, so runs ending together share one disk sync (group commit).
@@ -82,6 +85,7 @@ impl Shared {
         epoch: Option<i64>,
         kill_grace: StdDuration,
         defaults: Defaults,
+        jobs_dir: &std::path::Path,
     ) -> Shared {
         Shared {
             ledger: Mutex::new(ledger),
@@ -89,6 +93,7 @@ impl Shared {
             epoch,
             kill_grace,
             defaults,
+            base_dir: base_dir(jobs_dir),
             specs: Mutex::new(HashMap::new()),
             ends: Mutex::new(Vec::new()),
             progress: tokio::sync::watch::Sender::new(0),
@@ -327,6 +332,16 @@ impl Shared {
     }
 }
 
+/// The folder holding `jobs_dir`, absolute (symlinks kept: a `jobs.d` link switched between
+/// releases still runs jobs in the folder that holds the link).
+pub fn base_dir(jobs_dir: &std::path::Path) -> std::path::PathBuf {
+    let absolute = std::path::absolute(jobs_dir).unwrap_or_else(|_| jobs_dir.to_path_buf());
+    match absolute.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => absolute,
+    }
+}
+
 /// Parses a revision's recorded definition back into its spec.
 ///
 /// # Errors
@@ -441,7 +456,13 @@ pub async fn run_and_record(
     let launch = Launch {
         action: run_action(&spec, &run),
         env: run_env(&spec, &run),
-        working_dir: spec.working_dir.clone(),
+        working_dir: Some(
+            shared
+                .base_dir
+                .join(spec.working_dir.as_deref().unwrap_or("."))
+                .to_string_lossy()
+                .into_owned(),
+        ),
         timeout: spec
             .timeout
             .and_then(|t| StdDuration::try_from(t.as_signed()).ok()),

@@ -121,7 +121,15 @@ pub async fn execute(
 ) -> Finished {
     let mut command = match &launch.action {
         Action::Command(argv) => {
-            let mut c = Command::new(&argv[0]);
+            // A relative program path (`./scripts/x.sh`) is relative to the run's folder, as
+            // a shell would see it there (std leaves which folder unspecified).
+            let program = match &launch.working_dir {
+                Some(dir) if argv[0].contains('/') && !argv[0].starts_with('/') => {
+                    std::path::Path::new(dir).join(&argv[0]).into_os_string()
+                }
+                _ => argv[0].clone().into(),
+            };
+            let mut c = Command::new(program);
             c.args(&argv[1..]);
             c
         }

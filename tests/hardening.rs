@@ -479,3 +479,38 @@ fn a_name_collision_with_an_api_job_blocks_only_its_file() {
     assert_eq!(get(&mut daemon, "/readyz").0, 200);
     assert_eq!(daemon.stop(), Some(0));
 }
+
+/// Defect 10: jobs run in the folder holding `jobs.d` and a relative `working_dir` is
+/// relative to it, whatever the daemon's current directory (`/` under systemd).
+#[test]
+fn working_dir_defaults_to_the_folder_holding_the_jobs_folder() {
+    let p = Project::new()
+        .file("app/jobs.d/rel.yaml", "command: [./scripts/hello.sh]\n")
+        .file("app/jobs.d/wd.yaml", "working_dir: scripts\nrun: pwd\n")
+        .file("app/scripts/hello.sh", "#!/bin/sh\necho the app script\n")
+        .file("scripts/hello.sh", "#!/bin/sh\necho the wrong script\n");
+    for script in ["app/scripts/hello.sh", "scripts/hello.sh"] {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(p.path(script), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    // The daemon's current directory is the project, not the folder holding `jobs.d`.
+    let dir = ["--dir", "app/jobs.d"];
+    let mut daemon = p.serve(&dir, None);
+    daemon.wait_for("scheduler started", &[]);
+    for job in ["rel", "wd"] {
+        p.run_live(&["--dir", "app/jobs.d", "trigger", job]).code(0);
+        let ended = wait_run_end(&mut daemon, job);
+        assert_eq!(ended["state"], "succeeded", "{job}: {ended}");
+    }
+    let logs = |job: &str| {
+        let id = p
+            .run_live(&["--dir", "app/jobs.d", "runs", job, "-o", "json"])
+            .json()[0]["id"]
+            .to_string();
+        p.run_live(&["--dir", "app/jobs.d", "logs", &id]).stdout
+    };
+    assert!(logs("rel").contains("the app script"));
+    let app = std::fs::canonicalize(p.path("app/scripts")).unwrap();
+    assert_eq!(logs("wd").trim(), app.to_str().unwrap());
+    assert_eq!(daemon.stop(), Some(0));
+}

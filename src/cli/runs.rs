@@ -195,6 +195,7 @@ pub fn run_now(settings: &Settings, job: &str, given: &[String]) -> Result<ExitC
     };
     let (id, conclusion) = daemon::run_foreground(
         &settings.ledger,
+        &settings.dir,
         job,
         params,
         settings.config.defaults.clone(),
