@@ -44,6 +44,8 @@ const DEBOUNCE_MAX: StdDuration = StdDuration::from_secs(1);
 const PRUNE_EVERY: StdDuration = StdDuration::from_secs(3600);
 /// How often the daemon checks the ledger for other processes' writes without being told.
 const BACKSTOP: StdDuration = StdDuration::from_secs(60);
+/// The longest the scheduler sleeps without looking at the wall clock.
+const CLOCK_LOOK: StdDuration = StdDuration::from_secs(60);
 /// How often the daemon checks that the jobs folder is still the one it watches.
 const IDENTITY_CHECK: StdDuration = StdDuration::from_secs(2);
 /// How often the daemon looks for runs whose supervisor is gone.
@@ -687,6 +689,7 @@ impl Daemon {
         let mut jobs: HashMap<String, SchedJob> = HashMap::new();
         let mut queue: BTreeSet<(Timestamp, String)> = BTreeSet::new();
         let mut first_load = true;
+        let mut last_now: Option<Timestamp> = None;
         loop {
             if self.stopping.load(Ordering::SeqCst) {
                 return;
@@ -728,6 +731,7 @@ impl Daemon {
                                 && old.revision_id == job.revision_id
                                 && old.paused == job.paused
                                 && old.cursor >= job.cursor
+                                && old.cursor <= job.cursor.max(self.now())
                             {
                                 job.cursor = old.cursor;
                                 job.next = old.next;
@@ -754,6 +758,24 @@ impl Daemon {
                 }
             }
             let now = self.now();
+            // The wall clock went back (NTP fixed a clock that was ahead): what was decided
+            // in the future is brought back to now.
+            if let Some(last) = last_now
+                && now
+                    < last
+                        .saturating_sub(SignedDuration::from_secs(1))
+                        .unwrap_or(last)
+            {
+                tracing::warn!(
+                    from = %stamp(last),
+                    to = %stamp(now),
+                    "the clock went backwards; rescheduling from now"
+                );
+                last_now = Some(now);
+                self.reload.store(true, Ordering::SeqCst);
+                continue;
+            }
+            last_now = Some(now);
             let mut due: Vec<String> = Vec::new();
             while let Some((at, _)) = queue.first()
                 && *at <= now
@@ -774,10 +796,12 @@ impl Daemon {
                 }
                 continue;
             }
+            // At most a minute: a wall clock moved back is noticed within it.
             let sleep = queue
                 .first()
                 .map(|(at, _)| self.shared.clock.until(*at))
-                .unwrap_or(StdDuration::from_secs(3600));
+                .unwrap_or(CLOCK_LOOK)
+                .min(CLOCK_LOOK);
             tokio::select! {
                 () = tokio::time::sleep(sleep) => {}
                 () = self.wake_scheduler.notified() => {}
@@ -789,6 +813,7 @@ impl Daemon {
     /// Also hands the dependency graph of the active jobs to the ledger and resolves what it
     /// allows now (fan-ins and blocked runs that another process's writes released).
     fn load_jobs(&self) -> crate::ledger::Result<HashMap<String, SchedJob>> {
+        self.rewind_future()?;
         let rows = self.shared.ledger().job_summaries()?;
         let mut jobs = HashMap::new();
         let mut specs = Vec::new();
@@ -833,6 +858,34 @@ impl Daemon {
         self.shared.ledger().set_graph(Some(Arc::new(graph)));
         self.resolve();
         Ok(jobs)
+    }
+
+    /// Brings back to now what the ledger holds from the future: a clock that was ahead and
+    /// was corrected would otherwise silence every schedule until real time caught up.
+    fn rewind_future(&self) -> crate::ledger::Result<()> {
+        let now = self.now();
+        let rewound = self.shared.ledger().rewind_future(now)?;
+        if rewound.is_empty() {
+            return Ok(());
+        }
+        let furthest = rewound.jobs.iter().map(|(_, t)| *t).max().unwrap_or(now);
+        let message = format!(
+            "the clock is behind what the ledger recorded (up to {}, {} ahead of now): \
+             a clock that was ahead was corrected; {} jobs and {} waiting runs resume from now",
+            stamp(furthest),
+            crate::duration::Duration::from_secs(furthest.duration_since(now).as_secs()),
+            rewound.jobs.len(),
+            rewound.runs,
+        );
+        for (job, at) in &rewound.jobs {
+            tracing::warn!(job = %job, was = %stamp(*at), "the job's schedule resumes from now");
+        }
+        tracing::warn!(jobs = rewound.jobs.len(), runs = rewound.runs, "{message}");
+        let _ = self
+            .shared
+            .ledger()
+            .daemon_event(now, "clock_backwards", &message);
+        Ok(())
     }
 
     /// Fires the fan-ins and decides the blocked runs the ledger allows now.

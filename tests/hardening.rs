@@ -514,3 +514,44 @@ fn working_dir_defaults_to_the_folder_holding_the_jobs_folder() {
     assert_eq!(logs("wd").trim(), app.to_str().unwrap());
     assert_eq!(daemon.stop(), Some(0));
 }
+
+/// Defect 9: after a daemon ran with its clock a day ahead, a daemon on the corrected clock
+/// does not stay silent until real time catches up: it says what it moved and fires now.
+#[test]
+fn a_clock_moved_back_does_not_silence_schedules() {
+    let p = Project::new()
+        .file("jobs.d/tick.yaml", "schedule: {every: 1s}\nrun: \"true\"\n")
+        .file(
+            "jobs.d/flaky.yaml",
+            "run: exit 1\nretry: {attempts: 1, backoff: 1s}\n",
+        )
+        .file(
+            "jobs.d/minutely.yaml",
+            "schedule: \"* * * * *\"\nrun: \"true\"\n",
+        );
+    let ahead = "2026-11-01T12:00:00Z";
+    let mut daemon = p.serve(&[], Some(ahead));
+    daemon.wait_for("scheduler started", &[]);
+    wait_run_end(&mut daemon, "tick");
+    // A retry due a second after its failure, decided on the clock that is ahead.
+    p.run_live(&["trigger", "flaky"]).code(0);
+    daemon.wait_for("run ended; retrying", &[("job", "flaky")]);
+    let mut daemon = {
+        daemon.signal(libc::SIGKILL);
+        daemon.wait();
+        // A day behind, two seconds before a minute starts.
+        p.serve(&[], Some("2026-10-31T12:00:58Z"))
+    };
+    let warned = daemon.wait_for("the clock is behind what the ledger recorded", &[]);
+    assert!(
+        warned["message"].as_str().unwrap().contains("23h 59m"),
+        "{warned}"
+    );
+    // Each resumes from now, not from a day later.
+    let mut ended = std::collections::BTreeSet::new();
+    while ended.len() < 3 {
+        let line = daemon.wait_for("run ended", &[]);
+        ended.insert(line["job"].as_str().unwrap().to_string());
+    }
+    assert_eq!(daemon.stop(), Some(0));
+}

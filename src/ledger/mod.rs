@@ -14,7 +14,9 @@ use std::time::Duration as StdDuration;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 mod deps;
+mod rewind;
 mod runs;
+pub use rewind::Rewound;
 pub use runs::*;
 
 /// How the ledger writes instants: RFC 3339 in UTC with milliseconds, so that text order is
