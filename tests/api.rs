@@ -325,7 +325,7 @@ fn every_error_is_json_with_the_right_status() {
         ),
         (
             "hook of a job without one",
-            http.post("/v1/hooks/nightly", None, None),
+            http.post("/v1/hooks/nightly", Some(READER), None),
             404,
             "has no webhook",
         ),

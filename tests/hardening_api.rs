@@ -144,3 +144,52 @@ fn the_webhook_replay_guard_cannot_be_bypassed_by_dropping_the_timestamp_header(
     assert_eq!(run.status, 202, "{}", run.text);
     assert_eq!(daemon.stop(), Some(0));
 }
+
+/// Defect 15: `Authorization: bearer TOKEN` was refused; the scheme is case-insensitive
+/// (RFC 7235).
+#[test]
+fn authorization_bearer_in_lower_case_is_accepted() {
+    let p = Project::new()
+        .file("tokens", tokens())
+        .file("jobs.d/nightly.yaml", common::job("0 3 * * *"));
+    let (daemon, http) = start(&p, &[]);
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        let auth = format!("{scheme} {READER}");
+        let reply = http.call("GET", "/v1/jobs/nightly", &[("Authorization", &auth)], b"");
+        assert_eq!(reply.status, 200, "{scheme}: {}", reply.text);
+    }
+    let basic = format!("Basic {READER}");
+    http.call("GET", "/v1/jobs/nightly", &[("Authorization", &basic)], b"")
+        .error(401);
+    assert_eq!(daemon.stop(), Some(0));
+}
+
+/// Defect 15: a webhook's 404 told anyone whether a job of that name existed ("job `x` has no
+/// webhook" against "no job `x`").
+#[test]
+fn webhook_404s_do_not_leak_job_names_to_unauthenticated_callers() {
+    let p = Project::new()
+        .file("tokens", tokens())
+        .file("jobs.d/nightly.yaml", common::job("0 3 * * *"));
+    let (daemon, http) = start(&p, &[]);
+    let bad_token = "Bearer not-a-token-0123456789abcdef".to_string();
+    for headers in [vec![], vec![("Authorization", bad_token.as_str())]] {
+        let existing = http.hook("nightly", &headers, b"{}");
+        let unknown = http.hook("nightlx", &headers, b"{}");
+        let message = existing.error(404);
+        assert_eq!(message, unknown.error(404));
+        assert_eq!(existing.text, unknown.text);
+        assert!(!message.contains("nightly"), "{message}");
+    }
+    // A reader may be told why.
+    let auth = format!("Bearer {READER}");
+    let message = http
+        .hook("nightly", &[("Authorization", &auth)], b"{}")
+        .error(404);
+    assert!(message.contains("has no webhook"), "{message}");
+    let message = http
+        .hook("nightlx", &[("Authorization", &auth)], b"{}")
+        .error(404);
+    assert!(message.contains("no job `nightlx`"), "{message}");
+    assert_eq!(daemon.stop(), Some(0));
+}

@@ -9,6 +9,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
+use super::auth::can_read;
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::jobs::{ParamValue, active_job, queue_run};
 use super::{Api, Path, accepted};
@@ -22,7 +23,8 @@ use crate::webhook::{self, Scheme, Signed};
 /// With `X-Jobs-Timestamp: UNIX_SECONDS`, the signed text is `TIMESTAMP.BODY` and requests
 /// more than 5 minutes old are refused; a job with `require_timestamp: true` refuses requests
 /// without that header. A JSON body's `params` object fills declared parameters. No bearer
-/// token: the signature is the authentication.
+/// token: the signature is the authentication. To a caller without a read token, an unknown
+/// job and a job without a webhook answer the same 404.
 #[utoipa::path(post, path = "/v1/hooks/{name}", tag = "webhooks", security(()),
     params(("name" = String, Path, description = "The job's name"),
         ("X-Hub-Signature-256" = Option<String>, Header, description = "sha256=HEX of the body"),
@@ -39,8 +41,20 @@ pub async fn hook(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let (row, spec) = active_job(&api, &name).await?;
+    // A caller who may not read jobs learns nothing from a 404: an unknown job and a job
+    // without a webhook answer alike (the detail is for token holders).
+    let hidden = || ApiError::not_found("there is no webhook at this address");
+    let found = active_job(&api, &name).await;
+    let (row, spec) = match found {
+        Err(e) if e.status == StatusCode::NOT_FOUND && !can_read(&headers, &api) => {
+            return Err(hidden());
+        }
+        other => other?,
+    };
     let Some(webhook) = &spec.webhook else {
+        if !can_read(&headers, &api) {
+            return Err(hidden());
+        }
         return Err(ApiError::not_found(format!(
             "job `{name}` has no webhook; add a `webhook:` block to its file"
         )));
