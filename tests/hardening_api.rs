@@ -3,7 +3,12 @@
 
 mod common;
 
-use std::time::Duration;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use common::{Daemon, Project};
 use serde_json::Value;
@@ -56,6 +61,10 @@ impl Http {
             base: daemon.url(),
             agent,
         }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.base.trim_start_matches("http://").parse().unwrap()
     }
 
     fn call(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
@@ -191,5 +200,130 @@ fn webhook_404s_do_not_leak_job_names_to_unauthenticated_callers() {
         .hook("nightlx", &[("Authorization", &auth)], b"{}")
         .error(404);
     assert!(message.contains("no job `nightlx`"), "{message}");
+    assert_eq!(daemon.stop(), Some(0));
+}
+
+/// `GET /healthz` on a new connection: the status line and how long the answer took.
+fn healthz(addr: SocketAddr) -> (String, Duration) {
+    let started = Instant::now();
+    let bound = Duration::from_secs(20);
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, bound) else {
+        return ("no connection".to_string(), started.elapsed());
+    };
+    stream.set_read_timeout(Some(bound)).unwrap();
+    let _ = stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: jobs\r\nConnection: close\r\n\r\n");
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    let status = answer.lines().next().unwrap_or("no answer").to_string();
+    (status, started.elapsed())
+}
+
+/// Holds `n` idle connections to `addr` (none sends a byte), reopening each one the server
+/// closes, until `stop`. Sends on `ready` once the first `n` were tried.
+fn hold_idle_connections(
+    addr: SocketAddr,
+    n: usize,
+    stop: &AtomicBool,
+    ready: std::sync::mpsc::Sender<usize>,
+) -> usize {
+    let connect = || TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok();
+    let mut held: Vec<Option<TcpStream>> = Vec::with_capacity(n);
+    let opening = Instant::now();
+    while held.len() < n && opening.elapsed() < Duration::from_secs(15) {
+        held.push(connect());
+    }
+    held.resize_with(n, || None);
+    let _ = ready.send(held.iter().flatten().count());
+    let mut reopened = 0;
+    while !stop.load(Ordering::Relaxed) {
+        // Wait (at most 100 ms) for the server to close some; then reopen those and the ones
+        // that could not be opened.
+        let mut fds: Vec<libc::pollfd> = held
+            .iter()
+            .flatten()
+            .map(|s| libc::pollfd {
+                fd: s.as_raw_fd(),
+                events: libc::POLLIN | libc::POLLRDHUP,
+                revents: 0,
+            })
+            .collect();
+        // SAFETY: `fds` is a valid array of pollfd for the duration of the call.
+        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 100) };
+        let closed: std::collections::HashSet<i32> = fds
+            .iter()
+            .filter(|f| f.revents != 0)
+            .map(|f| f.fd)
+            .collect();
+        for slot in &mut held {
+            if slot
+                .as_ref()
+                .is_none_or(|s| closed.contains(&s.as_raw_fd()))
+            {
+                *slot = connect();
+                reopened += 1;
+            }
+        }
+    }
+    reopened
+}
+
+/// Defect 7: with the common 1,024-descriptor limit, 2,000 idle connections (reopened as the
+/// server dropped them) made runs fail with "Too many open files" and `/healthz` time out.
+#[test]
+fn idle_connections_cannot_exhaust_descriptors_and_stop_every_job() {
+    let have = common::raise_own_descriptors(2600);
+    let n = 2000.min(have.saturating_sub(300) as usize);
+    assert!(
+        n >= 1200,
+        "this test needs ~2,300 descriptors; the hard limit is {have}"
+    );
+    let p = Project::new().file("tokens", tokens()).file(
+        "jobs.d/tick.yaml",
+        "schedule: {every: 1s}\nrun: cat /dev/null; echo ok\n",
+    );
+    let mut daemon = p.serve_with(&["--token-file", "tokens"], Some(T0), &[], |cmd| {
+        common::limit_descriptors(cmd, 1024)
+    });
+    let started = daemon.wait_for("jobs serve started", &[]);
+    // 1,024 descriptors: 256 kept for runs and the ledger, a quarter of the rest per address.
+    assert_eq!(started["max_connections"], 768, "{started}");
+    assert_eq!(started["max_connections_per_ip"], 192, "{started}");
+    daemon.wait_for("reconciled", &[]);
+    let addr = Http::new(&mut daemon).addr();
+    daemon.wait_for("run ended", &[("job", "tick")]);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ready_tx, ready) = std::sync::mpsc::channel();
+    let flood = {
+        let stop = stop.clone();
+        std::thread::spawn(move || hold_idle_connections(addr, n, &stop, ready_tx))
+    };
+    let opened = ready.recv().unwrap();
+    let mut slowest = Duration::ZERO;
+    for _ in 0..5 {
+        let ended = daemon.wait_for("run ended", &[("job", "tick")]);
+        assert_eq!(ended["state"], "succeeded", "{ended}");
+        let (status, took) = healthz(addr);
+        assert!(
+            status.contains(" 200 "),
+            "/healthz: {status} after {took:?}"
+        );
+        slowest = slowest.max(took);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let reopened = flood.join().unwrap();
+    assert!(
+        slowest < Duration::from_secs(1),
+        "/healthz took {slowest:?} ({opened} connections held, {reopened} reopened)"
+    );
+    let exhausted: Vec<String> = daemon
+        .seen
+        .iter()
+        .map(ToString::to_string)
+        .filter(|l| l.contains("Too many open files"))
+        .collect();
+    assert!(exhausted.is_empty(), "{exhausted:#?}");
+    eprintln!("{opened} connections held, {reopened} reopened; /healthz at most {slowest:?}");
     assert_eq!(daemon.stop(), Some(0));
 }
