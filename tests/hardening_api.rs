@@ -90,6 +90,15 @@ impl Http {
         }
     }
 
+    fn get(&self, path: &str, token: Option<&str>) -> Reply {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = auth
+            .as_deref()
+            .map(|a| vec![("Authorization", a)])
+            .unwrap_or_default();
+        self.call("GET", path, &headers, b"")
+    }
+
     fn hook(&self, job: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
         self.call("POST", &format!("/v1/hooks/{job}"), headers, body)
     }
@@ -326,4 +335,161 @@ fn idle_connections_cannot_exhaust_descriptors_and_stop_every_job() {
     assert!(exhausted.is_empty(), "{exhausted:#?}");
     eprintln!("{opened} connections held, {reopened} reopened; /healthz at most {slowest:?}");
     assert_eq!(daemon.stop(), Some(0));
+}
+
+/// Reads a run's whole log as a client would, a page at a time (or in one answer, as the API
+/// did before pages), without decoding it: only the cursor is looked for. Returns the bytes.
+fn read_whole_log(agent: &ureq::Agent, base: &str, id: i64) -> usize {
+    let (mut after, mut total) = (0i64, 0);
+    loop {
+        let url = format!("{base}/v1/runs/{id}/logs?after={after}");
+        let mut response = agent
+            .get(&url)
+            .header("Authorization", format!("Bearer {READER}"))
+            .call()
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        assert_eq!(response.status().as_u16(), 200);
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(64 * 1024 * 1024)
+            .read_to_vec()
+            .unwrap();
+        total += body.len();
+        // The cursor is the page's last field.
+        let tail = String::from_utf8_lossy(&body[body.len().saturating_sub(64)..]).into_owned();
+        match tail.rsplit_once("\"next_after\":") {
+            Some((_, rest)) => match rest.trim_end_matches('}').parse::<i64>() {
+                Ok(next) => after = next,
+                Err(_) => return total,
+            },
+            None => return total,
+        }
+    }
+}
+
+/// Defect 8: `GET /v1/runs/{id}/logs` was unpaged and read on the runtime's threads: 30 readers
+/// of a 1 MiB log took `/healthz` to seconds and made an every-second job skip slots.
+#[test]
+fn log_readers_cannot_starve_the_scheduler() {
+    let p = Project::new()
+        .file("tokens", tokens())
+        .file("jobs.d/tick.yaml", "schedule: {every: 1s}\nrun: \"true\"\n")
+        .file(
+            "jobs.d/big.yaml",
+            "run: yes 'a line of output, long enough to make a megabyte in 16000 lines' | head -n 16000\n",
+        );
+    let (mut daemon, http) = start(&p, &[]);
+    let auth = format!("Bearer {ADMIN}");
+    let run = http.call(
+        "POST",
+        "/v1/jobs/big/trigger",
+        &[("Authorization", &auth)],
+        b"",
+    );
+    assert_eq!(run.status, 202, "{}", run.text);
+    let id = run.json()["id"].as_i64().unwrap();
+    daemon.wait_for("run ended", &[("run", &id.to_string())]);
+    let addr = http.addr();
+    // The first tick after the log is written: from here, every slot must run.
+    let first = daemon.wait_for("run ended", &[("job", "tick")]);
+    let first_run = first["run"].as_i64().unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..30)
+        .map(|_| {
+            let (stop, base) = (stop.clone(), http.base.clone());
+            std::thread::spawn(move || {
+                let agent = ureq::Agent::config_builder()
+                    .timeout_global(Some(Duration::from_secs(60)))
+                    .build()
+                    .new_agent();
+                let (mut reads, mut bytes) = (0, 0);
+                while !stop.load(Ordering::Relaxed) {
+                    bytes += read_whole_log(&agent, &base, id);
+                    reads += 1;
+                }
+                (reads, bytes)
+            })
+        })
+        .collect();
+    let mut slowest = Duration::ZERO;
+    let mut last = first.clone();
+    for _ in 0..8 {
+        last = daemon.wait_for("run ended", &[("job", "tick")]);
+        assert_eq!(last["state"], "succeeded", "{last}");
+        let (status, took) = healthz(addr);
+        assert!(
+            status.contains(" 200 "),
+            "/healthz: {status} after {took:?}"
+        );
+        slowest = slowest.max(took);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (mut reads, mut bytes) = (0, 0);
+    for reader in readers {
+        let (r, b) = reader.join().unwrap();
+        reads += r;
+        bytes += b;
+    }
+    let last_run = last["run"].as_i64().unwrap();
+    let skipped: Vec<String> = daemon
+        .seen
+        .iter()
+        .filter(|l| l["message"] == "slot skipped" || l["message"] == "slot missed")
+        .map(ToString::to_string)
+        .collect();
+    assert!(skipped.is_empty(), "{skipped:#?}");
+    // Every slot between the two ran, one after the other.
+    let runs = http
+        .get("/v1/runs?job=tick&limit=1000", Some(READER))
+        .json();
+    let states: Vec<(i64, String)> = runs["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["id"].as_i64().unwrap(),
+                r["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .filter(|(run, _)| (first_run..=last_run).contains(run))
+        .collect();
+    assert_eq!(states.len(), 9, "{states:?}");
+    assert!(states.iter().all(|(_, s)| s == "succeeded"), "{states:?}");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", daemon.pid())).unwrap();
+    let peak = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .unwrap_or("VmHWM: unknown")
+        .to_string();
+    eprintln!(
+        "{reads} whole-log reads ({} MiB); /healthz at most {slowest:?}; daemon {peak}",
+        bytes / (1024 * 1024)
+    );
+    assert!(
+        slowest < Duration::from_secs(1),
+        "/healthz took {slowest:?} under {reads} log reads"
+    );
+    assert!(reads >= 30, "only {reads} whole-log reads");
+    // The CLI reads the whole log, page after page, from the server and from the ledger.
+    let id = id.to_string();
+    let expected =
+        "a line of output, long enough to make a megabyte in 16000 lines\n".repeat(16_000);
+    let remote = p.run(&["--server", &http.base, "--token", READER, "logs", &id]);
+    assert!(
+        remote.code == 0 && remote.stdout == expected,
+        "{}",
+        remote.stderr
+    );
+    let pages = http.get(&format!("/v1/runs/{id}/logs?limit=20000"), Some(READER));
+    assert!(pages.error(400).contains("between 1 and 10000"));
+    assert_eq!(daemon.stop(), Some(0));
+    let local = p.run(&["logs", &id]);
+    assert!(
+        local.code == 0 && local.stdout == expected,
+        "{}",
+        local.stderr
+    );
 }

@@ -84,6 +84,9 @@ pub struct Api {
     pub(crate) public_metrics: bool,
     readers: Mutex<Readers>,
     reader_freed: std::sync::Condvar,
+    /// One per pooled connection: a long read waits here, on the runtime, not on a blocking
+    /// thread (those are shared with the executor's process reaping).
+    reader_permits: tokio::sync::Semaphore,
     writer: Mutex<Option<Ledger>>,
     pub(crate) limiter: Mutex<RateLimiter>,
     pub(crate) wake: Box<dyn Fn() + Send + Sync>,
@@ -122,6 +125,11 @@ impl Api {
         self: &Arc<Self>,
         f: impl FnOnce(&Ledger) -> crate::ledger::Result<T> + Send + 'static,
     ) -> ApiResult<T> {
+        let _permit = self
+            .reader_permits
+            .acquire()
+            .await
+            .map_err(|e| ApiError::internal("a ledger read", e))?;
         let api = self.clone();
         tokio::task::spawn_blocking(move || {
             let ledger = api.take_reader()?;
@@ -294,6 +302,7 @@ pub fn router(options: Options) -> Router {
         public_metrics: options.public_metrics,
         readers: Mutex::new(Readers::default()),
         reader_freed: std::sync::Condvar::new(),
+        reader_permits: tokio::sync::Semaphore::new(READERS),
         writer: Mutex::new(None),
         limiter: Mutex::new(RateLimiter::new(options.webhook_rate_limit)),
         wake: options.wake,

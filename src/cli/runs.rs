@@ -656,10 +656,7 @@ pub fn logs(settings: &Settings, id: i64, follow: bool) -> Result<ExitCode> {
         None
     };
     loop {
-        for line in ledger.run_output(id, after)? {
-            after = line.id;
-            print_line(settings.output, &line)?;
-        }
+        after = print_output(settings.output, &ledger, id, after)?;
         let ended = run.state().is_none_or(RunState::is_terminal);
         if !follow || ended {
             break;
@@ -671,13 +668,26 @@ pub fn logs(settings: &Settings, id: i64, follow: bool) -> Result<ExitCode> {
             .with_context(|| format!("run {id} disappeared from the ledger"))?;
         if run.state().is_none_or(RunState::is_terminal) {
             // One more read: lines flushed together with the end.
-            for line in ledger.run_output(id, after)? {
-                print_line(settings.output, &line)?;
-            }
+            print_output(settings.output, &ledger, id, after)?;
             break;
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints a run's output after line `after`, a page at a time (a log may be far larger than
+/// memory should hold); returns the last line's id.
+fn print_output(format: OutputFormat, ledger: &Ledger, id: i64, mut after: i64) -> Result<i64> {
+    loop {
+        let (lines, more) = ledger.run_output_page(id, after, 1000, 512 * 1024)?;
+        for line in &lines {
+            after = line.id;
+            print_line(format, line)?;
+        }
+        if !more {
+            return Ok(after);
+        }
+    }
 }
 
 pub fn status(settings: &Settings) -> Result<ExitCode> {
