@@ -36,6 +36,8 @@ pub struct RawServer {
     pub webhook_rate_limit: Option<u32>,
     pub body_limit: Option<String>,
     pub request_timeout: Option<String>,
+    pub max_connections: Option<usize>,
+    pub max_connections_per_ip: Option<usize>,
 }
 
 /// `[server]`: the HTTP API of `jobs serve`. Flags and `JOBS_*` variables override each.
@@ -53,6 +55,10 @@ pub struct ServerConfig {
     pub body_limit: u64,
     /// How long a request may take before it is answered 408 (log streams excepted).
     pub request_timeout: Duration,
+    /// Open API connections at most; `None`: derived from the descriptor limit at start.
+    pub max_connections: Option<usize>,
+    /// Open API connections from one address at most; `None`: a quarter of the cap.
+    pub max_connections_per_ip: Option<usize>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8631";
@@ -66,6 +72,8 @@ impl Default for ServerConfig {
             webhook_rate_limit: 60,
             body_limit: 1024 * 1024,
             request_timeout: Duration::from_secs(30),
+            max_connections: None,
+            max_connections_per_ip: None,
         }
     }
 }
@@ -233,6 +241,26 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Diagnostic> {
         if let Some(t) = sv.request_timeout {
             server.request_timeout = Duration::parse(&t)
                 .map_err(|m| Diagnostic::error(&shown, format!("server.request_timeout: {m}")))?;
+        }
+        for (key, value, slot) in [
+            (
+                "max_connections",
+                sv.max_connections,
+                &mut server.max_connections,
+            ),
+            (
+                "max_connections_per_ip",
+                sv.max_connections_per_ip,
+                &mut server.max_connections_per_ip,
+            ),
+        ] {
+            if value == Some(0) {
+                return Err(Diagnostic::error(
+                    &shown,
+                    format!("server.{key} must be at least 1"),
+                ));
+            }
+            *slot = value.or(*slot);
         }
     }
     if let Some(output) = &raw.output

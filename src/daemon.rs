@@ -156,6 +156,8 @@ async fn serve_async(options: Options) -> Result<()> {
         listen = %listen,
         ledger = %options.ledger.display(),
         dir = %options.dir.display(),
+        max_connections = options.server.max_connections,
+        max_connections_per_ip = options.server.max_connections_per_ip,
         "jobs serve started; the API listens on http://{listen}"
     );
     let kill_grace = StdDuration::try_from(options.daemon.kill_grace.as_signed())
@@ -275,6 +277,11 @@ async fn serve_async(options: Options) -> Result<()> {
         let (wake, wake_runs, problems) = (daemon.clone(), daemon.clone(), daemon.clone());
         let wake_executor = daemon.clone();
         let server = &daemon.options.server;
+        let derived = crate::api::conns::Limits::for_descriptors(1024);
+        let limits = crate::api::conns::Limits {
+            max: server.max_connections.unwrap_or(derived.max),
+            per_ip: server.max_connections_per_ip.unwrap_or(derived.per_ip),
+        };
         let header_timeout = StdDuration::try_from(server.request_timeout.as_signed())
             .unwrap_or(StdDuration::from_secs(30))
             .min(StdDuration::from_secs(10));
@@ -294,7 +301,7 @@ async fn serve_async(options: Options) -> Result<()> {
             problems: Box::new(move || problems.problems()),
         });
         tokio::spawn(async move {
-            crate::api::serve(listener, router, header_timeout).await;
+            crate::api::serve(listener, router, header_timeout, limits).await;
         })
     };
     let scheduler = tokio::spawn(daemon.clone().scheduler());

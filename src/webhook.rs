@@ -6,6 +6,11 @@
 //! With `X-Jobs-Timestamp: UNIX_SECONDS`, the signed message is `TIMESTAMP.BODY` instead, and
 //! a timestamp more than [`REPLAY_WINDOW`] away from now is refused, so a captured request
 //! cannot be replayed later.
+//!
+//! The timestamp is only a defence if the server insists on it: a request signed over
+//! `TS.BODY` and resent with the body `TS.BODY` and no timestamp header carries a valid plain
+//! signature. So a job opts into the scheme (`require_timestamp`), and then a request without
+//! `X-Jobs-Timestamp` is refused, whatever its signature.
 
 use std::collections::HashMap;
 
@@ -40,6 +45,20 @@ pub enum Refusal {
     BadTimestamp,
     #[error("X-Jobs-Timestamp is {0} s away from the server's time; at most 300 s is accepted")]
     Stale(i64),
+    #[error(
+        "this job takes only timestamped signatures: send X-Jobs-Timestamp and sign `TIMESTAMP.BODY`"
+    )]
+    TimestampRequired,
+}
+
+/// Which signatures a job takes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Scheme {
+    /// A plain signature of the body, or a timestamped one (GitHub's deliveries have none).
+    #[default]
+    Any,
+    /// Only `TIMESTAMP.BODY` with `X-Jobs-Timestamp`: replays are refused.
+    Timestamped,
 }
 
 /// Checks the signature of `body` against `secret`, in constant time.
@@ -51,9 +70,13 @@ pub fn verify(
     secret: &[u8],
     body: &[u8],
     signed: Signed<'_>,
+    scheme: Scheme,
     now: Timestamp,
 ) -> Result<(), Refusal> {
     let header = signed.hub.or(signed.jobs).ok_or(Refusal::Unsigned)?;
+    if scheme == Scheme::Timestamped && signed.timestamp.is_none() {
+        return Err(Refusal::TimestampRequired);
+    }
     let digest = parse_signature(header).ok_or(Refusal::Malformed)?;
     let mut mac =
         <Hmac<Sha256> as KeyInit>::new_from_slice(secret).map_err(|_| Refusal::Mismatch)?;
@@ -249,7 +272,11 @@ mod tests {
             ),
         ];
         for (name, signed, want) in cases {
-            assert_eq!(verify(secret, body, signed, now()), want, "{name}");
+            assert_eq!(
+                verify(secret, body, signed, Scheme::Any, now()),
+                want,
+                "{name}"
+            );
         }
         assert_eq!(
             verify(
@@ -259,9 +286,50 @@ mod tests {
                     hub: Some(github),
                     ..Signed::default()
                 },
+                Scheme::Any,
                 now()
             ),
             Err(Refusal::Mismatch)
+        );
+    }
+
+    #[test]
+    fn a_timestamped_job_refuses_a_replay_without_the_timestamp_header() {
+        let secret = b"s3cret";
+        let old = (now().as_second() - 3600).to_string();
+        let body = b"{}";
+        let captured = sign(secret, Some(&old), body);
+        // The captured `TS.BODY` resent as the body, with the same signature and no header.
+        let mut replayed_body = format!("{old}.").into_bytes();
+        replayed_body.extend_from_slice(body);
+        let replay = Signed {
+            jobs: Some(&captured),
+            ..Signed::default()
+        };
+        assert_eq!(
+            verify(secret, &replayed_body, replay, Scheme::Any, now()),
+            Ok(()),
+            "a plain signature of `TS.BODY` is valid: only the job's scheme can refuse it"
+        );
+        assert_eq!(
+            verify(secret, &replayed_body, replay, Scheme::Timestamped, now()),
+            Err(Refusal::TimestampRequired)
+        );
+        let fresh = now().as_second().to_string();
+        let signed = sign(secret, Some(&fresh), body);
+        let timestamped = Signed {
+            jobs: Some(&signed),
+            timestamp: Some(&fresh),
+            ..Signed::default()
+        };
+        assert_eq!(
+            verify(secret, body, timestamped, Scheme::Timestamped, now()),
+            Ok(())
+        );
+        let unsigned = Signed::default();
+        assert_eq!(
+            verify(secret, body, unsigned, Scheme::Timestamped, now()),
+            Err(Refusal::Unsigned)
         );
     }
 

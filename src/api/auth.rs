@@ -4,9 +4,9 @@
 use std::path::Path;
 
 use axum::extract::FromRequestParts;
-use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
 use subtle::ConstantTimeEq;
 
 use super::Api;
@@ -130,27 +130,36 @@ pub struct Reader(pub Role);
 #[derive(Clone, Copy, Debug)]
 pub struct Admin;
 
-fn caller(parts: &Parts, api: &Api) -> Result<Role, ApiError> {
+/// Whether the request's token (if any) may read jobs: what an answer may reveal to it.
+pub(crate) fn can_read(headers: &HeaderMap, api: &Api) -> bool {
+    caller(headers, api).is_ok()
+}
+
+/// The token of an `Authorization: Bearer TOKEN` header. The scheme is case-insensitive
+/// (RFC 7235, section 2.1), and one or more spaces may follow it.
+fn bearer_token(header: &str) -> Option<&str> {
+    let (scheme, token) = header.trim_start().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_matches(' '))
+}
+
+fn caller(headers: &HeaderMap, api: &Api) -> Result<Role, ApiError> {
     if api.insecure && api.tokens.is_empty() {
         return Ok(Role::Admin);
     }
-    let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
+    let header = headers.get(AUTHORIZATION).ok_or_else(|| {
         ApiError::new(
             StatusCode::UNAUTHORIZED,
             "this endpoint needs `Authorization: Bearer TOKEN`",
         )
     })?;
-    let token = header
-        .to_str()
-        .ok()
-        .and_then(|h| h.strip_prefix("Bearer "))
-        .map(str::trim)
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "the Authorization header is not `Bearer TOKEN`",
-            )
-        })?;
+    let token = header.to_str().ok().and_then(bearer_token).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "the Authorization header is not `Bearer TOKEN`",
+        )
+    })?;
     if api.tokens.is_empty() {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -169,7 +178,7 @@ impl FromRequestParts<std::sync::Arc<Api>> for Reader {
         parts: &mut Parts,
         api: &std::sync::Arc<Api>,
     ) -> Result<Self, Self::Rejection> {
-        caller(parts, api).map(Reader)
+        caller(&parts.headers, api).map(Reader)
     }
 }
 
@@ -180,7 +189,7 @@ impl FromRequestParts<std::sync::Arc<Api>> for Admin {
         parts: &mut Parts,
         api: &std::sync::Arc<Api>,
     ) -> Result<Self, Self::Rejection> {
-        match caller(parts, api)? {
+        match caller(&parts.headers, api)? {
             Role::Admin => Ok(Admin),
             Role::Read => Err(ApiError::new(
                 StatusCode::FORBIDDEN,
@@ -209,6 +218,21 @@ mod tests {
             let (at, m) = parse(text).unwrap_err();
             assert_eq!(at, line, "{text:?}");
             assert!(m.contains(message), "{text:?}: {m}");
+        }
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        let cases = [
+            ("Bearer abc", Some("abc")),
+            ("bearer abc", Some("abc")),
+            ("BEARER  abc ", Some("abc")),
+            ("Basic abc", None),
+            ("Bearerabc", None),
+            ("Bearer", None),
+        ];
+        for (header, want) in cases {
+            assert_eq!(bearer_token(header), want, "{header:?}");
         }
     }
 

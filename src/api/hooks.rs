@@ -9,19 +9,22 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
+use super::auth::can_read;
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::jobs::{ParamValue, active_job, queue_run};
 use super::{Api, Path, accepted};
 use crate::ledger::RunRow;
 use crate::run::Trigger;
-use crate::spec::Webhook;
-use crate::webhook::{self, Signed};
+use crate::spec::WebhookSecret;
+use crate::webhook::{self, Scheme, Signed};
 
 /// Triggers the job from a signed request. The raw body is signed with HMAC-SHA256 and the
 /// job's secret: `X-Hub-Signature-256: sha256=HEX` (GitHub's header) or `X-Jobs-Signature`.
 /// With `X-Jobs-Timestamp: UNIX_SECONDS`, the signed text is `TIMESTAMP.BODY` and requests
-/// more than 5 minutes old are refused. A JSON body's `params` object fills declared
-/// parameters. No bearer token: the signature is the authentication.
+/// more than 5 minutes old are refused; a job with `require_timestamp: true` refuses requests
+/// without that header. A JSON body's `params` object fills declared parameters. No bearer
+/// token: the signature is the authentication. To a caller without a read token, an unknown
+/// job and a job without a webhook answer the same 404.
 #[utoipa::path(post, path = "/v1/hooks/{name}", tag = "webhooks", security(()),
     params(("name" = String, Path, description = "The job's name"),
         ("X-Hub-Signature-256" = Option<String>, Header, description = "sha256=HEX of the body"),
@@ -31,20 +34,32 @@ use crate::webhook::{self, Signed};
     responses((status = 202, body = RunRow),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
-        (status = 429, body = ErrorBody)))]
+        (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn hook(
     State(api): State<Arc<Api>>,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let (row, spec) = active_job(&api, &name).await?;
-    let Some(source) = &spec.webhook else {
+    // A caller who may not read jobs learns nothing from a 404: an unknown job and a job
+    // without a webhook answer alike (the detail is for token holders).
+    let hidden = || ApiError::not_found("there is no webhook at this address");
+    let found = active_job(&api, &name).await;
+    let (row, spec) = match found {
+        Err(e) if e.status == StatusCode::NOT_FOUND && !can_read(&headers, &api) => {
+            return Err(hidden());
+        }
+        other => other?,
+    };
+    let Some(webhook) = &spec.webhook else {
+        if !can_read(&headers, &api) {
+            return Err(hidden());
+        }
         return Err(ApiError::not_found(format!(
             "job `{name}` has no webhook; add a `webhook:` block to its file"
         )));
     };
-    let secret = read_secret(source).map_err(|why| {
+    let secret = read_secret(&webhook.secret).map_err(|why| {
         tracing::error!(job = %name, "webhook secret: {why}");
         ApiError::unavailable(format!(
             "job `{name}`'s webhook secret is not available on the server; its log says why"
@@ -56,7 +71,12 @@ pub async fn hook(
         jobs: header("x-jobs-signature"),
         timestamp: header("x-jobs-timestamp"),
     };
-    webhook::verify(&secret, &body, signed, api.now())
+    let scheme = if webhook.require_timestamp {
+        Scheme::Timestamped
+    } else {
+        Scheme::Any
+    };
+    webhook::verify(&secret, &body, signed, scheme, api.now())
         .map_err(|refusal| ApiError::new(StatusCode::UNAUTHORIZED, refusal.to_string()))?;
     if !spec.enabled {
         return Err(ApiError::conflict(format!(
@@ -101,12 +121,12 @@ fn params_of(body: &[u8]) -> ApiResult<BTreeMap<String, String>> {
         .collect())
 }
 
-fn read_secret(source: &Webhook) -> Result<Vec<u8>, String> {
+fn read_secret(source: &WebhookSecret) -> Result<Vec<u8>, String> {
     let secret = match source {
-        Webhook::SecretEnv(var) => {
+        WebhookSecret::SecretEnv(var) => {
             std::env::var(var).map_err(|_| format!("the environment variable {var} is not set"))?
         }
-        Webhook::SecretFile(path) => std::fs::read_to_string(path)
+        WebhookSecret::SecretFile(path) => std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read {path}: {e}"))?
             .trim_end_matches(['\n', '\r'])
             .to_string(),

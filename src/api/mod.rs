@@ -7,6 +7,7 @@
 //! is JSON (see [`error`]).
 
 pub mod auth;
+pub mod conns;
 pub mod error;
 mod hooks;
 mod jobs;
@@ -83,6 +84,9 @@ pub struct Api {
     pub(crate) public_metrics: bool,
     readers: Mutex<Readers>,
     reader_freed: std::sync::Condvar,
+    /// One per pooled connection: a long read waits here, on the runtime, not on a blocking
+    /// thread (those are shared with the executor's process reaping).
+    reader_permits: tokio::sync::Semaphore,
     writer: Mutex<Option<Ledger>>,
     pub(crate) limiter: Mutex<RateLimiter>,
     pub(crate) wake: Box<dyn Fn() + Send + Sync>,
@@ -121,6 +125,11 @@ impl Api {
         self: &Arc<Self>,
         f: impl FnOnce(&Ledger) -> crate::ledger::Result<T> + Send + 'static,
     ) -> ApiResult<T> {
+        let _permit = self
+            .reader_permits
+            .acquire()
+            .await
+            .map_err(|e| ApiError::internal("a ledger read", e))?;
         let api = self.clone();
         tokio::task::spawn_blocking(move || {
             let ledger = api.take_reader()?;
@@ -293,6 +302,7 @@ pub fn router(options: Options) -> Router {
         public_metrics: options.public_metrics,
         readers: Mutex::new(Readers::default()),
         reader_freed: std::sync::Condvar::new(),
+        reader_permits: tokio::sync::Semaphore::new(READERS),
         writer: Mutex::new(None),
         limiter: Mutex::new(RateLimiter::new(options.webhook_rate_limit)),
         wake: options.wake,
@@ -331,30 +341,74 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
 
 /// Serves `router` on `listener`, one task per connection (HTTP/1.1). A client must send its
 /// request's headers within `header_timeout` (and its body within the request timeout), so
-/// slow or idle-but-open connections cannot pile up.
-pub async fn serve(listener: tokio::net::TcpListener, router: Router, header_timeout: StdDuration) {
+/// slow or idle-but-open connections cannot pile up; and at most `limits` connections are
+/// open (see [`conns`]): beyond, an idle one gives way or the newcomer gets a 503.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    header_timeout: StdDuration,
+    limits: conns::Limits,
+) {
     use hyper_util::rt::{TokioIo, TokioTimer};
+    let registry = conns::Registry::new(limits);
     loop {
-        let (stream, _) = match listener.accept().await {
+        let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(e) => {
-                // Out of file descriptors, say: back off instead of spinning.
+                // Out of file descriptors, say (the caps should keep us from it): back off
+                // instead of spinning.
                 tracing::warn!("accepting an API connection: {e}");
                 tokio::time::sleep(StdDuration::from_millis(100)).await;
                 continue;
             }
         };
-        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let Some(ticket) = registry.admit(peer.ip()) else {
+            // Every connection is busy: say so and close this one now.
+            let _ = stream.try_write(conns::BUSY_RESPONSE);
+            continue;
+        };
+        // An evicted connection closes its socket when its task runs: let it run before the
+        // next accept, so descriptors are freed as fast as they are taken.
+        let evicted_another = ticket.evicted_another;
+        let conn = ticket.conn.clone();
+        let inner = hyper_util::service::TowerToHyperService::new(router.clone());
+        let service = hyper::service::service_fn(move |request| {
+            let busy = conns::Busy::enter(&conn);
+            let answer = hyper::service::Service::call(&inner, request);
+            async move {
+                let response = answer.await?;
+                Ok::<_, std::convert::Infallible>(
+                    response.map(|body| conns::BusyBody { body, _busy: busy }),
+                )
+            }
+        });
         tokio::spawn(async move {
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
                 .timer(TokioTimer::new())
                 .header_read_timeout(header_timeout);
             let connection = builder.serve_connection(TokioIo::new(stream), service);
-            if let Err(e) = connection.await {
+            tokio::pin!(connection);
+            let ended = tokio::select! {
+                ended = connection.as_mut() => ended,
+                () = ticket.conn.evicted.notified() => {
+                    if !ticket.conn.is_busy() {
+                        // Idle: dropping the connection closes its socket now.
+                        return;
+                    }
+                    // A request arrived meanwhile: answer it, then close.
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(e) = ended {
                 tracing::debug!("an API connection ended: {e}");
             }
+            drop(ticket);
         });
+        if evicted_another {
+            tokio::task::yield_now().await;
+        }
     }
 }
 

@@ -6,6 +6,7 @@ use std::time::Duration as StdDuration;
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::header;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -133,13 +134,33 @@ pub async fn events(
     api.read(move |l| l.run_events(id)).await.map(Json)
 }
 
+/// Lines in a page of output, unless asked for fewer.
+const LOG_PAGE_LINES: usize = 1000;
+/// The most lines a page may be asked for.
+const LOG_PAGE_MAX_LINES: usize = 10_000;
+/// A page ends once its lines hold this much text, so one request never builds more than
+/// about this much, however long the lines.
+const LOG_PAGE_BYTES: usize = 512 * 1024;
+
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct LogsQuery {
     /// Stream the output as server-sent events until the run ends.
     pub follow: Option<bool>,
-    /// Only lines after this line id.
+    /// Only lines after this line id: the previous page's `next_after`.
     pub after: Option<i64>,
+    /// At most this many lines (default 1000, at most 10000); a page also ends after 512 KiB
+    /// of text. Not used with `follow=true`.
+    pub limit: Option<usize>,
+}
+
+/// A page of a run's output lines, oldest first.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct LogPage {
+    pub lines: Vec<OutputLine>,
+    /// More lines follow: pass this as `after` for the next page. Null when this page ends
+    /// with the last line written so far (a running run may write more).
+    pub next_after: Option<i64>,
 }
 
 /// One server-sent event of a followed log.
@@ -151,12 +172,13 @@ pub struct LogEvent {
     pub data: String,
 }
 
-/// A run's output lines. With `follow=true`, a `text/event-stream`: a `line` event per line
-/// (data: the line as JSON), then one `end` event (data: the run) when the run has ended.
+/// A run's output lines, a page at a time: read pages while `next_after` is set, passing it as
+/// `after`. With `follow=true`, a `text/event-stream`: a `line` event per line (data: the line
+/// as JSON), then one `end` event (data: the run) when the run has ended.
 #[utoipa::path(get, path = "/v1/runs/{id}/logs", tag = "runs",
     params(("id" = i64, Path, description = "The run's id"), LogsQuery),
-    responses((status = 200, description = "The lines; with follow=true, server-sent events",
-            content((Vec<OutputLine> = "application/json"), (LogEvent = "text/event-stream"))),
+    responses((status = 200, description = "A page of lines; with follow=true, server-sent events",
+            content((LogPage = "application/json"), (LogEvent = "text/event-stream"))),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody)))]
 pub async fn logs(
@@ -167,11 +189,30 @@ pub async fn logs(
 ) -> ApiResult<Response> {
     find(&api, id).await?;
     let after = q.after.unwrap_or(0);
-    if !q.follow.unwrap_or(false) {
-        let lines = api.read(move |l| l.run_output(id, after)).await?;
-        return Ok(Json(lines).into_response());
+    if q.follow.unwrap_or(false) {
+        return Ok(follow(api, id, after).into_response());
     }
-    Ok(follow(api, id, after).into_response())
+    let limit = q.limit.unwrap_or(LOG_PAGE_LINES);
+    if !(1..=LOG_PAGE_MAX_LINES).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "limit must be between 1 and {LOG_PAGE_MAX_LINES}"
+        )));
+    }
+    // Read and encoded off the runtime's threads: a page is up to half a megabyte, and the
+    // scheduler and the executor share those threads.
+    let body = api
+        .read_blocking(move |l| {
+            let (lines, more) = l.run_output_page(id, after, limit, LOG_PAGE_BYTES)?;
+            let next_after = if more {
+                lines.last().map(|l| l.id)
+            } else {
+                None
+            };
+            let page = LogPage { lines, next_after };
+            Ok(serde_json::to_vec(&page).expect("a page of lines is JSON"))
+        })
+        .await?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 /// The live output of a run: whatever the ledger has, then more as the executor writes it.
@@ -190,16 +231,31 @@ fn follow(
         move |(step, mut progress)| {
             let api = api.clone();
             async move {
-                let Step::Lines(mut after) = step else {
+                let Step::Lines(after) = step else {
                     return None;
                 };
                 loop {
                     // Mark what has been seen before reading, so a write in between wakes us.
                     progress.borrow_and_update();
+                    // A page at a time, read and encoded off the runtime's threads.
                     let read = api
-                        .read(move |l| Ok((l.run_output(id, after)?, l.run(id)?)))
+                        .read_blocking(move |l| {
+                            let (lines, _) =
+                                l.run_output_page(id, after, LOG_PAGE_LINES, LOG_PAGE_BYTES)?;
+                            let last = lines.last().map(|l| l.id);
+                            let events: Vec<Result<Event, Infallible>> = lines
+                                .iter()
+                                .map(|line| {
+                                    Ok(Event::default()
+                                        .event("line")
+                                        .json_data(line)
+                                        .unwrap_or_default())
+                                })
+                                .collect();
+                            Ok((events, last, l.run(id)?))
+                        })
                         .await;
-                    let (lines, run) = match read {
+                    let (events, last, run) = match read {
                         Ok(x) => x,
                         Err(e) => {
                             let event = Event::default().event("error").data(e.message);
@@ -209,18 +265,8 @@ fn follow(
                     let ended = run
                         .as_ref()
                         .is_none_or(|r| r.state().is_some_and(RunState::is_terminal));
-                    if !lines.is_empty() {
-                        after = lines.last().map_or(after, |l| l.id);
-                        let events = lines
-                            .iter()
-                            .map(|line| {
-                                Ok(Event::default()
-                                    .event("line")
-                                    .json_data(line)
-                                    .unwrap_or_default())
-                            })
-                            .collect();
-                        return Some((events, (Step::Lines(after), progress)));
+                    if let Some(last) = last {
+                        return Some((events, (Step::Lines(last), progress)));
                     }
                     if ended {
                         let event = Event::default()

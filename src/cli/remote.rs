@@ -19,6 +19,13 @@ struct RunPage {
     runs: Vec<RunRow>,
 }
 
+/// A page of a run's output (`api::runs::LogPage`).
+#[derive(serde::Deserialize)]
+struct LogPage {
+    lines: Vec<OutputLine>,
+    next_after: Option<i64>,
+}
+
 #[derive(serde::Deserialize)]
 struct PauseResult {
     changed: bool,
@@ -282,11 +289,18 @@ pub fn logs(client: &Client, format: OutputFormat, id: i64, follow_it: bool) -> 
         follow(client, format, id)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let lines: Vec<OutputLine> = client.get(&format!("/v1/runs/{id}/logs"))?;
-    for line in &lines {
-        runs::print_line(format, line)?;
+    // Page after page, each printed as it comes: the whole log is never held at once.
+    let mut after = 0;
+    loop {
+        let page: LogPage = client.get(&format!("/v1/runs/{id}/logs?after={after}"))?;
+        for line in &page.lines {
+            runs::print_line(format, line)?;
+        }
+        match page.next_after {
+            Some(next) if next > after => after = next,
+            _ => return Ok(ExitCode::SUCCESS),
+        }
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 pub fn pause(

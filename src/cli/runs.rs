@@ -77,6 +77,12 @@ pub struct ServeFlags {
     /// Serve the API on a non-loopback address with no token (only behind an authenticating proxy)
     #[arg(long)]
     pub insecure: bool,
+    /// Open API connections at most; beyond, idle ones give way [default: the descriptor limit less 256, at most 4096]
+    #[arg(long, env = "JOBS_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Open API connections from one address at most [default: a quarter of --max-connections]
+    #[arg(long, env = "JOBS_MAX_CONNECTIONS_PER_IP", value_name = "N")]
+    pub max_connections_per_ip: Option<usize>,
 }
 
 pub fn serve(settings: &Settings, flags: ServeFlags) -> Result<ExitCode> {
@@ -117,6 +123,36 @@ pub fn serve(settings: &Settings, flags: ServeFlags) -> Result<ExitCode> {
     }
     if let Some(file) = flags.token_file {
         server.token_file = Some(file);
+    }
+    // Before anything opens descriptors: runs, the ledger and the API share this limit.
+    let nofile = crate::api::conns::raise_descriptor_limit();
+    let derived = crate::api::conns::Limits::for_descriptors(nofile);
+    for (flag, value) in [
+        ("--max-connections", flags.max_connections),
+        ("--max-connections-per-ip", flags.max_connections_per_ip),
+    ] {
+        if value == Some(0) {
+            bail!("{flag} must be at least 1");
+        }
+    }
+    let max = flags
+        .max_connections
+        .or(server.max_connections)
+        .unwrap_or(derived.max);
+    let per_ip = flags
+        .max_connections_per_ip
+        .or(server.max_connections_per_ip)
+        .unwrap_or((max / 4).max(1))
+        .min(max);
+    server.max_connections = Some(max);
+    server.max_connections_per_ip = Some(per_ip);
+    if max as u64 + crate::api::conns::FD_RESERVE > nofile {
+        tracing::warn!(
+            max_connections = max,
+            descriptors = nofile,
+            "--max-connections leaves fewer than {} descriptors for runs and the ledger",
+            crate::api::conns::FD_RESERVE
+        );
     }
     let admin = std::env::var("JOBS_TOKEN").ok();
     let tokens = crate::api::auth::Tokens::load(server.token_file.as_deref(), admin.as_deref())
@@ -621,10 +657,7 @@ pub fn logs(settings: &Settings, id: i64, follow: bool) -> Result<ExitCode> {
         None
     };
     loop {
-        for line in ledger.run_output(id, after)? {
-            after = line.id;
-            print_line(settings.output, &line)?;
-        }
+        after = print_output(settings.output, &ledger, id, after)?;
         let ended = run.state().is_none_or(RunState::is_terminal);
         if !follow || ended {
             break;
@@ -636,13 +669,26 @@ pub fn logs(settings: &Settings, id: i64, follow: bool) -> Result<ExitCode> {
             .with_context(|| format!("run {id} disappeared from the ledger"))?;
         if run.state().is_none_or(RunState::is_terminal) {
             // One more read: lines flushed together with the end.
-            for line in ledger.run_output(id, after)? {
-                print_line(settings.output, &line)?;
-            }
+            print_output(settings.output, &ledger, id, after)?;
             break;
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints a run's output after line `after`, a page at a time (a log may be far larger than
+/// memory should hold); returns the last line's id.
+fn print_output(format: OutputFormat, ledger: &Ledger, id: i64, mut after: i64) -> Result<i64> {
+    loop {
+        let (lines, more) = ledger.run_output_page(id, after, 1000, 512 * 1024)?;
+        for line in &lines {
+            after = line.id;
+            print_line(format, line)?;
+        }
+        if !more {
+            return Ok(after);
+        }
+    }
 }
 
 pub fn status(settings: &Settings) -> Result<ExitCode> {

@@ -1109,6 +1109,48 @@ impl Ledger {
         .map_err(|e| self.err(e))
     }
 
+    /// A page of a run's output: the lines after line id `after`, oldest first, at most
+    /// `max_lines` of them, ending with the line that brings its text to `max_bytes` (a line
+    /// is at most 64 KiB). The second value is whether the page was cut short: more follow.
+    ///
+    /// # Errors
+    ///
+    /// On a SQLite failure.
+    pub fn run_output_page(
+        &self,
+        run_id: i64,
+        after: i64,
+        max_lines: usize,
+        max_bytes: usize,
+    ) -> Result<(Vec<OutputLine>, bool)> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, at, stream, line FROM run_output WHERE run_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+            )
+            .map_err(|e| self.err(e))?;
+        // One more than asked, to know whether more follow.
+        let limit = i64::try_from(max_lines.saturating_add(1)).unwrap_or(i64::MAX);
+        let mut rows = stmt
+            .query(rusqlite::params![run_id, after, limit])
+            .map_err(|e| self.err(e))?;
+        let (mut lines, mut bytes) = (Vec::new(), 0usize);
+        while let Some(r) = rows.next().map_err(|e| self.err(e))? {
+            if lines.len() == max_lines || (!lines.is_empty() && bytes >= max_bytes) {
+                return Ok((lines, true));
+            }
+            let line = OutputLine {
+                id: r.get(0).map_err(|e| self.err(e))?,
+                at: r.get(1).map_err(|e| self.err(e))?,
+                stream: r.get(2).map_err(|e| self.err(e))?,
+                line: r.get(3).map_err(|e| self.err(e))?,
+            };
+            bytes += line.line.len();
+            lines.push(line);
+        }
+        Ok((lines, false))
+    }
+
     /// The jobs that have a pending or running run.
     ///
     /// # Errors

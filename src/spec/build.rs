@@ -649,12 +649,12 @@ pub(super) fn build(path: &str, text: &str, raw: RawJob, context: Context<'_>) -
         }
     }
 
-    let webhook = raw
-        .webhook
-        .and_then(|w| match (w.value.secret_env, w.value.secret_file) {
+    let webhook = raw.webhook.and_then(|w| {
+        let require_timestamp = w.value.require_timestamp.unwrap_or(false);
+        let secret = match (w.value.secret_env, w.value.secret_file) {
             (Some(env), None) => {
                 if is_env_name(&env.value) {
-                    Some(Webhook::SecretEnv(env.value))
+                    Some(WebhookSecret::SecretEnv(env.value))
                 } else {
                     b.error(
                         env.at,
@@ -667,7 +667,7 @@ pub(super) fn build(path: &str, text: &str, raw: RawJob, context: Context<'_>) -
                 }
             }
             (None, Some(file)) if !file.value.trim().is_empty() => {
-                Some(Webhook::SecretFile(file.value))
+                Some(WebhookSecret::SecretFile(file.value))
             }
             (None, Some(file)) => {
                 b.error(file.at, "webhook.secret_file is empty");
@@ -680,7 +680,12 @@ pub(super) fn build(path: &str, text: &str, raw: RawJob, context: Context<'_>) -
                 );
                 None
             }
-        });
+        }?;
+        Some(Webhook {
+            secret,
+            require_timestamp,
+        })
+    });
 
     let repeat = raw
         .repeat

@@ -105,9 +105,19 @@ pub struct Param {
     pub description: String,
 }
 
-/// Where a webhook's secret is; never the secret itself.
+/// A job's `webhook` block: where its secret is (never the secret itself) and which
+/// signatures it takes.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Webhook {
+pub struct Webhook {
+    pub secret: WebhookSecret,
+    /// Only timestamped signatures (`X-Jobs-Timestamp`, signed with the body): a request
+    /// without the header is refused, so a captured one cannot be replayed as `TS.BODY`.
+    pub require_timestamp: bool,
+}
+
+/// Where a webhook's secret is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WebhookSecret {
     SecretEnv(String),
     SecretFile(String),
 }

@@ -106,6 +106,8 @@ struct NormalWebhook<'a> {
     secret_env: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     secret_file: Option<&'a str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    require_timestamp: bool,
 }
 
 #[derive(Serialize)]
@@ -218,14 +220,16 @@ fn normal(spec: &JobSpec) -> NormalJob<'_> {
                 )
             })
             .collect(),
-        webhook: spec.webhook.as_ref().map(|w| match w {
-            Webhook::SecretEnv(v) => NormalWebhook {
+        webhook: spec.webhook.as_ref().map(|w| match &w.secret {
+            WebhookSecret::SecretEnv(v) => NormalWebhook {
                 secret_env: Some(v),
                 secret_file: None,
+                require_timestamp: w.require_timestamp,
             },
-            Webhook::SecretFile(f) => NormalWebhook {
+            WebhookSecret::SecretFile(f) => NormalWebhook {
                 secret_env: None,
                 secret_file: Some(f),
+                require_timestamp: w.require_timestamp,
             },
         }),
         repeat: spec.repeat.map(|r| match r {

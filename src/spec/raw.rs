@@ -317,6 +317,7 @@ pub struct RawParam {
 pub struct RawWebhook {
     pub secret_env: Option<Loc<String>>,
     pub secret_file: Option<Loc<String>>,
+    pub require_timestamp: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

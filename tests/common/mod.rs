@@ -186,6 +186,18 @@ impl Project {
     /// `jobs serve` with extra environment variables. The API listens on a free port unless
     /// `args` say otherwise; [`Daemon::url`] tells which.
     pub fn serve_env(&self, args: &[&str], now: Option<&str>, env: &[(&str, &str)]) -> Daemon {
+        self.serve_with(args, now, env, |_| {})
+    }
+
+    /// [`Project::serve_env`], with `configure` applied to the command before it is spawned
+    /// (resource limits, say).
+    pub fn serve_with(
+        &self,
+        args: &[&str],
+        now: Option<&str>,
+        env: &[(&str, &str)],
+        configure: impl FnOnce(&mut std::process::Command),
+    ) -> Daemon {
         let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin!("jobs"));
         cmd.current_dir(self.root())
             .arg("serve")
@@ -221,6 +233,7 @@ impl Project {
         // Anchored before the spawn, so a command's clock is never behind the daemon's.
         self.daemon_clock
             .set(Some((start.parse().unwrap(), std::time::Instant::now())));
+        configure(&mut cmd);
         let mut child = cmd.spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
@@ -332,4 +345,42 @@ impl Drop for Daemon {
             let _ = child.wait();
         }
     }
+}
+
+/// Sets the soft and hard `RLIMIT_NOFILE` of a command's process to `n` (as `ulimit -n`).
+pub fn limit_descriptors(cmd: &mut std::process::Command, n: u64) {
+    use std::os::unix::process::CommandExt;
+    let limit = libc::rlimit {
+        rlim_cur: n,
+        rlim_max: n,
+    };
+    // SAFETY: setrlimit is async-signal-safe and touches only the child's own limits.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+}
+
+/// Raises this process's soft `RLIMIT_NOFILE` to at least `n` (within the hard limit), for a
+/// test that holds many sockets; returns the soft limit now in force.
+pub fn raise_own_descriptors(n: u64) -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+        if limit.rlim_cur < n {
+            limit.rlim_cur = n.min(limit.rlim_max);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+    }
+    limit.rlim_cur
 }
