@@ -195,6 +195,10 @@ pub enum LedgerError {
         found: i64,
         known: i64,
     },
+    #[error(
+        "the ledger {path} is {kind}, not a regular file; point --ledger (or JOBS_LEDGER) at a file, or move it aside"
+    )]
+    NotAFile { path: PathBuf, kind: &'static str },
     #[error("cannot create the ledger's folder {path}: {source}")]
     CreateDir {
         path: PathBuf,
@@ -419,6 +423,7 @@ impl Ledger {
                 source,
             })?;
         }
+        refuse_odd_file(path)?;
         let conn = Connection::open(path).map_err(|e| LedgerError::from_sqlite(path, e))?;
         let mut ledger = Ledger {
             conn,
@@ -440,6 +445,7 @@ impl Ledger {
         if !path.exists() {
             return Ok(None);
         }
+        refuse_odd_file(path)?;
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -454,13 +460,6 @@ impl Ledger {
         ledger.configure(false)?;
         let version = ledger.schema_version()?;
         let known = MIGRATIONS.len() as i64;
-        if version > known {
-            return Err(LedgerError::TooNew {
-                path: ledger.path,
-                found: version,
-                known,
-            });
-        }
         if version < known {
             // An older ledger is upgraded by the next command that writes; reading it as it is
             // would be guessing.
@@ -495,8 +494,19 @@ impl Ledger {
                 true,
             )
             .map_err(|e| self.err(e))?;
-        // Reading the schema version first turns "not a database" into a clear error here.
-        self.schema_version()?;
+        // The schema version is read, and a newer one refused, before any pragma that writes
+        // (`journal_mode` rewrites the file's header): a ledger this binary cannot read is
+        // left exactly as it was. Reading it first also turns "not a database" into a clear
+        // error here.
+        let version = self.schema_version()?;
+        let known = MIGRATIONS.len() as i64;
+        if version > known {
+            return Err(LedgerError::TooNew {
+                path: self.path.clone(),
+                found: version,
+                known,
+            });
+        }
         if write {
             self.conn
                 .pragma_update(None, "journal_mode", "WAL")
@@ -780,6 +790,36 @@ impl Ledger {
             .optional()
             .map_err(|e| self.err(e))
     }
+}
+
+/// Refuses a ledger path that exists but is not a regular file (symbolic links are followed):
+/// SQLite would block forever opening a FIFO, and a folder or a device is never a ledger.
+/// A missing path is fine (the ledger is created).
+fn refuse_odd_file(path: &Path) -> Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Ok(());
+    };
+    let kind = meta.file_type();
+    let kind = if kind.is_file() {
+        return Ok(());
+    } else if kind.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if kind.is_dir() {
+        "a folder"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else {
+        "a special file"
+    };
+    Err(LedgerError::NotAFile {
+        path: path.to_path_buf(),
+        kind,
+    })
 }
 
 /// Which columns a job query loads: a listing has no use for whole definitions.
