@@ -75,3 +75,100 @@ fn odd_ledger_files_a_fifo_at_the_wake_file_does_not_hang_apply() {
         .code(0)
         .stdout_has("1 added");
 }
+
+// Defect 12: run ids are reused.
+
+fn run_ids(p: &Project) -> Vec<i64> {
+    p.run(&["runs", "-o", "json", "--limit", "1000"])
+        .code(0)
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_i64().unwrap())
+        .collect()
+}
+
+#[test]
+fn run_ids_are_not_reused_after_retention_deletes_every_run() {
+    let p = Project::new().file("jobs.d/tick.yaml", "run: echo \"id=$JOBS_RUN_ID\"\n");
+    p.run(&["apply"]).code(0);
+    for id in 1..=3 {
+        p.run(&["run", "tick"])
+            .code(0)
+            .stdout_has(&format!("id={id}"));
+    }
+    // A long outage: the daemon comes back a year later and retention (30 days by default)
+    // deletes every run.
+    let mut daemon = p.serve(&[], Some("2027-10-31T12:00:00Z"));
+    daemon.wait_for("retention: deleted old runs", &[("deleted", "3")]);
+    assert_eq!(daemon.stop(), Some(0));
+    assert_eq!(run_ids(&p), Vec::<i64>::new());
+    p.run_live(&["run", "tick"]).code(0).stdout_has("id=4");
+    assert_eq!(run_ids(&p), [4]);
+}
+
+/// A ledger as version 4 of the schema left it (before run ids had a high-water mark), with
+/// `runs` rows `ids` for a job `a` and `setup` SQL after them.
+fn version_4_ledger(p: &Project, ids: &[i64], setup: &str) {
+    let path = p.path(".jobs/ledger.db");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    for sql in &jobs::ledger::MIGRATIONS[..4] {
+        conn.execute_batch(sql).unwrap();
+    }
+    conn.pragma_update(None, "user_version", 4).unwrap();
+    for id in ids {
+        conn.execute(
+            "INSERT INTO runs (id, job, trigger, state, created_at, finished_at)
+             VALUES (?1, 'a', 'manual', 'succeeded', '2026-10-01T00:00:00.000Z', '2026-10-01T00:00:01.000Z')",
+            [id],
+        )
+        .unwrap();
+    }
+    conn.execute_batch(setup).unwrap();
+}
+
+#[test]
+fn run_ids_are_not_reused_by_a_migrated_ledger_whose_runs_are_then_pruned() {
+    let p = Project::new().file("jobs.d/a.yaml", "run: echo \"id=$JOBS_RUN_ID\"\n");
+    version_4_ledger(&p, &[5, 6, 7], "");
+    // The apply migrates; every run is then deleted, as retention would.
+    p.run(&["apply"]).code(0).stdout_has("1 added");
+    rusqlite::Connection::open(p.path(".jobs/ledger.db"))
+        .unwrap()
+        .execute_batch("DELETE FROM runs")
+        .unwrap();
+    p.run(&["run", "a"]).code(0).stdout_has("id=8");
+}
+
+#[test]
+fn run_ids_are_not_reused_a_ledger_pruned_before_migrating_continues_above_what_remains() {
+    // Runs were pruned before the migration; an upstream named in `released_by`, events or
+    // output left behind still tell which ids were used. Every run is pruned after it, too.
+    for (setup, next) in [
+        (
+            "DELETE FROM runs; INSERT INTO run_output (run_id, at, stream, line) VALUES (9, 'x', 'stdout', 'l');",
+            10,
+        ),
+        (
+            "DELETE FROM runs; INSERT INTO run_events (run_id, at, kind, message) VALUES (11, 'x', 'k', 'm');",
+            12,
+        ),
+        (
+            "DELETE FROM runs WHERE id > 1; UPDATE runs SET released_by = '[{\"job\": \"up\", \"run\": 20}]';",
+            21,
+        ),
+    ] {
+        let p = Project::new().file("jobs.d/a.yaml", "run: echo \"id=$JOBS_RUN_ID\"\n");
+        version_4_ledger(&p, &[1, 2, 3], setup);
+        p.run(&["apply"]).code(0);
+        rusqlite::Connection::open(p.path(".jobs/ledger.db"))
+            .unwrap()
+            .execute_batch("DELETE FROM runs")
+            .unwrap();
+        p.run(&["run", "a"])
+            .code(0)
+            .stdout_has(&format!("id={next}"));
+    }
+}
