@@ -323,7 +323,7 @@ pub fn parse_definition(
     now: Timestamp,
 ) -> Result<JobSpec, String> {
     let path = format!("{job}.yaml");
-    let parsed = spec::parse(
+    let parsed = spec::parse_recorded(
         &path,
         definition.as_bytes(),
         spec::Context { defaults, now },

@@ -172,3 +172,75 @@ fn run_ids_are_not_reused_a_ledger_pruned_before_migrating_continues_above_what_
             .stdout_has(&format!("id={next}"));
     }
 }
+
+// Defect 15: limits that protect the ledger.
+
+fn rejects(file: &str, content: &str, location: &str, message: &str) {
+    let run = Project::new()
+        .file(&format!("jobs.d/{file}"), content)
+        .run(&["validate"]);
+    assert_eq!(run.code, 1, "{content}: expected exit 1\n{}", run.stderr);
+    let at = format!("jobs.d/{file}:{location}");
+    assert!(
+        run.stderr.contains(&at),
+        "{content}: no {at:?} in\n{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(message),
+        "{content}: no {message:?} in\n{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn limits_that_protect_the_ledger_refuse_tiny_intervals_and_endless_retries() {
+    for (file, content, location, message) in [
+        (
+            "a.yaml",
+            "schedule: {every: 1ms}\ncommand: [x]\n",
+            "1:19",
+            "every must be at least 1s (it is 1ms)",
+        ),
+        (
+            "a.yaml",
+            "schedule: {every: 999ms}\ncommand: [x]\n",
+            "1:19",
+            "every must be at least 1s",
+        ),
+        (
+            "a.yaml",
+            "command: [x]\nretry: {attempts: 1, backoff: 0s}\n",
+            "2:31",
+            "retry.backoff must be at least 1s (it is 0s)",
+        ),
+        (
+            "a.yaml",
+            "command: [x]\nretry:\n  attempts: 4000000000\n",
+            "3:13",
+            "retry.attempts must be at most 100 (it is 4000000000)",
+        ),
+        (
+            "a.toml",
+            "command = [\"x\"]\n[retry]\nattempts = 101\n",
+            "3:12",
+            "retry.attempts must be at most 100 (it is 101)",
+        ),
+    ] {
+        rejects(file, content, location, message);
+    }
+    // The limits themselves are valid, and so are the examples.
+    Project::new()
+        .file("jobs.d/a.yaml", "schedule: {every: 1s}\ncommand: [x]\n")
+        .file(
+            "jobs.d/b.yaml",
+            "command: [x]\nretry: {attempts: 100, backoff: 1s, max_backoff: 1s}\n",
+        )
+        .run(&["validate"])
+        .code(0)
+        .stdout_has("2 jobs in 2 files");
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("jobs.d");
+    Project::new()
+        .run(&["--dir", examples.to_str().unwrap(), "validate"])
+        .code(0);
+}
