@@ -36,7 +36,7 @@ pub struct Shared {
     /// The folder holding the jobs folder (absolute): where runs start, and what a relative
     /// `working_dir` is relative to, whatever the daemon's own current directory.
     pub base_dir: std::path::PathBuf,
-    specs: Mutex<HashMap<i64, Arc<JobSpec>>>,
+    specs: Mutex<RevisionCache<JobSpec>>,
     /// Run ends waiting to be written. Whoever next holds the ledger writes all of them in one
     /// transaction, so runs ending together share one disk sync (group commit).
     ends: Mutex<Vec<(RunEnd, Arc<EndResult>)>>,
@@ -46,8 +46,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// Runs to create (API triggers), written together like the ends.
     new_runs: Mutex<Vec<(NewRun, Arc<NewRunResult>)>>,
-    /// Notifications being sent.
-    notifying: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Notifications being sent; finished ones are reaped at each new one.
+    notifying: Mutex<tokio::task::JoinSet<()>>,
     /// The daemon's executor, when it runs one: a run's end then claims the runs it released
     /// in the same transaction.
     claimer: OnceLock<Claimer>,
@@ -94,12 +94,12 @@ impl Shared {
             kill_grace,
             defaults,
             base_dir: base_dir(jobs_dir),
-            specs: Mutex::new(HashMap::new()),
+            specs: Mutex::new(RevisionCache::new()),
             ends: Mutex::new(Vec::new()),
             progress: tokio::sync::watch::Sender::new(0),
             metrics: Arc::new(Metrics::new()),
             new_runs: Mutex::new(Vec::new()),
-            notifying: Mutex::new(Vec::new()),
+            notifying: Mutex::new(tokio::task::JoinSet::new()),
             claimer: OnceLock::new(),
             health: crate::health::Health::default(),
             giving_up: std::sync::atomic::AtomicBool::new(false),
@@ -120,15 +120,16 @@ impl Shared {
     /// Waits for the notifications in flight (at most `limit`): before a foreground `jobs run`
     /// exits, and when the daemon shuts down.
     pub async fn notified(&self, limit: StdDuration) {
-        let tasks: Vec<tokio::task::JoinHandle<()>> = std::mem::take(
+        let mut tasks = std::mem::take(
             &mut *self
                 .notifying
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         );
-        let all = futures_util::future::join_all(tasks);
+        let all = async { while tasks.join_next().await.is_some() {} };
         if tokio::time::timeout(limit, all).await.is_err() {
             tracing::warn!("notifications still being sent were abandoned");
+            tasks.detach_all();
         }
     }
 
@@ -313,9 +314,9 @@ impl Shared {
             .specs
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&revision_id)
+            .get(revision_id)
         {
-            return Ok(spec.clone());
+            return Ok(spec);
         }
         let (job, definition) = self
             .ledger()
@@ -327,7 +328,7 @@ impl Shared {
         self.specs
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(revision_id, spec.clone());
+            .insert(revision_id, &job, spec.clone());
         Ok(spec)
     }
 }
@@ -354,7 +355,7 @@ pub fn parse_definition(
     now: Timestamp,
 ) -> Result<JobSpec, String> {
     let path = format!("{job}.yaml");
-    let parsed = spec::parse(
+    let parsed = spec::parse_recorded(
         &path,
         definition.as_bytes(),
         spec::Context { defaults, now },
@@ -590,7 +591,13 @@ fn notify(shared: &Arc<Shared>, spec: Arc<JobSpec>, run: &RunRow, conclusion: &C
         return;
     }
     let s = shared.clone();
-    let task = tokio::spawn(async move {
+    let mut notifying = shared
+        .notifying
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    // Reap the ones that have finished: a handle kept until shutdown cost ~6 KB each.
+    while notifying.try_join_next().is_some() {}
+    notifying.spawn(async move {
         let policy = crate::notify::Policy::default();
         for notification in &due {
             let (kind, message) = match crate::notify::send(notification, &outcome, &policy).await {
@@ -606,11 +613,6 @@ fn notify(shared: &Arc<Shared>, spec: Arc<JobSpec>, run: &RunRow, conclusion: &C
             .await;
         }
     });
-    shared
-        .notifying
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .push(task);
 }
 
 /// Records a run's end and its retry, if any.
@@ -764,5 +766,115 @@ fn echo_line(line: &runner::Line) {
 fn log_ledger_error<T>(result: crate::ledger::Result<T>) {
     if let Err(e) = result {
         tracing::error!("writing to the ledger: {e}");
+    }
+}
+
+/// Parsed revisions by id, bounded: every applied revision was kept until exit before (issue
+/// 12: +1.6 KB each, 19 → 58 MB after 24,000 applies). A sweep keeps the newest revision of
+/// each job and those still held outside the cache (runs in flight), and drops the superseded
+/// rest; it runs when the cache has doubled since the last one, so it costs O(1) per insert.
+/// The cache is thus bounded by the jobs the ledger knows plus the runs in flight, and a
+/// daemon's current revisions are never re-parsed because of it.
+struct RevisionCache<V> {
+    entries: HashMap<i64, CachedRevision<V>>,
+    sweep_at: usize,
+}
+
+struct CachedRevision<V> {
+    job: String,
+    value: Arc<V>,
+}
+
+impl<V> RevisionCache<V> {
+    /// Below this many entries there is no sweep.
+    const FLOOR: usize = 256;
+
+    fn new() -> Self {
+        RevisionCache {
+            entries: HashMap::new(),
+            sweep_at: Self::FLOOR,
+        }
+    }
+
+    fn get(&self, id: i64) -> Option<Arc<V>> {
+        self.entries.get(&id).map(|e| e.value.clone())
+    }
+
+    fn insert(&mut self, id: i64, job: &str, value: Arc<V>) {
+        let job = job.to_string();
+        self.entries.insert(id, CachedRevision { job, value });
+        if self.entries.len() > self.sweep_at {
+            self.sweep();
+        }
+    }
+
+    fn sweep(&mut self) {
+        // Revision ids grow with each apply: the largest id of a job is its newest revision.
+        let mut newest: HashMap<&str, i64> = HashMap::new();
+        for (id, entry) in &self.entries {
+            let n = newest.entry(entry.job.as_str()).or_insert(*id);
+            *n = (*n).max(*id);
+        }
+        let newest: std::collections::HashSet<i64> = newest.into_values().collect();
+        self.entries
+            .retain(|id, e| newest.contains(id) || Arc::strong_count(&e.value) > 1);
+        self.sweep_at = (2 * self.entries.len()).max(Self::FLOOR);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unbounded_memory_the_revision_cache_stays_bounded() {
+        // 24,000 applies of three jobs, each revision parsed once, as the daemon does.
+        let mut cache = RevisionCache::new();
+        let mut largest = 0;
+        for id in 0..24_000 {
+            let job = ["a", "b", "c"][id as usize % 3];
+            cache.insert(id, job, Arc::new(id));
+            largest = largest.max(cache.entries.len());
+        }
+        assert!(
+            largest <= RevisionCache::<i64>::FLOOR + 1,
+            "{largest} entries"
+        );
+        assert_eq!(
+            cache.get(23_999).as_deref(),
+            Some(&23_999),
+            "the newest stays"
+        );
+    }
+
+    #[test]
+    fn unbounded_memory_the_revision_cache_keeps_what_is_in_use() {
+        let mut cache = RevisionCache::new();
+        // Revision 0 of `a` is superseded while a run still holds it.
+        let in_flight = Arc::new(0);
+        cache.insert(0, "a", in_flight.clone());
+        // 1,000 current revisions, used at each reload, and many applies of `a`.
+        for id in 1..=1_000 {
+            cache.insert(id, &format!("job{id}"), Arc::new(id));
+        }
+        for id in 1_001..5_000 {
+            cache.insert(id, "a", Arc::new(id));
+            if id % 500 == 0 {
+                for current in 1..=1_000 {
+                    assert_eq!(cache.get(current).as_deref(), Some(&current));
+                }
+            }
+        }
+        assert_eq!(
+            cache.get(0).as_deref(),
+            Some(&0),
+            "the run's revision stays"
+        );
+        assert!(
+            cache.entries.len() <= 2 * 1_002,
+            "{} entries",
+            cache.entries.len()
+        );
+        drop(in_flight);
     }
 }

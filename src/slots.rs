@@ -7,8 +7,9 @@
 //! and ranges of slots folded into one row when there are many (a daemon that was down a
 //! year). The ledger keys rows by (job, slot), so a slot can never be written, or fired, twice.
 //!
-//! Pure: no clock (`now` is an argument), no I/O. Counting is arithmetic for `every` and a walk
-//! for `cron`, so a long outage is decided in well under a second.
+//! Pure: no clock (`now` is an argument), no I/O. Counting is arithmetic for `every`, and for
+//! `cron` bit counts per day plus a short walk around each time-zone transition
+//! (`CronExpr::fires_between`), so a century-long outage is decided in milliseconds.
 
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
@@ -223,19 +224,11 @@ fn slots_between(job: &JobClock<'_>, after: Timestamp, until: Timestamp) -> Opti
                 last: at(end_k - 1)?,
             })
         }
-        Schedule::Cron(cron) => {
-            let first = cron.next_after(job.tz, after).filter(|t| *t <= until)?;
-            let mut span = Span {
-                count: 1,
-                first,
-                last: first,
-            };
-            while let Some(t) = cron.next_after(job.tz, span.last).filter(|t| *t <= until) {
-                span.count += 1;
-                span.last = t;
-            }
-            Some(span)
-        }
+        Schedule::Cron(cron) => cron.fires_between(job.tz, after, until).map(|fires| Span {
+            count: fires.count,
+            first: fires.first,
+            last: fires.last,
+        }),
     }
 }
 
@@ -441,6 +434,39 @@ mod tests {
             every_minute.rows(),
             ["2025-10-31T12:01:00Z 2026-10-31T12:00:00Z x525600 fire schedule"]
         );
+    }
+
+    #[test]
+    fn a_century_down_is_decided_with_little_work() {
+        // Issue 12: a minutely cron job 100 years behind took 52 million `next_after` calls
+        // (19 s). A wildcard job fires at every real minute whatever DST does, so the count is
+        // the minutes in the range; a fixed-time daily one fires once each day.
+        let (from, to) = ("2026-10-31T12:00:00Z", "2126-10-31T12:00:00Z");
+        let minutes = (ts(to).as_second() - ts(from).as_second()) / 60;
+        let days = jiff::civil::date(2026, 11, 1)
+            .until((jiff::Unit::Day, jiff::civil::date(2126, 10, 31)))
+            .unwrap()
+            .get_days()
+            + 1;
+        for (expr, expected) in [
+            (
+                "* * * * *",
+                format!("2026-10-31T12:01:00Z 2126-10-31T12:00:00Z x{minutes} fire schedule"),
+            ),
+            (
+                "30 2 * * *",
+                format!("2026-11-01T01:30:00Z 2126-10-31T01:30:00Z x{days} fire missed"),
+            ),
+        ] {
+            let case = Case {
+                tz: "Europe/Berlin",
+                ..Case::new(cron(expr), from, to)
+            };
+            crate::cron::CIVIL_SEARCHES.with(|n| n.set(0));
+            assert_eq!(case.rows(), [expected], "{expr}");
+            let work = crate::cron::CIVIL_SEARCHES.with(std::cell::Cell::get);
+            assert!(work < 1_000_000, "{expr}: {work} wall-clock searches");
+        }
     }
 
     #[test]

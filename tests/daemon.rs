@@ -603,7 +603,7 @@ fn runs_ending_together_are_each_recorded_once_with_their_retries() {
     const N: usize = 24;
     let p = Project::new().file(
         "jobs.d/flaky.yaml",
-        "command: [\"false\"]\nconcurrency: allow\nretry: {attempts: 1, backoff: 0s}\n",
+        "command: [\"false\"]\nconcurrency: allow\nretry: {attempts: 1, backoff: 1s}\n",
     );
     p.run(&["apply"]).code(0);
     for _ in 0..N {

@@ -169,6 +169,77 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX runs_by_job_state_finish ON runs(job, state, finished_at);
     DROP INDEX runs_by_job_state;
     "#,
+    // 5: run ids are never reused (issue 12). Without AUTOINCREMENT a new run took the largest
+    // remaining id plus one, so after retention deleted every run, ids started again at 1 and
+    // links (`first_run_id`, `released_by`, logs, artifacts named by `JOBS_RUN_ID`) pointed at
+    // other runs. SQLite cannot add AUTOINCREMENT to a table: `runs` is rebuilt with the same
+    // columns and indexes, and its counter is seeded with the highest run id the ledger still
+    // mentions (a run, an upstream in `released_by`, events or output left behind). Ids deleted before this migration and mentioned nowhere cannot be known: a ledger
+    // whose runs were all pruned continues above what remains, at worst from 1 as before.
+    r#"
+    CREATE TABLE runs_new (
+        id                INTEGER PRIMARY KEY AUTOINCREMENT,
+        job               TEXT NOT NULL,
+        revision_id       INTEGER REFERENCES revisions(id),
+        trigger           TEXT NOT NULL,
+        scheduled_at      TEXT,
+        state             TEXT NOT NULL,
+        created_at        TEXT NOT NULL,
+        started_at        TEXT,
+        finished_at       TEXT,
+        exit_code         INTEGER,
+        slot              TEXT,
+        slot_first        TEXT,
+        slot_count        INTEGER NOT NULL DEFAULT 1,
+        attempt           INTEGER NOT NULL DEFAULT 1,
+        first_run_id      INTEGER,
+        not_before        TEXT,
+        params            TEXT,
+        reason            TEXT,
+        error             TEXT,
+        signal            INTEGER,
+        epoch             INTEGER,
+        supervisor_pid    INTEGER,
+        supervisor_start  INTEGER,
+        pid               INTEGER,
+        pid_start         INTEGER,
+        cancel_requested  TEXT,
+        cpu_user_ms       INTEGER,
+        cpu_sys_ms        INTEGER,
+        max_rss_kb        INTEGER,
+        output_bytes      INTEGER NOT NULL DEFAULT 0,
+        output_truncated  INTEGER NOT NULL DEFAULT 0,
+        released_by       TEXT
+    );
+    INSERT INTO runs_new (id, job, revision_id, trigger, scheduled_at, state, created_at,
+        started_at, finished_at, exit_code, slot, slot_first, slot_count, attempt, first_run_id,
+        not_before, params, reason, error, signal, epoch, supervisor_pid, supervisor_start, pid,
+        pid_start, cancel_requested, cpu_user_ms, cpu_sys_ms, max_rss_kb, output_bytes,
+        output_truncated, released_by)
+    SELECT id, job, revision_id, trigger, scheduled_at, state, created_at,
+        started_at, finished_at, exit_code, slot, slot_first, slot_count, attempt, first_run_id,
+        not_before, params, reason, error, signal, epoch, supervisor_pid, supervisor_start, pid,
+        pid_start, cancel_requested, cpu_user_ms, cpu_sys_ms, max_rss_kb, output_bytes,
+        output_truncated, released_by
+    FROM runs;
+    DROP TABLE runs;
+    ALTER TABLE runs_new RENAME TO runs;
+    CREATE INDEX runs_by_job ON runs(job, id);
+    CREATE UNIQUE INDEX runs_by_slot ON runs(job, slot) WHERE slot IS NOT NULL;
+    CREATE INDEX runs_by_state ON runs(state, id);
+    CREATE INDEX runs_by_job_state_finish ON runs(job, state, finished_at);
+    DELETE FROM sqlite_sequence WHERE name IN ('runs', 'runs_new');
+    INSERT INTO sqlite_sequence (name, seq)
+    SELECT 'runs', max(seen) FROM (
+        SELECT 0 AS seen
+        UNION ALL SELECT max(id) FROM runs
+        UNION ALL SELECT max(json_extract(upstream.value, '$.run'))
+            FROM runs, json_each(runs.released_by) AS upstream
+            WHERE runs.released_by IS NOT NULL
+        UNION ALL SELECT max(run_id) FROM run_events
+        UNION ALL SELECT max(run_id) FROM run_output
+    );
+    "#,
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -197,6 +268,10 @@ pub enum LedgerError {
         found: i64,
         known: i64,
     },
+    #[error(
+        "the ledger {path} is {kind}, not a regular file; point --ledger (or JOBS_LEDGER) at a file, or move it aside"
+    )]
+    NotAFile { path: PathBuf, kind: &'static str },
     #[error("cannot create the ledger's folder {path}: {source}")]
     CreateDir {
         path: PathBuf,
@@ -421,6 +496,7 @@ impl Ledger {
                 source,
             })?;
         }
+        refuse_odd_file(path)?;
         let conn = Connection::open(path).map_err(|e| LedgerError::from_sqlite(path, e))?;
         let mut ledger = Ledger {
             conn,
@@ -442,6 +518,7 @@ impl Ledger {
         if !path.exists() {
             return Ok(None);
         }
+        refuse_odd_file(path)?;
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -456,13 +533,6 @@ impl Ledger {
         ledger.configure(false)?;
         let version = ledger.schema_version()?;
         let known = MIGRATIONS.len() as i64;
-        if version > known {
-            return Err(LedgerError::TooNew {
-                path: ledger.path,
-                found: version,
-                known,
-            });
-        }
         if version < known {
             // An older ledger is upgraded by the next command that writes; reading it as it is
             // would be guessing.
@@ -497,8 +567,19 @@ impl Ledger {
                 true,
             )
             .map_err(|e| self.err(e))?;
-        // Reading the schema version first turns "not a database" into a clear error here.
-        self.schema_version()?;
+        // The schema version is read, and a newer one refused, before any pragma that writes
+        // (`journal_mode` rewrites the file's header): a ledger this binary cannot read is
+        // left exactly as it was. Reading it first also turns "not a database" into a clear
+        // error here.
+        let version = self.schema_version()?;
+        let known = MIGRATIONS.len() as i64;
+        if version > known {
+            return Err(LedgerError::TooNew {
+                path: self.path.clone(),
+                found: version,
+                known,
+            });
+        }
         if write {
             self.conn
                 .pragma_update(None, "journal_mode", "WAL")
@@ -782,6 +863,36 @@ impl Ledger {
             .optional()
             .map_err(|e| self.err(e))
     }
+}
+
+/// Refuses a ledger path that exists but is not a regular file (symbolic links are followed):
+/// SQLite would block forever opening a FIFO, and a folder or a device is never a ledger.
+/// A missing path is fine (the ledger is created).
+fn refuse_odd_file(path: &Path) -> Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Ok(());
+    };
+    let kind = meta.file_type();
+    let kind = if kind.is_file() {
+        return Ok(());
+    } else if kind.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if kind.is_dir() {
+        "a folder"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else {
+        "a special file"
+    };
+    Err(LedgerError::NotAFile {
+        path: path.to_path_buf(),
+        kind,
+    })
 }
 
 /// Which columns a job query loads: a listing has no use for whole definitions.

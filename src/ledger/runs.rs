@@ -1494,9 +1494,19 @@ impl Ledger {
     /// act on (a queued run, a pause, a cancel request, an apply): writes `<ledger>.wake`, whose
     /// change the daemon watches. Written after the commit, so the daemon never looks too early.
     pub fn wake_daemon(&self) {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
         let mut path = self.path.clone().into_os_string();
         path.push(".wake");
-        let _ = std::fs::write(path, jiff::Timestamp::now().to_string());
+        // Non-blocking: a FIFO left at this path (no reader) fails at once instead of
+        // hanging the command; on a regular file the flag changes nothing.
+        let _ = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .and_then(|mut f| f.write_all(jiff::Timestamp::now().to_string().as_bytes()));
     }
 }
 

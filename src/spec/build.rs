@@ -13,6 +13,7 @@ struct Builder<'a> {
     text: &'a str,
     diagnostics: Vec<Diagnostic>,
     references: Vec<Reference>,
+    limits: Limits,
 }
 
 impl Builder<'_> {
@@ -71,6 +72,32 @@ impl Builder<'_> {
             return None;
         }
         Some(d)
+    }
+
+    /// A value beyond a limit: an error, or (a recorded revision) a warning, and the limit.
+    fn beyond_limit<T>(&mut self, at: At, limit: T, message: String, help: &str) -> Option<T> {
+        let d = match self.limits {
+            Limits::Refuse => self.error(at, message),
+            Limits::Clamp => self.warning(at, message),
+        };
+        d.help = Some(help.into());
+        (self.limits == Limits::Clamp).then_some(limit)
+    }
+
+    /// `value` if it is at least `min`; see [`Builder::beyond_limit`].
+    fn at_least(
+        &mut self,
+        field: &str,
+        at: At,
+        value: Duration,
+        min: Duration,
+        help: &str,
+    ) -> Option<Duration> {
+        if value >= min {
+            return Some(value);
+        }
+        let message = format!("{field} must be at least {min} (it is {value})");
+        self.beyond_limit(at, min, message, help)
     }
 
     fn cron(&mut self, expr: &Loc<String>) -> Option<CronExpr> {
@@ -216,12 +243,19 @@ fn is_env_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-pub(super) fn build(path: &str, text: &str, raw: RawJob, context: Context<'_>) -> Parsed {
+pub(super) fn build(
+    path: &str,
+    text: &str,
+    raw: RawJob,
+    context: Context<'_>,
+    limits: Limits,
+) -> Parsed {
     let mut b = Builder {
         path,
         text,
         diagnostics: Vec::new(),
         references: Vec::new(),
+        limits,
     };
     let file_name = path.rsplit(['/', '\\']).next().unwrap_or(path);
     let stem = file_name
@@ -331,7 +365,18 @@ pub(super) fn build(path: &str, text: &str, raw: RawJob, context: Context<'_>) -
             } else if let Some(expr) = map.cron {
                 b.cron(&expr).map(Schedule::Cron)
             } else if let Some(every) = map.every {
-                let interval = b.positive_duration("every", Some(every));
+                let every_at = every.at;
+                let interval = b
+                    .positive_duration("every", Some(every))
+                    .and_then(|d| {
+                        b.at_least(
+                            "every",
+                            every_at,
+                            d,
+                            MIN_EVERY,
+                            "each fire is a run in the ledger; for work more often than that, loop inside one long-running run",
+                        )
+                    });
                 let start_at = map
                     .start_at
                     .as_ref()
@@ -490,13 +535,41 @@ pub(super) fn build(path: &str, text: &str, raw: RawJob, context: Context<'_>) -
     let retry = raw.retry.map(|r| {
         let at = r.at;
         let r = r.value;
-        let attempts = r.attempts.map_or(0, |a| a.value);
+        let attempts = match r.attempts {
+            None => 0,
+            Some(a) if a.value > MAX_ATTEMPTS => b
+                .beyond_limit(
+                    a.at,
+                    MAX_ATTEMPTS,
+                    format!(
+                        "retry.attempts must be at most {MAX_ATTEMPTS} (it is {})",
+                        a.value
+                    ),
+                    "each attempt is a run in the ledger; a job that keeps failing is retried by its next fire",
+                )
+                .unwrap_or(0),
+            Some(a) => a.value,
+        };
+        let backoff_at = r.backoff.as_ref().map(|l| l.at).unwrap_or_default();
         let backoff = b
             .duration("retry.backoff", r.backoff)
+            .and_then(|d| {
+                b.at_least(
+                    "retry.backoff",
+                    backoff_at,
+                    d,
+                    MIN_BACKOFF,
+                    "each retry is a run in the ledger; write 1s or more",
+                )
+            })
             .unwrap_or(DEFAULT_BACKOFF);
-        let max_backoff = b
+        let mut max_backoff = b
             .duration("retry.max_backoff", r.max_backoff)
             .unwrap_or(DEFAULT_MAX_BACKOFF.max(backoff));
+        if b.limits == Limits::Clamp {
+            // A recorded `backoff: 0s, max_backoff: 0s` stays consistent once clamped.
+            max_backoff = max_backoff.max(backoff);
+        }
         if max_backoff < backoff {
             b.error(
                 at,

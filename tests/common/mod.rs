@@ -384,3 +384,49 @@ pub fn raise_own_descriptors(n: u64) -> u64 {
     }
     limit.rlim_cur
 }
+
+impl Project {
+    /// Runs `jobs ARGS` at [`NOW`] like [`Project::run`], but kills it if it has not finished
+    /// within `limit` (its exit code is then -1): for commands that must not hang.
+    pub fn run_within(&self, limit: std::time::Duration, args: &[&str]) -> Run {
+        let mut cmd = Command::cargo_bin("jobs").unwrap();
+        cmd.current_dir(self.root())
+            .args(args)
+            .env("NO_COLOR", "1")
+            .env("JOBS_NOW", NOW)
+            .timeout(limit);
+        for var in [
+            "JOBS_DIR",
+            "JOBS_LEDGER",
+            "JOBS_CONFIG",
+            "JOBS_OUTPUT",
+            "JOBS_LOCK_WAIT",
+            "JOBS_TOKEN",
+            "JOBS_TOKEN_FILE",
+            "JOBS_LISTEN",
+            "JOBS_SERVER",
+        ] {
+            cmd.env_remove(var);
+        }
+        let Output {
+            status,
+            stdout,
+            stderr,
+        } = cmd.output().unwrap();
+        Run {
+            code: status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        }
+    }
+}
+
+/// Makes a FIFO (named pipe) at `path`.
+pub fn mkfifo(path: &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path; mkfifo only creates a file.
+    let rc = unsafe { libc::mkfifo(c_path.as_ptr(), 0o644) };
+    assert_eq!(rc, 0, "mkfifo {}", path.display());
+}
