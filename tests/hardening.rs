@@ -555,3 +555,51 @@ fn a_clock_moved_back_does_not_silence_schedules() {
     }
     assert_eq!(daemon.stop(), Some(0));
 }
+
+/// Defect 13: a ledger whose pages are corrupt, on which nothing can be scheduled, is not
+/// ready, and says why.
+#[test]
+fn readiness_is_false_on_a_ledger_with_corrupt_pages() {
+    let p = Project::new().file("jobs.d/daily.yaml", common::job("@daily"));
+    // A first start prepares the ledger (retention's vacuum mode), so the second one reads
+    // no more of it than it must.
+    let mut first = p.serve(&[], None);
+    first.wait_for("scheduler started", &[]);
+    assert_eq!(first.stop(), Some(0));
+    let ledger = p.path(".jobs/ledger.db");
+    let (root, page_size): (i64, i64) = {
+        let conn = rusqlite::Connection::open(&ledger).unwrap();
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .unwrap();
+        let root = conn
+            .query_row(
+                "SELECT rootpage FROM sqlite_master WHERE name = 'jobs'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let size = conn
+            .query_row("PRAGMA page_size", [], |r| r.get(0))
+            .unwrap();
+        (root, size)
+    };
+    {
+        use std::io::{Seek, Write};
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&ledger)
+            .unwrap();
+        file.seek(std::io::SeekFrom::Start(((root - 1) * page_size) as u64))
+            .unwrap();
+        file.write_all(&vec![0xA5; page_size as usize]).unwrap();
+    }
+    let mut daemon = p.serve(&[], None);
+    daemon.wait_for("loading jobs for the scheduler", &[]);
+    let (status, ready) = get(&mut daemon, "/readyz");
+    assert_eq!(status, 503, "{ready}");
+    assert!(
+        ready["scheduler"].as_str().unwrap().contains("malformed"),
+        "{ready}"
+    );
+    daemon.stop();
+}
