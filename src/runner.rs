@@ -39,6 +39,15 @@ const MIN_KILL_WAIT: StdDuration = StdDuration::from_secs(1);
 /// leaves the run's group (`setsid`, a double fork) keeps it, and is found by it in `/proc`.
 pub const TAG_VAR: &str = "JOBS_RUN_TAG";
 
+/// The soft `RLIMIT_NOFILE` runs start with, when the daemon raised its own.
+static RUN_NOFILE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+
+/// Runs will start with this soft `RLIMIT_NOFILE` (the one this process started with), though
+/// this process raised its own.
+pub fn keep_descriptor_limit_for_runs(soft: u64) {
+    let _ = RUN_NOFILE.set(soft);
+}
+
 /// What to start, and how to supervise it.
 #[derive(Clone, Debug)]
 pub struct Launch {
@@ -149,6 +158,22 @@ pub async fn execute(
         .process_group(0);
     if let Some(dir) = &launch.working_dir {
         command.current_dir(dir);
+    }
+    if let Some(&soft) = RUN_NOFILE.get() {
+        // SAFETY: getrlimit and setrlimit are async-signal-safe and touch only the child.
+        unsafe {
+            command.pre_exec(move || {
+                let mut limit = libc::rlimit {
+                    rlim_cur: 0,
+                    rlim_max: 0,
+                };
+                if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+                    limit.rlim_cur = soft.min(limit.rlim_max);
+                    libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+                }
+                Ok(())
+            });
+        }
     }
     // fork and exec block for a millisecond or more (much more in a VM): off the runtime's
     // few worker threads, so runs start in parallel and fires are not held up.

@@ -118,7 +118,7 @@ fn cancel_ends_a_run_whose_descendant_escaped() {
         "jobs.d/escape.yaml",
         "run: \"setsid sh -c 'echo $$ > escaped.fifo; exec sleep 60' & sleep 60\"\n",
     );
-    make_fifo(&p, "escaped.fifo");
+    common::mkfifo(&p.path("escaped.fifo"));
     let mut daemon = p.serve(&["--kill-grace", "1s"], None);
     daemon.wait_for("reconciled", &[]);
     p.run_live(&["trigger", "escape"]).code(0);
@@ -138,14 +138,8 @@ fn cancel_ends_a_run_whose_descendant_escaped() {
     assert_eq!(daemon.stop(), Some(0));
 }
 
-/// Makes a FIFO at `name` in the project; a job writes to it, and [`read_fifo`] awaits that.
-fn make_fifo(p: &Project, name: &str) {
-    let path = std::ffi::CString::new(p.path(name).to_str().unwrap()).unwrap();
-    // SAFETY: a valid C string; mkfifo has no other memory effects.
-    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
-}
-
-/// Waits (up to 30 s) for a job to write a line into the FIFO `name`, and returns it.
+/// Waits (up to 30 s) for a job to write a line into the FIFO `name` (made with
+/// [`common::mkfifo`]), and returns it.
 fn read_fifo(p: &Project, name: &str) -> String {
     let path = p.path(name);
     let (tx, rx) = std::sync::mpsc::channel();
@@ -167,7 +161,7 @@ fn shutdown_ends_a_run_whose_descendant_escaped() {
         "jobs.d/escape.yaml",
         "run: \"setsid sh -c 'trap \\\"\\\" TERM; echo $$ > escaped.fifo; while :; do sleep 1; done' & sleep 600\"\n",
     );
-    make_fifo(&p, "escaped.fifo");
+    common::mkfifo(&p.path("escaped.fifo"));
     let mut daemon = p.serve(&["--kill-grace", "1s", "--shutdown-grace", "1s"], None);
     daemon.wait_for("reconciled", &[]);
     p.run_live(&["trigger", "escape"]).code(0);
@@ -253,7 +247,7 @@ fn a_full_disk_does_not_leave_a_run_running() {
     let Some(disk) = Tmpfs::mount(p.path("disk"), "4m") else {
         return;
     };
-    make_fifo(&p, "go.fifo");
+    common::mkfifo(&p.path("go.fifo"));
     let ledger = ["--ledger", "disk/ledger.db"];
     let mut daemon = p.serve(&ledger, None);
     daemon.wait_for("scheduler started", &[]);
@@ -325,7 +319,7 @@ fn a_killed_foreground_run_does_not_block_its_job() {
         "jobs.d/long.yaml",
         "run: echo $$ > started.fifo; exec sleep 60\n",
     );
-    make_fifo(&p, "started.fifo");
+    common::mkfifo(&p.path("started.fifo"));
     let mut daemon = p.serve(&["--shutdown-grace", "0s", "--kill-grace", "1s"], None);
     daemon.wait_for("scheduler started", &[]);
     let mut foreground = spawn_jobs(&p, &["run", "long"]);
@@ -357,7 +351,7 @@ fn a_hung_up_foreground_run_is_cancelled_and_recorded() {
             "jobs.d/long.yaml",
             "run: echo go > started.fifo; sleep 60\n",
         );
-        make_fifo(&p, "started.fifo");
+        common::mkfifo(&p.path("started.fifo"));
         p.run(&["apply"]).code(0);
         let mut foreground = spawn_jobs(&p, &["run", "long"]);
         read_fifo(&p, "started.fifo");
@@ -602,4 +596,41 @@ fn readiness_is_false_on_a_ledger_with_corrupt_pages() {
         "{ready}"
     );
     daemon.stop();
+}
+
+/// Defect 7's other side: the daemon raises its own descriptor limit, but its runs start with
+/// the limit it was given (programs that close every descriptor up to the limit, or use
+/// select(), expect the usual one).
+#[test]
+fn runs_keep_the_descriptor_limit_the_daemon_was_started_with() {
+    let p = Project::new().file("jobs.d/limit.yaml", "run: ulimit -n\n");
+    let mut daemon = p.serve_with(&[], None, &[], |cmd| {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: setrlimit is async-signal-safe and touches only the child's own limits.
+        unsafe {
+            cmd.pre_exec(|| {
+                let limit = libc::rlimit {
+                    rlim_cur: 1024,
+                    rlim_max: 4096,
+                };
+                libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+                Ok(())
+            });
+        }
+    });
+    daemon.wait_for("scheduler started", &[]);
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", daemon.pid())).unwrap();
+    let open_files = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    assert!(
+        open_files.split_whitespace().nth(3) == Some("4096"),
+        "{open_files}"
+    );
+    p.run_live(&["trigger", "limit"]).code(0);
+    wait_run_end(&mut daemon, "limit");
+    let id = runs(&p, "limit")[0]["id"].to_string();
+    assert_eq!(p.run_live(&["logs", &id]).stdout.trim(), "1024");
+    assert_eq!(daemon.stop(), Some(0));
 }

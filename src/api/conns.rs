@@ -66,6 +66,9 @@ pub fn raise_descriptor_limit() -> u64 {
             return 1024;
         }
         if limit.rlim_cur < limit.rlim_max {
+            // Runs get the limit the daemon was started with, not the raised one: programs
+            // that close every descriptor up to the limit, or use select(), expect it.
+            crate::runner::keep_descriptor_limit_for_runs(u64::from(limit.rlim_cur));
             let mut raised = limit;
             raised.rlim_cur = limit.rlim_max;
             if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) != 0 {
