@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Daemon, Project};
+use common::{Daemon, Project, alive};
 use serde_json::Value;
 
 const T0: &str = "2026-10-31T12:00:00Z";
@@ -185,19 +185,6 @@ fn a_timeout_kills_the_whole_process_group_and_retries() {
         .stdout_has("sent SIGTERM to the process group: the timeout passed")
         .stdout_has("sent SIGKILL to the process group")
         .stdout_has("attempt 2 is run");
-}
-
-fn alive(pid: i32) -> bool {
-    // A zombie still answers kill(0); read its state too.
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            !s.rsplit(')')
-                .next()
-                .unwrap_or("")
-                .trim_start()
-                .starts_with('Z')
-        })
-        .unwrap_or(false)
 }
 
 #[test]

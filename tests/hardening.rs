@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Daemon, Project};
+use common::{Daemon, Project, alive};
 use serde_json::Value;
 
 fn runs(p: &Project, job: &str) -> Vec<Value> {
@@ -22,19 +22,6 @@ fn runs(p: &Project, job: &str) -> Vec<Value> {
 
 fn wait_run_end(daemon: &mut Daemon, job: &str) -> Value {
     daemon.wait_for("run ended", &[("job", job)])
-}
-
-/// Whether `pid` is a live process (not a zombie).
-fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            !s.rsplit(')')
-                .next()
-                .unwrap_or("")
-                .trim_start()
-                .starts_with('Z')
-        })
-        .unwrap_or(false)
 }
 
 /// Waits (up to 10 s, on a pidfd: no polling) for `pid` to end; whether it did.

@@ -129,10 +129,22 @@ impl Project {
     }
 
     fn run_at(&self, now: Option<&str>, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut cmd = self.command(now, args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        finish(&mut cmd)
+    }
+
+    /// `jobs ARGS` in the project folder, on the fixed clock `now` (default [`NOW`]: a test
+    /// never depends on the day it runs), with no `JOBS_*` settings from the test's own
+    /// environment.
+    fn command(&self, now: Option<&str>, args: &[&str]) -> Command {
         let mut cmd = Command::cargo_bin("jobs").unwrap();
-        cmd.current_dir(self.root()).args(args).env("NO_COLOR", "1");
-        // Every command runs on a fixed clock: a test never depends on the day it runs.
-        cmd.env("JOBS_NOW", now.unwrap_or(NOW));
+        cmd.current_dir(self.root())
+            .args(args)
+            .env("NO_COLOR", "1")
+            .env("JOBS_NOW", now.unwrap_or(NOW));
         for var in [
             "JOBS_DIR",
             "JOBS_LEDGER",
@@ -146,20 +158,35 @@ impl Project {
         ] {
             cmd.env_remove(var);
         }
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let Output {
-            status,
-            stdout,
-            stderr,
-        } = cmd.output().unwrap();
-        Run {
-            code: status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&stderr).into_owned(),
-        }
+        cmd
     }
+}
+
+/// Runs `cmd` to its end and collects what it printed.
+fn finish(cmd: &mut Command) -> Run {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = cmd.output().unwrap();
+    Run {
+        code: status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    }
+}
+
+/// Whether `pid` is a live process (a zombie is not).
+pub fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(false)
 }
 
 /// A small valid job file.
@@ -389,35 +416,9 @@ impl Project {
     /// Runs `jobs ARGS` at [`NOW`] like [`Project::run`], but kills it if it has not finished
     /// within `limit` (its exit code is then -1): for commands that must not hang.
     pub fn run_within(&self, limit: std::time::Duration, args: &[&str]) -> Run {
-        let mut cmd = Command::cargo_bin("jobs").unwrap();
-        cmd.current_dir(self.root())
-            .args(args)
-            .env("NO_COLOR", "1")
-            .env("JOBS_NOW", NOW)
-            .timeout(limit);
-        for var in [
-            "JOBS_DIR",
-            "JOBS_LEDGER",
-            "JOBS_CONFIG",
-            "JOBS_OUTPUT",
-            "JOBS_LOCK_WAIT",
-            "JOBS_TOKEN",
-            "JOBS_TOKEN_FILE",
-            "JOBS_LISTEN",
-            "JOBS_SERVER",
-        ] {
-            cmd.env_remove(var);
-        }
-        let Output {
-            status,
-            stdout,
-            stderr,
-        } = cmd.output().unwrap();
-        Run {
-            code: status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&stderr).into_owned(),
-        }
+        let mut cmd = self.command(None, args);
+        cmd.timeout(limit);
+        finish(&mut cmd)
     }
 }
 
