@@ -421,7 +421,8 @@ impl Daemon {
                 .ledger()
                 .add_event(run.id, self.now(), "interrupted", &note);
             let spec = run.revision_id.and_then(|id| self.shared.spec(id).ok());
-            executor::record_end(
+            // Written once: if the ledger cannot take it now, the next check tries again.
+            executor::record_end_once(
                 &self.shared,
                 &run,
                 spec.as_deref(),
@@ -820,7 +821,9 @@ impl Daemon {
     /// Also hands the dependency graph of the active jobs to the ledger and resolves what it
     /// allows now (fan-ins and blocked runs that another process's writes released).
     fn load_jobs(&self) -> crate::ledger::Result<HashMap<String, SchedJob>> {
-        self.rewind_future()?;
+        if let Err(e) = self.rewind_future() {
+            tracing::error!("looking for stamps from the future: {e}");
+        }
         let rows = self.shared.ledger().job_summaries()?;
         let mut jobs = HashMap::new();
         let mut specs = Vec::new();
@@ -875,10 +878,14 @@ impl Daemon {
         if rewound.is_empty() {
             return Ok(());
         }
+        if rewound.runs > 0 {
+            self.wake_executor.notify_one();
+        }
         let furthest = rewound.jobs.iter().map(|(_, t)| *t).max().unwrap_or(now);
         let message = format!(
             "the clock is behind what the ledger recorded (up to {}, {} ahead of now): \
-             a clock that was ahead was corrected; {} jobs and {} waiting runs resume from now",
+             a clock that was ahead was corrected; {} jobs resume from now and {} runs' stamps \
+             were brought back to now",
             stamp(furthest),
             crate::duration::Duration::from_secs(furthest.duration_since(now).as_secs()),
             rewound.jobs.len(),
@@ -897,7 +904,9 @@ impl Daemon {
 
     /// Fires the fan-ins and decides the blocked runs the ledger allows now.
     fn resolve(&self) {
-        match self.shared.ledger().resolve_dependencies(self.now()) {
+        // The ledger's guard must be gone before the arms run: `act_on_cancels` locks it again.
+        let resolved = self.shared.ledger().resolve_dependencies(self.now());
+        match resolved {
             Ok(resolved) => {
                 if resolved.pending > 0 {
                     self.wake_executor.notify_one();
@@ -1086,11 +1095,13 @@ impl Daemon {
             } else {
                 None
             };
+            // At most a minute, like the scheduler: a wall clock moved back is noticed.
             let mut sleep = match next {
                 Some(Some(at)) => self.shared.clock.until(at).max(StdDuration::from_millis(1)),
                 Some(None) => StdDuration::from_millis(1),
-                None => StdDuration::from_secs(3600),
-            };
+                None => CLOCK_LOOK,
+            }
+            .min(CLOCK_LOOK);
             // A blocked run whose starting deadline passes ends skipped.
             let deadline = self.shared.ledger().next_blocked_deadline().ok().flatten();
             if let Some(at) = deadline {
@@ -1245,6 +1256,8 @@ impl Daemon {
             }
         }
         self.shared.notified(NOTIFY_GRACE).await;
+        // Whatever still waits to write (an orphan check on a full disk) stops waiting.
+        self.shared.give_up_writes();
         let _ = self.shared.ledger().release_lease(self.epoch, self.now());
         tracing::info!("jobs serve stopped");
     }

@@ -623,6 +623,29 @@ pub fn record_end(
     ending: &Ending,
     usage: Option<runner::Usage>,
 ) -> Conclusion {
+    record_end_with(shared, run, spec, ending, usage, true)
+}
+
+/// [`record_end`] that tries once: for ends that another attempt will write anyway (a run
+/// whose supervisor is gone is looked at again in 2 s).
+pub fn record_end_once(
+    shared: &Shared,
+    run: &RunRow,
+    spec: Option<&JobSpec>,
+    ending: &Ending,
+    usage: Option<runner::Usage>,
+) -> Conclusion {
+    record_end_with(shared, run, spec, ending, usage, false)
+}
+
+fn record_end_with(
+    shared: &Shared,
+    run: &RunRow,
+    spec: Option<&JobSpec>,
+    ending: &Ending,
+    usage: Option<runner::Usage>,
+    until_written: bool,
+) -> Conclusion {
     let now = shared.clock.now();
     let retry_policy = spec.and_then(|s| s.retry);
     let conclusion = run::conclude(ending, retry_policy, run.attempt as u32, now);
@@ -665,7 +688,7 @@ pub fn record_end(
             }
             Err(e) => {
                 shared.health.write_failed("recording a run's end", &e);
-                if shared.giving_up.load(std::sync::atomic::Ordering::SeqCst) {
+                if !until_written || shared.giving_up.load(std::sync::atomic::Ordering::SeqCst) {
                     break Err(e);
                 }
                 tracing::error!(

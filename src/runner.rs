@@ -280,7 +280,7 @@ pub async fn execute(
             Some("processes of the run kept its output open after it was stopped".to_string());
     }
     if let Some(reason) = cut_short {
-        kill_all(pid, &tag, libc::SIGKILL);
+        signal_all(pid, &tag, libc::SIGKILL).await;
         let _ = reports
             .send(Report::Signalled {
                 signal: libc::SIGKILL,
@@ -337,7 +337,7 @@ async fn terminate(
     why: &str,
     waiter: &mut Waiter,
 ) -> Result<(WaitStatus, Option<Usage>), tokio::task::JoinError> {
-    kill_all(pid, tag, libc::SIGTERM);
+    signal_all(pid, tag, libc::SIGTERM).await;
     let _ = reports
         .send(Report::Signalled {
             signal: libc::SIGTERM,
@@ -347,7 +347,7 @@ async fn terminate(
     match tokio::time::timeout(launch.kill_grace, &mut *waiter).await {
         Ok(status) => status,
         Err(_) => {
-            kill_all(pid, tag, libc::SIGKILL);
+            signal_all(pid, tag, libc::SIGKILL).await;
             let _ = reports
                 .send(Report::Signalled {
                     signal: libc::SIGKILL,
@@ -387,6 +387,15 @@ async fn stop_requested(stop: &mut watch::Receiver<Option<Stop>>) -> Stop {
 /// run whose supervisor died finds that run's processes too.
 pub fn run_tag(supervisor: (i64, i64), run_id: i64) -> String {
     format!("{}.{}.{run_id}", supervisor.0, supervisor.1)
+}
+
+/// [`kill_all`] off the runtime's threads: reading `/proc/*/environ` can block (a process
+/// stuck in the kernel) and grows with the machine's process count.
+async fn signal_all(pgid: i32, tag: &str, signal: i32) {
+    // The group first, at once; the tagged processes after the scan.
+    kill_group(pgid, signal);
+    let tag = tag.to_string();
+    let _ = tokio::task::spawn_blocking(move || kill_all(0, &tag, signal)).await;
 }
 
 /// Sends `signal` to the run's process group and to every process tagged with the run's tag
@@ -536,9 +545,20 @@ pub fn process_start_time(pid: i64) -> Option<i64> {
 }
 
 /// Whether the process `pid` that started at `start_time` still exists (and is not a zombie).
+///
+/// A process whose `/proc` entry exists but cannot be read (`hidepid`) counts as alive: a
+/// supervisor that cannot be seen is not declared dead and its runs are not taken over.
 pub fn is_alive(pid: i64, start_time: i64) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
+    let stat = match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat,
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            tracing::warn!(
+                pid,
+                "cannot read /proc/{pid}/stat ({e}); taking it as alive"
+            );
+            return true;
+        }
+        Err(_) => return false,
     };
     let Some(close) = stat.rfind(')') else {
         return false;

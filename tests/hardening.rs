@@ -509,11 +509,19 @@ fn a_clock_moved_back_does_not_silence_schedules() {
         .file(
             "jobs.d/minutely.yaml",
             "schedule: \"* * * * *\"\nrun: \"true\"\n",
+        )
+        .file("jobs.d/up.yaml", "run: \"true\"\n")
+        .file(
+            "jobs.d/fan.yaml",
+            "schedule: {after: [up]}\nrun: \"true\"\n",
         );
     let ahead = "2026-11-01T12:00:00Z";
     let mut daemon = p.serve(&[], Some(ahead));
     daemon.wait_for("scheduler started", &[]);
     wait_run_end(&mut daemon, "tick");
+    // An `after` job fired by an upstream success stamped a day ahead.
+    p.run_live(&["trigger", "up"]).code(0);
+    wait_run_end(&mut daemon, "fan");
     // A retry due a second after its failure, decided on the clock that is ahead.
     p.run_live(&["trigger", "flaky"]).code(0);
     daemon.wait_for("run ended; retrying", &[("job", "flaky")]);
@@ -532,9 +540,18 @@ fn a_clock_moved_back_does_not_silence_schedules() {
     let mut ended = std::collections::BTreeSet::new();
     while ended.len() < 3 {
         let line = daemon.wait_for("run ended", &[]);
-        ended.insert(line["job"].as_str().unwrap().to_string());
+        let job = line["job"].as_str().unwrap().to_string();
+        assert_ne!(
+            job, "fan",
+            "the fan-in fired again for an old success: {line}"
+        );
+        ended.insert(job);
     }
+    // The fan-in fires once for a new upstream success, not for the old one.
+    p.run_live(&["trigger", "up"]).code(0);
+    wait_run_end(&mut daemon, "fan");
     assert_eq!(daemon.stop(), Some(0));
+    assert_eq!(runs(&p, "fan").len(), 2);
 }
 
 /// Defect 13: a ledger whose pages are corrupt, on which nothing can be scheduled, is not
@@ -619,5 +636,24 @@ fn runs_keep_the_descriptor_limit_the_daemon_was_started_with() {
     wait_run_end(&mut daemon, "limit");
     let id = runs(&p, "limit")[0]["id"].to_string();
     assert_eq!(p.run_live(&["logs", &id]).stdout.trim(), "1024");
+    assert_eq!(daemon.stop(), Some(0));
+}
+
+/// Found in review: a fan-in released by the daemon's start sweep (its upstream succeeded in a
+/// foreground `jobs run` while no daemon ran) deadlocked the daemon on its own ledger lock.
+#[test]
+fn a_fan_in_released_at_start_runs_without_deadlock() {
+    let p = Project::new()
+        .file("jobs.d/up.yaml", "run: \"true\"\n")
+        .file(
+            "jobs.d/fan.yaml",
+            "schedule: {after: [up]}\nrun: \"true\"\n",
+        );
+    p.run(&["apply"]).code(0);
+    p.run_with(&["run", "up"], &[("JOBS_NOW", "2026-10-31T12:00:05Z")])
+        .code(0);
+    let mut daemon = p.serve(&[], Some("2026-10-31T12:00:10Z"));
+    wait_run_end(&mut daemon, "fan");
+    assert_eq!(get(&mut daemon, "/readyz").0, 200);
     assert_eq!(daemon.stop(), Some(0));
 }

@@ -1,9 +1,10 @@
 //! A clock that went backwards: stamps the ledger holds from the future.
 //!
 //! A daemon that ran with its clock ahead (a wrong boot clock later fixed by NTP) wrote slot
-//! cursors, `every` anchors and retry times in what is now the future: every schedule would
-//! stay silent until real time caught up. [`Ledger::rewind_future`] brings them back to `now`,
-//! in one transaction, and says what it moved; the daemon logs and records it.
+//! cursors, `every` anchors, retry times and run stamps in what is now the future: every
+//! schedule would stay silent until real time caught up, and an `after` job would count the
+//! upstream successes it already fired for as new ones. [`Ledger::rewind_future`] brings them
+//! back to `now`, in one transaction, and says what it moved; the daemon logs and records it.
 
 use jiff::{SignedDuration, Timestamp};
 use rusqlite::{TransactionBehavior, params};
@@ -15,7 +16,8 @@ use super::{Ledger, LedgerError, Result, stamp};
 pub struct Rewound {
     /// Jobs whose cursor or anchor was ahead, with the furthest of the two.
     pub jobs: Vec<(String, Timestamp)>,
-    /// Pending runs created in the future (retries): their wait now starts at `now`.
+    /// Runs with a stamp from the future (created, started, finished): brought to `now`; a
+    /// waiting retry keeps its backoff from `now`.
     pub runs: usize,
 }
 
@@ -27,73 +29,160 @@ impl Rewound {
 
 /// Stamps less than this far ahead are the clock's ordinary jitter, not a correction.
 const TOLERANCE: SignedDuration = SignedDuration::from_secs(1);
+/// How many of the newest runs are looked at: the runs of a period with the clock ahead are
+/// the newest ones when the correction is first seen (at start, or when the scheduler sees the
+/// clock go back), and a bounded look keeps every reload cheap on a large ledger.
+const RECENT_RUNS: i64 = 10_000;
+
+/// One job or run to bring back, as read.
+struct JobAhead {
+    name: String,
+    anchor: bool,
+    cursor: bool,
+    furthest: Timestamp,
+}
+
+struct RunAhead {
+    id: i64,
+    /// The new `not_before` of a waiting run created in the future.
+    not_before: Option<Option<String>>,
+}
 
 impl Ledger {
-    /// Moves every job cursor and anchor that is ahead of `now` back to `now`, and shifts the
-    /// wait of pending runs created ahead of `now` so it starts at `now` (a retry keeps its
-    /// backoff). Nothing else changes.
+    /// Moves every job cursor and anchor that is ahead of `now` back to `now`, brings run
+    /// stamps from the future (of the newest runs) to `now`, and shifts the wait of waiting
+    /// runs created ahead of `now` so it starts at `now` (a retry keeps its backoff). Reads
+    /// first; writes (one transaction) only when something is ahead.
+    ///
+    /// Run stamps move too because an `after` job's cursor is an upstream end time: with its
+    /// cursor at `now` and the ends it fired for still in the future, it would fire again.
     ///
     /// # Errors
     ///
     /// On a SQLite failure (nothing is written).
     pub fn rewind_future(&mut self, now: Timestamp) -> Result<Rewound> {
-        let path = self.path.clone();
-        let e = |e| LedgerError::from_sqlite(&path, e);
         let limit = now.saturating_add(TOLERANCE).unwrap_or(now);
         let ahead = |text: &str| text.parse::<Timestamp>().ok().filter(|t| *t > limit);
-        let at = stamp(now);
+        let (jobs, runs) = {
+            let e = |e| self.err(e);
+            let mut stmt = self
+                .conn
+                .prepare_cached(
+                    "SELECT name, schedule_anchor, coalesce(slot_cursor, schedule_anchor)
+                     FROM jobs WHERE active = 1",
+                )
+                .map_err(e)?;
+            let rows: Vec<(String, String, String)> = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .and_then(Iterator::collect)
+                .map_err(e)?;
+            let jobs: Vec<JobAhead> = rows
+                .into_iter()
+                .filter_map(|(name, anchor, cursor)| {
+                    let (anchor, cursor) = (ahead(&anchor), ahead(&cursor));
+                    Some(JobAhead {
+                        name,
+                        anchor: anchor.is_some(),
+                        cursor: cursor.is_some(),
+                        furthest: anchor.max(cursor)?,
+                    })
+                })
+                .collect();
+            let mut stmt = self
+                .conn
+                .prepare_cached(
+                    "SELECT id, state, created_at, started_at, finished_at, not_before FROM runs
+                     WHERE id > (SELECT coalesce(max(id), 0) FROM runs) - ?1",
+                )
+                .map_err(e)?;
+            type Row = (
+                i64,
+                String,
+                String,
+                Option<String>,
+                Option<String>,
+                Option<String>,
+            );
+            let rows: Vec<Row> = stmt
+                .query_map([RECENT_RUNS], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                    ))
+                })
+                .and_then(Iterator::collect)
+                .map_err(e)?;
+            let runs: Vec<RunAhead> =
+                rows.into_iter()
+                    .filter_map(|(id, state, created, started, finished, not_before)| {
+                        let created_ahead = ahead(&created);
+                        let any = created_ahead.is_some()
+                            || started.as_deref().and_then(ahead).is_some()
+                            || finished.as_deref().and_then(ahead).is_some();
+                        if !any {
+                            return None;
+                        }
+                        let waiting = state == "pending" || state == "blocked";
+                        let not_before = match created_ahead {
+                            Some(created) if waiting => {
+                                let shift = created.duration_since(now);
+                                Some(not_before.and_then(|t| t.parse::<Timestamp>().ok()).map(
+                                    |t| stamp(t.saturating_sub(shift).unwrap_or(now).max(now)),
+                                ))
+                            }
+                            _ => None,
+                        };
+                        Some(RunAhead { id, not_before })
+                    })
+                    .collect();
+            (jobs, runs)
+        };
+        if jobs.is_empty() && runs.is_empty() {
+            return Ok(Rewound::default());
+        }
+        let path = self.path.clone();
+        let e = |e| LedgerError::from_sqlite(&path, e);
+        let (at, bound) = (stamp(now), stamp(limit));
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(e)?;
-        let mut rewound = Rewound::default();
-        {
-            let mut jobs = tx
-                .prepare("SELECT name, schedule_anchor, coalesce(slot_cursor, schedule_anchor) FROM jobs WHERE active = 1")
-                .map_err(e)?;
-            let rows: Vec<(String, String, String)> = jobs
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                .and_then(Iterator::collect)
-                .map_err(e)?;
-            for (name, anchor, cursor) in rows {
-                let (anchor, cursor) = (ahead(&anchor), ahead(&cursor));
-                let Some(furthest) = anchor.max(cursor) else {
-                    continue;
-                };
+        for job in &jobs {
+            tx.execute(
+                "UPDATE jobs SET
+                     schedule_anchor = CASE WHEN ?2 THEN ?4 ELSE schedule_anchor END,
+                     slot_cursor = CASE WHEN ?3 THEN ?4 ELSE slot_cursor END
+                 WHERE name = ?1",
+                params![job.name, job.anchor, job.cursor, at],
+            )
+            .map_err(e)?;
+        }
+        for run in &runs {
+            if let Some(not_before) = &run.not_before {
                 tx.execute(
-                    "UPDATE jobs SET
-                         schedule_anchor = CASE WHEN ?2 THEN ?4 ELSE schedule_anchor END,
-                         slot_cursor = CASE WHEN ?3 THEN ?4 ELSE slot_cursor END
-                     WHERE name = ?1",
-                    params![name, anchor.is_some(), cursor.is_some(), at],
+                    "UPDATE runs SET not_before = ?2 WHERE id = ?1",
+                    params![run.id, not_before],
                 )
                 .map_err(e)?;
-                rewound.jobs.push((name, furthest));
             }
-            let mut runs = tx
-                .prepare("SELECT id, created_at, not_before FROM runs WHERE state IN ('pending', 'blocked')")
-                .map_err(e)?;
-            let rows: Vec<(i64, String, Option<String>)> = runs
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                .and_then(Iterator::collect)
-                .map_err(e)?;
-            for (id, created, not_before) in rows {
-                let Some(created) = ahead(&created) else {
-                    continue;
-                };
-                let shift = created.duration_since(now);
-                let not_before = not_before
-                    .and_then(|t| t.parse::<Timestamp>().ok())
-                    .map(|t| stamp(t.saturating_sub(shift).unwrap_or(now).max(now)));
-                tx.execute(
-                    "UPDATE runs SET created_at = ?2, not_before = ?3 WHERE id = ?1",
-                    params![id, at, not_before],
-                )
-                .map_err(e)?;
-                rewound.runs += 1;
-            }
+            tx.execute(
+                "UPDATE runs SET
+                     created_at = CASE WHEN created_at > ?3 THEN ?2 ELSE created_at END,
+                     started_at = CASE WHEN started_at > ?3 THEN ?2 ELSE started_at END,
+                     finished_at = CASE WHEN finished_at > ?3 THEN ?2 ELSE finished_at END
+                 WHERE id = ?1",
+                params![run.id, at, bound],
+            )
+            .map_err(e)?;
         }
         tx.commit().map_err(e)?;
-        Ok(rewound)
+        Ok(Rewound {
+            jobs: jobs.into_iter().map(|j| (j.name, j.furthest)).collect(),
+            runs: runs.len(),
+        })
     }
 }
