@@ -615,7 +615,9 @@ fn notify(shared: &Arc<Shared>, spec: Arc<JobSpec>, run: &RunRow, conclusion: &C
     });
 }
 
-/// Records a run's end and its retry, if any.
+/// Records a run's end and its retry, if any, writing it again (with backoff, its end time
+/// kept) until the ledger takes it or the process gives up at shutdown. Blocks: call it off
+/// the runtime's worker threads.
 pub fn record_end(
     shared: &Shared,
     run: &RunRow,
