@@ -894,6 +894,15 @@ impl Daemon {
         for (job, at) in &rewound.jobs {
             tracing::warn!(job = %job, was = %stamp(*at), "the job's schedule resumes from now");
         }
+        let message = match rewound.early_until {
+            Some(until) => format!(
+                "{message}; {} slots up to {} were recorded early while the clock was ahead \
+                 and are not fired again",
+                rewound.early_slots,
+                stamp(until)
+            ),
+            None => message,
+        };
         tracing::warn!(jobs = rewound.jobs.len(), runs = rewound.runs, "{message}");
         let _ = self
             .shared

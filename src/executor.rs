@@ -69,7 +69,25 @@ pub struct Claimer {
 }
 
 type EndResult = OnceLock<Result<Option<i64>, String>>;
-type NewRunResult = OnceLock<Result<RunRow, String>>;
+type NewRunResult = OnceLock<Result<RunRow, WriteFailed>>;
+
+/// Why a queued write failed: the ledger's message, and whether trying later may succeed (a
+/// busy ledger, a full disk) or not.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct WriteFailed {
+    pub message: String,
+    pub transient: bool,
+}
+
+impl From<&crate::ledger::LedgerError> for WriteFailed {
+    fn from(e: &crate::ledger::LedgerError) -> WriteFailed {
+        WriteFailed {
+            message: e.to_string(),
+            transient: e.is_transient(),
+        }
+    }
+}
 
 /// Where a foreground run's output also goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -211,7 +229,7 @@ impl Shared {
     /// # Errors
     ///
     /// The ledger's message when the batch could not be written.
-    pub fn create_run(&self, run: NewRun, now: Timestamp) -> Result<RunRow, String> {
+    pub fn create_run(&self, run: NewRun, now: Timestamp) -> Result<RunRow, WriteFailed> {
         let mine = Arc::new(NewRunResult::new());
         self.new_runs
             .lock()
@@ -232,17 +250,25 @@ impl Shared {
                 let row = match &written {
                     Ok(ids) => ledger
                         .run(ids[i])
-                        .map_err(|e| e.to_string())
-                        .and_then(|r| r.ok_or_else(|| "the new run vanished".to_string())),
-                    Err(e) => Err(e.to_string()),
+                        .map_err(|e| WriteFailed::from(&e))
+                        .and_then(|r| {
+                            r.ok_or_else(|| WriteFailed {
+                                message: "the new run vanished".to_string(),
+                                transient: false,
+                            })
+                        }),
+                    Err(e) => Err(WriteFailed::from(e)),
                 };
                 let _ = result.set(row);
             }
         }
         drop(ledger);
-        mine.get()
-            .cloned()
-            .unwrap_or_else(|| Err("the run was not written".to_string()))
+        mine.get().cloned().unwrap_or_else(|| {
+            Err(WriteFailed {
+                message: "the run was not written".to_string(),
+                transient: true,
+            })
+        })
     }
 
     /// Claims pending runs for the daemon of `epoch`, as many as `room()` says once the ledger

@@ -230,12 +230,13 @@ fn get(daemon: &mut Daemon, path: &str) -> (u16, Value) {
 fn a_full_disk_does_not_leave_a_run_running() {
     let p = Project::new()
         .file("jobs.d/gate.yaml", "run: read line < go.fifo; echo ended\n")
-        .file("jobs.d/tick.yaml", "schedule: {every: 1s}\nrun: \"true\"\n");
+        .file("jobs.d/tick.yaml", "schedule: {every: 1s}\nrun: \"true\"\n")
+        .file("tokens", "admin admin-token-0123456789abcdef\n");
     let Some(disk) = Tmpfs::mount(p.path("disk"), "4m") else {
         return;
     };
     common::mkfifo(&p.path("go.fifo"));
-    let ledger = ["--ledger", "disk/ledger.db"];
+    let ledger = ["--ledger", "disk/ledger.db", "--token-file", "tokens"];
     let mut daemon = p.serve(&ledger, None);
     daemon.wait_for("scheduler started", &[]);
     let (status, ready) = get(&mut daemon, "/readyz");
@@ -256,6 +257,18 @@ fn a_full_disk_does_not_leave_a_run_running() {
             .contains("cannot be written"),
         "{ready}"
     );
+    // A trigger meanwhile is refused as unavailable (retry later), not an internal error.
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    let refused = agent
+        .post(format!("{}/v1/jobs/tick/trigger", daemon.url()))
+        .header("Authorization", "Bearer admin-token-0123456789abcdef")
+        .send_empty()
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 503);
+    assert!(refused.headers().contains_key("retry-after"));
 
     std::fs::remove_file(filler).unwrap();
     let ended = wait_run_end(&mut daemon, "gate");
@@ -532,8 +545,10 @@ fn a_clock_moved_back_does_not_silence_schedules() {
         p.serve(&[], Some("2026-10-31T12:00:58Z"))
     };
     let warned = daemon.wait_for("the clock is behind what the ledger recorded", &[]);
+    let said = warned["message"].as_str().unwrap();
+    assert!(said.contains("23h 59m"), "{warned}");
     assert!(
-        warned["message"].as_str().unwrap().contains("23h 59m"),
+        said.contains("were recorded early while the clock was ahead"),
         "{warned}"
     );
     // Each resumes from now, not from a day later.

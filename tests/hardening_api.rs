@@ -322,8 +322,10 @@ fn idle_connections_cannot_exhaust_descriptors_and_stop_every_job() {
     }
     stop.store(true, Ordering::Relaxed);
     let reopened = flood.join().unwrap();
+    // Generous: the whole test suite shares two cores with the flood. Before the caps,
+    // /healthz timed out and runs failed with "Too many open files".
     assert!(
-        slowest < Duration::from_secs(1),
+        slowest < Duration::from_secs(5),
         "/healthz took {slowest:?} ({opened} connections held, {reopened} reopened)"
     );
     let exhausted: Vec<String> = daemon
@@ -469,7 +471,8 @@ fn log_readers_cannot_starve_the_scheduler() {
         bytes / (1024 * 1024)
     );
     assert!(
-        slowest < Duration::from_secs(1),
+        // Generous, for a whole test suite on two cores; the skipped slots are the sharp check.
+        slowest < Duration::from_secs(3),
         "/healthz took {slowest:?} under {reads} log reads"
     );
     assert!(reads >= 30, "only {reads} whole-log reads");

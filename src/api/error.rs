@@ -85,6 +85,11 @@ impl From<LedgerError> for ApiError {
                 ApiError::unavailable("the ledger is busy; retry in a moment")
             }
             LedgerError::NotFound { what, .. } => ApiError::not_found(format!("no {what}")),
+            // Nothing is wrong with the request; the server cannot write now.
+            e @ (LedgerError::DiskFull { .. } | LedgerError::ReadOnly { .. }) => {
+                tracing::error!("{e}");
+                ApiError::unavailable("the ledger cannot be written now (see /readyz); retry later")
+            }
             LedgerError::Conflict { detail, .. } => ApiError::conflict(detail),
             other => ApiError::internal("reading or writing the ledger", other),
         }

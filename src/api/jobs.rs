@@ -203,7 +203,14 @@ pub(crate) async fn queue_run(
     let run = tokio::task::spawn_blocking(move || shared.create_run(new, now))
         .await
         .map_err(|e| ApiError::internal("queueing the run", e))?
-        .map_err(|e| ApiError::internal("queueing the run", e))?;
+        .map_err(|e| {
+            if e.transient {
+                tracing::error!("queueing the run: {e}");
+                ApiError::unavailable("the ledger cannot be written now (see /readyz); retry later")
+            } else {
+                ApiError::internal("queueing the run", e)
+            }
+        })?;
     (api.wake_executor)();
     Ok(run)
 }

@@ -262,9 +262,46 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
+/// Every operation may answer 503 with `Retry-After`: the ledger is busy or cannot be written
+/// (a full disk), or every connection is busy. Documented once here rather than on each path.
+struct Unavailable;
+
+impl utoipa::Modify for Unavailable {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let response = ResponseBuilder::new()
+            .description("The ledger is busy or cannot be written now, or the server is at its connection cap; retry after `Retry-After` seconds")
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            for operation in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                operation
+                    .responses
+                    .responses
+                    .entry("503".to_string())
+                    .or_insert_with(|| response.clone().into());
+            }
+        }
+    }
+}
+
 /// The router and its OpenAPI document.
 fn routes() -> (Router<Arc<Api>>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(jobs::list, jobs::create))
         .routes(routes!(jobs::get, jobs::update, jobs::delete))
         .routes(routes!(jobs::trigger))
@@ -283,7 +320,10 @@ fn routes() -> (Router<Arc<Api>>, utoipa::openapi::OpenApi) {
         .routes(routes!(system::readyz))
         .routes(routes!(system::metrics))
         .routes(routes!(system::openapi))
-        .split_for_parts()
+        .split_for_parts();
+    // After the routes: a document modifier runs before any path is added.
+    utoipa::Modify::modify(&Unavailable, &mut openapi);
+    (router, openapi)
 }
 
 /// The OpenAPI document, as served (built once).

@@ -294,6 +294,8 @@ pub enum LedgerError {
     LeaseLost { path: PathBuf, epoch: i64 },
     #[error("no {what} in the ledger {path}")]
     NotFound { path: PathBuf, what: String },
+    #[error("the disk holding the ledger {path} is full; nothing was written (free some space)")]
+    DiskFull { path: PathBuf },
     #[error("ledger {path}: {source}")]
     Sqlite {
         path: PathBuf,
@@ -312,6 +314,7 @@ impl LedgerError {
                 path,
                 detail: e.to_string(),
             },
+            Some(ErrorCode::DiskFull) => LedgerError::DiskFull { path },
             Some(ErrorCode::ReadOnly | ErrorCode::PermissionDenied) => LedgerError::ReadOnly {
                 path,
                 detail: e.to_string(),
@@ -322,6 +325,19 @@ impl LedgerError {
             },
             _ => LedgerError::Sqlite { path, source: e },
         }
+    }
+}
+
+impl LedgerError {
+    /// Whether trying again later may succeed: the ledger is busy, or cannot be written now
+    /// (a full disk, a read-only mount) although nothing is wrong with the request.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            LedgerError::Locked { .. }
+                | LedgerError::DiskFull { .. }
+                | LedgerError::ReadOnly { .. }
+        )
     }
 }
 

@@ -19,6 +19,11 @@ pub struct Rewound {
     /// Runs with a stamp from the future (created, started, finished): brought to `now`; a
     /// waiting retry keeps its backoff from `now`.
     pub runs: usize,
+    /// Slots from the future that were already recorded (they fired, or were skipped, early,
+    /// while the clock was ahead), and the last of them: the slot key is unique, so they do
+    /// not fire again when real time reaches them.
+    pub early_slots: usize,
+    pub early_until: Option<Timestamp>,
 }
 
 impl Rewound {
@@ -63,7 +68,7 @@ impl Ledger {
     pub fn rewind_future(&mut self, now: Timestamp) -> Result<Rewound> {
         let limit = now.saturating_add(TOLERANCE).unwrap_or(now);
         let ahead = |text: &str| text.parse::<Timestamp>().ok().filter(|t| *t > limit);
-        let (jobs, runs) = {
+        let (jobs, runs, early) = {
             let e = |e| self.err(e);
             let mut stmt = self
                 .conn
@@ -91,14 +96,15 @@ impl Ledger {
             let mut stmt = self
                 .conn
                 .prepare_cached(
-                    "SELECT id, state, created_at, started_at, finished_at, not_before FROM runs
-                     WHERE id > (SELECT coalesce(max(id), 0) FROM runs) - ?1",
+                    "SELECT id, state, created_at, started_at, finished_at, not_before, slot
+                     FROM runs WHERE id > (SELECT coalesce(max(id), 0) FROM runs) - ?1",
                 )
                 .map_err(e)?;
             type Row = (
                 i64,
                 String,
                 String,
+                Option<String>,
                 Option<String>,
                 Option<String>,
                 Option<String>,
@@ -112,13 +118,18 @@ impl Ledger {
                         r.get(3)?,
                         r.get(4)?,
                         r.get(5)?,
+                        r.get(6)?,
                     ))
                 })
                 .and_then(Iterator::collect)
                 .map_err(e)?;
+            let early: Vec<Timestamp> = rows
+                .iter()
+                .filter_map(|row| row.6.as_deref().and_then(ahead))
+                .collect();
             let runs: Vec<RunAhead> =
                 rows.into_iter()
-                    .filter_map(|(id, state, created, started, finished, not_before)| {
+                    .filter_map(|(id, state, created, started, finished, not_before, _)| {
                         let created_ahead = ahead(&created);
                         let any = created_ahead.is_some()
                             || started.as_deref().and_then(ahead).is_some()
@@ -139,7 +150,7 @@ impl Ledger {
                         Some(RunAhead { id, not_before })
                     })
                     .collect();
-            (jobs, runs)
+            (jobs, runs, early)
         };
         if jobs.is_empty() && runs.is_empty() {
             return Ok(Rewound::default());
@@ -183,6 +194,8 @@ impl Ledger {
         Ok(Rewound {
             jobs: jobs.into_iter().map(|j| (j.name, j.furthest)).collect(),
             runs: runs.len(),
+            early_slots: early.len(),
+            early_until: early.into_iter().max(),
         })
     }
 }
