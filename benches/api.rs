@@ -318,7 +318,7 @@ fn main() {
         return;
     }
     let sizes = Sizes::new(full);
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_jobs"));
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_jobctl"));
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     let started = Instant::now();

@@ -109,7 +109,7 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 }
 
 fn main() {
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_jobs"));
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_jobctl"));
     // `cargo test --all-targets` runs this too, without `--bench`: then it is a quick smoke
     // test of the benchmark itself rather than a measurement.
     let measuring = std::env::args().any(|a| a == "--bench");

@@ -995,8 +995,10 @@ fn main() {
     // `cargo bench` builds the release binary and passes `--bench`; `cargo test --all-targets`
     // runs this with the debug binary and no `--bench`: then it is a quick smoke test.
     // JOBS_BENCH_BIN measures another build (an older commit's, for a before/after).
-    let bin = std::env::var_os("JOBS_BENCH_BIN")
-        .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_jobs")), PathBuf::from);
+    let bin = std::env::var_os("JOBS_BENCH_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_jobctl")),
+        PathBuf::from,
+    );
     let measuring = std::env::args().any(|a| a == "--bench");
     let plan = Plan::new(measuring);
     println!(

@@ -515,7 +515,7 @@ impl Soak {
         };
         let rng = fastrand::Rng::with_seed(plan.seed);
         let mut soak = Soak {
-            bin: PathBuf::from(env!("CARGO_BIN_EXE_jobs")),
+            bin: PathBuf::from(env!("CARGO_BIN_EXE_jobctl")),
             ledger: root.join("disk/ledger.db"),
             mark: format!("{}-{}", std::process::id(), plan.seed),
             root,

@@ -252,7 +252,7 @@ fn fan_in(bin: &Path, sizes: &Sizes) -> (Vec<f64>, Vec<f64>) {
 }
 
 fn main() {
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_jobs"));
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_jobctl"));
     let measuring = std::env::args().any(|a| a == "--bench");
     let sizes = if measuring {
         Sizes {

@@ -1,9 +1,9 @@
-//! Apply: turning a plan into ledger writes, for `jobs apply` and the daemon's reconcile.
+//! Apply: turning a plan into ledger writes, for `jobctl apply` and the daemon's reconcile.
 //!
 //! The plan is recomputed inside the ledger's write transaction, against the jobs as they are
 //! there, so a concurrent writer cannot slip in between planning and writing. `keep` names jobs
 //! whose files are broken right now: the daemon keeps them at their last good revision instead
-//! of removing them (`jobs apply` refuses a broken folder outright and passes none).
+//! of removing them (`jobctl apply` refuses a broken folder outright and passes none).
 
 use std::collections::HashSet;
 

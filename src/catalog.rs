@@ -142,7 +142,7 @@ pub fn build_with(
                         ),
                     )
                     .help(format!(
-                        "rename this file, or delete the API's job first (`jobs delete {name} --server URL`)"
+                        "rename this file, or delete the API's job first (`jobctl delete {name} --server URL`)"
                     )),
                 );
             }

@@ -1,7 +1,7 @@
 //! `jobs.toml`: project-wide settings, merged with flags and `JOBS_*` variables.
 //!
 //! Precedence is flag, then variable (clap reads both), then this file, then the built-in
-//! default. Paths in the file are relative to the file's folder, so `jobs --config
+//! default. Paths in the file are relative to the file's folder, so `jobctl --config
 //! /srv/app/jobs.toml` means the same from any working directory.
 
 use std::path::{Path, PathBuf};
@@ -40,7 +40,7 @@ pub struct RawServer {
     pub max_connections_per_ip: Option<usize>,
 }
 
-/// `[server]`: the HTTP API of `jobs serve`. Flags and `JOBS_*` variables override each.
+/// `[server]`: the HTTP API of `jobctl serve`. Flags and `JOBS_*` variables override each.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServerConfig {
     /// `ADDR:PORT`; port 0 binds a free port.
@@ -87,7 +87,7 @@ pub struct RawDaemon {
     pub log_format: Option<String>,
 }
 
-/// `[daemon]`: how `jobs serve` runs. Flags and `JOBS_*` variables override each.
+/// `[daemon]`: how `jobctl serve` runs. Flags and `JOBS_*` variables override each.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DaemonConfig {
     /// Runs beyond this many wait, in order.

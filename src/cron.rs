@@ -16,7 +16,7 @@
 //!
 //! Why not croner for matching: it accepts syntax crontab(5) does not (names across fields,
 //! `L`, `#`, years), reports errors without a position, classifies wildcard jobs differently
-//! on DST days, and parses in ~20 µs where this parser takes well under one (a `jobs list` of
+//! on DST days, and parses in ~20 µs where this parser takes well under one (a `jobctl list` of
 //! 10,000 jobs parses every expression). croner still writes the English description, and the
 //! tests use it as an independent oracle for matching.
 
@@ -178,7 +178,7 @@ impl CronExpr {
                 "reboot" => {
                     return Err(CronError {
                         help: Some(
-                            "trigger it by hand (`jobs run`) or from your init system".into(),
+                            "trigger it by hand (`jobctl run`) or from your init system".into(),
                         ),
                         ..err(
                             "`@reboot` is not supported: jobs fires on time, not on boot",

@@ -1,4 +1,4 @@
-//! The daemon, `jobs serve`: reconciles the ledger with `jobs.d`, decides slots, runs jobs.
+//! The daemon, `jobctl serve`: reconciles the ledger with `jobs.d`, decides slots, runs jobs.
 //!
 //! Three loops on one tokio runtime, sharing one ledger connection:
 //! - the *reconciler* applies valid changes in `jobs.d` (at start, on a debounced file change,
@@ -9,7 +9,7 @@
 //!   [`executor::run_and_record`].
 //!
 //! The scheduler never starts a process and the executor never decides a slot: the ledger is
-//! the hand-off, so a crash between the two loses nothing. Other processes (`jobs trigger`,
+//! the hand-off, so a crash between the two loses nothing. Other processes (`jobctl trigger`,
 //! `pause`, `run cancel`, `apply`) commit to the ledger and then write `<ledger>.wake`; the
 //! daemon watches that file (inotify) and checks `PRAGMA data_version`, so it learns of their
 //! commits within milliseconds without polling. A once-a-minute look covers lost events.
@@ -52,10 +52,10 @@ const IDENTITY_CHECK: StdDuration = StdDuration::from_secs(2);
 const ORPHAN_CHECK: StdDuration = StdDuration::from_secs(2);
 /// Runs deleted per retention transaction: small, so a fire never waits long behind it.
 const PRUNE_BATCH: usize = 200;
-/// How long a stopping daemon or a foreground `jobs run` waits for notifications in flight.
+/// How long a stopping daemon or a foreground `jobctl run` waits for notifications in flight.
 const NOTIFY_GRACE: StdDuration = StdDuration::from_secs(30);
 
-/// Everything `jobs serve` needs to start.
+/// Everything `jobctl serve` needs to start.
 #[derive(Clone, Debug)]
 pub struct Options {
     pub dir: PathBuf,
@@ -250,7 +250,7 @@ async fn serve_async(options: Options) -> Result<()> {
             }
         })
     };
-    // Runs whose supervisor died while this daemon serves (a foreground `jobs run` killed,
+    // Runs whose supervisor died while this daemon serves (a foreground `jobctl run` killed,
     // its session dropped, the OOM killer) are ended within seconds, not at the next start.
     let orphans = {
         let d = daemon.clone();
@@ -377,7 +377,7 @@ impl Daemon {
     }
 
     /// Ends the runs left `running` by a supervisor that is gone (a previous daemon that died,
-    /// a foreground `jobs run` killed or hung up), and terminates their processes if they
+    /// a foreground `jobctl run` killed or hung up), and terminates their processes if they
     /// still exist (checked by pid and start time, not pid alone). At start, and every
     /// [`ORPHAN_CHECK`] while serving; this daemon's own runs are never touched.
     fn end_orphans(&self) {
@@ -396,7 +396,7 @@ impl Daemon {
                 .supervisor
                 .is_some_and(|(pid, start)| runner::is_alive(pid, start));
             if supervised {
-                // A foreground `jobs run` still watching over it.
+                // A foreground `jobctl run` still watching over it.
                 continue;
             }
             let mut note = "its supervisor had stopped".to_string();
@@ -1508,7 +1508,7 @@ struct DirChange {
 /// Watches the ledger's folder for the wake file that other processes write after they commit
 /// (see `Ledger::wake_daemon`).
 ///
-/// With `only_wake` false, any change to the ledger's files counts (what `jobs logs -f` wants:
+/// With `only_wake` false, any change to the ledger's files counts (what `jobctl logs -f` wants:
 /// the daemon's own writes).
 pub fn watch_ledger(
     ledger: &Path,
@@ -1552,7 +1552,7 @@ pub fn watch_ledger(
     Ok(watcher)
 }
 
-/// `jobs run NAME`: runs a job now in the foreground, recorded as a manual run.
+/// `jobctl run NAME`: runs a job now in the foreground, recorded as a manual run.
 ///
 /// # Errors
 ///
@@ -1577,7 +1577,7 @@ pub fn run_foreground(
         let row = ledger
             .job(job)?
             .filter(|r| r.active)
-            .with_context(|| format!("no job `{job}` in the ledger (run `jobs apply` first)"))?;
+            .with_context(|| format!("no job `{job}` in the ledger (run `jobctl apply` first)"))?;
         let now = clock.now();
         let me = runner::this_process();
         let id = ledger.create_run(

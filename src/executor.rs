@@ -1,6 +1,6 @@
 //! The executor: runs one claimed run and records everything about it in the ledger.
 //!
-//! Shared by the daemon (which claims pending runs) and by `jobs run` (which creates its run
+//! Shared by the daemon (which claims pending runs) and by `jobctl run` (which creates its run
 //! already running, in the foreground). It executes the run's *revision*, as recorded in the
 //! ledger, not whatever the job file says now. Output lines are written in batches (every
 //! 100 ms or 256 lines); the run's end, and the retry it may cause, are one transaction.
@@ -29,7 +29,7 @@ const REWRITE_MAX: StdDuration = StdDuration::from_secs(5);
 pub struct Shared {
     pub ledger: Mutex<Ledger>,
     pub clock: Clock,
-    /// The daemon's lease epoch; `None` for a foreground `jobs run`.
+    /// The daemon's lease epoch; `None` for a foreground `jobctl run`.
     pub epoch: Option<i64>,
     pub kill_grace: StdDuration,
     pub defaults: Defaults,
@@ -135,7 +135,7 @@ impl Shared {
         let _ = self.claimer.set(claimer);
     }
 
-    /// Waits for the notifications in flight (at most `limit`): before a foreground `jobs run`
+    /// Waits for the notifications in flight (at most `limit`): before a foreground `jobctl run`
     /// exits, and when the daemon shuts down.
     pub async fn notified(&self, limit: StdDuration) {
         let mut tasks = std::mem::take(
@@ -533,7 +533,7 @@ pub async fn run_and_record(
                     let message = format!("output passed its limit of {}; later output is dropped", crate::size::ByteSize(at_bytes));
                     log_ledger_error(shared.ledger().add_event(run.id, shared.clock.now(), "output_truncated", &message));
                     if echo == Echo::Terminal {
-                        eprintln!("jobs: {message}");
+                        eprintln!("jobctl: {message}");
                     }
                 }
                 Some(Report::OutputCut { why }) => {

@@ -5,7 +5,7 @@
 //! [a, b]` gates the runs its own triggers create (a run waits `blocked` until each
 //! dependency's latest run has succeeded: [`gate`]). [`Graph`] holds both kinds of edge in
 //! both directions, so that a run's end finds what it may release without a scan. Rendering
-//! for `jobs graph` (a text tree, Graphviz) lives here too.
+//! for `jobctl graph` (a text tree, Graphviz) lives here too.
 //!
 //! Pure: the ledger gathers the facts (latest runs, finish times) and applies the decisions;
 //! cycles and unknown names were rejected by `catalog` before a graph is built.

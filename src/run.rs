@@ -92,7 +92,7 @@ pub enum Trigger {
     Schedule,
     /// Slots missed while the daemon was down, run once (`missed: run_once`).
     Missed,
-    /// `jobs run` or `jobs trigger`.
+    /// `jobctl run` or `jobctl trigger`.
     Manual,
     /// A new attempt of a failed run.
     Retry,

@@ -35,7 +35,7 @@ pub struct JobClock<'a> {
     pub missed: Missed,
     pub starting_deadline: Option<Duration>,
     pub concurrency: Concurrency,
-    /// The operator paused the job (`jobs pause`).
+    /// The operator paused the job (`jobctl pause`).
     pub paused: bool,
     /// A run of this job is pending or running.
     pub active: bool,

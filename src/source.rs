@@ -74,7 +74,7 @@ pub fn list(dir: &Path) -> Result<(Found, Vec<Diagnostic>), Diagnostic> {
         Ok(_) => return Err(Diagnostic::error(shown, "the jobs folder is not a folder")),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(Diagnostic::error(shown, "the jobs folder does not exist")
-                .help("create it with `jobs init`, or point at another one with `--dir`"));
+                .help("create it with `jobctl init`, or point at another one with `--dir`"));
         }
         Err(e) => {
             return Err(Diagnostic::error(

@@ -1,5 +1,5 @@
-//! What the CLI prints and the HTTP API answers about jobs: one shape for both, so `jobs list`
-//! and `jobs list --server URL` say the same thing.
+//! What the CLI prints and the HTTP API answers about jobs: one shape for both, so `jobctl list`
+//! and `jobctl list --server URL` say the same thing.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -28,7 +28,7 @@ pub struct LastRunView {
     pub at: String,
 }
 
-/// A job as listed: `GET /v1/jobs`, `jobs list`.
+/// A job as listed: `GET /v1/jobs`, `jobctl list`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct JobSummary {
     pub name: String,
@@ -67,7 +67,7 @@ pub struct JobSummary {
     pub runs: BTreeMap<String, i64>,
 }
 
-/// One job in full: `GET /v1/jobs/{name}`, `jobs get`.
+/// One job in full: `GET /v1/jobs/{name}`, `jobctl get`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct JobDetail {
     #[serde(flatten)]
@@ -246,7 +246,7 @@ pub fn detail(
     }
 }
 
-/// The daemon serving a ledger, as `jobs status` shows it.
+/// The daemon serving a ledger, as `jobctl status` shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct DaemonView {
     pub running: bool,
@@ -274,7 +274,7 @@ pub struct NextFire {
     pub at: String,
 }
 
-/// `jobs status`, `GET /v1/status`.
+/// `jobctl status`, `GET /v1/status`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct StatusView {
     pub daemon: DaemonView,
@@ -370,7 +370,7 @@ pub struct GraphJob {
     pub state: String,
 }
 
-/// The dependency graph: `GET /v1/graph`, `jobs graph`.
+/// The dependency graph: `GET /v1/graph`, `jobctl graph`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct GraphView {
     /// The active jobs, by name.

@@ -1,4 +1,4 @@
-//! The HTTP API end to end: `jobs serve` on a free port, driven over HTTP with ureq.
+//! The HTTP API end to end: `jobctl serve` on a free port, driven over HTTP with ureq.
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! `jobs serve` end to end: the binary in a temp folder, waited on through its JSON log.
+//! `jobctl serve` end to end: the binary in a temp folder, waited on through its JSON log.
 //!
 //! Daemons here run on a clock that starts at a fixed instant (`JOBS_NOW`) and runs at real
 //! speed, so schedules are deterministic; intervals are 1 s, and nothing sleeps to wait for
@@ -100,7 +100,7 @@ fn a_second_daemon_on_the_same_ledger_exits_naming_the_first() {
     let said: String = second.seen.iter().map(ToString::to_string).collect();
     assert!(
         said.contains(&format!(
-            "already served by `jobs serve` (pid {}",
+            "already served by `jobctl serve` (pid {}",
             first.pid()
         )),
         "{said}"
@@ -537,17 +537,17 @@ fn changes_are_read_incrementally_including_new_folders_and_renames() {
 #[test]
 fn mistakes_on_the_run_commands_say_what_to_do() {
     let p = Project::new().file("jobs.d/a.yaml", "command: [\"true\"]\n");
-    p.run(&["status"])
-        .code(1)
-        .stderr_has("there is no ledger at .jobs/ledger.db yet; run `jobs apply` or `jobs serve`");
+    p.run(&["status"]).code(1).stderr_has(
+        "there is no ledger at .jobs/ledger.db yet; run `jobctl apply` or `jobctl serve`",
+    );
     p.run(&["trigger", "a"])
         .code(1)
-        .stderr_has("there is no ledger at .jobs/ledger.db yet; run `jobs apply` first");
+        .stderr_has("there is no ledger at .jobs/ledger.db yet; run `jobctl apply` first");
     p.run(&["apply"]).code(0);
     let cases: &[(&[&str], &str)] = &[
         (
             &["run"],
-            "`jobs run` needs a job name (or one of: get ID, events ID, cancel ID)",
+            "`jobctl run` needs a job name (or one of: get ID, events ID, cancel ID)",
         ),
         (&["trigger", "nope"], "no job `nope` in the ledger"),
         (

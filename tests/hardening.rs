@@ -290,7 +290,7 @@ fn a_full_disk_does_not_leave_a_run_running() {
 
 /// Starts `jobs ARGS` in the project on the running daemon's clock, without waiting for it.
 fn spawn_jobs(p: &Project, args: &[&str]) -> std::process::Child {
-    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin!("jobs"));
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin!("jobctl"));
     cmd.current_dir(p.root())
         .args(args)
         .env("NO_COLOR", "1")
@@ -311,7 +311,7 @@ fn signal(pid: u32, signal: i32) {
     }
 }
 
-/// Defect 3: a foreground `jobs run` killed with SIGKILL leaves its run `running`; a daemon
+/// Defect 3: a foreground `jobctl run` killed with SIGKILL leaves its run `running`; a daemon
 /// that is up notices the dead supervisor within seconds, ends the run and kills its process.
 #[test]
 fn a_killed_foreground_run_does_not_block_its_job() {
@@ -342,7 +342,7 @@ fn a_killed_foreground_run_does_not_block_its_job() {
     assert_eq!(daemon.stop(), Some(0));
 }
 
-/// Defect 3: a foreground `jobs run` whose session drops (SIGHUP) or that is asked to stop
+/// Defect 3: a foreground `jobctl run` whose session drops (SIGHUP) or that is asked to stop
 /// (SIGTERM) cancels its run and records it, like Ctrl-C.
 #[test]
 fn a_hung_up_foreground_run_is_cancelled_and_recorded() {
@@ -655,7 +655,7 @@ fn runs_keep_the_descriptor_limit_the_daemon_was_started_with() {
 }
 
 /// Found in review: a fan-in released by the daemon's start sweep (its upstream succeeded in a
-/// foreground `jobs run` while no daemon ran) deadlocked the daemon on its own ledger lock.
+/// foreground `jobctl run` while no daemon ran) deadlocked the daemon on its own ledger lock.
 #[test]
 fn a_fan_in_released_at_start_runs_without_deadlock() {
     let p = Project::new()

@@ -1,5 +1,5 @@
 //! Issue 12, "Nothing stuck, whatever the machine does": the API's defects, each with a
-//! regression test named after it, against a real `jobs serve` on a free port.
+//! regression test named after it, against a real `jobctl serve` on a free port.
 
 mod common;
 

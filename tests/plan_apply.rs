@@ -1,4 +1,4 @@
-//! `jobs plan` and `jobs apply` through the binary: what changes, what does not, and that a bad
+//! `jobctl plan` and `jobctl apply` through the binary: what changes, what does not, and that a bad
 //! file never changes the ledger.
 
 mod common;
@@ -261,7 +261,7 @@ fn a_closed_pipe_is_not_a_panic() {
         p.write(&format!("jobs.d/j{i}.yaml"), job("@daily"));
     }
     p.run(&["apply"]).code(0);
-    let bin = assert_cmd::cargo::cargo_bin("jobs");
+    let bin = assert_cmd::cargo::cargo_bin("jobctl");
     let output = std::process::Command::new("sh")
         .arg("-c")
         .arg(format!("'{}' list | head -1", bin.display()))

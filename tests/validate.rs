@@ -1,4 +1,4 @@
-//! `jobs validate` through the binary: every kind of bad input gets a clear error that names
+//! `jobctl validate` through the binary: every kind of bad input gets a clear error that names
 //! the file, line and column, says what was wrong and what was expected.
 
 mod common;
@@ -405,7 +405,7 @@ fn a_missing_jobs_folder_says_how_to_make_one() {
         .run(&["validate"])
         .code(1)
         .stderr_has("the jobs folder does not exist")
-        .stderr_has("jobs init");
+        .stderr_has("jobctl init");
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! Workflows end to end: `after` fan-ins, `depends_on` gates, `repeat`, the job lifecycle,
-//! notifications and `jobs graph`, through the binary with a running daemon.
+//! notifications and `jobctl graph`, through the binary with a running daemon.
 //!
 //! The daemon's clock starts at a fixed instant (`JOBS_NOW`) and runs at real speed; the CLI's
 //! stays at that instant. Tests wait for what the daemon logs, never by sleeping.
@@ -339,11 +339,11 @@ fn graph_prints_a_tree_dot_and_json() {
         );
     p.run(&["graph"])
         .code(0)
-        .stderr_has("No jobs applied yet; `jobs apply` records them.");
+        .stderr_has("No jobs applied yet; `jobctl apply` records them.");
     p.run(&["apply"]).code(0);
     p.run(&["list", "-o", "dot"])
         .code(1)
-        .stderr_has("--output dot is only for `jobs graph`; use --output table or json");
+        .stderr_has("--output dot is only for `jobctl graph`; use --output table or json");
     p.run(&["graph"])
         .code(0)
         .stdout_has("extract  (0 2 * * *)\n└── report  (after)\n    └── deploy  (depends_on)\n");

@@ -28,7 +28,7 @@ pub const FD_RESERVE: u64 = 256;
 /// cost memory too.
 const MAX_CONNECTIONS_CEILING: u64 = 4096;
 
-/// The caps, as `jobs serve` was told or derived from the descriptor limit.
+/// The caps, as `jobctl serve` was told or derived from the descriptor limit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     pub max: usize,

@@ -412,7 +412,7 @@ async fn detail_of(api: &Arc<Api>, name: String) -> ApiResult<JobDetail> {
 
 /// Creates an API-owned job from a definition in the job file format, as JSON or YAML. Its
 /// name is the definition's `name:` (or `?name=`). It is validated like a file, recorded as
-/// revision 1, and listed by `jobs plan` apart from the files' jobs. 201 with the job.
+/// revision 1, and listed by `jobctl plan` apart from the files' jobs. 201 with the job.
 #[utoipa::path(post, path = "/v1/jobs", tag = "jobs", params(CreateQuery),
     request_body(content = String, description = "A job definition (JSON or YAML)",
         content_type = "application/yaml"),
@@ -547,7 +547,7 @@ pub async fn delete(
 }
 
 /// The dependency graph of the active jobs: each `after` and `depends_on` link, upstream
-/// first (`jobs graph`).
+/// first (`jobctl graph`).
 #[utoipa::path(get, path = "/v1/graph", tag = "jobs",
     responses((status = 200, body = views::GraphView), (status = 401, body = ErrorBody)))]
 pub async fn graph(State(api): State<Arc<Api>>, _: Reader) -> ApiResult<Json<views::GraphView>> {

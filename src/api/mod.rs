@@ -1,4 +1,4 @@
-//! The HTTP API of `jobs serve`: axum on the daemon's runtime.
+//! The HTTP API of `jobctl serve`: axum on the daemon's runtime.
 //!
 //! Reads go through a small pool of read-only ledger connections (WAL lets them run beside the
 //! daemon's writes); writes (trigger, pause, cancel) through one connection of the API's own,
@@ -235,7 +235,7 @@ impl Api {
 #[openapi(
     info(
         title = "jobs",
-        description = "The HTTP API of `jobs serve`: jobs, runs, events, logs, triggers, webhooks and metrics. Every error is `{\"error\": {\"code\", \"message\"}}`.",
+        description = "The HTTP API of `jobctl serve`: jobs, runs, events, logs, triggers, webhooks and metrics. Every error is `{\"error\": {\"code\", \"message\"}}`.",
         license(name = "MIT OR Apache-2.0")
     ),
     modifiers(&BearerAuth),

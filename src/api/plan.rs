@@ -26,10 +26,10 @@ pub struct PlanRequest {
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct PlanResponse {
-    /// The plan, exactly as `jobs plan --output json` prints it.
+    /// The plan, exactly as `jobctl plan --output json` prints it.
     #[schema(value_type = Object)]
     pub plan: serde_json::Value,
-    /// The plan as `jobs plan` prints it on a terminal (without colour).
+    /// The plan as `jobctl plan` prints it on a terminal (without colour).
     pub text: String,
     pub has_changes: bool,
 }

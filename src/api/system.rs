@@ -113,7 +113,7 @@ async fn check_reader(api: &Arc<Api>, headers: HeaderMap) -> ApiResult<()> {
         .map(|_| ())
 }
 
-/// The daemon, errors in the jobs folder, active runs and the next fires: `jobs status`.
+/// The daemon, errors in the jobs folder, active runs and the next fires: `jobctl status`.
 #[utoipa::path(get, path = "/v1/status", tag = "system",
     responses((status = 200, body = crate::views::StatusView), (status = 401, body = ErrorBody)))]
 pub async fn status(

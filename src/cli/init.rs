@@ -1,4 +1,4 @@
-//! `jobs init`: a jobs folder with a commented example, and a `jobs.toml`.
+//! `jobctl init`: a jobs folder with a commented example, and a `jobs.toml`.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 
 const EXAMPLE: &str = r#"# A job file: one job per file, named after the file (this job is `hello`).
-# Check it with `jobs validate`, see what applying would do with `jobs plan`,
-# and record it with `jobs apply`. Every field is described in the README.
+# Check it with `jobctl validate`, see what applying would do with `jobctl plan`,
+# and record it with `jobctl apply`. Every field is described in the README.
 
 description: Say hello every weekday morning
 
@@ -50,7 +50,7 @@ pub fn init(path: &Path) -> Result<ExitCode> {
         .collect();
     if !existing.is_empty() {
         bail!(
-            "{} already exist{}; `jobs init` never overwrites files",
+            "{} already exist{}; `jobctl init` never overwrites files",
             existing.join(" and "),
             if existing.len() == 1 { "s" } else { "" }
         );
@@ -59,6 +59,6 @@ pub fn init(path: &Path) -> Result<ExitCode> {
     std::fs::write(&example, EXAMPLE).with_context(|| format!("writing {}", example.display()))?;
     std::fs::write(&config, CONFIG).with_context(|| format!("writing {}", config.display()))?;
     println!("Created {} and {}.", example.display(), config.display());
-    println!("Next: `jobs validate`, then `jobs plan`, then `jobs apply`.");
+    println!("Next: `jobctl validate`, then `jobctl plan`, then `jobctl apply`.");
     Ok(ExitCode::SUCCESS)
 }

@@ -31,7 +31,7 @@ use crate::spec;
 
 #[derive(Debug, Parser)]
 #[command(
-    name = "jobs",
+    name = "jobctl",
     version,
     about = "A file-based, declarative job manager: job files in git, a plan, an apply, a ledger",
     propagate_version = true
@@ -70,7 +70,7 @@ pub struct Cli {
 pub enum OutputFormat {
     Table,
     Json,
-    /// Graphviz, for `jobs graph`
+    /// Graphviz, for `jobctl graph`
     Dot,
 }
 
@@ -241,7 +241,7 @@ impl std::error::Error for Reported {}
 
 /// Runs the program and turns the outcome into an exit code.
 pub fn main() -> ExitCode {
-    // Die quietly on a closed pipe (`jobs list | head`) as Unix tools do, instead of panicking
+    // Die quietly on a closed pipe (`jobctl list | head`) as Unix tools do, instead of panicking
     // in `println!`.
     #[cfg(unix)]
     // SAFETY: setting a signal's disposition to the default, before any thread starts.
@@ -329,7 +329,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
     let settings = settings(&cli)?;
     if settings.output == OutputFormat::Dot && !matches!(cli.command, Command::Graph) {
-        bail!("--output dot is only for `jobs graph`; use --output table or json");
+        bail!("--output dot is only for `jobctl graph`; use --output table or json");
     }
     if let Some(server) = &cli.server {
         let client = crate::client::Client::new(server, cli.token.clone());
@@ -361,7 +361,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             params,
         } => runs::run_now(&settings, &name, &params),
         Command::Run { .. } => {
-            bail!("`jobs run` needs a job name (or one of: get ID, events ID, cancel ID)")
+            bail!("`jobctl run` needs a job name (or one of: get ID, events ID, cancel ID)")
         }
         Command::Trigger { name, params, wait } => runs::trigger(&settings, &name, &params, wait),
         Command::Pause { name, reason } => runs::pause(&settings, &name, reason.as_deref()),
@@ -666,7 +666,7 @@ fn list(settings: &Settings, tag: Option<&str>, all: bool) -> Result<ExitCode> {
             output::json(&serde_json::json!([]))?;
         } else {
             eprintln!(
-                "No jobs applied yet: there is no ledger at {}. Run `jobs apply`.",
+                "No jobs applied yet: there is no ledger at {}. Run `jobctl apply`.",
                 settings.ledger.display()
             );
         }
@@ -726,7 +726,7 @@ fn get(settings: &Settings, name: &str) -> Result<ExitCode> {
     };
     let (Some(row), Some(ledger)) = (row, ledger) else {
         bail!(
-            "no job `{name}` in the ledger {} (run `jobs apply` to record the files; `jobs list` shows what is there)",
+            "no job `{name}` in the ledger {} (run `jobctl apply` to record the files; `jobctl list` shows what is there)",
             settings.ledger.display()
         );
     };

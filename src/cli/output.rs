@@ -206,7 +206,7 @@ pub fn graph(format: OutputFormat, view: &crate::views::GraphView) -> Result<Exi
         OutputFormat::Json => json(view)?,
         OutputFormat::Dot => print!("{}", crate::graph::render_dot(&view.graph())),
         OutputFormat::Table if view.jobs.is_empty() => {
-            eprintln!("No jobs applied yet; `jobs apply` records them.")
+            eprintln!("No jobs applied yet; `jobctl apply` records them.")
         }
         OutputFormat::Table => print!("{}", crate::graph::render_tree(&view.graph())),
     }

@@ -45,7 +45,7 @@ pub fn list(
 ) -> Result<ExitCode> {
     if all {
         bail!(
-            "--all is not available with --server: the API lists the active jobs (run `jobs list --all` where the ledger is)"
+            "--all is not available with --server: the API lists the active jobs (run `jobctl list --all` where the ledger is)"
         );
     }
     let path = match tag {
@@ -156,7 +156,7 @@ struct PlanResponse {
     has_changes: bool,
 }
 
-/// `jobs plan --server`: sends the local job files, prints the server's plan of them.
+/// `jobctl plan --server`: sends the local job files, prints the server's plan of them.
 pub fn plan(
     client: &Client,
     format: OutputFormat,

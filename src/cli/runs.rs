@@ -29,7 +29,7 @@ fn open(settings: &Settings) -> Result<Ledger> {
 fn open_existing(settings: &Settings) -> Result<Ledger> {
     if !settings.ledger.exists() {
         bail!(
-            "there is no ledger at {} yet; run `jobs apply` first",
+            "there is no ledger at {} yet; run `jobctl apply` first",
             settings.ledger.display()
         );
     }
@@ -53,7 +53,7 @@ fn kill_grace(settings: &Settings) -> StdDuration {
         .unwrap_or(StdDuration::from_secs(10))
 }
 
-/// `jobs serve`'s flags.
+/// `jobctl serve`'s flags.
 #[derive(Debug, clap::Args)]
 pub struct ServeFlags {
     /// Runs beyond this many wait, in order [default: 16]
@@ -113,7 +113,7 @@ pub fn serve(settings: &Settings, flags: ServeFlags) -> Result<ExitCode> {
     init_logging(&format)?;
     if !settings.dir.is_dir() {
         bail!(
-            "the jobs folder {} does not exist; create it (`jobs init`) or pass --dir",
+            "the jobs folder {} does not exist; create it (`jobctl init`) or pass --dir",
             settings.dir.display()
         );
     }
@@ -197,7 +197,7 @@ fn params(
         .filter(|r| r.active)
         .with_context(|| {
             format!(
-                "no job `{job}` in the ledger {} (`jobs list` shows the jobs; `jobs apply` records new files)",
+                "no job `{job}` in the ledger {} (`jobctl list` shows the jobs; `jobctl apply` records new files)",
                 settings.ledger.display()
             )
         })?;
@@ -245,7 +245,7 @@ pub fn run_now(settings: &Settings, job: &str, given: &[String]) -> Result<ExitC
     eprintln!("{summary}");
     if let Some(at) = conclusion.retry_at {
         eprintln!(
-            "The job retries: the next attempt is queued for {} (a running `jobs serve` starts it).",
+            "The job retries: the next attempt is queued for {} (a running `jobctl serve` starts it).",
             crate::ledger::stamp(at)
         );
     }
@@ -269,7 +269,7 @@ pub fn trigger(settings: &Settings, job: &str, given: &[String], wait: bool) -> 
     if wait {
         if !daemon_up {
             bail!(
-                "run {id} of {job} is queued, but no `jobs serve` is running on {} to start it; `jobs run {job}` runs a job here and waits",
+                "run {id} of {job} is queued, but no `jobctl serve` is running on {} to start it; `jobctl run {job}` runs a job here and waits",
                 settings.ledger.display()
             );
         }
@@ -279,7 +279,7 @@ pub fn trigger(settings: &Settings, job: &str, given: &[String], wait: bool) -> 
     render_queued(settings.output, id, job)?;
     if !daemon_up {
         eprintln!(
-            "warning: no `jobs serve` is running on {}; the run starts when one does (or use `jobs run {job}` to run it here)",
+            "warning: no `jobctl serve` is running on {}; the run starts when one does (or use `jobctl run {job}` to run it here)",
             settings.ledger.display()
         );
     }
@@ -317,7 +317,7 @@ fn wait_for_run(settings: &Settings, ledger: &Ledger, id: i64) -> Result<ExitCod
     Ok(exit_code_of(&run))
 }
 
-/// A finished run's exit code, as `jobs run` and `jobs trigger --wait` exit with it.
+/// A finished run's exit code, as `jobctl run` and `jobctl trigger --wait` exit with it.
 pub(super) fn exit_code_of(run: &RunRow) -> ExitCode {
     match (run.exit_code, run.state()) {
         (_, Some(RunState::Succeeded)) => ExitCode::SUCCESS,
@@ -375,7 +375,7 @@ pub(super) fn render_pause(
     }
     match (pausing, changed) {
         (true, true) => {
-            println!("{job} paused; its scheduled fires are skipped until `jobs resume {job}`")
+            println!("{job} paused; its scheduled fires are skipped until `jobctl resume {job}`")
         }
         (true, false) => println!("{job} was already paused"),
         (false, true) => println!("{job} resumed"),
@@ -695,7 +695,7 @@ pub fn status(settings: &Settings) -> Result<ExitCode> {
     let now = super::now()?;
     let Some(ledger) = super::open_read_only(settings)? else {
         bail!(
-            "there is no ledger at {} yet; run `jobs apply` or `jobs serve`",
+            "there is no ledger at {} yet; run `jobctl apply` or `jobctl serve`",
             settings.ledger.display()
         );
     };

@@ -3,7 +3,7 @@
 //! Only this module speaks SQL. The schema is versioned with `PRAGMA user_version` and migrated
 //! on open by [`MIGRATIONS`], which are only ever appended to: a ledger written by any earlier
 //! version of `jobs` opens in this one, and a ledger from a newer version is refused rather than
-//! misread. The database runs in WAL mode so readers (`jobs list`) never block the writer.
+//! misread. The database runs in WAL mode so readers (`jobctl list`) never block the writer.
 //!
 //! Revisions are append-only: applying a change inserts a revision and points the job at it;
 //! nothing here deletes a revision or a run.
@@ -245,7 +245,7 @@ pub const MIGRATIONS: &[&str] = &[
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
     #[error(
-        "the ledger {path} is locked by another process (a running `jobs serve` or `jobs apply`?); try again when it has finished"
+        "the ledger {path} is locked by another process (a running `jobctl serve` or `jobctl apply`?); try again when it has finished"
     )]
     Locked { path: PathBuf },
     #[error(
@@ -280,7 +280,7 @@ pub enum LedgerError {
     #[error("the ledger {path} changed while applying: {detail}")]
     Conflict { path: PathBuf, detail: String },
     #[error(
-        "the ledger {path} is already served by `jobs serve` (pid {pid} on {holder}, since {since}); stop it first, or give this one another ledger"
+        "the ledger {path} is already served by `jobctl serve` (pid {pid} on {holder}, since {since}); stop it first, or give this one another ledger"
     )]
     LeaseHeld {
         path: PathBuf,
@@ -529,7 +529,7 @@ impl Ledger {
     ///
     /// # Errors
     ///
-    /// As [`Ledger::open`]; also when the ledger needs a migration (run `jobs apply`).
+    /// As [`Ledger::open`]; also when the ledger needs a migration (run `jobctl apply`).
     pub fn open_read_only(path: &Path) -> Result<Option<Ledger>> {
         if !path.exists() {
             return Ok(None);
@@ -555,7 +555,7 @@ impl Ledger {
             return Err(LedgerError::ReadOnly {
                 path: ledger.path,
                 detail: format!(
-                    "it uses schema {version} and needs upgrading to {known}, which a read-only command does not do; run `jobs apply` once"
+                    "it uses schema {version} and needs upgrading to {known}, which a read-only command does not do; run `jobctl apply` once"
                 ),
             });
         }

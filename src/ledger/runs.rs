@@ -1,5 +1,5 @@
 //! Runs, their events and output, pauses, the daemon's lease and its status: the ledger's side
-//! of `jobs serve`.
+//! of `jobctl serve`.
 //!
 //! Every state change of a run is one short transaction. The daemon's connection commits with
 //! `synchronous=FULL` (see [`Ledger::set_durable`]), so a state it acts on survives a power
@@ -74,7 +74,7 @@ impl RunRow {
     }
 }
 
-/// A run to create outside the schedule: `jobs run`, `jobs trigger`, a retry.
+/// A run to create outside the schedule: `jobctl run`, `jobctl trigger`, a retry.
 #[derive(Clone, Debug)]
 pub struct NewRun {
     pub job: String,
@@ -86,7 +86,7 @@ pub struct NewRun {
     pub attempt: i64,
     pub first_run_id: Option<i64>,
     /// `Some((pid, start))` creates the run already running, supervised by that process (a
-    /// foreground `jobs run`), so no daemon claims it.
+    /// foreground `jobctl run`), so no daemon claims it.
     pub running_under: Option<(i64, i64)>,
 }
 
@@ -354,7 +354,7 @@ impl Ledger {
     }
 
     /// A number that changes whenever another connection commits: how the daemon tells a
-    /// `jobs trigger` from its own writes.
+    /// `jobctl trigger` from its own writes.
     ///
     /// # Errors
     ///

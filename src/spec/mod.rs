@@ -274,7 +274,7 @@ fn parse_with(path: &str, bytes: &[u8], context: Context<'_>, limits: Limits) ->
     {
         return fail(
             Diagnostic::error(path, "the file is empty").help(
-                "a job file needs at least `command` (a list) or `run` (a script); `jobs init` writes an example",
+                "a job file needs at least `command` (a list) or `run` (a script); `jobctl init` writes an example",
             ),
         );
     }

@@ -140,7 +140,7 @@ impl Project {
     /// never depends on the day it runs), with no `JOBS_*` settings from the test's own
     /// environment.
     fn command(&self, now: Option<&str>, args: &[&str]) -> Command {
-        let mut cmd = Command::cargo_bin("jobs").unwrap();
+        let mut cmd = Command::cargo_bin("jobctl").unwrap();
         cmd.current_dir(self.root())
             .args(args)
             .env("NO_COLOR", "1")
@@ -225,7 +225,7 @@ impl Project {
         env: &[(&str, &str)],
         configure: impl FnOnce(&mut std::process::Command),
     ) -> Daemon {
-        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin!("jobs"));
+        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin!("jobctl"));
         cmd.current_dir(self.root())
             .arg("serve")
             .arg("--log-format")

@@ -17,7 +17,7 @@ if [ ! -x "$venv/bin/schemathesis" ]; then
   "$venv/bin/pip" install --quiet 'schemathesis>=4.32,<5'
 fi
 cargo build --quiet --manifest-path "$root/Cargo.toml"
-jobs="$root/target/debug/jobs"
+jobs="$root/target/debug/jobctl"
 
 work=$(mktemp -d)
 pid=""
