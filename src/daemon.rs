@@ -864,6 +864,14 @@ impl Daemon {
                 },
             );
         }
+        self.shared
+            .set_secret_vars(specs.iter().filter_map(|s| match &s.webhook {
+                Some(spec::Webhook {
+                    secret: spec::WebhookSecret::SecretEnv(name),
+                    ..
+                }) => Some(name.clone()),
+                _ => None,
+            }));
         let graph = crate::graph::Graph::new(specs.iter().map(|s| &**s));
         self.shared.ledger().set_graph(Some(Arc::new(graph)));
         self.resolve();

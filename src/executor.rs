@@ -53,6 +53,8 @@ pub struct Shared {
     claimer: OnceLock<Claimer>,
     /// Whether the ledger can be written and the scheduler lives: what readiness reports.
     pub health: crate::health::Health,
+    /// The variables holding webhook secrets, which runs do not inherit.
+    secret_vars: Mutex<std::collections::HashSet<String>>,
     /// Set when the process must exit although run ends could not be written: they stop
     /// being retried (the next daemon ends those runs as interrupted).
     giving_up: std::sync::atomic::AtomicBool,
@@ -120,8 +122,32 @@ impl Shared {
             notifying: Mutex::new(tokio::task::JoinSet::new()),
             claimer: OnceLock::new(),
             health: crate::health::Health::default(),
+            secret_vars: Mutex::new(std::collections::HashSet::new()),
             giving_up: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Names the variables that hold webhook secrets (`secret_env` of every job): runs do not
+    /// inherit them.
+    pub fn set_secret_vars(&self, names: impl IntoIterator<Item = String>) {
+        *self
+            .secret_vars
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = names.into_iter().collect();
+    }
+
+    /// What a run must not inherit from this process's environment: every `JOBS_*` variable
+    /// (the daemon's settings, its admin token above all; a run's own `JOBS_*` are set anew)
+    /// and the variables holding webhook secrets.
+    pub fn scrubbed_env(&self) -> Vec<String> {
+        let secrets = self
+            .secret_vars
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        std::env::vars_os()
+            .filter_map(|(k, _)| k.into_string().ok())
+            .filter(|k| k.starts_with("JOBS_") || secrets.contains(k))
+            .collect()
     }
 
     /// Stops retrying run ends that cannot be written: the process is about to exit.
@@ -496,6 +522,7 @@ pub async fn run_and_record(
         kill_grace: shared.kill_grace,
         output_limit: spec.output_limit.0,
         tag: runner::run_tag(run.supervisor.unwrap_or_else(runner::this_process), run.id),
+        scrub: shared.scrubbed_env(),
     };
     let (tx, mut rx) = mpsc::channel::<Report>(1024);
     let process = tokio::spawn(runner::execute(launch, shared.clock, tx, stop));

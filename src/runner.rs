@@ -61,6 +61,9 @@ pub struct Launch {
     pub output_limit: u64,
     /// Set as `JOBS_RUN_TAG` on the run's processes ([`run_tag`]).
     pub tag: String,
+    /// Variables of this process's environment that the run must not inherit (the daemon's
+    /// own settings and tokens, webhook secrets); `env` is set after, so it wins.
+    pub scrub: Vec<String>,
 }
 
 /// One captured line.
@@ -149,6 +152,9 @@ pub async fn execute(
         }
     };
     let tag = launch.tag.clone();
+    for name in &launch.scrub {
+        command.env_remove(name);
+    }
     command
         .envs(&launch.env)
         .env(TAG_VAR, &tag)
