@@ -129,6 +129,19 @@ fn init_makes_a_project_that_validates_and_never_overwrites() {
     p.run(&["init"]).code(0).stdout_has("Created");
     p.run(&["validate"]).code(0).stdout_has("1 job in 1 file");
     p.run(&["init"]).code(1).stderr_has("never overwrites");
+    let ignore = std::fs::read_to_string(p.path(".gitignore")).unwrap();
+    assert!(ignore.lines().any(|l| l == ".jobs/"), "{ignore}");
+    assert!(ignore.lines().any(|l| l == "tokens"), "{ignore}");
+}
+
+#[test]
+fn init_adds_to_an_existing_gitignore_without_rewriting_it() {
+    let p = Project::new().file(".gitignore", "target/\n.jobs/");
+    p.run(&["init"]).code(0);
+    let ignore = std::fs::read_to_string(p.path(".gitignore")).unwrap();
+    assert!(ignore.starts_with("target/\n.jobs/\n"), "{ignore}");
+    assert_eq!(ignore.matches(".jobs/").count(), 1, "{ignore}");
+    assert!(ignore.lines().any(|l| l == "tokens"), "{ignore}");
 }
 
 #[test]

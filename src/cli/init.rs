@@ -27,7 +27,7 @@ command: [echo, "hello from jobs"]
 # tags: [example]
 "#;
 
-const CONFIG: &str = r#"# jobs.toml: settings for every `jobs` command run in this folder.
+const CONFIG: &str = r#"# jobs.toml: settings for every `jobctl` command run in this folder.
 # Flags and JOBS_* environment variables override these.
 
 dir = "jobs.d"
@@ -38,6 +38,14 @@ dir = "jobs.d"
 # keep_runs = 1000
 # max_age = "30d"
 "#;
+
+/// What stays out of git: the ledger (state, not definitions) and token files (secrets). Keep
+/// tokens outside the repository anyway; this only guards against an accident.
+const GITIGNORE: &str = "# Written by `jobctl init`: state and secrets stay out of git.
+.jobs/
+tokens
+*.tokens
+";
 
 pub fn init(path: &Path) -> Result<ExitCode> {
     let dir = path.join("jobs.d");
@@ -58,7 +66,34 @@ pub fn init(path: &Path) -> Result<ExitCode> {
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     std::fs::write(&example, EXAMPLE).with_context(|| format!("writing {}", example.display()))?;
     std::fs::write(&config, CONFIG).with_context(|| format!("writing {}", config.display()))?;
-    println!("Created {} and {}.", example.display(), config.display());
+    // An existing .gitignore is the team's: add what is missing, never rewrite it.
+    let ignore = path.join(".gitignore");
+    let current = std::fs::read_to_string(&ignore).unwrap_or_default();
+    let missing: Vec<&str> = GITIGNORE
+        .lines()
+        .filter(|l| !l.starts_with('#') && !current.lines().any(|c| c.trim() == *l))
+        .collect();
+    if !missing.is_empty() {
+        let mut text = current.clone();
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
+        if current.is_empty() {
+            text.push_str(GITIGNORE);
+        } else {
+            text.push_str("# Added by `jobctl init`: state and secrets stay out of git.\n");
+            for line in missing {
+                text.push_str(line);
+                text.push('\n');
+            }
+        }
+        std::fs::write(&ignore, text).with_context(|| format!("writing {}", ignore.display()))?;
+    }
+    println!(
+        "Created {} and {} (and .gitignore entries for the ledger and token files).",
+        example.display(),
+        config.display()
+    );
     println!("Next: `jobctl validate`, then `jobctl plan`, then `jobctl apply`.");
     Ok(ExitCode::SUCCESS)
 }
