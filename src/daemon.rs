@@ -1276,6 +1276,11 @@ impl Daemon {
         // Whatever still waits to write (an orphan check on a full disk) stops waiting.
         self.shared.give_up_writes();
         let _ = self.shared.ledger().release_lease(self.epoch, self.now());
+        // The write-ahead log folded into the database file: a copy of `ledger.db` alone,
+        // taken after a clean stop, holds everything.
+        if let Err(e) = self.shared.ledger().checkpoint() {
+            tracing::warn!("folding the write-ahead log into the ledger: {e}");
+        }
         tracing::info!("jobs serve stopped");
     }
 

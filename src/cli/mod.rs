@@ -186,6 +186,11 @@ enum Command {
     Status,
     /// The dependency graph: which jobs fire after or wait for which (`-o dot` for Graphviz)
     Graph,
+    /// The ledger itself: a consistent backup of a live ledger, an integrity check
+    Ledger {
+        #[command(subcommand)]
+        action: LedgerAction,
+    },
     /// Create an API-owned job from a definition file (YAML, TOML or JSON); needs --server
     Create {
         /// The definition, in the job file format; the job's name is the file's name
@@ -206,6 +211,15 @@ enum Command {
         #[arg(long)]
         cancel_active: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum LedgerAction {
+    /// Write a consistent copy of the ledger to FILE (it must not exist); safe while
+    /// `jobctl serve` runs
+    Backup { file: PathBuf },
+    /// Run SQLite's integrity check; exit 1 if it finds a problem
+    Check,
 }
 
 #[derive(Debug, Subcommand)]
@@ -372,11 +386,51 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Logs { id, follow } => runs::logs(&settings, id, follow),
         Command::Status => runs::status(&settings),
         Command::Graph => graph(&settings),
+        Command::Ledger { action } => ledger_command(&settings, action),
         Command::Create { .. } | Command::Update { .. } | Command::Delete { .. } => bail!(
             "API-owned jobs are managed through a server: pass --server URL (jobs in jobs.d are changed by editing their files)"
         ),
         Command::Cron { .. } | Command::Completions { .. } | Command::Init { .. } => {
             unreachable!("handled above")
+        }
+    }
+}
+
+/// `jobctl ledger backup FILE` and `jobctl ledger check`, on the local ledger.
+fn ledger_command(settings: &Settings, action: LedgerAction) -> Result<ExitCode> {
+    let path = &settings.ledger;
+    let ledger = Ledger::open_read_only(path)
+        .with_context(|| format!("opening ledger {}", path.display()))?
+        .with_context(|| format!("there is no ledger at {}", path.display()))?;
+    match action {
+        LedgerAction::Backup { file } => {
+            ledger
+                .backup_to(&file)
+                .with_context(|| format!("backing up {} to {}", path.display(), file.display()))?;
+            println!(
+                "Backed up {} to {} (a consistent copy; restore it by putting it in the ledger's place while no daemon runs).",
+                path.display(),
+                file.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        LedgerAction::Check => {
+            let problems = ledger
+                .check()
+                .with_context(|| format!("checking {}", path.display()))?;
+            if problems.is_empty() {
+                println!("{}: ok", path.display());
+                Ok(ExitCode::SUCCESS)
+            } else {
+                for problem in &problems {
+                    eprintln!("{}: {problem}", path.display());
+                }
+                eprintln!(
+                    "error: the ledger is damaged ({} problems); restore a backup (`jobctl ledger backup`)",
+                    problems.len()
+                );
+                Ok(ExitCode::FAILURE)
+            }
         }
     }
 }
@@ -427,7 +481,7 @@ fn remote_command(
                 .unwrap_or("")
                 .to_lowercase();
             bail!(
-                "`jobs {name}` works on this machine's files and ledger, not with --server; --server applies to list, get, status, trigger, pause, resume, runs, run get|events|cancel, logs and plan"
+                "`jobctl {name}` works on this machine's files and ledger, not with --server; --server applies to list, get, status, trigger, pause, resume, runs, run get|events|cancel, logs and plan"
             )
         }
     }

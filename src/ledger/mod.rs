@@ -13,6 +13,7 @@ use std::time::Duration as StdDuration;
 
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
+mod backup;
 mod deps;
 mod rewind;
 mod runs;
