@@ -143,6 +143,11 @@ fn fixture(bin: &Path, root: &Path, sizes: &Sizes) {
         std::fs::write(dir.join(format!("job-{i:05}.yaml")), text).unwrap();
     }
     std::fs::write(root.join("tokens"), format!("admin {ADMIN}\n")).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(root.join("tokens"), std::fs::Permissions::from_mode(0o600))
+            .unwrap();
+    }
     let out = Command::new(bin)
         .current_dir(root)
         .arg("apply")

@@ -51,3 +51,45 @@ fn a_jobs_environment_holds_no_token_and_no_webhook_secret() {
     }
     assert_eq!(daemon.stop(), Some(0));
 }
+
+#[test]
+fn a_token_file_others_can_read_is_refused_unless_insecure() {
+    use std::os::unix::fs::PermissionsExt;
+    let p = Project::new()
+        .file("jobs.d/a.yaml", common::job("@daily"))
+        .file("tokens", "admin admin-token-0123456789abcdef\n");
+    std::fs::set_permissions(p.path("tokens"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    p.run(&["serve", "--listen", "127.0.0.1:0", "--token-file", "tokens"])
+        .code(1)
+        .stderr_has("can be read or written by others (mode 644)")
+        .stderr_has("chmod 600 tokens");
+    let mut daemon = p.serve(&["--token-file", "tokens", "--insecure"], None);
+    daemon.wait_for("can be read or written by others", &[]);
+    daemon.wait_for("scheduler started", &[]);
+    assert_eq!(daemon.stop(), Some(0));
+}
+
+/// Under systemd, cron or a container `$USER` is unset: actions are recorded under the uid's
+/// name, not `unknown`.
+#[test]
+fn without_user_an_action_is_recorded_under_the_uids_name() {
+    let p = Project::new().file("jobs.d/a.yaml", common::job("@daily"));
+    p.run(&["apply"]).code(0);
+    let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("jobctl"))
+        .args(["pause", "a", "--reason", "test"])
+        .current_dir(p.root())
+        .env("JOBS_NOW", common::NOW)
+        .env_remove("USER")
+        .env_remove("LOGNAME")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let job = p.run(&["get", "a", "-o", "json"]).code(0).json();
+    let by = job["paused"]["by"].as_str().unwrap().to_string();
+    assert!(!by.starts_with("unknown@"), "{by}");
+    // SAFETY: getuid has no failure and no memory effects.
+    let uid = unsafe { libc::getuid() };
+    if uid == 0 {
+        assert!(by.starts_with("root@"), "{by}");
+    }
+}

@@ -44,14 +44,20 @@ impl std::fmt::Debug for Tokens {
 pub const MIN_TOKEN_LEN: usize = 16;
 
 impl Tokens {
-    /// Reads a token file and adds `JOBS_TOKEN` (admin), if given.
+    /// Reads a token file and adds `JOBS_TOKEN` (admin), if given. A token file that others
+    /// may read or write is refused, unless `insecure` (then it is accepted with a warning).
     ///
     /// # Errors
     ///
-    /// A message naming the file and line of a bad entry.
-    pub fn load(file: Option<&Path>, env_admin: Option<&str>) -> Result<Tokens, String> {
+    /// A message naming the file and line of a bad entry, or its loose permissions.
+    pub fn load(
+        file: Option<&Path>,
+        env_admin: Option<&str>,
+        insecure: bool,
+    ) -> Result<Tokens, String> {
         let mut tokens = Vec::new();
         if let Some(path) = file {
+            check_permissions(path, insecure)?;
             let text = std::fs::read_to_string(path)
                 .map_err(|e| format!("cannot read the token file {}: {e}", path.display()))?;
             tokens.extend(
@@ -79,6 +85,29 @@ impl Tokens {
             }
         }
         found
+    }
+}
+
+/// A token file must be the owner's alone: tokens in a file others can read are everyone's.
+fn check_permissions(path: &Path, insecure: bool) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Ok(()); // reading it says what is wrong
+    };
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 == 0 {
+        return Ok(());
+    }
+    let message = format!(
+        "the token file {} can be read or written by others (mode {mode:03o}); run `chmod 600 {}`",
+        path.display(),
+        path.display()
+    );
+    if insecure {
+        eprintln!("warning: {message} (accepted because of --insecure)");
+        Ok(())
+    } else {
+        Err(format!("{message}, or pass --insecure to accept it"))
     }
 }
 

@@ -44,8 +44,40 @@ fn clock() -> Result<Clock> {
 fn operator() -> String {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".to_string());
+        .ok()
+        .filter(|u| !u.is_empty())
+        .or_else(uid_name)
+        .unwrap_or_else(|| format!("uid {}", current_uid()));
     format!("{user}@{}", daemon::hostname())
+}
+
+fn current_uid() -> libc::uid_t {
+    // SAFETY: getuid has no failure and no memory effects.
+    unsafe { libc::getuid() }
+}
+
+/// The name of this process's user from the password database: under systemd, cron or a
+/// container `$USER` is often unset.
+fn uid_name() -> Option<String> {
+    let mut buf = vec![0 as libc::c_char; 4096];
+    // SAFETY: passwd is plain data; getpwuid_r writes into `pwd` and `buf`, whose sizes we pass.
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    let rc = unsafe {
+        libc::getpwuid_r(
+            current_uid(),
+            &mut pwd,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut result,
+        )
+    };
+    if rc != 0 || result.is_null() || pwd.pw_name.is_null() {
+        return None;
+    }
+    // SAFETY: on success pw_name points at a NUL-terminated string inside `buf`.
+    let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) };
+    Some(name.to_string_lossy().into_owned())
 }
 
 fn kill_grace(settings: &Settings) -> StdDuration {
@@ -155,8 +187,12 @@ pub fn serve(settings: &Settings, flags: ServeFlags) -> Result<ExitCode> {
         );
     }
     let admin = std::env::var("JOBS_TOKEN").ok();
-    let tokens = crate::api::auth::Tokens::load(server.token_file.as_deref(), admin.as_deref())
-        .map_err(anyhow::Error::msg)?;
+    let tokens = crate::api::auth::Tokens::load(
+        server.token_file.as_deref(),
+        admin.as_deref(),
+        flags.insecure,
+    )
+    .map_err(anyhow::Error::msg)?;
     daemon::serve(daemon::Options {
         dir: settings.dir.clone(),
         ledger: settings.ledger.clone(),

@@ -90,7 +90,12 @@ impl Project {
     pub fn write(&self, relative: &str, content: impl AsRef<[u8]>) {
         let path = self.path(relative);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, content).unwrap();
+        std::fs::write(&path, content).unwrap();
+        // A token file is the owner's alone, as `jobctl serve` demands.
+        if path.file_name().is_some_and(|n| n == "tokens") {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
     }
 
     pub fn remove(&self, relative: &str) {

@@ -46,6 +46,7 @@ webhook: {secret_env: FUZZ_HOOK_SECRET}
 YAML
 admin=fuzz-admin-token-0123456789
 printf 'admin %s\nread fuzz-read-token-0123456789\n' "$admin" > "$work/tokens"
+chmod 600 "$work/tokens"
 
 cd "$work"
 FUZZ_HOOK_SECRET=fuzz-secret "$jobs" serve --listen 127.0.0.1:0 --token-file tokens \
