@@ -307,6 +307,22 @@ async fn serve_async(options: Options) -> Result<()> {
     let scheduler = tokio::spawn(daemon.clone().scheduler());
     let executor = tokio::spawn(daemon.clone().executor());
     let pruner = tokio::spawn(daemon.clone().pruner());
+    // Under systemd (`Type=notify`): ready once the ledger is reconciled and the loops run;
+    // the watchdog is fed only while the scheduler is alive and not stuck, so a daemon that
+    // answers but no longer fires is restarted.
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    let watchdog = sd_notify::watchdog_enabled().map(|timeout| {
+        let d = daemon.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(timeout / 2);
+            loop {
+                tick.tick().await;
+                if d.shared.health.problems().scheduler.is_none() {
+                    let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+                }
+            }
+        })
+    });
 
     // Changes in the jobs folder are gathered until it has been quiet for DEBOUNCE (an
     // editor's save, a `git checkout` of many files: one reconcile), but never longer than
@@ -361,7 +377,11 @@ async fn serve_async(options: Options) -> Result<()> {
             _ = int.recv() => break "SIGINT",
         }
     };
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     daemon.shutdown(why).await;
+    if let Some(watchdog) = watchdog {
+        watchdog.abort();
+    }
     server.abort();
     scheduler.abort();
     executor.abort();

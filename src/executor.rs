@@ -73,6 +73,10 @@ pub struct Claimer {
 type EndResult = OnceLock<Result<Option<i64>, String>>;
 type NewRunResult = OnceLock<Result<RunRow, WriteFailed>>;
 
+/// What the service manager gives the daemon, never meant for its runs: a run that wrote to
+/// `NOTIFY_SOCKET` would speak for the daemon.
+const SUPERVISOR_VARS: &[&str] = &["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"];
+
 /// Why a queued write failed: the ledger's message, and whether trying later may succeed (a
 /// busy ledger, a full disk) or not.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -146,7 +150,11 @@ impl Shared {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         std::env::vars_os()
             .filter_map(|(k, _)| k.into_string().ok())
-            .filter(|k| k.starts_with("JOBS_") || secrets.contains(k))
+            .filter(|k| {
+                k.starts_with("JOBS_")
+                    || SUPERVISOR_VARS.contains(&k.as_str())
+                    || secrets.contains(k)
+            })
             .collect()
     }
 
