@@ -177,7 +177,9 @@ enum Command {
     },
     /// Print a run's output
     Logs {
-        id: i64,
+        /// A run id, or a job's name for its latest run that started
+        #[arg(value_name = "RUN_ID|JOB")]
+        target: String,
         /// Keep printing while the run goes on, until it ends
         #[arg(short, long)]
         follow: bool,
@@ -383,7 +385,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Runs { name, state, limit } => {
             runs::runs(&settings, name, state.as_deref(), limit)
         }
-        Command::Logs { id, follow } => runs::logs(&settings, id, follow),
+        Command::Logs { target, follow } => runs::logs(&settings, &target, follow),
         Command::Status => runs::status(&settings),
         Command::Graph => graph(&settings),
         Command::Ledger { action } => ledger_command(&settings, action),
@@ -461,7 +463,7 @@ fn remote_command(
             RunAction::Events { id } => remote::run_events(client, f, id),
             RunAction::Cancel { id } => remote::cancel(client, f, id),
         },
-        Command::Logs { id, follow } => remote::logs(client, f, id, follow),
+        Command::Logs { target, follow } => remote::logs(client, f, &target, follow),
         Command::Create { file } => remote::create(client, f, &file),
         Command::Update { name, file } => remote::update(client, f, &name, &file),
         Command::Delete {

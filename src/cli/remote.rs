@@ -284,7 +284,19 @@ pub fn delete(
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn logs(client: &Client, format: OutputFormat, id: i64, follow_it: bool) -> Result<ExitCode> {
+pub fn logs(
+    client: &Client,
+    format: OutputFormat,
+    target: &str,
+    follow_it: bool,
+) -> Result<ExitCode> {
+    let id = match runs::LogTarget::parse(target) {
+        runs::LogTarget::Run(id) => id,
+        runs::LogTarget::Job(job) => {
+            let page: RunPage = client.get(&format!("/v1/runs?job={}&limit=100", encode(job)))?;
+            runs::latest_started(job, &page.runs)?
+        }
+    };
     if follow_it {
         follow(client, format, id)?;
         return Ok(ExitCode::SUCCESS);

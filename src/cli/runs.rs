@@ -346,7 +346,7 @@ fn wait_for_run(settings: &Settings, ledger: &Ledger, id: i64) -> Result<ExitCod
         std::thread::sleep(StdDuration::from_millis(200));
     }
     spinner.clear();
-    logs(settings, id, true)?;
+    logs(settings, &id.to_string(), true)?;
     let run = ledger
         .run(id)?
         .with_context(|| format!("run {id} disappeared from the ledger"))?;
@@ -680,7 +680,51 @@ pub(super) fn print_line(format: OutputFormat, line: &OutputLine) -> Result<()> 
     Ok(())
 }
 
-pub fn logs(settings: &Settings, id: i64, follow: bool) -> Result<ExitCode> {
+/// A `logs` target: a run id, or a job's name for its latest run that started.
+pub(super) enum LogTarget<'a> {
+    Run(i64),
+    Job(&'a str),
+}
+
+impl LogTarget<'_> {
+    pub(super) fn parse(text: &str) -> LogTarget<'_> {
+        match text.parse::<i64>() {
+            Ok(id) => LogTarget::Run(id),
+            Err(_) => LogTarget::Job(text),
+        }
+    }
+}
+
+/// The newest of `runs` (newest first) that started: the one whose output a job's logs show.
+pub(super) fn latest_started(job: &str, runs: &[RunRow]) -> Result<i64> {
+    runs.iter()
+        .find(|r| r.started_at.is_some())
+        .map(|r| r.id)
+        .with_context(|| {
+            format!("job `{job}` has no run that started yet (`jobctl runs {job}` lists its runs)")
+        })
+}
+
+pub fn logs(settings: &Settings, target: &str, follow: bool) -> Result<ExitCode> {
+    let id = match LogTarget::parse(target) {
+        LogTarget::Run(id) => id,
+        LogTarget::Job(job) => {
+            let ledger = super::open_read_only(settings)?
+                .with_context(|| format!("there is no ledger at {}", settings.ledger.display()))?;
+            let runs = ledger.runs(&crate::ledger::RunFilter {
+                job: Some(job.to_string()),
+                limit: Some(100),
+                ..Default::default()
+            })?;
+            if runs.is_empty() && ledger.job(job)?.is_none() {
+                bail!(
+                    "no job `{job}` and no run with that id in the ledger {} (`jobctl list` shows the jobs)",
+                    settings.ledger.display()
+                );
+            }
+            latest_started(job, &runs)?
+        }
+    };
     let (ledger, mut run) = find_run(settings, id)?;
     let mut after = 0;
     let (tx, rx) = std::sync::mpsc::channel::<()>();

@@ -1,0 +1,34 @@
+//! Day-two commands (issue 13): `jobctl logs JOB` shows the job's latest run.
+
+mod common;
+
+use common::Project;
+
+#[test]
+fn logs_of_a_job_name_show_its_latest_run_locally_and_remotely() {
+    let p = Project::new()
+        .file(
+            "jobs.d/hello.yaml",
+            "run: echo \"hello from run $JOBS_RUN_ID\"\n",
+        )
+        .file("tokens", "read read-token-0123456789abcdef\n");
+    p.run(&["apply"]).code(0);
+    p.run(&["run", "hello"]).code(0);
+    p.run(&["run", "hello"]).code(0);
+    p.run(&["logs", "hello"])
+        .code(0)
+        .stdout_has("hello from run 2")
+        .stdout_lacks("hello from run 1");
+    p.run(&["logs", "1"]).code(0).stdout_has("hello from run 1");
+    p.run(&["logs", "nope"])
+        .code(1)
+        .stderr_has("no job `nope` and no run with that id");
+
+    let mut daemon = p.serve(&["--token-file", "tokens"], None);
+    let url = daemon.url();
+    let token = "read-token-0123456789abcdef";
+    p.run_live(&["--server", &url, "--token", token, "logs", "hello"])
+        .code(0)
+        .stdout_has("hello from run 2");
+    assert_eq!(daemon.stop(), Some(0));
+}
