@@ -754,7 +754,7 @@ fn a_public_address_without_tokens_is_refused_and_readyz_reports_bad_files() {
         .stderr_has("--listen `nowhere` is not ADDRESS:PORT");
     // A daemon that could not listen gave its lease back.
     p.run(&["status"])
-        .code(0)
+        .code(3)
         .stdout_has("Daemon:   not running (last: pid")
         .stdout_has("until 2026-10-31");
     let bad = project().file(

@@ -783,10 +783,23 @@ pub fn status(settings: &Settings) -> Result<ExitCode> {
     render_status(settings.output, &view)
 }
 
+/// `jobctl status`'s exit code, as `systemctl is-active` answers scripts: 0 when a daemon
+/// serves the ledger and the files are valid, 3 when no daemon serves it, 4 when one does but
+/// the jobs folder has errors.
+fn status_code(view: &StatusView) -> ExitCode {
+    if !view.daemon.running {
+        ExitCode::from(3)
+    } else if view.files.errors > 0 {
+        ExitCode::from(4)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
 pub(super) fn render_status(format: OutputFormat, view: &StatusView) -> Result<ExitCode> {
     if format == OutputFormat::Json {
         output::json(view)?;
-        return Ok(ExitCode::SUCCESS);
+        return Ok(status_code(view));
     }
     let d = &view.daemon;
     match (d.running, &d.holder) {
@@ -843,5 +856,5 @@ pub(super) fn render_status(format: OutputFormat, view: &StatusView) -> Result<E
             println!("  {}  {}", f.at, f.job);
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(status_code(view))
 }
