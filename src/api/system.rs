@@ -36,12 +36,15 @@ pub struct Ready {
     pub ledger: String,
     /// `ok`, or why the scheduler cannot do its work (stopped, stuck, cannot read its jobs).
     pub scheduler: String,
+    /// `ok`, or the jobs folder's errors. Reported, but not part of readiness: a broken file
+    /// keeps its job at its last good revision and everything else fires.
     pub jobs_dir: String,
 }
 
-/// Whether the daemon can keep its promises: the ledger answers and its last write landed,
-/// the scheduler is alive, and every file of the jobs folder is valid. 503 otherwise, with
-/// what is wrong.
+/// Whether the daemon can serve and fire: the ledger answers and its last write landed, and
+/// the scheduler is alive. 503 otherwise, with what is wrong. Errors in the jobs folder are
+/// reported here (and by `/v1/status` and the `jobs_definition_errors` metric) but do not make
+/// it unready: one broken file must not take a whole daemon out of a load balancer.
 #[utoipa::path(get, path = "/readyz", tag = "system", security(()),
     responses((status = 200, body = Ready), (status = 503, body = Ready)))]
 pub async fn readyz(State(api): State<Arc<Api>>) -> Response {
@@ -54,7 +57,7 @@ pub async fn readyz(State(api): State<Arc<Api>>) -> Response {
     };
     let scheduler = health.scheduler.unwrap_or_else(|| "ok".to_string());
     let jobs_dir = (api.problems)().map_or_else(|| "ok".to_string(), |(_, text)| text);
-    let ready = ledger == "ok" && scheduler == "ok" && jobs_dir == "ok";
+    let ready = ledger == "ok" && scheduler == "ok";
     let status = if ready {
         StatusCode::OK
     } else {
