@@ -129,6 +129,21 @@ pub fn build_with(
             }
         }
     }
+    // Names the command line would read as something else: `jobctl run get 5` is the `get`
+    // subcommand, `jobctl logs 2024` a run id.
+    for (name, indices) in &claimed {
+        if let Some(why) = crate::name::reserved(name) {
+            for &i in indices {
+                diagnostics.push(
+                    Diagnostic::error(
+                        files[i].display,
+                        format!("job name `{name}` is reserved: {why}"),
+                    )
+                    .help("rename the file"),
+                );
+            }
+        }
+    }
     // A name that exists outside the files (an API-owned job) is that file's error alone:
     // the file's job is not applied, everything else is.
     for (name, indices) in &claimed {
@@ -155,6 +170,7 @@ pub fn build_with(
                 .get(e.spec.name.as_str())
                 .is_some_and(|files| files.len() == 1)
                 && !other_jobs.iter().any(|o| o == e.spec.name.as_str())
+                && crate::name::reserved(e.spec.name.as_str()).is_none()
         })
         .collect();
 

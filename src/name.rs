@@ -44,6 +44,21 @@ impl JobName {
     }
 }
 
+/// Why `name` cannot be a new job's name, if it cannot: the command line would read it as
+/// something else. Checked for files and API definitions (the catalog), not for revisions
+/// already recorded, so a job applied before the rule keeps running.
+pub fn reserved(name: &str) -> Option<&'static str> {
+    if matches!(name, "get" | "events" | "cancel" | "help") {
+        Some(
+            "`jobctl run get|events|cancel|help` are subcommands, so `jobctl run NAME` could not run it",
+        )
+    } else if name.bytes().all(|b| b.is_ascii_digit()) {
+        Some("a name of digits only reads as a run id (`jobctl logs 42`)")
+    } else {
+        None
+    }
+}
+
 impl TryFrom<String> for JobName {
     type Error = String;
     fn try_from(value: String) -> Result<Self, Self::Error> {

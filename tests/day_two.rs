@@ -32,3 +32,23 @@ fn logs_of_a_job_name_show_its_latest_run_locally_and_remotely() {
         .stdout_has("hello from run 2");
     assert_eq!(daemon.stop(), Some(0));
 }
+
+/// `jobctl run get` is the `run get ID` subcommand and `jobctl logs 2024` a run id: names the
+/// command line would misread are refused with the reason, at the file that takes them.
+#[test]
+fn job_names_the_command_line_would_misread_are_refused() {
+    for (file, why) in [
+        ("get.yaml", "are subcommands"),
+        ("cancel.yaml", "are subcommands"),
+        ("2024.yaml", "reads as a run id"),
+    ] {
+        Project::new()
+            .file(&format!("jobs.d/{file}"), common::job("@daily"))
+            .file("jobs.d/fine.yaml", common::job("@daily"))
+            .run(&["validate"])
+            .code(1)
+            .stderr_has(&format!("jobs.d/{file}"))
+            .stderr_has("is reserved")
+            .stderr_has(why);
+    }
+}
