@@ -52,3 +52,32 @@ fn job_names_the_command_line_would_misread_are_refused() {
             .stderr_has(why);
     }
 }
+
+/// `trigger --wait` follows retries to the final attempt and exits with its code, locally and
+/// with --server.
+#[test]
+fn trigger_wait_follows_retries_to_the_final_attempt() {
+    let p = Project::new()
+        .file(
+            "jobs.d/flaky.yaml",
+            "run: \"if [ -e ok ]; then rm ok; echo second; exit 0; fi; touch ok; echo first; exit 3\"\nretry: {attempts: 1, backoff: 1s}\n",
+        )
+        .file("tokens", "admin admin-token-0123456789abcdef\n");
+    let mut daemon = p.serve(&["--token-file", "tokens"], None);
+    daemon.wait_for("scheduler started", &[]);
+    p.run_live(&["trigger", "flaky", "--wait"])
+        .code(0)
+        .stdout_has("first")
+        .stdout_has("second")
+        .stderr_has("attempt 2 is run");
+    let url = daemon.url();
+    let token = "admin-token-0123456789abcdef";
+    p.run_live(&[
+        "--server", &url, "--token", token, "trigger", "flaky", "--wait",
+    ])
+    .code(0)
+    .stdout_has("first")
+    .stdout_has("second")
+    .stderr_has("attempt 2 is run");
+    assert_eq!(daemon.stop(), Some(0));
+}

@@ -97,16 +97,30 @@ pub fn trigger(
         return Ok(ExitCode::SUCCESS);
     }
     eprintln!("run {} of {name} queued", run.id);
-    let mut spinner = Spinner::new(run.id);
     let mut current = run;
-    while current.state().is_some_and(RunState::is_waiting) {
-        spinner.tick();
-        std::thread::sleep(std::time::Duration::from_millis(200));
-        current = client.get(&format!("/v1/runs/{}", current.id))?;
+    loop {
+        let mut spinner = Spinner::new(current.id);
+        while current.state().is_some_and(RunState::is_waiting) {
+            spinner.tick();
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            current = client.get(&format!("/v1/runs/{}", current.id))?;
+        }
+        spinner.clear();
+        let ended = follow(client, format, current.id)?;
+        // A failure that will be retried is not the end: follow the next attempt.
+        let page: RunPage =
+            client.get(&format!("/v1/runs?job={}&limit=100", encode(&ended.job)))?;
+        match runs::next_attempt(&page.runs, &ended) {
+            Some(next) => {
+                eprintln!(
+                    "run {} ended {}; attempt {} is run {}",
+                    ended.id, ended.state, next.attempt, next.id
+                );
+                current = next.clone();
+            }
+            None => return Ok(runs::exit_code_of(&ended)),
+        }
     }
-    spinner.clear();
-    let ended = follow(client, format, current.id)?;
-    Ok(runs::exit_code_of(&ended))
 }
 
 /// Prints a run's output as it comes, until it ends; returns the ended run.

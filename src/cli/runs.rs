@@ -334,23 +334,50 @@ pub(super) fn render_queued(format: OutputFormat, id: i64, job: &str) -> Result<
 /// Waits for a queued run to start (a spinner on a terminal), follows its output, and exits
 /// with its exit code.
 fn wait_for_run(settings: &Settings, ledger: &Ledger, id: i64) -> Result<ExitCode> {
-    let mut spinner = super::remote::Spinner::new(id);
+    let mut id = id;
     loop {
+        let mut spinner = super::remote::Spinner::new(id);
+        loop {
+            let run = ledger
+                .run(id)?
+                .with_context(|| format!("run {id} disappeared from the ledger"))?;
+            if !run.state().is_some_and(RunState::is_waiting) {
+                break;
+            }
+            spinner.tick();
+            std::thread::sleep(StdDuration::from_millis(200));
+        }
+        spinner.clear();
+        logs(settings, &id.to_string(), true)?;
         let run = ledger
             .run(id)?
             .with_context(|| format!("run {id} disappeared from the ledger"))?;
-        if !run.state().is_some_and(RunState::is_waiting) {
-            break;
+        // A failure that will be retried is not the end: follow the next attempt (written
+        // in the same transaction as this end).
+        let recent = ledger.runs(&crate::ledger::RunFilter {
+            job: Some(run.job.clone()),
+            limit: Some(100),
+            ..Default::default()
+        })?;
+        match next_attempt(&recent, &run) {
+            Some(next) => {
+                eprintln!(
+                    "run {id} ended {}; attempt {} is run {}",
+                    run.state, next.attempt, next.id
+                );
+                id = next.id;
+            }
+            None => return Ok(exit_code_of(&run)),
         }
-        spinner.tick();
-        std::thread::sleep(StdDuration::from_millis(200));
     }
-    spinner.clear();
-    logs(settings, &id.to_string(), true)?;
-    let run = ledger
-        .run(id)?
-        .with_context(|| format!("run {id} disappeared from the ledger"))?;
-    Ok(exit_code_of(&run))
+}
+
+/// The retry that follows `ended`, if one was queued: same first run, the next attempt.
+pub(super) fn next_attempt<'a>(recent: &'a [RunRow], ended: &RunRow) -> Option<&'a RunRow> {
+    let first = ended.first_run_id.unwrap_or(ended.id);
+    recent.iter().find(|r| {
+        r.first_run_id == Some(first) && r.attempt == ended.attempt + 1 && r.id != ended.id
+    })
 }
 
 /// A finished run's exit code, as `jobctl run` and `jobctl trigger --wait` exit with it.
