@@ -442,12 +442,13 @@ impl Daemon {
                 .add_event(run.id, self.now(), "interrupted", &note);
             let spec = run.revision_id.and_then(|id| self.shared.spec(id).ok());
             // Written once: if the ledger cannot take it now, the next check tries again.
-            executor::record_end_once(
+            executor::record_end(
                 &self.shared,
                 &run,
                 spec.as_deref(),
                 &Ending::Interrupted,
                 None,
+                executor::Persist::Once,
             );
             tracing::warn!(run = run.id, job = %run.job, "{note}; recorded as failed (interrupted)");
         }

@@ -507,11 +507,13 @@ pub async fn run_and_record(
             // Off the runtime's threads: the end may wait for the ledger to be writable.
             let fallback = ending.clone();
             let (s, r) = (shared.clone(), run.clone());
-            return tokio::task::spawn_blocking(move || record_end(&s, &r, None, &ending, None))
-                .await
-                .unwrap_or_else(|_| {
-                    run::conclude(&fallback, None, run.attempt as u32, shared.clock.now())
-                });
+            return tokio::task::spawn_blocking(move || {
+                record_end(&s, &r, None, &ending, None, Persist::UntilWritten)
+            })
+            .await
+            .unwrap_or_else(|_| {
+                run::conclude(&fallback, None, run.attempt as u32, shared.clock.now())
+            });
         }
     };
     let launch = Launch {
@@ -604,12 +606,11 @@ pub async fn run_and_record(
     let usage = finished.usage;
     let fallback = ending.clone();
     let (s, r, sp) = (shared.clone(), run.clone(), spec.clone());
-    let conclusion =
-        tokio::task::spawn_blocking(move || record_end(&s, &r, Some(&sp), &ending, usage))
-            .await
-            .unwrap_or_else(|_| {
-                run::conclude(&fallback, None, run.attempt as u32, shared.clock.now())
-            });
+    let conclusion = tokio::task::spawn_blocking(move || {
+        record_end(&s, &r, Some(&sp), &ending, usage, Persist::UntilWritten)
+    })
+    .await
+    .unwrap_or_else(|_| run::conclude(&fallback, None, run.attempt as u32, shared.clock.now()));
     notify(&shared, spec, &run, &conclusion);
     conclusion
 }
@@ -676,38 +677,26 @@ fn notify(shared: &Arc<Shared>, spec: Arc<JobSpec>, run: &RunRow, conclusion: &C
     });
 }
 
-/// Records a run's end and its retry, if any, writing it again (with backoff, its end time
-/// kept) until the ledger takes it or the process gives up at shutdown. Blocks: call it off
-/// the runtime's worker threads.
+/// Whether [`record_end`] writes an end again until the ledger takes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Persist {
+    /// With backoff, its end time kept, until it lands or the process gives up at shutdown:
+    /// the end of a run this process supervised, which nothing else would write.
+    UntilWritten,
+    /// One attempt: an end another attempt writes anyway (a run whose supervisor is gone is
+    /// looked at again in 2 s).
+    Once,
+}
+
+/// Records a run's end and its retry, if any. With [`Persist::UntilWritten`] it blocks until
+/// the ledger takes the end: call it off the runtime's worker threads.
 pub fn record_end(
     shared: &Shared,
     run: &RunRow,
     spec: Option<&JobSpec>,
     ending: &Ending,
     usage: Option<runner::Usage>,
-) -> Conclusion {
-    record_end_with(shared, run, spec, ending, usage, true)
-}
-
-/// [`record_end`] that tries once: for ends that another attempt will write anyway (a run
-/// whose supervisor is gone is looked at again in 2 s).
-pub fn record_end_once(
-    shared: &Shared,
-    run: &RunRow,
-    spec: Option<&JobSpec>,
-    ending: &Ending,
-    usage: Option<runner::Usage>,
-) -> Conclusion {
-    record_end_with(shared, run, spec, ending, usage, false)
-}
-
-fn record_end_with(
-    shared: &Shared,
-    run: &RunRow,
-    spec: Option<&JobSpec>,
-    ending: &Ending,
-    usage: Option<runner::Usage>,
-    until_written: bool,
+    persist: Persist,
 ) -> Conclusion {
     let now = shared.clock.now();
     let retry_policy = spec.and_then(|s| s.retry);
@@ -751,7 +740,9 @@ fn record_end_with(
             }
             Err(e) => {
                 shared.health.write_failed("recording a run's end", &e);
-                if !until_written || shared.giving_up.load(std::sync::atomic::Ordering::SeqCst) {
+                if persist == Persist::Once
+                    || shared.giving_up.load(std::sync::atomic::Ordering::SeqCst)
+                {
                     break Err(e);
                 }
                 tracing::error!(

@@ -73,3 +73,48 @@ fn after_a_clean_stop_the_ledger_file_alone_holds_everything() {
     std::fs::copy(p.path(".jobs/ledger.db"), p.path("copy.db")).unwrap();
     assert_eq!(run_ids(&p, "copy.db"), recorded);
 }
+
+#[test]
+fn ledger_check_finds_damage_and_says_what_to_do() {
+    let p = Project::new().file("jobs.d/a.yaml", common::job("@daily"));
+    p.run(&["ledger", "check"])
+        .code(1)
+        .stderr_has("there is no ledger at .jobs/ledger.db");
+    p.run(&["apply"]).code(0);
+    p.run(&["ledger", "check"]).code(0).stdout_has(": ok");
+    let ledger = p.path(".jobs/ledger.db");
+    let (root, page_size): (i64, i64) = {
+        let conn = rusqlite::Connection::open(&ledger).unwrap();
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .unwrap();
+        let root = conn
+            .query_row(
+                "SELECT rootpage FROM sqlite_master WHERE name = 'runs_by_state'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        (
+            root,
+            conn.query_row("PRAGMA page_size", [], |r| r.get(0))
+                .unwrap(),
+        )
+    };
+    {
+        use std::io::{Seek, Write};
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&ledger)
+            .unwrap();
+        file.seek(std::io::SeekFrom::Start(((root - 1) * page_size) as u64))
+            .unwrap();
+        file.write_all(&vec![0xA5; page_size as usize]).unwrap();
+    }
+    let damaged = p.run(&["ledger", "check"]).code(1);
+    assert!(
+        damaged.stderr.contains("restore a backup") || damaged.stderr.contains("damaged"),
+        "{}",
+        damaged.stderr
+    );
+    assert!(!damaged.stdout.contains(": ok"), "{}", damaged.stdout);
+}
