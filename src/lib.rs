@@ -36,3 +36,4 @@ pub mod run;
 pub mod runner;
 pub mod slots;
 pub mod source;
+pub mod tls;
