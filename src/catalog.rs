@@ -54,6 +54,22 @@ impl Catalog {
         self.n_errors() == 0
     }
 
+    /// Drops the "`at` is in the past" warning of each `at` job that `fired(name, hash)` says
+    /// has already fired under this very definition: a one-off that did its work is not a
+    /// mistake, and would otherwise warn on every plan forever. A changed definition still
+    /// warns, since its new past `at` will never fire.
+    pub fn quiet_fired_at(&mut self, fired: impl Fn(&str, &str) -> bool) {
+        let quiet: Vec<&str> = self
+            .entries
+            .iter()
+            .filter(|e| matches!(e.spec.schedule, crate::schedule::Schedule::At(_)))
+            .filter(|e| fired(e.spec.name.as_str(), &e.hash))
+            .map(|e| e.file.as_str())
+            .collect();
+        self.diagnostics
+            .retain(|d| !(spec::is_past_at_warning(d) && quiet.contains(&d.file.as_str())));
+    }
+
     pub fn get(&self, name: &str) -> Option<&Entry> {
         self.entries
             .binary_search_by(|e| e.spec.name.as_str().cmp(name))

@@ -93,16 +93,7 @@ pub fn rfc3339(z: &Zoned) -> String {
 /// The job's state: `removed`, then `disabled`, `paused`, `completed`, `blocked`, `active`,
 /// the first that holds.
 pub fn state_of(row: &JobRow) -> &'static str {
-    let completed = || {
-        row.completed_at.is_some()
-            || match stored_schedule(row) {
-                Some(Schedule::At(at)) => row
-                    .slot_cursor
-                    .parse::<Timestamp>()
-                    .is_ok_and(|cursor| at.instant <= cursor),
-                _ => false,
-            }
-    };
+    let completed = || row.completed_at.is_some() || at_has_fired(row);
     match (row.active, row.enabled) {
         (false, _) => "removed",
         (true, false) => "disabled",
@@ -111,6 +102,27 @@ pub fn state_of(row: &JobRow) -> &'static str {
         (true, true) if row.blocked.is_some() => "blocked",
         (true, true) => "active",
     }
+}
+
+/// Whether `row` is an `at` job whose one-off has fired (its slot is accounted for).
+pub fn at_has_fired(row: &JobRow) -> bool {
+    match stored_schedule(row) {
+        Some(Schedule::At(at)) => {
+            row.completed_at.is_some()
+                || row
+                    .slot_cursor
+                    .parse::<Timestamp>()
+                    .is_ok_and(|cursor| at.instant <= cursor)
+        }
+        _ => false,
+    }
+}
+
+/// Whether the files' `at` job `name` (content `hash`) is the ledger's and has fired: its
+/// "in the past" warning is then noise (see `Catalog::quiet_fired_at`).
+pub fn fired_unchanged(rows: &[JobRow], name: &str, hash: &str) -> bool {
+    rows.iter()
+        .any(|r| r.name == name && r.active && r.content_hash == hash && at_has_fired(r))
 }
 
 /// A `repeat` job's count, from the revision's stored `repeat`.

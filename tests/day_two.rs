@@ -81,3 +81,35 @@ fn trigger_wait_follows_retries_to_the_final_attempt() {
     .stderr_has("attempt 2 is run");
     assert_eq!(daemon.stop(), Some(0));
 }
+
+/// An `at` job that has fired is done, not a mistake: plan, apply and validate stop warning
+/// that its time is past. Moving it to another past time warns again (that one never fires).
+#[test]
+fn a_one_off_that_fired_stops_warning_that_it_is_in_the_past() {
+    let p = Project::new().file(
+        "jobs.d/once.yaml",
+        "schedule:\n  at: 2026-10-31T12:00:01Z\nrun: echo once\n",
+    );
+    let mut daemon = p.serve(&[], None);
+    daemon.wait_for("run ended", &[("job", "once")]);
+    assert_eq!(daemon.stop(), Some(0));
+
+    let later = [("JOBS_NOW", "2026-10-31T13:00:00Z")];
+    for command in ["plan", "apply", "validate"] {
+        p.run_with(&[command], &later)
+            .code(0)
+            .stderr_lacks("in the past");
+    }
+    p.run_with(&["list"], &later)
+        .code(0)
+        .stdout_has("completed");
+
+    p.write(
+        "jobs.d/once.yaml",
+        "schedule:\n  at: 2026-10-31T12:10:00Z\nrun: echo once\n",
+    );
+    p.run_with(&["plan"], &later)
+        .code(0)
+        .stderr_has("jobs.d/once.yaml:2:7")
+        .stderr_has("`at: 2026-10-31T12:10:00Z` is in the past");
+}

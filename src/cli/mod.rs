@@ -528,7 +528,13 @@ fn print_diagnostics(loaded: &Loaded, diagnostics: &[Diagnostic]) {
 }
 
 fn validate(settings: &Settings) -> Result<ExitCode> {
-    let loaded = load(settings, now()?, &[])?;
+    let mut loaded = load(settings, now()?, &[])?;
+    // A ledger, when there is one, says which one-offs have fired (a CI checkout has none).
+    if let Ok(Some(ledger)) = Ledger::open_read_only(&settings.ledger)
+        && let Ok(rows) = ledger.jobs()
+    {
+        quiet_fired(&mut loaded, &rows);
+    }
     let c = &loaded.catalog;
     if settings.output == OutputFormat::Json {
         output::json(&serde_json::json!({
@@ -580,7 +586,8 @@ fn plural(n: usize) -> &'static str {
 
 /// Loads the files, failing with their diagnostics when any is invalid.
 fn load_valid(settings: &Settings, now: Timestamp, rows: &[JobRow]) -> Result<Loaded> {
-    let loaded = load(settings, now, &crate::apply::api_owned_names(rows))?;
+    let mut loaded = load(settings, now, &crate::apply::api_owned_names(rows))?;
+    quiet_fired(&mut loaded, rows);
     if !loaded.catalog.is_valid() {
         print_diagnostics(&loaded, &loaded.catalog.diagnostics);
         eprintln!(
@@ -594,6 +601,13 @@ fn load_valid(settings: &Settings, now: Timestamp, rows: &[JobRow]) -> Result<Lo
     // Warnings are worth seeing before a plan.
     print_diagnostics(&loaded, &loaded.catalog.diagnostics);
     Ok(loaded)
+}
+
+/// Silences the "in the past" warning of `at` jobs that have fired unchanged.
+fn quiet_fired(loaded: &mut Loaded, rows: &[JobRow]) {
+    loaded
+        .catalog
+        .quiet_fired_at(|name, hash| crate::views::fired_unchanged(rows, name, hash));
 }
 
 fn open_read_only(settings: &Settings) -> Result<Option<Ledger>> {

@@ -397,13 +397,7 @@ pub(super) fn build(
                 if let Some(t) = &at_time
                     && t.instant <= context.now
                 {
-                    b.warning(
-                        at_value.at,
-                        format!(
-                            "`at: {}` is in the past; the job will not fire by schedule",
-                            t.text
-                        ),
-                    );
+                    b.warning(at_value.at, super::past_at_message(&t.text));
                 }
                 at_time.map(Schedule::At)
             } else {

@@ -201,6 +201,20 @@ pub struct Context<'a> {
     pub now: Timestamp,
 }
 
+/// What `at` in the past warns: the job will not fire by schedule. A job whose one-off has
+/// already fired under the same definition is not warned about (see
+/// `Catalog::quiet_fired_at`), since firing once is what it was for.
+const PAST_AT: &str = "is in the past; the job will not fire by schedule";
+
+pub(crate) fn past_at_message(text: &str) -> String {
+    format!("`at: {text}` {PAST_AT}")
+}
+
+/// Whether `d` is the warning of [`past_at_message`].
+pub fn is_past_at_warning(d: &Diagnostic) -> bool {
+    !d.is_error() && d.message.starts_with("`at: ") && d.message.ends_with(PAST_AT)
+}
+
 /// The outcome of parsing one file: the spec if it is valid, and every diagnostic (warnings
 /// may accompany a valid spec).
 #[derive(Clone, Debug)]
