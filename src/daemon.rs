@@ -52,6 +52,8 @@ const IDENTITY_CHECK: StdDuration = StdDuration::from_secs(2);
 const ORPHAN_CHECK: StdDuration = StdDuration::from_secs(2);
 /// Runs deleted per retention transaction: small, so a fire never waits long behind it.
 const PRUNE_BATCH: usize = 200;
+/// How often shutdown says which runs it still waits for.
+const SHUTDOWN_REPORT_EVERY: StdDuration = StdDuration::from_secs(5);
 /// How long a stopping daemon or a foreground `jobctl run` waits for notifications in flight.
 const NOTIFY_GRACE: StdDuration = StdDuration::from_secs(30);
 
@@ -378,7 +380,14 @@ async fn serve_async(options: Options) -> Result<()> {
         }
     };
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
-    daemon.shutdown(why).await;
+    // A second SIGTERM or SIGINT while shutting down stops the runs at once.
+    let again = Box::pin(async move {
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        }
+    });
+    daemon.shutdown(why, again).await;
     if let Some(watchdog) = watchdog {
         watchdog.abort();
     }
@@ -701,9 +710,7 @@ impl Daemon {
                     if s.is_some() {
                         return false;
                     }
-                    *s = Some(Stop {
-                        reason: "cancelled on request".to_string(),
-                    });
+                    *s = Some(Stop::graceful("cancelled on request"));
                     true
                 });
             }
@@ -1254,8 +1261,16 @@ impl Daemon {
         }
     }
 
-    /// SIGTERM/SIGINT: stop firing, let runs finish for `shutdown_grace`, then stop them.
-    async fn shutdown(&self, why: &str) {
+    /// SIGTERM/SIGINT: stop firing, let runs finish for `shutdown_grace`, then stop them;
+    /// every few seconds, say which runs it waits for. A second signal (`again`) stops them at
+    /// once (SIGKILL, recorded as the runs' end reason).
+    async fn shutdown(
+        &self,
+        why: &str,
+        again: std::pin::Pin<Box<dyn std::future::Future<Output = &'static str> + Send>>,
+    ) {
+        use futures_util::FutureExt as _;
+        let mut again = again.fuse();
         self.stopping.store(true, Ordering::SeqCst);
         self.wake_scheduler.notify_one();
         self.wake_executor.notify_one();
@@ -1263,28 +1278,68 @@ impl Daemon {
         tracing::info!(signal = why, active, "shutting down");
         let grace = StdDuration::try_from(self.options.daemon.shutdown_grace.as_signed())
             .unwrap_or_default();
-        if tokio::time::timeout(grace, self.wait_idle()).await.is_err() {
-            let stops: Vec<watch::Sender<Option<Stop>>> = self
-                .stops
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .values()
-                .cloned()
-                .collect();
-            tracing::warn!(
-                runs = stops.len(),
-                "runs still active after the shutdown grace; terminating them"
-            );
-            for stop in stops {
-                let _ = stop.send(Some(Stop {
-                    reason: format!("the daemon shut down ({why})"),
-                }));
+        let grace_ends = tokio::time::Instant::now() + grace;
+        // Phase 1: runs finish on their own, until the grace ends or a second signal.
+        let mut forced: Option<&'static str> = None;
+        let mut report = tokio::time::Instant::now();
+        let finished = loop {
+            report += SHUTDOWN_REPORT_EVERY;
+            tokio::select! {
+                () = self.wait_idle() => break true,
+                second = &mut again => {
+                    forced = Some(second);
+                    break false;
+                }
+                () = tokio::time::sleep_until(report.min(grace_ends)) => {
+                    if tokio::time::Instant::now() >= grace_ends {
+                        break false;
+                    }
+                    let left = grace_ends - tokio::time::Instant::now();
+                    self.report_waiting(&format!(
+                        "waiting up to {} more for runs to finish; send SIGTERM or SIGINT again to stop them now",
+                        crate::duration::Duration::from_secs(left.as_secs_f64().ceil() as i64)
+                    ));
+                }
             }
-            // Every run ends within its kill grace (and the drain after it); only an end
-            // that cannot be written (a full disk) waits longer. Past this, give up on those:
-            // the next daemon ends them as interrupted.
-            let ends = self.shared.kill_grace * 2 + StdDuration::from_secs(10);
-            if tokio::time::timeout(ends, self.wait_idle()).await.is_err() {
+        };
+        if !finished {
+            match forced {
+                Some(second) => tracing::warn!(
+                    signal = second,
+                    runs = self.active.load(Ordering::SeqCst),
+                    "second {second}: stopping the runs at once"
+                ),
+                None => tracing::warn!(
+                    runs = self.active.load(Ordering::SeqCst),
+                    "runs still active after the shutdown grace; terminating them"
+                ),
+            }
+            self.stop_all(why, forced);
+            // Phase 2: every run ends within its kill grace (and the drain after it); only an
+            // end that cannot be written (a full disk) waits longer. Past this, give up on
+            // those: the next daemon ends them as interrupted.
+            let ends = tokio::time::Instant::now()
+                + self.shared.kill_grace * 2
+                + StdDuration::from_secs(10);
+            let mut report = tokio::time::Instant::now();
+            let ended = loop {
+                report += SHUTDOWN_REPORT_EVERY;
+                tokio::select! {
+                    () = self.wait_idle() => break true,
+                    second = &mut again, if forced.is_none() => {
+                        tracing::warn!(signal = second, "second {second}: stopping the runs at once");
+                        forced = Some(second);
+                        self.stop_all(why, forced);
+                    }
+                    () = tokio::time::sleep_until(report.min(ends)) => {
+                        if tokio::time::Instant::now() >= ends {
+                            break false;
+                        }
+                        self.report_waiting("waiting for stopped runs to end");
+                    }
+                }
+            };
+            if !ended {
                 tracing::error!(
                     error = self.shared.health.write_error().unwrap_or_default(),
                     "run ends could not be written; exiting without them"
@@ -1303,6 +1358,71 @@ impl Daemon {
             tracing::warn!("folding the write-ahead log into the ledger: {e}");
         }
         tracing::info!("jobs serve stopped");
+    }
+
+    /// Asks every run to stop: SIGTERM then SIGKILL after the kill grace, or SIGKILL at once
+    /// after a second signal (`forced`).
+    fn stop_all(&self, why: &str, forced: Option<&str>) {
+        let stops: Vec<watch::Sender<Option<Stop>>> = self
+            .stops
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        let stop = match forced {
+            Some(second) => Stop {
+                reason: format!(
+                    "the daemon shut down ({why}, then {second} again: killed at once)"
+                ),
+                now: true,
+            },
+            None => Stop::graceful(format!("the daemon shut down ({why})")),
+        };
+        for sender in stops {
+            let _ = sender.send(Some(stop.clone()));
+        }
+    }
+
+    /// Logs which runs shutdown waits for: job, run id and how long each has run.
+    fn report_waiting(&self, message: &str) {
+        let now = self.now();
+        let runs = match self.shared.ledger().active_runs() {
+            Ok(runs) => runs,
+            Err(e) => {
+                tracing::warn!(
+                    active = self.active.load(Ordering::SeqCst),
+                    "{message} (the ledger cannot say which: {e})"
+                );
+                return;
+            }
+        };
+        let waiting: Vec<String> = runs
+            .iter()
+            .filter(|r| r.state == "running")
+            .map(|r| {
+                let running = r
+                    .started_at
+                    .as_deref()
+                    .and_then(|s| s.parse::<Timestamp>().ok())
+                    .map(|t| {
+                        let secs = now.duration_since(t).as_secs().max(0);
+                        format!(" (running {})", crate::duration::Duration::from_secs(secs))
+                    })
+                    .unwrap_or_default();
+                format!("{} run {}{running}", r.job, r.id)
+            })
+            .collect();
+        tracing::info!(
+            runs = waiting.len(),
+            waiting_for = waiting.join(", "),
+            "{message}: {}",
+            if waiting.is_empty() {
+                "runs ending".to_string()
+            } else {
+                waiting.join(", ")
+            }
+        );
     }
 
     async fn wait_idle(&self) {
@@ -1642,15 +1762,21 @@ pub fn run_foreground(
                 signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
             let mut int =
                 signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+            // A second signal kills the run at once, without the kill grace.
             tokio::spawn(async move {
-                let why = tokio::select! {
-                    _ = int.recv() => "interrupted (Ctrl-C)",
-                    _ = hup.recv() => "interrupted (SIGHUP: the session ended)",
-                    _ = term.recv() => "interrupted (SIGTERM)",
-                };
-                let _ = stop_tx.send(Some(Stop {
-                    reason: why.to_string(),
-                }));
+                for now in [false, true] {
+                    let why = tokio::select! {
+                        _ = int.recv() => "interrupted (Ctrl-C)",
+                        _ = hup.recv() => "interrupted (SIGHUP: the session ended)",
+                        _ = term.recv() => "interrupted (SIGTERM)",
+                    };
+                    let reason = if now {
+                        format!("{why} again: killed at once")
+                    } else {
+                        why.to_string()
+                    };
+                    let _ = stop_tx.send(Some(Stop { reason, now }));
+                }
             });
         }
         let conclusion =

@@ -120,6 +120,19 @@ pub struct Finished {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Stop {
     pub reason: String,
+    /// SIGKILL at once, without SIGTERM and the kill grace (a second Ctrl-C). Sent after a
+    /// plain stop, it cuts that stop's grace short.
+    pub now: bool,
+}
+
+impl Stop {
+    /// A stop that asks politely first: SIGTERM, then SIGKILL after the kill grace.
+    pub fn graceful(reason: impl Into<String>) -> Stop {
+        Stop {
+            reason: reason.into(),
+            now: false,
+        }
+    }
 }
 
 /// Runs `launch` to its end. Reports go to `reports` as they happen (the channel's capacity
@@ -250,11 +263,11 @@ pub async fn execute(
         status = &mut waiter => status,
         () = until(deadline_at) => {
             why = Some(Ending::TimedOut { signal: None });
-            terminate(pid, &tag, &launch, &reports, "the timeout passed", &mut waiter).await
+            terminate(pid, &tag, &launch, &reports, "the timeout passed", false, &mut stop, &mut waiter).await
         }
-        stop = stop_requested(&mut stop) => {
-            why = Some(Ending::Cancelled { reason: stop.reason.clone(), signal: None });
-            terminate(pid, &tag, &launch, &reports, &stop.reason, &mut waiter).await
+        requested = stop_requested(&mut stop) => {
+            why = Some(Ending::Cancelled { reason: requested.reason.clone(), signal: None });
+            terminate(pid, &tag, &launch, &reports, &requested.reason, requested.now, &mut stop, &mut waiter).await
         }
     };
     let (status, usage) = status.unwrap_or((WaitStatus::Unknown, None));
@@ -333,37 +346,57 @@ pub async fn execute(
 
 type Waiter = tokio::task::JoinHandle<(WaitStatus, Option<Usage>)>;
 
-/// SIGTERM to the group and the run's escaped descendants, then SIGKILL after the grace;
-/// returns once the main process is reaped.
+/// SIGTERM to the group and the run's escaped descendants, then SIGKILL after the grace (or
+/// at once: `now`, or a [`Stop`] with `now` during the grace); returns once the main process
+/// is reaped.
+#[allow(clippy::too_many_arguments)]
 async fn terminate(
     pid: i32,
     tag: &str,
     launch: &Launch,
     reports: &mpsc::Sender<Report>,
     why: &str,
+    now: bool,
+    stop: &mut watch::Receiver<Option<Stop>>,
     waiter: &mut Waiter,
 ) -> Result<(WaitStatus, Option<Usage>), tokio::task::JoinError> {
-    signal_all(pid, tag, libc::SIGTERM).await;
+    let kill_why = if now {
+        why.to_string()
+    } else {
+        signal_all(pid, tag, libc::SIGTERM).await;
+        let _ = reports
+            .send(Report::Signalled {
+                signal: libc::SIGTERM,
+                why: why.to_string(),
+            })
+            .await;
+        tokio::select! {
+            status = &mut *waiter => return status,
+            () = tokio::time::sleep(launch.kill_grace) => format!(
+                "still running {} after SIGTERM",
+                crate::duration::Duration::from_secs(launch.kill_grace.as_secs() as i64)
+            ),
+            urgent = kill_requested(stop) => urgent.reason,
+        }
+    };
+    signal_all(pid, tag, libc::SIGKILL).await;
     let _ = reports
         .send(Report::Signalled {
-            signal: libc::SIGTERM,
-            why: why.to_string(),
+            signal: libc::SIGKILL,
+            why: kill_why,
         })
         .await;
-    match tokio::time::timeout(launch.kill_grace, &mut *waiter).await {
-        Ok(status) => status,
-        Err(_) => {
-            signal_all(pid, tag, libc::SIGKILL).await;
-            let _ = reports
-                .send(Report::Signalled {
-                    signal: libc::SIGKILL,
-                    why: format!(
-                        "still running {} after SIGTERM",
-                        crate::duration::Duration::from_secs(launch.kill_grace.as_secs() as i64)
-                    ),
-                })
-                .await;
-            waiter.await
+    waiter.await
+}
+
+/// Waits for a stop that asks for SIGKILL at once (for ever once the sender is gone).
+async fn kill_requested(stop: &mut watch::Receiver<Option<Stop>>) -> Stop {
+    loop {
+        if let Some(stop) = stop.borrow_and_update().clone().filter(|s| s.now) {
+            return stop;
+        }
+        if stop.changed().await.is_err() {
+            std::future::pending::<()>().await;
         }
     }
 }

@@ -113,3 +113,37 @@ fn a_one_off_that_fired_stops_warning_that_it_is_in_the_past() {
         .stderr_has("jobs.d/once.yaml:2:7")
         .stderr_has("`at: 2026-10-31T12:10:00Z` is in the past");
 }
+
+/// A stopping daemon says what it waits for every few seconds; a second SIGTERM ends the runs
+/// at once (SIGKILL, no kill grace) and the runs record why.
+#[test]
+fn a_second_sigterm_ends_the_runs_at_once_and_says_so() {
+    // The run ignores SIGTERM: only SIGKILL ends it. Both graces are long: without the second
+    // signal the daemon would wait minutes.
+    let p = Project::new().file("jobs.d/stubborn.yaml", "run: trap '' TERM; sleep 300\n");
+    let mut daemon = p.serve(&["--shutdown-grace", "5m", "--kill-grace", "5m"], None);
+    daemon.wait_for("reconciled", &[]);
+    p.run_live(&["trigger", "stubborn"]).code(0);
+    daemon.wait_for("process started", &[("job", "stubborn")]);
+    daemon.signal(libc::SIGTERM);
+    let waiting = daemon.wait_for("waiting up to", &[]);
+    let message = waiting["message"].as_str().unwrap();
+    assert!(message.contains("stubborn run 1 (running"), "{waiting}");
+    assert!(
+        message.contains("send SIGTERM or SIGINT again"),
+        "{waiting}"
+    );
+    let started = std::time::Instant::now();
+    daemon.signal(libc::SIGTERM);
+    daemon.wait_for("second SIGTERM: stopping the runs at once", &[]);
+    assert_eq!(daemon.wait(), Some(0));
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    let runs = p
+        .run_live(&["runs", "stubborn", "-o", "json"])
+        .code(0)
+        .json();
+    let run = &runs.as_array().unwrap()[0];
+    assert_eq!(run["state"], "cancelled", "{run}");
+    let error = run["error"].as_str().unwrap();
+    assert!(error.contains("SIGTERM again: killed at once"), "{error}");
+}
