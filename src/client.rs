@@ -24,6 +24,8 @@ pub enum ClientError {
         status: u16,
         code: String,
         message: String,
+        /// A definition's problems, with positions in the body as sent.
+        diagnostics: Vec<crate::diag::Diagnostic>,
     },
     #[error("the server's answer is not what this version of jobs expects: {0}")]
     Unexpected(String),
@@ -136,17 +138,21 @@ impl Client {
         let status = response.status().as_u16();
         if status >= 400 {
             let text = response.body_mut().read_to_string().unwrap_or_default();
-            let (code, message) = match serde_json::from_str::<serde_json::Value>(&text) {
-                Ok(v) => (
-                    v["error"]["code"].as_str().unwrap_or("").to_string(),
-                    v["error"]["message"].as_str().unwrap_or(&text).to_string(),
-                ),
-                Err(_) => (String::new(), text),
-            };
+            let (code, message, diagnostics) =
+                match serde_json::from_str::<serde_json::Value>(&text) {
+                    Ok(v) => (
+                        v["error"]["code"].as_str().unwrap_or("").to_string(),
+                        v["error"]["message"].as_str().unwrap_or(&text).to_string(),
+                        serde_json::from_value(v["error"]["diagnostics"].clone())
+                            .unwrap_or_default(),
+                    ),
+                    Err(_) => (String::new(), text, Vec::new()),
+                };
             return Err(ClientError::Api {
                 status,
                 code,
                 message,
+                diagnostics,
             });
         }
         Ok(response)

@@ -1144,7 +1144,18 @@ fn api_owned_jobs_are_created_patched_and_deleted_while_files_stay_in_git() {
             "defs/report.yaml",
             "schedule: \"0 7 * * *\"\ncommand: [\"true\"]\n",
         )
-        .file("defs/patch.yaml", "schedule: \"0 8 * * *\"\n");
+        .file(
+            "defs/report-8.toml",
+            "schedule = \"0 8 * * *\"\ncommand = [\"true\"]\n",
+        )
+        .file(
+            "defs/broken.yaml",
+            "# a comment first\nschedule: \"0 8 * * *\"\ncommand: [\"true\"]\ntimeout: soon\n",
+        )
+        .file(
+            "defs/broken.toml",
+            "schedule = \"0 8 * * *\"\ncommand = [\"true\"]\ntimeout = \"soon\"\n",
+        );
     let cli = |args: &[&str]| {
         let mut all = vec!["--server", url.as_str(), "--token", ADMIN];
         all.extend_from_slice(args);
@@ -1153,9 +1164,23 @@ fn api_owned_jobs_are_created_patched_and_deleted_while_files_stay_in_git() {
     cli(&["create", "--file", "defs/report.yaml"])
         .code(0)
         .stdout_has("report created (revision 1)");
-    cli(&["update", "report", "--file", "defs/patch.yaml"])
+    cli(&["update", "report", "--file", "defs/report-8.toml"])
         .code(0)
         .stdout_has("report updated (revision 2)");
+    // A mistake is shown at the line of the user's own file, YAML or TOML, and changes nothing.
+    for (file, at) in [
+        ("defs/broken.yaml", "defs/broken.yaml:4:10"),
+        ("defs/broken.toml", "defs/broken.toml:3:11"),
+    ] {
+        cli(&["update", "report", "--file", file])
+            .code(1)
+            .stderr_has(at)
+            .stderr_has("timeout")
+            .stderr_has("the server changed nothing");
+    }
+    cli(&["create", "--file", "defs/broken.yaml"])
+        .code(1)
+        .stderr_has("defs/broken.yaml:4:10");
     cli(&["get", "report"])
         .code(0)
         .stdout_has("0 8 * * *")

@@ -25,6 +25,11 @@ pub struct ErrorDetail {
     pub code: String,
     /// What was wrong and what to do, for a person.
     pub message: String,
+    /// For a definition that does not validate (422): each problem with its line and column
+    /// in the body as sent, so a client can point at its own file.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<Object>)]
+    pub diagnostics: Vec<crate::diag::Diagnostic>,
 }
 
 #[derive(Debug)]
@@ -34,6 +39,8 @@ pub struct ApiError {
     pub message: String,
     /// `Retry-After`, in seconds, for 429 and 503.
     pub retry_after: Option<u64>,
+    /// See [`ErrorDetail::diagnostics`].
+    pub diagnostics: Vec<crate::diag::Diagnostic>,
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -45,6 +52,7 @@ impl ApiError {
             code: code_of(status),
             message: message.into(),
             retry_after: None,
+            diagnostics: Vec::new(),
         }
     }
 
@@ -120,6 +128,7 @@ impl IntoResponse for ApiError {
             error: ErrorDetail {
                 code: self.code.to_string(),
                 message: self.message,
+                diagnostics: self.diagnostics,
             },
         };
         let mut response = (self.status, Json(body)).into_response();

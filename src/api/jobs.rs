@@ -299,35 +299,70 @@ pub struct CreateQuery {
 }
 
 /// The text of a definition body, JSON or YAML (JSON is YAML, so one parser reads both).
-fn definition_text(headers: &HeaderMap, body: &[u8]) -> ApiResult<String> {
-    match super::media_type(headers).as_deref() {
+/// The syntax of a definition sent to the API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Format {
+    /// YAML, and JSON (which is YAML).
+    Yaml,
+    Toml,
+}
+
+impl Format {
+    fn extension(self) -> &'static str {
+        match self {
+            Format::Yaml => "yaml",
+            Format::Toml => "toml",
+        }
+    }
+}
+
+/// A definition as sent: validated as a file of its format would be, so the positions of its
+/// diagnostics are those of the client's file (`positions`: false for a merged document).
+struct Definition {
+    text: String,
+    format: Format,
+    positions: bool,
+}
+
+fn definition_text(headers: &HeaderMap, body: &[u8]) -> ApiResult<Definition> {
+    let format = match super::media_type(headers).as_deref() {
         Some(
             "application/json" | "application/yaml" | "application/x-yaml" | "text/yaml"
             | "text/x-yaml",
-        ) => {}
+        ) => Format::Yaml,
+        Some("application/toml" | "text/toml" | "text/x-toml") => Format::Toml,
         Some(other) => {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 format!(
-                    "the body is `{other}`; send a job definition as `application/json` or `application/yaml`"
+                    "the body is `{other}`; send a job definition as `application/json`, `application/yaml` or `application/toml`"
                 ),
             ));
         }
         None => {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "a definition needs `Content-Type: application/json` or `application/yaml`",
+                "a definition needs `Content-Type: application/json`, `application/yaml` or `application/toml`",
             ));
         }
-    }
-    String::from_utf8(body.to_vec())
-        .map_err(|_| ApiError::bad_request("the body is not UTF-8 text"))
+    };
+    let text = String::from_utf8(body.to_vec())
+        .map_err(|_| ApiError::bad_request("the body is not UTF-8 text"))?;
+    Ok(Definition {
+        text,
+        format,
+        positions: true,
+    })
 }
 
-/// A definition's text as a JSON value (from JSON or YAML).
-fn definition_value(text: &str) -> ApiResult<serde_json::Value> {
-    serde_saphyr::from_str::<serde_json::Value>(text)
-        .map_err(|e| ApiError::bad_request(format!("the body is neither JSON nor YAML: {e}")))
+/// A definition's text as a JSON value (from JSON, YAML or TOML).
+fn definition_value(text: &str, format: Format) -> ApiResult<serde_json::Value> {
+    match format {
+        Format::Yaml => serde_saphyr::from_str::<serde_json::Value>(text)
+            .map_err(|e| ApiError::bad_request(format!("the body is neither JSON nor YAML: {e}"))),
+        Format::Toml => toml::from_str::<serde_json::Value>(text)
+            .map_err(|e| ApiError::bad_request(format!("the body is not TOML: {e}"))),
+    }
 }
 
 /// RFC 7396 JSON merge patch: objects merge key by key, `null` removes, anything else replaces.
@@ -350,7 +385,7 @@ fn merge_patch(target: &mut serde_json::Value, patch: serde_json::Value) {
 async fn write_job(
     api: &Arc<Api>,
     name: &str,
-    text: Option<String>,
+    text: Option<Definition>,
     mode: ApiWrite,
 ) -> ApiResult<()> {
     if let Err(e) = crate::name::JobName::parse(name) {
@@ -373,8 +408,12 @@ async fn write_job(
     let now = api.now();
     let defaults = api.shared.defaults.clone();
     let name = name.to_string();
+    let (text, format, positions) = match text {
+        Some(d) => (Some(d.text), d.format, d.positions),
+        None => (None, Format::Yaml, true),
+    };
     api.write(move |ledger| {
-        let display = format!("{name}.yaml");
+        let display = format!("{name}.{}", format.extension());
         let catalog = text.as_ref().map(|text| {
             let inputs = [catalog::FileInput {
                 display: &display,
@@ -391,10 +430,21 @@ async fn write_job(
             Ok(_) => Ok(()),
             Err(ApiWriteError::NotFound(m)) => Err(ApiError::not_found(m)),
             Err(ApiWriteError::Conflict(m)) => Err(ApiError::conflict(m)),
-            Err(ApiWriteError::Invalid(diagnostics)) => Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                crate::diag::render(&diagnostics, |_| text.as_deref(), false),
-            )),
+            Err(ApiWriteError::Invalid(mut diagnostics)) => {
+                if !positions {
+                    // Lines of a merged document the client never saw would mislead.
+                    for d in &mut diagnostics {
+                        d.position = None;
+                    }
+                }
+                Err(ApiError {
+                    diagnostics: diagnostics.clone(),
+                    ..ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        crate::diag::render(&diagnostics, |_| text.as_deref(), false),
+                    )
+                })
+            }
             Err(ApiWriteError::Ledger(e)) => Err(e.into()),
         }
     })
@@ -427,8 +477,8 @@ pub async fn create(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let text = definition_text(&headers, &body)?;
-    let written = definition_value(&text)?
+    let definition = definition_text(&headers, &body)?;
+    let written = definition_value(&definition.text, definition.format)?
         .get("name")
         .and_then(serde_json::Value::as_str)
         .map(str::to_string);
@@ -447,7 +497,7 @@ pub async fn create(
             ));
         }
     };
-    write_job(&api, &name, Some(text), ApiWrite::Create).await?;
+    write_job(&api, &name, Some(definition), ApiWrite::Create).await?;
     let job = detail_of(&api, name).await?;
     Ok((StatusCode::CREATED, Json(job)).into_response())
 }
@@ -470,7 +520,8 @@ pub async fn update(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Json<JobDetail>> {
-    let patch = definition_value(&definition_text(&headers, &body)?)?;
+    let sent = definition_text(&headers, &body)?;
+    let patch = definition_value(&sent.text, sent.format)?;
     if !patch.is_object() {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -480,14 +531,58 @@ pub async fn update(
     let job = name.clone();
     let stored = api.read(move |l| l.job(&job)).await?.filter(|r| r.active);
     let mut merged = match stored {
-        Some(row) if row.owner == "api" => definition_value(&row.definition)?,
+        Some(row) if row.owner == "api" => definition_value(&row.definition, Format::Yaml)?,
         // Let the write report a file's job or a missing one.
         _ => serde_json::Value::Object(serde_json::Map::new()),
     };
     merge_patch(&mut merged, patch);
     let text = serde_json::to_string_pretty(&merged)
         .map_err(|e| ApiError::internal("merging the definition", e))?;
-    write_job(&api, &name, Some(text), ApiWrite::Update).await?;
+    let merged = Definition {
+        text,
+        format: Format::Yaml,
+        positions: false,
+    };
+    write_job(&api, &name, Some(merged), ApiWrite::Update).await?;
+    detail_of(&api, name).await.map(Json)
+}
+
+/// Replaces an API-owned job's definition with the one sent (`jobctl update NAME FILE`):
+/// fields the definition leaves out take their defaults, as in a file. Errors point at lines
+/// of the body as sent. A job defined by a file answers 409, naming it; no job, 404.
+#[utoipa::path(put, path = "/v1/jobs/{name}", tag = "jobs",
+    params(("name" = String, Path, description = "The job's name")),
+    request_body(content = String, description = "The whole definition (JSON, YAML or TOML)",
+        content_type = "application/yaml"),
+    responses((status = 200, body = JobDetail),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn replace(
+    State(api): State<Arc<Api>>,
+    _: Admin,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<JobDetail>> {
+    let definition = definition_text(&headers, &body)?;
+    let value = definition_value(&definition.text, definition.format)?;
+    if !value.is_object() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "the body must be a job definition (a map of fields)",
+        ));
+    }
+    if let Some(written) = value.get("name").and_then(serde_json::Value::as_str)
+        && written != name
+    {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("the path names `{name}` and the definition's `name: {written}` differ"),
+        ));
+    }
+    write_job(&api, &name, Some(definition), ApiWrite::Update).await?;
     detail_of(&api, name).await.map(Json)
 }
 

@@ -303,7 +303,12 @@ impl utoipa::Modify for Unavailable {
 fn routes() -> (Router<Arc<Api>>, utoipa::openapi::OpenApi) {
     let (router, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(jobs::list, jobs::create))
-        .routes(routes!(jobs::get, jobs::update, jobs::delete))
+        .routes(routes!(
+            jobs::get,
+            jobs::update,
+            jobs::replace,
+            jobs::delete
+        ))
         .routes(routes!(jobs::trigger))
         .routes(routes!(jobs::pause))
         .routes(routes!(jobs::resume))

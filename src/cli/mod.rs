@@ -199,10 +199,10 @@ enum Command {
         #[arg(long, short)]
         file: PathBuf,
     },
-    /// Change an API-owned job: the fields in the file replace the stored ones; needs --server
+    /// Replace an API-owned job's definition with a file's (as `kubectl replace`); needs --server
     Update {
         name: String,
-        /// The fields to change, in the job file format
+        /// The whole definition, in the job file format (YAML, TOML or JSON)
         #[arg(long, short)]
         file: PathBuf,
     },

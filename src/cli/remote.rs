@@ -211,8 +211,16 @@ pub fn plan(
     })
 }
 
-/// The definition file's text, as the API takes it: YAML (JSON is YAML), or TOML converted.
-fn definition_of(file: &std::path::Path) -> Result<(String, Vec<u8>, &'static str)> {
+/// A definition file as the API takes it: its text as is (YAML, JSON or TOML), so the
+/// server's diagnostics point at lines of this very file.
+struct DefinitionFile<'a> {
+    path: &'a std::path::Path,
+    name: String,
+    text: String,
+    kind: &'static str,
+}
+
+fn definition_of(file: &std::path::Path) -> Result<DefinitionFile<'_>> {
     let text = std::fs::read_to_string(file)
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
     let name = file
@@ -220,22 +228,64 @@ fn definition_of(file: &std::path::Path) -> Result<(String, Vec<u8>, &'static st
         .and_then(|s| s.to_str())
         .unwrap_or_default()
         .to_string();
-    let toml = file.extension().is_some_and(|e| e == "toml");
-    if toml {
-        let value: serde_json::Value =
-            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-        return Ok((name, serde_json::to_vec(&value)?, "application/json"));
+    let kind = if file.extension().is_some_and(|e| e == "toml") {
+        "application/toml"
+    } else {
+        "application/yaml"
+    };
+    Ok(DefinitionFile {
+        path: file,
+        name,
+        text,
+        kind,
+    })
+}
+
+/// Sends a definition; a 422 with diagnostics is drawn against the user's file, as `validate`
+/// draws a file's errors.
+fn send_definition(
+    client: &Client,
+    method: &str,
+    path: &str,
+    file: &DefinitionFile<'_>,
+) -> Result<JobDetail> {
+    match client.send_body(method, path, file.kind, file.text.clone().into_bytes()) {
+        Ok(job) => Ok(job),
+        Err(crate::client::ClientError::Api {
+            status: 422,
+            diagnostics,
+            ..
+        }) if !diagnostics.is_empty() => {
+            let shown = file.path.display().to_string();
+            let diagnostics: Vec<_> = diagnostics
+                .into_iter()
+                .map(|mut d| {
+                    d.file = shown.clone();
+                    d
+                })
+                .collect();
+            let errors = diagnostics.iter().filter(|d| d.is_error()).count();
+            eprint!(
+                "{}",
+                crate::diag::render(&diagnostics, |_| Some(&file.text), super::stderr_color())
+            );
+            eprintln!(
+                "{errors} error{} in {shown}; the server changed nothing.",
+                if errors == 1 { "" } else { "s" }
+            );
+            Err(super::Reported.into())
+        }
+        Err(e) => Err(e.into()),
     }
-    Ok((name, text.into_bytes(), "application/yaml"))
 }
 
 pub fn create(client: &Client, format: OutputFormat, file: &std::path::Path) -> Result<ExitCode> {
-    let (name, body, kind) = definition_of(file)?;
-    let job: JobDetail = client.send_body(
+    let definition = definition_of(file)?;
+    let job = send_definition(
+        client,
         "POST",
-        &format!("/v1/jobs?name={}", encode(&name)),
-        kind,
-        body,
+        &format!("/v1/jobs?name={}", encode(&definition.name)),
+        &definition,
     )?;
     if format == OutputFormat::Json {
         return output::job_detail(format, &job);
@@ -247,15 +297,21 @@ pub fn create(client: &Client, format: OutputFormat, file: &std::path::Path) -> 
     Ok(ExitCode::SUCCESS)
 }
 
+/// Replaces an API-owned job's definition with the file's (`PUT`): what the file leaves out
+/// takes its default, as it would in `jobs.d/`.
 pub fn update(
     client: &Client,
     format: OutputFormat,
     name: &str,
     file: &std::path::Path,
 ) -> Result<ExitCode> {
-    let (_, body, kind) = definition_of(file)?;
-    let job: JobDetail =
-        client.send_body("PATCH", &format!("/v1/jobs/{}", encode(name)), kind, body)?;
+    let definition = definition_of(file)?;
+    let job = send_definition(
+        client,
+        "PUT",
+        &format!("/v1/jobs/{}", encode(name)),
+        &definition,
+    )?;
     if format == OutputFormat::Json {
         return output::job_detail(format, &job);
     }
