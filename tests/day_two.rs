@@ -147,3 +147,84 @@ fn a_second_sigterm_ends_the_runs_at_once_and_says_so() {
     let error = run["error"].as_str().unwrap();
     assert!(error.contains("SIGTERM again: killed at once"), "{error}");
 }
+
+/// `runs --since` keeps the recent runs (a duration back or an instant), locally and remotely.
+#[test]
+fn runs_since_a_duration_or_an_instant() {
+    let p = Project::new()
+        .file("jobs.d/hello.yaml", "run: echo hi\n")
+        .file("tokens", "read read-token-0123456789abcdef\n");
+    p.run(&["apply"]).code(0);
+    p.run_with(&["run", "hello"], &[("JOBS_NOW", "2026-10-31T08:00:00Z")])
+        .code(0);
+    p.run_with(&["run", "hello"], &[("JOBS_NOW", "2026-10-31T11:30:00Z")])
+        .code(0);
+    let ids = |run: common::Run| -> Vec<i64> {
+        run.code(0)
+            .json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_i64().unwrap())
+            .collect()
+    };
+    assert_eq!(ids(p.run(&["runs", "--since", "1h", "-o", "json"])), [2]);
+    assert_eq!(ids(p.run(&["runs", "--since", "1d", "-o", "json"])), [2, 1]);
+    assert_eq!(
+        ids(p.run(&["runs", "--since", "2026-10-31T09:00:00Z", "-o", "json"])),
+        [2]
+    );
+    p.run(&["runs", "--since", "yesterday"])
+        .code(1)
+        .stderr_has("expected a duration back from now");
+
+    let mut daemon = p.serve(&["--token-file", "tokens"], None);
+    let url = daemon.url();
+    let remote = p.run(&[
+        "--server",
+        &url,
+        "--token",
+        "read-token-0123456789abcdef",
+        "runs",
+        "--since",
+        "1h",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(ids(remote), [2]);
+    assert_eq!(daemon.stop(), Some(0));
+}
+
+/// `runs --watch` prints the runs, then a line per run that appears or changes state, until
+/// stopped (one JSON object per line with `-o json`); through a server too.
+#[test]
+fn runs_watch_prints_each_change_as_it_happens() {
+    let p = Project::new()
+        .file("jobs.d/gate.yaml", "run: cat gate.fifo\n")
+        .file("tokens", "admin admin-token-0123456789abcdef\n");
+    common::mkfifo(&p.path("gate.fifo"));
+    let mut daemon = p.serve(&["--token-file", "tokens"], None);
+    daemon.wait_for("reconciled", &[]);
+    let url = daemon.url();
+    let token = "admin-token-0123456789abcdef";
+    let (mut local, local_lines) = p.spawn(&["runs", "--watch", "-o", "json"]);
+    let (mut remote, remote_lines) = p.spawn(&[
+        "--server", &url, "--token", token, "runs", "--watch", "gate",
+    ]);
+    // Both are watching (the remote one printed nothing yet: no runs).
+    p.run_live(&["trigger", "gate"]).code(0);
+    for state in ["running", "succeeded"] {
+        if state == "succeeded" {
+            std::fs::write(p.path("gate.fifo"), "open\n").unwrap();
+        }
+        let line = local_lines.until(|l| l.contains(&format!("\"state\":\"{state}\"")));
+        let run: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(run["job"], "gate");
+        remote_lines.until(|l| l.starts_with('1') && l.contains(state));
+    }
+    for child in [&mut local, &mut remote] {
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    assert_eq!(daemon.stop(), Some(0));
+}

@@ -174,6 +174,14 @@ enum Command {
         /// How many
         #[arg(long, default_value_t = 50)]
         limit: usize,
+        /// Only runs scheduled since then: a duration back from now (`30m`, `2h`, `1d`) or an
+        /// instant (`2026-10-31T12:00:00Z`, `2026-10-31`)
+        #[arg(long, value_name = "WHEN")]
+        since: Option<String>,
+        /// Keep printing runs as they appear or change state, until interrupted (`-o json`:
+        /// one object per line)
+        #[arg(short, long)]
+        watch: bool,
     },
     /// Print a run's output
     Logs {
@@ -313,6 +321,26 @@ fn no_color() -> bool {
     std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
 }
 
+fn runs_query(
+    job: Option<String>,
+    state: Option<String>,
+    limit: usize,
+    since: Option<String>,
+    watch: bool,
+) -> Result<runs::RunsQuery> {
+    let since = match since {
+        Some(text) => Some(runs::parse_since(&text, now()?)?),
+        None => None,
+    };
+    Ok(runs::RunsQuery {
+        job,
+        state,
+        since,
+        limit,
+        watch,
+    })
+}
+
 fn stdout_color() -> bool {
     !no_color() && std::io::stdout().is_terminal()
 }
@@ -382,9 +410,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Trigger { name, params, wait } => runs::trigger(&settings, &name, &params, wait),
         Command::Pause { name, reason } => runs::pause(&settings, &name, reason.as_deref()),
         Command::Resume { name } => runs::resume(&settings, &name),
-        Command::Runs { name, state, limit } => {
-            runs::runs(&settings, name, state.as_deref(), limit)
-        }
+        Command::Runs {
+            name,
+            state,
+            limit,
+            since,
+            watch,
+        } => runs::runs(&settings, &runs_query(name, state, limit, since, watch)?),
         Command::Logs { target, follow } => runs::logs(&settings, &target, follow),
         Command::Status => runs::status(&settings),
         Command::Graph => graph(&settings),
@@ -452,9 +484,13 @@ fn remote_command(
         Command::Trigger { name, params, wait } => remote::trigger(client, f, &name, &params, wait),
         Command::Pause { name, reason } => remote::pause(client, f, &name, reason.as_deref()),
         Command::Resume { name } => remote::resume(client, f, &name),
-        Command::Runs { name, state, limit } => {
-            remote::runs(client, f, name.as_deref(), state.as_deref(), limit)
-        }
+        Command::Runs {
+            name,
+            state,
+            limit,
+            since,
+            watch,
+        } => remote::runs(client, f, &runs_query(name, state, limit, since, watch)?),
         Command::Run {
             action: Some(action),
             ..

@@ -409,21 +409,22 @@ pub fn cancel(client: &Client, format: OutputFormat, id: i64) -> Result<ExitCode
     runs::render_cancel(format, id, &result.result)
 }
 
-pub fn runs(
-    client: &Client,
-    format: OutputFormat,
-    job: Option<&str>,
-    state: Option<&str>,
-    limit: usize,
-) -> Result<ExitCode> {
-    let mut query = vec![format!("limit={}", limit.clamp(1, 1000))];
-    if let Some(job) = job {
+pub fn runs(client: &Client, format: OutputFormat, q: &runs::RunsQuery) -> Result<ExitCode> {
+    let mut query = vec![format!("limit={}", q.limit.clamp(1, 1000))];
+    if let Some(job) = &q.job {
         query.push(format!("job={}", encode(job)));
     }
-    if let Some(state) = state {
+    if let Some(state) = &q.state {
         query.push(format!("state={}", encode(state)));
     }
-    let page: RunPage = client.get(&format!("/v1/runs?{}", query.join("&")))?;
+    if let Some(since) = q.since {
+        query.push(format!("since={}", encode(&crate::ledger::stamp(since))));
+    }
+    let path = format!("/v1/runs?{}", query.join("&"));
+    if q.watch {
+        return runs::watch_runs(format, || Ok(client.get::<RunPage>(&path)?.runs));
+    }
+    let page: RunPage = client.get(&path)?;
     runs::render_runs(format, &page.runs)
 }
 

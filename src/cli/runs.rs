@@ -472,16 +472,64 @@ pub(super) fn render_cancel(format: OutputFormat, id: i64, result: &str) -> Resu
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn runs(
-    settings: &Settings,
-    job: Option<String>,
-    state: Option<&str>,
-    limit: usize,
-) -> Result<ExitCode> {
-    let state = state
+/// What `jobctl runs` lists, locally or through a server.
+pub struct RunsQuery {
+    pub job: Option<String>,
+    pub state: Option<String>,
+    /// Only runs scheduled (or created) at or after this instant.
+    pub since: Option<Timestamp>,
+    pub limit: usize,
+    /// Keep printing runs as they are added or change state, until interrupted.
+    pub watch: bool,
+}
+
+/// `--since`: a duration back from now (`90m`, `2h`, `1d`) or an instant (RFC 3339, or a
+/// date for its midnight in UTC).
+///
+/// # Errors
+///
+/// Neither form, with what was expected.
+pub fn parse_since(text: &str, now: Timestamp) -> Result<Timestamp> {
+    if let Ok(d) = crate::duration::Duration::parse(text) {
+        return now
+            .checked_sub(d.as_signed())
+            .map_err(|e| anyhow::anyhow!("--since {text}: {e}"));
+    }
+    if let Ok(t) = text.parse::<Timestamp>() {
+        return Ok(t);
+    }
+    if let Ok(date) = text.parse::<jiff::civil::Date>() {
+        return Ok(date.to_zoned(jiff::tz::TimeZone::UTC)?.timestamp());
+    }
+    bail!(
+        "--since {text}: expected a duration back from now (`30m`, `2h`, `1d`) or an instant (`2026-10-31T12:00:00Z`, `2026-10-31`)"
+    )
+}
+
+/// How often `runs --watch` looks again.
+const WATCH_EVERY: StdDuration = StdDuration::from_secs(1);
+
+pub fn runs(settings: &Settings, query: &RunsQuery) -> Result<ExitCode> {
+    let state = query
+        .state
+        .as_deref()
         .map(RunState::parse)
         .transpose()
         .map_err(anyhow::Error::msg)?;
+    let filter = RunFilter {
+        job: query.job.clone(),
+        state,
+        trigger: None,
+        since: query.since.map(crate::ledger::stamp),
+        before: None,
+        limit: Some(query.limit),
+    };
+    if query.watch {
+        return watch_runs(settings.output, || match super::open_read_only(settings)? {
+            Some(ledger) => Ok(ledger.runs(&filter)?),
+            None => Ok(Vec::new()),
+        });
+    }
     let Some(ledger) = super::open_read_only(settings)? else {
         if settings.output == OutputFormat::Json {
             output::json(&json!([]))?;
@@ -493,15 +541,100 @@ pub fn runs(
         }
         return Ok(ExitCode::SUCCESS);
     };
-    let rows = ledger.runs(&RunFilter {
-        job,
-        state,
-        trigger: None,
-        since: None,
-        before: None,
-        limit: Some(limit),
-    })?;
-    render_runs(settings.output, &rows)
+    render_runs(settings.output, &ledger.runs(&filter)?)
+}
+
+/// `runs --watch`, as `kubectl get -w`: the runs as they are, then a line for each run that
+/// appears or changes (state, attempt, exit), oldest first; with `-o json`, one JSON object per
+/// line. Runs until interrupted or until stdout is closed.
+pub(super) fn watch_runs(
+    format: OutputFormat,
+    mut fetch: impl FnMut() -> Result<Vec<RunRow>>,
+) -> Result<ExitCode> {
+    use std::io::Write as _;
+    let mut seen: BTreeMap<i64, String> = BTreeMap::new();
+    let mut first = true;
+    loop {
+        let mut rows = fetch()?;
+        rows.sort_by_key(|r| r.id);
+        let changed: Vec<&RunRow> = rows
+            .iter()
+            .filter(|r| seen.get(&r.id) != Some(&watch_key(r)))
+            .collect();
+        let mut out = String::new();
+        if format == OutputFormat::Json {
+            for r in &changed {
+                out.push_str(&serde_json::to_string(r)?);
+                out.push('\n');
+            }
+        } else if !changed.is_empty() {
+            let mut lines = vec![run_header()];
+            lines.extend(changed.iter().map(|r| run_line(r)));
+            let table = output::columns(&lines);
+            // The header once, at the top.
+            let skip = usize::from(!first);
+            for line in table.lines().skip(skip) {
+                out.push_str(line);
+                out.push('\n');
+            }
+            first = false;
+        }
+        for r in &changed {
+            seen.insert(r.id, watch_key(r));
+        }
+        let mut stdout = std::io::stdout().lock();
+        if stdout
+            .write_all(out.as_bytes())
+            .and_then(|()| stdout.flush())
+            .is_err()
+        {
+            // The reader went away (`| head`): done.
+            return Ok(ExitCode::SUCCESS);
+        }
+        drop(stdout);
+        std::thread::sleep(WATCH_EVERY);
+    }
+}
+
+/// What makes a run worth a new line in `--watch`.
+fn watch_key(r: &RunRow) -> String {
+    format!(
+        "{}/{}/{:?}/{:?}/{:?}",
+        r.state, r.attempt, r.exit_code, r.signal, r.duration_ms
+    )
+}
+
+fn run_header() -> [String; 9] {
+    [
+        "ID",
+        "JOB",
+        "STATE",
+        "TRIGGER",
+        "ATTEMPT",
+        "SCHEDULED",
+        "DURATION",
+        "EXIT",
+        "NOTE",
+    ]
+    .map(String::from)
+}
+
+fn run_line(r: &RunRow) -> [String; 9] {
+    [
+        r.id.to_string(),
+        r.job.clone(),
+        r.state.clone(),
+        r.trigger.clone(),
+        r.attempt.to_string(),
+        r.scheduled_at.clone().unwrap_or_else(|| "-".into()),
+        r.duration_ms.map_or("-".into(), format_ms),
+        match (r.exit_code, r.signal) {
+            (Some(c), _) => c.to_string(),
+            (None, Some(s)) => crate::run::signal_name(s).to_string(),
+            _ => "-".into(),
+        },
+        note(r),
+    ]
 }
 
 pub(super) fn render_runs(format: OutputFormat, rows: &[RunRow]) -> Result<ExitCode> {
@@ -513,37 +646,8 @@ pub(super) fn render_runs(format: OutputFormat, rows: &[RunRow]) -> Result<ExitC
         eprintln!("No runs.");
         return Ok(ExitCode::SUCCESS);
     }
-    let mut lines = vec![
-        [
-            "ID",
-            "JOB",
-            "STATE",
-            "TRIGGER",
-            "ATTEMPT",
-            "SCHEDULED",
-            "DURATION",
-            "EXIT",
-            "NOTE",
-        ]
-        .map(String::from),
-    ];
-    for r in rows {
-        lines.push([
-            r.id.to_string(),
-            r.job.clone(),
-            r.state.clone(),
-            r.trigger.clone(),
-            r.attempt.to_string(),
-            r.scheduled_at.clone().unwrap_or_else(|| "-".into()),
-            r.duration_ms.map_or("-".into(), format_ms),
-            match (r.exit_code, r.signal) {
-                (Some(c), _) => c.to_string(),
-                (None, Some(s)) => crate::run::signal_name(s).to_string(),
-                _ => "-".into(),
-            },
-            note(r),
-        ]);
-    }
+    let mut lines = vec![run_header()];
+    lines.extend(rows.iter().map(run_line));
     print!("{}", output::columns(&lines));
     Ok(ExitCode::SUCCESS)
 }

@@ -131,6 +131,41 @@ impl Project {
         self.run_at(Some(&now), args, &[])
     }
 
+    /// Starts `jobctl ARGS` on the last daemon's clock with stdout piped, for commands that
+    /// keep running (`--watch`, `-f`); read it with [`Lines`].
+    pub fn spawn(&self, args: &[&str]) -> (std::process::Child, Lines) {
+        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin!("jobctl"));
+        cmd.current_dir(self.root())
+            .args(args)
+            .env("NO_COLOR", "1")
+            .env("JOBS_NOW", self.live_now().to_string())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null());
+        for var in [
+            "JOBS_DIR",
+            "JOBS_LEDGER",
+            "JOBS_CONFIG",
+            "JOBS_SERVER",
+            "JOBS_TOKEN",
+        ] {
+            cmd.env_remove(var);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        (child, Lines(rx))
+    }
+
     /// The instant the last daemon's clock reads now (by the test's monotonic clock).
     pub fn live_now(&self) -> jiff::Timestamp {
         match self.daemon_clock.get() {
@@ -444,4 +479,23 @@ pub fn mkfifo(path: &Path) {
     // SAFETY: a valid NUL-terminated path; mkfifo only creates a file.
     let rc = unsafe { libc::mkfifo(c_path.as_ptr(), 0o644) };
     assert_eq!(rc, 0, "mkfifo {}", path.display());
+}
+
+/// The lines a spawned command prints, as they come.
+pub struct Lines(std::sync::mpsc::Receiver<String>);
+
+impl Lines {
+    /// Reads lines until one satisfies `done` (returned), failing after 30 s with what was read.
+    pub fn until(&self, mut done: impl FnMut(&str) -> bool) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let mut read = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.0.recv_timeout(left) {
+                Ok(line) if done(&line) => return line,
+                Ok(line) => read.push(line),
+                Err(_) => panic!("no such line; read:\n{}", read.join("\n")),
+            }
+        }
+    }
 }
