@@ -199,6 +199,7 @@ pub fn serve(settings: &Settings, flags: ServeFlags) -> Result<ExitCode> {
         defaults: settings.config.defaults.clone(),
         daemon: config,
         server,
+        notify: settings.config.notify.clone(),
         tokens,
         insecure: flags.insecure,
         clock: clock()?,
@@ -271,6 +272,7 @@ pub fn run_now(settings: &Settings, job: &str, given: &[String]) -> Result<ExitC
         job,
         params,
         settings.config.defaults.clone(),
+        &settings.config.notify,
         clock()?,
         kill_grace(settings),
     )?;

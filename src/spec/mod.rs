@@ -22,6 +22,7 @@ use crate::duration::Duration;
 use crate::name::JobName;
 use crate::schedule::Schedule;
 use crate::size::ByteSize;
+pub use build::check_http_url;
 pub use raw::Format;
 
 /// A validated job definition.
@@ -142,6 +143,10 @@ pub struct Notification {
 pub enum NotifyAction {
     /// POST the run's summary as JSON to this http:// or https:// URL.
     Webhook(String),
+    /// POST the run's summary as a Slack-compatible message (`{"text": …}`) to this URL.
+    Slack(String),
+    /// Mail the run's summary to these addresses, through the `[smtp]` server of `jobs.toml`.
+    Email(Vec<String>),
     /// Run this script as `sh -c SCRIPT`, with the run's summary in `JOBS_*` variables.
     Run(String),
 }
@@ -181,6 +186,8 @@ pub struct Defaults {
     pub timezone: String,
     pub keep_runs: u32,
     pub max_age: Duration,
+    /// Whether `jobs.toml` names a mail server (`[smtp]`): an `email:` notification needs one.
+    pub smtp: bool,
 }
 
 impl Default for Defaults {
@@ -189,6 +196,7 @@ impl Default for Defaults {
             timezone: "UTC".to_string(),
             keep_runs: 1000,
             max_age: Duration::from_secs(30 * 86_400),
+            smtp: false,
         }
     }
 }
