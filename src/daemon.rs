@@ -1612,12 +1612,12 @@ pub fn run_foreground(
     jobs_dir: &Path,
     job: &str,
     params: Option<serde_json::Value>,
-    defaults: Defaults,
-    notify: &crate::config::NotifyConfig,
+    config: &crate::config::Config,
     clock: Clock,
     kill_grace: StdDuration,
 ) -> Result<(i64, crate::run::Conclusion)> {
-    let notifier = notifier(notify, &hostname())?;
+    let notifier = notifier(&config.notify, &hostname())?;
+    let defaults = config.defaults.clone();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -712,7 +712,7 @@ fn notify(shared: &Arc<Shared>, spec: Arc<JobSpec>, run: &RunRow, conclusion: &C
                         run = run_id,
                         job = %outcome.job,
                         kind,
-                        target = %crate::notify::target(&notification.action),
+                        to = %crate::notify::target(&notification.action),
                         "notification not delivered: {message}"
                     );
                     ("notify_failed", message)

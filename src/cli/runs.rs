@@ -271,8 +271,7 @@ pub fn run_now(settings: &Settings, job: &str, given: &[String]) -> Result<ExitC
         &settings.dir,
         job,
         params,
-        settings.config.defaults.clone(),
-        &settings.config.notify,
+        &settings.config,
         clock()?,
         kill_grace(settings),
     )?;

@@ -148,10 +148,10 @@ impl Builder<'_> {
             let action = match (webhook, slack, email, run) {
                 (Some(url), None, None, None) => self
                     .notify_url(&what, "webhook", &url)
-                    .then(|| NotifyAction::Webhook(url.value)),
+                    .then_some(NotifyAction::Webhook(url.value)),
                 (None, Some(url), None, None) => self
                     .notify_url(&what, "slack", &url)
-                    .then(|| NotifyAction::Slack(url.value)),
+                    .then_some(NotifyAction::Slack(url.value)),
                 (None, None, Some(to), None) => self.email(&what, to, smtp),
                 (None, None, None, Some(script)) if script.value.trim().is_empty() => {
                     self.error(script.at, format!("{what}: `run` is empty"));
