@@ -414,3 +414,34 @@ fn smtp_config(shown: &str, raw: RawSmtp) -> Result<SmtpConfig, Diagnostic> {
         starttls,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notification_settings_resolve_against_the_file() {
+        let text = "ca_cert = \"certs/ca.pem\"\n[server]\npublic_url = \"https://jobs.example.com/\"\n\
+                    [smtp]\nhost = \"smtp.example.com\"\nfrom = \"jobctl@example.com\"\n";
+        let config = parse(Path::new("/srv/app/jobs.toml"), text).unwrap();
+        assert_eq!(
+            config.notify,
+            NotifyConfig {
+                ca_cert: Some(PathBuf::from("/srv/app/certs/ca.pem")),
+                smtp: Some(SmtpConfig {
+                    host: "smtp.example.com".into(),
+                    port: 587,
+                    from: "jobctl@example.com".into(),
+                    username: None,
+                    password_env: None,
+                    starttls: StartTls::Required,
+                }),
+                public_url: Some("https://jobs.example.com".into()),
+            }
+        );
+        assert!(config.defaults.smtp);
+        let plain = parse(Path::new("jobs.toml"), "").unwrap();
+        assert_eq!(plain.notify, NotifyConfig::default());
+        assert!(!plain.defaults.smtp);
+    }
+}

@@ -570,6 +570,52 @@ mod tests {
     }
 
     #[test]
+    fn slack_and_email_items_parse_hash_and_keep_their_recorded_form() {
+        let defaults = Defaults {
+            smtp: true,
+            ..Defaults::default()
+        };
+        let hash = |text: &str| {
+            let parsed = parse("j.yaml", text.as_bytes(), context(&defaults));
+            let spec = parsed
+                .spec
+                .unwrap_or_else(|| panic!("{:?}", parsed.diagnostics));
+            normal::content_hash(&spec)
+        };
+        let one = hash("command: [x]\non_failure: [{email: ops@example.com}]\n");
+        assert_eq!(
+            one,
+            hash("command: [x]\non_failure: [{email: [ops@example.com]}]\n"),
+            "one address is a list of one"
+        );
+        let slack = hash("command: [x]\non_failure: [{slack: 'http://h/x'}]\n");
+        let webhook = hash("command: [x]\non_failure: [{webhook: 'http://h/x'}]\n");
+        assert!(one != slack && slack != webhook);
+        let text = "command = [\"x\"]\n[[on_failure]]\nslack = \"https://h/x\"\n[[on_success]]\nemail = [\"a@x.org\", \"b@y.org\"]\n";
+        let spec = parse("j.toml", text.as_bytes(), context(&defaults))
+            .spec
+            .unwrap();
+        assert_eq!(
+            spec.on_failure[0].action,
+            NotifyAction::Slack("https://h/x".into())
+        );
+        assert_eq!(
+            spec.on_success[0].action,
+            NotifyAction::Email(vec!["a@x.org".into(), "b@y.org".into()])
+        );
+        // A revision recorded while jobs.toml had `[smtp]` still runs without it.
+        let normal = normal::to_yaml(&spec);
+        let without = Defaults::default();
+        assert!(
+            parse("j.yaml", normal.as_bytes(), context(&without))
+                .spec
+                .is_none()
+        );
+        let recorded = parse_recorded("j.yaml", normal.as_bytes(), context(&without));
+        assert_eq!(recorded.spec.unwrap().on_success, spec.on_success);
+    }
+
+    #[test]
     fn limits_that_protect_the_ledger_refuse_new_input_and_clamp_recorded_revisions() {
         let defaults = Defaults::default();
         let secs = Duration::from_secs;
