@@ -25,6 +25,8 @@ pub struct RawConfig {
     pub history: Option<RawHistoryDefaults>,
     pub daemon: Option<RawDaemon>,
     pub server: Option<RawServer>,
+    pub ca_cert: Option<PathBuf>,
+    pub smtp: Option<RawSmtp>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -38,6 +40,7 @@ pub struct RawServer {
     pub request_timeout: Option<String>,
     pub max_connections: Option<usize>,
     pub max_connections_per_ip: Option<usize>,
+    pub public_url: Option<String>,
 }
 
 /// `[server]`: the HTTP API of `jobctl serve`. Flags and `JOBS_*` variables override each.
@@ -112,6 +115,53 @@ impl Default for DaemonConfig {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct RawSmtp {
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub from: Option<String>,
+    pub username: Option<String>,
+    pub password_env: Option<String>,
+    pub starttls: Option<String>,
+}
+
+/// What notifications need from `jobs.toml`: whom to trust, where to send mail, and how runs
+/// are linked.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NotifyConfig {
+    /// `ca_cert`: a CA trusted for outgoing TLS (webhooks, Slack, SMTP) besides the system's.
+    pub ca_cert: Option<PathBuf>,
+    /// `[smtp]`: the server for `email:` notifications.
+    pub smtp: Option<SmtpConfig>,
+    /// `[server] public_url`, without a trailing `/`: runs are linked as `URL/v1/runs/ID`.
+    pub public_url: Option<String>,
+}
+
+/// `[smtp]`: the mail server. The password is never in the file: `password_env` names the
+/// variable that holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    /// The sender, `jobctl@example.com` or `jobctl <jobctl@example.com>`.
+    pub from: String,
+    pub username: Option<String>,
+    pub password_env: Option<String>,
+    pub starttls: StartTls,
+}
+
+/// Whether the SMTP connection is upgraded with STARTTLS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartTls {
+    /// Refuse a server that does not offer it (the default).
+    Required,
+    /// Upgrade when offered, else send in the clear.
+    Opportunistic,
+    /// Never: for a relay on the same machine.
+    Off,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RawHistoryDefaults {
     pub keep_runs: Option<u32>,
     pub max_age: Option<String>,
@@ -127,6 +177,7 @@ pub struct Config {
     pub defaults: Defaults,
     pub daemon: DaemonConfig,
     pub server: ServerConfig,
+    pub notify: NotifyConfig,
 }
 
 /// Loads `path`, or `./jobs.toml` when `path` is `None` and that file exists.
@@ -166,6 +217,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Diagnostic> {
         Diagnostic::error(&shown, e.message().trim().to_string()).at(position)
     })?;
     let base = path.parent().unwrap_or(Path::new(""));
+    let public_url = raw.server.as_ref().and_then(|s| s.public_url.clone());
     let mut defaults = Defaults::default();
     if let Some(tz) = raw.timezone {
         crate::spec::resolve_timezone(&tz)
@@ -263,6 +315,24 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Diagnostic> {
             *slot = value.or(*slot);
         }
     }
+    let mut notify = NotifyConfig {
+        ca_cert: raw.ca_cert.map(|c| base.join(c)),
+        ..NotifyConfig::default()
+    };
+    if let Some(url) = &public_url {
+        crate::spec::check_http_url(url).map_err(|problem| {
+            Diagnostic::error(
+                &shown,
+                format!("server.public_url `{url}` {problem}; expected an http:// or https:// URL"),
+            )
+            .help("the address users open, such as https://jobs.example.com")
+        })?;
+        notify.public_url = Some(url.trim_end_matches('/').to_string());
+    }
+    if let Some(smtp) = raw.smtp {
+        notify.smtp = Some(smtp_config(&shown, smtp)?);
+        defaults.smtp = true;
+    }
     if let Some(output) = &raw.output
         && !matches!(output.as_str(), "table" | "json")
     {
@@ -279,5 +349,99 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Diagnostic> {
         defaults,
         daemon,
         server,
+        notify,
     })
+}
+
+/// Checks `[smtp]`: a host, a sender address, a password only by variable name.
+fn smtp_config(shown: &str, raw: RawSmtp) -> Result<SmtpConfig, Diagnostic> {
+    let error = |message: String| Diagnostic::error(shown, message);
+    let host = match raw.host {
+        Some(h) if !h.trim().is_empty() => h.trim().to_string(),
+        _ => {
+            return Err(error(
+                "smtp.host is missing; `[smtp]` needs the mail server's name".into(),
+            )
+            .help("for example: host = \"smtp.example.com\""));
+        }
+    };
+    let from = raw.from.ok_or_else(|| {
+        error("smtp.from is missing; mail needs a sender address".into())
+            .help("for example: from = \"jobctl@example.com\"")
+    })?;
+    if let Err(e) = from.parse::<lettre::message::Mailbox>() {
+        return Err(error(format!(
+            "smtp.from `{from}` is not an address ({e}); expected one such as jobctl@example.com"
+        )));
+    }
+    if raw.port == Some(0) {
+        return Err(error("smtp.port must be from 1 to 65535".into()));
+    }
+    let starttls = match raw.starttls.as_deref() {
+        None | Some("required") => StartTls::Required,
+        Some("opportunistic") => StartTls::Opportunistic,
+        Some("off") => StartTls::Off,
+        Some(other) => {
+            return Err(error(format!(
+                "smtp.starttls `{other}` is not one of `required`, `opportunistic`, `off`"
+            )));
+        }
+    };
+    if let Some(name) = &raw.password_env {
+        let valid = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(error(format!(
+                "smtp.password_env `{name}` is not a variable name; it names the variable that holds the password"
+            ))
+            .help("for example: password_env = \"JOBS_SMTP_PASSWORD\" (the password itself never goes in the file)"));
+        }
+    }
+    if raw.username.is_some() != raw.password_env.is_some() {
+        return Err(error(
+            "smtp.username and smtp.password_env go together: the server is logged in to with both, or not at all".into(),
+        ));
+    }
+    Ok(SmtpConfig {
+        host,
+        port: raw.port.unwrap_or(587),
+        from,
+        username: raw.username,
+        password_env: raw.password_env,
+        starttls,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notification_settings_resolve_against_the_file() {
+        let text = "ca_cert = \"certs/ca.pem\"\n[server]\npublic_url = \"https://jobs.example.com/\"\n\
+                    [smtp]\nhost = \"smtp.example.com\"\nfrom = \"jobctl@example.com\"\n";
+        let config = parse(Path::new("/srv/app/jobs.toml"), text).unwrap();
+        assert_eq!(
+            config.notify,
+            NotifyConfig {
+                ca_cert: Some(PathBuf::from("/srv/app/certs/ca.pem")),
+                smtp: Some(SmtpConfig {
+                    host: "smtp.example.com".into(),
+                    port: 587,
+                    from: "jobctl@example.com".into(),
+                    username: None,
+                    password_env: None,
+                    starttls: StartTls::Required,
+                }),
+                public_url: Some("https://jobs.example.com".into()),
+            }
+        );
+        assert!(config.defaults.smtp);
+        let plain = parse(Path::new("jobs.toml"), "").unwrap();
+        assert_eq!(plain.notify, NotifyConfig::default());
+        assert!(!plain.defaults.smtp);
+    }
 }

@@ -65,6 +65,8 @@ pub struct Options {
     pub defaults: Defaults,
     pub daemon: DaemonConfig,
     pub server: ServerConfig,
+    /// The CA, mail server and public URL notifications use.
+    pub notify: crate::config::NotifyConfig,
     pub tokens: crate::api::auth::Tokens,
     /// Serve the API with no tokens on a non-loopback address.
     pub insecure: bool,
@@ -164,6 +166,13 @@ async fn serve_async(options: Options) -> Result<()> {
     );
     let kill_grace = StdDuration::try_from(options.daemon.kill_grace.as_signed())
         .unwrap_or(StdDuration::from_secs(10));
+    let notifier = match notifier(&options.notify, &host) {
+        Ok(notifier) => notifier,
+        Err(e) => {
+            let _ = ledger.release_lease(epoch, options.clock.now());
+            return Err(e);
+        }
+    };
     let shared = Arc::new(Shared::new(
         ledger,
         options.clock,
@@ -172,6 +181,7 @@ async fn serve_async(options: Options) -> Result<()> {
         options.defaults.clone(),
         &options.dir,
     ));
+    shared.set_notifier(notifier);
     let (dir_events, mut dir_changed) = tokio::sync::mpsc::unbounded_channel::<DirChange>();
     let daemon = Arc::new(Daemon {
         shared,
@@ -1472,6 +1482,12 @@ fn stem(file: &str) -> &str {
 }
 
 /// This machine's name, for the lease and for who paused a job.
+/// What sends this process's notifications, from `jobs.toml`.
+fn notifier(config: &crate::config::NotifyConfig, host: &str) -> Result<crate::notify::Notifier> {
+    crate::notify::Notifier::new(config, host.to_string(), crate::notify::Policy::default())
+        .map_err(|e| anyhow::anyhow!("setting up notifications: {e}"))
+}
+
 pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
@@ -1716,10 +1732,12 @@ pub fn run_foreground(
     jobs_dir: &Path,
     job: &str,
     params: Option<serde_json::Value>,
-    defaults: Defaults,
+    config: &crate::config::Config,
     clock: Clock,
     kill_grace: StdDuration,
 ) -> Result<(i64, crate::run::Conclusion)> {
+    let notifier = notifier(&config.notify, &hostname())?;
+    let defaults = config.defaults.clone();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -1752,6 +1770,7 @@ pub fn run_foreground(
         let shared = Arc::new(Shared::new(
             ledger, clock, None, kill_grace, defaults, jobs_dir,
         ));
+        shared.set_notifier(notifier);
         let (stop_tx, stop_rx) = watch::channel(None);
         // Ctrl-C, a dropped session (SIGHUP) and SIGTERM cancel the run (and are recorded)
         // rather than orphaning it.

@@ -48,6 +48,9 @@ pub struct Shared {
     new_runs: Mutex<Vec<(NewRun, Arc<NewRunResult>)>>,
     /// Notifications being sent; finished ones are reaped at each new one.
     notifying: Mutex<tokio::task::JoinSet<()>>,
+    /// What sends them (its HTTP agent and mail transport built once); set by the process
+    /// from `jobs.toml`, else one with the system's trust and no mail server.
+    notifier: OnceLock<Arc<crate::notify::Notifier>>,
     /// The daemon's executor, when it runs one: a run's end then claims the runs it released
     /// in the same transaction.
     claimer: OnceLock<Claimer>,
@@ -124,6 +127,7 @@ impl Shared {
             metrics: Arc::new(Metrics::new()),
             new_runs: Mutex::new(Vec::new()),
             notifying: Mutex::new(tokio::task::JoinSet::new()),
+            notifier: OnceLock::new(),
             claimer: OnceLock::new(),
             health: crate::health::Health::default(),
             secret_vars: Mutex::new(std::collections::HashSet::new()),
@@ -142,8 +146,12 @@ impl Shared {
 
     /// What a run must not inherit from this process's environment: every `JOBS_*` variable
     /// (the daemon's settings, its admin token above all; a run's own `JOBS_*` are set anew)
-    /// and the variables holding webhook secrets.
+    /// and the variables holding webhook secrets and the SMTP password.
     pub fn scrubbed_env(&self) -> Vec<String> {
+        let smtp_password = self
+            .notifier
+            .get()
+            .and_then(|n| n.secret_var().map(str::to_string));
         let secrets = self
             .secret_vars
             .lock()
@@ -154,8 +162,27 @@ impl Shared {
                 k.starts_with("JOBS_")
                     || SUPERVISOR_VARS.contains(&k.as_str())
                     || secrets.contains(k)
+                    || smtp_password.as_deref() == Some(k.as_str())
             })
             .collect()
+    }
+
+    /// Sets what sends notifications; once, before the first run ends.
+    pub fn set_notifier(&self, notifier: crate::notify::Notifier) {
+        let _ = self.notifier.set(Arc::new(notifier));
+    }
+
+    fn notifier(&self) -> Arc<crate::notify::Notifier> {
+        self.notifier
+            .get_or_init(|| {
+                let plain = crate::notify::Notifier::new(
+                    &crate::config::NotifyConfig::default(),
+                    crate::daemon::hostname(),
+                    crate::notify::Policy::default(),
+                );
+                Arc::new(plain.expect("a notifier without a CA file or a mail server builds"))
+            })
+            .clone()
     }
 
     /// Stops retrying run ends that cannot be written: the process is about to exit.
@@ -617,7 +644,9 @@ pub async fn run_and_record(
 
 /// Sends the run's notifications (`on_failure`, `on_success`) in the background, each
 /// outcome recorded as an event of the run. Only a run's final end notifies: a failure that
-/// will be retried does not. [`Shared::notified`] waits for those in flight.
+/// will be retried does not. [`Shared::notified`] waits for those in flight. A notification
+/// not delivered is loud: a WARN line, `jobs_notifications_failed_total`, a `notify_failed`
+/// event.
 fn notify(shared: &Arc<Shared>, spec: Arc<JobSpec>, run: &RunRow, conclusion: &Conclusion) {
     if conclusion.retry_at.is_some() || (spec.on_failure.is_empty() && spec.on_success.is_empty()) {
         return;
@@ -625,9 +654,10 @@ fn notify(shared: &Arc<Shared>, spec: Arc<JobSpec>, run: &RunRow, conclusion: &C
     let Some(event) = crate::notify::event_for(conclusion.state.as_str()) else {
         return;
     };
+    let notifier = shared.notifier();
     let now = shared.clock.now();
     let started_at = run.started_at.clone();
-    let outcome = crate::notify::Outcome {
+    let mut outcome = crate::notify::Outcome {
         job: run.job.clone(),
         run_id: run.id,
         state: conclusion.state.to_string(),
@@ -644,6 +674,9 @@ fn notify(shared: &Arc<Shared>, spec: Arc<JobSpec>, run: &RunRow, conclusion: &C
         failure_streak: shared.ledger().failure_streak(&run.job).unwrap_or_default(),
         params: run.params.clone(),
         event,
+        host: notifier.host().to_string(),
+        output_tail: String::new(),
+        url: notifier.run_url(run.id),
     };
     let due: Vec<crate::spec::Notification> = crate::notify::due(&spec, &outcome)
         .into_iter()
@@ -660,21 +693,73 @@ fn notify(shared: &Arc<Shared>, spec: Arc<JobSpec>, run: &RunRow, conclusion: &C
     // Reap the ones that have finished: a handle kept until shutdown cost ~6 KB each.
     while notifying.try_join_next().is_some() {}
     notifying.spawn(async move {
-        let policy = crate::notify::Policy::default();
+        let (reader, run_id) = (s.clone(), outcome.run_id);
+        outcome.output_tail = tokio::task::spawn_blocking(move || output_tail(&reader, run_id))
+            .await
+            .unwrap_or_default();
         for notification in &due {
-            let (kind, message) = match crate::notify::send(notification, &outcome, &policy).await {
-                Ok(message) => ("notified", message),
-                Err(message) => ("notify_failed", message),
+            let kind = crate::notify::kind(&notification.action);
+            let label = crate::metrics::NotifyKind { kind: kind.into() };
+            let (event_kind, message) = match notifier.send(notification, &outcome).await {
+                Ok(message) => {
+                    s.metrics.notifications_sent.get_or_create(&label).inc();
+                    tracing::info!(run = run_id, job = %outcome.job, kind, "{message}");
+                    ("notified", message)
+                }
+                Err(message) => {
+                    s.metrics.notifications_failed.get_or_create(&label).inc();
+                    tracing::warn!(
+                        run = run_id,
+                        job = %outcome.job,
+                        kind,
+                        to = %crate::notify::target(&notification.action),
+                        "notification not delivered: {message}"
+                    );
+                    ("notify_failed", message)
+                }
             };
-            tracing::info!(run = outcome.run_id, job = %outcome.job, kind, "{message}");
             let s = s.clone();
-            let run_id = outcome.run_id;
             let _ = tokio::task::spawn_blocking(move || {
-                log_ledger_error(s.ledger().add_event(run_id, s.clock.now(), kind, &message));
+                log_ledger_error(
+                    s.ledger()
+                        .add_event(run_id, s.clock.now(), event_kind, &message),
+                );
             })
             .await;
         }
     });
+}
+
+/// The last lines of a run's output for its notifications, read a page at a time (the
+/// ledger is locked for one page, never for the whole output).
+fn output_tail(shared: &Shared, run_id: i64) -> String {
+    const PAGE_LINES: usize = 1000;
+    const PAGE_BYTES: usize = 256 * 1024;
+    let mut last: std::collections::VecDeque<String> = std::collections::VecDeque::new();
+    let mut after = 0;
+    loop {
+        let page = shared
+            .ledger()
+            .run_output_page(run_id, after, PAGE_LINES, PAGE_BYTES);
+        let (lines, more) = match page {
+            Ok(page) => page,
+            Err(e) => {
+                tracing::warn!(run = run_id, "reading the output for notifications: {e}");
+                break;
+            }
+        };
+        for line in lines {
+            after = line.id;
+            if last.len() == crate::notify::TAIL_LINES {
+                last.pop_front();
+            }
+            last.push_back(line.line);
+        }
+        if !more {
+            break;
+        }
+    }
+    crate::notify::tail(last.iter().map(String::as_str))
 }
 
 /// Whether [`record_end`] writes an end again until the ledger takes it.

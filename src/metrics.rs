@@ -20,6 +20,12 @@ pub struct JobLabel {
     pub job: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NotifyKind {
+    /// `webhook`, `slack`, `email` or `run`.
+    pub kind: String,
+}
+
 /// Every metric the daemon exports.
 pub struct Metrics {
     pub runs_finished: Family<JobState, Counter>,
@@ -30,6 +36,8 @@ pub struct Metrics {
     pub last_success: Family<JobLabel, Gauge>,
     pub definition_errors: Gauge,
     pub jobs: Gauge,
+    pub notifications_sent: Family<NotifyKind, Counter>,
+    pub notifications_failed: Family<NotifyKind, Counter>,
     registry: Registry,
 }
 
@@ -85,6 +93,24 @@ impl Metrics {
             definition_errors.clone(),
         );
         registry.register("jobs", "Active jobs in the ledger", jobs.clone());
+        let notifications_sent = Family::<NotifyKind, Counter>::default();
+        let notifications_failed = Family::<NotifyKind, Counter>::default();
+        // Every kind from the start, at 0, so an alert on an increase sees the first failure.
+        for kind in ["webhook", "slack", "email", "run"] {
+            let label = NotifyKind { kind: kind.into() };
+            let _ = notifications_sent.get_or_create(&label);
+            let _ = notifications_failed.get_or_create(&label);
+        }
+        registry.register(
+            "notifications_sent",
+            "Notifications delivered (webhook or Slack answered 2xx, mail accepted, script exited 0), by kind",
+            notifications_sent.clone(),
+        );
+        registry.register(
+            "notifications_failed",
+            "Notifications not delivered after their retries (each also a WARN log line and a notify_failed event of the run), by kind",
+            notifications_failed.clone(),
+        );
         Metrics {
             runs_finished,
             run_duration,
@@ -94,6 +120,8 @@ impl Metrics {
             last_success,
             definition_errors,
             jobs,
+            notifications_sent,
+            notifications_failed,
             registry,
         }
     }

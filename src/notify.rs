@@ -1,16 +1,24 @@
 //! Notifications: a job's `on_failure` and `on_success` items, sent when a run ends.
 //!
-//! [`due`] picks the items that apply to a finished run; [`send`] sends one: a `webhook` is a
-//! JSON POST of the run's [`Outcome`] (retried with exponential backoff on a transport error
-//! or a non-2xx answer), a `run` is `sh -c SCRIPT` with the outcome in `JOBS_*` variables
-//! (never retried, killed after the policy's timeout). Each returns a one-line message for the
-//! run's event log.
+//! [`due`] picks the items that apply to a finished run; a [`Notifier`] (one per process,
+//! holding the HTTP agent and the mail transport with the trusted CAs) sends one:
+//! - a `webhook` is a JSON POST of the run's [`Outcome`];
+//! - a `slack` item is a POST of a Slack-compatible `{"text": …}` message (also understood by
+//!   Mattermost and Rocket.Chat incoming webhooks);
+//! - an `email` is a plain-text mail through the `[smtp]` server of `jobs.toml` (STARTTLS
+//!   required unless configured otherwise);
+//! - a `run` is `sh -c SCRIPT` with the outcome in `JOBS_*` variables (never retried, killed
+//!   after the policy's timeout).
 //!
-//! This module does not decide when a run has ended, count failure streaks, read the ledger or
-//! record anything: the caller builds the `Outcome` and records the message. It does not speak
-//! TLS (ureq is built without it, as in `client`): an `https://` webhook fails with a message
-//! saying so. Messages name a webhook by scheme, host and path only, since a query string or
-//! user info may carry a token.
+//! The first three are retried with exponential backoff on a transport error, a non-2xx
+//! answer or a transient SMTP refusal. Each returns a one-line message for the run's event
+//! log. https and STARTTLS trust the system's roots, `SSL_CERT_FILE` and `ca_cert` (`tls`).
+//!
+//! This module does not decide when a run has ended, count failure streaks, read the ledger,
+//! count metrics or record anything: the caller builds the `Outcome` (with the output's last
+//! lines), and logs, counts and records the message. Messages name a URL by scheme, host and
+//! path only ([`target`]), since a query string or user info may carry a token; an SMTP
+//! password is read from the variable `password_env` names, and never shown.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -18,6 +26,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::io::AsyncReadExt;
 
+use crate::config::{NotifyConfig, SmtpConfig, StartTls};
 use crate::spec::{JobSpec, Notification, NotifyAction};
 
 /// What a notification says about a run (also the webhook's JSON body).
@@ -39,16 +48,27 @@ pub struct Outcome {
     pub params: Option<serde_json::Value>,
     /// `on_failure` or `on_success`: see [`event_for`].
     pub event: &'static str,
+    /// The machine the run ran on.
+    pub host: String,
+    /// The last lines of the run's output (at most [`TAIL_LINES`] lines and [`TAIL_BYTES`]).
+    pub output_tail: String,
+    /// The run in the API, `PUBLIC_URL/v1/runs/ID`, when `[server] public_url` is set.
+    pub url: Option<String>,
 }
 
-/// How hard [`send`] tries.
+/// How many of the output's last lines a notification carries, and at most how many bytes.
+pub const TAIL_LINES: usize = 20;
+pub const TAIL_BYTES: usize = 2048;
+
+/// How hard [`Notifier::send`] tries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Policy {
-    /// Webhook attempts in all (at least one is made); scripts are run once.
+    /// Attempts in all for a webhook, Slack message or mail (at least one is made); scripts
+    /// are run once.
     pub attempts: u32,
-    /// The wait before a webhook's second attempt; it doubles before each further one.
+    /// The wait before a second attempt; it doubles before each further one.
     pub backoff: Duration,
-    /// The limit for one webhook attempt (connect, send, answer) and for a whole script.
+    /// The limit for one attempt (connect, send, answer) and for a whole script.
     pub timeout: Duration,
 }
 
@@ -90,81 +110,460 @@ pub fn due<'a>(spec: &'a JobSpec, outcome: &Outcome) -> Vec<&'a Notification> {
     }
 }
 
-/// Sends one notification.
-///
-/// # Errors
-///
-/// A one-line message for the run's event log, as is the success value: the webhook gave up
-/// (with its last answer or transport error), or the script could not start, exited non-zero
-/// (with the last line of its stderr) or ran past `policy.timeout`.
-pub async fn send(
-    notification: &Notification,
-    outcome: &Outcome,
-    policy: &Policy,
-) -> Result<String, String> {
-    match &notification.action {
-        NotifyAction::Webhook(url) => webhook(url, outcome, policy).await,
-        NotifyAction::Run(script) => run(script, outcome, policy).await,
+/// The kind of a notification, as logs and metrics label it: `webhook`, `slack`, `email`
+/// or `run`.
+pub fn kind(action: &NotifyAction) -> &'static str {
+    match action {
+        NotifyAction::Webhook(_) => "webhook",
+        NotifyAction::Slack(_) => "slack",
+        NotifyAction::Email(_) => "email",
+        NotifyAction::Run(_) => "run",
     }
 }
 
-async fn webhook(url: &str, outcome: &Outcome, policy: &Policy) -> Result<String, String> {
-    let event = outcome.event;
-    let shown = shown_url(url);
-    let fail = |detail: String| Err(format!("{event} webhook {shown}: {detail}"));
-    if url
-        .get(..8)
-        .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
-    {
-        return fail(
-            "https is not supported by this build (ureq without TLS); \
-             use an http:// URL, e.g. a local TLS proxy"
-                .into(),
-        );
+/// Where a notification goes, without secrets: a URL without its user info, query string or
+/// fragment; the addresses; `sh -c` for a script (its text may hold anything).
+pub fn target(action: &NotifyAction) -> String {
+    match action {
+        NotifyAction::Webhook(url) | NotifyAction::Slack(url) => shown_url(url),
+        NotifyAction::Email(to) => to.join(", "),
+        NotifyAction::Run(_) => "sh -c".to_string(),
     }
-    let body = serde_json::to_vec(outcome).expect("an outcome serialises");
-    let agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(policy.timeout))
-        // A redirect is an answer like any other non-2xx: a POST is not replayed elsewhere.
-        .max_redirects(0)
-        .user_agent(concat!("jobs/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .new_agent();
-    let attempts = policy.attempts.max(1);
-    let mut wait = policy.backoff;
-    let mut last = String::new();
-    for attempt in 1..=attempts {
-        if attempt > 1 {
-            tokio::time::sleep(wait).await;
-            wait = wait.saturating_mul(2);
-        }
-        let (agent, url_owned, body) = (agent.clone(), url.to_string(), body.clone());
-        let answer = tokio::task::spawn_blocking(move || {
-            agent
-                .post(&url_owned)
-                .header("Content-Type", "application/json")
-                .send(body)
-                .map(|response| response.status().as_u16())
+}
+
+/// Sends notifications: the HTTP agent and the mail transport, each built once per process
+/// with the trust set, the host's name and the run link's base.
+pub struct Notifier {
+    agent: ureq::Agent,
+    mail: Option<Mail>,
+    policy: Policy,
+    host: String,
+    public_url: Option<String>,
+}
+
+/// The `[smtp]` server, ready to send.
+struct Mail {
+    transport: lettre::SmtpTransport,
+    from: lettre::message::Mailbox,
+    server: String,
+    /// `password_env` when that variable is not set: each mail fails, saying so.
+    missing_password: Option<String>,
+    password_env: Option<String>,
+}
+
+impl Notifier {
+    /// A notifier for `config`, naming the machine `host`.
+    ///
+    /// # Errors
+    ///
+    /// The `ca_cert` file cannot be read or holds no certificate, or `[smtp]` cannot be set up.
+    pub fn new(config: &NotifyConfig, host: String, policy: Policy) -> Result<Notifier, String> {
+        let roots = crate::tls::root_certs(config.ca_cert.as_deref())
+            .map_err(|e| format!("ca_cert: {e}"))?;
+        let certs: Vec<ureq::tls::Certificate<'static>> = roots
+            .iter()
+            .map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned())
+            .collect();
+        let tls = ureq::tls::TlsConfig::builder()
+            .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(certs)))
+            .build();
+        let agent = ureq::Agent::config_builder()
+            .tls_config(tls)
+            .http_status_as_error(false)
+            .timeout_global(Some(policy.timeout))
+            // A redirect is an answer like any other non-2xx: a POST is not replayed elsewhere.
+            .max_redirects(0)
+            .user_agent(concat!("jobs/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .new_agent();
+        let mail = match &config.smtp {
+            Some(smtp) => Some(Mail::new(smtp, &roots, policy)?),
+            None => None,
+        };
+        Ok(Notifier {
+            agent,
+            mail,
+            policy,
+            host,
+            public_url: config.public_url.clone(),
         })
-        .await;
-        match answer {
-            Ok(Ok(status)) if (200..300).contains(&status) => {
-                return Ok(format!(
-                    "{event} webhook {shown}: answered {status} after {}",
-                    plural(attempt, "attempt")
-                ));
+    }
+
+    /// The machine's name, as notifications show it.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The run's link in the API, when `[server] public_url` is set.
+    pub fn run_url(&self, run_id: i64) -> Option<String> {
+        self.public_url
+            .as_ref()
+            .map(|base| format!("{base}/v1/runs/{run_id}"))
+    }
+
+    /// The variable holding the SMTP password, which runs must not inherit.
+    pub fn secret_var(&self) -> Option<&str> {
+        self.mail.as_ref().and_then(|m| m.password_env.as_deref())
+    }
+
+    /// Sends one notification.
+    ///
+    /// # Errors
+    ///
+    /// A one-line message for the run's event log, as is the success value: the webhook,
+    /// Slack message or mail gave up (with its last answer or error), or the script could not
+    /// start, exited non-zero (with the last line of its stderr) or ran past the timeout.
+    pub async fn send(
+        &self,
+        notification: &Notification,
+        outcome: &Outcome,
+    ) -> Result<String, String> {
+        match &notification.action {
+            NotifyAction::Webhook(url) => {
+                let body = serde_json::to_vec(outcome).expect("an outcome serialises");
+                self.post("webhook", url, body, outcome).await
             }
-            Ok(Ok(status)) => last = format!("answered {status}"),
-            // ureq's message may quote the URL; keep its query string out of the log.
-            Ok(Err(e)) => last = e.to_string().replace(url, &shown),
-            Err(e) => last = format!("the sending thread failed: {e}"),
+            NotifyAction::Slack(url) => {
+                let body = serde_json::to_vec(&serde_json::json!({ "text": slack_text(outcome) }))
+                    .expect("a message serialises");
+                self.post("slack", url, body, outcome).await
+            }
+            NotifyAction::Email(to) => self.email(to, outcome).await,
+            NotifyAction::Run(script) => run(script, outcome, &self.policy).await,
         }
     }
-    fail(format!(
-        "gave up after {}: {last}",
-        plural(attempts, "attempt")
-    ))
+
+    /// POSTs `body` (JSON) to `url`, with the policy's retries.
+    async fn post(
+        &self,
+        what: &str,
+        url: &str,
+        body: Vec<u8>,
+        outcome: &Outcome,
+    ) -> Result<String, String> {
+        let event = outcome.event;
+        let shown = shown_url(url);
+        let attempts = self.policy.attempts.max(1);
+        let mut wait = self.policy.backoff;
+        let mut last = String::new();
+        for attempt in 1..=attempts {
+            if attempt > 1 {
+                tokio::time::sleep(wait).await;
+                wait = wait.saturating_mul(2);
+            }
+            let (agent, url_owned, body) = (self.agent.clone(), url.to_string(), body.clone());
+            let answer = tokio::task::spawn_blocking(move || {
+                agent
+                    .post(&url_owned)
+                    .header("Content-Type", "application/json")
+                    .send(body)
+                    .map(|response| response.status().as_u16())
+            })
+            .await;
+            match answer {
+                Ok(Ok(status)) if (200..300).contains(&status) => {
+                    return Ok(format!(
+                        "{event} {what} {shown}: answered {status} after {}",
+                        plural(attempt, "attempt")
+                    ));
+                }
+                Ok(Ok(status)) => last = format!("answered {status}"),
+                // ureq's message may quote the URL; keep its query string out of the log.
+                Ok(Err(e)) => last = e.to_string().replace(url, &shown),
+                Err(e) => last = format!("the sending thread failed: {e}"),
+            }
+        }
+        Err(format!(
+            "{event} {what} {shown}: gave up after {}: {last}",
+            plural(attempts, "attempt")
+        ))
+    }
+
+    /// Mails the outcome to `to`, with the policy's retries (a permanent refusal is final).
+    async fn email(&self, to: &[String], outcome: &Outcome) -> Result<String, String> {
+        let event = outcome.event;
+        let shown = to.join(", ");
+        let fail = |detail: String| Err(format!("{event} email {shown}: {detail}"));
+        let Some(mail) = &self.mail else {
+            return fail("no mail server: jobs.toml has no `[smtp]` section".into());
+        };
+        if let Some(var) = &mail.missing_password {
+            return fail(format!(
+                "the SMTP password variable {var} (smtp.password_env) is not set in the daemon's environment"
+            ));
+        }
+        let message = match mail.message(to, outcome) {
+            Ok(message) => message,
+            Err(e) => return fail(format!("cannot build the mail: {e}")),
+        };
+        let attempts = self.policy.attempts.max(1);
+        let mut wait = self.policy.backoff;
+        let mut last = String::new();
+        for attempt in 1..=attempts {
+            if attempt > 1 {
+                tokio::time::sleep(wait).await;
+                wait = wait.saturating_mul(2);
+            }
+            let (transport, message) = (mail.transport.clone(), message.clone());
+            let answer = tokio::task::spawn_blocking(move || {
+                use lettre::Transport as _;
+                transport.send(&message)
+            })
+            .await;
+            match answer {
+                Ok(Ok(response)) => {
+                    return Ok(format!(
+                        "{event} email {shown}: accepted by {} ({}) after {}",
+                        mail.server,
+                        response.code(),
+                        plural(attempt, "attempt")
+                    ));
+                }
+                Ok(Err(e)) if e.is_permanent() => {
+                    return fail(format!("refused by {}: {e}", mail.server));
+                }
+                Ok(Err(e)) => last = e.to_string(),
+                Err(e) => last = format!("the sending thread failed: {e}"),
+            }
+        }
+        fail(format!(
+            "gave up after {} with {}: {last}",
+            plural(attempts, "attempt"),
+            mail.server
+        ))
+    }
+}
+
+impl Mail {
+    fn new(
+        smtp: &SmtpConfig,
+        roots: &[rustls::pki_types::CertificateDer<'static>],
+        policy: Policy,
+    ) -> Result<Mail, String> {
+        use lettre::transport::smtp::authentication::Credentials;
+        use lettre::transport::smtp::client::{Certificate, CertificateStore, Tls, TlsParameters};
+        let from: lettre::message::Mailbox = smtp
+            .from
+            .parse()
+            .map_err(|e| format!("smtp.from `{}`: {e}", smtp.from))?;
+        let tls = if smtp.starttls == StartTls::Off {
+            Tls::None
+        } else {
+            // The same trust set as every other TLS client; a certificate that does not parse
+            // (a damaged system bundle) is skipped, as rustls's own loading does.
+            let mut builder =
+                TlsParameters::builder(smtp.host.clone()).certificate_store(CertificateStore::None);
+            for root in roots {
+                let parses = rustls::RootCertStore::empty().add(root.clone()).is_ok();
+                if parses && let Ok(cert) = Certificate::from_der(root.to_vec()) {
+                    builder = builder.add_root_certificate(cert);
+                }
+            }
+            let parameters = builder
+                .build_rustls()
+                .map_err(|e| format!("smtp: setting up TLS for {}: {e}", smtp.host))?;
+            match smtp.starttls {
+                StartTls::Opportunistic => Tls::Opportunistic(parameters),
+                _ => Tls::Required(parameters),
+            }
+        };
+        let mut builder = lettre::SmtpTransport::builder_dangerous(smtp.host.clone())
+            .port(smtp.port)
+            .tls(tls)
+            .timeout(Some(policy.timeout));
+        let mut missing_password = None;
+        if let (Some(user), Some(var)) = (&smtp.username, &smtp.password_env) {
+            match std::env::var(var) {
+                Ok(password) => {
+                    builder = builder.credentials(Credentials::new(user.clone(), password));
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        variable = %var,
+                        "smtp.password_env names a variable that is not set: email notifications will fail"
+                    );
+                    missing_password = Some(var.clone());
+                }
+            }
+        }
+        Ok(Mail {
+            transport: builder.build(),
+            from,
+            server: format!("{}:{}", smtp.host, smtp.port),
+            missing_password,
+            password_env: smtp.password_env.clone(),
+        })
+    }
+
+    fn message(&self, to: &[String], outcome: &Outcome) -> Result<lettre::Message, String> {
+        use lettre::message::header::ContentType;
+        let mut builder = lettre::Message::builder()
+            .from(self.from.clone())
+            .subject(subject(outcome))
+            .header(ContentType::TEXT_PLAIN);
+        // The run's end, not the sending thread's clock: a daemon on a test clock says so.
+        builder = match outcome.finished_at.parse::<jiff::Timestamp>() {
+            Ok(at) => builder.date(std::time::SystemTime::from(at)),
+            Err(_) => builder.date_now(),
+        };
+        for address in to {
+            let address: lettre::Address = address
+                .parse()
+                .map_err(|e| format!("`{address}` is not an address: {e}"))?;
+            builder = builder.to(address.into());
+        }
+        builder.body(text(outcome)).map_err(|e| e.to_string())
+    }
+}
+
+/// The state in words: `failed`, `timed out`, ….
+fn state_words(state: &str) -> String {
+    match state {
+        "timed_out" => "timed out".to_string(),
+        "cancelled" => "was cancelled".to_string(),
+        other => other.replace('_', " "),
+    }
+}
+
+/// `backup failed on web-1 (exit 2)`: what a mail's subject and a Slack message open with.
+pub fn headline(outcome: &Outcome) -> String {
+    let mut line = format!(
+        "{} {} on {}",
+        outcome.job,
+        state_words(&outcome.state),
+        outcome.host
+    );
+    if let Some(code) = outcome.exit_code.filter(|&c| c != 0) {
+        line.push_str(&format!(" (exit {code})"));
+    }
+    line
+}
+
+/// A mail's subject: `[jobctl] backup failed on web-1 (exit 2)`.
+pub fn subject(outcome: &Outcome) -> String {
+    format!("[jobctl] {}", headline(outcome))
+}
+
+/// A run's duration for people: `850ms`, `5s`, `1h 2m 3s`.
+fn shown_duration(ms: i64) -> String {
+    if ms < 1000 {
+        format!("{}ms", ms.max(0))
+    } else {
+        crate::duration::Duration::from_secs((ms + 500) / 1000).to_string()
+    }
+}
+
+/// The fields a message lists, in order: `(label, value)`.
+fn fields(outcome: &Outcome) -> Vec<(&'static str, String)> {
+    let mut fields = vec![
+        ("Job", outcome.job.clone()),
+        (
+            "Run",
+            format!(
+                "{} (attempt {}, trigger {})",
+                outcome.run_id, outcome.attempt, outcome.trigger
+            ),
+        ),
+        ("State", outcome.state.clone()),
+    ];
+    if let Some(code) = outcome.exit_code {
+        fields.push(("Exit code", code.to_string()));
+    }
+    if let Some(error) = &outcome.error {
+        fields.push(("Error", error.clone()));
+    }
+    if let Some(ms) = outcome.duration_ms {
+        fields.push(("Duration", shown_duration(ms)));
+    }
+    if let Some(started) = &outcome.started_at {
+        fields.push(("Started", started.clone()));
+    }
+    fields.push(("Finished", outcome.finished_at.clone()));
+    fields.push(("Host", outcome.host.clone()));
+    if outcome.failure_streak > 1 {
+        fields.push((
+            "Streak",
+            format!("{} consecutive failures", outcome.failure_streak),
+        ));
+    }
+    if let Some(url) = &outcome.url {
+        fields.push(("Link", url.clone()));
+    }
+    fields
+}
+
+/// A mail's plain-text body: the headline, the fields, the output's last lines.
+pub fn text(outcome: &Outcome) -> String {
+    let mut text = format!("{}.\n\n", headline(outcome));
+    for (label, value) in fields(outcome) {
+        text.push_str(&format!("{:<10} {value}\n", format!("{label}:")));
+    }
+    if outcome.output_tail.is_empty() {
+        text.push_str("\nThe run wrote no output.\n");
+    } else {
+        text.push_str("\nLast lines of output:\n\n");
+        for line in outcome.output_tail.lines() {
+            text.push_str("    ");
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    text
+}
+
+/// A Slack message (`mrkdwn`): the headline in bold, the fields, the output in a code block.
+pub fn slack_text(outcome: &Outcome) -> String {
+    // Slack reads `&`, `<` and `>` as markup; these three are all it asks to escape.
+    let escape = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
+    let mut text = format!("*{}*\n", escape(&headline(outcome)));
+    for (label, value) in fields(outcome) {
+        let value = match label {
+            "Link" => format!("<{value}|run {}>", outcome.run_id),
+            _ => escape(&value),
+        };
+        text.push_str(&format!("{label}: {value}\n"));
+    }
+    if !outcome.output_tail.is_empty() {
+        // A code block ends at the first ```: keep the output from closing it early.
+        let tail = escape(&outcome.output_tail).replace("```", "`\u{200b}``");
+        text.push_str(&format!("```\n{tail}\n```\n"));
+    }
+    text
+}
+
+/// The last [`TAIL_LINES`] of `lines`, at most [`TAIL_BYTES`] in all (a longer last line
+/// keeps its end), joined by newlines.
+pub fn tail<'a>(lines: impl IntoIterator<Item = &'a str>) -> String {
+    let mut kept: std::collections::VecDeque<&str> = std::collections::VecDeque::new();
+    for line in lines {
+        if kept.len() == TAIL_LINES {
+            kept.pop_front();
+        }
+        kept.push_back(line);
+    }
+    let mut bytes = 0;
+    let mut out: Vec<&str> = Vec::new();
+    for line in kept.iter().rev() {
+        let room = TAIL_BYTES.saturating_sub(bytes);
+        if line.len() + 1 > room {
+            if out.is_empty() {
+                let mut start = line.len() - room.min(line.len());
+                while !line.is_char_boundary(start) {
+                    start += 1;
+                }
+                out.push(&line[start..]);
+            }
+            break;
+        }
+        bytes += line.len() + 1;
+        out.push(line);
+    }
+    out.reverse();
+    out.join("\n")
 }
 
 async fn run(script: &str, outcome: &Outcome, policy: &Policy) -> Result<String, String> {
@@ -347,6 +746,9 @@ mod tests {
             failure_streak,
             params: Some(serde_json::json!({"target": "s3"})),
             event: event_for(state).unwrap_or("on_failure"),
+            host: "web-1".into(),
+            output_tail: "copying\nno space left on device".into(),
+            url: Some("https://jobs.example.com/v1/runs/42".into()),
         }
     }
 
@@ -356,6 +758,14 @@ mod tests {
             backoff: Duration::from_millis(1),
             timeout: Duration::from_secs(5),
         }
+    }
+
+    fn notifier(policy: Policy) -> Notifier {
+        Notifier::new(&NotifyConfig::default(), "web-1".into(), policy).unwrap()
+    }
+
+    async fn send(n: &Notification, outcome: &Outcome, policy: &Policy) -> Result<String, String> {
+        notifier(*policy).send(n, outcome).await
     }
 
     #[test]
@@ -368,7 +778,7 @@ mod tests {
                 .into_iter()
                 .map(|n| match &n.action {
                     NotifyAction::Run(s) => s.as_str(),
-                    NotifyAction::Webhook(u) => u.as_str(),
+                    other => unreachable!("{other:?}"),
                 })
                 .collect()
         };
@@ -498,21 +908,160 @@ mod tests {
         assert_eq!(server.join().unwrap().len(), 3);
     }
 
-    #[tokio::test]
-    async fn an_https_webhook_says_this_build_has_no_tls() {
-        let message = send(
-            &webhook_to("https://example.com/ok?token=s3cret"),
-            &outcome("succeeded", 0),
-            &fast(),
-        )
-        .await
-        .unwrap_err();
+    #[test]
+    fn headlines_say_job_state_host_and_exit_code() {
+        let with = |state: &str, exit_code: Option<i32>| Outcome {
+            exit_code,
+            ..outcome(state, 1)
+        };
+        for (o, want) in [
+            (with("failed", Some(2)), "backup failed on web-1 (exit 2)"),
+            (with("failed", None), "backup failed on web-1"),
+            (with("timed_out", None), "backup timed out on web-1"),
+            (with("succeeded", Some(0)), "backup succeeded on web-1"),
+        ] {
+            assert_eq!(headline(&o), want);
+        }
+        assert_eq!(
+            subject(&with("failed", Some(2))),
+            "[jobctl] backup failed on web-1 (exit 2)"
+        );
+    }
+
+    #[test]
+    fn a_mail_body_lists_the_run_and_its_last_lines() {
+        let body = text(&outcome("failed", 3));
+        for line in [
+            "backup failed on web-1 (exit 3).",
+            "Job:       backup",
+            "Run:       42 (attempt 1, trigger schedule)",
+            "State:     failed",
+            "Exit code: 3",
+            "Error:     exited 3",
+            "Duration:  5s",
+            "Host:      web-1",
+            "Streak:    3 consecutive failures",
+            "Link:      https://jobs.example.com/v1/runs/42",
+            "Last lines of output:",
+            "    no space left on device",
+        ] {
+            assert!(body.lines().any(|l| l == line), "no {line:?} in\n{body}");
+        }
+        let quiet = Outcome {
+            output_tail: String::new(),
+            url: None,
+            ..outcome("succeeded", 0)
+        };
+        let body = text(&quiet);
+        assert!(body.contains("The run wrote no output."), "{body}");
+        assert!(!body.contains("Link:"), "{body}");
+    }
+
+    #[test]
+    fn a_slack_message_escapes_markup_and_fences_the_output() {
+        let o = Outcome {
+            output_tail: "a <b> & c\n```".into(),
+            ..outcome("failed", 1)
+        };
+        let message = slack_text(&o);
         assert!(
-            message.starts_with(
-                "on_success webhook https://example.com/ok: https is not supported by this build"
-            ),
+            message.starts_with("*backup failed on web-1 (exit 3)*\n"),
             "{message}"
         );
+        assert!(
+            message.contains("Link: <https://jobs.example.com/v1/runs/42|run 42>\n"),
+            "{message}"
+        );
+        assert!(
+            message.contains("```\na &lt;b&gt; &amp; c\n`\u{200b}``\n```\n"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn the_tail_keeps_the_last_lines_within_its_budget() {
+        let many: Vec<String> = (1..=30).map(|i| format!("line {i}")).collect();
+        let got = tail(many.iter().map(String::as_str));
+        assert_eq!(got.lines().count(), TAIL_LINES);
+        assert!(
+            got.starts_with("line 11\n") && got.ends_with("line 30"),
+            "{got}"
+        );
+        let wide: Vec<String> = (0..5).map(|i| format!("{i}{}", "x".repeat(900))).collect();
+        let got = tail(wide.iter().map(String::as_str));
+        assert_eq!(got.lines().count(), 2, "two 901-byte lines fit in 2 KiB");
+        assert!(got.starts_with('3'), "{got}");
+        let huge = "é".repeat(5000);
+        let got = tail([huge.as_str()]);
+        assert!(got.len() <= TAIL_BYTES && got.chars().all(|c| c == 'é'));
+        assert_eq!(tail([]), "");
+    }
+
+    #[tokio::test]
+    async fn a_webhook_body_carries_host_output_and_link() {
+        let (url, server) = receiver(vec![200]);
+        send(&webhook_to(&url), &outcome("failed", 1), &fast())
+            .await
+            .unwrap();
+        let request = &server.join().unwrap()[0];
+        let body: serde_json::Value =
+            serde_json::from_str(request.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+        assert_eq!(body["host"], "web-1");
+        assert_eq!(body["output_tail"], "copying\nno space left on device");
+        assert_eq!(body["url"], "https://jobs.example.com/v1/runs/42");
+    }
+
+    #[tokio::test]
+    async fn a_slack_item_posts_a_text_message() {
+        let (url, server) = receiver(vec![200]);
+        let n = Notification {
+            action: NotifyAction::Slack(url.clone()),
+            after: None,
+        };
+        let message = send(&n, &outcome("failed", 1), &fast()).await.unwrap();
+        assert_eq!(
+            message,
+            format!("on_failure slack {url}: answered 200 after 1 attempt")
+        );
+        let request = &server.join().unwrap()[0];
+        let body: serde_json::Value =
+            serde_json::from_str(request.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+        assert_eq!(body["text"], slack_text(&outcome("failed", 1)));
+        assert_eq!(body.as_object().unwrap().len(), 1, "{body}");
+    }
+
+    #[tokio::test]
+    async fn an_email_without_a_mail_server_fails_saying_so() {
+        let n = Notification {
+            action: NotifyAction::Email(vec!["ops@example.com".into()]),
+            after: None,
+        };
+        let message = send(&n, &outcome("failed", 1), &fast()).await.unwrap_err();
+        assert_eq!(
+            message,
+            "on_failure email ops@example.com: no mail server: jobs.toml has no `[smtp]` section"
+        );
+    }
+
+    #[test]
+    fn targets_name_no_secrets() {
+        for (action, want) in [
+            (
+                NotifyAction::Slack("https://hooks.slack.com/services/T/B/SECRET?x=1".into()),
+                "https://hooks.slack.com/services/T/B/SECRET",
+            ),
+            (
+                NotifyAction::Webhook("http://u:pw@h/x?token=t".into()),
+                "http://h/x",
+            ),
+            (
+                NotifyAction::Email(vec!["a@x.org".into(), "b@y.org".into()]),
+                "a@x.org, b@y.org",
+            ),
+            (NotifyAction::Run("curl -u me:pw".into()), "sh -c"),
+        ] {
+            assert_eq!(target(&action), want);
+        }
     }
 
     fn script(text: &str) -> Notification {

@@ -615,7 +615,7 @@ fn notification_rules_have_messages() {
             "a.yaml",
             "command: [x]\non_failure:\n  - after: 2\n",
             "3:5",
-            "on_failure item 1 has neither `webhook` nor `run`",
+            "on_failure item 1 has none of `webhook`, `slack`, `email`, `run`",
         ),
         (
             "a.yaml",

@@ -199,6 +199,7 @@ pub fn serve(settings: &Settings, flags: ServeFlags) -> Result<ExitCode> {
         defaults: settings.config.defaults.clone(),
         daemon: config,
         server,
+        notify: settings.config.notify.clone(),
         tokens,
         insecure: flags.insecure,
         clock: clock()?,
@@ -270,7 +271,7 @@ pub fn run_now(settings: &Settings, job: &str, given: &[String]) -> Result<ExitC
         &settings.dir,
         job,
         params,
-        settings.config.defaults.clone(),
+        &settings.config,
         clock()?,
         kill_grace(settings),
     )?;

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::raw::{At, Loc, RawCommand, RawJob, RawNotification, RawSchedule, RawSize};
+use super::raw::{At, Loc, RawCommand, RawEmail, RawJob, RawNotification, RawSchedule, RawSize};
 use super::*;
 use crate::cron::CronExpr;
 use crate::diag::{offset_of, position_of};
@@ -119,48 +119,61 @@ impl Builder<'_> {
     }
 
     /// The items of `on_failure` or `on_success` (`field`); `after` is only allowed in the first.
+    /// `smtp`: whether `jobs.toml` names a mail server, which `email` needs.
     fn notifications(
         &mut self,
         field: &str,
         items: Option<Vec<Loc<RawNotification>>>,
+        smtp: bool,
     ) -> Vec<Notification> {
         let mut valid = Vec::new();
         for (i, item) in items.unwrap_or_default().into_iter().enumerate() {
             let what = format!("{field} item {}", i + 1);
             let RawNotification {
                 webhook,
+                slack,
+                email,
                 run,
                 after,
             } = item.value;
-            let action = match (webhook, run) {
-                (Some(url), None) => match check_webhook_url(&url.value) {
-                    Ok(()) => Some(NotifyAction::Webhook(url.value)),
-                    Err(problem) => {
-                        self.error(
-                            url.at,
-                            format!(
-                                "{what}: webhook `{}` {problem}; expected an http:// or https:// URL",
-                                url.value
-                            ),
-                        )
-                        .help = Some("write a URL such as http://127.0.0.1:9000/hook".into());
-                        None
-                    }
-                },
-                (None, Some(script)) if script.value.trim().is_empty() => {
+            let given: Vec<&str> = [
+                ("webhook", webhook.is_some()),
+                ("slack", slack.is_some()),
+                ("email", email.is_some()),
+                ("run", run.is_some()),
+            ]
+            .into_iter()
+            .filter_map(|(key, present)| present.then_some(key))
+            .collect();
+            let action = match (webhook, slack, email, run) {
+                (Some(url), None, None, None) => self
+                    .notify_url(&what, "webhook", &url)
+                    .then_some(NotifyAction::Webhook(url.value)),
+                (None, Some(url), None, None) => self
+                    .notify_url(&what, "slack", &url)
+                    .then_some(NotifyAction::Slack(url.value)),
+                (None, None, Some(to), None) => self.email(&what, to, smtp),
+                (None, None, None, Some(script)) if script.value.trim().is_empty() => {
                     self.error(script.at, format!("{what}: `run` is empty"));
                     None
                 }
-                (None, Some(script)) => Some(NotifyAction::Run(script.value)),
-                (webhook, run) => {
-                    let has = if webhook.is_some() && run.is_some() {
-                        "has both `webhook` and `run`"
-                    } else {
-                        "has neither `webhook` nor `run`"
+                (None, None, None, Some(script)) => Some(NotifyAction::Run(script.value)),
+                _ => {
+                    let has = match given.as_slice() {
+                        [] => "has none of `webhook`, `slack`, `email`, `run`".to_string(),
+                        [a, b] => format!("has both `{a}` and `{b}`"),
+                        many => format!(
+                            "has {}",
+                            many.iter()
+                                .map(|k| format!("`{k}`"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
                     };
                     self.error(item.at, format!("{what} {has}; it needs exactly one"))
                         .help = Some(
-                        "write `- webhook: URL` (a JSON POST) or `- run: SCRIPT` (run with `sh -c`)"
+                        "write `- webhook: URL` (a JSON POST), `- slack: URL` (a Slack-compatible \
+                         message), `- email: ADDRESS` or `- run: SCRIPT` (run with `sh -c`)"
                             .into(),
                     );
                     None
@@ -192,6 +205,78 @@ impl Builder<'_> {
         valid
     }
 
+    /// Whether the URL of a `webhook` or `slack` item (`key`) can be posted to; says why not.
+    fn notify_url(&mut self, what: &str, key: &str, url: &Loc<String>) -> bool {
+        match check_http_url(&url.value) {
+            Ok(()) => true,
+            Err(problem) => {
+                let example = match key {
+                    "slack" => "https://hooks.slack.com/services/T000/B000/XXXX",
+                    _ => "http://127.0.0.1:9000/hook",
+                };
+                self.error(
+                    url.at,
+                    format!(
+                        "{what}: {key} `{}` {problem}; expected an http:// or https:// URL",
+                        url.value
+                    ),
+                )
+                .help = Some(format!("write a URL such as {example}"));
+                false
+            }
+        }
+    }
+
+    /// The addresses of an `email` item: each must be an address, and `jobs.toml` must name a
+    /// mail server (`smtp`).
+    fn email(&mut self, what: &str, to: Loc<RawEmail>, smtp: bool) -> Option<NotifyAction> {
+        let addresses: Vec<Loc<String>> = match to.value {
+            RawEmail::One(address) => vec![Loc {
+                value: address,
+                at: to.at,
+            }],
+            RawEmail::List(list) if list.is_empty() => {
+                self.error(to.at, format!("{what}: `email` is an empty list"))
+                    .help = Some("write `email: ops@example.com` or a list of addresses".into());
+                return None;
+            }
+            RawEmail::List(list) => list,
+        };
+        let mut ok = true;
+        for address in &addresses {
+            if let Err(e) = address.value.trim().parse::<lettre::Address>() {
+                ok = false;
+                self.error(
+                    address.at,
+                    format!(
+                        "{what}: email `{}` is not an address ({e}); expected one such as ops@example.com",
+                        address.value
+                    ),
+                );
+            }
+        }
+        // A recorded revision keeps its `email` when `[smtp]` is gone: sending it fails, loudly.
+        if ok && !smtp && self.limits == Limits::Refuse {
+            self.error(
+                to.at,
+                format!("{what}: `email` needs a mail server, and jobs.toml has no `[smtp]` section"),
+            )
+            .help = Some(
+                "add `[smtp]` with `host` and `from` to jobs.toml (see the README's jobs.toml reference)"
+                    .into(),
+            );
+            ok = false;
+        }
+        ok.then(|| {
+            NotifyAction::Email(
+                addresses
+                    .into_iter()
+                    .map(|a| a.value.trim().to_string())
+                    .collect(),
+            )
+        })
+    }
+
     fn job_name(&mut self, field: &str, value: &Loc<String>) -> Option<JobName> {
         match JobName::parse(&value.value) {
             Ok(n) => Some(n),
@@ -204,7 +289,7 @@ impl Builder<'_> {
 }
 
 /// Whether `url` is an http:// or https:// URL with a host; `Err` says what is wrong with it.
-fn check_webhook_url(url: &str) -> Result<(), &'static str> {
+pub fn check_http_url(url: &str) -> Result<(), &'static str> {
     let Some((scheme, rest)) = url.split_once("://") else {
         return Err("is not a URL");
     };
@@ -779,8 +864,9 @@ pub(super) fn build(
             }
         });
 
-    let on_failure = b.notifications("on_failure", raw.on_failure);
-    let on_success = b.notifications("on_success", raw.on_success);
+    let smtp = context.defaults.smtp;
+    let on_failure = b.notifications("on_failure", raw.on_failure, smtp);
+    let on_success = b.notifications("on_success", raw.on_success, smtp);
 
     let history = match raw.history {
         None => History::default(),

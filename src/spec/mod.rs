@@ -22,6 +22,7 @@ use crate::duration::Duration;
 use crate::name::JobName;
 use crate::schedule::Schedule;
 use crate::size::ByteSize;
+pub use build::check_http_url;
 pub use raw::Format;
 
 /// A validated job definition.
@@ -142,6 +143,10 @@ pub struct Notification {
 pub enum NotifyAction {
     /// POST the run's summary as JSON to this http:// or https:// URL.
     Webhook(String),
+    /// POST the run's summary as a Slack-compatible message (`{"text": …}`) to this URL.
+    Slack(String),
+    /// Mail the run's summary to these addresses, through the `[smtp]` server of `jobs.toml`.
+    Email(Vec<String>),
     /// Run this script as `sh -c SCRIPT`, with the run's summary in `JOBS_*` variables.
     Run(String),
 }
@@ -181,6 +186,8 @@ pub struct Defaults {
     pub timezone: String,
     pub keep_runs: u32,
     pub max_age: Duration,
+    /// Whether `jobs.toml` names a mail server (`[smtp]`): an `email:` notification needs one.
+    pub smtp: bool,
 }
 
 impl Default for Defaults {
@@ -189,6 +196,7 @@ impl Default for Defaults {
             timezone: "UTC".to_string(),
             keep_runs: 1000,
             max_age: Duration::from_secs(30 * 86_400),
+            smtp: false,
         }
     }
 }
@@ -573,6 +581,52 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn slack_and_email_items_parse_hash_and_keep_their_recorded_form() {
+        let defaults = Defaults {
+            smtp: true,
+            ..Defaults::default()
+        };
+        let hash = |text: &str| {
+            let parsed = parse("j.yaml", text.as_bytes(), context(&defaults));
+            let spec = parsed
+                .spec
+                .unwrap_or_else(|| panic!("{:?}", parsed.diagnostics));
+            normal::content_hash(&spec)
+        };
+        let one = hash("command: [x]\non_failure: [{email: ops@example.com}]\n");
+        assert_eq!(
+            one,
+            hash("command: [x]\non_failure: [{email: [ops@example.com]}]\n"),
+            "one address is a list of one"
+        );
+        let slack = hash("command: [x]\non_failure: [{slack: 'http://h/x'}]\n");
+        let webhook = hash("command: [x]\non_failure: [{webhook: 'http://h/x'}]\n");
+        assert!(one != slack && slack != webhook);
+        let text = "command = [\"x\"]\n[[on_failure]]\nslack = \"https://h/x\"\n[[on_success]]\nemail = [\"a@x.org\", \"b@y.org\"]\n";
+        let spec = parse("j.toml", text.as_bytes(), context(&defaults))
+            .spec
+            .unwrap();
+        assert_eq!(
+            spec.on_failure[0].action,
+            NotifyAction::Slack("https://h/x".into())
+        );
+        assert_eq!(
+            spec.on_success[0].action,
+            NotifyAction::Email(vec!["a@x.org".into(), "b@y.org".into()])
+        );
+        // A revision recorded while jobs.toml had `[smtp]` still runs without it.
+        let normal = normal::to_yaml(&spec);
+        let without = Defaults::default();
+        assert!(
+            parse("j.yaml", normal.as_bytes(), context(&without))
+                .spec
+                .is_none()
+        );
+        let recorded = parse_recorded("j.yaml", normal.as_bytes(), context(&without));
+        assert_eq!(recorded.spec.unwrap().on_success, spec.on_success);
     }
 
     #[test]

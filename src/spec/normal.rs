@@ -124,6 +124,10 @@ struct NormalNotification<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     webhook: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    slack: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     run: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     after: Option<u32>,
@@ -132,15 +136,20 @@ struct NormalNotification<'a> {
 fn normal_notifications(list: &[Notification]) -> Vec<NormalNotification<'_>> {
     list.iter()
         .map(|n| {
-            let (webhook, run) = match &n.action {
-                NotifyAction::Webhook(url) => (Some(url.as_str()), None),
-                NotifyAction::Run(script) => (None, Some(script.as_str())),
-            };
-            NormalNotification {
-                webhook,
-                run,
+            let mut normal = NormalNotification {
+                webhook: None,
+                slack: None,
+                email: None,
+                run: None,
                 after: n.after,
+            };
+            match &n.action {
+                NotifyAction::Webhook(url) => normal.webhook = Some(url),
+                NotifyAction::Slack(url) => normal.slack = Some(url),
+                NotifyAction::Email(to) => normal.email = Some(to),
+                NotifyAction::Run(script) => normal.run = Some(script),
             }
+            normal
         })
         .collect()
 }

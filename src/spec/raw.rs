@@ -333,8 +333,40 @@ pub struct RawRepeat {
 #[serde(deny_unknown_fields)]
 pub struct RawNotification {
     pub webhook: Option<Loc<String>>,
+    pub slack: Option<Loc<String>>,
+    pub email: Option<Loc<RawEmail>>,
     pub run: Option<Loc<String>>,
     pub after: Option<Loc<u32>>,
+}
+
+/// `email:` is one address or a list of them.
+#[derive(Debug)]
+pub enum RawEmail {
+    One(String),
+    List(Vec<Loc<String>>),
+}
+
+impl<'de> Deserialize<'de> for RawEmail {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct EmailVisitor;
+        impl<'de> Visitor<'de> for EmailVisitor {
+            type Value = RawEmail;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an address such as ops@example.com, or a list of them")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(RawEmail::One(v.to_string()))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element::<Loc<String>>()? {
+                    items.push(item);
+                }
+                Ok(RawEmail::List(items))
+            }
+        }
+        deserializer.deserialize_any(EmailVisitor)
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
