@@ -1763,6 +1763,7 @@ pub fn run_foreground(
                 attempt: 1,
                 first_run_id: None,
                 running_under: Some(me),
+                by: None,
             },
             now,
         )?;

@@ -796,6 +796,7 @@ pub fn record_end(
         attempt: run.attempt + 1,
         first_run_id: Some(run.first_run_id.unwrap_or(run.id)),
         running_under: None,
+        by: None,
     });
     let finish = Finish {
         state: Some(conclusion.state),

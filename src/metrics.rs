@@ -126,11 +126,73 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition of every metric.
+    /// The Prometheus text exposition (format 0.0.4, what `/metrics` serves) of every metric.
     pub fn encode(&self) -> String {
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
-        out
+        text_format(&out)
+    }
+}
+
+/// OpenMetrics text (what prometheus-client writes) as the Prometheus text format 0.0.4: a
+/// counter's family is named without `_total` in OpenMetrics but with it in 0.0.4, where
+/// `jobs_runs_finished` and its samples `jobs_runs_finished_total` would otherwise be two
+/// families, one without samples and one without HELP (`promtool check metrics` flags both).
+/// The `# EOF` terminator is OpenMetrics only.
+fn text_format(openmetrics: &str) -> String {
+    let counters: Vec<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len() + 16 * counters.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(&name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        match renamed {
+            Some(line) => out.push_str(&line),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_are_named_with_total_in_the_text_format() {
+        let metrics = Metrics::new();
+        metrics
+            .runs_finished
+            .get_or_create(&JobState {
+                job: "a".into(),
+                state: "succeeded".into(),
+            })
+            .inc();
+        let text = metrics.encode();
+        for (line, present) in [
+            ("# HELP jobs_runs_finished_total Runs that ended", true),
+            ("# TYPE jobs_runs_finished_total counter", true),
+            (
+                "jobs_runs_finished_total{job=\"a\",state=\"succeeded\"} 1",
+                true,
+            ),
+            ("# TYPE jobs_runs_finished counter", false),
+            ("# TYPE jobs_runs_active gauge", true),
+            ("# EOF", false),
+        ] {
+            assert_eq!(text.contains(line), present, "{line:?} in:\n{text}");
+        }
     }
 }

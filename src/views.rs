@@ -15,7 +15,8 @@ use crate::schedule::Schedule;
 /// An operator's pause of a job.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PauseView {
-    /// Who paused it (`user@host`, or `api:ROLE` through the API).
+    /// Who paused it: `user@host`, or through the API the token's name, `alice (api)` (`api`
+    /// for a token without a name).
     pub by: String,
     pub at: String,
     pub reason: Option<String>,

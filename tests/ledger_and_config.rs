@@ -201,5 +201,5 @@ fn completions_are_printed() {
     Project::new()
         .run(&["completions", "bash"])
         .code(0)
-        .stdout_has("_jobs");
+        .stdout_has("complete -o nospace -o bashdefault -o nosort -F _clap_complete_jobctl jobctl");
 }

@@ -414,7 +414,7 @@ fn an_undelivered_notification_is_a_warning_an_event_and_a_metric() {
         );
     }
     assert!(
-        metrics.contains("# HELP jobs_notifications_failed Notifications not delivered"),
+        metrics.contains("# HELP jobs_notifications_failed_total Notifications not delivered"),
         "{metrics}"
     );
     assert!(

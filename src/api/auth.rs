@@ -1,5 +1,7 @@
-//! Bearer tokens and their roles. Tokens come from a token file (`ROLE TOKEN` per line) or
-//! `JOBS_TOKEN` (admin), never from a job file; each is compared in constant time.
+//! Bearer tokens, their roles and names. Tokens come from a token file (`ROLE NAME TOKEN` per
+//! line, or the older `ROLE TOKEN`) or `JOBS_TOKEN` (admin, named `JOBS_TOKEN`), never from a
+//! job file; each is compared in constant time. The name is who the ledger and the log record
+//! as the actor of a write (`alice (api)`); a token without one is recorded as `api`.
 
 use std::path::Path;
 
@@ -28,11 +30,53 @@ impl Role {
     }
 }
 
+/// Who made a request: its token's role and name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    pub role: Role,
+    /// The token's name; `None` for a token written `ROLE TOKEN`, and for every caller of a
+    /// server without tokens (`--insecure`).
+    pub name: Option<String>,
+}
+
+impl Principal {
+    /// How the ledger records this caller's writes: `alice (api)`, or `api` without a name.
+    pub fn actor(&self) -> String {
+        match &self.name {
+            Some(name) => format!("{name} (api)"),
+            None => "api".to_string(),
+        }
+    }
+
+    /// The audit log: an INFO line for a write this caller made, after it landed.
+    /// `object` is what was written: `job deploy`, `run 7`.
+    pub(crate) fn audit(&self, action: &str, object: &str) {
+        let actor = self.actor();
+        tracing::info!(
+            actor = %actor,
+            role = self.role.as_str(),
+            action,
+            object,
+            "{object} {action} by {actor}"
+        );
+    }
+}
+
 /// The configured tokens.
 #[derive(Clone, Default)]
 pub struct Tokens(Vec<Token>);
 
-type Token = (Role, Vec<u8>);
+#[derive(Clone)]
+struct Token {
+    principal: Principal,
+    secret: Vec<u8>,
+}
+
+/// What `JOBS_TOKEN` is recorded as: where it came from.
+pub const ENV_TOKEN_NAME: &str = "JOBS_TOKEN";
+
+/// The longest token name.
+pub const MAX_NAME_LEN: usize = 64;
 
 impl std::fmt::Debug for Tokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -44,12 +88,14 @@ impl std::fmt::Debug for Tokens {
 pub const MIN_TOKEN_LEN: usize = 16;
 
 impl Tokens {
-    /// Reads a token file and adds `JOBS_TOKEN` (admin), if given. A token file that others
-    /// may read or write is refused, unless `insecure` (then it is accepted with a warning).
+    /// Reads a token file and adds `JOBS_TOKEN` (admin, named `JOBS_TOKEN`), if given. A token
+    /// file that others may read or write is refused, unless `insecure` (then it is accepted
+    /// with a warning).
     ///
     /// # Errors
     ///
-    /// A message naming the file and line of a bad entry, or its loose permissions.
+    /// A message naming the file and line of a bad entry (a bad role, token or name, a name
+    /// or token given twice), or its loose permissions.
     pub fn load(
         file: Option<&Path>,
         env_admin: Option<&str>,
@@ -66,7 +112,28 @@ impl Tokens {
         }
         if let Some(token) = env_admin.filter(|t| !t.is_empty()) {
             check_token(token).map_err(|m| format!("JOBS_TOKEN: {m}"))?;
-            tokens.push((Role::Admin, token.as_bytes().to_vec()));
+            if let Some(other) = tokens.iter().find(|t| t.secret == token.as_bytes()) {
+                return Err(format!(
+                    "JOBS_TOKEN is also a token in the token file ({}); give each caller its own token",
+                    other.principal.actor()
+                ));
+            }
+            if let Some(other) = tokens
+                .iter()
+                .find(|t| t.principal.name.as_deref() == Some(ENV_TOKEN_NAME))
+            {
+                return Err(format!(
+                    "the token file names a {} token `{ENV_TOKEN_NAME}`, the name JOBS_TOKEN is recorded as; rename it",
+                    other.principal.role.as_str()
+                ));
+            }
+            tokens.push(Token {
+                principal: Principal {
+                    role: Role::Admin,
+                    name: Some(ENV_TOKEN_NAME.to_string()),
+                },
+                secret: token.as_bytes().to_vec(),
+            });
         }
         Ok(Tokens(tokens))
     }
@@ -75,16 +142,17 @@ impl Tokens {
         self.0.is_empty()
     }
 
-    /// The role of `token`. Every configured token is compared, each in constant time, so
-    /// the time taken says nothing about which one (or how much of one) matched.
-    pub fn role_of(&self, token: &[u8]) -> Option<Role> {
+    /// Who holds `token`. Every configured token is compared, each in constant time, so the
+    /// time taken says nothing about which one (or how much of one) matched.
+    pub fn principal_of(&self, token: &[u8]) -> Option<Principal> {
         let mut found = None;
-        for (role, known) in &self.0 {
-            if bool::from(known.as_slice().ct_eq(token)) {
-                found = found.max(Some(*role));
+        for known in &self.0 {
+            // Tokens are unique (`load` refuses a repeat), so at most one matches.
+            if bool::from(known.secret.as_slice().ct_eq(token)) {
+                found = Some(&known.principal);
             }
         }
-        found
+        found.cloned()
     }
 }
 
@@ -123,41 +191,97 @@ fn check_token(token: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Parses a token file: `ROLE TOKEN` per line; blank lines and `#` comments are skipped.
+/// A token's name: 1 to 64 of `A-Z a-z 0-9 . _ @ -`, so it reads plainly in a log line or an
+/// event (`paused by alice (api)`) and cannot pass for something else.
+fn check_name(name: &str) -> Result<(), String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '@' | '-');
+    if name.len() > MAX_NAME_LEN {
+        return Err(format!(
+            "the token name `{name}` is longer than {MAX_NAME_LEN} characters"
+        ));
+    }
+    if let Some(bad) = name.chars().find(|c| !allowed(*c)) {
+        return Err(format!(
+            "the token name `{name}` holds {bad:?}; a name may hold only letters, digits, `.`, `_`, `@` and `-`"
+        ));
+    }
+    Ok(())
+}
+
+/// Parses a token file: `ROLE NAME TOKEN` (or `ROLE TOKEN`, unnamed) per line; blank lines and
+/// `#` comments are skipped. Names and tokens are unique.
 fn parse(text: &str) -> Result<Vec<Token>, (usize, String)> {
-    let mut out = Vec::new();
+    let mut out: Vec<(usize, Token)> = Vec::new();
     for (i, line) in text.lines().enumerate() {
+        let at = i + 1;
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let mut words = line.split_whitespace();
-        let (Some(role), Some(token), None) = (words.next(), words.next(), words.next()) else {
-            return Err((
-                i + 1,
-                "expected `ROLE TOKEN` (ROLE is `read` or `admin`)".to_string(),
-            ));
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let (role, name, token) = match words[..] {
+            [role, name, token] => (role, Some(name), token),
+            [role, token] => (role, None, token),
+            _ => {
+                return Err((
+                    at,
+                    "expected `ROLE NAME TOKEN` (ROLE is `read` or `admin`; NAME is who the token's actions are recorded as)"
+                        .to_string(),
+                ));
+            }
         };
         let role = match role {
             "read" => Role::Read,
             "admin" => Role::Admin,
             other => {
-                return Err((i + 1, format!("role `{other}` is not `read` or `admin`")));
+                return Err((at, format!("role `{other}` is not `read` or `admin`")));
             }
         };
-        check_token(token).map_err(|m| (i + 1, m))?;
-        out.push((role, token.as_bytes().to_vec()));
+        if let Some(name) = name {
+            check_name(name).map_err(|m| (at, m))?;
+            if let Some((first, _)) = out
+                .iter()
+                .find(|(_, t)| t.principal.name.as_deref() == Some(name))
+            {
+                return Err((
+                    at,
+                    format!(
+                        "the token name `{name}` is already given on line {first}; names must be unique"
+                    ),
+                ));
+            }
+        }
+        check_token(token).map_err(|m| (at, m))?;
+        if let Some((first, _)) = out.iter().find(|(_, t)| t.secret == token.as_bytes()) {
+            return Err((
+                at,
+                format!(
+                    "this token is already given on line {first}; give each caller its own token"
+                ),
+            ));
+        }
+        out.push((
+            at,
+            Token {
+                principal: Principal {
+                    role,
+                    name: name.map(str::to_string),
+                },
+                secret: token.as_bytes().to_vec(),
+            },
+        ));
     }
-    Ok(out)
+    Ok(out.into_iter().map(|(_, t)| t).collect())
 }
 
 /// A caller allowed to read: the extractor answers 401 or 403 otherwise.
-#[derive(Clone, Copy, Debug)]
-pub struct Reader(pub Role);
+#[derive(Clone, Debug)]
+pub struct Reader(pub Principal);
 
-/// A caller allowed to change things (trigger, pause, cancel, create, delete).
-#[derive(Clone, Copy, Debug)]
-pub struct Admin;
+/// A caller allowed to change things (trigger, pause, cancel, create, delete): who, for the
+/// ledger and the audit log.
+#[derive(Clone, Debug)]
+pub struct Admin(pub Principal);
 
 /// Whether the request's token (if any) may read jobs: what an answer may reveal to it.
 pub(crate) fn can_read(headers: &HeaderMap, api: &Api) -> bool {
@@ -173,9 +297,12 @@ fn bearer_token(header: &str) -> Option<&str> {
         .then(|| token.trim_matches(' '))
 }
 
-fn caller(headers: &HeaderMap, api: &Api) -> Result<Role, ApiError> {
+fn caller(headers: &HeaderMap, api: &Api) -> Result<Principal, ApiError> {
     if api.insecure && api.tokens.is_empty() {
-        return Ok(Role::Admin);
+        return Ok(Principal {
+            role: Role::Admin,
+            name: None,
+        });
     }
     let header = headers.get(AUTHORIZATION).ok_or_else(|| {
         ApiError::new(
@@ -196,7 +323,7 @@ fn caller(headers: &HeaderMap, api: &Api) -> Result<Role, ApiError> {
         ));
     }
     api.tokens
-        .role_of(token.as_bytes())
+        .principal_of(token.as_bytes())
         .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "the token is not valid"))
 }
 
@@ -218,8 +345,9 @@ impl FromRequestParts<std::sync::Arc<Api>> for Admin {
         parts: &mut Parts,
         api: &std::sync::Arc<Api>,
     ) -> Result<Self, Self::Rejection> {
-        match caller(&parts.headers, api)? {
-            Role::Admin => Ok(Admin),
+        let principal = caller(&parts.headers, api)?;
+        match principal.role {
+            Role::Admin => Ok(Admin(principal)),
             Role::Read => Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "this token may only read; triggering, pausing and cancelling need an admin token",
@@ -234,17 +362,38 @@ mod tests {
 
     #[test]
     fn token_files_are_parsed_with_line_numbers() {
-        let good = "# ops\nread  rrrrrrrrrrrrrrrrrrrr\n\nadmin aaaaaaaaaaaaaaaaaaaa\n";
+        let good = "# ops\nread  rrrrrrrrrrrrrrrrrrrr\n\nadmin alice aaaaaaaaaaaaaaaaaaaa\n";
         let parsed = parse(good).unwrap();
-        assert_eq!(parsed.len(), 2);
+        let principals: Vec<_> = parsed.iter().map(|t| t.principal.actor()).collect();
+        assert_eq!(principals, ["api", "alice (api)"]);
         let cases = [
             ("writer wwwwwwwwwwwwwwwwwwww\n", 1, "role `writer` is not"),
-            ("read\n", 1, "expected `ROLE TOKEN`"),
+            ("read\n", 1, "expected `ROLE NAME TOKEN`"),
             ("\nread short\n", 2, "at least 16 characters"),
-            ("read a b\n", 1, "expected `ROLE TOKEN`"),
+            ("read a b\n", 1, "at least 16 characters"),
+            ("read a b c d\n", 1, "expected `ROLE NAME TOKEN`"),
+            ("read al/ice rrrrrrrrrrrrrrrrrrrr\n", 1, "holds '/'"),
+            ("read alice(api) rrrrrrrrrrrrrrrrrrrr\n", 1, "holds '('"),
+            (
+                &format!("read {} rrrrrrrrrrrrrrrrrrrr\n", "n".repeat(65)),
+                1,
+                "longer than 64",
+            ),
+            (
+                "read alice rrrrrrrrrrrrrrrrrrrr\n# x\nadmin alice aaaaaaaaaaaaaaaaaaaa\n",
+                3,
+                "`alice` is already given on line 1",
+            ),
+            (
+                "read alice rrrrrrrrrrrrrrrrrrrr\nadmin bob rrrrrrrrrrrrrrrrrrrr\n",
+                2,
+                "already given on line 1",
+            ),
         ];
         for (text, line, message) in cases {
-            let (at, m) = parse(text).unwrap_err();
+            let (at, m) = parse(text)
+                .err()
+                .unwrap_or_else(|| panic!("{text:?} parsed"));
             assert_eq!(at, line, "{text:?}");
             assert!(m.contains(message), "{text:?}: {m}");
         }
@@ -266,16 +415,20 @@ mod tests {
     }
 
     #[test]
-    fn roles_are_found_by_exact_token() {
-        let tokens =
-            Tokens(parse("read rrrrrrrrrrrrrrrrrrrr\nadmin aaaaaaaaaaaaaaaaaaaa\n").unwrap());
-        assert_eq!(tokens.role_of(b"rrrrrrrrrrrrrrrrrrrr"), Some(Role::Read));
-        assert_eq!(tokens.role_of(b"aaaaaaaaaaaaaaaaaaaa"), Some(Role::Admin));
-        assert_eq!(
-            tokens.role_of(b"aaaaaaaaaaaaaaaaaaa"),
-            None,
-            "a prefix is not a token"
+    fn principals_are_found_by_exact_token() {
+        let tokens = Tokens(
+            parse("read rrrrrrrrrrrrrrrrrrrr\nadmin bob.ops aaaaaaaaaaaaaaaaaaaa\n").unwrap(),
         );
-        assert_eq!(tokens.role_of(b""), None);
+        let who = |t: &[u8]| tokens.principal_of(t).map(|p| (p.role, p.actor()));
+        assert_eq!(
+            who(b"rrrrrrrrrrrrrrrrrrrr"),
+            Some((Role::Read, "api".into()))
+        );
+        assert_eq!(
+            who(b"aaaaaaaaaaaaaaaaaaaa"),
+            Some((Role::Admin, "bob.ops (api)".into()))
+        );
+        assert_eq!(who(b"aaaaaaaaaaaaaaaaaaa"), None, "a prefix is not a token");
+        assert_eq!(who(b""), None);
     }
 }

@@ -100,7 +100,7 @@ pub async fn hook(
         });
     }
     let params = params_of(&body)?;
-    let run = queue_run(&api, (row, spec), params, Trigger::Webhook).await?;
+    let run = queue_run(&api, (row, spec), params, Trigger::Webhook, None).await?;
     Ok(accepted(run))
 }
 

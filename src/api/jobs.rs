@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::auth::{Admin, Reader};
+use super::auth::{Admin, Principal, Reader};
 use super::error::{ApiError, ApiResult, ErrorBody};
 use super::{Api, OptionalJson, Path, Query, accepted};
 use crate::apply::{ApiWrite, ApiWriteError, write_api_job};
@@ -152,7 +152,7 @@ impl ParamValue {
         (status = 422, body = ErrorBody)))]
 pub async fn trigger(
     State(api): State<Arc<Api>>,
-    _: Admin,
+    Admin(who): Admin,
     Path(name): Path<String>,
     OptionalJson(body): OptionalJson<TriggerBody>,
 ) -> ApiResult<Response> {
@@ -162,7 +162,8 @@ pub async fn trigger(
         .map(|(k, v)| (k, v.into_text()))
         .collect();
     let job = active_job(&api, &name).await?;
-    let run = queue_run(&api, job, params, Trigger::Manual).await?;
+    let run = queue_run(&api, job, params, Trigger::Manual, Some(who.actor())).await?;
+    who.audit("triggered", &format!("job {name} (run {})", run.id));
     Ok(accepted(run))
 }
 
@@ -185,18 +186,20 @@ pub(crate) async fn active_job(
 }
 
 /// Checks `params` against the job's current revision (as [`active_job`] found it) and
-/// queues a run.
+/// queues a run, recorded as asked for `by` an API caller (none for a webhook).
 pub(crate) async fn queue_run(
     api: &Arc<Api>,
     (row, spec): (JobRow, Arc<crate::spec::JobSpec>),
     params: BTreeMap<String, String>,
     trigger: Trigger,
+    by: Option<String>,
 ) -> ApiResult<RunRow> {
     let name = row.name.as_str();
     let params = crate::spec::bind_params(name, &spec.params, params)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let now = api.now();
-    let new = NewRun::now(name, row.revision_id, trigger, params, now);
+    let mut new = NewRun::now(name, row.revision_id, trigger, params, now);
+    new.by = by;
     // Through the daemon's own connection, group-committed with other triggers: a second
     // writing connection would contend with the daemon for SQLite's write lock.
     let shared = api.shared.clone();
@@ -242,18 +245,22 @@ pub struct PauseResult {
         (status = 422, body = ErrorBody)))]
 pub async fn pause(
     State(api): State<Arc<Api>>,
-    _: Admin,
+    Admin(who): Admin,
     Path(name): Path<String>,
     OptionalJson(body): OptionalJson<PauseBody>,
 ) -> ApiResult<Json<PauseResult>> {
     let now = api.now();
     let job = name.clone();
+    let actor = who.actor();
     let (changed, row) = api
         .write(move |l| {
-            let changed = l.pause(&job, "api", body.reason.as_deref(), now)?;
+            let changed = l.pause(&job, &actor, body.reason.as_deref(), now)?;
             Ok((changed, l.job(&job)?))
         })
         .await?;
+    if changed {
+        who.audit("paused", &format!("job {name}"));
+    }
     Ok(Json(pause_result(name, changed, row)))
 }
 
@@ -265,17 +272,34 @@ pub async fn pause(
         (status = 404, body = ErrorBody)))]
 pub async fn resume(
     State(api): State<Arc<Api>>,
-    _: Admin,
+    Admin(who): Admin,
     Path(name): Path<String>,
 ) -> ApiResult<Json<PauseResult>> {
     let job = name.clone();
+    let now = api.now();
+    let audit = format!("job {name} resumed by {}", who.actor());
     let (changed, row) = api
         .write(move |l| {
             let changed = l.resume(&job)?;
+            if changed {
+                // A resume deletes the pause: this event is what remains of who did it.
+                record_audit(l, now, &audit);
+            }
             Ok((changed, l.job(&job)?))
         })
         .await?;
+    if changed {
+        who.audit("resumed", &format!("job {name}"));
+    }
     Ok(Json(pause_result(name, changed, row)))
+}
+
+/// Records an API write that leaves no actor of its own in the ledger as a daemon event of
+/// kind `audit`. The write has landed: failing to record it is logged, not answered.
+fn record_audit(ledger: &crate::ledger::Ledger, now: jiff::Timestamp, message: &str) {
+    if let Err(e) = ledger.daemon_event(now, "audit", message) {
+        tracing::warn!("recording `{message}`: {e}");
+    }
 }
 
 fn pause_result(job: String, changed: bool, row: Option<JobRow>) -> PauseResult {
@@ -384,6 +408,7 @@ fn merge_patch(target: &mut serde_json::Value, patch: serde_json::Value) {
 /// Parses `text` as the definition of job `name` and writes it (or removes the job).
 async fn write_job(
     api: &Arc<Api>,
+    who: &Principal,
     name: &str,
     text: Option<Definition>,
     mode: ApiWrite,
@@ -412,6 +437,13 @@ async fn write_job(
         Some(d) => (Some(d.text), d.format, d.positions),
         None => (None, Format::Yaml, true),
     };
+    let action = match mode {
+        ApiWrite::Create => "created",
+        ApiWrite::Update => "changed",
+        ApiWrite::Delete => "removed",
+    };
+    let target = format!("job {name}");
+    let audit = format!("{target} {action} by {}", who.actor());
     api.write(move |ledger| {
         let display = format!("{name}.{}", format.extension());
         let catalog = text.as_ref().map(|text| {
@@ -427,7 +459,11 @@ async fn write_job(
             catalog::build(&inputs, context, &others)
         });
         match write_api_job(ledger, &name, catalog.as_ref(), mode, now) {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                // The revision has no author column: the event records who wrote it.
+                record_audit(ledger, now, &audit);
+                Ok(())
+            }
             Err(ApiWriteError::NotFound(m)) => Err(ApiError::not_found(m)),
             Err(ApiWriteError::Conflict(m)) => Err(ApiError::conflict(m)),
             Err(ApiWriteError::Invalid(mut diagnostics)) => {
@@ -448,7 +484,9 @@ async fn write_job(
             Err(ApiWriteError::Ledger(e)) => Err(e.into()),
         }
     })
-    .await
+    .await?;
+    who.audit(action, &target);
+    Ok(())
 }
 
 async fn detail_of(api: &Arc<Api>, name: String) -> ApiResult<JobDetail> {
@@ -472,7 +510,7 @@ async fn detail_of(api: &Arc<Api>, name: String) -> ApiResult<JobDetail> {
         (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn create(
     State(api): State<Arc<Api>>,
-    _: Admin,
+    Admin(who): Admin,
     Query(q): Query<CreateQuery>,
     headers: HeaderMap,
     body: Bytes,
@@ -497,7 +535,7 @@ pub async fn create(
             ));
         }
     };
-    write_job(&api, &name, Some(definition), ApiWrite::Create).await?;
+    write_job(&api, &who, &name, Some(definition), ApiWrite::Create).await?;
     let job = detail_of(&api, name).await?;
     Ok((StatusCode::CREATED, Json(job)).into_response())
 }
@@ -515,7 +553,7 @@ pub async fn create(
         (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn update(
     State(api): State<Arc<Api>>,
-    _: Admin,
+    Admin(who): Admin,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -543,7 +581,7 @@ pub async fn update(
         format: Format::Yaml,
         positions: false,
     };
-    write_job(&api, &name, Some(merged), ApiWrite::Update).await?;
+    write_job(&api, &who, &name, Some(merged), ApiWrite::Update).await?;
     detail_of(&api, name).await.map(Json)
 }
 
@@ -561,7 +599,7 @@ pub async fn update(
         (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn replace(
     State(api): State<Arc<Api>>,
-    _: Admin,
+    Admin(who): Admin,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -582,7 +620,7 @@ pub async fn replace(
             format!("the path names `{name}` and the definition's `name: {written}` differ"),
         ));
     }
-    write_job(&api, &name, Some(definition), ApiWrite::Update).await?;
+    write_job(&api, &who, &name, Some(definition), ApiWrite::Update).await?;
     detail_of(&api, name).await.map(Json)
 }
 
@@ -610,15 +648,16 @@ pub struct DeleteResult {
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn delete(
     State(api): State<Arc<Api>>,
-    _: Admin,
+    Admin(who): Admin,
     Path(name): Path<String>,
     Query(q): Query<DeleteQuery>,
 ) -> ApiResult<Json<DeleteResult>> {
-    write_job(&api, &name, None, ApiWrite::Delete).await?;
+    write_job(&api, &who, &name, None, ApiWrite::Delete).await?;
     let mut cancelled_runs = Vec::new();
     if q.cancel_active.unwrap_or(false) {
         let now = api.now();
         let job = name.clone();
+        let by = format!("{} with job {name}'s removal", who.actor());
         cancelled_runs = api
             .write_runs(move |l| {
                 let active: Vec<i64> = l
@@ -628,7 +667,7 @@ pub async fn delete(
                     .map(|r| r.id)
                     .collect();
                 for id in &active {
-                    l.request_cancel(*id, "api (job deleted)", now)?;
+                    l.request_cancel(*id, &by, now)?;
                 }
                 Ok(active)
             })

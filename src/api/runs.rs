@@ -304,13 +304,21 @@ pub struct CancelResult {
         (status = 409, body = ErrorBody)))]
 pub async fn cancel(
     State(api): State<Arc<Api>>,
-    _: Admin,
+    Admin(who): Admin,
     Path(id): Path<i64>,
 ) -> ApiResult<Json<CancelResult>> {
     let now = api.now();
+    let actor = who.actor();
     let outcome = api
-        .write_runs(move |l| Ok(l.request_cancel(id, "api", now)?))
+        .write_runs(move |l| Ok(l.request_cancel(id, &actor, now)?))
         .await?;
+    who.audit(
+        match outcome {
+            CancelOutcome::Cancelled => "cancelled",
+            CancelOutcome::Requested => "asked to stop",
+        },
+        &format!("run {id}"),
+    );
     Ok(Json(CancelResult {
         run: id,
         result: match outcome {

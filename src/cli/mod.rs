@@ -4,6 +4,7 @@
 //! or JSON. Exit codes: 0 success, 1 an error (invalid files, a ledger problem), 2 a usage error
 //! or, with `plan --detailed-exitcode`, "there are changes".
 
+mod complete;
 mod init;
 mod output;
 mod remote;
@@ -14,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context as _, Result, bail};
-use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
@@ -109,9 +110,13 @@ enum Command {
         all: bool,
     },
     /// Show one job: its definition, revision, and next fires
-    Get { name: String },
+    Get {
+        #[arg(add = clap_complete::ArgValueCandidates::new(complete::job_names))]
+        name: String,
+    },
     /// The next fires of a job
     Next {
+        #[arg(add = clap_complete::ArgValueCandidates::new(complete::job_names))]
         name: String,
         /// How many
         #[arg(short = 'n', default_value_t = 5)]
@@ -130,7 +135,7 @@ enum Command {
         #[arg(short = 'n', default_value_t = 5)]
         count: usize,
     },
-    /// Print a shell completion script
+    /// Print a shell completion script (commands, flags and the jobs folder's job names)
     Completions { shell: clap_complete::Shell },
     /// Run the daemon: keep the ledger in step with the files, fire jobs, run them
     Serve(runs::ServeFlags),
@@ -140,6 +145,7 @@ enum Command {
         #[command(subcommand)]
         action: Option<RunAction>,
         /// The job to run now
+        #[arg(add = clap_complete::ArgValueCandidates::new(complete::job_names))]
         name: Option<String>,
         /// A parameter, KEY=VALUE (repeatable)
         #[arg(long = "param", value_name = "KEY=VALUE")]
@@ -147,6 +153,7 @@ enum Command {
     },
     /// Queue a run of a job for the daemon to start
     Trigger {
+        #[arg(add = clap_complete::ArgValueCandidates::new(complete::job_names))]
         name: String,
         /// A parameter, KEY=VALUE (repeatable)
         #[arg(long = "param", value_name = "KEY=VALUE")]
@@ -157,16 +164,21 @@ enum Command {
     },
     /// Stop a job's scheduled fires until it is resumed (survives apply)
     Pause {
+        #[arg(add = clap_complete::ArgValueCandidates::new(complete::job_names))]
         name: String,
         /// Why, recorded with who and when
         #[arg(long)]
         reason: Option<String>,
     },
     /// Resume a paused job
-    Resume { name: String },
+    Resume {
+        #[arg(add = clap_complete::ArgValueCandidates::new(complete::job_names))]
+        name: String,
+    },
     /// List runs, newest first
     Runs {
         /// Only this job's runs
+        #[arg(add = clap_complete::ArgValueCandidates::new(complete::job_names))]
         name: Option<String>,
         /// Only runs in this state
         #[arg(long)]
@@ -186,7 +198,7 @@ enum Command {
     /// Print a run's output
     Logs {
         /// A run id, or a job's name for its latest run that started
-        #[arg(value_name = "RUN_ID|JOB")]
+        #[arg(value_name = "RUN_ID|JOB", add = clap_complete::ArgValueCandidates::new(complete::job_names))]
         target: String,
         /// Keep printing while the run goes on, until it ends
         #[arg(short, long)]
@@ -272,6 +284,7 @@ pub fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    complete::answer_if_asked();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
@@ -355,7 +368,7 @@ fn now() -> Result<Timestamp> {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     if let Command::Completions { shell } = &cli.command {
-        clap_complete::generate(*shell, &mut Cli::command(), "jobs", &mut std::io::stdout());
+        complete::write_script(*shell, &mut std::io::stdout())?;
         return Ok(ExitCode::SUCCESS);
     }
     if let Command::Cron {

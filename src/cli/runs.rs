@@ -103,7 +103,7 @@ pub struct ServeFlags {
     /// The API's address, ADDRESS:PORT; port 0 picks a free port [default: 127.0.0.1:8631]
     #[arg(long, env = "JOBS_LISTEN", value_name = "ADDR:PORT")]
     pub listen: Option<String>,
-    /// API tokens, one `ROLE TOKEN` per line (ROLE: read or admin); JOBS_TOKEN adds an admin token
+    /// API tokens, one `ROLE NAME TOKEN` per line (ROLE: read or admin; NAME: who its writes are recorded as); JOBS_TOKEN adds an admin token
     #[arg(long, env = "JOBS_TOKEN_FILE", value_name = "FILE")]
     pub token_file: Option<std::path::PathBuf>,
     /// Serve the API on a non-loopback address with no token (only behind an authenticating proxy)
@@ -298,7 +298,7 @@ pub fn trigger(settings: &Settings, job: &str, given: &[String], wait: bool) -> 
     let (revision_id, params) = params(settings, &ledger, job, given)?;
     let now = clock()?.now();
     let id = ledger.create_run(
-        &NewRun::now(job, revision_id, Trigger::Manual, params, now),
+        &NewRun::now(job, revision_id, Trigger::Manual, params, now).by(operator()),
         now,
     )?;
     ledger.wake_daemon();

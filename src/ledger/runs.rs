@@ -88,6 +88,8 @@ pub struct NewRun {
     /// `Some((pid, start))` creates the run already running, supervised by that process (a
     /// foreground `jobctl run`), so no daemon claims it.
     pub running_under: Option<(i64, i64)>,
+    /// Who asked for it (`alice (api)`, `user@host`), recorded in its `created` event.
+    pub by: Option<String>,
 }
 
 impl NewRun {
@@ -109,6 +111,16 @@ impl NewRun {
             attempt: 1,
             first_run_id: None,
             running_under: None,
+            by: None,
+        }
+    }
+
+    /// The same run, recorded as asked for by `actor`.
+    #[must_use]
+    pub fn by(self, actor: impl Into<String>) -> NewRun {
+        NewRun {
+            by: Some(actor.into()),
+            ..self
         }
     }
 }
@@ -1433,7 +1445,10 @@ pub(super) fn insert_run(
             run.attempt,
             run.first_run_id.unwrap_or_default()
         ),
-        t => format!("created ({t})"),
+        t => match &run.by {
+            Some(by) => format!("created ({t}) by {by}"),
+            None => format!("created ({t})"),
+        },
     };
     add_event(conn, id, &at, "created", &message)?;
     Ok(id)
