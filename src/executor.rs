@@ -601,6 +601,8 @@ pub async fn run_and_record(
         bytes,
         truncated || finished.truncated,
     );
+    // The run's last lines, still plain, become a compressed chunk.
+    log_ledger_error(shared.ledger().seal_output(run.id));
     // The end is a synchronous commit (a disk sync): off the runtime's worker threads.
     let ending = finished.ending;
     let usage = finished.usage;

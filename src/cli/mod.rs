@@ -183,6 +183,9 @@ enum Command {
         /// Keep printing while the run goes on, until it ends
         #[arg(short, long)]
         follow: bool,
+        /// Only the last N lines (with -f: the last N, then every new line)
+        #[arg(short = 'n', long, value_name = "N")]
+        tail: Option<u64>,
     },
     /// The daemon, errors in the files, active runs and next fires
     Status,
@@ -385,7 +388,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Runs { name, state, limit } => {
             runs::runs(&settings, name, state.as_deref(), limit)
         }
-        Command::Logs { target, follow } => runs::logs(&settings, &target, follow),
+        Command::Logs {
+            target,
+            follow,
+            tail,
+        } => runs::logs(&settings, &target, follow, tail),
         Command::Status => runs::status(&settings),
         Command::Graph => graph(&settings),
         Command::Ledger { action } => ledger_command(&settings, action),
@@ -463,7 +470,11 @@ fn remote_command(
             RunAction::Events { id } => remote::run_events(client, f, id),
             RunAction::Cancel { id } => remote::cancel(client, f, id),
         },
-        Command::Logs { target, follow } => remote::logs(client, f, &target, follow),
+        Command::Logs {
+            target,
+            follow,
+            tail,
+        } => remote::logs(client, f, &target, follow, tail),
         Command::Create { file } => remote::create(client, f, &file),
         Command::Update { name, file } => remote::update(client, f, &name, &file),
         Command::Delete {
