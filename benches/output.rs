@@ -37,7 +37,12 @@ fn base64_text(bytes: usize, rng: &mut fastrand::Rng) -> String {
 
 fn log_text(bytes: usize, rng: &mut fastrand::Rng) -> String {
     const LEVELS: &[&str] = &["INFO", "INFO", "INFO", "DEBUG", "WARN", "ERROR"];
-    const PATHS: &[&str] = &["/api/v1/items", "/api/v1/users", "/healthz", "/api/v1/orders"];
+    const PATHS: &[&str] = &[
+        "/api/v1/items",
+        "/api/v1/users",
+        "/healthz",
+        "/api/v1/orders",
+    ];
     let mut out = String::with_capacity(bytes + 200);
     let mut i = 0u64;
     while out.len() < bytes {
@@ -65,7 +70,13 @@ fn jobctl(bin: &Path, dir: &Path, args: &[&str]) -> (bool, f64) {
         .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    for var in ["JOBS_DIR", "JOBS_LEDGER", "JOBS_CONFIG", "JOBS_OUTPUT", "JOBS_SERVER"] {
+    for var in [
+        "JOBS_DIR",
+        "JOBS_LEDGER",
+        "JOBS_CONFIG",
+        "JOBS_OUTPUT",
+        "JOBS_SERVER",
+    ] {
         cmd.env_remove(var);
     }
     let start = Instant::now();
@@ -101,7 +112,10 @@ fn measure(bin: &Path, data: &str) -> Figures {
     assert!(jobctl(bin, dir.path(), &["apply"]).0, "apply failed");
     let ledger = dir.path().join(".jobs/ledger.db");
     let before = ledger_bytes(&ledger);
-    assert!(jobctl(bin, dir.path(), &["run", "talk"]).0, "the run failed");
+    assert!(
+        jobctl(bin, dir.path(), &["run", "talk"]).0,
+        "the run failed"
+    );
     let after = ledger_bytes(&ledger);
     let captured: u64 = rusqlite::Connection::open(&ledger)
         .unwrap()
@@ -110,7 +124,11 @@ fn measure(bin: &Path, data: &str) -> Figures {
         })
         .unwrap() as u64;
     assert_eq!(captured, data.len() as u64, "every byte captured");
-    let logs_s = median((0..5).map(|_| jobctl(bin, dir.path(), &["logs", "1"]).1).collect());
+    let logs_s = median(
+        (0..5)
+            .map(|_| jobctl(bin, dir.path(), &["logs", "1"]).1)
+            .collect(),
+    );
     let tail: Vec<(bool, f64)> = (0..5)
         .map(|_| jobctl(bin, dir.path(), &["logs", "1", "--tail", "10"]))
         .collect();
@@ -132,7 +150,11 @@ fn main() {
         PathBuf::from,
     );
     let measuring = std::env::args().any(|a| a == "--bench");
-    let (size, reps) = if measuring { (1 << 20, 5) } else { (64 << 10, 1) };
+    let (size, reps) = if measuring {
+        (1 << 20, 5)
+    } else {
+        (64 << 10, 1)
+    };
     println!("output storage benchmark, binary {}", bin.display());
     println!("| output | captured | ledger growth / output | logs | logs --tail 10 |");
     println!("|---|---:|---:|---:|---:|");

@@ -201,7 +201,8 @@ pub async fn logs(
         }
         (_, Some(tail)) => {
             let last = api.read(move |l| l.output_lines(id)).await?;
-            last.saturating_sub(i64::try_from(tail).unwrap_or(i64::MAX)).max(0)
+            last.saturating_sub(i64::try_from(tail).unwrap_or(i64::MAX))
+                .max(0)
         }
         (after, None) => after.unwrap_or(0),
     };

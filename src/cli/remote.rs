@@ -132,32 +132,35 @@ fn follow(client: &Client, format: OutputFormat, id: i64) -> Result<RunRow> {
 fn follow_from(client: &Client, format: OutputFormat, id: i64, start: &str) -> Result<RunRow> {
     let mut ended: Option<RunRow> = None;
     let mut failure: Option<anyhow::Error> = None;
-    client.events(&format!("/v1/runs/{id}/logs?follow=true&{start}"), |kind, data| {
-        match kind {
-            "line" => match serde_json::from_str::<OutputLine>(data) {
-                Ok(line) => {
-                    if let Err(e) = runs::print_line(format, &line) {
-                        failure = Some(e);
+    client.events(
+        &format!("/v1/runs/{id}/logs?follow=true&{start}"),
+        |kind, data| {
+            match kind {
+                "line" => match serde_json::from_str::<OutputLine>(data) {
+                    Ok(line) => {
+                        if let Err(e) = runs::print_line(format, &line) {
+                            failure = Some(e);
+                            return false;
+                        }
+                    }
+                    Err(e) => {
+                        failure = Some(anyhow::anyhow!("a log line from the server: {e}"));
                         return false;
                     }
-                }
-                Err(e) => {
-                    failure = Some(anyhow::anyhow!("a log line from the server: {e}"));
+                },
+                "end" => {
+                    ended = serde_json::from_str(data).ok();
                     return false;
                 }
-            },
-            "end" => {
-                ended = serde_json::from_str(data).ok();
-                return false;
+                "error" => {
+                    failure = Some(anyhow::anyhow!("the server: {data}"));
+                    return false;
+                }
+                _ => {}
             }
-            "error" => {
-                failure = Some(anyhow::anyhow!("the server: {data}"));
-                return false;
-            }
-            _ => {}
-        }
-        true
-    })?;
+            true
+        },
+    )?;
     if let Some(e) = failure {
         return Err(e);
     }

@@ -761,7 +761,8 @@ pub fn logs(
     let mut after = match tail {
         Some(n) => {
             let last = ledger.output_lines(id)?;
-            last.saturating_sub(i64::try_from(n).unwrap_or(i64::MAX)).max(0)
+            last.saturating_sub(i64::try_from(n).unwrap_or(i64::MAX))
+                .max(0)
         }
         None => 0,
     };

@@ -73,7 +73,10 @@ pub fn encode(base_ms: i64, lines: &[ChunkLine]) -> Vec<u8> {
     for line in lines {
         put_varint(&mut out, zigzag(line.at_ms.wrapping_sub(previous)));
         previous = line.at_ms;
-        put_varint(&mut out, line.text.len() as u64 * 2 + u64::from(line.stderr));
+        put_varint(
+            &mut out,
+            line.text.len() as u64 * 2 + u64::from(line.stderr),
+        );
         out.extend_from_slice(line.text.as_bytes());
     }
     out
@@ -215,7 +218,10 @@ mod tests {
     fn check(lines: &[ChunkLine]) {
         for codec in [Codec::Plain, Codec::Zstd] {
             let raw = encode(BASE, lines);
-            assert_eq!(raw.len(), lines.iter().map(|l| l.raw_len()).sum::<usize>() + extra(lines));
+            assert_eq!(
+                raw.len(),
+                lines.iter().map(|l| l.raw_len()).sum::<usize>() + extra(lines)
+            );
             let back = decode(BASE, &unpack(codec, pack(codec, raw)).unwrap()).unwrap();
             assert_eq!(back, lines, "{codec:?}");
         }
@@ -242,10 +248,16 @@ mod tests {
         let cases: Vec<(&str, Vec<ChunkLine>)> = vec![
             ("no lines", vec![]),
             ("one empty line", vec![line(0, false, "")]),
-            ("empty lines", vec![line(0, false, ""), line(0, true, ""), line(1, false, "")]),
+            (
+                "empty lines",
+                vec![line(0, false, ""), line(0, true, ""), line(1, false, "")],
+            ),
             ("a long line", vec![line(0, false, &long)]),
             ("multi-byte text", vec![line(3, true, utf8)]),
-            ("text the runner made valid", vec![line(0, false, &replaced)]),
+            (
+                "text the runner made valid",
+                vec![line(0, false, &replaced)],
+            ),
             (
                 "streams mixed, times out of order",
                 vec![
@@ -291,16 +303,26 @@ mod tests {
 
     #[test]
     fn splitting_respects_both_limits_and_keeps_order() {
-        let many: Vec<ChunkLine> = (0..CHUNK_LINES + 10).map(|i| line(0, false, &i.to_string())).collect();
+        let many: Vec<ChunkLine> = (0..CHUNK_LINES + 10)
+            .map(|i| line(0, false, &i.to_string()))
+            .collect();
         let chunks = split(many.clone());
-        assert_eq!(chunks.iter().map(Vec::len).collect::<Vec<_>>(), [CHUNK_LINES, 10]);
+        assert_eq!(
+            chunks.iter().map(Vec::len).collect::<Vec<_>>(),
+            [CHUNK_LINES, 10]
+        );
         assert_eq!(chunks.concat(), many);
 
-        let wide: Vec<ChunkLine> = (0..5).map(|_| line(0, false, &"y".repeat(30_000))).collect();
+        let wide: Vec<ChunkLine> = (0..5)
+            .map(|_| line(0, false, &"y".repeat(30_000)))
+            .collect();
         let chunks = split(wide);
         assert_eq!(chunks.iter().map(Vec::len).collect::<Vec<_>>(), [2, 2, 1]);
 
-        let huge = vec![line(0, false, &"z".repeat(CHUNK_BYTES * 2)), line(0, false, "after")];
+        let huge = vec![
+            line(0, false, &"z".repeat(CHUNK_BYTES * 2)),
+            line(0, false, "after"),
+        ];
         assert_eq!(split(huge).iter().map(Vec::len).collect::<Vec<_>>(), [1, 1]);
         assert!(split(Vec::new()).is_empty());
     }
@@ -308,11 +330,25 @@ mod tests {
     #[test]
     fn log_text_compresses_and_random_text_does_not_grow_much() {
         let text: Vec<ChunkLine> = (0..1000)
-            .map(|i| line(i / 10, i % 7 == 0, &format!("2026-01-01T00:00:{:02}Z INFO request id={i} path=/api/v1/items status=200", i % 60)))
+            .map(|i| {
+                line(
+                    i / 10,
+                    i % 7 == 0,
+                    &format!(
+                        "2026-01-01T00:00:{:02}Z INFO request id={i} path=/api/v1/items status=200",
+                        i % 60
+                    ),
+                )
+            })
             .collect();
         let raw = encode(BASE, &text);
         let packed = pack(Codec::Zstd, raw.clone());
-        assert!(packed.len() * 4 < raw.len(), "{} of {}", packed.len(), raw.len());
+        assert!(
+            packed.len() * 4 < raw.len(),
+            "{} of {}",
+            packed.len(),
+            raw.len()
+        );
 
         let mut state = 0x2545_f491_4f6c_dd1du64;
         let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -332,6 +368,10 @@ mod tests {
         let raw = encode(BASE, &random);
         let text_bytes: usize = random.iter().map(|l| l.text.len() + 1).sum();
         let packed = pack(Codec::Zstd, raw);
-        assert!(packed.len() < text_bytes, "{} of {text_bytes}", packed.len());
+        assert!(
+            packed.len() < text_bytes,
+            "{} of {text_bytes}",
+            packed.len()
+        );
     }
 }

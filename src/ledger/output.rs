@@ -270,7 +270,8 @@ impl Ledger {
                 let tail = if chunk::is_full(n_open, bytes) {
                     compact(&tx, &path, run_id, first, new, false)?
                 } else {
-                    let raw_bytes = insert_chunk(&tx, run_id, next, &new, Codec::Plain).map_err(e)?;
+                    let raw_bytes =
+                        insert_chunk(&tx, run_id, next, &new, Codec::Plain).map_err(e)?;
                     (Some(first), open_bytes + raw_bytes as i64)
                 };
                 set_open_tail(&tx, run_id, tail).map_err(e)?;
@@ -426,11 +427,16 @@ mod tests {
         let (_dir, ledger) = ledger_with_run();
         // 100 batches of 50 lines: 5,000 lines, more than a chunk's 4,096.
         for b in 0..100 {
-            ledger.append_output(1, &batch(b * 50 + 1, 50, 4), 0, false).unwrap();
+            ledger
+                .append_output(1, &batch(b * 50 + 1, 50, 4), 0, false)
+                .unwrap();
         }
         let before = rows(&ledger);
         assert_eq!(before[0], (1, 4096, Codec::Zstd as i64));
-        assert!(before[1..].iter().all(|r| r.2 == Codec::Plain as i64), "{before:?}");
+        assert!(
+            before[1..].iter().all(|r| r.2 == Codec::Plain as i64),
+            "{before:?}"
+        );
         assert_eq!(ledger.output_lines(1).unwrap(), 5000);
         // Readable as they are, open rows included, by number.
         let lines = ledger.run_output(1, 0).unwrap();
@@ -438,15 +444,25 @@ mod tests {
         for (i, line) in lines.iter().enumerate() {
             assert_eq!(line.id, i as i64 + 1);
             assert_eq!(line.line, format!("{:04}", i + 1));
-            assert_eq!(line.stream, if (i + 1) % 3 == 0 { "stderr" } else { "stdout" });
+            assert_eq!(
+                line.stream,
+                if (i + 1) % 3 == 0 { "stderr" } else { "stdout" }
+            );
             assert_eq!(line.at, "2026-10-31T12:00:00.000Z");
         }
         ledger.seal_output(1).unwrap();
         assert_eq!(
             rows(&ledger),
-            [(1, 4096, Codec::Zstd as i64), (4097, 904, Codec::Zstd as i64)]
+            [
+                (1, 4096, Codec::Zstd as i64),
+                (4097, 904, Codec::Zstd as i64)
+            ]
         );
-        assert_eq!(ledger.run_output(1, 0).unwrap(), lines, "sealing changes nothing read");
+        assert_eq!(
+            ledger.run_output(1, 0).unwrap(),
+            lines,
+            "sealing changes nothing read"
+        );
         // Sealing twice, or a run without output, is nothing.
         ledger.seal_output(1).unwrap();
         ledger.seal_output(2).unwrap();
@@ -456,7 +472,9 @@ mod tests {
     #[test]
     fn pages_and_tails_start_in_the_middle_of_a_chunk() {
         let (_dir, ledger) = ledger_with_run();
-        ledger.append_output(1, &batch(1, 5000, 1), 0, false).unwrap();
+        ledger
+            .append_output(1, &batch(1, 5000, 1), 0, false)
+            .unwrap();
         ledger.seal_output(1).unwrap();
         let ids = |lines: &[OutputLine]| lines.iter().map(|l| l.id).collect::<Vec<_>>();
         for (after, max_lines, expected, more) in [
@@ -468,11 +486,19 @@ mod tests {
             (9999, 5, vec![], false),
             (-3, 1, vec![1], true),
         ] {
-            let (lines, cut) = ledger.run_output_page(1, after, max_lines, usize::MAX).unwrap();
+            let (lines, cut) = ledger
+                .run_output_page(1, after, max_lines, usize::MAX)
+                .unwrap();
             assert_eq!((ids(&lines), cut), (expected, more), "after {after}");
         }
-        assert_eq!(ids(&ledger.run_output_tail(1, 3).unwrap()), [4998, 4999, 5000]);
-        assert_eq!(ids(&ledger.run_output_tail(1, 0).unwrap()), Vec::<i64>::new());
+        assert_eq!(
+            ids(&ledger.run_output_tail(1, 3).unwrap()),
+            [4998, 4999, 5000]
+        );
+        assert_eq!(
+            ids(&ledger.run_output_tail(1, 0).unwrap()),
+            Vec::<i64>::new()
+        );
         assert_eq!(ledger.run_output_tail(1, 10_000).unwrap().len(), 5000);
         assert_eq!(ledger.run_output_tail(2, 3).unwrap(), []);
         // The text budget ends a page after the line that reaches it.
