@@ -6,12 +6,13 @@
 //! JOBS_BENCH_BIN=/path/to/old/jobctl cargo bench --bench output  # another build, for a before/after
 //! ```
 //!
-//! Three kinds of output, each printed by `cat` from a file the bench writes: 1 MiB of base64
+//! Four kinds of output, each printed by `cat` from a file the bench writes: 1 MiB of base64
 //! of random bytes (the least compressible text a job prints), 1 MiB of log lines as services
-//! write them, and both together (2 MiB). Growth is the ledger file's size after a WAL
-//! checkpoint, after the run minus before it (free pages included), over the run's captured
-//! `output_bytes`. `logs` is the wall time of `jobctl logs RUN > /dev/null`; `tail` of
-//! `jobctl logs RUN --tail 10` (a binary without `--tail` shows `-`). Medians of the runs.
+//! write them, both together (2 MiB), and 1 MiB of `seq`'s short lines. Growth is the ledger
+//! file's size after a WAL checkpoint, after the run minus before it (free pages included),
+//! over the run's captured `output_bytes`. `logs` is the wall time of `jobctl logs RUN >
+//! /dev/null`; `tail` of `jobctl logs RUN --tail 10` (a binary without `--tail` shows `-`).
+//! Medians of the runs.
 //!
 //! Without `--bench` (as `cargo test --all-targets` runs it) it is a smoke test on 64 KiB.
 
@@ -64,6 +65,17 @@ fn log_text(bytes: usize, rng: &mut fastrand::Rng) -> String {
     out
 }
 
+/// Short lines, as counters and progress reports print them: `seq`'s output.
+fn short_lines(bytes: usize) -> String {
+    let mut out = String::with_capacity(bytes + 16);
+    let mut i = 1u64;
+    while out.len() < bytes {
+        out.push_str(&format!("{i}\n"));
+        i += 1;
+    }
+    out
+}
+
 fn jobctl(bin: &Path, dir: &Path, args: &[&str]) -> (bool, f64) {
     let mut cmd = Command::new(bin);
     cmd.current_dir(dir)
@@ -108,7 +120,11 @@ fn measure(bin: &Path, data: &str) -> Figures {
     let dir = tempfile::tempdir().expect("a temp dir");
     std::fs::create_dir_all(dir.path().join("jobs.d")).unwrap();
     std::fs::write(dir.path().join("data.txt"), data).unwrap();
-    std::fs::write(dir.path().join("jobs.d/talk.yaml"), "run: cat data.txt\n").unwrap();
+    std::fs::write(
+        dir.path().join("jobs.d/talk.yaml"),
+        "run: cat data.txt\noutput_limit: 16MiB\n",
+    )
+    .unwrap();
     assert!(jobctl(bin, dir.path(), &["apply"]).0, "apply failed");
     let ledger = dir.path().join(".jobs/ledger.db");
     let before = ledger_bytes(&ledger);
@@ -162,10 +178,12 @@ fn main() {
     let random = base64_text(size, &mut rng);
     let text = log_text(size, &mut rng);
     let mix = format!("{random}{text}");
+    let short = short_lines(size);
     for (name, data) in [
         ("base64 of random bytes", &random),
         ("log lines", &text),
         ("both", &mix),
+        ("short lines (`seq`)", &short),
     ] {
         let runs: Vec<Figures> = (0..reps).map(|_| measure(&bin, data)).collect();
         let captured = runs[0].captured;
