@@ -137,6 +137,22 @@ fn logs_tail_shows_the_last_lines_locally_and_remotely() {
         let message = body["error"]["message"].as_str().unwrap_or_default();
         assert!(message.contains(says), "{query}: {body}");
     }
+    let doc: Value = agent
+        .get(format!("{url}/v1/openapi.json"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_json()
+        .unwrap();
+    let params = &doc["paths"]["/v1/runs/{id}/logs"]["get"]["parameters"];
+    assert!(
+        params
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "tail" && p["schema"]["minimum"] == 0),
+        "tail is documented: {params}"
+    );
     assert_eq!(daemon.stop(), Some(0));
 }
 
