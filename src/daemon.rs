@@ -459,6 +459,8 @@ impl Daemon {
                 .shared
                 .ledger()
                 .add_event(run.id, self.now(), "interrupted", &note);
+            // Its supervisor is gone and will write no more lines: compress the open tail.
+            let _ = self.shared.ledger().seal_output(run.id);
             let spec = run.revision_id.and_then(|id| self.shared.spec(id).ok());
             // Written once: if the ledger cannot take it now, the next check tries again.
             executor::record_end(

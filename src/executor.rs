@@ -628,6 +628,8 @@ pub async fn run_and_record(
         bytes,
         truncated || finished.truncated,
     );
+    // The run's last lines, still plain, become a compressed chunk.
+    log_ledger_error(shared.ledger().seal_output(run.id));
     // The end is a synchronous commit (a disk sync): off the runtime's worker threads.
     let ending = finished.ending;
     let usage = finished.usage;
@@ -730,36 +732,19 @@ fn notify(shared: &Arc<Shared>, spec: Arc<JobSpec>, run: &RunRow, conclusion: &C
     });
 }
 
-/// The last lines of a run's output for its notifications, read a page at a time (the
-/// ledger is locked for one page, never for the whole output).
+/// The last lines of a run's output for its notifications: only the chunks that hold them
+/// are read.
 fn output_tail(shared: &Shared, run_id: i64) -> String {
-    const PAGE_LINES: usize = 1000;
-    const PAGE_BYTES: usize = 256 * 1024;
-    let mut last: std::collections::VecDeque<String> = std::collections::VecDeque::new();
-    let mut after = 0;
-    loop {
-        let page = shared
-            .ledger()
-            .run_output_page(run_id, after, PAGE_LINES, PAGE_BYTES);
-        let (lines, more) = match page {
-            Ok(page) => page,
-            Err(e) => {
-                tracing::warn!(run = run_id, "reading the output for notifications: {e}");
-                break;
-            }
-        };
-        for line in lines {
-            after = line.id;
-            if last.len() == crate::notify::TAIL_LINES {
-                last.pop_front();
-            }
-            last.push_back(line.line);
-        }
-        if !more {
-            break;
+    match shared
+        .ledger()
+        .run_output_tail(run_id, crate::notify::TAIL_LINES)
+    {
+        Ok(lines) => crate::notify::tail(lines.iter().map(|l| l.line.as_str())),
+        Err(e) => {
+            tracing::warn!(run = run_id, "reading the output for notifications: {e}");
+            String::new()
         }
     }
-    crate::notify::tail(last.iter().map(String::as_str))
 }
 
 /// Whether [`record_end`] writes an end again until the ledger takes it.

@@ -147,8 +147,12 @@ const LOG_PAGE_BYTES: usize = 512 * 1024;
 pub struct LogsQuery {
     /// Stream the output as server-sent events until the run ends.
     pub follow: Option<bool>,
-    /// Only lines after this line id: the previous page's `next_after`.
+    /// Only lines after this line id (a line's id is its number in the run: 1, 2, 3…): the
+    /// previous page's `next_after`.
     pub after: Option<i64>,
+    /// Only the last N lines written so far (then, with `follow=true`, every line after them):
+    /// `tail -n N`. A non-negative integer; not with `after`, which later pages use.
+    pub tail: Option<u64>,
     /// At most this many lines (default 1000, at most 10000); a page also ends after 512 KiB
     /// of text. Not used with `follow=true`.
     pub limit: Option<usize>,
@@ -173,7 +177,8 @@ pub struct LogEvent {
 }
 
 /// A run's output lines, a page at a time: read pages while `next_after` is set, passing it as
-/// `after`. With `follow=true`, a `text/event-stream`: a `line` event per line (data: the line
+/// `after`. A line's `id` is its number in the run (1, 2, 3…). `tail=N` starts at the last N
+/// lines. With `follow=true`, a `text/event-stream`: a `line` event per line (data: the line
 /// as JSON), then one `end` event (data: the run) when the run has ended.
 #[utoipa::path(get, path = "/v1/runs/{id}/logs", tag = "runs",
     params(("id" = i64, Path, description = "The run's id"), LogsQuery),
@@ -188,7 +193,19 @@ pub async fn logs(
     Query(q): Query<LogsQuery>,
 ) -> ApiResult<Response> {
     find(&api, id).await?;
-    let after = q.after.unwrap_or(0);
+    let after = match (q.after, q.tail) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "tail and after cannot be combined: tail starts the log, after continues it",
+            ));
+        }
+        (_, Some(tail)) => {
+            let last = api.read(move |l| l.output_lines(id)).await?;
+            last.saturating_sub(i64::try_from(tail).unwrap_or(i64::MAX))
+                .max(0)
+        }
+        (after, None) => after.unwrap_or(0),
+    };
     if q.follow.unwrap_or(false) {
         return Ok(follow(api, id, after).into_response());
     }

@@ -203,6 +203,9 @@ enum Command {
         /// Keep printing while the run goes on, until it ends
         #[arg(short, long)]
         follow: bool,
+        /// Only the last N lines (with -f: the last N, then every new line)
+        #[arg(short = 'n', long, value_name = "N")]
+        tail: Option<u64>,
     },
     /// The daemon, errors in the files, active runs and next fires
     Status,
@@ -430,7 +433,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             since,
             watch,
         } => runs::runs(&settings, &runs_query(name, state, limit, since, watch)?),
-        Command::Logs { target, follow } => runs::logs(&settings, &target, follow),
+        Command::Logs {
+            target,
+            follow,
+            tail,
+        } => runs::logs(&settings, &target, follow, tail),
         Command::Status => runs::status(&settings),
         Command::Graph => graph(&settings),
         Command::Ledger { action } => ledger_command(&settings, action),
@@ -512,7 +519,11 @@ fn remote_command(
             RunAction::Events { id } => remote::run_events(client, f, id),
             RunAction::Cancel { id } => remote::cancel(client, f, id),
         },
-        Command::Logs { target, follow } => remote::logs(client, f, &target, follow),
+        Command::Logs {
+            target,
+            follow,
+            tail,
+        } => remote::logs(client, f, &target, follow, tail),
         Command::Create { file } => remote::create(client, f, &file),
         Command::Update { name, file } => remote::update(client, f, &name, &file),
         Command::Delete {

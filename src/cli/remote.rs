@@ -125,34 +125,42 @@ pub fn trigger(
 
 /// Prints a run's output as it comes, until it ends; returns the ended run.
 fn follow(client: &Client, format: OutputFormat, id: i64) -> Result<RunRow> {
+    follow_from(client, format, id, "after=0")
+}
+
+/// As [`follow`], from where `start` (`after=N` or `tail=N`) says.
+fn follow_from(client: &Client, format: OutputFormat, id: i64, start: &str) -> Result<RunRow> {
     let mut ended: Option<RunRow> = None;
     let mut failure: Option<anyhow::Error> = None;
-    client.events(&format!("/v1/runs/{id}/logs?follow=true"), |kind, data| {
-        match kind {
-            "line" => match serde_json::from_str::<OutputLine>(data) {
-                Ok(line) => {
-                    if let Err(e) = runs::print_line(format, &line) {
-                        failure = Some(e);
+    client.events(
+        &format!("/v1/runs/{id}/logs?follow=true&{start}"),
+        |kind, data| {
+            match kind {
+                "line" => match serde_json::from_str::<OutputLine>(data) {
+                    Ok(line) => {
+                        if let Err(e) = runs::print_line(format, &line) {
+                            failure = Some(e);
+                            return false;
+                        }
+                    }
+                    Err(e) => {
+                        failure = Some(anyhow::anyhow!("a log line from the server: {e}"));
                         return false;
                     }
-                }
-                Err(e) => {
-                    failure = Some(anyhow::anyhow!("a log line from the server: {e}"));
+                },
+                "end" => {
+                    ended = serde_json::from_str(data).ok();
                     return false;
                 }
-            },
-            "end" => {
-                ended = serde_json::from_str(data).ok();
-                return false;
+                "error" => {
+                    failure = Some(anyhow::anyhow!("the server: {data}"));
+                    return false;
+                }
+                _ => {}
             }
-            "error" => {
-                failure = Some(anyhow::anyhow!("the server: {data}"));
-                return false;
-            }
-            _ => {}
-        }
-        true
-    })?;
+            true
+        },
+    )?;
     if let Some(e) = failure {
         return Err(e);
     }
@@ -359,6 +367,7 @@ pub fn logs(
     format: OutputFormat,
     target: &str,
     follow_it: bool,
+    tail: Option<u64>,
 ) -> Result<ExitCode> {
     let id = match runs::LogTarget::parse(target) {
         runs::LogTarget::Run(id) => id,
@@ -367,19 +376,27 @@ pub fn logs(
             runs::latest_started(job, &page.runs)?
         }
     };
+    let start = match tail {
+        Some(n) => format!("tail={n}"),
+        None => "after=0".to_string(),
+    };
     if follow_it {
-        follow(client, format, id)?;
+        follow_from(client, format, id, &start)?;
         return Ok(ExitCode::SUCCESS);
     }
     // Page after page, each printed as it comes: the whole log is never held at once.
+    let mut query = start;
     let mut after = 0;
     loop {
-        let page: LogPage = client.get(&format!("/v1/runs/{id}/logs?after={after}"))?;
+        let page: LogPage = client.get(&format!("/v1/runs/{id}/logs?{query}"))?;
         for line in &page.lines {
             runs::print_line(format, line)?;
         }
         match page.next_after {
-            Some(next) if next > after => after = next,
+            Some(next) if next > after => {
+                after = next;
+                query = format!("after={after}");
+            }
             _ => return Ok(ExitCode::SUCCESS),
         }
     }

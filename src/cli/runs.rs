@@ -349,7 +349,7 @@ fn wait_for_run(settings: &Settings, ledger: &Ledger, id: i64) -> Result<ExitCod
             std::thread::sleep(StdDuration::from_millis(200));
         }
         spinner.clear();
-        logs(settings, &id.to_string(), true)?;
+        logs(settings, &id.to_string(), true, None)?;
         let run = ledger
             .run(id)?
             .with_context(|| format!("run {id} disappeared from the ledger"))?;
@@ -837,7 +837,12 @@ pub(super) fn latest_started(job: &str, runs: &[RunRow]) -> Result<i64> {
         })
 }
 
-pub fn logs(settings: &Settings, target: &str, follow: bool) -> Result<ExitCode> {
+pub fn logs(
+    settings: &Settings,
+    target: &str,
+    follow: bool,
+    tail: Option<u64>,
+) -> Result<ExitCode> {
     let id = match LogTarget::parse(target) {
         LogTarget::Run(id) => id,
         LogTarget::Job(job) => {
@@ -858,7 +863,14 @@ pub fn logs(settings: &Settings, target: &str, follow: bool) -> Result<ExitCode>
         }
     };
     let (ledger, mut run) = find_run(settings, id)?;
-    let mut after = 0;
+    let mut after = match tail {
+        Some(n) => {
+            let last = ledger.output_lines(id)?;
+            last.saturating_sub(i64::try_from(n).unwrap_or(i64::MAX))
+                .max(0)
+        }
+        None => 0,
+    };
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     // Follow by watching the ledger's files: each commit wakes us; the timeout is a backstop.
     let _watch = if follow {
@@ -892,7 +904,8 @@ pub fn logs(settings: &Settings, target: &str, follow: bool) -> Result<ExitCode>
 /// memory should hold); returns the last line's id.
 fn print_output(format: OutputFormat, ledger: &Ledger, id: i64, mut after: i64) -> Result<i64> {
     loop {
-        let (lines, more) = ledger.run_output_page(id, after, 1000, 512 * 1024)?;
+        // A chunk holds up to 4096 lines: a page of as many decompresses each chunk once.
+        let (lines, more) = ledger.run_output_page(id, after, 4096, 512 * 1024)?;
         for line in &lines {
             after = line.id;
             print_line(format, line)?;

@@ -14,7 +14,9 @@ use std::time::Duration as StdDuration;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 mod backup;
+mod chunk;
 mod deps;
+mod output;
 mod rewind;
 mod runs;
 pub use rewind::Rewound;
@@ -241,7 +243,32 @@ pub const MIGRATIONS: &[&str] = &[
         UNION ALL SELECT max(run_id) FROM run_output
     );
     "#,
+    // 6: output in chunks (see `ledger::chunk` and `ledger::output`): consecutive lines of a run
+    // in one row, zstd-compressed once sealed; a line's id is its number in the run (1, 2, …).
+    // A live run's newest lines wait in small plain rows (its *open* rows, from
+    // `output_open_first`, holding `output_open_bytes` raw bytes) until they fill a chunk or
+    // the run ends. The old one-row-per-line table is moved into chunks by
+    // `output::move_legacy_rows` after this SQL, in the same transaction, and dropped.
+    r#"
+    CREATE TABLE run_output_chunks (
+        id          INTEGER PRIMARY KEY,
+        run_id      INTEGER NOT NULL,
+        first_line  INTEGER NOT NULL,
+        n_lines     INTEGER NOT NULL,
+        at_ms       INTEGER NOT NULL,
+        raw_bytes   INTEGER NOT NULL,
+        codec       INTEGER NOT NULL,
+        payload     BLOB NOT NULL
+    );
+    CREATE UNIQUE INDEX run_output_chunks_by_run ON run_output_chunks(run_id, first_line);
+    ALTER TABLE runs ADD COLUMN output_open_first INTEGER;
+    ALTER TABLE runs ADD COLUMN output_open_bytes INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
+
+/// The migration (its `user_version`) after whose SQL the old `run_output` rows are moved into
+/// chunks: compression needs Rust, not SQL.
+const OUTPUT_CHUNKS_VERSION: usize = 6;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
@@ -653,6 +680,9 @@ impl Ledger {
         for (index, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
             tx.execute_batch(sql)
                 .map_err(|e| LedgerError::from_sqlite(&self.path, e))?;
+            if index + 1 == OUTPUT_CHUNKS_VERSION {
+                output::move_legacy_rows(&tx, &self.path)?;
+            }
             tx.pragma_update(None, "user_version", index as i64 + 1)
                 .map_err(|e| LedgerError::from_sqlite(&self.path, e))?;
         }

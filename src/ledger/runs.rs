@@ -350,13 +350,21 @@ impl Ledger {
         &self,
         f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>,
     ) -> Result<T> {
+        self.relaxed_result(|conn| f(conn).map_err(|e| self.err(e)))
+    }
+
+    /// As [`Ledger::relaxed`], for writes that fail with a [`LedgerError`] of their own.
+    pub(super) fn relaxed_result<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Connection) -> Result<T>,
+    ) -> Result<T> {
         let durable = self.durable.get();
         if durable {
             self.conn
                 .pragma_update(None, "synchronous", "NORMAL")
                 .map_err(|e| self.err(e))?;
         }
-        let result = f(&self.conn).map_err(|e| self.err(e));
+        let result = f(&self.conn);
         if durable {
             self.conn
                 .pragma_update(None, "synchronous", "FULL")
@@ -707,36 +715,6 @@ impl Ledger {
                 params![run_id, pid, pid_start],
             )?;
             add_event(&tx, run_id, &at, "started", message)?;
-            tx.commit()
-        })
-    }
-
-    /// Appends output lines and the run's running byte count, in one transaction.
-    ///
-    /// # Errors
-    ///
-    /// On a SQLite failure.
-    pub fn append_output(
-        &self,
-        run_id: i64,
-        lines: &[(Timestamp, &'static str, String)],
-        total_bytes: i64,
-        truncated: bool,
-    ) -> Result<()> {
-        self.relaxed(|conn| {
-            let tx = conn.unchecked_transaction()?;
-            {
-                let mut insert = tx.prepare_cached(
-                    "INSERT INTO run_output (run_id, at, stream, line) VALUES (?1, ?2, ?3, ?4)",
-                )?;
-                for (at, stream, line) in lines {
-                    insert.execute(params![run_id, stamp(*at), stream, line])?;
-                }
-            }
-            tx.execute(
-                "UPDATE runs SET output_bytes = ?2, output_truncated = ?3 WHERE id = ?1",
-                params![run_id, total_bytes, truncated],
-            )?;
             tx.commit()
         })
     }
@@ -1097,72 +1075,6 @@ impl Ledger {
         .map_err(|e| self.err(e))
     }
 
-    /// A run's output lines after line id `after`, oldest first.
-    ///
-    /// # Errors
-    ///
-    /// On a SQLite failure.
-    pub fn run_output(&self, run_id: i64, after: i64) -> Result<Vec<OutputLine>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT id, at, stream, line FROM run_output WHERE run_id = ?1 AND id > ?2 ORDER BY id",
-            )
-            .map_err(|e| self.err(e))?;
-        stmt.query_map([run_id, after], |r| {
-            Ok(OutputLine {
-                id: r.get(0)?,
-                at: r.get(1)?,
-                stream: r.get(2)?,
-                line: r.get(3)?,
-            })
-        })
-        .and_then(Iterator::collect)
-        .map_err(|e| self.err(e))
-    }
-
-    /// A page of a run's output: the lines after line id `after`, oldest first, at most
-    /// `max_lines` of them, ending with the line that brings its text to `max_bytes` (a line
-    /// is at most 64 KiB). The second value is whether the page was cut short: more follow.
-    ///
-    /// # Errors
-    ///
-    /// On a SQLite failure.
-    pub fn run_output_page(
-        &self,
-        run_id: i64,
-        after: i64,
-        max_lines: usize,
-        max_bytes: usize,
-    ) -> Result<(Vec<OutputLine>, bool)> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT id, at, stream, line FROM run_output WHERE run_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
-            )
-            .map_err(|e| self.err(e))?;
-        // One more than asked, to know whether more follow.
-        let limit = i64::try_from(max_lines.saturating_add(1)).unwrap_or(i64::MAX);
-        let mut rows = stmt
-            .query(rusqlite::params![run_id, after, limit])
-            .map_err(|e| self.err(e))?;
-        let (mut lines, mut bytes) = (Vec::new(), 0usize);
-        while let Some(r) = rows.next().map_err(|e| self.err(e))? {
-            if lines.len() == max_lines || (!lines.is_empty() && bytes >= max_bytes) {
-                return Ok((lines, true));
-            }
-            let line = OutputLine {
-                id: r.get(0).map_err(|e| self.err(e))?,
-                at: r.get(1).map_err(|e| self.err(e))?,
-                stream: r.get(2).map_err(|e| self.err(e))?,
-                line: r.get(3).map_err(|e| self.err(e))?,
-            };
-            bytes += line.line.len();
-            lines.push(line);
-        }
-        Ok((lines, false))
-    }
-
     /// The jobs that have a pending or running run.
     ///
     /// # Errors
@@ -1349,7 +1261,7 @@ impl Ledger {
         }
         for id in &doomed {
             for sql in [
-                "DELETE FROM run_output WHERE run_id = ?1",
+                "DELETE FROM run_output_chunks WHERE run_id = ?1",
                 "DELETE FROM run_events WHERE run_id = ?1",
                 "DELETE FROM runs WHERE id = ?1",
             ] {
