@@ -12,6 +12,9 @@ use common::{Daemon, Project, Run};
 
 const TOKEN: &str = "admin-token-0123456789abcdef";
 
+/// A command's extra flags and environment variables.
+type Extra<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)]);
+
 /// A certificate authority that exists for one test.
 struct Ca(rcgen::CertifiedIssuer<'static, rcgen::KeyPair>);
 
@@ -116,13 +119,13 @@ fn the_cli_trusts_a_private_ca_given_by_flag_variable_or_ssl_cert_file() {
     install(&p, &ca.leaf());
     let (_daemon, url) = serve_https(&p, &[]);
     let by_name = url.replace("127.0.0.1", "localhost");
-    let ok: [(&str, &[&str], &[(&str, &str)]); 4] = [
-        (&url, &["--ca-cert", "ca.pem"], &[]),
-        (&url, &[], &[("JOBS_CA_CERT", "ca.pem")]),
-        (&url, &[], &[("SSL_CERT_FILE", "ca.pem")]),
-        (&by_name, &["--ca-cert", "ca.pem"], &[]),
+    let ok: [(&str, Extra); 4] = [
+        (&url, (&["--ca-cert", "ca.pem"], &[])),
+        (&url, (&[], &[("JOBS_CA_CERT", "ca.pem")])),
+        (&url, (&[], &[("SSL_CERT_FILE", "ca.pem")])),
+        (&by_name, (&["--ca-cert", "ca.pem"], &[])),
     ];
-    for (url, args, env) in ok {
+    for (url, (args, env)) in ok {
         list(&p, url, args, env)
             .code(0)
             .stdout_has("nightly")
