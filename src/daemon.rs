@@ -8,6 +8,10 @@
 //! - the *executor* claims pending runs (up to `max_concurrent_runs`) and runs each with
 //!   [`executor::run_and_record`].
 //!
+//! SIGHUP also re-reads the API's TLS certificate and key when it serves HTTPS
+//! ([`crate::tls::ServerCert::reload`]): a pair that cannot be used is logged and the current
+//! one kept.
+//!
 //! The scheduler never starts a process and the executor never decides a slot: the ledger is
 //! the hand-off, so a crash between the two loses nothing. Other processes (`jobctl trigger`,
 //! `pause`, `run cancel`, `apply`) commit to the ledger and then write `<ledger>.wake`; the
