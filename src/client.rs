@@ -1,8 +1,10 @@
-//! The CLI's HTTP client for `--server URL`: ureq (blocking, no TLS; put a TLS proxy in front
-//! of a server reached over an untrusted network). API errors come back as the server's own
-//! message with the status.
+//! The CLI's HTTP client for `--server URL`: ureq (blocking). An `https://` server is checked
+//! against [`crate::tls::root_certs`]: the system's roots, `SSL_CERT_FILE`, and `--ca-cert`.
+//! API errors come back as the server's own message with the status; a TLS failure as one line
+//! saying what failed and where a private CA is given.
 
 use std::io::BufRead;
+use std::path::Path;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -19,6 +21,8 @@ pub struct Client {
 pub enum ClientError {
     #[error("cannot reach the server at {url}: {detail}")]
     Unreachable { url: String, detail: String },
+    #[error("TLS with the server at {url} failed: {detail}")]
+    Tls { url: String, detail: String },
     #[error("the server answered {status}: {message}")]
     Api {
         status: u16,
@@ -34,16 +38,61 @@ pub enum ClientError {
 pub type Result<T> = std::result::Result<T, ClientError>;
 
 impl Client {
-    pub fn new(base: &str, token: Option<String>) -> Client {
-        let agent = ureq::Agent::config_builder()
+    /// A client of the server at `base`; an `https://` one is trusted if its certificate
+    /// chains to the system's roots, `SSL_CERT_FILE`'s, or `ca_cert`'s.
+    ///
+    /// # Errors
+    ///
+    /// `ca_cert` cannot be read or holds no certificate.
+    pub fn new(base: &str, token: Option<String>, ca_cert: Option<&Path>) -> Result<Client> {
+        let base = base.trim_end_matches('/').to_string();
+        let mut config = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_connect(Some(std::time::Duration::from_secs(10)))
-            .build()
-            .new_agent();
-        Client {
-            base: base.trim_end_matches('/').to_string(),
+            .timeout_connect(Some(std::time::Duration::from_secs(10)));
+        // Only an https server needs the trust set (reading the system's roots takes
+        // milliseconds); a CA file given anyway is still checked, so a typo is not silent.
+        let https = base
+            .get(..8)
+            .is_some_and(|s| s.eq_ignore_ascii_case("https://"));
+        if https || ca_cert.is_some() {
+            let roots = crate::tls::root_certs(ca_cert).map_err(|e| ClientError::Tls {
+                url: base.clone(),
+                detail: e.to_string(),
+            })?;
+            let roots: Vec<_> = roots
+                .iter()
+                .map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned())
+                .collect();
+            config = config.tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .provider(ureq::tls::TlsProvider::Rustls)
+                    .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(roots)))
+                    .build(),
+            );
+        }
+        Ok(Client {
+            base,
             token,
-            agent,
+            agent: config.build().new_agent(),
+        })
+    }
+
+    /// A transport error as the user should read it: TLS failures say what failed.
+    fn unreachable(&self, error: ureq::Error) -> ClientError {
+        let tls = match &error {
+            ureq::Error::Rustls(e) => Some(e),
+            ureq::Error::Io(e) => e.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()),
+            _ => None,
+        };
+        match tls {
+            Some(e) => ClientError::Tls {
+                url: self.base.clone(),
+                detail: describe_tls(e),
+            },
+            None => ClientError::Unreachable {
+                url: self.base.clone(),
+                detail: error.to_string(),
+            },
         }
     }
 
@@ -128,13 +177,7 @@ impl Client {
             url: url.clone(),
             detail: e.to_string(),
         })?;
-        let mut response = self
-            .agent
-            .run(request)
-            .map_err(|e| ClientError::Unreachable {
-                url: self.base.clone(),
-                detail: e.to_string(),
-            })?;
+        let mut response = self.agent.run(request).map_err(|e| self.unreachable(e))?;
         let status = response.status().as_u16();
         if status >= 400 {
             let text = response.body_mut().read_to_string().unwrap_or_default();
@@ -212,6 +255,41 @@ impl Client {
             }
         }
         Ok(())
+    }
+}
+
+/// Where a private CA is given, for every certificate problem.
+const CA_HINT: &str =
+    "if the server uses a private CA, pass --ca-cert FILE (or JOBS_CA_CERT, or SSL_CERT_FILE)";
+
+/// One line for a TLS failure: what is wrong with the server's certificate, or the handshake.
+fn describe_tls(error: &rustls::Error) -> String {
+    use rustls::CertificateError as C;
+    match error {
+        rustls::Error::InvalidCertificate(cert) => {
+            let what = match cert {
+                C::UnknownIssuer => {
+                    "the server's certificate is not signed by a certificate authority this machine trusts".to_string()
+                }
+                C::NotValidForName | C::NotValidForNameContext { .. } => {
+                    "the server's certificate is not valid for this host name or address".to_string()
+                }
+                C::Expired | C::ExpiredContext { .. } => {
+                    "the server's certificate has expired".to_string()
+                }
+                C::NotValidYet | C::NotValidYetContext { .. } => {
+                    "the server's certificate is not valid yet (is this machine's clock right?)"
+                        .to_string()
+                }
+                C::Revoked => "the server's certificate has been revoked".to_string(),
+                other => format!("the server's certificate is not accepted ({other:?})"),
+            };
+            format!("{what}; {CA_HINT}")
+        }
+        rustls::Error::InvalidMessage(_) => format!(
+            "the server did not answer in TLS ({error}); if it serves plain HTTP, use an http:// URL"
+        ),
+        other => other.to_string(),
     }
 }
 

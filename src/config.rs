@@ -41,6 +41,8 @@ pub struct RawServer {
     pub max_connections: Option<usize>,
     pub max_connections_per_ip: Option<usize>,
     pub public_url: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 /// `[server]`: the HTTP API of `jobctl serve`. Flags and `JOBS_*` variables override each.
@@ -62,6 +64,9 @@ pub struct ServerConfig {
     pub max_connections: Option<usize>,
     /// Open API connections from one address at most; `None`: a quarter of the cap.
     pub max_connections_per_ip: Option<usize>,
+    /// The server's certificate chain and key (PEM) for HTTPS; both or neither.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8631";
@@ -77,6 +82,8 @@ impl Default for ServerConfig {
             request_timeout: Duration::from_secs(30),
             max_connections: None,
             max_connections_per_ip: None,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -314,6 +321,23 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, Diagnostic> {
             }
             *slot = value.or(*slot);
         }
+        match (&sv.tls_cert, &sv.tls_key) {
+            (Some(_), None) => {
+                return Err(Diagnostic::error(
+                    &shown,
+                    "server.tls_cert is set without server.tls_key: HTTPS needs both (or neither, for plain HTTP)",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(Diagnostic::error(
+                    &shown,
+                    "server.tls_key is set without server.tls_cert: HTTPS needs both (or neither, for plain HTTP)",
+                ));
+            }
+            _ => {}
+        }
+        server.tls_cert = sv.tls_cert.map(|f| base.join(f));
+        server.tls_key = sv.tls_key.map(|f| base.join(f));
     }
     let mut notify = NotifyConfig {
         ca_cert: raw.ca_cert.map(|c| base.join(c)),

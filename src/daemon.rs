@@ -8,6 +8,10 @@
 //! - the *executor* claims pending runs (up to `max_concurrent_runs`) and runs each with
 //!   [`executor::run_and_record`].
 //!
+//! SIGHUP also re-reads the API's TLS certificate and key when it serves HTTPS
+//! ([`crate::tls::ServerCert::reload`]): a pair that cannot be used is logged and the current
+//! one kept.
+//!
 //! The scheduler never starts a process and the executor never decides a slot: the ledger is
 //! the hand-off, so a crash between the two loses nothing. Other processes (`jobctl trigger`,
 //! `pause`, `run cancel`, `apply`) commit to the ledger and then write `<ledger>.wake`; the
@@ -128,6 +132,14 @@ async fn serve_async(options: Options) -> Result<()> {
     let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    // Before the lease: a certificate that cannot be used refuses the start, naming the file.
+    let certificate = match (&options.server.tls_cert, &options.server.tls_key) {
+        (Some(cert), Some(key)) => Some(
+            crate::tls::ServerCert::load(cert, key)
+                .context("loading the API's TLS certificate (--tls-cert, --tls-key)")?,
+        ),
+        _ => None,
+    };
     let ledger = Ledger::open(&options.ledger)
         .with_context(|| format!("opening ledger {}", options.ledger.display()))?;
     ledger.set_durable()?;
@@ -154,16 +166,28 @@ async fn serve_async(options: Options) -> Result<()> {
             }
         };
     let listen = listener.local_addr().context("reading the API's address")?;
+    let url = format!(
+        "{}://{listen}",
+        if certificate.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    );
     tracing::info!(
         pid = me.0,
         epoch,
         listen = %listen,
+        url = %url,
+        tls_cert = certificate.as_ref().map(|(c, _)| c.cert_path().display().to_string()),
+        tls_expires = certificate.as_ref().and_then(|(_, l)| l.not_after).map(|t| t.to_string()),
         ledger = %options.ledger.display(),
         dir = %options.dir.display(),
         max_connections = options.server.max_connections,
         max_connections_per_ip = options.server.max_connections_per_ip,
-        "jobs serve started; the API listens on http://{listen}"
+        "jobs serve started; the API listens on {url}"
     );
+    let certificate = certificate.map(|(cert, _)| cert);
     let kill_grace = StdDuration::try_from(options.daemon.kill_grace.as_signed())
         .unwrap_or(StdDuration::from_secs(10));
     let notifier = match notifier(&options.notify, &host) {
@@ -312,8 +336,11 @@ async fn serve_async(options: Options) -> Result<()> {
             wake_executor: Box::new(move || wake_executor.wake_executor.notify_one()),
             problems: Box::new(move || problems.problems()),
         });
+        let tls = certificate
+            .as_ref()
+            .map(crate::tls::ServerCert::server_config);
         tokio::spawn(async move {
-            crate::api::serve(listener, router, header_timeout, limits).await;
+            crate::api::serve(listener, router, header_timeout, limits, tls).await;
         })
     };
     let scheduler = tokio::spawn(daemon.clone().scheduler());
@@ -354,7 +381,14 @@ async fn serve_async(options: Options) -> Result<()> {
         tokio::select! {
             _ = hup.recv() => {
                 let d = daemon.clone();
-                let _ = tokio::task::spawn_blocking(move || d.reconcile("SIGHUP")).await;
+                let certificate = certificate.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    if let Some(certificate) = certificate {
+                        reload_certificate(&certificate);
+                    }
+                    d.reconcile("SIGHUP");
+                })
+                .await;
             }
             Some(change) = dir_changed.recv() => {
                 let mut change = Some(change);
@@ -408,6 +442,22 @@ async fn serve_async(options: Options) -> Result<()> {
     backstop.abort();
     orphans.abort();
     Ok(())
+}
+
+/// Re-reads the API's certificate and key (a renewal, at SIGHUP). A pair that cannot be used
+/// is reported and the current one kept: a failed reload never stops the server.
+fn reload_certificate(certificate: &crate::tls::ServerCert) {
+    match certificate.reload() {
+        Ok(loaded) => tracing::info!(
+            tls_cert = %certificate.cert_path().display(),
+            tls_expires = loaded.not_after.map(|t| t.to_string()),
+            "reloaded the API's TLS certificate; new connections present it"
+        ),
+        Err(e) => tracing::warn!(
+            tls_cert = %certificate.cert_path().display(),
+            "kept the API's current TLS certificate: {e}"
+        ),
+    }
 }
 
 impl Daemon {

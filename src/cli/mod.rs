@@ -63,6 +63,10 @@ pub struct Cli {
         hide_env_values = true
     )]
     token: Option<String>,
+    /// Also trust this CA certificate (PEM) for an https:// --server, beside the system's
+    /// roots and SSL_CERT_FILE
+    #[arg(long, global = true, env = "JOBS_CA_CERT", value_name = "FILE")]
+    ca_cert: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -392,7 +396,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         bail!("--output dot is only for `jobctl graph`; use --output table or json");
     }
     if let Some(server) = &cli.server {
-        let client = crate::client::Client::new(server, cli.token.clone());
+        let client = crate::client::Client::new(server, cli.token.clone(), cli.ca_cert.as_deref())?;
         return remote_command(&client, &settings, cli.command);
     }
     match cli.command {

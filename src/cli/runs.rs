@@ -115,6 +115,12 @@ pub struct ServeFlags {
     /// Open API connections from one address at most [default: a quarter of --max-connections]
     #[arg(long, env = "JOBS_MAX_CONNECTIONS_PER_IP", value_name = "N")]
     pub max_connections_per_ip: Option<usize>,
+    /// Serve the API over HTTPS with this certificate chain (PEM, the server's own first); re-read on SIGHUP
+    #[arg(long, env = "JOBS_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The private key (PEM) of --tls-cert; re-read on SIGHUP
+    #[arg(long, env = "JOBS_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
 }
 
 pub fn serve(settings: &Settings, flags: ServeFlags) -> Result<ExitCode> {
@@ -155,6 +161,10 @@ pub fn serve(settings: &Settings, flags: ServeFlags) -> Result<ExitCode> {
     }
     if let Some(file) = flags.token_file {
         server.token_file = Some(file);
+    }
+    if let (Some(cert), Some(key)) = (flags.tls_cert, flags.tls_key) {
+        server.tls_cert = Some(cert);
+        server.tls_key = Some(key);
     }
     // Before anything opens descriptors: runs, the ledger and the API share this limit.
     let nofile = crate::api::conns::raise_descriptor_limit();

@@ -204,6 +204,9 @@ impl Project {
             "JOBS_TOKEN_FILE",
             "JOBS_LISTEN",
             "JOBS_SERVER",
+            "JOBS_CA_CERT",
+            "JOBS_TLS_CERT",
+            "JOBS_TLS_KEY",
         ] {
             cmd.env_remove(var);
         }
@@ -295,6 +298,9 @@ impl Project {
             "JOBS_TOKEN_FILE",
             "JOBS_LISTEN",
             "JOBS_SERVER",
+            "JOBS_CA_CERT",
+            "JOBS_TLS_CERT",
+            "JOBS_TLS_KEY",
         ] {
             cmd.env_remove(var);
         }
@@ -371,7 +377,8 @@ impl Daemon {
         }
     }
 
-    /// The API's base URL, `http://127.0.0.1:PORT`, from the daemon's first log line.
+    /// The API's base URL, `http://127.0.0.1:PORT` (`https://` when it serves TLS), from the
+    /// daemon's first log line.
     pub fn url(&mut self) -> String {
         let started = self
             .seen
@@ -383,10 +390,13 @@ impl Daemon {
             })
             .cloned();
         let started = started.unwrap_or_else(|| self.wait_for("jobs serve started", &[]));
-        format!(
-            "http://{}",
-            started["listen"].as_str().expect("the listen field")
-        )
+        match started["url"].as_str() {
+            Some(url) => url.to_string(),
+            None => format!(
+                "http://{}",
+                started["listen"].as_str().expect("the listen field")
+            ),
+        }
     }
 
     /// Sends `signal` to the daemon.
