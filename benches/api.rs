@@ -8,6 +8,9 @@
 //! token), `GET /v1/runs/{id}` and `GET /v1/jobs/{name}` with random ids and names, then
 //! `POST /v1/jobs/{name}/trigger` paced at 1,000 requests a second; every triggered run must
 //! then be recorded and end. Each figure is also given as a ratio to the baseline.
+//!
+//! `JOBS_BENCH_BIN=/path/to/old/jobctl cargo bench --bench api` measures another build (an
+//! older commit's), for a before/after through the same bench code.
 
 use std::io::{BufRead, Write as _};
 use std::path::{Path, PathBuf};
@@ -323,7 +326,11 @@ fn main() {
         return;
     }
     let sizes = Sizes::new(full);
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_jobctl"));
+    // JOBS_BENCH_BIN measures another build (an older commit's, for a before/after).
+    let bin = std::env::var_os("JOBS_BENCH_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_jobctl")),
+        PathBuf::from,
+    );
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     let started = Instant::now();

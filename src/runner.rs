@@ -271,6 +271,13 @@ pub async fn execute(
         }
     };
     let (status, usage) = status.unwrap_or((WaitStatus::Unknown, None));
+    // A stop that escalated (a second Ctrl-C, a second SIGTERM to the daemon) is the reason
+    // the run ended: record it rather than the first, polite one.
+    if let Some(Ending::Cancelled { reason, .. }) = &mut why
+        && let Some(urgent) = stop.borrow().clone().filter(|s| s.now)
+    {
+        *reason = urgent.reason;
+    }
 
     // The main process has ended. Its output drains, but no longer than the drain grace, the
     // run's timeout or a stop: descendants that left the group (`setsid`, a double fork) may

@@ -228,3 +228,44 @@ fn runs_watch_prints_each_change_as_it_happens() {
     }
     assert_eq!(daemon.stop(), Some(0));
 }
+
+/// A foreground `jobctl run`: the first Ctrl-C asks the run to stop (SIGTERM, then the kill
+/// grace), a second one kills it at once, and the run records why.
+#[test]
+fn a_second_ctrl_c_kills_a_foreground_run_at_once() {
+    let p = Project::new()
+        .file("jobs.toml", "[daemon]\nkill_grace = \"5m\"\n")
+        .file(
+            "jobs.d/stubborn.yaml",
+            "run: trap '' TERM INT; echo started; sleep 300\n",
+        );
+    p.run(&["apply"]).code(0);
+    let (mut foreground, lines) = p.spawn(&["run", "stubborn"]);
+    lines.until(|l| l.contains("started"));
+    let pid = i32::try_from(foreground.id()).unwrap();
+    // SAFETY: kill has no memory effects.
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    // The run is asked to stop; it ignores SIGTERM, so only the second Ctrl-C ends it now.
+    let first = std::time::Instant::now();
+    let mut ended = None;
+    while first.elapsed() < std::time::Duration::from_secs(2) {
+        if let Some(status) = foreground.try_wait().unwrap() {
+            ended = Some(status);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        ended.is_none(),
+        "the first Ctrl-C must wait out the kill grace"
+    );
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    let status = foreground.wait().unwrap();
+    assert!(first.elapsed() < std::time::Duration::from_secs(30));
+    assert_ne!(status.code(), Some(0));
+    let runs = p.run(&["runs", "stubborn", "-o", "json"]).code(0).json();
+    let run = &runs.as_array().unwrap()[0];
+    assert_eq!(run["state"], "cancelled", "{run}");
+    let error = run["error"].as_str().unwrap();
+    assert!(error.contains("again: killed at once"), "{error}");
+}
