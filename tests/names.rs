@@ -92,3 +92,49 @@ fn the_ci_example_runs_in_bash() {
         );
     }
 }
+
+/// Every `jobctl` command the README shows in a shell block parses as typed in bash: its
+/// subcommand and flags exist (each is run with `--help` appended, so nothing is served or
+/// written).
+#[test]
+fn every_readme_command_parses_in_bash() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let mut commands = Vec::new();
+    for block in readme.split("```sh\n").skip(1) {
+        let block = block.split("```").next().unwrap();
+        let joined = block.replace("\\\n", " ");
+        for line in joined.lines() {
+            let line = line.trim();
+            let Some(start) = line
+                .find("jobctl ")
+                .filter(|&i| i == 0 || line.starts_with("jobctl"))
+            else {
+                continue;
+            };
+            // The command alone: no comment, no redirection of its output.
+            let command = line[start..]
+                .split("  #")
+                .next()
+                .unwrap()
+                .split(" > ")
+                .next()
+                .unwrap()
+                .trim()
+                .to_string();
+            commands.push(command);
+        }
+    }
+    assert!(commands.len() > 20, "found only {commands:?}");
+    let p = Project::new();
+    for command in &commands {
+        let out = bash(p.root(), &format!("{command} --help"));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("Usage: jobctl"),
+            "`{command}` does not parse:\n{}{}",
+            stdout,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
