@@ -628,14 +628,18 @@ pub async fn run_and_record(
         bytes,
         truncated || finished.truncated,
     );
-    // The run's last lines, still plain, become a compressed chunk.
-    log_ledger_error(shared.ledger().seal_output(run.id));
+    let had_output = bytes > 0 || finished.output_bytes > 0;
     // The end is a synchronous commit (a disk sync): off the runtime's worker threads.
     let ending = finished.ending;
     let usage = finished.usage;
     let fallback = ending.clone();
     let (s, r, sp) = (shared.clone(), run.clone(), spec.clone());
     let conclusion = tokio::task::spawn_blocking(move || {
+        // The run's last lines, still plain, become a compressed chunk (a run that printed
+        // nothing has none: no transaction).
+        if had_output {
+            log_ledger_error(s.ledger().seal_output(r.id));
+        }
         record_end(&s, &r, Some(&sp), &ending, usage, Persist::UntilWritten)
     })
     .await
@@ -656,6 +660,14 @@ fn notify(shared: &Arc<Shared>, spec: Arc<JobSpec>, run: &RunRow, conclusion: &C
     let Some(event) = crate::notify::event_for(conclusion.state.as_str()) else {
         return;
     };
+    let listed = match event {
+        "on_success" => &spec.on_success,
+        _ => &spec.on_failure,
+    };
+    // Most jobs notify nothing: no ledger read for them.
+    if listed.is_empty() {
+        return;
+    }
     let notifier = shared.notifier();
     let now = shared.clock.now();
     let started_at = run.started_at.clone();

@@ -134,7 +134,11 @@ pub fn target(action: &NotifyAction) -> String {
 /// Sends notifications: the HTTP agent and the mail transport, each built once per process
 /// with the trust set, the host's name and the run link's base.
 pub struct Notifier {
-    agent: ureq::Agent,
+    /// Built at the first webhook or Slack message: loading and parsing the system's roots
+    /// and setting up TLS costs an idle daemon memory it may never need.
+    agent: std::sync::OnceLock<ureq::Agent>,
+    /// `ca_cert`'s certificates, read (and so checked) at start.
+    extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
     mail: Option<Mail>,
     policy: Policy,
     host: String,
@@ -158,34 +162,50 @@ impl Notifier {
     ///
     /// The `ca_cert` file cannot be read or holds no certificate, or `[smtp]` cannot be set up.
     pub fn new(config: &NotifyConfig, host: String, policy: Policy) -> Result<Notifier, String> {
-        let roots = crate::tls::root_certs(config.ca_cert.as_deref())
-            .map_err(|e| format!("ca_cert: {e}"))?;
-        let certs: Vec<ureq::tls::Certificate<'static>> = roots
-            .iter()
-            .map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned())
-            .collect();
-        let tls = ureq::tls::TlsConfig::builder()
-            .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(certs)))
-            .build();
-        let agent = ureq::Agent::config_builder()
-            .tls_config(tls)
-            .http_status_as_error(false)
-            .timeout_global(Some(policy.timeout))
-            // A redirect is an answer like any other non-2xx: a POST is not replayed elsewhere.
-            .max_redirects(0)
-            .user_agent(concat!("jobs/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .new_agent();
+        let extra_roots = match config.ca_cert.as_deref() {
+            Some(path) => crate::tls::read_pem_certs(path).map_err(|e| format!("ca_cert: {e}"))?,
+            None => Vec::new(),
+        };
         let mail = match &config.smtp {
-            Some(smtp) => Some(Mail::new(smtp, &roots, policy)?),
+            Some(smtp) => {
+                let roots = crate::tls::root_certs(config.ca_cert.as_deref())
+                    .map_err(|e| format!("ca_cert: {e}"))?;
+                Some(Mail::new(smtp, &roots, policy)?)
+            }
             None => None,
         };
         Ok(Notifier {
-            agent,
+            agent: std::sync::OnceLock::new(),
+            extra_roots,
             mail,
             policy,
             host,
             public_url: config.public_url.clone(),
+        })
+    }
+
+    /// The HTTP agent for webhooks and Slack, trusting the system's roots, `SSL_CERT_FILE`'s
+    /// and `ca_cert`'s.
+    fn agent(&self) -> &ureq::Agent {
+        self.agent.get_or_init(|| {
+            let certs: Vec<ureq::tls::Certificate<'static>> = crate::tls::environment_roots()
+                .iter()
+                .chain(&self.extra_roots)
+                .map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned())
+                .collect();
+            let tls = ureq::tls::TlsConfig::builder()
+                .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(certs)))
+                .build();
+            ureq::Agent::config_builder()
+                .tls_config(tls)
+                .http_status_as_error(false)
+                .timeout_global(Some(self.policy.timeout))
+                // A redirect is an answer like any other non-2xx: a POST is not replayed
+                // elsewhere.
+                .max_redirects(0)
+                .user_agent(concat!("jobs/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .new_agent()
         })
     }
 
@@ -251,7 +271,7 @@ impl Notifier {
                 tokio::time::sleep(wait).await;
                 wait = wait.saturating_mul(2);
             }
-            let (agent, url_owned, body) = (self.agent.clone(), url.to_string(), body.clone());
+            let (agent, url_owned, body) = (self.agent().clone(), url.to_string(), body.clone());
             let answer = tokio::task::spawn_blocking(move || {
                 agent
                     .post(&url_owned)

@@ -84,7 +84,7 @@ pub fn read_pem_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsEr
 
 /// The system's roots plus `SSL_CERT_FILE`/`SSL_CERT_DIR`, read once per process. Unreadable
 /// system files are skipped (a machine without a bundle still reaches a private CA).
-fn environment_roots() -> &'static [CertificateDer<'static>] {
+pub fn environment_roots() -> &'static [CertificateDer<'static>] {
     static ROOTS: OnceLock<Vec<CertificateDer<'static>>> = OnceLock::new();
     ROOTS.get_or_init(|| {
         let mut roots = rustls_native_certs::load_native_certs().certs;
