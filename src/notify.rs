@@ -267,10 +267,7 @@ impl Notifier {
         let mut wait = self.policy.backoff;
         let mut last = String::new();
         for attempt in 1..=attempts {
-            if attempt > 1 {
-                tokio::time::sleep(wait).await;
-                wait = wait.saturating_mul(2);
-            }
+            back_off(attempt, &mut wait).await;
             let (agent, url_owned, body) = (self.agent().clone(), url.to_string(), body.clone());
             let answer = tokio::task::spawn_blocking(move || {
                 agent
@@ -320,10 +317,7 @@ impl Notifier {
         let mut wait = self.policy.backoff;
         let mut last = String::new();
         for attempt in 1..=attempts {
-            if attempt > 1 {
-                tokio::time::sleep(wait).await;
-                wait = wait.saturating_mul(2);
-            }
+            back_off(attempt, &mut wait).await;
             let (transport, message) = (mail.transport.clone(), message.clone());
             let answer = tokio::task::spawn_blocking(move || {
                 use lettre::Transport as _;
@@ -725,6 +719,15 @@ fn plural(n: u32, word: &str) -> String {
         format!("1 {word}")
     } else {
         format!("{n} {word}s")
+    }
+}
+
+/// Waits before attempt `attempt` (not before the first) and doubles the wait for the next:
+/// the one retry policy of webhooks, Slack and mail.
+async fn back_off(attempt: u32, wait: &mut Duration) {
+    if attempt > 1 {
+        tokio::time::sleep(*wait).await;
+        *wait = wait.saturating_mul(2);
     }
 }
 
