@@ -10,10 +10,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
 use super::auth::can_read;
-use super::error::{ApiError, ApiResult, ErrorBody};
-use super::jobs::{ParamValue, active_job, queue_run};
+use super::error::{ApiError, ApiResult};
+use super::jobs::{active_job, queue_run};
+use super::wire::{self, ErrorBody, ParamValue};
 use super::{Api, Path, accepted};
-use crate::ledger::RunRow;
 use crate::run::Trigger;
 use crate::spec::WebhookSecret;
 use crate::webhook::{self, Scheme, Signed};
@@ -31,7 +31,7 @@ use crate::webhook::{self, Scheme, Signed};
         ("X-Jobs-Signature" = Option<String>, Header, description = "sha256=HEX of the body (or of TIMESTAMP.BODY)"),
         ("X-Jobs-Timestamp" = Option<String>, Header, description = "Seconds since 1970, signed with the body")),
     request_body(content = String, description = "Any body; a JSON object may carry `params`"),
-    responses((status = 202, body = RunRow),
+    responses((status = 202, body = wire::Run),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
         (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]

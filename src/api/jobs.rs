@@ -8,17 +8,21 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use serde::Deserialize;
+use utoipa::IntoParams;
 
 use super::auth::{Admin, Principal, Reader};
-use super::error::{ApiError, ApiResult, ErrorBody};
+use super::error::{ApiError, ApiResult};
+use super::wire::{
+    self, DeleteResult, ErrorBody, GraphView, JobDetail, JobSummary, PauseBody, PauseResult,
+    PauseView, TriggerBody,
+};
 use super::{Api, OptionalJson, Path, Query, accepted};
 use crate::apply::{ApiWrite, ApiWriteError, write_api_job};
 use crate::catalog;
-use crate::ledger::{JobRow, NewRun, RunRow};
+use crate::ledger::{JobRow, NewRun};
 use crate::run::Trigger;
-use crate::views::{self, JobDetail, JobSummary, PauseView, Zones};
+use crate::views::{self, Zones};
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -112,40 +116,11 @@ pub async fn get(
     Ok(Json(views::detail(&row, &fires, counts, revisions)))
 }
 
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct TriggerBody {
-    /// Values for the job's declared `params`; each reaches the run as `JOBS_PARAM_NAME`.
-    #[serde(default)]
-    pub params: BTreeMap<String, ParamValue>,
-}
-
-/// A parameter's value: a string, or a number or boolean (passed as its text).
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(untagged)]
-pub enum ParamValue {
-    Text(String),
-    Integer(i64),
-    Number(f64),
-    Bool(bool),
-}
-
-impl ParamValue {
-    pub fn into_text(self) -> String {
-        match self {
-            ParamValue::Text(s) => s,
-            ParamValue::Integer(n) => n.to_string(),
-            ParamValue::Number(n) => n.to_string(),
-            ParamValue::Bool(b) => b.to_string(),
-        }
-    }
-}
-
 /// Queues a run of the job now, with the given parameters: 202 with the pending run.
 #[utoipa::path(post, path = "/v1/jobs/{name}/trigger", tag = "jobs",
     params(("name" = String, Path, description = "The job's name")),
     request_body(content = Option<TriggerBody>, content_type = "application/json"),
-    responses((status = 202, body = RunRow),
+    responses((status = 202, body = wire::Run),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
@@ -193,7 +168,7 @@ pub(crate) async fn queue_run(
     params: BTreeMap<String, String>,
     trigger: Trigger,
     by: Option<String>,
-) -> ApiResult<RunRow> {
+) -> ApiResult<wire::Run> {
     let name = row.name.as_str();
     let params = crate::spec::bind_params(name, &spec.params, params)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -215,23 +190,7 @@ pub(crate) async fn queue_run(
             }
         })?;
     (api.wake_executor)();
-    Ok(run)
-}
-
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PauseBody {
-    /// Why, for whoever looks next.
-    pub reason: Option<String>,
-}
-
-/// The outcome of a pause or resume.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct PauseResult {
-    pub job: String,
-    /// Whether this request changed anything (`false`: it was already so).
-    pub changed: bool,
-    pub paused: Option<PauseView>,
+    Ok(wire::Run::from(run))
 }
 
 /// Pauses the job: its scheduled fires are skipped (and recorded as skipped) until resumed.
@@ -303,11 +262,7 @@ fn record_audit(ledger: &crate::ledger::Ledger, now: jiff::Timestamp, message: &
 }
 
 fn pause_result(job: String, changed: bool, row: Option<JobRow>) -> PauseResult {
-    let paused = row.and_then(|r| r.paused).map(|p| PauseView {
-        by: p.by,
-        at: p.at,
-        reason: p.reason,
-    });
+    let paused = row.and_then(|r| r.paused.as_ref().map(PauseView::from));
     PauseResult {
         job,
         changed,
@@ -631,15 +586,6 @@ pub struct DeleteQuery {
     pub cancel_active: Option<bool>,
 }
 
-/// The outcome of a delete.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct DeleteResult {
-    pub job: String,
-    pub removed: bool,
-    /// The runs cancelled with it (`cancel_active=true`).
-    pub cancelled_runs: Vec<i64>,
-}
-
 /// Removes an API-owned job; its history stays. A job defined by a file answers 409.
 #[utoipa::path(delete, path = "/v1/jobs/{name}", tag = "jobs",
     params(("name" = String, Path, description = "The job's name"), DeleteQuery),
@@ -683,8 +629,8 @@ pub async fn delete(
 /// The dependency graph of the active jobs: each `after` and `depends_on` link, upstream
 /// first (`jobctl graph`).
 #[utoipa::path(get, path = "/v1/graph", tag = "jobs",
-    responses((status = 200, body = views::GraphView), (status = 401, body = ErrorBody)))]
-pub async fn graph(State(api): State<Arc<Api>>, _: Reader) -> ApiResult<Json<views::GraphView>> {
+    responses((status = 200, body = GraphView), (status = 401, body = ErrorBody)))]
+pub async fn graph(State(api): State<Arc<Api>>, _: Reader) -> ApiResult<Json<GraphView>> {
     api.read_blocking(|l| Ok(views::graph(&l.job_summaries()?)))
         .await
         .map(Json)

@@ -14,6 +14,7 @@ mod jobs;
 mod plan;
 mod runs;
 mod system;
+pub mod wire;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

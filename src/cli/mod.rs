@@ -833,7 +833,7 @@ fn list(settings: &Settings, tag: Option<&str>, all: bool) -> Result<ExitCode> {
             })
             .collect()
     };
-    let jobs: Vec<crate::views::JobSummary> = rows
+    let jobs: Vec<crate::api::wire::JobSummary> = rows
         .iter()
         .zip(&next)
         .map(|(r, n)| {

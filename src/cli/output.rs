@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::OutputFormat;
-use crate::views::{JobDetail, JobSummary};
+use crate::api::wire::{JobDetail, JobSummary};
 
 pub fn json(value: &impl Serialize) -> Result<()> {
     let text = serde_json::to_string_pretty(value)?;
@@ -201,7 +201,7 @@ pub fn job_detail(format: OutputFormat, job: &JobDetail) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn graph(format: OutputFormat, view: &crate::views::GraphView) -> Result<ExitCode> {
+pub fn graph(format: OutputFormat, view: &crate::api::wire::GraphView) -> Result<ExitCode> {
     match format {
         OutputFormat::Json => json(view)?,
         OutputFormat::Dot => print!("{}", crate::graph::render_dot(&view.graph())),

@@ -6,36 +6,14 @@ use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
 use anyhow::{Result, bail};
-use serde_json::json;
 
 use super::{OutputFormat, output, runs};
+use crate::api::wire::{
+    CancelResult, DeleteResult, JobDetail, JobSummary, LogPage, OutputLine, ParamValue, PauseBody,
+    PauseResult, PlanRequest, PlanResponse, Run, RunEvent, RunPage, StatusView, TriggerBody,
+};
 use crate::client::{Client, encode};
-use crate::ledger::{OutputLine, RunEvent, RunRow};
 use crate::run::RunState;
-use crate::views::{JobDetail, JobSummary, PauseView, StatusView};
-
-#[derive(serde::Deserialize)]
-struct RunPage {
-    runs: Vec<RunRow>,
-}
-
-/// A page of a run's output (`api::runs::LogPage`).
-#[derive(serde::Deserialize)]
-struct LogPage {
-    lines: Vec<OutputLine>,
-    next_after: Option<i64>,
-}
-
-#[derive(serde::Deserialize)]
-struct PauseResult {
-    changed: bool,
-    paused: Option<PauseView>,
-}
-
-#[derive(serde::Deserialize)]
-struct CancelResult {
-    result: String,
-}
 
 pub fn list(
     client: &Client,
@@ -70,15 +48,15 @@ pub fn status(client: &Client, format: OutputFormat) -> Result<ExitCode> {
     runs::render_status(format, &view)
 }
 
-fn params_body(given: &[String]) -> Result<serde_json::Value> {
+fn params_body(given: &[String]) -> Result<TriggerBody> {
     let mut params = BTreeMap::new();
     for pair in given {
         let Some((key, value)) = pair.split_once('=') else {
             bail!("--param `{pair}` is not KEY=VALUE");
         };
-        params.insert(key.to_string(), value.to_string());
+        params.insert(key.to_string(), ParamValue::Text(value.to_string()));
     }
-    Ok(json!({ "params": params }))
+    Ok(TriggerBody { params })
 }
 
 pub fn trigger(
@@ -88,7 +66,7 @@ pub fn trigger(
     given: &[String],
     wait: bool,
 ) -> Result<ExitCode> {
-    let run: RunRow = client.post(
+    let run: Run = client.post(
         &format!("/v1/jobs/{}/trigger", encode(name)),
         Some(&params_body(given)?),
     )?;
@@ -124,13 +102,13 @@ pub fn trigger(
 }
 
 /// Prints a run's output as it comes, until it ends; returns the ended run.
-fn follow(client: &Client, format: OutputFormat, id: i64) -> Result<RunRow> {
+fn follow(client: &Client, format: OutputFormat, id: i64) -> Result<Run> {
     follow_from(client, format, id, "after=0")
 }
 
 /// As [`follow`], from where `start` (`after=N` or `tail=N`) says.
-fn follow_from(client: &Client, format: OutputFormat, id: i64, start: &str) -> Result<RunRow> {
-    let mut ended: Option<RunRow> = None;
+fn follow_from(client: &Client, format: OutputFormat, id: i64, start: &str) -> Result<Run> {
+    let mut ended: Option<Run> = None;
     let mut failure: Option<anyhow::Error> = None;
     client.events(
         &format!("/v1/runs/{id}/logs?follow=true&{start}"),
@@ -171,13 +149,6 @@ fn follow_from(client: &Client, format: OutputFormat, id: i64, start: &str) -> R
     }
 }
 
-#[derive(serde::Deserialize)]
-struct PlanResponse {
-    plan: serde_json::Value,
-    text: String,
-    has_changes: bool,
-}
-
 /// `jobctl plan --server`: sends the local job files, prints the server's plan of them.
 pub fn plan(
     client: &Client,
@@ -195,7 +166,10 @@ pub fn plan(
             .map_err(|_| anyhow::anyhow!("{} is not UTF-8 text", f.display))?;
         files.insert(f.relative.clone(), text);
     }
-    let body = json!({ "files": files, "dir": dir.display().to_string() });
+    let body = PlanRequest {
+        files,
+        dir: Some(dir.display().to_string()),
+    };
     let response: PlanResponse = match client.post("/v1/plan", Some(&body)) {
         Ok(r) => r,
         Err(crate::client::ClientError::Api {
@@ -330,13 +304,6 @@ pub fn update(
     Ok(ExitCode::SUCCESS)
 }
 
-#[derive(serde::Deserialize, serde::Serialize)]
-struct DeleteResult {
-    job: String,
-    removed: bool,
-    cancelled_runs: Vec<i64>,
-}
-
 pub fn delete(
     client: &Client,
     format: OutputFormat,
@@ -410,20 +377,22 @@ pub fn pause(
 ) -> Result<ExitCode> {
     let result: PauseResult = client.post(
         &format!("/v1/jobs/{}/pause", encode(name)),
-        Some(&json!({ "reason": reason })),
+        Some(&PauseBody {
+            reason: reason.map(str::to_string),
+        }),
     )?;
-    runs::render_pause(format, name, true, result.changed, result.paused)
+    runs::render_pause(format, true, &result)
 }
 
 pub fn resume(client: &Client, format: OutputFormat, name: &str) -> Result<ExitCode> {
     let result: PauseResult =
         client.post(&format!("/v1/jobs/{}/resume", encode(name)), None::<&()>)?;
-    runs::render_pause(format, name, false, result.changed, result.paused)
+    runs::render_pause(format, false, &result)
 }
 
 pub fn cancel(client: &Client, format: OutputFormat, id: i64) -> Result<ExitCode> {
     let result: CancelResult = client.post(&format!("/v1/runs/{id}/cancel"), None::<&()>)?;
-    runs::render_cancel(format, id, &result.result)
+    runs::render_cancel(format, &result)
 }
 
 pub fn runs(client: &Client, format: OutputFormat, q: &runs::RunsQuery) -> Result<ExitCode> {
@@ -446,7 +415,7 @@ pub fn runs(client: &Client, format: OutputFormat, q: &runs::RunsQuery) -> Resul
 }
 
 pub fn run_get(client: &Client, format: OutputFormat, id: i64) -> Result<ExitCode> {
-    let run: RunRow = client.get(&format!("/v1/runs/{id}"))?;
+    let run: Run = client.get(&format!("/v1/runs/{id}"))?;
     runs::render_run(format, &run)
 }
 

@@ -14,12 +14,14 @@ use jiff::Timestamp;
 use serde_json::json;
 
 use super::{OutputFormat, Settings, output, plural};
+use crate::api::wire::{
+    self, CancelResult, OutputLine, PauseResult, PauseView, Run, RunEvent, StatusView,
+};
 use crate::clock::Clock;
 use crate::daemon;
-use crate::ledger::{CancelOutcome, Ledger, NewRun, OutputLine, RunEvent, RunFilter, RunRow};
+use crate::ledger::{Ledger, NewRun, RunFilter};
 use crate::run::{RunState, Trigger};
 use crate::runner;
-use crate::views::{PauseView, StatusView};
 
 fn open(settings: &Settings) -> Result<Ledger> {
     Ledger::open(&settings.ledger)
@@ -360,16 +362,18 @@ fn wait_for_run(settings: &Settings, ledger: &Ledger, id: i64) -> Result<ExitCod
         }
         spinner.clear();
         logs(settings, &id.to_string(), true, None)?;
-        let run = ledger
-            .run(id)?
-            .with_context(|| format!("run {id} disappeared from the ledger"))?;
+        let run = Run::from(
+            ledger
+                .run(id)?
+                .with_context(|| format!("run {id} disappeared from the ledger"))?,
+        );
         // A failure that will be retried is not the end: follow the next attempt (written
         // in the same transaction as this end).
-        let recent = ledger.runs(&crate::ledger::RunFilter {
+        let recent = wire::runs(&ledger.runs(&crate::ledger::RunFilter {
             job: Some(run.job.clone()),
             limit: Some(100),
             ..Default::default()
-        })?;
+        })?);
         match next_attempt(&recent, &run) {
             Some(next) => {
                 eprintln!(
@@ -384,7 +388,7 @@ fn wait_for_run(settings: &Settings, ledger: &Ledger, id: i64) -> Result<ExitCod
 }
 
 /// The retry that follows `ended`, if one was queued: same first run, the next attempt.
-pub(super) fn next_attempt<'a>(recent: &'a [RunRow], ended: &RunRow) -> Option<&'a RunRow> {
+pub(super) fn next_attempt<'a>(recent: &'a [Run], ended: &Run) -> Option<&'a Run> {
     let first = ended.first_run_id.unwrap_or(ended.id);
     recent.iter().find(|r| {
         r.first_run_id == Some(first) && r.attempt == ended.attempt + 1 && r.id != ended.id
@@ -392,7 +396,7 @@ pub(super) fn next_attempt<'a>(recent: &'a [RunRow], ended: &RunRow) -> Option<&
 }
 
 /// A finished run's exit code, as `jobctl run` and `jobctl trigger --wait` exit with it.
-pub(super) fn exit_code_of(run: &RunRow) -> ExitCode {
+pub(super) fn exit_code_of(run: &Run) -> ExitCode {
     match (run.exit_code, run.state()) {
         (_, Some(RunState::Succeeded)) => ExitCode::SUCCESS,
         (Some(code), _) => ExitCode::from(u8::try_from(code.clamp(1, 255)).unwrap_or(1)),
@@ -415,39 +419,38 @@ pub fn pause(settings: &Settings, job: &str, reason: Option<&str>) -> Result<Exi
     let paused = ledger.pause(job, &operator(), reason, now)?;
     ledger.wake_daemon();
     let row = ledger.job(job)?;
-    render_pause(
-        settings.output,
-        job,
-        true,
-        paused,
-        row.and_then(|r| r.paused).map(|p| PauseView {
-            by: p.by,
-            at: p.at,
-            reason: p.reason,
-        }),
-    )
+    let result = PauseResult {
+        job: job.to_string(),
+        changed: paused,
+        paused: row.and_then(|r| r.paused.as_ref().map(PauseView::from)),
+    };
+    render_pause(settings.output, true, &result)
 }
 
 pub fn resume(settings: &Settings, job: &str) -> Result<ExitCode> {
     let ledger = open_existing(settings)?;
     let resumed = ledger.resume(job)?;
     ledger.wake_daemon();
-    render_pause(settings.output, job, false, resumed, None)
+    let result = PauseResult {
+        job: job.to_string(),
+        changed: resumed,
+        paused: None,
+    };
+    render_pause(settings.output, false, &result)
 }
 
 /// The outcome of `pause` (`pausing`) or `resume`.
 pub(super) fn render_pause(
     format: OutputFormat,
-    job: &str,
     pausing: bool,
-    changed: bool,
-    paused: Option<PauseView>,
+    result: &PauseResult,
 ) -> Result<ExitCode> {
     if format == OutputFormat::Json {
-        output::json(&json!({"job": job, "changed": changed, "paused": paused}))?;
+        output::json(result)?;
         return Ok(ExitCode::SUCCESS);
     }
-    match (pausing, changed) {
+    let job = &result.job;
+    match (pausing, result.changed) {
         (true, true) => {
             println!("{job} paused; its scheduled fires are skipped until `jobctl resume {job}`")
         }
@@ -463,19 +466,16 @@ pub fn cancel(settings: &Settings, id: i64) -> Result<ExitCode> {
     let now = clock()?.now();
     let outcome = ledger.request_cancel(id, &operator(), now)?;
     ledger.wake_daemon();
-    let result = match outcome {
-        CancelOutcome::Cancelled => "cancelled",
-        CancelOutcome::Requested => "cancel_requested",
-    };
-    render_cancel(settings.output, id, result)
+    render_cancel(settings.output, &CancelResult::new(id, outcome))
 }
 
-pub(super) fn render_cancel(format: OutputFormat, id: i64, result: &str) -> Result<ExitCode> {
+pub(super) fn render_cancel(format: OutputFormat, result: &CancelResult) -> Result<ExitCode> {
     if format == OutputFormat::Json {
-        output::json(&json!({"run": id, "result": result}))?;
+        output::json(result)?;
         return Ok(ExitCode::SUCCESS);
     }
-    if result == "cancelled" {
+    let id = result.run;
+    if result.result == "cancelled" {
         println!("run {id} cancelled before it started");
     } else {
         println!("run {id}: cancellation requested; its supervisor stops it now");
@@ -537,7 +537,7 @@ pub fn runs(settings: &Settings, query: &RunsQuery) -> Result<ExitCode> {
     };
     if query.watch {
         return watch_runs(settings.output, || match super::open_read_only(settings)? {
-            Some(ledger) => Ok(ledger.runs(&filter)?),
+            Some(ledger) => Ok(wire::runs(&ledger.runs(&filter)?)),
             None => Ok(Vec::new()),
         });
     }
@@ -552,7 +552,7 @@ pub fn runs(settings: &Settings, query: &RunsQuery) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     };
-    render_runs(settings.output, &ledger.runs(&filter)?)
+    render_runs(settings.output, &wire::runs(&ledger.runs(&filter)?))
 }
 
 /// `runs --watch`, as `kubectl get -w`: the runs as they are, then a line for each run that
@@ -560,7 +560,7 @@ pub fn runs(settings: &Settings, query: &RunsQuery) -> Result<ExitCode> {
 /// line. Runs until interrupted or until stdout is closed.
 pub(super) fn watch_runs(
     format: OutputFormat,
-    mut fetch: impl FnMut() -> Result<Vec<RunRow>>,
+    mut fetch: impl FnMut() -> Result<Vec<Run>>,
 ) -> Result<ExitCode> {
     use std::io::Write as _;
     let mut seen: BTreeMap<i64, String> = BTreeMap::new();
@@ -568,7 +568,7 @@ pub(super) fn watch_runs(
     loop {
         let mut rows = fetch()?;
         rows.sort_by_key(|r| r.id);
-        let changed: Vec<&RunRow> = rows
+        let changed: Vec<&Run> = rows
             .iter()
             .filter(|r| seen.get(&r.id) != Some(&watch_key(r)))
             .collect();
@@ -608,7 +608,7 @@ pub(super) fn watch_runs(
 }
 
 /// What makes a run worth a new line in `--watch`.
-fn watch_key(r: &RunRow) -> String {
+fn watch_key(r: &Run) -> String {
     format!(
         "{}/{}/{:?}/{:?}/{:?}",
         r.state, r.attempt, r.exit_code, r.signal, r.duration_ms
@@ -630,7 +630,7 @@ fn run_header() -> [String; 9] {
     .map(String::from)
 }
 
-fn run_line(r: &RunRow) -> [String; 9] {
+fn run_line(r: &Run) -> [String; 9] {
     [
         r.id.to_string(),
         r.job.clone(),
@@ -648,7 +648,7 @@ fn run_line(r: &RunRow) -> [String; 9] {
     ]
 }
 
-pub(super) fn render_runs(format: OutputFormat, rows: &[RunRow]) -> Result<ExitCode> {
+pub(super) fn render_runs(format: OutputFormat, rows: &[Run]) -> Result<ExitCode> {
     if format == OutputFormat::Json {
         output::json(&rows)?;
         return Ok(ExitCode::SUCCESS);
@@ -663,7 +663,7 @@ pub(super) fn render_runs(format: OutputFormat, rows: &[RunRow]) -> Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
-fn note(r: &RunRow) -> String {
+fn note(r: &Run) -> String {
     let mut parts = Vec::new();
     if r.slot_count > 1 {
         parts.push(format!("{} slots", r.slot_count));
@@ -692,7 +692,7 @@ fn format_ms(ms: i64) -> String {
     }
 }
 
-fn find_run(settings: &Settings, id: i64) -> Result<(Ledger, RunRow)> {
+fn find_run(settings: &Settings, id: i64) -> Result<(Ledger, crate::ledger::RunRow)> {
     let ledger = super::open_read_only(settings)?
         .with_context(|| format!("there is no ledger at {}", settings.ledger.display()))?;
     let run = ledger
@@ -703,10 +703,10 @@ fn find_run(settings: &Settings, id: i64) -> Result<(Ledger, RunRow)> {
 
 pub fn run_get(settings: &Settings, id: i64) -> Result<ExitCode> {
     let (_, run) = find_run(settings, id)?;
-    render_run(settings.output, &run)
+    render_run(settings.output, &Run::from(run))
 }
 
-pub(super) fn render_run(format: OutputFormat, run: &RunRow) -> Result<ExitCode> {
+pub(super) fn render_run(format: OutputFormat, run: &Run) -> Result<ExitCode> {
     if format == OutputFormat::Json {
         output::json(run)?;
         return Ok(ExitCode::SUCCESS);
@@ -793,7 +793,11 @@ pub(super) fn render_run(format: OutputFormat, run: &RunRow) -> Result<ExitCode>
 
 pub fn run_events(settings: &Settings, id: i64) -> Result<ExitCode> {
     let (ledger, _) = find_run(settings, id)?;
-    let events = ledger.run_events(id)?;
+    let events: Vec<RunEvent> = ledger
+        .run_events(id)?
+        .into_iter()
+        .map(RunEvent::from)
+        .collect();
     render_events(settings.output, &events)
 }
 
@@ -838,7 +842,7 @@ impl LogTarget<'_> {
 }
 
 /// The newest of `runs` (newest first) that started: the one whose output a job's logs show.
-pub(super) fn latest_started(job: &str, runs: &[RunRow]) -> Result<i64> {
+pub(super) fn latest_started(job: &str, runs: &[Run]) -> Result<i64> {
     runs.iter()
         .find(|r| r.started_at.is_some())
         .map(|r| r.id)
@@ -869,7 +873,7 @@ pub fn logs(
                     settings.ledger.display()
                 );
             }
-            latest_started(job, &runs)?
+            latest_started(job, &wire::runs(&runs))?
         }
     };
     let (ledger, mut run) = find_run(settings, id)?;
@@ -916,9 +920,9 @@ fn print_output(format: OutputFormat, ledger: &Ledger, id: i64, mut after: i64) 
     loop {
         // A chunk holds up to 4096 lines: a page of as many decompresses each chunk once.
         let (lines, more) = ledger.run_output_page(id, after, 4096, 512 * 1024)?;
-        for line in &lines {
+        for line in lines {
             after = line.id;
-            print_line(format, line)?;
+            print_line(format, &OutputLine::from(line))?;
         }
         if !more {
             return Ok(after);

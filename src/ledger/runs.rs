@@ -9,7 +9,7 @@
 
 use jiff::Timestamp;
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::{Ledger, LedgerError, Result, deps, stamp};
 use crate::run::{RunState, Trigger};
@@ -19,13 +19,12 @@ use crate::slots::{Outcome, SlotRow};
 const LEASE: &str = "daemon";
 
 /// A run as the ledger records it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RunRow {
     pub id: i64,
     pub job: String,
     /// The job's revision number the run executes.
     pub revision: Option<i64>,
-    #[serde(skip)]
     pub revision_id: Option<i64>,
     pub git_commit: Option<String>,
     pub trigger: String,
@@ -60,11 +59,8 @@ pub struct RunRow {
     pub output_bytes: i64,
     pub output_truncated: bool,
     pub cancel_requested: Option<String>,
-    #[serde(skip)]
     pub epoch: Option<i64>,
-    #[serde(skip)]
     pub supervisor: Option<(i64, i64)>,
-    #[serde(skip)]
     pub pid_start: Option<i64>,
 }
 
@@ -159,7 +155,7 @@ pub struct RunEnd {
     pub at: Timestamp,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RunEvent {
     pub id: i64,
     pub run_id: i64,
@@ -168,7 +164,7 @@ pub struct RunEvent {
     pub message: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OutputLine {
     pub id: i64,
     pub at: String,
