@@ -2,11 +2,14 @@
 //! the local commands, from the HTTP API instead of the ledger.
 
 use std::collections::BTreeMap;
-use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
 use anyhow::{Result, bail};
 
+use super::output::control::{render_pause, render_status};
+use super::output::runs::{
+    Spinner, print_line, render_cancel, render_events, render_queued, render_run, render_runs,
+};
 use super::{OutputFormat, output, runs};
 use crate::api::wire::{
     CancelResult, DeleteResult, JobDetail, JobSummary, LogPage, OutputLine, ParamValue, PauseBody,
@@ -45,7 +48,7 @@ pub fn get(client: &Client, format: OutputFormat, name: &str) -> Result<ExitCode
 
 pub fn status(client: &Client, format: OutputFormat) -> Result<ExitCode> {
     let view: StatusView = client.get("/v1/status")?;
-    runs::render_status(format, &view)
+    render_status(format, &view)
 }
 
 fn params_body(given: &[String]) -> Result<TriggerBody> {
@@ -71,7 +74,7 @@ pub fn trigger(
         Some(&params_body(given)?),
     )?;
     if !wait {
-        runs::render_queued(format, run.id, name)?;
+        render_queued(format, run.id, name)?;
         return Ok(ExitCode::SUCCESS);
     }
     eprintln!("run {} of {name} queued", run.id);
@@ -116,7 +119,7 @@ fn follow_from(client: &Client, format: OutputFormat, id: i64, start: &str) -> R
             match kind {
                 "line" => match serde_json::from_str::<OutputLine>(data) {
                     Ok(line) => {
-                        if let Err(e) = runs::print_line(format, &line) {
+                        if let Err(e) = print_line(format, &line) {
                             failure = Some(e);
                             return false;
                         }
@@ -357,7 +360,7 @@ pub fn logs(
     loop {
         let page: LogPage = client.get(&format!("/v1/runs/{id}/logs?{query}"))?;
         for line in &page.lines {
-            runs::print_line(format, line)?;
+            print_line(format, line)?;
         }
         match page.next_after {
             Some(next) if next > after => {
@@ -381,18 +384,18 @@ pub fn pause(
             reason: reason.map(str::to_string),
         }),
     )?;
-    runs::render_pause(format, true, &result)
+    render_pause(format, true, &result)
 }
 
 pub fn resume(client: &Client, format: OutputFormat, name: &str) -> Result<ExitCode> {
     let result: PauseResult =
         client.post(&format!("/v1/jobs/{}/resume", encode(name)), None::<&()>)?;
-    runs::render_pause(format, false, &result)
+    render_pause(format, false, &result)
 }
 
 pub fn cancel(client: &Client, format: OutputFormat, id: i64) -> Result<ExitCode> {
     let result: CancelResult = client.post(&format!("/v1/runs/{id}/cancel"), None::<&()>)?;
-    runs::render_cancel(format, &result)
+    render_cancel(format, &result)
 }
 
 pub fn runs(client: &Client, format: OutputFormat, q: &runs::RunsQuery) -> Result<ExitCode> {
@@ -411,55 +414,15 @@ pub fn runs(client: &Client, format: OutputFormat, q: &runs::RunsQuery) -> Resul
         return runs::watch_runs(format, || Ok(client.get::<RunPage>(&path)?.runs));
     }
     let page: RunPage = client.get(&path)?;
-    runs::render_runs(format, &page.runs)
+    render_runs(format, &page.runs)
 }
 
 pub fn run_get(client: &Client, format: OutputFormat, id: i64) -> Result<ExitCode> {
     let run: Run = client.get(&format!("/v1/runs/{id}"))?;
-    runs::render_run(format, &run)
+    render_run(format, &run)
 }
 
 pub fn run_events(client: &Client, format: OutputFormat, id: i64) -> Result<ExitCode> {
     let events: Vec<RunEvent> = client.get(&format!("/v1/runs/{id}/events"))?;
-    runs::render_events(format, &events)
-}
-
-/// A spinner on stderr while a run waits to start, only when stderr is a terminal.
-pub(super) struct Spinner {
-    run: i64,
-    frame: usize,
-    shown: bool,
-    terminal: bool,
-}
-
-impl Spinner {
-    pub(super) fn new(run: i64) -> Spinner {
-        Spinner {
-            run,
-            frame: 0,
-            shown: false,
-            terminal: std::io::stderr().is_terminal(),
-        }
-    }
-
-    pub(super) fn tick(&mut self) {
-        if !self.terminal {
-            return;
-        }
-        const FRAMES: [char; 4] = ['|', '/', '-', '\\'];
-        eprint!(
-            "\r{} run {} is pending: waiting for the daemon to start it",
-            FRAMES[self.frame % FRAMES.len()],
-            self.run
-        );
-        self.frame += 1;
-        self.shown = true;
-    }
-
-    pub(super) fn clear(&mut self) {
-        if self.shown {
-            eprint!("\r\x1b[2K");
-            self.shown = false;
-        }
-    }
+    render_events(format, &events)
 }

@@ -1,4 +1,8 @@
-//! Printing results: tables for people, JSON for programs.
+//! Printing results: tables for people, JSON for programs. The same renderers print what the
+//! local ledger holds and what a server's API answers: both are `api::wire` shapes.
+
+pub mod control;
+pub mod runs;
 
 use std::process::ExitCode;
 
