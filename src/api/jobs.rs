@@ -419,29 +419,37 @@ async fn write_job(
                 record_audit(ledger, now, &audit);
                 Ok(())
             }
-            Err(ApiWriteError::NotFound(m)) => Err(ApiError::not_found(m)),
-            Err(ApiWriteError::Conflict(m)) => Err(ApiError::conflict(m)),
-            Err(ApiWriteError::Invalid(mut diagnostics)) => {
-                if !positions {
-                    // Lines of a merged document the client never saw would mislead.
-                    for d in &mut diagnostics {
-                        d.position = None;
-                    }
-                }
-                Err(ApiError {
-                    diagnostics: diagnostics.clone(),
-                    ..ApiError::new(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        crate::diag::render(&diagnostics, |_| text.as_deref(), false),
-                    )
-                })
-            }
-            Err(ApiWriteError::Ledger(e)) => Err(e.into()),
+            Err(e) => Err(write_error(e, text.as_deref(), positions)),
         }
     })
     .await?;
     who.audit(action, &target);
     Ok(())
+}
+
+/// The answer to an API write that wrote nothing. An invalid definition answers 422 with its
+/// diagnostics, against `text` as sent (`positions`: false for a merged document, whose lines
+/// the client never saw and would be misled by).
+fn write_error(e: ApiWriteError, text: Option<&str>, positions: bool) -> ApiError {
+    match e {
+        ApiWriteError::NotFound(m) => ApiError::not_found(m),
+        ApiWriteError::Conflict(m) => ApiError::conflict(m),
+        ApiWriteError::Invalid(mut diagnostics) => {
+            if !positions {
+                for d in &mut diagnostics {
+                    d.position = None;
+                }
+            }
+            ApiError {
+                diagnostics: diagnostics.clone(),
+                ..ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    crate::diag::render(&diagnostics, |_| text, false),
+                )
+            }
+        }
+        ApiWriteError::Ledger(e) => e.into(),
+    }
 }
 
 async fn detail_of(api: &Arc<Api>, name: String) -> ApiResult<JobDetail> {

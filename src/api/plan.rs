@@ -25,16 +25,7 @@ pub async fn plan(
     _: Reader,
     OptionalJson(request): OptionalJson<PlanRequest>,
 ) -> ApiResult<Json<PlanResponse>> {
-    for path in request.files.keys() {
-        let name = path.rsplit('/').next().unwrap_or(path);
-        let unsafe_path =
-            path.starts_with('/') || path.split('/').any(|part| part.is_empty() || part == "..");
-        if unsafe_path || !crate::source::is_job_file_name(name) {
-            return Err(ApiError::bad_request(format!(
-                "`{path}` is not a job file path: give paths relative to the jobs folder, ending in .yaml, .yml or .toml"
-            )));
-        }
-    }
+    check_paths(&request)?;
     let rows = api.read_blocking(|l| l.jobs()).await?;
     let now = api.now();
     let defaults = api.shared.defaults.clone();
@@ -104,4 +95,19 @@ pub async fn plan(
     })
     .await
     .map_err(|e| ApiError::internal("planning", e))?
+}
+
+/// Every posted path is a job file's, relative to the jobs folder and inside it.
+fn check_paths(request: &PlanRequest) -> ApiResult<()> {
+    for path in request.files.keys() {
+        let name = path.rsplit('/').next().unwrap_or(path);
+        let unsafe_path =
+            path.starts_with('/') || path.split('/').any(|part| part.is_empty() || part == "..");
+        if unsafe_path || !crate::source::is_job_file_name(name) {
+            return Err(ApiError::bad_request(format!(
+                "`{path}` is not a job file path: give paths relative to the jobs folder, ending in .yaml, .yml or .toml"
+            )));
+        }
+    }
+    Ok(())
 }

@@ -7,9 +7,45 @@ use anyhow::{Result, bail};
 
 use super::args::ServeFlags;
 use super::{Settings, clock};
+use crate::config::{DaemonConfig, ServerConfig};
 use crate::daemon;
 
 pub fn serve(settings: &Settings, flags: ServeFlags) -> Result<ExitCode> {
+    let config = daemon_config(settings, &flags)?;
+    let format = flags
+        .log_format
+        .clone()
+        .or_else(|| config.log_format.clone())
+        .unwrap_or_else(|| "human".to_string());
+    init_logging(&format)?;
+    if !settings.dir.is_dir() {
+        bail!(
+            "the jobs folder {} does not exist; create it (`jobctl init`) or pass --dir",
+            settings.dir.display()
+        );
+    }
+    let insecure = flags.insecure;
+    let server = server_config(settings, flags)?;
+    let admin = std::env::var("JOBS_TOKEN").ok();
+    let tokens =
+        crate::api::auth::Tokens::load(server.token_file.as_deref(), admin.as_deref(), insecure)
+            .map_err(anyhow::Error::msg)?;
+    daemon::serve(daemon::Options {
+        dir: settings.dir.clone(),
+        ledger: settings.ledger.clone(),
+        defaults: settings.config.defaults.clone(),
+        daemon: config,
+        server,
+        notify: settings.config.notify.clone(),
+        tokens,
+        insecure,
+        clock: clock()?,
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `jobs.toml`'s `[daemon]` with the flags that override it.
+fn daemon_config(settings: &Settings, flags: &ServeFlags) -> Result<DaemonConfig> {
     let mut config = settings.config.daemon.clone();
     if let Some(n) = flags.max_concurrent_runs {
         if n == 0 {
@@ -30,17 +66,13 @@ pub fn serve(settings: &Settings, flags: ServeFlags) -> Result<ExitCode> {
                 .map_err(|m| anyhow::anyhow!("{flag}: {m}"))?;
         }
     }
-    let format = flags
-        .log_format
-        .or_else(|| config.log_format.clone())
-        .unwrap_or_else(|| "human".to_string());
-    init_logging(&format)?;
-    if !settings.dir.is_dir() {
-        bail!(
-            "the jobs folder {} does not exist; create it (`jobctl init`) or pass --dir",
-            settings.dir.display()
-        );
-    }
+    Ok(config)
+}
+
+/// `jobs.toml`'s `[server]` with the flags that override it, and the connection caps derived
+/// from the descriptor limit (raised here, before anything opens descriptors: runs, the
+/// ledger and the API share it).
+fn server_config(settings: &Settings, flags: ServeFlags) -> Result<ServerConfig> {
     let mut server = settings.config.server.clone();
     if let Some(listen) = flags.listen {
         server.listen = listen;
@@ -52,7 +84,6 @@ pub fn serve(settings: &Settings, flags: ServeFlags) -> Result<ExitCode> {
         server.tls_cert = Some(cert);
         server.tls_key = Some(key);
     }
-    // Before anything opens descriptors: runs, the ledger and the API share this limit.
     let nofile = crate::api::conns::raise_descriptor_limit();
     let derived = crate::api::conns::Limits::for_descriptors(nofile);
     for (flag, value) in [
@@ -82,25 +113,7 @@ pub fn serve(settings: &Settings, flags: ServeFlags) -> Result<ExitCode> {
             crate::api::conns::FD_RESERVE
         );
     }
-    let admin = std::env::var("JOBS_TOKEN").ok();
-    let tokens = crate::api::auth::Tokens::load(
-        server.token_file.as_deref(),
-        admin.as_deref(),
-        flags.insecure,
-    )
-    .map_err(anyhow::Error::msg)?;
-    daemon::serve(daemon::Options {
-        dir: settings.dir.clone(),
-        ledger: settings.ledger.clone(),
-        defaults: settings.config.defaults.clone(),
-        daemon: config,
-        server,
-        notify: settings.config.notify.clone(),
-        tokens,
-        insecure: flags.insecure,
-        clock: clock()?,
-    })?;
-    Ok(ExitCode::SUCCESS)
+    Ok(server)
 }
 
 fn init_logging(format: &str) -> Result<()> {
