@@ -219,14 +219,18 @@ pub enum ApiWrite {
 }
 
 /// Why an API write of a job wrote nothing.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum ApiWriteError {
     /// No such API-owned job (update, delete).
+    #[error("{0}")]
     NotFound(String),
     /// The name belongs to a file, or (create) already exists.
+    #[error("{0}")]
     Conflict(String),
     /// The definition does not validate: the diagnostics, against the text as given.
+    #[error("the definition does not validate ({} problems)", .0.len())]
     Invalid(Vec<crate::diag::Diagnostic>),
+    #[error(transparent)]
     Ledger(LedgerError),
 }
 

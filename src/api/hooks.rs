@@ -121,18 +121,35 @@ fn params_of(body: &[u8]) -> ApiResult<BTreeMap<String, String>> {
         .collect())
 }
 
-fn read_secret(source: &WebhookSecret) -> Result<Vec<u8>, String> {
+/// Why a webhook's secret cannot be used: logged for the operator, never sent to the caller.
+#[derive(Debug, thiserror::Error)]
+enum SecretError {
+    #[error("the environment variable {var} is not set")]
+    Unset { var: String },
+    #[error("cannot read {path}: {source}")]
+    Unreadable {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the secret is empty")]
+    Empty,
+}
+
+fn read_secret(source: &WebhookSecret) -> Result<Vec<u8>, SecretError> {
     let secret = match source {
         WebhookSecret::SecretEnv(var) => {
-            std::env::var(var).map_err(|_| format!("the environment variable {var} is not set"))?
+            std::env::var(var).map_err(|_| SecretError::Unset { var: var.clone() })?
         }
         WebhookSecret::SecretFile(path) => std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read {path}: {e}"))?
+            .map_err(|source| SecretError::Unreadable {
+                path: path.clone(),
+                source,
+            })?
             .trim_end_matches(['\n', '\r'])
             .to_string(),
     };
     if secret.is_empty() {
-        return Err("the secret is empty".to_string());
+        return Err(SecretError::Empty);
     }
     Ok(secret.into_bytes())
 }

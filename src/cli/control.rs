@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Result, bail};
+use anyhow::{Context as _, Result, bail};
 
 use super::operator::operator;
 use super::output::control::{render_pause, render_status};
@@ -13,9 +13,13 @@ use crate::runner;
 pub fn pause(settings: &Settings, job: &str, reason: Option<&str>) -> Result<ExitCode> {
     let ledger = open_existing(settings)?;
     let now = clock()?.now();
-    let paused = ledger.pause(job, &operator(), reason, now)?;
+    let paused = ledger
+        .pause(job, &operator(), reason, now)
+        .with_context(|| format!("pausing job {job}"))?;
     ledger.wake_daemon();
-    let row = ledger.job(job)?;
+    let row = ledger
+        .job(job)
+        .with_context(|| format!("reading job {job}"))?;
     let result = PauseResult {
         job: job.to_string(),
         changed: paused,
@@ -26,7 +30,9 @@ pub fn pause(settings: &Settings, job: &str, reason: Option<&str>) -> Result<Exi
 
 pub fn resume(settings: &Settings, job: &str) -> Result<ExitCode> {
     let ledger = open_existing(settings)?;
-    let resumed = ledger.resume(job)?;
+    let resumed = ledger
+        .resume(job)
+        .with_context(|| format!("resuming job {job}"))?;
     ledger.wake_daemon();
     let result = PauseResult {
         job: job.to_string(),
@@ -44,6 +50,7 @@ pub fn status(settings: &Settings) -> Result<ExitCode> {
             settings.ledger.display()
         );
     };
-    let view = crate::views::status(&ledger, &settings.ledger, now, runner::is_alive)?;
+    let view = crate::views::status(&ledger, &settings.ledger, now, runner::is_alive)
+        .context("reading the daemon's status")?;
     render_status(settings.output, &view)
 }

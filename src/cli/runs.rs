@@ -39,7 +39,8 @@ fn params(
     given: &[String],
 ) -> Result<(i64, Option<serde_json::Value>)> {
     let row = ledger
-        .job(job)?
+        .job(job)
+        .with_context(|| format!("reading job {job}"))?
         .filter(|r| r.active)
         .with_context(|| {
             format!(
@@ -51,7 +52,7 @@ fn params(
         job,
         &row.definition,
         &settings.config.defaults,
-        Timestamp::now(),
+        super::now()?,
     )
     .map_err(anyhow::Error::msg)?;
     let mut values = BTreeMap::new();
@@ -106,10 +107,12 @@ pub fn trigger(settings: &Settings, job: &str, given: &[String], wait: bool) -> 
     let mut ledger = open_existing(settings)?;
     let (revision_id, params) = params(settings, &ledger, job, given)?;
     let now = clock()?.now();
-    let id = ledger.create_run(
-        &NewRun::now(job, revision_id, Trigger::Manual, params, now).by(operator()),
-        now,
-    )?;
+    let id = ledger
+        .create_run(
+            &NewRun::now(job, revision_id, Trigger::Manual, params, now).by(operator()),
+            now,
+        )
+        .with_context(|| format!("queueing a run of {job}"))?;
     ledger.wake_daemon();
     let daemon_up = daemon_pid(&ledger)?.is_some();
     if wait {
@@ -194,7 +197,8 @@ pub fn exit_code_of(run: &Run) -> ExitCode {
 
 /// The pid of the daemon serving this ledger, if one is alive.
 fn daemon_pid(ledger: &Ledger) -> Result<Option<i64>> {
-    Ok(ledger.lease()?.and_then(|lease| {
+    let lease = ledger.lease().context("reading the daemon's lease")?;
+    Ok(lease.and_then(|lease| {
         let alive = lease.released_at.is_none()
             && matches!((lease.pid, lease.pid_start), (Some(pid), Some(start)) if runner::is_alive(pid, start));
         alive.then_some(lease.pid).flatten()
@@ -204,7 +208,9 @@ fn daemon_pid(ledger: &Ledger) -> Result<Option<i64>> {
 pub fn cancel(settings: &Settings, id: i64) -> Result<ExitCode> {
     let mut ledger = open_existing(settings)?;
     let now = clock()?.now();
-    let outcome = ledger.request_cancel(id, &operator(), now)?;
+    let outcome = ledger
+        .request_cancel(id, &operator(), now)
+        .with_context(|| format!("cancelling run {id}"))?;
     ledger.wake_daemon();
     render_cancel(settings.output, &CancelResult::new(id, outcome))
 }
@@ -263,7 +269,9 @@ pub fn runs(settings: &Settings, query: &RunsQuery) -> Result<ExitCode> {
     };
     if query.watch {
         return watch_runs(settings.output, || match super::open_read_only(settings)? {
-            Some(ledger) => Ok(wire::runs(&ledger.runs(&filter)?)),
+            Some(ledger) => Ok(wire::runs(
+                &ledger.runs(&filter).context("reading the runs")?,
+            )),
             None => Ok(Vec::new()),
         });
     }
@@ -278,7 +286,8 @@ pub fn runs(settings: &Settings, query: &RunsQuery) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     };
-    render_runs(settings.output, &wire::runs(&ledger.runs(&filter)?))
+    let rows = ledger.runs(&filter).context("reading the runs")?;
+    render_runs(settings.output, &wire::runs(&rows))
 }
 
 /// `runs --watch`, as `kubectl get -w`: the runs as they are, then a line for each run that
