@@ -248,7 +248,7 @@ pub fn status(
                 .filter(|s| !s.is_empty())
                 .map(str::to_string),
         },
-        active_runs: crate::api::wire::runs(&ledger.active_runs()?),
+        active_runs: crate::api::wire::runs(ledger.active_runs()?),
         next_fires: next
             .into_iter()
             .map(|(t, job)| NextFire {

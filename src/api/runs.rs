@@ -90,7 +90,7 @@ pub async fn list(
         None
     };
     Ok(Json(RunPage {
-        runs: wire::runs(&runs),
+        runs: wire::runs(runs),
         next_cursor,
     }))
 }

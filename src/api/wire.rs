@@ -270,52 +270,52 @@ impl Run {
     }
 }
 
-impl From<&ledger::RunRow> for Run {
-    fn from(r: &ledger::RunRow) -> Run {
+impl From<ledger::RunRow> for Run {
+    fn from(r: ledger::RunRow) -> Run {
         Run {
             id: r.id,
-            job: r.job.clone(),
+            job: r.job,
             revision: r.revision,
-            git_commit: r.git_commit.clone(),
-            trigger: r.trigger.clone(),
+            git_commit: r.git_commit,
+            trigger: r.trigger,
             attempt: r.attempt,
             first_run_id: r.first_run_id,
-            scheduled_at: r.scheduled_at.clone(),
-            slot: r.slot.clone(),
-            slot_first: r.slot_first.clone(),
+            scheduled_at: r.scheduled_at,
+            slot: r.slot,
+            slot_first: r.slot_first,
             slot_count: r.slot_count,
-            not_before: r.not_before.clone(),
-            state: r.state.clone(),
-            reason: r.reason.clone(),
-            created_at: r.created_at.clone(),
-            started_at: r.started_at.clone(),
-            finished_at: r.finished_at.clone(),
+            not_before: r.not_before,
+            state: r.state,
+            reason: r.reason,
+            created_at: r.created_at,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
             duration_ms: r.duration_ms,
             exit_code: r.exit_code,
             signal: r.signal,
-            error: r.error.clone(),
+            error: r.error,
             pid: r.pid,
             cpu_user_ms: r.cpu_user_ms,
             cpu_sys_ms: r.cpu_sys_ms,
             max_rss_kb: r.max_rss_kb,
-            params: r.params.clone(),
-            released_by: r.released_by.clone(),
+            params: r.params,
+            released_by: r.released_by,
             output_bytes: r.output_bytes,
             output_truncated: r.output_truncated,
-            cancel_requested: r.cancel_requested.clone(),
+            cancel_requested: r.cancel_requested,
         }
     }
 }
 
-impl From<ledger::RunRow> for Run {
-    fn from(r: ledger::RunRow) -> Run {
-        Run::from(&r)
+impl From<&ledger::RunRow> for Run {
+    fn from(r: &ledger::RunRow) -> Run {
+        Run::from(r.clone())
     }
 }
 
 /// Runs as the API sends them, in the same order.
-pub fn runs(rows: &[ledger::RunRow]) -> Vec<Run> {
-    rows.iter().map(Run::from).collect()
+pub fn runs(rows: Vec<ledger::RunRow>) -> Vec<Run> {
+    rows.into_iter().map(Run::from).collect()
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

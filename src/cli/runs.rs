@@ -160,7 +160,7 @@ fn wait_for_run(settings: &Settings, ledger: &Ledger, id: i64) -> Result<ExitCod
         );
         // A failure that will be retried is not the end: follow the next attempt (written
         // in the same transaction as this end).
-        let recent = wire::runs(&ledger.runs(&crate::ledger::RunFilter {
+        let recent = wire::runs(ledger.runs(&crate::ledger::RunFilter {
             job: Some(run.job.clone()),
             limit: Some(100),
             ..Default::default()
@@ -270,7 +270,7 @@ pub fn runs(settings: &Settings, query: &RunsQuery) -> Result<ExitCode> {
     if query.watch {
         return watch_runs(settings.output, || match super::open_read_only(settings)? {
             Some(ledger) => Ok(wire::runs(
-                &ledger.runs(&filter).context("reading the runs")?,
+                ledger.runs(&filter).context("reading the runs")?,
             )),
             None => Ok(Vec::new()),
         });
@@ -287,7 +287,7 @@ pub fn runs(settings: &Settings, query: &RunsQuery) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     };
     let rows = ledger.runs(&filter).context("reading the runs")?;
-    render_runs(settings.output, &wire::runs(&rows))
+    render_runs(settings.output, &wire::runs(rows))
 }
 
 /// `runs --watch`, as `kubectl get -w`: the runs as they are, then a line for each run that
@@ -421,7 +421,7 @@ pub fn logs(
                     settings.ledger.display()
                 );
             }
-            latest_started(job, &wire::runs(&runs))?
+            latest_started(job, &wire::runs(runs))?
         }
     };
     let (ledger, mut run) = find_run(settings, id)?;
