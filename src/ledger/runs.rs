@@ -9,7 +9,6 @@
 
 use jiff::Timestamp;
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
-use serde::Serialize;
 
 use super::{Ledger, LedgerError, Result, deps, stamp};
 use crate::run::{RunState, Trigger};
@@ -172,18 +171,17 @@ pub struct OutputLine {
     pub line: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LeaseRow {
     pub holder: String,
     pub pid: Option<i64>,
-    #[serde(skip)]
     pub pid_start: Option<i64>,
     pub epoch: i64,
     pub acquired_at: String,
     pub released_at: Option<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DaemonEvent {
     pub id: i64,
     pub at: String,
