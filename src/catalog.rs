@@ -127,7 +127,56 @@ pub fn build_with(
             });
         }
     }
-    for (name, indices) in &claimed {
+    check_names(files, &claimed, other_jobs, &mut diagnostics);
+    let mut keep: Vec<bool> = entries
+        .iter()
+        .map(|e| {
+            claimed
+                .get(e.spec.name.as_str())
+                .is_some_and(|files| files.len() == 1)
+                && !other_jobs.iter().any(|o| o == e.spec.name.as_str())
+                && crate::name::reserved(e.spec.name.as_str()).is_none()
+        })
+        .collect();
+
+    check_references(
+        &entries,
+        &references,
+        &claimed,
+        other_jobs,
+        &mut keep,
+        &mut diagnostics,
+    );
+    check_cycles(&entries, &references, &mut keep, &mut diagnostics);
+    let mut valid: Vec<Entry> = entries
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(e, k)| k.then_some(e))
+        .collect();
+    valid.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+    diagnostics.sort_by(|a, b| {
+        (a.file.as_str(), a.position, a.severity == Severity::Warning).cmp(&(
+            b.file.as_str(),
+            b.position,
+            b.severity == Severity::Warning,
+        ))
+    });
+    Catalog {
+        entries: valid,
+        diagnostics,
+        n_files: files.len(),
+    }
+}
+
+/// Names claimed by more than one file, reserved by the command line, or taken by the API:
+/// an error of each file that claims one.
+fn check_names(
+    files: &[FileInput<'_>],
+    claimed: &BTreeMap<String, Vec<usize>>,
+    other_jobs: &[String],
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    for (name, indices) in claimed {
         if indices.len() > 1 {
             for &i in indices {
                 let others: Vec<&str> = indices
@@ -147,7 +196,7 @@ pub fn build_with(
     }
     // Names the command line would read as something else: `jobctl run get 5` is the `get`
     // subcommand, `jobctl logs 2024` a run id.
-    for (name, indices) in &claimed {
+    for (name, indices) in claimed {
         if let Some(why) = crate::name::reserved(name) {
             for &i in indices {
                 diagnostics.push(
@@ -162,7 +211,7 @@ pub fn build_with(
     }
     // A name that exists outside the files (an API-owned job) is that file's error alone:
     // the file's job is not applied, everything else is.
-    for (name, indices) in &claimed {
+    for (name, indices) in claimed {
         if other_jobs.iter().any(|o| o == name) {
             for &i in indices {
                 diagnostics.push(
@@ -179,20 +228,20 @@ pub fn build_with(
             }
         }
     }
-    let mut keep: Vec<bool> = entries
-        .iter()
-        .map(|e| {
-            claimed
-                .get(e.spec.name.as_str())
-                .is_some_and(|files| files.len() == 1)
-                && !other_jobs.iter().any(|o| o == e.spec.name.as_str())
-                && crate::name::reserved(e.spec.name.as_str()).is_none()
-        })
-        .collect();
+}
 
-    // References must name a job that exists (as a file, valid or not, or outside the files).
+/// References (`depends_on`, `after`) must name a job that exists: as a file, valid or not,
+/// or outside the files. A job with a dangling reference is not kept.
+fn check_references(
+    entries: &[Entry],
+    references: &[(usize, Vec<Reference>)],
+    claimed: &BTreeMap<String, Vec<usize>>,
+    other_jobs: &[String],
+    keep: &mut [bool],
+    diagnostics: &mut Vec<Diagnostic>,
+) {
     let exists = |name: &str| claimed.contains_key(name) || other_jobs.iter().any(|o| o == name);
-    for (index, refs) in &references {
+    for (index, refs) in references {
         for r in refs {
             if !exists(r.target.as_str()) {
                 let known = claimed.keys().map(String::as_str);
@@ -215,14 +264,22 @@ pub fn build_with(
             }
         }
     }
+}
 
-    // Cycles across depends_on and after.
+/// Cycles across `depends_on` and `after`: an error at the first job of each, whose jobs are
+/// not kept.
+fn check_cycles(
+    entries: &[Entry],
+    references: &[(usize, Vec<Reference>)],
+    keep: &mut [bool],
+    diagnostics: &mut Vec<Diagnostic>,
+) {
     let by_name: HashMap<&str, usize> = entries
         .iter()
         .enumerate()
         .map(|(i, e)| (e.spec.name.as_str(), i))
         .collect();
-    for cycle in find_cycles(&entries, &by_name) {
+    for cycle in find_cycles(entries, &by_name) {
         let first = cycle[0];
         let path: Vec<&str> = cycle
             .iter()
@@ -248,25 +305,6 @@ pub fn build_with(
         for i in cycle {
             keep[i] = false;
         }
-    }
-
-    let mut valid: Vec<Entry> = entries
-        .into_iter()
-        .zip(keep)
-        .filter_map(|(e, k)| k.then_some(e))
-        .collect();
-    valid.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
-    diagnostics.sort_by(|a, b| {
-        (a.file.as_str(), a.position, a.severity == Severity::Warning).cmp(&(
-            b.file.as_str(),
-            b.position,
-            b.severity == Severity::Warning,
-        ))
-    });
-    Catalog {
-        entries: valid,
-        diagnostics,
-        n_files: files.len(),
     }
 }
 

@@ -178,18 +178,17 @@ impl Schedule {
     /// # Errors
     ///
     /// When the stored form is not one this version wrote.
-    pub fn from_json(value: &Value) -> Result<Schedule, String> {
+    pub fn from_json(value: &Value) -> Result<Schedule, StoredScheduleError> {
+        use StoredScheduleError as E;
         let text = |key: &str| value.get(key).and_then(Value::as_str);
-        let instant = |key: &str| -> Result<Timestamp, String> {
+        let instant = |key: &'static str| -> Result<Timestamp, StoredScheduleError> {
             text(key)
-                .ok_or_else(|| format!("missing {key}"))?
+                .ok_or(E::Missing(key))?
                 .parse()
-                .map_err(|e| format!("{key}: {e}"))
+                .map_err(|e| E::Instant(key, e))
         };
         if let Some(expr) = text("cron") {
-            return CronExpr::parse(expr)
-                .map(Schedule::Cron)
-                .map_err(|e| e.to_string());
+            return CronExpr::parse(expr).map(Schedule::Cron).map_err(E::Cron);
         }
         if let Some(every) = text("every") {
             let interval = Duration::parse(every)?;
@@ -211,13 +210,30 @@ impl Schedule {
         if let Some(after) = value.get("after") {
             return serde_json::from_value(after.clone())
                 .map(Schedule::After)
-                .map_err(|e| e.to_string());
+                .map_err(|e| E::After(e.to_string()));
         }
         if value.get("manual").is_some() {
             return Ok(Schedule::Manual);
         }
-        Err(format!("unknown stored schedule {value}"))
+        Err(E::Unknown(value.to_string()))
     }
+}
+
+/// Why a stored schedule (the ledger's JSON form) cannot be read back.
+#[derive(Debug, thiserror::Error)]
+pub enum StoredScheduleError {
+    #[error(transparent)]
+    Cron(#[from] crate::cron::CronError),
+    #[error(transparent)]
+    Every(#[from] crate::duration::DurationError),
+    #[error("missing {0}")]
+    Missing(&'static str),
+    #[error("{0}: {1}")]
+    Instant(&'static str, jiff::Error),
+    #[error("{0}")]
+    After(String),
+    #[error("unknown stored schedule {0}")]
+    Unknown(String),
 }
 
 impl fmt::Display for Schedule {
@@ -254,30 +270,38 @@ impl fmt::Display for Schedule {
 ///
 /// # Errors
 ///
-/// A message saying what forms are accepted.
-pub fn resolve_time(text: &str, tz: &TimeZone) -> Result<AtTime, String> {
+/// A [`TimeError`]: the forms accepted, or a time jiff cannot place.
+pub fn resolve_time(text: &str, tz: &TimeZone) -> Result<AtTime, TimeError> {
     let trimmed = text.trim();
     let instant = if let Ok(ts) = trimmed.parse::<Timestamp>() {
         ts
     } else {
-        let civil: DateTime = trimmed.replacen(' ', "T", 1).parse().map_err(|_| {
-            format!(
-                "`{text}` is not a date-time; expected RFC 3339 such as 2026-12-24T18:00:00+01:00, or a local time such as 2026-12-24T18:00:00"
-            )
-        })?;
+        let civil: DateTime = trimmed
+            .replacen(' ', "T", 1)
+            .parse()
+            .map_err(|_| TimeError::NotADateTime(text.to_string()))?;
         match tz.to_ambiguous_timestamp(civil).offset() {
             AmbiguousOffset::Gap { after, .. } => {
-                let t = after.to_timestamp(civil).map_err(|e| e.to_string())?;
+                let t = after.to_timestamp(civil)?;
                 tz.following(t).next().map_or(t, |tr| tr.timestamp())
             }
-            _ => tz
-                .to_ambiguous_timestamp(civil)
-                .compatible()
-                .map_err(|e| e.to_string())?,
+            _ => tz.to_ambiguous_timestamp(civil).compatible()?,
         }
     };
     Ok(AtTime {
         text: trimmed.to_string(),
         instant,
     })
+}
+
+/// Why a time as written cannot be resolved.
+#[derive(Debug, thiserror::Error)]
+pub enum TimeError {
+    #[error(
+        "`{0}` is not a date-time; expected RFC 3339 such as 2026-12-24T18:00:00+01:00, or a local time such as 2026-12-24T18:00:00"
+    )]
+    NotADateTime(String),
+    /// Out of jiff's range (the year 9999 and a zone's offset, say).
+    #[error("{0}")]
+    OutOfRange(#[from] jiff::Error),
 }
