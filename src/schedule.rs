@@ -305,3 +305,260 @@ pub enum TimeError {
     #[error("{0}")]
     OutOfRange(#[from] jiff::Error),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(text: &str) -> Timestamp {
+        text.parse().unwrap()
+    }
+
+    fn tz(name: &str) -> TimeZone {
+        TimeZone::get(name).unwrap()
+    }
+
+    fn cron(expr: &str) -> Schedule {
+        Schedule::Cron(CronExpr::parse(expr).unwrap())
+    }
+
+    fn every(interval: &str, start_at: Option<&str>) -> Schedule {
+        Schedule::Every {
+            interval: Duration::parse(interval).unwrap(),
+            start_at: start_at.map(|t| AtTime {
+                text: t.to_string(),
+                instant: ts(t),
+            }),
+        }
+    }
+
+    fn at(instant: &str) -> Schedule {
+        Schedule::At(AtTime {
+            text: instant.to_string(),
+            instant: ts(instant),
+        })
+    }
+
+    /// The next three fires of `schedule` in `zone` strictly after `after`, as UTC instants.
+    fn check(schedule: &Schedule, zone: &str, anchor: &str, after: &str, expected: &[&str]) {
+        let got: Vec<String> = schedule
+            .next_fires(&tz(zone), ts(anchor), ts(after), 3)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(got, expected, "{schedule} in {zone} after {after}");
+    }
+
+    #[test]
+    fn cron_fires_follow_the_zone_across_real_dst_transitions() {
+        let anchor = "2026-01-01T00:00:00Z";
+        // Berlin springs forward on 2026-03-29 at 02:00 → 03:00: a fixed 02:30 does not exist
+        // that day and fires once, right after the gap; the offset changes from +1 to +2.
+        check(
+            &cron("30 2 * * *"),
+            "Europe/Berlin",
+            anchor,
+            "2026-03-28T12:00:00Z",
+            &[
+                "2026-03-29T01:00:00Z",
+                "2026-03-30T00:30:00Z",
+                "2026-03-31T00:30:00Z",
+            ],
+        );
+        // New York falls back on 2026-11-01 at 02:00 EDT → 01:00 EST: a fixed 01:30 happens
+        // twice and fires once, at the first (EDT).
+        check(
+            &cron("30 1 * * *"),
+            "America/New_York",
+            anchor,
+            "2026-10-31T12:00:00Z",
+            &[
+                "2026-11-01T05:30:00Z",
+                "2026-11-02T06:30:00Z",
+                "2026-11-03T06:30:00Z",
+            ],
+        );
+        // A wildcard-hour job fires at both 01:30s of the repeated hour.
+        check(
+            &cron("30 * * * *"),
+            "America/New_York",
+            anchor,
+            "2026-11-01T04:45:00Z",
+            &[
+                "2026-11-01T05:30:00Z",
+                "2026-11-01T06:30:00Z",
+                "2026-11-01T07:30:00Z",
+            ],
+        );
+        // UTC has no transitions; the instant `after` itself never fires.
+        check(
+            &cron("0 0 * * *"),
+            "UTC",
+            anchor,
+            "2026-06-01T00:00:00Z",
+            &[
+                "2026-06-02T00:00:00Z",
+                "2026-06-03T00:00:00Z",
+                "2026-06-04T00:00:00Z",
+            ],
+        );
+    }
+
+    #[test]
+    fn intervals_count_from_the_anchor_or_start_at_and_ignore_the_zone() {
+        let anchor = "2026-03-29T00:10:00Z";
+        // From the anchor (when it was applied): the first fire is one interval later.
+        check(
+            &every("15m", None),
+            "Europe/Berlin",
+            anchor,
+            "2026-03-29T00:00:00Z",
+            &[
+                "2026-03-29T00:25:00Z",
+                "2026-03-29T00:40:00Z",
+                "2026-03-29T00:55:00Z",
+            ],
+        );
+        // Across Berlin's gap an interval is elapsed time, not wall-clock time.
+        check(
+            &every("1h", None),
+            "Europe/Berlin",
+            anchor,
+            "2026-03-29T00:30:00Z",
+            &[
+                "2026-03-29T01:10:00Z",
+                "2026-03-29T02:10:00Z",
+                "2026-03-29T03:10:00Z",
+            ],
+        );
+        // A fire exactly at `after` is excluded.
+        check(
+            &every("1h", None),
+            "UTC",
+            anchor,
+            "2026-03-29T01:10:00Z",
+            &[
+                "2026-03-29T02:10:00Z",
+                "2026-03-29T03:10:00Z",
+                "2026-03-29T04:10:00Z",
+            ],
+        );
+        // `start_at` in the future is the first fire; in the past it sets the phase.
+        let start = Some("2026-04-01T09:00:00Z");
+        check(
+            &every("1d", start),
+            "UTC",
+            anchor,
+            "2026-03-29T00:30:00Z",
+            &[
+                "2026-04-01T09:00:00Z",
+                "2026-04-02T09:00:00Z",
+                "2026-04-03T09:00:00Z",
+            ],
+        );
+        check(
+            &every("1d", start),
+            "UTC",
+            anchor,
+            "2026-05-10T10:00:00Z",
+            &[
+                "2026-05-11T09:00:00Z",
+                "2026-05-12T09:00:00Z",
+                "2026-05-13T09:00:00Z",
+            ],
+        );
+    }
+
+    #[test]
+    fn at_fires_once_if_still_ahead_and_manual_and_after_never_by_time() {
+        let anchor = "2026-01-01T00:00:00Z";
+        let once = at("2026-12-24T17:00:00Z");
+        check(
+            &once,
+            "UTC",
+            anchor,
+            "2026-12-01T00:00:00Z",
+            &["2026-12-24T17:00:00Z"],
+        );
+        check(&once, "UTC", anchor, "2026-12-24T17:00:00Z", &[]);
+        check(&once, "UTC", anchor, "2027-01-01T00:00:00Z", &[]);
+        check(&Schedule::Manual, "UTC", anchor, anchor, &[]);
+        let after = Schedule::After(vec![JobName::parse("a").unwrap()]);
+        check(&after, "UTC", anchor, anchor, &[]);
+    }
+
+    #[test]
+    fn local_times_resolve_in_the_zone_with_gaps_moved_forward() {
+        let berlin = tz("Europe/Berlin");
+        for (text, expected) in [
+            ("2026-12-24T18:00:00+01:00", "2026-12-24T17:00:00Z"),
+            ("2026-12-24T18:00:00", "2026-12-24T17:00:00Z"),
+            ("2026-12-24 18:00:00", "2026-12-24T17:00:00Z"),
+            // In the spring gap: the instant the gap ends.
+            ("2026-03-29T02:30:00", "2026-03-29T01:00:00Z"),
+            // In the autumn fold: the first.
+            ("2026-10-25T02:30:00", "2026-10-25T00:30:00Z"),
+        ] {
+            let t = resolve_time(text, &berlin).unwrap();
+            assert_eq!(t.instant.to_string(), expected, "{text}");
+        }
+        let e = resolve_time("Christmas", &berlin).unwrap_err();
+        assert!(matches!(e, TimeError::NotADateTime(_)));
+        assert!(
+            e.to_string()
+                .starts_with("`Christmas` is not a date-time; expected RFC 3339")
+        );
+    }
+
+    #[test]
+    fn the_stored_form_reads_back_and_unknown_forms_say_what_is_missing() {
+        for schedule in [
+            Schedule::Manual,
+            cron("*/5 9-17 * * 1-5"),
+            every("90m", None),
+            every("1d", Some("2026-04-01T09:00:00Z")),
+            at("2026-12-24T17:00:00Z"),
+            Schedule::After(vec![
+                JobName::parse("a").unwrap(),
+                JobName::parse("b").unwrap(),
+            ]),
+        ] {
+            let json = schedule.to_json();
+            assert_eq!(Schedule::from_json(&json).unwrap(), schedule, "{json}");
+        }
+        for (json, message) in [
+            (json!({"cron": "61 * * * *"}), "minute"),
+            (json!({"every": "soon"}), "`soon` is not a duration"),
+            (json!({"at": "x"}), "missing instant"),
+            (json!({"at": "x", "instant": "y"}), "instant: "),
+            (json!({"after": [1]}), "invalid type"),
+            (json!({"hourly": true}), "unknown stored schedule"),
+        ] {
+            let e = Schedule::from_json(&json).unwrap_err();
+            assert!(e.to_string().contains(message), "{json}: {e}");
+        }
+    }
+
+    #[test]
+    fn dst_notes_name_the_day_and_what_happens() {
+        let berlin = tz("Europe/Berlin");
+        let year = (ts("2026-01-01T00:00:00Z"), ts("2027-01-01T00:00:00Z"));
+        let notes = |s: &Schedule| s.dst_notes(&berlin, year.0, year.1);
+        assert_eq!(
+            notes(&cron("30 2 * * *")),
+            [
+                "2026-03-29: 02:30 does not exist (clocks go forward); fires once at 03:00 CEST",
+                "2026-10-25: 02:30 happens twice (clocks go back); fires once, at the first",
+            ]
+        );
+        assert_eq!(
+            notes(&cron("*/30 * * * *")),
+            [
+                "2026-03-29: 02:00 (and 1 more) does not exist (clocks go forward); those fires are skipped",
+                "2026-10-25: 02:00 (and 1 more) happens twice (clocks go back); fires at both",
+            ]
+        );
+        assert!(notes(&cron("0 12 * * *")).is_empty());
+        assert!(notes(&every("1h", None)).is_empty());
+    }
+}
