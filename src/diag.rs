@@ -253,35 +253,4 @@ mod tests {
         assert!(text.contains("^^^^^^^"), "{text}");
         assert!(text.contains("help: did you mean `schedule`?"), "{text}");
     }
-
-    /// The diagnostics of one job file, rendered against its text as `jobctl validate` does.
-    fn job_file(path: &str, text: &str) -> String {
-        let defaults = crate::spec::Defaults::default();
-        let context = crate::spec::Context {
-            defaults: &defaults,
-            now: "2026-03-20T12:00:00Z".parse().unwrap(),
-        };
-        let parsed = crate::spec::parse(path, text.as_bytes(), context);
-        render(&parsed.diagnostics, |_| Some(text), false)
-    }
-
-    #[test]
-    fn job_file_errors_render_with_their_source_line() {
-        let yaml = "schedule: '0 25 * * *'\ntimezone: Europe/Berln\ncommand: [backup]\nrun: backup\n\
-                    retry:\n  attempts: 3\n  backoff: 0s\nconcurrency: forbidd\n\
-                    on_failure:\n  - webhook: hooks.example.com\n";
-        insta::assert_snapshot!("job_file_errors_yaml", job_file("jobs.d/backup.yaml", yaml));
-        let toml = "command = [\"report\"]\nschedul = \"@daily\"\n";
-        insta::assert_snapshot!("job_file_errors_toml", job_file("jobs.d/report.toml", toml));
-    }
-
-    #[test]
-    fn config_errors_render_with_their_source_line() {
-        let text = "dir = \"jobs.d\"\n[daemon]\nlog_format = \"jsn\"\nkill_grace = \"soon\"\n";
-        let e = crate::config::ConfigError::Invalid {
-            diagnostics: crate::config::parse(std::path::Path::new("jobs.toml"), text).unwrap_err(),
-            text: text.to_string(),
-        };
-        insta::assert_snapshot!("config_errors", e.render(false));
-    }
 }

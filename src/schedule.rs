@@ -185,7 +185,7 @@ impl Schedule {
             text(key)
                 .ok_or(E::Missing(key))?
                 .parse()
-                .map_err(|e| E::Instant(key, e))
+                .map_err(|e| E::BadTime(key, e))
         };
         if let Some(expr) = text("cron") {
             return CronExpr::parse(expr).map(Schedule::Cron).map_err(E::Cron);
@@ -229,7 +229,7 @@ pub enum StoredScheduleError {
     #[error("missing {0}")]
     Missing(&'static str),
     #[error("{0}: {1}")]
-    Instant(&'static str, jiff::Error),
+    BadTime(&'static str, jiff::Error),
     #[error("{0}")]
     After(String),
     #[error("unknown stored schedule {0}")]

@@ -383,4 +383,16 @@ mod problems {
         assert_eq!((smtp.host.as_str(), smtp.port), ("smtp.example.com", 25));
         assert_eq!(smtp.starttls, StartTls::Off);
     }
+
+    #[test]
+    fn problems_render_with_the_line_they_are_on() {
+        let text = "dir = \"jobs.d\"\n[daemon]\nlog_format = \"jsn\"\nkill_grace = \"soon\"\n";
+        let e = ConfigError::Invalid {
+            diagnostics: parse(Path::new("jobs.toml"), text).unwrap_err(),
+            text: text.to_string(),
+        };
+        insta::with_settings!({ snapshot_path => "../snapshots" }, {
+            insta::assert_snapshot!("config_errors", e.render(false));
+        });
+    }
 }

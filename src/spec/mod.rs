@@ -703,6 +703,25 @@ mod tests {
         assert_eq!(at.instant.to_string(), "2030-01-01T00:00:00Z");
     }
 
+    /// The diagnostics of one job file, drawn against its text as `jobctl validate` does.
+    fn rendered(path: &str, text: &str) -> String {
+        let defaults = Defaults::default();
+        let parsed = parse(path, text.as_bytes(), context(&defaults));
+        crate::diag::render(&parsed.diagnostics, |_| Some(text), false)
+    }
+
+    #[test]
+    fn errors_render_with_their_source_line() {
+        let yaml = "schedule: '0 25 * * *'\ntimezone: Europe/Berln\ncommand: [backup]\nrun: backup\n\
+                    retry:\n  attempts: 3\n  backoff: 0s\nconcurrency: forbidd\n\
+                    on_failure:\n  - webhook: hooks.example.com\n";
+        let toml = "command = [\"report\"]\nschedul = \"@daily\"\n";
+        insta::with_settings!({ snapshot_path => "../snapshots" }, {
+            insta::assert_snapshot!("job_file_errors_yaml", rendered("jobs.d/backup.yaml", yaml));
+            insta::assert_snapshot!("job_file_errors_toml", rendered("jobs.d/report.toml", toml));
+        });
+    }
+
     fn located(path: &str, bytes: &[u8]) -> Result<(), String> {
         let defaults = Defaults::default();
         let parsed = parse(path, bytes, context(&defaults));

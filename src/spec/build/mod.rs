@@ -11,7 +11,7 @@
 //! - `policy`: `timeout`, `starting_deadline`, `retry`, `concurrency`, `missed`, `repeat`,
 //!   `history`, `output_limit`;
 //! - `links`: `depends_on` and the incoming `webhook`;
-//! - `notify`: `on_failure` and `on_success`.
+//! - `notifications`: `on_failure` and `on_success`.
 //!
 //! The builders run in the order the file's problems have always been reported in, so the
 //! diagnostics of a file read the same. Nothing here does I/O.
@@ -19,7 +19,7 @@
 mod action;
 mod identity;
 mod links;
-mod notify;
+mod notifications;
 mod policy;
 mod schedule;
 
@@ -274,8 +274,8 @@ pub(super) fn build(
     let webhook = links::webhook(&mut b, raw.webhook);
     let repeat = policy::repeat(&mut b, raw.repeat);
     let smtp = context.defaults.smtp;
-    let on_failure = notify::notifications(&mut b, "on_failure", raw.on_failure, smtp);
-    let on_success = notify::notifications(&mut b, "on_success", raw.on_success, smtp);
+    let on_failure = notifications::notifications(&mut b, "on_failure", raw.on_failure, smtp);
+    let on_success = notifications::notifications(&mut b, "on_success", raw.on_success, smtp);
     let history = policy::history(&mut b, raw.history);
     let output_limit = policy::output_limit(&mut b, raw.output_limit);
     let tags = identity::tags(&mut b, raw.tags);
