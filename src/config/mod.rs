@@ -348,6 +348,28 @@ mod problems {
         }
     }
 
+    /// The README's `jobs.toml` reference is a file this version reads without a problem.
+    #[test]
+    fn the_readme_reference_is_valid() {
+        let readme = include_str!("../../README.md");
+        let section = readme
+            .split("### `jobs.toml`")
+            .nth(1)
+            .expect("the README has a jobs.toml section");
+        let blocks: Vec<&str> = section
+            .split("```toml\n")
+            .skip(1)
+            .take(2)
+            .map(|b| b.split("```").next().unwrap())
+            .collect();
+        assert_eq!(blocks.len(), 2);
+        for block in blocks {
+            if let Err(found) = parse(Path::new("jobs.toml"), block) {
+                panic!("{found:#?}\n{block}");
+            }
+        }
+    }
+
     #[test]
     fn a_valid_file_has_no_problems() {
         let text = "dir = \"jobs.d\"\nledger = \"state/ledger.db\"\noutput = \"json\"\n\
