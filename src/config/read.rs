@@ -61,7 +61,7 @@ pub(super) fn config(path: &Path, text: &str) -> Result<Config, Vec<Diagnostic>>
         text,
         diagnostics: Vec::new(),
     };
-    let top = r.section("", doc.get_ref(), TOP);
+    let top = r.section(doc.get_ref(), TOP);
     let base = path.parent().unwrap_or(Path::new(""));
     let mut defaults = Defaults::default();
     if let Some(tz) = r.string("timezone", top.get("timezone")) {
@@ -113,7 +113,7 @@ pub(super) fn config(path: &Path, text: &str) -> Result<Config, Vec<Diagnostic>>
 
 /// `[history]`: the retention every job has unless its file says otherwise.
 fn history(r: &mut Reader, table: &DeTable, defaults: &mut Defaults) {
-    let s = r.section("history", table, HISTORY);
+    let s = r.section(table, HISTORY);
     if let Some(keep) = r.integer::<u32>("history.keep_runs", s.get("keep_runs")) {
         defaults.keep_runs = keep;
     }
@@ -124,11 +124,10 @@ fn history(r: &mut Reader, table: &DeTable, defaults: &mut Defaults) {
 
 /// `[daemon]`: how `jobctl serve` runs.
 fn daemon(r: &mut Reader, table: &DeTable) -> DaemonConfig {
-    let s = r.section("daemon", table, DAEMON);
+    let s = r.section(table, DAEMON);
     let mut daemon = DaemonConfig::default();
-    let note = "";
     let max = s.get("max_concurrent_runs");
-    if let Some(n) = r.count::<usize>("daemon.max_concurrent_runs", max, note) {
+    if let Some(n) = r.count::<usize>("daemon.max_concurrent_runs", max, "") {
         daemon.max_concurrent_runs = n;
     }
     if let Some(d) = r.duration("daemon.shutdown_grace", s.get("shutdown_grace")) {
@@ -143,7 +142,7 @@ fn daemon(r: &mut Reader, table: &DeTable) -> DaemonConfig {
 
 /// `[server]`: the HTTP API, and `public_url` (which notifications link runs to).
 fn server(r: &mut Reader, table: &DeTable, base: &Path) -> (ServerConfig, Option<String>) {
-    let s = r.section("server", table, SERVER);
+    let s = r.section(table, SERVER);
     let mut server = ServerConfig::default();
     if let Some(listen) = r.string("server.listen", s.get("listen")) {
         server.listen = listen.into_inner();
@@ -216,7 +215,7 @@ fn tls_pair(r: &mut Reader, s: &Section, server: &mut ServerConfig, base: &Path)
 
 /// `[smtp]` (written at `at`): a host, a sender address, a password only by variable name.
 fn smtp(r: &mut Reader, table: &DeTable, at: Range<usize>) -> Option<SmtpConfig> {
-    let s = r.section("smtp", table, SMTP);
+    let s = r.section(table, SMTP);
     let failed = r.diagnostics.len();
     let host = r.string("smtp.host", s.get("host"));
     let missing_at = match &host {
@@ -355,14 +354,8 @@ impl Reader<'_> {
         self.diagnostics.last_mut().expect("just pushed")
     }
 
-    /// `table` as the section `name` (`""` for the top level), each key it does not know
-    /// reported.
-    fn section<'t, 'i>(
-        &mut self,
-        _name: &str,
-        table: &'t DeTable<'i>,
-        known: &[&str],
-    ) -> Section<'t, 'i> {
+    /// `table` as a section whose keys are `known`, each other key reported.
+    fn section<'t, 'i>(&mut self, table: &'t DeTable<'i>, known: &[&str]) -> Section<'t, 'i> {
         for (key, _) in table.iter() {
             if !known.contains(&key.get_ref().as_ref()) {
                 let position = position_of(self.text, key.span().start);
