@@ -22,11 +22,13 @@ pub struct Outcome {
 }
 
 /// Why an apply wrote nothing.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
     /// The plan has errors (shown to the user); nothing was written.
+    #[error("the plan has errors, nothing was applied: {}", errors_text(.0))]
     Plan(Plan),
-    Ledger(LedgerError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
 }
 
 /// Plans `catalog` against the ledger and writes the changes in one transaction.
@@ -228,10 +230,18 @@ pub enum ApiWriteError {
     #[error("{0}")]
     Conflict(String),
     /// The definition does not validate: the diagnostics, against the text as given.
-    #[error("the definition does not validate ({} problems)", .0.len())]
+    #[error("the definition is invalid: {}", diagnostics_text(.0))]
     Invalid(Vec<crate::diag::Diagnostic>),
     #[error(transparent)]
-    Ledger(LedgerError),
+    Ledger(#[from] LedgerError),
+}
+
+fn diagnostics_text(diagnostics: &[crate::diag::Diagnostic]) -> String {
+    diagnostics
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Creates, changes or removes an API-owned job, in one transaction, with the same

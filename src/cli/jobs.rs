@@ -383,13 +383,15 @@ pub fn cron(
     count: usize,
     output_format: OutputFormat,
 ) -> Result<ExitCode> {
-    let (zone_name, tz): (String, TimeZone) =
-        spec::resolve_timezone(zone).map_err(|(message, help)| {
-            anyhow::anyhow!(
-                "{message}{}",
-                help.map(|h| format!(" ({h})")).unwrap_or_default()
-            )
-        })?;
+    let (zone_name, tz): (String, TimeZone) = spec::resolve_timezone(zone).map_err(|e| {
+        anyhow::anyhow!(
+            "{e}{}",
+            e.suggestion
+                .as_ref()
+                .map(|h| format!(" ({h})"))
+                .unwrap_or_default()
+        )
+    })?;
     let from = match from {
         Some(text) => parse_instant(text, &tz).with_context(|| format!("--from `{text}`"))?,
         None => now()?,
@@ -419,5 +421,5 @@ pub fn cron(
 fn parse_instant(text: &str, tz: &TimeZone) -> Result<Timestamp> {
     crate::schedule::resolve_time(text, tz)
         .map(|t| t.instant)
-        .map_err(anyhow::Error::msg)
+        .map_err(anyhow::Error::new)
 }

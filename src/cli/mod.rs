@@ -28,7 +28,6 @@ use jiff::Timestamp;
 
 use crate::clock::Clock;
 use crate::config::{self, Config};
-use crate::diag;
 use crate::ledger::Ledger;
 pub use args::{Cli, OutputFormat};
 use args::{Command, RunAction};
@@ -76,8 +75,8 @@ pub fn main() -> ExitCode {
 }
 
 fn settings(cli: &Cli) -> Result<Settings> {
-    let config = config::load(cli.config.as_deref()).map_err(|d| {
-        eprint!("{}", diag::render(&[d], |_| None, stderr_color()));
+    let config = config::load(cli.config.as_deref()).map_err(|e| {
+        eprint!("{}", e.render(stderr_color()));
         Reported
     })?;
     let dir = cli
