@@ -19,6 +19,9 @@ use crate::run::{self, Conclusion, Ending, Trigger};
 use crate::runner::{self, Launch, Report, Stop};
 use crate::spec::{self, Defaults, JobSpec};
 
+/// How long a stopping daemon or a foreground `jobctl run` waits for notifications in flight.
+pub const NOTIFY_GRACE: StdDuration = StdDuration::from_secs(30);
+
 const FLUSH_EVERY: StdDuration = StdDuration::from_millis(100);
 const FLUSH_LINES: usize = 256;
 /// The first wait before a failed run end is written again; it doubles up to the maximum.
@@ -177,7 +180,7 @@ impl Shared {
             .get_or_init(|| {
                 let plain = crate::notify::Notifier::new(
                     &crate::config::NotifyConfig::default(),
-                    crate::daemon::hostname(),
+                    crate::host::hostname(),
                     crate::notify::Policy::default(),
                 );
                 Arc::new(plain.expect("a notifier without a CA file or a mail server builds"))

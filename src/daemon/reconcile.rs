@@ -1,0 +1,278 @@
+//! Reconciling: the ledger made to match the valid files of the jobs folder, and the wake-ups
+//! that tell the daemon another process (or the API) changed the ledger.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::sync::atomic::Ordering;
+
+use super::{CachedParse, Daemon};
+use crate::ledger::stamp;
+use crate::runner::Stop;
+use crate::spec;
+use crate::watch::DirChange;
+use crate::{apply, catalog, diag, source};
+
+impl Daemon {
+    /// Makes the ledger match the valid files of the jobs folder, reading them all.
+    pub(super) fn reconcile(&self, why: &str) {
+        self.reconcile_changes(why, None);
+    }
+
+    /// Makes the ledger match the valid files of the jobs folder. With `changed` (paths
+    /// relative to the folder), only those files are read again; the others come from the
+    /// last scan.
+    pub(super) fn reconcile_changes(&self, why: &str, changed: Option<Vec<String>>) {
+        let started = std::time::Instant::now();
+        let now = self.now();
+        let mut last = self
+            .last_scan
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let incremental = match (changed, last.as_ref()) {
+            (Some(paths), Some(previous)) => source::rescan(&self.options.dir, previous, &paths),
+            _ => None,
+        };
+        let scan = match incremental {
+            Some(scan) => scan,
+            None => match source::scan(&self.options.dir) {
+                Ok(scan) => scan,
+                Err(d) => {
+                    *last = None;
+                    drop(last);
+                    self.report_problems(&[d], &[]);
+                    return;
+                }
+            },
+        };
+        *last = Some(scan.clone());
+        drop(last);
+        let scanned = started.elapsed();
+        let api_owned = match self.shared.ledger().api_owned() {
+            Ok(names) => names,
+            Err(e) => {
+                tracing::error!("reading the ledger: {e}");
+                return;
+            }
+        };
+        let listed = started.elapsed();
+        let inputs = scan.inputs();
+        let context = spec::Context {
+            defaults: &self.options.defaults,
+            now,
+        };
+        let mut cache = std::mem::take(
+            &mut *self
+                .parse_cache
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        let fresh: Mutex<Vec<(String, CachedParse)>> = Mutex::new(Vec::new());
+        let mut catalog = catalog::build_with(&inputs, &api_owned, |f| {
+            if let Some(cached) = cache.get(f.display)
+                && cached.bytes.as_slice() == f.bytes
+            {
+                return (cached.parsed.clone(), cached.hash.clone());
+            }
+            let parsed = spec::parse(f.display, f.bytes, context);
+            let hash = parsed.spec.as_ref().map(spec::normal::content_hash);
+            fresh
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push((
+                    f.display.to_string(),
+                    CachedParse {
+                        bytes: f.bytes.to_vec(),
+                        parsed: parsed.clone(),
+                        hash: hash.clone(),
+                    },
+                ));
+            (parsed, hash)
+        });
+        let present: HashSet<&str> = inputs.iter().map(|f| f.display).collect();
+        cache.retain(|k, _| present.contains(k.as_str()));
+        for (display, cached) in fresh
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        {
+            cache.insert(display, cached);
+        }
+        *self
+            .parse_cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = cache;
+        catalog.diagnostics.extend(scan.problems);
+        let built = started.elapsed();
+
+        // Files with errors: their jobs stay as they are in the ledger.
+        let broken_files: HashSet<&str> = catalog
+            .diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .map(|d| d.file.as_str())
+            .collect();
+        let keep: HashSet<String> = broken_files.iter().map(|f| stem(f).to_string()).collect();
+        catalog.entries.retain(|e| {
+            !broken_files.contains(e.file.as_str()) && !keep.contains(e.spec.name.as_str())
+        });
+        let errors: Vec<diag::Diagnostic> = catalog
+            .diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .cloned()
+            .collect();
+        let sources = &scan.files;
+        self.report_problems(&errors, sources);
+
+        let git = crate::git::describe(&self.options.dir);
+        let described = started.elapsed();
+        let result = apply::apply(&mut self.shared.ledger(), &catalog, now, &git, &keep);
+        tracing::debug!(
+            scan_ms = scanned.as_millis() as u64,
+            list_ms = (listed - scanned).as_millis() as u64,
+            catalog_ms = (built - listed).as_millis() as u64,
+            git_ms = (described - built).as_millis() as u64,
+            apply_ms = (started.elapsed() - described).as_millis() as u64,
+            "reconcile phases"
+        );
+        match result {
+            Ok(outcome) => {
+                if let Some(record) = outcome.record {
+                    let message = format!(
+                        "applied {} added, {} changed, {} removed ({why})",
+                        record.added, record.changed, record.removed
+                    );
+                    tracing::info!(
+                        added = record.added,
+                        changed = record.changed,
+                        removed = record.removed,
+                        took_ms = started.elapsed().as_millis() as u64,
+                        "reconciled: {message}"
+                    );
+                    let _ = self.shared.ledger().daemon_event(now, "applied", &message);
+                    self.reload.store(true, Ordering::SeqCst);
+                    self.wake_scheduler.notify_one();
+                } else if why == "SIGHUP" {
+                    // Asked for by an operator: say it happened.
+                    tracing::info!(why, "reconciled: no changes");
+                } else {
+                    tracing::debug!(why, "reconciled: no changes");
+                }
+            }
+            Err(apply::ApplyError::Plan(plan)) => {
+                let text: Vec<String> = plan.errors.iter().map(ToString::to_string).collect();
+                tracing::error!("the plan cannot be applied: {}", text.join("; "));
+                let _ = self
+                    .shared
+                    .ledger()
+                    .daemon_event(now, "plan_error", &text.join("\n"));
+            }
+            Err(apply::ApplyError::Ledger(e)) => tracing::error!("applying: {e}"),
+        }
+    }
+
+    /// Logs and records the errors in the jobs folder, once per distinct set.
+    pub(super) fn report_problems(
+        &self,
+        errors: &[diag::Diagnostic],
+        sources: &[source::SourceFile],
+    ) {
+        let source_of = |file: &str| {
+            sources
+                .iter()
+                .find(|s| s.display == file)
+                .and_then(|s| std::str::from_utf8(&s.bytes).ok())
+        };
+        let rendered = diag::render(errors, source_of, false);
+        let mut last = self
+            .last_problems
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if last.1 == rendered {
+            return;
+        }
+        *last = (errors.len(), rendered.clone());
+        drop(last);
+        let now = self.now();
+        let ledger = self.shared.ledger();
+        let status = serde_json::json!({
+            "errors": errors.len(),
+            "diagnostics": errors,
+            "rendered": rendered,
+            "at": stamp(now),
+        });
+        let _ = ledger.set_status("source", &status.to_string());
+        if errors.is_empty() {
+            tracing::info!("the jobs folder is valid again");
+            let _ = ledger.daemon_event(now, "source_valid", "the jobs folder is valid again");
+        } else {
+            for e in errors {
+                tracing::warn!("{e}; its job keeps its last applied revision");
+            }
+            let _ = ledger.daemon_event(now, "source_invalid", &rendered);
+        }
+    }
+
+    /// Runs were queued or a cancel requested (by the API, in-process): start or stop runs,
+    /// without reloading the jobs. The data version is left alone, so a change to jobs by
+    /// another process meanwhile still reloads them at its own wake-up.
+    pub(super) fn runs_changed(&self) {
+        self.resolve();
+        self.wake_executor.notify_one();
+        self.act_on_cancels();
+    }
+
+    /// The jobs folder's current errors: how many, and rendered; `None` when it is valid.
+    pub(super) fn problems(&self) -> Option<(usize, String)> {
+        let last = self
+            .last_problems
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        (last.0 > 0).then(|| last.clone())
+    }
+
+    /// Another process committed to the ledger (or the daemon itself did: `data_version`
+    /// tells them apart).
+    pub(super) fn ledger_changed(&self) {
+        let version = match self.shared.ledger().data_version() {
+            Ok(v) => v,
+            Err(_) => return,
+        };
+        if self.seen_version.swap(version, Ordering::SeqCst) == version {
+            return;
+        }
+        self.reload.store(true, Ordering::SeqCst);
+        self.wake_scheduler.notify_one();
+        self.wake_executor.notify_one();
+        self.act_on_cancels();
+        if self.problems().is_some() {
+            let _ = self.dir_events.send(DirChange::default());
+        }
+    }
+
+    /// Sends a stop to each running run whose cancellation was requested.
+    pub(super) fn act_on_cancels(&self) {
+        let Ok(requests) = self.shared.ledger().cancel_requests(self.epoch) else {
+            return;
+        };
+        let stops = self
+            .stops
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for run in requests {
+            if let Some(stop) = stops.get(&run.id) {
+                stop.send_if_modified(|s| {
+                    if s.is_some() {
+                        return false;
+                    }
+                    *s = Some(Stop::graceful("cancelled on request"));
+                    true
+                });
+            }
+        }
+    }
+}
+
+fn stem(file: &str) -> &str {
+    let name = file.rsplit(['/', '\\']).next().unwrap_or(file);
+    name.rsplit_once('.').map_or(name, |(s, _)| s)
+}
