@@ -28,6 +28,7 @@ pub mod config;
 pub mod foreground;
 pub mod git;
 pub mod graph;
+pub mod handle;
 pub mod health;
 pub mod host;
 pub mod ledger;

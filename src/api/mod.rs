@@ -2,7 +2,7 @@
 //!
 //! Reads go through a small pool of read-only ledger connections (WAL lets them run beside the
 //! daemon's writes); writes (trigger, pause, cancel) through one connection of the API's own,
-//! committed durably, after which the daemon is woken in-process. Every handler is described
+//! committed durably, after which the daemon is told through its [`Handle`]. Every handler is described
 //! by `utoipa` and collected into the OpenAPI document at `GET /v1/openapi.json`; every error
 //! is JSON (see [`error`]).
 
@@ -32,6 +32,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::executor::Shared;
+use crate::handle::{Command, Handle};
 use crate::ledger::Ledger;
 use crate::webhook::RateLimiter;
 use auth::Tokens;
@@ -48,15 +49,8 @@ pub struct Options {
     pub webhook_rate_limit: u32,
     pub body_limit: u64,
     pub request_timeout: StdDuration,
-    /// Tells the daemon jobs changed (a pause, a resume, an API-owned job).
-    pub wake: Box<dyn Fn() + Send + Sync>,
-    /// Tells the daemon a run's cancel was requested: no need to reload the jobs.
-    pub wake_runs: Box<dyn Fn() + Send + Sync>,
-    /// Tells the daemon's executor a run is pending.
-    pub wake_executor: Box<dyn Fn() + Send + Sync>,
-    /// The jobs folder's current problems, if any: how many, and the rendered diagnostics
-    /// (for `readyz` and metrics).
-    pub problems: Box<dyn Fn() -> Option<(usize, String)> + Send + Sync>,
+    /// What the API tells the daemon after its writes, and the problems it reads back.
+    pub daemon: Handle,
 }
 
 /// Read-only connections kept open: enough to keep both cores busy, few enough that their
@@ -67,12 +61,6 @@ const READERS: usize = 4;
 struct Readers {
     idle: Vec<Ledger>,
     open: usize,
-}
-
-#[derive(Clone, Copy)]
-enum Changed {
-    Jobs,
-    Runs,
 }
 
 /// The API's shared state.
@@ -89,10 +77,7 @@ pub struct Api {
     reader_permits: tokio::sync::Semaphore,
     writer: Mutex<Option<Ledger>>,
     pub(crate) limiter: Mutex<RateLimiter>,
-    pub(crate) wake: Box<dyn Fn() + Send + Sync>,
-    pub(crate) wake_runs: Box<dyn Fn() + Send + Sync>,
-    pub(crate) wake_executor: Box<dyn Fn() + Send + Sync>,
-    pub(crate) problems: Box<dyn Fn() -> Option<(usize, String)> + Send + Sync>,
+    pub(crate) daemon: Handle,
 }
 
 impl Api {
@@ -184,7 +169,7 @@ impl Api {
         self: &Arc<Self>,
         f: impl FnOnce(&mut Ledger) -> ApiResult<T> + Send + 'static,
     ) -> ApiResult<T> {
-        self.write_then(Changed::Jobs, f).await
+        self.write_then(Command::JobsChanged, f).await
     }
 
     /// [`Api::write`] for a change to runs only (a trigger, a cancel).
@@ -192,12 +177,12 @@ impl Api {
         self: &Arc<Self>,
         f: impl FnOnce(&mut Ledger) -> ApiResult<T> + Send + 'static,
     ) -> ApiResult<T> {
-        self.write_then(Changed::Runs, f).await
+        self.write_then(Command::RunsChanged, f).await
     }
 
     async fn write_then<T: Send + 'static>(
         self: &Arc<Self>,
-        changed: Changed,
+        changed: Command,
         f: impl FnOnce(&mut Ledger) -> ApiResult<T> + Send + 'static,
     ) -> ApiResult<T> {
         let api = self.clone();
@@ -215,10 +200,7 @@ impl Api {
             let result = f(ledger);
             drop(slot);
             if result.is_ok() {
-                match changed {
-                    Changed::Jobs => (api.wake)(),
-                    Changed::Runs => (api.wake_runs)(),
-                }
+                api.daemon.send(changed);
             }
             result
         })
@@ -350,10 +332,7 @@ pub fn router(options: Options) -> Router {
         reader_permits: tokio::sync::Semaphore::new(READERS),
         writer: Mutex::new(None),
         limiter: Mutex::new(RateLimiter::new(options.webhook_rate_limit)),
-        wake: options.wake,
-        wake_runs: options.wake_runs,
-        wake_executor: options.wake_executor,
-        problems: options.problems,
+        daemon: options.daemon,
     });
     let limit = usize::try_from(options.body_limit).unwrap_or(usize::MAX);
     routes()

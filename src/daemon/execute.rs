@@ -5,13 +5,15 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration as StdDuration;
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
+use super::reconcile::CANCELLED;
 use super::{CLOCK_LOOK, Daemon};
 use crate::executor::{self, Echo};
+use crate::handle::Command;
 use crate::ledger::RunRow;
 use crate::run::Ending;
-use crate::runner;
+use crate::runner::{self, Stop};
 
 impl Daemon {
     /// Ends the runs left `running` by a supervisor that is gone (a previous daemon that died,
@@ -76,24 +78,13 @@ impl Daemon {
 
     /// The executor loop: claim pending runs while there is room, then wait.
     pub(super) async fn executor(self: Arc<Self>) {
-        let limit = self.options.daemon.max_concurrent_runs.max(1);
         loop {
             if self.stopping.load(Ordering::SeqCst) {
                 return;
             }
-            if self.active.load(Ordering::SeqCst) < limit {
-                let claimed = self.shared.claim(
-                    self.epoch,
-                    self.me,
-                    || limit.saturating_sub(self.active.load(Ordering::SeqCst)),
-                    |runs| {
-                        for run in runs {
-                            self.start(run);
-                        }
-                    },
-                );
-                match claimed {
-                    Ok(()) => {}
+            if self.room.free() > 0 {
+                match self.shared.claim() {
+                    Ok(runs) => self.start_all(runs),
                     Err(e) => {
                         self.shared
                             .health
@@ -107,7 +98,7 @@ impl Daemon {
                     }
                 }
             }
-            let next = if self.active.load(Ordering::SeqCst) < limit {
+            let next = if self.room.free() > 0 {
                 self.shared.ledger().next_pending_at().ok().flatten()
             } else {
                 None
@@ -135,13 +126,57 @@ impl Daemon {
         }
     }
 
-    pub(super) fn start(self: &Arc<Self>, run: RunRow) {
-        self.active.fetch_add(1, Ordering::SeqCst);
+    /// Starts the runs that run ends claimed (a dependency hand-off, see
+    /// [`executor::Claimer`]): the executor sends them here rather than calling into the
+    /// daemon while it holds the ledger.
+    pub(super) async fn starter(
+        self: Arc<Self>,
+        mut claimed: mpsc::UnboundedReceiver<Vec<RunRow>>,
+    ) {
+        while let Some(runs) = claimed.recv().await {
+            self.start_all(runs);
+            // A fan-in with `concurrency: replace` asks its running run to stop.
+            let d = self.clone();
+            let _ = tokio::task::spawn_blocking(move || d.act_on_cancels()).await;
+        }
+    }
+
+    /// Acts on what the API sent through its [`crate::handle::Handle`], in order.
+    pub(super) async fn commands(self: Arc<Self>, mut commands: mpsc::UnboundedReceiver<Command>) {
+        while let Some(command) = commands.recv().await {
+            let d = self.clone();
+            match command {
+                Command::RunQueued => self.wake_executor.notify_one(),
+                Command::JobsChanged => {
+                    let _ = tokio::task::spawn_blocking(move || d.ledger_changed()).await;
+                }
+                Command::RunsChanged => {
+                    let _ = tokio::task::spawn_blocking(move || d.runs_changed()).await;
+                }
+            }
+        }
+    }
+
+    /// Starts claimed runs, each in its own task; their places in the [`executor::Room`] were
+    /// taken by the claim.
+    fn start_all(self: &Arc<Self>, runs: Vec<RunRow>) {
+        for run in runs {
+            self.start(run);
+        }
+    }
+
+    fn start(self: &Arc<Self>, run: RunRow) {
         let (stop_tx, stop_rx) = watch::channel(None);
-        self.stops
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(run.id, stop_tx);
+        {
+            let mut stops = self
+                .stops
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if stops.early.remove(&run.id) {
+                stop_tx.send_replace(Some(Stop::graceful(CANCELLED)));
+            }
+            stops.running.insert(run.id, stop_tx);
+        }
         tracing::info!(run = run.id, job = %run.job, trigger = %run.trigger, attempt = run.attempt, "run starting");
         let daemon = self.clone();
         tokio::spawn(async move {
@@ -153,8 +188,9 @@ impl Daemon {
                 .stops
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .running
                 .remove(&id);
-            daemon.active.fetch_sub(1, Ordering::SeqCst);
+            daemon.room.release();
             tracing::debug!(run = id, state = %conclusion.state, "run task done");
             // `repeat: {until: success}`: the ledger marked the job completed with this end;
             // the scheduler reloads to stop firing it.

@@ -27,7 +27,7 @@ mod start;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
 
@@ -36,7 +36,8 @@ use tokio::sync::{Notify, watch};
 
 use crate::clock::Clock;
 use crate::config::{DaemonConfig, ServerConfig};
-use crate::executor::Shared;
+use crate::executor::{Room, Shared};
+use crate::handle::Problems;
 use crate::runner::Stop;
 use crate::source;
 use crate::spec::{self, Defaults};
@@ -91,20 +92,35 @@ struct Daemon {
     /// Set when the jobs or pauses in the ledger changed: the scheduler reloads them.
     reload: AtomicBool,
     stopping: AtomicBool,
-    active: AtomicUsize,
+    /// The places for runs (`max_concurrent_runs`), shared with the executor's claims.
+    room: Arc<Room>,
     /// The ledger's `data_version` when last looked at.
     seen_version: std::sync::atomic::AtomicI64,
     idle: Notify,
     /// Stop switches of the runs this daemon is running.
-    stops: Mutex<HashMap<i64, watch::Sender<Option<Stop>>>>,
-    /// The last errors reported for jobs.d, so each is logged once, not at every reconcile.
-    last_problems: Mutex<(usize, String)>,
+    stops: Mutex<Stops>,
+    /// The jobs folder's errors as last reported (so each set is logged once, not at every
+    /// reconcile), published for the API's [`crate::handle::Handle`].
+    problems: watch::Sender<Option<Problems>>,
     parse_cache: Mutex<HashMap<String, CachedParse>>,
     /// The jobs folder as last read, so a change re-reads only the files it names.
     last_scan: Mutex<Option<source::Scan>>,
     /// Asks the serve loop for a reconcile (a ledger change may settle a file's error: the
     /// API job whose name it took was deleted).
     dir_events: tokio::sync::mpsc::UnboundedSender<DirChange>,
+    /// Set (with the reason) when another daemon took the lease; the serve loop, woken by
+    /// `lease_lost_signal`, then shuts down and `serve` returns the reason as its error.
+    lease_lost: Mutex<Option<String>>,
+    lease_lost_signal: Notify,
+}
+
+/// The stop switches of this daemon's runs. A run is claimed (and `running` in the ledger)
+/// before its task registers its switch: a cancel seen in between is kept in `early` and
+/// applied when the switch is registered.
+#[derive(Default)]
+struct Stops {
+    running: HashMap<i64, watch::Sender<Option<Stop>>>,
+    early: std::collections::HashSet<i64>,
 }
 
 /// A job file's last parse, reused while its bytes are unchanged.
@@ -117,5 +133,22 @@ struct CachedParse {
 impl Daemon {
     fn now(&self) -> Timestamp {
         self.shared.clock.now()
+    }
+
+    /// Another daemon took the lease: stop firing and claiming now, and have the serve loop
+    /// shut down in order (never `process::exit` here: runs and notifications would be left
+    /// behind).
+    fn lose_lease(&self, why: String) {
+        tracing::error!("{why}; stopping");
+        self.stopping.store(true, Ordering::SeqCst);
+        self.room.close();
+        *self
+            .lease_lost
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(why);
+        // A permit is kept if the serve loop is not waiting right now.
+        self.lease_lost_signal.notify_one();
+        self.wake_scheduler.notify_one();
+        self.wake_executor.notify_one();
     }
 }

@@ -6,6 +6,7 @@ use std::sync::Mutex;
 use std::sync::atomic::Ordering;
 
 use super::{CachedParse, Daemon};
+use crate::handle::Problems;
 use crate::ledger::stamp;
 use crate::runner::Stop;
 use crate::spec;
@@ -183,15 +184,20 @@ impl Daemon {
                 .and_then(|s| std::str::from_utf8(&s.bytes).ok())
         };
         let rendered = diag::render(errors, source_of, false);
-        let mut last = self
-            .last_problems
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if last.1 == rendered {
+        // Checked and set in one step: two reconciles report a set once.
+        let changed = self.problems.send_if_modified(|published| {
+            if published.as_ref().map_or("", |p| p.rendered.as_str()) == rendered {
+                return false;
+            }
+            *published = (!errors.is_empty()).then(|| Problems {
+                count: errors.len(),
+                rendered: rendered.clone(),
+            });
+            true
+        });
+        if !changed {
             return;
         }
-        *last = (errors.len(), rendered.clone());
-        drop(last);
         let now = self.now();
         let ledger = self.shared.ledger();
         let status = serde_json::json!({
@@ -221,15 +227,6 @@ impl Daemon {
         self.act_on_cancels();
     }
 
-    /// The jobs folder's current errors: how many, and rendered; `None` when it is valid.
-    pub(super) fn problems(&self) -> Option<(usize, String)> {
-        let last = self
-            .last_problems
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        (last.0 > 0).then(|| last.clone())
-    }
-
     /// Another process committed to the ledger (or the daemon itself did: `data_version`
     /// tells them apart).
     pub(super) fn ledger_changed(&self) {
@@ -244,7 +241,7 @@ impl Daemon {
         self.wake_scheduler.notify_one();
         self.wake_executor.notify_one();
         self.act_on_cancels();
-        if self.problems().is_some() {
+        if self.problems.borrow().is_some() {
             let _ = self.dir_events.send(DirChange::default());
         }
     }
@@ -254,23 +251,32 @@ impl Daemon {
         let Ok(requests) = self.shared.ledger().cancel_requests(self.epoch) else {
             return;
         };
-        let stops = self
+        let mut stops = self
             .stops
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         for run in requests {
-            if let Some(stop) = stops.get(&run.id) {
-                stop.send_if_modified(|s| {
-                    if s.is_some() {
-                        return false;
-                    }
-                    *s = Some(Stop::graceful("cancelled on request"));
-                    true
-                });
+            match stops.running.get(&run.id) {
+                Some(stop) => {
+                    stop.send_if_modified(|s| {
+                        if s.is_some() {
+                            return false;
+                        }
+                        *s = Some(Stop::graceful(CANCELLED));
+                        true
+                    });
+                }
+                // Claimed, its task not yet registered: it starts stopped.
+                None => {
+                    stops.early.insert(run.id);
+                }
             }
         }
     }
 }
+
+/// The reason recorded for a run stopped by `jobctl run cancel` or the API.
+pub(super) const CANCELLED: &str = "cancelled on request";
 
 fn stem(file: &str) -> &str {
     let name = file.rsplit(['/', '\\']).next().unwrap_or(file);

@@ -337,8 +337,8 @@ impl Daemon {
                     fired
                 }
                 Err(e @ crate::ledger::LedgerError::LeaseLost { .. }) => {
-                    tracing::error!("{e}");
-                    std::process::exit(1);
+                    self.lose_lease(e.to_string());
+                    return;
                 }
                 Err(e) => {
                     self.shared

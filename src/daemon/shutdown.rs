@@ -10,93 +10,27 @@ use super::{Daemon, SHUTDOWN_REPORT_EVERY};
 use crate::executor::NOTIFY_GRACE;
 use crate::runner::Stop;
 
+/// A second SIGTERM or SIGINT while shutting down: which one.
+pub(super) type Again = std::pin::Pin<Box<dyn std::future::Future<Output = &'static str> + Send>>;
+
 impl Daemon {
-    /// SIGTERM/SIGINT: stop firing, let runs finish for `shutdown_grace`, then stop them;
-    /// every few seconds, say which runs it waits for. A second signal (`again`) stops them at
-    /// once (SIGKILL, recorded as the runs' end reason).
-    pub(super) async fn shutdown(
-        &self,
-        why: &str,
-        again: std::pin::Pin<Box<dyn std::future::Future<Output = &'static str> + Send>>,
-    ) {
+    /// SIGTERM/SIGINT (or a lost lease, with no grace): stop firing, let runs finish for
+    /// `grace`, then stop them; every few seconds, say which runs it waits for. A second
+    /// signal (`again`) stops them at once (SIGKILL, recorded as the runs' end reason).
+    /// Notifications in flight are waited for, and the lease given back.
+    pub(super) async fn shutdown(&self, why: &str, grace: StdDuration, again: Again) {
         use futures_util::FutureExt as _;
         let mut again = again.fuse();
         self.stopping.store(true, Ordering::SeqCst);
+        self.room.close();
         self.wake_scheduler.notify_one();
         self.wake_executor.notify_one();
-        let active = self.active.load(Ordering::SeqCst);
+        let active = self.room.active();
         tracing::info!(signal = why, active, "shutting down");
-        let grace = StdDuration::try_from(self.options.daemon.shutdown_grace.as_signed())
-            .unwrap_or_default();
-        let grace_ends = tokio::time::Instant::now() + grace;
         // Phase 1: runs finish on their own, until the grace ends or a second signal.
-        let mut forced: Option<&'static str> = None;
-        let mut report = tokio::time::Instant::now();
-        let finished = loop {
-            report += SHUTDOWN_REPORT_EVERY;
-            tokio::select! {
-                () = self.wait_idle() => break true,
-                second = &mut again => {
-                    forced = Some(second);
-                    break false;
-                }
-                () = tokio::time::sleep_until(report.min(grace_ends)) => {
-                    if tokio::time::Instant::now() >= grace_ends {
-                        break false;
-                    }
-                    let left = grace_ends - tokio::time::Instant::now();
-                    self.report_waiting(&format!(
-                        "waiting up to {} more for runs to finish; send SIGTERM or SIGINT again to stop them now",
-                        crate::duration::Duration::from_secs(left.as_secs_f64().ceil() as i64)
-                    ));
-                }
-            }
-        };
+        let (finished, forced) = self.wait_grace(grace, &mut again).await;
         if !finished {
-            match forced {
-                Some(second) => tracing::warn!(
-                    signal = second,
-                    runs = self.active.load(Ordering::SeqCst),
-                    "second {second}: stopping the runs at once"
-                ),
-                None => tracing::warn!(
-                    runs = self.active.load(Ordering::SeqCst),
-                    "runs still active after the shutdown grace; terminating them"
-                ),
-            }
-            self.stop_all(why, forced);
-            // Phase 2: every run ends within its kill grace (and the drain after it); only an
-            // end that cannot be written (a full disk) waits longer. Past this, give up on
-            // those: the next daemon ends them as interrupted.
-            let ends = tokio::time::Instant::now()
-                + self.shared.kill_grace * 2
-                + StdDuration::from_secs(10);
-            let mut report = tokio::time::Instant::now();
-            let ended = loop {
-                report += SHUTDOWN_REPORT_EVERY;
-                tokio::select! {
-                    () = self.wait_idle() => break true,
-                    second = &mut again, if forced.is_none() => {
-                        tracing::warn!(signal = second, "second {second}: stopping the runs at once");
-                        forced = Some(second);
-                        self.stop_all(why, forced);
-                    }
-                    () = tokio::time::sleep_until(report.min(ends)) => {
-                        if tokio::time::Instant::now() >= ends {
-                            break false;
-                        }
-                        self.report_waiting("waiting for stopped runs to end");
-                    }
-                }
-            };
-            if !ended {
-                tracing::error!(
-                    error = self.shared.health.write_error().unwrap_or_default(),
-                    "run ends could not be written; exiting without them"
-                );
-                self.shared.give_up_writes();
-                self.wait_idle().await;
-            }
+            self.stop_and_wait(why, forced, &mut again).await;
         }
         self.shared.notified(NOTIFY_GRACE).await;
         // Whatever still waits to write (an orphan check on a full disk) stops waiting.
@@ -110,6 +44,85 @@ impl Daemon {
         tracing::info!("jobs serve stopped");
     }
 
+    /// Waits up to `grace` for the runs to finish; whether they did, and the second signal
+    /// that cut the wait short, if one did.
+    async fn wait_grace(
+        &self,
+        grace: StdDuration,
+        again: &mut futures_util::future::Fuse<Again>,
+    ) -> (bool, Option<&'static str>) {
+        let grace_ends = tokio::time::Instant::now() + grace;
+        let mut report = tokio::time::Instant::now();
+        loop {
+            report += SHUTDOWN_REPORT_EVERY;
+            tokio::select! {
+                () = self.wait_idle() => return (true, None),
+                second = &mut *again => return (false, Some(second)),
+                () = tokio::time::sleep_until(report.min(grace_ends)) => {
+                    if tokio::time::Instant::now() >= grace_ends {
+                        return (false, None);
+                    }
+                    let left = grace_ends - tokio::time::Instant::now();
+                    self.report_waiting(&format!(
+                        "waiting up to {} more for runs to finish; send SIGTERM or SIGINT again to stop them now",
+                        crate::duration::Duration::from_secs(left.as_secs_f64().ceil() as i64)
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Phase 2: stops the runs and waits for them. Every run ends within its kill grace (and
+    /// the drain after it); only an end that cannot be written (a full disk) waits longer.
+    /// Past this, give up on those: the next daemon ends them as interrupted.
+    async fn stop_and_wait(
+        &self,
+        why: &str,
+        mut forced: Option<&'static str>,
+        again: &mut futures_util::future::Fuse<Again>,
+    ) {
+        match forced {
+            Some(second) => tracing::warn!(
+                signal = second,
+                runs = self.room.active(),
+                "second {second}: stopping the runs at once"
+            ),
+            None => tracing::warn!(
+                runs = self.room.active(),
+                "runs still active after the shutdown grace; terminating them"
+            ),
+        }
+        self.stop_all(why, forced);
+        let ends =
+            tokio::time::Instant::now() + self.shared.kill_grace * 2 + StdDuration::from_secs(10);
+        let mut report = tokio::time::Instant::now();
+        let ended = loop {
+            report += SHUTDOWN_REPORT_EVERY;
+            tokio::select! {
+                () = self.wait_idle() => break true,
+                second = &mut *again, if forced.is_none() => {
+                    tracing::warn!(signal = second, "second {second}: stopping the runs at once");
+                    forced = Some(second);
+                    self.stop_all(why, forced);
+                }
+                () = tokio::time::sleep_until(report.min(ends)) => {
+                    if tokio::time::Instant::now() >= ends {
+                        break false;
+                    }
+                    self.report_waiting("waiting for stopped runs to end");
+                }
+            }
+        };
+        if !ended {
+            tracing::error!(
+                error = self.shared.health.write_error().unwrap_or_default(),
+                "run ends could not be written; exiting without them"
+            );
+            self.shared.give_up_writes();
+            self.wait_idle().await;
+        }
+    }
+
     /// Asks every run to stop: SIGTERM then SIGKILL after the kill grace, or SIGKILL at once
     /// after a second signal (`forced`).
     pub(super) fn stop_all(&self, why: &str, forced: Option<&str>) {
@@ -117,6 +130,7 @@ impl Daemon {
             .stops
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .running
             .values()
             .cloned()
             .collect();
@@ -141,7 +155,7 @@ impl Daemon {
             Ok(runs) => runs,
             Err(e) => {
                 tracing::warn!(
-                    active = self.active.load(Ordering::SeqCst),
+                    active = self.room.active(),
                     "{message} (the ledger cannot say which: {e})"
                 );
                 return;
@@ -178,7 +192,7 @@ impl Daemon {
     pub(super) async fn wait_idle(&self) {
         loop {
             let notified = self.idle.notified();
-            if self.active.load(Ordering::SeqCst) == 0 {
+            if self.room.active() == 0 {
                 return;
             }
             notified.await;

@@ -1,18 +1,22 @@
 //! Starting `jobctl serve`: the lease, the API's listener, the loops, and the serve loop that
-//! debounces file events and waits for a signal.
+//! debounces file events and waits for a signal (or a lost lease).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
 
 use anyhow::{Context as _, Result};
-use tokio::sync::Notify;
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinHandle;
 
 use super::{BACKSTOP, DEBOUNCE, DEBOUNCE_MAX, Daemon, IDENTITY_CHECK, ORPHAN_CHECK, Options};
-use crate::executor::{self, Shared};
-use crate::ledger::Ledger;
+use crate::executor::{self, Room, Shared};
+use crate::handle::{Command, Handle};
+use crate::ledger::{Ledger, RunRow};
 use crate::runner;
+use crate::tls::ServerCert;
 use crate::watch::{DirChange, DirWatch, watch_ledger};
 
 /// Runs the daemon until SIGTERM or SIGINT.
@@ -20,7 +24,8 @@ use crate::watch::{DirChange, DirWatch, watch_ledger};
 /// # Errors
 ///
 /// When it cannot start: the ledger cannot be opened or is served by another daemon, or the
-/// jobs folder cannot be watched.
+/// jobs folder cannot be watched. After an orderly shutdown, when it had to stop because
+/// another daemon took its lease.
 pub fn serve(options: Options) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -30,20 +35,143 @@ pub fn serve(options: Options) -> Result<()> {
     runtime.block_on(serve_async(options))
 }
 
+/// The signals the daemon answers.
+struct Signals {
+    hup: Signal,
+    term: Signal,
+    int: Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Signals> {
+        Ok(Signals {
+            hup: signal(SignalKind::hangup()).context("installing the SIGHUP handler")?,
+            term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+        })
+    }
+}
+
+/// Why the serve loop ended.
+enum Stopped {
+    Signal(&'static str),
+    /// Another daemon took the lease: this one stops, and exits with an error.
+    LeaseLost(String),
+}
+
+/// The daemon's lease and the ledger connection that holds it, ready to serve.
+struct Started {
+    shared: Arc<Shared>,
+    epoch: i64,
+    me: (i64, i64),
+    listener: tokio::net::TcpListener,
+}
+
 async fn serve_async(options: Options) -> Result<()> {
     // First of all, so a signal that arrives while starting is handled, not fatal.
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut signals = Signals::install()?;
     // Before the lease: a certificate that cannot be used refuses the start, naming the file.
     let certificate = match (&options.server.tls_cert, &options.server.tls_key) {
         (Some(cert), Some(key)) => Some(
-            crate::tls::ServerCert::load(cert, key)
+            ServerCert::load(cert, key)
                 .context("loading the API's TLS certificate (--tls-cert, --tls-key)")?,
         ),
         _ => None,
     };
+    let started = take_lease(&options, certificate.as_ref()).await?;
+    let certificate = certificate.map(|(cert, _)| cert);
+    let (handle, inbox) = Handle::new();
+    let (claimed, claimed_runs) = mpsc::unbounded_channel();
+    let (dir_events, dir_changed) = mpsc::unbounded_channel::<DirChange>();
+    let listener = started.listener;
+    let daemon = Arc::new(Daemon {
+        room: Arc::new(Room::new(options.daemon.max_concurrent_runs)),
+        shared: started.shared,
+        options,
+        epoch: started.epoch,
+        me: started.me,
+        wake_scheduler: Notify::new(),
+        wake_executor: Notify::new(),
+        reload: AtomicBool::new(true),
+        stopping: AtomicBool::new(false),
+        seen_version: std::sync::atomic::AtomicI64::new(-1),
+        idle: Notify::new(),
+        stops: Mutex::new(super::Stops::default()),
+        problems: inbox.problems,
+        parse_cache: Mutex::new(HashMap::new()),
+        last_scan: Mutex::new(None),
+        dir_events: dir_events.clone(),
+        lease_lost: Mutex::new(None),
+        lease_lost_signal: Notify::new(),
+    });
+    daemon.shared.set_claimer(executor::Claimer {
+        epoch: daemon.epoch,
+        supervisor: daemon.me,
+        room: daemon.room.clone(),
+        claimed,
+    });
+    if let Ok(version) = daemon.shared.ledger().data_version() {
+        daemon.seen_version.store(version, Ordering::SeqCst);
+    }
+    // Watch before the first reconcile, so nothing written meanwhile goes unnoticed.
+    let dir_watch = DirWatch::new(&daemon.options.dir, dir_events)?;
+    let _ledger_watch = {
+        let d = daemon.clone();
+        watch_ledger(&daemon.options.ledger, true, move || d.ledger_changed())?
+    };
+    daemon.end_orphans();
+    {
+        let d = daemon.clone();
+        tokio::task::spawn_blocking(move || d.reconcile("start"))
+            .await
+            .context("reconciling")?;
+    }
+    daemon.load_last_successes();
+    let mut tasks = spawn_loops(&daemon, claimed_runs, inbox.commands);
+    tasks.push(spawn_api(&daemon, listener, certificate.as_ref(), handle));
+    // Under systemd (`Type=notify`): ready once the ledger is reconciled and the loops run.
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    tasks.extend(spawn_watchdog(&daemon));
+    let stopped = serve_loop(&daemon, &mut signals, dir_watch, dir_changed, certificate).await;
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    // A second SIGTERM or SIGINT while shutting down stops the runs at once.
+    let Signals {
+        mut term, mut int, ..
+    } = signals;
+    let again = Box::pin(async move {
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        }
+    });
+    let result = match stopped {
+        Stopped::Signal(why) => {
+            let grace = StdDuration::try_from(daemon.options.daemon.shutdown_grace.as_signed())
+                .unwrap_or_default();
+            daemon.shutdown(why, grace, again).await;
+            Ok(())
+        }
+        Stopped::LeaseLost(message) => {
+            // Another daemon serves the ledger now: this one's runs are stopped at once (their
+            // ends are still recorded: they carry this daemon's epoch).
+            daemon
+                .shutdown("the lease was lost", StdDuration::ZERO, again)
+                .await;
+            Err(anyhow::anyhow!(message).context("jobs serve stopped: another daemon took over"))
+        }
+    };
+    for task in tasks {
+        task.abort();
+    }
+    result
+}
+
+/// Opens the ledger durably, takes the lease, binds the API's address and logs the start; the
+/// lease is given back if the start fails after it.
+async fn take_lease(
+    options: &Options,
+    certificate: Option<&(Arc<ServerCert>, crate::tls::Loaded)>,
+) -> Result<Started> {
     let ledger = Ledger::open(&options.ledger)
         .with_context(|| format!("opening ledger {}", options.ledger.display()))?;
     ledger.set_durable()?;
@@ -60,47 +188,45 @@ async fn serve_async(options: Options) -> Result<()> {
                 _ => false,
             }
     })?;
-    let listener =
-        match crate::api::bind(&options.server.listen, &options.tokens, options.insecure).await {
-            Ok(listener) => listener,
-            Err(message) => {
-                // Give the lease back: this daemon never started.
-                let _ = ledger.release_lease(epoch, options.clock.now());
-                anyhow::bail!(message);
-            }
-        };
-    let listen = listener.local_addr().context("reading the API's address")?;
-    let url = format!(
-        "{}://{listen}",
-        if certificate.is_some() {
-            "https"
-        } else {
-            "http"
+    let listener = crate::api::bind(&options.server.listen, &options.tokens, options.insecure)
+        .await
+        .map_err(anyhow::Error::msg);
+    let notifier = crate::notify::Notifier::new(
+        &options.notify,
+        host.clone(),
+        crate::notify::Policy::default(),
+    )
+    .map_err(|e| anyhow::anyhow!("setting up notifications: {e}"));
+    let (listener, notifier) = match (listener, notifier) {
+        (Ok(listener), Ok(notifier)) => (listener, notifier),
+        (Err(e), _) | (_, Err(e)) => {
+            // Give the lease back: this daemon never started.
+            let _ = ledger.release_lease(epoch, options.clock.now());
+            return Err(e);
         }
-    );
+    };
+    let listen = listener.local_addr().context("reading the API's address")?;
+    let scheme = if certificate.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let url = format!("{scheme}://{listen}");
     tracing::info!(
         pid = me.0,
         epoch,
         listen = %listen,
         url = %url,
-        tls_cert = certificate.as_ref().map(|(c, _)| c.cert_path().display().to_string()),
-        tls_expires = certificate.as_ref().and_then(|(_, l)| l.not_after).map(|t| t.to_string()),
+        tls_cert = certificate.map(|(c, _)| c.cert_path().display().to_string()),
+        tls_expires = certificate.and_then(|(_, l)| l.not_after).map(|t| t.to_string()),
         ledger = %options.ledger.display(),
         dir = %options.dir.display(),
         max_connections = options.server.max_connections,
         max_connections_per_ip = options.server.max_connections_per_ip,
         "jobs serve started; the API listens on {url}"
     );
-    let certificate = certificate.map(|(cert, _)| cert);
     let kill_grace = StdDuration::try_from(options.daemon.kill_grace.as_signed())
         .unwrap_or(StdDuration::from_secs(10));
-    let notifier = match notifier(&options.notify, &host) {
-        Ok(notifier) => notifier,
-        Err(e) => {
-            let _ = ledger.release_lease(epoch, options.clock.now());
-            return Err(e);
-        }
-    };
     let shared = Arc::new(Shared::new(
         ledger,
         options.clock,
@@ -110,151 +236,89 @@ async fn serve_async(options: Options) -> Result<()> {
         &options.dir,
     ));
     shared.set_notifier(notifier);
-    let (dir_events, mut dir_changed) = tokio::sync::mpsc::unbounded_channel::<DirChange>();
-    let daemon = Arc::new(Daemon {
+    Ok(Started {
         shared,
-        options,
         epoch,
         me,
-        wake_scheduler: Notify::new(),
-        wake_executor: Notify::new(),
-        reload: AtomicBool::new(true),
-        stopping: AtomicBool::new(false),
-        active: AtomicUsize::new(0),
-        seen_version: std::sync::atomic::AtomicI64::new(-1),
-        idle: Notify::new(),
-        stops: Mutex::new(HashMap::new()),
-        last_problems: Mutex::new((0, String::new())),
-        parse_cache: Mutex::new(HashMap::new()),
-        last_scan: Mutex::new(None),
-        dir_events: dir_events.clone(),
-    });
+        listener,
+    })
+}
 
-    {
-        let (room, start) = (Arc::downgrade(&daemon), Arc::downgrade(&daemon));
-        let limit = daemon.options.daemon.max_concurrent_runs.max(1);
-        daemon.shared.set_claimer(executor::Claimer {
-            epoch,
-            supervisor: me,
-            room: Box::new(move || {
-                room.upgrade().map_or(0, |d| {
-                    if d.stopping.load(Ordering::SeqCst) {
-                        0
-                    } else {
-                        limit.saturating_sub(d.active.load(Ordering::SeqCst))
-                    }
-                })
-            }),
-            start: Box::new(move |runs| {
-                if let Some(d) = start.upgrade() {
-                    for run in runs {
-                        d.start(run);
-                    }
-                    // A fan-in with `concurrency: replace` asks its running run to stop;
-                    // later, as this is called with the ledger held.
-                    tokio::task::spawn_blocking(move || d.act_on_cancels());
-                }
-            }),
-        });
-    }
-    if let Ok(version) = daemon.shared.ledger().data_version() {
-        daemon.seen_version.store(version, Ordering::SeqCst);
-    }
-    // Watch before the first reconcile, so nothing written meanwhile goes unnoticed.
-    let mut dir_watch = DirWatch::new(&daemon.options.dir, dir_events)?;
-    // Replacing the folder (a mv-swap deploy, `rm -rf` and re-create, a `jobs.d` symlink
-    // switched to a new release) is seen by the parent's watch, and by this look at the
-    // folder's identity for what no watch sees (a symlink higher up switched).
-    let mut identity_check = tokio::time::interval(IDENTITY_CHECK);
-    identity_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let _ledger_watch = {
-        let d = daemon.clone();
-        watch_ledger(&daemon.options.ledger, true, move || d.ledger_changed())?
-    };
-    daemon.end_orphans();
-    {
-        let d = daemon.clone();
-        tokio::task::spawn_blocking(move || d.reconcile("start"))
-            .await
-            .context("reconciling")?;
-    }
+/// A look the daemon takes at a fixed period.
+type Check = fn(&Daemon);
+
+/// The daemon's loops: scheduler, executor (and the starter of the runs that ends claimed),
+/// pruner, the API's commands, the backstop look at the ledger, and the orphan check.
+fn spawn_loops(
+    daemon: &Arc<Daemon>,
+    claimed: mpsc::UnboundedReceiver<Vec<RunRow>>,
+    commands: mpsc::UnboundedReceiver<Command>,
+) -> Vec<JoinHandle<()>> {
+    let mut tasks = vec![
+        tokio::spawn(daemon.clone().scheduler()),
+        tokio::spawn(daemon.clone().executor()),
+        tokio::spawn(daemon.clone().starter(claimed)),
+        tokio::spawn(daemon.clone().pruner()),
+        tokio::spawn(daemon.clone().commands(commands)),
+    ];
     // A safety net for lost file-system events (an inotify queue overflow): look at the
     // ledger once a minute. One cheap query; the real wake-ups are event-driven.
-    let backstop = {
-        let d = daemon.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(BACKSTOP).await;
-                let d = d.clone();
-                let _ = tokio::task::spawn_blocking(move || d.ledger_changed()).await;
-            }
-        })
-    };
     // Runs whose supervisor died while this daemon serves (a foreground `jobctl run` killed,
     // its session dropped, the OOM killer) are ended within seconds, not at the next start.
-    let orphans = {
+    let checks: [(StdDuration, Check); 2] = [
+        (BACKSTOP, Daemon::ledger_changed),
+        (ORPHAN_CHECK, Daemon::end_orphans),
+    ];
+    for (every, check) in checks {
         let d = daemon.clone();
-        tokio::spawn(async move {
+        tasks.push(tokio::spawn(async move {
             loop {
-                tokio::time::sleep(ORPHAN_CHECK).await;
+                tokio::time::sleep(every).await;
                 let d = d.clone();
-                let _ = tokio::task::spawn_blocking(move || d.end_orphans()).await;
+                let _ = tokio::task::spawn_blocking(move || check(&d)).await;
             }
-        })
-    };
-
-    if let Ok(successes) = daemon.shared.ledger().last_successes() {
-        for (job, at) in successes {
-            daemon
-                .shared
-                .metrics
-                .last_success
-                .get_or_create(&crate::metrics::JobLabel { job })
-                .set(at);
-        }
+        }));
     }
-    let server = {
-        let (wake, wake_runs, problems) = (daemon.clone(), daemon.clone(), daemon.clone());
-        let wake_executor = daemon.clone();
-        let server = &daemon.options.server;
-        let derived = crate::api::conns::Limits::for_descriptors(1024);
-        let limits = crate::api::conns::Limits {
-            max: server.max_connections.unwrap_or(derived.max),
-            per_ip: server.max_connections_per_ip.unwrap_or(derived.per_ip),
-        };
-        let header_timeout = StdDuration::try_from(server.request_timeout.as_signed())
-            .unwrap_or(StdDuration::from_secs(30))
-            .min(StdDuration::from_secs(10));
-        let router = crate::api::router(crate::api::Options {
-            ledger: daemon.options.ledger.clone(),
-            shared: daemon.shared.clone(),
-            tokens: daemon.options.tokens.clone(),
-            insecure: daemon.options.insecure,
-            public_metrics: server.public_metrics,
-            webhook_rate_limit: server.webhook_rate_limit,
-            body_limit: server.body_limit,
-            request_timeout: StdDuration::try_from(server.request_timeout.as_signed())
-                .unwrap_or(StdDuration::from_secs(30)),
-            wake: Box::new(move || wake.ledger_changed()),
-            wake_runs: Box::new(move || wake_runs.runs_changed()),
-            wake_executor: Box::new(move || wake_executor.wake_executor.notify_one()),
-            problems: Box::new(move || problems.problems()),
-        });
-        let tls = certificate
-            .as_ref()
-            .map(crate::tls::ServerCert::server_config);
-        tokio::spawn(async move {
-            crate::api::serve(listener, router, header_timeout, limits, tls).await;
-        })
+    tasks
+}
+
+/// Serves the API on `listener`, telling the daemon through `handle`.
+fn spawn_api(
+    daemon: &Arc<Daemon>,
+    listener: tokio::net::TcpListener,
+    certificate: Option<&Arc<ServerCert>>,
+    handle: Handle,
+) -> JoinHandle<()> {
+    let server = &daemon.options.server;
+    let derived = crate::api::conns::Limits::for_descriptors(1024);
+    let limits = crate::api::conns::Limits {
+        max: server.max_connections.unwrap_or(derived.max),
+        per_ip: server.max_connections_per_ip.unwrap_or(derived.per_ip),
     };
-    let scheduler = tokio::spawn(daemon.clone().scheduler());
-    let executor = tokio::spawn(daemon.clone().executor());
-    let pruner = tokio::spawn(daemon.clone().pruner());
-    // Under systemd (`Type=notify`): ready once the ledger is reconciled and the loops run;
-    // the watchdog is fed only while the scheduler is alive and not stuck, so a daemon that
-    // answers but no longer fires is restarted.
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
-    let watchdog = sd_notify::watchdog_enabled().map(|timeout| {
+    let request_timeout = StdDuration::try_from(server.request_timeout.as_signed())
+        .unwrap_or(StdDuration::from_secs(30));
+    let header_timeout = request_timeout.min(StdDuration::from_secs(10));
+    let router = crate::api::router(crate::api::Options {
+        ledger: daemon.options.ledger.clone(),
+        shared: daemon.shared.clone(),
+        tokens: daemon.options.tokens.clone(),
+        insecure: daemon.options.insecure,
+        public_metrics: server.public_metrics,
+        webhook_rate_limit: server.webhook_rate_limit,
+        body_limit: server.body_limit,
+        request_timeout,
+        daemon: handle,
+    });
+    let tls = certificate.map(ServerCert::server_config);
+    tokio::spawn(async move {
+        crate::api::serve(listener, router, header_timeout, limits, tls).await;
+    })
+}
+
+/// Under systemd's watchdog: fed only while the scheduler is alive and not stuck, so a daemon
+/// that answers but no longer fires is restarted.
+fn spawn_watchdog(daemon: &Arc<Daemon>) -> Option<JoinHandle<()>> {
+    sd_notify::watchdog_enabled().map(|timeout| {
         let d = daemon.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(timeout / 2);
@@ -265,14 +329,28 @@ async fn serve_async(options: Options) -> Result<()> {
                 }
             }
         })
-    });
+    })
+}
 
-    // Changes in the jobs folder are gathered until it has been quiet for DEBOUNCE (an
-    // editor's save, a `git checkout` of many files: one reconcile), but never longer than
-    // DEBOUNCE_MAX after the first. No timer runs while nothing changes.
+/// Reconciles on SIGHUP and on changes in the jobs folder until SIGTERM, SIGINT or a lost
+/// lease. Changes are gathered until the folder has been quiet for DEBOUNCE (an editor's
+/// save, a `git checkout` of many files: one reconcile), but never longer than DEBOUNCE_MAX
+/// after the first. No timer runs while nothing changes.
+async fn serve_loop(
+    daemon: &Arc<Daemon>,
+    signals: &mut Signals,
+    mut dir_watch: DirWatch,
+    mut dir_changed: mpsc::UnboundedReceiver<DirChange>,
+    certificate: Option<Arc<ServerCert>>,
+) -> Stopped {
+    // Replacing the folder (a mv-swap deploy, `rm -rf` and re-create, a `jobs.d` symlink
+    // switched to a new release) is seen by the parent's watch, and by this look at the
+    // folder's identity for what no watch sees (a symlink higher up switched).
+    let mut identity_check = tokio::time::interval(IDENTITY_CHECK);
+    identity_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut first_change: Option<tokio::time::Instant> = None;
     let mut pending = DirChange::default();
-    let why = loop {
+    loop {
         let quiet = async {
             match first_change {
                 Some(first) => {
@@ -283,7 +361,7 @@ async fn serve_async(options: Options) -> Result<()> {
             }
         };
         tokio::select! {
-            _ = hup.recv() => {
+            _ = signals.hup.recv() => {
                 let d = daemon.clone();
                 let certificate = certificate.clone();
                 let _ = tokio::task::spawn_blocking(move || {
@@ -323,34 +401,39 @@ async fn serve_async(options: Options) -> Result<()> {
                     d.reconcile_changes("a change in the jobs folder", (!change.rescan).then_some(paths));
                 }).await;
             }
-            _ = term.recv() => break "SIGTERM",
-            _ = int.recv() => break "SIGINT",
+            () = daemon.lease_lost_signal.notified() => {
+                let message = daemon
+                    .lease_lost
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clone()
+                    .unwrap_or_default();
+                return Stopped::LeaseLost(message);
+            }
+            _ = signals.term.recv() => return Stopped::Signal("SIGTERM"),
+            _ = signals.int.recv() => return Stopped::Signal("SIGINT"),
         }
-    };
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
-    // A second SIGTERM or SIGINT while shutting down stops the runs at once.
-    let again = Box::pin(async move {
-        tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
-        }
-    });
-    daemon.shutdown(why, again).await;
-    if let Some(watchdog) = watchdog {
-        watchdog.abort();
     }
-    server.abort();
-    scheduler.abort();
-    executor.abort();
-    pruner.abort();
-    backstop.abort();
-    orphans.abort();
-    Ok(())
+}
+
+impl Daemon {
+    /// The metric of each job's last success, from the ledger, so it survives a restart.
+    fn load_last_successes(&self) {
+        if let Ok(successes) = self.shared.ledger().last_successes() {
+            for (job, at) in successes {
+                self.shared
+                    .metrics
+                    .last_success
+                    .get_or_create(&crate::metrics::JobLabel { job })
+                    .set(at);
+            }
+        }
+    }
 }
 
 /// Re-reads the API's certificate and key (a renewal, at SIGHUP). A pair that cannot be used
 /// is reported and the current one kept: a failed reload never stops the server.
-fn reload_certificate(certificate: &crate::tls::ServerCert) {
+fn reload_certificate(certificate: &ServerCert) {
     match certificate.reload() {
         Ok(loaded) => tracing::info!(
             tls_cert = %certificate.cert_path().display(),
@@ -362,10 +445,4 @@ fn reload_certificate(certificate: &crate::tls::ServerCert) {
             "kept the API's current TLS certificate: {e}"
         ),
     }
-}
-
-/// What sends this process's notifications, from `jobs.toml`.
-fn notifier(config: &crate::config::NotifyConfig, host: &str) -> Result<crate::notify::Notifier> {
-    crate::notify::Notifier::new(config, host.to_string(), crate::notify::Policy::default())
-        .map_err(|e| anyhow::anyhow!("setting up notifications: {e}"))
 }

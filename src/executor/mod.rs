@@ -159,7 +159,8 @@ impl Shared {
             .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
-    /// Lets run ends claim the runs they release (see [`Claimer`]); set once by the daemon.
+    /// Lets the daemon claim runs, and run ends claim the runs they release (see [`Claimer`]);
+    /// set once by the daemon.
     pub fn set_claimer(&self, claimer: Claimer) {
         let _ = self.claimer.set(claimer);
     }
@@ -200,6 +201,6 @@ impl Shared {
 
 pub use launch::{base_dir, run_action, run_env};
 pub use record::{Persist, record_end};
-pub use revisions::parse_definition;
+pub use revisions::{RevisionError, parse_definition};
 pub use supervise::run_and_record;
-pub use writer::{Claimer, WriteFailed};
+pub use writer::{Claimer, Room, WriteFailed};

@@ -196,7 +196,9 @@ pub fn record_end(
                 break Ok(retry);
             }
             Err(e) => {
-                shared.health.write_failed("recording a run's end", &e);
+                shared
+                    .health
+                    .write_failed("recording a run's end", &e.message);
                 if persist == Persist::Once
                     || shared.giving_up.load(std::sync::atomic::Ordering::SeqCst)
                 {

@@ -9,13 +9,28 @@ use jiff::Timestamp;
 use super::Shared;
 use crate::spec::{self, Defaults, JobSpec};
 
+/// Why a run's definition cannot be had.
+#[derive(Debug, thiserror::Error)]
+pub enum RevisionError {
+    #[error("the run has no revision")]
+    NoRevision,
+    #[error("revision {0} is not in the ledger")]
+    Missing(i64),
+    #[error(transparent)]
+    Ledger(#[from] crate::ledger::LedgerError),
+    /// The recorded definition does not parse (a ledger edited by hand): its first error.
+    #[error("{0}")]
+    Invalid(String),
+}
+
 impl Shared {
     /// The job spec of a revision, parsed from its recorded definition once and cached.
     ///
     /// # Errors
     ///
-    /// A message when the revision is missing or its definition does not parse.
-    pub fn spec(&self, revision_id: i64) -> Result<Arc<JobSpec>, String> {
+    /// [`RevisionError`] when the revision is missing, cannot be read, or its definition does
+    /// not parse.
+    pub fn spec(&self, revision_id: i64) -> Result<Arc<JobSpec>, RevisionError> {
         if let Some(spec) = self
             .specs
             .lock()
@@ -26,9 +41,8 @@ impl Shared {
         }
         let (job, definition) = self
             .ledger()
-            .revision_definition(revision_id)
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("revision {revision_id} is not in the ledger"))?;
+            .revision_definition(revision_id)?
+            .ok_or(RevisionError::Missing(revision_id))?;
         let spec = parse_definition(&job, &definition, &self.defaults, self.clock.now())?;
         let spec = Arc::new(spec);
         self.specs
@@ -43,13 +57,13 @@ impl Shared {
 ///
 /// # Errors
 ///
-/// The first error, when the definition does not parse (a ledger edited by hand).
+/// [`RevisionError::Invalid`] with the first error, when the definition does not parse (a ledger edited by hand).
 pub fn parse_definition(
     job: &str,
     definition: &str,
     defaults: &Defaults,
     now: Timestamp,
-) -> Result<JobSpec, String> {
+) -> Result<JobSpec, RevisionError> {
     let path = format!("{job}.yaml");
     let parsed = spec::parse_recorded(
         &path,
@@ -57,10 +71,12 @@ pub fn parse_definition(
         spec::Context { defaults, now },
     );
     parsed.spec.ok_or_else(|| {
-        parsed
-            .diagnostics
-            .first()
-            .map_or_else(|| "invalid definition".to_string(), ToString::to_string)
+        RevisionError::Invalid(
+            parsed
+                .diagnostics
+                .first()
+                .map_or_else(|| "invalid definition".to_string(), ToString::to_string),
+        )
     })
 }
 

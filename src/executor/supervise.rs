@@ -8,6 +8,7 @@ use jiff::Timestamp;
 use tokio::sync::{mpsc, watch};
 
 use super::record::{flush, log_ledger_error, notify};
+use super::revisions::RevisionError;
 use super::{Echo, Persist, Shared, record_end, run_action, run_env};
 use crate::ledger::RunRow;
 use crate::run::{self, Conclusion, Ending};
@@ -24,12 +25,9 @@ pub async fn run_and_record(
     stop: watch::Receiver<Option<Stop>>,
     echo: Echo,
 ) -> Conclusion {
-    let spec = match run
-        .revision_id
-        .ok_or_else(|| "the run has no revision".to_string())
-    {
-        Ok(id) => shared.spec(id),
-        Err(e) => Err(e),
+    let spec = match run.revision_id {
+        Some(id) => shared.spec(id),
+        None => Err(RevisionError::NoRevision),
     };
     let spec = match spec {
         Ok(spec) => spec,

@@ -1,24 +1,77 @@
 //! The writer: run ends and new runs queued and written together by whoever holds the ledger
 //! next (group commit), and the claims of pending runs.
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use jiff::Timestamp;
+use tokio::sync::mpsc;
 
 use super::Shared;
 use crate::ledger::{Ledger, NewRun, RunEnd, RunRow};
 
 /// How a run's end claims the runs its end released (a dependency hand-off) in its own
-/// transaction, one disk sync instead of two: the daemon's lease, its room for more runs, and
-/// how it starts them.
+/// transaction, one disk sync instead of two: the daemon's lease, its [`Room`], and where the
+/// claimed runs go. Plain data: nothing of the daemon's runs while the ledger is held; the
+/// daemon receives the runs on `claimed` and starts them.
 pub struct Claimer {
     pub epoch: i64,
     pub supervisor: (i64, i64),
-    pub room: Box<dyn Fn() -> usize + Send + Sync>,
-    pub start: Box<dyn Fn(Vec<RunRow>) + Send + Sync>,
+    pub room: Arc<Room>,
+    pub claimed: mpsc::UnboundedSender<Vec<RunRow>>,
 }
 
-pub(super) type EndResult = OnceLock<Result<Option<i64>, String>>;
+/// The daemon's places for runs (`max_concurrent_runs`): how many are taken, and whether it
+/// still takes runs at all. A claim takes its places while it holds the ledger, so together
+/// claims never pass the limit, whoever starts the runs afterwards.
+#[derive(Debug)]
+pub struct Room {
+    limit: usize,
+    active: AtomicUsize,
+    closed: AtomicBool,
+}
+
+impl Room {
+    /// Room for `limit` runs at once (at least one).
+    #[must_use]
+    pub fn new(limit: usize) -> Room {
+        Room {
+            limit: limit.max(1),
+            active: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// Places free now; none once closed.
+    pub fn free(&self) -> usize {
+        if self.closed.load(Ordering::SeqCst) {
+            0
+        } else {
+            self.limit.saturating_sub(self.active())
+        }
+    }
+
+    /// Runs holding a place.
+    pub fn active(&self) -> usize {
+        self.active.load(Ordering::SeqCst)
+    }
+
+    /// A run ended: its place is free.
+    pub fn release(&self) {
+        self.active.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// The daemon is stopping: no more claims.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+    }
+
+    fn take(&self, n: usize) {
+        self.active.fetch_add(n, Ordering::SeqCst);
+    }
+}
+
+pub(super) type EndResult = OnceLock<Result<Option<i64>, WriteFailed>>;
 pub(super) type NewRunResult = OnceLock<Result<RunRow, WriteFailed>>;
 
 /// Why a queued write failed: the ledger's message, and whether trying later may succeed (a
@@ -44,32 +97,39 @@ impl Shared {
     /// end queued meanwhile. Returns the retry's id, if one was created. Blocks on a disk sync:
     /// call it off the runtime's worker threads.
     ///
+    /// With the daemon's [`Claimer`], the runs the ends released are claimed in the same
+    /// transaction and sent to the daemon, their places taken before the ledger is released.
+    ///
     /// # Errors
     ///
-    /// The ledger's message when the batch could not be written.
-    pub fn finish(&self, end: RunEnd) -> Result<Option<i64>, String> {
+    /// [`WriteFailed`] when the batch could not be written.
+    pub fn finish(&self, end: RunEnd) -> Result<Option<i64>, WriteFailed> {
         let mine = Arc::new(EndResult::new());
         self.queued_ends().push((end, mine.clone()));
         let mut ledger = self.ledger();
-        let mut claimed = Vec::new();
         // An earlier holder may have written this end along with its own.
         if mine.get().is_none() {
             match self.claimer.get() {
                 // With the daemon's executor: claim what the ends released in the same
                 // transaction (a dependency hand-off costs one disk sync, not two).
-                Some(c) if ledger.has_graph() && (c.room)() > 0 => {
+                Some(c) if ledger.has_graph() && c.room.free() > 0 => {
                     let now = self.clock.now();
-                    if let Ok(runs) = self.write_queued(&mut ledger, |ledger, ends| {
+                    let claimed = self.write_queued(&mut ledger, |ledger, ends| {
                         ledger.finish_and_claim(
                             ends,
                             crate::ledger::Claim::Released,
                             c.epoch,
                             c.supervisor,
                             now,
-                            (c.room)(),
+                            c.room.free(),
                         )
-                    }) {
-                        claimed = runs;
+                    });
+                    if let Ok(runs) = claimed
+                        && !runs.is_empty()
+                    {
+                        // Counted while the ledger is held, so the next claim sees them.
+                        c.room.take(runs.len());
+                        let _ = c.claimed.send(runs);
                     }
                 }
                 _ => {
@@ -80,17 +140,14 @@ impl Shared {
                 }
             }
         }
-        // Started while the ledger is held, so the next claim counts them (see `claim`).
-        if !claimed.is_empty()
-            && let Some(c) = self.claimer.get()
-        {
-            (c.start)(claimed);
-        }
         drop(ledger);
         self.progressed();
-        mine.get()
-            .cloned()
-            .unwrap_or_else(|| Err("the run's end was not written".to_string()))
+        mine.get().cloned().unwrap_or_else(|| {
+            Err(WriteFailed {
+                message: "the run's end was not written".to_string(),
+                transient: true,
+            })
+        })
     }
 
     /// Creates a pending run (a trigger) durably, sharing the transaction with every other run
@@ -143,36 +200,34 @@ impl Shared {
         })
     }
 
-    /// Claims pending runs for the daemon of `epoch`, as many as `room()` says once the ledger
-    /// is held, writing the queued run ends in the same transaction, and hands them to `start`
-    /// before releasing the ledger: whoever claims next counts them as active, so together
-    /// claims never pass the daemon's limit. Reads the clock once it holds the ledger, so no
-    /// end queued meanwhile is stamped after the claim.
+    /// Claims pending runs for the daemon's [`Claimer`], as many as its [`Room`] has free
+    /// places once the ledger is held, writing the queued run ends in the same transaction,
+    /// and takes their places before releasing the ledger: whoever claims next counts them,
+    /// so together claims never pass the daemon's limit. The caller starts the runs returned
+    /// (none without a claimer). Reads the clock once it holds the ledger, so no end queued
+    /// meanwhile is stamped after the claim.
     ///
     /// # Errors
     ///
     /// On a ledger failure; the queued ends then report it too.
-    pub fn claim(
-        &self,
-        epoch: i64,
-        supervisor: (i64, i64),
-        room: impl FnOnce() -> usize,
-        start: impl FnOnce(Vec<RunRow>),
-    ) -> crate::ledger::Result<()> {
+    pub fn claim(&self) -> crate::ledger::Result<Vec<RunRow>> {
+        let Some(c) = self.claimer.get() else {
+            return Ok(Vec::new());
+        };
         let mut ledger = self.ledger();
-        let (max, now) = (room(), self.clock.now());
+        let (max, now) = (c.room.free(), self.clock.now());
         let runs = self.write_queued(&mut ledger, |ledger, ends| {
             ledger.finish_and_claim(
                 ends,
                 crate::ledger::Claim::Oldest,
-                epoch,
-                supervisor,
+                c.epoch,
+                c.supervisor,
                 now,
                 max,
             )
         })?;
-        start(runs);
-        Ok(())
+        c.room.take(runs.len());
+        Ok(runs)
     }
 
     /// Takes the queued run ends and writes them with `write`, then hands each waiter its
@@ -189,7 +244,7 @@ impl Shared {
         for (i, result) in results.iter().enumerate() {
             let r = match &written {
                 Ok((ids, _)) => Ok(ids[i]),
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(WriteFailed::from(e)),
             };
             let _ = result.set(r);
         }
