@@ -69,36 +69,36 @@ pub fn run_foreground(
             ledger, clock, None, kill_grace, defaults, jobs_dir,
         ));
         shared.set_notifier(notifier);
-        let (stop_tx, stop_rx) = watch::channel(None);
-        // Ctrl-C, a dropped session (SIGHUP) and SIGTERM cancel the run (and are recorded)
-        // rather than orphaning it.
-        {
-            use tokio::signal::unix::{SignalKind, signal};
-            let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
-            let mut term =
-                signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-            let mut int =
-                signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-            // A second signal kills the run at once, without the kill grace.
-            tokio::spawn(async move {
-                for now in [false, true] {
-                    let why = tokio::select! {
-                        _ = int.recv() => "interrupted (Ctrl-C)",
-                        _ = hup.recv() => "interrupted (SIGHUP: the session ended)",
-                        _ = term.recv() => "interrupted (SIGTERM)",
-                    };
-                    let reason = if now {
-                        format!("{why} again: killed at once")
-                    } else {
-                        why.to_string()
-                    };
-                    let _ = stop_tx.send(Some(Stop { reason, now }));
-                }
-            });
-        }
+        let stop_rx = stop_on_signals()?;
         let conclusion =
             executor::run_and_record(shared.clone(), run, stop_rx, Echo::Terminal).await;
         shared.notified(NOTIFY_GRACE).await;
         Ok((id, conclusion))
     })
+}
+
+/// Ctrl-C, a dropped session (SIGHUP) and SIGTERM cancel the run (and are recorded) rather
+/// than orphaning it; a second signal kills it at once, without the kill grace.
+fn stop_on_signals() -> Result<watch::Receiver<Option<Stop>>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (stop_tx, stop_rx) = watch::channel(None);
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    tokio::spawn(async move {
+        for now in [false, true] {
+            let why = tokio::select! {
+                _ = int.recv() => "interrupted (Ctrl-C)",
+                _ = hup.recv() => "interrupted (SIGHUP: the session ended)",
+                _ = term.recv() => "interrupted (SIGTERM)",
+            };
+            let reason = if now {
+                format!("{why} again: killed at once")
+            } else {
+                why.to_string()
+            };
+            let _ = stop_tx.send(Some(Stop { reason, now }));
+        }
+    });
+    Ok(stop_rx)
 }

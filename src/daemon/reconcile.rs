@@ -25,6 +25,57 @@ impl Daemon {
     pub(super) fn reconcile_changes(&self, why: &str, changed: Option<Vec<String>>) {
         let started = std::time::Instant::now();
         let now = self.now();
+        let Some(scan) = self.scan(changed) else {
+            return;
+        };
+        let scanned = started.elapsed();
+        let api_owned = match self.shared.ledger().api_owned() {
+            Ok(names) => names,
+            Err(e) => {
+                tracing::error!("reading the ledger: {e}");
+                return;
+            }
+        };
+        let listed = started.elapsed();
+        let mut catalog = self.build_catalog(&scan, &api_owned, now);
+        let built = started.elapsed();
+
+        // Files with errors: their jobs stay as they are in the ledger.
+        let broken_files: HashSet<&str> = catalog
+            .diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .map(|d| d.file.as_str())
+            .collect();
+        let keep: HashSet<String> = broken_files.iter().map(|f| stem(f).to_string()).collect();
+        catalog.entries.retain(|e| {
+            !broken_files.contains(e.file.as_str()) && !keep.contains(e.spec.name.as_str())
+        });
+        let errors: Vec<diag::Diagnostic> = catalog
+            .diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .cloned()
+            .collect();
+        self.report_problems(&errors, &scan.files);
+
+        let git = crate::git::describe(&self.options.dir);
+        let described = started.elapsed();
+        let result = apply::apply(&mut self.shared.ledger(), &catalog, now, &git, &keep);
+        tracing::debug!(
+            scan_ms = scanned.as_millis() as u64,
+            list_ms = (listed - scanned).as_millis() as u64,
+            catalog_ms = (built - listed).as_millis() as u64,
+            git_ms = (described - built).as_millis() as u64,
+            apply_ms = (started.elapsed() - described).as_millis() as u64,
+            "reconcile phases"
+        );
+        self.applied(why, result, now, started);
+    }
+
+    /// The jobs folder read again: only the `changed` paths when the last scan is at hand,
+    /// else all of it. `None` when the folder cannot be read (reported as a problem).
+    fn scan(&self, changed: Option<Vec<String>>) -> Option<source::Scan> {
         let mut last = self
             .last_scan
             .lock()
@@ -41,21 +92,21 @@ impl Daemon {
                     *last = None;
                     drop(last);
                     self.report_problems(&[d], &[]);
-                    return;
+                    return None;
                 }
             },
         };
         *last = Some(scan.clone());
-        drop(last);
-        let scanned = started.elapsed();
-        let api_owned = match self.shared.ledger().api_owned() {
-            Ok(names) => names,
-            Err(e) => {
-                tracing::error!("reading the ledger: {e}");
-                return;
-            }
-        };
-        let listed = started.elapsed();
+        Some(scan)
+    }
+
+    /// The catalog of a scan; a file whose bytes are unchanged keeps its last parse and hash.
+    fn build_catalog(
+        &self,
+        scan: &source::Scan,
+        api_owned: &[String],
+        now: jiff::Timestamp,
+    ) -> catalog::Catalog {
         let inputs = scan.inputs();
         let context = spec::Context {
             defaults: &self.options.defaults,
@@ -68,7 +119,7 @@ impl Daemon {
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         );
         let fresh: Mutex<Vec<(String, CachedParse)>> = Mutex::new(Vec::new());
-        let mut catalog = catalog::build_with(&inputs, &api_owned, |f| {
+        let mut catalog = catalog::build_with(&inputs, api_owned, |f| {
             if let Some(cached) = cache.get(f.display)
                 && cached.bytes.as_slice() == f.bytes
             {
@@ -101,40 +152,18 @@ impl Daemon {
             .parse_cache
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = cache;
-        catalog.diagnostics.extend(scan.problems);
-        let built = started.elapsed();
+        catalog.diagnostics.extend(scan.problems.iter().cloned());
+        catalog
+    }
 
-        // Files with errors: their jobs stay as they are in the ledger.
-        let broken_files: HashSet<&str> = catalog
-            .diagnostics
-            .iter()
-            .filter(|d| d.is_error())
-            .map(|d| d.file.as_str())
-            .collect();
-        let keep: HashSet<String> = broken_files.iter().map(|f| stem(f).to_string()).collect();
-        catalog.entries.retain(|e| {
-            !broken_files.contains(e.file.as_str()) && !keep.contains(e.spec.name.as_str())
-        });
-        let errors: Vec<diag::Diagnostic> = catalog
-            .diagnostics
-            .iter()
-            .filter(|d| d.is_error())
-            .cloned()
-            .collect();
-        let sources = &scan.files;
-        self.report_problems(&errors, sources);
-
-        let git = crate::git::describe(&self.options.dir);
-        let described = started.elapsed();
-        let result = apply::apply(&mut self.shared.ledger(), &catalog, now, &git, &keep);
-        tracing::debug!(
-            scan_ms = scanned.as_millis() as u64,
-            list_ms = (listed - scanned).as_millis() as u64,
-            catalog_ms = (built - listed).as_millis() as u64,
-            git_ms = (described - built).as_millis() as u64,
-            apply_ms = (started.elapsed() - described).as_millis() as u64,
-            "reconcile phases"
-        );
+    /// Logs and records what a reconcile's apply did; a change reloads the scheduler.
+    fn applied(
+        &self,
+        why: &str,
+        result: Result<apply::Outcome, apply::ApplyError>,
+        now: jiff::Timestamp,
+        started: std::time::Instant,
+    ) {
         match result {
             Ok(outcome) => {
                 if let Some(record) = outcome.record {

@@ -28,58 +28,12 @@ impl Daemon {
                 return;
             }
             if self.reload.swap(false, Ordering::SeqCst) {
-                health.scheduler_busy(true);
-                let loaded = self.load_jobs();
-                health.scheduler_busy(false);
-                health.scheduler_read(
-                    loaded
-                        .as_ref()
-                        .err()
-                        .map(|e| format!("loading jobs for the scheduler: {e}")),
-                );
-                match loaded {
-                    Ok(loaded) => {
-                        if first_load {
-                            let next = loaded
-                                .values()
-                                .filter_map(|j| {
-                                    let now = self.now();
-                                    slots::decide(&j.clock(now, false), now).next
-                                })
-                                .min();
-                            tracing::info!(
-                                jobs = loaded.len(),
-                                next = next.map(stamp).unwrap_or_default(),
-                                "scheduler started"
-                            );
-                            first_load = false;
-                        } else {
-                            tracing::debug!(jobs = loaded.len(), "scheduler reloaded");
-                        }
-                        // A job whose revision and pause are unchanged keeps its place; the
-                        // others are looked at now.
-                        let mut loaded = loaded;
-                        for (name, job) in &mut loaded {
-                            if let Some(old) = jobs.get(name)
-                                && old.revision_id == job.revision_id
-                                && old.paused == job.paused
-                                && old.cursor >= job.cursor
-                                && old.cursor <= job.cursor.max(self.now())
-                            {
-                                job.cursor = old.cursor;
-                                job.next = old.next;
-                                job.due_check = old.next.unwrap_or(Timestamp::MAX);
-                            }
-                        }
-                        jobs = loaded;
-                        queue = jobs
-                            .iter()
-                            .filter(|(_, j)| j.due_check < Timestamp::MAX)
-                            .map(|(name, j)| (j.due_check, name.clone()))
-                            .collect();
+                match self.reload_jobs() {
+                    Some(loaded) => {
+                        (jobs, queue) = self.adopt(&jobs, loaded, first_load);
+                        first_load = false;
                     }
-                    Err(e) => {
-                        tracing::error!("loading jobs for the scheduler: {e}");
+                    None => {
                         // Try again soon: a ledger that cannot be read now may be later.
                         self.reload.store(true, Ordering::SeqCst);
                         tokio::select! {
@@ -140,6 +94,69 @@ impl Daemon {
                 () = self.wake_scheduler.notified() => {}
             }
         }
+    }
+
+    /// Loads the jobs for the scheduler, telling readiness whether it could; `None` (logged)
+    /// when the ledger cannot be read.
+    fn reload_jobs(&self) -> Option<HashMap<String, SchedJob>> {
+        let health = &self.shared.health;
+        health.scheduler_busy(true);
+        let loaded = self.load_jobs();
+        health.scheduler_busy(false);
+        health.scheduler_read(
+            loaded
+                .as_ref()
+                .err()
+                .map(|e| format!("loading jobs for the scheduler: {e}")),
+        );
+        loaded
+            .map_err(|e| tracing::error!("loading jobs for the scheduler: {e}"))
+            .ok()
+    }
+
+    /// Takes freshly loaded jobs: a job whose revision and pause are unchanged keeps its
+    /// place (its cursor and next slot); the others are looked at now. Returns the jobs and
+    /// the queue of when to look at each.
+    fn adopt(
+        &self,
+        old: &HashMap<String, SchedJob>,
+        mut loaded: HashMap<String, SchedJob>,
+        first_load: bool,
+    ) -> (HashMap<String, SchedJob>, BTreeSet<(Timestamp, String)>) {
+        if first_load {
+            let next = loaded
+                .values()
+                .filter_map(|j| {
+                    let now = self.now();
+                    slots::decide(&j.clock(now, false), now).next
+                })
+                .min();
+            tracing::info!(
+                jobs = loaded.len(),
+                next = next.map(stamp).unwrap_or_default(),
+                "scheduler started"
+            );
+        } else {
+            tracing::debug!(jobs = loaded.len(), "scheduler reloaded");
+        }
+        for (name, job) in &mut loaded {
+            if let Some(old) = old.get(name)
+                && old.revision_id == job.revision_id
+                && old.paused == job.paused
+                && old.cursor >= job.cursor
+                && old.cursor <= job.cursor.max(self.now())
+            {
+                job.cursor = old.cursor;
+                job.next = old.next;
+                job.due_check = old.next.unwrap_or(Timestamp::MAX);
+            }
+        }
+        let queue = loaded
+            .iter()
+            .filter(|(_, j)| j.due_check < Timestamp::MAX)
+            .map(|(name, j)| (j.due_check, name.clone()))
+            .collect();
+        (loaded, queue)
     }
 
     /// Loads the enabled jobs with their cursors and pauses.
@@ -281,52 +298,7 @@ impl Daemon {
                 return;
             }
         };
-        let mut batch = Vec::new();
-        let mut decisions = Vec::new();
-        for name in names {
-            let Some(job) = jobs.get(name) else { continue };
-            let spec = &job.spec;
-            if job.remaining == Some(0) {
-                // `repeat: {times: N}` reached: the job has completed.
-                decisions.push((
-                    name.clone(),
-                    slots::Decision {
-                        rows: Vec::new(),
-                        cursor: job.cursor,
-                        next: None,
-                    },
-                ));
-                continue;
-            }
-            let decision = slots::decide(&job.clock(job.cursor, active.contains(name)), now);
-            if !decision.rows.is_empty() {
-                let jitter = spec.jitter.as_signed();
-                let rows = decision
-                    .rows
-                    .iter()
-                    .map(|r| {
-                        let delay = if jitter.is_zero() {
-                            SignedDuration::ZERO
-                        } else {
-                            SignedDuration::from_millis(fastrand::i64(
-                                0..=jitter.as_millis() as i64,
-                            ))
-                        };
-                        (
-                            r.clone(),
-                            r.slot.max(now).saturating_add(delay).unwrap_or(now),
-                        )
-                    })
-                    .collect();
-                batch.push(JobSlots {
-                    job: name.clone(),
-                    revision_id: job.revision_id,
-                    rows,
-                    cursor: decision.cursor,
-                });
-            }
-            decisions.push((name.clone(), decision));
-        }
+        let (batch, decisions) = decide_due(jobs, names, &active, now);
         let fired = if batch.is_empty() {
             Vec::new()
         } else {
@@ -358,13 +330,25 @@ impl Daemon {
                 }
             }
         };
+        self.fired(jobs, &batch, decisions, &fired);
+    }
+
+    /// Moves each job's cursor and next slot as decided once the slots are recorded, counts
+    /// `repeat` fires down, logs skipped slots, and wakes the executor for what fired.
+    fn fired(
+        &self,
+        jobs: &mut HashMap<String, SchedJob>,
+        batch: &[JobSlots],
+        decisions: Vec<(String, slots::Decision)>,
+        fired: &[(String, i64)],
+    ) {
         for (name, decision) in decisions {
             if let Some(job) = jobs.get_mut(&name) {
                 job.cursor = decision.cursor;
                 job.next = decision.next;
             }
         }
-        for b in &batch {
+        for b in batch {
             let fires = b
                 .rows
                 .iter()
@@ -380,7 +364,7 @@ impl Daemon {
                 }
             }
         }
-        for b in &batch {
+        for b in batch {
             for (row, _) in &b.rows {
                 if let slots::Outcome::Skipped { reason } | slots::Outcome::Missed { reason } =
                     &row.outcome
@@ -390,7 +374,7 @@ impl Daemon {
             }
         }
         if !fired.is_empty() {
-            for (job, run) in &fired {
+            for (job, run) in fired {
                 tracing::debug!(job = %job, run, "fired");
             }
             self.wake_executor.notify_one();
@@ -403,6 +387,61 @@ impl Daemon {
             self.act_on_cancels();
         }
     }
+}
+
+/// The slots due of each job in `names` (`slots::decide`), with each fire's jitter applied:
+/// the rows to record, and every job's decision (a completed `repeat` decides nothing).
+fn decide_due(
+    jobs: &HashMap<String, SchedJob>,
+    names: &[String],
+    active: &HashSet<String>,
+    now: Timestamp,
+) -> (Vec<JobSlots>, Vec<(String, slots::Decision)>) {
+    let mut batch = Vec::new();
+    let mut decisions = Vec::new();
+    for name in names {
+        let Some(job) = jobs.get(name) else { continue };
+        let spec = &job.spec;
+        if job.remaining == Some(0) {
+            // `repeat: {times: N}` reached: the job has completed.
+            decisions.push((
+                name.clone(),
+                slots::Decision {
+                    rows: Vec::new(),
+                    cursor: job.cursor,
+                    next: None,
+                },
+            ));
+            continue;
+        }
+        let decision = slots::decide(&job.clock(job.cursor, active.contains(name)), now);
+        if !decision.rows.is_empty() {
+            let jitter = spec.jitter.as_signed();
+            let rows = decision
+                .rows
+                .iter()
+                .map(|r| {
+                    let delay = if jitter.is_zero() {
+                        SignedDuration::ZERO
+                    } else {
+                        SignedDuration::from_millis(fastrand::i64(0..=jitter.as_millis() as i64))
+                    };
+                    (
+                        r.clone(),
+                        r.slot.max(now).saturating_add(delay).unwrap_or(now),
+                    )
+                })
+                .collect();
+            batch.push(JobSlots {
+                job: name.clone(),
+                revision_id: job.revision_id,
+                rows,
+                cursor: decision.cursor,
+            });
+        }
+        decisions.push((name.clone(), decision));
+    }
+    (batch, decisions)
 }
 
 /// A job as the scheduler holds it.

@@ -79,31 +79,18 @@ async fn serve_async(options: Options) -> Result<()> {
         _ => None,
     };
     let started = take_lease(&options, certificate.as_ref()).await?;
+    let listener = started.listener;
     let certificate = certificate.map(|(cert, _)| cert);
     let (handle, inbox) = Handle::new();
     let (claimed, claimed_runs) = mpsc::unbounded_channel();
     let (dir_events, dir_changed) = mpsc::unbounded_channel::<DirChange>();
-    let listener = started.listener;
-    let daemon = Arc::new(Daemon {
-        room: Arc::new(Room::new(options.daemon.max_concurrent_runs)),
-        shared: started.shared,
+    let daemon = Arc::new(Daemon::new(
         options,
-        epoch: started.epoch,
-        me: started.me,
-        wake_scheduler: Notify::new(),
-        wake_executor: Notify::new(),
-        reload: AtomicBool::new(true),
-        stopping: AtomicBool::new(false),
-        seen_version: std::sync::atomic::AtomicI64::new(-1),
-        idle: Notify::new(),
-        stops: Mutex::new(super::Stops::default()),
-        problems: inbox.problems,
-        parse_cache: Mutex::new(HashMap::new()),
-        last_scan: Mutex::new(None),
-        dir_events: dir_events.clone(),
-        lease_lost: Mutex::new(None),
-        lease_lost_signal: Notify::new(),
-    });
+        started.shared,
+        (started.epoch, started.me),
+        inbox.problems,
+        dir_events.clone(),
+    ));
     daemon.shared.set_claimer(executor::Claimer {
         epoch: daemon.epoch,
         supervisor: daemon.me,
@@ -134,6 +121,16 @@ async fn serve_async(options: Options) -> Result<()> {
     tasks.extend(spawn_watchdog(&daemon));
     let stopped = serve_loop(&daemon, &mut signals, dir_watch, dir_changed, certificate).await;
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    let result = shut_down(&daemon, signals, stopped).await;
+    for task in tasks {
+        task.abort();
+    }
+    result
+}
+
+/// Shuts down after the serve loop ended: with the shutdown grace after a signal, at once
+/// after a lost lease (then `serve` fails with the reason).
+async fn shut_down(daemon: &Daemon, signals: Signals, stopped: Stopped) -> Result<()> {
     // A second SIGTERM or SIGINT while shutting down stops the runs at once.
     let Signals {
         mut term, mut int, ..
@@ -144,7 +141,7 @@ async fn serve_async(options: Options) -> Result<()> {
             _ = int.recv() => "SIGINT",
         }
     });
-    let result = match stopped {
+    match stopped {
         Stopped::Signal(why) => {
             let grace = StdDuration::try_from(daemon.options.daemon.shutdown_grace.as_signed())
                 .unwrap_or_default();
@@ -159,11 +156,7 @@ async fn serve_async(options: Options) -> Result<()> {
                 .await;
             Err(anyhow::anyhow!(message).context("jobs serve stopped: another daemon took over"))
         }
-    };
-    for task in tasks {
-        task.abort();
     }
-    result
 }
 
 /// Opens the ledger durably, takes the lease, binds the API's address and logs the start; the
@@ -417,6 +410,36 @@ async fn serve_loop(
 }
 
 impl Daemon {
+    /// The daemon's state, before any loop runs.
+    fn new(
+        options: Options,
+        shared: Arc<Shared>,
+        (epoch, me): (i64, (i64, i64)),
+        problems: tokio::sync::watch::Sender<Option<crate::handle::Problems>>,
+        dir_events: mpsc::UnboundedSender<DirChange>,
+    ) -> Daemon {
+        Daemon {
+            room: Arc::new(Room::new(options.daemon.max_concurrent_runs)),
+            shared,
+            options,
+            epoch,
+            me,
+            wake_scheduler: Notify::new(),
+            wake_executor: Notify::new(),
+            reload: AtomicBool::new(true),
+            stopping: AtomicBool::new(false),
+            seen_version: std::sync::atomic::AtomicI64::new(-1),
+            idle: Notify::new(),
+            stops: Mutex::new(super::Stops::default()),
+            problems,
+            parse_cache: Mutex::new(HashMap::new()),
+            last_scan: Mutex::new(None),
+            dir_events,
+            lease_lost: Mutex::new(None),
+            lease_lost_signal: Notify::new(),
+        }
+    }
+
     /// The metric of each job's last success, from the ledger, so it survives a restart.
     fn load_last_successes(&self) {
         if let Ok(successes) = self.shared.ledger().last_successes() {

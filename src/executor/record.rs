@@ -6,7 +6,7 @@ use std::time::Duration as StdDuration;
 
 use jiff::Timestamp;
 
-use super::Shared;
+use super::{Shared, WriteFailed};
 use crate::ledger::{Finish, NewRun, RunEnd, RunRow, stamp};
 use crate::metrics::{JobLabel, JobState};
 use crate::run::{self, Conclusion, Ending, Trigger};
@@ -85,37 +85,48 @@ pub(super) fn notify(
         outcome.output_tail = tokio::task::spawn_blocking(move || output_tail(&reader, run_id))
             .await
             .unwrap_or_default();
-        for notification in &due {
-            let kind = crate::notify::kind(&notification.action);
-            let label = crate::metrics::NotifyKind { kind: kind.into() };
-            let (event_kind, message) = match notifier.send(notification, &outcome).await {
-                Ok(message) => {
-                    s.metrics.notifications_sent.get_or_create(&label).inc();
-                    tracing::info!(run = run_id, job = %outcome.job, kind, "{message}");
-                    ("notified", message)
-                }
-                Err(message) => {
-                    s.metrics.notifications_failed.get_or_create(&label).inc();
-                    tracing::warn!(
-                        run = run_id,
-                        job = %outcome.job,
-                        kind,
-                        to = %crate::notify::target(&notification.action),
-                        "notification not delivered: {message}"
-                    );
-                    ("notify_failed", message)
-                }
-            };
-            let s = s.clone();
-            let _ = tokio::task::spawn_blocking(move || {
-                log_ledger_error(
-                    s.ledger()
-                        .add_event(run_id, s.clock.now(), event_kind, &message),
-                );
-            })
-            .await;
-        }
+        send_all(&s, &notifier, &due, &outcome).await;
     });
+}
+
+/// Sends each due notification in turn, each outcome recorded as an event of the run.
+async fn send_all(
+    s: &Arc<Shared>,
+    notifier: &crate::notify::Notifier,
+    due: &[crate::spec::Notification],
+    outcome: &crate::notify::Outcome,
+) {
+    let run_id = outcome.run_id;
+    for notification in due {
+        let kind = crate::notify::kind(&notification.action);
+        let label = crate::metrics::NotifyKind { kind: kind.into() };
+        let (event_kind, message) = match notifier.send(notification, outcome).await {
+            Ok(message) => {
+                s.metrics.notifications_sent.get_or_create(&label).inc();
+                tracing::info!(run = run_id, job = %outcome.job, kind, "{message}");
+                ("notified", message)
+            }
+            Err(message) => {
+                s.metrics.notifications_failed.get_or_create(&label).inc();
+                tracing::warn!(
+                    run = run_id,
+                    job = %outcome.job,
+                    kind,
+                    to = %crate::notify::target(&notification.action),
+                    "notification not delivered: {message}"
+                );
+                ("notify_failed", message)
+            }
+        };
+        let s = s.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            log_ledger_error(
+                s.ledger()
+                    .add_event(run_id, s.clock.now(), event_kind, &message),
+            );
+        })
+        .await;
+    }
 }
 
 /// The last lines of a run's output for its notifications: only the chunks that hold them
@@ -130,6 +141,71 @@ fn output_tail(shared: &Shared, run_id: i64) -> String {
             tracing::warn!(run = run_id, "reading the output for notifications: {e}");
             String::new()
         }
+    }
+}
+
+/// Writes a run's end. One that cannot be written (a full disk, a read-only ledger) is kept
+/// and, with [`Persist::UntilWritten`], written again until it lands: given up, the run would
+/// stay `running`, its job's slots would be skipped as overlapping, and the next daemon would
+/// run it a second time.
+fn write_end(
+    shared: &Shared,
+    run: &RunRow,
+    end: &RunEnd,
+    persist: Persist,
+) -> Result<Option<i64>, WriteFailed> {
+    let mut wait = REWRITE_FIRST;
+    loop {
+        match shared.finish(end.clone()) {
+            Ok(retry) => {
+                shared.health.write_succeeded();
+                return Ok(retry);
+            }
+            Err(e) => {
+                shared
+                    .health
+                    .write_failed("recording a run's end", &e.message);
+                if persist == Persist::Once
+                    || shared.giving_up.load(std::sync::atomic::Ordering::SeqCst)
+                {
+                    return Err(e);
+                }
+                tracing::error!(
+                    run = run.id,
+                    job = %run.job,
+                    "recording the run's end: {e}; writing it again in {} ms",
+                    wait.as_millis()
+                );
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(REWRITE_MAX);
+            }
+        }
+    }
+}
+
+/// The metrics of a run's end that was written: runs finished, duration, last success.
+fn count_end(shared: &Shared, run: &RunRow, conclusion: &Conclusion, now: Timestamp) {
+    let m = &shared.metrics;
+    m.runs_finished
+        .get_or_create(&JobState {
+            job: run.job.clone(),
+            state: conclusion.state.to_string(),
+        })
+        .inc();
+    let label = JobLabel {
+        job: run.job.clone(),
+    };
+    if let Some(started) = run
+        .started_at
+        .as_deref()
+        .and_then(|t| t.parse::<Timestamp>().ok())
+    {
+        m.run_duration
+            .get_or_create(&label)
+            .observe(now.duration_since(started).as_secs_f64().max(0.0));
+    }
+    if conclusion.state == crate::run::RunState::Succeeded {
+        m.last_success.get_or_create(&label).set(now.as_second());
     }
 }
 
@@ -185,59 +261,9 @@ pub fn record_end(
         retry,
         at: now,
     };
-    // An end that cannot be written (a full disk, a read-only ledger) is kept and written
-    // again until it lands: given up, the run would stay `running`, its job's slots would be
-    // skipped as overlapping, and the next daemon would run it a second time.
-    let mut wait = REWRITE_FIRST;
-    let result = loop {
-        match shared.finish(end.clone()) {
-            Ok(retry) => {
-                shared.health.write_succeeded();
-                break Ok(retry);
-            }
-            Err(e) => {
-                shared
-                    .health
-                    .write_failed("recording a run's end", &e.message);
-                if persist == Persist::Once
-                    || shared.giving_up.load(std::sync::atomic::Ordering::SeqCst)
-                {
-                    break Err(e);
-                }
-                tracing::error!(
-                    run = run.id,
-                    job = %run.job,
-                    "recording the run's end: {e}; writing it again in {} ms",
-                    wait.as_millis()
-                );
-                std::thread::sleep(wait);
-                wait = (wait * 2).min(REWRITE_MAX);
-            }
-        }
-    };
+    let result = write_end(shared, run, &end, persist);
     if result.is_ok() {
-        let m = &shared.metrics;
-        m.runs_finished
-            .get_or_create(&JobState {
-                job: run.job.clone(),
-                state: conclusion.state.to_string(),
-            })
-            .inc();
-        let label = JobLabel {
-            job: run.job.clone(),
-        };
-        if let Some(started) = run
-            .started_at
-            .as_deref()
-            .and_then(|t| t.parse::<Timestamp>().ok())
-        {
-            m.run_duration
-                .get_or_create(&label)
-                .observe(now.duration_since(started).as_secs_f64().max(0.0));
-        }
-        if conclusion.state == crate::run::RunState::Succeeded {
-            m.last_success.get_or_create(&label).set(now.as_second());
-        }
+        count_end(shared, run, &conclusion, now);
     }
     match result {
         Ok(Some(retry_id)) => tracing::info!(

@@ -13,6 +13,7 @@ use super::{Echo, Persist, Shared, record_end, run_action, run_env};
 use crate::ledger::RunRow;
 use crate::run::{self, Conclusion, Ending};
 use crate::runner::{self, Launch, Report, Stop};
+use crate::spec::JobSpec;
 
 const FLUSH_EVERY: StdDuration = StdDuration::from_millis(100);
 const FLUSH_LINES: usize = 256;
@@ -46,24 +47,7 @@ pub async fn run_and_record(
             });
         }
     };
-    let launch = Launch {
-        action: run_action(&spec, &run),
-        env: run_env(&spec, &run),
-        working_dir: Some(
-            shared
-                .base_dir
-                .join(spec.working_dir.as_deref().unwrap_or("."))
-                .to_string_lossy()
-                .into_owned(),
-        ),
-        timeout: spec
-            .timeout
-            .and_then(|t| StdDuration::try_from(t.as_signed()).ok()),
-        kill_grace: shared.kill_grace,
-        output_limit: spec.output_limit.0,
-        tag: runner::run_tag(run.supervisor.unwrap_or_else(runner::this_process), run.id),
-        scrub: shared.scrubbed_env(),
-    };
+    let launch = launch(&shared, &spec, &run);
     let (tx, mut rx) = mpsc::channel::<Report>(1024);
     let process = tokio::spawn(runner::execute(launch, shared.clock, tx, stop));
     let mut batch: Vec<(Timestamp, &'static str, String)> = Vec::new();
@@ -85,31 +69,9 @@ pub async fn run_and_record(
                         flush(&shared, run.id, &mut batch, bytes, truncated);
                     }
                 }
-                Some(Report::Started { pid, start_time, at }) => {
-                    tracing::info!(run = run.id, job = %run.job, pid, "process started");
-                    let message = format!("process {pid} started (attempt {})", run.attempt);
-                    log_ledger_error(shared.ledger().set_process(run.id, pid, start_time, &message, at));
-                    shared.progressed();
-                    if let Some(due) = run.scheduled_at.as_deref().and_then(|t| t.parse::<Timestamp>().ok()) {
-                        let late = at.duration_since(due).as_secs_f64().max(0.0);
-                        shared.metrics.fire_latency.observe(late);
-                    }
-                }
-                Some(Report::Truncated { at_bytes }) => {
-                    truncated = true;
-                    let message = format!("output passed its limit of {}; later output is dropped", crate::size::ByteSize(at_bytes));
-                    log_ledger_error(shared.ledger().add_event(run.id, shared.clock.now(), "output_truncated", &message));
-                    if echo == Echo::Terminal {
-                        eprintln!("jobctl: {message}");
-                    }
-                }
-                Some(Report::OutputCut { why }) => {
-                    tracing::warn!(run = run.id, job = %run.job, "{why}");
-                    log_ledger_error(shared.ledger().add_event(run.id, shared.clock.now(), "output_cut", &why));
-                }
-                Some(Report::Signalled { signal, why }) => {
-                    let message = format!("sent {} to the process group: {why}", run::signal_name(signal));
-                    log_ledger_error(shared.ledger().add_event(run.id, shared.clock.now(), "signal", &message));
+                Some(report) => {
+                    truncated |= matches!(report, Report::Truncated { .. });
+                    record_report(&shared, &run, report, echo);
                 }
             },
             _ = tick.tick() => flush(&shared, run.id, &mut batch, bytes, truncated),
@@ -132,6 +94,18 @@ pub async fn run_and_record(
         truncated || finished.truncated,
     );
     let had_output = bytes > 0 || finished.output_bytes > 0;
+    end_run(shared, spec, run, finished, had_output).await
+}
+
+/// Records the run's end (its output sealed first) off the runtime's threads, then sends its
+/// notifications.
+async fn end_run(
+    shared: Arc<Shared>,
+    spec: Arc<JobSpec>,
+    run: RunRow,
+    finished: runner::Finished,
+    had_output: bool,
+) -> Conclusion {
     // The end is a synchronous commit (a disk sync): off the runtime's worker threads.
     let ending = finished.ending;
     let usage = finished.usage;
@@ -149,6 +123,94 @@ pub async fn run_and_record(
     .unwrap_or_else(|_| run::conclude(&fallback, None, run.attempt as u32, shared.clock.now()));
     notify(&shared, spec, &run, &conclusion);
     conclusion
+}
+
+/// The process's start, and what the runner reports besides output lines, recorded as the
+/// run's events.
+fn record_report(shared: &Shared, run: &RunRow, report: Report, echo: Echo) {
+    match report {
+        Report::Started {
+            pid,
+            start_time,
+            at,
+        } => {
+            tracing::info!(run = run.id, job = %run.job, pid, "process started");
+            let message = format!("process {pid} started (attempt {})", run.attempt);
+            log_ledger_error(
+                shared
+                    .ledger()
+                    .set_process(run.id, pid, start_time, &message, at),
+            );
+            shared.progressed();
+            if let Some(due) = run
+                .scheduled_at
+                .as_deref()
+                .and_then(|t| t.parse::<Timestamp>().ok())
+            {
+                let late = at.duration_since(due).as_secs_f64().max(0.0);
+                shared.metrics.fire_latency.observe(late);
+            }
+        }
+        Report::Truncated { at_bytes } => {
+            let message = format!(
+                "output passed its limit of {}; later output is dropped",
+                crate::size::ByteSize(at_bytes)
+            );
+            log_ledger_error(shared.ledger().add_event(
+                run.id,
+                shared.clock.now(),
+                "output_truncated",
+                &message,
+            ));
+            if echo == Echo::Terminal {
+                eprintln!("jobctl: {message}");
+            }
+        }
+        Report::OutputCut { why } => {
+            tracing::warn!(run = run.id, job = %run.job, "{why}");
+            log_ledger_error(shared.ledger().add_event(
+                run.id,
+                shared.clock.now(),
+                "output_cut",
+                &why,
+            ));
+        }
+        Report::Signalled { signal, why } => {
+            let message = format!(
+                "sent {} to the process group: {why}",
+                run::signal_name(signal)
+            );
+            log_ledger_error(shared.ledger().add_event(
+                run.id,
+                shared.clock.now(),
+                "signal",
+                &message,
+            ));
+        }
+        Report::Line(_) => {}
+    }
+}
+
+/// How the runner starts this run: its action and environment, where, and its limits.
+fn launch(shared: &Shared, spec: &JobSpec, run: &RunRow) -> Launch {
+    Launch {
+        action: run_action(spec, run),
+        env: run_env(spec, run),
+        working_dir: Some(
+            shared
+                .base_dir
+                .join(spec.working_dir.as_deref().unwrap_or("."))
+                .to_string_lossy()
+                .into_owned(),
+        ),
+        timeout: spec
+            .timeout
+            .and_then(|t| StdDuration::try_from(t.as_signed()).ok()),
+        kill_grace: shared.kill_grace,
+        output_limit: spec.output_limit.0,
+        tag: runner::run_tag(run.supervisor.unwrap_or_else(runner::this_process), run.id),
+        scrub: shared.scrubbed_env(),
+    }
 }
 
 fn echo_line(line: &runner::Line) {
