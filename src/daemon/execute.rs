@@ -172,7 +172,9 @@ impl Daemon {
                 .stops
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if stops.early.remove(&run.id) {
+            if let Some(stop) = &stops.all {
+                stop_tx.send_replace(Some(stop.clone()));
+            } else if stops.early.remove(&run.id) {
                 stop_tx.send_replace(Some(Stop::graceful(CANCELLED)));
             }
             stops.running.insert(run.id, stop_tx);

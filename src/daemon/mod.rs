@@ -116,11 +116,12 @@ struct Daemon {
 
 /// The stop switches of this daemon's runs. A run is claimed (and `running` in the ledger)
 /// before its task registers its switch: a cancel seen in between is kept in `early` and
-/// applied when the switch is registered.
+/// applied when the switch is registered; so is a shutdown's stop (`all`).
 #[derive(Default)]
 struct Stops {
     running: HashMap<i64, watch::Sender<Option<Stop>>>,
     early: std::collections::HashSet<i64>,
+    all: Option<Stop>,
 }
 
 /// A job file's last parse, reused while its bytes are unchanged.

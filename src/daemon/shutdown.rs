@@ -4,7 +4,6 @@ use std::sync::atomic::Ordering;
 use std::time::Duration as StdDuration;
 
 use jiff::Timestamp;
-use tokio::sync::watch;
 
 use super::{Daemon, SHUTDOWN_REPORT_EVERY};
 use crate::executor::NOTIFY_GRACE;
@@ -126,14 +125,6 @@ impl Daemon {
     /// Asks every run to stop: SIGTERM then SIGKILL after the kill grace, or SIGKILL at once
     /// after a second signal (`forced`).
     pub(super) fn stop_all(&self, why: &str, forced: Option<&str>) {
-        let stops: Vec<watch::Sender<Option<Stop>>> = self
-            .stops
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .running
-            .values()
-            .cloned()
-            .collect();
         let stop = match forced {
             Some(second) => Stop {
                 reason: format!(
@@ -143,7 +134,13 @@ impl Daemon {
             },
             None => Stop::graceful(format!("the daemon shut down ({why})")),
         };
-        for sender in stops {
+        // Runs claimed but not yet started get it when they start.
+        let mut stops = self
+            .stops
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        stops.all = Some(stop.clone());
+        for sender in stops.running.values() {
             let _ = sender.send(Some(stop.clone()));
         }
     }
