@@ -1,8 +1,6 @@
 //! Who an operator's action is recorded as: `$USER@host`, from the environment or the
 //! password database.
 
-use crate::daemon;
-
 /// Who an operator's action is recorded as: `$USER@host`.
 pub fn operator() -> String {
     let user = std::env::var("USER")
@@ -11,7 +9,7 @@ pub fn operator() -> String {
         .filter(|u| !u.is_empty())
         .or_else(uid_name)
         .unwrap_or_else(|| format!("uid {}", current_uid()));
-    format!("{user}@{}", daemon::hostname())
+    format!("{user}@{}", crate::host::hostname())
 }
 
 fn current_uid() -> libc::uid_t {

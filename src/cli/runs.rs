@@ -21,7 +21,6 @@ use super::output::runs::{
 };
 use super::{OutputFormat, Settings, clock, open_existing, output};
 use crate::api::wire::{self, CancelResult, OutputLine, Run, RunEvent};
-use crate::daemon;
 use crate::ledger::{Ledger, NewRun, RunFilter};
 use crate::run::{RunState, Trigger};
 use crate::runner;
@@ -76,7 +75,7 @@ pub fn run_now(settings: &Settings, job: &str, given: &[String]) -> Result<ExitC
         let ledger = open_existing(settings)?;
         params(settings, &ledger, job, given)?.1
     };
-    let (id, conclusion) = daemon::run_foreground(
+    let (id, conclusion) = crate::foreground::run_foreground(
         &settings.ledger,
         &settings.dir,
         job,
@@ -436,9 +435,13 @@ pub fn logs(
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     // Follow by watching the ledger's files: each commit wakes us; the timeout is a backstop.
     let _watch = if follow {
-        Some(daemon::watch_ledger(&settings.ledger, false, move || {
-            let _ = tx.send(());
-        })?)
+        Some(crate::watch::watch_ledger(
+            &settings.ledger,
+            false,
+            move || {
+                let _ = tx.send(());
+            },
+        )?)
     } else {
         None
     };
