@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod conns;
+mod definition;
 pub mod error;
 mod hooks;
 mod jobs;
