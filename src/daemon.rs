@@ -930,12 +930,7 @@ impl Daemon {
             if !row.enabled || row.completed_at.is_some() {
                 continue;
             }
-            let remaining = match spec.repeat {
-                Some(crate::spec::Repeat::Times(n)) => {
-                    Some(i64::from(n).saturating_sub(row.fires).max(0))
-                }
-                _ => None,
-            };
+            let remaining = crate::rules::fires_left(spec.repeat, row.fires);
             let parse = |t: &str| t.parse::<Timestamp>().ok();
             let anchor = parse(&row.schedule_anchor).unwrap_or_else(|| self.now());
             let cursor = parse(&row.slot_cursor).unwrap_or(anchor);
@@ -1248,10 +1243,9 @@ impl Daemon {
             tracing::debug!(run = id, state = %conclusion.state, "run task done");
             // `repeat: {until: success}`: the ledger marked the job completed with this end;
             // the scheduler reloads to stop firing it.
-            if conclusion.state == crate::run::RunState::Succeeded
-                && revision_id
-                    .and_then(|r| daemon.shared.spec(r).ok())
-                    .is_some_and(|s| s.repeat == Some(crate::spec::Repeat::UntilSuccess))
+            if revision_id
+                .and_then(|r| daemon.shared.spec(r).ok())
+                .is_some_and(|s| crate::rules::completes_on_end(s.repeat, conclusion.state))
             {
                 tracing::info!(job = %job, "the job has completed (repeat until success)");
                 daemon.reload.store(true, Ordering::SeqCst);

@@ -17,6 +17,7 @@ const CORE: &[&str] = &[
     "graph.rs",
     "plan.rs",
     "run.rs",
+    "rules.rs",
     "slots.rs",
     "duration.rs",
     "size.rs",

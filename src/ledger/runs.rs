@@ -12,6 +12,7 @@ use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 
 use super::{Ledger, LedgerError, Result, deps, stamp};
+use crate::rules;
 use crate::run::{RunState, Trigger};
 use crate::slots::{Outcome, SlotRow};
 
@@ -1373,7 +1374,7 @@ pub(super) fn replace_active(
     new_id: i64,
     at: &str,
 ) -> rusqlite::Result<()> {
-    let reason = format!("replaced by run {new_id} (concurrency: replace)");
+    let reason = rules::replaced_reason(new_id);
     let ids: Vec<(i64, String)> = conn
         .prepare_cached(
             "SELECT id, state FROM runs WHERE job = ?1 AND id <> ?2 AND state IN ('blocked', 'pending', 'running')",
@@ -1503,27 +1504,28 @@ fn finish_one(
     let Some((job, revision_id)) = ended else {
         return Ok((None, None));
     };
-    // The job's health: a success ends a failure streak (and a `repeat: {until: success}`
-    // job); a final failure (no retry to come) lengthens it.
-    match state {
-        RunState::Succeeded => {
+    // The job's health (`rules::streak_after`) and `repeat: {until: success}`
+    // (`rules::completes_on_end`, for a run of the job's current revision).
+    if matches!(
+        state,
+        RunState::Succeeded | RunState::Failed | RunState::TimedOut
+    ) && let Some(facts) = deps::job_facts(tx, &job)?
+    {
+        let streak = rules::streak_after(facts.failure_streak, state, retry.is_some());
+        let completes = facts.completed_at.is_none()
+            && revision_id == Some(facts.revision_id)
+            && rules::completes_on_end(facts.repeat, state);
+        if streak != facts.failure_streak || completes {
+            let completed_at = if completes {
+                Some(at.clone())
+            } else {
+                facts.completed_at
+            };
             tx.prepare_cached(
-                "UPDATE jobs SET failure_streak = 0,
-                    completed_at = CASE
-                        WHEN completed_at IS NULL AND revision_id = ?3 AND
-                             (SELECT json_extract(r.repeat, '$.until') FROM revisions r WHERE r.id = ?3) = 'success'
-                        THEN ?2 ELSE completed_at END
-                 WHERE name = ?1",
+                "UPDATE jobs SET failure_streak = ?2, completed_at = ?3 WHERE name = ?1",
             )?
-            .execute(params![job, at, revision_id])?;
+            .execute(params![job, streak, completed_at])?;
         }
-        RunState::Failed | RunState::TimedOut if retry.is_none() => {
-            tx.prepare_cached(
-                "UPDATE jobs SET failure_streak = failure_streak + 1 WHERE name = ?1",
-            )?
-            .execute([&job])?;
-        }
-        _ => {}
     }
     let message = match &finish.error {
         Some(error) => format!("{state}: {error}"),
