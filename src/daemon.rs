@@ -958,7 +958,7 @@ impl Daemon {
                 _ => None,
             }));
         let graph = crate::graph::Graph::new(specs.iter().map(|s| &**s));
-        self.shared.ledger().set_graph(Some(Arc::new(graph)));
+        self.shared.set_graph(Arc::new(graph));
         self.resolve();
         Ok(jobs)
     }
@@ -1007,7 +1007,11 @@ impl Daemon {
     /// Fires the fan-ins and decides the blocked runs the ledger allows now.
     fn resolve(&self) {
         // The ledger's guard must be gone before the arms run: `act_on_cancels` locks it again.
-        let resolved = self.shared.ledger().resolve_dependencies(self.now());
+        let graph = self.shared.graph();
+        let resolved = self
+            .shared
+            .ledger()
+            .resolve_dependencies(&graph, self.now());
         match resolved {
             Ok(resolved) => {
                 if resolved.pending > 0 {
@@ -1205,7 +1209,13 @@ impl Daemon {
             }
             .min(CLOCK_LOOK);
             // A blocked run whose starting deadline passes ends skipped.
-            let deadline = self.shared.ledger().next_blocked_deadline().ok().flatten();
+            let graph = self.shared.graph();
+            let deadline = self
+                .shared
+                .ledger()
+                .next_blocked_deadline(&graph)
+                .ok()
+                .flatten();
             if let Some(at) = deadline {
                 if at <= self.now() {
                     self.resolve();
@@ -1818,6 +1828,8 @@ pub fn run_foreground(
             ledger, clock, None, kill_grace, defaults, jobs_dir,
         ));
         shared.set_notifier(notifier);
+        // The run's end releases what a daemon's would (fan-ins, blocked runs).
+        shared.set_graph(Arc::new(shared.load_graph()?));
         let (stop_tx, stop_rx) = watch::channel(None);
         // Ctrl-C, a dropped session (SIGHUP) and SIGTERM cancel the run (and are recorded)
         // rather than orphaning it.

@@ -54,6 +54,8 @@ pub struct Shared {
     /// The daemon's executor, when it runs one: a run's end then claims the runs it released
     /// in the same transaction.
     claimer: OnceLock<Claimer>,
+    /// The dependency graph that run ends release runs by (see `Ledger::finish_runs`).
+    graph: std::sync::RwLock<Arc<crate::graph::Graph>>,
     /// Whether the ledger can be written and the scheduler lives: what readiness reports.
     pub health: crate::health::Health,
     /// The variables holding webhook secrets, which runs do not inherit.
@@ -129,6 +131,7 @@ impl Shared {
             notifying: Mutex::new(tokio::task::JoinSet::new()),
             notifier: OnceLock::new(),
             claimer: OnceLock::new(),
+            graph: std::sync::RwLock::default(),
             health: crate::health::Health::default(),
             secret_vars: Mutex::new(std::collections::HashSet::new()),
             giving_up: std::sync::atomic::AtomicBool::new(false),
@@ -192,6 +195,45 @@ impl Shared {
     }
 
     /// Lets run ends claim the runs they release (see [`Claimer`]); set once by the daemon.
+    /// Sets the dependency graph run ends release runs by: the daemon's, at each load.
+    pub fn set_graph(&self, graph: Arc<crate::graph::Graph>) {
+        *self
+            .graph
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = graph;
+    }
+
+    /// The dependency graph run ends release runs by.
+    pub fn graph(&self) -> Arc<crate::graph::Graph> {
+        self.graph
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Builds the dependency graph from the ledger's active jobs (for a run outside the
+    /// daemon, so its end releases what a daemon's would): only the jobs on a link are
+    /// parsed.
+    ///
+    /// # Errors
+    ///
+    /// On a ledger failure.
+    pub fn load_graph(&self) -> crate::ledger::Result<crate::graph::Graph> {
+        let rows = self.ledger().job_summaries()?;
+        let view = crate::views::graph(&rows);
+        let linked: std::collections::BTreeSet<&str> = view
+            .edges
+            .iter()
+            .flat_map(|e| [e.from.as_str(), e.to.as_str()])
+            .collect();
+        let specs: Vec<Arc<JobSpec>> = rows
+            .iter()
+            .filter(|r| r.active && linked.contains(r.name.as_str()))
+            .filter_map(|r| self.spec(r.revision_id).ok())
+            .collect();
+        Ok(crate::graph::Graph::new(specs.iter().map(|s| &**s)))
+    }
+
     pub fn set_claimer(&self, claimer: Claimer) {
         let _ = self.claimer.set(claimer);
     }
@@ -246,11 +288,13 @@ impl Shared {
             match self.claimer.get() {
                 // With the daemon's executor: claim what the ends released in the same
                 // transaction (a dependency hand-off costs one disk sync, not two).
-                Some(c) if ledger.has_graph() && (c.room)() > 0 => {
+                Some(c) if (c.room)() > 0 => {
                     let now = self.clock.now();
+                    let graph = self.graph();
                     if let Ok(runs) = self.write_queued(&mut ledger, |ledger, ends| {
                         ledger.finish_and_claim(
                             ends,
+                            &graph,
                             crate::ledger::Claim::Released,
                             c.epoch,
                             c.supervisor,
@@ -262,8 +306,9 @@ impl Shared {
                     }
                 }
                 _ => {
+                    let graph = self.graph();
                     self.write_queued(&mut ledger, |ledger, ends| {
-                        ledger.finish_runs(ends).map(|ids| (ids, ()))
+                        ledger.finish_runs(ends, &graph).map(|ids| (ids, ()))
                     })
                     .ok();
                 }
@@ -350,9 +395,11 @@ impl Shared {
     ) -> crate::ledger::Result<()> {
         let mut ledger = self.ledger();
         let (max, now) = (room(), self.clock.now());
+        let graph = self.graph();
         let runs = self.write_queued(&mut ledger, |ledger, ends| {
             ledger.finish_and_claim(
                 ends,
+                &graph,
                 crate::ledger::Claim::Oldest,
                 epoch,
                 supervisor,

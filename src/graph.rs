@@ -304,8 +304,8 @@ fn dot_id(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use jiff::Timestamp;
     use crate::spec::{Context, Defaults, parse};
+    use jiff::Timestamp;
 
     fn ts(text: &str) -> Timestamp {
         text.parse().unwrap()

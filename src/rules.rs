@@ -385,9 +385,7 @@ mod tests {
             ),
             (
                 "failed in the same instant: waits for all",
-                Some(Gate::Fail {
-                    reason: "x".into(),
-                }),
+                Some(Gate::Fail { reason: "x".into() }),
                 Some(deps.clone()),
             ),
         ];

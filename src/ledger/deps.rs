@@ -1,7 +1,9 @@
 //! Dependencies in the ledger: the `depends_on` gate of new runs, and what a run's end
-//! releases (`after` fan-ins, blocked runs). The daemon's connection carries the dependency
-//! graph; with it, the transaction that writes a run's end also writes what that end
-//! releases, so a hand-off costs neither a poll nor a second commit.
+//! releases (`after` fan-ins, blocked runs). The transaction that writes a run's end also
+//! writes what that end releases, so a hand-off costs neither a poll nor a second commit.
+//!
+//! Every caller passes the graph explicitly (`Ledger::finish_runs`, `finish_and_claim`,
+//! `resolve_dependencies`): there is no connection that releases runs and one that does not.
 //!
 //! The rules are in `rules` (`gate`, `fan_in`, `recheck`, `admit`, `completes_on_fire`); this
 //! module only gathers their facts (indexed point reads) and writes their outcomes. A gate is read from the run's revision
@@ -10,8 +12,8 @@
 use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::runs::{NewRun, add_event, insert_run, replace_active};
-use super::stamp;
+use super::write::{NewRun, add_event, insert_run, replace_active};
+use super::{Ledger, Result, stamp};
 use crate::duration::Duration;
 use crate::graph::{Graph, Node};
 use crate::rules::{self, Admission, Blocked, Gate, Latest, Recheck};
@@ -326,7 +328,13 @@ fn release(
         "UPDATE runs SET state = 'pending', reason = NULL, released_by = ?2 WHERE id = ?1",
     )?
     .execute(params![run_id, releases_json(released_by)])?;
-    add_event(conn, run_id, at, "released", &rules::release_message(released_by))
+    add_event(
+        conn,
+        run_id,
+        at,
+        "released",
+        &rules::release_message(released_by),
+    )
 }
 
 fn releases_json(released_by: &[(String, i64)]) -> Option<String> {
@@ -466,7 +474,10 @@ pub(super) fn job_facts(conn: &Connection, job: &str) -> rusqlite::Result<Option
             fires: r.get(1)?,
             completed_at: r.get(2)?,
             failure_streak: r.get(3)?,
-            repeat: r.get::<_, Option<String>>(4)?.as_deref().and_then(repeat_from_json),
+            repeat: r
+                .get::<_, Option<String>>(4)?
+                .as_deref()
+                .and_then(repeat_from_json),
         })
     })
     .optional()
@@ -481,4 +492,29 @@ pub(super) fn repeat_from_json(json: &str) -> Option<Repeat> {
     }
     (value.get("until").and_then(serde_json::Value::as_str) == Some("success"))
         .then_some(Repeat::UntilSuccess)
+}
+
+impl Ledger {
+    /// Fires the fan-ins and re-decides the blocked runs that the ledger's runs allow, in one
+    /// transaction: at the daemon's start, after another process wrote runs, when a blocked
+    /// run's deadline passes.
+    ///
+    /// # Errors
+    ///
+    /// On a SQLite failure (nothing is written).
+    pub fn resolve_dependencies(&mut self, graph: &Graph, now: Timestamp) -> Result<Resolved> {
+        self.with_tx(|tx| {
+            let resolved = sweep(tx, graph, now)?;
+            Ok(resolved)
+        })
+    }
+
+    /// When the earliest blocked run's starting deadline passes.
+    ///
+    /// # Errors
+    ///
+    /// On a SQLite failure.
+    pub fn next_blocked_deadline(&self, graph: &Graph) -> Result<Option<Timestamp>> {
+        self.read(|conn| next_deadline(conn, graph))
+    }
 }
