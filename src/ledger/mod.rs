@@ -328,3 +328,6 @@ fn refuse_odd_file(path: &Path) -> Result<()> {
         kind,
     })
 }
+
+#[cfg(test)]
+mod tests;
