@@ -33,17 +33,13 @@ fn ledger_with(jobs: Vec<NewRevision>) -> (tempfile::TempDir, Ledger) {
     let dir = tempfile::tempdir().unwrap();
     let mut ledger = Ledger::open(&dir.path().join("ledger.db")).unwrap();
     ledger
-        .apply(
-            "2026-10-31T12:00:00.000Z",
-            &GitInfo::default(),
-            |_, _| {
-                Ok(ApplyBatch {
-                    upserts: jobs,
-                    removals: Vec::new(),
-                    owner: Owner::File,
-                })
-            },
-        )
+        .apply("2026-10-31T12:00:00.000Z", &GitInfo::default(), |_, _| {
+            Ok(ApplyBatch {
+                upserts: jobs,
+                removals: Vec::new(),
+                owner: Owner::File,
+            })
+        })
         .unwrap();
     (dir, ledger)
 }
@@ -88,7 +84,9 @@ fn the_lease_goes_to_one_daemon_and_fences_the_one_that_lost_it() {
         "{held:?}"
     );
     // The holder died: the next daemon takes over with the next epoch.
-    let second = ledger.acquire_lease("host", (2, 2), now, |_| false).unwrap();
+    let second = ledger
+        .acquire_lease("host", (2, 2), now, |_| false)
+        .unwrap();
     assert_eq!(second, 2);
     let lost = ledger.record_slots(first, &[], now);
     assert!(
@@ -103,7 +101,9 @@ fn the_lease_goes_to_one_daemon_and_fences_the_one_that_lost_it() {
 fn a_slot_is_recorded_once_and_counts_toward_repeat() {
     let (_dir, mut ledger) = ledger_with(vec![revision("a", Some(r#"{"times": 2}"#), None)]);
     let now = ts("2026-10-31T12:01:00Z");
-    let epoch = ledger.acquire_lease("host", (1, 1), now, |_| false).unwrap();
+    let epoch = ledger
+        .acquire_lease("host", (1, 1), now, |_| false)
+        .unwrap();
     let slots = |slot: &str| JobSlots {
         job: "a".into(),
         revision_id: 1,
@@ -143,7 +143,9 @@ fn a_slot_is_recorded_once_and_counts_toward_repeat() {
 fn a_claim_starts_each_pending_run_once_and_an_end_writes_the_streak() {
     let (_dir, mut ledger) = ledger_with(vec![revision("a", None, None)]);
     let now = ts("2026-10-31T12:00:00Z");
-    let epoch = ledger.acquire_lease("host", (1, 1), now, |_| false).unwrap();
+    let epoch = ledger
+        .acquire_lease("host", (1, 1), now, |_| false)
+        .unwrap();
     let ids: Vec<i64> = (0..3).map(|_| manual(&mut ledger, "a", now)).collect();
     let claimed = ledger.claim(epoch, (1, 1), now, 2).unwrap();
     assert_eq!(
@@ -185,7 +187,9 @@ fn an_end_releases_the_runs_gated_on_it_for_every_caller() {
         revision("down", None, Some(r#"["up"]"#)),
     ]);
     let now = ts("2026-10-31T12:00:00Z");
-    let epoch = ledger.acquire_lease("host", (1, 1), now, |_| false).unwrap();
+    let epoch = ledger
+        .acquire_lease("host", (1, 1), now, |_| false)
+        .unwrap();
     let blocked = manual(&mut ledger, "down", now);
     assert_eq!(state(&ledger, blocked), "blocked");
     let up = manual(&mut ledger, "up", now);
@@ -217,7 +221,9 @@ fn an_end_releases_the_runs_gated_on_it_for_every_caller() {
 fn retention_deletes_old_terminal_runs_in_batches_and_keeps_active_ones() {
     let (_dir, mut ledger) = ledger_with(vec![revision("a", None, None)]);
     let now = ts("2026-10-31T12:00:00Z");
-    let epoch = ledger.acquire_lease("host", (1, 1), now, |_| false).unwrap();
+    let epoch = ledger
+        .acquire_lease("host", (1, 1), now, |_| false)
+        .unwrap();
     let ids: Vec<i64> = (0..5).map(|_| manual(&mut ledger, "a", now)).collect();
     ledger.claim(epoch, (1, 1), now, 4).unwrap();
     let ends: Vec<RunEnd> = ids[..4]
