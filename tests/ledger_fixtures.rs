@@ -51,7 +51,10 @@ fn every_old_ledger_keeps_its_jobs_and_revisions() {
         assert_eq!(job(&jobs, "fails")["schedule"], "manual", "v{version}");
         let every = job(&jobs, "every");
         assert_eq!(every["schedule"], "every 15m", "v{version}");
-        assert_eq!(every["revision"], 2, "v{version}: the edit made a second revision");
+        assert_eq!(
+            every["revision"], 2,
+            "v{version}: the edit made a second revision"
+        );
         p.run(&["get", "every"])
             .code(0)
             .stdout_has("tock")
@@ -80,9 +83,7 @@ fn every_old_ledger_with_runs_keeps_runs_pauses_and_output() {
         assert_eq!(fails["exit_code"], 3, "v{version}");
         assert_eq!(run(&runs, 3)["state"], "pending", "v{version}");
         // Output written one row per line before migration 6 reads back from chunks.
-        p.run(&["logs", "1"])
-            .code(0)
-            .stdout_has("hello from hello");
+        p.run(&["logs", "1"]).code(0).stdout_has("hello from hello");
         p.run(&["logs", "2"]).code(0).stdout_has("about to fail");
         // A new run continues the ids; none is reused.
         p.run(&["trigger", "fails"]).code(0);
