@@ -244,58 +244,58 @@ impl Ledger {
     ) -> Result<CancelOutcome> {
         let path = self.path.clone();
         self.with_tx(|tx| {
-        let state: Option<String> = tx
-            .query_row("SELECT state FROM runs WHERE id = ?1", [run_id], |r| {
-                r.get(0)
-            })
-            .optional()
-            ?;
-        let at = stamp(now);
-        let outcome = match state.as_deref() {
-            None => {
-                return Err(LedgerError::NotFound {
-                    path,
-                    what: format!("run {run_id}"),
-                }
-                .into());
-            }
-            Some("pending" | "blocked") => {
-                tx.execute(
-                    "UPDATE runs SET state = 'cancelled', finished_at = ?2, error = ?3 WHERE id = ?1",
-                    params![run_id, at, format!("cancelled by {by} before it started")],
-                )
+            let state: Option<String> = tx
+                .query_row("SELECT state FROM runs WHERE id = ?1", [run_id], |r| {
+                    r.get(0)
+                })
+                .optional()
                 ?;
-                add_event(tx, run_id, &at, "cancelled", &format!("cancelled by {by}"))
+            let at = stamp(now);
+            let outcome = match state.as_deref() {
+                None => {
+                    return Err(LedgerError::NotFound {
+                        path,
+                        what: format!("run {run_id}"),
+                    }
+                    .into());
+                }
+                Some("pending" | "blocked") => {
+                    tx.execute(
+                        "UPDATE runs SET state = 'cancelled', finished_at = ?2, error = ?3 WHERE id = ?1",
+                        params![run_id, at, format!("cancelled by {by} before it started")],
+                    )
                     ?;
-                CancelOutcome::Cancelled
-            }
-            Some("running") => {
-                tx.execute(
-                    "UPDATE runs SET cancel_requested = coalesce(cancel_requested, ?2) WHERE id = ?1",
-                    params![run_id, at],
-                )
-                ?;
-                add_event(
-                    &tx,
-                    run_id,
-                    &at,
-                    "cancel_requested",
-                    &format!("cancellation requested by {by}"),
-                )
-                ?;
-                CancelOutcome::Requested
-            }
-            Some(other) => {
-                return Err(LedgerError::Conflict {
-                    path,
-                    detail: format!(
-                        "run {run_id} has already ended ({other}); there is nothing to cancel"
-                    ),
+                    add_event(tx, run_id, &at, "cancelled", &format!("cancelled by {by}"))
+                        ?;
+                    CancelOutcome::Cancelled
                 }
-                .into());
-            }
-        };
-        Ok(outcome)
+                Some("running") => {
+                    tx.execute(
+                        "UPDATE runs SET cancel_requested = coalesce(cancel_requested, ?2) WHERE id = ?1",
+                        params![run_id, at],
+                    )
+                    ?;
+                    add_event(
+                        &tx,
+                        run_id,
+                        &at,
+                        "cancel_requested",
+                        &format!("cancellation requested by {by}"),
+                    )
+                    ?;
+                    CancelOutcome::Requested
+                }
+                Some(other) => {
+                    return Err(LedgerError::Conflict {
+                        path,
+                        detail: format!(
+                            "run {run_id} has already ended ({other}); there is nothing to cancel"
+                        ),
+                    }
+                    .into());
+                }
+            };
+            Ok(outcome)
         })
     }
 }

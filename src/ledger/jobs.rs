@@ -201,21 +201,21 @@ impl Ledger {
     ) -> Result<Option<ApplyRecord>> {
         let path = self.path.clone();
         self.with_tx(|tx| {
-        // Bare rows: a plan needs the definitions (and run counts) of changed and removed jobs
-        // only, which `fetch` reads on demand (most of the time, of 10,000 jobs, one).
-        let current = query_jobs(tx, None, Detail::Bare)?;
-        let fetch = |name: &str| -> Option<(String, i64)> {
-            tx.prepare_cached(
-                "SELECT r.definition, (SELECT count(*) FROM runs WHERE job = j.name)
-                 FROM jobs j JOIN revisions r ON r.id = j.revision_id WHERE j.name = ?1",
-            )
-            .ok()?
-            .query_row([name], |row| Ok((row.get(0)?, row.get(1)?)))
-            .ok()
-        };
-        let batch = decide(&current, &fetch).map_err(|detail| LedgerError::Conflict {
-            path: path.clone(),
-            detail,
+            // Bare rows: a plan needs the definitions (and run counts) of changed and removed jobs
+            // only, which `fetch` reads on demand (most of the time, of 10,000 jobs, one).
+            let current = query_jobs(tx, None, Detail::Bare)?;
+            let fetch = |name: &str| -> Option<(String, i64)> {
+                tx.prepare_cached(
+                    "SELECT r.definition, (SELECT count(*) FROM runs WHERE job = j.name)
+                     FROM jobs j JOIN revisions r ON r.id = j.revision_id WHERE j.name = ?1",
+                )
+                .ok()?
+                .query_row([name], |row| Ok((row.get(0)?, row.get(1)?)))
+                .ok()
+            };
+            let batch = decide(&current, &fetch).map_err(|detail| LedgerError::Conflict {
+                path: path.clone(),
+                detail,
         })?;
         if batch.upserts.is_empty() && batch.removals.is_empty() {
             // Nothing to record: an apply with no changes leaves no trace.

@@ -23,44 +23,44 @@ impl Ledger {
     /// On a SQLite failure.
     pub fn prune(&mut self, rules: &[Retention], batch: usize) -> Result<usize> {
         self.with_tx(|tx| {
-        let mut doomed: Vec<i64> = Vec::new();
-        for rule in rules {
-            if doomed.len() >= batch {
-                break;
-            }
-            let room = (batch - doomed.len()) as i64;
-            let mut stmt = tx
-                .prepare_cached(
-                    "SELECT id FROM runs WHERE job = ?1
-                       AND state NOT IN ('blocked', 'pending', 'running')
-                       AND (finished_at < ?2 OR id IN (
-                            SELECT id FROM runs WHERE job = ?1 AND state NOT IN ('blocked', 'pending', 'running')
-                            ORDER BY id DESC LIMIT -1 OFFSET ?3))
-                     ORDER BY id LIMIT ?4",
-                )
-                ?;
-            let ids = stmt
-                .query_map(
-                    params![rule.job, stamp(rule.before), rule.keep as i64, room],
-                    |r| r.get::<_, i64>(0),
-                )
-                .and_then(Iterator::collect::<rusqlite::Result<Vec<i64>>>)
-                ?;
-            doomed.extend(ids);
-        }
-        for id in &doomed {
-            for sql in [
-                "DELETE FROM run_output_chunks WHERE run_id = ?1",
-                "DELETE FROM run_events WHERE run_id = ?1",
-                "DELETE FROM runs WHERE id = ?1",
-            ] {
-                tx.prepare_cached(sql)
-                    ?
-                    .execute([id])
+            let mut doomed: Vec<i64> = Vec::new();
+            for rule in rules {
+                if doomed.len() >= batch {
+                    break;
+                }
+                let room = (batch - doomed.len()) as i64;
+                let mut stmt = tx
+                    .prepare_cached(
+                        "SELECT id FROM runs WHERE job = ?1
+                           AND state NOT IN ('blocked', 'pending', 'running')
+                           AND (finished_at < ?2 OR id IN (
+                                SELECT id FROM runs WHERE job = ?1 AND state NOT IN ('blocked', 'pending', 'running')
+                                ORDER BY id DESC LIMIT -1 OFFSET ?3))
+                         ORDER BY id LIMIT ?4",
+                    )
                     ?;
+                let ids = stmt
+                    .query_map(
+                        params![rule.job, stamp(rule.before), rule.keep as i64, room],
+                        |r| r.get::<_, i64>(0),
+                    )
+                    .and_then(Iterator::collect::<rusqlite::Result<Vec<i64>>>)
+                    ?;
+                doomed.extend(ids);
             }
-        }
-        Ok(doomed.len())
+            for id in &doomed {
+                for sql in [
+                    "DELETE FROM run_output_chunks WHERE run_id = ?1",
+                    "DELETE FROM run_events WHERE run_id = ?1",
+                    "DELETE FROM runs WHERE id = ?1",
+                ] {
+                    tx.prepare_cached(sql)
+                        ?
+                        .execute([id])
+                        ?;
+                }
+            }
+            Ok(doomed.len())
         })
     }
 
