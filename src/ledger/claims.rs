@@ -248,8 +248,7 @@ impl Ledger {
                 .query_row("SELECT state FROM runs WHERE id = ?1", [run_id], |r| {
                     r.get(0)
                 })
-                .optional()
-                ?;
+                .optional()?;
             let at = stamp(now);
             let outcome = match state.as_deref() {
                 None => {
@@ -263,26 +262,22 @@ impl Ledger {
                     tx.execute(
                         "UPDATE runs SET state = 'cancelled', finished_at = ?2, error = ?3 WHERE id = ?1",
                         params![run_id, at, format!("cancelled by {by} before it started")],
-                    )
-                    ?;
-                    add_event(tx, run_id, &at, "cancelled", &format!("cancelled by {by}"))
-                        ?;
+                    )?;
+                    add_event(tx, run_id, &at, "cancelled", &format!("cancelled by {by}"))?;
                     CancelOutcome::Cancelled
                 }
                 Some("running") => {
                     tx.execute(
                         "UPDATE runs SET cancel_requested = coalesce(cancel_requested, ?2) WHERE id = ?1",
                         params![run_id, at],
-                    )
-                    ?;
+                    )?;
                     add_event(
-                        &tx,
+                        tx,
                         run_id,
                         &at,
                         "cancel_requested",
                         &format!("cancellation requested by {by}"),
-                    )
-                    ?;
+                    )?;
                     CancelOutcome::Requested
                 }
                 Some(other) => {
@@ -364,29 +359,7 @@ fn finish_one(
     let Some((job, revision_id)) = ended else {
         return Ok((None, None));
     };
-    // The job's health (`rules::streak_after`) and `repeat: {until: success}`
-    // (`rules::completes_on_end`, for a run of the job's current revision).
-    if matches!(
-        state,
-        RunState::Succeeded | RunState::Failed | RunState::TimedOut
-    ) && let Some(facts) = deps::job_facts(tx, &job)?
-    {
-        let streak = rules::streak_after(facts.failure_streak, state, retry.is_some());
-        let completes = facts.completed_at.is_none()
-            && revision_id == Some(facts.revision_id)
-            && rules::completes_on_end(facts.repeat, state);
-        if streak != facts.failure_streak || completes {
-            let completed_at = if completes {
-                Some(at.clone())
-            } else {
-                facts.completed_at
-            };
-            tx.prepare_cached(
-                "UPDATE jobs SET failure_streak = ?2, completed_at = ?3 WHERE name = ?1",
-            )?
-            .execute(params![job, streak, completed_at])?;
-        }
-    }
+    record_health(tx, &job, revision_id, state, retry.is_some(), &at)?;
     let message = match &finish.error {
         Some(error) => format!("{state}: {error}"),
         None => state.to_string(),
@@ -405,4 +378,42 @@ fn finish_one(
         &format!("attempt {} is run {id}, due at {when}", next.attempt),
     )?;
     Ok((Some(id), Some(job)))
+}
+
+/// After a run of `job` (of revision `revision_id`) ended in `state`: the job's failure
+/// streak (`rules::streak_after`; `retrying`: a retry is to come) and a `repeat: {until:
+/// success}` completion (`rules::completes_on_end`, for a run of the current revision).
+fn record_health(
+    tx: &rusqlite::Connection,
+    job: &str,
+    revision_id: Option<i64>,
+    state: RunState,
+    retrying: bool,
+    at: &str,
+) -> rusqlite::Result<()> {
+    if !matches!(
+        state,
+        RunState::Succeeded | RunState::Failed | RunState::TimedOut
+    ) {
+        return Ok(());
+    }
+    let Some(facts) = deps::job_facts(tx, job)? else {
+        return Ok(());
+    };
+    let streak = rules::streak_after(facts.failure_streak, state, retrying);
+    let completes = facts.completed_at.is_none()
+        && revision_id == Some(facts.revision_id)
+        && rules::completes_on_end(facts.repeat, state);
+    if streak != facts.failure_streak || completes {
+        let completed_at = if completes {
+            Some(at.to_string())
+        } else {
+            facts.completed_at
+        };
+        tx.prepare_cached(
+            "UPDATE jobs SET failure_streak = ?2, completed_at = ?3 WHERE name = ?1",
+        )?
+        .execute(params![job, streak, completed_at])?;
+    }
+    Ok(())
 }

@@ -232,16 +232,14 @@ impl Ledger {
         tx.execute(
             "INSERT INTO applies (applied_at, git_commit, git_dirty, added, changed, removed) VALUES (?1, ?2, ?3, 0, 0, 0)",
             params![now, git.commit, git.dirty],
-        )
-        ?;
+        )?;
         let apply_id = tx.last_insert_rowid();
         {
             let mut insert_revision = tx
                 .prepare_cached(
                     "INSERT INTO revisions (job, number, apply_id, content_hash, definition, source_path, enabled, schedule, timezone, description, tags, created_at, git_commit, git_dirty, repeat, depends_on)
                      VALUES (?1, (SELECT coalesce(max(number), 0) + 1 FROM revisions WHERE job = ?1), ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-                )
-                ?;
+                )?;
             let mut upsert_job = tx
                 .prepare_cached(
                     "INSERT INTO jobs (name, owner, revision_id, active, schedule_anchor, created_at, updated_at, removed_at, slot_cursor)
@@ -256,8 +254,7 @@ impl Ledger {
                          completed_at = NULL,
                          schedule_anchor = CASE WHEN ?4 THEN excluded.schedule_anchor ELSE jobs.schedule_anchor END,
                          slot_cursor = CASE WHEN ?4 THEN excluded.slot_cursor ELSE jobs.slot_cursor END",
-                )
-                ?;
+                )?;
             for rev in &batch.upserts {
                 let tags = serde_json::to_string(&rev.tags).expect("a list of strings serialises");
                 insert_revision
@@ -277,8 +274,7 @@ impl Ledger {
                         git.dirty,
                         rev.repeat,
                         rev.depends_on,
-                    ])
-                    ?;
+                    ])?;
                 let revision_id = tx.last_insert_rowid();
                 let was_active = existing.get(rev.name.as_str()).is_some_and(|j| j.active);
                 // A job coming back after removal starts its schedule afresh, like a new one.
@@ -291,8 +287,7 @@ impl Ledger {
                         reset,
                         cursor,
                         batch.owner.as_str()
-                    ])
-                    ?;
+                    ])?;
                 if was_active {
                     changed += 1;
                 } else {
@@ -302,20 +297,17 @@ impl Ledger {
             let mut remove = tx
                 .prepare_cached(
                     "UPDATE jobs SET active = 0, removed_at = ?2, updated_at = ?2 WHERE name = ?1 AND active = 1 AND owner = ?3",
-                )
-                ?;
+                )?;
             for name in &batch.removals {
                 remove
-                    .execute(params![name, now, batch.owner.as_str()])
-                    ?;
+                    .execute(params![name, now, batch.owner.as_str()])?;
             }
         }
         let removed = batch.removals.len();
         tx.execute(
             "UPDATE applies SET added = ?2, changed = ?3, removed = ?4 WHERE id = ?1",
             params![apply_id, added as i64, changed as i64, removed as i64],
-        )
-        ?;
+        )?;
         Ok(Some(ApplyRecord {
             id: apply_id,
             added,

@@ -37,15 +37,13 @@ impl Ledger {
                                 SELECT id FROM runs WHERE job = ?1 AND state NOT IN ('blocked', 'pending', 'running')
                                 ORDER BY id DESC LIMIT -1 OFFSET ?3))
                          ORDER BY id LIMIT ?4",
-                    )
-                    ?;
+                    )?;
                 let ids = stmt
                     .query_map(
                         params![rule.job, stamp(rule.before), rule.keep as i64, room],
                         |r| r.get::<_, i64>(0),
                     )
-                    .and_then(Iterator::collect::<rusqlite::Result<Vec<i64>>>)
-                    ?;
+                    .and_then(Iterator::collect::<rusqlite::Result<Vec<i64>>>)?;
                 doomed.extend(ids);
             }
             for id in &doomed {
@@ -54,10 +52,8 @@ impl Ledger {
                     "DELETE FROM run_events WHERE run_id = ?1",
                     "DELETE FROM runs WHERE id = ?1",
                 ] {
-                    tx.prepare_cached(sql)
-                        ?
-                        .execute([id])
-                        ?;
+                    tx.prepare_cached(sql)?
+                        .execute([id])?;
                 }
             }
             Ok(doomed.len())
