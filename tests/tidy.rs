@@ -14,16 +14,16 @@ use std::path::Path;
 const CORE: &[(&str, &[&str], &[&str])] = &[
     // (path under src/, crate modules it may name, dependencies it may name)
     ("cron.rs", &[], &["croner", "jiff"]),
-    ("duration.rs", &[], &["jiff"]),
-    ("size.rs", &[], &[]),
-    ("name.rs", &[], &["serde"]),
-    ("template.rs", &[], &[]),
+    ("duration.rs", &[], &["jiff", "thiserror"]),
+    ("size.rs", &[], &["thiserror"]),
+    ("name.rs", &[], &["serde", "thiserror"]),
+    ("template.rs", &[], &["thiserror"]),
     ("diag.rs", &[], &["annotate_snippets", "serde", "strsim"]),
     ("webhook.rs", &[], &["hmac", "jiff", "sha2", "thiserror"]),
     (
         "schedule.rs",
         &["cron", "duration", "name"],
-        &["jiff", "serde_json"],
+        &["jiff", "serde_json", "thiserror"],
     ),
     (
         "spec",
