@@ -147,7 +147,7 @@ fn applied_for_plan(
             let same = catalog
                 .get(&row.name)
                 .is_some_and(|entry| entry.hash == row.content_hash);
-            if !same && row.owner == "file" && row.active {
+            if !same && row.owner == crate::ledger::Owner::File && row.active {
                 let mut row = row.clone();
                 if let Some((definition, n_runs)) = fetch(&row.name) {
                     row.definition = definition;
@@ -155,7 +155,7 @@ fn applied_for_plan(
                 }
                 return applied(std::slice::from_ref(&row)).remove(0);
             }
-            if same && row.active && row.owner == "file" {
+            if same && row.active && row.owner == crate::ledger::Owner::File {
                 Applied {
                     name: row.name.clone(),
                     api_owned: false,
@@ -180,7 +180,7 @@ fn applied_for_plan(
 /// The active API-owned jobs' names: jobs.d files may depend on them.
 pub fn api_owned_names(rows: &[JobRow]) -> Vec<String> {
     rows.iter()
-        .filter(|r| r.owner == "api" && r.active)
+        .filter(|r| r.owner == crate::ledger::Owner::Api && r.active)
         .map(|r| r.name.clone())
         .collect()
 }
@@ -190,7 +190,7 @@ pub fn applied(rows: &[JobRow]) -> Vec<Applied> {
     rows.iter()
         .map(|row| Applied {
             name: row.name.clone(),
-            api_owned: row.owner == "api",
+            api_owned: row.owner == crate::ledger::Owner::Api,
             active: row.active,
             revision: row.revision,
             hash: row.content_hash.clone(),
@@ -264,7 +264,7 @@ pub fn write_api_job(
     let result = ledger.apply(&stamp, &GitInfo::default(), |current, fetch| {
         let existing = current.iter().find(|r| r.name == name && r.active);
         let refusal = match (mode, existing) {
-            (_, Some(r)) if r.owner == "file" => Some(ApiWriteError::Conflict(format!(
+            (_, Some(r)) if r.owner == crate::ledger::Owner::File => Some(ApiWriteError::Conflict(format!(
                 "job `{name}` is defined by the file {}; change it there (git is the source of truth for the jobs it owns)",
                 r.source_path.as_deref().unwrap_or("in the jobs folder")
             ))),

@@ -216,7 +216,7 @@ pub fn summary(row: &JobRow, next_fire: Option<&Zoned>, runs: BTreeMap<String, i
             at: p.at.clone(),
             reason: p.reason.clone(),
         }),
-        owner: row.owner.clone(),
+        owner: row.owner.as_str().to_string(),
         schedule: schedule
             .as_ref()
             .map_or_else(|| row.schedule.clone(), ToString::to_string),

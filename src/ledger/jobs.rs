@@ -10,7 +10,7 @@ use super::{ForLedger, Ledger, LedgerError, Result, stamp};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JobRow {
     pub name: String,
-    pub owner: String,
+    pub owner: Owner,
     pub active: bool,
     /// The job's revision number: 1 for its first applied definition, then 2, ...
     pub revision: i64,
@@ -119,6 +119,15 @@ impl Owner {
         match self {
             Owner::File => "file",
             Owner::Api => "api",
+        }
+    }
+
+    /// The owner a `jobs.owner` column names; anything but `api` is a file's.
+    fn from_column(text: &str) -> Owner {
+        if text == "api" {
+            Owner::Api
+        } else {
+            Owner::File
         }
     }
 }
@@ -491,7 +500,7 @@ fn query_jobs(
         let last: Option<String> = row.get(19)?;
         Ok(JobRow {
             name: row.get(0)?,
-            owner: row.get(1)?,
+            owner: Owner::from_column(&row.get::<_, String>(1)?),
             active: row.get(2)?,
             revision: row.get(3)?,
             content_hash: row.get(4)?,
