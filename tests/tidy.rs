@@ -229,3 +229,29 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     files
 }
+
+/// Issue 14: only `main` decides the exit code. A `process::exit` below it skips shutdown and
+/// leaves runs and notifications behind (the daemon's lost lease did).
+#[test]
+fn only_main_calls_process_exit() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut offenders = Vec::new();
+    for file in walk(&src) {
+        let relative = file
+            .strip_prefix(&src)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        if relative == "main.rs" || relative.starts_with("bin/") {
+            continue;
+        }
+        let code = std::fs::read_to_string(&file).unwrap();
+        if code.contains("process::exit(") {
+            offenders.push(relative);
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "process::exit below main in {offenders:?}: return an error instead"
+    );
+}
