@@ -250,12 +250,13 @@ pub fn build_with(
         }
     }
 
-    let mut valid: Vec<Entry> = entries
-        .into_iter()
-        .zip(keep)
-        .filter_map(|(e, k)| k.then_some(e))
-        .collect();
-    valid.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+    let valid = sorted_by_name(
+        entries
+            .into_iter()
+            .zip(keep)
+            .filter_map(|(e, k)| k.then_some(e))
+            .collect(),
+    );
     diagnostics.sort_by(|a, b| {
         (a.file.as_str(), a.position, a.severity == Severity::Warning).cmp(&(
             b.file.as_str(),
@@ -268,6 +269,18 @@ pub fn build_with(
         diagnostics,
         n_files: files.len(),
     }
+}
+
+/// `entries` by job name. Sorted through their indices: an `Entry` is large, and a merge
+/// sort moving 10,000 of them cost more than its comparisons (a tenth of a `plan`).
+fn sorted_by_name(entries: Vec<Entry>) -> Vec<Entry> {
+    let mut order: Vec<usize> = (0..entries.len()).collect();
+    order.sort_by(|&a, &b| entries[a].spec.name.cmp(&entries[b].spec.name));
+    let mut slots: Vec<Option<Entry>> = entries.into_iter().map(Some).collect();
+    order
+        .into_iter()
+        .map(|i| slots[i].take().expect("each index once"))
+        .collect()
 }
 
 fn edges(spec: &JobSpec) -> impl Iterator<Item = &JobName> {
