@@ -523,7 +523,7 @@ mod realistic {
         let upstream = name(upstream(i));
         let schedule_yaml = match kind {
             Kind::CronZoned | Kind::CronUtc => format!("\"{}\"", cron(i, sched_edit)),
-            Kind::Every if i % 3 == 0 => format!(
+            Kind::Every if i.is_multiple_of(3) => format!(
                 "\n  every: {}h\n  start_at: 2026-01-0{}T0{}:30:00",
                 1 + (i + sched_edit) % 12,
                 1 + i % 9,
@@ -541,7 +541,7 @@ mod realistic {
             Kind::After => format!("\n  after: [{upstream}]"),
             Kind::Manual => String::new(),
         };
-        let zoned = matches!(kind, Kind::CronZoned | Kind::At | Kind::Every) && i % 3 == 0
+        let zoned = matches!(kind, Kind::CronZoned | Kind::At | Kind::Every) && i.is_multiple_of(3)
             || kind == Kind::CronZoned;
         let description = format!(
             "{} {} for {}, owned by team {}",
@@ -592,7 +592,7 @@ mod realistic {
         if zoned {
             writeln!(t, "timezone: {zone}").unwrap();
         }
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             writeln!(
                 t,
                 "run: |\n  set -eu\n  echo \"{job} starting\"\n  /opt/{svc}/bin/{task} --batch {} --target \"$TARGET_DB\"",
@@ -626,22 +626,22 @@ mod realistic {
                 10 * (1 + i % 3)
             )
             .unwrap();
-            if i % 2 == 0 {
+            if i.is_multiple_of(2) {
                 writeln!(t, "  max_backoff: 10m").unwrap();
             }
         }
         writeln!(t, "concurrency: {}", ["forbid", "allow", "replace"][i % 3]).unwrap();
         writeln!(t, "missed: {}", ["run_once", "skip"][i % 2]).unwrap();
-        if i % 4 == 0 {
+        if i.is_multiple_of(4) {
             writeln!(t, "starting_deadline: {}m", 5 + i % 55).unwrap();
         }
-        if i % 6 == 0 {
+        if i.is_multiple_of(6) {
             writeln!(t, "jitter: {}s", 5 + i % 25).unwrap();
         }
-        if kind != Kind::After && i % 11 == 0 && i >= 20 {
+        if kind != Kind::After && i.is_multiple_of(11) && i >= 20 {
             writeln!(t, "depends_on: [{upstream}]").unwrap();
         }
-        if i % 8 == 0 {
+        if i.is_multiple_of(8) {
             writeln!(
                 t,
                 "history:\n  keep_runs: {}\n  max_age: 14d",
@@ -649,10 +649,10 @@ mod realistic {
             )
             .unwrap();
         }
-        if i % 5 == 0 {
+        if i.is_multiple_of(5) {
             writeln!(t, "output_limit: {} KiB", 64 * (1 + i % 4)).unwrap();
         }
-        if i % 9 == 0 {
+        if i.is_multiple_of(9) {
             writeln!(
                 t,
                 "on_failure:\n  - webhook: http://alerts.internal/jobs/{}\n    after: 2",
