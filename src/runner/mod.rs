@@ -1,0 +1,400 @@
+//! The runner: starts a run's process and supervises it until it ends.
+//!
+//! Each run is a child process in its own process group (so a timeout or a cancel reaches a
+//! shell's children too), with stdin from /dev/null and stdout and stderr captured line by line.
+//! Stopping sends SIGTERM to the whole group, then SIGKILL after the kill grace. The child is
+//! reaped with `wait4`, which also reports its CPU time and peak memory; until it is reaped its
+//! pid cannot be reused, so signalling the group is never aimed at a stranger.
+//!
+//! This module knows processes, not the ledger: lines go to a channel, and the caller records
+//! them and the [`Finished`] outcome.
+
+mod output;
+mod process;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration as StdDuration;
+
+use jiff::Timestamp;
+use tokio::sync::{mpsc, watch};
+
+use crate::clock::Clock;
+use crate::run::Ending;
+use crate::spec::Action;
+
+use output::Budget;
+use process::{WaitStatus, signal_all, wait4};
+pub use process::{
+    is_alive, kill_all, kill_group, process_start_time, run_tag, tagged_processes, this_process,
+};
+
+/// After the main process exits, how long its output may take to drain before the rest of its
+/// group (a background child holding the pipes open) is killed.
+const DRAIN_GRACE: StdDuration = StdDuration::from_secs(2);
+
+/// After the final SIGKILL, how long descendants out of reach may keep the output open before
+/// it is cut (at least this long, or the kill grace when longer).
+const MIN_KILL_WAIT: StdDuration = StdDuration::from_secs(1);
+
+/// The variable that tags every process of a run, inherited by its descendants: a process that
+/// leaves the run's group (`setsid`, a double fork) keeps it, and is found by it in `/proc`.
+pub const TAG_VAR: &str = "JOBS_RUN_TAG";
+
+/// The soft `RLIMIT_NOFILE` runs start with, when the daemon raised its own.
+static RUN_NOFILE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+
+/// Runs will start with this soft `RLIMIT_NOFILE` (the one this process started with), though
+/// this process raised its own.
+pub fn keep_descriptor_limit_for_runs(soft: u64) {
+    let _ = RUN_NOFILE.set(soft);
+}
+
+/// What to start, and how to supervise it.
+#[derive(Clone, Debug)]
+pub struct Launch {
+    pub action: Action,
+    /// The job's `env`, then the `JOBS_*` variables of the run.
+    pub env: BTreeMap<String, String>,
+    pub working_dir: Option<String>,
+    pub timeout: Option<StdDuration>,
+    pub kill_grace: StdDuration,
+    /// Output beyond this many bytes is dropped (and the truncation reported).
+    pub output_limit: u64,
+    /// Set as `JOBS_RUN_TAG` on the run's processes ([`run_tag`]).
+    pub tag: String,
+    /// Variables of this process's environment that the run must not inherit (the daemon's
+    /// own settings and tokens, webhook secrets); `env` is set after, so it wins.
+    pub scrub: Vec<String>,
+}
+
+/// One captured line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Line {
+    pub at: Timestamp,
+    pub stream: &'static str,
+    pub text: String,
+}
+
+/// What reaches the caller while the run goes on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Report {
+    /// The process started.
+    Started {
+        pid: i64,
+        start_time: i64,
+        /// When `spawn` returned.
+        at: Timestamp,
+    },
+    Line(Line),
+    /// The output passed `output_limit`; later lines are dropped.
+    Truncated {
+        at_bytes: u64,
+    },
+    /// The output was cut: something still held it open after the final kill.
+    OutputCut {
+        why: String,
+    },
+    /// A signal was sent to the process group, and why.
+    Signalled {
+        signal: i32,
+        why: String,
+    },
+}
+
+/// CPU time and peak memory of the process, from `wait4`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub user_ms: i64,
+    pub sys_ms: i64,
+    pub max_rss_kb: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finished {
+    pub ending: Ending,
+    pub usage: Option<Usage>,
+    pub output_bytes: u64,
+    pub truncated: bool,
+}
+
+/// Why a run is being stopped from outside; sent on the `stop` channel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stop {
+    pub reason: String,
+    /// SIGKILL at once, without SIGTERM and the kill grace (a second Ctrl-C). Sent after a
+    /// plain stop, it cuts that stop's grace short.
+    pub now: bool,
+}
+
+impl Stop {
+    /// A stop that asks politely first: SIGTERM, then SIGKILL after the kill grace.
+    pub fn graceful(reason: impl Into<String>) -> Stop {
+        Stop {
+            reason: reason.into(),
+            now: false,
+        }
+    }
+}
+
+/// Runs `launch` to its end. Reports go to `reports` as they happen (the channel's capacity
+/// bounds memory; a slow receiver slows the reading of output, never the child's exit).
+/// Sending a [`Stop`] on `stop` terminates the run.
+pub async fn execute(
+    launch: Launch,
+    clock: Clock,
+    reports: mpsc::Sender<Report>,
+    mut stop: watch::Receiver<Option<Stop>>,
+) -> Finished {
+    let command = process::command(&launch, RUN_NOFILE.get().copied());
+    // fork and exec block for a millisecond or more (much more in a VM): off the runtime's
+    // few worker threads, so runs start in parallel and fires are not held up.
+    let spawned = tokio::task::spawn_blocking(move || {
+        let mut command = command;
+        command.spawn()
+    })
+    .await
+    .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(e) => return spawn_failed(&launch, &e),
+    };
+    let pid = child.id() as i32;
+    let _ = reports
+        .send(Report::Started {
+            pid: i64::from(pid),
+            start_time: process_start_time(i64::from(pid)).unwrap_or(0),
+            at: clock.now(),
+        })
+        .await;
+
+    let budget = Arc::new(Budget::new(launch.output_limit));
+    let mut readers = output::read_pipes(&mut child, clock, &reports, &budget);
+    // The child is reaped by `wait4` on a blocking thread; `std::process::Child` is dropped
+    // without waiting (which neither kills nor reaps it).
+    drop(child);
+    let mut waiter = tokio::task::spawn_blocking(move || wait4(pid));
+
+    let deadline_at = launch.timeout.map(|t| tokio::time::Instant::now() + t);
+    let mut why: Option<Ending> = None;
+    let status = tokio::select! {
+        status = &mut waiter => status,
+        () = until(deadline_at) => {
+            why = Some(Ending::TimedOut { signal: None });
+            terminate(pid, &launch, &reports, "the timeout passed", false, &mut stop, &mut waiter).await
+        }
+        requested = stop_requested(&mut stop) => {
+            why = Some(Ending::Cancelled { reason: requested.reason.clone(), signal: None });
+            terminate(pid, &launch, &reports, &requested.reason, requested.now, &mut stop, &mut waiter).await
+        }
+    };
+    let (status, usage) = status.unwrap_or((WaitStatus::Unknown, None));
+    // A stop that escalated (a second Ctrl-C, a second SIGTERM to the daemon) is the reason
+    // the run ended: record it rather than the first, polite one.
+    if let Some(Ending::Cancelled { reason, .. }) = &mut why
+        && let Some(urgent) = stop.borrow().clone().filter(|s| s.now)
+    {
+        *reason = urgent.reason;
+    }
+    let cut_short = drain(&launch, &mut readers, &mut why, deadline_at, &mut stop).await;
+    if let Some(reason) = cut_short {
+        cut_output(pid, &launch, &reports, &mut readers, reason).await;
+    }
+    Finished {
+        ending: ending(why, status),
+        usage,
+        output_bytes: budget.used.load(Ordering::Relaxed),
+        truncated: budget.truncated.load(Ordering::Relaxed),
+    }
+}
+
+/// The run that could not start: which program, in which folder, and why.
+fn spawn_failed(launch: &Launch, e: &std::io::Error) -> Finished {
+    let program = match &launch.action {
+        Action::Command(argv) => argv[0].clone(),
+        Action::Script { shell, .. } => shell.clone(),
+    };
+    let dir = launch
+        .working_dir
+        .as_deref()
+        .map(|d| format!(" in {d}"))
+        .unwrap_or_default();
+    Finished {
+        ending: Ending::SpawnFailed(format!("cannot start `{program}`{dir}: {e}")),
+        usage: None,
+        output_bytes: 0,
+        truncated: false,
+    }
+}
+
+/// The main process has ended: its output drains, but no longer than the drain grace, the
+/// run's timeout or a stop, since descendants that left the group (`setsid`, a double fork)
+/// may hold the pipes open for ever and the run must still end. Returns why the output was
+/// cut short, if it was (and sets `why` when the timeout or a stop is what cut it).
+async fn drain(
+    launch: &Launch,
+    readers: &mut tokio::task::JoinSet<()>,
+    why: &mut Option<Ending>,
+    deadline_at: Option<tokio::time::Instant>,
+    stop: &mut watch::Receiver<Option<Stop>>,
+) -> Option<String> {
+    let drain = async { while readers.join_next().await.is_some() {} };
+    if why.is_some() {
+        let drained = tokio::time::timeout(DRAIN_GRACE.min(launch.kill_grace), drain).await;
+        return drained
+            .is_err()
+            .then(|| "processes of the run kept its output open after it was stopped".to_string());
+    }
+    tokio::select! {
+        drained = tokio::time::timeout(DRAIN_GRACE, drain) => drained.is_err().then(|| {
+            "processes of the run kept its output open after it exited".to_string()
+        }),
+        () = until(deadline_at) => {
+            *why = Some(Ending::TimedOut { signal: None });
+            Some("the timeout passed".to_string())
+        }
+        stop = stop_requested(stop) => {
+            *why = Some(Ending::Cancelled { reason: stop.reason.clone(), signal: None });
+            Some(stop.reason)
+        }
+    }
+}
+
+/// SIGKILL to what still holds the output open, then a last wait; what is out of reach even
+/// then (it cleared its environment, or belongs to another user) is left, and the output is
+/// cut there.
+async fn cut_output(
+    pid: i32,
+    launch: &Launch,
+    reports: &mpsc::Sender<Report>,
+    readers: &mut tokio::task::JoinSet<()>,
+    reason: String,
+) {
+    signal_all(pid, &launch.tag, libc::SIGKILL).await;
+    let _ = reports
+        .send(Report::Signalled {
+            signal: libc::SIGKILL,
+            why: reason,
+        })
+        .await;
+    let drained = tokio::time::timeout(launch.kill_grace.max(MIN_KILL_WAIT), async {
+        while readers.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        readers.abort_all();
+        while readers.join_next().await.is_some() {}
+        let _ = reports
+            .send(Report::OutputCut {
+                why: "a descendant of the run still held its output open after SIGKILL; \
+                      the output was cut there and that process may survive the run"
+                    .to_string(),
+            })
+            .await;
+    }
+}
+
+/// How the run ended: a timeout or a stop is the reason whatever the status, else the status.
+fn ending(why: Option<Ending>, status: WaitStatus) -> Ending {
+    let signal = match status {
+        WaitStatus::Signalled(s) => Some(s),
+        _ => None,
+    };
+    match (why, status) {
+        (Some(Ending::TimedOut { .. }), _) => Ending::TimedOut { signal },
+        (Some(Ending::Cancelled { reason, .. }), _) => Ending::Cancelled { reason, signal },
+        (_, WaitStatus::Exited(code)) => Ending::Exited(code),
+        (_, WaitStatus::Signalled(s)) => Ending::Signalled(s),
+        (_, WaitStatus::Unknown) => Ending::SpawnFailed("lost track of the process".to_string()),
+    }
+}
+
+type Waiter = tokio::task::JoinHandle<(WaitStatus, Option<Usage>)>;
+
+/// SIGTERM to the group and the run's escaped descendants, then SIGKILL after the grace (or
+/// at once: `now`, or a [`Stop`] with `now` during the grace); returns once the main process
+/// is reaped.
+async fn terminate(
+    pid: i32,
+    launch: &Launch,
+    reports: &mpsc::Sender<Report>,
+    why: &str,
+    now: bool,
+    stop: &mut watch::Receiver<Option<Stop>>,
+    waiter: &mut Waiter,
+) -> Result<(WaitStatus, Option<Usage>), tokio::task::JoinError> {
+    let kill_why = if now {
+        why.to_string()
+    } else {
+        signal_all(pid, &launch.tag, libc::SIGTERM).await;
+        let _ = reports
+            .send(Report::Signalled {
+                signal: libc::SIGTERM,
+                why: why.to_string(),
+            })
+            .await;
+        tokio::select! {
+            status = &mut *waiter => return status,
+            () = tokio::time::sleep(launch.kill_grace) => format!(
+                "still running {} after SIGTERM",
+                crate::duration::Duration::from_secs(launch.kill_grace.as_secs() as i64)
+            ),
+            urgent = kill_requested(stop) => urgent.reason,
+        }
+    };
+    signal_all(pid, &launch.tag, libc::SIGKILL).await;
+    let _ = reports
+        .send(Report::Signalled {
+            signal: libc::SIGKILL,
+            why: kill_why,
+        })
+        .await;
+    waiter.await
+}
+
+/// Waits for a stop that asks for SIGKILL at once (for ever once the sender is gone).
+async fn kill_requested(stop: &mut watch::Receiver<Option<Stop>>) -> Stop {
+    loop {
+        if let Some(stop) = stop.borrow_and_update().clone().filter(|s| s.now) {
+            return stop;
+        }
+        if stop.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// Waits until `at`, or for ever when there is no deadline.
+async fn until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Waits for a stop request (for ever once the sender is gone).
+async fn stop_requested(stop: &mut watch::Receiver<Option<Stop>>) -> Stop {
+    loop {
+        if let Some(stop) = stop.borrow_and_update().clone() {
+            return stop;
+        }
+        if stop.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_is_alive_and_a_wrong_start_time_is_not() {
+        let (pid, start) = this_process();
+        assert!(start > 0);
+        assert!(is_alive(pid, start));
+        assert!(!is_alive(pid, start + 1));
+        assert!(!is_alive(i64::from(i32::MAX), 1));
+    }
+}
