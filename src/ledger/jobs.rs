@@ -172,6 +172,26 @@ impl Ledger {
             .for_ledger(self)
     }
 
+    /// Every job without its definition, tags, run counts or blocked reasons: what a plan
+    /// compares with the files. [`Ledger::applied_definition`] reads the definitions it needs.
+    ///
+    /// # Errors
+    ///
+    /// On a SQLite failure.
+    pub fn jobs_bare(&self) -> Result<Vec<JobRow>> {
+        query_jobs(&self.conn, None, Detail::Bare).for_ledger(self)
+    }
+
+    /// A job's applied definition and how many runs it has: what a plan shows for a changed or
+    /// removed job. `None` for a job the ledger does not know.
+    ///
+    /// # Errors
+    ///
+    /// On a SQLite failure.
+    pub fn applied_definition(&self, name: &str) -> Result<Option<(String, i64)>> {
+        applied_definition(&self.conn, name).for_ledger(self)
+    }
+
     /// Every job without its definition text (which stays empty): what a listing needs.
     ///
     /// # Errors
@@ -213,15 +233,7 @@ impl Ledger {
             // Bare rows: a plan needs the definitions (and run counts) of changed and removed jobs
             // only, which `fetch` reads on demand (most of the time, of 10,000 jobs, one).
             let current = query_jobs(tx, None, Detail::Bare)?;
-            let fetch = |name: &str| -> Option<(String, i64)> {
-                tx.prepare_cached(
-                    "SELECT r.definition, (SELECT count(*) FROM runs WHERE job = j.name)
-                     FROM jobs j JOIN revisions r ON r.id = j.revision_id WHERE j.name = ?1",
-                )
-                .ok()?
-                .query_row([name], |row| Ok((row.get(0)?, row.get(1)?)))
-                .ok()
-            };
+            let fetch = |name: &str| applied_definition(tx, name).ok().flatten();
             let batch = decide(&current, &fetch).map_err(|detail| LedgerError::Conflict {
                 path: path.clone(),
                 detail,
@@ -425,6 +437,16 @@ impl Ledger {
             .optional()
             .for_ledger(self)
     }
+}
+
+/// A job's applied definition and run count (see [`Ledger::applied_definition`]).
+fn applied_definition(conn: &Connection, name: &str) -> rusqlite::Result<Option<(String, i64)>> {
+    conn.prepare_cached(
+        "SELECT r.definition, (SELECT count(*) FROM runs WHERE job = j.name)
+         FROM jobs j JOIN revisions r ON r.id = j.revision_id WHERE j.name = ?1",
+    )?
+    .query_row([name], |row| Ok((row.get(0)?, row.get(1)?)))
+    .optional()
 }
 
 /// Which columns a job query loads: a listing has no use for whole definitions.
