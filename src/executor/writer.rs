@@ -112,11 +112,13 @@ impl Shared {
             match self.claimer.get() {
                 // With the daemon's executor: claim what the ends released in the same
                 // transaction (a dependency hand-off costs one disk sync, not two).
-                Some(c) if ledger.has_graph() && c.room.free() > 0 => {
+                Some(c) if c.room.free() > 0 => {
                     let now = self.clock.now();
+                    let graph = self.graph();
                     let claimed = self.write_queued(&mut ledger, |ledger, ends| {
                         ledger.finish_and_claim(
                             ends,
+                            &graph,
                             crate::ledger::Claim::Released,
                             c.epoch,
                             c.supervisor,
@@ -133,8 +135,9 @@ impl Shared {
                     }
                 }
                 _ => {
+                    let graph = self.graph();
                     self.write_queued(&mut ledger, |ledger, ends| {
-                        ledger.finish_runs(ends).map(|ids| (ids, ()))
+                        ledger.finish_runs(ends, &graph).map(|ids| (ids, ()))
                     })
                     .ok();
                 }
@@ -216,9 +219,11 @@ impl Shared {
         };
         let mut ledger = self.ledger();
         let (max, now) = (c.room.free(), self.clock.now());
+        let graph = self.graph();
         let runs = self.write_queued(&mut ledger, |ledger, ends| {
             ledger.finish_and_claim(
                 ends,
+                &graph,
                 crate::ledger::Claim::Oldest,
                 c.epoch,
                 c.supervisor,
