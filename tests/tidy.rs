@@ -63,7 +63,7 @@ const CORE: &[(&str, &[&str], &[&str])] = &[
     (
         "graph.rs",
         &["duration", "run", "schedule", "spec"],
-        &["jiff", "serde", "utoipa"],
+        &["jiff", "serde"],
     ),
 ];
 
@@ -281,5 +281,38 @@ fn only_main_calls_process_exit() {
     assert!(
         offenders.is_empty(),
         "process::exit below main in {offenders:?}: return an error instead"
+    );
+}
+
+/// All time goes through `clock::Clock` (which `JOBS_NOW` fixes for tests and replays): no
+/// module but `clock` reads the wall clock. (`Instant` measures durations and is fine.)
+#[test]
+fn only_the_clock_reads_the_wall_clock() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut found = Vec::new();
+    for file in walk(&src) {
+        let relative = file.strip_prefix(&src).unwrap().display().to_string();
+        if relative == "clock.rs" || !relative.ends_with(".rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            for word in [
+                "Timestamp::now",
+                "Zoned::now",
+                "SystemTime::now",
+                "Local::now",
+            ] {
+                if code.contains(word) {
+                    found.push(format!("src/{relative}:{}: {word}", n + 1));
+                }
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "read the time through clock::Clock:\n{}",
+        found.join("\n")
     );
 }
