@@ -230,6 +230,34 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     files
 }
 
+/// The API's JSON shapes are defined once, in `api::wire`: a ledger row or a core type that
+/// derived `utoipa::ToSchema` again would make a SQL row (or a core rule's type) part of the
+/// API's contract, and every column change a breaking change for clients.
+#[test]
+fn only_api_wire_defines_api_schemas() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let wire = src.join("api").join("wire.rs");
+    let mut found = Vec::new();
+    for file in walk(&src) {
+        if file == wire || file.extension().is_none_or(|e| e != "rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{file:?}: {e}"));
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            if code.contains("ToSchema") {
+                let shown = file.strip_prefix(&src).unwrap_or(&file).display();
+                found.push(format!("src/{shown}:{}: {}", n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "API schemas (ToSchema) belong in src/api/wire.rs, converted from rows with From:\n{}",
+        found.join("\n")
+    );
+}
+
 /// Issue 14: only `main` decides the exit code. A `process::exit` below it skips shutdown and
 /// leaves runs and notifications behind (the daemon's lost lease did).
 #[test]
