@@ -121,26 +121,16 @@ impl Zones {
     }
 }
 
-/// A cron expression in English, remembered per thread: croner's description costs more than
-/// the rest of a `GET /v1/jobs/{name}`, and thousands of jobs share a few expressions.
+/// A cron expression in English. One [`crate::cron::Describer`] per thread remembers what
+/// croner wrote for each hour field and each set of day fields: croner's description cost more
+/// than the rest of a `GET /v1/jobs/{name}`, and `list` at 10,000 jobs spent 42% of its CPU in
+/// it, re-parsing hundreds of distinct expressions.
 fn describe(cron: &crate::cron::CronExpr) -> String {
-    const KEEP: usize = 4096;
     thread_local! {
-        static SEEN: std::cell::RefCell<HashMap<String, String>> =
-            std::cell::RefCell::new(HashMap::new());
+        static DESCRIBER: std::cell::RefCell<crate::cron::Describer> =
+            std::cell::RefCell::default();
     }
-    SEEN.with(|seen| {
-        let mut seen = seen.borrow_mut();
-        if let Some(text) = seen.get(cron.as_str()) {
-            return text.clone();
-        }
-        if seen.len() >= KEEP {
-            seen.clear();
-        }
-        let text = cron.describe();
-        seen.insert(cron.as_str().to_string(), text.clone());
-        text
-    })
+    DESCRIBER.with(|describer| describer.borrow_mut().describe(cron))
 }
 
 fn schedule_kind(schedule: Option<&Schedule>) -> &'static str {
