@@ -62,7 +62,8 @@ fn every_example_job_runs_harmlessly_inside_the_project() {
     let env = [("HOME", home.to_str().unwrap())];
     for (job, extra, says) in [
         ("nightly-backup", &[][..], "jobs.d-"),
-        ("health-check", &[][..], "% used"),
+        // The real disk may be fuller than the example's limit: this checks that it runs.
+        ("health-check", &["--param", "max_percent=100"][..], "% used"),
         (
             "deploy",
             &["--param", "branch=main"][..],
