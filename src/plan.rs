@@ -139,8 +139,6 @@ pub fn plan(catalog: &Catalog, applied: &[Applied], now: Timestamp) -> Plan {
     let mut errors = Vec::new();
     for entry in &catalog.entries {
         let name = entry.spec.name.as_str();
-        let spec = &entry.spec;
-        let tz = &spec.timezone.tz;
         match by_name.get(name) {
             // A deleted API job's name is free for a file.
             Some(current) if current.api_owned && current.active => errors.push(
@@ -160,52 +158,11 @@ pub fn plan(catalog: &Catalog, applied: &[Applied], now: Timestamp) -> Plan {
             }
             Some(current) if current.active => {
                 summary.change += 1;
-                let after = normal::to_yaml(spec);
-                let diff = similar::TextDiff::from_lines(&current.definition, &after)
-                    .unified_diff()
-                    .context_radius(3)
-                    .header(
-                        &format!("applied (revision {})", current.revision),
-                        &entry.file,
-                    )
-                    .to_string();
-                let schedule_changed = current.schedule.as_ref() != Some(&spec.schedule)
-                    || current.timezone.as_ref().and_then(|t| t.iana_name()) != tz.iana_name();
-                let re_enabled = !current.enabled && spec.enabled;
-                let reset_anchor = schedule_changed || re_enabled;
-                let (next_before, next_after, notes) = if schedule_changed {
-                    let before = match (&current.schedule, &current.timezone) {
-                        (Some(s), Some(t)) => fires(s, t, current.anchor, now),
-                        _ => Vec::new(),
-                    };
-                    (
-                        before,
-                        fires(&spec.schedule, tz, now, now),
-                        spec.schedule.dst_notes(tz, now, year_after(now)),
-                    )
-                } else {
-                    (Vec::new(), Vec::new(), Vec::new())
-                };
-                changes.push(Change {
-                    before: Some(current.definition.clone()),
-                    after: Some(after),
-                    diff: Some(diff),
-                    next_before,
-                    next_after,
-                    notes,
-                    reset_anchor,
-                    ..Change::new(Action::Change, name, Some(entry.file.clone()))
-                });
+                changes.push(changed(entry, current, now));
             }
             _ => {
                 summary.add += 1;
-                changes.push(Change {
-                    after: Some(normal::to_yaml(spec)),
-                    next_after: fires(&spec.schedule, tz, now, now),
-                    notes: spec.schedule.dst_notes(tz, now, year_after(now)),
-                    reset_anchor: true,
-                    ..Change::new(Action::Add, name, Some(entry.file.clone()))
-                });
+                changes.push(added(entry, now));
             }
         }
     }
@@ -270,80 +227,68 @@ impl Paint {
     }
 }
 
+/// An applied job whose file says something else: the diff of the normal forms and, when the
+/// schedule changed, the next fires before and after with the DST notes.
+fn changed(entry: &Entry, current: &Applied, now: Timestamp) -> Change {
+    let spec = &entry.spec;
+    let tz = &spec.timezone.tz;
+    let after = normal::to_yaml(spec);
+    let diff = similar::TextDiff::from_lines(&current.definition, &after)
+        .unified_diff()
+        .context_radius(3)
+        .header(
+            &format!("applied (revision {})", current.revision),
+            &entry.file,
+        )
+        .to_string();
+    let schedule_changed = current.schedule.as_ref() != Some(&spec.schedule)
+        || current.timezone.as_ref().and_then(|t| t.iana_name()) != tz.iana_name();
+    let re_enabled = !current.enabled && spec.enabled;
+    let (next_before, next_after, notes) = if schedule_changed {
+        let before = match (&current.schedule, &current.timezone) {
+            (Some(s), Some(t)) => fires(s, t, current.anchor, now),
+            _ => Vec::new(),
+        };
+        (
+            before,
+            fires(&spec.schedule, tz, now, now),
+            spec.schedule.dst_notes(tz, now, year_after(now)),
+        )
+    } else {
+        (Vec::new(), Vec::new(), Vec::new())
+    };
+    Change {
+        before: Some(current.definition.clone()),
+        after: Some(after),
+        diff: Some(diff),
+        next_before,
+        next_after,
+        notes,
+        reset_anchor: schedule_changed || re_enabled,
+        ..Change::new(Action::Change, spec.name.as_str(), Some(entry.file.clone()))
+    }
+}
+
+/// A job the ledger does not have (or has removed): its normal form and next fires.
+fn added(entry: &Entry, now: Timestamp) -> Change {
+    let spec = &entry.spec;
+    let tz = &spec.timezone.tz;
+    Change {
+        after: Some(normal::to_yaml(spec)),
+        next_after: fires(&spec.schedule, tz, now, now),
+        notes: spec.schedule.dst_notes(tz, now, year_after(now)),
+        reset_anchor: true,
+        ..Change::new(Action::Add, spec.name.as_str(), Some(entry.file.clone()))
+    }
+}
+
 /// The plan as a person reads it.
 pub fn render(plan: &Plan, color: bool) -> String {
     let p = Paint::new(color);
     let mut out = String::new();
     let w = &mut out;
     for change in &plan.changes {
-        let file = change.file.as_deref().unwrap_or("-");
-        match change.action {
-            Action::Unchanged => continue,
-            Action::Add => {
-                let _ = writeln!(
-                    w,
-                    "{}+ {}{}{}  ({file})",
-                    p.green, p.bold, change.name, p.reset
-                );
-                for line in change.after.as_deref().unwrap_or("").lines() {
-                    let _ = writeln!(w, "    {}+ {line}{}", p.green, p.reset);
-                }
-            }
-            Action::Change => {
-                let _ = writeln!(
-                    w,
-                    "{}~ {}{}{}  ({file})",
-                    p.yellow, p.bold, change.name, p.reset
-                );
-                for line in change.diff.as_deref().unwrap_or("").lines() {
-                    let style = if line.starts_with("+++") || line.starts_with("---") {
-                        p.bold
-                    } else if line.starts_with('+') {
-                        p.green
-                    } else if line.starts_with('-') {
-                        p.red
-                    } else if line.starts_with("@@") {
-                        p.dim
-                    } else {
-                        ""
-                    };
-                    let _ = writeln!(w, "    {style}{line}{}", p.reset);
-                }
-            }
-            Action::Remove => {
-                let runs = change.runs_kept.unwrap_or(0);
-                let _ = writeln!(
-                    w,
-                    "{}- {}{}{}  (no longer in {file}; its history keeps {runs} run{})",
-                    p.red,
-                    p.bold,
-                    change.name,
-                    p.reset,
-                    if runs == 1 { "" } else { "s" }
-                );
-            }
-        }
-        let fires = |v: &[String]| {
-            if v.is_empty() {
-                "none".to_string()
-            } else {
-                v.join(", ")
-            }
-        };
-        match change.action {
-            Action::Add if !change.next_after.is_empty() => {
-                let _ = writeln!(w, "    next: {}", fires(&change.next_after));
-            }
-            Action::Change if !change.next_before.is_empty() || !change.next_after.is_empty() => {
-                let _ = writeln!(w, "    next before: {}", fires(&change.next_before));
-                let _ = writeln!(w, "    next after:  {}", fires(&change.next_after));
-            }
-            _ => {}
-        }
-        for note in &change.notes {
-            let _ = writeln!(w, "    {}note: {note}{}", p.yellow, p.reset);
-        }
-        let _ = writeln!(w);
+        render_change(w, &p, change);
     }
     if !plan.api_owned.is_empty() {
         let _ = writeln!(
@@ -369,6 +314,79 @@ pub fn render(plan: &Plan, color: bool) -> String {
         );
     }
     out
+}
+
+/// One change of a plan, terraform-like: its sign, name and file, the added definition or the
+/// diff, its next fires and its notes. Nothing for an unchanged job.
+fn render_change(w: &mut String, p: &Paint, change: &Change) {
+    let file = change.file.as_deref().unwrap_or("-");
+    match change.action {
+        Action::Unchanged => return,
+        Action::Add => {
+            let _ = writeln!(
+                w,
+                "{}+ {}{}{}  ({file})",
+                p.green, p.bold, change.name, p.reset
+            );
+            for line in change.after.as_deref().unwrap_or("").lines() {
+                let _ = writeln!(w, "    {}+ {line}{}", p.green, p.reset);
+            }
+        }
+        Action::Change => {
+            let _ = writeln!(
+                w,
+                "{}~ {}{}{}  ({file})",
+                p.yellow, p.bold, change.name, p.reset
+            );
+            for line in change.diff.as_deref().unwrap_or("").lines() {
+                let style = if line.starts_with("+++") || line.starts_with("---") {
+                    p.bold
+                } else if line.starts_with('+') {
+                    p.green
+                } else if line.starts_with('-') {
+                    p.red
+                } else if line.starts_with("@@") {
+                    p.dim
+                } else {
+                    ""
+                };
+                let _ = writeln!(w, "    {style}{line}{}", p.reset);
+            }
+        }
+        Action::Remove => {
+            let runs = change.runs_kept.unwrap_or(0);
+            let _ = writeln!(
+                w,
+                "{}- {}{}{}  (no longer in {file}; its history keeps {runs} run{})",
+                p.red,
+                p.bold,
+                change.name,
+                p.reset,
+                if runs == 1 { "" } else { "s" }
+            );
+        }
+    }
+    let fires = |v: &[String]| {
+        if v.is_empty() {
+            "none".to_string()
+        } else {
+            v.join(", ")
+        }
+    };
+    match change.action {
+        Action::Add if !change.next_after.is_empty() => {
+            let _ = writeln!(w, "    next: {}", fires(&change.next_after));
+        }
+        Action::Change if !change.next_before.is_empty() || !change.next_after.is_empty() => {
+            let _ = writeln!(w, "    next before: {}", fires(&change.next_before));
+            let _ = writeln!(w, "    next after:  {}", fires(&change.next_after));
+        }
+        _ => {}
+    }
+    for note in &change.notes {
+        let _ = writeln!(w, "    {}note: {note}{}", p.yellow, p.reset);
+    }
+    let _ = writeln!(w);
 }
 
 /// The entries of the catalog that a plan adds or changes, with their change.

@@ -63,7 +63,11 @@ fn every_example_job_runs_harmlessly_inside_the_project() {
     for (job, extra, says) in [
         ("nightly-backup", &[][..], "jobs.d-"),
         // The real disk may be fuller than the example's limit: this checks that it runs.
-        ("health-check", &["--param", "max_percent=100"][..], "% used"),
+        (
+            "health-check",
+            &["--param", "max_percent=100"][..],
+            "% used",
+        ),
         (
             "deploy",
             &["--param", "branch=main"][..],
