@@ -5,7 +5,8 @@
 //! cargo bench --bench burst                                 # 3 minute boundaries per system
 //! BURST_MINUTES=5 cargo bench --bench burst                 # more boundaries
 //! BURST_SYSTEMS=jobctl cargo bench --bench burst            # only some (jobctl,apscheduler,cron)
-//! JOBS_BENCH_BIN=/path/to/old/jobctl cargo bench --bench burst   # another build, for a before/after
+//! JOBS_BENCH_BIN=/path/to/old/jobctl cargo bench --bench burst   # another build
+//! JOBS_BENCH_BIN_BEFORE=/path/to/old/jobctl cargo bench --bench burst  # both builds, one run
 //! ```
 //!
 //! Every system runs the same 200 jobs, `* * * * *`, each `sh -c 'date +%s%N > FILE'` with a
@@ -221,7 +222,14 @@ fn jobctl_command(bin: &Path, root: &Path) -> Command {
 }
 
 /// Starts `jobctl serve` on 200 (or `jobs`) minute jobs; returns once its scheduler runs.
-fn start_jobctl(bin: &Path, root: &Path, stamps: &Path, jobs: usize, now: Option<&str>) -> Running {
+fn start_jobctl(
+    name: &'static str,
+    bin: &Path,
+    root: &Path,
+    stamps: &Path,
+    jobs: usize,
+    now: Option<&str>,
+) -> Running {
     let jobs_d = root.join("jobs.d");
     std::fs::create_dir_all(&jobs_d).unwrap();
     for i in 0..jobs {
@@ -245,7 +253,7 @@ fn start_jobctl(bin: &Path, root: &Path, stamps: &Path, jobs: usize, now: Option
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap());
     let mut running = Running {
-        name: "jobctl",
+        name,
         child: command.spawn().expect("spawning jobctl serve"),
         cleanup: None,
     };
@@ -264,15 +272,15 @@ fn start_jobctl(bin: &Path, root: &Path, stamps: &Path, jobs: usize, now: Option
     }
 }
 
-fn run_jobctl(bin: &Path, jobs: usize, minutes: usize) -> Report {
+fn run_jobctl(name: &'static str, bin: &Path, jobs: usize, minutes: usize) -> Report {
     let temp = tempfile::tempdir().unwrap();
     let stamps = temp.path().join("stamps");
     std::fs::create_dir_all(&stamps).unwrap();
-    let mut system = start_jobctl(bin, temp.path(), &stamps, jobs, None);
+    let mut system = start_jobctl(name, bin, temp.path(), &stamps, jobs, None);
     let boundaries = measure(&mut system, &stamps, jobs, minutes);
     system.stop();
     Report {
-        name: "jobctl serve",
+        name,
         note: format!("{}, default settings", bin.display()),
         boundaries,
     }
@@ -517,6 +525,7 @@ fn smoke(bin: &Path) {
     let stamps = temp.path().join("stamps");
     std::fs::create_dir_all(&stamps).unwrap();
     let mut system = start_jobctl(
+        "jobctl",
         bin,
         temp.path(),
         &stamps,
@@ -587,8 +596,12 @@ fn main() {
             Err(why) => skipped.push(format!("APScheduler skipped: {why}")),
         }
     }
+    if let Some(before) = std::env::var_os("JOBS_BENCH_BIN_BEFORE") {
+        let before = PathBuf::from(before);
+        reports.push(run_jobctl("jobctl serve (before)", &before, jobs, minutes));
+    }
     if wanted("jobctl") {
-        reports.push(run_jobctl(&bin, jobs, minutes));
+        reports.push(run_jobctl("jobctl serve", &bin, jobs, minutes));
     }
     println!();
     println!("| system | p50 | p99 | max | boundaries | missing | version |");
