@@ -232,12 +232,12 @@ async fn serve_async(options: Options) -> Result<()> {
         daemon.shared.set_claimer(executor::Claimer {
             epoch,
             supervisor: me,
-            room: Box::new(move || {
+            room: Box::new(move |ending| {
                 room.upgrade().map_or(0, |d| {
                     if d.stopping.load(Ordering::SeqCst) {
                         0
                     } else {
-                        limit.saturating_sub(d.active.load(Ordering::SeqCst))
+                        (limit + ending).saturating_sub(d.active.load(Ordering::SeqCst))
                     }
                 })
             }),
@@ -1171,58 +1171,68 @@ impl Daemon {
             if self.stopping.load(Ordering::SeqCst) {
                 return;
             }
-            if self.active.load(Ordering::SeqCst) < limit {
-                let claimed = self.shared.claim(
-                    self.epoch,
-                    self.me,
-                    || limit.saturating_sub(self.active.load(Ordering::SeqCst)),
-                    |runs| {
-                        for run in runs {
-                            self.start(run);
-                        }
-                    },
-                );
-                match claimed {
-                    Ok(()) => {}
-                    Err(e) => {
-                        self.shared
-                            .health
-                            .write_failed("claiming runs", &e.to_string());
-                        tracing::error!("claiming runs: {e}; trying again in 1 s");
-                        tokio::select! {
-                            () = tokio::time::sleep(StdDuration::from_secs(1)) => {}
-                            () = self.wake_executor.notified() => {}
-                        }
-                        continue;
-                    }
+            // A turn's ledger work (a claim is a disk sync; the reads wait for the ledger
+            // while a run's end syncs) runs on a blocking thread: the runtime's two workers
+            // keep spawning the runs of a burst meanwhile (issue 14).
+            let d = self.clone();
+            let turn = tokio::task::spawn_blocking(move || d.executor_turn(limit)).await;
+            let sleep = match turn {
+                Ok(Ok(Some(sleep))) => sleep,
+                Ok(Ok(None)) => continue,
+                Ok(Err(e)) => {
+                    self.shared
+                        .health
+                        .write_failed("claiming runs", &e.to_string());
+                    tracing::error!("claiming runs: {e}; trying again in 1 s");
+                    StdDuration::from_secs(1)
                 }
-            }
-            let next = if self.active.load(Ordering::SeqCst) < limit {
-                self.shared.ledger().next_pending_at().ok().flatten()
-            } else {
-                None
+                // The turn panicked: look again after a pause rather than spin.
+                Err(_) => StdDuration::from_secs(1),
             };
-            // At most a minute, like the scheduler: a wall clock moved back is noticed.
-            let mut sleep = match next {
-                Some(Some(at)) => self.shared.clock.until(at).max(StdDuration::from_millis(1)),
-                Some(None) => StdDuration::from_millis(1),
-                None => CLOCK_LOOK,
-            }
-            .min(CLOCK_LOOK);
-            // A blocked run whose starting deadline passes ends skipped.
-            let deadline = self.shared.ledger().next_blocked_deadline().ok().flatten();
-            if let Some(at) = deadline {
-                if at <= self.now() {
-                    self.resolve();
-                    continue;
-                }
-                sleep = sleep.min(self.shared.clock.until(at).max(StdDuration::from_millis(1)));
-            }
             tokio::select! {
                 () = tokio::time::sleep(sleep) => {}
                 () = self.wake_executor.notified() => {}
             }
         }
+    }
+
+    /// One turn of the executor: claims pending runs while there is room and says how long
+    /// to sleep before the next turn (`None`: at once). Blocks on the ledger.
+    fn executor_turn(self: &Arc<Self>, limit: usize) -> crate::ledger::Result<Option<StdDuration>> {
+        if self.active.load(Ordering::SeqCst) < limit {
+            self.shared.claim(
+                self.epoch,
+                self.me,
+                |ending| (limit + ending).saturating_sub(self.active.load(Ordering::SeqCst)),
+                |runs| {
+                    for run in runs {
+                        self.start(run);
+                    }
+                },
+            )?;
+        }
+        let next = if self.active.load(Ordering::SeqCst) < limit {
+            self.shared.ledger().next_pending_at().ok().flatten()
+        } else {
+            None
+        };
+        // At most a minute, like the scheduler: a wall clock moved back is noticed.
+        let mut sleep = match next {
+            Some(Some(at)) => self.shared.clock.until(at).max(StdDuration::from_millis(1)),
+            Some(None) => StdDuration::from_millis(1),
+            None => CLOCK_LOOK,
+        }
+        .min(CLOCK_LOOK);
+        // A blocked run whose starting deadline passes ends skipped.
+        let deadline = self.shared.ledger().next_blocked_deadline().ok().flatten();
+        if let Some(at) = deadline {
+            if at <= self.now() {
+                self.resolve();
+                return Ok(None);
+            }
+            sleep = sleep.min(self.shared.clock.until(at).max(StdDuration::from_millis(1)));
+        }
+        Ok(Some(sleep))
     }
 
     fn start(self: &Arc<Self>, run: RunRow) {

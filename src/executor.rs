@@ -69,7 +69,9 @@ pub struct Shared {
 pub struct Claimer {
     pub epoch: i64,
     pub supervisor: (i64, i64),
-    pub room: Box<dyn Fn() -> usize + Send + Sync>,
+    /// How many more runs may start, given how many of the daemon's runs end in the same
+    /// transaction (their processes are gone; their tasks still count until they return).
+    pub room: Box<dyn Fn(usize) -> usize + Send + Sync>,
     pub start: Box<dyn Fn(Vec<RunRow>) + Send + Sync>,
 }
 
@@ -246,16 +248,22 @@ impl Shared {
             match self.claimer.get() {
                 // With the daemon's executor: claim what the ends released in the same
                 // transaction (a dependency hand-off costs one disk sync, not two).
-                Some(c) if ledger.has_graph() && (c.room)() > 0 => {
+                //
+                // The places the ends free go to the next pending runs in this transaction
+                // too (issue 14): a burst of runs through the concurrency limit then costs one
+                // disk sync per turn, not one for the ends and another for the executor's
+                // claim.
+                Some(c) if ledger.has_graph() => {
                     let now = self.clock.now();
                     if let Ok(runs) = self.write_queued(&mut ledger, |ledger, ends| {
+                        let room = (c.room)(ending_here(ends, c.epoch));
                         ledger.finish_and_claim(
                             ends,
-                            crate::ledger::Claim::Released,
+                            crate::ledger::Claim::ReleasedFirst,
                             c.epoch,
                             c.supervisor,
                             now,
-                            (c.room)(),
+                            room,
                         )
                     }) {
                         claimed = runs;
@@ -332,8 +340,9 @@ impl Shared {
         })
     }
 
-    /// Claims pending runs for the daemon of `epoch`, as many as `room()` says once the ledger
-    /// is held, writing the queued run ends in the same transaction, and hands them to `start`
+    /// Claims pending runs for the daemon of `epoch`, as many as `room(ending)` says once the
+    /// ledger is held (`ending`: how many of this daemon's runs end in the same transaction),
+    /// writing the queued run ends in the same transaction, and hands them to `start`
     /// before releasing the ledger: whoever claims next counts them as active, so together
     /// claims never pass the daemon's limit. Reads the clock once it holds the ledger, so no
     /// end queued meanwhile is stamped after the claim.
@@ -345,12 +354,13 @@ impl Shared {
         &self,
         epoch: i64,
         supervisor: (i64, i64),
-        room: impl FnOnce() -> usize,
+        room: impl FnOnce(usize) -> usize,
         start: impl FnOnce(Vec<RunRow>),
     ) -> crate::ledger::Result<()> {
         let mut ledger = self.ledger();
-        let (max, now) = (room(), self.clock.now());
+        let now = self.clock.now();
         let runs = self.write_queued(&mut ledger, |ledger, ends| {
+            let max = room(ending_here(ends, epoch));
             ledger.finish_and_claim(
                 ends,
                 crate::ledger::Claim::Oldest,
@@ -418,6 +428,12 @@ impl Shared {
             .insert(revision_id, &job, spec.clone());
         Ok(spec)
     }
+}
+
+/// How many of `ends` are runs of the daemon of `epoch` (claimed under it): their places are
+/// free once the ends are written.
+fn ending_here(ends: &[RunEnd], epoch: i64) -> usize {
+    ends.iter().filter(|end| end.epoch == Some(epoch)).count()
 }
 
 /// The folder holding `jobs_dir`, absolute (symlinks kept: a `jobs.d` link switched between
@@ -585,7 +601,14 @@ pub async fn run_and_record(
                 Some(Report::Started { pid, start_time, at }) => {
                     tracing::info!(run = run.id, job = %run.job, pid, "process started");
                     let message = format!("process {pid} started (attempt {})", run.attempt);
-                    log_ledger_error(shared.ledger().set_process(run.id, pid, start_time, &message, at));
+                    // The ledger may be held for a disk sync (another run's end, a claim):
+                    // wait for it on a blocking thread, not on one of the runtime's two
+                    // workers, which spawn the other runs of a burst meanwhile (issue 14).
+                    let (s, id) = (shared.clone(), run.id);
+                    let _ = tokio::task::spawn_blocking(move || {
+                        log_ledger_error(s.ledger().set_process(id, pid, start_time, &message, at));
+                    })
+                    .await;
                     shared.progressed();
                     if let Some(due) = run.scheduled_at.as_deref().and_then(|t| t.parse::<Timestamp>().ok()) {
                         let late = at.duration_since(due).as_secs_f64().max(0.0);
