@@ -22,11 +22,13 @@ pub struct Outcome {
 }
 
 /// Why an apply wrote nothing.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
     /// The plan has errors (shown to the user); nothing was written.
+    #[error("the plan has errors, nothing was applied: {}", errors_text(.0))]
     Plan(Plan),
-    Ledger(LedgerError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
 }
 
 /// Plans `catalog` against the ledger and writes the changes in one transaction.
@@ -219,15 +221,27 @@ pub enum ApiWrite {
 }
 
 /// Why an API write of a job wrote nothing.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum ApiWriteError {
     /// No such API-owned job (update, delete).
+    #[error("{0}")]
     NotFound(String),
     /// The name belongs to a file, or (create) already exists.
+    #[error("{0}")]
     Conflict(String),
     /// The definition does not validate: the diagnostics, against the text as given.
+    #[error("the definition is invalid: {}", diagnostics_text(.0))]
     Invalid(Vec<crate::diag::Diagnostic>),
-    Ledger(LedgerError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+}
+
+fn diagnostics_text(diagnostics: &[crate::diag::Diagnostic]) -> String {
+    diagnostics
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Creates, changes or removes an API-owned job, in one transaction, with the same

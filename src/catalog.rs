@@ -127,7 +127,56 @@ pub fn build_with(
             });
         }
     }
-    for (name, indices) in &claimed {
+    check_names(files, &claimed, other_jobs, &mut diagnostics);
+    let mut keep: Vec<bool> = entries
+        .iter()
+        .map(|e| {
+            claimed
+                .get(e.spec.name.as_str())
+                .is_some_and(|files| files.len() == 1)
+                && !other_jobs.iter().any(|o| o == e.spec.name.as_str())
+                && crate::name::reserved(e.spec.name.as_str()).is_none()
+        })
+        .collect();
+
+    check_references(
+        &entries,
+        &references,
+        &claimed,
+        other_jobs,
+        &mut keep,
+        &mut diagnostics,
+    );
+    check_cycles(&entries, &references, &mut keep, &mut diagnostics);
+    let mut valid: Vec<Entry> = entries
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(e, k)| k.then_some(e))
+        .collect();
+    valid.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+    diagnostics.sort_by(|a, b| {
+        (a.file.as_str(), a.position, a.severity == Severity::Warning).cmp(&(
+            b.file.as_str(),
+            b.position,
+            b.severity == Severity::Warning,
+        ))
+    });
+    Catalog {
+        entries: valid,
+        diagnostics,
+        n_files: files.len(),
+    }
+}
+
+/// Names claimed by more than one file, reserved by the command line, or taken by the API:
+/// an error of each file that claims one.
+fn check_names(
+    files: &[FileInput<'_>],
+    claimed: &BTreeMap<String, Vec<usize>>,
+    other_jobs: &[String],
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    for (name, indices) in claimed {
         if indices.len() > 1 {
             for &i in indices {
                 let others: Vec<&str> = indices
@@ -147,7 +196,7 @@ pub fn build_with(
     }
     // Names the command line would read as something else: `jobctl run get 5` is the `get`
     // subcommand, `jobctl logs 2024` a run id.
-    for (name, indices) in &claimed {
+    for (name, indices) in claimed {
         if let Some(why) = crate::name::reserved(name) {
             for &i in indices {
                 diagnostics.push(
@@ -162,7 +211,7 @@ pub fn build_with(
     }
     // A name that exists outside the files (an API-owned job) is that file's error alone:
     // the file's job is not applied, everything else is.
-    for (name, indices) in &claimed {
+    for (name, indices) in claimed {
         if other_jobs.iter().any(|o| o == name) {
             for &i in indices {
                 diagnostics.push(
@@ -179,20 +228,20 @@ pub fn build_with(
             }
         }
     }
-    let mut keep: Vec<bool> = entries
-        .iter()
-        .map(|e| {
-            claimed
-                .get(e.spec.name.as_str())
-                .is_some_and(|files| files.len() == 1)
-                && !other_jobs.iter().any(|o| o == e.spec.name.as_str())
-                && crate::name::reserved(e.spec.name.as_str()).is_none()
-        })
-        .collect();
+}
 
-    // References must name a job that exists (as a file, valid or not, or outside the files).
+/// References (`depends_on`, `after`) must name a job that exists: as a file, valid or not,
+/// or outside the files. A job with a dangling reference is not kept.
+fn check_references(
+    entries: &[Entry],
+    references: &[(usize, Vec<Reference>)],
+    claimed: &BTreeMap<String, Vec<usize>>,
+    other_jobs: &[String],
+    keep: &mut [bool],
+    diagnostics: &mut Vec<Diagnostic>,
+) {
     let exists = |name: &str| claimed.contains_key(name) || other_jobs.iter().any(|o| o == name);
-    for (index, refs) in &references {
+    for (index, refs) in references {
         for r in refs {
             if !exists(r.target.as_str()) {
                 let known = claimed.keys().map(String::as_str);
@@ -215,14 +264,22 @@ pub fn build_with(
             }
         }
     }
+}
 
-    // Cycles across depends_on and after.
+/// Cycles across `depends_on` and `after`: an error at the first job of each, whose jobs are
+/// not kept.
+fn check_cycles(
+    entries: &[Entry],
+    references: &[(usize, Vec<Reference>)],
+    keep: &mut [bool],
+    diagnostics: &mut Vec<Diagnostic>,
+) {
     let by_name: HashMap<&str, usize> = entries
         .iter()
         .enumerate()
         .map(|(i, e)| (e.spec.name.as_str(), i))
         .collect();
-    for cycle in find_cycles(&entries, &by_name) {
+    for cycle in find_cycles(entries, &by_name) {
         let first = cycle[0];
         let path: Vec<&str> = cycle
             .iter()
@@ -248,25 +305,6 @@ pub fn build_with(
         for i in cycle {
             keep[i] = false;
         }
-    }
-
-    let mut valid: Vec<Entry> = entries
-        .into_iter()
-        .zip(keep)
-        .filter_map(|(e, k)| k.then_some(e))
-        .collect();
-    valid.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
-    diagnostics.sort_by(|a, b| {
-        (a.file.as_str(), a.position, a.severity == Severity::Warning).cmp(&(
-            b.file.as_str(),
-            b.position,
-            b.severity == Severity::Warning,
-        ))
-    });
-    Catalog {
-        entries: valid,
-        diagnostics,
-        n_files: files.len(),
     }
 }
 
@@ -323,4 +361,153 @@ fn find_cycles(entries: &[Entry], by_name: &HashMap<&str, usize>) -> Vec<Vec<usi
         }
     }
     cycles
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::Defaults;
+
+    /// The catalog of `files` (path under `jobs.d/`, text) with `api` jobs outside the files:
+    /// its valid jobs and each diagnostic as one line (`error: FILE[:L:C]: MESSAGE`, no help).
+    fn check(files: &[(&str, &str)], api: &[&str], entries: &[&str], diagnostics: &[&str]) {
+        let catalog = catalog(files, api);
+        let names: Vec<&str> = catalog
+            .entries
+            .iter()
+            .map(|e| e.spec.name.as_str())
+            .collect();
+        let found: Vec<String> = catalog
+            .diagnostics
+            .iter()
+            .map(|d| d.clone().maybe_help(None).to_string())
+            .collect();
+        assert_eq!(names, entries, "{files:?}");
+        assert_eq!(found, diagnostics, "{files:?}");
+        assert_eq!(catalog.n_files, files.len());
+        assert_eq!(catalog.is_valid(), catalog.n_errors() == 0);
+    }
+
+    fn catalog(files: &[(&str, &str)], api: &[&str]) -> Catalog {
+        let displays: Vec<String> = files.iter().map(|(p, _)| format!("jobs.d/{p}")).collect();
+        let inputs: Vec<FileInput> = files
+            .iter()
+            .zip(&displays)
+            .map(|((path, text), display)| FileInput {
+                display,
+                relative: path,
+                bytes: text.as_bytes(),
+            })
+            .collect();
+        let defaults = Defaults::default();
+        let context = Context {
+            defaults: &defaults,
+            now: "2026-03-20T12:00:00Z".parse().unwrap(),
+        };
+        let api: Vec<String> = api.iter().map(ToString::to_string).collect();
+        build(&inputs, context, &api)
+    }
+
+    const JOB: &str = "command: [x]\n";
+
+    #[test]
+    fn names_are_unique_across_subfolders_and_free_of_the_api_and_the_command_line() {
+        check(
+            &[
+                ("a.yaml", JOB),
+                ("b.yaml", JOB),
+                ("sub/a.toml", "command = [\"x\"]\n"),
+            ],
+            &[],
+            &["b"],
+            &[
+                "error: jobs.d/a.yaml: job `a` is also defined in jobs.d/sub/a.toml",
+                "error: jobs.d/sub/a.toml: job `a` is also defined in jobs.d/a.yaml",
+            ],
+        );
+        check(
+            &[("get.yaml", JOB), ("42.yaml", JOB), ("ok.yaml", JOB)],
+            &[],
+            &["ok"],
+            &[
+                "error: jobs.d/42.yaml: job name `42` is reserved: a name of digits only reads as a run id (`jobctl logs 42`)",
+                "error: jobs.d/get.yaml: job name `get` is reserved: `jobctl run get|events|cancel|help` are subcommands, so `jobctl run NAME` could not run it",
+            ],
+        );
+        check(
+            &[("a.yaml", JOB), ("b.yaml", JOB)],
+            &["a"],
+            &["b"],
+            &[
+                "error: jobs.d/a.yaml: job `a` was created through the API; a file cannot take it over",
+            ],
+        );
+    }
+
+    #[test]
+    fn references_must_name_a_job_that_exists() {
+        check(
+            &[
+                ("a.yaml", "command: [x]\ndepends_on: [bakup]\n"),
+                ("backup.yaml", JOB),
+            ],
+            &[],
+            &["backup"],
+            &["error: jobs.d/a.yaml:2:14: depends_on names `bakup`, but there is no such job"],
+        );
+        check(
+            &[("a.yaml", "command: [x]\nschedule: {after: [gone]}\n")],
+            &[],
+            &[],
+            &["error: jobs.d/a.yaml:2:20: after names `gone`, but there is no such job"],
+        );
+        // An API-owned job may be depended on; a broken file still claims its name.
+        check(
+            &[
+                ("a.yaml", "command: [x]\ndepends_on: [from-api, broken]\n"),
+                ("broken.yaml", "command: x\n"),
+            ],
+            &["from-api"],
+            &["a"],
+            &["error: jobs.d/broken.yaml:1:10: `command` is a list of arguments, not a string"],
+        );
+    }
+
+    #[test]
+    fn cycles_across_depends_on_and_after_are_refused() {
+        check(
+            &[
+                ("a.yaml", "command: [x]\ndepends_on: [b]\n"),
+                ("b.yaml", "command: [x]\nschedule: {after: [a]}\n"),
+                ("c.yaml", "command: [x]\ndepends_on: [a]\n"),
+            ],
+            &[],
+            &["c"],
+            &["error: jobs.d/a.yaml:2:14: dependency cycle: a -> b -> a"],
+        );
+        check(
+            &[
+                ("a.yaml", "command: [x]\ndepends_on: [b]\n"),
+                ("b.yaml", "command: [x]\n"),
+            ],
+            &[],
+            &["a", "b"],
+            &[],
+        );
+    }
+
+    #[test]
+    fn a_fired_one_off_is_not_warned_about_unless_its_definition_changed() {
+        let past = "command: [x]\nschedule: {at: '2026-01-01T00:00:00Z'}\n";
+        let files = [("once.yaml", past), ("other.yaml", past)];
+        let mut catalog = catalog(&files, &[]);
+        assert_eq!(catalog.n_warnings(), 2);
+        let hash = catalog.get("once").unwrap().hash.clone();
+        catalog.quiet_fired_at(|name, h| name == "once" && h == hash);
+        assert_eq!(catalog.n_warnings(), 1);
+        assert_eq!(catalog.diagnostics[0].file, "jobs.d/other.yaml");
+        catalog.quiet_fired_at(|_, h| h == "another definition");
+        assert_eq!(catalog.n_warnings(), 1);
+        assert!(catalog.is_valid());
+    }
 }

@@ -36,7 +36,8 @@ impl Duration {
     ///
     /// # Errors
     ///
-    /// A message (without location) saying what was wrong and what is expected.
+    /// A [`DurationError`] (its message has no location) saying what was wrong and what is
+    /// expected.
     ///
     /// # Example
     ///
@@ -45,29 +46,44 @@ impl Duration {
     /// assert_eq!(d.to_string(), "2h 30m");
     /// assert_eq!(jobs::duration::Duration::parse("150m").unwrap(), d);
     /// ```
-    pub fn parse(text: &str) -> Result<Duration, String> {
-        const EXPECTED: &str = "expected a duration such as `90s`, `15m`, `2h 30m` or `1d`";
+    pub fn parse(text: &str) -> Result<Duration, DurationError> {
         let trimmed = text.trim();
         if trimmed.is_empty() {
-            return Err(format!("empty duration; {EXPECTED}"));
+            return Err(DurationError::Empty);
         }
+        let text = || text.to_string();
         let span: Span = trimmed
             .parse()
-            .map_err(|_| format!("`{text}` is not a duration; {EXPECTED}"))?;
+            .map_err(|_| DurationError::NotADuration(text()))?;
         if span.get_years() != 0 || span.get_months() != 0 {
-            return Err(format!(
-                "`{text}` uses months or years, which have no fixed length; use days, e.g. `30d`"
-            ));
+            return Err(DurationError::Calendar(text()));
         }
         let duration = span
             .to_duration(SpanRelativeTo::days_are_24_hours())
-            .map_err(|_| format!("`{text}` is out of range; {EXPECTED}"))?;
+            .map_err(|_| DurationError::OutOfRange(text()))?;
         if duration.is_negative() {
-            return Err(format!("`{text}` is negative; {EXPECTED}"));
+            return Err(DurationError::Negative(text()));
         }
         Ok(Duration(duration))
     }
 }
+
+/// Why a text is not a [`Duration`]; each message ends with what is expected.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    #[error("empty duration; {EXPECTED}")]
+    Empty,
+    #[error("`{0}` is not a duration; {EXPECTED}")]
+    NotADuration(String),
+    #[error("`{0}` uses months or years, which have no fixed length; use days, e.g. `30d`")]
+    Calendar(String),
+    #[error("`{0}` is out of range; {EXPECTED}")]
+    OutOfRange(String),
+    #[error("`{0}` is negative; {EXPECTED}")]
+    Negative(String),
+}
+
+const EXPECTED: &str = "expected a duration such as `90s`, `15m`, `2h 30m` or `1d`";
 
 impl fmt::Display for Duration {
     /// The canonical form: largest units first, `d h m s ms`, zero parts omitted, `0s` for zero.
@@ -105,7 +121,9 @@ mod tests {
     use super::*;
 
     fn check(input: &str, expected: Result<&str, &str>) {
-        let got = Duration::parse(input).map(|d| d.to_string());
+        let got = Duration::parse(input)
+            .map(|d| d.to_string())
+            .map_err(|e| e.to_string());
         match (got, expected) {
             (Ok(got), Ok(want)) => assert_eq!(got, want, "input {input:?}"),
             (Err(got), Err(want)) => assert!(got.contains(want), "input {input:?}: {got}"),

@@ -14,27 +14,23 @@ pub struct JobName(String);
 impl JobName {
     /// # Errors
     ///
-    /// Says which rule `text` breaks.
-    pub fn parse(text: &str) -> Result<JobName, String> {
-        const RULE: &str = "a job name is 1 to 63 characters of `a-z`, `0-9`, `.`, `_` and `-`, starting with a letter or digit";
+    /// A [`NameError`] that says which rule `text` breaks.
+    pub fn parse(text: &str) -> Result<JobName, NameError> {
         let mut chars = text.chars();
         match chars.next() {
-            None => return Err(format!("the job name is empty; {RULE}")),
+            None => return Err(NameError::Empty),
             Some(c) if !(c.is_ascii_lowercase() || c.is_ascii_digit()) => {
-                return Err(format!("job name `{text}` starts with `{c}`; {RULE}"));
+                return Err(NameError::Start(text.to_string(), c));
             }
             Some(_) => {}
         }
         if let Some(c) = chars.find(|&c| {
             !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
         }) {
-            return Err(format!("job name `{text}` contains `{c}`; {RULE}"));
+            return Err(NameError::Character(text.to_string(), c));
         }
         if text.len() > 63 {
-            return Err(format!(
-                "job name `{text}` is {} characters long; {RULE}",
-                text.len()
-            ));
+            return Err(NameError::Length(text.to_string()));
         }
         Ok(JobName(text.to_string()))
     }
@@ -59,8 +55,23 @@ pub fn reserved(name: &str) -> Option<&'static str> {
     }
 }
 
+/// Which rule a text breaks to be no [`JobName`]; each message ends with the rule.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error("the job name is empty; {RULE}")]
+    Empty,
+    #[error("job name `{0}` starts with `{1}`; {RULE}")]
+    Start(String, char),
+    #[error("job name `{0}` contains `{1}`; {RULE}")]
+    Character(String, char),
+    #[error("job name `{0}` is {len} characters long; {RULE}", len = .0.len())]
+    Length(String),
+}
+
+const RULE: &str = "a job name is 1 to 63 characters of `a-z`, `0-9`, `.`, `_` and `-`, starting with a letter or digit";
+
 impl TryFrom<String> for JobName {
-    type Error = String;
+    type Error = NameError;
     fn try_from(value: String) -> Result<Self, Self::Error> {
         JobName::parse(&value)
     }
@@ -108,7 +119,7 @@ mod tests {
             (&"a".repeat(64), "64 characters"),
         ] {
             let err = JobName::parse(bad).unwrap_err();
-            assert!(err.contains(why), "{bad}: {err}");
+            assert!(err.to_string().contains(why), "{bad}: {err}");
         }
     }
 }

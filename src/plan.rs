@@ -379,3 +379,249 @@ pub fn upserts<'a>(plan: &'a Plan, catalog: &'a Catalog) -> Vec<(&'a Change, &'a
         .filter_map(|c| catalog.get(&c.name).map(|e| (c, e)))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{self, FileInput};
+    use crate::spec::{Context, Defaults};
+
+    const NOW: &str = "2026-03-20T12:00:00Z";
+
+    fn now() -> Timestamp {
+        NOW.parse().unwrap()
+    }
+
+    /// The catalog of `files` (path under `jobs.d/`, text); `api` names jobs the API owns.
+    fn catalog(files: &[(&str, &str)], api: &[&str]) -> Catalog {
+        let displays: Vec<String> = files.iter().map(|(p, _)| format!("jobs.d/{p}")).collect();
+        let inputs: Vec<FileInput> = files
+            .iter()
+            .zip(&displays)
+            .map(|((path, text), display)| FileInput {
+                display,
+                relative: path,
+                bytes: text.as_bytes(),
+            })
+            .collect();
+        let defaults = Defaults::default();
+        let context = Context {
+            defaults: &defaults,
+            now: now(),
+        };
+        let api: Vec<String> = api.iter().map(ToString::to_string).collect();
+        catalog::build(&inputs, context, &api)
+    }
+
+    /// What the ledger would hold after applying `files` a day before [`NOW`].
+    fn applied(files: &[(&str, &str)]) -> Vec<Applied> {
+        let anchor: Timestamp = "2026-03-19T12:00:00Z".parse().unwrap();
+        catalog(files, &[])
+            .entries
+            .iter()
+            .map(|e| Applied {
+                name: e.spec.name.to_string(),
+                api_owned: false,
+                active: true,
+                revision: 1,
+                hash: e.hash.clone(),
+                definition: normal::to_yaml(&e.spec),
+                source_path: Some(e.relative.clone()),
+                schedule: Some(e.spec.schedule.clone()),
+                timezone: Some(e.spec.timezone.tz.clone()),
+                enabled: e.spec.enabled,
+                anchor,
+                n_runs: 7,
+            })
+            .collect()
+    }
+
+    fn api_job(name: &str, active: bool) -> Applied {
+        Applied {
+            api_owned: true,
+            active,
+            source_path: None,
+            ..applied(&[(&format!("{name}.yaml"), DAILY)]).remove(0)
+        }
+    }
+
+    const DAILY: &str = "schedule: '0 3 * * *'\ncommand: [backup]\n";
+    const DAILY_COMMENTED: &str =
+        "# nightly\ncommand: [backup]  # the tool\nschedule: '0 3 * * *'\n";
+    const DAILY_OTHER_COMMAND: &str = "schedule: '0 3 * * *'\ncommand: [backup, --full]\n";
+    const HOURLY: &str = "schedule: '0 * * * *'\ncommand: [backup]\n";
+    const DISABLED: &str = "schedule: '0 3 * * *'\ncommand: [backup]\nenabled: false\n";
+
+    /// Each change as `ACTION name` (unchanged ones included), sorted by name.
+    fn actions(plan: &Plan) -> Vec<String> {
+        plan.changes
+            .iter()
+            .map(|c| format!("{:?} {}", c.action, c.name))
+            .collect()
+    }
+
+    #[test]
+    fn plans_compare_files_with_the_ledger_by_content_hash() {
+        let a = |text| ("a.yaml", text);
+        type Files<'a> = Vec<(&'a str, &'a str)>;
+        let cases: &[(&str, Files, Files, &[&str])] = &[
+            ("a new file is added", vec![], vec![a(DAILY)], &["Add a"]),
+            (
+                "the same file is unchanged",
+                vec![a(DAILY)],
+                vec![a(DAILY)],
+                &["Unchanged a"],
+            ),
+            (
+                "comments and key order are no change",
+                vec![a(DAILY)],
+                vec![a(DAILY_COMMENTED)],
+                &["Unchanged a"],
+            ),
+            (
+                "another command is a change",
+                vec![a(DAILY)],
+                vec![a(DAILY_OTHER_COMMAND)],
+                &["Change a"],
+            ),
+            (
+                "a deleted file removes its job",
+                vec![a(DAILY)],
+                vec![],
+                &["Remove a"],
+            ),
+            (
+                "a renamed file is a removal and an addition",
+                vec![a(DAILY)],
+                vec![("b.yaml", DAILY)],
+                &["Remove a", "Add b"],
+            ),
+            (
+                "a file moved to a subfolder keeps its job",
+                vec![a(DAILY)],
+                vec![("nightly/a.yaml", DAILY)],
+                &["Unchanged a"],
+            ),
+            (
+                "changes are listed by name",
+                vec![("c.yaml", DAILY), ("b.yaml", DAILY)],
+                vec![("b.yaml", HOURLY), ("a.yaml", DAILY)],
+                &["Add a", "Change b", "Remove c"],
+            ),
+        ];
+        for (what, before, after, expected) in cases {
+            let plan = plan(&catalog(after, &[]), &applied(before), now());
+            assert_eq!(actions(&plan), *expected, "{what}");
+            assert!(plan.errors.is_empty(), "{what}: {:?}", plan.errors);
+            let s = plan.summary;
+            let counted = s.add + s.change + s.remove + s.unchanged;
+            assert_eq!(counted, expected.len(), "{what}: {s:?}");
+            let changes = expected.iter().any(|e| !e.starts_with("Unchanged"));
+            assert_eq!(plan.has_changes(), changes, "{what}");
+        }
+    }
+
+    #[test]
+    fn a_schedule_change_shows_next_fires_and_restarts_the_anchor() {
+        let before = applied(&[("a.yaml", DAILY)]);
+        let cases = [
+            // (file, next fires shown, anchor restarts)
+            (DAILY_OTHER_COMMAND, false, false),
+            (HOURLY, true, true),
+            (DISABLED, false, false),
+        ];
+        for (text, fires, reset) in cases {
+            let plan = plan(&catalog(&[("a.yaml", text)], &[]), &before, now());
+            let change = &plan.changes[0];
+            assert_eq!(change.action, Action::Change, "{text}");
+            assert_eq!(!change.next_after.is_empty(), fires, "{text}");
+            assert_eq!(change.reset_anchor, reset, "{text}");
+            assert!(
+                change
+                    .diff
+                    .as_deref()
+                    .unwrap()
+                    .contains("applied (revision 1)")
+            );
+        }
+        let hourly = plan(&catalog(&[("a.yaml", HOURLY)], &[]), &before, now());
+        assert_eq!(
+            hourly.changes[0].next_before,
+            [
+                "2026-03-21T03:00:00+00:00",
+                "2026-03-22T03:00:00+00:00",
+                "2026-03-23T03:00:00+00:00"
+            ]
+        );
+        assert_eq!(hourly.changes[0].next_after[0], "2026-03-20T13:00:00+00:00");
+        // Re-enabling restarts the anchor too.
+        let disabled = applied(&[("a.yaml", DISABLED)]);
+        let enabled = plan(&catalog(&[("a.yaml", DAILY)], &[]), &disabled, now());
+        assert!(enabled.changes[0].reset_anchor);
+    }
+
+    #[test]
+    fn removed_jobs_keep_their_history_and_inactive_ones_come_back_as_new() {
+        let mut before = applied(&[("a.yaml", DAILY)]);
+        let removal = plan(&catalog(&[], &[]), &before, now());
+        assert_eq!(removal.changes[0].runs_kept, Some(7));
+        assert_eq!(removal.changes[0].file.as_deref(), Some("a.yaml"));
+        before[0].active = false;
+        let back = plan(&catalog(&[("a.yaml", DAILY)], &[]), &before, now());
+        assert_eq!(actions(&back), ["Add a"]);
+        assert!(back.changes[0].reset_anchor);
+        let gone = plan(&catalog(&[], &[]), &before, now());
+        assert!(
+            gone.changes.is_empty(),
+            "an inactive job is not removed twice"
+        );
+    }
+
+    #[test]
+    fn api_owned_jobs_are_never_planned_for_and_a_file_cannot_take_one_over() {
+        let ledger = vec![api_job("a", true), api_job("b", true), api_job("c", false)];
+        // The catalog is told about API jobs too; plan checks on its own as well.
+        let files = [("a.yaml", DAILY), ("c.yaml", DAILY)];
+        let plan = plan(&catalog(&files, &[]), &ledger, now());
+        assert_eq!(
+            actions(&plan),
+            ["Add c"],
+            "a deleted API job's name is free"
+        );
+        assert_eq!(plan.api_owned, ["a", "b"]);
+        assert_eq!(plan.errors.len(), 1);
+        assert_eq!(plan.errors[0].file, "jobs.d/a.yaml");
+        assert_eq!(
+            plan.errors[0].message,
+            "job `a` was created through the API; a file cannot take it over"
+        );
+        let refused = catalog(&files, &["a"]);
+        assert_eq!(refused.entries.len(), 1, "the catalog drops the file's job");
+    }
+
+    #[test]
+    fn the_rendered_plan_reads_like_terraform() {
+        let before = applied(&[
+            ("backup.yaml", DAILY),
+            ("old.yaml", DAILY),
+            ("same.yaml", DAILY),
+        ]);
+        let files = [
+            ("backup.yaml", HOURLY),
+            (
+                "report.toml",
+                "command = [\"report\"]\ntimezone = \"Europe/Berlin\"\nschedule = \"30 2 * * *\"\n",
+            ),
+            ("same.yaml", DAILY),
+        ];
+        let mut plan = plan(&catalog(&files, &[]), &before, now());
+        plan.api_owned.push("from-api".into());
+        insta::assert_snapshot!("plan_add_change_remove", render(&plan, false));
+        let unchanged = super::plan(
+            &catalog(&[("same.yaml", DAILY)], &[]),
+            &applied(&[("same.yaml", DAILY)]),
+            now(),
+        );
+        insta::assert_snapshot!("plan_no_changes", render(&unchanged, false));
+    }
+}

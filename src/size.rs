@@ -12,17 +12,15 @@ pub struct ByteSize(pub u64);
 impl ByteSize {
     /// # Errors
     ///
-    /// A message saying what was wrong and what is expected.
-    pub fn parse(text: &str) -> Result<ByteSize, String> {
-        const EXPECTED: &str =
-            "expected a size such as `1 MiB`, `512KiB`, `10MB` or a number of bytes";
+    /// A [`SizeError`] saying what was wrong and what is expected.
+    pub fn parse(text: &str) -> Result<ByteSize, SizeError> {
         let trimmed = text.trim();
         let split = trimmed
             .find(|c: char| !c.is_ascii_digit())
             .unwrap_or(trimmed.len());
         let (number, unit) = trimmed.split_at(split);
         if number.is_empty() {
-            return Err(format!("`{text}` is not a size; {EXPECTED}"));
+            return Err(SizeError::NotASize(text.to_string()));
         }
         let multiplier: u64 = match unit.trim() {
             "" | "B" | "b" => 1,
@@ -33,9 +31,10 @@ impl ByteSize {
             "MB" => 1_000_000,
             "GB" => 1_000_000_000,
             other => {
-                return Err(format!(
-                    "unknown size unit `{other}` in `{text}`; {EXPECTED}"
-                ));
+                return Err(SizeError::Unit {
+                    unit: other.to_string(),
+                    text: text.to_string(),
+                });
             }
         };
         number
@@ -43,9 +42,22 @@ impl ByteSize {
             .ok()
             .and_then(|n| n.checked_mul(multiplier))
             .map(ByteSize)
-            .ok_or_else(|| format!("`{text}` is too large; {EXPECTED}"))
+            .ok_or_else(|| SizeError::TooLarge(text.to_string()))
     }
 }
+
+/// Why a text is not a [`ByteSize`]; each message ends with what is expected.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SizeError {
+    #[error("`{0}` is not a size; {EXPECTED}")]
+    NotASize(String),
+    #[error("unknown size unit `{unit}` in `{text}`; {EXPECTED}")]
+    Unit { unit: String, text: String },
+    #[error("`{0}` is too large; {EXPECTED}")]
+    TooLarge(String),
+}
+
+const EXPECTED: &str = "expected a size such as `1 MiB`, `512KiB`, `10MB` or a number of bytes";
 
 impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -15,7 +15,8 @@ pub struct Placeholder {
 }
 
 /// Why a text's placeholders cannot be read.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
 pub struct TemplateError {
     pub offset: usize,
     pub message: String,

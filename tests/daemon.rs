@@ -693,6 +693,42 @@ fn parameters_are_substituted_into_command_elements_and_env_verbatim() {
     );
 }
 
+/// Issue 14: a daemon whose lease another daemon took no longer exits from inside the
+/// scheduler (`process::exit` left its runs and notifications behind): it stops in order,
+/// its runs stopped and recorded, and exits 1 saying why.
+#[test]
+fn a_daemon_that_lost_its_lease_stops_its_runs_and_exits_1() {
+    let p = Project::new().file("jobs.d/tick.yaml", "schedule: {every: 1s}\nrun: sleep 60\n");
+    p.run(&["apply"]).code(0);
+    let mut daemon = p.serve(&["--kill-grace", "1s"], Some(T0));
+    let started = daemon.wait_for("process started", &[("job", "tick")]);
+    let pid = started["pid"].as_i64().unwrap() as i32;
+    // Another daemon takes the lease, as one would after this one looked dead; this one
+    // learns it at its next slot (every second).
+    rusqlite::Connection::open(p.path(".jobs/ledger.db"))
+        .unwrap()
+        .execute_batch("UPDATE leases SET epoch = epoch + 1, holder = 'elsewhere'")
+        .unwrap();
+    daemon.wait_for("shutting down", &[("signal", "the lease was lost")]);
+    assert_eq!(daemon.wait(), Some(1));
+    let said: String = daemon.seen.iter().map(ToString::to_string).collect();
+    assert!(said.contains("another daemon took over"), "{said}");
+    assert!(said.contains("was taken over by another daemon"), "{said}");
+    assert!(!alive(pid), "the run's process was stopped");
+    let all = runs(&p, &["tick", "--state", "cancelled"]);
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert!(
+        field(&all[0], "error").contains("the daemon shut down (the lease was lost)"),
+        "{all:?}"
+    );
+    // Not given back: the lease is the other daemon's.
+    let holder: String = rusqlite::Connection::open(p.path(".jobs/ledger.db"))
+        .unwrap()
+        .query_row("SELECT holder FROM leases", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(holder, "elsewhere");
+}
+
 #[test]
 fn a_burst_through_the_concurrency_limit_never_runs_more_than_the_limit() {
     // Issue 14: a run's end hands its place to the next pending run in the same transaction.

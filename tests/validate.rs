@@ -663,3 +663,36 @@ fn notification_rules_have_messages() {
         rejects(file, content.as_bytes(), location, message);
     }
 }
+
+/// `jobs.toml` is checked like a job file: every problem at once, each at its line and column
+/// with its line drawn, and nothing runs (`validate` and `serve` alike).
+#[test]
+fn a_bad_jobs_toml_reports_every_problem_at_once() {
+    let p = Project::new().file("jobs.d/a.yaml", job("@daily")).file(
+        "jobs.toml",
+        "timezon = \"UTC\"\n[daemon]\nmax_concurrent_runs = 0\n[server]\nbody_limit = \"4 XB\"\n",
+    );
+    let expected = [
+        "jobs.toml:1:1",
+        "unknown field `timezon`",
+        "help: did you mean `timezone`?",
+        "jobs.toml:3:23",
+        "daemon.max_concurrent_runs must be at least 1",
+        "jobs.toml:5:14",
+        "server.body_limit: unknown size unit `XB` in `4 XB`",
+        "5 | body_limit = \"4 XB\"",
+    ];
+    let validate = p.run(&["validate"]).code(1);
+    let serve = p
+        .run_within(
+            std::time::Duration::from_secs(30),
+            &["serve", "--listen", "127.0.0.1:0"],
+        )
+        .code(1);
+    for run in [validate, serve] {
+        for text in expected {
+            assert!(run.stderr.contains(text), "no {text:?} in\n{}", run.stderr);
+        }
+        assert!(!run.stdout.contains("valid"), "{}", run.stdout);
+    }
+}

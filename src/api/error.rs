@@ -149,9 +149,17 @@ impl IntoResponse for ApiError {
 
 /// Rewrites error responses that are not JSON (axum's 405, tower-http's 408 and 413) into the
 /// API's error body, keeping their status and headers.
+///
+/// A 413 also says `Connection: close`: the body it refused is left unread, so the server closes
+/// the connection, and a client that pooled it would send its next request into a closed socket.
 pub async fn json_errors(request: Request, next: Next) -> Response {
-    let response = next.run(request).await;
+    let mut response = next.run(request).await;
     let status = response.status();
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     let is_json = response
         .headers()
         .get(header::CONTENT_TYPE)

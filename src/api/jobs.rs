@@ -214,7 +214,7 @@ pub(crate) async fn queue_run(
                 ApiError::internal("queueing the run", e)
             }
         })?;
-    (api.wake_executor)();
+    api.daemon.send(crate::handle::Command::RunQueued);
     Ok(run)
 }
 

@@ -2,7 +2,7 @@
 //!
 //! Reads go through a small pool of read-only ledger connections (WAL lets them run beside the
 //! daemon's writes); writes (trigger, pause, cancel) through one connection of the API's own,
-//! committed durably, after which the daemon is woken in-process. Every handler is described
+//! committed durably, after which the daemon is told through its [`Handle`]. Every handler is described
 //! by `utoipa` and collected into the OpenAPI document at `GET /v1/openapi.json`; every error
 //! is JSON (see [`error`]).
 
@@ -13,9 +13,9 @@ mod hooks;
 mod jobs;
 mod plan;
 mod runs;
+mod server;
 mod system;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
@@ -32,10 +32,12 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::executor::Shared;
+use crate::handle::{Command, Handle};
 use crate::ledger::Ledger;
 use crate::webhook::RateLimiter;
 use auth::Tokens;
 use error::{ApiError, ApiResult};
+pub use server::{bind, serve};
 
 /// What the daemon hands the API.
 pub struct Options {
@@ -48,15 +50,8 @@ pub struct Options {
     pub webhook_rate_limit: u32,
     pub body_limit: u64,
     pub request_timeout: StdDuration,
-    /// Tells the daemon jobs changed (a pause, a resume, an API-owned job).
-    pub wake: Box<dyn Fn() + Send + Sync>,
-    /// Tells the daemon a run's cancel was requested: no need to reload the jobs.
-    pub wake_runs: Box<dyn Fn() + Send + Sync>,
-    /// Tells the daemon's executor a run is pending.
-    pub wake_executor: Box<dyn Fn() + Send + Sync>,
-    /// The jobs folder's current problems, if any: how many, and the rendered diagnostics
-    /// (for `readyz` and metrics).
-    pub problems: Box<dyn Fn() -> Option<(usize, String)> + Send + Sync>,
+    /// What the API tells the daemon after its writes, and the problems it reads back.
+    pub daemon: Handle,
 }
 
 /// Read-only connections kept open: enough to keep both cores busy, few enough that their
@@ -67,12 +62,6 @@ const READERS: usize = 4;
 struct Readers {
     idle: Vec<Ledger>,
     open: usize,
-}
-
-#[derive(Clone, Copy)]
-enum Changed {
-    Jobs,
-    Runs,
 }
 
 /// The API's shared state.
@@ -89,10 +78,7 @@ pub struct Api {
     reader_permits: tokio::sync::Semaphore,
     writer: Mutex<Option<Ledger>>,
     pub(crate) limiter: Mutex<RateLimiter>,
-    pub(crate) wake: Box<dyn Fn() + Send + Sync>,
-    pub(crate) wake_runs: Box<dyn Fn() + Send + Sync>,
-    pub(crate) wake_executor: Box<dyn Fn() + Send + Sync>,
-    pub(crate) problems: Box<dyn Fn() -> Option<(usize, String)> + Send + Sync>,
+    pub(crate) daemon: Handle,
 }
 
 impl Api {
@@ -184,7 +170,7 @@ impl Api {
         self: &Arc<Self>,
         f: impl FnOnce(&mut Ledger) -> ApiResult<T> + Send + 'static,
     ) -> ApiResult<T> {
-        self.write_then(Changed::Jobs, f).await
+        self.write_then(Command::JobsChanged, f).await
     }
 
     /// [`Api::write`] for a change to runs only (a trigger, a cancel).
@@ -192,12 +178,12 @@ impl Api {
         self: &Arc<Self>,
         f: impl FnOnce(&mut Ledger) -> ApiResult<T> + Send + 'static,
     ) -> ApiResult<T> {
-        self.write_then(Changed::Runs, f).await
+        self.write_then(Command::RunsChanged, f).await
     }
 
     async fn write_then<T: Send + 'static>(
         self: &Arc<Self>,
-        changed: Changed,
+        changed: Command,
         f: impl FnOnce(&mut Ledger) -> ApiResult<T> + Send + 'static,
     ) -> ApiResult<T> {
         let api = self.clone();
@@ -215,10 +201,7 @@ impl Api {
             let result = f(ledger);
             drop(slot);
             if result.is_ok() {
-                match changed {
-                    Changed::Jobs => (api.wake)(),
-                    Changed::Runs => (api.wake_runs)(),
-                }
+                api.daemon.send(changed);
             }
             result
         })
@@ -350,10 +333,7 @@ pub fn router(options: Options) -> Router {
         reader_permits: tokio::sync::Semaphore::new(READERS),
         writer: Mutex::new(None),
         limiter: Mutex::new(RateLimiter::new(options.webhook_rate_limit)),
-        wake: options.wake,
-        wake_runs: options.wake_runs,
-        wake_executor: options.wake_executor,
-        problems: options.problems,
+        daemon: options.daemon,
     });
     let limit = usize::try_from(options.body_limit).unwrap_or(usize::MAX);
     routes()
@@ -382,192 +362,6 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
         StatusCode::METHOD_NOT_ALLOWED,
         format!("{} does not take {method}", uri.path()),
     )
-}
-
-/// Serves `router` on `listener`, one task per connection (HTTP/1.1). A client must send its
-/// request's headers within `header_timeout` (and its body within the request timeout), so
-/// slow or idle-but-open connections cannot pile up; and at most `limits` connections are
-/// open (see [`conns`]): beyond, an idle one gives way or the newcomer gets a 503.
-///
-/// With `tls`, every connection is HTTPS: the handshake must also end within
-/// `header_timeout` (a silent client holds its place no longer than one that sends no
-/// headers), and a connection counts against the caps from its accept, handshake included.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    router: Router,
-    header_timeout: StdDuration,
-    limits: conns::Limits,
-    tls: Option<Arc<rustls::ServerConfig>>,
-) {
-    let registry = conns::Registry::new(limits);
-    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
-    loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                // Out of file descriptors, say (the caps should keep us from it): back off
-                // instead of spinning.
-                tracing::warn!("accepting an API connection: {e}");
-                tokio::time::sleep(StdDuration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let Some(ticket) = registry.admit(peer.ip()) else {
-            // Every connection is busy: say so and close this one now. (A TLS client could
-            // not read a plain answer before its handshake: it is just closed.)
-            if acceptor.is_none() {
-                let _ = stream.try_write(conns::BUSY_RESPONSE);
-            }
-            continue;
-        };
-        // An evicted connection closes its socket when its task runs: let it run before the
-        // next accept, so descriptors are freed as fast as they are taken.
-        let evicted_another = ticket.evicted_another;
-        let router = router.clone();
-        let acceptor = acceptor.clone();
-        tokio::spawn(async move {
-            let Some(acceptor) = acceptor else {
-                serve_connection(stream, router, &ticket.conn, header_timeout).await;
-                return;
-            };
-            // Evicted while shaking hands: the connection is idle, it just closes.
-            let stream = tokio::select! {
-                stream = tokio::time::timeout(header_timeout, handshake(&acceptor, stream)) => stream,
-                () = ticket.conn.evicted.notified() => return,
-            };
-            match stream {
-                Ok(Some(stream)) => {
-                    serve_connection(stream, router, &ticket.conn, header_timeout).await;
-                }
-                Ok(None) => {}
-                Err(_) => tracing::debug!("an API client did not finish its TLS handshake in time"),
-            }
-            drop(ticket);
-        });
-        if evicted_another {
-            tokio::task::yield_now().await;
-        }
-    }
-}
-
-/// What a plain-HTTP request to the HTTPS port reads before it is closed.
-const HTTPS_ONLY_RESPONSE: &[u8] = b"HTTP/1.1 400 Bad Request\r\n\
-content-type: application/json\r\n\
-connection: close\r\n\
-content-length: 95\r\n\
-\r\n\
-{\"error\":{\"code\":\"bad_request\",\"message\":\"this server speaks HTTPS only: use an https:// URL\"}}";
-
-/// The TLS handshake of an accepted connection; `None` if it failed. A client that speaks
-/// plain HTTP to the HTTPS port (its first byte is not a TLS handshake record's) is answered
-/// a plain 400 that says so, rather than a closed socket.
-async fn handshake(
-    acceptor: &tokio_rustls::TlsAcceptor,
-    stream: tokio::net::TcpStream,
-) -> Option<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    /// A TLS record of type "handshake" starts every ClientHello.
-    const TLS_HANDSHAKE: u8 = 0x16;
-    let mut first = [0u8; 1];
-    if stream.peek(&mut first).await.ok()? == 0 {
-        return None;
-    }
-    if first[0] != TLS_HANDSHAKE {
-        // Read the request's head first: closing a socket with unread bytes resets it, and
-        // the client would never see the answer.
-        let mut stream = stream;
-        let mut head = Vec::with_capacity(1024);
-        let mut buf = [0u8; 1024];
-        while head.len() < 16 * 1024 && !head.windows(4).any(|w| w == b"\r\n\r\n") {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => head.extend_from_slice(&buf[..n]),
-            }
-        }
-        let _ = stream.write_all(HTTPS_ONLY_RESPONSE).await;
-        let _ = stream.shutdown().await;
-        return None;
-    }
-    match acceptor.accept(stream).await {
-        Ok(stream) => Some(stream),
-        Err(e) => {
-            tracing::debug!("an API client's TLS handshake failed: {e}");
-            None
-        }
-    }
-}
-
-/// Serves one connection (plain or TLS) until it ends or is evicted while idle.
-async fn serve_connection<I>(
-    io: I,
-    router: Router,
-    conn: &Arc<conns::Conn>,
-    header_timeout: StdDuration,
-) where
-    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    use hyper_util::rt::{TokioIo, TokioTimer};
-    let inner = hyper_util::service::TowerToHyperService::new(router);
-    let busy_conn = conn.clone();
-    let service = hyper::service::service_fn(move |request| {
-        let busy = conns::Busy::enter(&busy_conn);
-        let answer = hyper::service::Service::call(&inner, request);
-        async move {
-            let response = answer.await?;
-            Ok::<_, std::convert::Infallible>(
-                response.map(|body| conns::BusyBody { body, _busy: busy }),
-            )
-        }
-    });
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout);
-    let connection = builder.serve_connection(TokioIo::new(io), service);
-    tokio::pin!(connection);
-    let ended = tokio::select! {
-        ended = connection.as_mut() => ended,
-        () = conn.evicted.notified() => {
-            if !conn.is_busy() {
-                // Idle: dropping the connection closes its socket now.
-                return;
-            }
-            // A request arrived meanwhile: answer it, then close.
-            connection.as_mut().graceful_shutdown();
-            connection.await
-        }
-    };
-    if let Err(e) = ended {
-        tracing::debug!("an API connection ended: {e}");
-    }
-}
-
-/// Binds `listen`, refusing a non-loopback address with no tokens unless `insecure`.
-///
-/// # Errors
-///
-/// A message saying what to change.
-pub async fn bind(
-    listen: &str,
-    tokens: &Tokens,
-    insecure: bool,
-) -> Result<tokio::net::TcpListener, String> {
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(listen)
-        .await
-        .map_err(|e| format!("--listen `{listen}` is not ADDRESS:PORT: {e}"))?
-        .collect();
-    let Some(first) = addrs.first() else {
-        return Err(format!("--listen `{listen}` names no address"));
-    };
-    if !first.ip().is_loopback() && tokens.is_empty() && !insecure {
-        return Err(format!(
-            "refusing to serve the API on {first}, which is not loopback, with no token configured: \
-             give --token-file or JOBS_TOKEN, or --insecure if something in front of it authenticates"
-        ));
-    }
-    tokio::net::TcpListener::bind(first)
-        .await
-        .map_err(|e| format!("cannot listen on {first}: {e}"))
 }
 
 /// A JSON request body that may be empty (then `T::default()`); anything else must be JSON.
@@ -667,19 +461,4 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> axum::extract::FromRequestParts
 /// `202 Accepted` with a JSON body.
 pub(crate) fn accepted<T: serde::Serialize>(body: T) -> axum::response::Response {
     (StatusCode::ACCEPTED, axum::Json(body)).into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_https_only_answer_is_the_api_error_shape_with_its_length() {
-        let text = std::str::from_utf8(super::HTTPS_ONLY_RESPONSE).unwrap();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap();
-        assert!(
-            head.contains(&format!("content-length: {}", body.len())),
-            "{head}"
-        );
-        let body: serde_json::Value = serde_json::from_str(body).unwrap();
-        assert_eq!(body["error"]["code"], "bad_request");
-    }
 }

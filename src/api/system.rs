@@ -56,7 +56,10 @@ pub async fn readyz(State(api): State<Arc<Api>>) -> Response {
         Err(e) => e.message,
     };
     let scheduler = health.scheduler.unwrap_or_else(|| "ok".to_string());
-    let jobs_dir = (api.problems)().map_or_else(|| "ok".to_string(), |(_, text)| text);
+    let jobs_dir = api
+        .daemon
+        .problems()
+        .map_or_else(|| "ok".to_string(), |p| p.rendered);
     let ready = ledger == "ok" && scheduler == "ok";
     let status = if ready {
         StatusCode::OK
@@ -93,7 +96,7 @@ pub async fn metrics(State(api): State<Arc<Api>>, headers: HeaderMap) -> ApiResu
     metrics.pending_runs.set(pending);
     metrics.active_runs.set(running);
     metrics.jobs.set(jobs);
-    let errors = (api.problems)().map_or(0, |(n, _)| n);
+    let errors = api.daemon.problems().map_or(0, |p| p.count);
     metrics
         .definition_errors
         .set(i64::try_from(errors).unwrap_or(i64::MAX));

@@ -304,8 +304,8 @@ pub fn main() -> ExitCode {
 }
 
 fn settings(cli: &Cli) -> Result<Settings> {
-    let config = config::load(cli.config.as_deref()).map_err(|d| {
-        eprint!("{}", diag::render(&[d], |_| None, stderr_color()));
+    let config = config::load(cli.config.as_deref()).map_err(|e| {
+        eprint!("{}", e.render(stderr_color()));
         Reported
     })?;
     let dir = cli
@@ -927,13 +927,15 @@ fn cron(
     count: usize,
     output_format: OutputFormat,
 ) -> Result<ExitCode> {
-    let (zone_name, tz): (String, TimeZone) =
-        spec::resolve_timezone(zone).map_err(|(message, help)| {
-            anyhow::anyhow!(
-                "{message}{}",
-                help.map(|h| format!(" ({h})")).unwrap_or_default()
-            )
-        })?;
+    let (zone_name, tz): (String, TimeZone) = spec::resolve_timezone(zone).map_err(|e| {
+        anyhow::anyhow!(
+            "{e}{}",
+            e.suggestion
+                .as_ref()
+                .map(|h| format!(" ({h})"))
+                .unwrap_or_default()
+        )
+    })?;
     let from = match from {
         Some(text) => parse_instant(text, &tz).with_context(|| format!("--from `{text}`"))?,
         None => now()?,
@@ -963,5 +965,5 @@ fn cron(
 fn parse_instant(text: &str, tz: &TimeZone) -> Result<Timestamp> {
     crate::schedule::resolve_time(text, tz)
         .map(|t| t.instant)
-        .map_err(anyhow::Error::msg)
+        .map_err(anyhow::Error::new)
 }

@@ -48,7 +48,7 @@ fn operator() -> String {
         .filter(|u| !u.is_empty())
         .or_else(uid_name)
         .unwrap_or_else(|| format!("uid {}", current_uid()));
-    format!("{user}@{}", daemon::hostname())
+    format!("{user}@{}", crate::host::hostname())
 }
 
 fn current_uid() -> libc::uid_t {
@@ -276,7 +276,7 @@ pub fn run_now(settings: &Settings, job: &str, given: &[String]) -> Result<ExitC
         let ledger = open_existing(settings)?;
         params(settings, &ledger, job, given)?.1
     };
-    let (id, conclusion) = daemon::run_foreground(
+    let (id, conclusion) = crate::foreground::run_foreground(
         &settings.ledger,
         &settings.dir,
         job,
@@ -884,9 +884,13 @@ pub fn logs(
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     // Follow by watching the ledger's files: each commit wakes us; the timeout is a backstop.
     let _watch = if follow {
-        Some(daemon::watch_ledger(&settings.ledger, false, move || {
-            let _ = tx.send(());
-        })?)
+        Some(crate::watch::watch_ledger(
+            &settings.ledger,
+            false,
+            move || {
+                let _ = tx.send(());
+            },
+        )?)
     } else {
         None
     };

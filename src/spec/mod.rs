@@ -22,7 +22,7 @@ use crate::duration::Duration;
 use crate::name::JobName;
 use crate::schedule::Schedule;
 use crate::size::ByteSize;
-pub use build::check_http_url;
+pub use build::{UrlError, check_http_url};
 pub use raw::Format;
 
 /// A validated job definition.
@@ -400,7 +400,9 @@ fn strip_location_suffix(text: &str) -> &str {
     text
 }
 
-fn toml_error(path: &str, text: &str, error: &toml::de::Error) -> Diagnostic {
+/// A TOML parser's error as a diagnostic: an unknown field with its suggestion, a duplicate
+/// key with its name.
+pub(crate) fn toml_error(path: &str, text: &str, error: &toml::de::Error) -> Diagnostic {
     let position = error.span().map(|s| position_of(text, s.start));
     let message = error.message().trim();
     if let Some(field) = message
@@ -434,7 +436,9 @@ fn toml_error(path: &str, text: &str, error: &toml::de::Error) -> Diagnostic {
     Diagnostic::error(path, message.to_string()).at(position)
 }
 
-fn unknown_field(path: &str, field: &str, expected: &[&str]) -> Diagnostic {
+/// `field` is not one of `expected`: the message, and the nearest as a suggestion (a `secret`
+/// gets a word on where secrets go instead).
+pub(crate) fn unknown_field(path: &str, field: &str, expected: &[&str]) -> Diagnostic {
     let mut diagnostic = Diagnostic::error(
         path,
         format!(
@@ -464,15 +468,16 @@ fn quoted_list(items: &[&str]) -> String {
 ///
 /// # Errors
 ///
-/// A message and, for a near miss, a suggestion (`America/NewYork` → `America/New_York`).
-pub fn resolve_timezone(name: &str) -> Result<(String, TimeZone), (String, Option<String>)> {
+/// A [`TimezoneError`] with, for a near miss, a suggestion (`America/NewYork` →
+/// `America/New_York`).
+pub fn resolve_timezone(name: &str) -> Result<(String, TimeZone), TimezoneError> {
     if let Ok(tz) = jiff::tz::db().get(name) {
         let canonical = tz.iana_name().unwrap_or(name).to_string();
         return Ok((canonical, tz));
     }
     let names = jiff::tz::db().available();
     let lowered = name.to_ascii_lowercase().replace([' ', '-'], "_");
-    let best = names
+    let suggestion = names
         .map(|n| {
             let candidate = n.as_str().to_ascii_lowercase();
             (
@@ -483,12 +488,19 @@ pub fn resolve_timezone(name: &str) -> Result<(String, TimeZone), (String, Optio
         .filter(|(score, _)| *score > 0.85)
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, n)| format!("did you mean `{n}`?"));
-    Err((
-        format!(
-            "unknown time zone `{name}`; expected an IANA name such as `Europe/Berlin` or `UTC`"
-        ),
-        best,
-    ))
+    Err(TimezoneError {
+        name: name.to_string(),
+        suggestion,
+    })
+}
+
+/// A time zone name that is not in the time zone database.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown time zone `{name}`; expected an IANA name such as `Europe/Berlin` or `UTC`")]
+pub struct TimezoneError {
+    pub name: String,
+    /// "did you mean `…`?" for a near miss.
+    pub suggestion: Option<String>,
 }
 
 #[cfg(test)]
@@ -689,6 +701,25 @@ mod tests {
             panic!()
         };
         assert_eq!(at.instant.to_string(), "2030-01-01T00:00:00Z");
+    }
+
+    /// The diagnostics of one job file, drawn against its text as `jobctl validate` does.
+    fn rendered(path: &str, text: &str) -> String {
+        let defaults = Defaults::default();
+        let parsed = parse(path, text.as_bytes(), context(&defaults));
+        crate::diag::render(&parsed.diagnostics, |_| Some(text), false)
+    }
+
+    #[test]
+    fn errors_render_with_their_source_line() {
+        let yaml = "schedule: '0 25 * * *'\ntimezone: Europe/Berln\ncommand: [backup]\nrun: backup\n\
+                    retry:\n  attempts: 3\n  backoff: 0s\nconcurrency: forbidd\n\
+                    on_failure:\n  - webhook: hooks.example.com\n";
+        let toml = "command = [\"report\"]\nschedul = \"@daily\"\n";
+        insta::with_settings!({ snapshot_path => "../snapshots" }, {
+            insta::assert_snapshot!("job_file_errors_yaml", rendered("jobs.d/backup.yaml", yaml));
+            insta::assert_snapshot!("job_file_errors_toml", rendered("jobs.d/report.toml", toml));
+        });
     }
 
     fn located(path: &str, bytes: &[u8]) -> Result<(), String> {

@@ -1,0 +1,496 @@
+//! Reading `jobs.toml` from its parsed TOML: one function per section, every problem kept.
+//!
+//! The file is parsed once into toml's spanned tables (`DeTable`), so every key and value
+//! knows where it was written; a [`Reader`] checks each value's type and meaning and records
+//! a [`Diagnostic`] for each problem instead of stopping. Only a syntax error, which leaves no
+//! table to walk, is reported alone.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use super::*;
+use crate::diag::position_of;
+use crate::size::ByteSize;
+
+type Value<'i> = Spanned<DeValue<'i>>;
+
+const TOP: &[&str] = &[
+    "dir", "ledger", "output", "timezone", "history", "daemon", "server", "ca_cert", "smtp",
+];
+const HISTORY: &[&str] = &["keep_runs", "max_age"];
+const DAEMON: &[&str] = &[
+    "max_concurrent_runs",
+    "shutdown_grace",
+    "kill_grace",
+    "log_format",
+];
+const SERVER: &[&str] = &[
+    "listen",
+    "token_file",
+    "public_metrics",
+    "webhook_rate_limit",
+    "body_limit",
+    "request_timeout",
+    "max_connections",
+    "max_connections_per_ip",
+    "public_url",
+    "tls_cert",
+    "tls_key",
+];
+const SMTP: &[&str] = &[
+    "host",
+    "port",
+    "from",
+    "username",
+    "password_env",
+    "starttls",
+];
+
+/// The configuration in `text`, or every problem in it.
+pub(super) fn config(path: &Path, text: &str) -> Result<Config, Vec<Diagnostic>> {
+    let shown = path.display().to_string();
+    let doc = match DeTable::parse(text) {
+        Ok(doc) => doc,
+        Err(e) => return Err(vec![crate::spec::toml_error(&shown, text, &e)]),
+    };
+    let mut r = Reader {
+        shown,
+        text,
+        diagnostics: Vec::new(),
+    };
+    let top = r.section(doc.get_ref(), TOP);
+    let base = path.parent().unwrap_or(Path::new(""));
+    let mut defaults = Defaults::default();
+    if let Some(tz) = r.string("timezone", top.get("timezone")) {
+        match crate::spec::resolve_timezone(tz.get_ref()) {
+            Ok(_) => defaults.timezone = tz.into_inner(),
+            Err(e) => r.error(tz.span(), e.to_string()).help = e.suggestion.clone(),
+        }
+    }
+    if let Some(table) = r.table("history", top.get("history")) {
+        history(&mut r, table, &mut defaults);
+    }
+    let daemon = r
+        .table("daemon", top.get("daemon"))
+        .map(|t| self::daemon(&mut r, t))
+        .unwrap_or_default();
+    let (server, public_url) = r
+        .table("server", top.get("server"))
+        .map(|t| self::server(&mut r, t, base))
+        .unwrap_or_default();
+    let mut notify = NotifyConfig {
+        ca_cert: r.path("ca_cert", top.get("ca_cert"), base),
+        public_url,
+        smtp: None,
+    };
+    if let Some(value) = top.get("smtp")
+        && let Some(table) = r.table("smtp", Some(value))
+    {
+        notify.smtp = smtp(&mut r, table, value.span());
+        defaults.smtp = true;
+    }
+    let output = r.one_of("output", top.get("output"), &["table", "json"]);
+    let config = Config {
+        file: Some(path.to_path_buf()),
+        dir: r.path("dir", top.get("dir"), base),
+        ledger: r.path("ledger", top.get("ledger"), base),
+        output,
+        defaults,
+        daemon,
+        server,
+        notify,
+    };
+    let mut diagnostics = r.diagnostics;
+    if diagnostics.is_empty() {
+        return Ok(config);
+    }
+    diagnostics.sort_by_key(|d| d.position);
+    Err(diagnostics)
+}
+
+/// `[history]`: the retention every job has unless its file says otherwise.
+fn history(r: &mut Reader, table: &DeTable, defaults: &mut Defaults) {
+    let s = r.section(table, HISTORY);
+    if let Some(keep) = r.integer::<u32>("history.keep_runs", s.get("keep_runs")) {
+        defaults.keep_runs = keep;
+    }
+    if let Some(age) = r.duration("history.max_age", s.get("max_age")) {
+        defaults.max_age = age;
+    }
+}
+
+/// `[daemon]`: how `jobctl serve` runs.
+fn daemon(r: &mut Reader, table: &DeTable) -> DaemonConfig {
+    let s = r.section(table, DAEMON);
+    let mut daemon = DaemonConfig::default();
+    let max = s.get("max_concurrent_runs");
+    if let Some(n) = r.count::<usize>("daemon.max_concurrent_runs", max, "") {
+        daemon.max_concurrent_runs = n;
+    }
+    if let Some(d) = r.duration("daemon.shutdown_grace", s.get("shutdown_grace")) {
+        daemon.shutdown_grace = d;
+    }
+    if let Some(d) = r.duration("daemon.kill_grace", s.get("kill_grace")) {
+        daemon.kill_grace = d;
+    }
+    daemon.log_format = r.one_of("daemon.log_format", s.get("log_format"), &["human", "json"]);
+    daemon
+}
+
+/// `[server]`: the HTTP API, and `public_url` (which notifications link runs to).
+fn server(r: &mut Reader, table: &DeTable, base: &Path) -> (ServerConfig, Option<String>) {
+    let s = r.section(table, SERVER);
+    let mut server = ServerConfig::default();
+    if let Some(listen) = r.string("server.listen", s.get("listen")) {
+        server.listen = listen.into_inner();
+    }
+    server.token_file = r.path("server.token_file", s.get("token_file"), base);
+    if let Some(public) = r.boolean("server.public_metrics", s.get("public_metrics")) {
+        server.public_metrics = public;
+    }
+    let note = " (requests a minute, per job)";
+    let rate = s.get("webhook_rate_limit");
+    if let Some(n) = r.count::<u32>("server.webhook_rate_limit", rate, note) {
+        server.webhook_rate_limit = n;
+    }
+    if let Some(limit) = r.string("server.body_limit", s.get("body_limit")) {
+        match ByteSize::parse(limit.get_ref()) {
+            Ok(size) => server.body_limit = size.0,
+            Err(e) => {
+                r.error(limit.span(), format!("server.body_limit: {e}"));
+            }
+        }
+    }
+    if let Some(t) = r.duration("server.request_timeout", s.get("request_timeout")) {
+        server.request_timeout = t;
+    }
+    let max = s.get("max_connections");
+    server.max_connections = r.count("server.max_connections", max, "");
+    let per_ip = s.get("max_connections_per_ip");
+    server.max_connections_per_ip = r.count("server.max_connections_per_ip", per_ip, "");
+    tls_pair(r, &s, &mut server, base);
+    let public_url = r
+        .string("server.public_url", s.get("public_url"))
+        .and_then(|url| match crate::spec::check_http_url(url.get_ref()) {
+            Ok(()) => Some(url.get_ref().trim_end_matches('/').to_string()),
+            Err(problem) => {
+                r.error(
+                    url.span(),
+                    format!(
+                        "server.public_url `{}` {problem}; expected an http:// or https:// URL",
+                        url.get_ref()
+                    ),
+                )
+                .help = Some("the address users open, such as https://jobs.example.com".into());
+                None
+            }
+        });
+    (server, public_url)
+}
+
+/// `tls_cert` and `tls_key`: both or neither.
+fn tls_pair(r: &mut Reader, s: &Section, server: &mut ServerConfig, base: &Path) {
+    let (cert, key) = (s.get("tls_cert"), s.get("tls_key"));
+    server.tls_cert = r.path("server.tls_cert", cert, base);
+    server.tls_key = r.path("server.tls_key", key, base);
+    match (cert, key) {
+        (Some(cert), None) => {
+            r.error(
+                cert.span(),
+                "server.tls_cert is set without server.tls_key: HTTPS needs both (or neither, for plain HTTP)",
+            );
+        }
+        (None, Some(key)) => {
+            r.error(
+                key.span(),
+                "server.tls_key is set without server.tls_cert: HTTPS needs both (or neither, for plain HTTP)",
+            );
+        }
+        _ => {}
+    }
+}
+
+/// `[smtp]` (written at `at`): a host, a sender address, a password only by variable name.
+fn smtp(r: &mut Reader, table: &DeTable, at: Range<usize>) -> Option<SmtpConfig> {
+    let s = r.section(table, SMTP);
+    let failed = r.diagnostics.len();
+    let host = r.string("smtp.host", s.get("host"));
+    let missing_at = match &host {
+        Some(h) if h.get_ref().trim().is_empty() => Some(h.span()),
+        None if s.get("host").is_none() => Some(at.clone()),
+        _ => None,
+    };
+    if let Some(span) = missing_at {
+        r.error(
+            span,
+            "smtp.host is missing; `[smtp]` needs the mail server's name",
+        )
+        .help = Some("for example: host = \"smtp.example.com\"".into());
+    }
+    let from = r.string("smtp.from", s.get("from"));
+    if from.is_none() && s.get("from").is_none() {
+        r.error(at, "smtp.from is missing; mail needs a sender address")
+            .help = Some("for example: from = \"jobctl@example.com\"".into());
+    }
+    if let Some(from) = &from
+        && let Err(e) = from.get_ref().parse::<lettre::message::Mailbox>()
+    {
+        r.error(
+            from.span(),
+            format!(
+                "smtp.from `{}` is not an address ({e}); expected one such as jobctl@example.com",
+                from.get_ref()
+            ),
+        );
+    }
+    let port = s.get("port");
+    let port = r
+        .integer::<i64>("smtp.port", port)
+        .map(|n| u16::try_from(n).ok().filter(|&p| p != 0).ok_or(()));
+    if let Some(Err(())) = port {
+        let span = s.get("port").expect("read above").span();
+        r.error(span, "smtp.port must be from 1 to 65535");
+    }
+    let starttls = smtp_starttls(r, &s);
+    let (username, password_env) = smtp_login(r, &s);
+    (r.diagnostics.len() == failed).then(|| SmtpConfig {
+        host: host
+            .expect("no error, so a host")
+            .get_ref()
+            .trim()
+            .to_string(),
+        port: port.and_then(Result::ok).unwrap_or(587),
+        from: from.expect("no error, so a sender").into_inner(),
+        username,
+        password_env,
+        starttls,
+    })
+}
+
+fn smtp_starttls(r: &mut Reader, s: &Section) -> StartTls {
+    let choices = ["required", "opportunistic", "off"];
+    match r
+        .one_of("smtp.starttls", s.get("starttls"), &choices)
+        .as_deref()
+    {
+        Some("opportunistic") => StartTls::Opportunistic,
+        Some("off") => StartTls::Off,
+        _ => StartTls::Required,
+    }
+}
+
+/// `username` and `password_env`: both or neither; the password itself is never in the file.
+fn smtp_login(r: &mut Reader, s: &Section) -> (Option<String>, Option<String>) {
+    let username = r.string("smtp.username", s.get("username"));
+    let password_env = r.string("smtp.password_env", s.get("password_env"));
+    if let Some(name) = &password_env {
+        let valid = name
+            .get_ref()
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && name
+                .get_ref()
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            r.error(
+                name.span(),
+                format!(
+                    "smtp.password_env `{}` is not a variable name; it names the variable that holds the password",
+                    name.get_ref()
+                ),
+            )
+            .help = Some("for example: password_env = \"JOBS_SMTP_PASSWORD\" (the password itself never goes in the file)".into());
+        }
+    }
+    let given = |key| s.get(key).is_some();
+    if given("username") != given("password_env") {
+        let span = s
+            .get("username")
+            .or(s.get("password_env"))
+            .expect("one is given")
+            .span();
+        r.error(
+            span,
+            "smtp.username and smtp.password_env go together: the server is logged in to with both, or not at all",
+        );
+    }
+    (
+        username.map(Spanned::into_inner),
+        password_env.map(Spanned::into_inner),
+    )
+}
+
+/// The keys of one table (`[section]`, or the top level).
+struct Section<'t, 'i> {
+    table: &'t DeTable<'i>,
+}
+
+impl<'t, 'i> Section<'t, 'i> {
+    fn get(&self, key: &str) -> Option<&'t Value<'i>> {
+        self.table
+            .iter()
+            .find(|(k, _)| k.get_ref().as_ref() == key)
+            .map(|(_, v)| v)
+    }
+}
+
+/// Where the problems go, with the text that turns a span into a line and column.
+struct Reader<'a> {
+    shown: String,
+    text: &'a str,
+    diagnostics: Vec<Diagnostic>,
+}
+
+impl Reader<'_> {
+    fn error(&mut self, span: Range<usize>, message: impl Into<String>) -> &mut Diagnostic {
+        let position = position_of(self.text, span.start);
+        let d = Diagnostic::error(self.shown.as_str(), message).at(Some(position));
+        self.diagnostics.push(d);
+        self.diagnostics.last_mut().expect("just pushed")
+    }
+
+    /// `table` as a section whose keys are `known`, each other key reported.
+    fn section<'t, 'i>(&mut self, table: &'t DeTable<'i>, known: &[&str]) -> Section<'t, 'i> {
+        for (key, _) in table.iter() {
+            if !known.contains(&key.get_ref().as_ref()) {
+                let position = position_of(self.text, key.span().start);
+                let d = crate::spec::unknown_field(&self.shown, key.get_ref(), known);
+                self.diagnostics.push(d.at(Some(position)));
+            }
+        }
+        Section { table }
+    }
+
+    /// A value of the wrong type: what it is and what was `expected`.
+    fn wrong_type(&mut self, name: &str, value: &Value, expected: &str) {
+        let found = value.get_ref().type_str();
+        let article = if found.starts_with(['a', 'e', 'i', 'o', 'u']) {
+            "an"
+        } else {
+            "a"
+        };
+        self.error(
+            value.span(),
+            format!("{name} is {article} {found}; expected {expected}"),
+        );
+    }
+
+    fn string(&mut self, name: &str, value: Option<&Value>) -> Option<Spanned<String>> {
+        let value = value?;
+        match value.get_ref() {
+            DeValue::String(s) => Some(Spanned::new(value.span(), s.to_string())),
+            _ => {
+                self.wrong_type(name, value, "a string");
+                None
+            }
+        }
+    }
+
+    fn boolean(&mut self, name: &str, value: Option<&Value>) -> Option<bool> {
+        let value = value?;
+        match value.get_ref() {
+            DeValue::Boolean(b) => Some(*b),
+            _ => {
+                self.wrong_type(name, value, "`true` or `false`");
+                None
+            }
+        }
+    }
+
+    fn table<'t, 'i>(
+        &mut self,
+        name: &str,
+        value: Option<&'t Value<'i>>,
+    ) -> Option<&'t DeTable<'i>> {
+        let value = value?;
+        match value.get_ref() {
+            DeValue::Table(t) => Some(t),
+            _ => {
+                self.wrong_type(name, value, &format!("a table (`[{name}]`)"));
+                None
+            }
+        }
+    }
+
+    /// A path, relative to the file's folder `base`.
+    fn path(&mut self, name: &str, value: Option<&Value>, base: &Path) -> Option<PathBuf> {
+        self.string(name, value).map(|p| base.join(p.into_inner()))
+    }
+
+    /// An integer that fits `T`.
+    fn integer<T: TryFrom<i64>>(&mut self, name: &str, value: Option<&Value>) -> Option<T> {
+        let value = value?;
+        let DeValue::Integer(i) = value.get_ref() else {
+            self.wrong_type(name, value, "a whole number");
+            return None;
+        };
+        let n = i64::from_str_radix(i.as_str(), i.radix()).ok();
+        match n.and_then(|n| T::try_from(n).ok()) {
+            Some(n) => Some(n),
+            None => {
+                self.error(
+                    value.span(),
+                    format!("{name} `{}` is out of range", i.as_str()),
+                );
+                None
+            }
+        }
+    }
+
+    /// A whole number of at least 1 that fits `T`; `note` says what it counts.
+    fn count<T: TryFrom<i64>>(
+        &mut self,
+        name: &str,
+        value: Option<&Value>,
+        note: &str,
+    ) -> Option<T> {
+        let n = self.integer::<i64>(name, value)?;
+        let span = value.expect("read above").span();
+        if n < 1 {
+            self.error(span, format!("{name} must be at least 1{note}"));
+            return None;
+        }
+        let fits = T::try_from(n).ok();
+        if fits.is_none() {
+            self.error(span, format!("{name} `{n}` is out of range"));
+        }
+        fits
+    }
+
+    fn duration(&mut self, name: &str, value: Option<&Value>) -> Option<Duration> {
+        let text = self.string(name, value)?;
+        match Duration::parse(text.get_ref()) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.error(text.span(), format!("{name}: {e}"));
+                None
+            }
+        }
+    }
+
+    /// A string that must be one of `choices`; a near miss is suggested.
+    fn one_of(&mut self, name: &str, value: Option<&Value>, choices: &[&str]) -> Option<String> {
+        let text = self.string(name, value)?;
+        if choices.contains(&text.get_ref().as_str()) {
+            return Some(text.into_inner());
+        }
+        let help = crate::diag::suggest(text.get_ref(), choices.iter().copied())
+            .map(|s| format!("did you mean `{s}`?"));
+        let expected: Vec<String> = choices.iter().map(|c| format!("`{c}`")).collect();
+        self.error(
+            text.span(),
+            format!(
+                "{name} `{}` is not one of {}",
+                text.get_ref(),
+                expected.join(", ")
+            ),
+        )
+        .help = help;
+        None
+    }
+}

@@ -1,0 +1,475 @@
+//! The scheduler loop: due slots decided with [`slots::decide`] and recorded, with the job's
+//! cursor, in one transaction. It never starts a process.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration as StdDuration;
+
+use jiff::{SignedDuration, Timestamp};
+
+use super::{CLOCK_LOOK, Daemon};
+use crate::ledger::{JobSlots, stamp};
+use crate::slots::{self, JobClock};
+use crate::spec::{self, JobSpec};
+
+impl Daemon {
+    /// The scheduler loop: sleep until the next slot or a wake-up, then record due slots.
+    pub(super) async fn scheduler(self: Arc<Self>) {
+        let health = &self.shared.health;
+        let _stopped = crate::health::SchedulerGuard(health);
+        health.scheduler_busy(false);
+        let mut jobs: HashMap<String, SchedJob> = HashMap::new();
+        let mut queue: BTreeSet<(Timestamp, String)> = BTreeSet::new();
+        let mut first_load = true;
+        let mut last_now: Option<Timestamp> = None;
+        loop {
+            if self.stopping.load(Ordering::SeqCst) {
+                return;
+            }
+            if self.reload.swap(false, Ordering::SeqCst) {
+                match self.reload_jobs() {
+                    Some(loaded) => {
+                        (jobs, queue) = self.adopt(&jobs, loaded, first_load);
+                        first_load = false;
+                    }
+                    None => {
+                        // Try again soon: a ledger that cannot be read now may be later.
+                        self.reload.store(true, Ordering::SeqCst);
+                        tokio::select! {
+                            () = tokio::time::sleep(StdDuration::from_secs(1)) => {}
+                            () = self.wake_scheduler.notified() => {}
+                        }
+                        continue;
+                    }
+                }
+            }
+            let now = self.now();
+            // The wall clock went back (NTP fixed a clock that was ahead): what was decided
+            // in the future is brought back to now.
+            if let Some(last) = last_now
+                && now
+                    < last
+                        .saturating_sub(SignedDuration::from_secs(1))
+                        .unwrap_or(last)
+            {
+                tracing::warn!(
+                    from = %stamp(last),
+                    to = %stamp(now),
+                    "the clock went backwards; rescheduling from now"
+                );
+                last_now = Some(now);
+                self.reload.store(true, Ordering::SeqCst);
+                continue;
+            }
+            last_now = Some(now);
+            let mut due: Vec<String> = Vec::new();
+            while let Some((at, _)) = queue.first()
+                && *at <= now
+            {
+                let (_, name) = queue.pop_first().expect("checked above");
+                due.push(name);
+            }
+            if !due.is_empty() {
+                health.scheduler_busy(true);
+                self.fire_due(&mut jobs, &due, now);
+                health.scheduler_busy(false);
+                for name in &due {
+                    if let Some(j) = jobs.get(name)
+                        && let Some(next) = j.next
+                    {
+                        queue.insert((next, name.clone()));
+                    }
+                }
+                continue;
+            }
+            // At most a minute: a wall clock moved back is noticed within it.
+            let sleep = queue
+                .first()
+                .map(|(at, _)| self.shared.clock.until(*at))
+                .unwrap_or(CLOCK_LOOK)
+                .min(CLOCK_LOOK);
+            tokio::select! {
+                () = tokio::time::sleep(sleep) => {}
+                () = self.wake_scheduler.notified() => {}
+            }
+        }
+    }
+
+    /// Loads the jobs for the scheduler, telling readiness whether it could; `None` (logged)
+    /// when the ledger cannot be read.
+    fn reload_jobs(&self) -> Option<HashMap<String, SchedJob>> {
+        let health = &self.shared.health;
+        health.scheduler_busy(true);
+        let loaded = self.load_jobs();
+        health.scheduler_busy(false);
+        health.scheduler_read(
+            loaded
+                .as_ref()
+                .err()
+                .map(|e| format!("loading jobs for the scheduler: {e}")),
+        );
+        loaded
+            .map_err(|e| tracing::error!("loading jobs for the scheduler: {e}"))
+            .ok()
+    }
+
+    /// Takes freshly loaded jobs: a job whose revision and pause are unchanged keeps its
+    /// place (its cursor and next slot); the others are looked at now. Returns the jobs and
+    /// the queue of when to look at each.
+    fn adopt(
+        &self,
+        old: &HashMap<String, SchedJob>,
+        mut loaded: HashMap<String, SchedJob>,
+        first_load: bool,
+    ) -> (HashMap<String, SchedJob>, BTreeSet<(Timestamp, String)>) {
+        if first_load {
+            let next = loaded
+                .values()
+                .filter_map(|j| {
+                    let now = self.now();
+                    slots::decide(&j.clock(now, false), now).next
+                })
+                .min();
+            tracing::info!(
+                jobs = loaded.len(),
+                next = next.map(stamp).unwrap_or_default(),
+                "scheduler started"
+            );
+        } else {
+            tracing::debug!(jobs = loaded.len(), "scheduler reloaded");
+        }
+        for (name, job) in &mut loaded {
+            if let Some(old) = old.get(name)
+                && old.revision_id == job.revision_id
+                && old.paused == job.paused
+                && old.cursor >= job.cursor
+                && old.cursor <= job.cursor.max(self.now())
+            {
+                job.cursor = old.cursor;
+                job.next = old.next;
+                job.due_check = old.next.unwrap_or(Timestamp::MAX);
+            }
+        }
+        let queue = loaded
+            .iter()
+            .filter(|(_, j)| j.due_check < Timestamp::MAX)
+            .map(|(name, j)| (j.due_check, name.clone()))
+            .collect();
+        (loaded, queue)
+    }
+
+    /// Loads the enabled jobs with their cursors and pauses.
+    /// Also hands the dependency graph of the active jobs to the ledger and resolves what it
+    /// allows now (fan-ins and blocked runs that another process's writes released).
+    pub(super) fn load_jobs(&self) -> crate::ledger::Result<HashMap<String, SchedJob>> {
+        if let Err(e) = self.rewind_future() {
+            tracing::error!("looking for stamps from the future: {e}");
+        }
+        let rows = self.shared.ledger().job_summaries()?;
+        let mut jobs = HashMap::new();
+        let mut specs = Vec::new();
+        for row in rows.into_iter().filter(|r| r.active) {
+            let spec = match self.shared.spec(row.revision_id) {
+                Ok(spec) => spec,
+                Err(e) => {
+                    tracing::error!(job = %row.name, "cannot schedule: {e}");
+                    continue;
+                }
+            };
+            specs.push(spec.clone());
+            // A completed job (`repeat`) fires no more until a new revision.
+            if !row.enabled || row.completed_at.is_some() {
+                continue;
+            }
+            let remaining = match spec.repeat {
+                Some(crate::spec::Repeat::Times(n)) => {
+                    Some(i64::from(n).saturating_sub(row.fires).max(0))
+                }
+                _ => None,
+            };
+            let parse = |t: &str| t.parse::<Timestamp>().ok();
+            let anchor = parse(&row.schedule_anchor).unwrap_or_else(|| self.now());
+            let cursor = parse(&row.slot_cursor).unwrap_or(anchor);
+            jobs.insert(
+                row.name.clone(),
+                SchedJob {
+                    revision_id: row.revision_id,
+                    spec,
+                    anchor,
+                    cursor,
+                    paused: row.paused.is_some(),
+                    // Check every job once after a load; `decide` says when to look again.
+                    due_check: Timestamp::UNIX_EPOCH,
+                    next: None,
+                    remaining,
+                },
+            );
+        }
+        self.shared
+            .set_secret_vars(specs.iter().filter_map(|s| match &s.webhook {
+                Some(spec::Webhook {
+                    secret: spec::WebhookSecret::SecretEnv(name),
+                    ..
+                }) => Some(name.clone()),
+                _ => None,
+            }));
+        let graph = crate::graph::Graph::new(specs.iter().map(|s| &**s));
+        self.shared.ledger().set_graph(Some(Arc::new(graph)));
+        self.resolve();
+        Ok(jobs)
+    }
+
+    /// Brings back to now what the ledger holds from the future: a clock that was ahead and
+    /// was corrected would otherwise silence every schedule until real time caught up.
+    pub(super) fn rewind_future(&self) -> crate::ledger::Result<()> {
+        let now = self.now();
+        let rewound = self.shared.ledger().rewind_future(now)?;
+        if rewound.is_empty() {
+            return Ok(());
+        }
+        if rewound.runs > 0 {
+            self.wake_executor.notify_one();
+        }
+        let furthest = rewound.jobs.iter().map(|(_, t)| *t).max().unwrap_or(now);
+        let message = format!(
+            "the clock is behind what the ledger recorded (up to {}, {} ahead of now): \
+             a clock that was ahead was corrected; {} jobs resume from now and {} runs' stamps \
+             were brought back to now",
+            stamp(furthest),
+            crate::duration::Duration::from_secs(furthest.duration_since(now).as_secs()),
+            rewound.jobs.len(),
+            rewound.runs,
+        );
+        for (job, at) in &rewound.jobs {
+            tracing::warn!(job = %job, was = %stamp(*at), "the job's schedule resumes from now");
+        }
+        let message = match rewound.early_until {
+            Some(until) => format!(
+                "{message}; {} slots up to {} were recorded early while the clock was ahead \
+                 and are not fired again",
+                rewound.early_slots,
+                stamp(until)
+            ),
+            None => message,
+        };
+        tracing::warn!(jobs = rewound.jobs.len(), runs = rewound.runs, "{message}");
+        let _ = self
+            .shared
+            .ledger()
+            .daemon_event(now, "clock_backwards", &message);
+        Ok(())
+    }
+
+    /// Fires the fan-ins and decides the blocked runs the ledger allows now.
+    pub(super) fn resolve(&self) {
+        // The ledger's guard must be gone before the arms run: `act_on_cancels` locks it again.
+        let resolved = self.shared.ledger().resolve_dependencies(self.now());
+        match resolved {
+            Ok(resolved) => {
+                if resolved.pending > 0 {
+                    self.wake_executor.notify_one();
+                    // A fan-in with `concurrency: replace` asks its running run to stop.
+                    self.act_on_cancels();
+                }
+                if resolved.pending + resolved.skipped > 0 {
+                    tracing::info!(
+                        pending = resolved.pending,
+                        skipped = resolved.skipped,
+                        "dependencies resolved"
+                    );
+                }
+            }
+            Err(e) => tracing::error!("resolving dependencies: {e}"),
+        }
+    }
+
+    /// Decides and records the due slots of `names`, in one transaction.
+    pub(super) fn fire_due(
+        &self,
+        jobs: &mut HashMap<String, SchedJob>,
+        names: &[String],
+        now: Timestamp,
+    ) {
+        let active: HashSet<String> = match self.shared.ledger().active_jobs() {
+            Ok(jobs) => jobs,
+            Err(e) => {
+                tracing::error!("reading active runs: {e}");
+                return;
+            }
+        };
+        let (batch, decisions) = decide_due(jobs, names, &active, now);
+        let fired = if batch.is_empty() {
+            Vec::new()
+        } else {
+            let recorded = self.shared.ledger().record_slots(self.epoch, &batch, now);
+            match recorded {
+                Ok(fired) => {
+                    self.shared.health.write_succeeded();
+                    fired
+                }
+                Err(e @ crate::ledger::LedgerError::LeaseLost { .. }) => {
+                    self.lose_lease(e.to_string());
+                    return;
+                }
+                Err(e) => {
+                    self.shared
+                        .health
+                        .write_failed("recording slots", &e.to_string());
+                    tracing::error!("recording slots: {e}; deciding them again in 1 s");
+                    // Look again soon rather than lose the slots.
+                    for name in names {
+                        if let Some(job) = jobs.get_mut(name) {
+                            job.next = Some(
+                                now.saturating_add(SignedDuration::from_secs(1))
+                                    .unwrap_or(now),
+                            );
+                        }
+                    }
+                    return;
+                }
+            }
+        };
+        self.fired(jobs, &batch, decisions, &fired);
+    }
+
+    /// Moves each job's cursor and next slot as decided once the slots are recorded, counts
+    /// `repeat` fires down, logs skipped slots, and wakes the executor for what fired.
+    fn fired(
+        &self,
+        jobs: &mut HashMap<String, SchedJob>,
+        batch: &[JobSlots],
+        decisions: Vec<(String, slots::Decision)>,
+        fired: &[(String, i64)],
+    ) {
+        for (name, decision) in decisions {
+            if let Some(job) = jobs.get_mut(&name) {
+                job.cursor = decision.cursor;
+                job.next = decision.next;
+            }
+        }
+        for b in batch {
+            let fires = b
+                .rows
+                .iter()
+                .filter(|(r, _)| matches!(r.outcome, slots::Outcome::Fire { .. }))
+                .count() as i64;
+            if let Some(job) = jobs.get_mut(&b.job)
+                && let Some(remaining) = job.remaining.as_mut()
+            {
+                *remaining = (*remaining - fires).max(0);
+                if *remaining == 0 {
+                    job.next = None;
+                    tracing::info!(job = %b.job, "the job has completed (repeat)");
+                }
+            }
+        }
+        for b in batch {
+            for (row, _) in &b.rows {
+                if let slots::Outcome::Skipped { reason } | slots::Outcome::Missed { reason } =
+                    &row.outcome
+                {
+                    tracing::info!(job = %b.job, slot = %stamp(row.slot), slots = row.count, reason = %reason, "slot skipped");
+                }
+            }
+        }
+        if !fired.is_empty() {
+            for (job, run) in fired {
+                tracing::debug!(job = %job, run, "fired");
+            }
+            self.wake_executor.notify_one();
+        }
+        if batch.iter().any(|b| {
+            b.rows
+                .iter()
+                .any(|(r, _)| matches!(r.outcome, slots::Outcome::Fire { replace: true, .. }))
+        }) {
+            self.act_on_cancels();
+        }
+    }
+}
+
+/// The slots due of each job in `names` (`slots::decide`), with each fire's jitter applied:
+/// the rows to record, and every job's decision (a completed `repeat` decides nothing).
+fn decide_due(
+    jobs: &HashMap<String, SchedJob>,
+    names: &[String],
+    active: &HashSet<String>,
+    now: Timestamp,
+) -> (Vec<JobSlots>, Vec<(String, slots::Decision)>) {
+    let mut batch = Vec::new();
+    let mut decisions = Vec::new();
+    for name in names {
+        let Some(job) = jobs.get(name) else { continue };
+        let spec = &job.spec;
+        if job.remaining == Some(0) {
+            // `repeat: {times: N}` reached: the job has completed.
+            decisions.push((
+                name.clone(),
+                slots::Decision {
+                    rows: Vec::new(),
+                    cursor: job.cursor,
+                    next: None,
+                },
+            ));
+            continue;
+        }
+        let decision = slots::decide(&job.clock(job.cursor, active.contains(name)), now);
+        if !decision.rows.is_empty() {
+            let jitter = spec.jitter.as_signed();
+            let rows = decision
+                .rows
+                .iter()
+                .map(|r| {
+                    let delay = if jitter.is_zero() {
+                        SignedDuration::ZERO
+                    } else {
+                        SignedDuration::from_millis(fastrand::i64(0..=jitter.as_millis() as i64))
+                    };
+                    (
+                        r.clone(),
+                        r.slot.max(now).saturating_add(delay).unwrap_or(now),
+                    )
+                })
+                .collect();
+            batch.push(JobSlots {
+                job: name.clone(),
+                revision_id: job.revision_id,
+                rows,
+                cursor: decision.cursor,
+            });
+        }
+        decisions.push((name.clone(), decision));
+    }
+    (batch, decisions)
+}
+
+/// A job as the scheduler holds it.
+pub(super) struct SchedJob {
+    revision_id: i64,
+    spec: Arc<JobSpec>,
+    anchor: Timestamp,
+    cursor: Timestamp,
+    paused: bool,
+    /// When the scheduler should first look at this job after loading it.
+    due_check: Timestamp,
+    next: Option<Timestamp>,
+    /// Fires left before the job completes (`repeat: {times: N}`).
+    remaining: Option<i64>,
+}
+
+impl SchedJob {
+    fn clock(&self, cursor: Timestamp, active: bool) -> JobClock<'_> {
+        JobClock {
+            schedule: &self.spec.schedule,
+            tz: &self.spec.timezone.tz,
+            anchor: self.anchor,
+            cursor,
+            missed: self.spec.missed,
+            starting_deadline: self.spec.starting_deadline,
+            concurrency: self.spec.concurrency,
+            paused: self.paused,
+            active,
+        }
+    }
+}

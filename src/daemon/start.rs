@@ -1,0 +1,471 @@
+//! Starting `jobctl serve`: the lease, the API's listener, the loops, and the serve loop that
+//! debounces file events and waits for a signal (or a lost lease).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration as StdDuration;
+
+use anyhow::{Context as _, Result};
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinHandle;
+
+use super::{BACKSTOP, DEBOUNCE, DEBOUNCE_MAX, Daemon, IDENTITY_CHECK, ORPHAN_CHECK, Options};
+use crate::executor::{self, Room, Shared};
+use crate::handle::{Command, Handle};
+use crate::ledger::{Ledger, RunRow};
+use crate::runner;
+use crate::tls::ServerCert;
+use crate::watch::{DirChange, DirWatch, watch_ledger};
+
+/// Runs the daemon until SIGTERM or SIGINT.
+///
+/// # Errors
+///
+/// When it cannot start: the ledger cannot be opened or is served by another daemon, or the
+/// jobs folder cannot be watched. After an orderly shutdown, when it had to stop because
+/// another daemon took its lease.
+pub fn serve(options: Options) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(serve_async(options))
+}
+
+/// The signals the daemon answers.
+struct Signals {
+    hup: Signal,
+    term: Signal,
+    int: Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Signals> {
+        Ok(Signals {
+            hup: signal(SignalKind::hangup()).context("installing the SIGHUP handler")?,
+            term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+        })
+    }
+}
+
+/// Why the serve loop ended.
+enum Stopped {
+    Signal(&'static str),
+    /// Another daemon took the lease: this one stops, and exits with an error.
+    LeaseLost(String),
+}
+
+/// The daemon's lease and the ledger connection that holds it, ready to serve.
+struct Started {
+    shared: Arc<Shared>,
+    epoch: i64,
+    me: (i64, i64),
+    listener: tokio::net::TcpListener,
+}
+
+async fn serve_async(options: Options) -> Result<()> {
+    // First of all, so a signal that arrives while starting is handled, not fatal.
+    let mut signals = Signals::install()?;
+    // Before the lease: a certificate that cannot be used refuses the start, naming the file.
+    let certificate = match (&options.server.tls_cert, &options.server.tls_key) {
+        (Some(cert), Some(key)) => Some(
+            ServerCert::load(cert, key)
+                .context("loading the API's TLS certificate (--tls-cert, --tls-key)")?,
+        ),
+        _ => None,
+    };
+    let started = take_lease(&options, certificate.as_ref()).await?;
+    let listener = started.listener;
+    let certificate = certificate.map(|(cert, _)| cert);
+    let (handle, inbox) = Handle::new();
+    let (claimed, claimed_runs) = mpsc::unbounded_channel();
+    let (dir_events, dir_changed) = mpsc::unbounded_channel::<DirChange>();
+    let daemon = Arc::new(Daemon::new(
+        options,
+        started.shared,
+        (started.epoch, started.me),
+        inbox.problems,
+        dir_events.clone(),
+    ));
+    daemon.shared.set_claimer(executor::Claimer {
+        epoch: daemon.epoch,
+        supervisor: daemon.me,
+        room: daemon.room.clone(),
+        claimed,
+    });
+    if let Ok(version) = daemon.shared.ledger().data_version() {
+        daemon.seen_version.store(version, Ordering::SeqCst);
+    }
+    // Watch before the first reconcile, so nothing written meanwhile goes unnoticed.
+    let dir_watch = DirWatch::new(&daemon.options.dir, dir_events)?;
+    let _ledger_watch = {
+        let d = daemon.clone();
+        watch_ledger(&daemon.options.ledger, true, move || d.ledger_changed())?
+    };
+    daemon.end_orphans();
+    {
+        let d = daemon.clone();
+        tokio::task::spawn_blocking(move || d.reconcile("start"))
+            .await
+            .context("reconciling")?;
+    }
+    daemon.load_last_successes();
+    let mut tasks = spawn_loops(&daemon, claimed_runs, inbox.commands);
+    tasks.push(spawn_api(&daemon, listener, certificate.as_ref(), handle));
+    // Under systemd (`Type=notify`): ready once the ledger is reconciled and the loops run.
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    tasks.extend(spawn_watchdog(&daemon));
+    let stopped = serve_loop(&daemon, &mut signals, dir_watch, dir_changed, certificate).await;
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    let result = shut_down(&daemon, signals, stopped).await;
+    for task in tasks {
+        task.abort();
+    }
+    result
+}
+
+/// Shuts down after the serve loop ended: with the shutdown grace after a signal, at once
+/// after a lost lease (then `serve` fails with the reason).
+async fn shut_down(daemon: &Daemon, signals: Signals, stopped: Stopped) -> Result<()> {
+    // A second SIGTERM or SIGINT while shutting down stops the runs at once.
+    let Signals {
+        mut term, mut int, ..
+    } = signals;
+    let again = Box::pin(async move {
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        }
+    });
+    match stopped {
+        Stopped::Signal(why) => {
+            let grace = StdDuration::try_from(daemon.options.daemon.shutdown_grace.as_signed())
+                .unwrap_or_default();
+            daemon.shutdown(why, grace, again).await;
+            Ok(())
+        }
+        Stopped::LeaseLost(message) => {
+            // Another daemon serves the ledger now: this one's runs are stopped at once (their
+            // ends are still recorded: they carry this daemon's epoch).
+            daemon
+                .shutdown("the lease was lost", StdDuration::ZERO, again)
+                .await;
+            Err(anyhow::anyhow!(message).context("jobs serve stopped: another daemon took over"))
+        }
+    }
+}
+
+/// Opens the ledger durably, takes the lease, binds the API's address and logs the start; the
+/// lease is given back if the start fails after it.
+async fn take_lease(
+    options: &Options,
+    certificate: Option<&(Arc<ServerCert>, crate::tls::Loaded)>,
+) -> Result<Started> {
+    let ledger = Ledger::open(&options.ledger)
+        .with_context(|| format!("opening ledger {}", options.ledger.display()))?;
+    ledger.set_durable()?;
+    ledger
+        .reclaim_space()
+        .context("preparing the ledger for retention")?;
+    let me = runner::this_process();
+    let host = crate::host::hostname();
+    let mut ledger = ledger;
+    let epoch = ledger.acquire_lease(&host, me, options.clock.now(), |lease| {
+        lease.holder == host
+            && match (lease.pid, lease.pid_start) {
+                (Some(pid), Some(start)) => runner::is_alive(pid, start),
+                _ => false,
+            }
+    })?;
+    let listener = crate::api::bind(&options.server.listen, &options.tokens, options.insecure)
+        .await
+        .map_err(anyhow::Error::msg);
+    let notifier = crate::notify::Notifier::new(
+        &options.notify,
+        host.clone(),
+        crate::notify::Policy::default(),
+    )
+    .map_err(|e| anyhow::anyhow!("setting up notifications: {e}"));
+    let (listener, notifier) = match (listener, notifier) {
+        (Ok(listener), Ok(notifier)) => (listener, notifier),
+        (Err(e), _) | (_, Err(e)) => {
+            // Give the lease back: this daemon never started.
+            let _ = ledger.release_lease(epoch, options.clock.now());
+            return Err(e);
+        }
+    };
+    let listen = listener.local_addr().context("reading the API's address")?;
+    let scheme = if certificate.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let url = format!("{scheme}://{listen}");
+    tracing::info!(
+        pid = me.0,
+        epoch,
+        listen = %listen,
+        url = %url,
+        tls_cert = certificate.map(|(c, _)| c.cert_path().display().to_string()),
+        tls_expires = certificate.and_then(|(_, l)| l.not_after).map(|t| t.to_string()),
+        ledger = %options.ledger.display(),
+        dir = %options.dir.display(),
+        max_connections = options.server.max_connections,
+        max_connections_per_ip = options.server.max_connections_per_ip,
+        "jobs serve started; the API listens on {url}"
+    );
+    let kill_grace = StdDuration::try_from(options.daemon.kill_grace.as_signed())
+        .unwrap_or(StdDuration::from_secs(10));
+    let shared = Arc::new(Shared::new(
+        ledger,
+        options.clock,
+        Some(epoch),
+        kill_grace,
+        options.defaults.clone(),
+        &options.dir,
+    ));
+    shared.set_notifier(notifier);
+    Ok(Started {
+        shared,
+        epoch,
+        me,
+        listener,
+    })
+}
+
+/// A look the daemon takes at a fixed period.
+type Check = fn(&Daemon);
+
+/// The daemon's loops: scheduler, executor (and the starter of the runs that ends claimed),
+/// pruner, the API's commands, the backstop look at the ledger, and the orphan check.
+fn spawn_loops(
+    daemon: &Arc<Daemon>,
+    claimed: mpsc::UnboundedReceiver<Vec<RunRow>>,
+    commands: mpsc::UnboundedReceiver<Command>,
+) -> Vec<JoinHandle<()>> {
+    let mut tasks = vec![
+        tokio::spawn(daemon.clone().scheduler()),
+        tokio::spawn(daemon.clone().executor()),
+        tokio::spawn(daemon.clone().starter(claimed)),
+        tokio::spawn(daemon.clone().pruner()),
+        tokio::spawn(daemon.clone().commands(commands)),
+    ];
+    // A safety net for lost file-system events (an inotify queue overflow): look at the
+    // ledger once a minute. One cheap query; the real wake-ups are event-driven.
+    // Runs whose supervisor died while this daemon serves (a foreground `jobctl run` killed,
+    // its session dropped, the OOM killer) are ended within seconds, not at the next start.
+    let checks: [(StdDuration, Check); 2] = [
+        (BACKSTOP, Daemon::ledger_changed),
+        (ORPHAN_CHECK, Daemon::end_orphans),
+    ];
+    for (every, check) in checks {
+        let d = daemon.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let d = d.clone();
+                let _ = tokio::task::spawn_blocking(move || check(&d)).await;
+            }
+        }));
+    }
+    tasks
+}
+
+/// Serves the API on `listener`, telling the daemon through `handle`.
+fn spawn_api(
+    daemon: &Arc<Daemon>,
+    listener: tokio::net::TcpListener,
+    certificate: Option<&Arc<ServerCert>>,
+    handle: Handle,
+) -> JoinHandle<()> {
+    let server = &daemon.options.server;
+    let derived = crate::api::conns::Limits::for_descriptors(1024);
+    let limits = crate::api::conns::Limits {
+        max: server.max_connections.unwrap_or(derived.max),
+        per_ip: server.max_connections_per_ip.unwrap_or(derived.per_ip),
+    };
+    let request_timeout = StdDuration::try_from(server.request_timeout.as_signed())
+        .unwrap_or(StdDuration::from_secs(30));
+    let header_timeout = request_timeout.min(StdDuration::from_secs(10));
+    let router = crate::api::router(crate::api::Options {
+        ledger: daemon.options.ledger.clone(),
+        shared: daemon.shared.clone(),
+        tokens: daemon.options.tokens.clone(),
+        insecure: daemon.options.insecure,
+        public_metrics: server.public_metrics,
+        webhook_rate_limit: server.webhook_rate_limit,
+        body_limit: server.body_limit,
+        request_timeout,
+        daemon: handle,
+    });
+    let tls = certificate.map(ServerCert::server_config);
+    tokio::spawn(async move {
+        crate::api::serve(listener, router, header_timeout, limits, tls).await;
+    })
+}
+
+/// Under systemd's watchdog: fed only while the scheduler is alive and not stuck, so a daemon
+/// that answers but no longer fires is restarted.
+fn spawn_watchdog(daemon: &Arc<Daemon>) -> Option<JoinHandle<()>> {
+    sd_notify::watchdog_enabled().map(|timeout| {
+        let d = daemon.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(timeout / 2);
+            loop {
+                tick.tick().await;
+                if d.shared.health.problems().scheduler.is_none() {
+                    let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+                }
+            }
+        })
+    })
+}
+
+/// Reconciles on SIGHUP and on changes in the jobs folder until SIGTERM, SIGINT or a lost
+/// lease. Changes are gathered until the folder has been quiet for DEBOUNCE (an editor's
+/// save, a `git checkout` of many files: one reconcile), but never longer than DEBOUNCE_MAX
+/// after the first. No timer runs while nothing changes.
+async fn serve_loop(
+    daemon: &Arc<Daemon>,
+    signals: &mut Signals,
+    mut dir_watch: DirWatch,
+    mut dir_changed: mpsc::UnboundedReceiver<DirChange>,
+    certificate: Option<Arc<ServerCert>>,
+) -> Stopped {
+    // Replacing the folder (a mv-swap deploy, `rm -rf` and re-create, a `jobs.d` symlink
+    // switched to a new release) is seen by the parent's watch, and by this look at the
+    // folder's identity for what no watch sees (a symlink higher up switched).
+    let mut identity_check = tokio::time::interval(IDENTITY_CHECK);
+    identity_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut first_change: Option<tokio::time::Instant> = None;
+    let mut pending = DirChange::default();
+    loop {
+        let quiet = async {
+            match first_change {
+                Some(first) => {
+                    let cap = first + DEBOUNCE_MAX;
+                    tokio::time::sleep_until(cap.min(tokio::time::Instant::now() + DEBOUNCE)).await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = signals.hup.recv() => {
+                let d = daemon.clone();
+                let certificate = certificate.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    if let Some(certificate) = certificate {
+                        reload_certificate(&certificate);
+                    }
+                    d.reconcile("SIGHUP");
+                })
+                .await;
+            }
+            Some(change) = dir_changed.recv() => {
+                let mut change = Some(change);
+                while let Some(c) = change {
+                    pending.paths.extend(c.paths);
+                    pending.rescan |= c.rescan;
+                    change = dir_changed.try_recv().ok();
+                }
+                if dir_watch.follow() {
+                    pending.rescan = true;
+                }
+                first_change.get_or_insert_with(tokio::time::Instant::now);
+            }
+            _ = identity_check.tick() => {
+                if dir_watch.follow() {
+                    pending.rescan = true;
+                    first_change.get_or_insert_with(tokio::time::Instant::now);
+                }
+            }
+            () = quiet => {
+                first_change = None;
+                let change = std::mem::take(&mut pending);
+                let d = daemon.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    let mut paths = change.paths;
+                    paths.sort();
+                    paths.dedup();
+                    d.reconcile_changes("a change in the jobs folder", (!change.rescan).then_some(paths));
+                }).await;
+            }
+            () = daemon.lease_lost_signal.notified() => {
+                let message = daemon
+                    .lease_lost
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clone()
+                    .unwrap_or_default();
+                return Stopped::LeaseLost(message);
+            }
+            _ = signals.term.recv() => return Stopped::Signal("SIGTERM"),
+            _ = signals.int.recv() => return Stopped::Signal("SIGINT"),
+        }
+    }
+}
+
+impl Daemon {
+    /// The daemon's state, before any loop runs.
+    fn new(
+        options: Options,
+        shared: Arc<Shared>,
+        (epoch, me): (i64, (i64, i64)),
+        problems: tokio::sync::watch::Sender<Option<crate::handle::Problems>>,
+        dir_events: mpsc::UnboundedSender<DirChange>,
+    ) -> Daemon {
+        Daemon {
+            room: Arc::new(Room::new(options.daemon.max_concurrent_runs)),
+            shared,
+            options,
+            epoch,
+            me,
+            wake_scheduler: Notify::new(),
+            wake_executor: Notify::new(),
+            reload: AtomicBool::new(true),
+            stopping: AtomicBool::new(false),
+            seen_version: std::sync::atomic::AtomicI64::new(-1),
+            idle: Notify::new(),
+            stops: Mutex::new(super::Stops::default()),
+            problems,
+            parse_cache: Mutex::new(HashMap::new()),
+            last_scan: Mutex::new(None),
+            dir_events,
+            lease_lost: Mutex::new(None),
+            lease_lost_signal: Notify::new(),
+        }
+    }
+
+    /// The metric of each job's last success, from the ledger, so it survives a restart.
+    fn load_last_successes(&self) {
+        if let Ok(successes) = self.shared.ledger().last_successes() {
+            for (job, at) in successes {
+                self.shared
+                    .metrics
+                    .last_success
+                    .get_or_create(&crate::metrics::JobLabel { job })
+                    .set(at);
+            }
+        }
+    }
+}
+
+/// Re-reads the API's certificate and key (a renewal, at SIGHUP). A pair that cannot be used
+/// is reported and the current one kept: a failed reload never stops the server.
+fn reload_certificate(certificate: &ServerCert) {
+    match certificate.reload() {
+        Ok(loaded) => tracing::info!(
+            tls_cert = %certificate.cert_path().display(),
+            tls_expires = loaded.not_after.map(|t| t.to_string()),
+            "reloaded the API's TLS certificate; new connections present it"
+        ),
+        Err(e) => tracing::warn!(
+            tls_cert = %certificate.cert_path().display(),
+            "kept the API's current TLS certificate: {e}"
+        ),
+    }
+}

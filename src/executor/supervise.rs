@@ -1,0 +1,231 @@
+//! One run supervised to its end: the process started, its output batched into the ledger,
+//! its end recorded.
+
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use jiff::Timestamp;
+use tokio::sync::{mpsc, watch};
+
+use super::record::{flush, log_ledger_error, notify};
+use super::revisions::RevisionError;
+use super::{Echo, Persist, Shared, record_end, run_action, run_env};
+use crate::ledger::RunRow;
+use crate::run::{self, Conclusion, Ending};
+use crate::runner::{self, Launch, Report, Stop};
+use crate::spec::JobSpec;
+
+const FLUSH_EVERY: StdDuration = StdDuration::from_millis(100);
+const FLUSH_LINES: usize = 256;
+
+/// Runs `run` (already `running` in the ledger) to its end and records it. Returns how it
+/// concluded.
+pub async fn run_and_record(
+    shared: Arc<Shared>,
+    run: RunRow,
+    stop: watch::Receiver<Option<Stop>>,
+    echo: Echo,
+) -> Conclusion {
+    let spec = match run.revision_id {
+        Some(id) => shared.spec(id),
+        None => Err(RevisionError::NoRevision),
+    };
+    let spec = match spec {
+        Ok(spec) => spec,
+        Err(message) => {
+            let ending =
+                Ending::SpawnFailed(format!("cannot read the job's definition: {message}"));
+            // Off the runtime's threads: the end may wait for the ledger to be writable.
+            let fallback = ending.clone();
+            let (s, r) = (shared.clone(), run.clone());
+            return tokio::task::spawn_blocking(move || {
+                record_end(&s, &r, None, &ending, None, Persist::UntilWritten)
+            })
+            .await
+            .unwrap_or_else(|_| {
+                run::conclude(&fallback, None, run.attempt as u32, shared.clock.now())
+            });
+        }
+    };
+    let launch = launch(&shared, &spec, &run);
+    let (tx, mut rx) = mpsc::channel::<Report>(1024);
+    let process = tokio::spawn(runner::execute(launch, shared.clock, tx, stop));
+    let mut batch: Vec<(Timestamp, &'static str, String)> = Vec::new();
+    let mut bytes: i64 = 0;
+    let mut truncated = false;
+    let mut tick = tokio::time::interval(FLUSH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            report = rx.recv() => match report {
+                None => break,
+                Some(Report::Line(line)) => {
+                    bytes += line.text.len() as i64 + 1;
+                    if echo == Echo::Terminal {
+                        echo_line(&line);
+                    }
+                    batch.push((line.at, line.stream, line.text));
+                    if batch.len() >= FLUSH_LINES {
+                        flush(&shared, run.id, &mut batch, bytes, truncated);
+                    }
+                }
+                Some(report @ Report::Started { .. }) => {
+                    // The ledger may be held for a disk sync (another run's end, a claim):
+                    // wait for it on a blocking thread, not on one of the runtime's two
+                    // workers, which spawn the other runs of a burst meanwhile (issue 14).
+                    let (s, r) = (shared.clone(), run.clone());
+                    let _ = tokio::task::spawn_blocking(move || record_report(&s, &r, report, echo))
+                        .await;
+                }
+                Some(report) => {
+                    truncated |= matches!(report, Report::Truncated { .. });
+                    record_report(&shared, &run, report, echo);
+                }
+            },
+            _ = tick.tick() => flush(&shared, run.id, &mut batch, bytes, truncated),
+        }
+    }
+    let finished = match process.await {
+        Ok(finished) => finished,
+        Err(e) => runner::Finished {
+            ending: Ending::SpawnFailed(format!("the run's supervisor failed: {e}")),
+            usage: None,
+            output_bytes: 0,
+            truncated: false,
+        },
+    };
+    flush(
+        &shared,
+        run.id,
+        &mut batch,
+        bytes,
+        truncated || finished.truncated,
+    );
+    let had_output = bytes > 0 || finished.output_bytes > 0;
+    end_run(shared, spec, run, finished, had_output).await
+}
+
+/// Records the run's end (its output sealed first) off the runtime's threads, then sends its
+/// notifications.
+async fn end_run(
+    shared: Arc<Shared>,
+    spec: Arc<JobSpec>,
+    run: RunRow,
+    finished: runner::Finished,
+    had_output: bool,
+) -> Conclusion {
+    // The end is a synchronous commit (a disk sync): off the runtime's worker threads.
+    let ending = finished.ending;
+    let usage = finished.usage;
+    let fallback = ending.clone();
+    let (s, r, sp) = (shared.clone(), run.clone(), spec.clone());
+    let conclusion = tokio::task::spawn_blocking(move || {
+        // The run's last lines, still plain, become a compressed chunk (a run that printed
+        // nothing has none: no transaction).
+        if had_output {
+            log_ledger_error(s.ledger().seal_output(r.id));
+        }
+        record_end(&s, &r, Some(&sp), &ending, usage, Persist::UntilWritten)
+    })
+    .await
+    .unwrap_or_else(|_| run::conclude(&fallback, None, run.attempt as u32, shared.clock.now()));
+    notify(&shared, spec, &run, &conclusion);
+    conclusion
+}
+
+/// The process's start, and what the runner reports besides output lines, recorded as the
+/// run's events.
+fn record_report(shared: &Shared, run: &RunRow, report: Report, echo: Echo) {
+    match report {
+        Report::Started {
+            pid,
+            start_time,
+            at,
+        } => {
+            tracing::info!(run = run.id, job = %run.job, pid, "process started");
+            let message = format!("process {pid} started (attempt {})", run.attempt);
+            log_ledger_error(
+                shared
+                    .ledger()
+                    .set_process(run.id, pid, start_time, &message, at),
+            );
+            shared.progressed();
+            if let Some(due) = run
+                .scheduled_at
+                .as_deref()
+                .and_then(|t| t.parse::<Timestamp>().ok())
+            {
+                let late = at.duration_since(due).as_secs_f64().max(0.0);
+                shared.metrics.fire_latency.observe(late);
+            }
+        }
+        Report::Truncated { at_bytes } => {
+            let message = format!(
+                "output passed its limit of {}; later output is dropped",
+                crate::size::ByteSize(at_bytes)
+            );
+            log_ledger_error(shared.ledger().add_event(
+                run.id,
+                shared.clock.now(),
+                "output_truncated",
+                &message,
+            ));
+            if echo == Echo::Terminal {
+                eprintln!("jobctl: {message}");
+            }
+        }
+        Report::OutputCut { why } => {
+            tracing::warn!(run = run.id, job = %run.job, "{why}");
+            log_ledger_error(shared.ledger().add_event(
+                run.id,
+                shared.clock.now(),
+                "output_cut",
+                &why,
+            ));
+        }
+        Report::Signalled { signal, why } => {
+            let message = format!(
+                "sent {} to the process group: {why}",
+                run::signal_name(signal)
+            );
+            log_ledger_error(shared.ledger().add_event(
+                run.id,
+                shared.clock.now(),
+                "signal",
+                &message,
+            ));
+        }
+        Report::Line(_) => {}
+    }
+}
+
+/// How the runner starts this run: its action and environment, where, and its limits.
+fn launch(shared: &Shared, spec: &JobSpec, run: &RunRow) -> Launch {
+    Launch {
+        action: run_action(spec, run),
+        env: run_env(spec, run),
+        working_dir: Some(
+            shared
+                .base_dir
+                .join(spec.working_dir.as_deref().unwrap_or("."))
+                .to_string_lossy()
+                .into_owned(),
+        ),
+        timeout: spec
+            .timeout
+            .and_then(|t| StdDuration::try_from(t.as_signed()).ok()),
+        kill_grace: shared.kill_grace,
+        output_limit: spec.output_limit.0,
+        tag: runner::run_tag(run.supervisor.unwrap_or_else(runner::this_process), run.id),
+        scrub: shared.scrubbed_env(),
+    }
+}
+
+fn echo_line(line: &runner::Line) {
+    use std::io::Write;
+    if line.stream == "stderr" {
+        let _ = writeln!(std::io::stderr(), "{}", line.text);
+    } else {
+        let _ = writeln!(std::io::stdout(), "{}", line.text);
+    }
+}

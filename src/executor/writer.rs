@@ -1,0 +1,283 @@
+//! The writer: run ends and new runs queued and written together by whoever holds the ledger
+//! next (group commit), and the claims of pending runs.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use jiff::Timestamp;
+use tokio::sync::mpsc;
+
+use super::Shared;
+use crate::ledger::{Ledger, NewRun, RunEnd, RunRow};
+
+/// How a run's end claims the runs its end released (a dependency hand-off) in its own
+/// transaction, one disk sync instead of two: the daemon's lease, its [`Room`], and where the
+/// claimed runs go. Plain data: nothing of the daemon's runs while the ledger is held; the
+/// daemon receives the runs on `claimed` and starts them.
+pub struct Claimer {
+    pub epoch: i64,
+    pub supervisor: (i64, i64),
+    pub room: Arc<Room>,
+    pub claimed: mpsc::UnboundedSender<Vec<RunRow>>,
+}
+
+/// The daemon's places for runs (`max_concurrent_runs`): how many are taken, and whether it
+/// still takes runs at all. A claim takes its places while it holds the ledger, so together
+/// claims never pass the limit, whoever starts the runs afterwards.
+#[derive(Debug)]
+pub struct Room {
+    limit: usize,
+    active: AtomicUsize,
+    closed: AtomicBool,
+}
+
+impl Room {
+    /// Room for `limit` runs at once (at least one).
+    #[must_use]
+    pub fn new(limit: usize) -> Room {
+        Room {
+            limit: limit.max(1),
+            active: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// Places free now; none once closed.
+    pub fn free(&self) -> usize {
+        if self.closed.load(Ordering::SeqCst) {
+            0
+        } else {
+            self.limit.saturating_sub(self.active())
+        }
+    }
+
+    /// Places free for a claim written in the same transaction as the ends of `ending` of
+    /// this daemon's runs: their processes are gone, and their tasks, which still hold their
+    /// places until they return, release them just after. None once closed.
+    pub fn free_with(&self, ending: usize) -> usize {
+        if self.closed.load(Ordering::SeqCst) {
+            0
+        } else {
+            (self.limit + ending).saturating_sub(self.active())
+        }
+    }
+
+    /// Runs holding a place.
+    pub fn active(&self) -> usize {
+        self.active.load(Ordering::SeqCst)
+    }
+
+    /// A run ended: its place is free.
+    pub fn release(&self) {
+        self.active.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// The daemon is stopping: no more claims.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+    }
+
+    fn take(&self, n: usize) {
+        self.active.fetch_add(n, Ordering::SeqCst);
+    }
+}
+
+pub(super) type EndResult = OnceLock<Result<Option<i64>, WriteFailed>>;
+pub(super) type NewRunResult = OnceLock<Result<RunRow, WriteFailed>>;
+
+/// Why a queued write failed: the ledger's message, and whether trying later may succeed (a
+/// busy ledger, a full disk) or not.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct WriteFailed {
+    pub message: String,
+    pub transient: bool,
+}
+
+impl From<&crate::ledger::LedgerError> for WriteFailed {
+    fn from(e: &crate::ledger::LedgerError) -> WriteFailed {
+        WriteFailed {
+            message: e.to_string(),
+            transient: e.is_transient(),
+        }
+    }
+}
+
+impl Shared {
+    /// Records a run's end (and its retry), durably, sharing the transaction with every other
+    /// end queued meanwhile. Returns the retry's id, if one was created. Blocks on a disk sync:
+    /// call it off the runtime's worker threads.
+    ///
+    /// With the daemon's [`Claimer`], the runs the ends released are claimed in the same
+    /// transaction and sent to the daemon, their places taken before the ledger is released.
+    ///
+    /// # Errors
+    ///
+    /// [`WriteFailed`] when the batch could not be written.
+    pub fn finish(&self, end: RunEnd) -> Result<Option<i64>, WriteFailed> {
+        let mine = Arc::new(EndResult::new());
+        self.queued_ends().push((end, mine.clone()));
+        let mut ledger = self.ledger();
+        // An earlier holder may have written this end along with its own.
+        if mine.get().is_none() {
+            match self.claimer.get() {
+                // With the daemon's executor: claim what the ends released in the same
+                // transaction (a dependency hand-off costs one disk sync, not two).
+                //
+                // The places the ends free go to the next pending runs in this transaction
+                // too (issue 14): a burst of runs through the concurrency limit then costs one
+                // disk sync per turn, not one for the ends and another for the executor's
+                // claim.
+                Some(c) if ledger.has_graph() => {
+                    let now = self.clock.now();
+                    let claimed = self.write_queued(&mut ledger, |ledger, ends| {
+                        let room = c.room.free_with(ending_here(ends, c.epoch));
+                        ledger.finish_and_claim(
+                            ends,
+                            crate::ledger::Claim::ReleasedFirst,
+                            c.epoch,
+                            c.supervisor,
+                            now,
+                            room,
+                        )
+                    });
+                    if let Ok(runs) = claimed
+                        && !runs.is_empty()
+                    {
+                        // Counted while the ledger is held, so the next claim sees them.
+                        c.room.take(runs.len());
+                        let _ = c.claimed.send(runs);
+                    }
+                }
+                _ => {
+                    self.write_queued(&mut ledger, |ledger, ends| {
+                        ledger.finish_runs(ends).map(|ids| (ids, ()))
+                    })
+                    .ok();
+                }
+            }
+        }
+        drop(ledger);
+        self.progressed();
+        mine.get().cloned().unwrap_or_else(|| {
+            Err(WriteFailed {
+                message: "the run's end was not written".to_string(),
+                transient: true,
+            })
+        })
+    }
+
+    /// Creates a pending run (a trigger) durably, sharing the transaction with every other run
+    /// queued meanwhile: one disk sync for a burst of triggers. Returns the run as written
+    /// (read back before the ledger is released, so no claim can come between). Blocks on a
+    /// disk sync: call it off the runtime's worker threads.
+    ///
+    /// # Errors
+    ///
+    /// The ledger's message when the batch could not be written.
+    pub fn create_run(&self, run: NewRun, now: Timestamp) -> Result<RunRow, WriteFailed> {
+        let mine = Arc::new(NewRunResult::new());
+        self.new_runs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((run, mine.clone()));
+        let mut ledger = self.ledger();
+        if mine.get().is_none() {
+            let (runs, results): (Vec<NewRun>, Vec<Arc<NewRunResult>>) = std::mem::take(
+                &mut *self
+                    .new_runs
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            )
+            .into_iter()
+            .unzip();
+            let written = ledger.create_runs(&runs, now);
+            for (i, result) in results.iter().enumerate() {
+                let row = match &written {
+                    Ok(ids) => ledger
+                        .run(ids[i])
+                        .map_err(|e| WriteFailed::from(&e))
+                        .and_then(|r| {
+                            r.ok_or_else(|| WriteFailed {
+                                message: "the new run vanished".to_string(),
+                                transient: false,
+                            })
+                        }),
+                    Err(e) => Err(WriteFailed::from(e)),
+                };
+                let _ = result.set(row);
+            }
+        }
+        drop(ledger);
+        mine.get().cloned().unwrap_or_else(|| {
+            Err(WriteFailed {
+                message: "the run was not written".to_string(),
+                transient: true,
+            })
+        })
+    }
+
+    /// Claims pending runs for the daemon's [`Claimer`], as many as its [`Room`] has free
+    /// places once the ledger is held, writing the queued run ends in the same transaction,
+    /// and takes their places before releasing the ledger: whoever claims next counts them,
+    /// so together claims never pass the daemon's limit. The caller starts the runs returned
+    /// (none without a claimer). Reads the clock once it holds the ledger, so no end queued
+    /// meanwhile is stamped after the claim.
+    ///
+    /// # Errors
+    ///
+    /// On a ledger failure; the queued ends then report it too.
+    pub fn claim(&self) -> crate::ledger::Result<Vec<RunRow>> {
+        let Some(c) = self.claimer.get() else {
+            return Ok(Vec::new());
+        };
+        let mut ledger = self.ledger();
+        let now = self.clock.now();
+        let runs = self.write_queued(&mut ledger, |ledger, ends| {
+            let max = c.room.free_with(ending_here(ends, c.epoch));
+            ledger.finish_and_claim(
+                ends,
+                crate::ledger::Claim::Oldest,
+                c.epoch,
+                c.supervisor,
+                now,
+                max,
+            )
+        })?;
+        c.room.take(runs.len());
+        Ok(runs)
+    }
+
+    /// Takes the queued run ends and writes them with `write`, then hands each waiter its
+    /// result. Results are set while the ledger is still held, so a waiter that gets it next
+    /// sees its end as written rather than finding an empty queue.
+    pub(super) fn write_queued<T>(
+        &self,
+        ledger: &mut Ledger,
+        write: impl FnOnce(&mut Ledger, &[RunEnd]) -> crate::ledger::Result<(Vec<Option<i64>>, T)>,
+    ) -> crate::ledger::Result<T> {
+        let (ends, results): (Vec<RunEnd>, Vec<Arc<EndResult>>) =
+            std::mem::take(&mut *self.queued_ends()).into_iter().unzip();
+        let written = write(ledger, &ends);
+        for (i, result) in results.iter().enumerate() {
+            let r = match &written {
+                Ok((ids, _)) => Ok(ids[i]),
+                Err(e) => Err(WriteFailed::from(e)),
+            };
+            let _ = result.set(r);
+        }
+        written.map(|(_, t)| t)
+    }
+
+    pub(super) fn queued_ends(&self) -> std::sync::MutexGuard<'_, Vec<(RunEnd, Arc<EndResult>)>> {
+        self.ends
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// How many of `ends` are runs of the daemon of `epoch` (claimed under it): their places are
+/// free once the ends are written.
+fn ending_here(ends: &[RunEnd], epoch: i64) -> usize {
+    ends.iter().filter(|end| end.epoch == Some(epoch)).count()
+}

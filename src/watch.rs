@@ -1,0 +1,240 @@
+//! The file-system watches of `jobctl serve` and `jobctl logs -f`: the jobs folder (followed
+//! through a replacement), and the ledger's wake file. This edge only turns events into
+//! [`DirChange`]s and calls; what to read again is the daemon's business.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context as _, Result};
+
+/// Watches the jobs folder recursively; each change event sends one `()` (the serve loop
+/// debounces them).
+fn watch_dir(
+    dir: &Path,
+    events: tokio::sync::mpsc::UnboundedSender<DirChange>,
+    lost: Arc<AtomicBool>,
+) -> Result<notify::RecommendedWatcher> {
+    use notify::Watcher as _;
+    let root = dir.to_path_buf();
+    let base = root.clone();
+    let mut watcher = notify::recommended_watcher(move |result: notify::Result<notify::Event>| {
+        match result {
+            // Reading the files (the reconcile itself) makes access events: only changes count.
+            Ok(event) if matches!(event.kind, notify::EventKind::Access(_)) => {}
+            Ok(event) => {
+                let mut paths = Vec::new();
+                let mut rescan = event.need_rescan();
+                if matches!(event.kind, notify::EventKind::Remove(_))
+                    && event.paths.iter().any(|p| p == &base)
+                {
+                    // The watched folder itself is gone: this watch sees nothing more.
+                    lost.store(true, Ordering::SeqCst);
+                    rescan = true;
+                }
+                for path in &event.paths {
+                    match path.strip_prefix(&base) {
+                        Ok(relative) => paths.push(
+                            relative
+                                .components()
+                                .map(|c| c.as_os_str().to_string_lossy())
+                                .collect::<Vec<_>>()
+                                .join("/"),
+                        ),
+                        Err(_) => rescan = true,
+                    }
+                }
+                let _ = events.send(DirChange { paths, rescan });
+            }
+            Err(e) => {
+                tracing::warn!("watching the jobs folder: {e}");
+                let _ = events.send(DirChange {
+                    paths: Vec::new(),
+                    rescan: true,
+                });
+            }
+        }
+    })
+    .context("starting the file watcher")?;
+    watcher
+        .watch(&root, notify::RecursiveMode::Recursive)
+        .with_context(|| format!("watching {}", dir.display()))?;
+    Ok(watcher)
+}
+
+/// The watches on the jobs folder: the folder as it resolves now (recursive), and its parent
+/// (for the folder, or the link to it, being replaced). When the path resolves to another
+/// folder than the one watched, the watch moves there and everything is read again.
+pub struct DirWatch {
+    dir: PathBuf,
+    events: tokio::sync::mpsc::UnboundedSender<DirChange>,
+    /// The folder watched: its canonical path and identity.
+    watched: Option<(PathBuf, Identity)>,
+    tree: Option<notify::RecommendedWatcher>,
+    /// Set by the tree's watch when the watched folder itself is deleted: a folder re-created
+    /// at once may get the same inode number back, so identity alone cannot tell.
+    lost: Arc<AtomicBool>,
+    _parent: Option<notify::RecommendedWatcher>,
+}
+
+impl DirWatch {
+    pub fn new(
+        dir: &Path,
+        events: tokio::sync::mpsc::UnboundedSender<DirChange>,
+    ) -> Result<DirWatch> {
+        let parent = watch_parent(dir, events.clone())
+            .map_err(|e| tracing::warn!("watching the jobs folder's parent: {e:#}"))
+            .ok();
+        let mut watch = DirWatch {
+            dir: dir.to_path_buf(),
+            events,
+            watched: None,
+            tree: None,
+            lost: Arc::new(AtomicBool::new(false)),
+            _parent: parent,
+        };
+        let identity =
+            folder_identity(dir).with_context(|| format!("resolving {}", dir.display()))?;
+        watch.tree = Some(watch_dir(
+            &identity.0,
+            watch.events.clone(),
+            watch.lost.clone(),
+        )?);
+        watch.watched = Some(identity);
+        Ok(watch)
+    }
+
+    /// Moves the watch when the path now names another folder (or none, or one again);
+    /// returns whether it did, so the caller reads everything again.
+    pub fn follow(&mut self) -> bool {
+        let now = folder_identity(&self.dir).ok();
+        if now == self.watched && !self.lost.swap(false, Ordering::SeqCst) {
+            return false;
+        }
+        self.tree = None;
+        self.lost.store(false, Ordering::SeqCst);
+        match &now {
+            Some((root, _)) => {
+                tracing::warn!(
+                    dir = %self.dir.display(),
+                    now = %root.display(),
+                    "the jobs folder was replaced; watching the new one and reading it all"
+                );
+                match watch_dir(root, self.events.clone(), self.lost.clone()) {
+                    Ok(w) => self.tree = Some(w),
+                    Err(e) => tracing::error!("watching the jobs folder: {e:#}"),
+                }
+            }
+            None => tracing::warn!(
+                dir = %self.dir.display(),
+                "the jobs folder is gone; its jobs are kept until it is back"
+            ),
+        }
+        self.watched = now;
+        true
+    }
+}
+
+/// A folder's device, inode and birth time (where the file system keeps one).
+type Identity = (u64, u64, Option<std::time::SystemTime>);
+
+/// A folder's canonical path and identity, through any symlinks.
+fn folder_identity(dir: &Path) -> std::io::Result<(PathBuf, Identity)> {
+    use std::os::unix::fs::MetadataExt as _;
+    let root = std::fs::canonicalize(dir)?;
+    let meta = std::fs::metadata(&root)?;
+    Ok((root, (meta.dev(), meta.ino(), meta.created().ok())))
+}
+
+/// Watches the folder holding the jobs folder for changes to the jobs folder's own entry (a
+/// rename over it, a deletion, a symlink switched): each sends a rescan.
+fn watch_parent(
+    dir: &Path,
+    events: tokio::sync::mpsc::UnboundedSender<DirChange>,
+) -> Result<notify::RecommendedWatcher> {
+    use notify::Watcher as _;
+    let parent = dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    let name = dir.file_name().map(std::ffi::OsStr::to_os_string);
+    let mut watcher = notify::recommended_watcher(move |result: notify::Result<notify::Event>| {
+        let ours = match &result {
+            Ok(event) => {
+                !matches!(event.kind, notify::EventKind::Access(_))
+                    && event
+                        .paths
+                        .iter()
+                        .any(|p| p.file_name().map(std::ffi::OsStr::to_os_string) == name)
+            }
+            Err(_) => true,
+        };
+        if ours {
+            let _ = events.send(DirChange {
+                paths: Vec::new(),
+                rescan: true,
+            });
+        }
+    })
+    .context("starting the file watcher")?;
+    watcher
+        .watch(&parent, notify::RecursiveMode::NonRecursive)
+        .with_context(|| format!("watching {}", parent.display()))?;
+    Ok(watcher)
+}
+
+/// Paths (relative to the jobs folder) a file event named; `rescan` when only a full walk can
+/// tell what changed (the watcher's queue overflowed, a path outside the folder).
+#[derive(Debug, Default)]
+pub struct DirChange {
+    pub paths: Vec<String>,
+    pub rescan: bool,
+}
+
+/// Watches the ledger's folder for the wake file that other processes write after they commit
+/// (see `Ledger::wake_daemon`).
+///
+/// With `only_wake` false, any change to the ledger's files counts (what `jobctl logs -f` wants:
+/// the daemon's own writes).
+pub fn watch_ledger(
+    ledger: &Path,
+    only_wake: bool,
+    changed: impl Fn() + Send + 'static,
+) -> Result<notify::RecommendedWatcher> {
+    use notify::Watcher as _;
+    let folder = ledger
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    // For the daemon, only the wake file: the ledger's own files change with every write of
+    // the daemon too.
+    let ledger_name = ledger
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = format!("{ledger_name}.wake");
+    let mut watcher = notify::recommended_watcher(move |result: notify::Result<notify::Event>| {
+        if let Ok(event) = result
+            && !matches!(event.kind, notify::EventKind::Access(_))
+            && event.paths.iter().any(|p| {
+                p.file_name().is_some_and(|f| {
+                    let f = f.to_string_lossy();
+                    if only_wake {
+                        f == name.as_str()
+                    } else {
+                        f.starts_with(ledger_name.as_str())
+                    }
+                })
+            })
+        {
+            changed();
+        }
+    })
+    .context("starting the ledger watcher")?;
+    watcher
+        .watch(&folder, notify::RecursiveMode::NonRecursive)
+        .with_context(|| format!("watching {}", folder.display()))?;
+    Ok(watcher)
+}
