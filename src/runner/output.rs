@@ -1,0 +1,113 @@
+//! A run's output: stdout and stderr read line by line into reports, within the run's budget.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::sync::mpsc;
+
+use super::{Line, Report};
+use crate::clock::Clock;
+
+/// A line longer than this is split, so one runaway line cannot hold the whole output.
+const MAX_LINE: usize = 64 * 1024;
+
+/// How much output the run may keep, and how much it has sent (both streams together).
+pub(super) struct Budget {
+    limit: u64,
+    pub(super) used: AtomicU64,
+    pub(super) truncated: AtomicBool,
+}
+
+impl Budget {
+    pub(super) fn new(limit: u64) -> Budget {
+        Budget {
+            limit,
+            used: AtomicU64::new(0),
+            truncated: AtomicBool::new(false),
+        }
+    }
+}
+
+/// Takes the child's stdout and stderr and reads each on a task of its own.
+pub(super) fn read_pipes(
+    child: &mut std::process::Child,
+    clock: Clock,
+    reports: &mpsc::Sender<Report>,
+    budget: &Arc<Budget>,
+) -> tokio::task::JoinSet<()> {
+    let mut readers = tokio::task::JoinSet::new();
+    let pipes: [(Option<std::os::fd::OwnedFd>, &'static str); 2] = [
+        (child.stdout.take().map(Into::into), "stdout"),
+        (child.stderr.take().map(Into::into), "stderr"),
+    ];
+    for (fd, stream) in pipes {
+        let Some(fd) = fd else { continue };
+        let Ok(pipe) = tokio::net::unix::pipe::Receiver::from_owned_fd(fd) else {
+            continue;
+        };
+        readers.spawn(read_lines(
+            pipe,
+            stream,
+            clock,
+            reports.clone(),
+            budget.clone(),
+        ));
+    }
+    readers
+}
+
+async fn read_lines(
+    pipe: tokio::net::unix::pipe::Receiver,
+    stream: &'static str,
+    clock: Clock,
+    reports: mpsc::Sender<Report>,
+    budget: Arc<Budget>,
+) {
+    let mut reader = BufReader::with_capacity(MAX_LINE, pipe);
+    let mut buf = Vec::with_capacity(256);
+    loop {
+        buf.clear();
+        // Read up to a newline, but never more than MAX_LINE bytes into one line.
+        let n = {
+            let mut limited = (&mut reader).take(MAX_LINE as u64);
+            match limited.read_until(b'\n', &mut buf).await {
+                Ok(n) => n,
+                Err(_) => break,
+            }
+        };
+        if n == 0 {
+            break;
+        }
+        let used = budget.used.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
+        if used > budget.limit {
+            if !budget.truncated.swap(true, Ordering::Relaxed) {
+                let _ = reports
+                    .send(Report::Truncated {
+                        at_bytes: budget.limit,
+                    })
+                    .await;
+            }
+            continue;
+        }
+        if buf.last() == Some(&b'\n') {
+            buf.pop();
+            if buf.last() == Some(&b'\r') {
+                buf.pop();
+            }
+        }
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        if reports
+            .send(Report::Line(Line {
+                at: clock.now(),
+                stream,
+                text,
+            }))
+            .await
+            .is_err()
+        {
+            // Nobody records the output any more; keep draining so the child never blocks.
+            continue;
+        }
+    }
+}

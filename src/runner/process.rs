@@ -1,0 +1,196 @@
+//! The processes of a run: building the command, reaping the child with its resource use,
+//! signalling the group and the escaped descendants, and naming a process across pid reuse.
+
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+
+use super::{Launch, TAG_VAR, Usage};
+use crate::spec::Action;
+
+/// The run's command: its program or shell script, the scrubbed environment plus the run's
+/// variables and tag, stdin from /dev/null, stdout and stderr piped, in a process group of its
+/// own, started with the soft `RLIMIT_NOFILE` `nofile` when the daemon raised its own.
+pub(super) fn command(launch: &Launch, nofile: Option<u64>) -> Command {
+    let mut command = match &launch.action {
+        Action::Command(argv) => {
+            // A relative program path (`./scripts/x.sh`) is relative to the run's folder, as
+            // a shell would see it there (std leaves which folder unspecified).
+            let program = match &launch.working_dir {
+                Some(dir) if argv[0].contains('/') && !argv[0].starts_with('/') => {
+                    std::path::Path::new(dir).join(&argv[0]).into_os_string()
+                }
+                _ => argv[0].clone().into(),
+            };
+            let mut c = Command::new(program);
+            c.args(&argv[1..]);
+            c
+        }
+        Action::Script { script, shell } => {
+            let mut c = Command::new(shell);
+            c.arg("-c").arg(script);
+            c
+        }
+    };
+    for name in &launch.scrub {
+        command.env_remove(name);
+    }
+    command
+        .envs(&launch.env)
+        .env(TAG_VAR, &launch.tag)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    if let Some(dir) = &launch.working_dir {
+        command.current_dir(dir);
+    }
+    if let Some(soft) = nofile {
+        // SAFETY: getrlimit and setrlimit are async-signal-safe and touch only the child.
+        unsafe {
+            command.pre_exec(move || {
+                let mut limit = libc::rlimit {
+                    rlim_cur: 0,
+                    rlim_max: 0,
+                };
+                if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+                    limit.rlim_cur = soft.min(limit.rlim_max);
+                    libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+                }
+                Ok(())
+            });
+        }
+    }
+    command
+}
+
+/// The tag of run `run_id` supervised by `supervisor` (pid and start time): no other run on
+/// this machine has it, and whoever reads the run's row can compute it, so a daemon ending a
+/// run whose supervisor died finds that run's processes too.
+pub fn run_tag(supervisor: (i64, i64), run_id: i64) -> String {
+    format!("{}.{}.{run_id}", supervisor.0, supervisor.1)
+}
+
+/// [`kill_all`] off the runtime's threads: reading `/proc/*/environ` can block (a process
+/// stuck in the kernel) and grows with the machine's process count.
+pub(super) async fn signal_all(pgid: i32, tag: &str, signal: i32) {
+    // The group first, at once; the tagged processes after the scan.
+    kill_group(pgid, signal);
+    let tag = tag.to_string();
+    let _ = tokio::task::spawn_blocking(move || kill_all(0, &tag, signal)).await;
+}
+
+/// Sends `signal` to the run's process group and to every process tagged with the run's tag
+/// (its descendants that left the group).
+pub fn kill_all(pgid: i32, tag: &str, signal: i32) {
+    kill_group(pgid, signal);
+    for pid in tagged_processes(tag) {
+        // SAFETY: kill has no memory effects.
+        unsafe {
+            libc::kill(pid, signal);
+        }
+    }
+}
+
+/// The processes whose environment holds `JOBS_RUN_TAG=tag` (those this user may read).
+pub fn tagged_processes(tag: &str) -> Vec<i32> {
+    let needle = format!("{TAG_VAR}={tag}\0").into_bytes();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.windows(needle.len()).any(|w| w == needle.as_slice()))
+        })
+        .collect()
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum WaitStatus {
+    Exited(i32),
+    Signalled(i32),
+    Unknown,
+}
+
+/// Waits for `pid` to end and reaps it, with its resource use.
+pub(super) fn wait4(pid: i32) -> (WaitStatus, Option<Usage>) {
+    let mut status: libc::c_int = 0;
+    // SAFETY: rusage is plain data, zero is a valid value.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: pid is our child, not yet reaped; status and usage are valid out-pointers.
+        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        if r == pid {
+            break;
+        }
+        if r == -1 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+            continue;
+        }
+        return (WaitStatus::Unknown, None);
+    }
+    let ms = |t: libc::timeval| t.tv_sec * 1000 + t.tv_usec / 1000;
+    let usage = Usage {
+        user_ms: ms(usage.ru_utime),
+        sys_ms: ms(usage.ru_stime),
+        max_rss_kb: usage.ru_maxrss,
+    };
+    let status = if libc::WIFEXITED(status) {
+        WaitStatus::Exited(libc::WEXITSTATUS(status))
+    } else if libc::WIFSIGNALED(status) {
+        WaitStatus::Signalled(libc::WTERMSIG(status))
+    } else {
+        WaitStatus::Unknown
+    };
+    (status, Some(usage))
+}
+
+/// Sends `signal` to the process group `pgid` (a run's group has its leader's pid).
+pub fn kill_group(pgid: i32, signal: i32) -> bool {
+    if pgid <= 1 {
+        return false;
+    }
+    // SAFETY: kill has no memory effects; a negative pid addresses the group.
+    unsafe { libc::kill(-pgid, signal) == 0 }
+}
+
+/// When the process `pid` started, in clock ticks since boot (field 22 of /proc/PID/stat): with
+/// the pid, it names one process across pid reuse.
+pub fn process_start_time(pid: i64) -> Option<i64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may contain spaces: count fields after
+    // its closing parenthesis.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Whether the process `pid` that started at `start_time` still exists (and is not a zombie).
+///
+/// A process whose `/proc` entry exists but cannot be read (`hidepid`) counts as alive: a
+/// supervisor that cannot be seen is not declared dead and its runs are not taken over.
+pub fn is_alive(pid: i64, start_time: i64) -> bool {
+    let stat = match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat,
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            tracing::warn!(
+                pid,
+                "cannot read /proc/{pid}/stat ({e}); taking it as alive"
+            );
+            return true;
+        }
+        Err(_) => return false,
+    };
+    let Some(close) = stat.rfind(')') else {
+        return false;
+    };
+    let mut fields = stat[close + 1..].split_whitespace();
+    let state = fields.next();
+    let start = fields.nth(18).and_then(|s| s.parse::<i64>().ok());
+    state != Some("Z") && start == Some(start_time)
+}
+
+/// This process's `(pid, start time)`: how runs and the lease name their supervisor.
+pub fn this_process() -> (i64, i64) {
+    let pid = i64::from(std::process::id());
+    (pid, process_start_time(pid).unwrap_or(0))
+}
