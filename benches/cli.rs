@@ -1,15 +1,28 @@
 //! End-to-end benchmark of the `jobs` binary on generated job folders.
 //!
 //! ```text
-//! cargo bench --bench cli                 # the issue's figures (N = 10,000) and scaling
+//! cargo bench --bench cli                 # scaling (N = 1,000 to 100,000), then realistic files
 //! JOBS_BENCH_SCALES=1000,10000 cargo bench --bench cli   # a quicker scaling run
+//! JOBS_BENCH_SCALES= cargo bench --bench cli              # realistic files only
+//! JOBS_BENCH_BASE=/path/to/old/jobctl cargo bench --bench cli   # before/after, same run
 //! ```
 //!
-//! For each N it writes N realistic job files, applies them, edits 10% of them (as a commit
-//! would), then times `validate`, `plan`, `apply` (from the same ledger each time) and `list`
-//! as separate processes of the release binary: medians of several runs, with the max RSS of
-//! each process from `wait4`. In the same run it measures the floor: reading every file and
-//! parsing it with serde-saphyr alone, in this process, on one thread and on all cores.
+//! **Scaling.** For each N it writes N job files (`examples/generate_jobs.rs`), applies them,
+//! edits 10% of them (as a commit would), then times `validate`, `plan`, `apply` (from the same
+//! ledger each time) and `list` as separate processes of the release binary: medians of several
+//! runs, with the max RSS of each process from `wait4`. In the same run it measures the floor:
+//! reading every file and parsing it with serde-saphyr alone, in this process, on one thread
+//! and on all cores.
+//!
+//! **Realistic files** (issue 14; `JOBS_BENCH_REALISTIC=N`, default 10,000, 0 to skip): N jobs
+//! with `env`, `retry`, `timeout`, tags, cron with and without a time zone (twelve zones,
+//! hundreds of distinct expressions), intervals, `at`, `after` and `depends_on`, and a commit
+//! changing a tenth of them. It times `validate`, `plan`, `apply`, `list` and
+//! `list --output json`, each against the floors: reading the files, `cat` of them, parsing
+//! them (one thread, all cores) and starting the binary (`jobctl --version`).
+//! `JOBS_BENCH_BASE` names a second binary measured on the same files in the same run, the two
+//! interleaved run by run so that the machine's noise falls on both alike.
+//! `JOBS_BENCH_BIN` replaces the binary under test; `JOBS_BENCH_RUNS` sets the runs per figure.
 
 #[path = "../examples/generate_jobs.rs"]
 mod generate_jobs;
@@ -20,8 +33,18 @@ use std::time::Instant;
 
 const RUNS: usize = 7;
 
+/// Runs per figure: [`RUNS`], or `JOBS_BENCH_RUNS`.
+fn runs() -> usize {
+    std::env::var("JOBS_BENCH_RUNS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(RUNS)
+}
+
 struct Sample {
     seconds: f64,
+    /// User and system CPU time of the child.
+    cpu_seconds: f64,
     max_rss_kib: i64,
 }
 
@@ -45,8 +68,10 @@ fn run_once(bin: &Path, dir: &Path, args: &[&str]) -> Sample {
     assert_eq!(pid, child.id() as libc::pid_t, "wait4 failed");
     let code = libc::WEXITSTATUS(status);
     assert!(code == 0 || code == 2, "jobs {args:?} exited {code}");
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     Sample {
         seconds,
+        cpu_seconds: secs(usage.ru_utime) + secs(usage.ru_stime),
         max_rss_kib: usage.ru_maxrss,
     }
 }
@@ -60,7 +85,7 @@ fn median(mut xs: Vec<f64>) -> f64 {
 fn measure(bin: &Path, dir: &Path, args: &[&str], before: &dyn Fn()) -> (f64, i64) {
     let mut times = Vec::new();
     let mut rss = 0;
-    for _ in 0..RUNS {
+    for _ in 0..runs() {
         before();
         let s = run_once(bin, dir, args);
         times.push(s.seconds);
@@ -83,7 +108,7 @@ fn floor(dir: &Path, parallel: bool) -> f64 {
         }
     };
     let mut times = Vec::new();
-    for _ in 0..RUNS {
+    for _ in 0..runs() {
         let started = Instant::now();
         if parallel {
             files.par_iter().for_each(parse);
@@ -109,7 +134,10 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 }
 
 fn main() {
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_jobctl"));
+    let bin = std::env::var_os("JOBS_BENCH_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_jobctl")),
+        PathBuf::from,
+    );
     // `cargo test --all-targets` runs this too, without `--bench`: then it is a quick smoke
     // test of the benchmark itself rather than a measurement.
     let measuring = std::env::args().any(|a| a == "--bench");
@@ -121,13 +149,33 @@ fn main() {
     let scales: Vec<usize> = std::env::var("JOBS_BENCH_SCALES")
         .unwrap_or_else(|_| default_scales.into())
         .split(',')
+        .filter(|s| !s.trim().is_empty())
         .map(|s| s.trim().parse().expect("JOBS_BENCH_SCALES: numbers"))
         .collect();
+    if !scales.is_empty() {
+        scaling(&bin, &scales);
+    }
+    let realistic_n: usize = std::env::var("JOBS_BENCH_REALISTIC")
+        .ok()
+        .map(|s| s.trim().parse().expect("JOBS_BENCH_REALISTIC: a number"))
+        .unwrap_or(if measuring { 10_000 } else { 200 });
+    if realistic_n > 0 {
+        let mut bins = vec![("this build".to_string(), bin)];
+        if let Some(base) = std::env::var_os("JOBS_BENCH_BASE") {
+            bins.push(("base".to_string(), PathBuf::from(base)));
+        }
+        realistic_files(&bins, realistic_n);
+    }
+}
+
+/// The scaling table: the original generator at each N.
+fn scaling(bin: &Path, scales: &[usize]) {
+    let bin = bin.to_path_buf();
     println!(
         "| N | floor 1 thread | floor all cores | validate | plan | apply | list | max RSS (apply) |"
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for n in scales {
+    for &n in scales {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path();
         let jobs_d = root.join("jobs.d");
@@ -163,5 +211,545 @@ fn main() {
             ratio(apply),
             apply_rss / 1024
         );
+    }
+}
+
+/// A folder of realistic files applied by one binary, with the ledger saved after the apply
+/// of the original files so that each timed run starts from it.
+struct Setup {
+    label: String,
+    bin: PathBuf,
+    root: tempfile::TempDir,
+}
+
+impl Setup {
+    fn new(label: &str, bin: &Path, n: usize, changed: usize) -> Setup {
+        let root = tempfile::tempdir().unwrap();
+        let jobs_d = root.path().join("jobs.d");
+        realistic::generate(&jobs_d, n);
+        let out = Command::new(bin)
+            .arg("apply")
+            .current_dir(root.path())
+            .output()
+            .expect("spawning jobs");
+        assert!(
+            out.status.success(),
+            "{label}: apply of the realistic files failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::copy(
+            root.path().join(".jobs/ledger.db"),
+            root.path().join("applied.db"),
+        )
+        .unwrap();
+        for (edit, i) in realistic::changed(n, changed).enumerate() {
+            realistic::write(&jobs_d, i, 1 + edit);
+        }
+        let setup = Setup {
+            label: label.to_string(),
+            bin: bin.to_path_buf(),
+            root,
+        };
+        // The plan must see exactly the commit's changes, or the figures mean something else.
+        let out = Command::new(bin)
+            .args(["plan", "--output", "json"])
+            .current_dir(setup.root.path())
+            .output()
+            .expect("spawning jobs");
+        let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{label}: plan -o json: {e}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        assert_eq!(plan["summary"]["change"], changed, "{label}: plan summary");
+        assert_eq!(plan["summary"]["add"], 0, "{label}: plan summary");
+        setup
+    }
+
+    fn path(&self) -> &Path {
+        self.root.path()
+    }
+
+    /// Puts the ledger back as it was after applying the original files.
+    fn restore(&self) {
+        let root = self.path();
+        std::fs::copy(root.join("applied.db"), root.join(".jobs/ledger.db")).unwrap();
+        for ext in ["-wal", "-shm"] {
+            let _ = std::fs::remove_file(root.join(format!(".jobs/ledger.db{ext}")));
+        }
+    }
+}
+
+/// Median wall and CPU time of `args` for each setup, runs interleaved across setups;
+/// `restore` puts the applied ledger back before each run.
+fn measure_each(setups: &[Setup], args: &[&str], restore: bool) -> Vec<(f64, f64)> {
+    let mut times = vec![(Vec::new(), Vec::new()); setups.len()];
+    for _ in 0..runs() {
+        for (s, (wall, cpu)) in setups.iter().zip(&mut times) {
+            if restore {
+                s.restore();
+            }
+            let sample = run_once(&s.bin, s.path(), args);
+            wall.push(sample.seconds);
+            cpu.push(sample.cpu_seconds);
+        }
+    }
+    times
+        .into_iter()
+        .map(|(wall, cpu)| (median(wall), median(cpu)))
+        .collect()
+}
+
+/// Median wall time of a closure over the runs.
+fn median_of(f: impl Fn()) -> f64 {
+    median(
+        (0..runs())
+            .map(|_| {
+                let started = Instant::now();
+                f();
+                started.elapsed().as_secs_f64()
+            })
+            .collect(),
+    )
+}
+
+/// The realistic-files table: each binary's figures against the floors, in one run.
+fn realistic_files(bins: &[(String, PathBuf)], n: usize) {
+    let changed = n / 10;
+    let setups: Vec<Setup> = bins
+        .iter()
+        .map(|(label, bin)| Setup::new(label, bin, n, changed))
+        .collect();
+    let jobs_d = setups[0].path().join("jobs.d");
+    let files = walk(&jobs_d);
+    let bytes: usize = files
+        .iter()
+        .map(|f| std::fs::metadata(f).unwrap().len() as usize)
+        .sum();
+    let read = median_of(|| {
+        for f in &files {
+            std::hint::black_box(std::fs::read(f).unwrap());
+        }
+    });
+    let cat = median_of(|| {
+        let status = Command::new("sh")
+            .args(["-c", "find jobs.d -type f -exec cat {} + > /dev/null"])
+            .current_dir(setups[0].path())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    });
+    let parse_seq = floor(&jobs_d, false);
+    let parse_par = floor(&jobs_d, true);
+    let start = measure_each(&setups[..1], &["--version"], false)[0].0;
+    println!(
+        "\nRealistic files: {n} jobs in {} files ({:.1} MiB), a commit changing {changed}; \
+         medians of {} runs",
+        files.len(),
+        bytes as f64 / (1024.0 * 1024.0),
+        runs()
+    );
+    println!(
+        "Floors: read {read:.3} s, `cat` {cat:.3} s, parse 1 thread {parse_seq:.3} s, \
+         parse all cores {parse_par:.3} s, `jobctl --version` {start:.3} s"
+    );
+    let validate = measure_each(&setups, &["validate"], false);
+    let plan = measure_each(&setups, &["plan"], true);
+    let apply = measure_each(&setups, &["apply"], true);
+    for s in &setups {
+        s.restore();
+    }
+    let list = measure_each(&setups, &["list"], false);
+    let list_json = measure_each(&setups, &["list", "--output", "json"], false);
+    let ratio =
+        |(wall, cpu): (f64, f64)| format!("{wall:.3} s ({:.2}×; CPU {cpu:.3} s)", wall / parse_par);
+    println!("\n| build | validate | plan ({changed} changed) | apply | list | list -o json |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for (k, s) in setups.iter().enumerate() {
+        println!(
+            "| {} | {} | {} | {} | {} | {} |",
+            s.label,
+            ratio(validate[k]),
+            ratio(plan[k]),
+            ratio(apply[k]),
+            ratio(list[k]),
+            ratio(list_json[k]),
+        );
+    }
+    println!("(wall time, × the all-cores parse floor of {parse_par:.3} s; CPU is user + system)");
+}
+
+/// Realistic job folders (issue 14): every job has `env`, most have `retry` and `timeout`,
+/// all have tags; schedules mix cron with and without a time zone, intervals (some with
+/// `start_at`), one-offs (`at`), fan-ins (`after`) and manual jobs, over twelve time zones,
+/// with hundreds of distinct cron expressions (so nothing per expression is cached for free).
+mod realistic {
+    use std::fmt::Write as _;
+    use std::path::Path;
+
+    const ZONES: &[&str] = &[
+        "Europe/Berlin",
+        "Europe/London",
+        "America/New_York",
+        "America/Chicago",
+        "America/Los_Angeles",
+        "America/Sao_Paulo",
+        "Asia/Tokyo",
+        "Asia/Kolkata",
+        "Asia/Singapore",
+        "Australia/Sydney",
+        "Pacific/Auckland",
+        "UTC",
+    ];
+    const SERVICES: &[&str] = &[
+        "billing",
+        "search",
+        "auth",
+        "orders",
+        "ledger",
+        "mail",
+        "media",
+        "reports",
+        "crm",
+        "warehouse",
+        "catalog",
+        "payments",
+        "analytics",
+        "support",
+        "infra",
+        "ml",
+        "ads",
+    ];
+    const TASKS: &[&str] = &[
+        "sync", "backup", "export", "cleanup", "reindex", "rollup", "digest", "probe", "rotate",
+        "import", "vacuum", "refresh",
+    ];
+    const TAGS: &[&str] = &[
+        "nightly",
+        "hourly",
+        "critical",
+        "pii",
+        "finance",
+        "ops",
+        "etl",
+        "oncall",
+        "batch",
+        "customer-facing",
+        "experimental",
+        "compliance",
+    ];
+    /// Subfolders, one per team.
+    pub const FOLDERS: usize = 100;
+
+    pub fn folder(i: usize) -> String {
+        let team = i % FOLDERS;
+        format!("{}-{team:02}", SERVICES[team % SERVICES.len()])
+    }
+
+    pub fn name(i: usize) -> String {
+        format!(
+            "{}-{}-{i:05}",
+            SERVICES[i % SERVICES.len()],
+            TASKS[(i / 7) % TASKS.len()]
+        )
+    }
+
+    /// The kind of job `i`: its schedule's family.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Kind {
+        CronZoned,
+        CronUtc,
+        Every,
+        At,
+        After,
+        Manual,
+    }
+
+    fn kind(i: usize) -> Kind {
+        match i % 20 {
+            0..=6 => Kind::CronZoned,
+            7..=10 => Kind::CronUtc,
+            11..=14 => Kind::Every,
+            15 => Kind::At,
+            // A fan-in waits for an earlier cron job (see `upstream`).
+            16..=18 if i >= 20 => Kind::After,
+            16..=18 => Kind::CronUtc,
+            _ => Kind::Manual,
+        }
+    }
+
+    /// One of many cron shapes; `edit` moves its minute (a commit's schedule change).
+    fn cron(i: usize, edit: usize) -> String {
+        let m = (i * 7 + edit * 11) % 60;
+        let h = (i / 3) % 24;
+        match (i / 20) % 10 {
+            0 => format!("{m} {h} * * *"),
+            1 => format!("{m} {h} * * mon-fri"),
+            2 => format!("*/{} * * * *", [5, 10, 15, 20, 30][(i + edit) % 5]),
+            3 => format!("{m} {h},{} * * *", (h + 12) % 24),
+            4 => format!("{m} {h} 1,15 * *"),
+            5 => format!("{m} */{} * * *", [2, 3, 4, 6][i % 4]),
+            6 => format!("{m} {h} * * sun"),
+            7 => format!("{m} {}-{} * * 1-5", h % 12, h % 12 + 8),
+            8 => format!("{m} {h} 1 */3 *"),
+            _ if edit == 0 => ["@daily", "@hourly", "@weekly"][i % 3].to_string(),
+            _ => format!("{m} 0 * * *"),
+        }
+    }
+
+    /// The text of job `i` as `.yaml` or `.toml`; `edit` > 0 is the same job after a commit.
+    pub fn job_file(i: usize, edit: usize) -> (String, String) {
+        let job = name(i);
+        let zone = ZONES[(i / 2) % ZONES.len()];
+        let kind = kind(i);
+        // What a commit changes: the schedule (2 in 5), the timeout, an env value or the tags.
+        let (sched_edit, mut timeout_edit, env_edit, tag_edit) = match edit % 5 {
+            0 if edit == 0 => (0, 0, 0, 0),
+            0 | 1 => (1, 0, 0, 0),
+            2 => (0, 1, 0, 0),
+            3 => (0, 0, 1, 0),
+            _ => (0, 0, 0, 1),
+        };
+        if sched_edit == 1 && matches!(kind, Kind::Manual | Kind::After) {
+            // Nothing to move in these schedules: the commit changes the timeout instead.
+            timeout_edit = 1;
+        }
+        let timeout = ["30s", "5m", "15m", "1h", "2h 30m"][(i + timeout_edit) % 5];
+        let n_tags = 1 + i % 4;
+        let tags: Vec<&str> = (0..n_tags)
+            .map(|k| TAGS[(i + k * 5 + tag_edit) % TAGS.len()])
+            .collect();
+        let upstream = name(upstream(i));
+        let schedule_yaml = match kind {
+            Kind::CronZoned | Kind::CronUtc => format!("\"{}\"", cron(i, sched_edit)),
+            Kind::Every if i.is_multiple_of(3) => format!(
+                "\n  every: {}h\n  start_at: 2026-01-0{}T0{}:30:00",
+                1 + (i + sched_edit) % 12,
+                1 + i % 9,
+                i % 10
+            ),
+            Kind::Every => format!("\n  every: {}m", 1 + (i + sched_edit * 7) % 240),
+            Kind::At => format!(
+                "\n  at: 20{}-{:02}-{:02}T{:02}:{:02}:00",
+                30 + i % 5,
+                1 + i % 12,
+                1 + (i + sched_edit) % 28,
+                i % 24,
+                (i * 7) % 60
+            ),
+            Kind::After => format!("\n  after: [{upstream}]"),
+            Kind::Manual => String::new(),
+        };
+        let zoned = matches!(kind, Kind::CronZoned | Kind::At | Kind::Every) && i.is_multiple_of(3)
+            || kind == Kind::CronZoned;
+        let description = format!(
+            "{} {} for {}, owned by team {}",
+            TASKS[(i / 7) % TASKS.len()],
+            ["nightly", "incremental", "full", "partial"][i % 4],
+            SERVICES[i % SERVICES.len()],
+            i % FOLDERS
+        );
+        let env: Vec<(String, String)> = {
+            let mut env = vec![
+                (
+                    "SERVICE".to_string(),
+                    SERVICES[i % SERVICES.len()].to_string(),
+                ),
+                (
+                    "LOG_LEVEL".to_string(),
+                    ["info", "debug", "warn"][(i + env_edit) % 3].to_string(),
+                ),
+            ];
+            for k in 0..(i % 5) {
+                env.push((format!("OPT_{k}"), format!("value-{}-{k}", i % 97)));
+            }
+            env
+        };
+        if i % 10 == 9 {
+            return (
+                format!("{job}.toml"),
+                toml_job(
+                    i,
+                    kind,
+                    &description,
+                    zone,
+                    zoned,
+                    &schedule_yaml,
+                    &env,
+                    timeout,
+                    &tags,
+                    sched_edit,
+                ),
+            );
+        }
+        let mut t = String::new();
+        writeln!(t, "# {job}: generated by benches/cli.rs").unwrap();
+        writeln!(t, "description: {description}").unwrap();
+        if !schedule_yaml.is_empty() {
+            writeln!(t, "schedule: {schedule_yaml}").unwrap();
+        }
+        if zoned {
+            writeln!(t, "timezone: {zone}").unwrap();
+        }
+        if i.is_multiple_of(2) {
+            writeln!(
+                t,
+                "run: |\n  set -eu\n  echo \"{job} starting\"\n  /opt/{svc}/bin/{task} --batch {} --target \"$TARGET_DB\"",
+                100 * (1 + i % 9),
+                svc = SERVICES[i % SERVICES.len()],
+                task = TASKS[(i / 7) % TASKS.len()]
+            )
+            .unwrap();
+        } else {
+            writeln!(
+                t,
+                "command: [/opt/{}/bin/{}, --id, \"{i}\", --quiet]",
+                SERVICES[i % SERVICES.len()],
+                TASKS[(i / 7) % TASKS.len()]
+            )
+            .unwrap();
+        }
+        writeln!(t, "env:").unwrap();
+        writeln!(t, "  TARGET_DB: postgres://db-{}.internal/main", i % 13).unwrap();
+        for (k, v) in &env {
+            writeln!(t, "  {k}: \"{v}\"").unwrap();
+        }
+        if i % 10 != 3 || timeout_edit == 1 {
+            writeln!(t, "timeout: {timeout}").unwrap();
+        }
+        if i % 10 < 7 {
+            writeln!(
+                t,
+                "retry:\n  attempts: {}\n  backoff: {}s",
+                1 + i % 5,
+                10 * (1 + i % 3)
+            )
+            .unwrap();
+            if i.is_multiple_of(2) {
+                writeln!(t, "  max_backoff: 10m").unwrap();
+            }
+        }
+        writeln!(t, "concurrency: {}", ["forbid", "allow", "replace"][i % 3]).unwrap();
+        writeln!(t, "missed: {}", ["run_once", "skip"][i % 2]).unwrap();
+        if i.is_multiple_of(4) {
+            writeln!(t, "starting_deadline: {}m", 5 + i % 55).unwrap();
+        }
+        if i.is_multiple_of(6) {
+            writeln!(t, "jitter: {}s", 5 + i % 25).unwrap();
+        }
+        if kind != Kind::After && i.is_multiple_of(11) && i >= 20 {
+            writeln!(t, "depends_on: [{upstream}]").unwrap();
+        }
+        if i.is_multiple_of(8) {
+            writeln!(
+                t,
+                "history:\n  keep_runs: {}\n  max_age: 14d",
+                50 * (1 + i % 10)
+            )
+            .unwrap();
+        }
+        if i.is_multiple_of(5) {
+            writeln!(t, "output_limit: {} KiB", 64 * (1 + i % 4)).unwrap();
+        }
+        if i.is_multiple_of(9) {
+            writeln!(
+                t,
+                "on_failure:\n  - webhook: http://alerts.internal/jobs/{}\n    after: 2",
+                SERVICES[i % SERVICES.len()]
+            )
+            .unwrap();
+        }
+        writeln!(t, "tags: [{}]", tags.join(", ")).unwrap();
+        (format!("{job}.yaml"), t)
+    }
+
+    /// The job that job `i` fires after (or depends on): a cron job a few places earlier.
+    /// Links only point backwards, so there are no cycles.
+    fn upstream(i: usize) -> usize {
+        i.saturating_sub(9 + 3 * (i % 2))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn toml_job(
+        i: usize,
+        kind: Kind,
+        description: &str,
+        zone: &str,
+        zoned: bool,
+        schedule_yaml: &str,
+        env: &[(String, String)],
+        timeout: &str,
+        tags: &[&str],
+        sched_edit: usize,
+    ) -> String {
+        let mut t = String::new();
+        writeln!(t, "# {}: generated by benches/cli.rs (TOML)", name(i)).unwrap();
+        writeln!(t, "description = \"{description}\"").unwrap();
+        match kind {
+            Kind::CronZoned | Kind::CronUtc => {
+                writeln!(t, "schedule = \"{}\"", cron(i, sched_edit)).unwrap()
+            }
+            Kind::Manual => {}
+            _ => {
+                // The YAML flow map, one `key: value` a line, as a TOML inline table.
+                let fields: Vec<String> = schedule_yaml
+                    .lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .map(|l| {
+                        let (k, v) = l.trim().split_once(": ").unwrap();
+                        if v.starts_with('[') {
+                            let items: Vec<String> = v
+                                .trim_matches(['[', ']'])
+                                .split(", ")
+                                .map(|x| format!("\"{x}\""))
+                                .collect();
+                            format!("{k} = [{}]", items.join(", "))
+                        } else {
+                            format!("{k} = \"{v}\"")
+                        }
+                    })
+                    .collect();
+                writeln!(t, "schedule = {{ {} }}", fields.join(", ")).unwrap();
+            }
+        }
+        if zoned {
+            writeln!(t, "timezone = \"{zone}\"").unwrap();
+        }
+        writeln!(
+            t,
+            "command = [\"/opt/tools/bin/report\", \"--id\", \"{i}\"]"
+        )
+        .unwrap();
+        writeln!(t, "timeout = \"{timeout}\"").unwrap();
+        writeln!(t, "concurrency = \"forbid\"").unwrap();
+        let tags: Vec<String> = tags.iter().map(|x| format!("\"{x}\"")).collect();
+        writeln!(t, "tags = [{}]", tags.join(", ")).unwrap();
+        writeln!(t, "\n[env]").unwrap();
+        for (k, v) in env {
+            writeln!(t, "{k} = \"{v}\"").unwrap();
+        }
+        writeln!(t, "\n[retry]\nattempts = {}\nbackoff = \"30s\"", 1 + i % 4).unwrap();
+        t
+    }
+
+    /// Writes jobs `0..n` under `dir`, in [`FOLDERS`] subfolders.
+    pub fn generate(dir: &Path, n: usize) {
+        for i in 0..n {
+            write(dir, i, 0);
+        }
+    }
+
+    /// Jobs a commit touches: every tenth, so the edits spread over folders and kinds.
+    pub fn changed(n: usize, k: usize) -> impl Iterator<Item = usize> {
+        (0..n).step_by((n / k.max(1)).max(1)).take(k)
+    }
+
+    /// Rewrites job `i` as edit number `edit` (0 is the original).
+    pub fn write(dir: &Path, i: usize, edit: usize) {
+        let folder = dir.join(folder(i));
+        std::fs::create_dir_all(&folder).unwrap();
+        let (file, text) = job_file(i, edit);
+        std::fs::write(folder.join(file), text).unwrap();
     }
 }

@@ -134,10 +134,11 @@ pub fn repeat_json(repeat: crate::spec::Repeat) -> serde_json::Value {
     }
 }
 
-/// [`applied`] for an apply, from rows without definitions: only a job whose definition
-/// differs needs its stored definition and run count (`fetch`), and its stored schedule and
-/// zone (a parse each), for the diff and the fires before and after.
-fn applied_for_plan(
+/// [`applied`] for a plan or an apply, from rows without definitions (`Ledger::jobs_bare`):
+/// only a job whose definition differs needs its stored definition and run count (`fetch`),
+/// and its stored schedule and zone (a parse each), for the diff and the fires before and
+/// after. Of 10,000 jobs a commit touches a few; the rest cost a hash comparison.
+pub fn applied_for_plan(
     rows: &[JobRow],
     catalog: &Catalog,
     fetch: &dyn Fn(&str) -> Option<(String, i64)>,
@@ -147,7 +148,7 @@ fn applied_for_plan(
             let same = catalog
                 .get(&row.name)
                 .is_some_and(|entry| entry.hash == row.content_hash);
-            if !same && row.owner == "file" && row.active {
+            if !same && row.owner == crate::ledger::Owner::File && row.active {
                 let mut row = row.clone();
                 if let Some((definition, n_runs)) = fetch(&row.name) {
                     row.definition = definition;
@@ -155,7 +156,7 @@ fn applied_for_plan(
                 }
                 return applied(std::slice::from_ref(&row)).remove(0);
             }
-            if same && row.active && row.owner == "file" {
+            if same && row.active && row.owner == crate::ledger::Owner::File {
                 Applied {
                     name: row.name.clone(),
                     api_owned: false,
@@ -180,7 +181,7 @@ fn applied_for_plan(
 /// The active API-owned jobs' names: jobs.d files may depend on them.
 pub fn api_owned_names(rows: &[JobRow]) -> Vec<String> {
     rows.iter()
-        .filter(|r| r.owner == "api" && r.active)
+        .filter(|r| r.owner == crate::ledger::Owner::Api && r.active)
         .map(|r| r.name.clone())
         .collect()
 }
@@ -190,7 +191,7 @@ pub fn applied(rows: &[JobRow]) -> Vec<Applied> {
     rows.iter()
         .map(|row| Applied {
             name: row.name.clone(),
-            api_owned: row.owner == "api",
+            api_owned: row.owner == crate::ledger::Owner::Api,
             active: row.active,
             revision: row.revision,
             hash: row.content_hash.clone(),
@@ -264,7 +265,7 @@ pub fn write_api_job(
     let result = ledger.apply(&stamp, &GitInfo::default(), |current, fetch| {
         let existing = current.iter().find(|r| r.name == name && r.active);
         let refusal = match (mode, existing) {
-            (_, Some(r)) if r.owner == "file" => Some(ApiWriteError::Conflict(format!(
+            (_, Some(r)) if r.owner == crate::ledger::Owner::File => Some(ApiWriteError::Conflict(format!(
                 "job `{name}` is defined by the file {}; change it there (git is the source of truth for the jobs it owns)",
                 r.source_path.as_deref().unwrap_or("in the jobs folder")
             ))),

@@ -148,12 +148,13 @@ pub fn build_with(
         &mut diagnostics,
     );
     check_cycles(&entries, &references, &mut keep, &mut diagnostics);
-    let mut valid: Vec<Entry> = entries
-        .into_iter()
-        .zip(keep)
-        .filter_map(|(e, k)| k.then_some(e))
-        .collect();
-    valid.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+    let valid = sorted_by_name(
+        entries
+            .into_iter()
+            .zip(keep)
+            .filter_map(|(e, k)| k.then_some(e))
+            .collect(),
+    );
     diagnostics.sort_by(|a, b| {
         (a.file.as_str(), a.position, a.severity == Severity::Warning).cmp(&(
             b.file.as_str(),
@@ -306,6 +307,18 @@ fn check_cycles(
             keep[i] = false;
         }
     }
+}
+
+/// `entries` by job name. Sorted through their indices: an `Entry` is large, and a merge
+/// sort moving 10,000 of them cost more than its comparisons (a tenth of a `plan`).
+fn sorted_by_name(entries: Vec<Entry>) -> Vec<Entry> {
+    let mut order: Vec<usize> = (0..entries.len()).collect();
+    order.sort_by(|&a, &b| entries[a].spec.name.cmp(&entries[b].spec.name));
+    let mut slots: Vec<Option<Entry>> = entries.into_iter().map(Some).collect();
+    order
+        .into_iter()
+        .map(|i| slots[i].take().expect("each index once"))
+        .collect()
 }
 
 fn edges(spec: &JobSpec) -> impl Iterator<Item = &JobName> {

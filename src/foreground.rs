@@ -69,6 +69,8 @@ pub fn run_foreground(
             ledger, clock, None, kill_grace, defaults, jobs_dir,
         ));
         shared.set_notifier(notifier);
+        // The run's end releases what a daemon's would (fan-ins, blocked runs).
+        shared.set_graph(Arc::new(shared.load_graph()?));
         let stop_rx = stop_on_signals()?;
         let conclusion =
             executor::run_and_record(shared.clone(), run, stop_rx, Echo::Terminal).await;

@@ -1,23 +1,21 @@
-//! The dependency graph between jobs, and the two rules that use it.
+//! The dependency graph between jobs.
 //!
 //! A job is linked to others two ways: `schedule: {after: [a, b]}` makes it fire when every
-//! listed job has succeeded since its last fire (a fan-in: [`fan_in`]), and `depends_on:
+//! listed job has succeeded since its last fire (a fan-in: `rules::fan_in`), and `depends_on:
 //! [a, b]` gates the runs its own triggers create (a run waits `blocked` until each
-//! dependency's latest run has succeeded: [`gate`]). [`Graph`] holds both kinds of edge in
+//! dependency's latest run has succeeded: `rules::gate`). [`Graph`] holds both kinds of edge in
 //! both directions, so that a run's end finds what it may release without a scan. Rendering
 //! for `jobctl graph` (a text tree, Graphviz) lives here too.
 //!
-//! Pure: the ledger gathers the facts (latest runs, finish times) and applies the decisions;
+//! Pure: the rules live in `rules`; the ledger gathers their facts and writes their decisions;
 //! cycles and unknown names were rejected by `catalog` before a graph is built.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
-use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::duration::Duration;
-use crate::run::RunState;
 use crate::schedule::Schedule;
 use crate::spec::{Concurrency, JobSpec};
 
@@ -209,78 +207,6 @@ impl EdgeKind {
     }
 }
 
-/// A dependency's latest run that was not skipped, as the gate sees it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Latest {
-    pub run_id: i64,
-    pub state: RunState,
-    pub finished_at: Option<Timestamp>,
-}
-
-/// What a `depends_on` gate says about a run created at `created`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Gate {
-    /// Every dependency's latest run has succeeded: the run may start. The runs that let it.
-    Open { released_by: Vec<(String, i64)> },
-    /// Some dependencies have not succeeded (yet): the run waits for them.
-    Wait { waiting_for: Vec<String> },
-    /// A dependency's run failed after the run came due: it will not start.
-    Fail { reason: String },
-}
-
-/// The `depends_on` rule. `deps` pairs each dependency with its latest run that was not
-/// skipped (`None`: it never ran). A failure that ended before the run came due is old news:
-/// the run waits for a new run of that dependency; one that ended after it came due ends the
-/// wait with [`Gate::Fail`].
-pub fn gate(created: Timestamp, deps: &[(&str, Option<Latest>)]) -> Gate {
-    let mut waiting_for = Vec::new();
-    let mut released_by = Vec::new();
-    for (job, latest) in deps {
-        match latest {
-            Some(l) if l.state == RunState::Succeeded => {
-                released_by.push((job.to_string(), l.run_id))
-            }
-            Some(l) if l.state.is_terminal() && l.finished_at.is_some_and(|f| f >= created) => {
-                return Gate::Fail {
-                    reason: format!("dependency {job} ended {} (run {})", l.state, l.run_id),
-                };
-            }
-            _ => waiting_for.push(job.to_string()),
-        }
-    }
-    if waiting_for.is_empty() {
-        Gate::Open { released_by }
-    } else {
-        Gate::Wait { waiting_for }
-    }
-}
-
-/// The `after` rule: the job fires when every upstream job has a succeeded run that finished
-/// after `cursor` (the job's last fire, or when its schedule was applied). `successes` pairs
-/// each upstream job with its latest succeeded run `(id, finished_at)`. Returns the runs that
-/// release it, or `None` while one is missing.
-pub fn fan_in(
-    cursor: Timestamp,
-    successes: &[(&str, Option<(i64, Timestamp)>)],
-) -> Option<Vec<(String, i64)>> {
-    successes
-        .iter()
-        .map(|(job, latest)| match latest {
-            Some((id, finished)) if *finished > cursor => Some((job.to_string(), *id)),
-            _ => None,
-        })
-        .collect()
-}
-
-/// `a#12, b#13`: the runs that released a run, for its event and the CLI.
-pub fn describe_releases(released_by: &[(String, i64)]) -> String {
-    released_by
-        .iter()
-        .map(|(job, id)| format!("{job} (run {id})"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// The graph as a text tree: each job with no upstream is a root, and each job appears under
 /// every job it waits for, marked with how (`after` or `depends_on`). A job shown once in
 /// full is shown again as `…` under its other upstreams.
@@ -379,6 +305,7 @@ fn dot_id(text: &str) -> String {
 mod tests {
     use super::*;
     use crate::spec::{Context, Defaults, parse};
+    use jiff::Timestamp;
 
     fn ts(text: &str) -> Timestamp {
         text.parse().unwrap()
@@ -395,107 +322,6 @@ mod tests {
             .map(|(path, text)| parse(path, text.as_bytes(), context).spec.expect(path))
             .collect();
         Graph::new(&specs)
-    }
-
-    fn latest(run_id: i64, state: RunState, finished_at: Option<&str>) -> Option<Latest> {
-        Some(Latest {
-            run_id,
-            state,
-            finished_at: finished_at.map(ts),
-        })
-    }
-
-    #[test]
-    fn the_gate_opens_waits_or_fails() {
-        use RunState::*;
-        let created = ts("2026-10-31T12:00:00Z");
-        type Case<'a> = (&'a str, Vec<(&'a str, Option<Latest>)>, Gate);
-        let cases: Vec<Case> = vec![
-            (
-                "all succeeded",
-                vec![
-                    ("a", latest(1, Succeeded, Some("2026-10-31T11:00:00Z"))),
-                    ("b", latest(2, Succeeded, Some("2026-10-31T12:30:00Z"))),
-                ],
-                Gate::Open {
-                    released_by: vec![("a".into(), 1), ("b".into(), 2)],
-                },
-            ),
-            (
-                "one never ran",
-                vec![
-                    ("a", latest(1, Succeeded, Some("2026-10-31T11:00:00Z"))),
-                    ("b", None),
-                ],
-                Gate::Wait {
-                    waiting_for: vec!["b".into()],
-                },
-            ),
-            (
-                "one still running",
-                vec![("a", latest(1, Running, None))],
-                Gate::Wait {
-                    waiting_for: vec!["a".into()],
-                },
-            ),
-            (
-                "an old failure waits for a new run",
-                vec![("a", latest(1, Failed, Some("2026-10-31T11:59:59Z")))],
-                Gate::Wait {
-                    waiting_for: vec!["a".into()],
-                },
-            ),
-            (
-                "a failure after the run came due fails it",
-                vec![("a", latest(7, TimedOut, Some("2026-10-31T12:00:01Z")))],
-                Gate::Fail {
-                    reason: "dependency a ended timed_out (run 7)".into(),
-                },
-            ),
-            (
-                "a blocked dependency is waited for",
-                vec![("a", latest(3, Blocked, None))],
-                Gate::Wait {
-                    waiting_for: vec!["a".into()],
-                },
-            ),
-        ];
-        for (what, deps, expected) in cases {
-            assert_eq!(gate(created, &deps), expected, "{what}");
-        }
-    }
-
-    #[test]
-    fn the_fan_in_needs_every_upstream_after_the_cursor() {
-        let cursor = ts("2026-10-31T12:00:00Z");
-        let before = ts("2026-10-31T11:00:00Z");
-        let after = ts("2026-10-31T12:00:00.001Z");
-        type Case<'a> = (
-            &'a str,
-            Vec<(&'a str, Option<(i64, Timestamp)>)>,
-            Option<Vec<(String, i64)>>,
-        );
-        let cases: Vec<Case> = vec![
-            (
-                "both after",
-                vec![("a", Some((1, after))), ("b", Some((2, after)))],
-                Some(vec![("a".into(), 1), ("b".into(), 2)]),
-            ),
-            (
-                "one before",
-                vec![("a", Some((1, after))), ("b", Some((2, before)))],
-                None,
-            ),
-            ("one at the cursor", vec![("a", Some((1, cursor)))], None),
-            (
-                "one never",
-                vec![("a", Some((1, after))), ("b", None)],
-                None,
-            ),
-        ];
-        for (what, successes, expected) in cases {
-            assert_eq!(fan_in(cursor, &successes), expected, "{what}");
-        }
     }
 
     #[test]

@@ -35,6 +35,7 @@ pub mod ledger;
 pub mod metrics;
 pub mod notify;
 pub mod plan;
+pub mod rules;
 pub mod run;
 pub mod runner;
 pub mod slots;

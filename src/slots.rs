@@ -15,6 +15,7 @@ use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 
 use crate::duration::Duration;
+use crate::rules::{self, Admission, SkipReason};
 use crate::run::Trigger;
 use crate::schedule::Schedule;
 use crate::spec::{Concurrency, Missed};
@@ -107,7 +108,7 @@ pub fn decide(job: &JobClock<'_>, now: Timestamp) -> Decision {
             rows.push(row(
                 span,
                 Outcome::Skipped {
-                    reason: "the job is paused".to_string(),
+                    reason: SkipReason::Paused.to_string(),
                 },
             ));
         }
@@ -158,14 +159,12 @@ pub fn decide(job: &JobClock<'_>, now: Timestamp) -> Decision {
         (None, Some(on_time), _) => Some((on_time, Trigger::Schedule)),
     };
     if let Some((span, trigger)) = fire.take() {
-        let outcome = match (job.active, job.concurrency) {
-            (true, Concurrency::Forbid) => Outcome::Skipped {
-                reason: "the previous run is still active (concurrency: forbid)".to_string(),
+        // Paused was decided above, for every slot.
+        let outcome = match rules::admit(false, job.concurrency, job.active) {
+            Admission::Skip(reason) => Outcome::Skipped {
+                reason: reason.to_string(),
             },
-            (active, concurrency) => Outcome::Fire {
-                trigger,
-                replace: active && concurrency == Concurrency::Replace,
-            },
+            Admission::Run { replace } => Outcome::Fire { trigger, replace },
         };
         rows.push(row(span, outcome));
     }

@@ -56,9 +56,10 @@ const CORE: &[(&str, &[&str], &[&str])] = &[
     ),
     (
         "slots.rs",
-        &["cron", "duration", "run", "schedule", "spec"],
+        &["cron", "duration", "rules", "run", "schedule", "spec"],
         &["jiff"],
     ),
+    ("rules.rs", &["duration", "run", "spec"], &["jiff"]),
     (
         "graph.rs",
         &["duration", "run", "schedule", "spec"],

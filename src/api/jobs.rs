@@ -569,7 +569,9 @@ pub async fn update(
     let job = name.clone();
     let stored = api.read(move |l| l.job(&job)).await?.filter(|r| r.active);
     let mut merged = match stored {
-        Some(row) if row.owner == "api" => definition_value(&row.definition, Format::Yaml)?,
+        Some(row) if row.owner == crate::ledger::Owner::Api => {
+            definition_value(&row.definition, Format::Yaml)?
+        }
         // Let the write report a file's job or a missing one.
         _ => serde_json::Value::Object(serde_json::Map::new()),
     };

@@ -127,7 +127,13 @@ impl Daemon {
         }
         .min(CLOCK_LOOK);
         // A blocked run whose starting deadline passes ends skipped.
-        let deadline = self.shared.ledger().next_blocked_deadline().ok().flatten();
+        let graph = self.shared.graph();
+        let deadline = self
+            .shared
+            .ledger()
+            .next_blocked_deadline(&graph)
+            .ok()
+            .flatten();
         if let Some(at) = deadline {
             if at <= self.now() {
                 self.resolve();
@@ -208,10 +214,9 @@ impl Daemon {
             tracing::debug!(run = id, state = %conclusion.state, "run task done");
             // `repeat: {until: success}`: the ledger marked the job completed with this end;
             // the scheduler reloads to stop firing it.
-            if conclusion.state == crate::run::RunState::Succeeded
-                && revision_id
-                    .and_then(|r| daemon.shared.spec(r).ok())
-                    .is_some_and(|s| s.repeat == Some(crate::spec::Repeat::UntilSuccess))
+            if revision_id
+                .and_then(|r| daemon.shared.spec(r).ok())
+                .is_some_and(|s| crate::rules::completes_on_end(s.repeat, conclusion.state))
             {
                 tracing::info!(job = %job, "the job has completed (repeat until success)");
                 daemon.reload.store(true, Ordering::SeqCst);

@@ -182,12 +182,7 @@ impl Daemon {
             if !row.enabled || row.completed_at.is_some() {
                 continue;
             }
-            let remaining = match spec.repeat {
-                Some(crate::spec::Repeat::Times(n)) => {
-                    Some(i64::from(n).saturating_sub(row.fires).max(0))
-                }
-                _ => None,
-            };
+            let remaining = crate::rules::fires_left(spec.repeat, row.fires);
             let parse = |t: &str| t.parse::<Timestamp>().ok();
             let anchor = parse(&row.schedule_anchor).unwrap_or_else(|| self.now());
             let cursor = parse(&row.slot_cursor).unwrap_or(anchor);
@@ -215,7 +210,7 @@ impl Daemon {
                 _ => None,
             }));
         let graph = crate::graph::Graph::new(specs.iter().map(|s| &**s));
-        self.shared.ledger().set_graph(Some(Arc::new(graph)));
+        self.shared.set_graph(Arc::new(graph));
         self.resolve();
         Ok(jobs)
     }
@@ -264,7 +259,11 @@ impl Daemon {
     /// Fires the fan-ins and decides the blocked runs the ledger allows now.
     pub(super) fn resolve(&self) {
         // The ledger's guard must be gone before the arms run: `act_on_cancels` locks it again.
-        let resolved = self.shared.ledger().resolve_dependencies(self.now());
+        let graph = self.shared.graph();
+        let resolved = self
+            .shared
+            .ledger()
+            .resolve_dependencies(&graph, self.now());
         match resolved {
             Ok(resolved) => {
                 if resolved.pending > 0 {

@@ -53,6 +53,8 @@ pub struct Shared {
     /// The daemon's executor, when it runs one: a run's end then claims the runs it released
     /// in the same transaction.
     claimer: OnceLock<Claimer>,
+    /// The dependency graph that run ends release runs by (see `Ledger::finish_runs`).
+    graph: std::sync::RwLock<Arc<crate::graph::Graph>>,
     /// Whether the ledger can be written and the scheduler lives: what readiness reports.
     pub health: crate::health::Health,
     /// The variables holding webhook secrets, which runs do not inherit.
@@ -97,6 +99,7 @@ impl Shared {
             notifying: Mutex::new(tokio::task::JoinSet::new()),
             notifier: OnceLock::new(),
             claimer: OnceLock::new(),
+            graph: std::sync::RwLock::default(),
             health: crate::health::Health::default(),
             secret_vars: Mutex::new(std::collections::HashSet::new()),
             giving_up: std::sync::atomic::AtomicBool::new(false),
@@ -161,6 +164,45 @@ impl Shared {
 
     /// Lets the daemon claim runs, and run ends claim the runs they release (see [`Claimer`]);
     /// set once by the daemon.
+    /// Sets the dependency graph run ends release runs by: the daemon's, at each load.
+    pub fn set_graph(&self, graph: Arc<crate::graph::Graph>) {
+        *self
+            .graph
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = graph;
+    }
+
+    /// The dependency graph run ends release runs by.
+    pub fn graph(&self) -> Arc<crate::graph::Graph> {
+        self.graph
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Builds the dependency graph from the ledger's active jobs (for a run outside the
+    /// daemon, so its end releases what a daemon's would): only the jobs on a link are
+    /// parsed.
+    ///
+    /// # Errors
+    ///
+    /// On a ledger failure.
+    pub fn load_graph(&self) -> crate::ledger::Result<crate::graph::Graph> {
+        let rows = self.ledger().job_summaries()?;
+        let view = crate::views::graph(&rows);
+        let linked: std::collections::BTreeSet<&str> = view
+            .edges
+            .iter()
+            .flat_map(|e| [e.from.as_str(), e.to.as_str()])
+            .collect();
+        let specs: Vec<Arc<JobSpec>> = rows
+            .iter()
+            .filter(|r| r.active && linked.contains(r.name.as_str()))
+            .filter_map(|r| self.spec(r.revision_id).ok())
+            .collect();
+        Ok(crate::graph::Graph::new(specs.iter().map(|s| &**s)))
+    }
+
     pub fn set_claimer(&self, claimer: Claimer) {
         let _ = self.claimer.set(claimer);
     }

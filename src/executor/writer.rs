@@ -128,12 +128,14 @@ impl Shared {
                 // too (issue 14): a burst of runs through the concurrency limit then costs one
                 // disk sync per turn, not one for the ends and another for the executor's
                 // claim.
-                Some(c) if ledger.has_graph() => {
+                Some(c) => {
                     let now = self.clock.now();
+                    let graph = self.graph();
                     let claimed = self.write_queued(&mut ledger, |ledger, ends| {
                         let room = c.room.free_with(ending_here(ends, c.epoch));
                         ledger.finish_and_claim(
                             ends,
+                            &graph,
                             crate::ledger::Claim::ReleasedFirst,
                             c.epoch,
                             c.supervisor,
@@ -150,8 +152,9 @@ impl Shared {
                     }
                 }
                 _ => {
+                    let graph = self.graph();
                     self.write_queued(&mut ledger, |ledger, ends| {
-                        ledger.finish_runs(ends).map(|ids| (ids, ()))
+                        ledger.finish_runs(ends, &graph).map(|ids| (ids, ()))
                     })
                     .ok();
                 }
@@ -233,10 +236,12 @@ impl Shared {
         };
         let mut ledger = self.ledger();
         let now = self.clock.now();
+        let graph = self.graph();
         let runs = self.write_queued(&mut ledger, |ledger, ends| {
             let max = c.room.free_with(ending_here(ends, c.epoch));
             ledger.finish_and_claim(
                 ends,
+                &graph,
                 crate::ledger::Claim::Oldest,
                 c.epoch,
                 c.supervisor,

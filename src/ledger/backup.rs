@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use super::{Ledger, LedgerError, Result};
+use super::{ForLedger, Ledger, LedgerError, Result};
 
 impl Ledger {
     /// Writes a consistent copy of the ledger to `target`, which must not exist.
@@ -45,11 +45,11 @@ impl Ledger {
         let mut stmt = self
             .conn
             .prepare("PRAGMA integrity_check")
-            .map_err(|e| self.err(e))?;
+            .for_ledger(self)?;
         let rows: Vec<String> = stmt
             .query_map([], |r| r.get(0))
             .and_then(Iterator::collect)
-            .map_err(|e| self.err(e))?;
+            .for_ledger(self)?;
         Ok(rows.into_iter().filter(|r| r != "ok").collect())
     }
 
@@ -62,6 +62,6 @@ impl Ledger {
     pub fn checkpoint(&self) -> Result<()> {
         self.conn
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
-            .map_err(|e| self.err(e))
+            .for_ledger(self)
     }
 }

@@ -1,21 +1,24 @@
 //! Dependencies in the ledger: the `depends_on` gate of new runs, and what a run's end
-//! releases (`after` fan-ins, blocked runs). The daemon's connection carries the dependency
-//! graph; with it, the transaction that writes a run's end also writes what that end
-//! releases, so a hand-off costs neither a poll nor a second commit.
+//! releases (`after` fan-ins, blocked runs). The transaction that writes a run's end also
+//! writes what that end releases, so a hand-off costs neither a poll nor a second commit.
 //!
-//! The rules are `graph::gate` and `graph::fan_in`; this module only gathers their facts
-//! (indexed point reads) and writes their outcomes. A gate is read from the run's revision
+//! Every caller passes the graph explicitly (`Ledger::finish_runs`, `finish_and_claim`,
+//! `resolve_dependencies`): there is no connection that releases runs and one that does not.
+//!
+//! The rules are in `rules` (`gate`, `fan_in`, `recheck`, `admit`, `completes_on_fire`); this
+//! module only gathers their facts (indexed point reads) and writes their outcomes. A gate is read from the run's revision
 //! (`revisions.depends_on`), so a run created by any process is gated the same way.
 
 use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::runs::{NewRun, add_event, insert_run, replace_active};
-use super::stamp;
+use super::write::{NewRun, add_event, insert_run, replace_active};
+use super::{Ledger, Result, stamp};
 use crate::duration::Duration;
-use crate::graph::{self, Gate, Graph, Latest, Node};
+use crate::graph::{Graph, Node};
+use crate::rules::{self, Admission, Blocked, Gate, Latest, Recheck};
 use crate::run::{RunState, Trigger};
-use crate::spec::Concurrency;
+use crate::spec::{Concurrency, Repeat};
 
 /// The latest run of `job` that was not skipped by its schedule (a slot skipped for overlap
 /// or a pause is not an outcome; a run skipped at its own gate is, with `error` set, so a
@@ -63,37 +66,43 @@ fn depends_on(conn: &Connection, revision_id: i64) -> rusqlite::Result<Vec<Strin
 }
 
 /// The gate of a run of `revision_id` that came due at `created`; `None` without `depends_on`.
-pub(super) fn gate_of(
+fn gate_of(
     conn: &Connection,
     revision_id: i64,
     created: Timestamp,
 ) -> rusqlite::Result<Option<Gate>> {
-    let deps = depends_on(conn, revision_id)?;
+    gate_for(conn, &depends_on(conn, revision_id)?, created)
+}
+
+/// The gate over `deps` of a run that came due at `created`; `None` without dependencies.
+fn gate_for(
+    conn: &Connection,
+    deps: &[String],
+    created: Timestamp,
+) -> rusqlite::Result<Option<Gate>> {
     if deps.is_empty() {
         return Ok(None);
     }
     let mut facts = Vec::with_capacity(deps.len());
-    for dep in &deps {
+    for dep in deps {
         facts.push((dep.as_str(), latest(conn, dep)?));
     }
-    Ok(Some(graph::gate(created, &facts)))
+    Ok(Some(rules::gate(created, &facts)))
 }
 
-/// Blocks a run just inserted as pending when its gate is closed. A gate found failed at
-/// creation (a dependency failed in this very millisecond) waits too: only a failure after the
-/// run came due ends it.
+/// Blocks a run just inserted as pending when its gate is closed (`rules::blocks_new_run`).
 pub(super) fn block_if_gated(
     conn: &Connection,
     run_id: i64,
     revision_id: i64,
     now: Timestamp,
 ) -> rusqlite::Result<bool> {
-    let waiting_for = match gate_of(conn, revision_id, now)? {
-        None | Some(Gate::Open { .. }) => return Ok(false),
-        Some(Gate::Wait { waiting_for }) => waiting_for,
-        Some(Gate::Fail { .. }) => depends_on(conn, revision_id)?,
+    let deps = depends_on(conn, revision_id)?;
+    let gate = gate_for(conn, &deps, now)?;
+    let Some(waiting_for) = rules::blocks_new_run(gate, &deps) else {
+        return Ok(false);
     };
-    let reason = format!("waiting for {}", waiting_for.join(", "));
+    let reason = rules::waiting_reason(&waiting_for);
     conn.prepare_cached("UPDATE runs SET state = 'blocked', reason = ?2 WHERE id = ?1")?
         .execute(params![run_id, reason])?;
     add_event(
@@ -277,49 +286,28 @@ fn recheck_blocked(
     let at = stamp(now);
     let mut resolved = Resolved::default();
     for (id, _, scheduled, created, reason) in rows {
-        let Some((true, revision_id)) = current else {
-            skip(
-                conn,
-                id,
-                "the job was removed while the run waited",
-                &at,
-                true,
-            )?;
-            resolved.skipped += 1;
-            resolved.skipped_jobs.push(job.to_string());
-            continue;
-        };
         let created: Timestamp = created.parse().unwrap_or(now);
-        let expired = deadline.and_then(|d| {
-            let due: Timestamp = scheduled.parse().ok()?;
-            (due.checked_add(d.as_signed()).ok()? <= now).then_some(d)
-        });
-        if let Some(d) = expired {
-            let waiting = reason.unwrap_or_else(|| "waiting".to_string());
-            let why = format!("its starting deadline ({d}) passed while {waiting}");
-            skip(conn, id, &why, &at, true)?;
-            resolved.skipped += 1;
-            resolved.skipped_jobs.push(job.to_string());
-            continue;
-        }
-        match gate_of(conn, revision_id, created)? {
-            None => {
-                release(conn, id, &[], &at)?;
-                resolved.pending += 1;
-                resolved.released.push(id);
-            }
-            Some(Gate::Open { released_by }) => {
+        let gate = match current {
+            Some((true, revision_id)) => gate_of(conn, revision_id, created)?,
+            _ => None,
+        };
+        let run = Blocked {
+            scheduled_at: scheduled.parse().ok(),
+            reason: reason.as_deref(),
+        };
+        let job_active = matches!(current, Some((true, _)));
+        match rules::recheck(run, job_active, deadline, gate, now) {
+            Recheck::Release { released_by } => {
                 release(conn, id, &released_by, &at)?;
                 resolved.pending += 1;
                 resolved.released.push(id);
             }
-            Some(Gate::Fail { reason }) => {
+            Recheck::Skip { reason } => {
                 skip(conn, id, &reason, &at, true)?;
                 resolved.skipped += 1;
                 resolved.skipped_jobs.push(job.to_string());
             }
-            Some(Gate::Wait { waiting_for }) => {
-                let waiting = format!("waiting for {}", waiting_for.join(", "));
+            Recheck::Wait { reason: waiting } => {
                 if reason.as_deref() != Some(waiting.as_str()) {
                     conn.prepare_cached("UPDATE runs SET reason = ?2 WHERE id = ?1")?
                         .execute(params![id, waiting])?;
@@ -340,12 +328,13 @@ fn release(
         "UPDATE runs SET state = 'pending', reason = NULL, released_by = ?2 WHERE id = ?1",
     )?
     .execute(params![run_id, releases_json(released_by)])?;
-    let message = if released_by.is_empty() {
-        "released: the job no longer depends on other jobs".to_string()
-    } else {
-        format!("released by {}", graph::describe_releases(released_by))
-    };
-    add_event(conn, run_id, at, "released", &message)
+    add_event(
+        conn,
+        run_id,
+        at,
+        "released",
+        &rules::release_message(released_by),
+    )
 }
 
 fn releases_json(released_by: &[(String, i64)]) -> Option<String> {
@@ -397,11 +386,11 @@ fn fan_in(conn: &Connection, job: &str, node: &Node, now: Timestamp) -> rusqlite
         }
         successes.push((up.as_str(), success));
     }
-    let Some(released_by) = graph::fan_in(cursor, &successes) else {
+    let Some(released_by) = rules::fan_in(cursor, &successes) else {
         return Ok(Resolved::default());
     };
     let at = stamp(now);
-    let busy = node.concurrency == Concurrency::Forbid
+    let busy = node.concurrency != Concurrency::Allow
         && conn
             .prepare_cached(
                 "SELECT EXISTS (SELECT 1 FROM runs WHERE job = ?1 AND state IN ('blocked', 'pending', 'running'))",
@@ -416,28 +405,24 @@ fn fan_in(conn: &Connection, job: &str, node: &Node, now: Timestamp) -> rusqlite
         id,
         &at,
         "fired",
-        &format!("released by {}", graph::describe_releases(&released_by)),
+        &rules::release_message(&released_by),
     )?;
     let mut resolved = Resolved::default();
-    let skipped = if paused {
-        Some("the job is paused")
-    } else if busy {
-        Some("a run of the job is still active (concurrency: forbid)")
-    } else {
-        None
-    };
-    if let Some(reason) = skipped {
-        skip(conn, id, reason, &at, false)?;
-        resolved.skipped += 1;
-    } else {
-        if node.concurrency == Concurrency::Replace {
-            replace_active(conn, job, id, &at)?;
+    match rules::admit(paused, node.concurrency, busy) {
+        Admission::Skip(reason) => {
+            skip(conn, id, &reason.to_string(), &at, false)?;
+            resolved.skipped += 1;
         }
-        if !block_if_gated(conn, id, revision_id, now)? {
-            resolved.pending += 1;
-            resolved.released.push(id);
+        Admission::Run { replace } => {
+            if replace {
+                replace_active(conn, job, id, &at)?;
+            }
+            if !block_if_gated(conn, id, revision_id, now)? {
+                resolved.pending += 1;
+                resolved.released.push(id);
+            }
+            count_fire(conn, job, &at)?;
         }
-        count_fire(conn, job, &at)?;
     }
     // The cursor covers every success this round used, even one stamped after `now` (an end
     // queued while the transaction waited for the ledger), so none is counted twice.
@@ -453,16 +438,83 @@ fn fan_in(conn: &Connection, job: &str, node: &Node, now: Timestamp) -> rusqlite
 }
 
 /// Counts a fire of the job's current revision; a `repeat: {times: N}` job completes at the
-/// Nth.
+/// Nth (`rules::completes_on_fire`).
 pub(super) fn count_fire(conn: &Connection, job: &str, at: &str) -> rusqlite::Result<()> {
-    conn.prepare_cached(
-        "UPDATE jobs SET fires = fires + 1,
-            completed_at = CASE
-                WHEN completed_at IS NULL AND fires + 1 >=
-                     (SELECT json_extract(r.repeat, '$.times') FROM revisions r WHERE r.id = jobs.revision_id)
-                THEN ?2 ELSE completed_at END
-         WHERE name = ?1",
-    )?
-    .execute(params![job, at])?;
+    let Some(facts) = job_facts(conn, job)? else {
+        return Ok(());
+    };
+    let fires = facts.fires + 1;
+    let completed_at = match facts.completed_at {
+        Some(done) => Some(done),
+        None => rules::completes_on_fire(facts.repeat, fires).then(|| at.to_string()),
+    };
+    conn.prepare_cached("UPDATE jobs SET fires = ?2, completed_at = ?3 WHERE name = ?1")?
+        .execute(params![job, fires, completed_at])?;
     Ok(())
+}
+
+/// What the `repeat` and failure-streak rules need to know of a job.
+pub(super) struct JobFacts {
+    pub revision_id: i64,
+    pub fires: i64,
+    pub completed_at: Option<String>,
+    pub failure_streak: i64,
+    pub repeat: Option<Repeat>,
+}
+
+/// The job's counters and its current revision's `repeat` (one point read).
+pub(super) fn job_facts(conn: &Connection, job: &str) -> rusqlite::Result<Option<JobFacts>> {
+    conn.prepare_cached(
+        "SELECT j.revision_id, j.fires, j.completed_at, j.failure_streak, r.repeat
+         FROM jobs j LEFT JOIN revisions r ON r.id = j.revision_id WHERE j.name = ?1",
+    )?
+    .query_row([job], |r| {
+        Ok(JobFacts {
+            revision_id: r.get(0)?,
+            fires: r.get(1)?,
+            completed_at: r.get(2)?,
+            failure_streak: r.get(3)?,
+            repeat: r
+                .get::<_, Option<String>>(4)?
+                .as_deref()
+                .and_then(repeat_from_json),
+        })
+    })
+    .optional()
+}
+
+/// A revision's `repeat` as stored (`{"times": 5}`, `{"until": "success"}`; see
+/// `apply::repeat_json`).
+pub(super) fn repeat_from_json(json: &str) -> Option<Repeat> {
+    let value: serde_json::Value = serde_json::from_str(json).ok()?;
+    if let Some(n) = value.get("times").and_then(serde_json::Value::as_u64) {
+        return u32::try_from(n).ok().map(Repeat::Times);
+    }
+    (value.get("until").and_then(serde_json::Value::as_str) == Some("success"))
+        .then_some(Repeat::UntilSuccess)
+}
+
+impl Ledger {
+    /// Fires the fan-ins and re-decides the blocked runs that the ledger's runs allow, in one
+    /// transaction: at the daemon's start, after another process wrote runs, when a blocked
+    /// run's deadline passes.
+    ///
+    /// # Errors
+    ///
+    /// On a SQLite failure (nothing is written).
+    pub fn resolve_dependencies(&mut self, graph: &Graph, now: Timestamp) -> Result<Resolved> {
+        self.with_tx(|tx| {
+            let resolved = sweep(tx, graph, now)?;
+            Ok(resolved)
+        })
+    }
+
+    /// When the earliest blocked run's starting deadline passes.
+    ///
+    /// # Errors
+    ///
+    /// On a SQLite failure.
+    pub fn next_blocked_deadline(&self, graph: &Graph) -> Result<Option<Timestamp>> {
+        self.read(|conn| next_deadline(conn, graph))
+    }
 }

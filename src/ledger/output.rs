@@ -25,7 +25,7 @@ use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::chunk::{self, ChunkLine, Codec};
-use super::{Ledger, LedgerError, OutputLine, Result, stamp};
+use super::{ForLedger, Ledger, LedgerError, OutputLine, Result, stamp};
 
 /// One chunk row as read.
 struct ChunkRow {
@@ -317,7 +317,7 @@ impl Ledger {
     ///
     /// On a SQLite failure.
     pub fn output_lines(&self, run_id: i64) -> Result<i64> {
-        last_line(&self.conn, run_id).map_err(|e| self.err(e))
+        last_line(&self.conn, run_id).for_ledger(self)
     }
 
     /// A run's last `max_lines` lines, oldest first: what a notification quotes, or
@@ -355,17 +355,17 @@ impl Ledger {
                       WHERE run_id = ?1 AND first_line <= ?2), 1)
                  ORDER BY first_line",
             )
-            .map_err(|e| self.err(e))?;
+            .for_ledger(self)?;
         let mut rows = stmt
             .query(params![run_id, after.saturating_add(1)])
-            .map_err(|e| self.err(e))?;
+            .for_ledger(self)?;
         let (mut lines, mut bytes) = (Vec::new(), 0usize);
-        while let Some(r) = rows.next().map_err(|e| self.err(e))? {
+        while let Some(r) = rows.next().for_ledger(self)? {
             let row = ChunkRow {
-                first_line: r.get(0).map_err(|e| self.err(e))?,
-                at_ms: r.get(1).map_err(|e| self.err(e))?,
-                codec: r.get(2).map_err(|e| self.err(e))?,
-                payload: r.get(3).map_err(|e| self.err(e))?,
+                first_line: r.get(0).for_ledger(self)?,
+                at_ms: r.get(1).for_ledger(self)?,
+                codec: r.get(2).for_ledger(self)?,
+                payload: r.get(3).for_ledger(self)?,
             };
             let first = row.first_line;
             for (number, line) in (first..).zip(row.lines(&self.path, run_id)?) {

@@ -7,9 +7,9 @@
 //! back to `now`, in one transaction, and says what it moved; the daemon logs and records it.
 
 use jiff::{SignedDuration, Timestamp};
-use rusqlite::{TransactionBehavior, params};
+use rusqlite::params;
 
-use super::{Ledger, LedgerError, Result, stamp};
+use super::{Ledger, Result, stamp};
 
 /// What [`Ledger::rewind_future`] moved back to `now`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -155,47 +155,39 @@ impl Ledger {
         if jobs.is_empty() && runs.is_empty() {
             return Ok(Rewound::default());
         }
-        let path = self.path.clone();
-        let e = |e| LedgerError::from_sqlite(&path, e);
         let (at, bound) = (stamp(now), stamp(limit));
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(e)?;
-        for job in &jobs {
-            tx.execute(
-                "UPDATE jobs SET
+        self.with_tx(|tx| {
+            for job in &jobs {
+                tx.execute(
+                    "UPDATE jobs SET
                      schedule_anchor = CASE WHEN ?2 THEN ?4 ELSE schedule_anchor END,
                      slot_cursor = CASE WHEN ?3 THEN ?4 ELSE slot_cursor END
                  WHERE name = ?1",
-                params![job.name, job.anchor, job.cursor, at],
-            )
-            .map_err(e)?;
-        }
-        for run in &runs {
-            if let Some(not_before) = &run.not_before {
-                tx.execute(
-                    "UPDATE runs SET not_before = ?2 WHERE id = ?1",
-                    params![run.id, not_before],
-                )
-                .map_err(e)?;
+                    params![job.name, job.anchor, job.cursor, at],
+                )?;
             }
-            tx.execute(
-                "UPDATE runs SET
+            for run in &runs {
+                if let Some(not_before) = &run.not_before {
+                    tx.execute(
+                        "UPDATE runs SET not_before = ?2 WHERE id = ?1",
+                        params![run.id, not_before],
+                    )?;
+                }
+                tx.execute(
+                    "UPDATE runs SET
                      created_at = CASE WHEN created_at > ?3 THEN ?2 ELSE created_at END,
                      started_at = CASE WHEN started_at > ?3 THEN ?2 ELSE started_at END,
                      finished_at = CASE WHEN finished_at > ?3 THEN ?2 ELSE finished_at END
                  WHERE id = ?1",
-                params![run.id, at, bound],
-            )
-            .map_err(e)?;
-        }
-        tx.commit().map_err(e)?;
-        Ok(Rewound {
-            jobs: jobs.into_iter().map(|j| (j.name, j.furthest)).collect(),
-            runs: runs.len(),
-            early_slots: early.len(),
-            early_until: early.into_iter().max(),
+                    params![run.id, at, bound],
+                )?;
+            }
+            Ok(Rewound {
+                jobs: jobs.into_iter().map(|j| (j.name, j.furthest)).collect(),
+                runs: runs.len(),
+                early_slots: early.len(),
+                early_until: early.into_iter().max(),
+            })
         })
     }
 }

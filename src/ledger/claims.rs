@@ -1,0 +1,430 @@
+//! Claims and ends: runs created outside the schedule, claimed by an executor, ended (with
+//! their retries), and cancelled. Each operation is one IMMEDIATE transaction; an end also
+//! writes what it releases when the caller gives the dependency graph.
+
+use jiff::Timestamp;
+use rusqlite::{OptionalExtension, params};
+
+use super::runs::RunRow;
+use super::write::{NewRun, add_event, insert_run};
+use super::{Ledger, LedgerError, Result, deps, stamp};
+use crate::graph::Graph;
+use crate::rules;
+use crate::run::{RunState, Trigger};
+
+/// What a run records when it ends.
+#[derive(Clone, Debug, Default)]
+pub struct Finish {
+    pub state: Option<RunState>,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub error: Option<String>,
+    pub cpu_user_ms: Option<i64>,
+    pub cpu_sys_ms: Option<i64>,
+    pub max_rss_kb: Option<i64>,
+}
+
+/// A run's end, as [`Ledger::finish_runs`] records it.
+#[derive(Clone, Debug)]
+pub struct RunEnd {
+    pub run_id: i64,
+    /// The supervising daemon's epoch, which fences the write; `None` outside the daemon.
+    pub epoch: Option<i64>,
+    pub finish: Finish,
+    /// The next attempt, when the run is to be retried.
+    pub retry: Option<NewRun>,
+    pub at: Timestamp,
+}
+
+/// Which pending runs [`Ledger::finish_and_claim`] claims.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// The oldest that may start now: the executor's claim.
+    Oldest,
+    /// Those the ends written in the same transaction released (dependency hand-offs).
+    Released,
+    /// Those the ends released, then the oldest that may start now: a run's end hands its
+    /// place to the next pending run in its own transaction, so a burst of runs costs one
+    /// disk sync per turn of the concurrency limit, not two (issue 14).
+    ReleasedFirst,
+}
+
+/// What a cancel request did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// A pending run, cancelled on the spot.
+    Cancelled,
+    /// A running run: its supervisor terminates it.
+    Requested,
+}
+
+impl Ledger {
+    /// Creates a run outside the schedule; returns its id.
+    ///
+    /// # Errors
+    ///
+    /// On a SQLite failure.
+    pub fn create_run(&mut self, run: &NewRun, now: Timestamp) -> Result<i64> {
+        Ok(self.create_runs(std::slice::from_ref(run), now)?[0])
+    }
+
+    /// Creates runs in one transaction (one disk sync for all); returns their ids in order.
+    ///
+    /// # Errors
+    ///
+    /// On a SQLite failure (none is created).
+    pub fn create_runs(&mut self, runs: &[NewRun], now: Timestamp) -> Result<Vec<i64>> {
+        self.with_tx(|tx| {
+            let mut ids = Vec::with_capacity(runs.len());
+            for run in runs {
+                let id = insert_run(tx, run, now)?;
+                if run.running_under.is_none() && run.trigger != Trigger::Retry {
+                    deps::block_if_gated(tx, id, run.revision_id, now)?;
+                }
+                ids.push(id);
+            }
+            Ok(ids)
+        })
+    }
+
+    /// Claims up to `max` of the oldest pending runs that may start at `now`, oldest first: one
+    /// `UPDATE … RETURNING` (one commit for the lot), so several executors could share a
+    /// ledger without starting a run twice.
+    ///
+    /// # Errors
+    ///
+    /// On a SQLite failure.
+    pub fn claim(
+        &mut self,
+        epoch: i64,
+        supervisor: (i64, i64),
+        now: Timestamp,
+        max: usize,
+    ) -> Result<Vec<RunRow>> {
+        Ok(self
+            .finish_and_claim(
+                &[],
+                &Graph::default(),
+                Claim::Oldest,
+                epoch,
+                supervisor,
+                now,
+                max,
+            )?
+            .1)
+    }
+
+    /// [`Ledger::finish_runs`] and a claim in one transaction, so both share one disk sync:
+    /// `graph` is the dependency graph the ends release runs by, as for `finish_runs`;
+    /// the executor writes the ends queued by finished runs with its claim of the oldest
+    /// pending runs ([`Claim::Oldest`]); a run's end claims the runs it released
+    /// ([`Claim::Released`], a dependency hand-off). At most `max` runs are claimed.
+    ///
+    /// # Errors
+    ///
+    /// On a SQLite failure (nothing is written).
+    #[allow(clippy::too_many_arguments)]
+    pub fn finish_and_claim(
+        &mut self,
+        ends: &[RunEnd],
+        graph: &Graph,
+        claim: Claim,
+        epoch: i64,
+        supervisor: (i64, i64),
+        now: Timestamp,
+        max: usize,
+    ) -> Result<(Vec<Option<i64>>, Vec<RunRow>)> {
+        let at = stamp(now);
+        let (retries, mut ids) = self.with_tx(|tx| {
+            let (retries, released) = finish_all(tx, graph, ends, now)?;
+            let candidates = match claim {
+                Claim::Oldest => {
+                    "SELECT id FROM runs WHERE state = 'pending'
+                                AND (not_before IS NULL OR not_before <= ?1)
+                              ORDER BY id LIMIT ?5"
+                }
+                Claim::Released => "SELECT value FROM json_each(?6) LIMIT ?5",
+                Claim::ReleasedFirst => {
+                    "SELECT id FROM (SELECT value AS id, 0 AS rank FROM json_each(?6)
+                                     UNION ALL
+                                     SELECT id, 1 FROM runs WHERE state = 'pending'
+                                        AND (not_before IS NULL OR not_before <= ?1))
+                                  GROUP BY id ORDER BY min(rank), id LIMIT ?5"
+                }
+            };
+            let ids: Vec<i64> = tx
+                .prepare_cached(&format!(
+                    "UPDATE runs SET state = 'running', started_at = ?1, epoch = ?2,
+                        supervisor_pid = ?3, supervisor_start = ?4
+                 WHERE id IN ({candidates}) AND state = 'pending'
+                   AND (not_before IS NULL OR not_before <= ?1)
+                 RETURNING id"
+                ))
+                .and_then(|mut s| {
+                    let mut values: Vec<Box<dyn rusqlite::ToSql>> = vec![
+                        Box::new(at.clone()),
+                        Box::new(epoch),
+                        Box::new(supervisor.0),
+                        Box::new(supervisor.1),
+                        Box::new(max as i64),
+                    ];
+                    if matches!(claim, Claim::Released | Claim::ReleasedFirst) {
+                        let ids = serde_json::to_string(&released).expect("ids serialise");
+                        values.push(Box::new(ids));
+                    }
+                    s.query_map(rusqlite::params_from_iter(values), |r| r.get(0))?
+                        .collect::<rusqlite::Result<Vec<i64>>>()
+                })?;
+            Ok((retries, ids))
+        })?;
+        ids.sort_unstable();
+        let mut runs = Vec::with_capacity(ids.len());
+        for id in ids {
+            runs.extend(self.run(id)?);
+        }
+        Ok((retries, runs))
+    }
+
+    /// Ends runs and, for those to be retried, creates their next attempts, all in one
+    /// transaction (one disk sync however many runs ended: group commit). Each end's `epoch`
+    /// fences its write: `None` for a run supervised outside the daemon. Returns, per end, the
+    /// retry's id or `None`; a run already ended (or fenced off) is left alone. What the
+    /// ends release in `graph` (fan-ins they complete, blocked runs they decide) is written in
+    /// the same transaction: every caller passes the graph, so a run ended by `jobctl run`
+    /// releases the same runs as one ended by the daemon.
+    ///
+    /// # Errors
+    ///
+    /// On a SQLite failure, for the whole batch (nothing is written).
+    pub fn finish_runs(&mut self, ends: &[RunEnd], graph: &Graph) -> Result<Vec<Option<i64>>> {
+        let now = ends.iter().map(|end| end.at).max();
+        self.with_tx(|tx| {
+            let retries = match now {
+                Some(now) => finish_all(tx, graph, ends, now)?.0,
+                None => Vec::new(),
+            };
+            Ok(retries)
+        })
+    }
+
+    /// Records the process a run started.
+    ///
+    /// # Errors
+    ///
+    /// On a SQLite failure.
+    pub fn set_process(
+        &self,
+        run_id: i64,
+        pid: i64,
+        pid_start: i64,
+        message: &str,
+        now: Timestamp,
+    ) -> Result<()> {
+        let at = stamp(now);
+        self.relaxed(|conn| {
+            let tx = conn.unchecked_transaction()?;
+            tx.execute(
+                "UPDATE runs SET pid = ?2, pid_start = ?3 WHERE id = ?1",
+                params![run_id, pid, pid_start],
+            )?;
+            add_event(&tx, run_id, &at, "started", message)?;
+            tx.commit()
+        })
+    }
+
+    /// Records an event of a run.
+    ///
+    /// # Errors
+    ///
+    /// On a SQLite failure.
+    pub fn add_event(&self, run_id: i64, now: Timestamp, kind: &str, message: &str) -> Result<()> {
+        self.relaxed(|conn| add_event(conn, run_id, &stamp(now), kind, message))
+    }
+
+    /// Cancels a pending run on the spot, or asks the supervisor of a running one to stop it.
+    ///
+    /// # Errors
+    ///
+    /// [`LedgerError::NotFound`] or [`LedgerError::Conflict`] (the run has already ended), or
+    /// a SQLite failure.
+    pub fn request_cancel(
+        &mut self,
+        run_id: i64,
+        by: &str,
+        now: Timestamp,
+    ) -> Result<CancelOutcome> {
+        let path = self.path.clone();
+        self.with_tx(|tx| {
+            let state: Option<String> = tx
+                .query_row("SELECT state FROM runs WHERE id = ?1", [run_id], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            let at = stamp(now);
+            let outcome = match state.as_deref() {
+                None => {
+                    return Err(LedgerError::NotFound {
+                        path,
+                        what: format!("run {run_id}"),
+                    }
+                    .into());
+                }
+                Some("pending" | "blocked") => {
+                    tx.execute(
+                        "UPDATE runs SET state = 'cancelled', finished_at = ?2, error = ?3 WHERE id = ?1",
+                        params![run_id, at, format!("cancelled by {by} before it started")],
+                    )?;
+                    add_event(tx, run_id, &at, "cancelled", &format!("cancelled by {by}"))?;
+                    CancelOutcome::Cancelled
+                }
+                Some("running") => {
+                    tx.execute(
+                        "UPDATE runs SET cancel_requested = coalesce(cancel_requested, ?2) WHERE id = ?1",
+                        params![run_id, at],
+                    )?;
+                    add_event(
+                        tx,
+                        run_id,
+                        &at,
+                        "cancel_requested",
+                        &format!("cancellation requested by {by}"),
+                    )?;
+                    CancelOutcome::Requested
+                }
+                Some(other) => {
+                    return Err(LedgerError::Conflict {
+                        path,
+                        detail: format!(
+                            "run {run_id} has already ended ({other}); there is nothing to cancel"
+                        ),
+                    }
+                    .into());
+                }
+            };
+            Ok(outcome)
+        })
+    }
+}
+
+/// Writes `ends`, then what they release in `graph`.
+fn finish_all(
+    tx: &rusqlite::Connection,
+    graph: &Graph,
+    ends: &[RunEnd],
+    now: Timestamp,
+) -> rusqlite::Result<(Vec<Option<i64>>, Vec<i64>)> {
+    let mut retries = Vec::with_capacity(ends.len());
+    let mut ended = Vec::with_capacity(ends.len());
+    for end in ends {
+        let (retry, job) = finish_one(tx, end)?;
+        retries.push(retry);
+        if let Some(job) = job {
+            ended.push((job, end.finish.state.unwrap_or(RunState::Failed)));
+        }
+    }
+    let mut released = Vec::new();
+    if !ended.is_empty() {
+        released = deps::after_ends(tx, graph, &ended, now)?.released;
+    }
+    Ok((retries, released))
+}
+
+/// Ends one run; returns its retry's id and, when the end was written, the run's job.
+fn finish_one(
+    tx: &rusqlite::Connection,
+    end: &RunEnd,
+) -> rusqlite::Result<(Option<i64>, Option<String>)> {
+    let RunEnd {
+        run_id,
+        epoch,
+        finish,
+        retry,
+        at: now,
+    } = end;
+    let at = stamp(*now);
+    let state = finish.state.unwrap_or(RunState::Failed);
+    let ended: Option<(String, Option<i64>)> = tx
+        .prepare_cached(
+            "UPDATE runs SET state = ?3, finished_at = ?4, exit_code = ?5, signal = ?6,
+                    error = ?7, cpu_user_ms = ?8, cpu_sys_ms = ?9, max_rss_kb = ?10,
+                    started_at = coalesce(started_at, ?4)
+             WHERE id = ?1 AND state IN ('pending', 'running') AND epoch IS ?2
+             RETURNING job, revision_id",
+        )?
+        .query_row(
+            params![
+                run_id,
+                epoch,
+                state.as_str(),
+                at,
+                finish.exit_code,
+                finish.signal,
+                finish.error,
+                finish.cpu_user_ms,
+                finish.cpu_sys_ms,
+                finish.max_rss_kb,
+            ],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let Some((job, revision_id)) = ended else {
+        return Ok((None, None));
+    };
+    record_health(tx, &job, revision_id, state, retry.is_some(), &at)?;
+    let message = match &finish.error {
+        Some(error) => format!("{state}: {error}"),
+        None => state.to_string(),
+    };
+    add_event(tx, *run_id, &at, "finished", &message)?;
+    let Some(next) = retry else {
+        return Ok((None, Some(job)));
+    };
+    let id = insert_run(tx, next, *now)?;
+    let when = next.not_before.map(stamp).unwrap_or_else(|| at.clone());
+    add_event(
+        tx,
+        *run_id,
+        &at,
+        "retry",
+        &format!("attempt {} is run {id}, due at {when}", next.attempt),
+    )?;
+    Ok((Some(id), Some(job)))
+}
+
+/// After a run of `job` (of revision `revision_id`) ended in `state`: the job's failure
+/// streak (`rules::streak_after`; `retrying`: a retry is to come) and a `repeat: {until:
+/// success}` completion (`rules::completes_on_end`, for a run of the current revision).
+fn record_health(
+    tx: &rusqlite::Connection,
+    job: &str,
+    revision_id: Option<i64>,
+    state: RunState,
+    retrying: bool,
+    at: &str,
+) -> rusqlite::Result<()> {
+    if !matches!(
+        state,
+        RunState::Succeeded | RunState::Failed | RunState::TimedOut
+    ) {
+        return Ok(());
+    }
+    let Some(facts) = deps::job_facts(tx, job)? else {
+        return Ok(());
+    };
+    let streak = rules::streak_after(facts.failure_streak, state, retrying);
+    let completes = facts.completed_at.is_none()
+        && revision_id == Some(facts.revision_id)
+        && rules::completes_on_end(facts.repeat, state);
+    if streak != facts.failure_streak || completes {
+        let completed_at = if completes {
+            Some(at.to_string())
+        } else {
+            facts.completed_at
+        };
+        tx.prepare_cached(
+            "UPDATE jobs SET failure_streak = ?2, completed_at = ?3 WHERE name = ?1",
+        )?
+        .execute(params![job, streak, completed_at])?;
+    }
+    Ok(())
+}

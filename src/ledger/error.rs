@@ -1,0 +1,106 @@
+//! The ledger's one error type, mapped from SQLite once, at the boundary.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::ErrorCode;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error(
+        "the ledger {path} is locked by another process (a running `jobctl serve` or `jobctl apply`?); try again when it has finished"
+    )]
+    Locked { path: PathBuf },
+    #[error(
+        "the ledger {path} is read-only: {detail}; check the file's and its folder's permissions"
+    )]
+    ReadOnly { path: PathBuf, detail: String },
+    #[error(
+        "cannot open the ledger {path} ({detail}); check that its folder exists and is writable"
+    )]
+    CannotOpen { path: PathBuf, detail: String },
+    #[error(
+        "{path} is not a jobs ledger or is damaged ({detail}); restore it from a backup or move it aside to start a new one"
+    )]
+    Corrupt { path: PathBuf, detail: String },
+    #[error(
+        "the ledger {path} was written by a newer version of jobs (schema {found}, this binary knows up to {known}); upgrade jobs"
+    )]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+    #[error(
+        "the ledger {path} is {kind}, not a regular file; point --ledger (or JOBS_LEDGER) at a file, or move it aside"
+    )]
+    NotAFile { path: PathBuf, kind: &'static str },
+    #[error("cannot create the ledger's folder {path}: {source}")]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the ledger {path} changed while applying: {detail}")]
+    Conflict { path: PathBuf, detail: String },
+    #[error(
+        "the ledger {path} is already served by `jobctl serve` (pid {pid} on {holder}, since {since}); stop it first, or give this one another ledger"
+    )]
+    LeaseHeld {
+        path: PathBuf,
+        holder: String,
+        pid: i64,
+        since: String,
+    },
+    #[error(
+        "this daemon's lease on {path} (epoch {epoch}) was taken over by another daemon; stopping"
+    )]
+    LeaseLost { path: PathBuf, epoch: i64 },
+    #[error("no {what} in the ledger {path}")]
+    NotFound { path: PathBuf, what: String },
+    #[error("the disk holding the ledger {path} is full; nothing was written (free some space)")]
+    DiskFull { path: PathBuf },
+    #[error("ledger {path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+}
+
+impl LedgerError {
+    pub(super) fn from_sqlite(path: &Path, e: rusqlite::Error) -> LedgerError {
+        let path = path.to_path_buf();
+        match e.sqlite_error_code() {
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+                LedgerError::Locked { path }
+            }
+            Some(ErrorCode::CannotOpen) => LedgerError::CannotOpen {
+                path,
+                detail: e.to_string(),
+            },
+            Some(ErrorCode::DiskFull) => LedgerError::DiskFull { path },
+            Some(ErrorCode::ReadOnly | ErrorCode::PermissionDenied) => LedgerError::ReadOnly {
+                path,
+                detail: e.to_string(),
+            },
+            Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => LedgerError::Corrupt {
+                path,
+                detail: e.to_string(),
+            },
+            _ => LedgerError::Sqlite { path, source: e },
+        }
+    }
+}
+
+impl LedgerError {
+    /// Whether trying again later may succeed: the ledger is busy, or cannot be written now
+    /// (a full disk, a read-only mount) although nothing is wrong with the request.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            LedgerError::Locked { .. }
+                | LedgerError::DiskFull { .. }
+                | LedgerError::ReadOnly { .. }
+        )
+    }
+}
+
+pub type Result<T> = std::result::Result<T, LedgerError>;

@@ -1,0 +1,575 @@
+//! Jobs and their revisions: what `apply` writes, what listings read, and the operator's
+//! pauses.
+
+use jiff::Timestamp;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{ForLedger, Ledger, LedgerError, Result, stamp};
+
+/// A job as the ledger knows it, joined with its current revision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobRow {
+    pub name: String,
+    pub owner: Owner,
+    pub active: bool,
+    /// The job's revision number: 1 for its first applied definition, then 2, ...
+    pub revision: i64,
+    pub content_hash: String,
+    pub definition: String,
+    pub source_path: Option<String>,
+    pub enabled: bool,
+    /// The schedule as canonical JSON (see `schedule::Schedule`).
+    pub schedule: String,
+    pub timezone: String,
+    pub description: String,
+    pub tags: Vec<String>,
+    pub schedule_anchor: String,
+    pub created_at: String,
+    pub updated_at: String,
+    pub removed_at: Option<String>,
+    pub git_commit: Option<String>,
+    pub git_dirty: Option<bool>,
+    pub n_runs: i64,
+    pub last_run: Option<LastRun>,
+    /// The id of the current revision's row.
+    pub revision_id: i64,
+    /// Every slot up to this instant is accounted for (see `slots`).
+    pub slot_cursor: String,
+    /// Set while an operator has paused the job.
+    pub paused: Option<Pause>,
+    /// Runs fired by the schedule or a dependency under the current revision (`repeat`).
+    pub fires: i64,
+    /// When the job completed (`repeat`); a new revision clears it.
+    pub completed_at: Option<String>,
+    /// Final runs that failed or timed out since the last success.
+    pub failure_streak: i64,
+    /// The revision's `repeat` as JSON.
+    pub repeat: Option<String>,
+    /// What the job's blocked runs wait for (`waiting for a, b`), when it has any.
+    pub blocked: Option<String>,
+    /// The revision's `depends_on`.
+    pub depends_on: Vec<String>,
+}
+
+/// An operator's pause of a job: who, when, why.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Pause {
+    pub by: String,
+    pub at: String,
+    pub reason: Option<String>,
+}
+
+impl std::fmt::Display for Pause {
+    /// `by alice@host at 2026-…Z: the reason`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "by {} at {}", self.by, self.at)?;
+        match &self.reason {
+            Some(reason) => write!(f, ": {reason}"),
+            None => Ok(()),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LastRun {
+    pub state: String,
+    pub at: String,
+}
+
+/// A definition to record as a new revision.
+#[derive(Clone, Debug)]
+pub struct NewRevision {
+    pub name: String,
+    pub content_hash: String,
+    pub definition: String,
+    pub source_path: Option<String>,
+    pub enabled: bool,
+    pub schedule: String,
+    pub timezone: String,
+    pub description: String,
+    pub tags: Vec<String>,
+    /// Restart the schedule's anchor (for `every`) at the apply time.
+    pub reset_anchor: bool,
+    /// `repeat` as JSON (`{"times": 5}`, `{"until": "success"}`), for the job's state.
+    pub repeat: Option<String>,
+    /// `depends_on` as a JSON list, `None` when empty: the gate of the revision's runs.
+    pub depends_on: Option<String>,
+}
+
+/// What one apply writes: new revisions (adds and changes) and removals.
+#[derive(Clone, Debug, Default)]
+pub struct ApplyBatch {
+    pub upserts: Vec<NewRevision>,
+    pub removals: Vec<String>,
+    /// Who owns the jobs written: an apply of the files touches only `File` jobs, the API
+    /// only `Api` ones.
+    pub owner: Owner,
+}
+
+/// Who owns a job: its file in `jobs.d` (git), or the API.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Owner {
+    #[default]
+    File,
+    Api,
+}
+
+impl Owner {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Owner::File => "file",
+            Owner::Api => "api",
+        }
+    }
+
+    /// The owner a `jobs.owner` column names; anything but `api` is a file's.
+    fn from_column(text: &str) -> Owner {
+        if text == "api" {
+            Owner::Api
+        } else {
+            Owner::File
+        }
+    }
+}
+
+/// Where the applied definitions came from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GitInfo {
+    pub commit: Option<String>,
+    pub dirty: Option<bool>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApplyRecord {
+    pub id: i64,
+    pub added: usize,
+    pub changed: usize,
+    pub removed: usize,
+}
+
+impl Ledger {
+    /// Every job the ledger knows, removed ones included, by name.
+    ///
+    /// # Errors
+    ///
+    /// On a SQLite failure.
+    pub fn jobs(&self) -> Result<Vec<JobRow>> {
+        query_jobs(&self.conn, None, Detail::Full).for_ledger(self)
+    }
+
+    /// The names of the active jobs created through the API.
+    ///
+    /// # Errors
+    ///
+    /// On a SQLite failure.
+    pub fn api_owned(&self) -> Result<Vec<String>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT name FROM jobs WHERE owner = 'api' AND active = 1")
+            .for_ledger(self)?;
+        stmt.query_map([], |r| r.get(0))
+            .and_then(Iterator::collect)
+            .for_ledger(self)
+    }
+
+    /// Every job without its definition, tags, run counts or blocked reasons: what a plan
+    /// compares with the files. [`Ledger::applied_definition`] reads the definitions it needs.
+    ///
+    /// # Errors
+    ///
+    /// On a SQLite failure.
+    pub fn jobs_bare(&self) -> Result<Vec<JobRow>> {
+        query_jobs(&self.conn, None, Detail::Bare).for_ledger(self)
+    }
+
+    /// A job's applied definition and how many runs it has: what a plan shows for a changed or
+    /// removed job. `None` for a job the ledger does not know.
+    ///
+    /// # Errors
+    ///
+    /// On a SQLite failure.
+    pub fn applied_definition(&self, name: &str) -> Result<Option<(String, i64)>> {
+        applied_definition(&self.conn, name).for_ledger(self)
+    }
+
+    /// Every job without its definition text (which stays empty): what a listing needs.
+    ///
+    /// # Errors
+    ///
+    /// On a SQLite failure.
+    pub fn job_summaries(&self) -> Result<Vec<JobRow>> {
+        query_jobs(&self.conn, None, Detail::Summary).for_ledger(self)
+    }
+
+    /// One job by name, removed or not.
+    ///
+    /// # Errors
+    ///
+    /// On a SQLite failure.
+    pub fn job(&self, name: &str) -> Result<Option<JobRow>> {
+        query_jobs(&self.conn, Some(name), Detail::Full)
+            .map(|mut rows| rows.pop())
+            .for_ledger(self)
+    }
+
+    /// Applies a batch in one transaction; `None` when the batch is empty (nothing written). `decide` sees the jobs as they are inside the
+    /// transaction (so a concurrent apply cannot slip in between planning and writing) and
+    /// returns what to write.
+    ///
+    /// # Errors
+    ///
+    /// On a SQLite failure, or when `decide` refuses (its error is returned as a conflict).
+    pub fn apply(
+        &mut self,
+        now: &str,
+        git: &GitInfo,
+        decide: impl FnOnce(
+            &[JobRow],
+            &dyn Fn(&str) -> Option<(String, i64)>,
+        ) -> std::result::Result<ApplyBatch, String>,
+    ) -> Result<Option<ApplyRecord>> {
+        let path = self.path.clone();
+        self.with_tx(|tx| {
+            // Bare rows: a plan needs the definitions (and run counts) of changed and removed jobs
+            // only, which `fetch` reads on demand (most of the time, of 10,000 jobs, one).
+            let current = query_jobs(tx, None, Detail::Bare)?;
+            let fetch = |name: &str| applied_definition(tx, name).ok().flatten();
+            let batch = decide(&current, &fetch).map_err(|detail| LedgerError::Conflict {
+                path: path.clone(),
+                detail,
+        })?;
+        if batch.upserts.is_empty() && batch.removals.is_empty() {
+            // Nothing to record: an apply with no changes leaves no trace.
+            return Ok(None);
+        }
+        // The slot cursor is an instant with milliseconds; `now` as given is the apply stamp.
+        let cursor = now
+            .parse::<jiff::Timestamp>()
+            .map(stamp)
+            .unwrap_or_else(|_| now.to_string());
+        let existing: std::collections::HashMap<&str, &JobRow> =
+            current.iter().map(|j| (j.name.as_str(), j)).collect();
+        let (mut added, mut changed) = (0, 0);
+        tx.execute(
+            "INSERT INTO applies (applied_at, git_commit, git_dirty, added, changed, removed) VALUES (?1, ?2, ?3, 0, 0, 0)",
+            params![now, git.commit, git.dirty],
+        )?;
+        let apply_id = tx.last_insert_rowid();
+        {
+            let mut insert_revision = tx
+                .prepare_cached(
+                    "INSERT INTO revisions (job, number, apply_id, content_hash, definition, source_path, enabled, schedule, timezone, description, tags, created_at, git_commit, git_dirty, repeat, depends_on)
+                     VALUES (?1, (SELECT coalesce(max(number), 0) + 1 FROM revisions WHERE job = ?1), ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                )?;
+            let mut upsert_job = tx
+                .prepare_cached(
+                    "INSERT INTO jobs (name, owner, revision_id, active, schedule_anchor, created_at, updated_at, removed_at, slot_cursor)
+                     VALUES (?1, ?6, ?2, 1, ?3, ?3, ?3, NULL, ?5)
+                     ON CONFLICT (name) DO UPDATE SET
+                         owner = excluded.owner,
+                         revision_id = excluded.revision_id,
+                         active = 1,
+                         removed_at = NULL,
+                         updated_at = excluded.updated_at,
+                         fires = 0,
+                         completed_at = NULL,
+                         schedule_anchor = CASE WHEN ?4 THEN excluded.schedule_anchor ELSE jobs.schedule_anchor END,
+                         slot_cursor = CASE WHEN ?4 THEN excluded.slot_cursor ELSE jobs.slot_cursor END",
+                )?;
+            for rev in &batch.upserts {
+                let tags = serde_json::to_string(&rev.tags).expect("a list of strings serialises");
+                insert_revision
+                    .execute(params![
+                        rev.name,
+                        apply_id,
+                        rev.content_hash,
+                        rev.definition,
+                        rev.source_path,
+                        rev.enabled,
+                        rev.schedule,
+                        rev.timezone,
+                        rev.description,
+                        tags,
+                        now,
+                        git.commit,
+                        git.dirty,
+                        rev.repeat,
+                        rev.depends_on,
+                    ])?;
+                let revision_id = tx.last_insert_rowid();
+                let was_active = existing.get(rev.name.as_str()).is_some_and(|j| j.active);
+                // A job coming back after removal starts its schedule afresh, like a new one.
+                let reset = rev.reset_anchor || !was_active;
+                upsert_job
+                    .execute(params![
+                        rev.name,
+                        revision_id,
+                        now,
+                        reset,
+                        cursor,
+                        batch.owner.as_str()
+                    ])?;
+                if was_active {
+                    changed += 1;
+                } else {
+                    added += 1;
+                }
+            }
+            let mut remove = tx
+                .prepare_cached(
+                    "UPDATE jobs SET active = 0, removed_at = ?2, updated_at = ?2 WHERE name = ?1 AND active = 1 AND owner = ?3",
+                )?;
+            for name in &batch.removals {
+                remove
+                    .execute(params![name, now, batch.owner.as_str()])?;
+            }
+        }
+        let removed = batch.removals.len();
+        tx.execute(
+            "UPDATE applies SET added = ?2, changed = ?3, removed = ?4 WHERE id = ?1",
+            params![apply_id, added as i64, changed as i64, removed as i64],
+        )?;
+        Ok(Some(ApplyRecord {
+            id: apply_id,
+            added,
+            changed,
+            removed,
+        }))
+        })
+    }
+
+    /// How many revisions a job has.
+    ///
+    /// # Errors
+    ///
+    /// On a SQLite failure.
+    pub fn revision_count(&self, name: &str) -> Result<i64> {
+        self.conn
+            .query_row(
+                "SELECT count(*) FROM revisions WHERE job = ?1",
+                [name],
+                |row| row.get(0),
+            )
+            .for_ledger(self)
+    }
+
+    /// The latest apply, if any: `(id, applied_at, git_commit)`.
+    ///
+    /// # Errors
+    ///
+    /// On a SQLite failure.
+    pub fn last_apply(&self) -> Result<Option<(i64, String, Option<String>)>> {
+        self.conn
+            .query_row(
+                "SELECT id, applied_at, git_commit FROM applies ORDER BY id DESC LIMIT 1",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            )
+            .optional()
+            .for_ledger(self)
+    }
+}
+
+impl Ledger {
+    /// Pauses a job (an operator's override that outlives applies).
+    ///
+    /// # Errors
+    ///
+    /// [`LedgerError::NotFound`] for a job the ledger does not have, or a SQLite failure.
+    pub fn pause(&self, job: &str, by: &str, reason: Option<&str>, now: Timestamp) -> Result<bool> {
+        self.require_job(job)?;
+        let n = self
+            .conn
+            .execute(
+                "INSERT INTO pauses (job, paused_by, paused_at, reason) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (job) DO NOTHING",
+                params![job, by, stamp(now), reason],
+            )
+            .for_ledger(self)?;
+        Ok(n == 1)
+    }
+
+    /// Resumes a paused job; `false` when it was not paused.
+    ///
+    /// # Errors
+    ///
+    /// [`LedgerError::NotFound`] for a job the ledger does not have, or a SQLite failure.
+    pub fn resume(&self, job: &str) -> Result<bool> {
+        self.require_job(job)?;
+        let n = self
+            .conn
+            .execute("DELETE FROM pauses WHERE job = ?1", [job])
+            .for_ledger(self)?;
+        Ok(n == 1)
+    }
+
+    fn require_job(&self, job: &str) -> Result<()> {
+        let found: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT 1 FROM jobs WHERE name = ?1 AND active = 1",
+                [job],
+                |r| r.get(0),
+            )
+            .optional()
+            .for_ledger(self)?;
+        match found {
+            Some(_) => Ok(()),
+            None => Err(LedgerError::NotFound {
+                path: self.path.clone(),
+                what: format!("job `{job}`"),
+            }),
+        }
+    }
+
+    /// A revision's job name and definition (its normal YAML form).
+    ///
+    /// # Errors
+    ///
+    /// On a SQLite failure.
+    pub fn revision_definition(&self, revision_id: i64) -> Result<Option<(String, String)>> {
+        self.conn
+            .query_row(
+                "SELECT job, definition FROM revisions WHERE id = ?1",
+                [revision_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .for_ledger(self)
+    }
+}
+
+/// A job's applied definition and run count (see [`Ledger::applied_definition`]).
+fn applied_definition(conn: &Connection, name: &str) -> rusqlite::Result<Option<(String, i64)>> {
+    conn.prepare_cached(
+        "SELECT r.definition, (SELECT count(*) FROM runs WHERE job = j.name)
+         FROM jobs j JOIN revisions r ON r.id = j.revision_id WHERE j.name = ?1",
+    )?
+    .query_row([name], |row| Ok((row.get(0)?, row.get(1)?)))
+    .optional()
+}
+
+/// Which columns a job query loads: a listing has no use for whole definitions.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Detail {
+    /// No definitions and no run counts: what an apply compares.
+    Bare,
+    Summary,
+    Full,
+}
+
+fn query_jobs(
+    conn: &Connection,
+    name: Option<&str>,
+    detail: Detail,
+) -> rusqlite::Result<Vec<JobRow>> {
+    let sql = format!(
+        "SELECT j.name, j.owner, j.active, r.number, r.content_hash, {definition}, r.source_path,
+                r.enabled, r.schedule, r.timezone, r.description, r.tags, j.schedule_anchor,
+                j.created_at, j.updated_at, j.removed_at, r.git_commit, r.git_dirty,
+                {runs},
+                {last_run},
+                j.revision_id, coalesce(j.slot_cursor, j.schedule_anchor),
+                p.paused_by, p.paused_at, p.reason,
+                j.fires, j.completed_at, j.failure_streak, r.repeat,
+                {blocked}, r.depends_on
+         FROM jobs j
+         JOIN revisions r ON r.id = j.revision_id
+         LEFT JOIN pauses p ON p.job = j.name
+         {runs_join}
+         WHERE {filter}
+         ORDER BY j.name",
+        filter = if name.is_some() {
+            "j.name = ?1"
+        } else {
+            "?1 IS NULL"
+        },
+        definition = match detail {
+            Detail::Full => "r.definition",
+            Detail::Summary | Detail::Bare => "''",
+        },
+        blocked = if detail == Detail::Bare {
+            "NULL"
+        } else {
+            "(SELECT group_concat(b.reason, '; ') FROM runs b WHERE b.job = j.name AND b.state = 'blocked')"
+        },
+        runs = if detail == Detail::Bare {
+            "0"
+        } else {
+            "coalesce(rs.n, 0)"
+        },
+        last_run = if detail == Detail::Bare {
+            "NULL"
+        } else {
+            "lr.state || ' ' || coalesce(lr.finished_at, lr.started_at, lr.created_at)"
+        },
+        // One job: two lookups in `runs_by_job`. All jobs: one pass over it, grouped.
+        runs_join = match (detail, name) {
+            (Detail::Bare, _) => "",
+            (_, Some(_)) => {
+                "LEFT JOIN (SELECT ?1 AS job, count(*) AS n, max(id) AS last FROM runs WHERE job = ?1) rs ON rs.job = j.name
+                 LEFT JOIN runs lr ON lr.id = rs.last"
+            }
+            (_, None) => {
+                "LEFT JOIN (SELECT job, count(*) AS n, max(id) AS last FROM runs GROUP BY job) rs ON rs.job = j.name
+                 LEFT JOIN runs lr ON lr.id = rs.last"
+            }
+        },
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map([name], |row| {
+        let tags: String = row.get(11)?;
+        let last: Option<String> = row.get(19)?;
+        Ok(JobRow {
+            name: row.get(0)?,
+            owner: Owner::from_column(&row.get::<_, String>(1)?),
+            active: row.get(2)?,
+            revision: row.get(3)?,
+            content_hash: row.get(4)?,
+            definition: row.get(5)?,
+            source_path: row.get(6)?,
+            enabled: row.get(7)?,
+            schedule: row.get(8)?,
+            timezone: row.get(9)?,
+            description: row.get(10)?,
+            tags: if detail == Detail::Bare {
+                Vec::new()
+            } else {
+                serde_json::from_str(&tags).unwrap_or_default()
+            },
+            schedule_anchor: row.get(12)?,
+            created_at: row.get(13)?,
+            updated_at: row.get(14)?,
+            removed_at: row.get(15)?,
+            git_commit: row.get(16)?,
+            git_dirty: row.get(17)?,
+            n_runs: row.get(18)?,
+            revision_id: row.get(20)?,
+            slot_cursor: row.get(21)?,
+            paused: match row.get::<_, Option<String>>(22)? {
+                Some(by) => Some(Pause {
+                    by,
+                    at: row.get(23)?,
+                    reason: row.get(24)?,
+                }),
+                None => None,
+            },
+            fires: row.get(25)?,
+            completed_at: row.get(26)?,
+            failure_streak: row.get(27)?,
+            repeat: row.get(28)?,
+            blocked: row.get(29)?,
+            depends_on: row
+                .get::<_, Option<String>>(30)?
+                .and_then(|d| serde_json::from_str(&d).ok())
+                .unwrap_or_default(),
+            last_run: last.and_then(|s| {
+                s.split_once(' ').map(|(state, at)| LastRun {
+                    state: state.to_string(),
+                    at: at.to_string(),
+                })
+            }),
+        })
+    })?;
+    rows.collect()
+}

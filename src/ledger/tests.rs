@@ -1,0 +1,251 @@
+//! The ledger's operations on a temporary SQLite file: what each writes and what it refuses.
+
+use jiff::Timestamp;
+
+use super::*;
+use crate::graph::Graph;
+use crate::run::{RunState, Trigger};
+use crate::slots::{Outcome, SlotRow};
+
+fn ts(text: &str) -> Timestamp {
+    text.parse().unwrap()
+}
+
+fn revision(name: &str, repeat: Option<&str>, depends_on: Option<&str>) -> NewRevision {
+    NewRevision {
+        name: name.to_string(),
+        content_hash: format!("hash-{name}"),
+        definition: format!("command: [echo, {name}]\n"),
+        source_path: None,
+        enabled: true,
+        schedule: r#"{"every":"1m"}"#.to_string(),
+        timezone: "UTC".to_string(),
+        description: String::new(),
+        tags: Vec::new(),
+        reset_anchor: true,
+        repeat: repeat.map(str::to_string),
+        depends_on: depends_on.map(str::to_string),
+    }
+}
+
+/// A ledger with jobs applied, and the job's revision id by name.
+fn ledger_with(jobs: Vec<NewRevision>) -> (tempfile::TempDir, Ledger) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ledger = Ledger::open(&dir.path().join("ledger.db")).unwrap();
+    ledger
+        .apply("2026-10-31T12:00:00.000Z", &GitInfo::default(), |_, _| {
+            Ok(ApplyBatch {
+                upserts: jobs,
+                removals: Vec::new(),
+                owner: Owner::File,
+            })
+        })
+        .unwrap();
+    (dir, ledger)
+}
+
+fn revision_id(ledger: &Ledger, job: &str) -> i64 {
+    ledger.job(job).unwrap().unwrap().revision_id
+}
+
+fn manual(ledger: &mut Ledger, job: &str, now: Timestamp) -> i64 {
+    let rev = revision_id(ledger, job);
+    ledger
+        .create_run(&NewRun::now(job, rev, Trigger::Manual, None, now), now)
+        .unwrap()
+}
+
+fn end(run_id: i64, epoch: i64, state: RunState, at: Timestamp) -> RunEnd {
+    RunEnd {
+        run_id,
+        epoch: Some(epoch),
+        finish: Finish {
+            state: Some(state),
+            ..Finish::default()
+        },
+        retry: None,
+        at,
+    }
+}
+
+fn state(ledger: &Ledger, id: i64) -> String {
+    ledger.run(id).unwrap().unwrap().state
+}
+
+#[test]
+fn the_lease_goes_to_one_daemon_and_fences_the_one_that_lost_it() {
+    let (_dir, mut ledger) = ledger_with(vec![revision("a", None, None)]);
+    let now = ts("2026-10-31T12:00:00Z");
+    let first = ledger.acquire_lease("host", (1, 1), now, |_| true).unwrap();
+    assert_eq!(first, 1);
+    let held = ledger.acquire_lease("host", (2, 2), now, |_| true);
+    assert!(
+        matches!(held, Err(LedgerError::LeaseHeld { pid: 1, .. })),
+        "{held:?}"
+    );
+    // The holder died: the next daemon takes over with the next epoch.
+    let second = ledger
+        .acquire_lease("host", (2, 2), now, |_| false)
+        .unwrap();
+    assert_eq!(second, 2);
+    let lost = ledger.record_slots(first, &[], now);
+    assert!(
+        matches!(lost, Err(LedgerError::LeaseLost { epoch: 1, .. })),
+        "{lost:?}"
+    );
+    ledger.release_lease(second, now).unwrap();
+    assert!(ledger.lease().unwrap().unwrap().released_at.is_some());
+}
+
+#[test]
+fn a_slot_is_recorded_once_and_counts_toward_repeat() {
+    let (_dir, mut ledger) = ledger_with(vec![revision("a", Some(r#"{"times": 2}"#), None)]);
+    let now = ts("2026-10-31T12:01:00Z");
+    let epoch = ledger
+        .acquire_lease("host", (1, 1), now, |_| false)
+        .unwrap();
+    let slots = |slot: &str| JobSlots {
+        job: "a".into(),
+        revision_id: 1,
+        rows: vec![(
+            SlotRow {
+                slot: ts(slot),
+                first: ts(slot),
+                count: 1,
+                outcome: Outcome::Fire {
+                    trigger: Trigger::Schedule,
+                    replace: false,
+                },
+            },
+            ts(slot),
+        )],
+        cursor: ts(slot),
+    };
+    let fired = ledger
+        .record_slots(epoch, &[slots("2026-10-31T12:01:00Z")], now)
+        .unwrap();
+    assert_eq!(fired.len(), 1);
+    // The same slot again (a second daemon, a replay): nothing is written.
+    let again = ledger
+        .record_slots(epoch, &[slots("2026-10-31T12:01:00Z")], now)
+        .unwrap();
+    assert!(again.is_empty());
+    assert!(ledger.job("a").unwrap().unwrap().completed_at.is_none());
+    ledger
+        .record_slots(epoch, &[slots("2026-10-31T12:02:00Z")], now)
+        .unwrap();
+    let job = ledger.job("a").unwrap().unwrap();
+    assert_eq!(job.fires, 2);
+    assert!(job.completed_at.is_some(), "repeat: times 2 completes");
+}
+
+#[test]
+fn a_claim_starts_each_pending_run_once_and_an_end_writes_the_streak() {
+    let (_dir, mut ledger) = ledger_with(vec![revision("a", None, None)]);
+    let now = ts("2026-10-31T12:00:00Z");
+    let epoch = ledger
+        .acquire_lease("host", (1, 1), now, |_| false)
+        .unwrap();
+    let ids: Vec<i64> = (0..3).map(|_| manual(&mut ledger, "a", now)).collect();
+    let claimed = ledger.claim(epoch, (1, 1), now, 2).unwrap();
+    assert_eq!(
+        claimed.iter().map(|r| r.id).collect::<Vec<_>>(),
+        ids[..2].to_vec()
+    );
+    let rest = ledger.claim(epoch, (1, 1), now, 10).unwrap();
+    assert_eq!(rest.iter().map(|r| r.id).collect::<Vec<_>>(), vec![ids[2]]);
+    assert!(ledger.claim(epoch, (1, 1), now, 10).unwrap().is_empty());
+
+    let graph = Graph::default();
+    let at = ts("2026-10-31T12:00:05Z");
+    ledger
+        .finish_runs(
+            &[
+                end(ids[0], epoch, RunState::Failed, at),
+                end(ids[1], epoch, RunState::TimedOut, at),
+            ],
+            &graph,
+        )
+        .unwrap();
+    assert_eq!(ledger.failure_streak("a").unwrap(), 2);
+    // An end fenced by another epoch is not written.
+    ledger
+        .finish_runs(&[end(ids[2], epoch + 1, RunState::Succeeded, at)], &graph)
+        .unwrap();
+    assert_eq!(state(&ledger, ids[2]), "running");
+    ledger
+        .finish_runs(&[end(ids[2], epoch, RunState::Succeeded, at)], &graph)
+        .unwrap();
+    assert_eq!(state(&ledger, ids[2]), "succeeded");
+    assert_eq!(ledger.failure_streak("a").unwrap(), 0);
+}
+
+#[test]
+fn an_end_releases_the_runs_gated_on_it_for_every_caller() {
+    let (_dir, mut ledger) = ledger_with(vec![
+        revision("up", None, None),
+        revision("down", None, Some(r#"["up"]"#)),
+    ]);
+    let now = ts("2026-10-31T12:00:00Z");
+    let epoch = ledger
+        .acquire_lease("host", (1, 1), now, |_| false)
+        .unwrap();
+    let blocked = manual(&mut ledger, "down", now);
+    assert_eq!(state(&ledger, blocked), "blocked");
+    let up = manual(&mut ledger, "up", now);
+    ledger.claim(epoch, (1, 1), now, 10).unwrap();
+    let graph = Graph::from_parts(
+        &[
+            ("up".to_string(), "manual".to_string()),
+            ("down".to_string(), "manual".to_string()),
+        ],
+        &[crate::graph::Edge {
+            from: "up".to_string(),
+            to: "down".to_string(),
+            kind: crate::graph::EdgeKind::DependsOn,
+        }],
+    );
+    let at = ts("2026-10-31T12:00:05Z");
+    ledger
+        .finish_runs(&[end(up, epoch, RunState::Succeeded, at)], &graph)
+        .unwrap();
+    assert_eq!(state(&ledger, blocked), "pending");
+    let released = ledger.run(blocked).unwrap().unwrap();
+    assert_eq!(
+        released.released_by,
+        Some(serde_json::json!([{ "job": "up", "run": up }]))
+    );
+}
+
+#[test]
+fn retention_deletes_old_terminal_runs_in_batches_and_keeps_active_ones() {
+    let (_dir, mut ledger) = ledger_with(vec![revision("a", None, None)]);
+    let now = ts("2026-10-31T12:00:00Z");
+    let epoch = ledger
+        .acquire_lease("host", (1, 1), now, |_| false)
+        .unwrap();
+    let ids: Vec<i64> = (0..5).map(|_| manual(&mut ledger, "a", now)).collect();
+    ledger.claim(epoch, (1, 1), now, 4).unwrap();
+    let ends: Vec<RunEnd> = ids[..4]
+        .iter()
+        .map(|id| end(*id, epoch, RunState::Succeeded, now))
+        .collect();
+    ledger.finish_runs(&ends, &Graph::default()).unwrap();
+    let keep_one = [Retention {
+        job: "a".into(),
+        keep: 1,
+        before: ts("2026-01-01T00:00:00Z"),
+    }];
+    assert_eq!(ledger.prune(&keep_one, 2).unwrap(), 2);
+    assert_eq!(ledger.prune(&keep_one, 2).unwrap(), 1);
+    assert_eq!(ledger.prune(&keep_one, 2).unwrap(), 0);
+    let left: Vec<i64> = ledger
+        .runs(&RunFilter::default())
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    // The newest terminal run is kept, and the pending one is never pruned.
+    assert_eq!(left, vec![ids[4], ids[3]]);
+    ledger.reclaim_space().unwrap();
+}

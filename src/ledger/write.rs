@@ -1,0 +1,157 @@
+//! The row writes every run-creating operation shares: a new run, an event, and what
+//! `concurrency: replace` does to the runs it replaces. The bottom of the ledger's write
+//! path: `claims`, `slots` and `deps` call these and nothing here calls them back.
+
+use jiff::Timestamp;
+use rusqlite::params;
+
+use super::stamp;
+use crate::rules;
+use crate::run::{RunState, Trigger};
+
+/// A run to create outside the schedule: `jobctl run`, `jobctl trigger`, a retry.
+#[derive(Clone, Debug)]
+pub struct NewRun {
+    pub job: String,
+    pub revision_id: i64,
+    pub trigger: Trigger,
+    pub scheduled_at: Timestamp,
+    pub not_before: Option<Timestamp>,
+    pub params: Option<serde_json::Value>,
+    pub attempt: i64,
+    pub first_run_id: Option<i64>,
+    /// `Some((pid, start))` creates the run already running, supervised by that process (a
+    /// foreground `jobctl run`), so no daemon claims it.
+    pub running_under: Option<(i64, i64)>,
+    /// Who asked for it (`alice (api)`, `user@host`), recorded in its `created` event.
+    pub by: Option<String>,
+}
+
+impl NewRun {
+    /// A first attempt due now: what a trigger (manual or webhook) queues.
+    pub fn now(
+        job: &str,
+        revision_id: i64,
+        trigger: Trigger,
+        params: Option<serde_json::Value>,
+        now: Timestamp,
+    ) -> NewRun {
+        NewRun {
+            job: job.to_string(),
+            revision_id,
+            trigger,
+            scheduled_at: now,
+            not_before: None,
+            params,
+            attempt: 1,
+            first_run_id: None,
+            running_under: None,
+            by: None,
+        }
+    }
+
+    /// The same run, recorded as asked for by `actor`.
+    #[must_use]
+    pub fn by(self, actor: impl Into<String>) -> NewRun {
+        NewRun {
+            by: Some(actor.into()),
+            ..self
+        }
+    }
+}
+
+pub(super) fn add_event(
+    conn: &rusqlite::Connection,
+    run_id: i64,
+    at: &str,
+    kind: &str,
+    message: &str,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO run_events (run_id, at, kind, message) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![run_id, at, kind, message])?;
+    Ok(())
+}
+
+pub(super) fn insert_run(
+    conn: &rusqlite::Connection,
+    run: &NewRun,
+    now: Timestamp,
+) -> rusqlite::Result<i64> {
+    let at = stamp(now);
+    let (state, started, supervisor) = match run.running_under {
+        Some(s) => (RunState::Running, Some(at.as_str()), Some(s)),
+        None => (RunState::Pending, None, None),
+    };
+    let id: i64 = conn
+        .prepare_cached(
+            "INSERT INTO runs (job, revision_id, trigger, scheduled_at, state, created_at, started_at,
+                               not_before, params, attempt, first_run_id, supervisor_pid, supervisor_start)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+             RETURNING id",
+        )?
+        .query_row(
+            params![
+                run.job,
+                run.revision_id,
+                run.trigger.as_str(),
+                stamp(run.scheduled_at),
+                state.as_str(),
+                at,
+                started,
+                run.not_before.map(stamp),
+                run.params.as_ref().map(ToString::to_string),
+                run.attempt,
+                run.first_run_id,
+                supervisor.map(|s| s.0),
+                supervisor.map(|s| s.1),
+            ],
+            |r| r.get(0),
+        )?;
+    let message = match run.trigger {
+        Trigger::Retry => format!(
+            "attempt {} of run {}",
+            run.attempt,
+            run.first_run_id.unwrap_or_default()
+        ),
+        t => match &run.by {
+            Some(by) => format!("created ({t}) by {by}"),
+            None => format!("created ({t})"),
+        },
+    };
+    add_event(conn, id, &at, "created", &message)?;
+    Ok(id)
+}
+
+/// `concurrency: replace`: cancel the job's pending runs and ask its running ones to stop.
+pub(super) fn replace_active(
+    conn: &rusqlite::Connection,
+    job: &str,
+    new_id: i64,
+    at: &str,
+) -> rusqlite::Result<()> {
+    let reason = rules::replaced_reason(new_id);
+    let ids: Vec<(i64, String)> = conn
+        .prepare_cached(
+            "SELECT id, state FROM runs WHERE job = ?1 AND id <> ?2 AND state IN ('blocked', 'pending', 'running')",
+        )?
+        .query_map(params![job, new_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (id, state) in ids {
+        if state != "running" {
+            conn.execute(
+                "UPDATE runs SET state = 'cancelled', finished_at = ?2, error = ?3 WHERE id = ?1",
+                params![id, at, reason],
+            )?;
+            add_event(conn, id, at, "cancelled", &reason)?;
+        } else {
+            conn.execute(
+                "UPDATE runs SET cancel_requested = coalesce(cancel_requested, ?2) WHERE id = ?1",
+                params![id, at],
+            )?;
+            add_event(conn, id, at, "cancel_requested", &reason)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,606 @@
+//! Rules: what becomes of a run or a job, decided from plain facts.
+//!
+//! Every decision the scheduler and the ledger act on, other than which slots are due
+//! (`slots::decide`), lives here as a pure function over core types that returns an enum
+//! whose variants carry their data: admission of a new run (a pause, `concurrency`), the
+//! `depends_on` gate, the `after` fan-in, the re-decision of a blocked run, `repeat`
+//! completion and the failure streak. Each reason has ONE wording, here, so the ledger, the
+//! daemon and the CLI say the same thing for the same cause.
+//!
+//! Pure: no clock (`now` is an argument), no I/O. The ledger reads the facts, calls a rule
+//! and writes what it decided in the same transaction; it decides nothing itself. This module
+//! deliberately does not know where the facts come from (SQLite, another backend, a test).
+
+use std::fmt;
+
+use jiff::Timestamp;
+
+use crate::duration::Duration;
+use crate::run::RunState;
+use crate::spec::{Concurrency, Repeat};
+
+/// Why a slot or a run that would have started does not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SkipReason {
+    /// The operator paused the job (`jobctl pause`).
+    Paused,
+    /// `concurrency: forbid` and a run of the job is still blocked, pending or running.
+    Busy,
+}
+
+impl fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SkipReason::Paused => "the job is paused",
+            SkipReason::Busy => "the previous run is still active (concurrency: forbid)",
+        })
+    }
+}
+
+/// Whether a new run of a job (a fired slot, a fan-in) starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// The run is created. `replace`: the job's active runs are cancelled first
+    /// (`concurrency: replace`).
+    Run { replace: bool },
+    /// The run is recorded skipped, for this reason.
+    Skip(SkipReason),
+}
+
+/// The pause and overlap rule. `active`: a run of the job is blocked, pending or running.
+pub fn admit(paused: bool, concurrency: Concurrency, active: bool) -> Admission {
+    if paused {
+        return Admission::Skip(SkipReason::Paused);
+    }
+    match (active, concurrency) {
+        (true, Concurrency::Forbid) => Admission::Skip(SkipReason::Busy),
+        (active, concurrency) => Admission::Run {
+            replace: active && concurrency == Concurrency::Replace,
+        },
+    }
+}
+
+/// The reason recorded on a run that `concurrency: replace` cancelled (or asked to stop).
+pub fn replaced_reason(new_run: i64) -> String {
+    format!("replaced by run {new_run} (concurrency: replace)")
+}
+
+/// A dependency's latest run that was not skipped by its schedule, as the gate sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Latest {
+    pub run_id: i64,
+    pub state: RunState,
+    pub finished_at: Option<Timestamp>,
+}
+
+/// What a `depends_on` gate says about a run created at `created`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Gate {
+    /// Every dependency's latest run has succeeded: the run may start. The runs that let it.
+    Open { released_by: Vec<(String, i64)> },
+    /// Some dependencies have not succeeded (yet): the run waits for them.
+    Wait { waiting_for: Vec<String> },
+    /// A dependency's run failed after the run came due: it will not start.
+    Fail { reason: String },
+}
+
+/// The `depends_on` rule. `deps` pairs each dependency with its latest run that was not
+/// skipped (`None`: it never ran). A failure that ended before the run came due is old news:
+/// the run waits for a new run of that dependency; one that ended after it came due ends the
+/// wait with [`Gate::Fail`].
+pub fn gate(created: Timestamp, deps: &[(&str, Option<Latest>)]) -> Gate {
+    let mut waiting_for = Vec::new();
+    let mut released_by = Vec::new();
+    for (job, latest) in deps {
+        match latest {
+            Some(l) if l.state == RunState::Succeeded => {
+                released_by.push((job.to_string(), l.run_id))
+            }
+            Some(l) if l.state.is_terminal() && l.finished_at.is_some_and(|f| f >= created) => {
+                return Gate::Fail {
+                    reason: format!("dependency {job} ended {} (run {})", l.state, l.run_id),
+                };
+            }
+            _ => waiting_for.push(job.to_string()),
+        }
+    }
+    if waiting_for.is_empty() {
+        Gate::Open { released_by }
+    } else {
+        Gate::Wait { waiting_for }
+    }
+}
+
+/// Whether a run just created waits `blocked`, and for which dependencies. A gate found
+/// failed at creation (a dependency failed in this very millisecond) waits too, for every
+/// dependency: only a failure after the run came due ends it.
+pub fn blocks_new_run(gate: Option<Gate>, depends_on: &[String]) -> Option<Vec<String>> {
+    match gate? {
+        Gate::Open { .. } => None,
+        Gate::Wait { waiting_for } => Some(waiting_for),
+        Gate::Fail { .. } => Some(depends_on.to_vec()),
+    }
+}
+
+/// The reason a blocked run shows: `waiting for a, b`.
+pub fn waiting_reason(waiting_for: &[String]) -> String {
+    format!("waiting for {}", waiting_for.join(", "))
+}
+
+/// The `after` rule: the job fires when every upstream job has a succeeded run that finished
+/// after `cursor` (the job's last fire, or when its schedule was applied). `successes` pairs
+/// each upstream job with its latest succeeded run `(id, finished_at)`. Returns the runs that
+/// release it, or `None` while one is missing.
+pub fn fan_in(
+    cursor: Timestamp,
+    successes: &[(&str, Option<(i64, Timestamp)>)],
+) -> Option<Vec<(String, i64)>> {
+    successes
+        .iter()
+        .map(|(job, latest)| match latest {
+            Some((id, finished)) if *finished > cursor => Some((job.to_string(), *id)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `a (run 12), b (run 13)`: the runs that released a run, for its event and the CLI.
+pub fn describe_releases(released_by: &[(String, i64)]) -> String {
+    released_by
+        .iter()
+        .map(|(job, id)| format!("{job} (run {id})"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The event of a run released from `blocked` (or fired by a fan-in).
+pub fn release_message(released_by: &[(String, i64)]) -> String {
+    if released_by.is_empty() {
+        "released: the job no longer depends on other jobs".to_string()
+    } else {
+        format!("released by {}", describe_releases(released_by))
+    }
+}
+
+/// A blocked run, as the recheck sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Blocked<'a> {
+    /// When the run was due (its starting deadline counts from here).
+    pub scheduled_at: Option<Timestamp>,
+    /// The reason it shows now (`waiting for …`).
+    pub reason: Option<&'a str>,
+}
+
+/// What becomes of a blocked run when its facts change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Recheck {
+    /// It becomes pending; the upstream runs that released it (none: no dependency is left).
+    Release { released_by: Vec<(String, i64)> },
+    /// It ends skipped at its gate, an outcome the jobs gated on it see as a failure.
+    Skip { reason: String },
+    /// It keeps waiting; `reason` is what it waits for, to record when it changed.
+    Wait { reason: String },
+}
+
+/// Re-decides a blocked run. `job_active`: the job is still in the ledger (a removed job's
+/// runs end); `deadline`: the job's `starting_deadline`; `gate`: the gate of the job's
+/// *current* revision for this run (`None`: no `depends_on` any more).
+pub fn recheck(
+    run: Blocked<'_>,
+    job_active: bool,
+    deadline: Option<Duration>,
+    gate: Option<Gate>,
+    now: Timestamp,
+) -> Recheck {
+    if !job_active {
+        return Recheck::Skip {
+            reason: "the job was removed while the run waited".to_string(),
+        };
+    }
+    let expired = deadline.filter(|d| {
+        run.scheduled_at
+            .and_then(|due| due.checked_add(d.as_signed()).ok())
+            .is_some_and(|end| end <= now)
+    });
+    if let Some(d) = expired {
+        let waiting = run.reason.unwrap_or("waiting");
+        return Recheck::Skip {
+            reason: format!("its starting deadline ({d}) passed while {waiting}"),
+        };
+    }
+    match gate {
+        None => Recheck::Release {
+            released_by: Vec::new(),
+        },
+        Some(Gate::Open { released_by }) => Recheck::Release { released_by },
+        Some(Gate::Fail { reason }) => Recheck::Skip { reason },
+        Some(Gate::Wait { waiting_for }) => Recheck::Wait {
+            reason: waiting_reason(&waiting_for),
+        },
+    }
+}
+
+/// `repeat: {times: N}`: whether the job completes with the fire that brings its count under
+/// the current revision to `fires`.
+pub fn completes_on_fire(repeat: Option<Repeat>, fires: i64) -> bool {
+    matches!(repeat, Some(Repeat::Times(n)) if fires >= i64::from(n))
+}
+
+/// `repeat: {until: success}`: whether a run of the job's current revision that ended in
+/// `state` completes the job.
+pub fn completes_on_end(repeat: Option<Repeat>, state: RunState) -> bool {
+    repeat == Some(Repeat::UntilSuccess) && state == RunState::Succeeded
+}
+
+/// Fires left before the job completes (`repeat: {times: N}`), `None` for a job that does not
+/// count its fires.
+pub fn fires_left(repeat: Option<Repeat>, fires: i64) -> Option<i64> {
+    match repeat {
+        Some(Repeat::Times(n)) => Some(i64::from(n).saturating_sub(fires).max(0)),
+        _ => None,
+    }
+}
+
+/// The job's failure streak after a run ended in `state`: a success ends it, a final failure
+/// (`retrying`: no retry is to come) lengthens it, anything else leaves it.
+pub fn streak_after(streak: i64, state: RunState, retrying: bool) -> i64 {
+    match state {
+        RunState::Succeeded => 0,
+        RunState::Failed | RunState::TimedOut if !retrying => streak + 1,
+        _ => streak,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(text: &str) -> Timestamp {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn a_new_run_is_admitted_unless_paused_or_forbidden() {
+        use Concurrency::*;
+        let busy = Admission::Skip(SkipReason::Busy);
+        let cases = [
+            (false, Allow, false, Admission::Run { replace: false }),
+            (false, Allow, true, Admission::Run { replace: false }),
+            (false, Forbid, false, Admission::Run { replace: false }),
+            (false, Forbid, true, busy),
+            (false, Replace, false, Admission::Run { replace: false }),
+            (false, Replace, true, Admission::Run { replace: true }),
+            (true, Allow, false, Admission::Skip(SkipReason::Paused)),
+            (true, Forbid, true, Admission::Skip(SkipReason::Paused)),
+            (true, Replace, true, Admission::Skip(SkipReason::Paused)),
+        ];
+        for (paused, concurrency, active, expected) in cases {
+            assert_eq!(
+                admit(paused, concurrency, active),
+                expected,
+                "paused {paused}, {concurrency:?}, active {active}"
+            );
+        }
+    }
+
+    #[test]
+    fn each_skip_reason_has_one_wording() {
+        assert_eq!(SkipReason::Paused.to_string(), "the job is paused");
+        assert_eq!(
+            SkipReason::Busy.to_string(),
+            "the previous run is still active (concurrency: forbid)"
+        );
+        assert_eq!(
+            replaced_reason(7),
+            "replaced by run 7 (concurrency: replace)"
+        );
+    }
+
+    fn latest(run_id: i64, state: RunState, finished_at: Option<&str>) -> Option<Latest> {
+        Some(Latest {
+            run_id,
+            state,
+            finished_at: finished_at.map(ts),
+        })
+    }
+
+    #[test]
+    fn the_gate_opens_waits_or_fails() {
+        use RunState::*;
+        let created = ts("2026-10-31T12:00:00Z");
+        type Case<'a> = (&'a str, Vec<(&'a str, Option<Latest>)>, Gate);
+        let cases: Vec<Case> = vec![
+            (
+                "all succeeded",
+                vec![
+                    ("a", latest(1, Succeeded, Some("2026-10-31T11:00:00Z"))),
+                    ("b", latest(2, Succeeded, Some("2026-10-31T12:30:00Z"))),
+                ],
+                Gate::Open {
+                    released_by: vec![("a".into(), 1), ("b".into(), 2)],
+                },
+            ),
+            (
+                "one never ran",
+                vec![
+                    ("a", latest(1, Succeeded, Some("2026-10-31T11:00:00Z"))),
+                    ("b", None),
+                ],
+                Gate::Wait {
+                    waiting_for: vec!["b".into()],
+                },
+            ),
+            (
+                "one still running",
+                vec![("a", latest(1, Running, None))],
+                Gate::Wait {
+                    waiting_for: vec!["a".into()],
+                },
+            ),
+            (
+                "an old failure waits for a new run",
+                vec![("a", latest(1, Failed, Some("2026-10-31T11:59:59Z")))],
+                Gate::Wait {
+                    waiting_for: vec!["a".into()],
+                },
+            ),
+            (
+                "a failure after the run came due fails it",
+                vec![("a", latest(7, TimedOut, Some("2026-10-31T12:00:01Z")))],
+                Gate::Fail {
+                    reason: "dependency a ended timed_out (run 7)".into(),
+                },
+            ),
+            (
+                "a blocked dependency is waited for",
+                vec![("a", latest(3, Blocked, None))],
+                Gate::Wait {
+                    waiting_for: vec!["a".into()],
+                },
+            ),
+        ];
+        for (what, deps, expected) in cases {
+            assert_eq!(gate(created, &deps), expected, "{what}");
+        }
+    }
+
+    #[test]
+    fn a_new_run_blocks_while_its_gate_is_closed() {
+        let deps = vec!["a".to_string(), "b".to_string()];
+        let cases = [
+            ("no gate", None, None),
+            (
+                "open",
+                Some(Gate::Open {
+                    released_by: vec![("a".into(), 1)],
+                }),
+                None,
+            ),
+            (
+                "waiting",
+                Some(Gate::Wait {
+                    waiting_for: vec!["b".into()],
+                }),
+                Some(vec!["b".to_string()]),
+            ),
+            (
+                "failed in the same instant: waits for all",
+                Some(Gate::Fail { reason: "x".into() }),
+                Some(deps.clone()),
+            ),
+        ];
+        for (what, gate, expected) in cases {
+            assert_eq!(blocks_new_run(gate, &deps), expected, "{what}");
+        }
+        assert_eq!(waiting_reason(&deps), "waiting for a, b");
+    }
+
+    #[test]
+    fn the_fan_in_needs_every_upstream_after_the_cursor() {
+        let cursor = ts("2026-10-31T12:00:00Z");
+        let before = ts("2026-10-31T11:00:00Z");
+        let after = ts("2026-10-31T12:00:00.001Z");
+        type Case<'a> = (
+            &'a str,
+            Vec<(&'a str, Option<(i64, Timestamp)>)>,
+            Option<Vec<(String, i64)>>,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "both after",
+                vec![("a", Some((1, after))), ("b", Some((2, after)))],
+                Some(vec![("a".into(), 1), ("b".into(), 2)]),
+            ),
+            (
+                "one before",
+                vec![("a", Some((1, after))), ("b", Some((2, before)))],
+                None,
+            ),
+            ("one at the cursor", vec![("a", Some((1, cursor)))], None),
+            (
+                "one never",
+                vec![("a", Some((1, after))), ("b", None)],
+                None,
+            ),
+        ];
+        for (what, successes, expected) in cases {
+            assert_eq!(fan_in(cursor, &successes), expected, "{what}");
+        }
+    }
+
+    #[test]
+    fn a_release_names_the_runs_behind_it() {
+        assert_eq!(
+            release_message(&[("a".into(), 1), ("b".into(), 2)]),
+            "released by a (run 1), b (run 2)"
+        );
+        assert_eq!(
+            release_message(&[]),
+            "released: the job no longer depends on other jobs"
+        );
+    }
+
+    #[test]
+    fn a_blocked_run_is_released_skipped_or_kept_waiting() {
+        let now = ts("2026-10-31T12:10:00Z");
+        let due = Some(ts("2026-10-31T12:00:00Z"));
+        let waiting = Blocked {
+            scheduled_at: due,
+            reason: Some("waiting for a"),
+        };
+        let ten_min = Some(Duration::from_secs(600));
+        let hour = Some(Duration::from_secs(3600));
+        let open = || {
+            Some(Gate::Open {
+                released_by: vec![("a".into(), 4)],
+            })
+        };
+        let wait = || {
+            Some(Gate::Wait {
+                waiting_for: vec!["a".into(), "b".into()],
+            })
+        };
+        type Case<'a> = (&'a str, bool, Option<Duration>, Option<Gate>, Recheck);
+        let cases: Vec<Case> = vec![
+            (
+                "the job was removed",
+                false,
+                None,
+                open(),
+                Recheck::Skip {
+                    reason: "the job was removed while the run waited".into(),
+                },
+            ),
+            (
+                "the deadline passed (at its very instant)",
+                true,
+                ten_min,
+                open(),
+                Recheck::Skip {
+                    reason: "its starting deadline (10m) passed while waiting for a".into(),
+                },
+            ),
+            (
+                "the deadline is ahead and the gate opened",
+                true,
+                hour,
+                open(),
+                Recheck::Release {
+                    released_by: vec![("a".into(), 4)],
+                },
+            ),
+            (
+                "no dependency any more",
+                true,
+                None,
+                None,
+                Recheck::Release {
+                    released_by: vec![],
+                },
+            ),
+            (
+                "a dependency failed",
+                true,
+                None,
+                Some(Gate::Fail {
+                    reason: "dependency a ended failed (run 3)".into(),
+                }),
+                Recheck::Skip {
+                    reason: "dependency a ended failed (run 3)".into(),
+                },
+            ),
+            (
+                "still waiting",
+                true,
+                hour,
+                wait(),
+                Recheck::Wait {
+                    reason: "waiting for a, b".into(),
+                },
+            ),
+        ];
+        for (what, active, deadline, gate, expected) in cases {
+            assert_eq!(
+                recheck(waiting, active, deadline, gate, now),
+                expected,
+                "{what}"
+            );
+        }
+        let unknown = Blocked {
+            scheduled_at: due,
+            reason: None,
+        };
+        assert_eq!(
+            recheck(unknown, true, ten_min, None, now),
+            Recheck::Skip {
+                reason: "its starting deadline (10m) passed while waiting".into()
+            }
+        );
+    }
+
+    #[test]
+    fn repeat_completes_at_the_nth_fire_or_the_first_success() {
+        use RunState::*;
+        let times = Some(Repeat::Times(3));
+        let until = Some(Repeat::UntilSuccess);
+        let fire_cases = [
+            (None, 100, false),
+            (times, 2, false),
+            (times, 3, true),
+            (times, 4, true),
+            (until, 100, false),
+        ];
+        for (repeat, fires, expected) in fire_cases {
+            assert_eq!(
+                completes_on_fire(repeat, fires),
+                expected,
+                "{repeat:?} {fires}"
+            );
+        }
+        let end_cases = [
+            (None, Succeeded, false),
+            (times, Succeeded, false),
+            (until, Succeeded, true),
+            (until, Failed, false),
+            (until, Cancelled, false),
+        ];
+        for (repeat, state, expected) in end_cases {
+            assert_eq!(
+                completes_on_end(repeat, state),
+                expected,
+                "{repeat:?} {state}"
+            );
+        }
+        let left_cases = [
+            (None, 3, None),
+            (until, 3, None),
+            (times, 0, Some(3)),
+            (times, 2, Some(1)),
+            (times, 5, Some(0)),
+        ];
+        for (repeat, fires, expected) in left_cases {
+            assert_eq!(fires_left(repeat, fires), expected, "{repeat:?} {fires}");
+        }
+    }
+
+    #[test]
+    fn a_final_failure_lengthens_the_streak_and_a_success_ends_it() {
+        use RunState::*;
+        let cases = [
+            (3, Succeeded, false, 0),
+            (3, Failed, false, 4),
+            (3, TimedOut, false, 4),
+            (3, Failed, true, 3),
+            (3, TimedOut, true, 3),
+            (3, Cancelled, false, 3),
+            (3, Skipped, false, 3),
+        ];
+        for (streak, state, retrying, expected) in cases {
+            assert_eq!(
+                streak_after(streak, state, retrying),
+                expected,
+                "{streak} {state} retrying {retrying}"
+            );
+        }
+    }
+}
