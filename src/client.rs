@@ -9,6 +9,8 @@ use std::path::Path;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::api::wire::ErrorBody;
+
 /// A server and the token to present.
 pub struct Client {
     base: String,
@@ -181,21 +183,20 @@ impl Client {
         let status = response.status().as_u16();
         if status >= 400 {
             let text = response.body_mut().read_to_string().unwrap_or_default();
-            let (code, message, diagnostics) =
-                match serde_json::from_str::<serde_json::Value>(&text) {
-                    Ok(v) => (
-                        v["error"]["code"].as_str().unwrap_or("").to_string(),
-                        v["error"]["message"].as_str().unwrap_or(&text).to_string(),
-                        serde_json::from_value(v["error"]["diagnostics"].clone())
-                            .unwrap_or_default(),
-                    ),
-                    Err(_) => (String::new(), text, Vec::new()),
-                };
-            return Err(ClientError::Api {
-                status,
-                code,
-                message,
-                diagnostics,
+            return Err(match serde_json::from_str::<ErrorBody>(&text) {
+                Ok(ErrorBody { error }) => ClientError::Api {
+                    status,
+                    code: error.code,
+                    message: error.message,
+                    diagnostics: error.diagnostics,
+                },
+                // Not the API's error shape (a proxy's page, say): its text is the message.
+                Err(_) => ClientError::Api {
+                    status,
+                    code: String::new(),
+                    message: text,
+                    diagnostics: Vec::new(),
+                },
             });
         }
         Ok(response)

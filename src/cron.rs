@@ -584,20 +584,162 @@ impl CronExpr {
     }
 
     /// A plain-English description, e.g. "At 02:00, on Monday, Tuesday, ... and Friday.".
+    ///
+    /// croner writes it (parsing the expression again); to describe many expressions, a
+    /// [`Describer`] gives the same text for a fraction of the cost.
     pub fn describe(&self) -> String {
-        let expanded = self
-            .source
+        let expanded = self.expanded();
+        croner_describe(expanded, self.days_and).unwrap_or_else(|| expanded.to_string())
+    }
+
+    /// The five fields, a macro replaced by what it stands for.
+    fn expanded(&self) -> &str {
+        self.source
             .strip_prefix('@')
             .and_then(|m| expand_macro(&m.to_ascii_lowercase()))
-            .map_or_else(|| self.source.clone(), str::to_string);
-        croner::parser::CronParser::builder()
-            .seconds(croner::parser::Seconds::Disallowed)
-            .year(croner::parser::Year::Disallowed)
-            .dom_and_dow(self.days_and)
-            .build()
-            .parse(&expanded)
-            .map(|c| c.describe())
-            .unwrap_or(expanded)
+            .unwrap_or(&self.source)
+    }
+}
+
+/// croner's English description of five fields, or `None` if croner refuses them.
+fn croner_describe(fields: &str, days_and: bool) -> Option<String> {
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Disallowed)
+        .year(croner::parser::Year::Disallowed)
+        .dom_and_dow(days_and)
+        .build()
+        .parse(fields)
+        .ok()
+        .map(|c| c.describe())
+}
+
+/// Describes expressions exactly as [`CronExpr::describe`] does, byte for byte, paying for
+/// croner once per distinct hour field and once per distinct day-and-month fields instead of
+/// once per expression (a realistic folder has hundreds of distinct expressions but a few dozen
+/// hour fields and a handful of day fields: `list` at 10,000 jobs spent 42% of its CPU in
+/// croner).
+///
+/// Why it is exact: croner's description is `time, day, month` joined by `", "` with a final
+/// `"."`, where the time part reads only the minute and hour fields and the day and month
+/// parts read only the last three. So the description of `m h D M W` is the time part of
+/// `m h * * *` followed by what `0 0 D M W`'s description has after `"At 00:00"`. And when `m`
+/// is a plain number, croner's time part depends on it only through the printed value, so
+/// the time part of `0 h * * *` is a template for every minute (`"At 03:00"`, `"At minute 0
+/// past every hour"`, `"At minute 0, of hour 3 and 15"`). Anything else goes to croner whole.
+/// The property test `describer_agrees_with_croner` checks this against croner.
+#[derive(Default)]
+pub struct Describer {
+    /// By hour field: the time part of `0 h * * *` with the minute left out.
+    hours: std::collections::HashMap<String, Option<HourTemplate>>,
+    /// By minute and hour fields (a minute that is not a plain number): the time part.
+    times: std::collections::HashMap<String, Option<String>>,
+    /// By day-of-month, month and day-of-week fields, for `days_and` false and true: the
+    /// description after its time part, final `"."` included.
+    days: [std::collections::HashMap<String, Option<String>>; 2],
+}
+
+/// The time part of `m h * * *` for a plain minute `m`, by the shape croner gives `h`.
+enum HourTemplate {
+    /// A single hour: `"At HH:MM"`.
+    Clock(u8),
+    /// Every hour: `"At minute M past every hour"`.
+    EveryHour,
+    /// Some hours: `"At minute M"` and this (e.g. `", of hour 3 and 15"`).
+    Of(String),
+}
+
+impl HourTemplate {
+    /// Reads croner's time part of `0 h * * *`.
+    fn of(time: &str) -> Option<HourTemplate> {
+        if time == "At minute 0 past every hour" {
+            return Some(HourTemplate::EveryHour);
+        }
+        if let Some(rest) = time.strip_prefix("At minute 0,") {
+            return Some(HourTemplate::Of(format!(",{rest}")));
+        }
+        let clock = time.strip_prefix("At ")?.strip_suffix(":00")?;
+        (clock.len() == 2 && clock.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| clock.parse().ok().map(HourTemplate::Clock))
+            .flatten()
+    }
+}
+
+impl Describer {
+    /// Past this many remembered fields, forget them all (a bound, never reached by real
+    /// folders).
+    const KEEP: usize = 4096;
+
+    /// The description of `cron`, equal to `cron.describe()`.
+    pub fn describe(&mut self, cron: &CronExpr) -> String {
+        self.fast(cron).unwrap_or_else(|| cron.describe())
+    }
+
+    fn fast(&mut self, cron: &CronExpr) -> Option<String> {
+        use std::fmt::Write as _;
+        if self.hours.len() + self.times.len() + self.days[0].len() + self.days[1].len()
+            >= Self::KEEP
+        {
+            *self = Describer::default();
+        }
+        let expanded = cron.expanded();
+        if expanded.contains('@') {
+            return None;
+        }
+        let at = |field: &str| field.as_ptr() as usize - expanded.as_ptr() as usize;
+        let mut fields = expanded.split_whitespace();
+        let (Some(minute), Some(hour), Some(dom), Some(_), Some(dow), None) = (
+            fields.next(),
+            fields.next(),
+            fields.next(),
+            fields.next(),
+            fields.next(),
+            fields.next(),
+        ) else {
+            return None;
+        };
+        let day_fields = &expanded[at(dom)..at(dow) + dow.len()];
+        let days = self.days[usize::from(cron.days_and)]
+            .entry(day_fields.to_string())
+            .or_insert_with(|| {
+                croner_describe(&format!("0 0 {day_fields}"), cron.days_and)?
+                    .strip_prefix("At 00:00")
+                    .map(str::to_string)
+            })
+            .as_deref()?;
+        let plain_minute = (minute.len() <= 2 && minute.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| minute.parse::<u8>().ok())
+            .flatten()
+            .filter(|m| *m < 60);
+        let template = plain_minute.and_then(|m| {
+            let template = self.hours.entry(hour.to_string()).or_insert_with(|| {
+                let time = croner_describe(&format!("0 {hour} * * *"), false)?;
+                HourTemplate::of(time.strip_suffix('.')?)
+            });
+            Some((m, template.as_ref()?))
+        });
+        let mut out = String::with_capacity(24 + days.len());
+        match template {
+            Some((m, HourTemplate::Clock(h))) => write!(out, "At {h:02}:{m:02}").ok()?,
+            Some((m, HourTemplate::EveryHour)) => {
+                write!(out, "At minute {m} past every hour").ok()?
+            }
+            Some((m, HourTemplate::Of(rest))) => write!(out, "At minute {m}{rest}").ok()?,
+            None => {
+                let time_fields = &expanded[at(minute)..at(hour) + hour.len()];
+                let time = self
+                    .times
+                    .entry(time_fields.to_string())
+                    .or_insert_with(|| {
+                        croner_describe(&format!("{time_fields} * * *"), false)?
+                            .strip_suffix('.')
+                            .map(str::to_string)
+                    })
+                    .as_deref()?;
+                out.push_str(time);
+            }
+        }
+        out.push_str(days);
+        Some(out)
     }
 }
 
@@ -1296,7 +1438,83 @@ mod tests {
         assert!(d.contains("00:00"), "{d}");
     }
 
+    /// `Describer` and croner, on each shape `Describer` treats apart and on what it hands
+    /// back to croner whole.
+    #[test]
+    fn describer_matches_croner_on_examples() {
+        let mut describer = Describer::default();
+        for (expr, expected) in [
+            ("15 3 * * *", "At 03:15."),
+            ("0 0 * * *", "At 00:00."),
+            ("@daily", "At 00:00."),
+            ("@hourly", "At minute 0 past every hour."),
+            ("@weekly", "At 00:00, on Sunday."),
+            ("@monthly", "At 00:00, on day 1."),
+            ("@yearly", "At 00:00, on day 1, in January."),
+            ("*/5 * * * *", "At every 5 minutes."),
+            ("* * * * *", "Every minute."),
+            ("* 3 * * *", "Every minute past hour 3."),
+            ("7 * * * *", "At minute 7 past every hour."),
+            ("07 3 * * *", "At 03:07."),
+            ("30 4,16 * * *", "At minute 30, of hour 4 and 16."),
+            ("30 */6 * * *", "At minute 30, of every 6 hours."),
+            (
+                "5 2-10 * * 1-5",
+                "At minute 5, of hour 2-10, on Monday, Tuesday, Wednesday, Thursday, and Friday.",
+            ),
+            (
+                "45 23 * * mon-fri",
+                "At 23:45, on Monday, Tuesday, Wednesday, Thursday, and Friday.",
+            ),
+            ("0 12 * * sun", "At 12:00, on Sunday."),
+            ("0 12 1,15 * *", "At 12:00, on day 1 and 15."),
+            ("10 6 1 */3 *", "At 06:10, on day 1, in every 3 months."),
+            ("0 0 1 * 1", "At 00:00, on day 1 or Monday."),
+            ("0 0 * * 7", "At 00:00, on Sunday."),
+            (
+                "*/10 8-18 * jan,jul *",
+                "At every 10 minutes, of hour 8-18, in January and July.",
+            ),
+        ] {
+            let cron = CronExpr::parse(expr).unwrap();
+            let got = describer.describe(&cron);
+            assert_eq!(got, cron.describe(), "{expr}");
+            assert_eq!(got, expected, "{expr}");
+        }
+    }
+
     proptest::proptest! {
+        /// `Describer` writes croner's description, byte for byte: plain minutes and hours,
+        /// lists, ranges, steps, names, in any spacing and in any order of first use.
+        #[test]
+        fn describer_agrees_with_croner(
+            exprs in proptest::collection::vec(
+                (
+                    "(\\*|[0-5]?[0-9]|0[0-9]|\\*/[1-9]|[1-5]?[0-9]/[1-9]|[0-9]-[1-5][0-9]|[0-9],[1-5][0-9]|[0-9]-[1-3][0-9]/[2-7])",
+                    "(\\*|1?[0-9]|2[0-3]|0[0-9]|\\*/[1-9]|1?[0-9]/[2-5]|[0-9]-1[0-9]|[0-9],1[0-9](,2[0-3])?)",
+                    "(\\*|[1-9]|[12][0-9]|3[01]|\\*/[2-9]|[1-9]-2[0-9]|1-31/2|1,15)",
+                    "(\\*|[1-9]|1[0-2]|\\*/[2-4]|[1-6]-1[0-2]|jan|Feb|jan-jun|[1-9],1[0-2])",
+                    "(\\*|[0-7]|\\*/[2-3]|[1-2]-[3-6]|mon-fri|sun|SAT|[0-3],[4-7])",
+                    "( |  |\t)",
+                ),
+                1..8,
+            ),
+            macro_name in "(@daily|@hourly|@weekly|@monthly|@yearly|@annually|@midnight|@DAILY)",
+        ) {
+            let mut describer = Describer::default();
+            let texts = exprs
+                .iter()
+                .map(|(m, h, dom, month, dow, sep)| {
+                    [m.as_str(), h, dom, month, dow].join(sep.as_str())
+                })
+                .chain([macro_name]);
+            for text in texts {
+                let Ok(cron) = CronExpr::parse(&text) else { continue };
+                let got = describer.describe(&cron);
+                proptest::prop_assert_eq!(got, cron.describe(), "{}", text);
+            }
+        }
+
         /// croner, used as an independent oracle, agrees on wall-clock matching (UTC, so no
         /// DST rule is involved) for expressions both accept.
         #[test]

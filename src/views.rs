@@ -1,90 +1,19 @@
-//! What the CLI prints and the HTTP API answers about jobs: one shape for both, so `jobctl list`
-//! and `jobctl list --server URL` say the same thing.
+//! What the CLI prints and the HTTP API answers about jobs, built from ledger rows: one shape
+//! for both (defined in `api::wire`), so `jobctl list` and `jobctl list --server URL` say the
+//! same thing.
 
 use std::collections::{BTreeMap, HashMap};
 
 use jiff::tz::TimeZone;
 use jiff::{Timestamp, Zoned};
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
+use crate::api::wire::{
+    DaemonView, FilesView, GraphJob, GraphView, JobDetail, JobSummary, LastRunView, NextFire,
+    PauseView, StatusView,
+};
 use crate::apply::stored_schedule;
 use crate::ledger::JobRow;
 use crate::schedule::Schedule;
-
-/// An operator's pause of a job.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct PauseView {
-    /// Who paused it: `user@host`, or through the API the token's name, `alice (api)` (`api`
-    /// for a token without a name).
-    pub by: String,
-    pub at: String,
-    pub reason: Option<String>,
-}
-
-/// The newest run of a job.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct LastRunView {
-    pub state: String,
-    pub at: String,
-}
-
-/// A job as listed: `GET /v1/jobs`, `jobctl list`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct JobSummary {
-    pub name: String,
-    pub description: String,
-    /// `active`, `paused` (by an operator), `disabled` (by its file), `blocked` (a run waits
-    /// for its dependencies), `completed` (`repeat` done, or an `at` job that fired) or
-    /// `removed` (no longer defined; history kept).
-    pub state: String,
-    /// A `repeat` job's count: `3 of 5` (fires of its current revision), `after 3 runs`
-    /// (until success).
-    pub progress: Option<String>,
-    /// What the job's blocked runs wait for, while it has any.
-    pub blocked: Option<String>,
-    /// Final runs that failed or timed out in a row, up to now.
-    pub failure_streak: i64,
-    pub enabled: bool,
-    pub paused: Option<PauseView>,
-    /// `file` (from `jobs.d`) or `api` (created through the API).
-    pub owner: String,
-    /// The schedule as written: a cron expression, `every 5m`, `at …`, or `manual`.
-    pub schedule: String,
-    /// `cron`, `every`, `at`, `after` or `manual`.
-    pub schedule_kind: String,
-    /// The schedule in words.
-    pub schedule_description: Option<String>,
-    pub timezone: String,
-    /// The next fire, RFC 3339 in the job's time zone.
-    pub next_fire: Option<String>,
-    /// The file that defines it, relative to the jobs folder.
-    pub file: Option<String>,
-    pub revision: i64,
-    pub git_commit: Option<String>,
-    pub tags: Vec<String>,
-    pub last_run: Option<LastRunView>,
-    /// Runs by state, over the history the ledger keeps.
-    pub runs: BTreeMap<String, i64>,
-}
-
-/// One job in full: `GET /v1/jobs/{name}`, `jobctl get`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct JobDetail {
-    #[serde(flatten)]
-    pub summary: JobSummary,
-    /// The next five fires, RFC 3339 in the job's time zone.
-    pub next_fires: Vec<String>,
-    /// How many revisions the ledger holds.
-    pub revisions: i64,
-    pub content_hash: String,
-    pub git_dirty: Option<bool>,
-    pub applied_at: String,
-    pub created_at: String,
-    pub removed_at: Option<String>,
-    /// The normalized definition, as recorded.
-    pub definition: String,
-}
 
 /// RFC 3339 with the zone's offset, to the second.
 pub fn rfc3339(z: &Zoned) -> String {
@@ -192,26 +121,16 @@ impl Zones {
     }
 }
 
-/// A cron expression in English, remembered per thread: croner's description costs more than
-/// the rest of a `GET /v1/jobs/{name}`, and thousands of jobs share a few expressions.
+/// A cron expression in English. One [`crate::cron::Describer`] per thread remembers what
+/// croner wrote for each hour field and each set of day fields: croner's description cost more
+/// than the rest of a `GET /v1/jobs/{name}`, and `list` at 10,000 jobs spent 42% of its CPU in
+/// it, re-parsing hundreds of distinct expressions.
 fn describe(cron: &crate::cron::CronExpr) -> String {
-    const KEEP: usize = 4096;
     thread_local! {
-        static SEEN: std::cell::RefCell<HashMap<String, String>> =
-            std::cell::RefCell::new(HashMap::new());
+        static DESCRIBER: std::cell::RefCell<crate::cron::Describer> =
+            std::cell::RefCell::default();
     }
-    SEEN.with(|seen| {
-        let mut seen = seen.borrow_mut();
-        if let Some(text) = seen.get(cron.as_str()) {
-            return text.clone();
-        }
-        if seen.len() >= KEEP {
-            seen.clear();
-        }
-        let text = cron.describe();
-        seen.insert(cron.as_str().to_string(), text.clone());
-        text
-    })
+    DESCRIBER.with(|describer| describer.borrow_mut().describe(cron))
 }
 
 fn schedule_kind(schedule: Option<&Schedule>) -> &'static str {
@@ -277,11 +196,7 @@ fn summary_with(
         blocked: row.blocked.clone(),
         failure_streak: row.failure_streak,
         enabled: row.enabled,
-        paused: row.paused.as_ref().map(|p| PauseView {
-            by: p.by.clone(),
-            at: p.at.clone(),
-            reason: p.reason.clone(),
-        }),
+        paused: row.paused.as_ref().map(PauseView::from),
         owner: row.owner.as_str().to_string(),
         schedule: schedule.map_or_else(|| row.schedule.clone(), ToString::to_string),
         schedule_kind: schedule_kind(schedule).to_string(),
@@ -321,46 +236,6 @@ pub fn detail(
         removed_at: row.removed_at.clone(),
         definition: row.definition.clone(),
     }
-}
-
-/// The daemon serving a ledger, as `jobctl status` shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct DaemonView {
-    pub running: bool,
-    pub pid: Option<i64>,
-    /// The host it runs (or last ran) on.
-    pub holder: Option<String>,
-    /// When it started, while it runs.
-    pub since: Option<String>,
-    pub epoch: Option<i64>,
-    /// When the last one stopped, if none runs.
-    pub stopped_at: Option<String>,
-}
-
-/// The jobs folder's errors, as the daemon last read it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct FilesView {
-    pub errors: u64,
-    /// The errors, rendered with file:line:col.
-    pub rendered: Option<String>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct NextFire {
-    pub job: String,
-    pub at: String,
-}
-
-/// `jobctl status`, `GET /v1/status`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct StatusView {
-    pub daemon: DaemonView,
-    pub ledger: String,
-    pub jobs: usize,
-    pub files: FilesView,
-    pub active_runs: Vec<crate::ledger::RunRow>,
-    /// The ten soonest fires.
-    pub next_fires: Vec<NextFire>,
 }
 
 /// Builds the status of the ledger at `path`; `alive` says whether a lease's pid (and its
@@ -427,7 +302,7 @@ pub fn status(
                 .filter(|s| !s.is_empty())
                 .map(str::to_string),
         },
-        active_runs: ledger.active_runs()?,
+        active_runs: crate::api::wire::runs(ledger.active_runs()?),
         next_fires: next
             .into_iter()
             .map(|(t, job)| NextFire {
@@ -438,36 +313,6 @@ pub fn status(
     })
 }
 
-/// A job in the dependency graph.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct GraphJob {
-    pub name: String,
-    /// The schedule in its short form.
-    pub schedule: String,
-    pub state: String,
-}
-
-/// The dependency graph: `GET /v1/graph`, `jobctl graph`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct GraphView {
-    /// The active jobs, by name.
-    pub jobs: Vec<GraphJob>,
-    /// Each link from an upstream job to the job that waits for it.
-    pub edges: Vec<crate::graph::Edge>,
-}
-
-impl GraphView {
-    /// The graph to render.
-    pub fn graph(&self) -> crate::graph::Graph {
-        let jobs: Vec<(String, String)> = self
-            .jobs
-            .iter()
-            .map(|j| (j.name.clone(), j.schedule.clone()))
-            .collect();
-        crate::graph::Graph::from_parts(&jobs, &self.edges)
-    }
-}
-
 /// The dependency graph of the active jobs, from their stored schedules and `depends_on`.
 pub fn graph(rows: &[JobRow]) -> GraphView {
     let mut jobs = Vec::new();
@@ -476,18 +321,18 @@ pub fn graph(rows: &[JobRow]) -> GraphView {
         let schedule = stored_schedule(row);
         if let Some(Schedule::After(upstream)) = &schedule {
             for up in upstream {
-                edges.push(crate::graph::Edge {
+                edges.push(crate::api::wire::Edge {
                     from: up.to_string(),
                     to: row.name.clone(),
-                    kind: crate::graph::EdgeKind::After,
+                    kind: crate::api::wire::EdgeKind::After,
                 });
             }
         }
         for up in &row.depends_on {
-            edges.push(crate::graph::Edge {
+            edges.push(crate::api::wire::Edge {
                 from: up.clone(),
                 to: row.name.clone(),
-                kind: crate::graph::EdgeKind::DependsOn,
+                kind: crate::api::wire::EdgeKind::DependsOn,
             });
         }
         jobs.push(GraphJob {

@@ -63,7 +63,7 @@ const CORE: &[(&str, &[&str], &[&str])] = &[
     (
         "graph.rs",
         &["duration", "run", "schedule", "spec"],
-        &["jiff", "serde", "utoipa"],
+        &["jiff", "serde"],
     ),
 ];
 
@@ -230,6 +230,34 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     files
 }
 
+/// The API's JSON shapes are defined once, in `api::wire`: a ledger row or a core type that
+/// derived `utoipa::ToSchema` again would make a SQL row (or a core rule's type) part of the
+/// API's contract, and every column change a breaking change for clients.
+#[test]
+fn only_api_wire_defines_api_schemas() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let wire = src.join("api").join("wire.rs");
+    let mut found = Vec::new();
+    for file in walk(&src) {
+        if file == wire || file.extension().is_none_or(|e| e != "rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{file:?}: {e}"));
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            if code.contains("ToSchema") {
+                let shown = file.strip_prefix(&src).unwrap_or(&file).display();
+                found.push(format!("src/{shown}:{}: {}", n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "API schemas (ToSchema) belong in src/api/wire.rs, converted from rows with From:\n{}",
+        found.join("\n")
+    );
+}
+
 /// Issue 14: only `main` decides the exit code. A `process::exit` below it skips shutdown and
 /// leaves runs and notifications behind (the daemon's lost lease did).
 #[test]
@@ -253,5 +281,38 @@ fn only_main_calls_process_exit() {
     assert!(
         offenders.is_empty(),
         "process::exit below main in {offenders:?}: return an error instead"
+    );
+}
+
+/// All time goes through `clock::Clock` (which `JOBS_NOW` fixes for tests and replays): no
+/// module but `clock` reads the wall clock. (`Instant` measures durations and is fine.)
+#[test]
+fn only_the_clock_reads_the_wall_clock() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut found = Vec::new();
+    for file in walk(&src) {
+        let relative = file.strip_prefix(&src).unwrap().display().to_string();
+        if relative == "clock.rs" || !relative.ends_with(".rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            for word in [
+                "Timestamp::now",
+                "Zoned::now",
+                "SystemTime::now",
+                "Local::now",
+            ] {
+                if code.contains(word) {
+                    found.push(format!("src/{relative}:{}: {word}", n + 1));
+                }
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "read the time through clock::Clock:\n{}",
+        found.join("\n")
     );
 }

@@ -8,29 +8,9 @@ use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
+use super::wire::{ErrorBody, ErrorDetail};
 use crate::ledger::LedgerError;
-
-/// The body of every error response.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ErrorBody {
-    pub error: ErrorDetail,
-}
-
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ErrorDetail {
-    /// A stable, machine-readable code: `not_found`, `unauthorized`, `conflict`, ...
-    pub code: String,
-    /// What was wrong and what to do, for a person.
-    pub message: String,
-    /// For a definition that does not validate (422): each problem with its line and column
-    /// in the body as sent, so a client can point at its own file.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schema(value_type = Vec<Object>)]
-    pub diagnostics: Vec<crate::diag::Diagnostic>,
-}
 
 #[derive(Debug)]
 pub struct ApiError {

@@ -10,10 +10,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
 use super::auth::can_read;
-use super::error::{ApiError, ApiResult, ErrorBody};
-use super::jobs::{ParamValue, active_job, queue_run};
+use super::error::{ApiError, ApiResult};
+use super::jobs::{active_job, queue_run};
+use super::wire::{self, ErrorBody, ParamValue};
 use super::{Api, Path, accepted};
-use crate::ledger::RunRow;
 use crate::run::Trigger;
 use crate::spec::WebhookSecret;
 use crate::webhook::{self, Scheme, Signed};
@@ -31,7 +31,7 @@ use crate::webhook::{self, Scheme, Signed};
         ("X-Jobs-Signature" = Option<String>, Header, description = "sha256=HEX of the body (or of TIMESTAMP.BODY)"),
         ("X-Jobs-Timestamp" = Option<String>, Header, description = "Seconds since 1970, signed with the body")),
     request_body(content = String, description = "Any body; a JSON object may carry `params`"),
-    responses((status = 202, body = RunRow),
+    responses((status = 202, body = wire::Run),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
         (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
@@ -121,18 +121,35 @@ fn params_of(body: &[u8]) -> ApiResult<BTreeMap<String, String>> {
         .collect())
 }
 
-fn read_secret(source: &WebhookSecret) -> Result<Vec<u8>, String> {
+/// Why a webhook's secret cannot be used: logged for the operator, never sent to the caller.
+#[derive(Debug, thiserror::Error)]
+enum SecretError {
+    #[error("the environment variable {var} is not set")]
+    Unset { var: String },
+    #[error("cannot read {path}: {source}")]
+    Unreadable {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the secret is empty")]
+    Empty,
+}
+
+fn read_secret(source: &WebhookSecret) -> Result<Vec<u8>, SecretError> {
     let secret = match source {
         WebhookSecret::SecretEnv(var) => {
-            std::env::var(var).map_err(|_| format!("the environment variable {var} is not set"))?
+            std::env::var(var).map_err(|_| SecretError::Unset { var: var.clone() })?
         }
         WebhookSecret::SecretFile(path) => std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read {path}: {e}"))?
+            .map_err(|source| SecretError::Unreadable {
+                path: path.clone(),
+                source,
+            })?
             .trim_end_matches(['\n', '\r'])
             .to_string(),
     };
     if secret.is_empty() {
-        return Err("the secret is empty".to_string());
+        return Err(SecretError::Empty);
     }
     Ok(secret.into_bytes())
 }

@@ -8,17 +8,22 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use serde::Deserialize;
+use utoipa::IntoParams;
 
 use super::auth::{Admin, Principal, Reader};
-use super::error::{ApiError, ApiResult, ErrorBody};
+use super::definition::{Definition, Format, definition_text, definition_value, merge_patch};
+use super::error::{ApiError, ApiResult};
+use super::wire::{
+    self, DeleteResult, ErrorBody, GraphView, JobDetail, JobSummary, PauseBody, PauseResult,
+    PauseView, TriggerBody,
+};
 use super::{Api, OptionalJson, Path, Query, accepted};
 use crate::apply::{ApiWrite, ApiWriteError, write_api_job};
 use crate::catalog;
-use crate::ledger::{JobRow, NewRun, RunRow};
+use crate::ledger::{JobRow, NewRun};
 use crate::run::Trigger;
-use crate::views::{self, JobDetail, JobSummary, PauseView, Zones};
+use crate::views::{self, Zones};
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -112,40 +117,11 @@ pub async fn get(
     Ok(Json(views::detail(&row, &fires, counts, revisions)))
 }
 
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct TriggerBody {
-    /// Values for the job's declared `params`; each reaches the run as `JOBS_PARAM_NAME`.
-    #[serde(default)]
-    pub params: BTreeMap<String, ParamValue>,
-}
-
-/// A parameter's value: a string, or a number or boolean (passed as its text).
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(untagged)]
-pub enum ParamValue {
-    Text(String),
-    Integer(i64),
-    Number(f64),
-    Bool(bool),
-}
-
-impl ParamValue {
-    pub fn into_text(self) -> String {
-        match self {
-            ParamValue::Text(s) => s,
-            ParamValue::Integer(n) => n.to_string(),
-            ParamValue::Number(n) => n.to_string(),
-            ParamValue::Bool(b) => b.to_string(),
-        }
-    }
-}
-
 /// Queues a run of the job now, with the given parameters: 202 with the pending run.
 #[utoipa::path(post, path = "/v1/jobs/{name}/trigger", tag = "jobs",
     params(("name" = String, Path, description = "The job's name")),
     request_body(content = Option<TriggerBody>, content_type = "application/json"),
-    responses((status = 202, body = RunRow),
+    responses((status = 202, body = wire::Run),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
@@ -193,7 +169,7 @@ pub(crate) async fn queue_run(
     params: BTreeMap<String, String>,
     trigger: Trigger,
     by: Option<String>,
-) -> ApiResult<RunRow> {
+) -> ApiResult<wire::Run> {
     let name = row.name.as_str();
     let params = crate::spec::bind_params(name, &spec.params, params)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -215,23 +191,7 @@ pub(crate) async fn queue_run(
             }
         })?;
     api.daemon.send(crate::handle::Command::RunQueued);
-    Ok(run)
-}
-
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PauseBody {
-    /// Why, for whoever looks next.
-    pub reason: Option<String>,
-}
-
-/// The outcome of a pause or resume.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct PauseResult {
-    pub job: String,
-    /// Whether this request changed anything (`false`: it was already so).
-    pub changed: bool,
-    pub paused: Option<PauseView>,
+    Ok(wire::Run::from(run))
 }
 
 /// Pauses the job: its scheduled fires are skipped (and recorded as skipped) until resumed.
@@ -303,11 +263,7 @@ fn record_audit(ledger: &crate::ledger::Ledger, now: jiff::Timestamp, message: &
 }
 
 fn pause_result(job: String, changed: bool, row: Option<JobRow>) -> PauseResult {
-    let paused = row.and_then(|r| r.paused).map(|p| PauseView {
-        by: p.by,
-        at: p.at,
-        reason: p.reason,
-    });
+    let paused = row.and_then(|r| r.paused.as_ref().map(PauseView::from));
     PauseResult {
         job,
         changed,
@@ -320,89 +276,6 @@ fn pause_result(job: String, changed: bool, row: Option<JobRow>) -> PauseResult 
 pub struct CreateQuery {
     /// The job's name, when the definition has no `name:`.
     pub name: Option<String>,
-}
-
-/// The text of a definition body, JSON or YAML (JSON is YAML, so one parser reads both).
-/// The syntax of a definition sent to the API.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Format {
-    /// YAML, and JSON (which is YAML).
-    Yaml,
-    Toml,
-}
-
-impl Format {
-    fn extension(self) -> &'static str {
-        match self {
-            Format::Yaml => "yaml",
-            Format::Toml => "toml",
-        }
-    }
-}
-
-/// A definition as sent: validated as a file of its format would be, so the positions of its
-/// diagnostics are those of the client's file (`positions`: false for a merged document).
-struct Definition {
-    text: String,
-    format: Format,
-    positions: bool,
-}
-
-fn definition_text(headers: &HeaderMap, body: &[u8]) -> ApiResult<Definition> {
-    let format = match super::media_type(headers).as_deref() {
-        Some(
-            "application/json" | "application/yaml" | "application/x-yaml" | "text/yaml"
-            | "text/x-yaml",
-        ) => Format::Yaml,
-        Some("application/toml" | "text/toml" | "text/x-toml") => Format::Toml,
-        Some(other) => {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                format!(
-                    "the body is `{other}`; send a job definition as `application/json`, `application/yaml` or `application/toml`"
-                ),
-            ));
-        }
-        None => {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "a definition needs `Content-Type: application/json`, `application/yaml` or `application/toml`",
-            ));
-        }
-    };
-    let text = String::from_utf8(body.to_vec())
-        .map_err(|_| ApiError::bad_request("the body is not UTF-8 text"))?;
-    Ok(Definition {
-        text,
-        format,
-        positions: true,
-    })
-}
-
-/// A definition's text as a JSON value (from JSON, YAML or TOML).
-fn definition_value(text: &str, format: Format) -> ApiResult<serde_json::Value> {
-    match format {
-        Format::Yaml => serde_saphyr::from_str::<serde_json::Value>(text)
-            .map_err(|e| ApiError::bad_request(format!("the body is neither JSON nor YAML: {e}"))),
-        Format::Toml => toml::from_str::<serde_json::Value>(text)
-            .map_err(|e| ApiError::bad_request(format!("the body is not TOML: {e}"))),
-    }
-}
-
-/// RFC 7396 JSON merge patch: objects merge key by key, `null` removes, anything else replaces.
-fn merge_patch(target: &mut serde_json::Value, patch: serde_json::Value) {
-    match (target, patch) {
-        (serde_json::Value::Object(t), serde_json::Value::Object(p)) => {
-            for (key, value) in p {
-                if value.is_null() {
-                    t.remove(&key);
-                } else {
-                    merge_patch(t.entry(key).or_insert(serde_json::Value::Null), value);
-                }
-            }
-        }
-        (t, p) => *t = p,
-    }
 }
 
 /// Parses `text` as the definition of job `name` and writes it (or removes the job).
@@ -464,29 +337,37 @@ async fn write_job(
                 record_audit(ledger, now, &audit);
                 Ok(())
             }
-            Err(ApiWriteError::NotFound(m)) => Err(ApiError::not_found(m)),
-            Err(ApiWriteError::Conflict(m)) => Err(ApiError::conflict(m)),
-            Err(ApiWriteError::Invalid(mut diagnostics)) => {
-                if !positions {
-                    // Lines of a merged document the client never saw would mislead.
-                    for d in &mut diagnostics {
-                        d.position = None;
-                    }
-                }
-                Err(ApiError {
-                    diagnostics: diagnostics.clone(),
-                    ..ApiError::new(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        crate::diag::render(&diagnostics, |_| text.as_deref(), false),
-                    )
-                })
-            }
-            Err(ApiWriteError::Ledger(e)) => Err(e.into()),
+            Err(e) => Err(write_error(e, text.as_deref(), positions)),
         }
     })
     .await?;
     who.audit(action, &target);
     Ok(())
+}
+
+/// The answer to an API write that wrote nothing. An invalid definition answers 422 with its
+/// diagnostics, against `text` as sent (`positions`: false for a merged document, whose lines
+/// the client never saw and would be misled by).
+fn write_error(e: ApiWriteError, text: Option<&str>, positions: bool) -> ApiError {
+    match e {
+        ApiWriteError::NotFound(m) => ApiError::not_found(m),
+        ApiWriteError::Conflict(m) => ApiError::conflict(m),
+        ApiWriteError::Invalid(mut diagnostics) => {
+            if !positions {
+                for d in &mut diagnostics {
+                    d.position = None;
+                }
+            }
+            ApiError {
+                diagnostics: diagnostics.clone(),
+                ..ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    crate::diag::render(&diagnostics, |_| text, false),
+                )
+            }
+        }
+        ApiWriteError::Ledger(e) => e.into(),
+    }
 }
 
 async fn detail_of(api: &Arc<Api>, name: String) -> ApiResult<JobDetail> {
@@ -633,15 +514,6 @@ pub struct DeleteQuery {
     pub cancel_active: Option<bool>,
 }
 
-/// The outcome of a delete.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct DeleteResult {
-    pub job: String,
-    pub removed: bool,
-    /// The runs cancelled with it (`cancel_active=true`).
-    pub cancelled_runs: Vec<i64>,
-}
-
 /// Removes an API-owned job; its history stays. A job defined by a file answers 409.
 #[utoipa::path(delete, path = "/v1/jobs/{name}", tag = "jobs",
     params(("name" = String, Path, description = "The job's name"), DeleteQuery),
@@ -685,8 +557,8 @@ pub async fn delete(
 /// The dependency graph of the active jobs: each `after` and `depends_on` link, upstream
 /// first (`jobctl graph`).
 #[utoipa::path(get, path = "/v1/graph", tag = "jobs",
-    responses((status = 200, body = views::GraphView), (status = 401, body = ErrorBody)))]
-pub async fn graph(State(api): State<Arc<Api>>, _: Reader) -> ApiResult<Json<views::GraphView>> {
+    responses((status = 200, body = GraphView), (status = 401, body = ErrorBody)))]
+pub async fn graph(State(api): State<Arc<Api>>, _: Reader) -> ApiResult<Json<GraphView>> {
     api.read_blocking(|l| Ok(views::graph(&l.job_summaries()?)))
         .await
         .map(Json)

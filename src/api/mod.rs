@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod conns;
+mod definition;
 pub mod error;
 mod hooks;
 mod jobs;
@@ -15,6 +16,7 @@ mod plan;
 mod runs;
 mod server;
 mod system;
+pub mod wire;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};

@@ -1,38 +1,16 @@
 //! `POST /v1/plan`: the plan of a set of job files against this server's ledger, so a pull
 //! request's CI can show what merging it would change on the server.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 use super::auth::Reader;
-use super::error::{ApiError, ApiResult, ErrorBody};
+use super::error::{ApiError, ApiResult};
+use super::wire::{ErrorBody, PlanRequest, PlanResponse};
 use super::{Api, OptionalJson};
 use crate::catalog::{self, FileInput};
-
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PlanRequest {
-    /// Job files by path relative to the jobs folder (`team/backup.yaml`), with their text.
-    pub files: BTreeMap<String, String>,
-    /// The jobs folder as the client names it (`jobs.d`), so messages show the paths the
-    /// client's user knows.
-    pub dir: Option<String>,
-}
-
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct PlanResponse {
-    /// The plan, exactly as `jobctl plan --output json` prints it.
-    #[schema(value_type = Object)]
-    pub plan: serde_json::Value,
-    /// The plan as `jobctl plan` prints it on a terminal (without colour).
-    pub text: String,
-    pub has_changes: bool,
-}
 
 /// The plan of the given job files against this server's ledger; nothing is written. Invalid
 /// files answer 422 with every problem, rendered with file, line and column.
@@ -47,16 +25,7 @@ pub async fn plan(
     _: Reader,
     OptionalJson(request): OptionalJson<PlanRequest>,
 ) -> ApiResult<Json<PlanResponse>> {
-    for path in request.files.keys() {
-        let name = path.rsplit('/').next().unwrap_or(path);
-        let unsafe_path =
-            path.starts_with('/') || path.split('/').any(|part| part.is_empty() || part == "..");
-        if unsafe_path || !crate::source::is_job_file_name(name) {
-            return Err(ApiError::bad_request(format!(
-                "`{path}` is not a job file path: give paths relative to the jobs folder, ending in .yaml, .yml or .toml"
-            )));
-        }
-    }
+    check_paths(&request)?;
     let rows = api.read_blocking(|l| l.jobs()).await?;
     let now = api.now();
     let defaults = api.shared.defaults.clone();
@@ -126,4 +95,19 @@ pub async fn plan(
     })
     .await
     .map_err(|e| ApiError::internal("planning", e))?
+}
+
+/// Every posted path is a job file's, relative to the jobs folder and inside it.
+fn check_paths(request: &PlanRequest) -> ApiResult<()> {
+    for path in request.files.keys() {
+        let name = path.rsplit('/').next().unwrap_or(path);
+        let unsafe_path =
+            path.starts_with('/') || path.split('/').any(|part| part.is_empty() || part == "..");
+        if unsafe_path || !crate::source::is_job_file_name(name) {
+            return Err(ApiError::bad_request(format!(
+                "`{path}` is not a job file path: give paths relative to the jobs folder, ending in .yaml, .yml or .toml"
+            )));
+        }
+    }
+    Ok(())
 }

@@ -9,13 +9,14 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use serde::Deserialize;
+use utoipa::IntoParams;
 
 use super::auth::{Admin, Reader};
-use super::error::{ApiError, ApiResult, ErrorBody};
+use super::error::{ApiError, ApiResult};
+use super::wire::{self, CancelResult, ErrorBody, LogEvent, LogPage, RunPage};
 use super::{Api, Path, Query};
-use crate::ledger::{CancelOutcome, OutputLine, RunEvent, RunFilter, RunRow};
+use crate::ledger::{CancelOutcome, RunFilter, RunRow};
 use crate::run::{RunState, Trigger};
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -34,14 +35,6 @@ pub struct RunsQuery {
     pub limit: Option<usize>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<i64>,
-}
-
-/// A page of runs, newest first.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct RunPage {
-    pub runs: Vec<RunRow>,
-    /// Pass as `cursor` for the next (older) page; absent on the last page.
-    pub next_cursor: Option<i64>,
 }
 
 /// Runs, newest first, a page at a time.
@@ -96,7 +89,10 @@ pub async fn list(
     } else {
         None
     };
-    Ok(Json(RunPage { runs, next_cursor }))
+    Ok(Json(RunPage {
+        runs: wire::runs(runs),
+        next_cursor,
+    }))
 }
 
 async fn find(api: &Arc<Api>, id: i64) -> ApiResult<RunRow> {
@@ -108,30 +104,31 @@ async fn find(api: &Arc<Api>, id: i64) -> ApiResult<RunRow> {
 /// One run.
 #[utoipa::path(get, path = "/v1/runs/{id}", tag = "runs",
     params(("id" = i64, Path, description = "The run's id")),
-    responses((status = 200, body = RunRow),
+    responses((status = 200, body = wire::Run),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody)))]
 pub async fn get(
     State(api): State<Arc<Api>>,
     _: Reader,
     Path(id): Path<i64>,
-) -> ApiResult<Json<RunRow>> {
-    find(&api, id).await.map(Json)
+) -> ApiResult<Json<wire::Run>> {
+    find(&api, id).await.map(|run| Json(wire::Run::from(run)))
 }
 
 /// A run's events, oldest first: created, started, signals, retries, its end.
 #[utoipa::path(get, path = "/v1/runs/{id}/events", tag = "runs",
     params(("id" = i64, Path, description = "The run's id")),
-    responses((status = 200, body = Vec<RunEvent>),
+    responses((status = 200, body = Vec<wire::RunEvent>),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody)))]
 pub async fn events(
     State(api): State<Arc<Api>>,
     _: Reader,
     Path(id): Path<i64>,
-) -> ApiResult<Json<Vec<RunEvent>>> {
+) -> ApiResult<Json<Vec<wire::RunEvent>>> {
     find(&api, id).await?;
-    api.read(move |l| l.run_events(id)).await.map(Json)
+    let events = api.read(move |l| l.run_events(id)).await?;
+    Ok(Json(events.into_iter().map(wire::RunEvent::from).collect()))
 }
 
 /// Lines in a page of output, unless asked for fewer.
@@ -156,24 +153,6 @@ pub struct LogsQuery {
     /// At most this many lines (default 1000, at most 10000); a page also ends after 512 KiB
     /// of text. Not used with `follow=true`.
     pub limit: Option<usize>,
-}
-
-/// A page of a run's output lines, oldest first.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct LogPage {
-    pub lines: Vec<OutputLine>,
-    /// More lines follow: pass this as `after` for the next page. Null when this page ends
-    /// with the last line written so far (a running run may write more).
-    pub next_after: Option<i64>,
-}
-
-/// One server-sent event of a followed log.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct LogEvent {
-    /// `line` (data: an output line as JSON), `end` (data: the ended run as JSON) or `error`.
-    pub event: String,
-    /// The event's JSON, as text.
-    pub data: String,
 }
 
 /// A run's output lines, a page at a time: read pages while `next_after` is set, passing it as
@@ -225,7 +204,10 @@ pub async fn logs(
             } else {
                 None
             };
-            let page = LogPage { lines, next_after };
+            let page = LogPage {
+                lines: lines.into_iter().map(wire::OutputLine::from).collect(),
+                next_after,
+            };
             Ok(serde_json::to_vec(&page).expect("a page of lines is JSON"))
         })
         .await?;
@@ -261,11 +243,11 @@ fn follow(
                                 l.run_output_page(id, after, LOG_PAGE_LINES, LOG_PAGE_BYTES)?;
                             let last = lines.last().map(|l| l.id);
                             let events: Vec<Result<Event, Infallible>> = lines
-                                .iter()
+                                .into_iter()
                                 .map(|line| {
                                     Ok(Event::default()
                                         .event("line")
-                                        .json_data(line)
+                                        .json_data(wire::OutputLine::from(line))
                                         .unwrap_or_default())
                                 })
                                 .collect();
@@ -288,7 +270,7 @@ fn follow(
                     if ended {
                         let event = Event::default()
                             .event("end")
-                            .json_data(&run)
+                            .json_data(run.as_ref().map(wire::Run::from))
                             .unwrap_or_default();
                         return Some((vec![Ok(event)], (Step::Done, progress)));
                     }
@@ -301,15 +283,6 @@ fn follow(
     );
     use futures_util::StreamExt as _;
     Sse::new(stream.flat_map(futures_util::stream::iter)).keep_alive(KeepAlive::default())
-}
-
-/// The outcome of a cancel request.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct CancelResult {
-    pub run: i64,
-    /// `cancelled` (it was pending) or `cancel_requested` (it is running; its supervisor stops
-    /// it: SIGTERM to its process group, SIGKILL after the kill grace).
-    pub result: String,
 }
 
 /// Cancels a pending run, or stops a running one. 409 for a run that has already ended.
@@ -336,12 +309,5 @@ pub async fn cancel(
         },
         &format!("run {id}"),
     );
-    Ok(Json(CancelResult {
-        run: id,
-        result: match outcome {
-            CancelOutcome::Cancelled => "cancelled",
-            CancelOutcome::Requested => "cancel_requested",
-        }
-        .to_string(),
-    }))
+    Ok(Json(CancelResult::new(id, outcome)))
 }

@@ -2,22 +2,14 @@
 
 use std::sync::Arc;
 
+use super::Api;
+use super::auth::Reader;
+use super::error::ApiResult;
+use super::wire::{ErrorBody, Health, Ready, StatusView};
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
-
-use super::Api;
-use super::auth::Reader;
-use super::error::{ApiResult, ErrorBody};
-
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct Health {
-    /// `ok`.
-    pub status: String,
-}
 
 /// Whether the server is up: no ledger access, no token.
 #[utoipa::path(get, path = "/healthz", tag = "system", security(()),
@@ -26,19 +18,6 @@ pub async fn healthz() -> Json<Health> {
     Json(Health {
         status: "ok".into(),
     })
-}
-
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct Ready {
-    /// `ready` or `not_ready`.
-    pub status: String,
-    /// `ok`, or why the ledger cannot be read or written.
-    pub ledger: String,
-    /// `ok`, or why the scheduler cannot do its work (stopped, stuck, cannot read its jobs).
-    pub scheduler: String,
-    /// `ok`, or the jobs folder's errors. Reported, but not part of readiness: a broken file
-    /// keeps its job at its last good revision and everything else fires.
-    pub jobs_dir: String,
 }
 
 /// Whether the daemon can serve and fire: the ledger answers and its last write landed, and
@@ -121,11 +100,8 @@ async fn check_reader(api: &Arc<Api>, headers: HeaderMap) -> ApiResult<()> {
 
 /// The daemon, errors in the jobs folder, active runs and the next fires: `jobctl status`.
 #[utoipa::path(get, path = "/v1/status", tag = "system",
-    responses((status = 200, body = crate::views::StatusView), (status = 401, body = ErrorBody)))]
-pub async fn status(
-    State(api): State<Arc<Api>>,
-    _: Reader,
-) -> ApiResult<Json<crate::views::StatusView>> {
+    responses((status = 200, body = StatusView), (status = 401, body = ErrorBody)))]
+pub async fn status(State(api): State<Arc<Api>>, _: Reader) -> ApiResult<Json<StatusView>> {
     let now = api.now();
     let path = api.ledger.clone();
     api.read_blocking(move |l| crate::views::status(l, &path, now, crate::runner::is_alive))

@@ -1,265 +1,36 @@
-//! The command line: flags, settings, and one function per command.
+//! The command line: settings, and the dispatch of each command to its family.
 //!
 //! This edge turns arguments into calls on the core and the other edges, and results into text
-//! or JSON. Exit codes: 0 success, 1 an error (invalid files, a ledger problem), 2 a usage error
-//! or, with `plan --detailed-exitcode`, "there are changes".
+//! or JSON. `args` is what clap parses; `jobs`, `runs`, `control`, `serve` and `ledger_ops` run
+//! the commands on this machine's files and ledger, `remote` the same commands through a
+//! server's API; `output` prints both alike. Exit codes: 0 success, 1 an error (invalid files,
+//! a ledger problem), 2 a usage error or, with `plan --detailed-exitcode`, "there are changes".
 
+mod args;
 mod complete;
+mod control;
 mod init;
+mod jobs;
+mod ledger_ops;
+mod operator;
 mod output;
 mod remote;
 mod runs;
+mod serve;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context as _, Result, bail};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::Parser;
 use jiff::Timestamp;
-use jiff::tz::TimeZone;
 
-use crate::apply::stored_schedule;
-use crate::catalog::{self, Catalog};
+use crate::clock::Clock;
 use crate::config::{self, Config};
-use crate::cron::CronExpr;
-use crate::diag::{self, Diagnostic};
-use crate::ledger::{JobRow, Ledger};
-use crate::plan::{self, Plan};
-use crate::schedule::Schedule;
-use crate::source;
-use crate::spec;
-
-#[derive(Debug, Parser)]
-#[command(
-    name = "jobctl",
-    version,
-    about = "A file-based, declarative job manager: job files in git, a plan, an apply, a ledger",
-    propagate_version = true
-)]
-pub struct Cli {
-    /// Configuration file [default: ./jobs.toml if present]
-    #[arg(long, global = true, env = "JOBS_CONFIG", value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// The folder of job files [default: jobs.d]
-    #[arg(long, global = true, env = "JOBS_DIR", value_name = "DIR")]
-    dir: Option<PathBuf>,
-    /// The ledger database [default: .jobs/ledger.db beside the jobs folder]
-    #[arg(long, global = true, env = "JOBS_LEDGER", value_name = "PATH")]
-    ledger: Option<PathBuf>,
-    /// Output format [default: table]
-    #[arg(long, short, global = true, env = "JOBS_OUTPUT", value_enum)]
-    output: Option<OutputFormat>,
-    /// Talk to this server's API instead of the local ledger (list, get, status, trigger,
-    /// pause, resume, runs, run get|events|cancel, logs, plan)
-    #[arg(long, global = true, env = "JOBS_SERVER", value_name = "URL")]
-    server: Option<String>,
-    /// The API token to send with --server
-    #[arg(
-        long,
-        global = true,
-        env = "JOBS_TOKEN",
-        value_name = "TOKEN",
-        hide_env_values = true
-    )]
-    token: Option<String>,
-    /// Also trust this CA certificate (PEM) for an https:// --server, beside the system's
-    /// roots and SSL_CERT_FILE
-    #[arg(long, global = true, env = "JOBS_CA_CERT", value_name = "FILE")]
-    ca_cert: Option<PathBuf>,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum OutputFormat {
-    Table,
-    Json,
-    /// Graphviz, for `jobctl graph`
-    Dot,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Create a jobs folder with a commented example job and a jobs.toml
-    Init {
-        /// Where to create them [default: the current folder]
-        #[arg(default_value = ".")]
-        path: PathBuf,
-    },
-    /// Check every job file and print every problem
-    Validate,
-    /// Show what `apply` would change (the same as `apply --dry-run`)
-    Plan {
-        /// Exit 0 when there are no changes, 2 when there are, 1 on error
-        #[arg(long)]
-        detailed_exitcode: bool,
-    },
-    /// Make the ledger match the job files, in one transaction
-    Apply {
-        /// Show the plan and change nothing
-        #[arg(long)]
-        dry_run: bool,
-        /// With --dry-run: exit 0 when there are no changes, 2 when there are, 1 on error
-        #[arg(long)]
-        detailed_exitcode: bool,
-    },
-    /// List the applied jobs
-    List {
-        /// Only jobs with this tag
-        #[arg(long)]
-        tag: Option<String>,
-        /// Include jobs removed from the files
-        #[arg(long)]
-        all: bool,
-    },
-    /// Show one job: its definition, revision, and next fires
-    Get {
-        #[arg(add = clap_complete::ArgValueCandidates::new(complete::job_names))]
-        name: String,
-    },
-    /// The next fires of a job
-    Next {
-        #[arg(add = clap_complete::ArgValueCandidates::new(complete::job_names))]
-        name: String,
-        /// How many
-        #[arg(short = 'n', default_value_t = 5)]
-        count: usize,
-    },
-    /// Explain a cron expression and list its next fires
-    Cron {
-        expression: String,
-        /// Time zone (IANA name)
-        #[arg(long, default_value = "UTC")]
-        tz: String,
-        /// Fires strictly after this instant (RFC 3339) [default: now]
-        #[arg(long)]
-        from: Option<String>,
-        /// How many
-        #[arg(short = 'n', default_value_t = 5)]
-        count: usize,
-    },
-    /// Print a shell completion script (commands, flags and the jobs folder's job names)
-    Completions { shell: clap_complete::Shell },
-    /// Run the daemon: keep the ledger in step with the files, fire jobs, run them
-    Serve(runs::ServeFlags),
-    /// Run a job now, in the foreground, recorded in the ledger (or: run get|events|cancel ID)
-    #[command(args_conflicts_with_subcommands = true)]
-    Run {
-        #[command(subcommand)]
-        action: Option<RunAction>,
-        /// The job to run now
-        #[arg(add = clap_complete::ArgValueCandidates::new(complete::job_names))]
-        name: Option<String>,
-        /// A parameter, KEY=VALUE (repeatable)
-        #[arg(long = "param", value_name = "KEY=VALUE")]
-        params: Vec<String>,
-    },
-    /// Queue a run of a job for the daemon to start
-    Trigger {
-        #[arg(add = clap_complete::ArgValueCandidates::new(complete::job_names))]
-        name: String,
-        /// A parameter, KEY=VALUE (repeatable)
-        #[arg(long = "param", value_name = "KEY=VALUE")]
-        params: Vec<String>,
-        /// Follow the run's output until it ends and exit with its exit code
-        #[arg(long)]
-        wait: bool,
-    },
-    /// Stop a job's scheduled fires until it is resumed (survives apply)
-    Pause {
-        #[arg(add = clap_complete::ArgValueCandidates::new(complete::job_names))]
-        name: String,
-        /// Why, recorded with who and when
-        #[arg(long)]
-        reason: Option<String>,
-    },
-    /// Resume a paused job
-    Resume {
-        #[arg(add = clap_complete::ArgValueCandidates::new(complete::job_names))]
-        name: String,
-    },
-    /// List runs, newest first
-    Runs {
-        /// Only this job's runs
-        #[arg(add = clap_complete::ArgValueCandidates::new(complete::job_names))]
-        name: Option<String>,
-        /// Only runs in this state
-        #[arg(long)]
-        state: Option<String>,
-        /// How many
-        #[arg(long, default_value_t = 50)]
-        limit: usize,
-        /// Only runs scheduled since then: a duration back from now (`30m`, `2h`, `1d`) or an
-        /// instant (`2026-10-31T12:00:00Z`, `2026-10-31`)
-        #[arg(long, value_name = "WHEN")]
-        since: Option<String>,
-        /// Keep printing runs as they appear or change state, until interrupted (`-o json`:
-        /// one object per line)
-        #[arg(short, long)]
-        watch: bool,
-    },
-    /// Print a run's output
-    Logs {
-        /// A run id, or a job's name for its latest run that started
-        #[arg(value_name = "RUN_ID|JOB", add = clap_complete::ArgValueCandidates::new(complete::job_names))]
-        target: String,
-        /// Keep printing while the run goes on, until it ends
-        #[arg(short, long)]
-        follow: bool,
-        /// Only the last N lines (with -f: the last N, then every new line)
-        #[arg(short = 'n', long, value_name = "N")]
-        tail: Option<u64>,
-    },
-    /// The daemon, errors in the files, active runs and next fires
-    Status,
-    /// The dependency graph: which jobs fire after or wait for which (`-o dot` for Graphviz)
-    Graph,
-    /// The ledger itself: a consistent backup of a live ledger, an integrity check
-    Ledger {
-        #[command(subcommand)]
-        action: LedgerAction,
-    },
-    /// Create an API-owned job from a definition file (YAML, TOML or JSON); needs --server
-    Create {
-        /// The definition, in the job file format; the job's name is the file's name
-        #[arg(long, short)]
-        file: PathBuf,
-    },
-    /// Replace an API-owned job's definition with a file's (as `kubectl replace`); needs --server
-    Update {
-        name: String,
-        /// The whole definition, in the job file format (YAML, TOML or JSON)
-        #[arg(long, short)]
-        file: PathBuf,
-    },
-    /// Remove an API-owned job (its history stays); needs --server
-    Delete {
-        name: String,
-        /// Also cancel its pending and running runs
-        #[arg(long)]
-        cancel_active: bool,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-enum LedgerAction {
-    /// Write a consistent copy of the ledger to FILE (it must not exist); safe while
-    /// `jobctl serve` runs
-    Backup { file: PathBuf },
-    /// Run SQLite's integrity check; exit 1 if it finds a problem
-    Check,
-}
-
-#[derive(Debug, Subcommand)]
-enum RunAction {
-    /// Show one run
-    Get { id: i64 },
-    /// A run's events
-    Events { id: i64 },
-    /// Cancel a pending or running run
-    Cancel { id: i64 },
-}
+use crate::ledger::Ledger;
+pub use args::{Cli, OutputFormat};
+use args::{Command, RunAction};
 
 /// Everything a command needs to know about where things are.
 struct Settings {
@@ -386,7 +157,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     } = &cli.command
     {
         let output = cli.output.unwrap_or(OutputFormat::Table);
-        return cron(expression, tz, from.as_deref(), *count, output);
+        return jobs::cron(expression, tz, from.as_deref(), *count, output);
     }
     if let Command::Init { path } = &cli.command {
         return init::init(path);
@@ -400,17 +171,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
         return remote_command(&client, &settings, cli.command);
     }
     match cli.command {
-        Command::Validate => validate(&settings),
-        Command::Plan { detailed_exitcode } => plan_command(&settings, detailed_exitcode),
+        Command::Validate => jobs::validate(&settings),
+        Command::Plan { detailed_exitcode } => jobs::plan_command(&settings, detailed_exitcode),
         Command::Apply {
             dry_run: true,
             detailed_exitcode,
-        } => plan_command(&settings, detailed_exitcode),
-        Command::Apply { .. } => apply(&settings),
-        Command::List { tag, all } => list(&settings, tag.as_deref(), all),
-        Command::Get { name } => get(&settings, &name),
-        Command::Next { name, count } => next(&settings, &name, count),
-        Command::Serve(flags) => runs::serve(&settings, flags),
+        } => jobs::plan_command(&settings, detailed_exitcode),
+        Command::Apply { .. } => jobs::apply(&settings),
+        Command::List { tag, all } => jobs::list(&settings, tag.as_deref(), all),
+        Command::Get { name } => jobs::get(&settings, &name),
+        Command::Next { name, count } => jobs::next(&settings, &name, count),
+        Command::Serve(flags) => serve::serve(&settings, flags),
         Command::Run {
             action: Some(action),
             ..
@@ -428,8 +199,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             bail!("`jobctl run` needs a job name (or one of: get ID, events ID, cancel ID)")
         }
         Command::Trigger { name, params, wait } => runs::trigger(&settings, &name, &params, wait),
-        Command::Pause { name, reason } => runs::pause(&settings, &name, reason.as_deref()),
-        Command::Resume { name } => runs::resume(&settings, &name),
+        Command::Pause { name, reason } => control::pause(&settings, &name, reason.as_deref()),
+        Command::Resume { name } => control::resume(&settings, &name),
         Command::Runs {
             name,
             state,
@@ -442,53 +213,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             follow,
             tail,
         } => runs::logs(&settings, &target, follow, tail),
-        Command::Status => runs::status(&settings),
-        Command::Graph => graph(&settings),
-        Command::Ledger { action } => ledger_command(&settings, action),
+        Command::Status => control::status(&settings),
+        Command::Graph => jobs::graph(&settings),
+        Command::Ledger { action } => ledger_ops::ledger_command(&settings, action),
         Command::Create { .. } | Command::Update { .. } | Command::Delete { .. } => bail!(
             "API-owned jobs are managed through a server: pass --server URL (jobs in jobs.d are changed by editing their files)"
         ),
         Command::Cron { .. } | Command::Completions { .. } | Command::Init { .. } => {
             unreachable!("handled above")
-        }
-    }
-}
-
-/// `jobctl ledger backup FILE` and `jobctl ledger check`, on the local ledger.
-fn ledger_command(settings: &Settings, action: LedgerAction) -> Result<ExitCode> {
-    let path = &settings.ledger;
-    let ledger = Ledger::open_read_only(path)
-        .with_context(|| format!("opening ledger {}", path.display()))?
-        .with_context(|| format!("there is no ledger at {}", path.display()))?;
-    match action {
-        LedgerAction::Backup { file } => {
-            ledger
-                .backup_to(&file)
-                .with_context(|| format!("backing up {} to {}", path.display(), file.display()))?;
-            println!(
-                "Backed up {} to {} (a consistent copy; restore it by putting it in the ledger's place while no daemon runs).",
-                path.display(),
-                file.display()
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        LedgerAction::Check => {
-            let problems = ledger
-                .check()
-                .with_context(|| format!("checking {}", path.display()))?;
-            if problems.is_empty() {
-                println!("{}: ok", path.display());
-                Ok(ExitCode::SUCCESS)
-            } else {
-                for problem in &problems {
-                    eprintln!("{}: {problem}", path.display());
-                }
-                eprintln!(
-                    "error: the ledger is damaged ({} problems); restore a backup (`jobctl ledger backup`)",
-                    problems.len()
-                );
-                Ok(ExitCode::FAILURE)
-            }
         }
     }
 }
@@ -553,134 +285,8 @@ fn remote_command(
     }
 }
 
-/// Reads and checks the jobs folder. Diagnostics keep the files' text for rendering.
-struct Loaded {
-    catalog: Catalog,
-    sources: Vec<source::SourceFile>,
-}
-
-fn load(settings: &Settings, now: Timestamp, other_jobs: &[String]) -> Result<Loaded> {
-    let scan = source::scan(&settings.dir).map_err(|d| {
-        eprint!("{}", diag::render(&[d], |_| None, stderr_color()));
-        Reported
-    })?;
-    let inputs = scan.inputs();
-    let context = spec::Context {
-        defaults: &settings.config.defaults,
-        now,
-    };
-    let mut catalog = catalog::build(&inputs, context, other_jobs);
-    catalog.diagnostics.extend(scan.problems);
-    Ok(Loaded {
-        catalog,
-        sources: scan.files,
-    })
-}
-
-fn print_diagnostics(loaded: &Loaded, diagnostics: &[Diagnostic]) {
-    if diagnostics.is_empty() {
-        return;
-    }
-    let source_of = |file: &str| {
-        loaded
-            .sources
-            .iter()
-            .find(|s| s.display == file)
-            .and_then(|s| std::str::from_utf8(&s.bytes).ok())
-    };
-    eprint!("{}", diag::render(diagnostics, source_of, stderr_color()));
-}
-
-fn validate(settings: &Settings) -> Result<ExitCode> {
-    let mut loaded = load(settings, now()?, &[])?;
-    // A ledger, when there is one, says which one-offs have fired (a CI checkout has none).
-    if let Ok(Some(ledger)) = Ledger::open_read_only(&settings.ledger)
-        && let Ok(rows) = ledger.jobs_bare()
-    {
-        quiet_fired(&mut loaded, &rows);
-    }
-    let c = &loaded.catalog;
-    if settings.output == OutputFormat::Json {
-        output::json(&serde_json::json!({
-            "valid": c.is_valid(),
-            "files": c.n_files,
-            "jobs": c.entries.len(),
-            "errors": c.n_errors(),
-            "warnings": c.n_warnings(),
-            "diagnostics": c.diagnostics,
-        }))?;
-    } else {
-        print_diagnostics(&loaded, &c.diagnostics);
-        if c.is_valid() {
-            println!(
-                "{} valid: {} job{} in {} file{}{}.",
-                settings.dir.display(),
-                c.entries.len(),
-                plural(c.entries.len()),
-                c.n_files,
-                plural(c.n_files),
-                match c.n_warnings() {
-                    0 => String::new(),
-                    n => format!(", {n} warning{}", plural(n)),
-                }
-            );
-        } else {
-            eprintln!(
-                "{} is invalid: {} error{}, {} warning{} in {} file{}.",
-                settings.dir.display(),
-                c.n_errors(),
-                plural(c.n_errors()),
-                c.n_warnings(),
-                plural(c.n_warnings()),
-                c.n_files,
-                plural(c.n_files)
-            );
-        }
-    }
-    Ok(if c.is_valid() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
-}
-
 fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
-}
-
-/// Loads the files, failing with their diagnostics when any is invalid.
-fn load_valid(settings: &Settings, now: Timestamp, rows: &[JobRow]) -> Result<Loaded> {
-    let mut loaded = load(settings, now, &crate::apply::api_owned_names(rows))?;
-    quiet_fired(&mut loaded, rows);
-    if !loaded.catalog.is_valid() {
-        print_diagnostics(&loaded, &loaded.catalog.diagnostics);
-        eprintln!(
-            "{} error{} in {}; nothing was applied.",
-            loaded.catalog.n_errors(),
-            plural(loaded.catalog.n_errors()),
-            settings.dir.display()
-        );
-        return Err(Reported.into());
-    }
-    // Warnings are worth seeing before a plan.
-    print_diagnostics(&loaded, &loaded.catalog.diagnostics);
-    Ok(loaded)
-}
-
-/// Silences the "in the past" warning of `at` jobs that have fired unchanged.
-fn quiet_fired(loaded: &mut Loaded, rows: &[JobRow]) {
-    // By name: a scan of every row for each `at` job is quadratic at 10,000 jobs.
-    let mut by_name: std::collections::HashMap<&str, Vec<&JobRow>> =
-        std::collections::HashMap::with_capacity(rows.len());
-    for row in rows {
-        by_name.entry(row.name.as_str()).or_default().push(row);
-    }
-    loaded.catalog.quiet_fired_at(|name, hash| {
-        by_name.get(name).is_some_and(|rows| {
-            rows.iter()
-                .any(|r| crate::views::fired_unchanged(std::slice::from_ref(r), name, hash))
-        })
-    });
 }
 
 fn open_read_only(settings: &Settings) -> Result<Option<Ledger>> {
@@ -688,286 +294,21 @@ fn open_read_only(settings: &Settings) -> Result<Option<Ledger>> {
         .with_context(|| format!("opening ledger {}", settings.ledger.display()))
 }
 
-fn plan_command(settings: &Settings, detailed_exitcode: bool) -> Result<ExitCode> {
-    let now = now()?;
-    let ledger = open_read_only(settings)?;
-    let rows = match &ledger {
-        Some(ledger) => ledger.jobs_bare().context("reading the ledger")?,
-        None => Vec::new(),
-    };
-    let loaded = load_valid(settings, now, &rows)?;
-    // As `apply` plans: only changed and removed jobs need their applied definition.
-    let failed = std::cell::RefCell::new(None);
-    let fetch = |name: &str| match ledger.as_ref()?.applied_definition(name) {
-        Ok(found) => found,
-        Err(e) => {
-            failed.borrow_mut().get_or_insert(e);
-            None
-        }
-    };
-    let applied = crate::apply::applied_for_plan(&rows, &loaded.catalog, &fetch);
-    if let Some(e) = failed.into_inner() {
-        return Err(anyhow::Error::new(e).context("reading the ledger"));
-    }
-    let plan = plan::plan(&loaded.catalog, &applied, now);
-    report_plan_errors(&loaded, &plan)?;
-    print_plan(settings, &plan)?;
-    if settings.output == OutputFormat::Table {
-        // A pause is an operator's override that an apply keeps: worth seeing before one.
-        for row in rows.iter().filter(|r| r.active) {
-            if let Some(p) = &row.paused {
-                println!(
-                    "Note: {} is paused ({p}); applying keeps it paused.",
-                    row.name
-                );
-            }
-        }
-    }
-    let code = if detailed_exitcode && plan.has_changes() {
-        ExitCode::from(2)
-    } else {
-        ExitCode::SUCCESS
-    };
-    // The process ends here: freeing 10,000 parsed jobs one by one is time for nothing.
-    std::mem::forget((loaded, rows, applied, plan));
-    Ok(code)
+fn open(settings: &Settings) -> Result<Ledger> {
+    Ledger::open(&settings.ledger)
+        .with_context(|| format!("opening ledger {}", settings.ledger.display()))
 }
 
-fn report_plan_errors(loaded: &Loaded, plan: &Plan) -> Result<()> {
-    if plan.errors.is_empty() {
-        return Ok(());
-    }
-    print_diagnostics(loaded, &plan.errors);
-    eprintln!("The plan cannot be applied; nothing was changed.");
-    Err(Reported.into())
-}
-
-fn print_plan(settings: &Settings, plan: &Plan) -> Result<()> {
-    match settings.output {
-        OutputFormat::Json => output::json(plan),
-        OutputFormat::Table | OutputFormat::Dot => {
-            print!("{}", plan::render(plan, settings.color));
-            Ok(())
-        }
-    }
-}
-
-fn apply(settings: &Settings) -> Result<ExitCode> {
-    let now = now()?;
-    // Validate before opening the ledger for writing: an invalid folder must not even create
-    // it. API-owned jobs may be depended on, so their names come from a read-only look first.
-    let existing = match open_read_only(settings) {
-        Ok(Some(ledger)) => ledger.jobs_bare().unwrap_or_default(),
-        _ => Vec::new(),
-    };
-    let loaded = load_valid(settings, now, &existing)?;
-    let mut ledger = Ledger::open(&settings.ledger)
-        .with_context(|| format!("opening ledger {}", settings.ledger.display()))?;
-    let git = crate::git::describe(&settings.dir);
-    let outcome =
-        match crate::apply::apply(&mut ledger, &loaded.catalog, now, &git, &Default::default()) {
-            Ok(outcome) => outcome,
-            Err(crate::apply::ApplyError::Plan(plan)) => {
-                report_plan_errors(&loaded, &plan)?;
-                unreachable!("a plan that failed has errors");
-            }
-            Err(crate::apply::ApplyError::Ledger(e)) => {
-                return Err(anyhow::Error::new(e)
-                    .context(format!("applying to ledger {}", settings.ledger.display())));
-            }
-        };
-    let (record, plan) = (outcome.record, outcome.plan);
-    if record.is_some() {
-        ledger.wake_daemon();
-    }
-    match settings.output {
-        OutputFormat::Json => output::json(&serde_json::json!({
-            "format_version": "1",
-            "applied": record.map(|r| r.id),
-            "git_commit": git.commit,
-            "git_dirty": git.dirty,
-            "plan": plan,
-        }))?,
-        OutputFormat::Table | OutputFormat::Dot => {
-            print!("{}", plan::render(&plan, settings.color));
-            if let Some(r) = record {
-                println!(
-                    "Apply complete: {} added, {} changed, {} removed{}.",
-                    r.added,
-                    r.changed,
-                    r.removed,
-                    match (&git.commit, git.dirty) {
-                        (Some(c), Some(true)) => format!(
-                            " (from commit {}, with uncommitted changes)",
-                            &c[..c.len().min(12)]
-                        ),
-                        (Some(c), _) => format!(" (from commit {})", &c[..c.len().min(12)]),
-                        _ => String::new(),
-                    }
-                );
-            }
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// A job's next fires from its ledger row, at `now`.
-fn row_next_fires(row: &JobRow, now: Timestamp, n: usize) -> Vec<jiff::Zoned> {
-    match jiff::tz::db().get(&row.timezone) {
-        Ok(tz) => crate::views::next_fires_in(row, &tz, now, n),
-        Err(_) => Vec::new(),
-    }
-}
-
-fn list(settings: &Settings, tag: Option<&str>, all: bool) -> Result<ExitCode> {
-    let now = now()?;
-    let Some(ledger) = open_read_only(settings)? else {
-        if settings.output == OutputFormat::Json {
-            output::json(&serde_json::json!([]))?;
-        } else {
-            eprintln!(
-                "No jobs applied yet: there is no ledger at {}. Run `jobctl apply`.",
-                settings.ledger.display()
-            );
-        }
-        return Ok(ExitCode::SUCCESS);
-    };
-    let rows: Vec<JobRow> = ledger
-        .job_summaries()
-        .context("reading the ledger")?
-        .into_iter()
-        .filter(|r| all || r.active)
-        .filter(|r| tag.is_none_or(|t| r.tags.iter().any(|x| x == t)))
-        .collect();
-    let mut counts = ledger.run_counts(None).context("reading the ledger")?;
-    let jobs = crate::views::summaries(&rows, &mut counts, now);
-    let code = output::job_list(settings.output, &jobs, now);
-    // The process ends here: freeing 10,000 rows and views one by one is time for nothing.
-    std::mem::forget((rows, jobs, counts));
-    code
-}
-
-fn graph(settings: &Settings) -> Result<ExitCode> {
-    let rows = match open_read_only(settings)? {
-        Some(ledger) => ledger.job_summaries().context("reading the ledger")?,
-        None => Vec::new(),
-    };
-    output::graph(settings.output, &crate::views::graph(&rows))
-}
-
-fn get(settings: &Settings, name: &str) -> Result<ExitCode> {
-    let now = now()?;
-    let ledger = open_read_only(settings)?;
-    let row = match &ledger {
-        Some(l) => l.job(name).context("reading the ledger")?,
-        None => None,
-    };
-    let (Some(row), Some(ledger)) = (row, ledger) else {
+fn open_existing(settings: &Settings) -> Result<Ledger> {
+    if !settings.ledger.exists() {
         bail!(
-            "no job `{name}` in the ledger {} (run `jobctl apply` to record the files; `jobctl list` shows what is there)",
+            "there is no ledger at {} yet; run `jobctl apply` first",
             settings.ledger.display()
         );
-    };
-    let n_revisions = ledger.revision_count(name)?;
-    let counts = ledger
-        .run_counts(Some(name))?
-        .remove(name)
-        .unwrap_or_default();
-    let fires = row_next_fires(&row, now, 5);
-    output::job_detail(
-        settings.output,
-        &crate::views::detail(&row, &fires, counts, n_revisions),
-    )
+    }
+    open(settings)
 }
 
-fn next(settings: &Settings, name: &str, count: usize) -> Result<ExitCode> {
-    let now = now()?;
-    let row = match open_read_only(settings)? {
-        Some(l) => l.job(name).context("reading the ledger")?,
-        None => None,
-    };
-    let (schedule, zone, anchor) = match row.filter(|r| r.active) {
-        Some(row) => (
-            stored_schedule(&row).context("reading the job's stored schedule")?,
-            row.timezone.clone(),
-            row.schedule_anchor.parse().unwrap_or(now),
-        ),
-        None => {
-            // Not applied yet: answer from the files, so a job can be checked before apply.
-            let loaded = load(settings, now, &[])?;
-            let Some(entry) = loaded.catalog.get(name) else {
-                bail!(
-                    "no job `{name}` in the ledger or in {}",
-                    settings.dir.display()
-                );
-            };
-            (
-                entry.spec.schedule.clone(),
-                entry.spec.timezone.name.clone(),
-                now,
-            )
-        }
-    };
-    let tz = jiff::tz::db()
-        .get(&zone)
-        .with_context(|| format!("time zone {zone}"))?;
-    let fires: Vec<jiff::Zoned> = schedule
-        .next_fires(&tz, anchor, now, count)
-        .into_iter()
-        .map(|t| t.to_zoned(tz.clone()))
-        .collect();
-    let description = match &schedule {
-        Schedule::Cron(c) => c.describe(),
-        other => other.to_string(),
-    };
-    let expression = schedule.to_string();
-    output::fires(settings.output, &expression, &zone, &description, &fires)
-}
-
-fn cron(
-    expression: &str,
-    zone: &str,
-    from: Option<&str>,
-    count: usize,
-    output_format: OutputFormat,
-) -> Result<ExitCode> {
-    let (zone_name, tz): (String, TimeZone) = spec::resolve_timezone(zone).map_err(|e| {
-        anyhow::anyhow!(
-            "{e}{}",
-            e.suggestion
-                .as_ref()
-                .map(|h| format!(" ({h})"))
-                .unwrap_or_default()
-        )
-    })?;
-    let from = match from {
-        Some(text) => parse_instant(text, &tz).with_context(|| format!("--from `{text}`"))?,
-        None => now()?,
-    };
-    let cron = CronExpr::parse(expression).map_err(|e| {
-        let pointer = e
-            .offset
-            .map(|o| format!("\n  {expression}\n  {}^", " ".repeat(o)))
-            .unwrap_or_default();
-        anyhow::anyhow!("invalid cron expression: {e}{pointer}")
-    })?;
-    let fires: Vec<jiff::Zoned> = cron
-        .upcoming(&tz, from, count)
-        .into_iter()
-        .map(|t| t.to_zoned(tz.clone()))
-        .collect();
-    output::fires(
-        output_format,
-        cron.as_str(),
-        &zone_name,
-        &cron.describe(),
-        &fires,
-    )
-}
-
-/// An RFC 3339 instant, or a local date-time in `tz`.
-fn parse_instant(text: &str, tz: &TimeZone) -> Result<Timestamp> {
-    crate::schedule::resolve_time(text, tz)
-        .map(|t| t.instant)
-        .map_err(anyhow::Error::new)
+fn clock() -> Result<Clock> {
+    Clock::from_env().map_err(anyhow::Error::msg)
 }

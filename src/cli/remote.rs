@@ -2,40 +2,21 @@
 //! the local commands, from the HTTP API instead of the ledger.
 
 use std::collections::BTreeMap;
-use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
 use anyhow::{Result, bail};
-use serde_json::json;
 
+use super::output::control::{render_pause, render_status};
+use super::output::runs::{
+    Spinner, print_line, render_cancel, render_events, render_queued, render_run, render_runs,
+};
 use super::{OutputFormat, output, runs};
+use crate::api::wire::{
+    CancelResult, DeleteResult, JobDetail, JobSummary, LogPage, OutputLine, ParamValue, PauseBody,
+    PauseResult, PlanRequest, PlanResponse, Run, RunEvent, RunPage, StatusView, TriggerBody,
+};
 use crate::client::{Client, encode};
-use crate::ledger::{OutputLine, RunEvent, RunRow};
 use crate::run::RunState;
-use crate::views::{JobDetail, JobSummary, PauseView, StatusView};
-
-#[derive(serde::Deserialize)]
-struct RunPage {
-    runs: Vec<RunRow>,
-}
-
-/// A page of a run's output (`api::runs::LogPage`).
-#[derive(serde::Deserialize)]
-struct LogPage {
-    lines: Vec<OutputLine>,
-    next_after: Option<i64>,
-}
-
-#[derive(serde::Deserialize)]
-struct PauseResult {
-    changed: bool,
-    paused: Option<PauseView>,
-}
-
-#[derive(serde::Deserialize)]
-struct CancelResult {
-    result: String,
-}
 
 pub fn list(
     client: &Client,
@@ -67,18 +48,18 @@ pub fn get(client: &Client, format: OutputFormat, name: &str) -> Result<ExitCode
 
 pub fn status(client: &Client, format: OutputFormat) -> Result<ExitCode> {
     let view: StatusView = client.get("/v1/status")?;
-    runs::render_status(format, &view)
+    render_status(format, &view)
 }
 
-fn params_body(given: &[String]) -> Result<serde_json::Value> {
+fn params_body(given: &[String]) -> Result<TriggerBody> {
     let mut params = BTreeMap::new();
     for pair in given {
         let Some((key, value)) = pair.split_once('=') else {
             bail!("--param `{pair}` is not KEY=VALUE");
         };
-        params.insert(key.to_string(), value.to_string());
+        params.insert(key.to_string(), ParamValue::Text(value.to_string()));
     }
-    Ok(json!({ "params": params }))
+    Ok(TriggerBody { params })
 }
 
 pub fn trigger(
@@ -88,12 +69,12 @@ pub fn trigger(
     given: &[String],
     wait: bool,
 ) -> Result<ExitCode> {
-    let run: RunRow = client.post(
+    let run: Run = client.post(
         &format!("/v1/jobs/{}/trigger", encode(name)),
         Some(&params_body(given)?),
     )?;
     if !wait {
-        runs::render_queued(format, run.id, name)?;
+        render_queued(format, run.id, name)?;
         return Ok(ExitCode::SUCCESS);
     }
     eprintln!("run {} of {name} queued", run.id);
@@ -124,13 +105,13 @@ pub fn trigger(
 }
 
 /// Prints a run's output as it comes, until it ends; returns the ended run.
-fn follow(client: &Client, format: OutputFormat, id: i64) -> Result<RunRow> {
+fn follow(client: &Client, format: OutputFormat, id: i64) -> Result<Run> {
     follow_from(client, format, id, "after=0")
 }
 
 /// As [`follow`], from where `start` (`after=N` or `tail=N`) says.
-fn follow_from(client: &Client, format: OutputFormat, id: i64, start: &str) -> Result<RunRow> {
-    let mut ended: Option<RunRow> = None;
+fn follow_from(client: &Client, format: OutputFormat, id: i64, start: &str) -> Result<Run> {
+    let mut ended: Option<Run> = None;
     let mut failure: Option<anyhow::Error> = None;
     client.events(
         &format!("/v1/runs/{id}/logs?follow=true&{start}"),
@@ -138,7 +119,7 @@ fn follow_from(client: &Client, format: OutputFormat, id: i64, start: &str) -> R
             match kind {
                 "line" => match serde_json::from_str::<OutputLine>(data) {
                     Ok(line) => {
-                        if let Err(e) = runs::print_line(format, &line) {
+                        if let Err(e) = print_line(format, &line) {
                             failure = Some(e);
                             return false;
                         }
@@ -171,13 +152,6 @@ fn follow_from(client: &Client, format: OutputFormat, id: i64, start: &str) -> R
     }
 }
 
-#[derive(serde::Deserialize)]
-struct PlanResponse {
-    plan: serde_json::Value,
-    text: String,
-    has_changes: bool,
-}
-
 /// `jobctl plan --server`: sends the local job files, prints the server's plan of them.
 pub fn plan(
     client: &Client,
@@ -195,7 +169,10 @@ pub fn plan(
             .map_err(|_| anyhow::anyhow!("{} is not UTF-8 text", f.display))?;
         files.insert(f.relative.clone(), text);
     }
-    let body = json!({ "files": files, "dir": dir.display().to_string() });
+    let body = PlanRequest {
+        files,
+        dir: Some(dir.display().to_string()),
+    };
     let response: PlanResponse = match client.post("/v1/plan", Some(&body)) {
         Ok(r) => r,
         Err(crate::client::ClientError::Api {
@@ -330,13 +307,6 @@ pub fn update(
     Ok(ExitCode::SUCCESS)
 }
 
-#[derive(serde::Deserialize, serde::Serialize)]
-struct DeleteResult {
-    job: String,
-    removed: bool,
-    cancelled_runs: Vec<i64>,
-}
-
 pub fn delete(
     client: &Client,
     format: OutputFormat,
@@ -390,7 +360,7 @@ pub fn logs(
     loop {
         let page: LogPage = client.get(&format!("/v1/runs/{id}/logs?{query}"))?;
         for line in &page.lines {
-            runs::print_line(format, line)?;
+            print_line(format, line)?;
         }
         match page.next_after {
             Some(next) if next > after => {
@@ -410,20 +380,22 @@ pub fn pause(
 ) -> Result<ExitCode> {
     let result: PauseResult = client.post(
         &format!("/v1/jobs/{}/pause", encode(name)),
-        Some(&json!({ "reason": reason })),
+        Some(&PauseBody {
+            reason: reason.map(str::to_string),
+        }),
     )?;
-    runs::render_pause(format, name, true, result.changed, result.paused)
+    render_pause(format, true, &result)
 }
 
 pub fn resume(client: &Client, format: OutputFormat, name: &str) -> Result<ExitCode> {
     let result: PauseResult =
         client.post(&format!("/v1/jobs/{}/resume", encode(name)), None::<&()>)?;
-    runs::render_pause(format, name, false, result.changed, result.paused)
+    render_pause(format, false, &result)
 }
 
 pub fn cancel(client: &Client, format: OutputFormat, id: i64) -> Result<ExitCode> {
     let result: CancelResult = client.post(&format!("/v1/runs/{id}/cancel"), None::<&()>)?;
-    runs::render_cancel(format, id, &result.result)
+    render_cancel(format, &result)
 }
 
 pub fn runs(client: &Client, format: OutputFormat, q: &runs::RunsQuery) -> Result<ExitCode> {
@@ -442,55 +414,15 @@ pub fn runs(client: &Client, format: OutputFormat, q: &runs::RunsQuery) -> Resul
         return runs::watch_runs(format, || Ok(client.get::<RunPage>(&path)?.runs));
     }
     let page: RunPage = client.get(&path)?;
-    runs::render_runs(format, &page.runs)
+    render_runs(format, &page.runs)
 }
 
 pub fn run_get(client: &Client, format: OutputFormat, id: i64) -> Result<ExitCode> {
-    let run: RunRow = client.get(&format!("/v1/runs/{id}"))?;
-    runs::render_run(format, &run)
+    let run: Run = client.get(&format!("/v1/runs/{id}"))?;
+    render_run(format, &run)
 }
 
 pub fn run_events(client: &Client, format: OutputFormat, id: i64) -> Result<ExitCode> {
     let events: Vec<RunEvent> = client.get(&format!("/v1/runs/{id}/events"))?;
-    runs::render_events(format, &events)
-}
-
-/// A spinner on stderr while a run waits to start, only when stderr is a terminal.
-pub(super) struct Spinner {
-    run: i64,
-    frame: usize,
-    shown: bool,
-    terminal: bool,
-}
-
-impl Spinner {
-    pub(super) fn new(run: i64) -> Spinner {
-        Spinner {
-            run,
-            frame: 0,
-            shown: false,
-            terminal: std::io::stderr().is_terminal(),
-        }
-    }
-
-    pub(super) fn tick(&mut self) {
-        if !self.terminal {
-            return;
-        }
-        const FRAMES: [char; 4] = ['|', '/', '-', '\\'];
-        eprint!(
-            "\r{} run {} is pending: waiting for the daemon to start it",
-            FRAMES[self.frame % FRAMES.len()],
-            self.run
-        );
-        self.frame += 1;
-        self.shown = true;
-    }
-
-    pub(super) fn clear(&mut self) {
-        if self.shown {
-            eprint!("\r\x1b[2K");
-            self.shown = false;
-        }
-    }
+    render_events(format, &events)
 }

@@ -3,11 +3,10 @@
 
 use jiff::Timestamp;
 use rusqlite::{OptionalExtension, params};
-use serde::Serialize;
 
 use super::{ForLedger, Ledger, Result, stamp};
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DaemonEvent {
     pub id: i64,
     pub at: String,

@@ -52,7 +52,7 @@ pub struct JobRow {
 }
 
 /// An operator's pause of a job: who, when, why.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Pause {
     pub by: String,
     pub at: String,

@@ -3,18 +3,16 @@
 
 use jiff::Timestamp;
 use rusqlite::{OptionalExtension, params};
-use serde::Serialize;
 
 use super::{ForLedger, Ledger, LedgerError, Result, stamp};
 
 /// The lease every daemon takes on its ledger.
 const LEASE: &str = "daemon";
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LeaseRow {
     pub holder: String,
     pub pid: Option<i64>,
-    #[serde(skip)]
     pub pid_start: Option<i64>,
     pub epoch: i64,
     pub acquired_at: String,

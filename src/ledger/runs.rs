@@ -3,19 +3,17 @@
 
 use jiff::Timestamp;
 use rusqlite::{OptionalExtension, params};
-use serde::{Deserialize, Serialize};
 
 use super::{ForLedger, Ledger, Result};
 use crate::run::{RunState, Trigger};
 
 /// A run as the ledger records it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RunRow {
     pub id: i64,
     pub job: String,
     /// The job's revision number the run executes.
     pub revision: Option<i64>,
-    #[serde(skip)]
     pub revision_id: Option<i64>,
     pub git_commit: Option<String>,
     pub trigger: String,
@@ -50,11 +48,8 @@ pub struct RunRow {
     pub output_bytes: i64,
     pub output_truncated: bool,
     pub cancel_requested: Option<String>,
-    #[serde(skip)]
     pub epoch: Option<i64>,
-    #[serde(skip)]
     pub supervisor: Option<(i64, i64)>,
-    #[serde(skip)]
     pub pid_start: Option<i64>,
 }
 
@@ -64,7 +59,7 @@ impl RunRow {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RunEvent {
     pub id: i64,
     pub run_id: i64,
@@ -73,7 +68,7 @@ pub struct RunEvent {
     pub message: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OutputLine {
     pub id: i64,
     pub at: String,

@@ -1,4 +1,8 @@
-//! Printing results: tables for people, JSON for programs.
+//! Printing results: tables for people, JSON for programs. The same renderers print what the
+//! local ledger holds and what a server's API answers: both are `api::wire` shapes.
+
+pub mod control;
+pub mod runs;
 
 use std::process::ExitCode;
 
@@ -9,7 +13,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::OutputFormat;
-use crate::views::{JobDetail, JobSummary};
+use crate::api::wire::{JobDetail, JobSummary};
 
 pub fn json(value: &impl Serialize) -> Result<()> {
     let text = serde_json::to_string_pretty(value)?;
@@ -201,7 +205,7 @@ pub fn job_detail(format: OutputFormat, job: &JobDetail) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn graph(format: OutputFormat, view: &crate::views::GraphView) -> Result<ExitCode> {
+pub fn graph(format: OutputFormat, view: &crate::api::wire::GraphView) -> Result<ExitCode> {
     match format {
         OutputFormat::Json => json(view)?,
         OutputFormat::Dot => print!("{}", crate::graph::render_dot(&view.graph())),

@@ -1,0 +1,528 @@
+//! The API's JSON, defined once: what the handlers send and take, what the OpenAPI document
+//! describes, and what the CLI's client reads back (`jobctl … --server`).
+//!
+//! Every type here derives `Serialize`, `Deserialize` and `utoipa::ToSchema`; nothing else in
+//! the crate is an API schema. Ledger rows (`ledger::RunRow`, …) and core types
+//! (`graph::Edge`, …) are converted here, in `From` impls, so a change to a row's columns is
+//! adapted in one place and never reaches a client. The field order is the JSON's order.
+//!
+//! This module holds shapes, not behaviour: it does no I/O and knows nothing of axum.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::ledger;
+use crate::run::RunState;
+
+// Jobs: `GET /v1/jobs`, `GET /v1/jobs/{name}`, `jobctl list`, `jobctl get`, `jobctl status`,
+// `jobctl graph`. Built from ledger rows by `views`.
+
+/// An operator's pause of a job.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PauseView {
+    /// Who paused it: `user@host`, or through the API the token's name, `alice (api)` (`api`
+    /// for a token without a name).
+    pub by: String,
+    pub at: String,
+    pub reason: Option<String>,
+}
+
+/// The newest run of a job.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct LastRunView {
+    pub state: String,
+    pub at: String,
+}
+
+/// A job as listed: `GET /v1/jobs`, `jobctl list`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct JobSummary {
+    pub name: String,
+    pub description: String,
+    /// `active`, `paused` (by an operator), `disabled` (by its file), `blocked` (a run waits
+    /// for its dependencies), `completed` (`repeat` done, or an `at` job that fired) or
+    /// `removed` (no longer defined; history kept).
+    pub state: String,
+    /// A `repeat` job's count: `3 of 5` (fires of its current revision), `after 3 runs`
+    /// (until success).
+    pub progress: Option<String>,
+    /// What the job's blocked runs wait for, while it has any.
+    pub blocked: Option<String>,
+    /// Final runs that failed or timed out in a row, up to now.
+    pub failure_streak: i64,
+    pub enabled: bool,
+    pub paused: Option<PauseView>,
+    /// `file` (from `jobs.d`) or `api` (created through the API).
+    pub owner: String,
+    /// The schedule as written: a cron expression, `every 5m`, `at …`, or `manual`.
+    pub schedule: String,
+    /// `cron`, `every`, `at`, `after` or `manual`.
+    pub schedule_kind: String,
+    /// The schedule in words.
+    pub schedule_description: Option<String>,
+    pub timezone: String,
+    /// The next fire, RFC 3339 in the job's time zone.
+    pub next_fire: Option<String>,
+    /// The file that defines it, relative to the jobs folder.
+    pub file: Option<String>,
+    pub revision: i64,
+    pub git_commit: Option<String>,
+    pub tags: Vec<String>,
+    pub last_run: Option<LastRunView>,
+    /// Runs by state, over the history the ledger keeps.
+    pub runs: BTreeMap<String, i64>,
+}
+
+/// One job in full: `GET /v1/jobs/{name}`, `jobctl get`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct JobDetail {
+    #[serde(flatten)]
+    pub summary: JobSummary,
+    /// The next five fires, RFC 3339 in the job's time zone.
+    pub next_fires: Vec<String>,
+    /// How many revisions the ledger holds.
+    pub revisions: i64,
+    pub content_hash: String,
+    pub git_dirty: Option<bool>,
+    pub applied_at: String,
+    pub created_at: String,
+    pub removed_at: Option<String>,
+    /// The normalized definition, as recorded.
+    pub definition: String,
+}
+
+/// The daemon serving a ledger, as `jobctl status` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DaemonView {
+    pub running: bool,
+    pub pid: Option<i64>,
+    /// The host it runs (or last ran) on.
+    pub holder: Option<String>,
+    /// When it started, while it runs.
+    pub since: Option<String>,
+    pub epoch: Option<i64>,
+    /// When the last one stopped, if none runs.
+    pub stopped_at: Option<String>,
+}
+
+/// The jobs folder's errors, as the daemon last read it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct FilesView {
+    pub errors: u64,
+    /// The errors, rendered with file:line:col.
+    pub rendered: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct NextFire {
+    pub job: String,
+    pub at: String,
+}
+
+/// `jobctl status`, `GET /v1/status`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct StatusView {
+    pub daemon: DaemonView,
+    pub ledger: String,
+    pub jobs: usize,
+    pub files: FilesView,
+    pub active_runs: Vec<Run>,
+    /// The ten soonest fires.
+    pub next_fires: Vec<NextFire>,
+}
+
+/// A job in the dependency graph.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct GraphJob {
+    pub name: String,
+    /// The schedule in its short form.
+    pub schedule: String,
+    pub state: String,
+}
+
+/// The dependency graph: `GET /v1/graph`, `jobctl graph`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct GraphView {
+    /// The active jobs, by name.
+    pub jobs: Vec<GraphJob>,
+    /// Each link from an upstream job to the job that waits for it.
+    pub edges: Vec<Edge>,
+}
+
+impl GraphView {
+    /// The graph to render.
+    pub fn graph(&self) -> crate::graph::Graph {
+        let jobs: Vec<(String, String)> = self
+            .jobs
+            .iter()
+            .map(|j| (j.name.clone(), j.schedule.clone()))
+            .collect();
+        let edges: Vec<crate::graph::Edge> =
+            self.edges.iter().map(crate::graph::Edge::from).collect();
+        crate::graph::Graph::from_parts(&jobs, &edges)
+    }
+}
+
+impl From<&ledger::Pause> for PauseView {
+    fn from(p: &ledger::Pause) -> PauseView {
+        PauseView {
+            by: p.by.clone(),
+            at: p.at.clone(),
+            reason: p.reason.clone(),
+        }
+    }
+}
+
+/// A link from an upstream job to the job that waits for it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Edge {
+    pub from: String,
+    pub to: String,
+    pub kind: EdgeKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EdgeKind {
+    /// `schedule: {after: …}`: the upstream's success fires the job.
+    After,
+    /// `depends_on`: the upstream's latest run gates the job's runs.
+    DependsOn,
+}
+
+impl From<&crate::graph::Edge> for Edge {
+    fn from(e: &crate::graph::Edge) -> Edge {
+        Edge {
+            from: e.from.clone(),
+            to: e.to.clone(),
+            kind: match e.kind {
+                crate::graph::EdgeKind::After => EdgeKind::After,
+                crate::graph::EdgeKind::DependsOn => EdgeKind::DependsOn,
+            },
+        }
+    }
+}
+
+impl From<&Edge> for crate::graph::Edge {
+    fn from(e: &Edge) -> crate::graph::Edge {
+        crate::graph::Edge {
+            from: e.from.clone(),
+            to: e.to.clone(),
+            kind: match e.kind {
+                EdgeKind::After => crate::graph::EdgeKind::After,
+                EdgeKind::DependsOn => crate::graph::EdgeKind::DependsOn,
+            },
+        }
+    }
+}
+
+// Runs: `/v1/runs`, `jobctl runs`, `jobctl run get|events`, `jobctl logs`.
+
+/// A run as the ledger records it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(as = RunRow)]
+pub struct Run {
+    pub id: i64,
+    pub job: String,
+    /// The job's revision number the run executes.
+    pub revision: Option<i64>,
+    pub git_commit: Option<String>,
+    pub trigger: String,
+    pub attempt: i64,
+    /// The first attempt's run, for a retry.
+    pub first_run_id: Option<i64>,
+    /// The instant the run was due.
+    pub scheduled_at: Option<String>,
+    /// For rows created by the schedule: the slot it accounts for, and the first and number of
+    /// slots when several were folded into it.
+    pub slot: Option<String>,
+    pub slot_first: Option<String>,
+    pub slot_count: i64,
+    /// A pending run starts no earlier than this (retry backoff, jitter).
+    pub not_before: Option<String>,
+    pub state: String,
+    pub reason: Option<String>,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub duration_ms: Option<i64>,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub error: Option<String>,
+    pub pid: Option<i64>,
+    pub cpu_user_ms: Option<i64>,
+    pub cpu_sys_ms: Option<i64>,
+    pub max_rss_kb: Option<i64>,
+    pub params: Option<serde_json::Value>,
+    /// For a run a dependency released: the upstream runs, `[{"job": …, "run": …}]`.
+    pub released_by: Option<serde_json::Value>,
+    pub output_bytes: i64,
+    pub output_truncated: bool,
+    pub cancel_requested: Option<String>,
+}
+
+impl Run {
+    /// The run's state, if this version of jobs knows it.
+    pub fn state(&self) -> Option<RunState> {
+        RunState::parse(&self.state).ok()
+    }
+}
+
+impl From<ledger::RunRow> for Run {
+    fn from(r: ledger::RunRow) -> Run {
+        Run {
+            id: r.id,
+            job: r.job,
+            revision: r.revision,
+            git_commit: r.git_commit,
+            trigger: r.trigger,
+            attempt: r.attempt,
+            first_run_id: r.first_run_id,
+            scheduled_at: r.scheduled_at,
+            slot: r.slot,
+            slot_first: r.slot_first,
+            slot_count: r.slot_count,
+            not_before: r.not_before,
+            state: r.state,
+            reason: r.reason,
+            created_at: r.created_at,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            duration_ms: r.duration_ms,
+            exit_code: r.exit_code,
+            signal: r.signal,
+            error: r.error,
+            pid: r.pid,
+            cpu_user_ms: r.cpu_user_ms,
+            cpu_sys_ms: r.cpu_sys_ms,
+            max_rss_kb: r.max_rss_kb,
+            params: r.params,
+            released_by: r.released_by,
+            output_bytes: r.output_bytes,
+            output_truncated: r.output_truncated,
+            cancel_requested: r.cancel_requested,
+        }
+    }
+}
+
+impl From<&ledger::RunRow> for Run {
+    fn from(r: &ledger::RunRow) -> Run {
+        Run::from(r.clone())
+    }
+}
+
+/// Runs as the API sends them, in the same order.
+pub fn runs(rows: Vec<ledger::RunRow>) -> Vec<Run> {
+    rows.into_iter().map(Run::from).collect()
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RunEvent {
+    pub id: i64,
+    pub run_id: i64,
+    pub at: String,
+    pub kind: String,
+    pub message: String,
+}
+
+impl From<ledger::RunEvent> for RunEvent {
+    fn from(e: ledger::RunEvent) -> RunEvent {
+        RunEvent {
+            id: e.id,
+            run_id: e.run_id,
+            at: e.at,
+            kind: e.kind,
+            message: e.message,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct OutputLine {
+    pub id: i64,
+    pub at: String,
+    pub stream: String,
+    pub line: String,
+}
+
+impl From<ledger::OutputLine> for OutputLine {
+    fn from(l: ledger::OutputLine) -> OutputLine {
+        OutputLine {
+            id: l.id,
+            at: l.at,
+            stream: l.stream,
+            line: l.line,
+        }
+    }
+}
+
+/// A page of runs, newest first.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RunPage {
+    pub runs: Vec<Run>,
+    /// Pass as `cursor` for the next (older) page; absent on the last page.
+    pub next_cursor: Option<i64>,
+}
+
+/// A page of a run's output lines, oldest first.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct LogPage {
+    pub lines: Vec<OutputLine>,
+    /// More lines follow: pass this as `after` for the next page. Null when this page ends
+    /// with the last line written so far (a running run may write more).
+    pub next_after: Option<i64>,
+}
+
+/// One server-sent event of a followed log.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct LogEvent {
+    /// `line` (data: an output line as JSON), `end` (data: the ended run as JSON) or `error`.
+    pub event: String,
+    /// The event's JSON, as text.
+    pub data: String,
+}
+
+/// The outcome of a cancel request.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CancelResult {
+    pub run: i64,
+    /// `cancelled` (it was pending) or `cancel_requested` (it is running; its supervisor stops
+    /// it: SIGTERM to its process group, SIGKILL after the kill grace).
+    pub result: String,
+}
+
+impl CancelResult {
+    /// The result of a cancel as the ledger reports it.
+    pub fn new(run: i64, outcome: ledger::CancelOutcome) -> CancelResult {
+        CancelResult {
+            run,
+            result: match outcome {
+                ledger::CancelOutcome::Cancelled => "cancelled",
+                ledger::CancelOutcome::Requested => "cancel_requested",
+            }
+            .to_string(),
+        }
+    }
+}
+
+// Writes: triggers, pauses, API-owned jobs.
+
+#[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerBody {
+    /// Values for the job's declared `params`; each reaches the run as `JOBS_PARAM_NAME`.
+    #[serde(default)]
+    pub params: BTreeMap<String, ParamValue>,
+}
+
+/// A parameter's value: a string, or a number or boolean (passed as its text).
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum ParamValue {
+    Text(String),
+    Integer(i64),
+    Number(f64),
+    Bool(bool),
+}
+
+impl ParamValue {
+    pub fn into_text(self) -> String {
+        match self {
+            ParamValue::Text(s) => s,
+            ParamValue::Integer(n) => n.to_string(),
+            ParamValue::Number(n) => n.to_string(),
+            ParamValue::Bool(b) => b.to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PauseBody {
+    /// Why, for whoever looks next.
+    pub reason: Option<String>,
+}
+
+/// The outcome of a pause or resume.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PauseResult {
+    pub job: String,
+    /// Whether this request changed anything (`false`: it was already so).
+    pub changed: bool,
+    pub paused: Option<PauseView>,
+}
+
+/// The outcome of a delete.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DeleteResult {
+    pub job: String,
+    pub removed: bool,
+    /// The runs cancelled with it (`cancel_active=true`).
+    pub cancelled_runs: Vec<i64>,
+}
+
+// Plans: `POST /v1/plan`, `jobctl plan --server`.
+
+#[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlanRequest {
+    /// Job files by path relative to the jobs folder (`team/backup.yaml`), with their text.
+    pub files: BTreeMap<String, String>,
+    /// The jobs folder as the client names it (`jobs.d`), so messages show the paths the
+    /// client's user knows.
+    pub dir: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PlanResponse {
+    /// The plan, exactly as `jobctl plan --output json` prints it.
+    #[schema(value_type = Object)]
+    pub plan: serde_json::Value,
+    /// The plan as `jobctl plan` prints it on a terminal (without colour).
+    pub text: String,
+    pub has_changes: bool,
+}
+
+// System: health and readiness.
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    /// `ok`.
+    pub status: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Ready {
+    /// `ready` or `not_ready`.
+    pub status: String,
+    /// `ok`, or why the ledger cannot be read or written.
+    pub ledger: String,
+    /// `ok`, or why the scheduler cannot do its work (stopped, stuck, cannot read its jobs).
+    pub scheduler: String,
+    /// `ok`, or the jobs folder's errors. Reported, but not part of readiness: a broken file
+    /// keeps its job at its last good revision and everything else fires.
+    pub jobs_dir: String,
+}
+
+// Errors: every error response.
+
+/// The body of every error response.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ErrorDetail {
+    /// A stable, machine-readable code: `not_found`, `unauthorized`, `conflict`, ...
+    pub code: String,
+    /// What was wrong and what to do, for a person.
+    pub message: String,
+    /// For a definition that does not validate (422): each problem with its line and column
+    /// in the body as sent, so a client can point at its own file.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<Object>)]
+    pub diagnostics: Vec<crate::diag::Diagnostic>,
+}

@@ -1,0 +1,277 @@
+//! The command line as clap reads it: global flags, commands and their arguments. Nothing
+//! here runs a command; `cli::run` dispatches the parsed [`Cli`].
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use super::complete;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "jobctl",
+    version,
+    about = "A file-based, declarative job manager: job files in git, a plan, an apply, a ledger",
+    propagate_version = true
+)]
+pub struct Cli {
+    /// Configuration file [default: ./jobs.toml if present]
+    #[arg(long, global = true, env = "JOBS_CONFIG", value_name = "FILE")]
+    pub(super) config: Option<PathBuf>,
+    /// The folder of job files [default: jobs.d]
+    #[arg(long, global = true, env = "JOBS_DIR", value_name = "DIR")]
+    pub(super) dir: Option<PathBuf>,
+    /// The ledger database [default: .jobs/ledger.db beside the jobs folder]
+    #[arg(long, global = true, env = "JOBS_LEDGER", value_name = "PATH")]
+    pub(super) ledger: Option<PathBuf>,
+    /// Output format [default: table]
+    #[arg(long, short, global = true, env = "JOBS_OUTPUT", value_enum)]
+    pub(super) output: Option<OutputFormat>,
+    /// Talk to this server's API instead of the local ledger (list, get, status, trigger,
+    /// pause, resume, runs, run get|events|cancel, logs, plan)
+    #[arg(long, global = true, env = "JOBS_SERVER", value_name = "URL")]
+    pub(super) server: Option<String>,
+    /// The API token to send with --server
+    #[arg(
+        long,
+        global = true,
+        env = "JOBS_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub(super) token: Option<String>,
+    /// Also trust this CA certificate (PEM) for an https:// --server, beside the system's
+    /// roots and SSL_CERT_FILE
+    #[arg(long, global = true, env = "JOBS_CA_CERT", value_name = "FILE")]
+    pub(super) ca_cert: Option<PathBuf>,
+    #[command(subcommand)]
+    pub(super) command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+    /// Graphviz, for `jobctl graph`
+    Dot,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a jobs folder with a commented example job and a jobs.toml
+    Init {
+        /// Where to create them [default: the current folder]
+        #[arg(default_value = ".")]
+        path: PathBuf,
+    },
+    /// Check every job file and print every problem
+    Validate,
+    /// Show what `apply` would change (the same as `apply --dry-run`)
+    Plan {
+        /// Exit 0 when there are no changes, 2 when there are, 1 on error
+        #[arg(long)]
+        detailed_exitcode: bool,
+    },
+    /// Make the ledger match the job files, in one transaction
+    Apply {
+        /// Show the plan and change nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// With --dry-run: exit 0 when there are no changes, 2 when there are, 1 on error
+        #[arg(long)]
+        detailed_exitcode: bool,
+    },
+    /// List the applied jobs
+    List {
+        /// Only jobs with this tag
+        #[arg(long)]
+        tag: Option<String>,
+        /// Include jobs removed from the files
+        #[arg(long)]
+        all: bool,
+    },
+    /// Show one job: its definition, revision, and next fires
+    Get {
+        #[arg(add = clap_complete::ArgValueCandidates::new(complete::job_names))]
+        name: String,
+    },
+    /// The next fires of a job
+    Next {
+        #[arg(add = clap_complete::ArgValueCandidates::new(complete::job_names))]
+        name: String,
+        /// How many
+        #[arg(short = 'n', default_value_t = 5)]
+        count: usize,
+    },
+    /// Explain a cron expression and list its next fires
+    Cron {
+        expression: String,
+        /// Time zone (IANA name)
+        #[arg(long, default_value = "UTC")]
+        tz: String,
+        /// Fires strictly after this instant (RFC 3339) [default: now]
+        #[arg(long)]
+        from: Option<String>,
+        /// How many
+        #[arg(short = 'n', default_value_t = 5)]
+        count: usize,
+    },
+    /// Print a shell completion script (commands, flags and the jobs folder's job names)
+    Completions { shell: clap_complete::Shell },
+    /// Run the daemon: keep the ledger in step with the files, fire jobs, run them
+    Serve(ServeFlags),
+    /// Run a job now, in the foreground, recorded in the ledger (or: run get|events|cancel ID)
+    #[command(args_conflicts_with_subcommands = true)]
+    Run {
+        #[command(subcommand)]
+        action: Option<RunAction>,
+        /// The job to run now
+        #[arg(add = clap_complete::ArgValueCandidates::new(complete::job_names))]
+        name: Option<String>,
+        /// A parameter, KEY=VALUE (repeatable)
+        #[arg(long = "param", value_name = "KEY=VALUE")]
+        params: Vec<String>,
+    },
+    /// Queue a run of a job for the daemon to start
+    Trigger {
+        #[arg(add = clap_complete::ArgValueCandidates::new(complete::job_names))]
+        name: String,
+        /// A parameter, KEY=VALUE (repeatable)
+        #[arg(long = "param", value_name = "KEY=VALUE")]
+        params: Vec<String>,
+        /// Follow the run's output until it ends and exit with its exit code
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Stop a job's scheduled fires until it is resumed (survives apply)
+    Pause {
+        #[arg(add = clap_complete::ArgValueCandidates::new(complete::job_names))]
+        name: String,
+        /// Why, recorded with who and when
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Resume a paused job
+    Resume {
+        #[arg(add = clap_complete::ArgValueCandidates::new(complete::job_names))]
+        name: String,
+    },
+    /// List runs, newest first
+    Runs {
+        /// Only this job's runs
+        #[arg(add = clap_complete::ArgValueCandidates::new(complete::job_names))]
+        name: Option<String>,
+        /// Only runs in this state
+        #[arg(long)]
+        state: Option<String>,
+        /// How many
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Only runs scheduled since then: a duration back from now (`30m`, `2h`, `1d`) or an
+        /// instant (`2026-10-31T12:00:00Z`, `2026-10-31`)
+        #[arg(long, value_name = "WHEN")]
+        since: Option<String>,
+        /// Keep printing runs as they appear or change state, until interrupted (`-o json`:
+        /// one object per line)
+        #[arg(short, long)]
+        watch: bool,
+    },
+    /// Print a run's output
+    Logs {
+        /// A run id, or a job's name for its latest run that started
+        #[arg(value_name = "RUN_ID|JOB", add = clap_complete::ArgValueCandidates::new(complete::job_names))]
+        target: String,
+        /// Keep printing while the run goes on, until it ends
+        #[arg(short, long)]
+        follow: bool,
+        /// Only the last N lines (with -f: the last N, then every new line)
+        #[arg(short = 'n', long, value_name = "N")]
+        tail: Option<u64>,
+    },
+    /// The daemon, errors in the files, active runs and next fires
+    Status,
+    /// The dependency graph: which jobs fire after or wait for which (`-o dot` for Graphviz)
+    Graph,
+    /// The ledger itself: a consistent backup of a live ledger, an integrity check
+    Ledger {
+        #[command(subcommand)]
+        action: LedgerAction,
+    },
+    /// Create an API-owned job from a definition file (YAML, TOML or JSON); needs --server
+    Create {
+        /// The definition, in the job file format; the job's name is the file's name
+        #[arg(long, short)]
+        file: PathBuf,
+    },
+    /// Replace an API-owned job's definition with a file's (as `kubectl replace`); needs --server
+    Update {
+        name: String,
+        /// The whole definition, in the job file format (YAML, TOML or JSON)
+        #[arg(long, short)]
+        file: PathBuf,
+    },
+    /// Remove an API-owned job (its history stays); needs --server
+    Delete {
+        name: String,
+        /// Also cancel its pending and running runs
+        #[arg(long)]
+        cancel_active: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LedgerAction {
+    /// Write a consistent copy of the ledger to FILE (it must not exist); safe while
+    /// `jobctl serve` runs
+    Backup { file: PathBuf },
+    /// Run SQLite's integrity check; exit 1 if it finds a problem
+    Check,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunAction {
+    /// Show one run
+    Get { id: i64 },
+    /// A run's events
+    Events { id: i64 },
+    /// Cancel a pending or running run
+    Cancel { id: i64 },
+}
+
+/// `jobctl serve`'s flags.
+#[derive(Debug, clap::Args)]
+pub struct ServeFlags {
+    /// Runs beyond this many wait, in order [default: 16]
+    #[arg(long, env = "JOBS_MAX_CONCURRENT_RUNS")]
+    pub max_concurrent_runs: Option<usize>,
+    /// At SIGTERM, how long active runs may finish before they are stopped [default: 30s]
+    #[arg(long, env = "JOBS_SHUTDOWN_GRACE")]
+    pub shutdown_grace: Option<String>,
+    /// After SIGTERM to a run, how long before SIGKILL [default: 10s]
+    #[arg(long, env = "JOBS_KILL_GRACE")]
+    pub kill_grace: Option<String>,
+    /// Log format [default: human]
+    #[arg(long, env = "JOBS_LOG_FORMAT", value_parser = ["human", "json"])]
+    pub log_format: Option<String>,
+    /// The API's address, ADDRESS:PORT; port 0 picks a free port [default: 127.0.0.1:8631]
+    #[arg(long, env = "JOBS_LISTEN", value_name = "ADDR:PORT")]
+    pub listen: Option<String>,
+    /// API tokens, one `ROLE NAME TOKEN` per line (ROLE: read or admin; NAME: who its writes are recorded as); JOBS_TOKEN adds an admin token
+    #[arg(long, env = "JOBS_TOKEN_FILE", value_name = "FILE")]
+    pub token_file: Option<std::path::PathBuf>,
+    /// Serve the API on a non-loopback address with no token (only behind an authenticating proxy)
+    #[arg(long)]
+    pub insecure: bool,
+    /// Open API connections at most; beyond, idle ones give way [default: the descriptor limit less 256, at most 4096]
+    #[arg(long, env = "JOBS_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Open API connections from one address at most [default: a quarter of --max-connections]
+    #[arg(long, env = "JOBS_MAX_CONNECTIONS_PER_IP", value_name = "N")]
+    pub max_connections_per_ip: Option<usize>,
+    /// Serve the API over HTTPS with this certificate chain (PEM, the server's own first); re-read on SIGHUP
+    #[arg(long, env = "JOBS_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The private key (PEM) of --tls-cert; re-read on SIGHUP
+    #[arg(long, env = "JOBS_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+}

@@ -1,0 +1,103 @@
+//! How pause, resume and status are printed.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use super::{OutputFormat, json};
+use crate::api::wire::{PauseResult, StatusView};
+use crate::cli::plural;
+
+/// The outcome of `pause` (`pausing`) or `resume`.
+pub fn render_pause(format: OutputFormat, pausing: bool, result: &PauseResult) -> Result<ExitCode> {
+    if format == OutputFormat::Json {
+        json(result)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let job = &result.job;
+    match (pausing, result.changed) {
+        (true, true) => {
+            println!("{job} paused; its scheduled fires are skipped until `jobctl resume {job}`")
+        }
+        (true, false) => println!("{job} was already paused"),
+        (false, true) => println!("{job} resumed"),
+        (false, false) => println!("{job} was not paused"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `jobctl status`'s exit code, as `systemctl is-active` answers scripts: 0 when a daemon
+/// serves the ledger and the files are valid, 3 when no daemon serves it, 4 when one does but
+/// the jobs folder has errors.
+fn status_code(view: &StatusView) -> ExitCode {
+    if !view.daemon.running {
+        ExitCode::from(3)
+    } else if view.files.errors > 0 {
+        ExitCode::from(4)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+pub fn render_status(format: OutputFormat, view: &StatusView) -> Result<ExitCode> {
+    if format == OutputFormat::Json {
+        json(view)?;
+        return Ok(status_code(view));
+    }
+    let d = &view.daemon;
+    match (d.running, &d.holder) {
+        (true, Some(holder)) => println!(
+            "Daemon:   running (pid {} on {holder}, since {}, epoch {})",
+            d.pid.unwrap_or(0),
+            d.since.as_deref().unwrap_or("-"),
+            d.epoch.unwrap_or(0)
+        ),
+        (false, Some(_)) => println!(
+            "Daemon:   not running (last: pid {} until {})",
+            d.pid.unwrap_or(0),
+            d.stopped_at
+                .as_deref()
+                .unwrap_or("it stopped without releasing its lease")
+        ),
+        _ => println!("Daemon:   never started on this ledger"),
+    }
+    println!(
+        "Ledger:   {} ({} job{})",
+        view.ledger,
+        view.jobs,
+        plural(view.jobs)
+    );
+    let n_errors = view.files.errors;
+    if n_errors == 0 {
+        println!("Files:    valid");
+    } else {
+        println!(
+            "Files:    {n_errors} error{} (their jobs keep their last applied revision):",
+            plural(n_errors as usize)
+        );
+        for line in view.files.rendered.as_deref().unwrap_or("").lines() {
+            println!("  {line}");
+        }
+    }
+    if view.active_runs.is_empty() {
+        println!("Active:   none");
+    } else {
+        println!("Active:");
+        for r in &view.active_runs {
+            println!(
+                "  run {} of {}: {} since {}",
+                r.id,
+                r.job,
+                r.state,
+                r.started_at.as_deref().unwrap_or(&r.created_at)
+            );
+        }
+    }
+    if !view.next_fires.is_empty() {
+        println!("Next fires:");
+        for f in &view.next_fires {
+            println!("  {}  {}", f.at, f.job);
+        }
+    }
+    Ok(status_code(view))
+}

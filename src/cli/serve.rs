@@ -1,0 +1,132 @@
+//! `jobctl serve`: the flags and settings turned into the daemon's options, logging set up,
+//! and the daemon started. The daemon itself is `crate::daemon`; this file stays a thin call.
+
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+
+use super::args::ServeFlags;
+use super::{Settings, clock};
+use crate::config::{DaemonConfig, ServerConfig};
+use crate::daemon;
+
+pub fn serve(settings: &Settings, flags: ServeFlags) -> Result<ExitCode> {
+    let config = daemon_config(settings, &flags)?;
+    let format = flags
+        .log_format
+        .clone()
+        .or_else(|| config.log_format.clone())
+        .unwrap_or_else(|| "human".to_string());
+    init_logging(&format)?;
+    if !settings.dir.is_dir() {
+        bail!(
+            "the jobs folder {} does not exist; create it (`jobctl init`) or pass --dir",
+            settings.dir.display()
+        );
+    }
+    let insecure = flags.insecure;
+    let server = server_config(settings, flags)?;
+    let admin = std::env::var("JOBS_TOKEN").ok();
+    let tokens =
+        crate::api::auth::Tokens::load(server.token_file.as_deref(), admin.as_deref(), insecure)
+            .map_err(anyhow::Error::msg)?;
+    daemon::serve(daemon::Options {
+        dir: settings.dir.clone(),
+        ledger: settings.ledger.clone(),
+        defaults: settings.config.defaults.clone(),
+        daemon: config,
+        server,
+        notify: settings.config.notify.clone(),
+        tokens,
+        insecure,
+        clock: clock()?,
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `jobs.toml`'s `[daemon]` with the flags that override it.
+fn daemon_config(settings: &Settings, flags: &ServeFlags) -> Result<DaemonConfig> {
+    let mut config = settings.config.daemon.clone();
+    if let Some(n) = flags.max_concurrent_runs {
+        if n == 0 {
+            bail!("--max-concurrent-runs must be at least 1");
+        }
+        config.max_concurrent_runs = n;
+    }
+    for (flag, value, slot) in [
+        (
+            "--shutdown-grace",
+            &flags.shutdown_grace,
+            &mut config.shutdown_grace,
+        ),
+        ("--kill-grace", &flags.kill_grace, &mut config.kill_grace),
+    ] {
+        if let Some(text) = value {
+            *slot = crate::duration::Duration::parse(text)
+                .map_err(|m| anyhow::anyhow!("{flag}: {m}"))?;
+        }
+    }
+    Ok(config)
+}
+
+/// `jobs.toml`'s `[server]` with the flags that override it, and the connection caps derived
+/// from the descriptor limit (raised here, before anything opens descriptors: runs, the
+/// ledger and the API share it).
+fn server_config(settings: &Settings, flags: ServeFlags) -> Result<ServerConfig> {
+    let mut server = settings.config.server.clone();
+    if let Some(listen) = flags.listen {
+        server.listen = listen;
+    }
+    if let Some(file) = flags.token_file {
+        server.token_file = Some(file);
+    }
+    if let (Some(cert), Some(key)) = (flags.tls_cert, flags.tls_key) {
+        server.tls_cert = Some(cert);
+        server.tls_key = Some(key);
+    }
+    let nofile = crate::api::conns::raise_descriptor_limit();
+    let derived = crate::api::conns::Limits::for_descriptors(nofile);
+    for (flag, value) in [
+        ("--max-connections", flags.max_connections),
+        ("--max-connections-per-ip", flags.max_connections_per_ip),
+    ] {
+        if value == Some(0) {
+            bail!("{flag} must be at least 1");
+        }
+    }
+    let max = flags
+        .max_connections
+        .or(server.max_connections)
+        .unwrap_or(derived.max);
+    let per_ip = flags
+        .max_connections_per_ip
+        .or(server.max_connections_per_ip)
+        .unwrap_or((max / 4).max(1))
+        .min(max);
+    server.max_connections = Some(max);
+    server.max_connections_per_ip = Some(per_ip);
+    if max as u64 + crate::api::conns::FD_RESERVE > nofile {
+        tracing::warn!(
+            max_connections = max,
+            descriptors = nofile,
+            "--max-connections leaves fewer than {} descriptors for runs and the ledger",
+            crate::api::conns::FD_RESERVE
+        );
+    }
+    Ok(server)
+}
+
+fn init_logging(format: &str) -> Result<()> {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("JOBS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(super::stderr_color());
+    match format {
+        "json" => builder.json().flatten_event(true).init(),
+        "human" => builder.init(),
+        other => bail!("--log-format `{other}` is not one of `human`, `json`"),
+    }
+    Ok(())
+}
