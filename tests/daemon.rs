@@ -728,3 +728,48 @@ fn a_daemon_that_lost_its_lease_stops_its_runs_and_exits_1() {
         .unwrap();
     assert_eq!(holder, "elsewhere");
 }
+
+#[test]
+fn a_burst_through_the_concurrency_limit_never_runs_more_than_the_limit() {
+    // Issue 14: a run's end hands its place to the next pending run in the same transaction.
+    // The places it frees must never let more than the limit run at once, and every run
+    // must start and end exactly once.
+    const N: usize = 12;
+    const LIMIT: usize = 3;
+    let p = Project::new().file(
+        "jobs.d/quick.yaml",
+        "command: [\"true\"]\nconcurrency: allow\n",
+    );
+    p.run(&["apply"]).code(0);
+    for _ in 0..N {
+        p.run(&["trigger", "quick"]).code(0);
+    }
+    let mut daemon = p.serve(&["--max-concurrent-runs", &LIMIT.to_string()], None);
+    for _ in 0..N {
+        wait_run_end(&mut daemon, "quick");
+    }
+    assert_eq!(daemon.stop(), Some(0));
+
+    let all = runs(&p, &["quick"]);
+    assert_eq!(all.len(), N, "{all:#?}");
+    // Each run occupies its place from `started_at` up to (not including) `finished_at`: the
+    // run that takes a freed place is stamped at or after the end that freed it.
+    let mut edges: Vec<(String, i32)> = Vec::new();
+    for run in &all {
+        assert_eq!(field(run, "state"), "succeeded", "{run:#?}");
+        edges.push((field(run, "started_at").to_string(), 1));
+        edges.push((field(run, "finished_at").to_string(), -1));
+    }
+    // Ends before starts at the same instant (stamps have a fixed width: text order is time
+    // order).
+    edges.sort();
+    let (mut running, mut most) = (0, 0);
+    for (_, step) in &edges {
+        running += step;
+        most = most.max(running);
+    }
+    assert!(
+        most as usize <= LIMIT,
+        "{most} runs at once with a limit of {LIMIT}: {edges:?}"
+    );
+}

@@ -82,54 +82,66 @@ impl Daemon {
             if self.stopping.load(Ordering::SeqCst) {
                 return;
             }
-            if self.room.free() > 0 {
-                match self.shared.claim() {
-                    Ok(runs) => self.start_all(runs),
-                    Err(e) => {
-                        self.shared
-                            .health
-                            .write_failed("claiming runs", &e.to_string());
-                        tracing::error!("claiming runs: {e}; trying again in 1 s");
-                        tokio::select! {
-                            () = tokio::time::sleep(StdDuration::from_secs(1)) => {}
-                            () = self.wake_executor.notified() => {}
-                        }
-                        continue;
-                    }
+            // A turn's ledger work (a claim is a disk sync; the reads wait for the ledger
+            // while a run's end syncs) runs on a blocking thread: the runtime's two workers
+            // keep spawning the runs of a burst meanwhile (issue 14).
+            let d = self.clone();
+            let turn = tokio::task::spawn_blocking(move || d.executor_turn()).await;
+            let sleep = match turn {
+                Ok(Ok(Some(sleep))) => sleep,
+                Ok(Ok(None)) => continue,
+                Ok(Err(e)) => {
+                    self.shared
+                        .health
+                        .write_failed("claiming runs", &e.to_string());
+                    tracing::error!("claiming runs: {e}; trying again in 1 s");
+                    StdDuration::from_secs(1)
                 }
-            }
-            let next = if self.room.free() > 0 {
-                self.shared.ledger().next_pending_at().ok().flatten()
-            } else {
-                None
+                // The turn panicked: look again after a pause rather than spin.
+                Err(_) => StdDuration::from_secs(1),
             };
-            // At most a minute, like the scheduler: a wall clock moved back is noticed.
-            let mut sleep = match next {
-                Some(Some(at)) => self.shared.clock.until(at).max(StdDuration::from_millis(1)),
-                Some(None) => StdDuration::from_millis(1),
-                None => CLOCK_LOOK,
-            }
-            .min(CLOCK_LOOK);
-            // A blocked run whose starting deadline passes ends skipped.
-            let graph = self.shared.graph();
-            let deadline = self
-                .shared
-                .ledger()
-                .next_blocked_deadline(&graph)
-                .ok()
-                .flatten();
-            if let Some(at) = deadline {
-                if at <= self.now() {
-                    self.resolve();
-                    continue;
-                }
-                sleep = sleep.min(self.shared.clock.until(at).max(StdDuration::from_millis(1)));
-            }
             tokio::select! {
                 () = tokio::time::sleep(sleep) => {}
                 () = self.wake_executor.notified() => {}
             }
         }
+    }
+
+    /// One turn of the executor: claims pending runs while there is room and says how long
+    /// to sleep before the next turn (`None`: at once). Blocks on the ledger.
+    fn executor_turn(self: &Arc<Self>) -> crate::ledger::Result<Option<StdDuration>> {
+        if self.room.free() > 0 {
+            let runs = self.shared.claim()?;
+            self.start_all(runs);
+        }
+        let next = if self.room.free() > 0 {
+            self.shared.ledger().next_pending_at().ok().flatten()
+        } else {
+            None
+        };
+        // At most a minute, like the scheduler: a wall clock moved back is noticed.
+        let mut sleep = match next {
+            Some(Some(at)) => self.shared.clock.until(at).max(StdDuration::from_millis(1)),
+            Some(None) => StdDuration::from_millis(1),
+            None => CLOCK_LOOK,
+        }
+        .min(CLOCK_LOOK);
+        // A blocked run whose starting deadline passes ends skipped.
+        let graph = self.shared.graph();
+        let deadline = self
+            .shared
+            .ledger()
+            .next_blocked_deadline(&graph)
+            .ok()
+            .flatten();
+        if let Some(at) = deadline {
+            if at <= self.now() {
+                self.resolve();
+                return Ok(None);
+            }
+            sleep = sleep.min(self.shared.clock.until(at).max(StdDuration::from_millis(1)));
+        }
+        Ok(Some(sleep))
     }
 
     /// Starts the runs that run ends claimed (a dependency hand-off, see

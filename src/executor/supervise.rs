@@ -69,6 +69,14 @@ pub async fn run_and_record(
                         flush(&shared, run.id, &mut batch, bytes, truncated);
                     }
                 }
+                Some(report @ Report::Started { .. }) => {
+                    // The ledger may be held for a disk sync (another run's end, a claim):
+                    // wait for it on a blocking thread, not on one of the runtime's two
+                    // workers, which spawn the other runs of a burst meanwhile (issue 14).
+                    let (s, r) = (shared.clone(), run.clone());
+                    let _ = tokio::task::spawn_blocking(move || record_report(&s, &r, report, echo))
+                        .await;
+                }
                 Some(report) => {
                     truncated |= matches!(report, Report::Truncated { .. });
                     record_report(&shared, &run, report, echo);

@@ -51,6 +51,17 @@ impl Room {
         }
     }
 
+    /// Places free for a claim written in the same transaction as the ends of `ending` of
+    /// this daemon's runs: their processes are gone, and their tasks, which still hold their
+    /// places until they return, release them just after. None once closed.
+    pub fn free_with(&self, ending: usize) -> usize {
+        if self.closed.load(Ordering::SeqCst) {
+            0
+        } else {
+            (self.limit + ending).saturating_sub(self.active())
+        }
+    }
+
     /// Runs holding a place.
     pub fn active(&self) -> usize {
         self.active.load(Ordering::SeqCst)
@@ -112,18 +123,24 @@ impl Shared {
             match self.claimer.get() {
                 // With the daemon's executor: claim what the ends released in the same
                 // transaction (a dependency hand-off costs one disk sync, not two).
-                Some(c) if c.room.free() > 0 => {
+                //
+                // The places the ends free go to the next pending runs in this transaction
+                // too (issue 14): a burst of runs through the concurrency limit then costs one
+                // disk sync per turn, not one for the ends and another for the executor's
+                // claim.
+                Some(c) => {
                     let now = self.clock.now();
                     let graph = self.graph();
                     let claimed = self.write_queued(&mut ledger, |ledger, ends| {
+                        let room = c.room.free_with(ending_here(ends, c.epoch));
                         ledger.finish_and_claim(
                             ends,
                             &graph,
-                            crate::ledger::Claim::Released,
+                            crate::ledger::Claim::ReleasedFirst,
                             c.epoch,
                             c.supervisor,
                             now,
-                            c.room.free(),
+                            room,
                         )
                     });
                     if let Ok(runs) = claimed
@@ -218,9 +235,10 @@ impl Shared {
             return Ok(Vec::new());
         };
         let mut ledger = self.ledger();
-        let (max, now) = (c.room.free(), self.clock.now());
+        let now = self.clock.now();
         let graph = self.graph();
         let runs = self.write_queued(&mut ledger, |ledger, ends| {
+            let max = c.room.free_with(ending_here(ends, c.epoch));
             ledger.finish_and_claim(
                 ends,
                 &graph,
@@ -261,4 +279,10 @@ impl Shared {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+}
+
+/// How many of `ends` are runs of the daemon of `epoch` (claimed under it): their places are
+/// free once the ends are written.
+fn ending_here(ends: &[RunEnd], epoch: i64) -> usize {
+    ends.iter().filter(|end| end.epoch == Some(epoch)).count()
 }

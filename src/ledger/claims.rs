@@ -43,6 +43,10 @@ pub enum Claim {
     Oldest,
     /// Those the ends written in the same transaction released (dependency hand-offs).
     Released,
+    /// Those the ends released, then the oldest that may start now: a run's end hands its
+    /// place to the next pending run in its own transaction, so a burst of runs costs one
+    /// disk sync per turn of the concurrency limit, not two (issue 14).
+    ReleasedFirst,
 }
 
 /// What a cancel request did.
@@ -140,6 +144,13 @@ impl Ledger {
                               ORDER BY id LIMIT ?5"
                 }
                 Claim::Released => "SELECT value FROM json_each(?6) LIMIT ?5",
+                Claim::ReleasedFirst => {
+                    "SELECT id FROM (SELECT value AS id, 0 AS rank FROM json_each(?6)
+                                     UNION ALL
+                                     SELECT id, 1 FROM runs WHERE state = 'pending'
+                                        AND (not_before IS NULL OR not_before <= ?1))
+                                  GROUP BY id ORDER BY min(rank), id LIMIT ?5"
+                }
             };
             let ids: Vec<i64> = tx
                 .prepare_cached(&format!(
@@ -157,7 +168,7 @@ impl Ledger {
                         Box::new(supervisor.1),
                         Box::new(max as i64),
                     ];
-                    if claim == Claim::Released {
+                    if matches!(claim, Claim::Released | Claim::ReleasedFirst) {
                         let ids = serde_json::to_string(&released).expect("ids serialise");
                         values.push(Box::new(ids));
                     }
