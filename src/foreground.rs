@@ -20,7 +20,7 @@ use crate::runner::{self, Stop};
 ///
 /// When the job is unknown or the ledger cannot be written.
 pub fn run_foreground(
-    ledger_path: &Path,
+    mut ledger: Ledger,
     jobs_dir: &Path,
     job: &str,
     params: Option<serde_json::Value>,
@@ -40,8 +40,6 @@ pub fn run_foreground(
         .build()
         .context("starting the runtime")?;
     runtime.block_on(async move {
-        let mut ledger = Ledger::open(ledger_path)
-            .with_context(|| format!("opening ledger {}", ledger_path.display()))?;
         ledger.set_durable()?;
         let row = ledger
             .job(job)?

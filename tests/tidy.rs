@@ -316,3 +316,28 @@ fn only_the_clock_reads_the_wall_clock() {
         found.join("\n")
     );
 }
+
+/// Issue 14: the ledger reads no environment. What it needs from the caller (the lock wait,
+/// `JOBS_LOCK_WAIT`) comes in `ledger::OpenOptions`, read at the edge with the other `JOBS_*`
+/// settings, so a second backend is configured the same way.
+#[test]
+fn the_ledger_reads_no_environment() {
+    let ledger = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("src")
+        .join("ledger");
+    let mut found = Vec::new();
+    for file in walk(&ledger) {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            if code.contains("env::var") || code.contains("std::env") {
+                found.push(format!("{}:{}: {}", file.display(), n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "pass it in ledger::OpenOptions instead:\n{}",
+        found.join("\n")
+    );
+}

@@ -35,7 +35,7 @@ use utoipa_axum::routes;
 
 use crate::executor::Shared;
 use crate::handle::{Command, Handle};
-use crate::ledger::Ledger;
+use crate::ledger::{Ledger, OpenOptions};
 use crate::webhook::RateLimiter;
 use auth::Tokens;
 use error::{ApiError, ApiResult};
@@ -44,6 +44,8 @@ pub use server::{bind, serve};
 /// What the daemon hands the API.
 pub struct Options {
     pub ledger: PathBuf,
+    /// How the API's connections open the ledger.
+    pub open: OpenOptions,
     pub shared: Arc<Shared>,
     pub tokens: Tokens,
     /// No tokens needed at all (`--insecure` with none configured).
@@ -69,6 +71,7 @@ struct Readers {
 /// The API's shared state.
 pub struct Api {
     pub(crate) ledger: PathBuf,
+    open: OpenOptions,
     pub(crate) shared: Arc<Shared>,
     pub(crate) tokens: Tokens,
     pub(crate) insecure: bool,
@@ -97,7 +100,7 @@ impl Api {
         READER.with(|cell| {
             let mut slot = cell.borrow_mut();
             if slot.as_ref().is_none_or(|(path, _)| *path != self.ledger) {
-                let ledger = Ledger::open_read_only(&self.ledger)?
+                let ledger = Ledger::open_read_only_with(&self.ledger, self.open)?
                     .ok_or_else(|| ApiError::unavailable("the ledger does not exist yet"))?;
                 *slot = Some((self.ledger.clone(), ledger));
             }
@@ -147,7 +150,8 @@ impl Api {
             if pool.open < READERS {
                 pool.open += 1;
                 drop(pool);
-                let opened = Ledger::open_read_only(&self.ledger).map_err(ApiError::from);
+                let opened =
+                    Ledger::open_read_only_with(&self.ledger, self.open).map_err(ApiError::from);
                 let opened = opened.and_then(|l| {
                     l.ok_or_else(|| ApiError::unavailable("the ledger does not exist yet"))
                 });
@@ -195,7 +199,7 @@ impl Api {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             if slot.is_none() {
-                let ledger = Ledger::open(&api.ledger)?;
+                let ledger = Ledger::open_with(&api.ledger, api.open)?;
                 ledger.set_durable()?;
                 *slot = Some(ledger);
             }
@@ -326,6 +330,7 @@ pub fn openapi() -> &'static serde_json::Value {
 pub fn router(options: Options) -> Router {
     let api = Arc::new(Api {
         ledger: options.ledger,
+        open: options.open,
         shared: options.shared,
         tokens: options.tokens,
         insecure: options.insecure,

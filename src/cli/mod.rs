@@ -28,7 +28,7 @@ use jiff::Timestamp;
 
 use crate::clock::Clock;
 use crate::config::{self, Config};
-use crate::ledger::Ledger;
+use crate::ledger::{Ledger, OpenOptions};
 pub use args::{Cli, OutputFormat};
 use args::{Command, RunAction};
 
@@ -39,6 +39,8 @@ struct Settings {
     output: OutputFormat,
     config: Config,
     color: bool,
+    /// How the ledger is opened (`JOBS_LOCK_WAIT`).
+    open: OpenOptions,
 }
 
 /// A failure already reported to the user (diagnostics printed): exit 1 without more text.
@@ -105,7 +107,19 @@ fn settings(cli: &Cli) -> Result<Settings> {
         output,
         config,
         color: stdout_color(),
+        open: open_options(),
     })
+}
+
+/// `JOBS_LOCK_WAIT` (a duration such as `500ms`): how long a command waits for another
+/// writer before reporting the ledger as locked. A value that does not parse is ignored.
+fn open_options() -> OpenOptions {
+    let lock_wait = std::env::var("JOBS_LOCK_WAIT")
+        .ok()
+        .and_then(|v| crate::duration::Duration::parse(&v).ok())
+        .and_then(|d| d.as_signed().try_into().ok())
+        .unwrap_or(OpenOptions::DEFAULT_LOCK_WAIT);
+    OpenOptions { lock_wait }
 }
 
 fn no_color() -> bool {
@@ -290,12 +304,12 @@ fn plural(n: usize) -> &'static str {
 }
 
 fn open_read_only(settings: &Settings) -> Result<Option<Ledger>> {
-    Ledger::open_read_only(&settings.ledger)
+    Ledger::open_read_only_with(&settings.ledger, settings.open)
         .with_context(|| format!("opening ledger {}", settings.ledger.display()))
 }
 
 fn open(settings: &Settings) -> Result<Ledger> {
-    Ledger::open(&settings.ledger)
+    Ledger::open_with(&settings.ledger, settings.open)
         .with_context(|| format!("opening ledger {}", settings.ledger.display()))
 }
 

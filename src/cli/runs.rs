@@ -71,12 +71,11 @@ fn params(
 }
 
 pub fn run_now(settings: &Settings, job: &str, given: &[String]) -> Result<ExitCode> {
-    let params = {
-        let ledger = open_existing(settings)?;
-        params(settings, &ledger, job, given)?.1
-    };
+    // The same connection records the run: opened once, with the command's lock wait.
+    let ledger = open_existing(settings)?;
+    let params = params(settings, &ledger, job, given)?.1;
     let (id, conclusion) = crate::foreground::run_foreground(
-        &settings.ledger,
+        ledger,
         &settings.dir,
         job,
         params,

@@ -33,6 +33,7 @@ pub fn serve(settings: &Settings, flags: ServeFlags) -> Result<ExitCode> {
     daemon::serve(daemon::Options {
         dir: settings.dir.clone(),
         ledger: settings.ledger.clone(),
+        open: settings.open,
         defaults: settings.config.defaults.clone(),
         daemon: config,
         server,

@@ -70,6 +70,8 @@ pub(super) const SHUTDOWN_REPORT_EVERY: StdDuration = StdDuration::from_secs(5);
 pub struct Options {
     pub dir: PathBuf,
     pub ledger: PathBuf,
+    /// How the daemon and its API open the ledger.
+    pub open: crate::ledger::OpenOptions,
     pub defaults: Defaults,
     pub daemon: DaemonConfig,
     pub server: ServerConfig,

@@ -165,7 +165,7 @@ async fn take_lease(
     options: &Options,
     certificate: Option<&(Arc<ServerCert>, crate::tls::Loaded)>,
 ) -> Result<Started> {
-    let ledger = Ledger::open(&options.ledger)
+    let ledger = Ledger::open_with(&options.ledger, options.open)
         .with_context(|| format!("opening ledger {}", options.ledger.display()))?;
     ledger.set_durable()?;
     ledger
@@ -293,6 +293,7 @@ fn spawn_api(
     let header_timeout = request_timeout.min(StdDuration::from_secs(10));
     let router = crate::api::router(crate::api::Options {
         ledger: daemon.options.ledger.clone(),
+        open: daemon.options.open,
         shared: daemon.shared.clone(),
         tokens: daemon.options.tokens.clone(),
         insecure: daemon.options.insecure,

@@ -96,16 +96,26 @@ impl<T> ForLedger<T> for rusqlite::Result<T> {
     }
 }
 
-/// How long to wait for another writer before reporting the ledger as locked. `JOBS_LOCK_WAIT`
-/// (a duration such as `500ms`) overrides it.
-const BUSY_TIMEOUT: StdDuration = StdDuration::from_secs(5);
+/// How a ledger connection is opened: what the caller decides, so the ledger reads no
+/// environment. `Default` is what every command gets unless told otherwise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OpenOptions {
+    /// How long to wait for another writer before reporting the ledger as locked (the CLI and
+    /// `jobctl serve` take it from `JOBS_LOCK_WAIT`).
+    pub lock_wait: StdDuration,
+}
 
-fn busy_timeout() -> StdDuration {
-    std::env::var("JOBS_LOCK_WAIT")
-        .ok()
-        .and_then(|v| crate::duration::Duration::parse(&v).ok())
-        .and_then(|d| d.as_signed().try_into().ok())
-        .unwrap_or(BUSY_TIMEOUT)
+impl OpenOptions {
+    /// The lock wait when the caller sets none.
+    pub const DEFAULT_LOCK_WAIT: StdDuration = StdDuration::from_secs(5);
+}
+
+impl Default for OpenOptions {
+    fn default() -> OpenOptions {
+        OpenOptions {
+            lock_wait: OpenOptions::DEFAULT_LOCK_WAIT,
+        }
+    }
 }
 
 impl Ledger {
@@ -115,6 +125,15 @@ impl Ledger {
     ///
     /// [`LedgerError`] naming the path: locked, read-only, corrupt, too new.
     pub fn open(path: &Path) -> Result<Ledger> {
+        Ledger::open_with(path, OpenOptions::default())
+    }
+
+    /// [`Ledger::open`] with the caller's [`OpenOptions`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Ledger::open`].
+    pub fn open_with(path: &Path, options: OpenOptions) -> Result<Ledger> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
             && !parent.exists()
         {
@@ -130,7 +149,7 @@ impl Ledger {
             path: path.to_path_buf(),
             durable: std::cell::Cell::new(false),
         };
-        ledger.configure(true)?;
+        ledger.configure(options, true)?;
         ledger.migrate()?;
         Ok(ledger)
     }
@@ -141,6 +160,15 @@ impl Ledger {
     ///
     /// As [`Ledger::open`]; also when the ledger needs a migration (run `jobctl apply`).
     pub fn open_read_only(path: &Path) -> Result<Option<Ledger>> {
+        Ledger::open_read_only_with(path, OpenOptions::default())
+    }
+
+    /// [`Ledger::open_read_only`] with the caller's [`OpenOptions`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Ledger::open_read_only`].
+    pub fn open_read_only_with(path: &Path, options: OpenOptions) -> Result<Option<Ledger>> {
         if !path.exists() {
             return Ok(None);
         }
@@ -155,7 +183,7 @@ impl Ledger {
             path: path.to_path_buf(),
             durable: std::cell::Cell::new(false),
         };
-        ledger.configure(false)?;
+        ledger.configure(options, false)?;
         let version = ledger.schema_version()?;
         let known = MIGRATIONS.len() as i64;
         if version < known {
@@ -206,8 +234,8 @@ impl Ledger {
         f(&self.conn).for_ledger(self)
     }
 
-    fn configure(&self, write: bool) -> Result<()> {
-        self.conn.busy_timeout(busy_timeout()).for_ledger(self)?;
+    fn configure(&self, options: OpenOptions, write: bool) -> Result<()> {
+        self.conn.busy_timeout(options.lock_wait).for_ledger(self)?;
         // The bundled SQLite has STAT4, which re-prepares (re-parses) a cached statement each
         // time new values are bound, in case they change the plan: ~50 µs on every point read
         // with a join. Our plans do not depend on the values; keep them stable.
