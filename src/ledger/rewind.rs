@@ -67,94 +67,91 @@ impl Ledger {
     /// On a SQLite failure (nothing is written).
     pub fn rewind_future(&mut self, now: Timestamp) -> Result<Rewound> {
         let limit = now.saturating_add(TOLERANCE).unwrap_or(now);
-        let ahead = |text: &str| text.parse::<Timestamp>().ok().filter(|t| *t > limit);
-        let (jobs, runs, early) = {
-            let e = |e| self.err(e);
-            let mut stmt = self
-                .conn
-                .prepare_cached(
-                    "SELECT name, schedule_anchor, coalesce(slot_cursor, schedule_anchor)
-                     FROM jobs WHERE active = 1",
-                )
-                .map_err(e)?;
-            let rows: Vec<(String, String, String)> = stmt
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                .and_then(Iterator::collect)
-                .map_err(e)?;
-            let jobs: Vec<JobAhead> = rows
-                .into_iter()
-                .filter_map(|(name, anchor, cursor)| {
-                    let (anchor, cursor) = (ahead(&anchor), ahead(&cursor));
-                    Some(JobAhead {
-                        name,
-                        anchor: anchor.is_some(),
-                        cursor: cursor.is_some(),
-                        furthest: anchor.max(cursor)?,
-                    })
-                })
-                .collect();
-            let mut stmt = self
-                .conn
-                .prepare_cached(
-                    "SELECT id, state, created_at, started_at, finished_at, not_before, slot
-                     FROM runs WHERE id > (SELECT coalesce(max(id), 0) FROM runs) - ?1",
-                )
-                .map_err(e)?;
-            type Row = (
-                i64,
-                String,
-                String,
-                Option<String>,
-                Option<String>,
-                Option<String>,
-                Option<String>,
-            );
-            let rows: Vec<Row> = stmt
-                .query_map([RECENT_RUNS], |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                        r.get(6)?,
-                    ))
-                })
-                .and_then(Iterator::collect)
-                .map_err(e)?;
-            let early: Vec<Timestamp> = rows
-                .iter()
-                .filter_map(|row| row.6.as_deref().and_then(ahead))
-                .collect();
-            let runs: Vec<RunAhead> =
-                rows.into_iter()
-                    .filter_map(|(id, state, created, started, finished, not_before, _)| {
-                        let created_ahead = ahead(&created);
-                        let any = created_ahead.is_some()
-                            || started.as_deref().and_then(ahead).is_some()
-                            || finished.as_deref().and_then(ahead).is_some();
-                        if !any {
-                            return None;
-                        }
-                        let waiting = state == "pending" || state == "blocked";
-                        let not_before = match created_ahead {
-                            Some(created) if waiting => {
-                                let shift = created.duration_since(now);
-                                Some(not_before.and_then(|t| t.parse::<Timestamp>().ok()).map(
-                                    |t| stamp(t.saturating_sub(shift).unwrap_or(now).max(now)),
-                                ))
-                            }
-                            _ => None,
-                        };
-                        Some(RunAhead { id, not_before })
-                    })
-                    .collect();
-            (jobs, runs, early)
-        };
+        let jobs = self.jobs_ahead(limit)?;
+        let (runs, early) = self.runs_ahead(now, limit)?;
         if jobs.is_empty() && runs.is_empty() {
             return Ok(Rewound::default());
         }
+        self.write_rewind(now, limit, jobs, runs, early)
+    }
+
+    /// The active jobs whose anchor or cursor is past `limit`.
+    fn jobs_ahead(&self, limit: Timestamp) -> Result<Vec<JobAhead>> {
+        let e = |e| self.err(e);
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT name, schedule_anchor, coalesce(slot_cursor, schedule_anchor)
+                 FROM jobs WHERE active = 1",
+            )
+            .map_err(e)?;
+        let rows: Vec<(String, String, String)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .and_then(Iterator::collect)
+            .map_err(e)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(name, anchor, cursor)| {
+                let (anchor, cursor) = (ahead(&anchor, limit), ahead(&cursor, limit));
+                Some(JobAhead {
+                    name,
+                    anchor: anchor.is_some(),
+                    cursor: cursor.is_some(),
+                    furthest: anchor.max(cursor)?,
+                })
+            })
+            .collect())
+    }
+
+    /// Of the newest runs, those with a stamp past `limit`, and the slots past it that were
+    /// already recorded.
+    fn runs_ahead(
+        &self,
+        now: Timestamp,
+        limit: Timestamp,
+    ) -> Result<(Vec<RunAhead>, Vec<Timestamp>)> {
+        let e = |e| self.err(e);
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, state, created_at, started_at, finished_at, not_before, slot
+                 FROM runs WHERE id > (SELECT coalesce(max(id), 0) FROM runs) - ?1",
+            )
+            .map_err(e)?;
+        let rows: Vec<RunStamps> = stmt
+            .query_map([RECENT_RUNS], |r| {
+                Ok(RunStamps {
+                    id: r.get(0)?,
+                    state: r.get(1)?,
+                    created: r.get(2)?,
+                    started: r.get(3)?,
+                    finished: r.get(4)?,
+                    not_before: r.get(5)?,
+                    slot: r.get(6)?,
+                })
+            })
+            .and_then(Iterator::collect)
+            .map_err(e)?;
+        let early = rows
+            .iter()
+            .filter_map(|row| row.slot.as_deref().and_then(|t| ahead(t, limit)))
+            .collect();
+        let runs = rows
+            .into_iter()
+            .filter_map(|row| row.rewound(now, limit))
+            .collect();
+        Ok((runs, early))
+    }
+
+    /// Writes what [`Ledger::rewind_future`] found, in one transaction.
+    fn write_rewind(
+        &mut self,
+        now: Timestamp,
+        limit: Timestamp,
+        jobs: Vec<JobAhead>,
+        runs: Vec<RunAhead>,
+        early: Vec<Timestamp>,
+    ) -> Result<Rewound> {
         let (at, bound) = (stamp(now), stamp(limit));
         self.with_tx(|tx| {
             for job in &jobs {
@@ -188,6 +185,60 @@ impl Ledger {
                 early_slots: early.len(),
                 early_until: early.into_iter().max(),
             })
+        })
+    }
+}
+
+/// A stamp (as the ledger writes them) past `limit`.
+fn ahead(text: &str, limit: Timestamp) -> Option<Timestamp> {
+    text.parse::<Timestamp>().ok().filter(|t| *t > limit)
+}
+
+/// A run's stamps, as read.
+struct RunStamps {
+    id: i64,
+    state: String,
+    created: String,
+    started: Option<String>,
+    finished: Option<String>,
+    not_before: Option<String>,
+    slot: Option<String>,
+}
+
+impl RunStamps {
+    /// What to bring back of this run, if any stamp is past `limit`: a waiting run created
+    /// ahead keeps its wait, shifted to start at `now`.
+    fn rewound(self, now: Timestamp, limit: Timestamp) -> Option<RunAhead> {
+        let created_ahead = ahead(&self.created, limit);
+        let any = created_ahead.is_some()
+            || self
+                .started
+                .as_deref()
+                .and_then(|t| ahead(t, limit))
+                .is_some()
+            || self
+                .finished
+                .as_deref()
+                .and_then(|t| ahead(t, limit))
+                .is_some();
+        if !any {
+            return None;
+        }
+        let waiting = self.state == "pending" || self.state == "blocked";
+        let not_before = match created_ahead {
+            Some(created) if waiting => {
+                let shift = created.duration_since(now);
+                Some(
+                    self.not_before
+                        .and_then(|t| t.parse::<Timestamp>().ok())
+                        .map(|t| stamp(t.saturating_sub(shift).unwrap_or(now).max(now))),
+                )
+            }
+            _ => None,
+        };
+        Some(RunAhead {
+            id: self.id,
+            not_before,
         })
     }
 }
