@@ -230,111 +230,19 @@ impl Ledger {
     ) -> Result<Option<ApplyRecord>> {
         let path = self.path.clone();
         self.with_tx(|tx| {
-            // Bare rows: a plan needs the definitions (and run counts) of changed and removed jobs
-            // only, which `fetch` reads on demand (most of the time, of 10,000 jobs, one).
+            // Bare rows: a plan needs the definitions (and run counts) of changed and removed
+            // jobs only, which `fetch` reads on demand (most of the time, of 10,000 jobs, one).
             let current = query_jobs(tx, None, Detail::Bare)?;
             let fetch = |name: &str| applied_definition(tx, name).ok().flatten();
             let batch = decide(&current, &fetch).map_err(|detail| LedgerError::Conflict {
                 path: path.clone(),
                 detail,
-        })?;
-        if batch.upserts.is_empty() && batch.removals.is_empty() {
-            // Nothing to record: an apply with no changes leaves no trace.
-            return Ok(None);
-        }
-        // The slot cursor is an instant with milliseconds; `now` as given is the apply stamp.
-        let cursor = now
-            .parse::<jiff::Timestamp>()
-            .map(stamp)
-            .unwrap_or_else(|_| now.to_string());
-        let existing: std::collections::HashMap<&str, &JobRow> =
-            current.iter().map(|j| (j.name.as_str(), j)).collect();
-        let (mut added, mut changed) = (0, 0);
-        tx.execute(
-            "INSERT INTO applies (applied_at, git_commit, git_dirty, added, changed, removed) VALUES (?1, ?2, ?3, 0, 0, 0)",
-            params![now, git.commit, git.dirty],
-        )?;
-        let apply_id = tx.last_insert_rowid();
-        {
-            let mut insert_revision = tx
-                .prepare_cached(
-                    "INSERT INTO revisions (job, number, apply_id, content_hash, definition, source_path, enabled, schedule, timezone, description, tags, created_at, git_commit, git_dirty, repeat, depends_on)
-                     VALUES (?1, (SELECT coalesce(max(number), 0) + 1 FROM revisions WHERE job = ?1), ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-                )?;
-            let mut upsert_job = tx
-                .prepare_cached(
-                    "INSERT INTO jobs (name, owner, revision_id, active, schedule_anchor, created_at, updated_at, removed_at, slot_cursor)
-                     VALUES (?1, ?6, ?2, 1, ?3, ?3, ?3, NULL, ?5)
-                     ON CONFLICT (name) DO UPDATE SET
-                         owner = excluded.owner,
-                         revision_id = excluded.revision_id,
-                         active = 1,
-                         removed_at = NULL,
-                         updated_at = excluded.updated_at,
-                         fires = 0,
-                         completed_at = NULL,
-                         schedule_anchor = CASE WHEN ?4 THEN excluded.schedule_anchor ELSE jobs.schedule_anchor END,
-                         slot_cursor = CASE WHEN ?4 THEN excluded.slot_cursor ELSE jobs.slot_cursor END",
-                )?;
-            for rev in &batch.upserts {
-                let tags = serde_json::to_string(&rev.tags).expect("a list of strings serialises");
-                insert_revision
-                    .execute(params![
-                        rev.name,
-                        apply_id,
-                        rev.content_hash,
-                        rev.definition,
-                        rev.source_path,
-                        rev.enabled,
-                        rev.schedule,
-                        rev.timezone,
-                        rev.description,
-                        tags,
-                        now,
-                        git.commit,
-                        git.dirty,
-                        rev.repeat,
-                        rev.depends_on,
-                    ])?;
-                let revision_id = tx.last_insert_rowid();
-                let was_active = existing.get(rev.name.as_str()).is_some_and(|j| j.active);
-                // A job coming back after removal starts its schedule afresh, like a new one.
-                let reset = rev.reset_anchor || !was_active;
-                upsert_job
-                    .execute(params![
-                        rev.name,
-                        revision_id,
-                        now,
-                        reset,
-                        cursor,
-                        batch.owner.as_str()
-                    ])?;
-                if was_active {
-                    changed += 1;
-                } else {
-                    added += 1;
-                }
+            })?;
+            if batch.upserts.is_empty() && batch.removals.is_empty() {
+                // Nothing to record: an apply with no changes leaves no trace.
+                return Ok(None);
             }
-            let mut remove = tx
-                .prepare_cached(
-                    "UPDATE jobs SET active = 0, removed_at = ?2, updated_at = ?2 WHERE name = ?1 AND active = 1 AND owner = ?3",
-                )?;
-            for name in &batch.removals {
-                remove
-                    .execute(params![name, now, batch.owner.as_str()])?;
-            }
-        }
-        let removed = batch.removals.len();
-        tx.execute(
-            "UPDATE applies SET added = ?2, changed = ?3, removed = ?4 WHERE id = ?1",
-            params![apply_id, added as i64, changed as i64, removed as i64],
-        )?;
-        Ok(Some(ApplyRecord {
-            id: apply_id,
-            added,
-            changed,
-            removed,
-        }))
+            Ok(Some(write_apply(tx, now, git, &current, &batch)?))
         })
     }
 
@@ -463,7 +371,14 @@ fn query_jobs(
     name: Option<&str>,
     detail: Detail,
 ) -> rusqlite::Result<Vec<JobRow>> {
-    let sql = format!(
+    let mut stmt = conn.prepare_cached(&jobs_sql(name.is_some(), detail))?;
+    let rows = stmt.query_map([name], |row| job_row(row, detail))?;
+    rows.collect()
+}
+
+/// The query behind [`query_jobs`]: one job (`?1`) or all, with the columns `detail` needs.
+fn jobs_sql(one: bool, detail: Detail) -> String {
+    format!(
         "SELECT j.name, j.owner, j.active, r.number, r.content_hash, {definition}, r.source_path,
                 r.enabled, r.schedule, r.timezone, r.description, r.tags, j.schedule_anchor,
                 j.created_at, j.updated_at, j.removed_at, r.git_commit, r.git_dirty,
@@ -479,11 +394,7 @@ fn query_jobs(
          {runs_join}
          WHERE {filter}
          ORDER BY j.name",
-        filter = if name.is_some() {
-            "j.name = ?1"
-        } else {
-            "?1 IS NULL"
-        },
+        filter = if one { "j.name = ?1" } else { "?1 IS NULL" },
         definition = match detail {
             Detail::Full => "r.definition",
             Detail::Summary | Detail::Bare => "''",
@@ -504,72 +415,182 @@ fn query_jobs(
             "lr.state || ' ' || coalesce(lr.finished_at, lr.started_at, lr.created_at)"
         },
         // One job: two lookups in `runs_by_job`. All jobs: one pass over it, grouped.
-        runs_join = match (detail, name) {
+        runs_join = match (detail, one) {
             (Detail::Bare, _) => "",
-            (_, Some(_)) => {
+            (_, true) => {
                 "LEFT JOIN (SELECT ?1 AS job, count(*) AS n, max(id) AS last FROM runs WHERE job = ?1) rs ON rs.job = j.name
                  LEFT JOIN runs lr ON lr.id = rs.last"
             }
-            (_, None) => {
+            (_, false) => {
                 "LEFT JOIN (SELECT job, count(*) AS n, max(id) AS last FROM runs GROUP BY job) rs ON rs.job = j.name
                  LEFT JOIN runs lr ON lr.id = rs.last"
             }
         },
-    );
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map([name], |row| {
-        let tags: String = row.get(11)?;
-        let last: Option<String> = row.get(19)?;
-        Ok(JobRow {
-            name: row.get(0)?,
-            owner: Owner::from_column(&row.get::<_, String>(1)?),
-            active: row.get(2)?,
-            revision: row.get(3)?,
-            content_hash: row.get(4)?,
-            definition: row.get(5)?,
-            source_path: row.get(6)?,
-            enabled: row.get(7)?,
-            schedule: row.get(8)?,
-            timezone: row.get(9)?,
-            description: row.get(10)?,
-            tags: if detail == Detail::Bare {
-                Vec::new()
-            } else {
-                serde_json::from_str(&tags).unwrap_or_default()
-            },
-            schedule_anchor: row.get(12)?,
-            created_at: row.get(13)?,
-            updated_at: row.get(14)?,
-            removed_at: row.get(15)?,
-            git_commit: row.get(16)?,
-            git_dirty: row.get(17)?,
-            n_runs: row.get(18)?,
-            revision_id: row.get(20)?,
-            slot_cursor: row.get(21)?,
-            paused: match row.get::<_, Option<String>>(22)? {
-                Some(by) => Some(Pause {
-                    by,
-                    at: row.get(23)?,
-                    reason: row.get(24)?,
-                }),
-                None => None,
-            },
-            fires: row.get(25)?,
-            completed_at: row.get(26)?,
-            failure_streak: row.get(27)?,
-            repeat: row.get(28)?,
-            blocked: row.get(29)?,
-            depends_on: row
-                .get::<_, Option<String>>(30)?
-                .and_then(|d| serde_json::from_str(&d).ok())
-                .unwrap_or_default(),
-            last_run: last.and_then(|s| {
-                s.split_once(' ').map(|(state, at)| LastRun {
-                    state: state.to_string(),
-                    at: at.to_string(),
-                })
+    )
+}
+
+/// A row of [`jobs_sql`] as a [`JobRow`].
+fn job_row(row: &rusqlite::Row<'_>, detail: Detail) -> rusqlite::Result<JobRow> {
+    let tags: String = row.get(11)?;
+    let last: Option<String> = row.get(19)?;
+    Ok(JobRow {
+        name: row.get(0)?,
+        owner: Owner::from_column(&row.get::<_, String>(1)?),
+        active: row.get(2)?,
+        revision: row.get(3)?,
+        content_hash: row.get(4)?,
+        definition: row.get(5)?,
+        source_path: row.get(6)?,
+        enabled: row.get(7)?,
+        schedule: row.get(8)?,
+        timezone: row.get(9)?,
+        description: row.get(10)?,
+        tags: if detail == Detail::Bare {
+            Vec::new()
+        } else {
+            serde_json::from_str(&tags).unwrap_or_default()
+        },
+        schedule_anchor: row.get(12)?,
+        created_at: row.get(13)?,
+        updated_at: row.get(14)?,
+        removed_at: row.get(15)?,
+        git_commit: row.get(16)?,
+        git_dirty: row.get(17)?,
+        n_runs: row.get(18)?,
+        revision_id: row.get(20)?,
+        slot_cursor: row.get(21)?,
+        paused: match row.get::<_, Option<String>>(22)? {
+            Some(by) => Some(Pause {
+                by,
+                at: row.get(23)?,
+                reason: row.get(24)?,
             }),
-        })
-    })?;
-    rows.collect()
+            None => None,
+        },
+        fires: row.get(25)?,
+        completed_at: row.get(26)?,
+        failure_streak: row.get(27)?,
+        repeat: row.get(28)?,
+        blocked: row.get(29)?,
+        depends_on: row
+            .get::<_, Option<String>>(30)?
+            .and_then(|d| serde_json::from_str(&d).ok())
+            .unwrap_or_default(),
+        last_run: last.and_then(|s| {
+            s.split_once(' ').map(|(state, at)| LastRun {
+                state: state.to_string(),
+                at: at.to_string(),
+            })
+        }),
+    })
+}
+
+/// Records an apply of `batch` (not empty) over the jobs as they are (`current`): the apply
+/// row, then its revisions and job pointers, then its removals, then the apply's counts.
+fn write_apply(
+    tx: &Connection,
+    now: &str,
+    git: &GitInfo,
+    current: &[JobRow],
+    batch: &ApplyBatch,
+) -> rusqlite::Result<ApplyRecord> {
+    tx.execute(
+        "INSERT INTO applies (applied_at, git_commit, git_dirty, added, changed, removed) VALUES (?1, ?2, ?3, 0, 0, 0)",
+        params![now, git.commit, git.dirty],
+    )?;
+    let apply_id = tx.last_insert_rowid();
+    let (added, changed) = write_upserts(tx, apply_id, now, git, current, batch)?;
+    let mut remove = tx.prepare_cached(
+        "UPDATE jobs SET active = 0, removed_at = ?2, updated_at = ?2 WHERE name = ?1 AND active = 1 AND owner = ?3",
+    )?;
+    for name in &batch.removals {
+        remove.execute(params![name, now, batch.owner.as_str()])?;
+    }
+    let removed = batch.removals.len();
+    tx.execute(
+        "UPDATE applies SET added = ?2, changed = ?3, removed = ?4 WHERE id = ?1",
+        params![apply_id, added as i64, changed as i64, removed as i64],
+    )?;
+    Ok(ApplyRecord {
+        id: apply_id,
+        added,
+        changed,
+        removed,
+    })
+}
+
+/// Inserts a revision for each upsert of `batch` and points its job at it; how many jobs
+/// were added and how many changed.
+fn write_upserts(
+    tx: &Connection,
+    apply_id: i64,
+    now: &str,
+    git: &GitInfo,
+    current: &[JobRow],
+    batch: &ApplyBatch,
+) -> rusqlite::Result<(usize, usize)> {
+    // The slot cursor is an instant with milliseconds; `now` as given is the apply stamp.
+    let cursor = now
+        .parse::<jiff::Timestamp>()
+        .map(stamp)
+        .unwrap_or_else(|_| now.to_string());
+    let existing: std::collections::HashMap<&str, &JobRow> =
+        current.iter().map(|j| (j.name.as_str(), j)).collect();
+    let (mut added, mut changed) = (0, 0);
+    let mut insert_revision = tx.prepare_cached(
+        "INSERT INTO revisions (job, number, apply_id, content_hash, definition, source_path, enabled, schedule, timezone, description, tags, created_at, git_commit, git_dirty, repeat, depends_on)
+         VALUES (?1, (SELECT coalesce(max(number), 0) + 1 FROM revisions WHERE job = ?1), ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+    )?;
+    let mut upsert_job = tx.prepare_cached(
+        "INSERT INTO jobs (name, owner, revision_id, active, schedule_anchor, created_at, updated_at, removed_at, slot_cursor)
+         VALUES (?1, ?6, ?2, 1, ?3, ?3, ?3, NULL, ?5)
+         ON CONFLICT (name) DO UPDATE SET
+             owner = excluded.owner,
+             revision_id = excluded.revision_id,
+             active = 1,
+             removed_at = NULL,
+             updated_at = excluded.updated_at,
+             fires = 0,
+             completed_at = NULL,
+             schedule_anchor = CASE WHEN ?4 THEN excluded.schedule_anchor ELSE jobs.schedule_anchor END,
+             slot_cursor = CASE WHEN ?4 THEN excluded.slot_cursor ELSE jobs.slot_cursor END",
+    )?;
+    for rev in &batch.upserts {
+        let tags = serde_json::to_string(&rev.tags).expect("a list of strings serialises");
+        insert_revision.execute(params![
+            rev.name,
+            apply_id,
+            rev.content_hash,
+            rev.definition,
+            rev.source_path,
+            rev.enabled,
+            rev.schedule,
+            rev.timezone,
+            rev.description,
+            tags,
+            now,
+            git.commit,
+            git.dirty,
+            rev.repeat,
+            rev.depends_on,
+        ])?;
+        let revision_id = tx.last_insert_rowid();
+        let was_active = existing.get(rev.name.as_str()).is_some_and(|j| j.active);
+        // A job coming back after removal starts its schedule afresh, like a new one.
+        let reset = rev.reset_anchor || !was_active;
+        upsert_job.execute(params![
+            rev.name,
+            revision_id,
+            now,
+            reset,
+            cursor,
+            batch.owner.as_str()
+        ])?;
+        if was_active {
+            changed += 1;
+        } else {
+            added += 1;
+        }
+    }
+    Ok((added, changed))
 }
