@@ -351,6 +351,45 @@ fn releases_json(released_by: &[(String, i64)]) -> Option<String> {
 
 /// Fires the fan-in `job` if every upstream job has succeeded since its last fire.
 fn fan_in(conn: &Connection, job: &str, node: &Node, now: Timestamp) -> rusqlite::Result<Resolved> {
+    let Some(waiting) = waiting_job(conn, job)? else {
+        return Ok(Resolved::default());
+    };
+    // Most upstream jobs of a wide fan-in have not finished yet: stop at the first.
+    let mut successes = Vec::with_capacity(node.after.len());
+    for up in &node.after {
+        let success = latest_success(conn, up)?;
+        if success.is_none_or(|(_, at)| at <= waiting.cursor) {
+            return Ok(Resolved::default());
+        }
+        successes.push((up.as_str(), success));
+    }
+    let Some(released_by) = rules::fan_in(waiting.cursor, &successes) else {
+        return Ok(Resolved::default());
+    };
+    let resolved = fire_released(conn, job, node, &waiting, &released_by, now)?;
+    // The cursor covers every success this round used, even one stamped after `now` (an end
+    // queued while the transaction waited for the ledger), so none is counted twice.
+    let cursor = successes
+        .iter()
+        .filter_map(|(_, s)| s.map(|(_, at)| at))
+        .fold(now, Timestamp::max);
+    conn.prepare_cached(
+        "UPDATE jobs SET slot_cursor = max(coalesce(slot_cursor, ''), ?2) WHERE name = ?1",
+    )?
+    .execute(params![job, stamp(cursor)])?;
+    Ok(resolved)
+}
+
+/// A downstream job that can be released: active, enabled, not completed, with a cursor.
+struct WaitingJob {
+    revision_id: i64,
+    /// The upstream successes after this instant are new.
+    cursor: Timestamp,
+    paused: bool,
+}
+
+/// The job `fan_in` looks at, if it can be released at all.
+fn waiting_job(conn: &Connection, job: &str) -> rusqlite::Result<Option<WaitingJob>> {
     let row: Option<(i64, String, bool, bool, Option<String>, bool)> = conn
         .prepare_cached(
             "SELECT j.revision_id, coalesce(j.slot_cursor, j.schedule_anchor), j.active, r.enabled,
@@ -369,26 +408,28 @@ fn fan_in(conn: &Connection, job: &str, node: &Node, now: Timestamp) -> rusqlite
         })
         .optional()?;
     let Some((revision_id, cursor, active, enabled, completed, paused)) = row else {
-        return Ok(Resolved::default());
+        return Ok(None);
     };
     if !active || !enabled || completed.is_some() {
-        return Ok(Resolved::default());
+        return Ok(None);
     }
-    let Ok(cursor) = cursor.parse::<Timestamp>() else {
-        return Ok(Resolved::default());
-    };
-    // Most upstream jobs of a wide fan-in have not finished yet: stop at the first.
-    let mut successes = Vec::with_capacity(node.after.len());
-    for up in &node.after {
-        let success = latest_success(conn, up)?;
-        if success.is_none_or(|(_, at)| at <= cursor) {
-            return Ok(Resolved::default());
-        }
-        successes.push((up.as_str(), success));
-    }
-    let Some(released_by) = rules::fan_in(cursor, &successes) else {
-        return Ok(Resolved::default());
-    };
+    Ok(cursor.parse::<Timestamp>().ok().map(|cursor| WaitingJob {
+        revision_id,
+        cursor,
+        paused,
+    }))
+}
+
+/// Creates the dependency run that `released_by` released and records what the gate rule
+/// (`rules::admit`) decided for it: skipped, or pending (or blocked by its own gates).
+fn fire_released(
+    conn: &Connection,
+    job: &str,
+    node: &Node,
+    waiting: &WaitingJob,
+    released_by: &[(String, i64)],
+    now: Timestamp,
+) -> rusqlite::Result<Resolved> {
     let at = stamp(now);
     let busy = node.concurrency != Concurrency::Allow
         && conn
@@ -396,19 +437,13 @@ fn fan_in(conn: &Connection, job: &str, node: &Node, now: Timestamp) -> rusqlite
                 "SELECT EXISTS (SELECT 1 FROM runs WHERE job = ?1 AND state IN ('blocked', 'pending', 'running'))",
             )?
             .query_row([job], |r| r.get::<_, bool>(0))?;
-    let run = NewRun::now(job, revision_id, Trigger::Dependency, None, now);
+    let run = NewRun::now(job, waiting.revision_id, Trigger::Dependency, None, now);
     let id = insert_run(conn, &run, now)?;
     conn.prepare_cached("UPDATE runs SET released_by = ?2 WHERE id = ?1")?
-        .execute(params![id, releases_json(&released_by)])?;
-    add_event(
-        conn,
-        id,
-        &at,
-        "fired",
-        &rules::release_message(&released_by),
-    )?;
+        .execute(params![id, releases_json(released_by)])?;
+    add_event(conn, id, &at, "fired", &rules::release_message(released_by))?;
     let mut resolved = Resolved::default();
-    match rules::admit(paused, node.concurrency, busy) {
+    match rules::admit(waiting.paused, node.concurrency, busy) {
         Admission::Skip(reason) => {
             skip(conn, id, &reason.to_string(), &at, false)?;
             resolved.skipped += 1;
@@ -417,23 +452,13 @@ fn fan_in(conn: &Connection, job: &str, node: &Node, now: Timestamp) -> rusqlite
             if replace {
                 replace_active(conn, job, id, &at)?;
             }
-            if !block_if_gated(conn, id, revision_id, now)? {
+            if !block_if_gated(conn, id, waiting.revision_id, now)? {
                 resolved.pending += 1;
                 resolved.released.push(id);
             }
             count_fire(conn, job, &at)?;
         }
     }
-    // The cursor covers every success this round used, even one stamped after `now` (an end
-    // queued while the transaction waited for the ledger), so none is counted twice.
-    let cursor = successes
-        .iter()
-        .filter_map(|(_, s)| s.map(|(_, at)| at))
-        .fold(now, Timestamp::max);
-    conn.prepare_cached(
-        "UPDATE jobs SET slot_cursor = max(coalesce(slot_cursor, ''), ?2) WHERE name = ?1",
-    )?
-    .execute(params![job, stamp(cursor)])?;
     Ok(resolved)
 }
 
