@@ -97,14 +97,8 @@ pub fn decide(job: &JobClock<'_>, now: Timestamp) -> Decision {
             next,
         };
     }
-    let deadline_cut = job
-        .starting_deadline
-        .map(|d| now.saturating_sub(d.as_signed()).unwrap_or(now))
-        .filter(|cut| *cut > job.cursor);
-    let late_cut = now.saturating_sub(LATE_AFTER).unwrap_or(now);
-    let mut from = job.cursor;
     if job.paused {
-        if let Some(span) = slots_between(job, from, now) {
+        if let Some(span) = slots_between(job, job.cursor, now) {
             rows.push(row(
                 span,
                 Outcome::Skipped {
@@ -118,25 +112,62 @@ pub fn decide(job: &JobClock<'_>, now: Timestamp) -> Decision {
             next,
         };
     }
-    if let Some(cut) = deadline_cut {
-        if let Some(span) = slots_between(job, from, cut) {
-            let d = job.starting_deadline.expect("a cut comes from a deadline");
-            rows.push(row(
-                span,
-                Outcome::Missed {
-                    reason: format!("not started within its starting_deadline ({d})"),
-                },
-            ));
-        }
-        from = cut;
+    let from = missed_by_deadline(job, now, &mut rows);
+    if let Some((span, trigger)) = due(job, from, now, &mut rows) {
+        // Paused was decided above, for every slot.
+        let outcome = match rules::admit(false, job.concurrency, job.active) {
+            Admission::Skip(reason) => Outcome::Skipped {
+                reason: reason.to_string(),
+            },
+            Admission::Run { replace } => Outcome::Fire { trigger, replace },
+        };
+        rows.push(row(span, outcome));
     }
+    Decision {
+        rows,
+        cursor: now,
+        next,
+    }
+}
+
+/// Records as missed the slots older than the job's `starting_deadline` allows; where the
+/// slots still to decide start.
+fn missed_by_deadline(job: &JobClock<'_>, now: Timestamp, rows: &mut Vec<SlotRow>) -> Timestamp {
+    let Some(deadline) = job.starting_deadline else {
+        return job.cursor;
+    };
+    let cut = now.saturating_sub(deadline.as_signed()).unwrap_or(now);
+    if cut <= job.cursor {
+        return job.cursor;
+    }
+    if let Some(span) = slots_between(job, job.cursor, cut) {
+        rows.push(row(
+            span,
+            Outcome::Missed {
+                reason: format!("not started within its starting_deadline ({deadline})"),
+            },
+        ));
+    }
+    cut
+}
+
+/// The slots in `(from, now]` to fire as one run, and how it was triggered: slots later than
+/// [`LATE_AFTER`] were missed (the daemon was down) and, by the job's `missed` policy, are
+/// recorded as missed or folded into the run.
+fn due(
+    job: &JobClock<'_>,
+    from: Timestamp,
+    now: Timestamp,
+    rows: &mut Vec<SlotRow>,
+) -> Option<(Span, Trigger)> {
+    let late_cut = now.saturating_sub(LATE_AFTER).unwrap_or(now);
     let late = if late_cut > from {
         slots_between(job, from, late_cut)
     } else {
         None
     };
     let on_time = slots_between(job, from.max(late_cut), now);
-    let mut fire = match (late, on_time, job.missed) {
+    match (late, on_time, job.missed) {
         (None, None, _) => None,
         (Some(late), None, Missed::RunOnce) => Some((late, Trigger::Missed)),
         (Some(late), on_time, Missed::Skip) => {
@@ -157,21 +188,6 @@ pub fn decide(job: &JobClock<'_>, now: Timestamp) -> Decision {
             Trigger::Schedule,
         )),
         (None, Some(on_time), _) => Some((on_time, Trigger::Schedule)),
-    };
-    if let Some((span, trigger)) = fire.take() {
-        // Paused was decided above, for every slot.
-        let outcome = match rules::admit(false, job.concurrency, job.active) {
-            Admission::Skip(reason) => Outcome::Skipped {
-                reason: reason.to_string(),
-            },
-            Admission::Run { replace } => Outcome::Fire { trigger, replace },
-        };
-        rows.push(row(span, outcome));
-    }
-    Decision {
-        rows,
-        cursor: now,
-        next,
     }
 }
 
