@@ -189,32 +189,108 @@ fn dependencies(manifest: &Path) -> Vec<String> {
 /// Tests run every command and daemon on a fixed clock (`tests/common`), and read none here.
 #[test]
 fn no_test_reads_the_real_date() {
-    let tests = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
-    let mut found = Vec::new();
-    for entry in walk(&tests) {
-        if entry.ends_with("tidy.rs") || entry.extension().is_none_or(|e| e != "rs") {
-            continue;
-        }
-        let text = std::fs::read_to_string(&entry).unwrap();
-        for (n, line) in text.lines().enumerate() {
-            let code = line.split("//").next().unwrap_or("");
-            for word in [
-                "Timestamp::now",
-                "Zoned::now",
-                "SystemTime::now",
-                "env_remove(\"JOBS_NOW\")",
-            ] {
-                if code.contains(word) {
-                    found.push(format!("{}:{}: {word}", entry.display(), n + 1));
-                }
-            }
-        }
-    }
+    let found = uses(
+        "tests",
+        |file| file.ends_with("tidy.rs"),
+        &[
+            "Timestamp::now",
+            "Zoned::now",
+            "SystemTime::now",
+            "env_remove(\"JOBS_NOW\")",
+        ],
+    );
     assert!(
         found.is_empty(),
         "tests must not read the real date:\n{}",
         found.join("\n")
     );
+}
+
+/// The API's JSON shapes are defined once, in `api::wire`: a ledger row or a core type that
+/// derived `utoipa::ToSchema` again would make a SQL row (or a core rule's type) part of the
+/// API's contract, and every column change a breaking change for clients.
+#[test]
+fn only_api_wire_defines_api_schemas() {
+    let found = uses("src", |file| file == "src/api/wire.rs", &["ToSchema"]);
+    assert!(
+        found.is_empty(),
+        "API schemas (ToSchema) belong in src/api/wire.rs, converted from rows with From:\n{}",
+        found.join("\n")
+    );
+}
+
+/// Issue 14: only `main` decides the exit code. A `process::exit` below it skips shutdown and
+/// leaves runs and notifications behind (the daemon's lost lease did).
+#[test]
+fn only_main_calls_process_exit() {
+    let found = uses(
+        "src",
+        |file| file == "src/main.rs" || file.starts_with("src/bin/"),
+        &["process::exit("],
+    );
+    assert!(
+        found.is_empty(),
+        "process::exit below main: return an error instead:\n{}",
+        found.join("\n")
+    );
+}
+
+/// All time goes through `clock::Clock` (which `JOBS_NOW` fixes for tests and replays): no
+/// module but `clock` reads the wall clock. (`Instant` measures durations and is fine.)
+#[test]
+fn only_the_clock_reads_the_wall_clock() {
+    let found = uses(
+        "src",
+        |file| file == "src/clock.rs",
+        &[
+            "Timestamp::now",
+            "Zoned::now",
+            "SystemTime::now",
+            "Local::now",
+        ],
+    );
+    assert!(
+        found.is_empty(),
+        "read the time through clock::Clock:\n{}",
+        found.join("\n")
+    );
+}
+
+/// Issue 14: the ledger reads no environment. What it needs from the caller (the lock wait,
+/// `JOBS_LOCK_WAIT`) comes in `ledger::OpenOptions`, read at the edge with the other `JOBS_*`
+/// settings, so a second backend is configured the same way.
+#[test]
+fn the_ledger_reads_no_environment() {
+    let found = uses("src/ledger", |_| false, &["env::var", "std::env"]);
+    assert!(
+        found.is_empty(),
+        "pass it in ledger::OpenOptions instead:\n{}",
+        found.join("\n")
+    );
+}
+
+/// Every `file:line: word` where a `.rs` file under `dir` (relative to the crate) names one of
+/// `words` in code (not in a `//` comment), skipping the files `skip` names (by their path
+/// relative to the crate, with `/`).
+fn uses(dir: &str, skip: impl Fn(&str) -> bool, words: &[&str]) -> Vec<String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut found = Vec::new();
+    for file in walk(&root.join(dir)) {
+        let shown = file.strip_prefix(root).unwrap().display().to_string();
+        if skip(&shown) || file.extension().is_none_or(|e| e != "rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{shown}: {e}"));
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            for word in words {
+                if code.contains(word) {
+                    found.push(format!("{shown}:{}: {word}", n + 1));
+                }
+            }
+        }
+    }
+    found
 }
 
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
@@ -228,116 +304,4 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
         }
     }
     files
-}
-
-/// The API's JSON shapes are defined once, in `api::wire`: a ledger row or a core type that
-/// derived `utoipa::ToSchema` again would make a SQL row (or a core rule's type) part of the
-/// API's contract, and every column change a breaking change for clients.
-#[test]
-fn only_api_wire_defines_api_schemas() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let wire = src.join("api").join("wire.rs");
-    let mut found = Vec::new();
-    for file in walk(&src) {
-        if file == wire || file.extension().is_none_or(|e| e != "rs") {
-            continue;
-        }
-        let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{file:?}: {e}"));
-        for (n, line) in text.lines().enumerate() {
-            let code = line.split("//").next().unwrap_or("");
-            if code.contains("ToSchema") {
-                let shown = file.strip_prefix(&src).unwrap_or(&file).display();
-                found.push(format!("src/{shown}:{}: {}", n + 1, line.trim()));
-            }
-        }
-    }
-    assert!(
-        found.is_empty(),
-        "API schemas (ToSchema) belong in src/api/wire.rs, converted from rows with From:\n{}",
-        found.join("\n")
-    );
-}
-
-/// Issue 14: only `main` decides the exit code. A `process::exit` below it skips shutdown and
-/// leaves runs and notifications behind (the daemon's lost lease did).
-#[test]
-fn only_main_calls_process_exit() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut offenders = Vec::new();
-    for file in walk(&src) {
-        let relative = file
-            .strip_prefix(&src)
-            .unwrap()
-            .to_string_lossy()
-            .into_owned();
-        if relative == "main.rs" || relative.starts_with("bin/") {
-            continue;
-        }
-        let code = std::fs::read_to_string(&file).unwrap();
-        if code.contains("process::exit(") {
-            offenders.push(relative);
-        }
-    }
-    assert!(
-        offenders.is_empty(),
-        "process::exit below main in {offenders:?}: return an error instead"
-    );
-}
-
-/// All time goes through `clock::Clock` (which `JOBS_NOW` fixes for tests and replays): no
-/// module but `clock` reads the wall clock. (`Instant` measures durations and is fine.)
-#[test]
-fn only_the_clock_reads_the_wall_clock() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut found = Vec::new();
-    for file in walk(&src) {
-        let relative = file.strip_prefix(&src).unwrap().display().to_string();
-        if relative == "clock.rs" || !relative.ends_with(".rs") {
-            continue;
-        }
-        let text = std::fs::read_to_string(&file).unwrap();
-        for (n, line) in text.lines().enumerate() {
-            let code = line.split("//").next().unwrap_or("");
-            for word in [
-                "Timestamp::now",
-                "Zoned::now",
-                "SystemTime::now",
-                "Local::now",
-            ] {
-                if code.contains(word) {
-                    found.push(format!("src/{relative}:{}: {word}", n + 1));
-                }
-            }
-        }
-    }
-    assert!(
-        found.is_empty(),
-        "read the time through clock::Clock:\n{}",
-        found.join("\n")
-    );
-}
-
-/// Issue 14: the ledger reads no environment. What it needs from the caller (the lock wait,
-/// `JOBS_LOCK_WAIT`) comes in `ledger::OpenOptions`, read at the edge with the other `JOBS_*`
-/// settings, so a second backend is configured the same way.
-#[test]
-fn the_ledger_reads_no_environment() {
-    let ledger = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("src")
-        .join("ledger");
-    let mut found = Vec::new();
-    for file in walk(&ledger) {
-        let text = std::fs::read_to_string(&file).unwrap();
-        for (n, line) in text.lines().enumerate() {
-            let code = line.split("//").next().unwrap_or("");
-            if code.contains("env::var") || code.contains("std::env") {
-                found.push(format!("{}:{}: {}", file.display(), n + 1, line.trim()));
-            }
-        }
-    }
-    assert!(
-        found.is_empty(),
-        "pass it in ledger::OpenOptions instead:\n{}",
-        found.join("\n")
-    );
 }
