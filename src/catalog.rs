@@ -377,7 +377,7 @@ fn find_cycles(entries: &[Entry], by_name: &HashMap<&str, usize>) -> Vec<Vec<usi
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::spec::Defaults;
 
@@ -401,7 +401,9 @@ mod tests {
         assert_eq!(catalog.is_valid(), catalog.n_errors() == 0);
     }
 
-    fn catalog(files: &[(&str, &str)], api: &[&str]) -> Catalog {
+    /// The catalog of `files` (path under `jobs.d/`, text) at 2026-03-20T12:00:00Z; `api` names
+    /// jobs the API owns. Also what `plan`'s tests build on.
+    pub(crate) fn catalog(files: &[(&str, &str)], api: &[&str]) -> Catalog {
         let displays: Vec<String> = files.iter().map(|(p, _)| format!("jobs.d/{p}")).collect();
         let inputs: Vec<FileInput> = files
             .iter()

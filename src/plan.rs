@@ -401,34 +401,12 @@ pub fn upserts<'a>(plan: &'a Plan, catalog: &'a Catalog) -> Vec<(&'a Change, &'a
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::{self, FileInput};
-    use crate::spec::{Context, Defaults};
+    use crate::catalog::tests::catalog;
 
     const NOW: &str = "2026-03-20T12:00:00Z";
 
     fn now() -> Timestamp {
         NOW.parse().unwrap()
-    }
-
-    /// The catalog of `files` (path under `jobs.d/`, text); `api` names jobs the API owns.
-    fn catalog(files: &[(&str, &str)], api: &[&str]) -> Catalog {
-        let displays: Vec<String> = files.iter().map(|(p, _)| format!("jobs.d/{p}")).collect();
-        let inputs: Vec<FileInput> = files
-            .iter()
-            .zip(&displays)
-            .map(|((path, text), display)| FileInput {
-                display,
-                relative: path,
-                bytes: text.as_bytes(),
-            })
-            .collect();
-        let defaults = Defaults::default();
-        let context = Context {
-            defaults: &defaults,
-            now: now(),
-        };
-        let api: Vec<String> = api.iter().map(ToString::to_string).collect();
-        catalog::build(&inputs, context, &api)
     }
 
     /// What the ledger would hold after applying `files` a day before [`NOW`].
