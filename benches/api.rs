@@ -12,6 +12,9 @@
 //! `JOBS_BENCH_BIN=/path/to/old/jobctl cargo bench --bench api` measures another build (an
 //! older commit's), for a before/after through the same bench code.
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::io::{BufRead, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -327,10 +330,7 @@ fn main() {
     }
     let sizes = Sizes::new(full);
     // JOBS_BENCH_BIN measures another build (an older commit's, for a before/after).
-    let bin = std::env::var_os("JOBS_BENCH_BIN").map_or_else(
-        || PathBuf::from(env!("CARGO_BIN_EXE_jobctl")),
-        PathBuf::from,
-    );
+    let bin = common::bench_bin();
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     let started = Instant::now();

@@ -30,6 +30,9 @@
 //! alone: 5 jobs, a clock started 5 s before a minute (`JOBS_NOW`), checking that every job
 //! fired once; no peers, no figures.
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -195,32 +198,6 @@ fn measure(system: &mut Running, folder: &Path, jobs: usize, minutes: usize) -> 
 // ---------------------------------------------------------------------------------------------
 // jobctl
 
-fn jobctl_command(bin: &Path, root: &Path) -> Command {
-    let mut command = Command::new(bin);
-    command
-        .arg("--dir")
-        .arg(root.join("jobs.d"))
-        .arg("--ledger")
-        .arg(root.join("ledger.db"))
-        .current_dir(root)
-        .env("NO_COLOR", "1");
-    for var in [
-        "JOBS_NOW",
-        "JOBS_CONFIG",
-        "JOBS_DIR",
-        "JOBS_LEDGER",
-        "JOBS_OUTPUT",
-        "JOBS_LOG",
-        "JOBS_LOG_FORMAT",
-        "JOBS_MAX_CONCURRENT_RUNS",
-        "JOBS_SHUTDOWN_GRACE",
-        "JOBS_KILL_GRACE",
-    ] {
-        command.env_remove(var);
-    }
-    command
-}
-
 /// Starts `jobctl serve` on 200 (or `jobs`) minute jobs; returns once its scheduler runs.
 fn start_jobctl(
     name: &'static str,
@@ -244,7 +221,7 @@ fn start_jobctl(
         .unwrap();
     }
     let log = root.join("serve.log");
-    let mut command = jobctl_command(bin, root);
+    let mut command = common::jobctl_command(bin, root);
     if let Some(now) = now {
         command.env("JOBS_NOW", now);
     }
@@ -502,22 +479,6 @@ fn summary_row(report: &Report) {
     );
 }
 
-fn git_describe() -> String {
-    Command::new("git")
-        .args([
-            "-C",
-            env!("CARGO_MANIFEST_DIR"),
-            "describe",
-            "--always",
-            "--dirty",
-        ])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|| "unknown".to_string())
-}
-
 /// Without `--bench`: 5 jobs under a clock started 5 s before a minute; each fires once.
 fn smoke(bin: &Path) {
     let jobs = 5;
@@ -554,10 +515,7 @@ fn smoke(bin: &Path) {
 fn main() {
     // `cargo bench` builds the release binary and passes `--bench`; `cargo test --all-targets`
     // runs this with the debug binary and no `--bench`: then it is a quick smoke test.
-    let bin = std::env::var_os("JOBS_BENCH_BIN").map_or_else(
-        || PathBuf::from(env!("CARGO_BIN_EXE_jobctl")),
-        PathBuf::from,
-    );
+    let bin = common::bench_bin();
     if !std::env::args().any(|a| a == "--bench") {
         smoke(&bin);
         return;
@@ -578,7 +536,7 @@ fn main() {
     println!(
         "burst benchmark: {jobs} jobs due each minute, {minutes} boundaries per system, jobctl {} at {}, {} CPUs, temp dirs in {}",
         bin.display(),
-        git_describe(),
+        common::git_describe(),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         std::env::temp_dir().display()
     );

@@ -24,6 +24,9 @@
 //! interleaved run by run so that the machine's noise falls on both alike.
 //! `JOBS_BENCH_BIN` replaces the binary under test; `JOBS_BENCH_RUNS` sets the runs per figure.
 
+#[path = "common/mod.rs"]
+mod common;
+
 #[path = "../examples/generate_jobs.rs"]
 mod generate_jobs;
 
@@ -134,10 +137,7 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 }
 
 fn main() {
-    let bin = std::env::var_os("JOBS_BENCH_BIN").map_or_else(
-        || PathBuf::from(env!("CARGO_BIN_EXE_jobctl")),
-        PathBuf::from,
-    );
+    let bin = common::bench_bin();
     // `cargo test --all-targets` runs this too, without `--bench`: then it is a quick smoke
     // test of the benchmark itself rather than a measurement.
     let measuring = std::env::args().any(|a| a == "--bench");

@@ -30,6 +30,9 @@
 //! Every daemon runs with `JOBS_NOW` (a Wednesday, 12:00 UTC) so schedules are the same each
 //! time; its clock starts there and runs at real speed.
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -975,30 +978,11 @@ fn print_fire_reps(label: &str, reps: &[FireRep]) {
     }
 }
 
-fn git_describe() -> String {
-    Command::new("git")
-        .args([
-            "-C",
-            env!("CARGO_MANIFEST_DIR"),
-            "describe",
-            "--always",
-            "--dirty",
-        ])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|| "unknown".to_string())
-}
-
 fn main() {
     // `cargo bench` builds the release binary and passes `--bench`; `cargo test --all-targets`
     // runs this with the debug binary and no `--bench`: then it is a quick smoke test.
     // JOBS_BENCH_BIN measures another build (an older commit's, for a before/after).
-    let bin = std::env::var_os("JOBS_BENCH_BIN").map_or_else(
-        || PathBuf::from(env!("CARGO_BIN_EXE_jobctl")),
-        PathBuf::from,
-    );
+    let bin = common::bench_bin();
     let measuring = std::env::args().any(|a| a == "--bench");
     let plan = Plan::new(measuring);
     println!(
@@ -1009,7 +993,7 @@ fn main() {
             "smoke: small sizes, no targets checked"
         },
         bin.display(),
-        git_describe(),
+        common::git_describe(),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         std::env::temp_dir().display()
     );

@@ -16,7 +16,10 @@
 //!
 //! Without `--bench` (as `cargo test --all-targets` runs it) it is a smoke test on 64 KiB.
 
-use std::path::{Path, PathBuf};
+#[path = "common/mod.rs"]
+mod common;
+
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
@@ -161,10 +164,7 @@ fn measure(bin: &Path, data: &str) -> Figures {
 }
 
 fn main() {
-    let bin = std::env::var_os("JOBS_BENCH_BIN").map_or_else(
-        || PathBuf::from(env!("CARGO_BIN_EXE_jobctl")),
-        PathBuf::from,
-    );
+    let bin = common::bench_bin();
     let measuring = std::env::args().any(|a| a == "--bench");
     let (size, reps) = if measuring {
         (1 << 20, 5)

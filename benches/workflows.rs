@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! cargo bench --bench workflows   # a chain of 100 jobs, a fan-in of 1,000 into one
+//! JOBS_BENCH_BIN=/path/to/old/jobctl cargo bench --bench workflows   # another build
 //! ```
 //!
 //! Without `--bench` (as `cargo test --all-targets` runs it) it is a smoke test on small sizes.
@@ -17,6 +18,9 @@
 //!    (decision, claim and spawn).
 //!
 //! Stamps have millisecond resolution. Temp dirs follow `TMPDIR`.
+
+#[path = "common/mod.rs"]
+mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -40,7 +44,7 @@ struct Daemon {
 impl Daemon {
     fn start(bin: &Path, root: &Path) -> Daemon {
         let log = root.join("serve.log");
-        let child = base_command(bin, root)
+        let child = common::jobctl_command(bin, root)
             .args(["serve", "--listen", "127.0.0.1:0"])
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -64,30 +68,11 @@ impl Drop for Daemon {
     }
 }
 
-fn base_command(bin: &Path, root: &Path) -> Command {
-    let mut command = Command::new(bin);
-    command
-        .arg("--dir")
-        .arg(root.join("jobs.d"))
-        .arg("--ledger")
-        .arg(root.join("ledger.db"))
-        .current_dir(root)
-        .env("NO_COLOR", "1");
-    for var in [
-        "JOBS_CONFIG",
-        "JOBS_DIR",
-        "JOBS_LEDGER",
-        "JOBS_OUTPUT",
-        "JOBS_NOW",
-        "JOBS_LOG",
-    ] {
-        command.env_remove(var);
-    }
-    command
-}
-
 fn jobs(bin: &Path, root: &Path, args: &[&str]) {
-    let out = base_command(bin, root).args(args).output().unwrap();
+    let out = common::jobctl_command(bin, root)
+        .args(args)
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "jobs {args:?}: {}",
@@ -252,7 +237,7 @@ fn fan_in(bin: &Path, sizes: &Sizes) -> (Vec<f64>, Vec<f64>) {
 }
 
 fn main() {
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_jobctl"));
+    let bin = common::bench_bin();
     let measuring = std::env::args().any(|a| a == "--bench");
     let sizes = if measuring {
         Sizes {
