@@ -302,8 +302,8 @@ impl Daemon {
             }
         };
         let (batch, decisions) = decide_due(jobs, names, &active, now);
-        let (fired, claimed) = if batch.is_empty() {
-            (Vec::new(), Vec::new())
+        let crate::ledger::Recorded { fired, claimed } = if batch.is_empty() {
+            crate::ledger::Recorded::default()
         } else {
             let recorded = self.shared.record_slots(self.epoch, &batch, now);
             match recorded {

@@ -290,18 +290,18 @@ impl Shared {
         epoch: i64,
         batch: &[crate::ledger::JobSlots],
         now: Timestamp,
-    ) -> crate::ledger::Result<(Vec<(String, i64)>, Vec<RunRow>)> {
+    ) -> crate::ledger::Result<crate::ledger::Recorded> {
         let mut ledger = self.ledger();
         let taker = self.claimer.get().map(|c| crate::ledger::Taker {
             epoch: c.epoch,
             supervisor: c.supervisor,
             max: c.room.free(),
         });
-        let (fired, claimed) = ledger.record_slots_and_claim(epoch, batch, now, taker)?;
+        let recorded = ledger.record_slots_and_claim(epoch, batch, now, taker)?;
         if let Some(c) = self.claimer.get() {
-            c.room.take(claimed.len());
+            c.room.take(recorded.claimed.len());
         }
-        Ok((fired, claimed))
+        Ok(recorded)
     }
 
     /// Takes the queued run ends and writes them with `write`, then hands each waiter its

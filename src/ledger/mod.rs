@@ -47,7 +47,7 @@ pub use retention::Retention;
 pub use rewind::Rewound;
 pub use runs::{OutputLine, RunEvent, RunFilter, RunRow};
 pub use schema::MIGRATIONS;
-pub use slots::JobSlots;
+pub use slots::{JobSlots, Recorded};
 pub use write::NewRun;
 
 /// How the ledger writes instants: RFC 3339 in UTC with milliseconds, so that text order is

@@ -22,6 +22,14 @@ pub struct JobSlots {
     pub cursor: Timestamp,
 }
 
+/// What [`Ledger::record_slots_and_claim`] wrote: the fired runs, as `(job, run id)`, and the
+/// runs it claimed, to start.
+#[derive(Debug, Default)]
+pub struct Recorded {
+    pub fired: Vec<(String, i64)>,
+    pub claimed: Vec<RunRow>,
+}
+
 impl Ledger {
     /// Writes the slot rows of several jobs in one transaction and moves their cursors: the
     /// scheduler's only write. A slot already in the ledger is left alone (never fired twice).
@@ -36,8 +44,7 @@ impl Ledger {
         batch: &[JobSlots],
         now: Timestamp,
     ) -> Result<Vec<(String, i64)>> {
-        let (fired, _) = self.record_slots_and_claim(epoch, batch, now, None)?;
-        Ok(fired)
+        Ok(self.record_slots_and_claim(epoch, batch, now, None)?.fired)
     }
 
     /// [`Ledger::record_slots`], then a claim by `taker` of the oldest runs that may start
@@ -54,7 +61,7 @@ impl Ledger {
         batch: &[JobSlots],
         now: Timestamp,
         taker: Option<Taker>,
-    ) -> Result<(Vec<(String, i64)>, Vec<RunRow>)> {
+    ) -> Result<Recorded> {
         let path = self.path.clone();
         let (fired, claimed) = self.with_tx(|tx| {
             check_epoch(tx, &path, epoch)?;
@@ -74,7 +81,10 @@ impl Ledger {
             };
             Ok((fired, claimed))
         })?;
-        Ok((fired, self.claimed_rows(claimed)?))
+        Ok(Recorded {
+            fired,
+            claimed: self.claimed_rows(claimed)?,
+        })
     }
 }
 
