@@ -432,4 +432,33 @@ mod tests {
         assert!(!is_alive(pid, start + 1));
         assert!(!is_alive(i64::from(i32::MAX), 1));
     }
+
+    #[test]
+    fn a_child_is_reaped_on_its_pidfd_with_its_status_and_not_before_it_ends() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let spawn = |script: &str| {
+            std::process::Command::new("sh")
+                .args(["-c", script])
+                .spawn()
+                .unwrap()
+                .id() as i32
+        };
+        let sleeper = spawn("exec sleep 30");
+        assert!(
+            process::pidfd(sleeper).is_some(),
+            "this kernel has pidfds (Linux 5.3+): the test covers the pidfd path"
+        );
+        assert_eq!(process::wait4_ended(sleeper), None, "still running");
+        let exits = spawn("exit 3");
+        let (status, usage) = runtime.block_on(async { reap(exits).await }).unwrap();
+        assert_eq!(status, WaitStatus::Exited(3));
+        assert!(usage.is_some());
+        // SAFETY: signalling our own child, not reaped yet.
+        unsafe { libc::kill(sleeper, libc::SIGKILL) };
+        let (status, _) = runtime.block_on(async { reap(sleeper).await }).unwrap();
+        assert_eq!(status, WaitStatus::Signalled(libc::SIGKILL));
+    }
 }
