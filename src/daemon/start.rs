@@ -46,8 +46,8 @@ const MALLOC_ARENAS: libc::c_int = 4;
 
 /// Caps glibc's malloc arenas at [`MALLOC_ARENAS`], before any thread starts. glibc gives each
 /// thread that allocates an arena of its own, up to 8 per core (16 here), and keeps each
-/// arena's high-water mark resident. Since issue 14 moved the executor's turn and a run's
-/// `started` write onto blocking threads, the start's reconcile and the runs' bookkeeping
+/// arena's high-water mark resident. Issue 14 moved ledger work (the executor's turn, run
+/// starts and ends) onto blocking threads, so the start's reconcile and the runs' bookkeeping
 /// spread over more arenas: the API bench's daemon held 115 MiB anonymous after its load,
 /// against 86 before, for the same live heap (57 MiB with one arena). Four arenas keep it
 /// below the old figure without making the two workers share one arena's lock (two cost
