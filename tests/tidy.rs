@@ -43,7 +43,7 @@ const CORE: &[(&str, &[&str], &[&str])] = &[
             "toml",
         ],
     ),
-    ("run.rs", &["duration", "spec"], &["jiff"]),
+    ("run.rs", &["duration", "spec"], &["jiff", "thiserror"]),
     (
         "catalog.rs",
         &["diag", "name", "schedule", "spec"],

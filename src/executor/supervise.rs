@@ -150,11 +150,7 @@ fn record_report(shared: &Shared, run: &RunRow, report: Report, echo: Echo) {
                     .set_process(run.id, pid, start_time, &message, at),
             );
             shared.progressed();
-            if let Some(due) = run
-                .scheduled_at
-                .as_deref()
-                .and_then(|t| t.parse::<Timestamp>().ok())
-            {
+            if let Some(due) = run.scheduled_at {
                 let late = at.duration_since(due).as_secs_f64().max(0.0);
                 shared.metrics.fire_latency.observe(late);
             }

@@ -12,6 +12,7 @@
 use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::columns::{instant, instant_opt, parsed};
 use super::write::{NewRun, add_event, insert_run, replace_active};
 use super::{Ledger, Result, stamp};
 use crate::duration::Duration;
@@ -29,12 +30,12 @@ fn latest(conn: &Connection, job: &str) -> rusqlite::Result<Option<Latest>> {
          WHERE job = ?1 AND (state <> 'skipped' OR error IS NOT NULL) ORDER BY id DESC LIMIT 1",
     )?
     .query_row([job], |r| {
-        let state: String = r.get(1)?;
-        let finished: Option<String> = r.get(2)?;
+        let run_id: i64 = r.get(0)?;
+        let what = || format!("run {run_id}");
         Ok(Latest {
-            run_id: r.get(0)?,
-            state: RunState::parse(&state).unwrap_or(RunState::Failed),
-            finished_at: finished.and_then(|f| f.parse().ok()),
+            run_id,
+            state: parsed(r, 1, &what)?,
+            finished_at: instant_opt(r, 2, &what)?,
         })
     })
     .optional()
@@ -42,15 +43,16 @@ fn latest(conn: &Connection, job: &str) -> rusqlite::Result<Option<Latest>> {
 
 /// The latest succeeded run of `job` and when it finished (`runs_by_job_state_finish`).
 fn latest_success(conn: &Connection, job: &str) -> rusqlite::Result<Option<(i64, Timestamp)>> {
-    let row: Option<(i64, String)> = conn
-        .prepare_cached(
-            "SELECT id, finished_at FROM runs
-             WHERE job = ?1 AND state = 'succeeded' AND finished_at IS NOT NULL
-             ORDER BY finished_at DESC LIMIT 1",
-        )?
-        .query_row([job], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
-    Ok(row.and_then(|(id, at)| Some((id, at.parse().ok()?))))
+    conn.prepare_cached(
+        "SELECT id, finished_at FROM runs
+         WHERE job = ?1 AND state = 'succeeded' AND finished_at IS NOT NULL
+         ORDER BY finished_at DESC LIMIT 1",
+    )?
+    .query_row([job], |r| {
+        let id: i64 = r.get(0)?;
+        Ok((id, instant(r, 1, &|| format!("run {id}"))?))
+    })
+    .optional()
 }
 
 /// The `depends_on` list of a revision.
@@ -224,15 +226,14 @@ pub(super) fn next_deadline(
         let Some(deadline) = node.starting_deadline else {
             continue;
         };
-        let due: Option<String> = conn
+        let due: Option<Timestamp> = conn
             .prepare_cached(
                 "SELECT min(scheduled_at) FROM runs WHERE job = ?1 AND state = 'blocked'",
             )?
-            .query_row([job], |r| r.get(0))?;
-        if let Some(at) = due
-            .and_then(|d| d.parse::<Timestamp>().ok())
-            .and_then(|d| d.checked_add(deadline.as_signed()).ok())
-        {
+            .query_row([job], |r| {
+                instant_opt(r, 0, &|| format!("the blocked runs of job {job}"))
+            })?;
+        if let Some(at) = due.and_then(|d| d.checked_add(deadline.as_signed()).ok()) {
             next = Some(next.map_or(at, |n| n.min(at)));
         }
     }
@@ -265,13 +266,20 @@ fn recheck_blocked(
     deadline: Option<Duration>,
     now: Timestamp,
 ) -> rusqlite::Result<Resolved> {
-    let rows: Vec<(i64, i64, String, String, Option<String>)> = conn
+    let rows: Vec<(i64, Option<Timestamp>, Timestamp, Option<String>)> = conn
         .prepare_cached(
-            "SELECT r.id, r.revision_id, r.scheduled_at, r.created_at, r.reason FROM runs r
+            "SELECT r.id, r.scheduled_at, r.created_at, r.reason FROM runs r
              WHERE r.job = ?1 AND r.state = 'blocked' ORDER BY r.id",
         )?
         .query_map([job], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            let id: i64 = r.get(0)?;
+            let what = || format!("run {id}");
+            Ok((
+                id,
+                instant_opt(r, 1, &what)?,
+                instant(r, 2, &what)?,
+                r.get(3)?,
+            ))
         })?
         .collect::<rusqlite::Result<_>>()?;
     if rows.is_empty() {
@@ -285,14 +293,13 @@ fn recheck_blocked(
         .optional()?;
     let at = stamp(now);
     let mut resolved = Resolved::default();
-    for (id, _, scheduled, created, reason) in rows {
-        let created: Timestamp = created.parse().unwrap_or(now);
+    for (id, scheduled, created, reason) in rows {
         let gate = match current {
             Some((true, revision_id)) => gate_of(conn, revision_id, created)?,
             _ => None,
         };
         let run = Blocked {
-            scheduled_at: scheduled.parse().ok(),
+            scheduled_at: scheduled,
             reason: reason.as_deref(),
         };
         let job_active = matches!(current, Some((true, _)));
@@ -390,7 +397,7 @@ struct WaitingJob {
 
 /// The job `fan_in` looks at, if it can be released at all.
 fn waiting_job(conn: &Connection, job: &str) -> rusqlite::Result<Option<WaitingJob>> {
-    let row: Option<(i64, String, bool, bool, Option<String>, bool)> = conn
+    let row: Option<(i64, Timestamp, bool, bool, Option<String>, bool)> = conn
         .prepare_cached(
             "SELECT j.revision_id, coalesce(j.slot_cursor, j.schedule_anchor), j.active, r.enabled,
                     j.completed_at, EXISTS (SELECT 1 FROM pauses p WHERE p.job = j.name)
@@ -399,7 +406,7 @@ fn waiting_job(conn: &Connection, job: &str) -> rusqlite::Result<Option<WaitingJ
         .query_row([job], |r| {
             Ok((
                 r.get(0)?,
-                r.get(1)?,
+                instant(r, 1, &|| format!("job {job}"))?,
                 r.get(2)?,
                 r.get(3)?,
                 r.get(4)?,
@@ -413,7 +420,7 @@ fn waiting_job(conn: &Connection, job: &str) -> rusqlite::Result<Option<WaitingJ
     if !active || !enabled || completed.is_some() {
         return Ok(None);
     }
-    Ok(cursor.parse::<Timestamp>().ok().map(|cursor| WaitingJob {
+    Ok(Some(WaitingJob {
         revision_id,
         cursor,
         paused,

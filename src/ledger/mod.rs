@@ -25,6 +25,7 @@ use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 mod backup;
 mod chunk;
 mod claims;
+mod columns;
 mod daemon_state;
 mod deps;
 mod error;

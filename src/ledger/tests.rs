@@ -69,7 +69,7 @@ fn end(run_id: i64, epoch: i64, state: RunState, at: Timestamp) -> RunEnd {
 }
 
 fn state(ledger: &Ledger, id: i64) -> String {
-    ledger.run(id).unwrap().unwrap().state
+    ledger.run(id).unwrap().unwrap().state.to_string()
 }
 
 #[test]
@@ -248,4 +248,34 @@ fn retention_deletes_old_terminal_runs_in_batches_and_keeps_active_ones() {
     // The newest terminal run is kept, and the pending one is never pruned.
     assert_eq!(left, vec![ids[4], ids[3]]);
     ledger.reclaim_space().unwrap();
+}
+
+#[test]
+fn a_stored_value_that_does_not_parse_names_its_run_and_column() {
+    let (_dir, mut ledger) = ledger_with(vec![revision("a", None, None)]);
+    let id = manual(&mut ledger, "a", ts("2026-10-31T12:00:00Z"));
+    let set = |column: &str, value: &str| {
+        ledger
+            .conn
+            .execute(
+                &format!("UPDATE runs SET {column} = ?2 WHERE id = ?1"),
+                rusqlite::params![id, value],
+            )
+            .unwrap();
+    };
+    let bad = |column: &str, value: &str| {
+        set(column, value);
+        ledger.run(id).unwrap_err().to_string()
+    };
+    let message = bad("state", "done");
+    assert!(
+        message.contains(&format!("run {id}, column `state`: `done` is not a run state")),
+        "{message}"
+    );
+    set("state", "pending");
+    let message = bad("scheduled_at", "yesterday");
+    assert!(
+        message.contains(&format!("run {id}, column `scheduled_at`: `yesterday`")),
+        "{message}"
+    );
 }

@@ -1,0 +1,90 @@
+//! Typed columns: the one place where the ledger's text becomes core types as a row is read.
+//!
+//! Instants are stored as RFC 3339 text ([`super::stamp`] for everything the ledger stamps
+//! itself), states and triggers as their words, schedules and `repeat` as canonical JSON. Each
+//! reader (`run_from_row`, `job_row`, ...) goes through these helpers, so a value that does
+//! not parse is a [`super::LedgerError::BadValue`] naming the row and the column, never a
+//! panic and never a silent default. Nothing here writes.
+
+use std::str::FromStr;
+
+use jiff::Timestamp;
+use rusqlite::Row;
+use rusqlite::types::Type;
+
+use super::error::BadColumn;
+
+/// The failure of column `idx` of `row` (a row named `what`, e.g. `run 12`), as rusqlite
+/// carries it out of a row closure.
+pub(super) fn bad(row: &Row<'_>, idx: usize, what: &str, detail: String) -> rusqlite::Error {
+    let column = row
+        .as_ref()
+        .column_name(idx)
+        .map_or_else(|_| idx.to_string(), str::to_string);
+    rusqlite::Error::FromSqlConversionFailure(
+        idx,
+        Type::Text,
+        Box::new(BadColumn {
+            what: what.to_string(),
+            column,
+            detail,
+        }),
+    )
+}
+
+/// Column `idx` parsed with `FromStr` (instants, states, triggers); `what` names the row.
+pub(super) fn parsed<T>(row: &Row<'_>, idx: usize, what: &dyn Fn() -> String) -> rusqlite::Result<T>
+where
+    T: FromStr,
+    T::Err: std::fmt::Display,
+{
+    let text: String = row.get(idx)?;
+    text.parse()
+        .map_err(|e: T::Err| bad(row, idx, &what(), detail(&text, &e)))
+}
+
+/// What was wrong with `text`, quoting it unless the parser's message already does.
+fn detail(text: &str, e: &dyn std::fmt::Display) -> String {
+    let message = e.to_string();
+    if message.contains(&format!("`{text}`")) {
+        message
+    } else {
+        format!("`{text}`: {message}")
+    }
+}
+
+/// A nullable column parsed with `FromStr`.
+pub(super) fn parsed_opt<T>(
+    row: &Row<'_>,
+    idx: usize,
+    what: &dyn Fn() -> String,
+) -> rusqlite::Result<Option<T>>
+where
+    T: FromStr,
+    T::Err: std::fmt::Display,
+{
+    let Some(text) = row.get::<_, Option<String>>(idx)? else {
+        return Ok(None);
+    };
+    text.parse()
+        .map(Some)
+        .map_err(|e: T::Err| bad(row, idx, &what(), detail(&text, &e)))
+}
+
+/// An instant column.
+pub(super) fn instant(
+    row: &Row<'_>,
+    idx: usize,
+    what: &dyn Fn() -> String,
+) -> rusqlite::Result<Timestamp> {
+    parsed(row, idx, what)
+}
+
+/// A nullable instant column.
+pub(super) fn instant_opt(
+    row: &Row<'_>,
+    idx: usize,
+    what: &dyn Fn() -> String,
+) -> rusqlite::Result<Option<Timestamp>> {
+    parsed_opt(row, idx, what)
+}
