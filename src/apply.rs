@@ -45,7 +45,7 @@ pub fn apply(
 ) -> Result<Outcome, ApplyError> {
     let stamp = apply_stamp(now);
     let mut decided: Option<Plan> = None;
-    let result = ledger.apply(&stamp, git, |current, fetch| {
+    let result = ledger.apply(stamp, git, |current, fetch| {
         // Only changed and removed jobs need their stored definition (for the diff) and their
         // stored schedule (for the next fires before and after).
         let mut plan = plan::plan(catalog, &applied_for_plan(current, catalog, fetch), now);
@@ -119,11 +119,11 @@ fn revisions(plan: &Plan, catalog: &Catalog, owner: crate::ledger::Owner) -> Vec
 /// An apply's stamp: `now` to the second, truncated, never rounded up: a stamp ahead of the
 /// clock would put a new job's cursor in the future, and an `after` job would ignore upstream
 /// successes in that half second.
-fn apply_stamp(now: Timestamp) -> String {
+fn apply_stamp(now: Timestamp) -> Timestamp {
     let second = jiff::TimestampRound::new()
         .smallest(jiff::Unit::Second)
         .mode(jiff::RoundMode::Trunc);
-    now.round(second).unwrap_or(now).to_string()
+    now.round(second).unwrap_or(now)
 }
 
 /// A revision's `repeat` as the ledger stores it.
@@ -200,7 +200,7 @@ pub fn applied(rows: &[JobRow]) -> Vec<Applied> {
             schedule: stored_schedule(row),
             timezone: jiff::tz::db().get(&row.timezone).ok(),
             enabled: row.enabled,
-            anchor: row.schedule_anchor.parse().unwrap_or(Timestamp::UNIX_EPOCH),
+            anchor: row.schedule_anchor,
             n_runs: row.n_runs,
         })
         .collect()
@@ -262,7 +262,7 @@ pub fn write_api_job(
 ) -> Result<Option<ApplyRecord>, ApiWriteError> {
     let stamp = apply_stamp(now);
     let mut refused: Option<ApiWriteError> = None;
-    let result = ledger.apply(&stamp, &GitInfo::default(), |current, fetch| {
+    let result = ledger.apply(stamp, &GitInfo::default(), |current, fetch| {
         let existing = current.iter().find(|r| r.name == name && r.active);
         let refusal = match (mode, existing) {
             (_, Some(r)) if r.owner == crate::ledger::Owner::File => Some(ApiWriteError::Conflict(format!(

@@ -12,8 +12,9 @@ use crate::api::wire::{
     PauseView, StatusView,
 };
 use crate::apply::stored_schedule;
-use crate::ledger::JobRow;
+use crate::ledger::{JobRow, applied_stamp, stamp};
 use crate::schedule::Schedule;
+use crate::spec::Repeat;
 
 /// RFC 3339 with the zone's offset, to the second.
 pub fn rfc3339(z: &Zoned) -> String {
@@ -47,13 +48,7 @@ pub fn at_has_fired(row: &JobRow) -> bool {
 /// [`at_has_fired`] with the row's stored schedule already parsed.
 fn fired_at(row: &JobRow, schedule: Option<&Schedule>) -> bool {
     match schedule {
-        Some(Schedule::At(at)) => {
-            row.completed_at.is_some()
-                || row
-                    .slot_cursor
-                    .parse::<Timestamp>()
-                    .is_ok_and(|cursor| at.instant <= cursor)
-        }
+        Some(Schedule::At(at)) => row.completed_at.is_some() || at.instant <= row.slot_cursor,
         _ => false,
     }
 }
@@ -67,8 +62,8 @@ pub fn fired_unchanged(rows: &[JobRow], name: &str, hash: &str) -> bool {
 
 /// A `repeat` job's count, from the revision's stored `repeat`.
 fn progress_of(row: &JobRow) -> Option<String> {
-    let repeat: serde_json::Value = serde_json::from_str(row.repeat.as_deref()?).ok()?;
-    if let Some(times) = repeat.get("times").and_then(serde_json::Value::as_i64) {
+    if let Repeat::Times(times) = row.repeat? {
+        let times = i64::from(times);
         return Some(format!("{} of {times}", row.fires.min(times)));
     }
     let runs = if row.fires == 1 { "run" } else { "runs" };
@@ -100,7 +95,7 @@ fn next_fires_with(
     let Some(schedule) = schedule else {
         return Vec::new();
     };
-    let anchor = row.schedule_anchor.parse().unwrap_or(now);
+    let anchor = row.schedule_anchor;
     schedule
         .next_fires(tz, anchor, now, n)
         .into_iter()
@@ -211,8 +206,8 @@ fn summary_with(
         git_commit: row.git_commit.clone(),
         tags: row.tags.clone(),
         last_run: row.last_run.as_ref().map(|l| LastRunView {
-            state: l.state.clone(),
-            at: l.at.clone(),
+            state: l.state.to_string(),
+            at: crate::ledger::stamp(l.at),
         }),
         runs,
     }
@@ -231,9 +226,9 @@ pub fn detail(
         revisions,
         content_hash: row.content_hash.clone(),
         git_dirty: row.git_dirty,
-        applied_at: row.updated_at.clone(),
-        created_at: row.created_at.clone(),
-        removed_at: row.removed_at.clone(),
+        applied_at: applied_stamp(row.updated_at),
+        created_at: applied_stamp(row.created_at),
+        removed_at: row.removed_at.map(applied_stamp),
         definition: row.definition.clone(),
     }
 }
@@ -280,12 +275,12 @@ pub fn status(
             since: lease
                 .as_ref()
                 .filter(|_| running)
-                .map(|l| l.acquired_at.clone()),
+                .map(|l| stamp(l.acquired_at)),
             epoch: lease.as_ref().map(|l| l.epoch),
             stopped_at: lease
                 .as_ref()
                 .filter(|_| !running)
-                .and_then(|l| l.released_at.clone()),
+                .and_then(|l| l.released_at.map(stamp)),
         },
         ledger: path.display().to_string(),
         jobs: rows.iter().filter(|r| r.active).count(),

@@ -169,7 +169,7 @@ impl From<&ledger::Pause> for PauseView {
     fn from(p: &ledger::Pause) -> PauseView {
         PauseView {
             by: p.by.clone(),
-            at: p.at.clone(),
+            at: ledger::stamp(p.at),
             reason: p.reason.clone(),
         }
     }

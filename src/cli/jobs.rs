@@ -346,7 +346,7 @@ pub fn next(settings: &Settings, name: &str, count: usize) -> Result<ExitCode> {
         Some(row) => (
             stored_schedule(&row).context("reading the job's stored schedule")?,
             row.timezone.clone(),
-            row.schedule_anchor.parse().unwrap_or(now),
+            row.schedule_anchor,
         ),
         None => {
             // Not applied yet: answer from the files, so a job can be checked before apply.

@@ -183,9 +183,7 @@ impl Daemon {
                 continue;
             }
             let remaining = crate::rules::fires_left(spec.repeat, row.fires);
-            let parse = |t: &str| t.parse::<Timestamp>().ok();
-            let anchor = parse(&row.schedule_anchor).unwrap_or_else(|| self.now());
-            let cursor = parse(&row.slot_cursor).unwrap_or(anchor);
+            let (anchor, cursor) = (row.schedule_anchor, row.slot_cursor);
             jobs.insert(
                 row.name.clone(),
                 SchedJob {

@@ -420,7 +420,7 @@ fn record_health(
         let completed_at = if completes {
             Some(at.to_string())
         } else {
-            facts.completed_at
+            facts.completed_at.map(stamp)
         };
         tx.prepare_cached(
             "UPDATE jobs SET failure_streak = ?2, completed_at = ?3 WHERE name = ?1",

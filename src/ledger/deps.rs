@@ -477,7 +477,7 @@ pub(super) fn count_fire(conn: &Connection, job: &str, at: &str) -> rusqlite::Re
     };
     let fires = facts.fires + 1;
     let completed_at = match facts.completed_at {
-        Some(done) => Some(done),
+        Some(done) => Some(stamp(done)),
         None => rules::completes_on_fire(facts.repeat, fires).then(|| at.to_string()),
     };
     conn.prepare_cached("UPDATE jobs SET fires = ?2, completed_at = ?3 WHERE name = ?1")?
@@ -489,7 +489,7 @@ pub(super) fn count_fire(conn: &Connection, job: &str, at: &str) -> rusqlite::Re
 pub(super) struct JobFacts {
     pub revision_id: i64,
     pub fires: i64,
-    pub completed_at: Option<String>,
+    pub completed_at: Option<Timestamp>,
     pub failure_streak: i64,
     pub repeat: Option<Repeat>,
 }
@@ -504,7 +504,7 @@ pub(super) fn job_facts(conn: &Connection, job: &str) -> rusqlite::Result<Option
         Ok(JobFacts {
             revision_id: r.get(0)?,
             fires: r.get(1)?,
-            completed_at: r.get(2)?,
+            completed_at: instant_opt(r, 2, &|| format!("job {job}"))?,
             failure_streak: r.get(3)?,
             repeat: r
                 .get::<_, Option<String>>(4)?

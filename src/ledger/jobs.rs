@@ -4,9 +4,15 @@
 use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{ForLedger, Ledger, LedgerError, Result, stamp};
+use super::columns::{self, instant, instant_opt};
+use super::deps::repeat_from_json;
+use super::{ForLedger, Ledger, LedgerError, Result, applied_stamp, stamp};
+use crate::run::RunState;
+use crate::run::UnknownWord;
+use crate::spec::Repeat;
 
-/// A job as the ledger knows it, joined with its current revision.
+/// A job as the ledger knows it, joined with its current revision: its instants as
+/// `Timestamp`s, its run states as `RunState`s, converted in `job_row`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JobRow {
     pub name: String,
@@ -23,28 +29,31 @@ pub struct JobRow {
     pub timezone: String,
     pub description: String,
     pub tags: Vec<String>,
-    pub schedule_anchor: String,
-    pub created_at: String,
-    pub updated_at: String,
-    pub removed_at: Option<String>,
+    /// Where an `every` schedule counts from: the apply that (re)started it.
+    pub schedule_anchor: Timestamp,
+    pub created_at: Timestamp,
+    /// The latest apply that changed or removed it.
+    pub updated_at: Timestamp,
+    pub removed_at: Option<Timestamp>,
     pub git_commit: Option<String>,
     pub git_dirty: Option<bool>,
     pub n_runs: i64,
     pub last_run: Option<LastRun>,
     /// The id of the current revision's row.
     pub revision_id: i64,
-    /// Every slot up to this instant is accounted for (see `slots`).
-    pub slot_cursor: String,
+    /// Every slot up to this instant is accounted for (see `slots`); the anchor until the
+    /// first slot is recorded.
+    pub slot_cursor: Timestamp,
     /// Set while an operator has paused the job.
     pub paused: Option<Pause>,
     /// Runs fired by the schedule or a dependency under the current revision (`repeat`).
     pub fires: i64,
     /// When the job completed (`repeat`); a new revision clears it.
-    pub completed_at: Option<String>,
+    pub completed_at: Option<Timestamp>,
     /// Final runs that failed or timed out since the last success.
     pub failure_streak: i64,
-    /// The revision's `repeat` as JSON.
-    pub repeat: Option<String>,
+    /// The revision's `repeat`.
+    pub repeat: Option<Repeat>,
     /// What the job's blocked runs wait for (`waiting for a, b`), when it has any.
     pub blocked: Option<String>,
     /// The revision's `depends_on`.
@@ -55,14 +64,14 @@ pub struct JobRow {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Pause {
     pub by: String,
-    pub at: String,
+    pub at: Timestamp,
     pub reason: Option<String>,
 }
 
 impl std::fmt::Display for Pause {
     /// `by alice@host at 2026-…Z: the reason`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "by {} at {}", self.by, self.at)?;
+        write!(f, "by {} at {}", self.by, stamp(self.at))?;
         match &self.reason {
             Some(reason) => write!(f, ": {reason}"),
             None => Ok(()),
@@ -70,10 +79,11 @@ impl std::fmt::Display for Pause {
     }
 }
 
+/// A job's newest run: its state, and when it ended (or started, or was created).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LastRun {
-    pub state: String,
-    pub at: String,
+    pub state: RunState,
+    pub at: Timestamp,
 }
 
 /// A definition to record as a new revision.
@@ -221,7 +231,7 @@ impl Ledger {
     /// On a SQLite failure, or when `decide` refuses (its error is returned as a conflict).
     pub fn apply(
         &mut self,
-        now: &str,
+        now: Timestamp,
         git: &GitInfo,
         decide: impl FnOnce(
             &[JobRow],
@@ -429,12 +439,31 @@ fn jobs_sql(one: bool, detail: Detail) -> String {
     )
 }
 
-/// A row of [`jobs_sql`] as a [`JobRow`].
+/// A row of [`jobs_sql`] as a [`JobRow`]: every column converted here, once.
 fn job_row(row: &rusqlite::Row<'_>, detail: Detail) -> rusqlite::Result<JobRow> {
+    let name: String = row.get(0)?;
+    let what = || format!("job {name}");
     let tags: String = row.get(11)?;
-    let last: Option<String> = row.get(19)?;
+    let last_run = match row.get::<_, Option<String>>(19)? {
+        None => None,
+        Some(last) => {
+            let (state, at) = last.split_once(' ').unwrap_or((last.as_str(), ""));
+            let bad = |e: String| columns::bad(row, 19, &what(), format!("`{last}`: {e}"));
+            Some(LastRun {
+                state: state.parse().map_err(|e: UnknownWord| bad(e.to_string()))?,
+                at: at.parse().map_err(|e: jiff::Error| bad(e.to_string()))?,
+            })
+        }
+    };
+    let repeat =
+        match row.get::<_, Option<String>>(28)? {
+            None => None,
+            Some(json) => Some(repeat_from_json(&json).ok_or_else(|| {
+                columns::bad(row, 28, &what(), format!("`{json}` is not a repeat"))
+            })?),
+        };
     Ok(JobRow {
-        name: row.get(0)?,
+        name: name.clone(),
         owner: Owner::from_column(&row.get::<_, String>(1)?),
         active: row.get(2)?,
         revision: row.get(3)?,
@@ -450,38 +479,33 @@ fn job_row(row: &rusqlite::Row<'_>, detail: Detail) -> rusqlite::Result<JobRow> 
         } else {
             serde_json::from_str(&tags).unwrap_or_default()
         },
-        schedule_anchor: row.get(12)?,
-        created_at: row.get(13)?,
-        updated_at: row.get(14)?,
-        removed_at: row.get(15)?,
+        schedule_anchor: instant(row, 12, &what)?,
+        created_at: instant(row, 13, &what)?,
+        updated_at: instant(row, 14, &what)?,
+        removed_at: instant_opt(row, 15, &what)?,
         git_commit: row.get(16)?,
         git_dirty: row.get(17)?,
         n_runs: row.get(18)?,
         revision_id: row.get(20)?,
-        slot_cursor: row.get(21)?,
+        slot_cursor: instant(row, 21, &what)?,
         paused: match row.get::<_, Option<String>>(22)? {
             Some(by) => Some(Pause {
                 by,
-                at: row.get(23)?,
+                at: instant(row, 23, &what)?,
                 reason: row.get(24)?,
             }),
             None => None,
         },
         fires: row.get(25)?,
-        completed_at: row.get(26)?,
+        completed_at: instant_opt(row, 26, &what)?,
         failure_streak: row.get(27)?,
-        repeat: row.get(28)?,
+        repeat,
         blocked: row.get(29)?,
         depends_on: row
             .get::<_, Option<String>>(30)?
             .and_then(|d| serde_json::from_str(&d).ok())
             .unwrap_or_default(),
-        last_run: last.and_then(|s| {
-            s.split_once(' ').map(|(state, at)| LastRun {
-                state: state.to_string(),
-                at: at.to_string(),
-            })
-        }),
+        last_run,
     })
 }
 
@@ -489,14 +513,15 @@ fn job_row(row: &rusqlite::Row<'_>, detail: Detail) -> rusqlite::Result<JobRow> 
 /// row, then its revisions and job pointers, then its removals, then the apply's counts.
 fn write_apply(
     tx: &Connection,
-    now: &str,
+    now: Timestamp,
     git: &GitInfo,
     current: &[JobRow],
     batch: &ApplyBatch,
 ) -> rusqlite::Result<ApplyRecord> {
+    let applied = applied_stamp(now);
     tx.execute(
         "INSERT INTO applies (applied_at, git_commit, git_dirty, added, changed, removed) VALUES (?1, ?2, ?3, 0, 0, 0)",
-        params![now, git.commit, git.dirty],
+        params![applied, git.commit, git.dirty],
     )?;
     let apply_id = tx.last_insert_rowid();
     let (added, changed) = write_upserts(tx, apply_id, now, git, current, batch)?;
@@ -504,7 +529,7 @@ fn write_apply(
         "UPDATE jobs SET active = 0, removed_at = ?2, updated_at = ?2 WHERE name = ?1 AND active = 1 AND owner = ?3",
     )?;
     for name in &batch.removals {
-        remove.execute(params![name, now, batch.owner.as_str()])?;
+        remove.execute(params![name, applied, batch.owner.as_str()])?;
     }
     let removed = batch.removals.len();
     tx.execute(
@@ -524,16 +549,14 @@ fn write_apply(
 fn write_upserts(
     tx: &Connection,
     apply_id: i64,
-    now: &str,
+    now: Timestamp,
     git: &GitInfo,
     current: &[JobRow],
     batch: &ApplyBatch,
 ) -> rusqlite::Result<(usize, usize)> {
-    // The slot cursor is an instant with milliseconds; `now` as given is the apply stamp.
-    let cursor = now
-        .parse::<jiff::Timestamp>()
-        .map(stamp)
-        .unwrap_or_else(|_| now.to_string());
+    // The slot cursor is a run-side instant, with milliseconds; the rest is the apply's.
+    let cursor = stamp(now);
+    let applied = applied_stamp(now);
     let existing: std::collections::HashMap<&str, &JobRow> =
         current.iter().map(|j| (j.name.as_str(), j)).collect();
     let (mut added, mut changed) = (0, 0);
@@ -568,7 +591,7 @@ fn write_upserts(
             rev.timezone,
             rev.description,
             tags,
-            now,
+            applied,
             git.commit,
             git.dirty,
             rev.repeat,
@@ -581,7 +604,7 @@ fn write_upserts(
         upsert_job.execute(params![
             rev.name,
             revision_id,
-            now,
+            applied,
             reset,
             cursor,
             batch.owner.as_str()

@@ -57,6 +57,14 @@ pub fn stamp(t: jiff::Timestamp) -> String {
     format!("{t:.3}")
 }
 
+/// How `apply` writes a job's instants (`created_at`, `updated_at`, `removed_at`, the
+/// `every` anchor) and an apply's: RFC 3339 in UTC as jiff prints it. The caller gives an
+/// instant truncated to the second (`apply::apply`), so these read `…T10:00:00Z`, as every
+/// ledger since the first has them; views print them back the same way.
+pub fn applied_stamp(t: jiff::Timestamp) -> String {
+    t.to_string()
+}
+
 pub struct Ledger {
     conn: Connection,
     path: PathBuf,

@@ -33,7 +33,7 @@ fn ledger_with(jobs: Vec<NewRevision>) -> (tempfile::TempDir, Ledger) {
     let dir = tempfile::tempdir().unwrap();
     let mut ledger = Ledger::open(&dir.path().join("ledger.db")).unwrap();
     ledger
-        .apply("2026-10-31T12:00:00.000Z", &GitInfo::default(), |_, _| {
+        .apply(ts("2026-10-31T12:00:00Z"), &GitInfo::default(), |_, _| {
             Ok(ApplyBatch {
                 upserts: jobs,
                 removals: Vec::new(),
@@ -269,7 +269,9 @@ fn a_stored_value_that_does_not_parse_names_its_run_and_column() {
     };
     let message = bad("state", "done");
     assert!(
-        message.contains(&format!("run {id}, column `state`: `done` is not a run state")),
+        message.contains(&format!(
+            "run {id}, column `state`: `done` is not a run state"
+        )),
         "{message}"
     );
     set("state", "pending");
