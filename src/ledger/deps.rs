@@ -5,9 +5,12 @@
 //! Every caller passes the graph explicitly (`Ledger::finish_runs`, `finish_and_claim`,
 //! `resolve_dependencies`): there is no connection that releases runs and one that does not.
 //!
-//! The rules are in `rules` (`gate`, `fan_in`, `recheck`, `admit`, `completes_on_fire`); this
+//! The rules are in `rules` (`gate`, `fan_in`, `recheck` and the failure `cascade` built on it,
+//! `admit`, `completes_on_fire`); this
 //! module only gathers their facts (indexed point reads) and writes their outcomes. A gate is read from the run's revision
 //! (`revisions.depends_on`), so a run created by any process is gated the same way.
+
+use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -15,9 +18,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::columns::{instant, instant_opt, parsed};
 use super::write::{NewRun, add_event, insert_run, replace_active};
 use super::{Ledger, Result, stamp};
-use crate::duration::Duration;
 use crate::graph::{Graph, Node};
-use crate::rules::{self, Admission, Blocked, Gate, Latest, Recheck};
+use crate::rules::{self, Admission, BlockedRun, Gate, GatedJob, Latest, Recheck};
 use crate::run::{RunState, Trigger};
 use crate::spec::{Concurrency, Repeat};
 
@@ -65,15 +67,6 @@ fn depends_on(conn: &Connection, revision_id: i64) -> rusqlite::Result<Vec<Strin
     Ok(deps
         .and_then(|d| serde_json::from_str(&d).ok())
         .unwrap_or_default())
-}
-
-/// The gate of a run of `revision_id` that came due at `created`; `None` without `depends_on`.
-fn gate_of(
-    conn: &Connection,
-    revision_id: i64,
-    created: Timestamp,
-) -> rusqlite::Result<Option<Gate>> {
-    gate_for(conn, &depends_on(conn, revision_id)?, created)
 }
 
 /// The gate over `deps` of a run that came due at `created`; `None` without dependencies.
@@ -164,36 +157,122 @@ pub(super) fn after_ends(
             resolved += fan_in(conn, job, node, now)?;
         }
     }
-    let mut gated: Vec<String> = gated.into_iter().map(str::to_string).collect();
-    recheck_cascading(conn, graph, &mut gated, now, &mut resolved)?;
+    let gated: Vec<String> = gated.into_iter().map(str::to_string).collect();
+    recheck_cascading(conn, graph, &gated, now, &mut resolved)?;
     Ok(resolved)
 }
 
-/// Re-decides the blocked runs of `jobs`, and of the jobs gated on any job whose run this
-/// skipped, until nothing more changes (a failure cascades down a chain of gates).
+/// Re-decides the blocked runs of `jobs`, and down the chain of gates what a skip there
+/// cascades to (`rules::cascade`): reads the facts of every job the walk can reach, lets the
+/// rule decide, and writes what it decided.
 fn recheck_cascading(
     conn: &Connection,
     graph: &Graph,
-    jobs: &mut Vec<String>,
+    jobs: &[String],
     now: Timestamp,
     resolved: &mut Resolved,
 ) -> rusqlite::Result<()> {
-    let mut seen = std::collections::BTreeSet::new();
-    while let Some(job) = jobs.pop() {
-        let deadline = graph.node(&job).and_then(|n| n.starting_deadline);
-        let step = recheck_blocked(conn, &job, deadline, now)?;
-        for skipped in &step.skipped_jobs {
-            if let Some(node) = graph.node(skipped) {
-                for next in &node.gated {
-                    if seen.insert((skipped.clone(), next.clone())) {
-                        jobs.push(next.clone());
-                    }
-                }
+    let (facts, latest) = cascade_facts(conn, graph, jobs)?;
+    if facts.is_empty() {
+        return Ok(());
+    }
+    let at = stamp(now);
+    for decided in rules::cascade(jobs, &facts, latest, now) {
+        let id = decided.run_id;
+        match decided.outcome {
+            Recheck::Release { released_by } => {
+                release(conn, id, &released_by, &at)?;
+                resolved.pending += 1;
+                resolved.released.push(id);
+            }
+            Recheck::Skip { reason } => {
+                skip(conn, id, &reason, &at, true)?;
+                resolved.skipped += 1;
+                resolved.skipped_jobs.push(decided.job);
+            }
+            Recheck::Wait { reason } => {
+                conn.prepare_cached("UPDATE runs SET reason = ?2 WHERE id = ?1")?
+                    .execute(params![id, reason])?;
             }
         }
-        *resolved += step;
     }
     Ok(())
+}
+
+/// The jobs a cascade can reach, by name, and their dependencies' latest runs.
+type CascadeFacts = (BTreeMap<String, GatedJob>, BTreeMap<String, Option<Latest>>);
+
+/// What [`rules::cascade`] needs: every job reachable from `start` through the jobs gated on
+/// a job with blocked runs (only those can skip), with its blocked runs, and the latest run
+/// of each of their dependencies.
+fn cascade_facts(
+    conn: &Connection,
+    graph: &Graph,
+    start: &[String],
+) -> rusqlite::Result<CascadeFacts> {
+    let mut facts = BTreeMap::new();
+    let mut visited = std::collections::BTreeSet::new();
+    let mut queue: Vec<String> = start.to_vec();
+    while let Some(job) = queue.pop() {
+        if !visited.insert(job.clone()) {
+            continue;
+        }
+        let Some(gated) = gated_job(conn, graph, &job)? else {
+            continue;
+        };
+        queue.extend(gated.gated.iter().cloned());
+        facts.insert(job, gated);
+    }
+    let mut latest = BTreeMap::new();
+    for job in facts.values() {
+        for dep in &job.depends_on {
+            if !latest.contains_key(dep) {
+                latest.insert(dep.clone(), self::latest(conn, dep)?);
+            }
+        }
+    }
+    Ok((facts, latest))
+}
+
+/// The blocked runs of `job` and its current gate, `None` when it has no blocked run.
+fn gated_job(conn: &Connection, graph: &Graph, job: &str) -> rusqlite::Result<Option<GatedJob>> {
+    let blocked: Vec<BlockedRun> = conn
+        .prepare_cached(
+            "SELECT r.id, r.scheduled_at, r.created_at, r.reason FROM runs r
+             WHERE r.job = ?1 AND r.state = 'blocked' ORDER BY r.id",
+        )?
+        .query_map([job], |r| {
+            let id: i64 = r.get(0)?;
+            let what = || format!("run {id}");
+            Ok(BlockedRun {
+                id,
+                scheduled_at: instant_opt(r, 1, &what)?,
+                created: instant(r, 2, &what)?,
+                reason: r.get(3)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    if blocked.is_empty() {
+        return Ok(None);
+    }
+    // The job's current revision decides: an edit that drops a dependency releases the runs
+    // waiting for it.
+    let current: Option<(bool, i64)> = conn
+        .prepare_cached("SELECT active, revision_id FROM jobs WHERE name = ?1")?
+        .query_row([job], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let (active, depends_on) = match current {
+        Some((true, revision_id)) => (true, depends_on(conn, revision_id)?),
+        _ => (false, Vec::new()),
+    };
+    let node = graph.node(job);
+    Ok(Some(GatedJob {
+        active,
+        deadline: node.and_then(|n| n.starting_deadline),
+        depends_on,
+        gated: node.map(|n| n.gated.clone()).unwrap_or_default(),
+        blocked,
+    }))
 }
 
 /// Looks at every fan-in and every blocked run: at start, after another process wrote runs,
@@ -211,8 +290,7 @@ pub(super) fn sweep(
         .prepare_cached("SELECT DISTINCT job FROM runs WHERE state = 'blocked'")?
         .query_map([], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
-    let mut blocked = blocked;
-    recheck_cascading(conn, graph, &mut blocked, now, &mut resolved)?;
+    recheck_cascading(conn, graph, &blocked, now, &mut resolved)?;
     Ok(resolved)
 }
 
@@ -256,73 +334,6 @@ fn skip(
     )?
     .execute(params![run_id, at, reason, gated])?;
     add_event(conn, run_id, at, "skipped", reason)
-}
-
-/// Re-decides the blocked runs of `job`: released when every dependency's latest run has
-/// succeeded, skipped when one failed since the run came due or its deadline passed.
-fn recheck_blocked(
-    conn: &Connection,
-    job: &str,
-    deadline: Option<Duration>,
-    now: Timestamp,
-) -> rusqlite::Result<Resolved> {
-    let rows: Vec<(i64, Option<Timestamp>, Timestamp, Option<String>)> = conn
-        .prepare_cached(
-            "SELECT r.id, r.scheduled_at, r.created_at, r.reason FROM runs r
-             WHERE r.job = ?1 AND r.state = 'blocked' ORDER BY r.id",
-        )?
-        .query_map([job], |r| {
-            let id: i64 = r.get(0)?;
-            let what = || format!("run {id}");
-            Ok((
-                id,
-                instant_opt(r, 1, &what)?,
-                instant(r, 2, &what)?,
-                r.get(3)?,
-            ))
-        })?
-        .collect::<rusqlite::Result<_>>()?;
-    if rows.is_empty() {
-        return Ok(Resolved::default());
-    }
-    // The job's current revision decides: an edit that drops a dependency releases the runs
-    // waiting for it.
-    let current: Option<(bool, i64)> = conn
-        .prepare_cached("SELECT active, revision_id FROM jobs WHERE name = ?1")?
-        .query_row([job], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
-    let at = stamp(now);
-    let mut resolved = Resolved::default();
-    for (id, scheduled, created, reason) in rows {
-        let gate = match current {
-            Some((true, revision_id)) => gate_of(conn, revision_id, created)?,
-            _ => None,
-        };
-        let run = Blocked {
-            scheduled_at: scheduled,
-            reason: reason.as_deref(),
-        };
-        let job_active = matches!(current, Some((true, _)));
-        match rules::recheck(run, job_active, deadline, gate, now) {
-            Recheck::Release { released_by } => {
-                release(conn, id, &released_by, &at)?;
-                resolved.pending += 1;
-                resolved.released.push(id);
-            }
-            Recheck::Skip { reason } => {
-                skip(conn, id, &reason, &at, true)?;
-                resolved.skipped += 1;
-                resolved.skipped_jobs.push(job.to_string());
-            }
-            Recheck::Wait { reason: waiting } => {
-                if reason.as_deref() != Some(waiting.as_str()) {
-                    conn.prepare_cached("UPDATE runs SET reason = ?2 WHERE id = ?1")?
-                        .execute(params![id, waiting])?;
-                }
-            }
-        }
-    }
-    Ok(resolved)
 }
 
 fn release(
