@@ -12,7 +12,6 @@ use jiff::Timestamp;
 use crate::catalog::Catalog;
 use crate::ledger::{ApplyBatch, ApplyRecord, GitInfo, JobRow, Ledger, LedgerError, NewRevision};
 use crate::plan::{self, Applied, Plan};
-use crate::schedule::Schedule;
 
 /// The outcome of an apply: what was written (nothing for an empty plan) and the plan itself.
 #[derive(Debug)]
@@ -197,20 +196,13 @@ pub fn applied(rows: &[JobRow]) -> Vec<Applied> {
             hash: row.content_hash.clone(),
             definition: row.definition.clone(),
             source_path: row.source_path.clone(),
-            schedule: stored_schedule(row),
-            timezone: jiff::tz::db().get(&row.timezone).ok(),
+            schedule: Some(row.schedule.clone()),
+            timezone: Some(row.timezone.clone()),
             enabled: row.enabled,
             anchor: row.schedule_anchor,
             n_runs: row.n_runs,
         })
         .collect()
-}
-
-/// A job's schedule as the ledger stored it.
-pub fn stored_schedule(row: &JobRow) -> Option<Schedule> {
-    serde_json::from_str(&row.schedule)
-        .ok()
-        .and_then(|v| Schedule::from_json(&v).ok())
 }
 
 /// What the API does to one of its jobs.

@@ -23,7 +23,7 @@ use crate::apply::{ApiWrite, ApiWriteError, write_api_job};
 use crate::catalog;
 use crate::ledger::{JobRow, NewRun};
 use crate::run::Trigger;
-use crate::views::{self, Zones};
+use crate::views;
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -59,16 +59,13 @@ pub async fn list(
     let (rows, mut counts) = api
         .read_blocking(|l| Ok((l.job_summaries()?, l.run_counts(None)?)))
         .await?;
-    let mut zones = Zones::default();
     let items = rows
         .iter()
         .filter(|r| r.active)
         .filter(|r| q.tag.as_ref().is_none_or(|t| r.tags.contains(t)))
         .filter(|r| q.enabled.is_none_or(|e| r.enabled == e))
         .filter_map(|r| {
-            let next = zones
-                .get(&r.timezone)
-                .and_then(|tz| views::next_fires_in(r, tz, now, 1).into_iter().next());
+            let next = views::next_fires_in(r, now, 1).into_iter().next();
             let summary =
                 views::summary(r, next.as_ref(), counts.remove(&r.name).unwrap_or_default());
             q.schedule_kind
@@ -110,10 +107,7 @@ pub async fn get(
     Path(name): Path<String>,
 ) -> ApiResult<Json<JobDetail>> {
     let (row, counts, revisions) = find(&api, name).await?;
-    let fires = match jiff::tz::db().get(&row.timezone) {
-        Ok(tz) => views::next_fires_in(&row, &tz, api.now(), 5),
-        Err(_) => Vec::new(),
-    };
+    let fires = views::next_fires_in(&row, api.now(), 5);
     Ok(Json(views::detail(&row, &fires, counts, revisions)))
 }
 
@@ -372,10 +366,7 @@ fn write_error(e: ApiWriteError, text: Option<&str>, positions: bool) -> ApiErro
 
 async fn detail_of(api: &Arc<Api>, name: String) -> ApiResult<JobDetail> {
     let (row, counts, revisions) = find(api, name).await?;
-    let fires = match jiff::tz::db().get(&row.timezone) {
-        Ok(tz) => views::next_fires_in(&row, &tz, api.now(), 5),
-        Err(_) => Vec::new(),
-    };
+    let fires = views::next_fires_in(&row, api.now(), 5);
     Ok(views::detail(&row, &fires, counts, revisions))
 }
 

@@ -32,6 +32,20 @@ pub(super) fn bad(row: &Row<'_>, idx: usize, what: &str, detail: String) -> rusq
     )
 }
 
+/// A value of row `what` (e.g. `job backup`) in `column` that does not read as its type, found
+/// after the row was read (a schedule, a time zone), as rusqlite carries it.
+pub(super) fn bad_value(what: &str, column: &str, detail: String) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        0,
+        Type::Text,
+        Box::new(BadColumn {
+            what: what.to_string(),
+            column: column.to_string(),
+            detail,
+        }),
+    )
+}
+
 /// Column `idx` parsed with `FromStr` (instants, states, triggers); `what` names the row.
 pub(super) fn parsed<T>(row: &Row<'_>, idx: usize, what: &dyn Fn() -> String) -> rusqlite::Result<T>
 where

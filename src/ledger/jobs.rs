@@ -1,19 +1,22 @@
 //! Jobs and their revisions: what `apply` writes, what listings read, and the operator's
 //! pauses.
 
+use std::collections::HashMap;
+
 use jiff::Timestamp;
+use jiff::tz::TimeZone;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::columns::{self, instant, instant_opt};
 use super::deps::repeat_from_json;
 use super::{ForLedger, Ledger, LedgerError, Result, applied_stamp, stamp};
-use crate::run::RunState;
-use crate::run::UnknownWord;
+use crate::run::{RunState, UnknownWord};
+use crate::schedule::Schedule;
 use crate::spec::Repeat;
 
-/// A job as the ledger knows it, joined with its current revision: its instants as
-/// `Timestamp`s, its run states as `RunState`s, converted in `job_row`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A job as the ledger knows it, joined with its current revision, in core types (read by
+/// `job_row` and `typed_rows`, the one place its columns are parsed).
+#[derive(Clone, Debug, PartialEq)]
 pub struct JobRow {
     pub name: String,
     pub owner: Owner,
@@ -24,9 +27,10 @@ pub struct JobRow {
     pub definition: String,
     pub source_path: Option<String>,
     pub enabled: bool,
-    /// The schedule as canonical JSON (see `schedule::Schedule`).
-    pub schedule: String,
-    pub timezone: String,
+    /// The revision's schedule (stored as `Schedule::to_json`'s canonical JSON).
+    pub schedule: Schedule,
+    /// The revision's time zone (stored by its IANA name).
+    pub timezone: TimeZone,
     pub description: String,
     pub tags: Vec<String>,
     /// Where an `every` schedule counts from: the apply that (re)started it.
@@ -382,8 +386,47 @@ fn query_jobs(
     detail: Detail,
 ) -> rusqlite::Result<Vec<JobRow>> {
     let mut stmt = conn.prepare_cached(&jobs_sql(name.is_some(), detail))?;
-    let rows = stmt.query_map([name], |row| job_row(row, detail))?;
-    rows.collect()
+    let rows = stmt
+        .query_map([name], |row| job_row(row, detail))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    typed_rows(rows)
+}
+
+/// A row as read, before its schedule and zone are parsed: the row (with placeholders for
+/// both, never seen outside this file), the schedule's JSON and the zone's name.
+type ReadRow = (JobRow, String, String);
+
+/// Parses each row's schedule and looks up its zone: on all cores for a long listing (10,000
+/// jobs parse a cron expression each; the views that need them used to do it the same way),
+/// each distinct zone once.
+fn typed_rows(rows: Vec<ReadRow>) -> rusqlite::Result<Vec<JobRow>> {
+    use rayon::prelude::*;
+    let mut zones: HashMap<String, TimeZone> = HashMap::new();
+    for (row, _, zone) in &rows {
+        if !zones.contains_key(zone) {
+            let tz = jiff::tz::db().get(zone).map_err(|e| {
+                let what = format!("job {}", row.name);
+                columns::bad_value(&what, "timezone", format!("`{zone}`: {e}"))
+            })?;
+            zones.insert(zone.clone(), tz);
+        }
+    }
+    let finish = |(mut row, schedule, zone): ReadRow| -> rusqlite::Result<JobRow> {
+        row.schedule = serde_json::from_str(&schedule)
+            .map_err(|e: serde_json::Error| e.to_string())
+            .and_then(|v| Schedule::from_json(&v).map_err(|e| e.to_string()))
+            .map_err(|e| {
+                let what = format!("job {}", row.name);
+                columns::bad_value(&what, "schedule", format!("`{schedule}`: {e}"))
+            })?;
+        row.timezone = zones[&zone].clone();
+        Ok(row)
+    };
+    if rows.len() < 256 {
+        rows.into_iter().map(finish).collect()
+    } else {
+        rows.into_par_iter().map(finish).collect()
+    }
 }
 
 /// The query behind [`query_jobs`]: one job (`?1`) or all, with the columns `detail` needs.
@@ -439,8 +482,9 @@ fn jobs_sql(one: bool, detail: Detail) -> String {
     )
 }
 
-/// A row of [`jobs_sql`] as a [`JobRow`]: every column converted here, once.
-fn job_row(row: &rusqlite::Row<'_>, detail: Detail) -> rusqlite::Result<JobRow> {
+/// A row of [`jobs_sql`] as a [`JobRow`]: every column converted here, once, but for the
+/// schedule and the zone, which [`typed_rows`] parses.
+fn job_row(row: &rusqlite::Row<'_>, detail: Detail) -> rusqlite::Result<ReadRow> {
     let name: String = row.get(0)?;
     let what = || format!("job {name}");
     let tags: String = row.get(11)?;
@@ -462,7 +506,9 @@ fn job_row(row: &rusqlite::Row<'_>, detail: Detail) -> rusqlite::Result<JobRow> 
                 columns::bad(row, 28, &what(), format!("`{json}` is not a repeat"))
             })?),
         };
-    Ok(JobRow {
+    let schedule: String = row.get(8)?;
+    let zone: String = row.get(9)?;
+    let job = JobRow {
         name: name.clone(),
         owner: Owner::from_column(&row.get::<_, String>(1)?),
         active: row.get(2)?,
@@ -471,8 +517,8 @@ fn job_row(row: &rusqlite::Row<'_>, detail: Detail) -> rusqlite::Result<JobRow> 
         definition: row.get(5)?,
         source_path: row.get(6)?,
         enabled: row.get(7)?,
-        schedule: row.get(8)?,
-        timezone: row.get(9)?,
+        schedule: Schedule::Manual,
+        timezone: TimeZone::UTC,
         description: row.get(10)?,
         tags: if detail == Detail::Bare {
             Vec::new()
@@ -506,7 +552,8 @@ fn job_row(row: &rusqlite::Row<'_>, detail: Detail) -> rusqlite::Result<JobRow> 
             .and_then(|d| serde_json::from_str(&d).ok())
             .unwrap_or_default(),
         last_run,
-    })
+    };
+    Ok((job, schedule, zone))
 }
 
 /// Records an apply of `batch` (not empty) over the jobs as they are (`current`): the apply

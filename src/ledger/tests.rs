@@ -281,3 +281,33 @@ fn a_stored_value_that_does_not_parse_names_its_run_and_column() {
         "{message}"
     );
 }
+
+#[test]
+fn a_job_with_a_stored_schedule_or_zone_that_does_not_read_names_its_job_and_column() {
+    let (_dir, ledger) = ledger_with(vec![revision("a", None, None)]);
+    let job = ledger.job("a").unwrap().unwrap();
+    assert_eq!(job.schedule.to_string(), "every 1m");
+    assert_eq!(job.timezone, jiff::tz::TimeZone::UTC);
+    let set = |column: &str, value: &str| {
+        ledger
+            .conn
+            .execute(
+                &format!("UPDATE revisions SET {column} = ?1 WHERE job = 'a'"),
+                [value],
+            )
+            .unwrap();
+    };
+    set("schedule", r#"{"every":"soon"}"#);
+    let message = ledger.jobs().unwrap_err().to_string();
+    assert!(
+        message.contains(r#"job a, column `schedule`: `{"every":"soon"}`"#),
+        "{message}"
+    );
+    set("schedule", r#"{"every":"1m"}"#);
+    set("timezone", "Mars/Olympus");
+    let message = ledger.job("a").unwrap_err().to_string();
+    assert!(
+        message.contains("job a, column `timezone`: `Mars/Olympus`"),
+        "{message}"
+    );
+}
