@@ -269,6 +269,59 @@ fn the_ledger_reads_no_environment() {
     );
 }
 
+/// Issue 14: the ledger speaks core types. A run's state and trigger are `RunState` and
+/// `Trigger` from the moment a row is read (`ledger::columns`) until the wire or a SQL
+/// statement needs their word, so no code compares them as text: SQL, `run.rs` (which defines
+/// the words) and `api::wire` (the JSON) excepted. `notify` keeps its own JSON shape of an
+/// outcome (its webhook body) and is skipped too, and `diag`, whose field names share words.
+#[test]
+fn run_states_and_triggers_are_compared_as_types() {
+    let words = [
+        "blocked",
+        "pending",
+        "running",
+        "succeeded",
+        "failed",
+        "timed_out",
+        "cancelled",
+        "skipped",
+        "schedule",
+        "missed",
+        "manual",
+        "retry",
+        "webhook",
+        "dependency",
+    ];
+    let patterns: Vec<String> = words
+        .iter()
+        .flat_map(|w| {
+            [
+                format!("== \"{w}\""),
+                format!("!= \"{w}\""),
+                format!("Some(\"{w}\""),
+                format!("(\"{w}\" |"),
+                format!("| \"{w}\""),
+            ]
+        })
+        .collect();
+    let patterns: Vec<&str> = patterns.iter().map(String::as_str).collect();
+    let found = uses(
+        "src",
+        |file| {
+            file == "src/run.rs"
+                || file == "src/api/wire.rs"
+                || file == "src/diag.rs"
+                || file.starts_with("src/notify/")
+        },
+        &patterns,
+    );
+    assert!(
+        found.is_empty(),
+        "compare RunState and Trigger values, not their words:\n{}",
+        found.join("\n")
+    );
+}
+
 /// Every `file:line: word` where a `.rs` file under `dir` (relative to the crate) names one of
 /// `words` in code (not in a `//` comment), skipping the files `skip` names (by their path
 /// relative to the crate, with `/`).

@@ -405,6 +405,11 @@ impl CancelResult {
             .to_string(),
         }
     }
+
+    /// Whether the run was cancelled on the spot (it had not started).
+    pub fn cancelled(&self) -> bool {
+        self.result == "cancelled"
+    }
 }
 
 // Writes: triggers, pauses, API-owned jobs.

@@ -280,12 +280,16 @@ impl Ledger {
     /// # Errors
     ///
     /// On a SQLite failure.
-    pub fn last_apply(&self) -> Result<Option<(i64, String, Option<String>)>> {
+    pub fn last_apply(&self) -> Result<Option<(i64, Timestamp, Option<String>)>> {
         self.conn
             .query_row(
                 "SELECT id, applied_at, git_commit FROM applies ORDER BY id DESC LIMIT 1",
                 [],
-                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+                |row| {
+                    let id: i64 = row.get(0)?;
+                    let at = instant(row, 1, &|| format!("apply {id}"))?;
+                    Ok((id, at, row.get(2)?))
+                },
             )
             .optional()
             .for_ledger(self)
