@@ -311,3 +311,82 @@ fn a_job_with_a_stored_schedule_or_zone_that_does_not_read_names_its_job_and_col
         "{message}"
     );
 }
+
+/// Issue 14: rows are typed, and the wire prints their instants back exactly as the ledger
+/// stored them, so the JSON of a run and of a job is the same as when rows were text.
+#[test]
+fn the_json_of_a_run_and_a_job_shows_every_stamp_as_stored() {
+    let (_dir, mut ledger) =
+        ledger_with(vec![revision("a", None, None), revision("b", None, None)]);
+    let id = manual(&mut ledger, "a", ts("2026-10-31T12:00:00.123Z"));
+    let columns = [
+        ("scheduled_at", "2026-10-31T12:00:01.001Z"),
+        ("slot", "2026-10-31T12:00:02.000Z"),
+        ("slot_first", "2026-10-31T11:59:00.000Z"),
+        ("not_before", "2026-10-31T12:00:03.030Z"),
+        ("started_at", "2026-10-31T12:00:04.400Z"),
+        ("finished_at", "2026-10-31T12:00:05.999Z"),
+        ("cancel_requested", "2026-10-31T12:00:04.500Z"),
+    ];
+    for (column, value) in columns {
+        ledger
+            .conn
+            .execute(
+                &format!("UPDATE runs SET {column} = ?2 WHERE id = ?1"),
+                rusqlite::params![id, value],
+            )
+            .unwrap();
+    }
+    let run = serde_json::to_value(crate::api::wire::Run::from(
+        ledger.run(id).unwrap().unwrap(),
+    ))
+    .unwrap();
+    for (column, value) in columns {
+        assert_eq!(run[column], value, "{column}");
+    }
+    assert_eq!(run["created_at"], "2026-10-31T12:00:00.123Z");
+    assert_eq!(run["state"], "pending");
+    assert_eq!(run["trigger"], "manual");
+    assert_eq!(run["duration_ms"], 1599);
+    let events = ledger.run_events(id).unwrap();
+    let event = serde_json::to_value(crate::api::wire::RunEvent::from(events[0].clone())).unwrap();
+    assert_eq!(event["at"], "2026-10-31T12:00:00.123Z");
+
+    ledger
+        .pause("a", "alice@host", Some("why"), ts("2026-10-31T12:01:00.5Z"))
+        .unwrap();
+    ledger
+        .apply(ts("2026-10-31T13:00:00Z"), &GitInfo::default(), |_, _| {
+            Ok(ApplyBatch {
+                upserts: Vec::new(),
+                removals: vec!["b".to_string()],
+                owner: Owner::File,
+            })
+        })
+        .unwrap();
+    let detail = |name: &str| {
+        let row = ledger.job(name).unwrap().unwrap();
+        serde_json::to_value(crate::views::detail(&row, &[], Default::default(), 1)).unwrap()
+    };
+    let (a, b) = (detail("a"), detail("b"));
+    assert_eq!(a["created_at"], "2026-10-31T12:00:00Z");
+    assert_eq!(a["applied_at"], "2026-10-31T12:00:00Z");
+    assert_eq!(a["removed_at"], serde_json::Value::Null);
+    assert_eq!(a["paused"]["at"], "2026-10-31T12:01:00.500Z");
+    assert_eq!(a["last_run"]["state"], "pending");
+    assert_eq!(a["last_run"]["at"], "2026-10-31T12:00:05.999Z");
+    assert_eq!(a["timezone"], "UTC");
+    assert_eq!(a["schedule"], "every 1m");
+    assert_eq!(b["applied_at"], "2026-10-31T13:00:00Z");
+    assert_eq!(b["removed_at"], "2026-10-31T13:00:00Z");
+    let stored: (String, String) = ledger
+        .conn
+        .query_row(
+            "SELECT created_at, removed_at FROM jobs WHERE name = 'b'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(b["created_at"], stored.0);
+    assert_eq!(b["removed_at"], stored.1);
+}
