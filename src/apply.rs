@@ -103,14 +103,18 @@ fn revisions(plan: &Plan, catalog: &Catalog, owner: crate::ledger::Owner) -> Vec
             definition: change.after.clone().unwrap_or_default(),
             source_path: (owner == crate::ledger::Owner::File).then(|| entry.relative.clone()),
             enabled: entry.spec.enabled,
-            schedule: entry.spec.schedule.to_json().to_string(),
-            timezone: entry.spec.timezone.name.clone(),
+            schedule: entry.spec.schedule.clone(),
+            timezone: entry.spec.timezone.tz.clone(),
             description: entry.spec.description.clone(),
             tags: entry.spec.tags.clone(),
             reset_anchor: change.reset_anchor,
-            repeat: entry.spec.repeat.map(|r| repeat_json(r).to_string()),
-            depends_on: (!entry.spec.depends_on.is_empty())
-                .then(|| serde_json::to_string(&entry.spec.depends_on).expect("names serialise")),
+            repeat: entry.spec.repeat,
+            depends_on: entry
+                .spec
+                .depends_on
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
         })
         .collect()
 }
@@ -123,14 +127,6 @@ fn apply_stamp(now: Timestamp) -> Timestamp {
         .smallest(jiff::Unit::Second)
         .mode(jiff::RoundMode::Trunc);
     now.round(second).unwrap_or(now)
-}
-
-/// A revision's `repeat` as the ledger stores it.
-pub fn repeat_json(repeat: crate::spec::Repeat) -> serde_json::Value {
-    match repeat {
-        crate::spec::Repeat::Times(n) => serde_json::json!({ "times": n }),
-        crate::spec::Repeat::UntilSuccess => serde_json::json!({ "until": "success" }),
-    }
 }
 
 /// [`applied`] for a plan or an apply, from rows without definitions (`Ledger::jobs_bare`):

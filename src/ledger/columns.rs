@@ -9,10 +9,12 @@
 use std::str::FromStr;
 
 use jiff::Timestamp;
+use jiff::tz::TimeZone;
 use rusqlite::Row;
 use rusqlite::types::Type;
 
 use super::error::BadColumn;
+use crate::spec::Repeat;
 
 /// The failure of column `idx` of `row` (a row named `what`, e.g. `run 12`), as rusqlite
 /// carries it out of a row closure.
@@ -83,6 +85,43 @@ where
     text.parse()
         .map(Some)
         .map_err(|e: T::Err| bad(row, idx, &what(), detail(&text, &e)))
+}
+
+/// A revision's `repeat` as stored: `{"times": 5}`, `{"until": "success"}`.
+pub(super) fn repeat_text(repeat: Repeat) -> String {
+    match repeat {
+        Repeat::Times(n) => serde_json::json!({ "times": n }),
+        Repeat::UntilSuccess => serde_json::json!({ "until": "success" }),
+    }
+    .to_string()
+}
+
+/// A nullable `repeat` column ([`repeat_text`]'s form).
+pub(super) fn repeat(
+    row: &Row<'_>,
+    idx: usize,
+    what: &dyn Fn() -> String,
+) -> rusqlite::Result<Option<Repeat>> {
+    let Some(json) = row.get::<_, Option<String>>(idx)? else {
+        return Ok(None);
+    };
+    repeat_from_text(&json)
+        .map(Some)
+        .ok_or_else(|| bad(row, idx, &what(), format!("`{json}` is not a repeat")))
+}
+
+fn repeat_from_text(json: &str) -> Option<Repeat> {
+    let value: serde_json::Value = serde_json::from_str(json).ok()?;
+    if let Some(n) = value.get("times").and_then(serde_json::Value::as_u64) {
+        return u32::try_from(n).ok().map(Repeat::Times);
+    }
+    (value.get("until").and_then(serde_json::Value::as_str) == Some("success"))
+        .then_some(Repeat::UntilSuccess)
+}
+
+/// How a time zone is stored: its IANA name (every zone a job can name has one).
+pub(super) fn zone_text(tz: &TimeZone) -> &str {
+    tz.iana_name().unwrap_or("UTC")
 }
 
 /// An instant column.

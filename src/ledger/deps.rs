@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::columns::{instant, instant_opt, parsed};
+use super::columns::{self, instant, instant_opt, parsed};
 use super::write::{NewRun, add_event, insert_run, replace_active};
 use super::{Ledger, Result, stamp};
 use crate::graph::{Graph, Node};
@@ -517,24 +517,10 @@ pub(super) fn job_facts(conn: &Connection, job: &str) -> rusqlite::Result<Option
             fires: r.get(1)?,
             completed_at: instant_opt(r, 2, &|| format!("job {job}"))?,
             failure_streak: r.get(3)?,
-            repeat: r
-                .get::<_, Option<String>>(4)?
-                .as_deref()
-                .and_then(repeat_from_json),
+            repeat: columns::repeat(r, 4, &|| format!("job {job}"))?,
         })
     })
     .optional()
-}
-
-/// A revision's `repeat` as stored (`{"times": 5}`, `{"until": "success"}`; see
-/// `apply::repeat_json`).
-pub(super) fn repeat_from_json(json: &str) -> Option<Repeat> {
-    let value: serde_json::Value = serde_json::from_str(json).ok()?;
-    if let Some(n) = value.get("times").and_then(serde_json::Value::as_u64) {
-        return u32::try_from(n).ok().map(Repeat::Times);
-    }
-    (value.get("until").and_then(serde_json::Value::as_str) == Some("success"))
-        .then_some(Repeat::UntilSuccess)
 }
 
 impl Ledger {

@@ -8,7 +8,6 @@ use jiff::tz::TimeZone;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::columns::{self, instant, instant_opt};
-use super::deps::repeat_from_json;
 use super::{ForLedger, Ledger, LedgerError, Result, applied_stamp, stamp};
 use crate::run::{RunState, UnknownWord};
 use crate::schedule::Schedule;
@@ -98,16 +97,16 @@ pub struct NewRevision {
     pub definition: String,
     pub source_path: Option<String>,
     pub enabled: bool,
-    pub schedule: String,
-    pub timezone: String,
+    pub schedule: Schedule,
+    pub timezone: TimeZone,
     pub description: String,
     pub tags: Vec<String>,
     /// Restart the schedule's anchor (for `every`) at the apply time.
     pub reset_anchor: bool,
-    /// `repeat` as JSON (`{"times": 5}`, `{"until": "success"}`), for the job's state.
-    pub repeat: Option<String>,
-    /// `depends_on` as a JSON list, `None` when empty: the gate of the revision's runs.
-    pub depends_on: Option<String>,
+    /// For the job's state (`fires`, `completed_at`).
+    pub repeat: Option<Repeat>,
+    /// The gate of the revision's runs.
+    pub depends_on: Vec<String>,
 }
 
 /// What one apply writes: new revisions (adds and changes) and removals.
@@ -503,13 +502,7 @@ fn job_row(row: &rusqlite::Row<'_>, detail: Detail) -> rusqlite::Result<ReadRow>
             })
         }
     };
-    let repeat =
-        match row.get::<_, Option<String>>(28)? {
-            None => None,
-            Some(json) => Some(repeat_from_json(&json).ok_or_else(|| {
-                columns::bad(row, 28, &what(), format!("`{json}` is not a repeat"))
-            })?),
-        };
+    let repeat = columns::repeat(row, 28, &what)?;
     let schedule: String = row.get(8)?;
     let zone: String = row.get(9)?;
     let job = JobRow {
@@ -631,6 +624,8 @@ fn write_upserts(
     )?;
     for rev in &batch.upserts {
         let tags = serde_json::to_string(&rev.tags).expect("a list of strings serialises");
+        let depends_on = (!rev.depends_on.is_empty())
+            .then(|| serde_json::to_string(&rev.depends_on).expect("names serialise"));
         insert_revision.execute(params![
             rev.name,
             apply_id,
@@ -638,15 +633,15 @@ fn write_upserts(
             rev.definition,
             rev.source_path,
             rev.enabled,
-            rev.schedule,
-            rev.timezone,
+            rev.schedule.to_json().to_string(),
+            columns::zone_text(&rev.timezone),
             rev.description,
             tags,
             applied,
             git.commit,
             git.dirty,
-            rev.repeat,
-            rev.depends_on,
+            rev.repeat.map(columns::repeat_text),
+            depends_on,
         ])?;
         let revision_id = tx.last_insert_rowid();
         let was_active = existing.get(rev.name.as_str()).is_some_and(|j| j.active);

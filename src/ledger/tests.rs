@@ -6,25 +6,29 @@ use super::*;
 use crate::graph::Graph;
 use crate::run::{RunState, Trigger};
 use crate::slots::{Outcome, SlotRow};
+use crate::spec::Repeat;
 
 fn ts(text: &str) -> Timestamp {
     text.parse().unwrap()
 }
 
-fn revision(name: &str, repeat: Option<&str>, depends_on: Option<&str>) -> NewRevision {
+fn revision(name: &str, repeat: Option<Repeat>, depends_on: &[&str]) -> NewRevision {
     NewRevision {
         name: name.to_string(),
         content_hash: format!("hash-{name}"),
         definition: format!("command: [echo, {name}]\n"),
         source_path: None,
         enabled: true,
-        schedule: r#"{"every":"1m"}"#.to_string(),
-        timezone: "UTC".to_string(),
+        schedule: crate::schedule::Schedule::Every {
+            interval: crate::duration::Duration::parse("1m").unwrap(),
+            start_at: None,
+        },
+        timezone: jiff::tz::TimeZone::UTC,
         description: String::new(),
         tags: Vec::new(),
         reset_anchor: true,
-        repeat: repeat.map(str::to_string),
-        depends_on: depends_on.map(str::to_string),
+        repeat,
+        depends_on: depends_on.iter().map(|d| d.to_string()).collect(),
     }
 }
 
@@ -74,7 +78,7 @@ fn state(ledger: &Ledger, id: i64) -> String {
 
 #[test]
 fn the_lease_goes_to_one_daemon_and_fences_the_one_that_lost_it() {
-    let (_dir, mut ledger) = ledger_with(vec![revision("a", None, None)]);
+    let (_dir, mut ledger) = ledger_with(vec![revision("a", None, &[])]);
     let now = ts("2026-10-31T12:00:00Z");
     let first = ledger.acquire_lease("host", (1, 1), now, |_| true).unwrap();
     assert_eq!(first, 1);
@@ -99,7 +103,7 @@ fn the_lease_goes_to_one_daemon_and_fences_the_one_that_lost_it() {
 
 #[test]
 fn a_slot_is_recorded_once_and_counts_toward_repeat() {
-    let (_dir, mut ledger) = ledger_with(vec![revision("a", Some(r#"{"times": 2}"#), None)]);
+    let (_dir, mut ledger) = ledger_with(vec![revision("a", Some(Repeat::Times(2)), &[])]);
     let now = ts("2026-10-31T12:01:00Z");
     let epoch = ledger
         .acquire_lease("host", (1, 1), now, |_| false)
@@ -141,7 +145,7 @@ fn a_slot_is_recorded_once_and_counts_toward_repeat() {
 
 #[test]
 fn a_claim_starts_each_pending_run_once_and_an_end_writes_the_streak() {
-    let (_dir, mut ledger) = ledger_with(vec![revision("a", None, None)]);
+    let (_dir, mut ledger) = ledger_with(vec![revision("a", None, &[])]);
     let now = ts("2026-10-31T12:00:00Z");
     let epoch = ledger
         .acquire_lease("host", (1, 1), now, |_| false)
@@ -183,8 +187,8 @@ fn a_claim_starts_each_pending_run_once_and_an_end_writes_the_streak() {
 #[test]
 fn an_end_releases_the_runs_gated_on_it_for_every_caller() {
     let (_dir, mut ledger) = ledger_with(vec![
-        revision("up", None, None),
-        revision("down", None, Some(r#"["up"]"#)),
+        revision("up", None, &[]),
+        revision("down", None, &["up"]),
     ]);
     let now = ts("2026-10-31T12:00:00Z");
     let epoch = ledger
@@ -219,7 +223,7 @@ fn an_end_releases_the_runs_gated_on_it_for_every_caller() {
 
 #[test]
 fn retention_deletes_old_terminal_runs_in_batches_and_keeps_active_ones() {
-    let (_dir, mut ledger) = ledger_with(vec![revision("a", None, None)]);
+    let (_dir, mut ledger) = ledger_with(vec![revision("a", None, &[])]);
     let now = ts("2026-10-31T12:00:00Z");
     let epoch = ledger
         .acquire_lease("host", (1, 1), now, |_| false)
@@ -252,7 +256,7 @@ fn retention_deletes_old_terminal_runs_in_batches_and_keeps_active_ones() {
 
 #[test]
 fn a_stored_value_that_does_not_parse_names_its_run_and_column() {
-    let (_dir, mut ledger) = ledger_with(vec![revision("a", None, None)]);
+    let (_dir, mut ledger) = ledger_with(vec![revision("a", None, &[])]);
     let id = manual(&mut ledger, "a", ts("2026-10-31T12:00:00Z"));
     let set = |column: &str, value: &str| {
         ledger
@@ -284,7 +288,7 @@ fn a_stored_value_that_does_not_parse_names_its_run_and_column() {
 
 #[test]
 fn a_job_with_a_stored_schedule_or_zone_that_does_not_read_names_its_job_and_column() {
-    let (_dir, ledger) = ledger_with(vec![revision("a", None, None)]);
+    let (_dir, ledger) = ledger_with(vec![revision("a", None, &[])]);
     let job = ledger.job("a").unwrap().unwrap();
     assert_eq!(job.schedule.to_string(), "every 1m");
     assert_eq!(job.timezone, jiff::tz::TimeZone::UTC);
@@ -316,8 +320,7 @@ fn a_job_with_a_stored_schedule_or_zone_that_does_not_read_names_its_job_and_col
 /// stored them, so the JSON of a run and of a job is the same as when rows were text.
 #[test]
 fn the_json_of_a_run_and_a_job_shows_every_stamp_as_stored() {
-    let (_dir, mut ledger) =
-        ledger_with(vec![revision("a", None, None), revision("b", None, None)]);
+    let (_dir, mut ledger) = ledger_with(vec![revision("a", None, &[]), revision("b", None, &[])]);
     let id = manual(&mut ledger, "a", ts("2026-10-31T12:00:00.123Z"));
     let columns = [
         ("scheduled_at", "2026-10-31T12:00:01.001Z"),
