@@ -7,9 +7,9 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::columns::{self, instant, instant_opt};
+use super::columns::{self, Column, instant, instant_opt};
 use super::{ForLedger, Ledger, LedgerError, Result, applied_stamp, stamp};
-use crate::run::{RunState, UnknownWord};
+use crate::run::RunState;
 use crate::schedule::Schedule;
 use crate::spec::Repeat;
 
@@ -497,8 +497,8 @@ fn job_row(row: &rusqlite::Row<'_>, detail: Detail) -> rusqlite::Result<ReadRow>
             let (state, at) = last.split_once(' ').unwrap_or((last.as_str(), ""));
             let bad = |e: String| columns::bad(row, 19, &what(), format!("`{last}`: {e}"));
             Some(LastRun {
-                state: state.parse().map_err(|e: UnknownWord| bad(e.to_string()))?,
-                at: at.parse().map_err(|e: jiff::Error| bad(e.to_string()))?,
+                state: RunState::read(state).map_err(|e| bad(e.to_string()))?,
+                at: Timestamp::read(at).map_err(|e| bad(e.to_string()))?,
             })
         }
     };
