@@ -224,6 +224,46 @@ mod tests {
     use super::*;
 
     #[test]
+    fn stamps_are_written_as_jiff_writes_them_and_read_back() {
+        let mut day = jiff::civil::date(2023, 1, 1);
+        let mut checked = 0;
+        while day.year() < 2027 {
+            for (h, m, s, ms) in [
+                (0, 0, 0, 0),
+                (13, 45, 7, 250),
+                (23, 59, 59, 999),
+                (9, 5, 3, 7),
+            ] {
+                let t = day
+                    .at(h, m, s, ms * 1_000_000 + 123_456)
+                    .to_zoned(jiff::tz::TimeZone::UTC)
+                    .unwrap()
+                    .timestamp();
+                let text = super::super::stamp(t);
+                assert_eq!(text, format!("{t:.3}"));
+                assert_eq!(
+                    Timestamp::read(&text).unwrap().as_millisecond(),
+                    t.as_millisecond()
+                );
+                checked += 1;
+            }
+            day = day.tomorrow().unwrap();
+        }
+        assert!(checked > 5_000);
+        for text in [
+            "1970-01-01T00:00:00.000Z",
+            "0001-01-01T00:00:00.000Z",
+            "1600-02-29T10:00:00.001Z",
+            "9999-12-30T21:59:59.999Z",
+            "1969-12-31T23:59:59.999Z",
+            "1960-06-01T12:00:00.000Z",
+        ] {
+            let t: Timestamp = text.parse().unwrap();
+            assert_eq!(super::super::stamp(t), text);
+        }
+    }
+
+    #[test]
     fn the_ledgers_own_stamps_read_as_jiff_reads_them() {
         let same = [
             "1970-01-01T00:00:00Z",

@@ -14,7 +14,7 @@ use crate::schedule::Schedule;
 use crate::spec::Repeat;
 
 /// A job as the ledger knows it, joined with its current revision, in core types (read by
-/// `job_row` and `typed_rows`, the one place its columns are parsed).
+/// `job_row` and `type_schedules`, the one place its columns are parsed).
 #[derive(Clone, Debug, PartialEq)]
 pub struct JobRow {
     pub name: String,
@@ -389,46 +389,52 @@ fn query_jobs(
     detail: Detail,
 ) -> rusqlite::Result<Vec<JobRow>> {
     let mut stmt = conn.prepare_cached(&jobs_sql(name.is_some(), detail))?;
-    let rows = stmt
-        .query_map([name], |row| job_row(row, detail))?
+    let mut texts = Vec::new();
+    let mut rows = stmt
+        .query_map([name], |row| {
+            let (job, schedule, zone) = job_row(row, detail)?;
+            texts.push((schedule, zone));
+            Ok(job)
+        })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    typed_rows(rows)
+    type_schedules(&mut rows, &texts)?;
+    Ok(rows)
 }
 
 /// A row as read, before its schedule and zone are parsed: the row (with placeholders for
 /// both, never seen outside this file), the schedule's JSON and the zone's name.
 type ReadRow = (JobRow, String, String);
 
-/// Parses each row's schedule and looks up its zone: on all cores for a long listing (10,000
-/// jobs parse a cron expression each; the views that need them used to do it the same way),
-/// each distinct zone once.
-fn typed_rows(rows: Vec<ReadRow>) -> rusqlite::Result<Vec<JobRow>> {
+/// Parses each row's schedule and looks up its zone (`texts`, in the rows' order), in place:
+/// on all cores for a long listing (10,000 jobs parse a cron expression each; the views that
+/// need them used to do it the same way), each distinct zone once.
+fn type_schedules(rows: &mut [JobRow], texts: &[(String, String)]) -> rusqlite::Result<()> {
     use rayon::prelude::*;
-    let mut zones: HashMap<String, TimeZone> = HashMap::new();
-    for (row, _, zone) in &rows {
-        if !zones.contains_key(zone) {
+    let mut zones: HashMap<&str, TimeZone> = HashMap::new();
+    for (row, (_, zone)) in rows.iter().zip(texts) {
+        if !zones.contains_key(zone.as_str()) {
             let tz = jiff::tz::db().get(zone).map_err(|e| {
                 let what = format!("job {}", row.name);
                 columns::bad_value(&what, "timezone", format!("`{zone}`: {e}"))
             })?;
-            zones.insert(zone.clone(), tz);
+            zones.insert(zone, tz);
         }
     }
-    let finish = |(mut row, schedule, zone): ReadRow| -> rusqlite::Result<JobRow> {
-        row.schedule = serde_json::from_str(&schedule)
+    let finish = |(row, (schedule, zone)): (&mut JobRow, &(String, String))| {
+        row.schedule = serde_json::from_str(schedule)
             .map_err(|e: serde_json::Error| e.to_string())
             .and_then(|v| Schedule::from_json(&v).map_err(|e| e.to_string()))
             .map_err(|e| {
                 let what = format!("job {}", row.name);
                 columns::bad_value(&what, "schedule", format!("`{schedule}`: {e}"))
             })?;
-        row.timezone = zones[&zone].clone();
-        Ok(row)
+        row.timezone = zones[zone.as_str()].clone();
+        Ok(())
     };
     if rows.len() < 256 {
-        rows.into_iter().map(finish).collect()
+        rows.iter_mut().zip(texts).try_for_each(finish)
     } else {
-        rows.into_par_iter().map(finish).collect()
+        rows.par_iter_mut().zip(texts).try_for_each(finish)
     }
 }
 
@@ -486,7 +492,7 @@ fn jobs_sql(one: bool, detail: Detail) -> String {
 }
 
 /// A row of [`jobs_sql`] as a [`JobRow`]: every column converted here, once, but for the
-/// schedule and the zone, which [`typed_rows`] parses.
+/// schedule and the zone, which [`type_schedules`] parses.
 fn job_row(row: &rusqlite::Row<'_>, detail: Detail) -> rusqlite::Result<ReadRow> {
     let name: String = row.get(0)?;
     let what = || format!("job {name}");
