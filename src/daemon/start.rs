@@ -17,7 +17,7 @@ use crate::handle::{Command, Handle};
 use crate::ledger::{Ledger, RunRow};
 use crate::runner;
 use crate::tls::ServerCert;
-use crate::watch::{DirChange, DirWatch, watch_ledger};
+use crate::watch::{DirChange, DirWatch, watch_wake};
 
 /// Runs the daemon until SIGTERM or SIGINT.
 ///
@@ -29,6 +29,10 @@ use crate::watch::{DirChange, DirWatch, watch_ledger};
 pub fn serve(options: Options) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        // Blocking threads (process starts, ledger commits) outlive the gap between two
+        // bursts of a `* * * * *` minute: each burst reuses them rather than creating (and
+        // then ending) as many threads again (issue 14). Tokio's default is 10 s.
+        .thread_keep_alive(std::time::Duration::from_secs(90))
         .enable_all()
         .build()
         .context("starting the runtime")?;
@@ -104,7 +108,7 @@ async fn serve_async(options: Options) -> Result<()> {
     let dir_watch = DirWatch::new(&daemon.options.dir, dir_events)?;
     let _ledger_watch = {
         let d = daemon.clone();
-        watch_ledger(&daemon.options.ledger, true, move || d.ledger_changed())?
+        watch_wake(&daemon.options.ledger, move || d.ledger_changed())?
     };
     daemon.end_orphans();
     {

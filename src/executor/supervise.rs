@@ -49,7 +49,11 @@ pub async fn run_and_record(
     };
     let launch = launch(&shared, &spec, &run);
     let (tx, mut rx) = mpsc::channel::<Report>(1024);
-    let process = tokio::spawn(runner::execute(launch, shared.clock, tx, stop));
+    let on_start = {
+        let (shared, run_id, attempt) = (shared.clone(), run.id, run.attempt);
+        move |started: &Report| record_started(&shared, run_id, attempt, started)
+    };
+    let process = tokio::spawn(runner::execute(launch, shared.clock, tx, stop, on_start));
     let mut batch: Vec<(Timestamp, &'static str, String)> = Vec::new();
     let mut bytes: i64 = 0;
     let mut truncated = false;
@@ -68,14 +72,6 @@ pub async fn run_and_record(
                     if batch.len() >= FLUSH_LINES {
                         flush(&shared, run.id, &mut batch, bytes, truncated);
                     }
-                }
-                Some(report @ Report::Started { .. }) => {
-                    // The ledger may be held for a disk sync (another run's end, a claim):
-                    // wait for it on a blocking thread, not on one of the runtime's two
-                    // workers, which spawn the other runs of a burst meanwhile (issue 14).
-                    let (s, r) = (shared.clone(), run.clone());
-                    let _ = tokio::task::spawn_blocking(move || record_report(&s, &r, report, echo))
-                        .await;
                 }
                 Some(report) => {
                     truncated |= matches!(report, Report::Truncated { .. });
@@ -137,18 +133,9 @@ async fn end_run(
 /// run's events.
 fn record_report(shared: &Shared, run: &RunRow, report: Report, echo: Echo) {
     match report {
-        Report::Started {
-            pid,
-            start_time,
-            at,
-        } => {
+        Report::Started { pid, at, .. } => {
+            // Recorded in the ledger by `record_started`, before this report was sent.
             tracing::info!(run = run.id, job = %run.job, pid, "process started");
-            let message = format!("process {pid} started (attempt {})", run.attempt);
-            log_ledger_error(
-                shared
-                    .ledger()
-                    .set_process(run.id, pid, start_time, &message, at),
-            );
             shared.progressed();
             if let Some(due) = run.scheduled_at {
                 let late = at.duration_since(due).as_secs_f64().max(0.0);
@@ -192,6 +179,25 @@ fn record_report(shared: &Shared, run: &RunRow, report: Report, echo: Echo) {
             ));
         }
         Report::Line(_) => {}
+    }
+}
+
+/// Records the process a run started (its pid and `started` event), with the other starts
+/// queued meanwhile; on the runner's blocking thread, before the start is reported.
+fn record_started(shared: &Shared, run_id: i64, attempt: i64, report: &Report) {
+    if let Report::Started {
+        pid,
+        start_time,
+        at,
+    } = report
+    {
+        log_ledger_error(shared.record_started(crate::ledger::ProcessStarted {
+            run_id,
+            pid: *pid,
+            pid_start: *start_time,
+            message: format!("process {pid} started (attempt {attempt})"),
+            at: *at,
+        }));
     }
 }
 
