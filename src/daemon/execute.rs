@@ -177,7 +177,7 @@ impl Daemon {
 
     /// Starts claimed runs, each in its own task; their places in the [`executor::Room`] were
     /// taken by the claim.
-    fn start_all(self: &Arc<Self>, runs: Vec<RunRow>) {
+    pub(super) fn start_all(self: &Arc<Self>, runs: Vec<RunRow>) {
         for run in runs {
             self.start(run);
         }

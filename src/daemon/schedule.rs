@@ -9,7 +9,7 @@ use std::time::Duration as StdDuration;
 use jiff::{SignedDuration, Timestamp};
 
 use super::{CLOCK_LOOK, Daemon};
-use crate::ledger::{JobSlots, stamp};
+use crate::ledger::{JobSlots, RunRow, stamp};
 use crate::slots::{self, JobClock};
 use crate::spec::{self, JobSpec};
 
@@ -72,8 +72,11 @@ impl Daemon {
             }
             if !due.is_empty() {
                 health.scheduler_busy(true);
-                self.fire_due(&mut jobs, &due, now);
+                let claimed = self.fire_due(&mut jobs, &due, now);
                 health.scheduler_busy(false);
+                // Claimed with the slots (one disk sync): started at once, not by the
+                // executor's next turn.
+                self.start_all(claimed);
                 for name in &due {
                     if let Some(j) = jobs.get(name)
                         && let Some(next) = j.next
@@ -283,33 +286,34 @@ impl Daemon {
         }
     }
 
-    /// Decides and records the due slots of `names`, in one transaction.
+    /// Decides and records the due slots of `names`, and claims the runs there is room for,
+    /// in one transaction; returns the claimed runs, to start.
     pub(super) fn fire_due(
         &self,
         jobs: &mut HashMap<String, SchedJob>,
         names: &[String],
         now: Timestamp,
-    ) {
+    ) -> Vec<RunRow> {
         let active: HashSet<String> = match self.shared.ledger().active_jobs() {
             Ok(jobs) => jobs,
             Err(e) => {
                 tracing::error!("reading active runs: {e}");
-                return;
+                return Vec::new();
             }
         };
         let (batch, decisions) = decide_due(jobs, names, &active, now);
-        let fired = if batch.is_empty() {
-            Vec::new()
+        let crate::ledger::Recorded { fired, claimed } = if batch.is_empty() {
+            crate::ledger::Recorded::default()
         } else {
-            let recorded = self.shared.ledger().record_slots(self.epoch, &batch, now);
+            let recorded = self.shared.record_slots(self.epoch, &batch, now);
             match recorded {
-                Ok(fired) => {
+                Ok(recorded) => {
                     self.shared.health.write_succeeded();
-                    fired
+                    recorded
                 }
                 Err(e @ crate::ledger::LedgerError::LeaseLost { .. }) => {
                     self.lose_lease(e.to_string());
-                    return;
+                    return Vec::new();
                 }
                 Err(e) => {
                     self.shared
@@ -325,11 +329,12 @@ impl Daemon {
                             );
                         }
                     }
-                    return;
+                    return Vec::new();
                 }
             }
         };
         self.fired(jobs, &batch, decisions, &fired);
+        claimed
     }
 
     /// Moves each job's cursor and next slot as decided once the slots are recorded, counts

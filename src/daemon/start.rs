@@ -29,6 +29,10 @@ use crate::watch::{DirChange, DirWatch, watch_ledger};
 pub fn serve(options: Options) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        // Blocking threads (process starts, ledger commits) outlive the gap between two
+        // bursts of a `* * * * *` minute: each burst reuses them rather than creating (and
+        // then ending) as many threads again (issue 14). Tokio's default is 10 s.
+        .thread_keep_alive(std::time::Duration::from_secs(90))
         .enable_all()
         .build()
         .context("starting the runtime")?;

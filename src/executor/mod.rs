@@ -45,6 +45,9 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// Runs to create (API triggers), written together like the ends.
     new_runs: Mutex<Vec<(NewRun, Arc<NewRunResult>)>>,
+    /// Processes started, to record (pid and `started` event), written together like the
+    /// ends: a burst's starts share a commit.
+    starts: Mutex<Vec<crate::ledger::ProcessStarted>>,
     /// Notifications being sent; finished ones are reaped at each new one.
     notifying: Mutex<tokio::task::JoinSet<()>>,
     /// What sends them (its HTTP agent and mail transport built once); set by the process
@@ -96,6 +99,7 @@ impl Shared {
             progress: tokio::sync::watch::Sender::new(0),
             metrics: Arc::new(Metrics::new()),
             new_runs: Mutex::new(Vec::new()),
+            starts: Mutex::new(Vec::new()),
             notifying: Mutex::new(tokio::task::JoinSet::new()),
             notifier: OnceLock::new(),
             claimer: OnceLock::new(),

@@ -67,7 +67,11 @@ async fn supervise(
     echo: Echo,
 ) -> (runner::Finished, bool) {
     let (tx, mut rx) = mpsc::channel::<Report>(1024);
-    let process = tokio::spawn(runner::execute(launch, shared.clock, tx, stop));
+    let on_start = {
+        let (shared, run_id, attempt) = (shared.clone(), run.id, run.attempt);
+        move |started: &Report| record_started(&shared, run_id, attempt, started)
+    };
+    let process = tokio::spawn(runner::execute(launch, shared.clock, tx, stop, on_start));
     let mut output = Unflushed::default();
     let mut tick = tokio::time::interval(FLUSH_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -75,7 +79,7 @@ async fn supervise(
         tokio::select! {
             report = rx.recv() => match report {
                 None => break,
-                Some(report) => output.take(shared, run, report, echo).await,
+                Some(report) => output.take(shared, run, report, echo),
             },
             _ = tick.tick() => output.flush(shared, run.id),
         }
@@ -106,8 +110,9 @@ struct Unflushed {
 
 impl Unflushed {
     /// Takes one report of the runner: a line is echoed and batched (flushed when the batch
-    /// is full), anything else is recorded as the run's event.
-    async fn take(&mut self, shared: &Arc<Shared>, run: &RunRow, report: Report, echo: Echo) {
+    /// is full), anything else is recorded as the run's event (a start is already in the
+    /// ledger: `record_started`).
+    fn take(&mut self, shared: &Shared, run: &RunRow, report: Report, echo: Echo) {
         match report {
             Report::Line(line) => {
                 self.bytes += line.text.len() as i64 + 1;
@@ -118,14 +123,6 @@ impl Unflushed {
                 if self.lines.len() >= FLUSH_LINES {
                     self.flush(shared, run.id);
                 }
-            }
-            report @ Report::Started { .. } => {
-                // The ledger may be held for a disk sync (another run's end, a claim): wait
-                // for it on a blocking thread, not on one of the runtime's two workers, which
-                // spawn the other runs of a burst meanwhile (issue 14).
-                let (s, r) = (shared.clone(), run.clone());
-                let _ =
-                    tokio::task::spawn_blocking(move || record_report(&s, &r, report, echo)).await;
             }
             report => {
                 self.truncated |= matches!(report, Report::Truncated { .. });
@@ -171,18 +168,9 @@ async fn end_run(
 /// run's events.
 fn record_report(shared: &Shared, run: &RunRow, report: Report, echo: Echo) {
     match report {
-        Report::Started {
-            pid,
-            start_time,
-            at,
-        } => {
+        Report::Started { pid, at, .. } => {
+            // Recorded in the ledger by `record_started`, before this report was sent.
             tracing::info!(run = run.id, job = %run.job, pid, "process started");
-            let message = format!("process {pid} started (attempt {})", run.attempt);
-            log_ledger_error(
-                shared
-                    .ledger()
-                    .set_process(run.id, pid, start_time, &message, at),
-            );
             shared.progressed();
             if let Some(due) = run
                 .scheduled_at
@@ -230,6 +218,25 @@ fn record_report(shared: &Shared, run: &RunRow, report: Report, echo: Echo) {
             ));
         }
         Report::Line(_) => {}
+    }
+}
+
+/// Records the process a run started (its pid and `started` event), with the other starts
+/// queued meanwhile; on the runner's blocking thread, before the start is reported.
+fn record_started(shared: &Shared, run_id: i64, attempt: i64, report: &Report) {
+    if let Report::Started {
+        pid,
+        start_time,
+        at,
+    } = report
+    {
+        log_ledger_error(shared.record_started(crate::ledger::ProcessStarted {
+            run_id,
+            pid: *pid,
+            pid_start: *start_time,
+            message: format!("process {pid} started (attempt {attempt})"),
+            at: *at,
+        }));
     }
 }
 

@@ -253,6 +253,57 @@ impl Shared {
         Ok(runs)
     }
 
+    /// Records the process a run started, sharing the (relaxed) transaction with every other
+    /// start queued meanwhile. Blocks on the ledger: call it off the runtime's worker threads.
+    ///
+    /// # Errors
+    ///
+    /// The ledger's, when the batch holding this start could not be written.
+    pub fn record_started(
+        &self,
+        started: crate::ledger::ProcessStarted,
+    ) -> crate::ledger::Result<()> {
+        self.queued_starts().push(started);
+        let ledger = self.ledger();
+        // An earlier holder may have written this start along with its own.
+        let starts = std::mem::take(&mut *self.queued_starts());
+        ledger.set_processes(&starts)
+    }
+
+    fn queued_starts(&self) -> std::sync::MutexGuard<'_, Vec<crate::ledger::ProcessStarted>> {
+        self.starts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records the scheduler's due slots (see [`Ledger::record_slots`]) and, for the daemon's
+    /// [`Claimer`], claims the oldest pending runs its [`Room`] has places for in the same
+    /// transaction, taking their places before the ledger is released (as [`Shared::claim`]
+    /// does). Returns the fired `(job, run id)`s and the claimed runs, which the caller starts.
+    /// Blocks on a disk sync.
+    ///
+    /// # Errors
+    ///
+    /// As [`Ledger::record_slots`]: nothing is written or claimed then.
+    pub fn record_slots(
+        &self,
+        epoch: i64,
+        batch: &[crate::ledger::JobSlots],
+        now: Timestamp,
+    ) -> crate::ledger::Result<crate::ledger::Recorded> {
+        let mut ledger = self.ledger();
+        let taker = self.claimer.get().map(|c| crate::ledger::Taker {
+            epoch: c.epoch,
+            supervisor: c.supervisor,
+            max: c.room.free(),
+        });
+        let recorded = ledger.record_slots_and_claim(epoch, batch, now, taker)?;
+        if let Some(c) = self.claimer.get() {
+            c.room.take(recorded.claimed.len());
+        }
+        Ok(recorded)
+    }
+
     /// Takes the queued run ends and writes them with `write`, then hands each waiter its
     /// result. Results are set while the ledger is still held, so a waiter that gets it next
     /// sees its end as written rather than finding an empty queue.

@@ -49,6 +49,17 @@ pub enum Claim {
     ReleasedFirst,
 }
 
+/// A run's process, started: its pid and start time (which name it across pid reuse), and
+/// the `started` event's message.
+#[derive(Clone, Debug)]
+pub struct ProcessStarted {
+    pub run_id: i64,
+    pub pid: i64,
+    pub pid_start: i64,
+    pub message: String,
+    pub at: Timestamp,
+}
+
 /// What a cancel request did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CancelOutcome {
@@ -134,55 +145,27 @@ impl Ledger {
         now: Timestamp,
         max: usize,
     ) -> Result<(Vec<Option<i64>>, Vec<RunRow>)> {
-        let at = stamp(now);
-        let (retries, mut ids) = self.with_tx(|tx| {
+        let (retries, ids) = self.with_tx(|tx| {
             let (retries, released) = finish_all(tx, graph, ends, now)?;
-            let candidates = match claim {
-                Claim::Oldest => {
-                    "SELECT id FROM runs WHERE state = 'pending'
-                                AND (not_before IS NULL OR not_before <= ?1)
-                              ORDER BY id LIMIT ?5"
-                }
-                Claim::Released => "SELECT value FROM json_each(?6) LIMIT ?5",
-                Claim::ReleasedFirst => {
-                    "SELECT id FROM (SELECT value AS id, 0 AS rank FROM json_each(?6)
-                                     UNION ALL
-                                     SELECT id, 1 FROM runs WHERE state = 'pending'
-                                        AND (not_before IS NULL OR not_before <= ?1))
-                                  GROUP BY id ORDER BY min(rank), id LIMIT ?5"
-                }
+            let taker = Taker {
+                epoch,
+                supervisor,
+                max,
             };
-            let ids: Vec<i64> = tx
-                .prepare_cached(&format!(
-                    "UPDATE runs SET state = 'running', started_at = ?1, epoch = ?2,
-                        supervisor_pid = ?3, supervisor_start = ?4
-                 WHERE id IN ({candidates}) AND state = 'pending'
-                   AND (not_before IS NULL OR not_before <= ?1)
-                 RETURNING id"
-                ))
-                .and_then(|mut s| {
-                    let mut values: Vec<Box<dyn rusqlite::ToSql>> = vec![
-                        Box::new(at.clone()),
-                        Box::new(epoch),
-                        Box::new(supervisor.0),
-                        Box::new(supervisor.1),
-                        Box::new(max as i64),
-                    ];
-                    if matches!(claim, Claim::Released | Claim::ReleasedFirst) {
-                        let ids = serde_json::to_string(&released).expect("ids serialise");
-                        values.push(Box::new(ids));
-                    }
-                    s.query_map(rusqlite::params_from_iter(values), |r| r.get(0))?
-                        .collect::<rusqlite::Result<Vec<i64>>>()
-                })?;
+            let ids = claim_in(tx, claim, &released, &taker, now)?;
             Ok((retries, ids))
         })?;
+        Ok((retries, self.claimed_rows(ids)?))
+    }
+
+    /// Reads the rows of claimed runs, in id order.
+    pub(super) fn claimed_rows(&self, mut ids: Vec<i64>) -> Result<Vec<RunRow>> {
         ids.sort_unstable();
         let mut runs = Vec::with_capacity(ids.len());
         for id in ids {
             runs.extend(self.run(id)?);
         }
-        Ok((retries, runs))
+        Ok(runs)
     }
 
     /// Ends runs and, for those to be retried, creates their next attempts, all in one
@@ -220,14 +203,32 @@ impl Ledger {
         message: &str,
         now: Timestamp,
     ) -> Result<()> {
-        let at = stamp(now);
+        self.set_processes(&[ProcessStarted {
+            run_id,
+            pid,
+            pid_start,
+            message: message.to_string(),
+            at: now,
+        }])
+    }
+
+    /// Records the processes several runs started, in one transaction (relaxed, like every
+    /// write the daemon does not act on): a burst's starts share one commit.
+    ///
+    /// # Errors
+    ///
+    /// On a SQLite failure (none is recorded).
+    pub fn set_processes(&self, started: &[ProcessStarted]) -> Result<()> {
+        if started.is_empty() {
+            return Ok(());
+        }
         self.relaxed(|conn| {
             let tx = conn.unchecked_transaction()?;
-            tx.execute(
-                "UPDATE runs SET pid = ?2, pid_start = ?3 WHERE id = ?1",
-                params![run_id, pid, pid_start],
-            )?;
-            add_event(&tx, run_id, &at, "started", message)?;
+            for s in started {
+                tx.prepare_cached("UPDATE runs SET pid = ?2, pid_start = ?3 WHERE id = ?1")?
+                    .execute(params![s.run_id, s.pid, s.pid_start])?;
+                add_event(&tx, s.run_id, &stamp(s.at), "started", &s.message)?;
+            }
             tx.commit()
         })
     }
@@ -427,4 +428,63 @@ fn record_health(
         .execute(params![job, streak, completed_at])?;
     }
     Ok(())
+}
+
+/// Who claims runs, and how many at most: a daemon's lease epoch, its `(pid, start time)`,
+/// and the places its concurrency limit has free.
+#[derive(Clone, Copy, Debug)]
+pub struct Taker {
+    pub epoch: i64,
+    pub supervisor: (i64, i64),
+    pub max: usize,
+}
+
+/// Claims, inside the caller's transaction, up to `taker.max` runs that may start at `now`
+/// (`claim` says which; `released` are the runs ends in the same transaction released), and
+/// returns their ids: one `UPDATE … RETURNING`, so two claimers never start a run twice.
+pub(super) fn claim_in(
+    tx: &rusqlite::Connection,
+    claim: Claim,
+    released: &[i64],
+    taker: &Taker,
+    now: Timestamp,
+) -> rusqlite::Result<Vec<i64>> {
+    if taker.max == 0 {
+        return Ok(Vec::new());
+    }
+    let candidates = match claim {
+        Claim::Oldest => {
+            "SELECT id FROM runs WHERE state = 'pending'
+                        AND (not_before IS NULL OR not_before <= ?1)
+                      ORDER BY id LIMIT ?5"
+        }
+        Claim::Released => "SELECT value FROM json_each(?6) LIMIT ?5",
+        Claim::ReleasedFirst => {
+            "SELECT id FROM (SELECT value AS id, 0 AS rank FROM json_each(?6)
+                             UNION ALL
+                             SELECT id, 1 FROM runs WHERE state = 'pending'
+                                AND (not_before IS NULL OR not_before <= ?1))
+                          GROUP BY id ORDER BY min(rank), id LIMIT ?5"
+        }
+    };
+    let mut s = tx.prepare_cached(&format!(
+        "UPDATE runs SET state = 'running', started_at = ?1, epoch = ?2,
+            supervisor_pid = ?3, supervisor_start = ?4
+         WHERE id IN ({candidates}) AND state = 'pending'
+           AND (not_before IS NULL OR not_before <= ?1)
+         RETURNING id"
+    ))?;
+    let mut values: Vec<Box<dyn rusqlite::ToSql>> = vec![
+        Box::new(stamp(now)),
+        Box::new(taker.epoch),
+        Box::new(taker.supervisor.0),
+        Box::new(taker.supervisor.1),
+        Box::new(taker.max as i64),
+    ];
+    if matches!(claim, Claim::Released | Claim::ReleasedFirst) {
+        let ids = serde_json::to_string(released).expect("ids serialise");
+        values.push(Box::new(ids));
+    }
+    s.query_map(rusqlite::params_from_iter(values), |r| r.get(0))?
+        .collect()
 }

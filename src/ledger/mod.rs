@@ -37,7 +37,7 @@ mod runs;
 mod schema;
 mod slots;
 mod write;
-pub use claims::{CancelOutcome, Claim, Finish, RunEnd};
+pub use claims::{CancelOutcome, Claim, Finish, ProcessStarted, RunEnd, Taker};
 pub use daemon_state::DaemonEvent;
 pub use deps::Resolved;
 pub use error::{LedgerError, Result};
@@ -47,7 +47,7 @@ pub use retention::Retention;
 pub use rewind::Rewound;
 pub use runs::{OutputLine, RunEvent, RunFilter, RunRow};
 pub use schema::MIGRATIONS;
-pub use slots::JobSlots;
+pub use slots::{JobSlots, Recorded};
 pub use write::NewRun;
 
 /// How the ledger writes instants: RFC 3339 in UTC with milliseconds, so that text order is

@@ -4,7 +4,9 @@
 use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::claims::{Claim, Taker, claim_in};
 use super::lease::check_epoch;
+use super::runs::RunRow;
 use super::write::{add_event, replace_active};
 use super::{Ledger, Result, deps, stamp};
 use crate::run::{RunState, Trigger};
@@ -18,6 +20,14 @@ pub struct JobSlots {
     /// Each row with the instant a fired run may start (its slot plus jitter).
     pub rows: Vec<(SlotRow, Timestamp)>,
     pub cursor: Timestamp,
+}
+
+/// What [`Ledger::record_slots_and_claim`] wrote: the fired runs, as `(job, run id)`, and the
+/// runs it claimed, to start.
+#[derive(Debug, Default)]
+pub struct Recorded {
+    pub fired: Vec<(String, i64)>,
+    pub claimed: Vec<RunRow>,
 }
 
 impl Ledger {
@@ -34,8 +44,26 @@ impl Ledger {
         batch: &[JobSlots],
         now: Timestamp,
     ) -> Result<Vec<(String, i64)>> {
+        Ok(self.record_slots_and_claim(epoch, batch, now, None)?.fired)
+    }
+
+    /// [`Ledger::record_slots`], then a claim by `taker` of the oldest runs that may start
+    /// now ([`Claim::Oldest`]), in the same transaction: at a burst's boundary the fired runs
+    /// start after one disk sync, not two (issue 14). Returns the fired `(job, run id)`s and
+    /// the claimed runs.
+    ///
+    /// # Errors
+    ///
+    /// As [`Ledger::record_slots`]; nothing is written or claimed then.
+    pub fn record_slots_and_claim(
+        &mut self,
+        epoch: i64,
+        batch: &[JobSlots],
+        now: Timestamp,
+        taker: Option<Taker>,
+    ) -> Result<Recorded> {
         let path = self.path.clone();
-        self.with_tx(|tx| {
+        let (fired, claimed) = self.with_tx(|tx| {
             check_epoch(tx, &path, epoch)?;
             let mut fired = Vec::new();
             for job in batch {
@@ -47,7 +75,15 @@ impl Ledger {
                 tx.prepare_cached("UPDATE jobs SET slot_cursor = ?2 WHERE name = ?1")?
                     .execute(params![job.job, stamp(job.cursor)])?;
             }
-            Ok(fired)
+            let claimed = match &taker {
+                Some(taker) => claim_in(tx, Claim::Oldest, &[], taker, now)?,
+                None => Vec::new(),
+            };
+            Ok((fired, claimed))
+        })?;
+        Ok(Recorded {
+            fired,
+            claimed: self.claimed_rows(claimed)?,
         })
     }
 }

@@ -249,3 +249,107 @@ fn retention_deletes_old_terminal_runs_in_batches_and_keeps_active_ones() {
     assert_eq!(left, vec![ids[4], ids[3]]);
     ledger.reclaim_space().unwrap();
 }
+
+#[test]
+fn a_burst_is_claimed_in_its_slots_transaction_up_to_the_free_places_oldest_first() {
+    let jobs = ["a", "b", "c"].map(|n| revision(n, None, None)).to_vec();
+    let (_dir, mut ledger) = ledger_with(jobs);
+    let now = ts("2026-10-31T12:01:00Z");
+    let epoch = ledger
+        .acquire_lease("host", (7, 70), now, |_| false)
+        .unwrap();
+    // A run already waiting is older than the burst: it is claimed first.
+    let waiting = manual(&mut ledger, "c", ts("2026-10-31T12:00:30Z"));
+    let revisions: std::collections::HashMap<&str, i64> = ["a", "b"]
+        .into_iter()
+        .map(|job| (job, revision_id(&ledger, job)))
+        .collect();
+    let slots = |job: &str| JobSlots {
+        job: job.into(),
+        revision_id: revisions[job],
+        rows: vec![(
+            SlotRow {
+                slot: now,
+                first: now,
+                count: 1,
+                outcome: Outcome::Fire {
+                    trigger: Trigger::Schedule,
+                    replace: false,
+                },
+            },
+            now,
+        )],
+        cursor: now,
+    };
+    let batch = [slots("a"), slots("b")];
+    let taker = Taker {
+        epoch,
+        supervisor: (7, 70),
+        max: 2,
+    };
+    let recorded = ledger
+        .record_slots_and_claim(epoch, &batch, now, Some(taker))
+        .unwrap();
+    assert_eq!(recorded.fired.len(), 2);
+    let claimed: Vec<i64> = recorded.claimed.iter().map(|r| r.id).collect();
+    let (first_fired, second_fired) = (recorded.fired[0].1, recorded.fired[1].1);
+    assert_eq!(
+        claimed,
+        vec![waiting, first_fired],
+        "oldest first, at most 2"
+    );
+    for run in &recorded.claimed {
+        assert_eq!(run.state.to_string(), "running");
+        assert_eq!(run.supervisor, Some((7, 70)));
+    }
+    assert_eq!(state(&ledger, second_fired).to_string(), "pending");
+    // No places: the slots are still recorded, nothing is claimed.
+    let later = ts("2026-10-31T12:02:00Z");
+    let none = Taker { max: 0, ..taker };
+    let batch = [JobSlots {
+        rows: vec![(
+            SlotRow {
+                slot: later,
+                first: later,
+                ..batch[0].rows[0].0.clone()
+            },
+            later,
+        )],
+        cursor: later,
+        ..slots("a")
+    }];
+    let recorded = ledger
+        .record_slots_and_claim(epoch, &batch, later, Some(none))
+        .unwrap();
+    assert_eq!((recorded.fired.len(), recorded.claimed.len()), (1, 0));
+}
+
+#[test]
+fn the_starts_of_several_runs_are_recorded_in_one_write() {
+    let (_dir, mut ledger) = ledger_with(vec![revision("a", None, None)]);
+    let now = ts("2026-10-31T12:00:00Z");
+    let runs = [manual(&mut ledger, "a", now), manual(&mut ledger, "a", now)];
+    let started: Vec<ProcessStarted> = runs
+        .iter()
+        .enumerate()
+        .map(|(i, id)| ProcessStarted {
+            run_id: *id,
+            pid: 100 + i as i64,
+            pid_start: 5,
+            message: format!("process {} started (attempt 1)", 100 + i),
+            at: now,
+        })
+        .collect();
+    ledger.set_processes(&started).unwrap();
+    for (i, id) in runs.iter().enumerate() {
+        let run = ledger.run(*id).unwrap().unwrap();
+        assert_eq!((run.pid, run.pid_start), (Some(100 + i as i64), Some(5)));
+        let events = ledger.run_events(*id).unwrap();
+        assert!(
+            events
+                .iter()
+                .any(|e| e.kind == "started" && e.message == started[i].message),
+            "{events:?}"
+        );
+    }
+}

@@ -113,21 +113,46 @@ pub(super) enum WaitStatus {
     Unknown,
 }
 
+/// A pidfd of the child `pid` (not yet reaped), which becomes readable when it ends; `None`
+/// where the kernel has none (before Linux 5.3).
+pub(super) fn pidfd(pid: i32) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    let fd = i32::try_from(fd).ok().filter(|fd| *fd >= 0)?;
+    // SAFETY: the descriptor was just opened and nothing else owns it.
+    Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
 /// Waits for `pid` to end and reaps it, with its resource use.
 pub(super) fn wait4(pid: i32) -> (WaitStatus, Option<Usage>) {
+    reap_with(pid, 0).unwrap_or((WaitStatus::Unknown, None))
+}
+
+/// Reaps `pid`, which has ended, without blocking; `None` if it has not ended after all.
+pub(super) fn wait4_ended(pid: i32) -> Option<(WaitStatus, Option<Usage>)> {
+    reap_with(pid, libc::WNOHANG)
+}
+
+/// `wait4(pid, flags)`: the status and usage, `(Unknown, None)` on an error, `None` when
+/// `WNOHANG` found it still running.
+fn reap_with(pid: i32, flags: libc::c_int) -> Option<(WaitStatus, Option<Usage>)> {
     let mut status: libc::c_int = 0;
     // SAFETY: rusage is plain data, zero is a valid value.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     loop {
         // SAFETY: pid is our child, not yet reaped; status and usage are valid out-pointers.
-        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        let r = unsafe { libc::wait4(pid, &mut status, flags, &mut usage) };
         if r == pid {
             break;
+        }
+        if r == 0 {
+            return None;
         }
         if r == -1 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
             continue;
         }
-        return (WaitStatus::Unknown, None);
+        return Some((WaitStatus::Unknown, None));
     }
     let ms = |t: libc::timeval| t.tv_sec * 1000 + t.tv_usec / 1000;
     let usage = Usage {
@@ -142,7 +167,7 @@ pub(super) fn wait4(pid: i32) -> (WaitStatus, Option<Usage>) {
     } else {
         WaitStatus::Unknown
     };
-    (status, Some(usage))
+    Some((status, Some(usage)))
 }
 
 /// Sends `signal` to the process group `pgid` (a run's group has its leader's pid).
