@@ -192,14 +192,85 @@ pub struct DirChange {
     pub rescan: bool,
 }
 
-/// Watches the ledger's folder for the wake file that other processes write after they commit
-/// (see `Ledger::wake_daemon`).
+/// The daemon's watch of the wake file that other processes write after they commit (see
+/// `Ledger::wake_daemon`); stops when dropped.
 ///
-/// With `only_wake` false, any change to the ledger's files counts (what `jobctl logs -f` wants:
-/// the daemon's own writes).
+/// The watch is on the ledger's folder (a wake file that is removed and written again is
+/// still seen), with a mask of the events a wake makes (created, closed after writing,
+/// touched, moved in) but not `IN_MODIFY`: the daemon's own writes to the ledger and its WAL
+/// are then filtered by the kernel instead of waking a thread for every commit (issue 14:
+/// with notify's fixed mask, a burst of 200 runs woke its thread about 600 times).
+pub struct WakeWatch {
+    watches: inotify::Watches,
+    wd: inotify::WatchDescriptor,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for WakeWatch {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Removing the watch queues `IN_IGNORED`, which wakes the reading thread to stop.
+        let _ = self.watches.remove(self.wd.clone());
+    }
+}
+
+/// Calls `changed` on a thread of its own each time the wake file of `ledger` is written,
+/// touched, created or moved in (and when the kernel's event queue overflowed).
+///
+/// # Errors
+///
+/// When inotify cannot be started or the folder watched.
+pub fn watch_wake(ledger: &Path, changed: impl Fn() + Send + 'static) -> Result<WakeWatch> {
+    use inotify::{EventMask, Inotify, WatchMask};
+    let folder = ledger
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    let mut name = ledger.file_name().unwrap_or_default().to_os_string();
+    name.push(".wake");
+    let mut inotify = Inotify::init().context("starting the ledger watcher")?;
+    let mask = WatchMask::CREATE | WatchMask::CLOSE_WRITE | WatchMask::ATTRIB | WatchMask::MOVED_TO;
+    let mut watches = inotify.watches();
+    let wd = watches
+        .add(&folder, mask)
+        .with_context(|| format!("watching {}", folder.display()))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopped = stop.clone();
+    std::thread::Builder::new()
+        .name("ledger-wake".to_string())
+        .spawn(move || {
+            let mut buffer = [0u8; 4096];
+            loop {
+                let events = match inotify.read_events_blocking(&mut buffer) {
+                    Ok(events) => events,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        tracing::error!("watching the wake file: {e}");
+                        return;
+                    }
+                };
+                let woke = events.into_iter().any(|event| {
+                    event.mask.contains(EventMask::Q_OVERFLOW)
+                        || event.name.is_some_and(|n| n == name.as_os_str())
+                });
+                if stopped.load(Ordering::SeqCst) {
+                    return;
+                }
+                if woke {
+                    changed();
+                }
+            }
+        })
+        .context("starting the ledger watcher")?;
+    Ok(WakeWatch { watches, wd, stop })
+}
+
+/// Watches the ledger's files for any change (each commit of the daemon's writes to them):
+/// what `jobctl logs -f` and `runs -w` follow. The daemon watches only the wake file
+/// ([`watch_wake`]).
 pub fn watch_ledger(
     ledger: &Path,
-    only_wake: bool,
     changed: impl Fn() + Send + 'static,
 ) -> Result<notify::RecommendedWatcher> {
     use notify::Watcher as _;
@@ -208,25 +279,16 @@ pub fn watch_ledger(
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."))
         .to_path_buf();
-    // For the daemon, only the wake file: the ledger's own files change with every write of
-    // the daemon too.
     let ledger_name = ledger
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let name = format!("{ledger_name}.wake");
     let mut watcher = notify::recommended_watcher(move |result: notify::Result<notify::Event>| {
         if let Ok(event) = result
             && !matches!(event.kind, notify::EventKind::Access(_))
             && event.paths.iter().any(|p| {
-                p.file_name().is_some_and(|f| {
-                    let f = f.to_string_lossy();
-                    if only_wake {
-                        f == name.as_str()
-                    } else {
-                        f.starts_with(ledger_name.as_str())
-                    }
-                })
+                p.file_name()
+                    .is_some_and(|f| f.to_string_lossy().starts_with(ledger_name.as_str()))
             })
         {
             changed();

@@ -434,13 +434,9 @@ pub fn logs(
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     // Follow by watching the ledger's files: each commit wakes us; the timeout is a backstop.
     let _watch = if follow {
-        Some(crate::watch::watch_ledger(
-            &settings.ledger,
-            false,
-            move || {
-                let _ = tx.send(());
-            },
-        )?)
+        Some(crate::watch::watch_ledger(&settings.ledger, move || {
+            let _ = tx.send(());
+        })?)
     } else {
         None
     };

@@ -17,7 +17,7 @@ use crate::handle::{Command, Handle};
 use crate::ledger::{Ledger, RunRow};
 use crate::runner;
 use crate::tls::ServerCert;
-use crate::watch::{DirChange, DirWatch, watch_ledger};
+use crate::watch::{DirChange, DirWatch, watch_wake};
 
 /// Runs the daemon until SIGTERM or SIGINT.
 ///
@@ -108,7 +108,7 @@ async fn serve_async(options: Options) -> Result<()> {
     let dir_watch = DirWatch::new(&daemon.options.dir, dir_events)?;
     let _ledger_watch = {
         let d = daemon.clone();
-        watch_ledger(&daemon.options.ledger, true, move || d.ledger_changed())?
+        watch_wake(&daemon.options.ledger, move || d.ledger_changed())?
     };
     daemon.end_orphans();
     {
