@@ -103,7 +103,8 @@ async fn send_all(
                 tracing::info!(run = run_id, job = %outcome.job, kind, "{message}");
                 ("notified", message)
             }
-            Err(message) => {
+            Err(error) => {
+                let message = error.to_string();
                 s.metrics.notifications_failed.get_or_create(&label).inc();
                 tracing::warn!(
                     run = run_id,

@@ -405,11 +405,10 @@ fn query_jobs(
 /// both, never seen outside this file), the schedule's JSON and the zone's name.
 type ReadRow = (JobRow, String, String);
 
-/// Parses each row's schedule and looks up its zone (`texts`, in the rows' order), in place:
-/// on all cores for a long listing (10,000 jobs parse a cron expression each; the views that
-/// need them used to do it the same way), each distinct zone once.
+/// Parses each row's schedule and looks up its zone (`texts`, in the rows' order), in place,
+/// each distinct zone once. On the calling thread: inside the daemon this runs on the API's
+/// long-read pool, where fanning out to rayon made `GET /v1/jobs` slower (see `api::jobs`).
 fn type_schedules(rows: &mut [JobRow], texts: &[(String, String)]) -> rusqlite::Result<()> {
-    use rayon::prelude::*;
     let mut zones: HashMap<&str, TimeZone> = HashMap::new();
     for (row, (_, zone)) in rows.iter().zip(texts) {
         if !zones.contains_key(zone.as_str()) {
@@ -431,11 +430,7 @@ fn type_schedules(rows: &mut [JobRow], texts: &[(String, String)]) -> rusqlite::
         row.timezone = zones[zone.as_str()].clone();
         Ok(())
     };
-    if rows.len() < 256 {
-        rows.iter_mut().zip(texts).try_for_each(finish)
-    } else {
-        rows.par_iter_mut().zip(texts).try_for_each(finish)
-    }
+    rows.iter_mut().zip(texts).try_for_each(finish)
 }
 
 /// The query behind [`query_jobs`]: one job (`?1`) or all, with the columns `detail` needs.
