@@ -12,7 +12,6 @@ use jiff::Timestamp;
 use crate::catalog::Catalog;
 use crate::ledger::{ApplyBatch, ApplyRecord, GitInfo, JobRow, Ledger, LedgerError, NewRevision};
 use crate::plan::{self, Applied, Plan};
-use crate::schedule::Schedule;
 
 /// The outcome of an apply: what was written (nothing for an empty plan) and the plan itself.
 #[derive(Debug)]
@@ -45,7 +44,7 @@ pub fn apply(
 ) -> Result<Outcome, ApplyError> {
     let stamp = apply_stamp(now);
     let mut decided: Option<Plan> = None;
-    let result = ledger.apply(&stamp, git, |current, fetch| {
+    let result = ledger.apply(stamp, git, |current, fetch| {
         // Only changed and removed jobs need their stored definition (for the diff) and their
         // stored schedule (for the next fires before and after).
         let mut plan = plan::plan(catalog, &applied_for_plan(current, catalog, fetch), now);
@@ -104,14 +103,18 @@ fn revisions(plan: &Plan, catalog: &Catalog, owner: crate::ledger::Owner) -> Vec
             definition: change.after.clone().unwrap_or_default(),
             source_path: (owner == crate::ledger::Owner::File).then(|| entry.relative.clone()),
             enabled: entry.spec.enabled,
-            schedule: entry.spec.schedule.to_json().to_string(),
-            timezone: entry.spec.timezone.name.clone(),
+            schedule: entry.spec.schedule.clone(),
+            timezone: entry.spec.timezone.tz.clone(),
             description: entry.spec.description.clone(),
             tags: entry.spec.tags.clone(),
             reset_anchor: change.reset_anchor,
-            repeat: entry.spec.repeat.map(|r| repeat_json(r).to_string()),
-            depends_on: (!entry.spec.depends_on.is_empty())
-                .then(|| serde_json::to_string(&entry.spec.depends_on).expect("names serialise")),
+            repeat: entry.spec.repeat,
+            depends_on: entry
+                .spec
+                .depends_on
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
         })
         .collect()
 }
@@ -119,19 +122,11 @@ fn revisions(plan: &Plan, catalog: &Catalog, owner: crate::ledger::Owner) -> Vec
 /// An apply's stamp: `now` to the second, truncated, never rounded up: a stamp ahead of the
 /// clock would put a new job's cursor in the future, and an `after` job would ignore upstream
 /// successes in that half second.
-fn apply_stamp(now: Timestamp) -> String {
+fn apply_stamp(now: Timestamp) -> Timestamp {
     let second = jiff::TimestampRound::new()
         .smallest(jiff::Unit::Second)
         .mode(jiff::RoundMode::Trunc);
-    now.round(second).unwrap_or(now).to_string()
-}
-
-/// A revision's `repeat` as the ledger stores it.
-pub fn repeat_json(repeat: crate::spec::Repeat) -> serde_json::Value {
-    match repeat {
-        crate::spec::Repeat::Times(n) => serde_json::json!({ "times": n }),
-        crate::spec::Repeat::UntilSuccess => serde_json::json!({ "until": "success" }),
-    }
+    now.round(second).unwrap_or(now)
 }
 
 /// [`applied`] for a plan or an apply, from rows without definitions (`Ledger::jobs_bare`):
@@ -197,20 +192,13 @@ pub fn applied(rows: &[JobRow]) -> Vec<Applied> {
             hash: row.content_hash.clone(),
             definition: row.definition.clone(),
             source_path: row.source_path.clone(),
-            schedule: stored_schedule(row),
-            timezone: jiff::tz::db().get(&row.timezone).ok(),
+            schedule: Some(row.schedule.clone()),
+            timezone: Some(row.timezone.clone()),
             enabled: row.enabled,
-            anchor: row.schedule_anchor.parse().unwrap_or(Timestamp::UNIX_EPOCH),
+            anchor: row.schedule_anchor,
             n_runs: row.n_runs,
         })
         .collect()
-}
-
-/// A job's schedule as the ledger stored it.
-pub fn stored_schedule(row: &JobRow) -> Option<Schedule> {
-    serde_json::from_str(&row.schedule)
-        .ok()
-        .and_then(|v| Schedule::from_json(&v).ok())
 }
 
 /// What the API does to one of its jobs.
@@ -262,7 +250,7 @@ pub fn write_api_job(
 ) -> Result<Option<ApplyRecord>, ApiWriteError> {
     let stamp = apply_stamp(now);
     let mut refused: Option<ApiWriteError> = None;
-    let result = ledger.apply(&stamp, &GitInfo::default(), |current, fetch| {
+    let result = ledger.apply(stamp, &GitInfo::default(), |current, fetch| {
         let existing = current.iter().find(|r| r.name == name && r.active);
         let refusal = match (mode, existing) {
             (_, Some(r)) if r.owner == crate::ledger::Owner::File => Some(ApiWriteError::Conflict(format!(

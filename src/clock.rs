@@ -10,6 +10,16 @@ use std::time::Instant;
 
 use jiff::{SignedDuration, Timestamp};
 
+/// `JOBS_NOW` is set but is not an instant.
+///
+/// The parser's reason is part of the message rather than a `source`, so a chain printed
+/// with `{:#}` (the CLI's errors) shows it once.
+#[derive(Debug, thiserror::Error)]
+pub enum ClockError {
+    #[error("JOBS_NOW=`{value}` is not an RFC 3339 instant such as 2026-03-08T06:00:00Z: {reason}")]
+    NotAnInstant { value: String, reason: jiff::Error },
+}
+
 /// The wall clock, or a clock started at a fixed instant that runs at real speed.
 #[derive(Clone, Copy, Debug)]
 pub struct Clock {
@@ -34,16 +44,12 @@ impl Clock {
     /// # Errors
     ///
     /// When `JOBS_NOW` is set but is not an RFC 3339 instant.
-    pub fn from_env() -> Result<Clock, String> {
+    pub fn from_env() -> Result<Clock, ClockError> {
         match std::env::var("JOBS_NOW") {
-            Ok(text) if !text.is_empty() => text
-                .parse::<Timestamp>()
-                .map(Clock::starting_at)
-                .map_err(|e| {
-                    format!(
-                        "JOBS_NOW=`{text}` is not an RFC 3339 instant such as 2026-03-08T06:00:00Z: {e}"
-                    )
-                }),
+            Ok(value) if !value.is_empty() => match value.parse::<Timestamp>() {
+                Ok(at) => Ok(Clock::starting_at(at)),
+                Err(reason) => Err(ClockError::NotAnInstant { value, reason }),
+            },
             _ => Ok(Clock::system()),
         }
     }
@@ -70,9 +76,27 @@ impl Clock {
 /// # Errors
 ///
 /// When `JOBS_NOW` is set but is not an RFC 3339 instant.
-pub fn now() -> Result<Timestamp, String> {
+pub fn now() -> Result<Timestamp, ClockError> {
     Clock::from_env().map(|c| match c.start {
         Some((at, _)) => at,
         None => Timestamp::now(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ClockError;
+
+    #[test]
+    fn a_bad_jobs_now_is_quoted_with_an_example() {
+        let value = "2026-03-08 06:00".to_string();
+        let reason = value.parse::<jiff::Timestamp>().unwrap_err();
+        let message = ClockError::NotAnInstant { value, reason }.to_string();
+        assert!(
+            message.starts_with(
+                "JOBS_NOW=`2026-03-08 06:00` is not an RFC 3339 instant such as 2026-03-08T06:00:00Z: "
+            ),
+            "{message}"
+        );
+    }
 }

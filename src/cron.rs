@@ -157,68 +157,13 @@ impl CronExpr {
                 None,
             ));
         }
-        let body = if let Some(name) = trimmed.strip_prefix('@') {
-            match name
-                .split_whitespace()
-                .next()
-                .unwrap_or_default()
-                .to_ascii_lowercase()
-                .as_str()
-            {
-                _ if name.split_whitespace().nth(1).is_some()
-                    && !name.to_ascii_lowercase().starts_with("every")
-                    && !name.to_ascii_lowercase().starts_with("reboot") =>
-                {
-                    return Err(err(
-                        format!("`{trimmed}`: a macro stands alone, with nothing after it"),
-                        Some(lead),
-                    ));
-                }
-                m if expand_macro(m).is_some() => expand_macro(m).expect("checked"),
-                "reboot" => {
-                    return Err(CronError {
-                        help: Some(
-                            "trigger it by hand (`jobctl run`) or from your init system".into(),
-                        ),
-                        ..err(
-                            "`@reboot` is not supported: jobs fires on time, not on boot",
-                            Some(lead),
-                        )
-                    });
-                }
-                "every" => {
-                    return Err(CronError {
-                        help: Some("write `schedule: {every: 5m}` for an interval".into()),
-                        ..err("`@every` is not a crontab(5) macro", Some(lead))
-                    });
-                }
-                _ => {
-                    return Err(CronError {
-                        help: Some("the macros are @yearly, @annually, @monthly, @weekly, @daily, @midnight and @hourly".into()),
-                        ..err(format!("unknown macro `{trimmed}`"), Some(lead))
-                    });
-                }
-            }
-        } else {
-            trimmed
+        let body = match trimmed.strip_prefix('@') {
+            Some(name) => expand_macro_of(trimmed, name, lead)?,
+            None => trimmed,
         };
         let from_macro = !std::ptr::eq(body, trimmed);
-        // Fields with their character offsets in `text`.
-        let mut fields: Vec<(usize, &str)> = Vec::with_capacity(5);
-        let mut start = None;
-        for (i, c) in body.char_indices() {
-            match (c.is_whitespace(), start) {
-                (false, None) => start = Some(i),
-                (true, Some(s)) => {
-                    fields.push((s, &body[s..i]));
-                    start = None;
-                }
-                _ => {}
-            }
-        }
-        if let Some(s) = start {
-            fields.push((s, &body[s..]));
-        }
+        // Fields with their byte offsets in `body`.
+        let fields = split_fields(body);
         let offset_of = |byte: usize| {
             if from_macro {
                 Some(lead)
@@ -741,6 +686,66 @@ impl Describer {
         out.push_str(days);
         Some(out)
     }
+}
+
+/// What the macro `@name` stands for (`trimmed` is the whole expression, at character
+/// `lead`), or why it stands for nothing crontab(5) runs.
+fn expand_macro_of(trimmed: &str, name: &str, lead: usize) -> Result<&'static str, CronError> {
+    let first = name
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let lower = name.to_ascii_lowercase();
+    if name.split_whitespace().nth(1).is_some()
+        && !lower.starts_with("every")
+        && !lower.starts_with("reboot")
+    {
+        return Err(err(
+            format!("`{trimmed}`: a macro stands alone, with nothing after it"),
+            Some(lead),
+        ));
+    }
+    if let Some(expanded) = expand_macro(&first) {
+        return Ok(expanded);
+    }
+    Err(match first.as_str() {
+        "reboot" => CronError {
+            help: Some("trigger it by hand (`jobctl run`) or from your init system".into()),
+            ..err(
+                "`@reboot` is not supported: jobs fires on time, not on boot",
+                Some(lead),
+            )
+        },
+        "every" => CronError {
+            help: Some("write `schedule: {every: 5m}` for an interval".into()),
+            ..err("`@every` is not a crontab(5) macro", Some(lead))
+        },
+        _ => CronError {
+            help: Some("the macros are @yearly, @annually, @monthly, @weekly, @daily, @midnight and @hourly".into()),
+            ..err(format!("unknown macro `{trimmed}`"), Some(lead))
+        },
+    })
+}
+
+/// The whitespace-separated fields of `body`, each with its byte offset.
+fn split_fields(body: &str) -> Vec<(usize, &str)> {
+    let mut fields: Vec<(usize, &str)> = Vec::with_capacity(5);
+    let mut start = None;
+    for (i, c) in body.char_indices() {
+        match (c.is_whitespace(), start) {
+            (false, None) => start = Some(i),
+            (true, Some(s)) => {
+                fields.push((s, &body[s..i]));
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(s) = start {
+        fields.push((s, &body[s..]));
+    }
+    fields
 }
 
 /// The five fields a macro stands for (`name` without `@`, lower case).

@@ -3,7 +3,8 @@
 //! Every decision the scheduler and the ledger act on, other than which slots are due
 //! (`slots::decide`), lives here as a pure function over core types that returns an enum
 //! whose variants carry their data: admission of a new run (a pause, `concurrency`), the
-//! `depends_on` gate, the `after` fan-in, the re-decision of a blocked run, `repeat`
+//! `depends_on` gate, the `after` fan-in, the re-decision of a blocked run and the failure
+//! cascade down a chain of gates, `repeat`
 //! completion and the failure streak. Each reason has ONE wording, here, so the ledger, the
 //! daemon and the CLI say the same thing for the same cause.
 //!
@@ -220,6 +221,126 @@ pub fn recheck(
     }
 }
 
+/// A blocked run as the cascade sees it: its id, when it was created (its gate counts
+/// failures from then) and what [`recheck`] needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlockedRun {
+    pub id: i64,
+    pub created: Timestamp,
+    pub scheduled_at: Option<Timestamp>,
+    /// The reason it shows now (`waiting for …`).
+    pub reason: Option<String>,
+}
+
+/// A job with blocked runs, as the cascade sees it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GatedJob {
+    /// Still in the ledger (a removed job's blocked runs end).
+    pub active: bool,
+    /// `starting_deadline`.
+    pub deadline: Option<Duration>,
+    /// The current revision's `depends_on`: the gate of every blocked run.
+    pub depends_on: Vec<String>,
+    /// The jobs gated on this one: they look again when a run of this one is skipped here.
+    pub gated: Vec<String>,
+    /// Its blocked runs, oldest first.
+    pub blocked: Vec<BlockedRun>,
+}
+
+/// What the cascade decided for one blocked run: only what changes (a run that keeps
+/// waiting for the same reason is left out).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decided {
+    pub job: String,
+    pub run_id: i64,
+    pub outcome: Recheck,
+}
+
+/// The failure cascade: re-decides the blocked runs of `start` (the jobs gated on the jobs
+/// whose runs ended, or every job with a blocked run) with [`recheck`], and when one is
+/// skipped at its gate, that skip is a failure the jobs gated on its job see at `now`: their
+/// blocked runs are re-decided too, down a chain of gates, each link followed once (so a
+/// diamond or a cycle ends).
+///
+/// `jobs` holds every job the walk can reach that has blocked runs (a job missing from it
+/// has none); `latest` each of their dependencies' latest run that was not skipped by its
+/// schedule (see [`gate`]), as read before the walk. Returns the decisions in the order the
+/// walk made them; the ledger writes them as they come, in one transaction.
+pub fn cascade(
+    start: &[String],
+    jobs: &std::collections::BTreeMap<String, GatedJob>,
+    mut latest: std::collections::BTreeMap<String, Option<Latest>>,
+    now: Timestamp,
+) -> Vec<Decided> {
+    let mut decided: Vec<Decided> = Vec::new();
+    // Runs that ended or were released in this walk, and the reasons waits now show.
+    let mut settled = std::collections::BTreeSet::new();
+    let mut reasons: std::collections::BTreeMap<i64, String> = std::collections::BTreeMap::new();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut queue: Vec<String> = start.to_vec();
+    while let Some(name) = queue.pop() {
+        let Some(job) = jobs.get(&name) else {
+            continue;
+        };
+        let mut skipped_here = false;
+        for run in &job.blocked {
+            if settled.contains(&run.id) {
+                continue;
+            }
+            let gate = (job.active && !job.depends_on.is_empty()).then(|| {
+                let facts: Vec<(&str, Option<Latest>)> = job
+                    .depends_on
+                    .iter()
+                    .map(|d| (d.as_str(), latest.get(d).copied().flatten()))
+                    .collect();
+                gate(run.created, &facts)
+            });
+            let shown = reasons
+                .get(&run.id)
+                .map(String::as_str)
+                .or(run.reason.as_deref());
+            let blocked = Blocked {
+                scheduled_at: run.scheduled_at,
+                reason: shown,
+            };
+            let outcome = recheck(blocked, job.active, job.deadline, gate, now);
+            match &outcome {
+                Recheck::Wait { reason } if Some(reason.as_str()) == shown => continue,
+                Recheck::Wait { reason } => {
+                    reasons.insert(run.id, reason.clone());
+                }
+                Recheck::Release { .. } => {
+                    settled.insert(run.id);
+                }
+                Recheck::Skip { .. } => {
+                    settled.insert(run.id);
+                    skipped_here = true;
+                    // Still the job's latest eligible run unless a newer one exists.
+                    if let Some(Some(l)) = latest.get_mut(&name)
+                        && l.run_id == run.id
+                    {
+                        l.state = RunState::Skipped;
+                        l.finished_at = Some(now);
+                    }
+                }
+            }
+            decided.push(Decided {
+                job: name.clone(),
+                run_id: run.id,
+                outcome,
+            });
+        }
+        if skipped_here {
+            for next in &job.gated {
+                if seen.insert((name.clone(), next.clone())) {
+                    queue.push(next.clone());
+                }
+            }
+        }
+    }
+    decided
+}
+
 /// `repeat: {times: N}`: whether the job completes with the fire that brings its count under
 /// the current revision to `fires`.
 pub fn completes_on_fire(repeat: Option<Repeat>, fires: i64) -> bool {
@@ -253,6 +374,8 @@ pub fn streak_after(streak: i64, state: RunState, retrying: bool) -> i64 {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
 
     fn ts(text: &str) -> Timestamp {
@@ -536,6 +659,124 @@ mod tests {
                 reason: "its starting deadline (10m) passed while waiting".into()
             }
         );
+    }
+
+    #[test]
+    fn a_skip_at_a_gate_cascades_down_the_chain_of_gates() {
+        use RunState::*;
+        let (created, now) = (ts("2026-10-31T12:00:00Z"), ts("2026-10-31T12:10:00Z"));
+        let job = |active: bool, deps: &[&str], gated: &[&str], runs: &[(i64, &str)]| GatedJob {
+            active,
+            deadline: None,
+            depends_on: deps.iter().map(|d| d.to_string()).collect(),
+            gated: gated.iter().map(|d| d.to_string()).collect(),
+            blocked: runs
+                .iter()
+                .map(|(id, reason)| BlockedRun {
+                    id: *id,
+                    created,
+                    scheduled_at: Some(created),
+                    reason: Some(reason.to_string()),
+                })
+                .collect(),
+        };
+        let chain = |b_active: bool| {
+            BTreeMap::from([
+                (
+                    "b".to_string(),
+                    job(b_active, &["a"], &["c"], &[(10, "waiting for a")]),
+                ),
+                (
+                    "c".to_string(),
+                    job(true, &["b"], &["b"], &[(11, "waiting for b")]),
+                ),
+            ])
+        };
+        let a_failed = latest(1, Failed, Some("2026-10-31T12:05:00Z"));
+        let b_blocked = latest(10, Blocked, None);
+        let skip = |job: &str, run_id, reason: &str| Decided {
+            job: job.into(),
+            run_id,
+            outcome: Recheck::Skip {
+                reason: reason.into(),
+            },
+        };
+        type Case = (
+            &'static str,
+            BTreeMap<String, GatedJob>,
+            Vec<(&'static str, Option<Latest>)>,
+            Vec<Decided>,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "a failure skips b, and b's skip skips c (the link back to b ends the walk)",
+                chain(true),
+                vec![("a", a_failed), ("b", b_blocked)],
+                vec![
+                    skip("b", 10, "dependency a ended failed (run 1)"),
+                    skip("c", 11, "dependency b ended skipped (run 10)"),
+                ],
+            ),
+            (
+                "a newer run of b keeps c waiting, unchanged",
+                chain(true),
+                vec![("a", a_failed), ("b", latest(12, Pending, None))],
+                vec![skip("b", 10, "dependency a ended failed (run 1)")],
+            ),
+            (
+                "a success releases b and nothing cascades",
+                chain(true),
+                vec![
+                    ("a", latest(1, Succeeded, Some("2026-10-31T12:05:00Z"))),
+                    ("b", b_blocked),
+                ],
+                vec![Decided {
+                    job: "b".into(),
+                    run_id: 10,
+                    outcome: Recheck::Release {
+                        released_by: vec![("a".into(), 1)],
+                    },
+                }],
+            ),
+            (
+                "a removed job's run ends, and its dependents see a failure",
+                chain(false),
+                vec![("a", None), ("b", b_blocked)],
+                vec![
+                    skip("b", 10, "the job was removed while the run waited"),
+                    skip("c", 11, "dependency b ended skipped (run 10)"),
+                ],
+            ),
+            (
+                "a failure from before the run came due only changes what it waits for",
+                BTreeMap::from([(
+                    "b".to_string(),
+                    job(true, &["a", "x"], &["c"], &[(10, "waiting for x")]),
+                )]),
+                vec![
+                    ("a", latest(1, Failed, Some("2026-10-31T11:00:00Z"))),
+                    ("x", None),
+                ],
+                vec![Decided {
+                    job: "b".into(),
+                    run_id: 10,
+                    outcome: Recheck::Wait {
+                        reason: "waiting for a, x".into(),
+                    },
+                }],
+            ),
+        ];
+        for (name, jobs, latest, expected) in cases {
+            let latest = latest
+                .into_iter()
+                .map(|(job, l)| (job.to_string(), l))
+                .collect();
+            assert_eq!(
+                cascade(&["b".to_string()], &jobs, latest, now),
+                expected,
+                "{name}"
+            );
+        }
     }
 
     #[test]

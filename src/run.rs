@@ -51,18 +51,19 @@ impl RunState {
         }
     }
 
+    /// The state a word names (`pending`, `timed_out`, ...).
+    ///
     /// # Errors
     ///
-    /// A message listing the states.
-    pub fn parse(text: &str) -> Result<RunState, String> {
+    /// [`UnknownWord`] for any other text; its message lists the states.
+    pub fn parse(text: &str) -> Result<RunState, UnknownWord> {
         RunState::ALL
             .into_iter()
             .find(|s| s.as_str() == text)
-            .ok_or_else(|| {
-                format!(
-                    "`{text}` is not a run state; expected one of {}",
-                    RunState::ALL.map(RunState::as_str).join(", ")
-                )
+            .ok_or_else(|| UnknownWord {
+                word: text.to_string(),
+                what: "run state",
+                expected: RunState::ALL.map(RunState::as_str).join(", "),
             })
     }
 
@@ -79,10 +80,30 @@ impl RunState {
     }
 }
 
+impl std::str::FromStr for RunState {
+    type Err = UnknownWord;
+
+    fn from_str(text: &str) -> Result<RunState, UnknownWord> {
+        RunState::parse(text)
+    }
+}
+
 impl fmt::Display for RunState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// A word that names no run state or trigger: from a command line, a query, or a ledger row
+/// written by a newer version.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("`{word}` is not a {what}; expected one of {expected}")]
+pub struct UnknownWord {
+    pub word: String,
+    /// `run state` or `trigger`.
+    pub what: &'static str,
+    /// The words known, comma-separated.
+    pub expected: String,
 }
 
 /// What created a run.
@@ -124,19 +145,28 @@ impl Trigger {
         }
     }
 
+    /// The trigger a word names (`schedule`, `manual`, ...).
+    ///
     /// # Errors
     ///
-    /// A message listing the triggers.
-    pub fn parse(text: &str) -> Result<Trigger, String> {
+    /// [`UnknownWord`] for any other text; its message lists the triggers.
+    pub fn parse(text: &str) -> Result<Trigger, UnknownWord> {
         Trigger::ALL
             .into_iter()
             .find(|s| s.as_str() == text)
-            .ok_or_else(|| {
-                format!(
-                    "`{text}` is not a trigger; expected one of {}",
-                    Trigger::ALL.map(Trigger::as_str).join(", ")
-                )
+            .ok_or_else(|| UnknownWord {
+                word: text.to_string(),
+                what: "trigger",
+                expected: Trigger::ALL.map(Trigger::as_str).join(", "),
             })
+    }
+}
+
+impl std::str::FromStr for Trigger {
+    type Err = UnknownWord;
+
+    fn from_str(text: &str) -> Result<Trigger, UnknownWord> {
+        Trigger::parse(text)
     }
 }
 
@@ -364,6 +394,15 @@ mod tests {
         for t in Trigger::ALL {
             assert_eq!(Trigger::parse(t.as_str()), Ok(t));
         }
-        assert!(RunState::parse("done").unwrap_err().contains("succeeded"));
+        assert!(
+            RunState::parse("done")
+                .unwrap_err()
+                .to_string()
+                .contains("succeeded")
+        );
+        assert_eq!(
+            Trigger::parse("cron").unwrap_err().to_string(),
+            "`cron` is not a trigger; expected one of schedule, missed, manual, retry, webhook, dependency, api"
+        );
     }
 }

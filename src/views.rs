@@ -11,9 +11,9 @@ use crate::api::wire::{
     DaemonView, FilesView, GraphJob, GraphView, JobDetail, JobSummary, LastRunView, NextFire,
     PauseView, StatusView,
 };
-use crate::apply::stored_schedule;
-use crate::ledger::JobRow;
+use crate::ledger::{JobRow, applied_stamp, stamp};
 use crate::schedule::Schedule;
+use crate::spec::Repeat;
 
 /// RFC 3339 with the zone's offset, to the second.
 pub fn rfc3339(z: &Zoned) -> String {
@@ -23,12 +23,7 @@ pub fn rfc3339(z: &Zoned) -> String {
 /// The job's state: `removed`, then `disabled`, `paused`, `completed`, `blocked`, `active`,
 /// the first that holds.
 pub fn state_of(row: &JobRow) -> &'static str {
-    state_with(row, stored_schedule(row).as_ref())
-}
-
-/// [`state_of`] with the row's stored schedule already parsed.
-fn state_with(row: &JobRow, schedule: Option<&Schedule>) -> &'static str {
-    let completed = || row.completed_at.is_some() || fired_at(row, schedule);
+    let completed = || row.completed_at.is_some() || at_has_fired(row);
     match (row.active, row.enabled) {
         (false, _) => "removed",
         (true, false) => "disabled",
@@ -41,19 +36,8 @@ fn state_with(row: &JobRow, schedule: Option<&Schedule>) -> &'static str {
 
 /// Whether `row` is an `at` job whose one-off has fired (its slot is accounted for).
 pub fn at_has_fired(row: &JobRow) -> bool {
-    fired_at(row, stored_schedule(row).as_ref())
-}
-
-/// [`at_has_fired`] with the row's stored schedule already parsed.
-fn fired_at(row: &JobRow, schedule: Option<&Schedule>) -> bool {
-    match schedule {
-        Some(Schedule::At(at)) => {
-            row.completed_at.is_some()
-                || row
-                    .slot_cursor
-                    .parse::<Timestamp>()
-                    .is_ok_and(|cursor| at.instant <= cursor)
-        }
+    match &row.schedule {
+        Schedule::At(at) => row.completed_at.is_some() || at.instant <= row.slot_cursor,
         _ => false,
     }
 }
@@ -67,8 +51,8 @@ pub fn fired_unchanged(rows: &[JobRow], name: &str, hash: &str) -> bool {
 
 /// A `repeat` job's count, from the revision's stored `repeat`.
 fn progress_of(row: &JobRow) -> Option<String> {
-    let repeat: serde_json::Value = serde_json::from_str(row.repeat.as_deref()?).ok()?;
-    if let Some(times) = repeat.get("times").and_then(serde_json::Value::as_i64) {
+    if let Repeat::Times(times) = row.repeat? {
+        let times = i64::from(times);
         return Some(format!("{} of {times}", row.fires.min(times)));
     }
     let runs = if row.fires == 1 { "run" } else { "runs" };
@@ -78,47 +62,17 @@ fn progress_of(row: &JobRow) -> Option<String> {
     })
 }
 
-/// The next `n` fires of a job's stored schedule after `now`, in `tz`.
-pub fn next_fires_in(row: &JobRow, tz: &TimeZone, now: Timestamp, n: usize) -> Vec<Zoned> {
+/// The next `n` fires of a job's stored schedule after `now`, in its time zone.
+pub fn next_fires_in(row: &JobRow, now: Timestamp, n: usize) -> Vec<Zoned> {
     if !row.active || !row.enabled || row.completed_at.is_some() {
         return Vec::new();
     }
-    next_fires_with(row, stored_schedule(row).as_ref(), tz, now, n)
-}
-
-/// [`next_fires_in`] with the row's stored schedule already parsed.
-fn next_fires_with(
-    row: &JobRow,
-    schedule: Option<&Schedule>,
-    tz: &TimeZone,
-    now: Timestamp,
-    n: usize,
-) -> Vec<Zoned> {
-    if !row.active || !row.enabled || row.completed_at.is_some() {
-        return Vec::new();
-    }
-    let Some(schedule) = schedule else {
-        return Vec::new();
-    };
-    let anchor = row.schedule_anchor.parse().unwrap_or(now);
-    schedule
-        .next_fires(tz, anchor, now, n)
+    let tz = &row.timezone;
+    row.schedule
+        .next_fires(tz, row.schedule_anchor, now, n)
         .into_iter()
         .map(|t| t.to_zoned(tz.clone()))
         .collect()
-}
-
-/// Looks each zone up once: thousands of jobs share a handful of zones.
-#[derive(Default)]
-pub struct Zones(HashMap<String, Option<TimeZone>>);
-
-impl Zones {
-    pub fn get(&mut self, name: &str) -> Option<&TimeZone> {
-        self.0
-            .entry(name.to_string())
-            .or_insert_with(|| jiff::tz::db().get(name).ok())
-            .as_ref()
-    }
 }
 
 /// A cron expression in English. One [`crate::cron::Describer`] per thread remembers what
@@ -133,86 +87,70 @@ fn describe(cron: &crate::cron::CronExpr) -> String {
     DESCRIBER.with(|describer| describer.borrow_mut().describe(cron))
 }
 
-fn schedule_kind(schedule: Option<&Schedule>) -> &'static str {
+fn schedule_kind(schedule: &Schedule) -> &'static str {
     match schedule {
-        Some(Schedule::Cron(_)) => "cron",
-        Some(Schedule::Every { .. }) => "every",
-        Some(Schedule::At(_)) => "at",
-        Some(Schedule::After(_)) => "after",
-        Some(Schedule::Manual) | None => "manual",
+        Schedule::Cron(_) => "cron",
+        Schedule::Every { .. } => "every",
+        Schedule::At(_) => "at",
+        Schedule::After(_) => "after",
+        Schedule::Manual => "manual",
     }
 }
 
+/// A zone's IANA name, as the ledger stores it (every zone a job can name has one).
+pub fn zone_name(tz: &TimeZone) -> &str {
+    tz.iana_name().unwrap_or("UTC")
+}
+
 /// The list views of `rows` at `now`, each with its run counts (`runs`, by job name; taken
-/// out of the map). One parse of each stored schedule serves the state, the next fire and the
-/// description, and the rows are shared among all cores: `list` at 10,000 jobs is this.
+/// out of the map), built on all cores: `list` at 10,000 jobs is this.
 pub fn summaries(
     rows: &[JobRow],
     runs: &mut HashMap<String, BTreeMap<String, i64>>,
     now: Timestamp,
 ) -> Vec<JobSummary> {
     use rayon::prelude::*;
-    let mut zones = Zones::default();
-    let tzs: Vec<Option<TimeZone>> = rows
-        .iter()
-        .map(|r| zones.get(&r.timezone).cloned())
-        .collect();
     let counts: Vec<BTreeMap<String, i64>> = rows
         .iter()
         .map(|r| runs.remove(&r.name).unwrap_or_default())
         .collect();
     rows.par_iter()
-        .zip(tzs)
         .zip(counts)
-        .map(|((row, tz), counts)| {
-            let schedule = stored_schedule(row);
-            let next = tz.and_then(|tz| {
-                next_fires_with(row, schedule.as_ref(), &tz, now, 1)
-                    .into_iter()
-                    .next()
-            });
-            summary_with(row, schedule.as_ref(), next.as_ref(), counts)
+        .map(|(row, counts)| {
+            let next = next_fires_in(row, now, 1).into_iter().next();
+            summary(row, next.as_ref(), counts)
         })
         .collect()
 }
 
 /// The list view of a job, given its next fire and run counts.
 pub fn summary(row: &JobRow, next_fire: Option<&Zoned>, runs: BTreeMap<String, i64>) -> JobSummary {
-    summary_with(row, stored_schedule(row).as_ref(), next_fire, runs)
-}
-
-/// [`summary`] with the row's stored schedule already parsed.
-fn summary_with(
-    row: &JobRow,
-    schedule: Option<&Schedule>,
-    next_fire: Option<&Zoned>,
-    runs: BTreeMap<String, i64>,
-) -> JobSummary {
+    let schedule = &row.schedule;
     JobSummary {
         name: row.name.clone(),
         description: row.description.clone(),
-        state: state_with(row, schedule).to_string(),
+        state: state_of(row).to_string(),
         progress: progress_of(row),
         blocked: row.blocked.clone(),
         failure_streak: row.failure_streak,
         enabled: row.enabled,
         paused: row.paused.as_ref().map(PauseView::from),
         owner: row.owner.as_str().to_string(),
-        schedule: schedule.map_or_else(|| row.schedule.clone(), ToString::to_string),
+        schedule: schedule.to_string(),
         schedule_kind: schedule_kind(schedule).to_string(),
-        schedule_description: schedule.map(|s| match s {
+        schedule_description: Some(match schedule {
             Schedule::Cron(c) => describe(c),
             other => other.to_string(),
         }),
-        timezone: row.timezone.clone(),
+        timezone: zone_name(&row.timezone).to_string(),
         next_fire: next_fire.map(rfc3339),
         file: row.source_path.clone(),
         revision: row.revision,
         git_commit: row.git_commit.clone(),
         tags: row.tags.clone(),
         last_run: row.last_run.as_ref().map(|l| LastRunView {
-            state: l.state.clone(),
-            at: l.at.clone(),
+            state: l.state.to_string(),
+            at: crate::ledger::stamp(l.at),
         }),
         runs,
     }
@@ -231,9 +169,9 @@ pub fn detail(
         revisions,
         content_hash: row.content_hash.clone(),
         git_dirty: row.git_dirty,
-        applied_at: row.updated_at.clone(),
-        created_at: row.created_at.clone(),
-        removed_at: row.removed_at.clone(),
+        applied_at: applied_stamp(row.updated_at),
+        created_at: applied_stamp(row.created_at),
+        removed_at: row.removed_at.map(applied_stamp),
         definition: row.definition.clone(),
     }
 }
@@ -259,13 +197,11 @@ pub fn status(
         .status("source")?
         .and_then(|s| serde_json::from_str(&s).ok());
     let rows = ledger.job_summaries()?;
-    let mut zones = Zones::default();
     let mut next: Vec<(Timestamp, String)> = rows
         .iter()
         .filter(|r| r.active && r.paused.is_none())
         .filter_map(|r| {
-            let tz = zones.get(&r.timezone)?;
-            next_fires_in(r, tz, now, 1)
+            next_fires_in(r, now, 1)
                 .first()
                 .map(|z| (z.timestamp(), r.name.clone()))
         })
@@ -280,12 +216,12 @@ pub fn status(
             since: lease
                 .as_ref()
                 .filter(|_| running)
-                .map(|l| l.acquired_at.clone()),
+                .map(|l| stamp(l.acquired_at)),
             epoch: lease.as_ref().map(|l| l.epoch),
             stopped_at: lease
                 .as_ref()
                 .filter(|_| !running)
-                .and_then(|l| l.released_at.clone()),
+                .and_then(|l| l.released_at.map(stamp)),
         },
         ledger: path.display().to_string(),
         jobs: rows.iter().filter(|r| r.active).count(),
@@ -318,8 +254,7 @@ pub fn graph(rows: &[JobRow]) -> GraphView {
     let mut jobs = Vec::new();
     let mut edges = Vec::new();
     for row in rows.iter().filter(|r| r.active) {
-        let schedule = stored_schedule(row);
-        if let Some(Schedule::After(upstream)) = &schedule {
+        if let Schedule::After(upstream) = &row.schedule {
             for up in upstream {
                 edges.push(crate::api::wire::Edge {
                     from: up.to_string(),
@@ -337,7 +272,7 @@ pub fn graph(rows: &[JobRow]) -> GraphView {
         }
         jobs.push(GraphJob {
             name: row.name.clone(),
-            schedule: schedule.map_or_else(|| row.schedule.clone(), |s| s.to_string()),
+            schedule: row.schedule.to_string(),
             state: state_of(row).to_string(),
         });
     }

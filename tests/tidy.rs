@@ -43,7 +43,7 @@ const CORE: &[(&str, &[&str], &[&str])] = &[
             "toml",
         ],
     ),
-    ("run.rs", &["duration", "spec"], &["jiff"]),
+    ("run.rs", &["duration", "spec"], &["jiff", "thiserror"]),
     (
         "catalog.rs",
         &["diag", "name", "schedule", "spec"],
@@ -267,6 +267,224 @@ fn the_ledger_reads_no_environment() {
         "pass it in ledger::OpenOptions instead:\n{}",
         found.join("\n")
     );
+}
+
+/// Issue 14: the ledger speaks core types. A run's state and trigger are `RunState` and
+/// `Trigger` from the moment a row is read (`ledger::columns`) until the wire or a SQL
+/// statement needs their word, so no code compares them as text: SQL, `run.rs` (which defines
+/// the words) and `api::wire` (the JSON) excepted. `notify` keeps its own JSON shape of an
+/// outcome (its webhook body) and is skipped too, and `diag`, whose field names share words.
+#[test]
+fn run_states_and_triggers_are_compared_as_types() {
+    let words = [
+        "blocked",
+        "pending",
+        "running",
+        "succeeded",
+        "failed",
+        "timed_out",
+        "cancelled",
+        "skipped",
+        "schedule",
+        "missed",
+        "manual",
+        "retry",
+        "webhook",
+        "dependency",
+    ];
+    let patterns: Vec<String> = words
+        .iter()
+        .flat_map(|w| {
+            [
+                format!("== \"{w}\""),
+                format!("!= \"{w}\""),
+                format!("Some(\"{w}\""),
+                format!("(\"{w}\" |"),
+                format!("| \"{w}\""),
+            ]
+        })
+        .collect();
+    let patterns: Vec<&str> = patterns.iter().map(String::as_str).collect();
+    let found = uses(
+        "src",
+        |file| {
+            file == "src/run.rs"
+                || file == "src/api/wire.rs"
+                || file == "src/diag.rs"
+                || file.starts_with("src/notify/")
+        },
+        &patterns,
+    );
+    assert!(
+        found.is_empty(),
+        "compare RunState and Trigger values, not their words:\n{}",
+        found.join("\n")
+    );
+}
+
+/// Issue 14: errors are typed (`thiserror`), not `String`s a caller can only print. Each
+/// `pub` function of `src/` (outside its `#[cfg(test)]` tests) that returns `Result<_, String>`
+/// is named here, multi-line signatures included.
+#[test]
+fn no_pub_fn_returns_a_string_error() {
+    // Converted by their owners in parallel (issue 14): remove each entry as it lands.
+    // `src/ledger/` has none today.
+    const ALLOWED: &[&str] = &["src/ledger/"];
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut found = Vec::new();
+    for file in walk(&root.join("src")) {
+        let shown = file.strip_prefix(root).unwrap().display().to_string();
+        if file.extension().is_none_or(|e| e != "rs")
+            || ALLOWED.iter().any(|allowed| shown.starts_with(allowed))
+        {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).unwrap();
+        for (line, returns) in pub_fn_returns(&text) {
+            if error_type(&returns).as_deref() == Some("String") {
+                found.push(format!("{shown}:{line}: -> {returns}"));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "a pub fn returns Result<_, String>: give it a thiserror enum saying what failed:\n{}",
+        found.join("\n")
+    );
+}
+
+/// The tidy checks' own parsers, on signatures as rustfmt writes them.
+#[test]
+fn pub_fn_signatures_are_read_with_their_return_types() {
+    let text = "pub fn a() -> Result<(), String> {\n\
+                pub(crate) async fn b(\n    f: impl FnOnce() -> Result<u8, String>,\n\
+                ) -> std::result::Result<\n    Vec<String>,\n    String,\n> {\n\
+                fn private() -> Result<(), String> {}\n\
+                pub fn c<F: Fn() -> u8>(f: F) -> Result<String, Error>\nwhere F: Copy {}\n\
+                pub fn d(x: u8) {}\n\
+                #[cfg(test)]\nmod tests {\n pub fn e() -> Result<(), String> {}\n}\n";
+    let got: Vec<(usize, String, Option<String>)> = pub_fn_returns(text)
+        .into_iter()
+        .map(|(line, returns)| (line, returns.clone(), error_type(&returns)))
+        .collect();
+    let want = [
+        (1, "Result<(), String>", Some("String")),
+        (
+            2,
+            "std::result::Result< Vec<String>, String, >",
+            Some("String"),
+        ),
+        (9, "Result<String, Error>", Some("Error")),
+        (11, "", None),
+    ];
+    let want: Vec<(usize, String, Option<String>)> = want
+        .iter()
+        .map(|(l, r, e)| (*l, r.to_string(), e.map(str::to_string)))
+        .collect();
+    assert_eq!(got, want);
+}
+
+/// Each `pub` (`pub(crate)`, `pub(super)`...) fn of `text` before its `#[cfg(test)]` module,
+/// as the line of its `fn` and its return type (empty when it returns `()`), whitespace
+/// folded.
+fn pub_fn_returns(text: &str) -> Vec<(usize, String)> {
+    let lines: Vec<&str> = text
+        .lines()
+        .take_while(|l| l.trim() != "#[cfg(test)]")
+        .map(|l| l.split("//").next().unwrap_or(""))
+        .collect();
+    let mut found = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        if !is_pub_fn(line.trim_start()) {
+            continue;
+        }
+        // The signature: up to the body, the `where` clause or the `;` of a declaration.
+        let mut signature = String::new();
+        for next in &lines[i..] {
+            let next = next.trim();
+            if next == "where" || next.starts_with("where ") {
+                break;
+            }
+            signature.push_str(next);
+            signature.push(' ');
+            if next.contains('{') || next.ends_with(';') {
+                break;
+            }
+        }
+        found.push((i + 1, return_type(&signature)));
+    }
+    found
+}
+
+/// Whether `head` (a trimmed line) starts a `pub` fn: `pub`, `pub(crate)`..., then `const`,
+/// `async` or `unsafe`, then `fn`.
+fn is_pub_fn(head: &str) -> bool {
+    let Some(rest) = head.strip_prefix("pub") else {
+        return false;
+    };
+    let mut rest = match rest.strip_prefix('(') {
+        Some(scoped) => scoped.split_once(')').map_or("", |(_, r)| r),
+        None => rest,
+    };
+    for qualifier in ["const ", "async ", "unsafe "] {
+        rest = rest.trim_start();
+        rest = rest.strip_prefix(qualifier).unwrap_or(rest);
+    }
+    rest.trim_start().starts_with("fn ")
+}
+
+/// What follows the signature's own `->` (outside its parameters and generics), up to its body.
+fn return_type(signature: &str) -> String {
+    let bytes = signature.as_bytes();
+    let (mut parens, mut angles) = (0i32, 0i32);
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'-' if bytes.get(i + 1) == Some(&b'>') => {
+                if parens == 0 && angles == 0 && signature[..i].contains('(') {
+                    let rest = &signature[i + 2..];
+                    let end = rest
+                        .find('{')
+                        .or_else(|| rest.find(';'))
+                        .unwrap_or(rest.len());
+                    return rest[..end].split_whitespace().collect::<Vec<_>>().join(" ");
+                }
+                i += 1;
+            }
+            b'(' => parens += 1,
+            b')' => parens -= 1,
+            b'<' => angles += 1,
+            b'>' => angles -= 1,
+            _ => {}
+        }
+        i += 1;
+    }
+    String::new()
+}
+
+/// The error type of a `Result<T, E>` return type (`std::result::Result` too), without spaces.
+fn error_type(returns: &str) -> Option<String> {
+    let args = returns
+        .strip_prefix("std::result::")
+        .unwrap_or(returns)
+        .strip_prefix("Result<")?
+        .strip_suffix('>')?;
+    let mut depth = 0;
+    let mut parts = vec![String::new()];
+    for c in args.chars() {
+        match c {
+            '<' | '(' | '[' => depth += 1,
+            '>' | ')' | ']' => depth -= 1,
+            ',' if depth == 0 => {
+                parts.push(String::new());
+                continue;
+            }
+            _ => {}
+        }
+        parts.last_mut().unwrap().push(c);
+    }
+    parts.retain(|p| !p.trim().is_empty());
+    (parts.len() == 2).then(|| parts[1].split_whitespace().collect())
 }
 
 /// Every `file:line: word` where a `.rs` file under `dir` (relative to the crate) names one of

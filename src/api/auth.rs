@@ -3,7 +3,7 @@
 //! job file; each is compared in constant time. The name is who the ledger and the log record
 //! as the actor of a write (`alice (api)`); a token without one is recorded as `api`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
@@ -87,6 +87,73 @@ impl std::fmt::Debug for Tokens {
 /// Shorter tokens are refused: they can be guessed.
 pub const MIN_TOKEN_LEN: usize = 16;
 
+/// Why the tokens cannot be loaded. Each message names the file (and line) or `JOBS_TOKEN`.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error(
+        "{}, or pass --insecure to accept it",
+        loose_permissions(.path, *.mode)
+    )]
+    LoosePermissions { path: PathBuf, mode: u32 },
+    #[error("cannot read the token file {path}: {reason}")]
+    Read {
+        path: PathBuf,
+        reason: std::io::Error,
+    },
+    #[error("{path}:{line}: {problem}")]
+    Entry {
+        path: PathBuf,
+        line: usize,
+        problem: EntryError,
+    },
+    #[error("JOBS_TOKEN: {0}")]
+    EnvToken(EntryError),
+    #[error(
+        "JOBS_TOKEN is also a token in the token file ({actor}); give each caller its own token"
+    )]
+    EnvTokenInFile { actor: String },
+    #[error(
+        "the token file names a {} token `{ENV_TOKEN_NAME}`, the name JOBS_TOKEN is recorded as; rename it",
+        .role.as_str()
+    )]
+    EnvNameInFile { role: Role },
+}
+
+/// What is wrong with one entry of a token file (or with `JOBS_TOKEN`'s token).
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EntryError {
+    #[error(
+        "expected `ROLE NAME TOKEN` (ROLE is `read` or `admin`; NAME is who the token's actions are recorded as)"
+    )]
+    Shape,
+    #[error("role `{0}` is not `read` or `admin`")]
+    Role(String),
+    #[error("the token name `{0}` is longer than {MAX_NAME_LEN} characters")]
+    NameTooLong(String),
+    #[error(
+        "the token name `{name}` holds {bad:?}; a name may hold only letters, digits, `.`, `_`, `@` and `-`"
+    )]
+    NameCharacter { name: String, bad: char },
+    #[error("the token name `{name}` is already given on line {first}; names must be unique")]
+    NameRepeated { name: String, first: usize },
+    #[error("a token must be at least {MIN_TOKEN_LEN} characters (try `openssl rand -hex 32`)")]
+    TokenTooShort,
+    #[error("a token may hold only visible ASCII characters")]
+    TokenCharacters,
+    #[error("this token is already given on line {first}; give each caller its own token")]
+    TokenRepeated { first: usize },
+}
+
+/// What a token file that others may read or write is told, refused or (with `--insecure`)
+/// accepted.
+fn loose_permissions(path: &Path, mode: u32) -> String {
+    format!(
+        "the token file {} can be read or written by others (mode {mode:03o}); run `chmod 600 {}`",
+        path.display(),
+        path.display()
+    )
+}
+
 impl Tokens {
     /// Reads a token file and adds `JOBS_TOKEN` (admin, named `JOBS_TOKEN`), if given. A token
     /// file that others may read or write is refused, unless `insecure` (then it is accepted
@@ -94,38 +161,40 @@ impl Tokens {
     ///
     /// # Errors
     ///
-    /// A message naming the file and line of a bad entry (a bad role, token or name, a name
-    /// or token given twice), or its loose permissions.
+    /// [`TokenError`]: the file's loose permissions, or the file and line of a bad entry (a
+    /// bad role, token or name, a name or token given twice), or a bad `JOBS_TOKEN`.
     pub fn load(
         file: Option<&Path>,
         env_admin: Option<&str>,
         insecure: bool,
-    ) -> Result<Tokens, String> {
+    ) -> Result<Tokens, TokenError> {
         let mut tokens = Vec::new();
         if let Some(path) = file {
             check_permissions(path, insecure)?;
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read the token file {}: {e}", path.display()))?;
-            tokens.extend(
-                parse(&text).map_err(|(line, m)| format!("{}:{line}: {m}", path.display()))?,
-            );
+            let text = std::fs::read_to_string(path).map_err(|reason| TokenError::Read {
+                path: path.to_path_buf(),
+                reason,
+            })?;
+            tokens.extend(parse(&text).map_err(|(line, problem)| TokenError::Entry {
+                path: path.to_path_buf(),
+                line,
+                problem,
+            })?);
         }
         if let Some(token) = env_admin.filter(|t| !t.is_empty()) {
-            check_token(token).map_err(|m| format!("JOBS_TOKEN: {m}"))?;
+            check_token(token).map_err(TokenError::EnvToken)?;
             if let Some(other) = tokens.iter().find(|t| t.secret == token.as_bytes()) {
-                return Err(format!(
-                    "JOBS_TOKEN is also a token in the token file ({}); give each caller its own token",
-                    other.principal.actor()
-                ));
+                return Err(TokenError::EnvTokenInFile {
+                    actor: other.principal.actor(),
+                });
             }
             if let Some(other) = tokens
                 .iter()
                 .find(|t| t.principal.name.as_deref() == Some(ENV_TOKEN_NAME))
             {
-                return Err(format!(
-                    "the token file names a {} token `{ENV_TOKEN_NAME}`, the name JOBS_TOKEN is recorded as; rename it",
-                    other.principal.role.as_str()
-                ));
+                return Err(TokenError::EnvNameInFile {
+                    role: other.principal.role,
+                });
             }
             tokens.push(Token {
                 principal: Principal {
@@ -157,7 +226,7 @@ impl Tokens {
 }
 
 /// A token file must be the owner's alone: tokens in a file others can read are everyone's.
-fn check_permissions(path: &Path, insecure: bool) -> Result<(), String> {
+fn check_permissions(path: &Path, insecure: bool) -> Result<(), TokenError> {
     use std::os::unix::fs::PermissionsExt as _;
     let Ok(meta) = std::fs::metadata(path) else {
         return Ok(()); // reading it says what is wrong
@@ -166,51 +235,49 @@ fn check_permissions(path: &Path, insecure: bool) -> Result<(), String> {
     if mode & 0o077 == 0 {
         return Ok(());
     }
-    let message = format!(
-        "the token file {} can be read or written by others (mode {mode:03o}); run `chmod 600 {}`",
-        path.display(),
-        path.display()
-    );
     if insecure {
-        eprintln!("warning: {message} (accepted because of --insecure)");
+        eprintln!(
+            "warning: {} (accepted because of --insecure)",
+            loose_permissions(path, mode)
+        );
         Ok(())
     } else {
-        Err(format!("{message}, or pass --insecure to accept it"))
+        Err(TokenError::LoosePermissions {
+            path: path.to_path_buf(),
+            mode,
+        })
     }
 }
 
-fn check_token(token: &str) -> Result<(), String> {
+fn check_token(token: &str) -> Result<(), EntryError> {
     if token.len() < MIN_TOKEN_LEN {
-        return Err(format!(
-            "a token must be at least {MIN_TOKEN_LEN} characters (try `openssl rand -hex 32`)"
-        ));
+        return Err(EntryError::TokenTooShort);
     }
     if !token.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err("a token may hold only visible ASCII characters".to_string());
+        return Err(EntryError::TokenCharacters);
     }
     Ok(())
 }
 
 /// A token's name: 1 to 64 of `A-Z a-z 0-9 . _ @ -`, so it reads plainly in a log line or an
 /// event (`paused by alice (api)`) and cannot pass for something else.
-fn check_name(name: &str) -> Result<(), String> {
+fn check_name(name: &str) -> Result<(), EntryError> {
     let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '@' | '-');
     if name.len() > MAX_NAME_LEN {
-        return Err(format!(
-            "the token name `{name}` is longer than {MAX_NAME_LEN} characters"
-        ));
+        return Err(EntryError::NameTooLong(name.to_string()));
     }
     if let Some(bad) = name.chars().find(|c| !allowed(*c)) {
-        return Err(format!(
-            "the token name `{name}` holds {bad:?}; a name may hold only letters, digits, `.`, `_`, `@` and `-`"
-        ));
+        return Err(EntryError::NameCharacter {
+            name: name.to_string(),
+            bad,
+        });
     }
     Ok(())
 }
 
 /// Parses a token file: `ROLE NAME TOKEN` (or `ROLE TOKEN`, unnamed) per line; blank lines and
 /// `#` comments are skipped. Names and tokens are unique.
-fn parse(text: &str) -> Result<Vec<Token>, (usize, String)> {
+fn parse(text: &str) -> Result<Vec<Token>, (usize, EntryError)> {
     let mut out: Vec<(usize, Token)> = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let at = i + 1;
@@ -222,20 +289,12 @@ fn parse(text: &str) -> Result<Vec<Token>, (usize, String)> {
         let (role, name, token) = match words[..] {
             [role, name, token] => (role, Some(name), token),
             [role, token] => (role, None, token),
-            _ => {
-                return Err((
-                    at,
-                    "expected `ROLE NAME TOKEN` (ROLE is `read` or `admin`; NAME is who the token's actions are recorded as)"
-                        .to_string(),
-                ));
-            }
+            _ => return Err((at, EntryError::Shape)),
         };
         let role = match role {
             "read" => Role::Read,
             "admin" => Role::Admin,
-            other => {
-                return Err((at, format!("role `{other}` is not `read` or `admin`")));
-            }
+            other => return Err((at, EntryError::Role(other.to_string()))),
         };
         if let Some(name) = name {
             check_name(name).map_err(|m| (at, m))?;
@@ -245,20 +304,16 @@ fn parse(text: &str) -> Result<Vec<Token>, (usize, String)> {
             {
                 return Err((
                     at,
-                    format!(
-                        "the token name `{name}` is already given on line {first}; names must be unique"
-                    ),
+                    EntryError::NameRepeated {
+                        name: name.to_string(),
+                        first: *first,
+                    },
                 ));
             }
         }
         check_token(token).map_err(|m| (at, m))?;
         if let Some((first, _)) = out.iter().find(|(_, t)| t.secret == token.as_bytes()) {
-            return Err((
-                at,
-                format!(
-                    "this token is already given on line {first}; give each caller its own token"
-                ),
-            ));
+            return Err((at, EntryError::TokenRepeated { first: *first }));
         }
         out.push((
             at,
@@ -395,7 +450,39 @@ mod tests {
                 .err()
                 .unwrap_or_else(|| panic!("{text:?} parsed"));
             assert_eq!(at, line, "{text:?}");
+            let m = m.to_string();
             assert!(m.contains(message), "{text:?}: {m}");
+        }
+    }
+
+    /// `JOBS_TOKEN` is checked like a file's token, and may not repeat one of the file's
+    /// tokens or take the name it is recorded as.
+    #[test]
+    fn jobs_token_is_refused_with_what_to_change() {
+        use std::io::Write as _;
+        let mut file = tempfile::NamedTempFile::new().unwrap(); // mode 600
+        writeln!(file, "admin alice aaaaaaaaaaaaaaaaaaaa").unwrap();
+        writeln!(file, "read JOBS_TOKEN rrrrrrrrrrrrrrrrrrrr").unwrap();
+        let cases = [
+            (
+                None,
+                "short",
+                "JOBS_TOKEN: a token must be at least 16 characters (try `openssl rand -hex 32`)",
+            ),
+            (
+                Some(file.path()),
+                "aaaaaaaaaaaaaaaaaaaa",
+                "JOBS_TOKEN is also a token in the token file (alice (api)); give each caller its own token",
+            ),
+            (
+                Some(file.path()),
+                "zzzzzzzzzzzzzzzzzzzz",
+                "the token file names a read token `JOBS_TOKEN`, the name JOBS_TOKEN is recorded as; rename it",
+            ),
+        ];
+        for (path, token, want) in cases {
+            let error = Tokens::load(path, Some(token), false).expect_err(token);
+            assert_eq!(error.to_string(), want);
         }
     }
 

@@ -39,7 +39,7 @@ use crate::ledger::{Ledger, OpenOptions};
 use crate::webhook::RateLimiter;
 use auth::Tokens;
 use error::{ApiError, ApiResult};
-pub use server::{bind, serve};
+pub use server::{BindError, bind, serve};
 
 /// What the daemon hands the API.
 pub struct Options {

@@ -51,22 +51,20 @@ pub async fn list(
         .as_deref()
         .map(RunState::parse)
         .transpose()
-        .map_err(ApiError::bad_request)?;
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let trigger = q
         .trigger
         .as_deref()
         .map(Trigger::parse)
         .transpose()
-        .map_err(ApiError::bad_request)?;
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let since = q
         .since
         .as_deref()
         .map(|s| {
-            s.parse::<jiff::Timestamp>()
-                .map(crate::ledger::stamp)
-                .map_err(|e| {
-                    ApiError::bad_request(format!("since `{s}` is not an RFC 3339 instant: {e}"))
-                })
+            s.parse::<jiff::Timestamp>().map_err(|e| {
+                ApiError::bad_request(format!("since `{s}` is not an RFC 3339 instant: {e}"))
+            })
         })
         .transpose()?;
     let limit = q.limit.unwrap_or(100);
@@ -261,9 +259,7 @@ fn follow(
                             return Some((vec![Ok(event)], (Step::Done, progress)));
                         }
                     };
-                    let ended = run
-                        .as_ref()
-                        .is_none_or(|r| r.state().is_some_and(RunState::is_terminal));
+                    let ended = run.as_ref().is_none_or(|r| r.state.is_terminal());
                     if let Some(last) = last {
                         return Some((events, (Step::Lines(last), progress)));
                     }

@@ -169,36 +169,87 @@ async fn serve_connection<I>(
     }
 }
 
+/// Why the API's listener could not be bound; each message says what to change.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    #[error("--listen `{listen}` is not ADDRESS:PORT: {reason}")]
+    Address {
+        listen: String,
+        reason: std::io::Error,
+    },
+    #[error("--listen `{listen}` names no address")]
+    NoAddress { listen: String },
+    #[error(
+        "refusing to serve the API on {address}, which is not loopback, with no token configured: \
+         give --token-file or JOBS_TOKEN, or --insecure if something in front of it authenticates"
+    )]
+    NoToken { address: SocketAddr },
+    #[error("cannot listen on {address}: {reason}")]
+    Listen {
+        address: SocketAddr,
+        reason: std::io::Error,
+    },
+}
+
 /// Binds `listen`, refusing a non-loopback address with no tokens unless `insecure`.
 ///
 /// # Errors
 ///
-/// A message saying what to change.
+/// [`BindError`]: `listen` is not an address, or is not loopback while no token is
+/// configured (and not `insecure`), or cannot be listened on.
 pub async fn bind(
     listen: &str,
     tokens: &Tokens,
     insecure: bool,
-) -> Result<tokio::net::TcpListener, String> {
+) -> Result<tokio::net::TcpListener, BindError> {
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host(listen)
         .await
-        .map_err(|e| format!("--listen `{listen}` is not ADDRESS:PORT: {e}"))?
+        .map_err(|reason| BindError::Address {
+            listen: listen.to_string(),
+            reason,
+        })?
         .collect();
-    let Some(first) = addrs.first() else {
-        return Err(format!("--listen `{listen}` names no address"));
+    let Some(&address) = addrs.first() else {
+        return Err(BindError::NoAddress {
+            listen: listen.to_string(),
+        });
     };
-    if !first.ip().is_loopback() && tokens.is_empty() && !insecure {
-        return Err(format!(
-            "refusing to serve the API on {first}, which is not loopback, with no token configured: \
-             give --token-file or JOBS_TOKEN, or --insecure if something in front of it authenticates"
-        ));
+    if !address.ip().is_loopback() && tokens.is_empty() && !insecure {
+        return Err(BindError::NoToken { address });
     }
-    tokio::net::TcpListener::bind(first)
+    tokio::net::TcpListener::bind(address)
         .await
-        .map_err(|e| format!("cannot listen on {first}: {e}"))
+        .map_err(|reason| BindError::Listen { address, reason })
 }
 
 #[cfg(test)]
 mod tests {
+    use super::{Tokens, bind};
+
+    /// Each refusal says what to change, naming the flag or the address.
+    #[tokio::test]
+    async fn bind_says_what_to_change() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let taken = taken.local_addr().unwrap().to_string();
+        let cases = [
+            ("nonsense", "--listen `nonsense` is not ADDRESS:PORT: "),
+            (
+                "0.0.0.0:0",
+                "refusing to serve the API on 0.0.0.0:0, which is not loopback, with no token \
+                 configured: give --token-file or JOBS_TOKEN, or --insecure if something in front \
+                 of it authenticates",
+            ),
+            (&taken, &format!("cannot listen on {taken}: ")),
+        ];
+        for (listen, want) in cases {
+            let error = bind(listen, &Tokens::default(), false)
+                .await
+                .expect_err(listen)
+                .to_string();
+            assert!(error.starts_with(want), "{listen}: {error}");
+        }
+    }
+
     #[test]
     fn the_https_only_answer_is_the_api_error_shape_with_its_length() {
         let text = std::str::from_utf8(super::HTTPS_ONLY_RESPONSE).unwrap();

@@ -169,7 +169,7 @@ impl From<&ledger::Pause> for PauseView {
     fn from(p: &ledger::Pause) -> PauseView {
         PauseView {
             by: p.by.clone(),
-            at: p.at.clone(),
+            at: ledger::stamp(p.at),
             reason: p.reason.clone(),
         }
     }
@@ -277,19 +277,19 @@ impl From<ledger::RunRow> for Run {
             job: r.job,
             revision: r.revision,
             git_commit: r.git_commit,
-            trigger: r.trigger,
+            trigger: r.trigger.as_str().to_string(),
             attempt: r.attempt,
             first_run_id: r.first_run_id,
-            scheduled_at: r.scheduled_at,
-            slot: r.slot,
-            slot_first: r.slot_first,
+            scheduled_at: r.scheduled_at.map(ledger::stamp),
+            slot: r.slot.map(ledger::stamp),
+            slot_first: r.slot_first.map(ledger::stamp),
             slot_count: r.slot_count,
-            not_before: r.not_before,
-            state: r.state,
+            not_before: r.not_before.map(ledger::stamp),
+            state: r.state.as_str().to_string(),
             reason: r.reason,
-            created_at: r.created_at,
-            started_at: r.started_at,
-            finished_at: r.finished_at,
+            created_at: ledger::stamp(r.created_at),
+            started_at: r.started_at.map(ledger::stamp),
+            finished_at: r.finished_at.map(ledger::stamp),
             duration_ms: r.duration_ms,
             exit_code: r.exit_code,
             signal: r.signal,
@@ -302,7 +302,7 @@ impl From<ledger::RunRow> for Run {
             released_by: r.released_by,
             output_bytes: r.output_bytes,
             output_truncated: r.output_truncated,
-            cancel_requested: r.cancel_requested,
+            cancel_requested: r.cancel_requested.map(ledger::stamp),
         }
     }
 }
@@ -332,7 +332,7 @@ impl From<ledger::RunEvent> for RunEvent {
         RunEvent {
             id: e.id,
             run_id: e.run_id,
-            at: e.at,
+            at: ledger::stamp(e.at),
             kind: e.kind,
             message: e.message,
         }
@@ -351,7 +351,7 @@ impl From<ledger::OutputLine> for OutputLine {
     fn from(l: ledger::OutputLine) -> OutputLine {
         OutputLine {
             id: l.id,
-            at: l.at,
+            at: ledger::stamp(l.at),
             stream: l.stream,
             line: l.line,
         }
@@ -404,6 +404,11 @@ impl CancelResult {
             }
             .to_string(),
         }
+    }
+
+    /// Whether the run was cancelled on the spot (it had not started).
+    pub fn cancelled(&self) -> bool {
+        self.result == "cancelled"
     }
 }
 

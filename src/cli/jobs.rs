@@ -8,7 +8,6 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
 use super::{OutputFormat, Reported, Settings, now, open_read_only, output, plural, stderr_color};
-use crate::apply::stored_schedule;
 use crate::catalog::{self, Catalog};
 use crate::cron::CronExpr;
 use crate::diag::{self, Diagnostic};
@@ -269,10 +268,7 @@ pub fn apply(settings: &Settings) -> Result<ExitCode> {
 
 /// A job's next fires from its ledger row, at `now`.
 fn row_next_fires(row: &JobRow, now: Timestamp, n: usize) -> Vec<jiff::Zoned> {
-    match jiff::tz::db().get(&row.timezone) {
-        Ok(tz) => crate::views::next_fires_in(row, &tz, now, n),
-        Err(_) => Vec::new(),
-    }
+    crate::views::next_fires_in(row, now, n)
 }
 
 pub fn list(settings: &Settings, tag: Option<&str>, all: bool) -> Result<ExitCode> {
@@ -342,12 +338,11 @@ pub fn next(settings: &Settings, name: &str, count: usize) -> Result<ExitCode> {
         Some(l) => l.job(name).context("reading the ledger")?,
         None => None,
     };
-    let (schedule, zone, anchor) = match row.filter(|r| r.active) {
-        Some(row) => (
-            stored_schedule(&row).context("reading the job's stored schedule")?,
-            row.timezone.clone(),
-            row.schedule_anchor.parse().unwrap_or(now),
-        ),
+    let (schedule, tz, zone, anchor) = match row.filter(|r| r.active) {
+        Some(row) => {
+            let zone = crate::views::zone_name(&row.timezone).to_string();
+            (row.schedule, row.timezone, zone, row.schedule_anchor)
+        }
         None => {
             // Not applied yet: answer from the files, so a job can be checked before apply.
             let loaded = load(settings, now, &[])?;
@@ -359,14 +354,12 @@ pub fn next(settings: &Settings, name: &str, count: usize) -> Result<ExitCode> {
             };
             (
                 entry.spec.schedule.clone(),
+                entry.spec.timezone.tz.clone(),
                 entry.spec.timezone.name.clone(),
                 now,
             )
         }
     };
-    let tz = jiff::tz::db()
-        .get(&zone)
-        .with_context(|| format!("time zone {zone}"))?;
     let fires: Vec<jiff::Zoned> = schedule
         .next_fires(&tz, anchor, now, count)
         .into_iter()

@@ -155,7 +155,7 @@ fn stderr_color() -> bool {
 }
 
 fn now() -> Result<Timestamp> {
-    crate::clock::now().map_err(anyhow::Error::msg)
+    Ok(crate::clock::now()?)
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
@@ -324,5 +324,5 @@ fn open_existing(settings: &Settings) -> Result<Ledger> {
 }
 
 fn clock() -> Result<Clock> {
-    Clock::from_env().map_err(anyhow::Error::msg)
+    Ok(Clock::from_env()?)
 }

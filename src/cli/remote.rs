@@ -34,11 +34,7 @@ pub fn list(
         None => "/v1/jobs".to_string(),
     };
     let jobs: Vec<JobSummary> = client.get(&path)?;
-    output::job_list(
-        format,
-        &jobs,
-        crate::clock::now().map_err(anyhow::Error::msg)?,
-    )
+    output::job_list(format, &jobs, crate::clock::now()?)
 }
 
 pub fn get(client: &Client, format: OutputFormat, name: &str) -> Result<ExitCode> {

@@ -143,7 +143,7 @@ fn wait_for_run(settings: &Settings, ledger: &Ledger, id: i64) -> Result<ExitCod
             let run = ledger
                 .run(id)?
                 .with_context(|| format!("run {id} disappeared from the ledger"))?;
-            if !run.state().is_some_and(RunState::is_waiting) {
+            if !run.state.is_waiting() {
                 break;
             }
             spinner.tick();
@@ -251,17 +251,12 @@ pub fn parse_since(text: &str, now: Timestamp) -> Result<Timestamp> {
 const WATCH_EVERY: StdDuration = StdDuration::from_secs(1);
 
 pub fn runs(settings: &Settings, query: &RunsQuery) -> Result<ExitCode> {
-    let state = query
-        .state
-        .as_deref()
-        .map(RunState::parse)
-        .transpose()
-        .map_err(anyhow::Error::msg)?;
+    let state = query.state.as_deref().map(RunState::parse).transpose()?;
     let filter = RunFilter {
         job: query.job.clone(),
         state,
         trigger: None,
-        since: query.since.map(crate::ledger::stamp),
+        since: query.since,
         before: None,
         limit: Some(query.limit),
     };
@@ -442,7 +437,7 @@ pub fn logs(
     };
     loop {
         after = print_output(settings.output, &ledger, id, after)?;
-        let ended = run.state().is_none_or(RunState::is_terminal);
+        let ended = run.state.is_terminal();
         if !follow || ended {
             break;
         }
@@ -451,7 +446,7 @@ pub fn logs(
         run = ledger
             .run(id)?
             .with_context(|| format!("run {id} disappeared from the ledger"))?;
-        if run.state().is_none_or(RunState::is_terminal) {
+        if run.state.is_terminal() {
             // One more read: lines flushed together with the end.
             print_output(settings.output, &ledger, id, after)?;
             break;

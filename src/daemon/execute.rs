@@ -222,8 +222,14 @@ impl Daemon {
                 daemon.reload.store(true, Ordering::SeqCst);
                 daemon.wake_scheduler.notify_one();
             }
-            // A slot freed (and perhaps a retry queued): look for pending runs.
-            daemon.wake_executor.notify_one();
+            // A place freed (and perhaps a retry queued): look for pending runs. Unless the
+            // end's own transaction handed the place on to the next pending run
+            // (`Claim::ReleasedFirst`): the room is full again, a turn could claim nothing,
+            // and the end of a run that has a place wakes the executor later (issue 14:
+            // one hop and one ledger read less per run of a burst).
+            if daemon.room.free() > 0 {
+                daemon.wake_executor.notify_one();
+            }
             daemon.idle.notify_waiters();
         });
     }

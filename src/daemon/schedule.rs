@@ -45,24 +45,12 @@ impl Daemon {
                 }
             }
             let now = self.now();
-            // The wall clock went back (NTP fixed a clock that was ahead): what was decided
-            // in the future is brought back to now.
-            if let Some(last) = last_now
-                && now
-                    < last
-                        .saturating_sub(SignedDuration::from_secs(1))
-                        .unwrap_or(last)
-            {
-                tracing::warn!(
-                    from = %stamp(last),
-                    to = %stamp(now),
-                    "the clock went backwards; rescheduling from now"
-                );
-                last_now = Some(now);
+            let went_back = went_backwards(last_now, now);
+            last_now = Some(now);
+            if went_back {
                 self.reload.store(true, Ordering::SeqCst);
                 continue;
             }
-            last_now = Some(now);
             let mut due: Vec<String> = Vec::new();
             while let Some((at, _)) = queue.first()
                 && *at <= now
@@ -186,9 +174,7 @@ impl Daemon {
                 continue;
             }
             let remaining = crate::rules::fires_left(spec.repeat, row.fires);
-            let parse = |t: &str| t.parse::<Timestamp>().ok();
-            let anchor = parse(&row.schedule_anchor).unwrap_or_else(|| self.now());
-            let cursor = parse(&row.slot_cursor).unwrap_or(anchor);
+            let (anchor, cursor) = (row.schedule_anchor, row.slot_cursor);
             jobs.insert(
                 row.name.clone(),
                 SchedJob {
@@ -391,6 +377,24 @@ impl Daemon {
             self.act_on_cancels();
         }
     }
+}
+
+/// Whether the wall clock went back more than a second since the scheduler last looked (NTP
+/// fixed a clock that was ahead): what was decided in the future is then brought back to now.
+fn went_backwards(last: Option<Timestamp>, now: Timestamp) -> bool {
+    let Some(last) = last else { return false };
+    let back = now
+        < last
+            .saturating_sub(SignedDuration::from_secs(1))
+            .unwrap_or(last);
+    if back {
+        tracing::warn!(
+            from = %stamp(last),
+            to = %stamp(now),
+            "the clock went backwards; rescheduling from now"
+        );
+    }
+    back
 }
 
 /// The slots due of each job in `names` (`slots::decide`), with each fire's jitter applied:

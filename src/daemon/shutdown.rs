@@ -3,7 +3,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration as StdDuration;
 
-use jiff::Timestamp;
+use crate::run::RunState;
 
 use super::{Daemon, SHUTDOWN_REPORT_EVERY};
 use crate::executor::NOTIFY_GRACE;
@@ -160,12 +160,10 @@ impl Daemon {
         };
         let waiting: Vec<String> = runs
             .iter()
-            .filter(|r| r.state == "running")
+            .filter(|r| r.state == RunState::Running)
             .map(|r| {
                 let running = r
                     .started_at
-                    .as_deref()
-                    .and_then(|s| s.parse::<Timestamp>().ok())
                     .map(|t| {
                         let secs = now.duration_since(t).as_secs().max(0);
                         format!(" (running {})", crate::duration::Duration::from_secs(secs))

@@ -31,7 +31,9 @@ pub fn run_env(spec: &JobSpec, run: &RunRow) -> BTreeMap<String, String> {
     env.insert("JOBS_RUN_ID".into(), run.id.to_string());
     env.insert(
         "JOBS_SCHEDULED_AT".into(),
-        run.scheduled_at.clone().unwrap_or_default(),
+        run.scheduled_at
+            .map(crate::ledger::stamp)
+            .unwrap_or_default(),
     );
     env.insert("JOBS_ATTEMPT".into(), run.attempt.to_string());
     env

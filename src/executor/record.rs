@@ -44,20 +44,17 @@ pub(super) fn notify(
     }
     let notifier = shared.notifier();
     let now = shared.clock.now();
-    let started_at = run.started_at.clone();
+    let started_at = run.started_at;
     let mut outcome = crate::notify::Outcome {
         job: run.job.clone(),
         run_id: run.id,
         state: conclusion.state.to_string(),
-        trigger: run.trigger.clone(),
+        trigger: run.trigger.to_string(),
         attempt: run.attempt,
         exit_code: conclusion.exit_code,
         error: conclusion.error.clone(),
-        duration_ms: started_at
-            .as_deref()
-            .and_then(|s| s.parse::<Timestamp>().ok())
-            .map(|s| now.duration_since(s).as_millis() as i64),
-        started_at,
+        duration_ms: started_at.map(|s| now.duration_since(s).as_millis() as i64),
+        started_at: started_at.map(stamp),
         finished_at: stamp(now),
         failure_streak: shared.ledger().failure_streak(&run.job).unwrap_or_default(),
         params: run.params.clone(),
@@ -106,7 +103,8 @@ async fn send_all(
                 tracing::info!(run = run_id, job = %outcome.job, kind, "{message}");
                 ("notified", message)
             }
-            Err(message) => {
+            Err(error) => {
+                let message = error.to_string();
                 s.metrics.notifications_failed.get_or_create(&label).inc();
                 tracing::warn!(
                     run = run_id,
@@ -195,11 +193,7 @@ fn count_end(shared: &Shared, run: &RunRow, conclusion: &Conclusion, now: Timest
     let label = JobLabel {
         job: run.job.clone(),
     };
-    if let Some(started) = run
-        .started_at
-        .as_deref()
-        .and_then(|t| t.parse::<Timestamp>().ok())
-    {
+    if let Some(started) = run.started_at {
         m.run_duration
             .get_or_create(&label)
             .observe(now.duration_since(started).as_secs_f64().max(0.0));

@@ -26,59 +26,62 @@ pub async fn run_and_record(
     stop: watch::Receiver<Option<Stop>>,
     echo: Echo,
 ) -> Conclusion {
-    let spec = match run.revision_id {
-        Some(id) => shared.spec(id),
-        None => Err(RevisionError::NoRevision),
-    };
-    let spec = match spec {
+    let spec = match revision_of(&shared, &run) {
         Ok(spec) => spec,
-        Err(message) => {
-            let ending =
-                Ending::SpawnFailed(format!("cannot read the job's definition: {message}"));
-            // Off the runtime's threads: the end may wait for the ledger to be writable.
-            let fallback = ending.clone();
-            let (s, r) = (shared.clone(), run.clone());
-            return tokio::task::spawn_blocking(move || {
-                record_end(&s, &r, None, &ending, None, Persist::UntilWritten)
-            })
-            .await
-            .unwrap_or_else(|_| {
-                run::conclude(&fallback, None, run.attempt as u32, shared.clock.now())
-            });
-        }
+        Err(error) => return end_unreadable(shared, run, error).await,
     };
     let launch = launch(&shared, &spec, &run);
+    let (finished, had_output) = supervise(&shared, &run, launch, stop, echo).await;
+    end_run(shared, spec, run, finished, had_output).await
+}
+
+/// The job's definition as the run's revision recorded it.
+fn revision_of(shared: &Shared, run: &RunRow) -> Result<Arc<JobSpec>, RevisionError> {
+    match run.revision_id {
+        Some(id) => shared.spec(id),
+        None => Err(RevisionError::NoRevision),
+    }
+}
+
+/// Records the end of a run whose definition cannot be read: it never starts.
+async fn end_unreadable(shared: Arc<Shared>, run: RunRow, error: RevisionError) -> Conclusion {
+    let ending = Ending::SpawnFailed(format!("cannot read the job's definition: {error}"));
+    // Off the runtime's threads: the end may wait for the ledger to be writable.
+    let fallback = ending.clone();
+    let (s, r) = (shared.clone(), run.clone());
+    tokio::task::spawn_blocking(move || {
+        record_end(&s, &r, None, &ending, None, Persist::UntilWritten)
+    })
+    .await
+    .unwrap_or_else(|_| run::conclude(&fallback, None, run.attempt as u32, shared.clock.now()))
+}
+
+/// Starts the process and follows it to its end: its output batched into the ledger (every
+/// [`FLUSH_EVERY`] or [`FLUSH_LINES`] lines), its other reports recorded as events. Returns how
+/// it finished and whether it printed anything.
+async fn supervise(
+    shared: &Arc<Shared>,
+    run: &RunRow,
+    launch: Launch,
+    stop: watch::Receiver<Option<Stop>>,
+    echo: Echo,
+) -> (runner::Finished, bool) {
     let (tx, mut rx) = mpsc::channel::<Report>(1024);
     let on_start = {
         let (shared, run_id, attempt) = (shared.clone(), run.id, run.attempt);
         move |started: &Report| record_started(&shared, run_id, attempt, started)
     };
     let process = tokio::spawn(runner::execute(launch, shared.clock, tx, stop, on_start));
-    let mut batch: Vec<(Timestamp, &'static str, String)> = Vec::new();
-    let mut bytes: i64 = 0;
-    let mut truncated = false;
+    let mut output = Unflushed::default();
     let mut tick = tokio::time::interval(FLUSH_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             report = rx.recv() => match report {
                 None => break,
-                Some(Report::Line(line)) => {
-                    bytes += line.text.len() as i64 + 1;
-                    if echo == Echo::Terminal {
-                        echo_line(&line);
-                    }
-                    batch.push((line.at, line.stream, line.text));
-                    if batch.len() >= FLUSH_LINES {
-                        flush(&shared, run.id, &mut batch, bytes, truncated);
-                    }
-                }
-                Some(report) => {
-                    truncated |= matches!(report, Report::Truncated { .. });
-                    record_report(&shared, &run, report, echo);
-                }
+                Some(report) => output.take(shared, run, report, echo),
             },
-            _ = tick.tick() => flush(&shared, run.id, &mut batch, bytes, truncated),
+            _ = tick.tick() => output.flush(shared, run.id),
         }
     }
     let finished = match process.await {
@@ -90,15 +93,47 @@ pub async fn run_and_record(
             truncated: false,
         },
     };
-    flush(
-        &shared,
-        run.id,
-        &mut batch,
-        bytes,
-        truncated || finished.truncated,
-    );
-    let had_output = bytes > 0 || finished.output_bytes > 0;
-    end_run(shared, spec, run, finished, had_output).await
+    output.truncated |= finished.truncated;
+    output.flush(shared, run.id);
+    let had_output = output.bytes > 0 || finished.output_bytes > 0;
+    (finished, had_output)
+}
+
+/// A run's output lines not yet in the ledger, with what the ledger is told of the whole:
+/// its size so far and whether it passed its limit.
+#[derive(Default)]
+struct Unflushed {
+    lines: Vec<(Timestamp, &'static str, String)>,
+    bytes: i64,
+    truncated: bool,
+}
+
+impl Unflushed {
+    /// Takes one report of the runner: a line is echoed and batched (flushed when the batch
+    /// is full), anything else is recorded as the run's event (a start is already in the
+    /// ledger: `record_started`).
+    fn take(&mut self, shared: &Shared, run: &RunRow, report: Report, echo: Echo) {
+        match report {
+            Report::Line(line) => {
+                self.bytes += line.text.len() as i64 + 1;
+                if echo == Echo::Terminal {
+                    echo_line(&line);
+                }
+                self.lines.push((line.at, line.stream, line.text));
+                if self.lines.len() >= FLUSH_LINES {
+                    self.flush(shared, run.id);
+                }
+            }
+            report => {
+                self.truncated |= matches!(report, Report::Truncated { .. });
+                record_report(shared, run, report, echo);
+            }
+        }
+    }
+
+    fn flush(&mut self, shared: &Shared, run_id: i64) {
+        flush(shared, run_id, &mut self.lines, self.bytes, self.truncated);
+    }
 }
 
 /// Records the run's end (its output sealed first) off the runtime's threads, then sends its
@@ -137,11 +172,7 @@ fn record_report(shared: &Shared, run: &RunRow, report: Report, echo: Echo) {
             // Recorded in the ledger by `record_started`, before this report was sent.
             tracing::info!(run = run.id, job = %run.job, pid, "process started");
             shared.progressed();
-            if let Some(due) = run
-                .scheduled_at
-                .as_deref()
-                .and_then(|t| t.parse::<Timestamp>().ok())
-            {
+            if let Some(due) = run.scheduled_at {
                 let late = at.duration_since(due).as_secs_f64().max(0.0);
                 shared.metrics.fire_latency.observe(late);
             }

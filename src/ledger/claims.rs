@@ -5,6 +5,7 @@
 use jiff::Timestamp;
 use rusqlite::{OptionalExtension, params};
 
+use super::columns::parsed;
 use super::runs::RunRow;
 use super::write::{NewRun, add_event, insert_run};
 use super::{Ledger, LedgerError, Result, deps, stamp};
@@ -256,13 +257,13 @@ impl Ledger {
     ) -> Result<CancelOutcome> {
         let path = self.path.clone();
         self.with_tx(|tx| {
-            let state: Option<String> = tx
+            let state: Option<RunState> = tx
                 .query_row("SELECT state FROM runs WHERE id = ?1", [run_id], |r| {
-                    r.get(0)
+                    parsed(r, 0, &|| format!("run {run_id}"))
                 })
                 .optional()?;
             let at = stamp(now);
-            let outcome = match state.as_deref() {
+            let outcome = match state {
                 None => {
                     return Err(LedgerError::NotFound {
                         path,
@@ -270,7 +271,7 @@ impl Ledger {
                     }
                     .into());
                 }
-                Some("pending" | "blocked") => {
+                Some(RunState::Pending | RunState::Blocked) => {
                     tx.execute(
                         "UPDATE runs SET state = 'cancelled', finished_at = ?2, error = ?3 WHERE id = ?1",
                         params![run_id, at, format!("cancelled by {by} before it started")],
@@ -278,7 +279,7 @@ impl Ledger {
                     add_event(tx, run_id, &at, "cancelled", &format!("cancelled by {by}"))?;
                     CancelOutcome::Cancelled
                 }
-                Some("running") => {
+                Some(RunState::Running) => {
                     tx.execute(
                         "UPDATE runs SET cancel_requested = coalesce(cancel_requested, ?2) WHERE id = ?1",
                         params![run_id, at],
@@ -420,7 +421,7 @@ fn record_health(
         let completed_at = if completes {
             Some(at.to_string())
         } else {
-            facts.completed_at
+            facts.completed_at.map(stamp)
         };
         tx.prepare_cached(
             "UPDATE jobs SET failure_streak = ?2, completed_at = ?3 WHERE name = ?1",

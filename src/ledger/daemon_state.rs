@@ -4,12 +4,13 @@
 use jiff::Timestamp;
 use rusqlite::{OptionalExtension, params};
 
+use super::columns::instant;
 use super::{ForLedger, Ledger, Result, stamp};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DaemonEvent {
     pub id: i64,
-    pub at: String,
+    pub at: Timestamp,
     pub kind: String,
     pub message: String,
 }
@@ -43,9 +44,10 @@ impl Ledger {
             )
             .for_ledger(self)?;
         stmt.query_map([limit as i64], |r| {
+            let id: i64 = r.get(0)?;
             Ok(DaemonEvent {
-                id: r.get(0)?,
-                at: r.get(1)?,
+                id,
+                at: instant(r, 1, &|| format!("daemon event {id}"))?,
                 kind: r.get(2)?,
                 message: r.get(3)?,
             })

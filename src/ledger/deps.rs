@@ -5,18 +5,21 @@
 //! Every caller passes the graph explicitly (`Ledger::finish_runs`, `finish_and_claim`,
 //! `resolve_dependencies`): there is no connection that releases runs and one that does not.
 //!
-//! The rules are in `rules` (`gate`, `fan_in`, `recheck`, `admit`, `completes_on_fire`); this
+//! The rules are in `rules` (`gate`, `fan_in`, `recheck` and the failure `cascade` built on it,
+//! `admit`, `completes_on_fire`); this
 //! module only gathers their facts (indexed point reads) and writes their outcomes. A gate is read from the run's revision
 //! (`revisions.depends_on`), so a run created by any process is gated the same way.
+
+use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::columns::{self, instant, instant_opt, parsed};
 use super::write::{NewRun, add_event, insert_run, replace_active};
 use super::{Ledger, Result, stamp};
-use crate::duration::Duration;
 use crate::graph::{Graph, Node};
-use crate::rules::{self, Admission, Blocked, Gate, Latest, Recheck};
+use crate::rules::{self, Admission, BlockedRun, Gate, GatedJob, Latest, Recheck};
 use crate::run::{RunState, Trigger};
 use crate::spec::{Concurrency, Repeat};
 
@@ -29,12 +32,12 @@ fn latest(conn: &Connection, job: &str) -> rusqlite::Result<Option<Latest>> {
          WHERE job = ?1 AND (state <> 'skipped' OR error IS NOT NULL) ORDER BY id DESC LIMIT 1",
     )?
     .query_row([job], |r| {
-        let state: String = r.get(1)?;
-        let finished: Option<String> = r.get(2)?;
+        let run_id: i64 = r.get(0)?;
+        let what = || format!("run {run_id}");
         Ok(Latest {
-            run_id: r.get(0)?,
-            state: RunState::parse(&state).unwrap_or(RunState::Failed),
-            finished_at: finished.and_then(|f| f.parse().ok()),
+            run_id,
+            state: parsed(r, 1, &what)?,
+            finished_at: instant_opt(r, 2, &what)?,
         })
     })
     .optional()
@@ -42,15 +45,16 @@ fn latest(conn: &Connection, job: &str) -> rusqlite::Result<Option<Latest>> {
 
 /// The latest succeeded run of `job` and when it finished (`runs_by_job_state_finish`).
 fn latest_success(conn: &Connection, job: &str) -> rusqlite::Result<Option<(i64, Timestamp)>> {
-    let row: Option<(i64, String)> = conn
-        .prepare_cached(
-            "SELECT id, finished_at FROM runs
-             WHERE job = ?1 AND state = 'succeeded' AND finished_at IS NOT NULL
-             ORDER BY finished_at DESC LIMIT 1",
-        )?
-        .query_row([job], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
-    Ok(row.and_then(|(id, at)| Some((id, at.parse().ok()?))))
+    conn.prepare_cached(
+        "SELECT id, finished_at FROM runs
+         WHERE job = ?1 AND state = 'succeeded' AND finished_at IS NOT NULL
+         ORDER BY finished_at DESC LIMIT 1",
+    )?
+    .query_row([job], |r| {
+        let id: i64 = r.get(0)?;
+        Ok((id, instant(r, 1, &|| format!("run {id}"))?))
+    })
+    .optional()
 }
 
 /// The `depends_on` list of a revision.
@@ -63,15 +67,6 @@ fn depends_on(conn: &Connection, revision_id: i64) -> rusqlite::Result<Vec<Strin
     Ok(deps
         .and_then(|d| serde_json::from_str(&d).ok())
         .unwrap_or_default())
-}
-
-/// The gate of a run of `revision_id` that came due at `created`; `None` without `depends_on`.
-fn gate_of(
-    conn: &Connection,
-    revision_id: i64,
-    created: Timestamp,
-) -> rusqlite::Result<Option<Gate>> {
-    gate_for(conn, &depends_on(conn, revision_id)?, created)
 }
 
 /// The gate over `deps` of a run that came due at `created`; `None` without dependencies.
@@ -162,36 +157,122 @@ pub(super) fn after_ends(
             resolved += fan_in(conn, job, node, now)?;
         }
     }
-    let mut gated: Vec<String> = gated.into_iter().map(str::to_string).collect();
-    recheck_cascading(conn, graph, &mut gated, now, &mut resolved)?;
+    let gated: Vec<String> = gated.into_iter().map(str::to_string).collect();
+    recheck_cascading(conn, graph, &gated, now, &mut resolved)?;
     Ok(resolved)
 }
 
-/// Re-decides the blocked runs of `jobs`, and of the jobs gated on any job whose run this
-/// skipped, until nothing more changes (a failure cascades down a chain of gates).
+/// Re-decides the blocked runs of `jobs`, and down the chain of gates what a skip there
+/// cascades to (`rules::cascade`): reads the facts of every job the walk can reach, lets the
+/// rule decide, and writes what it decided.
 fn recheck_cascading(
     conn: &Connection,
     graph: &Graph,
-    jobs: &mut Vec<String>,
+    jobs: &[String],
     now: Timestamp,
     resolved: &mut Resolved,
 ) -> rusqlite::Result<()> {
-    let mut seen = std::collections::BTreeSet::new();
-    while let Some(job) = jobs.pop() {
-        let deadline = graph.node(&job).and_then(|n| n.starting_deadline);
-        let step = recheck_blocked(conn, &job, deadline, now)?;
-        for skipped in &step.skipped_jobs {
-            if let Some(node) = graph.node(skipped) {
-                for next in &node.gated {
-                    if seen.insert((skipped.clone(), next.clone())) {
-                        jobs.push(next.clone());
-                    }
-                }
+    let (facts, latest) = cascade_facts(conn, graph, jobs)?;
+    if facts.is_empty() {
+        return Ok(());
+    }
+    let at = stamp(now);
+    for decided in rules::cascade(jobs, &facts, latest, now) {
+        let id = decided.run_id;
+        match decided.outcome {
+            Recheck::Release { released_by } => {
+                release(conn, id, &released_by, &at)?;
+                resolved.pending += 1;
+                resolved.released.push(id);
+            }
+            Recheck::Skip { reason } => {
+                skip(conn, id, &reason, &at, true)?;
+                resolved.skipped += 1;
+                resolved.skipped_jobs.push(decided.job);
+            }
+            Recheck::Wait { reason } => {
+                conn.prepare_cached("UPDATE runs SET reason = ?2 WHERE id = ?1")?
+                    .execute(params![id, reason])?;
             }
         }
-        *resolved += step;
     }
     Ok(())
+}
+
+/// The jobs a cascade can reach, by name, and their dependencies' latest runs.
+type CascadeFacts = (BTreeMap<String, GatedJob>, BTreeMap<String, Option<Latest>>);
+
+/// What [`rules::cascade`] needs: every job reachable from `start` through the jobs gated on
+/// a job with blocked runs (only those can skip), with its blocked runs, and the latest run
+/// of each of their dependencies.
+fn cascade_facts(
+    conn: &Connection,
+    graph: &Graph,
+    start: &[String],
+) -> rusqlite::Result<CascadeFacts> {
+    let mut facts = BTreeMap::new();
+    let mut visited = std::collections::BTreeSet::new();
+    let mut queue: Vec<String> = start.to_vec();
+    while let Some(job) = queue.pop() {
+        if !visited.insert(job.clone()) {
+            continue;
+        }
+        let Some(gated) = gated_job(conn, graph, &job)? else {
+            continue;
+        };
+        queue.extend(gated.gated.iter().cloned());
+        facts.insert(job, gated);
+    }
+    let mut latest = BTreeMap::new();
+    for job in facts.values() {
+        for dep in &job.depends_on {
+            if !latest.contains_key(dep) {
+                latest.insert(dep.clone(), self::latest(conn, dep)?);
+            }
+        }
+    }
+    Ok((facts, latest))
+}
+
+/// The blocked runs of `job` and its current gate, `None` when it has no blocked run.
+fn gated_job(conn: &Connection, graph: &Graph, job: &str) -> rusqlite::Result<Option<GatedJob>> {
+    let blocked: Vec<BlockedRun> = conn
+        .prepare_cached(
+            "SELECT r.id, r.scheduled_at, r.created_at, r.reason FROM runs r
+             WHERE r.job = ?1 AND r.state = 'blocked' ORDER BY r.id",
+        )?
+        .query_map([job], |r| {
+            let id: i64 = r.get(0)?;
+            let what = || format!("run {id}");
+            Ok(BlockedRun {
+                id,
+                scheduled_at: instant_opt(r, 1, &what)?,
+                created: instant(r, 2, &what)?,
+                reason: r.get(3)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    if blocked.is_empty() {
+        return Ok(None);
+    }
+    // The job's current revision decides: an edit that drops a dependency releases the runs
+    // waiting for it.
+    let current: Option<(bool, i64)> = conn
+        .prepare_cached("SELECT active, revision_id FROM jobs WHERE name = ?1")?
+        .query_row([job], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let (active, depends_on) = match current {
+        Some((true, revision_id)) => (true, depends_on(conn, revision_id)?),
+        _ => (false, Vec::new()),
+    };
+    let node = graph.node(job);
+    Ok(Some(GatedJob {
+        active,
+        deadline: node.and_then(|n| n.starting_deadline),
+        depends_on,
+        gated: node.map(|n| n.gated.clone()).unwrap_or_default(),
+        blocked,
+    }))
 }
 
 /// Looks at every fan-in and every blocked run: at start, after another process wrote runs,
@@ -209,8 +290,7 @@ pub(super) fn sweep(
         .prepare_cached("SELECT DISTINCT job FROM runs WHERE state = 'blocked'")?
         .query_map([], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
-    let mut blocked = blocked;
-    recheck_cascading(conn, graph, &mut blocked, now, &mut resolved)?;
+    recheck_cascading(conn, graph, &blocked, now, &mut resolved)?;
     Ok(resolved)
 }
 
@@ -224,15 +304,14 @@ pub(super) fn next_deadline(
         let Some(deadline) = node.starting_deadline else {
             continue;
         };
-        let due: Option<String> = conn
+        let due: Option<Timestamp> = conn
             .prepare_cached(
                 "SELECT min(scheduled_at) FROM runs WHERE job = ?1 AND state = 'blocked'",
             )?
-            .query_row([job], |r| r.get(0))?;
-        if let Some(at) = due
-            .and_then(|d| d.parse::<Timestamp>().ok())
-            .and_then(|d| d.checked_add(deadline.as_signed()).ok())
-        {
+            .query_row([job], |r| {
+                instant_opt(r, 0, &|| format!("the blocked runs of job {job}"))
+            })?;
+        if let Some(at) = due.and_then(|d| d.checked_add(deadline.as_signed()).ok()) {
             next = Some(next.map_or(at, |n| n.min(at)));
         }
     }
@@ -255,67 +334,6 @@ fn skip(
     )?
     .execute(params![run_id, at, reason, gated])?;
     add_event(conn, run_id, at, "skipped", reason)
-}
-
-/// Re-decides the blocked runs of `job`: released when every dependency's latest run has
-/// succeeded, skipped when one failed since the run came due or its deadline passed.
-fn recheck_blocked(
-    conn: &Connection,
-    job: &str,
-    deadline: Option<Duration>,
-    now: Timestamp,
-) -> rusqlite::Result<Resolved> {
-    let rows: Vec<(i64, i64, String, String, Option<String>)> = conn
-        .prepare_cached(
-            "SELECT r.id, r.revision_id, r.scheduled_at, r.created_at, r.reason FROM runs r
-             WHERE r.job = ?1 AND r.state = 'blocked' ORDER BY r.id",
-        )?
-        .query_map([job], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-        })?
-        .collect::<rusqlite::Result<_>>()?;
-    if rows.is_empty() {
-        return Ok(Resolved::default());
-    }
-    // The job's current revision decides: an edit that drops a dependency releases the runs
-    // waiting for it.
-    let current: Option<(bool, i64)> = conn
-        .prepare_cached("SELECT active, revision_id FROM jobs WHERE name = ?1")?
-        .query_row([job], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
-    let at = stamp(now);
-    let mut resolved = Resolved::default();
-    for (id, _, scheduled, created, reason) in rows {
-        let created: Timestamp = created.parse().unwrap_or(now);
-        let gate = match current {
-            Some((true, revision_id)) => gate_of(conn, revision_id, created)?,
-            _ => None,
-        };
-        let run = Blocked {
-            scheduled_at: scheduled.parse().ok(),
-            reason: reason.as_deref(),
-        };
-        let job_active = matches!(current, Some((true, _)));
-        match rules::recheck(run, job_active, deadline, gate, now) {
-            Recheck::Release { released_by } => {
-                release(conn, id, &released_by, &at)?;
-                resolved.pending += 1;
-                resolved.released.push(id);
-            }
-            Recheck::Skip { reason } => {
-                skip(conn, id, &reason, &at, true)?;
-                resolved.skipped += 1;
-                resolved.skipped_jobs.push(job.to_string());
-            }
-            Recheck::Wait { reason: waiting } => {
-                if reason.as_deref() != Some(waiting.as_str()) {
-                    conn.prepare_cached("UPDATE runs SET reason = ?2 WHERE id = ?1")?
-                        .execute(params![id, waiting])?;
-                }
-            }
-        }
-    }
-    Ok(resolved)
 }
 
 fn release(
@@ -390,7 +408,7 @@ struct WaitingJob {
 
 /// The job `fan_in` looks at, if it can be released at all.
 fn waiting_job(conn: &Connection, job: &str) -> rusqlite::Result<Option<WaitingJob>> {
-    let row: Option<(i64, String, bool, bool, Option<String>, bool)> = conn
+    let row: Option<(i64, Timestamp, bool, bool, Option<String>, bool)> = conn
         .prepare_cached(
             "SELECT j.revision_id, coalesce(j.slot_cursor, j.schedule_anchor), j.active, r.enabled,
                     j.completed_at, EXISTS (SELECT 1 FROM pauses p WHERE p.job = j.name)
@@ -399,7 +417,7 @@ fn waiting_job(conn: &Connection, job: &str) -> rusqlite::Result<Option<WaitingJ
         .query_row([job], |r| {
             Ok((
                 r.get(0)?,
-                r.get(1)?,
+                instant(r, 1, &|| format!("job {job}"))?,
                 r.get(2)?,
                 r.get(3)?,
                 r.get(4)?,
@@ -413,7 +431,7 @@ fn waiting_job(conn: &Connection, job: &str) -> rusqlite::Result<Option<WaitingJ
     if !active || !enabled || completed.is_some() {
         return Ok(None);
     }
-    Ok(cursor.parse::<Timestamp>().ok().map(|cursor| WaitingJob {
+    Ok(Some(WaitingJob {
         revision_id,
         cursor,
         paused,
@@ -470,7 +488,7 @@ pub(super) fn count_fire(conn: &Connection, job: &str, at: &str) -> rusqlite::Re
     };
     let fires = facts.fires + 1;
     let completed_at = match facts.completed_at {
-        Some(done) => Some(done),
+        Some(done) => Some(stamp(done)),
         None => rules::completes_on_fire(facts.repeat, fires).then(|| at.to_string()),
     };
     conn.prepare_cached("UPDATE jobs SET fires = ?2, completed_at = ?3 WHERE name = ?1")?
@@ -482,7 +500,7 @@ pub(super) fn count_fire(conn: &Connection, job: &str, at: &str) -> rusqlite::Re
 pub(super) struct JobFacts {
     pub revision_id: i64,
     pub fires: i64,
-    pub completed_at: Option<String>,
+    pub completed_at: Option<Timestamp>,
     pub failure_streak: i64,
     pub repeat: Option<Repeat>,
 }
@@ -497,26 +515,12 @@ pub(super) fn job_facts(conn: &Connection, job: &str) -> rusqlite::Result<Option
         Ok(JobFacts {
             revision_id: r.get(0)?,
             fires: r.get(1)?,
-            completed_at: r.get(2)?,
+            completed_at: instant_opt(r, 2, &|| format!("job {job}"))?,
             failure_streak: r.get(3)?,
-            repeat: r
-                .get::<_, Option<String>>(4)?
-                .as_deref()
-                .and_then(repeat_from_json),
+            repeat: columns::repeat(r, 4, &|| format!("job {job}"))?,
         })
     })
     .optional()
-}
-
-/// A revision's `repeat` as stored (`{"times": 5}`, `{"until": "success"}`; see
-/// `apply::repeat_json`).
-pub(super) fn repeat_from_json(json: &str) -> Option<Repeat> {
-    let value: serde_json::Value = serde_json::from_str(json).ok()?;
-    if let Some(n) = value.get("times").and_then(serde_json::Value::as_u64) {
-        return u32::try_from(n).ok().map(Repeat::Times);
-    }
-    (value.get("until").and_then(serde_json::Value::as_str) == Some("success"))
-        .then_some(Repeat::UntilSuccess)
 }
 
 impl Ledger {

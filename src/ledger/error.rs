@@ -58,6 +58,16 @@ pub enum LedgerError {
     NotFound { path: PathBuf, what: String },
     #[error("the disk holding the ledger {path} is full; nothing was written (free some space)")]
     DiskFull { path: PathBuf },
+    #[error(
+        "the ledger {path} holds a value this version cannot read: {what}, column `{column}`: {detail}"
+    )]
+    BadValue {
+        path: PathBuf,
+        /// The row: `run 12`, `job backup`.
+        what: String,
+        column: String,
+        detail: String,
+    },
     #[error("ledger {path}: {source}")]
     Sqlite {
         path: PathBuf,
@@ -68,6 +78,20 @@ pub enum LedgerError {
 impl LedgerError {
     pub(super) fn from_sqlite(path: &Path, e: rusqlite::Error) -> LedgerError {
         let path = path.to_path_buf();
+        let e = match e {
+            rusqlite::Error::FromSqlConversionFailure(_, _, source) if source.is::<BadColumn>() => {
+                let bad = source
+                    .downcast::<BadColumn>()
+                    .expect("the guard checked the type");
+                return LedgerError::BadValue {
+                    path,
+                    what: bad.what,
+                    column: bad.column,
+                    detail: bad.detail,
+                };
+            }
+            e => e,
+        };
         match e.sqlite_error_code() {
             Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
                 LedgerError::Locked { path }
@@ -101,6 +125,17 @@ impl LedgerError {
                 | LedgerError::ReadOnly { .. }
         )
     }
+}
+
+/// A stored value that does not parse as its core type, raised while a row is read (inside
+/// rusqlite's row closures, as a conversion failure) and mapped to [`LedgerError::BadValue`]
+/// by [`LedgerError::from_sqlite`], with the ledger's path.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}, column `{column}`: {detail}")]
+pub(super) struct BadColumn {
+    pub what: String,
+    pub column: String,
+    pub detail: String,
 }
 
 pub type Result<T> = std::result::Result<T, LedgerError>;

@@ -1,13 +1,21 @@
 //! Jobs and their revisions: what `apply` writes, what listings read, and the operator's
 //! pauses.
 
+use std::collections::HashMap;
+
 use jiff::Timestamp;
+use jiff::tz::TimeZone;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{ForLedger, Ledger, LedgerError, Result, stamp};
+use super::columns::{self, Column, instant, instant_opt};
+use super::{ForLedger, Ledger, LedgerError, Result, applied_stamp, stamp};
+use crate::run::RunState;
+use crate::schedule::Schedule;
+use crate::spec::Repeat;
 
-/// A job as the ledger knows it, joined with its current revision.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A job as the ledger knows it, joined with its current revision, in core types (read by
+/// `job_row` and `type_schedules`, the one place its columns are parsed).
+#[derive(Clone, Debug, PartialEq)]
 pub struct JobRow {
     pub name: String,
     pub owner: Owner,
@@ -18,33 +26,37 @@ pub struct JobRow {
     pub definition: String,
     pub source_path: Option<String>,
     pub enabled: bool,
-    /// The schedule as canonical JSON (see `schedule::Schedule`).
-    pub schedule: String,
-    pub timezone: String,
+    /// The revision's schedule (stored as `Schedule::to_json`'s canonical JSON).
+    pub schedule: Schedule,
+    /// The revision's time zone (stored by its IANA name).
+    pub timezone: TimeZone,
     pub description: String,
     pub tags: Vec<String>,
-    pub schedule_anchor: String,
-    pub created_at: String,
-    pub updated_at: String,
-    pub removed_at: Option<String>,
+    /// Where an `every` schedule counts from: the apply that (re)started it.
+    pub schedule_anchor: Timestamp,
+    pub created_at: Timestamp,
+    /// The latest apply that changed or removed it.
+    pub updated_at: Timestamp,
+    pub removed_at: Option<Timestamp>,
     pub git_commit: Option<String>,
     pub git_dirty: Option<bool>,
     pub n_runs: i64,
     pub last_run: Option<LastRun>,
     /// The id of the current revision's row.
     pub revision_id: i64,
-    /// Every slot up to this instant is accounted for (see `slots`).
-    pub slot_cursor: String,
+    /// Every slot up to this instant is accounted for (see `slots`); the anchor until the
+    /// first slot is recorded.
+    pub slot_cursor: Timestamp,
     /// Set while an operator has paused the job.
     pub paused: Option<Pause>,
     /// Runs fired by the schedule or a dependency under the current revision (`repeat`).
     pub fires: i64,
     /// When the job completed (`repeat`); a new revision clears it.
-    pub completed_at: Option<String>,
+    pub completed_at: Option<Timestamp>,
     /// Final runs that failed or timed out since the last success.
     pub failure_streak: i64,
-    /// The revision's `repeat` as JSON.
-    pub repeat: Option<String>,
+    /// The revision's `repeat`.
+    pub repeat: Option<Repeat>,
     /// What the job's blocked runs wait for (`waiting for a, b`), when it has any.
     pub blocked: Option<String>,
     /// The revision's `depends_on`.
@@ -55,14 +67,14 @@ pub struct JobRow {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Pause {
     pub by: String,
-    pub at: String,
+    pub at: Timestamp,
     pub reason: Option<String>,
 }
 
 impl std::fmt::Display for Pause {
     /// `by alice@host at 2026-…Z: the reason`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "by {} at {}", self.by, self.at)?;
+        write!(f, "by {} at {}", self.by, stamp(self.at))?;
         match &self.reason {
             Some(reason) => write!(f, ": {reason}"),
             None => Ok(()),
@@ -70,10 +82,11 @@ impl std::fmt::Display for Pause {
     }
 }
 
+/// A job's newest run: its state, and when it ended (or started, or was created).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LastRun {
-    pub state: String,
-    pub at: String,
+    pub state: RunState,
+    pub at: Timestamp,
 }
 
 /// A definition to record as a new revision.
@@ -84,16 +97,16 @@ pub struct NewRevision {
     pub definition: String,
     pub source_path: Option<String>,
     pub enabled: bool,
-    pub schedule: String,
-    pub timezone: String,
+    pub schedule: Schedule,
+    pub timezone: TimeZone,
     pub description: String,
     pub tags: Vec<String>,
     /// Restart the schedule's anchor (for `every`) at the apply time.
     pub reset_anchor: bool,
-    /// `repeat` as JSON (`{"times": 5}`, `{"until": "success"}`), for the job's state.
-    pub repeat: Option<String>,
-    /// `depends_on` as a JSON list, `None` when empty: the gate of the revision's runs.
-    pub depends_on: Option<String>,
+    /// For the job's state (`fires`, `completed_at`).
+    pub repeat: Option<Repeat>,
+    /// The gate of the revision's runs.
+    pub depends_on: Vec<String>,
 }
 
 /// What one apply writes: new revisions (adds and changes) and removals.
@@ -221,7 +234,7 @@ impl Ledger {
     /// On a SQLite failure, or when `decide` refuses (its error is returned as a conflict).
     pub fn apply(
         &mut self,
-        now: &str,
+        now: Timestamp,
         git: &GitInfo,
         decide: impl FnOnce(
             &[JobRow],
@@ -266,12 +279,16 @@ impl Ledger {
     /// # Errors
     ///
     /// On a SQLite failure.
-    pub fn last_apply(&self) -> Result<Option<(i64, String, Option<String>)>> {
+    pub fn last_apply(&self) -> Result<Option<(i64, Timestamp, Option<String>)>> {
         self.conn
             .query_row(
                 "SELECT id, applied_at, git_commit FROM applies ORDER BY id DESC LIMIT 1",
                 [],
-                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+                |row| {
+                    let id: i64 = row.get(0)?;
+                    let at = instant(row, 1, &|| format!("apply {id}"))?;
+                    Ok((id, at, row.get(2)?))
+                },
             )
             .optional()
             .for_ledger(self)
@@ -372,8 +389,48 @@ fn query_jobs(
     detail: Detail,
 ) -> rusqlite::Result<Vec<JobRow>> {
     let mut stmt = conn.prepare_cached(&jobs_sql(name.is_some(), detail))?;
-    let rows = stmt.query_map([name], |row| job_row(row, detail))?;
-    rows.collect()
+    let mut texts = Vec::new();
+    let mut rows = stmt
+        .query_map([name], |row| {
+            let (job, schedule, zone) = job_row(row, detail)?;
+            texts.push((schedule, zone));
+            Ok(job)
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    type_schedules(&mut rows, &texts)?;
+    Ok(rows)
+}
+
+/// A row as read, before its schedule and zone are parsed: the row (with placeholders for
+/// both, never seen outside this file), the schedule's JSON and the zone's name.
+type ReadRow = (JobRow, String, String);
+
+/// Parses each row's schedule and looks up its zone (`texts`, in the rows' order), in place,
+/// each distinct zone once. On the calling thread: inside the daemon this runs on the API's
+/// long-read pool, where fanning out to rayon made `GET /v1/jobs` slower (see `api::jobs`).
+fn type_schedules(rows: &mut [JobRow], texts: &[(String, String)]) -> rusqlite::Result<()> {
+    let mut zones: HashMap<&str, TimeZone> = HashMap::new();
+    for (row, (_, zone)) in rows.iter().zip(texts) {
+        if !zones.contains_key(zone.as_str()) {
+            let tz = jiff::tz::db().get(zone).map_err(|e| {
+                let what = format!("job {}", row.name);
+                columns::bad_value(&what, "timezone", format!("`{zone}`: {e}"))
+            })?;
+            zones.insert(zone, tz);
+        }
+    }
+    let finish = |(row, (schedule, zone)): (&mut JobRow, &(String, String))| {
+        row.schedule = serde_json::from_str(schedule)
+            .map_err(|e: serde_json::Error| e.to_string())
+            .and_then(|v| Schedule::from_json(&v).map_err(|e| e.to_string()))
+            .map_err(|e| {
+                let what = format!("job {}", row.name);
+                columns::bad_value(&what, "schedule", format!("`{schedule}`: {e}"))
+            })?;
+        row.timezone = zones[zone.as_str()].clone();
+        Ok(())
+    };
+    rows.iter_mut().zip(texts).try_for_each(finish)
 }
 
 /// The query behind [`query_jobs`]: one job (`?1`) or all, with the columns `detail` needs.
@@ -429,12 +486,28 @@ fn jobs_sql(one: bool, detail: Detail) -> String {
     )
 }
 
-/// A row of [`jobs_sql`] as a [`JobRow`].
-fn job_row(row: &rusqlite::Row<'_>, detail: Detail) -> rusqlite::Result<JobRow> {
+/// A row of [`jobs_sql`] as a [`JobRow`]: every column converted here, once, but for the
+/// schedule and the zone, which [`type_schedules`] parses.
+fn job_row(row: &rusqlite::Row<'_>, detail: Detail) -> rusqlite::Result<ReadRow> {
+    let name: String = row.get(0)?;
+    let what = || format!("job {name}");
     let tags: String = row.get(11)?;
-    let last: Option<String> = row.get(19)?;
-    Ok(JobRow {
-        name: row.get(0)?,
+    let last_run = match row.get::<_, Option<String>>(19)? {
+        None => None,
+        Some(last) => {
+            let (state, at) = last.split_once(' ').unwrap_or((last.as_str(), ""));
+            let bad = |e: String| columns::bad(row, 19, &what(), format!("`{last}`: {e}"));
+            Some(LastRun {
+                state: RunState::read(state).map_err(|e| bad(e.to_string()))?,
+                at: Timestamp::read(at).map_err(|e| bad(e.to_string()))?,
+            })
+        }
+    };
+    let repeat = columns::repeat(row, 28, &what)?;
+    let schedule: String = row.get(8)?;
+    let zone: String = row.get(9)?;
+    let job = JobRow {
+        name: name.clone(),
         owner: Owner::from_column(&row.get::<_, String>(1)?),
         active: row.get(2)?,
         revision: row.get(3)?,
@@ -442,61 +515,58 @@ fn job_row(row: &rusqlite::Row<'_>, detail: Detail) -> rusqlite::Result<JobRow> 
         definition: row.get(5)?,
         source_path: row.get(6)?,
         enabled: row.get(7)?,
-        schedule: row.get(8)?,
-        timezone: row.get(9)?,
+        schedule: Schedule::Manual,
+        timezone: TimeZone::UTC,
         description: row.get(10)?,
         tags: if detail == Detail::Bare {
             Vec::new()
         } else {
             serde_json::from_str(&tags).unwrap_or_default()
         },
-        schedule_anchor: row.get(12)?,
-        created_at: row.get(13)?,
-        updated_at: row.get(14)?,
-        removed_at: row.get(15)?,
+        schedule_anchor: instant(row, 12, &what)?,
+        created_at: instant(row, 13, &what)?,
+        updated_at: instant(row, 14, &what)?,
+        removed_at: instant_opt(row, 15, &what)?,
         git_commit: row.get(16)?,
         git_dirty: row.get(17)?,
         n_runs: row.get(18)?,
         revision_id: row.get(20)?,
-        slot_cursor: row.get(21)?,
+        slot_cursor: instant(row, 21, &what)?,
         paused: match row.get::<_, Option<String>>(22)? {
             Some(by) => Some(Pause {
                 by,
-                at: row.get(23)?,
+                at: instant(row, 23, &what)?,
                 reason: row.get(24)?,
             }),
             None => None,
         },
         fires: row.get(25)?,
-        completed_at: row.get(26)?,
+        completed_at: instant_opt(row, 26, &what)?,
         failure_streak: row.get(27)?,
-        repeat: row.get(28)?,
+        repeat,
         blocked: row.get(29)?,
         depends_on: row
             .get::<_, Option<String>>(30)?
             .and_then(|d| serde_json::from_str(&d).ok())
             .unwrap_or_default(),
-        last_run: last.and_then(|s| {
-            s.split_once(' ').map(|(state, at)| LastRun {
-                state: state.to_string(),
-                at: at.to_string(),
-            })
-        }),
-    })
+        last_run,
+    };
+    Ok((job, schedule, zone))
 }
 
 /// Records an apply of `batch` (not empty) over the jobs as they are (`current`): the apply
 /// row, then its revisions and job pointers, then its removals, then the apply's counts.
 fn write_apply(
     tx: &Connection,
-    now: &str,
+    now: Timestamp,
     git: &GitInfo,
     current: &[JobRow],
     batch: &ApplyBatch,
 ) -> rusqlite::Result<ApplyRecord> {
+    let applied = applied_stamp(now);
     tx.execute(
         "INSERT INTO applies (applied_at, git_commit, git_dirty, added, changed, removed) VALUES (?1, ?2, ?3, 0, 0, 0)",
-        params![now, git.commit, git.dirty],
+        params![applied, git.commit, git.dirty],
     )?;
     let apply_id = tx.last_insert_rowid();
     let (added, changed) = write_upserts(tx, apply_id, now, git, current, batch)?;
@@ -504,7 +574,7 @@ fn write_apply(
         "UPDATE jobs SET active = 0, removed_at = ?2, updated_at = ?2 WHERE name = ?1 AND active = 1 AND owner = ?3",
     )?;
     for name in &batch.removals {
-        remove.execute(params![name, now, batch.owner.as_str()])?;
+        remove.execute(params![name, applied, batch.owner.as_str()])?;
     }
     let removed = batch.removals.len();
     tx.execute(
@@ -524,16 +594,14 @@ fn write_apply(
 fn write_upserts(
     tx: &Connection,
     apply_id: i64,
-    now: &str,
+    now: Timestamp,
     git: &GitInfo,
     current: &[JobRow],
     batch: &ApplyBatch,
 ) -> rusqlite::Result<(usize, usize)> {
-    // The slot cursor is an instant with milliseconds; `now` as given is the apply stamp.
-    let cursor = now
-        .parse::<jiff::Timestamp>()
-        .map(stamp)
-        .unwrap_or_else(|_| now.to_string());
+    // The slot cursor is a run-side instant, with milliseconds; the rest is the apply's.
+    let cursor = stamp(now);
+    let applied = applied_stamp(now);
     let existing: std::collections::HashMap<&str, &JobRow> =
         current.iter().map(|j| (j.name.as_str(), j)).collect();
     let (mut added, mut changed) = (0, 0);
@@ -557,6 +625,8 @@ fn write_upserts(
     )?;
     for rev in &batch.upserts {
         let tags = serde_json::to_string(&rev.tags).expect("a list of strings serialises");
+        let depends_on = (!rev.depends_on.is_empty())
+            .then(|| serde_json::to_string(&rev.depends_on).expect("names serialise"));
         insert_revision.execute(params![
             rev.name,
             apply_id,
@@ -564,15 +634,15 @@ fn write_upserts(
             rev.definition,
             rev.source_path,
             rev.enabled,
-            rev.schedule,
-            rev.timezone,
+            rev.schedule.to_json().to_string(),
+            columns::zone_text(&rev.timezone),
             rev.description,
             tags,
-            now,
+            applied,
             git.commit,
             git.dirty,
-            rev.repeat,
-            rev.depends_on,
+            rev.repeat.map(columns::repeat_text),
+            depends_on,
         ])?;
         let revision_id = tx.last_insert_rowid();
         let was_active = existing.get(rev.name.as_str()).is_some_and(|j| j.active);
@@ -581,7 +651,7 @@ fn write_upserts(
         upsert_job.execute(params![
             rev.name,
             revision_id,
-            now,
+            applied,
             reset,
             cursor,
             batch.owner.as_str()

@@ -4,6 +4,7 @@
 use jiff::Timestamp;
 use rusqlite::{OptionalExtension, params};
 
+use super::columns::{instant, instant_opt};
 use super::{ForLedger, Ledger, LedgerError, Result, stamp};
 
 /// The lease every daemon takes on its ledger.
@@ -15,8 +16,8 @@ pub struct LeaseRow {
     pub pid: Option<i64>,
     pub pid_start: Option<i64>,
     pub epoch: i64,
-    pub acquired_at: String,
-    pub released_at: Option<String>,
+    pub acquired_at: Timestamp,
+    pub released_at: Option<Timestamp>,
 }
 
 pub(super) fn check_epoch(
@@ -67,7 +68,7 @@ impl Ledger {
                     path: path.clone(),
                     holder: lease.holder.clone(),
                     pid: lease.pid.unwrap_or(0),
-                    since: lease.acquired_at.clone(),
+                    since: stamp(lease.acquired_at),
                 }
                 .into());
             }
@@ -114,13 +115,14 @@ fn lease_row(conn: &rusqlite::Connection) -> rusqlite::Result<Option<LeaseRow>> 
         "SELECT holder, pid, pid_start, epoch, acquired_at, released_at FROM leases WHERE name = ?1",
         [LEASE],
         |r| {
+            let what = || "the daemon lease".to_string();
             Ok(LeaseRow {
                 holder: r.get(0)?,
                 pid: r.get(1)?,
                 pid_start: r.get(2)?,
                 epoch: r.get(3)?,
-                acquired_at: r.get(4)?,
-                released_at: r.get(5)?,
+                acquired_at: instant(r, 4, &what)?,
+                released_at: instant_opt(r, 5, &what)?,
             })
         },
     )

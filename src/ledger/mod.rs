@@ -25,6 +25,7 @@ use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 mod backup;
 mod chunk;
 mod claims;
+mod columns;
 mod daemon_state;
 mod deps;
 mod error;
@@ -51,9 +52,61 @@ pub use slots::{JobSlots, Recorded};
 pub use write::NewRun;
 
 /// How the ledger writes instants: RFC 3339 in UTC with milliseconds, so that text order is
-/// time order.
+/// time order (`2026-10-31T12:00:00.000Z`). The same text as jiff's `{t:.3}`, written by hand
+/// for the years 0001 to 9999 (jiff's formatter cost more than the rest of a run's JSON; the
+/// wire writes seven of these per run).
 pub fn stamp(t: jiff::Timestamp) -> String {
-    format!("{t:.3}")
+    let (seconds, nanos) = (t.as_second(), t.subsec_nanosecond());
+    // Before 1970 (a negative fraction) jiff writes it; no ledger has such instants.
+    if seconds < 0 || nanos < 0 {
+        return format!("{t:.3}");
+    }
+    let (days, second_of_day) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
+    // Howard Hinnant's `civil_from_days`.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z - era * 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let mp = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    let mut out = [0u8; 24];
+    let mut put = |at: usize, width: usize, mut n: i64| {
+        for i in (at..at + width).rev() {
+            out[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+    };
+    put(0, 4, year);
+    put(5, 2, month);
+    put(8, 2, day);
+    put(11, 2, second_of_day / 3_600);
+    put(14, 2, second_of_day / 60 % 60);
+    put(17, 2, second_of_day % 60);
+    put(20, 3, i64::from(nanos) / 1_000_000);
+    for (i, c) in [
+        (4, b'-'),
+        (7, b'-'),
+        (10, b'T'),
+        (13, b':'),
+        (16, b':'),
+        (19, b'.'),
+        (23, b'Z'),
+    ] {
+        out[i] = c;
+    }
+    String::from_utf8(out.to_vec()).expect("digits and ASCII punctuation")
+}
+
+/// How `apply` writes a job's instants (`created_at`, `updated_at`, `removed_at`, the
+/// `every` anchor) and an apply's: RFC 3339 in UTC as jiff prints it. The caller gives an
+/// instant truncated to the second (`apply::apply`), so these read `…T10:00:00Z`, as every
+/// ledger since the first has them; views print them back the same way.
+pub fn applied_stamp(t: jiff::Timestamp) -> String {
+    t.to_string()
 }
 
 pub struct Ledger {

@@ -25,7 +25,7 @@ use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::chunk::{self, ChunkLine, Codec};
-use super::{ForLedger, Ledger, LedgerError, OutputLine, Result, stamp};
+use super::{ForLedger, Ledger, LedgerError, OutputLine, Result};
 
 /// One chunk row as read.
 struct ChunkRow {
@@ -54,7 +54,7 @@ fn output_line(id: i64, line: ChunkLine) -> OutputLine {
     let at = Timestamp::from_millisecond(line.at_ms).unwrap_or(Timestamp::UNIX_EPOCH);
     OutputLine {
         id,
-        at: stamp(at),
+        at,
         stream: line.stream().to_string(),
         line: line.text,
     }
@@ -448,7 +448,7 @@ mod tests {
                 line.stream,
                 if (i + 1) % 3 == 0 { "stderr" } else { "stdout" }
             );
-            assert_eq!(line.at, "2026-10-31T12:00:00.000Z");
+            assert_eq!(crate::ledger::stamp(line.at), "2026-10-31T12:00:00.000Z");
         }
         ledger.seal_output(1).unwrap();
         assert_eq!(

@@ -9,7 +9,9 @@
 use jiff::{SignedDuration, Timestamp};
 use rusqlite::params;
 
+use super::columns::{instant, instant_opt, parsed};
 use super::{Ledger, Result, stamp};
+use crate::run::RunState;
 
 /// What [`Ledger::rewind_future`] moved back to `now`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -85,14 +87,19 @@ impl Ledger {
                  FROM jobs WHERE active = 1",
             )
             .map_err(e)?;
-        let rows: Vec<(String, String, String)> = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        let rows: Vec<(String, Timestamp, Timestamp)> = stmt
+            .query_map([], |r| {
+                let name: String = r.get(0)?;
+                let what = || format!("job {name}");
+                let (anchor, cursor) = (instant(r, 1, &what)?, instant(r, 2, &what)?);
+                Ok((name, anchor, cursor))
+            })
             .and_then(Iterator::collect)
             .map_err(e)?;
         Ok(rows
             .into_iter()
             .filter_map(|(name, anchor, cursor)| {
-                let (anchor, cursor) = (ahead(&anchor, limit), ahead(&cursor, limit));
+                let (anchor, cursor) = (ahead(anchor, limit), ahead(cursor, limit));
                 Some(JobAhead {
                     name,
                     anchor: anchor.is_some(),
@@ -120,21 +127,23 @@ impl Ledger {
             .map_err(e)?;
         let rows: Vec<RunStamps> = stmt
             .query_map([RECENT_RUNS], |r| {
+                let id: i64 = r.get(0)?;
+                let what = || format!("run {id}");
                 Ok(RunStamps {
-                    id: r.get(0)?,
-                    state: r.get(1)?,
-                    created: r.get(2)?,
-                    started: r.get(3)?,
-                    finished: r.get(4)?,
-                    not_before: r.get(5)?,
-                    slot: r.get(6)?,
+                    id,
+                    state: parsed(r, 1, &what)?,
+                    created: instant(r, 2, &what)?,
+                    started: instant_opt(r, 3, &what)?,
+                    finished: instant_opt(r, 4, &what)?,
+                    not_before: instant_opt(r, 5, &what)?,
+                    slot: instant_opt(r, 6, &what)?,
                 })
             })
             .and_then(Iterator::collect)
             .map_err(e)?;
         let early = rows
             .iter()
-            .filter_map(|row| row.slot.as_deref().and_then(|t| ahead(t, limit)))
+            .filter_map(|row| row.slot.and_then(|t| ahead(t, limit)))
             .collect();
         let runs = rows
             .into_iter()
@@ -189,48 +198,39 @@ impl Ledger {
     }
 }
 
-/// A stamp (as the ledger writes them) past `limit`.
-fn ahead(text: &str, limit: Timestamp) -> Option<Timestamp> {
-    text.parse::<Timestamp>().ok().filter(|t| *t > limit)
+/// An instant past `limit`.
+fn ahead(t: Timestamp, limit: Timestamp) -> Option<Timestamp> {
+    (t > limit).then_some(t)
 }
 
 /// A run's stamps, as read.
 struct RunStamps {
     id: i64,
-    state: String,
-    created: String,
-    started: Option<String>,
-    finished: Option<String>,
-    not_before: Option<String>,
-    slot: Option<String>,
+    state: RunState,
+    created: Timestamp,
+    started: Option<Timestamp>,
+    finished: Option<Timestamp>,
+    not_before: Option<Timestamp>,
+    slot: Option<Timestamp>,
 }
 
 impl RunStamps {
     /// What to bring back of this run, if any stamp is past `limit`: a waiting run created
     /// ahead keeps its wait, shifted to start at `now`.
     fn rewound(self, now: Timestamp, limit: Timestamp) -> Option<RunAhead> {
-        let created_ahead = ahead(&self.created, limit);
+        let created_ahead = ahead(self.created, limit);
         let any = created_ahead.is_some()
-            || self
-                .started
-                .as_deref()
-                .and_then(|t| ahead(t, limit))
-                .is_some()
-            || self
-                .finished
-                .as_deref()
-                .and_then(|t| ahead(t, limit))
-                .is_some();
+            || self.started.and_then(|t| ahead(t, limit)).is_some()
+            || self.finished.and_then(|t| ahead(t, limit)).is_some();
         if !any {
             return None;
         }
-        let waiting = self.state == "pending" || self.state == "blocked";
+        let waiting = self.state.is_waiting();
         let not_before = match created_ahead {
             Some(created) if waiting => {
                 let shift = created.duration_since(now);
                 Some(
                     self.not_before
-                        .and_then(|t| t.parse::<Timestamp>().ok())
                         .map(|t| stamp(t.saturating_sub(shift).unwrap_or(now).max(now))),
                 )
             }

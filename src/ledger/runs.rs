@@ -4,10 +4,12 @@
 use jiff::Timestamp;
 use rusqlite::{OptionalExtension, params};
 
+use super::columns::{instant, instant_opt, parsed};
 use super::{ForLedger, Ledger, Result};
 use crate::run::{RunState, Trigger};
 
-/// A run as the ledger records it.
+/// A run as the ledger records it, in core types (read by `run_from_row`, the one place its
+/// columns are parsed).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RunRow {
     pub id: i64,
@@ -16,24 +18,24 @@ pub struct RunRow {
     pub revision: Option<i64>,
     pub revision_id: Option<i64>,
     pub git_commit: Option<String>,
-    pub trigger: String,
+    pub trigger: Trigger,
     pub attempt: i64,
     /// The first attempt's run, for a retry.
     pub first_run_id: Option<i64>,
     /// The instant the run was due.
-    pub scheduled_at: Option<String>,
+    pub scheduled_at: Option<Timestamp>,
     /// For rows created by the schedule: the slot it accounts for, and the first and number of
     /// slots when several were folded into it.
-    pub slot: Option<String>,
-    pub slot_first: Option<String>,
+    pub slot: Option<Timestamp>,
+    pub slot_first: Option<Timestamp>,
     pub slot_count: i64,
     /// A pending run starts no earlier than this (retry backoff, jitter).
-    pub not_before: Option<String>,
-    pub state: String,
+    pub not_before: Option<Timestamp>,
+    pub state: RunState,
     pub reason: Option<String>,
-    pub created_at: String,
-    pub started_at: Option<String>,
-    pub finished_at: Option<String>,
+    pub created_at: Timestamp,
+    pub started_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
     pub duration_ms: Option<i64>,
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
@@ -47,23 +49,18 @@ pub struct RunRow {
     pub released_by: Option<serde_json::Value>,
     pub output_bytes: i64,
     pub output_truncated: bool,
-    pub cancel_requested: Option<String>,
+    /// When a cancellation was first asked for, while the run has not acted on it.
+    pub cancel_requested: Option<Timestamp>,
     pub epoch: Option<i64>,
     pub supervisor: Option<(i64, i64)>,
     pub pid_start: Option<i64>,
-}
-
-impl RunRow {
-    pub fn state(&self) -> Option<RunState> {
-        RunState::parse(&self.state).ok()
-    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RunEvent {
     pub id: i64,
     pub run_id: i64,
-    pub at: String,
+    pub at: Timestamp,
     pub kind: String,
     pub message: String,
 }
@@ -71,7 +68,7 @@ pub struct RunEvent {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OutputLine {
     pub id: i64,
-    pub at: String,
+    pub at: Timestamp,
     pub stream: String,
     pub line: String,
 }
@@ -82,8 +79,8 @@ pub struct RunFilter {
     pub job: Option<String>,
     pub state: Option<RunState>,
     pub trigger: Option<Trigger>,
-    /// Runs scheduled (or created) at or after this RFC 3339 instant.
-    pub since: Option<String>,
+    /// Runs scheduled (or created) at or after this instant.
+    pub since: Option<Timestamp>,
     /// Runs with an id below this one: the cursor of the next page.
     pub before: Option<i64>,
     pub limit: Option<usize>,
@@ -96,36 +93,36 @@ const RUN_COLUMNS: &str =
     r.cpu_user_ms, r.cpu_sys_ms, r.max_rss_kb, r.params, r.output_bytes, r.output_truncated,
     r.cancel_requested, r.epoch, r.supervisor_pid, r.supervisor_start, r.pid_start, r.released_by";
 
+/// A row of [`RUN_COLUMNS`] as a [`RunRow`]: every column converted here, once.
 fn run_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
-    let started: Option<String> = row.get(16)?;
-    let finished: Option<String> = row.get(17)?;
-    let duration_ms = match (&started, &finished) {
-        (Some(s), Some(f)) => match (s.parse::<Timestamp>(), f.parse::<Timestamp>()) {
-            (Ok(s), Ok(f)) => Some(f.duration_since(s).as_millis() as i64),
-            _ => None,
-        },
+    let id: i64 = row.get(0)?;
+    let what = || format!("run {id}");
+    let started = instant_opt(row, 16, &what)?;
+    let finished = instant_opt(row, 17, &what)?;
+    let duration_ms = match (started, finished) {
+        (Some(s), Some(f)) => Some(f.duration_since(s).as_millis() as i64),
         _ => None,
     };
     let params: Option<String> = row.get(25)?;
     let supervisor_pid: Option<i64> = row.get(30)?;
     let supervisor_start: Option<i64> = row.get(31)?;
     Ok(RunRow {
-        id: row.get(0)?,
+        id,
         job: row.get(1)?,
         revision: row.get(2)?,
         revision_id: row.get(3)?,
         git_commit: row.get(4)?,
-        trigger: row.get(5)?,
+        trigger: parsed(row, 5, &what)?,
         attempt: row.get(6)?,
         first_run_id: row.get(7)?,
-        scheduled_at: row.get(8)?,
-        slot: row.get(9)?,
-        slot_first: row.get(10)?,
+        scheduled_at: instant_opt(row, 8, &what)?,
+        slot: instant_opt(row, 9, &what)?,
+        slot_first: instant_opt(row, 10, &what)?,
         slot_count: row.get(11)?,
-        not_before: row.get(12)?,
-        state: row.get(13)?,
+        not_before: instant_opt(row, 12, &what)?,
+        state: parsed(row, 13, &what)?,
         reason: row.get(14)?,
-        created_at: row.get(15)?,
+        created_at: instant(row, 15, &what)?,
         started_at: started,
         finished_at: finished,
         duration_ms,
@@ -139,7 +136,7 @@ fn run_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
         params: params.and_then(|p| serde_json::from_str(&p).ok()),
         output_bytes: row.get(26)?,
         output_truncated: row.get(27)?,
-        cancel_requested: row.get(28)?,
+        cancel_requested: instant_opt(row, 28, &what)?,
         epoch: row.get(29)?,
         supervisor: supervisor_pid.zip(supervisor_start),
         pid_start: row.get(32)?,
@@ -182,7 +179,7 @@ impl Ledger {
                 filter.trigger.map(Trigger::as_str),
                 limit,
                 filter.before,
-                filter.since,
+                filter.since.map(super::stamp),
             ],
             run_from_row,
         )
@@ -255,13 +252,14 @@ impl Ledger {
             .for_ledger(self)?;
         let rows = stmt
             .query_map([], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
+                let job: String = r.get(0)?;
+                let at = instant_opt(r, 1, &|| format!("the runs of job {job}"))?;
+                Ok((job, at))
             })
             .for_ledger(self)?;
         let mut out = Vec::new();
         for row in rows {
-            let (job, at) = row.for_ledger(self)?;
-            if let Some(at) = at.and_then(|t| t.parse::<Timestamp>().ok()) {
+            if let (job, Some(at)) = row.for_ledger(self)? {
                 out.push((job, at.as_second()));
             }
         }
@@ -326,10 +324,11 @@ impl Ledger {
             )
             .for_ledger(self)?;
         stmt.query_map([run_id], |r| {
+            let id: i64 = r.get(0)?;
             Ok(RunEvent {
-                id: r.get(0)?,
+                id,
                 run_id: r.get(1)?,
-                at: r.get(2)?,
+                at: instant(r, 2, &|| format!("event {id} of run {run_id}"))?,
                 kind: r.get(3)?,
                 message: r.get(4)?,
             })
@@ -370,16 +369,17 @@ impl Ledger {
     ///
     /// On a SQLite failure.
     pub fn next_pending_at(&self) -> Result<Option<Option<Timestamp>>> {
-        let row: Option<Option<String>> = self
-            .conn
+        self.conn
             .query_row(
-                "SELECT not_before FROM runs WHERE state = 'pending' ORDER BY coalesce(not_before, '') LIMIT 1",
+                "SELECT not_before, id FROM runs WHERE state = 'pending' ORDER BY coalesce(not_before, '') LIMIT 1",
                 [],
-                |r| r.get(0),
+                |r| {
+                    let id: i64 = r.get(1)?;
+                    instant_opt(r, 0, &|| format!("run {id}"))
+                },
             )
             .optional()
-            .for_ledger(self)?;
-        Ok(row.map(|nb| nb.and_then(|t| t.parse().ok())))
+            .for_ledger(self)
     }
 
     /// A job's current failure streak: its final runs that failed or timed out since its last

@@ -6,25 +6,29 @@ use super::*;
 use crate::graph::Graph;
 use crate::run::{RunState, Trigger};
 use crate::slots::{Outcome, SlotRow};
+use crate::spec::Repeat;
 
 fn ts(text: &str) -> Timestamp {
     text.parse().unwrap()
 }
 
-fn revision(name: &str, repeat: Option<&str>, depends_on: Option<&str>) -> NewRevision {
+fn revision(name: &str, repeat: Option<Repeat>, depends_on: &[&str]) -> NewRevision {
     NewRevision {
         name: name.to_string(),
         content_hash: format!("hash-{name}"),
         definition: format!("command: [echo, {name}]\n"),
         source_path: None,
         enabled: true,
-        schedule: r#"{"every":"1m"}"#.to_string(),
-        timezone: "UTC".to_string(),
+        schedule: crate::schedule::Schedule::Every {
+            interval: crate::duration::Duration::parse("1m").unwrap(),
+            start_at: None,
+        },
+        timezone: jiff::tz::TimeZone::UTC,
         description: String::new(),
         tags: Vec::new(),
         reset_anchor: true,
-        repeat: repeat.map(str::to_string),
-        depends_on: depends_on.map(str::to_string),
+        repeat,
+        depends_on: depends_on.iter().map(|d| d.to_string()).collect(),
     }
 }
 
@@ -33,7 +37,7 @@ fn ledger_with(jobs: Vec<NewRevision>) -> (tempfile::TempDir, Ledger) {
     let dir = tempfile::tempdir().unwrap();
     let mut ledger = Ledger::open(&dir.path().join("ledger.db")).unwrap();
     ledger
-        .apply("2026-10-31T12:00:00.000Z", &GitInfo::default(), |_, _| {
+        .apply(ts("2026-10-31T12:00:00Z"), &GitInfo::default(), |_, _| {
             Ok(ApplyBatch {
                 upserts: jobs,
                 removals: Vec::new(),
@@ -69,12 +73,12 @@ fn end(run_id: i64, epoch: i64, state: RunState, at: Timestamp) -> RunEnd {
 }
 
 fn state(ledger: &Ledger, id: i64) -> String {
-    ledger.run(id).unwrap().unwrap().state
+    ledger.run(id).unwrap().unwrap().state.to_string()
 }
 
 #[test]
 fn the_lease_goes_to_one_daemon_and_fences_the_one_that_lost_it() {
-    let (_dir, mut ledger) = ledger_with(vec![revision("a", None, None)]);
+    let (_dir, mut ledger) = ledger_with(vec![revision("a", None, &[])]);
     let now = ts("2026-10-31T12:00:00Z");
     let first = ledger.acquire_lease("host", (1, 1), now, |_| true).unwrap();
     assert_eq!(first, 1);
@@ -99,7 +103,7 @@ fn the_lease_goes_to_one_daemon_and_fences_the_one_that_lost_it() {
 
 #[test]
 fn a_slot_is_recorded_once_and_counts_toward_repeat() {
-    let (_dir, mut ledger) = ledger_with(vec![revision("a", Some(r#"{"times": 2}"#), None)]);
+    let (_dir, mut ledger) = ledger_with(vec![revision("a", Some(Repeat::Times(2)), &[])]);
     let now = ts("2026-10-31T12:01:00Z");
     let epoch = ledger
         .acquire_lease("host", (1, 1), now, |_| false)
@@ -141,7 +145,7 @@ fn a_slot_is_recorded_once_and_counts_toward_repeat() {
 
 #[test]
 fn a_claim_starts_each_pending_run_once_and_an_end_writes_the_streak() {
-    let (_dir, mut ledger) = ledger_with(vec![revision("a", None, None)]);
+    let (_dir, mut ledger) = ledger_with(vec![revision("a", None, &[])]);
     let now = ts("2026-10-31T12:00:00Z");
     let epoch = ledger
         .acquire_lease("host", (1, 1), now, |_| false)
@@ -183,8 +187,8 @@ fn a_claim_starts_each_pending_run_once_and_an_end_writes_the_streak() {
 #[test]
 fn an_end_releases_the_runs_gated_on_it_for_every_caller() {
     let (_dir, mut ledger) = ledger_with(vec![
-        revision("up", None, None),
-        revision("down", None, Some(r#"["up"]"#)),
+        revision("up", None, &[]),
+        revision("down", None, &["up"]),
     ]);
     let now = ts("2026-10-31T12:00:00Z");
     let epoch = ledger
@@ -219,7 +223,7 @@ fn an_end_releases_the_runs_gated_on_it_for_every_caller() {
 
 #[test]
 fn retention_deletes_old_terminal_runs_in_batches_and_keeps_active_ones() {
-    let (_dir, mut ledger) = ledger_with(vec![revision("a", None, None)]);
+    let (_dir, mut ledger) = ledger_with(vec![revision("a", None, &[])]);
     let now = ts("2026-10-31T12:00:00Z");
     let epoch = ledger
         .acquire_lease("host", (1, 1), now, |_| false)
@@ -251,8 +255,148 @@ fn retention_deletes_old_terminal_runs_in_batches_and_keeps_active_ones() {
 }
 
 #[test]
+fn a_stored_value_that_does_not_parse_names_its_run_and_column() {
+    let (_dir, mut ledger) = ledger_with(vec![revision("a", None, &[])]);
+    let id = manual(&mut ledger, "a", ts("2026-10-31T12:00:00Z"));
+    let set = |column: &str, value: &str| {
+        ledger
+            .conn
+            .execute(
+                &format!("UPDATE runs SET {column} = ?2 WHERE id = ?1"),
+                rusqlite::params![id, value],
+            )
+            .unwrap();
+    };
+    let bad = |column: &str, value: &str| {
+        set(column, value);
+        ledger.run(id).unwrap_err().to_string()
+    };
+    let message = bad("state", "done");
+    assert!(
+        message.contains(&format!(
+            "run {id}, column `state`: `done` is not a run state"
+        )),
+        "{message}"
+    );
+    set("state", "pending");
+    let message = bad("scheduled_at", "yesterday");
+    assert!(
+        message.contains(&format!("run {id}, column `scheduled_at`: `yesterday`")),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_job_with_a_stored_schedule_or_zone_that_does_not_read_names_its_job_and_column() {
+    let (_dir, ledger) = ledger_with(vec![revision("a", None, &[])]);
+    let job = ledger.job("a").unwrap().unwrap();
+    assert_eq!(job.schedule.to_string(), "every 1m");
+    assert_eq!(job.timezone, jiff::tz::TimeZone::UTC);
+    let set = |column: &str, value: &str| {
+        ledger
+            .conn
+            .execute(
+                &format!("UPDATE revisions SET {column} = ?1 WHERE job = 'a'"),
+                [value],
+            )
+            .unwrap();
+    };
+    set("schedule", r#"{"every":"soon"}"#);
+    let message = ledger.jobs().unwrap_err().to_string();
+    assert!(
+        message.contains(r#"job a, column `schedule`: `{"every":"soon"}`"#),
+        "{message}"
+    );
+    set("schedule", r#"{"every":"1m"}"#);
+    set("timezone", "Mars/Olympus");
+    let message = ledger.job("a").unwrap_err().to_string();
+    assert!(
+        message.contains("job a, column `timezone`: `Mars/Olympus`"),
+        "{message}"
+    );
+}
+
+/// Issue 14: rows are typed, and the wire prints their instants back exactly as the ledger
+/// stored them, so the JSON of a run and of a job is the same as when rows were text.
+#[test]
+fn the_json_of_a_run_and_a_job_shows_every_stamp_as_stored() {
+    let (_dir, mut ledger) = ledger_with(vec![revision("a", None, &[]), revision("b", None, &[])]);
+    let id = manual(&mut ledger, "a", ts("2026-10-31T12:00:00.123Z"));
+    let columns = [
+        ("scheduled_at", "2026-10-31T12:00:01.001Z"),
+        ("slot", "2026-10-31T12:00:02.000Z"),
+        ("slot_first", "2026-10-31T11:59:00.000Z"),
+        ("not_before", "2026-10-31T12:00:03.030Z"),
+        ("started_at", "2026-10-31T12:00:04.400Z"),
+        ("finished_at", "2026-10-31T12:00:05.999Z"),
+        ("cancel_requested", "2026-10-31T12:00:04.500Z"),
+    ];
+    for (column, value) in columns {
+        ledger
+            .conn
+            .execute(
+                &format!("UPDATE runs SET {column} = ?2 WHERE id = ?1"),
+                rusqlite::params![id, value],
+            )
+            .unwrap();
+    }
+    let run = serde_json::to_value(crate::api::wire::Run::from(
+        ledger.run(id).unwrap().unwrap(),
+    ))
+    .unwrap();
+    for (column, value) in columns {
+        assert_eq!(run[column], value, "{column}");
+    }
+    assert_eq!(run["created_at"], "2026-10-31T12:00:00.123Z");
+    assert_eq!(run["state"], "pending");
+    assert_eq!(run["trigger"], "manual");
+    assert_eq!(run["duration_ms"], 1599);
+    let events = ledger.run_events(id).unwrap();
+    let event = serde_json::to_value(crate::api::wire::RunEvent::from(events[0].clone())).unwrap();
+    assert_eq!(event["at"], "2026-10-31T12:00:00.123Z");
+
+    ledger
+        .pause("a", "alice@host", Some("why"), ts("2026-10-31T12:01:00.5Z"))
+        .unwrap();
+    ledger
+        .apply(ts("2026-10-31T13:00:00Z"), &GitInfo::default(), |_, _| {
+            Ok(ApplyBatch {
+                upserts: Vec::new(),
+                removals: vec!["b".to_string()],
+                owner: Owner::File,
+            })
+        })
+        .unwrap();
+    let detail = |name: &str| {
+        let row = ledger.job(name).unwrap().unwrap();
+        serde_json::to_value(crate::views::detail(&row, &[], Default::default(), 1)).unwrap()
+    };
+    let (a, b) = (detail("a"), detail("b"));
+    assert_eq!(a["created_at"], "2026-10-31T12:00:00Z");
+    assert_eq!(a["applied_at"], "2026-10-31T12:00:00Z");
+    assert_eq!(a["removed_at"], serde_json::Value::Null);
+    assert_eq!(a["paused"]["at"], "2026-10-31T12:01:00.500Z");
+    assert_eq!(a["last_run"]["state"], "pending");
+    assert_eq!(a["last_run"]["at"], "2026-10-31T12:00:05.999Z");
+    assert_eq!(a["timezone"], "UTC");
+    assert_eq!(a["schedule"], "every 1m");
+    assert_eq!(b["applied_at"], "2026-10-31T13:00:00Z");
+    assert_eq!(b["removed_at"], "2026-10-31T13:00:00Z");
+    let stored: (String, String) = ledger
+        .conn
+        .query_row(
+            "SELECT created_at, removed_at FROM jobs WHERE name = 'b'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(b["created_at"], stored.0);
+    assert_eq!(b["removed_at"], stored.1);
+}
+
+#[test]
 fn a_burst_is_claimed_in_its_slots_transaction_up_to_the_free_places_oldest_first() {
-    let jobs = ["a", "b", "c"].map(|n| revision(n, None, None)).to_vec();
+    let jobs = ["a", "b", "c"].map(|n| revision(n, None, &[])).to_vec();
     let (_dir, mut ledger) = ledger_with(jobs);
     let now = ts("2026-10-31T12:01:00Z");
     let epoch = ledger
@@ -326,7 +470,7 @@ fn a_burst_is_claimed_in_its_slots_transaction_up_to_the_free_places_oldest_firs
 
 #[test]
 fn the_starts_of_several_runs_are_recorded_in_one_write() {
-    let (_dir, mut ledger) = ledger_with(vec![revision("a", None, None)]);
+    let (_dir, mut ledger) = ledger_with(vec![revision("a", None, &[])]);
     let now = ts("2026-10-31T12:00:00Z");
     let runs = [manual(&mut ledger, "a", now), manual(&mut ledger, "a", now)];
     let started: Vec<ProcessStarted> = runs

@@ -5,6 +5,7 @@
 use jiff::Timestamp;
 use rusqlite::params;
 
+use super::columns::parsed;
 use super::stamp;
 use crate::rules;
 use crate::run::{RunState, Trigger};
@@ -132,14 +133,17 @@ pub(super) fn replace_active(
     at: &str,
 ) -> rusqlite::Result<()> {
     let reason = rules::replaced_reason(new_id);
-    let ids: Vec<(i64, String)> = conn
+    let ids: Vec<(i64, RunState)> = conn
         .prepare_cached(
             "SELECT id, state FROM runs WHERE job = ?1 AND id <> ?2 AND state IN ('blocked', 'pending', 'running')",
         )?
-        .query_map(params![job, new_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .query_map(params![job, new_id], |r| {
+            let id: i64 = r.get(0)?;
+            Ok((id, parsed(r, 1, &|| format!("run {id}"))?))
+        })?
         .collect::<rusqlite::Result<_>>()?;
     for (id, state) in ids {
-        if state != "running" {
+        if state != RunState::Running {
             conn.execute(
                 "UPDATE runs SET state = 'cancelled', finished_at = ?2, error = ?3 WHERE id = ?1",
                 params![id, at, reason],

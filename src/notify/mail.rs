@@ -2,6 +2,18 @@
 
 use super::*;
 
+/// Why a run's mail could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum MailError {
+    #[error("`{address}` is not an address: {reason}")]
+    Address {
+        address: String,
+        reason: lettre::address::AddressError,
+    },
+    #[error("{0}")]
+    Build(lettre::error::Error),
+}
+
 /// The `[smtp]` server, ready to send.
 pub(super) struct Mail {
     pub(super) transport: lettre::SmtpTransport,
@@ -17,13 +29,14 @@ impl Mail {
         smtp: &SmtpConfig,
         roots: &[rustls::pki_types::CertificateDer<'static>],
         policy: Policy,
-    ) -> Result<Mail, String> {
+    ) -> Result<Mail, SetupError> {
         use lettre::transport::smtp::authentication::Credentials;
         use lettre::transport::smtp::client::{Certificate, CertificateStore, Tls, TlsParameters};
-        let from: lettre::message::Mailbox = smtp
-            .from
-            .parse()
-            .map_err(|e| format!("smtp.from `{}`: {e}", smtp.from))?;
+        let from: lettre::message::Mailbox =
+            smtp.from.parse().map_err(|reason| SetupError::SmtpFrom {
+                from: smtp.from.clone(),
+                reason,
+            })?;
         let tls = if smtp.starttls == StartTls::Off {
             Tls::None
         } else {
@@ -39,7 +52,10 @@ impl Mail {
             }
             let parameters = builder
                 .build_rustls()
-                .map_err(|e| format!("smtp: setting up TLS for {}: {e}", smtp.host))?;
+                .map_err(|reason| SetupError::SmtpTls {
+                    host: smtp.host.clone(),
+                    reason,
+                })?;
             match smtp.starttls {
                 StartTls::Opportunistic => Tls::Opportunistic(parameters),
                 _ => Tls::Required(parameters),
@@ -77,7 +93,7 @@ impl Mail {
         &self,
         to: &[String],
         outcome: &Outcome,
-    ) -> Result<lettre::Message, String> {
+    ) -> Result<lettre::Message, MailError> {
         use lettre::message::header::ContentType;
         let mut builder = lettre::Message::builder()
             .from(self.from.clone())
@@ -89,11 +105,13 @@ impl Mail {
             Err(_) => builder.date_now(),
         };
         for address in to {
-            let address: lettre::Address = address
-                .parse()
-                .map_err(|e| format!("`{address}` is not an address: {e}"))?;
+            let address: lettre::Address =
+                address.parse().map_err(|reason| MailError::Address {
+                    address: address.clone(),
+                    reason,
+                })?;
             builder = builder.to(address.into());
         }
-        builder.body(text(outcome)).map_err(|e| e.to_string())
+        builder.body(text(outcome)).map_err(MailError::Build)
     }
 }

@@ -34,6 +34,7 @@ mod script;
 mod text;
 
 use mail::Mail;
+pub use mail::MailError;
 use script::run;
 pub use text::{headline, slack_text, subject, tail, text};
 
@@ -139,6 +140,100 @@ pub fn target(action: &NotifyAction) -> String {
     }
 }
 
+/// Why a [`Notifier`] could not be built.
+///
+/// Each cause is part of the message rather than a `source`, so a chain printed with `{:#}`
+/// shows it once.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("ca_cert: {0}")]
+    CaCert(crate::tls::TlsError),
+    #[error("smtp.from `{from}`: {reason}")]
+    SmtpFrom {
+        from: String,
+        reason: lettre::address::AddressError,
+    },
+    #[error("smtp: setting up TLS for {host}: {reason}")]
+    SmtpTls {
+        host: String,
+        reason: lettre::transport::smtp::Error,
+    },
+}
+
+/// Why a notification was not delivered. Its text is the one-line message the run's event log
+/// records (`notify_failed`), like the success message: it starts with the run's event and
+/// the kind (and for a webhook, Slack message or mail, the target without secrets).
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    /// A webhook or Slack message was not answered with a 2xx after every attempt.
+    #[error("{event} {kind} {target}: gave up after {}: {last}", plural(*.attempts, "attempt"))]
+    PostGaveUp {
+        event: &'static str,
+        kind: &'static str,
+        target: String,
+        attempts: u32,
+        /// The last answer (`answered 500`) or transport error.
+        last: String,
+    },
+    #[error("{event} email {to}: no mail server: jobs.toml has no `[smtp]` section")]
+    NoMailServer { event: &'static str, to: String },
+    #[error(
+        "{event} email {to}: the SMTP password variable {variable} (smtp.password_env) is not set in the daemon's environment"
+    )]
+    NoSmtpPassword {
+        event: &'static str,
+        to: String,
+        variable: String,
+    },
+    #[error("{event} email {to}: cannot build the mail: {problem}")]
+    BadMail {
+        event: &'static str,
+        to: String,
+        problem: MailError,
+    },
+    /// A permanent SMTP refusal: not retried.
+    #[error("{event} email {to}: refused by {server}: {reason}")]
+    MailRefused {
+        event: &'static str,
+        to: String,
+        server: String,
+        reason: lettre::transport::smtp::Error,
+    },
+    #[error(
+        "{event} email {to}: gave up after {} with {server}: {last}",
+        plural(*.attempts, "attempt")
+    )]
+    MailGaveUp {
+        event: &'static str,
+        to: String,
+        server: String,
+        attempts: u32,
+        last: String,
+    },
+    #[error("{event} run: cannot start sh: {reason}")]
+    ScriptStart {
+        event: &'static str,
+        reason: std::io::Error,
+    },
+    #[error("{event} run: cannot wait for sh: {reason}")]
+    ScriptWait {
+        event: &'static str,
+        reason: std::io::Error,
+    },
+    #[error("{event} run: killed after {limit:?} (the time limit)")]
+    ScriptTimedOut {
+        event: &'static str,
+        limit: Duration,
+    },
+    /// The script exited non-zero or was killed: how, and the last line of its stderr.
+    #[error("{event} run: {how}{}", .stderr.as_deref().map(|line| format!(": {line}")).unwrap_or_default())]
+    ScriptFailed {
+        event: &'static str,
+        how: String,
+        stderr: Option<String>,
+    },
+}
+
 /// Sends notifications: the HTTP agent and the mail transport, each built once per process
 /// with the trust set, the host's name and the run link's base.
 pub struct Notifier {
@@ -158,16 +253,21 @@ impl Notifier {
     ///
     /// # Errors
     ///
-    /// The `ca_cert` file cannot be read or holds no certificate, or `[smtp]` cannot be set up.
-    pub fn new(config: &NotifyConfig, host: String, policy: Policy) -> Result<Notifier, String> {
+    /// [`SetupError`]: the `ca_cert` file cannot be read or holds no certificate, or
+    /// `[smtp]` cannot be set up.
+    pub fn new(
+        config: &NotifyConfig,
+        host: String,
+        policy: Policy,
+    ) -> Result<Notifier, SetupError> {
         let extra_roots = match config.ca_cert.as_deref() {
-            Some(path) => crate::tls::read_pem_certs(path).map_err(|e| format!("ca_cert: {e}"))?,
+            Some(path) => crate::tls::read_pem_certs(path).map_err(SetupError::CaCert)?,
             None => Vec::new(),
         };
         let mail = match &config.smtp {
             Some(smtp) => {
                 let roots = crate::tls::root_certs(config.ca_cert.as_deref())
-                    .map_err(|e| format!("ca_cert: {e}"))?;
+                    .map_err(SetupError::CaCert)?;
                 Some(Mail::new(smtp, &roots, policy)?)
             }
             None => None,
@@ -228,14 +328,15 @@ impl Notifier {
     ///
     /// # Errors
     ///
-    /// A one-line message for the run's event log, as is the success value: the webhook,
-    /// Slack message or mail gave up (with its last answer or error), or the script could not
-    /// start, exited non-zero (with the last line of its stderr) or ran past the timeout.
+    /// [`NotifyError`], whose text is a one-line message for the run's event log, as is the
+    /// success value: the webhook, Slack message or mail gave up (with its last answer or
+    /// error), or the script could not start, exited non-zero (with the last line of its
+    /// stderr) or ran past the timeout.
     pub async fn send(
         &self,
         notification: &Notification,
         outcome: &Outcome,
-    ) -> Result<String, String> {
+    ) -> Result<String, NotifyError> {
         match &notification.action {
             NotifyAction::Webhook(url) => {
                 let body = serde_json::to_vec(outcome).expect("an outcome serialises");
@@ -254,11 +355,11 @@ impl Notifier {
     /// POSTs `body` (JSON) to `url`, with the policy's retries.
     async fn post(
         &self,
-        what: &str,
+        what: &'static str,
         url: &str,
         body: Vec<u8>,
         outcome: &Outcome,
-    ) -> Result<String, String> {
+    ) -> Result<String, NotifyError> {
         let event = outcome.event;
         let shown = shown_url(url);
         let attempts = self.policy.attempts.max(1);
@@ -288,28 +389,38 @@ impl Notifier {
                 Err(e) => last = format!("the sending thread failed: {e}"),
             }
         }
-        Err(format!(
-            "{event} {what} {shown}: gave up after {}: {last}",
-            plural(attempts, "attempt")
-        ))
+        Err(NotifyError::PostGaveUp {
+            event,
+            kind: what,
+            target: shown,
+            attempts,
+            last,
+        })
     }
 
     /// Mails the outcome to `to`, with the policy's retries (a permanent refusal is final).
-    async fn email(&self, to: &[String], outcome: &Outcome) -> Result<String, String> {
+    async fn email(&self, to: &[String], outcome: &Outcome) -> Result<String, NotifyError> {
         let event = outcome.event;
         let shown = to.join(", ");
-        let fail = |detail: String| Err(format!("{event} email {shown}: {detail}"));
         let Some(mail) = &self.mail else {
-            return fail("no mail server: jobs.toml has no `[smtp]` section".into());
+            return Err(NotifyError::NoMailServer { event, to: shown });
         };
-        if let Some(var) = &mail.missing_password {
-            return fail(format!(
-                "the SMTP password variable {var} (smtp.password_env) is not set in the daemon's environment"
-            ));
+        if let Some(variable) = &mail.missing_password {
+            return Err(NotifyError::NoSmtpPassword {
+                event,
+                to: shown,
+                variable: variable.clone(),
+            });
         }
         let message = match mail.message(to, outcome) {
             Ok(message) => message,
-            Err(e) => return fail(format!("cannot build the mail: {e}")),
+            Err(problem) => {
+                return Err(NotifyError::BadMail {
+                    event,
+                    to: shown,
+                    problem,
+                });
+            }
         };
         let attempts = self.policy.attempts.max(1);
         let mut wait = self.policy.backoff;
@@ -331,18 +442,25 @@ impl Notifier {
                         plural(attempt, "attempt")
                     ));
                 }
-                Ok(Err(e)) if e.is_permanent() => {
-                    return fail(format!("refused by {}: {e}", mail.server));
+                Ok(Err(reason)) if reason.is_permanent() => {
+                    return Err(NotifyError::MailRefused {
+                        event,
+                        to: shown,
+                        server: mail.server.clone(),
+                        reason,
+                    });
                 }
                 Ok(Err(e)) => last = e.to_string(),
                 Err(e) => last = format!("the sending thread failed: {e}"),
             }
         }
-        fail(format!(
-            "gave up after {} with {}: {last}",
-            plural(attempts, "attempt"),
-            mail.server
-        ))
+        Err(NotifyError::MailGaveUp {
+            event,
+            to: shown,
+            server: mail.server.clone(),
+            attempts,
+            last,
+        })
     }
 }
 
@@ -433,8 +551,12 @@ mod tests {
         Notifier::new(&NotifyConfig::default(), "web-1".into(), policy).unwrap()
     }
 
+    /// Sends `n`, its message (delivered or not) as the run's event log records it.
     async fn send(n: &Notification, outcome: &Outcome, policy: &Policy) -> Result<String, String> {
-        notifier(*policy).send(n, outcome).await
+        notifier(*policy)
+            .send(n, outcome)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     #[test]

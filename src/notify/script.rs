@@ -6,7 +6,7 @@ pub(super) async fn run(
     script: &str,
     outcome: &Outcome,
     policy: &Policy,
-) -> Result<String, String> {
+) -> Result<String, NotifyError> {
     let event = outcome.event;
     let mut command = tokio::process::Command::new("sh");
     command
@@ -30,7 +30,7 @@ pub(super) async fn run(
     }
     let mut child = command
         .spawn()
-        .map_err(|e| format!("{event} run: cannot start sh: {e}"))?;
+        .map_err(|reason| NotifyError::ScriptStart { event, reason })?;
     let group = child.id();
     let stderr = child.stderr.take().expect("stderr is piped");
     let ended = tokio::time::timeout(policy.timeout, async {
@@ -43,12 +43,12 @@ pub(super) async fn run(
                 // SAFETY: killpg only sends a signal; the group is the script's own.
                 unsafe { libc::killpg(pid, libc::SIGKILL) };
             }
-            Err(format!(
-                "{event} run: killed after {:?} (the time limit)",
-                policy.timeout
-            ))
+            Err(NotifyError::ScriptTimedOut {
+                event,
+                limit: policy.timeout,
+            })
         }
-        Ok((Err(e), _)) => Err(format!("{event} run: cannot wait for sh: {e}")),
+        Ok((Err(reason), _)) => Err(NotifyError::ScriptWait { event, reason }),
         Ok((Ok(status), line)) => {
             use std::os::unix::process::ExitStatusExt;
             let how = match (status.code(), status.signal()) {
@@ -56,10 +56,14 @@ pub(super) async fn run(
                 (None, Some(signal)) => format!("killed by signal {signal}"),
                 (None, None) => "ended".to_string(),
             };
-            match (status.success(), line) {
-                (true, _) => Ok(format!("{event} run: {how}")),
-                (false, Some(line)) => Err(format!("{event} run: {how}: {line}")),
-                (false, None) => Err(format!("{event} run: {how}")),
+            if status.success() {
+                Ok(format!("{event} run: {how}"))
+            } else {
+                Err(NotifyError::ScriptFailed {
+                    event,
+                    how,
+                    stderr: line,
+                })
             }
         }
     }

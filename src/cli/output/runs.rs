@@ -9,6 +9,7 @@ use serde_json::json;
 
 use super::{OutputFormat, columns};
 use crate::api::wire::{CancelResult, OutputLine, Run, RunEvent};
+use crate::run::RunState;
 
 pub fn render_queued(format: OutputFormat, id: i64, job: &str) -> Result<()> {
     if format == OutputFormat::Json {
@@ -25,7 +26,7 @@ pub fn render_cancel(format: OutputFormat, result: &CancelResult) -> Result<Exit
         return Ok(ExitCode::SUCCESS);
     }
     let id = result.run;
-    if result.result == "cancelled" {
+    if result.cancelled() {
         println!("run {id} cancelled before it started");
     } else {
         println!("run {id}: cancellation requested; its supervisor stops it now");
@@ -89,7 +90,7 @@ fn note(r: &Run) -> String {
     if let Some(reason) = &r.reason {
         parts.push(reason.clone());
     } else if let Some(error) = &r.error
-        && r.state != "succeeded"
+        && r.state() != Some(RunState::Succeeded)
     {
         parts.push(error.clone());
     }
