@@ -76,6 +76,27 @@ fn state(ledger: &Ledger, id: i64) -> String {
     ledger.run(id).unwrap().unwrap().state.to_string()
 }
 
+/// One fired slot of `job` at `at`, as the scheduler records it.
+fn fired_slot(job: &str, revision_id: i64, at: Timestamp) -> JobSlots {
+    JobSlots {
+        job: job.into(),
+        revision_id,
+        rows: vec![(
+            SlotRow {
+                slot: at,
+                first: at,
+                count: 1,
+                outcome: Outcome::Fire {
+                    trigger: Trigger::Schedule,
+                    replace: false,
+                },
+            },
+            at,
+        )],
+        cursor: at,
+    }
+}
+
 #[test]
 fn the_lease_goes_to_one_daemon_and_fences_the_one_that_lost_it() {
     let (_dir, mut ledger) = ledger_with(vec![revision("a", None, &[])]);
@@ -108,23 +129,7 @@ fn a_slot_is_recorded_once_and_counts_toward_repeat() {
     let epoch = ledger
         .acquire_lease("host", (1, 1), now, |_| false)
         .unwrap();
-    let slots = |slot: &str| JobSlots {
-        job: "a".into(),
-        revision_id: 1,
-        rows: vec![(
-            SlotRow {
-                slot: ts(slot),
-                first: ts(slot),
-                count: 1,
-                outcome: Outcome::Fire {
-                    trigger: Trigger::Schedule,
-                    replace: false,
-                },
-            },
-            ts(slot),
-        )],
-        cursor: ts(slot),
-    };
+    let slots = |slot: &str| fired_slot("a", 1, ts(slot));
     let fired = ledger
         .record_slots(epoch, &[slots("2026-10-31T12:01:00Z")], now)
         .unwrap();
@@ -408,24 +413,7 @@ fn a_burst_is_claimed_in_its_slots_transaction_up_to_the_free_places_oldest_firs
         .into_iter()
         .map(|job| (job, revision_id(&ledger, job)))
         .collect();
-    let slots = |job: &str| JobSlots {
-        job: job.into(),
-        revision_id: revisions[job],
-        rows: vec![(
-            SlotRow {
-                slot: now,
-                first: now,
-                count: 1,
-                outcome: Outcome::Fire {
-                    trigger: Trigger::Schedule,
-                    replace: false,
-                },
-            },
-            now,
-        )],
-        cursor: now,
-    };
-    let batch = [slots("a"), slots("b")];
+    let batch = ["a", "b"].map(|job| fired_slot(job, revisions[job], now));
     let taker = Taker {
         epoch,
         supervisor: (7, 70),
@@ -443,25 +431,14 @@ fn a_burst_is_claimed_in_its_slots_transaction_up_to_the_free_places_oldest_firs
         "oldest first, at most 2"
     );
     for run in &recorded.claimed {
-        assert_eq!(run.state.to_string(), "running");
+        assert_eq!(run.state, RunState::Running);
         assert_eq!(run.supervisor, Some((7, 70)));
     }
-    assert_eq!(state(&ledger, second_fired).to_string(), "pending");
+    assert_eq!(state(&ledger, second_fired), "pending");
     // No places: the slots are still recorded, nothing is claimed.
     let later = ts("2026-10-31T12:02:00Z");
     let none = Taker { max: 0, ..taker };
-    let batch = [JobSlots {
-        rows: vec![(
-            SlotRow {
-                slot: later,
-                first: later,
-                ..batch[0].rows[0].0.clone()
-            },
-            later,
-        )],
-        cursor: later,
-        ..slots("a")
-    }];
+    let batch = [fired_slot("a", revisions["a"], later)];
     let recorded = ledger
         .record_slots_and_claim(epoch, &batch, later, Some(none))
         .unwrap();
