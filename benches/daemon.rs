@@ -229,29 +229,10 @@ impl Drop for Daemon {
     }
 }
 
+/// `jobctl` on the project at `root`, hermetic (`common::jobctl_command`), on the fixed clock.
 fn base_command(bin: &Path, root: &Path) -> Command {
-    let mut command = Command::new(bin);
-    command
-        .arg("--dir")
-        .arg(root.join("jobs.d"))
-        .arg("--ledger")
-        .arg(root.join("ledger.db"))
-        .current_dir(root)
-        .env("JOBS_NOW", T0)
-        .env("NO_COLOR", "1");
-    for var in [
-        "JOBS_CONFIG",
-        "JOBS_DIR",
-        "JOBS_LEDGER",
-        "JOBS_OUTPUT",
-        "JOBS_LOG",
-        "JOBS_LOG_FORMAT",
-        "JOBS_MAX_CONCURRENT_RUNS",
-        "JOBS_SHUTDOWN_GRACE",
-        "JOBS_KILL_GRACE",
-    ] {
-        command.env_remove(var);
-    }
+    let mut command = common::jobctl_command(bin, root);
+    command.env("JOBS_NOW", T0);
     command
 }
 

@@ -191,28 +191,6 @@ impl Ledger {
         })
     }
 
-    /// Records the process a run started.
-    ///
-    /// # Errors
-    ///
-    /// On a SQLite failure.
-    pub fn set_process(
-        &self,
-        run_id: i64,
-        pid: i64,
-        pid_start: i64,
-        message: &str,
-        now: Timestamp,
-    ) -> Result<()> {
-        self.set_processes(&[ProcessStarted {
-            run_id,
-            pid,
-            pid_start,
-            message: message.to_string(),
-            at: now,
-        }])
-    }
-
     /// Records the processes several runs started, in one transaction (relaxed, like every
     /// write the daemon does not act on): a burst's starts share one commit.
     ///

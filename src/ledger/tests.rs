@@ -76,6 +76,18 @@ fn state(ledger: &Ledger, id: i64) -> String {
     ledger.run(id).unwrap().unwrap().state.to_string()
 }
 
+/// Writes `value` into `column` of run `id` behind the ledger's back (a stored value as an
+/// older build or a hand edit left it).
+fn set_run_column(ledger: &Ledger, id: i64, column: &str, value: &str) {
+    ledger
+        .conn
+        .execute(
+            &format!("UPDATE runs SET {column} = ?2 WHERE id = ?1"),
+            rusqlite::params![id, value],
+        )
+        .unwrap();
+}
+
 /// One fired slot of `job` at `at`, as the scheduler records it.
 fn fired_slot(job: &str, revision_id: i64, at: Timestamp) -> JobSlots {
     JobSlots {
@@ -263,15 +275,7 @@ fn retention_deletes_old_terminal_runs_in_batches_and_keeps_active_ones() {
 fn a_stored_value_that_does_not_parse_names_its_run_and_column() {
     let (_dir, mut ledger) = ledger_with(vec![revision("a", None, &[])]);
     let id = manual(&mut ledger, "a", ts("2026-10-31T12:00:00Z"));
-    let set = |column: &str, value: &str| {
-        ledger
-            .conn
-            .execute(
-                &format!("UPDATE runs SET {column} = ?2 WHERE id = ?1"),
-                rusqlite::params![id, value],
-            )
-            .unwrap();
-    };
+    let set = |column: &str, value: &str| set_run_column(&ledger, id, column, value);
     let bad = |column: &str, value: &str| {
         set(column, value);
         ledger.run(id).unwrap_err().to_string()
@@ -337,13 +341,7 @@ fn the_json_of_a_run_and_a_job_shows_every_stamp_as_stored() {
         ("cancel_requested", "2026-10-31T12:00:04.500Z"),
     ];
     for (column, value) in columns {
-        ledger
-            .conn
-            .execute(
-                &format!("UPDATE runs SET {column} = ?2 WHERE id = ?1"),
-                rusqlite::params![id, value],
-            )
-            .unwrap();
+        set_run_column(&ledger, id, column, value);
     }
     let run = serde_json::to_value(crate::api::wire::Run::from(
         ledger.run(id).unwrap().unwrap(),
