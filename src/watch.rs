@@ -74,7 +74,7 @@ pub struct DirWatch {
     /// Set by the tree's watch when the watched folder itself is deleted: a folder re-created
     /// at once may get the same inode number back, so identity alone cannot tell.
     lost: Arc<AtomicBool>,
-    _parent: Option<notify::RecommendedWatcher>,
+    _parent: Option<NameWatch>,
 }
 
 impl DirWatch {
@@ -147,41 +147,32 @@ fn folder_identity(dir: &Path) -> std::io::Result<(PathBuf, Identity)> {
 }
 
 /// Watches the folder holding the jobs folder for changes to the jobs folder's own entry (a
-/// rename over it, a deletion, a symlink switched): each sends a rescan.
+/// rename over it, a deletion, a symlink switched, its mode changed): each sends a rescan.
+///
+/// Only those events reach the watch: a ledger kept beside the jobs folder (`--ledger
+/// ledger.db`) is written at every commit, and with notify's fixed mask each of its writes
+/// woke a thread that then ignored it (issue 14).
 fn watch_parent(
     dir: &Path,
     events: tokio::sync::mpsc::UnboundedSender<DirChange>,
-) -> Result<notify::RecommendedWatcher> {
-    use notify::Watcher as _;
+) -> Result<NameWatch> {
+    use inotify::WatchMask;
     let parent = dir
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-        .to_path_buf();
-    let name = dir.file_name().map(std::ffi::OsStr::to_os_string);
-    let mut watcher = notify::recommended_watcher(move |result: notify::Result<notify::Event>| {
-        let ours = match &result {
-            Ok(event) => {
-                !matches!(event.kind, notify::EventKind::Access(_))
-                    && event
-                        .paths
-                        .iter()
-                        .any(|p| p.file_name().map(std::ffi::OsStr::to_os_string) == name)
-            }
-            Err(_) => true,
-        };
-        if ours {
-            let _ = events.send(DirChange {
-                paths: Vec::new(),
-                rescan: true,
-            });
-        }
+        .unwrap_or(Path::new("."));
+    let name = dir.file_name().unwrap_or_default().to_os_string();
+    let mask = WatchMask::CREATE
+        | WatchMask::DELETE
+        | WatchMask::MOVED_FROM
+        | WatchMask::MOVED_TO
+        | WatchMask::ATTRIB;
+    watch_name(parent, name, mask, "jobs-dir-parent", move || {
+        let _ = events.send(DirChange {
+            paths: Vec::new(),
+            rescan: true,
+        });
     })
-    .context("starting the file watcher")?;
-    watcher
-        .watch(&parent, notify::RecursiveMode::NonRecursive)
-        .with_context(|| format!("watching {}", parent.display()))?;
-    Ok(watcher)
 }
 
 /// Paths (relative to the jobs folder) a file event named; `rescan` when only a full walk can
@@ -192,21 +183,22 @@ pub struct DirChange {
     pub rescan: bool,
 }
 
-/// The daemon's watch of the wake file that other processes write after they commit (see
-/// `Ledger::wake_daemon`); stops when dropped.
+/// A watch of one name in a folder, with a thread of its own that calls back when an event of
+/// the watch's mask names it; stops when dropped. The daemon's watch of the wake file that
+/// other processes write after they commit (see `Ledger::wake_daemon`) is one.
 ///
-/// The watch is on the ledger's folder (a wake file that is removed and written again is
+/// The wake file's watch is on the ledger's folder (a wake file that is removed and written again is
 /// still seen), with a mask of the events a wake makes (created, closed after writing,
 /// touched, moved in) but not `IN_MODIFY`: the daemon's own writes to the ledger and its WAL
 /// are then filtered by the kernel instead of waking a thread for every commit (issue 14:
 /// with notify's fixed mask, a burst of 200 runs woke its thread about 600 times).
-pub struct WakeWatch {
+pub struct NameWatch {
     watches: inotify::Watches,
     wd: inotify::WatchDescriptor,
     stop: Arc<AtomicBool>,
 }
 
-impl Drop for WakeWatch {
+impl Drop for NameWatch {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         // Removing the watch queues `IN_IGNORED`, which wakes the reading thread to stop.
@@ -220,25 +212,38 @@ impl Drop for WakeWatch {
 /// # Errors
 ///
 /// When inotify cannot be started or the folder watched.
-pub fn watch_wake(ledger: &Path, changed: impl Fn() + Send + 'static) -> Result<WakeWatch> {
-    use inotify::{EventMask, Inotify, WatchMask};
+pub fn watch_wake(ledger: &Path, changed: impl Fn() + Send + 'static) -> Result<NameWatch> {
+    use inotify::WatchMask;
     let folder = ledger
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-        .to_path_buf();
+        .unwrap_or(Path::new("."));
     let mut name = ledger.file_name().unwrap_or_default().to_os_string();
     name.push(".wake");
-    let mut inotify = Inotify::init().context("starting the ledger watcher")?;
     let mask = WatchMask::CREATE | WatchMask::CLOSE_WRITE | WatchMask::ATTRIB | WatchMask::MOVED_TO;
+    watch_name(folder, name, mask, "ledger-wake", changed)
+}
+
+/// Calls `changed` on a thread named `thread` each time an event of `mask` in `folder` names
+/// `name`, and when the kernel's event queue overflowed (what was missed is unknown).
+fn watch_name(
+    folder: &Path,
+    name: std::ffi::OsString,
+    mask: inotify::WatchMask,
+    thread: &str,
+    changed: impl Fn() + Send + 'static,
+) -> Result<NameWatch> {
+    use inotify::{EventMask, Inotify};
+    let mut inotify = Inotify::init().context("starting inotify")?;
     let mut watches = inotify.watches();
     let wd = watches
-        .add(&folder, mask)
+        .add(folder, mask)
         .with_context(|| format!("watching {}", folder.display()))?;
     let stop = Arc::new(AtomicBool::new(false));
     let stopped = stop.clone();
+    let what = folder.display().to_string();
     std::thread::Builder::new()
-        .name("ledger-wake".to_string())
+        .name(thread.to_string())
         .spawn(move || {
             let mut buffer = [0u8; 4096];
             loop {
@@ -246,24 +251,24 @@ pub fn watch_wake(ledger: &Path, changed: impl Fn() + Send + 'static) -> Result<
                     Ok(events) => events,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                     Err(e) => {
-                        tracing::error!("watching the wake file: {e}");
+                        tracing::error!("watching {what}: {e}");
                         return;
                     }
                 };
-                let woke = events.into_iter().any(|event| {
+                let named = events.into_iter().any(|event| {
                     event.mask.contains(EventMask::Q_OVERFLOW)
                         || event.name.is_some_and(|n| n == name.as_os_str())
                 });
                 if stopped.load(Ordering::SeqCst) {
                     return;
                 }
-                if woke {
+                if named {
                     changed();
                 }
             }
         })
-        .context("starting the ledger watcher")?;
-    Ok(WakeWatch { watches, wd, stop })
+        .context("starting a watch thread")?;
+    Ok(NameWatch { watches, wd, stop })
 }
 
 /// Watches the ledger's files for any change (each commit of the daemon's writes to them):

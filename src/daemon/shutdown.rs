@@ -32,6 +32,10 @@ impl Daemon {
             self.stop_and_wait(why, forced, &mut again).await;
         }
         self.shared.notified(NOTIFY_GRACE).await;
+        // Starts no end carried (an end that could not be written) are written on their own.
+        if let Err(e) = self.shared.flush_starts() {
+            tracing::warn!("recording the processes runs started: {e}");
+        }
         // Whatever still waits to write (an orphan check on a full disk) stops waiting.
         self.shared.give_up_writes();
         let _ = self.shared.ledger().release_lease(self.epoch, self.now());

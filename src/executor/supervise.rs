@@ -73,7 +73,7 @@ async fn supervise(
     };
     let process = tokio::spawn(runner::execute(launch, shared.clock, tx, stop, on_start));
     let mut output = Unflushed::default();
-    let mut tick = tokio::time::interval(FLUSH_EVERY);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + FLUSH_EVERY, FLUSH_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -81,7 +81,16 @@ async fn supervise(
                 None => break,
                 Some(report) => output.take(shared, run, report, echo),
             },
-            _ = tick.tick() => output.flush(shared, run.id),
+            _ = tick.tick() => {
+                output.flush(shared, run.id);
+                // The daemon's starts ride with the next end or claim; with none for a
+                // while, they are written on their own: a running run's pid is in the ledger
+                // within about FLUSH_EVERY of its start.
+                if shared.starts_queued() {
+                    let s = shared.clone();
+                    tokio::task::spawn_blocking(move || log_ledger_error(s.flush_starts()));
+                }
+            }
         }
     }
     let finished = match process.await {

@@ -120,6 +120,7 @@ impl Shared {
         let mut ledger = self.ledger();
         // An earlier holder may have written this end along with its own.
         if mine.get().is_none() {
+            self.carry_starts(&mut ledger);
             match self.claimer.get() {
                 // With the daemon's executor: claim what the ends released in the same
                 // transaction (a dependency hand-off costs one disk sync, not two).
@@ -186,6 +187,7 @@ impl Shared {
             .push((run, mine.clone()));
         let mut ledger = self.ledger();
         if mine.get().is_none() {
+            self.carry_starts(&mut ledger);
             let (runs, results): (Vec<NewRun>, Vec<Arc<NewRunResult>>) = std::mem::take(
                 &mut *self
                     .new_runs
@@ -235,6 +237,7 @@ impl Shared {
             return Ok(Vec::new());
         };
         let mut ledger = self.ledger();
+        self.carry_starts(&mut ledger);
         let now = self.clock.now();
         let graph = self.graph();
         let runs = self.write_queued(&mut ledger, |ledger, ends| {
@@ -253,8 +256,12 @@ impl Shared {
         Ok(runs)
     }
 
-    /// Records the process a run started, sharing the (relaxed) transaction with every other
-    /// start queued meanwhile. Blocks on the ledger: call it off the runtime's worker threads.
+    /// Records the process a run started. For the daemon (with a [`Claimer`]) the start is
+    /// queued: the next run end, claim or trigger the daemon writes carries it in its own
+    /// transaction, or [`Shared::flush_starts`] writes it, so a burst's starts cost no commit
+    /// of their own (issue 14). Otherwise it is written now, sharing the (relaxed) transaction
+    /// with every other start queued meanwhile; that blocks on the ledger: call it off the
+    /// runtime's worker threads.
     ///
     /// # Errors
     ///
@@ -264,10 +271,37 @@ impl Shared {
         started: crate::ledger::ProcessStarted,
     ) -> crate::ledger::Result<()> {
         self.queued_starts().push(started);
-        let ledger = self.ledger();
+        if self.claimer.get().is_some() {
+            return Ok(());
+        }
+        self.flush_starts()
+    }
+
+    /// Writes the starts queued (see [`Shared::record_started`]) in a relaxed transaction of
+    /// their own. Blocks on the ledger.
+    ///
+    /// # Errors
+    ///
+    /// The ledger's; the starts are then carried by the next transaction.
+    pub fn flush_starts(&self) -> crate::ledger::Result<()> {
+        let mut ledger = self.ledger();
         // An earlier holder may have written this start along with its own.
         let starts = std::mem::take(&mut *self.queued_starts());
-        ledger.set_processes(&starts)
+        ledger.set_processes(&starts).inspect_err(|_| {
+            ledger.carry_starts(starts);
+        })
+    }
+
+    /// Whether starts wait in the queue for a transaction.
+    pub fn starts_queued(&self) -> bool {
+        !self.queued_starts().is_empty()
+    }
+
+    /// Moves the queued starts into `ledger`'s next transaction, which records them before
+    /// its own writes: a run's start always precedes its end.
+    fn carry_starts(&self, ledger: &mut Ledger) {
+        let starts = std::mem::take(&mut *self.queued_starts());
+        ledger.carry_starts(starts);
     }
 
     fn queued_starts(&self) -> std::sync::MutexGuard<'_, Vec<crate::ledger::ProcessStarted>> {
@@ -292,6 +326,7 @@ impl Shared {
         now: Timestamp,
     ) -> crate::ledger::Result<crate::ledger::Recorded> {
         let mut ledger = self.ledger();
+        self.carry_starts(&mut ledger);
         let taker = self.claimer.get().map(|c| crate::ledger::Taker {
             epoch: c.epoch,
             supervisor: c.supervisor,

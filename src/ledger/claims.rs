@@ -3,7 +3,7 @@
 //! writes what it releases when the caller gives the dependency graph.
 
 use jiff::Timestamp;
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::columns::parsed;
 use super::runs::RunRow;
@@ -191,25 +191,36 @@ impl Ledger {
         })
     }
 
-    /// Records the processes several runs started, in one transaction (relaxed, like every
-    /// write the daemon does not act on): a burst's starts share one commit.
+    /// Records the processes several runs started, with those carried (see
+    /// [`Ledger::carry_starts`]), in one transaction (relaxed, like every write the daemon
+    /// does not act on): a burst's starts share one commit.
     ///
     /// # Errors
     ///
-    /// On a SQLite failure (none is recorded).
-    pub fn set_processes(&self, started: &[ProcessStarted]) -> Result<()> {
-        if started.is_empty() {
+    /// On a SQLite failure (none is recorded, and those carried are still carried).
+    pub fn set_processes(&mut self, started: &[ProcessStarted]) -> Result<()> {
+        if started.is_empty() && self.carried.is_empty() {
             return Ok(());
         }
-        self.relaxed(|conn| {
+        let carried = std::mem::take(&mut self.carried);
+        let written = self.relaxed(|conn| {
             let tx = conn.unchecked_transaction()?;
-            for s in started {
-                tx.prepare_cached("UPDATE runs SET pid = ?2, pid_start = ?3 WHERE id = ?1")?
-                    .execute(params![s.run_id, s.pid, s.pid_start])?;
-                add_event(&tx, s.run_id, &stamp(s.at), "started", &s.message)?;
-            }
+            write_starts(&tx, &carried)?;
+            write_starts(&tx, started)?;
             tx.commit()
-        })
+        });
+        if written.is_err() {
+            self.carried.splice(0..0, carried);
+        }
+        written
+    }
+
+    /// Has the next transaction record these processes' starts, before its own writes (and
+    /// [`Ledger::set_processes`] if it comes first): the daemon's starts ride with the next
+    /// run end or claim rather than cost a commit each (issue 14). Until then they are in
+    /// no transaction, as a relaxed commit's are not on disk until the next sync.
+    pub fn carry_starts(&mut self, started: impl IntoIterator<Item = ProcessStarted>) {
+        self.carried.extend(started);
     }
 
     /// Records an event of a run.
@@ -466,4 +477,14 @@ pub(super) fn claim_in(
     }
     s.query_map(rusqlite::params_from_iter(values), |r| r.get(0))?
         .collect()
+}
+
+/// Writes the processes runs started: their pid, pid start time and `started` event.
+pub(super) fn write_starts(conn: &Connection, started: &[ProcessStarted]) -> rusqlite::Result<()> {
+    for s in started {
+        conn.prepare_cached("UPDATE runs SET pid = ?2, pid_start = ?3 WHERE id = ?1")?
+            .execute(params![s.run_id, s.pid, s.pid_start])?;
+        add_event(conn, s.run_id, &stamp(s.at), "started", &s.message)?;
+    }
+    Ok(())
 }

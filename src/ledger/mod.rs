@@ -114,6 +114,9 @@ pub struct Ledger {
     path: PathBuf,
     /// Commits sync to disk (`synchronous=FULL`), see `set_durable`.
     durable: std::cell::Cell<bool>,
+    /// Processes started whose record rides with the next transaction (see
+    /// [`Ledger::carry_starts`]).
+    carried: Vec<ProcessStarted>,
 }
 
 /// A failure inside a transaction: SQLite's, or the ledger's own (a lost lease, a missing
@@ -201,6 +204,7 @@ impl Ledger {
             conn,
             path: path.to_path_buf(),
             durable: std::cell::Cell::new(false),
+            carried: Vec::new(),
         };
         ledger.configure(options, true)?;
         ledger.migrate()?;
@@ -235,6 +239,7 @@ impl Ledger {
             conn,
             path: path.to_path_buf(),
             durable: std::cell::Cell::new(false),
+            carried: Vec::new(),
         };
         ledger.configure(options, false)?;
         let version = ledger.schema_version()?;
@@ -272,13 +277,22 @@ impl Ledger {
             TxError::Sql(e) => LedgerError::from_sqlite(path, e),
             TxError::Ledger(e) => e,
         };
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| LedgerError::from_sqlite(path, e))?;
-        let out = f(&tx).map_err(at)?;
-        tx.commit().map_err(|e| LedgerError::from_sqlite(path, e))?;
-        Ok(out)
+        let carried = std::mem::take(&mut self.carried);
+        let written = (|| {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| LedgerError::from_sqlite(path, e))?;
+            claims::write_starts(&tx, &carried).map_err(|e| LedgerError::from_sqlite(path, e))?;
+            let out = f(&tx).map_err(at)?;
+            tx.commit().map_err(|e| LedgerError::from_sqlite(path, e))?;
+            Ok(out)
+        })();
+        if written.is_err() {
+            // Rolled back: the starts ride with the next transaction instead.
+            self.carried.splice(0..0, carried);
+        }
+        written
     }
 
     /// Runs the reads (or a single autocommit write) of `f` on the connection, mapping a

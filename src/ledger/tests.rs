@@ -472,3 +472,55 @@ fn the_starts_of_several_runs_are_recorded_in_one_write() {
         );
     }
 }
+
+#[test]
+fn carried_starts_ride_with_the_next_transaction_before_its_writes_and_survive_its_failure() {
+    let (_dir, mut ledger) = ledger_with(vec![revision("a", None, &[])]);
+    let now = ts("2026-10-31T12:00:00Z");
+    let epoch = ledger
+        .acquire_lease("host", (1, 1), now, |_| false)
+        .unwrap();
+    let ids: Vec<i64> = (0..2).map(|_| manual(&mut ledger, "a", now)).collect();
+    ledger.claim(epoch, (1, 1), now, 2).unwrap();
+    let start = |id: i64| ProcessStarted {
+        run_id: id,
+        pid: 100 + id,
+        pid_start: 5,
+        message: format!("process {} started (attempt 1)", 100 + id),
+        at: now,
+    };
+    let pid = |ledger: &Ledger, id: i64| ledger.run(id).unwrap().unwrap().pid;
+
+    // Carried, not yet written.
+    ledger.carry_starts([start(ids[0])]);
+    assert_eq!(pid(&ledger, ids[0]), None);
+    // A run's end carries its start: `started` comes before `ended`.
+    let at = ts("2026-10-31T12:00:05Z");
+    ledger
+        .finish_runs(
+            &[end(ids[0], epoch, RunState::Succeeded, at)],
+            &Graph::default(),
+        )
+        .unwrap();
+    assert_eq!(pid(&ledger, ids[0]), Some(100 + ids[0]));
+    let kinds: Vec<String> = ledger
+        .run_events(ids[0])
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(kinds, ["created", "started", "finished"]);
+
+    // A transaction that fails (a lost lease) writes nothing, and its carried starts wait for
+    // the next.
+    ledger.carry_starts([start(ids[1])]);
+    let batch = [fired_slot("a", revision_id(&ledger, "a"), at)];
+    assert!(
+        ledger
+            .record_slots_and_claim(epoch + 1, &batch, at, None)
+            .is_err()
+    );
+    assert_eq!(pid(&ledger, ids[1]), None);
+    ledger.set_processes(&[]).unwrap();
+    assert_eq!(pid(&ledger, ids[1]), Some(100 + ids[1]));
+}
