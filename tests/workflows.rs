@@ -306,6 +306,36 @@ fn every_job_state_shows_in_list_and_get() {
 }
 
 #[test]
+fn a_fan_in_with_concurrency_replace_stops_its_running_run_when_it_fires_again() {
+    let p = Project::new()
+        .file("jobs.d/a.yaml", "command: [true]\n")
+        .file(
+            "jobs.d/slow.yaml",
+            "schedule: {after: [a]}\nconcurrency: replace\nrun: sleep 30\n",
+        );
+    p.run(&["apply"]).code(0);
+    let mut daemon = p.serve(&["--kill-grace", "1s", "--shutdown-grace", "0s"], Some(T0));
+    daemon.wait_for("scheduler started", &[]);
+    p.run(&["trigger", "a"]).code(0);
+    let first = daemon.wait_for("process started", &[("job", "slow")]);
+    // The second fire is written with `a`'s end, and so is its request that the first run
+    // stop: the daemon acts on it at once, not at its next look at the ledger.
+    p.run(&["trigger", "a"]).code(0);
+    let end = ended(&mut daemon, "slow");
+    assert_eq!(
+        (&end["run"], &end["state"]),
+        (&first["run"], &"cancelled".into())
+    );
+    assert_eq!(daemon.stop(), Some(0));
+    let slow = runs(&p, "slow");
+    assert_eq!(slow.len(), 2, "{slow:?}");
+    assert_eq!(slow[0]["id"], first["run"]);
+    p.run_live(&["run", "events", &first["run"].to_string()])
+        .code(0)
+        .stdout_has("(concurrency: replace)");
+}
+
+#[test]
 fn removing_a_job_others_depend_on_is_a_plan_error_naming_them() {
     let p = Project::new()
         .file("jobs.d/extract.yaml", "command: [true]\n")

@@ -11,7 +11,7 @@ use super::reconcile::CANCELLED;
 use super::{CLOCK_LOOK, Daemon};
 use crate::executor::{self, Echo};
 use crate::handle::Command;
-use crate::ledger::RunRow;
+use crate::ledger::{Handoff, RunRow};
 use crate::run::Ending;
 use crate::runner::{self, Stop};
 
@@ -111,8 +111,11 @@ impl Daemon {
     /// to sleep before the next turn (`None`: at once). Blocks on the ledger.
     fn executor_turn(self: &Arc<Self>) -> crate::ledger::Result<Option<StdDuration>> {
         if self.room.free() > 0 {
-            let runs = self.shared.claim()?;
-            self.start_all(runs);
+            let handoff = self.shared.claim()?;
+            self.start_all(handoff.claimed);
+            if handoff.stops_requested {
+                self.act_on_cancels();
+            }
         }
         let next = if self.room.free() > 0 {
             self.shared.ledger().next_pending_at().ok().flatten()
@@ -147,15 +150,15 @@ impl Daemon {
     /// Starts the runs that run ends claimed (a dependency hand-off, see
     /// [`executor::Claimer`]): the executor sends them here rather than calling into the
     /// daemon while it holds the ledger.
-    pub(super) async fn starter(
-        self: Arc<Self>,
-        mut claimed: mpsc::UnboundedReceiver<Vec<RunRow>>,
-    ) {
-        while let Some(runs) = claimed.recv().await {
-            self.start_all(runs);
-            // A fan-in with `concurrency: replace` asks its running run to stop.
-            let d = self.clone();
-            let _ = tokio::task::spawn_blocking(move || d.act_on_cancels()).await;
+    pub(super) async fn starter(self: Arc<Self>, mut claimed: mpsc::UnboundedReceiver<Handoff>) {
+        while let Some(handoff) = claimed.recv().await {
+            self.start_all(handoff.claimed);
+            // A fan-in with `concurrency: replace` asked its running run to stop (only then:
+            // a burst's hand-offs read no cancel requests, issue 14).
+            if handoff.stops_requested {
+                let d = self.clone();
+                let _ = tokio::task::spawn_blocking(move || d.act_on_cancels()).await;
+            }
         }
     }
 

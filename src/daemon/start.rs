@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use super::{BACKSTOP, DEBOUNCE, DEBOUNCE_MAX, Daemon, IDENTITY_CHECK, ORPHAN_CHECK, Options};
 use crate::executor::{self, Room, Shared};
 use crate::handle::{Command, Handle};
-use crate::ledger::{Ledger, RunRow};
+use crate::ledger::{Handoff, Ledger};
 use crate::runner;
 use crate::tls::ServerCert;
 use crate::watch::{DirChange, DirWatch, watch_wake};
@@ -274,7 +274,7 @@ type Check = fn(&Daemon);
 /// pruner, the API's commands, the backstop look at the ledger, and the orphan check.
 fn spawn_loops(
     daemon: &Arc<Daemon>,
-    claimed: mpsc::UnboundedReceiver<Vec<RunRow>>,
+    claimed: mpsc::UnboundedReceiver<Handoff>,
     commands: mpsc::UnboundedReceiver<Command>,
 ) -> Vec<JoinHandle<()>> {
     let mut tasks = vec![

@@ -8,7 +8,7 @@ use jiff::Timestamp;
 use tokio::sync::mpsc;
 
 use super::Shared;
-use crate::ledger::{Ledger, NewRun, RunEnd, RunRow};
+use crate::ledger::{Handoff, Ledger, NewRun, RunEnd, RunRow};
 
 /// How a run's end claims the runs its end released (a dependency hand-off) in its own
 /// transaction, one disk sync instead of two: the daemon's lease, its [`Room`], and where the
@@ -18,7 +18,7 @@ pub struct Claimer {
     pub epoch: i64,
     pub supervisor: (i64, i64),
     pub room: Arc<Room>,
-    pub claimed: mpsc::UnboundedSender<Vec<RunRow>>,
+    pub claimed: mpsc::UnboundedSender<Handoff>,
 }
 
 /// The daemon's places for runs (`max_concurrent_runs`): how many are taken, and whether it
@@ -144,12 +144,12 @@ impl Shared {
                             room,
                         )
                     });
-                    if let Ok(runs) = claimed
-                        && !runs.is_empty()
+                    if let Ok(handoff) = claimed
+                        && (!handoff.claimed.is_empty() || handoff.stops_requested)
                     {
                         // Counted while the ledger is held, so the next claim sees them.
-                        c.room.take(runs.len());
-                        let _ = c.claimed.send(runs);
+                        c.room.take(handoff.claimed.len());
+                        let _ = c.claimed.send(handoff);
                     }
                 }
                 _ => {
@@ -232,15 +232,15 @@ impl Shared {
     /// # Errors
     ///
     /// On a ledger failure; the queued ends then report it too.
-    pub fn claim(&self) -> crate::ledger::Result<Vec<RunRow>> {
+    pub fn claim(&self) -> crate::ledger::Result<Handoff> {
         let Some(c) = self.claimer.get() else {
-            return Ok(Vec::new());
+            return Ok(Handoff::default());
         };
         let mut ledger = self.ledger();
         self.carry_starts(&mut ledger);
         let now = self.clock.now();
         let graph = self.graph();
-        let runs = self.write_queued(&mut ledger, |ledger, ends| {
+        let handoff = self.write_queued(&mut ledger, |ledger, ends| {
             let max = c.room.free_with(ending_here(ends, c.epoch));
             ledger.finish_and_claim(
                 ends,
@@ -252,8 +252,8 @@ impl Shared {
                 max,
             )
         })?;
-        c.room.take(runs.len());
-        Ok(runs)
+        c.room.take(handoff.claimed.len());
+        Ok(handoff)
     }
 
     /// Records the process a run started. For the daemon (with a [`Claimer`]) the start is

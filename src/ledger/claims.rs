@@ -37,6 +37,15 @@ pub struct RunEnd {
     pub at: Timestamp,
 }
 
+/// What [`Ledger::finish_and_claim`] handed on: the runs it claimed, and whether a fan-in the
+/// ends fired asked running runs to stop (`concurrency: replace`), so that the daemon reads
+/// the cancel requests only then.
+#[derive(Debug, Default)]
+pub struct Handoff {
+    pub claimed: Vec<RunRow>,
+    pub stops_requested: bool,
+}
+
 /// Which pending runs [`Ledger::finish_and_claim`] claims.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Claim {
@@ -123,7 +132,8 @@ impl Ledger {
                 now,
                 max,
             )?
-            .1)
+            .1
+            .claimed)
     }
 
     /// [`Ledger::finish_runs`] and a claim in one transaction, so both share one disk sync:
@@ -145,18 +155,22 @@ impl Ledger {
         supervisor: (i64, i64),
         now: Timestamp,
         max: usize,
-    ) -> Result<(Vec<Option<i64>>, Vec<RunRow>)> {
-        let (retries, ids) = self.with_tx(|tx| {
-            let (retries, released) = finish_all(tx, graph, ends, now)?;
+    ) -> Result<(Vec<Option<i64>>, Handoff)> {
+        let (retries, ids, replaced) = self.with_tx(|tx| {
+            let (retries, resolved) = finish_all(tx, graph, ends, now)?;
             let taker = Taker {
                 epoch,
                 supervisor,
                 max,
             };
-            let ids = claim_in(tx, claim, &released, &taker, now)?;
-            Ok((retries, ids))
+            let ids = claim_in(tx, claim, &resolved.released, &taker, now)?;
+            Ok((retries, ids, resolved.replaced))
         })?;
-        Ok((retries, self.claimed_rows(ids)?))
+        let handoff = Handoff {
+            claimed: self.claimed_rows(ids)?,
+            stops_requested: replaced > 0,
+        };
+        Ok((retries, handoff))
     }
 
     /// Reads the rows of claimed runs, in id order.
@@ -303,7 +317,7 @@ fn finish_all(
     graph: &Graph,
     ends: &[RunEnd],
     now: Timestamp,
-) -> rusqlite::Result<(Vec<Option<i64>>, Vec<i64>)> {
+) -> rusqlite::Result<(Vec<Option<i64>>, deps::Resolved)> {
     let mut retries = Vec::with_capacity(ends.len());
     let mut ended = Vec::with_capacity(ends.len());
     for end in ends {
@@ -313,11 +327,11 @@ fn finish_all(
             ended.push((job, end.finish.state.unwrap_or(RunState::Failed)));
         }
     }
-    let mut released = Vec::new();
+    let mut resolved = deps::Resolved::default();
     if !ended.is_empty() {
-        released = deps::after_ends(tx, graph, &ended, now)?.released;
+        resolved = deps::after_ends(tx, graph, &ended, now)?;
     }
-    Ok((retries, released))
+    Ok((retries, resolved))
 }
 
 /// Ends one run; returns its retry's id and, when the end was written, the run's job.

@@ -121,6 +121,8 @@ pub struct Resolved {
     pub released: Vec<i64>,
     /// Jobs with a run skipped at its gate: the jobs gated on them look again.
     pub skipped_jobs: Vec<String>,
+    /// Runs fired with `concurrency: replace`, which asked their job's running runs to stop.
+    pub replaced: usize,
 }
 
 impl std::ops::AddAssign for Resolved {
@@ -128,6 +130,7 @@ impl std::ops::AddAssign for Resolved {
         self.pending += other.pending;
         self.skipped += other.skipped;
         self.released.extend(other.released);
+        self.replaced += other.replaced;
         self.skipped_jobs.extend(other.skipped_jobs);
     }
 }
@@ -469,6 +472,7 @@ fn fire_released(
         Admission::Run { replace } => {
             if replace {
                 replace_active(conn, job, id, &at)?;
+                resolved.replaced += 1;
             }
             if !block_if_gated(conn, id, waiting.revision_id, now)? {
                 resolved.pending += 1;

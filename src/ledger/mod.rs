@@ -38,7 +38,7 @@ mod runs;
 mod schema;
 mod slots;
 mod write;
-pub use claims::{CancelOutcome, Claim, Finish, ProcessStarted, RunEnd, Taker};
+pub use claims::{CancelOutcome, Claim, Finish, Handoff, ProcessStarted, RunEnd, Taker};
 pub use daemon_state::DaemonEvent;
 pub use deps::Resolved;
 pub use error::{LedgerError, Result};
