@@ -9,6 +9,8 @@ mod launch;
 mod record;
 mod revisions;
 mod supervise;
+#[cfg(test)]
+mod tests;
 mod writer;
 
 use std::sync::{Arc, Mutex, OnceLock};
@@ -19,7 +21,7 @@ use crate::ledger::{Ledger, NewRun, RunEnd};
 use crate::metrics::Metrics;
 use crate::spec::{Defaults, JobSpec};
 use revisions::RevisionCache;
-use writer::{EndResult, NewRunResult};
+use writer::{EndWaiter, NewRunResult};
 
 /// How long a stopping daemon or a foreground `jobctl run` waits for notifications in flight.
 pub const NOTIFY_GRACE: StdDuration = StdDuration::from_secs(30);
@@ -38,7 +40,9 @@ pub struct Shared {
     specs: Mutex<RevisionCache<JobSpec>>,
     /// Run ends waiting to be written. Whoever next holds the ledger writes all of them in one
     /// transaction, so runs ending together share one disk sync (group commit).
-    ends: Mutex<Vec<(RunEnd, Arc<EndResult>)>>,
+    ends: Mutex<Vec<(RunEnd, EndWaiter)>>,
+    /// Whether a writer of queued ends runs ([`Shared::finish_queued`]).
+    writing_ends: std::sync::atomic::AtomicBool,
     /// Bumped after each write about a run (its start, output, end): what `logs?follow`
     /// waits on.
     progress: tokio::sync::watch::Sender<u64>,
@@ -96,6 +100,7 @@ impl Shared {
             base_dir: base_dir(jobs_dir),
             specs: Mutex::new(RevisionCache::new()),
             ends: Mutex::new(Vec::new()),
+            writing_ends: std::sync::atomic::AtomicBool::new(false),
             progress: tokio::sync::watch::Sender::new(0),
             metrics: Arc::new(Metrics::new()),
             new_runs: Mutex::new(Vec::new()),

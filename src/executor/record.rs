@@ -154,29 +154,66 @@ fn write_end(
 ) -> Result<Option<i64>, WriteFailed> {
     let mut wait = REWRITE_FIRST;
     loop {
-        match shared.finish(end.clone()) {
-            Ok(retry) => {
-                shared.health.write_succeeded();
-                return Ok(retry);
-            }
-            Err(e) => {
-                shared
-                    .health
-                    .write_failed("recording a run's end", &e.message);
-                if persist == Persist::Once
-                    || shared.giving_up.load(std::sync::atomic::Ordering::SeqCst)
-                {
-                    return Err(e);
-                }
-                tracing::error!(
-                    run = run.id,
-                    job = %run.job,
-                    "recording the run's end: {e}; writing it again in {} ms",
-                    wait.as_millis()
-                );
+        match written(shared, run, shared.finish(end.clone()), persist, wait) {
+            Ok(result) => return result,
+            Err(next) => {
                 std::thread::sleep(wait);
-                wait = (wait * 2).min(REWRITE_MAX);
+                wait = next;
             }
+        }
+    }
+}
+
+/// [`write_end`] with [`Persist::UntilWritten`], awaiting the ledger's writer
+/// ([`Shared::finish_queued`]) rather than blocking a thread.
+async fn write_end_queued(
+    shared: &Arc<Shared>,
+    run: &RunRow,
+    end: &RunEnd,
+) -> Result<Option<i64>, WriteFailed> {
+    let mut wait = REWRITE_FIRST;
+    loop {
+        let result = shared.finish_queued(end.clone()).await;
+        match written(shared, run, result, Persist::UntilWritten, wait) {
+            Ok(result) => return result,
+            Err(next) => {
+                tokio::time::sleep(wait).await;
+                wait = next;
+            }
+        }
+    }
+}
+
+/// One attempt of [`write_end`]: `Ok` with what to return, or `Err` with the wait after the
+/// coming one when the end must be written again after `wait`.
+fn written(
+    shared: &Shared,
+    run: &RunRow,
+    result: Result<Option<i64>, WriteFailed>,
+    persist: Persist,
+    wait: StdDuration,
+) -> Result<Result<Option<i64>, WriteFailed>, StdDuration> {
+    match result {
+        Ok(retry) => {
+            shared.health.write_succeeded();
+            Ok(Ok(retry))
+        }
+        Err(e) => {
+            shared
+                .health
+                .write_failed("recording a run's end", &e.message);
+            if persist == Persist::Once
+                || shared.giving_up.load(std::sync::atomic::Ordering::SeqCst)
+            {
+                return Ok(Err(e));
+            }
+            tracing::error!(
+                run = run.id,
+                job = %run.job,
+                "recording the run's end: {e}; writing it again in {} ms",
+                wait.as_millis()
+            );
+            Err((wait * 2).min(REWRITE_MAX))
         }
     }
 }
@@ -224,6 +261,35 @@ pub fn record_end(
     usage: Option<runner::Usage>,
     persist: Persist,
 ) -> Conclusion {
+    let (conclusion, end) = end_of(shared, run, spec, ending, usage);
+    let result = write_end(shared, run, &end, persist);
+    ended(shared, run, &conclusion, result, end.at);
+    conclusion
+}
+
+/// [`record_end`] with [`Persist::UntilWritten`] for a task: it waits for the ledger's writer
+/// without holding a thread.
+pub(super) async fn record_end_queued(
+    shared: &Arc<Shared>,
+    run: &RunRow,
+    spec: Option<&JobSpec>,
+    ending: &Ending,
+    usage: Option<runner::Usage>,
+) -> Conclusion {
+    let (conclusion, end) = end_of(shared, run, spec, ending, usage);
+    let result = write_end_queued(shared, run, &end).await;
+    ended(shared, run, &conclusion, result, end.at);
+    conclusion
+}
+
+/// How a run concluded now, and the end (and retry) to write.
+fn end_of(
+    shared: &Shared,
+    run: &RunRow,
+    spec: Option<&JobSpec>,
+    ending: &Ending,
+    usage: Option<runner::Usage>,
+) -> (Conclusion, RunEnd) {
     let now = shared.clock.now();
     let retry_policy = spec.and_then(|s| s.retry);
     let conclusion = run::conclude(ending, retry_policy, run.attempt as u32, now);
@@ -255,9 +321,19 @@ pub fn record_end(
         retry,
         at: now,
     };
-    let result = write_end(shared, run, &end, persist);
+    (conclusion, end)
+}
+
+/// After a run's end was written (or given up): its metrics and its log line.
+fn ended(
+    shared: &Shared,
+    run: &RunRow,
+    conclusion: &Conclusion,
+    result: Result<Option<i64>, WriteFailed>,
+    now: Timestamp,
+) {
     if result.is_ok() {
-        count_end(shared, run, &conclusion, now);
+        count_end(shared, run, conclusion, now);
     }
     match result {
         Ok(Some(retry_id)) => tracing::info!(
@@ -277,7 +353,6 @@ pub fn record_end(
         ),
         Err(e) => tracing::error!(run = run.id, job = %run.job, "recording the run's end: {e}"),
     }
-    conclusion
 }
 
 pub(super) fn flush(

@@ -7,6 +7,7 @@ use std::time::Duration as StdDuration;
 use jiff::Timestamp;
 use tokio::sync::{mpsc, watch};
 
+use super::record::record_end_queued;
 use super::record::{flush, log_ledger_error, notify};
 use super::revisions::RevisionError;
 use super::{Echo, Persist, Shared, record_end, run_action, run_env};
@@ -154,21 +155,17 @@ async fn end_run(
     finished: runner::Finished,
     had_output: bool,
 ) -> Conclusion {
-    // The end is a synchronous commit (a disk sync): off the runtime's worker threads.
-    let ending = finished.ending;
-    let usage = finished.usage;
-    let fallback = ending.clone();
-    let (s, r, sp) = (shared.clone(), run.clone(), spec.clone());
-    let conclusion = tokio::task::spawn_blocking(move || {
-        // The run's last lines, still plain, become a compressed chunk (a run that printed
-        // nothing has none: no transaction).
-        if had_output {
-            log_ledger_error(s.ledger().seal_output(r.id));
-        }
-        record_end(&s, &r, Some(&sp), &ending, usage, Persist::UntilWritten)
-    })
-    .await
-    .unwrap_or_else(|_| run::conclude(&fallback, None, run.attempt as u32, shared.clock.now()));
+    // The run's last lines, still plain, become a compressed chunk (a run that printed
+    // nothing has none: no transaction, and no thread hop).
+    if had_output {
+        let (s, id) = (shared.clone(), run.id);
+        let _ =
+            tokio::task::spawn_blocking(move || log_ledger_error(s.ledger().seal_output(id))).await;
+    }
+    // The end is a synchronous commit (a disk sync), written by the ledger's writer with the
+    // other ends queued meanwhile.
+    let conclusion =
+        record_end_queued(&shared, &run, Some(&spec), &finished.ending, finished.usage).await;
     notify(&shared, spec, &run, &conclusion);
     conclusion
 }

@@ -83,6 +83,33 @@ impl Room {
 }
 
 pub(super) type EndResult = OnceLock<Result<Option<i64>, WriteFailed>>;
+
+/// Who waits for a queued run end: a blocked thread ([`Shared::finish`]) or a task
+/// ([`Shared::finish_queued`]).
+pub(super) enum EndWaiter {
+    Blocking(Arc<EndResult>),
+    Queued(tokio::sync::oneshot::Sender<Result<Option<i64>, WriteFailed>>),
+}
+
+impl EndWaiter {
+    fn tell(self, result: Result<Option<i64>, WriteFailed>) {
+        match self {
+            EndWaiter::Blocking(slot) => {
+                let _ = slot.set(result);
+            }
+            EndWaiter::Queued(tx) => {
+                let _ = tx.send(result);
+            }
+        }
+    }
+}
+
+fn not_written() -> WriteFailed {
+    WriteFailed {
+        message: "the run's end was not written".to_string(),
+        transient: true,
+    }
+}
 pub(super) type NewRunResult = OnceLock<Result<RunRow, WriteFailed>>;
 
 /// Why a queued write failed: the ledger's message, and whether trying later may succeed (a
@@ -116,59 +143,100 @@ impl Shared {
     /// [`WriteFailed`] when the batch could not be written.
     pub fn finish(&self, end: RunEnd) -> Result<Option<i64>, WriteFailed> {
         let mine = Arc::new(EndResult::new());
-        self.queued_ends().push((end, mine.clone()));
+        self.queued_ends()
+            .push((end, EndWaiter::Blocking(mine.clone())));
         let mut ledger = self.ledger();
         // An earlier holder may have written this end along with its own.
         if mine.get().is_none() {
-            self.carry_starts(&mut ledger);
-            match self.claimer.get() {
-                // With the daemon's executor: claim what the ends released in the same
-                // transaction (a dependency hand-off costs one disk sync, not two).
-                //
-                // The places the ends free go to the next pending runs in this transaction
-                // too (issue 14): a burst of runs through the concurrency limit then costs one
-                // disk sync per turn, not one for the ends and another for the executor's
-                // claim.
-                Some(c) => {
-                    let now = self.clock.now();
-                    let graph = self.graph();
-                    let claimed = self.write_queued(&mut ledger, |ledger, ends| {
-                        let room = c.room.free_with(ending_here(ends, c.epoch));
-                        ledger.finish_and_claim(
-                            ends,
-                            &graph,
-                            crate::ledger::Claim::ReleasedFirst,
-                            c.epoch,
-                            c.supervisor,
-                            now,
-                            room,
-                        )
-                    });
-                    if let Ok(handoff) = claimed
-                        && (!handoff.claimed.is_empty() || handoff.stops_requested)
-                    {
-                        // Counted while the ledger is held, so the next claim sees them.
-                        c.room.take(handoff.claimed.len());
-                        let _ = c.claimed.send(handoff);
-                    }
-                }
-                _ => {
-                    let graph = self.graph();
-                    self.write_queued(&mut ledger, |ledger, ends| {
-                        ledger.finish_runs(ends, &graph).map(|ids| (ids, ()))
-                    })
-                    .ok();
-                }
-            }
+            self.write_ends(&mut ledger);
         }
         drop(ledger);
         self.progressed();
-        mine.get().cloned().unwrap_or_else(|| {
-            Err(WriteFailed {
-                message: "the run's end was not written".to_string(),
-                transient: true,
-            })
-        })
+        mine.get().cloned().unwrap_or_else(|| Err(not_written()))
+    }
+
+    /// [`Shared::finish`] without a blocking thread per end: the end is queued, and one
+    /// writer on a blocking thread (started by the first end queued while none runs) writes
+    /// whatever is queued, batch after batch, until the queue is empty. A burst's ends then
+    /// cost one thread hop per batch rather than one per end, and no convoy of threads waiting
+    /// for the ledger's lock to learn that their end was written (issue 14).
+    ///
+    /// # Errors
+    ///
+    /// [`WriteFailed`] when the batch holding this end could not be written.
+    pub async fn finish_queued(self: &Arc<Self>, end: RunEnd) -> Result<Option<i64>, WriteFailed> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.queued_ends().push((end, EndWaiter::Queued(tx)));
+        if !self.writing_ends.swap(true, Ordering::SeqCst) {
+            let s = self.clone();
+            tokio::task::spawn_blocking(move || s.write_ends_until_empty());
+        }
+        rx.await.unwrap_or_else(|_| Err(not_written()))
+    }
+
+    /// The writer of [`Shared::finish_queued`]: writes batches until the queue is empty, then
+    /// stops; an end queued just as it stops finds it stopped and starts the next writer.
+    fn write_ends_until_empty(&self) {
+        loop {
+            {
+                let mut ledger = self.ledger();
+                if !self.queued_ends().is_empty() {
+                    self.write_ends(&mut ledger);
+                }
+            }
+            self.progressed();
+            self.writing_ends.store(false, Ordering::SeqCst);
+            if self.queued_ends().is_empty() || self.writing_ends.swap(true, Ordering::SeqCst) {
+                return;
+            }
+        }
+    }
+
+    /// Writes the queued run ends (and the starts carried) in one transaction, with the
+    /// ledger held. With the daemon's [`Claimer`], the runs they released are claimed in the
+    /// same transaction and sent to the daemon, their places taken before the ledger is
+    /// released.
+    fn write_ends(&self, ledger: &mut Ledger) {
+        self.carry_starts(ledger);
+        match self.claimer.get() {
+            // With the daemon's executor: claim what the ends released in the same
+            // transaction (a dependency hand-off costs one disk sync, not two).
+            //
+            // The places the ends free go to the next pending runs in this transaction
+            // too (issue 14): a burst of runs through the concurrency limit then costs one
+            // disk sync per turn, not one for the ends and another for the executor's
+            // claim.
+            Some(c) => {
+                let now = self.clock.now();
+                let graph = self.graph();
+                let claimed = self.write_queued(ledger, |ledger, ends| {
+                    let room = c.room.free_with(ending_here(ends, c.epoch));
+                    ledger.finish_and_claim(
+                        ends,
+                        &graph,
+                        crate::ledger::Claim::ReleasedFirst,
+                        c.epoch,
+                        c.supervisor,
+                        now,
+                        room,
+                    )
+                });
+                if let Ok(handoff) = claimed
+                    && (!handoff.claimed.is_empty() || handoff.stops_requested)
+                {
+                    // Counted while the ledger is held, so the next claim sees them.
+                    c.room.take(handoff.claimed.len());
+                    let _ = c.claimed.send(handoff);
+                }
+            }
+            None => {
+                let graph = self.graph();
+                self.write_queued(ledger, |ledger, ends| {
+                    ledger.finish_runs(ends, &graph).map(|ids| (ids, ()))
+                })
+                .ok();
+            }
+        }
     }
 
     /// Creates a pending run (a trigger) durably, sharing the transaction with every other run
@@ -347,20 +415,19 @@ impl Shared {
         ledger: &mut Ledger,
         write: impl FnOnce(&mut Ledger, &[RunEnd]) -> crate::ledger::Result<(Vec<Option<i64>>, T)>,
     ) -> crate::ledger::Result<T> {
-        let (ends, results): (Vec<RunEnd>, Vec<Arc<EndResult>>) =
+        let (ends, waiters): (Vec<RunEnd>, Vec<EndWaiter>) =
             std::mem::take(&mut *self.queued_ends()).into_iter().unzip();
         let written = write(ledger, &ends);
-        for (i, result) in results.iter().enumerate() {
-            let r = match &written {
+        for (i, waiter) in waiters.into_iter().enumerate() {
+            waiter.tell(match &written {
                 Ok((ids, _)) => Ok(ids[i]),
                 Err(e) => Err(WriteFailed::from(e)),
-            };
-            let _ = result.set(r);
+            });
         }
         written.map(|(_, t)| t)
     }
 
-    pub(super) fn queued_ends(&self) -> std::sync::MutexGuard<'_, Vec<(RunEnd, Arc<EndResult>)>> {
+    pub(super) fn queued_ends(&self) -> std::sync::MutexGuard<'_, Vec<(RunEnd, EndWaiter)>> {
         self.ends
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
