@@ -207,25 +207,10 @@ impl Shared {
             // disk sync per turn, not one for the ends and another for the executor's
             // claim.
             Some(c) => {
-                let now = self.clock.now();
-                let graph = self.graph();
-                let claimed = self.write_queued(ledger, |ledger, ends| {
-                    let room = c.room.free_with(ending_here(ends, c.epoch));
-                    ledger.finish_and_claim(
-                        ends,
-                        &graph,
-                        crate::ledger::Claim::ReleasedFirst,
-                        c.epoch,
-                        c.supervisor,
-                        now,
-                        room,
-                    )
-                });
-                if let Ok(handoff) = claimed
+                if let Ok(handoff) =
+                    self.write_and_claim(ledger, c, crate::ledger::Claim::ReleasedFirst)
                     && (!handoff.claimed.is_empty() || handoff.stops_requested)
                 {
-                    // Counted while the ledger is held, so the next claim sees them.
-                    c.room.take(handoff.claimed.len());
                     let _ = c.claimed.send(handoff);
                 }
             }
@@ -306,19 +291,25 @@ impl Shared {
         };
         let mut ledger = self.ledger();
         self.carry_starts(&mut ledger);
+        self.write_and_claim(&mut ledger, c, crate::ledger::Claim::Oldest)
+    }
+
+    /// Writes the queued ends and claims pending runs (`claim` says which) in one
+    /// transaction, as many as the [`Room`] has places once the ends' places are free, and
+    /// takes their places while the ledger is still held: whoever claims next counts them.
+    /// Reads the clock with the ledger held, so no end queued meanwhile is stamped after the
+    /// claim.
+    fn write_and_claim(
+        &self,
+        ledger: &mut Ledger,
+        c: &Claimer,
+        claim: crate::ledger::Claim,
+    ) -> crate::ledger::Result<Handoff> {
         let now = self.clock.now();
         let graph = self.graph();
-        let handoff = self.write_queued(&mut ledger, |ledger, ends| {
+        let handoff = self.write_queued(ledger, |ledger, ends| {
             let max = c.room.free_with(ending_here(ends, c.epoch));
-            ledger.finish_and_claim(
-                ends,
-                &graph,
-                crate::ledger::Claim::Oldest,
-                c.epoch,
-                c.supervisor,
-                now,
-                max,
-            )
+            ledger.finish_and_claim(ends, &graph, claim, c.epoch, c.supervisor, now, max)
         })?;
         c.room.take(handoff.claimed.len());
         Ok(handoff)
