@@ -14,7 +14,7 @@ the temp dir (`$TMPDIR/jobs-burst-apscheduler`). A path is a `jobctl` binary, ru
 
 Per boundary: the scheduler's CPU (the sum over its threads of /proc/PID/task/*/schedstat,
 from 1 s before the boundary to 4 s after), its context switches (voluntary and not, same
-window), and the lateness of the first stamp, p50 and p99. At the end, the medians per system.
+window), the CPU of its children (cutime + cstime, 10 ms ticks), and the lateness of the first stamp, p50 and p99. At the end, the medians per system.
 """
 import os, statistics, signal, subprocess, sys, tempfile, time
 
@@ -56,6 +56,15 @@ def cpu_ns(pid, t):
 
 def switches(pid, t):
     return sum(int(l.split()[1]) for l in open(f"/proc/{pid}/task/{t}/status") if "ctxt_switches" in l)
+
+
+def children_ms(pid):
+    """The CPU of the reaped children of `pid` (cutime + cstime), in ms."""
+    try:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(fields[13]) + int(fields[14])) * 1000 / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 def start(i, system, k):
@@ -108,8 +117,10 @@ def main():
             m += 1
             time.sleep(max(0, (at - time.time_ns()) / 1e9 - 1.0))
             cpu0, cs0 = per_thread(p.pid, cpu_ns), per_thread(p.pid, switches)
+            kids0 = children_ms(p.pid)
             time.sleep(max(0, (at + 4_000_000_000 - time.time_ns()) / 1e9))
             cpu1, cs1 = per_thread(p.pid, cpu_ns), per_thread(p.pid, switches)
+            kids = children_ms(p.pid) - kids0
             seen[system] += 1
             if seen[system] == 1:
                 continue  # its first boundary: cold
@@ -126,10 +137,10 @@ def main():
             if len(late) < JOBS:
                 print(f"{system}: {JOBS - len(late)} stamps missing", flush=True)
                 continue
-            row = (cpu, cs, late[0], statistics.median(late), late[int(0.99 * (JOBS - 1))])
+            row = (cpu, cs, late[0], statistics.median(late), late[int(0.99 * (JOBS - 1))], kids)
             results[system].append(row)
             print(f"{os.path.basename(system):16} cpu {cpu:5.0f} ms  switches {cs:5}  first {row[2]:5.1f}  "
-                  f"p50 {row[3]:4.0f}  p99 {row[4]:4.0f} ms", flush=True)
+                  f"p50 {row[3]:4.0f}  p99 {row[4]:4.0f} ms  children {kids:4.0f} ms", flush=True)
     finally:
         for p, _ in procs:
             p.send_signal(signal.SIGTERM)
@@ -139,9 +150,9 @@ def main():
     for s in systems:
         r = results[s]
         if r:
-            med = [statistics.median(x[i] for x in r) for i in range(5)]
+            med = [statistics.median(x[i] for x in r) for i in range(6)]
             print(f"{os.path.basename(s):16} n {len(r)}  cpu {med[0]:.0f} ms  switches {med[1]:.0f}  "
-                  f"first {med[2]:.1f}  p50 {med[3]:.0f}  p99 {med[4]:.0f} ms")
+                  f"first {med[2]:.1f}  p50 {med[3]:.0f}  p99 {med[4]:.0f} ms  children {med[5]:.0f} ms")
 
 
 if __name__ == "__main__":

@@ -66,10 +66,15 @@ pub struct Shared {
     pub health: crate::health::Health,
     /// The variables holding webhook secrets, which runs do not inherit.
     secret_vars: Mutex<std::collections::HashSet<String>>,
+    /// [`Shared::scrubbed_env`] as of the first run after what is scrubbed last changed.
+    scrubbed: Mutex<Option<Scrubbed>>,
     /// Set when the process must exit although run ends could not be written: they stop
     /// being retried (the next daemon ends those runs as interrupted).
     giving_up: std::sync::atomic::AtomicBool,
 }
+
+/// The names of the variables that runs do not inherit.
+pub type Scrubbed = Arc<Vec<String>>;
 
 /// What the service manager gives the daemon, never meant for its runs: a run that wrote to
 /// `NOTIFY_SOCKET` would speak for the daemon.
@@ -111,6 +116,7 @@ impl Shared {
             graph: std::sync::RwLock::default(),
             health: crate::health::Health::default(),
             secret_vars: Mutex::new(std::collections::HashSet::new()),
+            scrubbed: Mutex::new(None),
             giving_up: std::sync::atomic::AtomicBool::new(false),
         }
     }
@@ -122,6 +128,27 @@ impl Shared {
             .secret_vars
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = names.into_iter().collect();
+        self.forget_scrubbed_env();
+    }
+
+    /// [`Shared::scrubbed_env`], built once and kept until what is scrubbed changes rather
+    /// than read from the whole environment for every run (the daemon never changes its own
+    /// environment): issue 14's burst.
+    pub fn scrubbed_env_cached(&self) -> Scrubbed {
+        let mut cached = self
+            .scrubbed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        cached
+            .get_or_insert_with(|| Arc::new(self.scrubbed_env()))
+            .clone()
+    }
+
+    fn forget_scrubbed_env(&self) {
+        *self
+            .scrubbed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
     }
 
     /// What a run must not inherit from this process's environment: every `JOBS_*` variable
@@ -150,6 +177,7 @@ impl Shared {
     /// Sets what sends notifications; once, before the first run ends.
     pub fn set_notifier(&self, notifier: crate::notify::Notifier) {
         let _ = self.notifier.set(Arc::new(notifier));
+        self.forget_scrubbed_env();
     }
 
     fn notifier(&self) -> Arc<crate::notify::Notifier> {

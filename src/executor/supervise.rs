@@ -72,12 +72,19 @@ async fn supervise(
         let (shared, run_id, attempt) = (shared.clone(), run.id, run.attempt);
         move |started: &Report| record_started(&shared, run_id, attempt, started)
     };
-    let process = tokio::spawn(runner::execute(launch, shared.clock, tx, stop, on_start));
+    // The process is supervised on this task, not one of its own: its reports and its end
+    // wake one task (issue 14).
+    let process = runner::execute(launch, shared.clock, tx, stop, on_start);
+    tokio::pin!(process);
+    let mut finished = None;
     let mut output = Unflushed::default();
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + FLUSH_EVERY, FLUSH_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            // Once the runner is done, its sender is gone: the reports left are taken, then
+            // `recv` ends the loop.
+            done = &mut process, if finished.is_none() => finished = Some(done),
             report = rx.recv() => match report {
                 None => break,
                 Some(report) => output.take(shared, run, report, echo),
@@ -94,14 +101,9 @@ async fn supervise(
             }
         }
     }
-    let finished = match process.await {
-        Ok(finished) => finished,
-        Err(e) => runner::Finished {
-            ending: Ending::SpawnFailed(format!("the run's supervisor failed: {e}")),
-            usage: None,
-            output_bytes: 0,
-            truncated: false,
-        },
+    let finished = match finished {
+        Some(finished) => finished,
+        None => process.await,
     };
     output.truncated |= finished.truncated;
     output.flush(shared, run.id);
@@ -260,7 +262,7 @@ fn launch(shared: &Shared, spec: &JobSpec, run: &RunRow) -> Launch {
         kill_grace: shared.kill_grace,
         output_limit: spec.output_limit.0,
         tag: runner::run_tag(run.supervisor.unwrap_or_else(runner::this_process), run.id),
-        scrub: shared.scrubbed_env(),
+        scrub: shared.scrubbed_env_cached(),
     }
 }
 

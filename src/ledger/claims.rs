@@ -456,28 +456,39 @@ pub(super) fn claim_in(
     if taker.max == 0 {
         return Ok(Vec::new());
     }
-    let candidates = match claim {
-        Claim::Oldest => {
+    // The pending part of `ReleasedFirst` is cut to as many as could be taken (the released
+    // may be among them): a burst's hundreds of pending runs are not grouped and sorted at
+    // every end that claims (issue 14).
+    macro_rules! claim_sql {
+        ($candidates:literal) => {
+            concat!(
+                "UPDATE runs SET state = 'running', started_at = ?1, epoch = ?2,
+                    supervisor_pid = ?3, supervisor_start = ?4
+                 WHERE id IN (",
+                $candidates,
+                ") AND state = 'pending'
+                   AND (not_before IS NULL OR not_before <= ?1)
+                 RETURNING id"
+            )
+        };
+    }
+    let sql = match claim {
+        Claim::Oldest => claim_sql!(
             "SELECT id FROM runs WHERE state = 'pending'
-                        AND (not_before IS NULL OR not_before <= ?1)
-                      ORDER BY id LIMIT ?5"
-        }
-        Claim::Released => "SELECT value FROM json_each(?6) LIMIT ?5",
-        Claim::ReleasedFirst => {
+                AND (not_before IS NULL OR not_before <= ?1)
+              ORDER BY id LIMIT ?5"
+        ),
+        Claim::Released => claim_sql!("SELECT value FROM json_each(?6) LIMIT ?5"),
+        Claim::ReleasedFirst => claim_sql!(
             "SELECT id FROM (SELECT value AS id, 0 AS rank FROM json_each(?6)
                              UNION ALL
-                             SELECT id, 1 FROM runs WHERE state = 'pending'
-                                AND (not_before IS NULL OR not_before <= ?1))
-                          GROUP BY id ORDER BY min(rank), id LIMIT ?5"
-        }
+                             SELECT * FROM (SELECT id, 1 FROM runs WHERE state = 'pending'
+                                AND (not_before IS NULL OR not_before <= ?1)
+                              ORDER BY id LIMIT ?5 + json_array_length(?6)))
+              GROUP BY id ORDER BY min(rank), id LIMIT ?5"
+        ),
     };
-    let mut s = tx.prepare_cached(&format!(
-        "UPDATE runs SET state = 'running', started_at = ?1, epoch = ?2,
-            supervisor_pid = ?3, supervisor_start = ?4
-         WHERE id IN ({candidates}) AND state = 'pending'
-           AND (not_before IS NULL OR not_before <= ?1)
-         RETURNING id"
-    ))?;
+    let mut s = tx.prepare_cached(sql)?;
     let mut values: Vec<Box<dyn rusqlite::ToSql>> = vec![
         Box::new(stamp(now)),
         Box::new(taker.epoch),

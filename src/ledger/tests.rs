@@ -239,6 +239,68 @@ fn an_end_releases_the_runs_gated_on_it_for_every_caller() {
 }
 
 #[test]
+fn an_end_claims_the_runs_it_released_before_older_pending_ones() {
+    // (max places, the runs claimed: "down" is the run the end released, "a0".. the pending
+    // runs created before it, oldest first; `Claim::Oldest` would take "a0" first)
+    let cases: &[(usize, &[&str])] = &[
+        (1, &["down"]),
+        (2, &["down", "a0"]),
+        (4, &["down", "a0", "a1", "a2"]),
+        (10, &["down", "a0", "a1", "a2", "a3", "a4"]),
+    ];
+    for (max, expected) in cases {
+        let (_dir, mut ledger) = ledger_with(vec![
+            revision("a", None, &[]),
+            revision("up", None, &[]),
+            revision("down", None, &["up"]),
+        ]);
+        let now = ts("2026-10-31T12:00:00Z");
+        let epoch = ledger
+            .acquire_lease("host", (1, 1), now, |_| false)
+            .unwrap();
+        let up = manual(&mut ledger, "up", now);
+        ledger.claim(epoch, (1, 1), now, 1).unwrap();
+        let mut names = std::collections::HashMap::new();
+        for i in 0..5 {
+            names.insert(manual(&mut ledger, "a", now), format!("a{i}"));
+        }
+        // Blocked on "up", and younger than every "a".
+        names.insert(manual(&mut ledger, "down", now), "down".to_string());
+        let graph = Graph::from_parts(
+            &[
+                ("a".to_string(), "manual".to_string()),
+                ("up".to_string(), "manual".to_string()),
+                ("down".to_string(), "manual".to_string()),
+            ],
+            &[crate::graph::Edge {
+                from: "up".to_string(),
+                to: "down".to_string(),
+                kind: crate::graph::EdgeKind::DependsOn,
+            }],
+        );
+        let at = ts("2026-10-31T12:00:05Z");
+        let (_, handoff) = ledger
+            .finish_and_claim(
+                &[end(up, epoch, RunState::Succeeded, at)],
+                &graph,
+                Claim::ReleasedFirst,
+                epoch,
+                (1, 1),
+                at,
+                *max,
+            )
+            .unwrap();
+        let mut claimed: Vec<&str> = handoff
+            .claimed
+            .iter()
+            .map(|r| names[&r.id].as_str())
+            .collect();
+        claimed.sort_by_key(|n| (*n != "down", n.to_string()));
+        assert_eq!(claimed, *expected, "max {max}");
+    }
+}
+
+#[test]
 fn retention_deletes_old_terminal_runs_in_batches_and_keeps_active_ones() {
     let (_dir, mut ledger) = ledger_with(vec![revision("a", None, &[])]);
     let now = ts("2026-10-31T12:00:00Z");

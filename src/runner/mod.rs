@@ -66,7 +66,7 @@ pub struct Launch {
     pub tag: String,
     /// Variables of this process's environment that the run must not inherit (the daemon's
     /// own settings and tokens, webhook secrets); `env` is set after, so it wins.
-    pub scrub: Vec<String>,
+    pub scrub: std::sync::Arc<Vec<String>>,
 }
 
 /// One captured line.
@@ -195,7 +195,7 @@ pub async fn execute(
             terminate(pid, &launch, &reports, &requested.reason, requested.now, &mut stop, &mut waiter).await
         }
     };
-    let (status, usage) = status.unwrap_or((WaitStatus::Unknown, None));
+    let (status, usage) = status;
     // A stop that escalated (a second Ctrl-C, a second SIGTERM to the daemon) is the reason
     // the run ended: record it rather than the first, polite one.
     if let Some(Ending::Cancelled { reason, .. }) = &mut why
@@ -316,7 +316,9 @@ fn ending(why: Option<Ending>, status: WaitStatus) -> Ending {
     }
 }
 
-type Waiter = tokio::task::JoinHandle<(WaitStatus, Option<Usage>)>;
+/// The child's end: a future polled by the run's own task (no task of its own, so the child's
+/// end wakes one task, not two: issue 14).
+type Waiter = std::pin::Pin<Box<dyn Future<Output = (WaitStatus, Option<Usage>)> + Send>>;
 
 /// Waits for the child `pid` to end and reaps it with `wait4`, with its resource use. The
 /// runtime polls a pidfd (Linux 5.3+), readable once the process has ended, so a running
@@ -331,11 +333,10 @@ fn reap(pid: i32) -> Waiter {
         }
         .ok()
     });
-    let Some(pidfd) = registered else {
-        return tokio::task::spawn_blocking(move || wait4(pid));
-    };
-    tokio::spawn(async move {
-        if pidfd.readable().await.is_ok() {
+    Box::pin(async move {
+        if let Some(pidfd) = registered
+            && pidfd.readable().await.is_ok()
+        {
             // Ended: `wait4` returns at once.
             if let Some(reaped) = process::wait4_ended(pid) {
                 return reaped;
@@ -358,7 +359,7 @@ async fn terminate(
     now: bool,
     stop: &mut watch::Receiver<Option<Stop>>,
     waiter: &mut Waiter,
-) -> Result<(WaitStatus, Option<Usage>), tokio::task::JoinError> {
+) -> (WaitStatus, Option<Usage>) {
     let kill_why = if now {
         why.to_string()
     } else {
@@ -453,12 +454,12 @@ mod tests {
         );
         assert_eq!(process::wait4_ended(sleeper), None, "still running");
         let exits = spawn("exit 3");
-        let (status, usage) = runtime.block_on(async { reap(exits).await }).unwrap();
+        let (status, usage) = runtime.block_on(async { reap(exits).await });
         assert_eq!(status, WaitStatus::Exited(3));
         assert!(usage.is_some());
         // SAFETY: signalling our own child, not reaped yet.
         unsafe { libc::kill(sleeper, libc::SIGKILL) };
-        let (status, _) = runtime.block_on(async { reap(sleeper).await }).unwrap();
+        let (status, _) = runtime.block_on(async { reap(sleeper).await });
         assert_eq!(status, WaitStatus::Signalled(libc::SIGKILL));
     }
 }

@@ -31,7 +31,9 @@ pub(super) fn command(launch: &Launch, nofile: Option<u64>) -> Command {
             c
         }
     };
-    for name in &launch.scrub {
+    // Not `env_clear` and the inherited variables: a `PATH` set on the command makes std
+    // fork (posix_spawnp would search the daemon's PATH, not the run's).
+    for name in launch.scrub.iter() {
         command.env_remove(name);
     }
     command
@@ -182,10 +184,17 @@ pub fn kill_group(pgid: i32, signal: i32) -> bool {
 /// When the process `pid` started, in clock ticks since boot (field 22 of /proc/PID/stat): with
 /// the pid, it names one process across pid reuse.
 pub fn process_start_time(pid: i64) -> Option<i64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) is in parentheses and may contain spaces: count fields after
-    // its closing parenthesis.
-    let rest = &stat[stat.rfind(')')? + 1..];
+    // Read once into a buffer on the stack: every run's spawn reads it (issue 14), and
+    // `read_to_string` also asks for the size and reads again to find the end.
+    use std::io::Read;
+    let mut buf = [0u8; 4096];
+    let n = std::fs::File::open(format!("/proc/{pid}/stat"))
+        .and_then(|mut f| f.read(&mut buf))
+        .ok()?;
+    // The command name (field 2) is in parentheses and may contain spaces (or bytes that are
+    // not UTF-8): count fields after its closing parenthesis.
+    let close = buf[..n].iter().rposition(|b| *b == b')')?;
+    let rest = std::str::from_utf8(&buf[close + 1..n]).ok()?;
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
