@@ -178,6 +178,7 @@ impl Shared {
     /// stops; an end queued just as it stops finds it stopped and starts the next writer.
     fn write_ends_until_empty(&self) {
         loop {
+            self.gather_ends();
             {
                 let mut ledger = self.ledger();
                 if !self.queued_ends().is_empty() {
@@ -189,6 +190,21 @@ impl Shared {
             if self.queued_ends().is_empty() || self.writing_ends.swap(true, Ordering::SeqCst) {
                 return;
             }
+        }
+    }
+
+    /// Before a commit of the daemon's ends: with [`GATHER_WHEN_RUNNING`] or more of its runs
+    /// still going besides those queued, waits [`GATHER`] for more to end, so that they share
+    /// the commit (a group commit delay, as PostgreSQL's `commit_delay`). A burst's 200 ends
+    /// took about 116 commits without it, each rewriting the same dozen-odd pages of the
+    /// WAL and syncing it; a lone run's end (a dependency hand-off) is written at once.
+    fn gather_ends(&self) {
+        let Some(c) = self.claimer.get() else {
+            return;
+        };
+        let queued = self.queued_ends().len();
+        if c.room.active().saturating_sub(queued) >= GATHER_WHEN_RUNNING {
+            std::thread::sleep(GATHER);
         }
     }
 
@@ -424,6 +440,12 @@ impl Shared {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
+
+/// How long the ends' writer waits for more ends before a commit ([`Shared::gather_ends`]).
+const GATHER: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// How many of the daemon's runs must still be going for the ends' writer to wait.
+const GATHER_WHEN_RUNNING: usize = 4;
 
 /// How many of `ends` are runs of the daemon of `epoch` (claimed under it): their places are
 /// free once the ends are written.
