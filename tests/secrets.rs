@@ -93,3 +93,39 @@ fn without_user_an_action_is_recorded_under_the_uids_name() {
         assert!(by.starts_with("root@"), "{by}");
     }
 }
+
+/// The names a run must not inherit are computed once, not at every spawn, and computed again
+/// when the jobs change: a variable that becomes a webhook's secret is inherited by the runs
+/// before that change and by none after it.
+#[test]
+fn a_variable_that_becomes_a_webhook_secret_is_no_longer_inherited() {
+    let secret = "soon-a-webhook-secret-value";
+    let p = Project::new().file("jobs.d/dump.yaml", "run: env\n");
+    let mut daemon = p.serve_env(&[], None, &[("HOOK_SECRET", secret), ("JOBS_LOG", "debug")]);
+    daemon.wait_for("scheduler started", &[]);
+    let mut env_of_a_run = |daemon: &mut common::Daemon| {
+        p.run_live(&["trigger", "dump"]).code(0);
+        let ended = daemon.wait_for("run ended", &[("job", "dump")]);
+        assert_eq!(ended["state"], "succeeded");
+        p.run_live(&["logs", &ended["run"].to_string()])
+            .code(0)
+            .stdout
+    };
+    let before = env_of_a_run(&mut daemon);
+    assert!(
+        before.contains(secret),
+        "an ordinary variable is inherited:\n{before}"
+    );
+    p.write(
+        "jobs.d/hook.yaml",
+        "command: [\"true\"]\nwebhook: {secret_env: HOOK_SECRET}\n",
+    );
+    daemon.wait_for("reconciled: applied 1 added", &[]);
+    daemon.wait_for("scheduler reloaded", &[]);
+    let after = env_of_a_run(&mut daemon);
+    assert!(
+        !after.contains(secret),
+        "a webhook secret reached the job:\n{after}"
+    );
+    assert_eq!(daemon.stop(), Some(0));
+}
