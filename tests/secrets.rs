@@ -103,7 +103,7 @@ fn a_variable_that_becomes_a_webhook_secret_is_no_longer_inherited() {
     let p = Project::new().file("jobs.d/dump.yaml", "run: env\n");
     let mut daemon = p.serve_env(&[], None, &[("HOOK_SECRET", secret), ("JOBS_LOG", "debug")]);
     daemon.wait_for("scheduler started", &[]);
-    let mut env_of_a_run = |daemon: &mut common::Daemon| {
+    let env_of_a_run = |daemon: &mut common::Daemon| {
         p.run_live(&["trigger", "dump"]).code(0);
         let ended = daemon.wait_for("run ended", &[("job", "dump")]);
         assert_eq!(ended["state"], "succeeded");
