@@ -201,6 +201,22 @@ fn a_claim_starts_each_pending_run_once_and_an_end_writes_the_streak() {
     assert_eq!(ledger.failure_streak("a").unwrap(), 0);
 }
 
+/// The graph of manual `jobs` where "down" `depends_on` "up".
+fn down_depends_on_up(jobs: &[&str]) -> Graph {
+    let nodes: Vec<(String, String)> = jobs
+        .iter()
+        .map(|j| (j.to_string(), "manual".to_string()))
+        .collect();
+    Graph::from_parts(
+        &nodes,
+        &[crate::graph::Edge {
+            from: "up".to_string(),
+            to: "down".to_string(),
+            kind: crate::graph::EdgeKind::DependsOn,
+        }],
+    )
+}
+
 #[test]
 fn an_end_releases_the_runs_gated_on_it_for_every_caller() {
     let (_dir, mut ledger) = ledger_with(vec![
@@ -215,17 +231,7 @@ fn an_end_releases_the_runs_gated_on_it_for_every_caller() {
     assert_eq!(state(&ledger, blocked), "blocked");
     let up = manual(&mut ledger, "up", now);
     ledger.claim(epoch, (1, 1), now, 10).unwrap();
-    let graph = Graph::from_parts(
-        &[
-            ("up".to_string(), "manual".to_string()),
-            ("down".to_string(), "manual".to_string()),
-        ],
-        &[crate::graph::Edge {
-            from: "up".to_string(),
-            to: "down".to_string(),
-            kind: crate::graph::EdgeKind::DependsOn,
-        }],
-    );
+    let graph = down_depends_on_up(&["up", "down"]);
     let at = ts("2026-10-31T12:00:05Z");
     ledger
         .finish_runs(&[end(up, epoch, RunState::Succeeded, at)], &graph)
@@ -266,18 +272,7 @@ fn an_end_claims_the_runs_it_released_before_older_pending_ones() {
         }
         // Blocked on "up", and younger than every "a".
         names.insert(manual(&mut ledger, "down", now), "down".to_string());
-        let graph = Graph::from_parts(
-            &[
-                ("a".to_string(), "manual".to_string()),
-                ("up".to_string(), "manual".to_string()),
-                ("down".to_string(), "manual".to_string()),
-            ],
-            &[crate::graph::Edge {
-                from: "up".to_string(),
-                to: "down".to_string(),
-                kind: crate::graph::EdgeKind::DependsOn,
-            }],
-        );
+        let graph = down_depends_on_up(&["a", "up", "down"]);
         let at = ts("2026-10-31T12:00:05Z");
         let (_, handoff) = ledger
             .finish_and_claim(
