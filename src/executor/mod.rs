@@ -154,7 +154,7 @@ impl Shared {
     /// What a run must not inherit from this process's environment: every `JOBS_*` variable
     /// (the daemon's settings, its admin token above all; a run's own `JOBS_*` are set anew)
     /// and the variables holding webhook secrets and the SMTP password.
-    pub fn scrubbed_env(&self) -> Vec<String> {
+    fn scrubbed_env(&self) -> Vec<String> {
         let smtp_password = self
             .notifier
             .get()
