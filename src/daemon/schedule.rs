@@ -60,11 +60,25 @@ impl Daemon {
             }
             if !due.is_empty() {
                 health.scheduler_busy(true);
-                let claimed = self.fire_due(&mut jobs, &due, now);
-                health.scheduler_busy(false);
                 // Claimed with the slots (one disk sync): started at once, not by the
-                // executor's next turn.
+                // executor's next turn. A burst larger than the free places is recorded in
+                // two transactions: first the slots of as many jobs as there are places, whose
+                // runs start at once, then the rest while they run (issue 14: the first of 200
+                // runs no longer waits for 200 rows to be written).
+                let first = match self.room.free() {
+                    0 => due.len(),
+                    free => free.min(due.len()),
+                };
+                let (start_now, rest) = due.split_at(first);
+                let claimed = self.fire_due(&mut jobs, start_now, now);
                 self.start_all(claimed);
+                if !rest.is_empty() {
+                    // Off this worker: the runs just started are spawned meanwhile.
+                    let claimed =
+                        tokio::task::block_in_place(|| self.fire_due(&mut jobs, rest, now));
+                    self.start_all(claimed);
+                }
+                health.scheduler_busy(false);
                 for name in &due {
                     if let Some(j) = jobs.get(name)
                         && let Some(next) = j.next
