@@ -41,4 +41,5 @@ pub mod runner;
 pub mod slots;
 pub mod source;
 pub mod tls;
+pub mod ui;
 pub mod watch;

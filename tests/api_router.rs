@@ -51,6 +51,7 @@ impl Api {
             tokens: jobs::api::auth::Tokens::load(None, Some(TOKEN), false).unwrap(),
             insecure: false,
             public_metrics: false,
+            tls: false,
             webhook_rate_limit: 60,
             body_limit: 1 << 20,
             request_timeout: Duration::from_secs(30),
@@ -197,4 +198,169 @@ async fn readyz_shows_the_problems_the_daemon_published() {
         body["jobs_dir"].as_str().unwrap().contains("unknown field"),
         "{body}"
     );
+}
+
+/// Sends `method uri` with only `headers` (no bearer token); the status and the JSON body.
+async fn call_with(
+    api: &Api,
+    method: Method,
+    uri: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, Value, Option<String>) {
+    let mut request = Request::builder().method(method).uri(uri);
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let response = api
+        .router
+        .clone()
+        .oneshot(request.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let cookie = response
+        .headers()
+        .get(header::SET_COOKIE)
+        .map(|v| v.to_str().unwrap().to_string());
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        cookie,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dashboard_session_reads_and_writes_only_from_its_own_pages() {
+    let mut api = Api::new();
+    // The token is traded for a cookie that does not hold it.
+    let (status, body) = api
+        .call(
+            Method::POST,
+            "/v1/session",
+            Some(&format!("{{\"token\":\"{TOKEN}\"}}")),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["role"], "admin");
+    assert_eq!(body["via"], "cookie");
+    // The server's clock (started at NOW), and 12 hours later.
+    assert!(
+        body["now"]
+            .as_str()
+            .unwrap()
+            .starts_with("2026-10-31T12:00:"),
+        "{body}"
+    );
+    assert!(
+        body["expires_at"]
+            .as_str()
+            .unwrap()
+            .starts_with("2026-11-01T00:00:"),
+        "{body}"
+    );
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri("/v1/session")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(format!("{{\"token\":\"{TOKEN}\"}}")))
+        .unwrap();
+    let response = api.router.clone().oneshot(request).await.unwrap();
+    let set = response.headers()[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+        "{set}"
+    );
+    assert!(!set.contains(TOKEN), "{set}");
+    let cookie = set.split(';').next().unwrap().to_string();
+
+    let here = "http://jobs.internal:8080";
+    let trigger = "/v1/jobs/report/trigger";
+    // (what, method, path, headers besides the cookie, status)
+    type Case<'a> = (
+        &'a str,
+        Method,
+        &'a str,
+        &'a [(&'a str, &'a str)],
+        StatusCode,
+    );
+    let cases: &[Case] = &[
+        (
+            "a read with the cookie",
+            Method::GET,
+            "/v1/jobs",
+            &[],
+            StatusCode::OK,
+        ),
+        ("who am I", Method::GET, "/v1/session", &[], StatusCode::OK),
+        (
+            "a write without the dashboard's header",
+            Method::POST,
+            trigger,
+            &[],
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "a write from another origin",
+            Method::POST,
+            trigger,
+            &[
+                ("x-jobs-dashboard", "1"),
+                ("origin", "https://evil.example"),
+            ],
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "a write from its own pages",
+            Method::POST,
+            trigger,
+            &[("x-jobs-dashboard", "1"), ("origin", here)],
+            StatusCode::ACCEPTED,
+        ),
+        (
+            "a write without Origin (same-origin fetches may omit it)",
+            Method::POST,
+            trigger,
+            &[("x-jobs-dashboard", "1")],
+            StatusCode::ACCEPTED,
+        ),
+    ];
+    for (what, method, uri, extra, want) in cases {
+        let mut headers = vec![("cookie", cookie.as_str()), ("host", "jobs.internal:8080")];
+        headers.extend_from_slice(extra);
+        let (status, body, _) = call_with(&api, method.clone(), uri, &headers).await;
+        assert_eq!(status, *want, "{what}: {body}");
+        if status == StatusCode::FORBIDDEN {
+            assert!(
+                body["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("cross-site request refused"),
+                "{what}: {body}"
+            );
+        }
+    }
+    assert_eq!(api.commands(), [Command::RunQueued, Command::RunQueued]);
+
+    // A forged or altered cookie is nobody; logging out clears the cookie.
+    let forged = cookie.replacen("v1.", "v1.0", 1);
+    let (status, body, _) = call_with(&api, Method::GET, "/v1/jobs", &[("cookie", &forged)]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let (status, _, cleared) = call_with(&api, Method::DELETE, "/v1/session", &[]).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert!(cleared.unwrap().contains("Max-Age=0"));
+    // A bad token gets no cookie.
+    let (status, body) = api
+        .call(
+            Method::POST,
+            "/v1/session",
+            Some("{\"token\":\"not-the-token-at-all\"}"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
 }

@@ -6,9 +6,9 @@
 use std::path::{Path, PathBuf};
 
 use axum::extract::FromRequestParts;
-use axum::http::header::AUTHORIZATION;
+use axum::http::header::{AUTHORIZATION, COOKIE, HOST, ORIGIN};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use subtle::ConstantTimeEq;
 
 use super::Api;
@@ -211,6 +211,21 @@ impl Tokens {
         self.0.is_empty()
     }
 
+    /// Who a dashboard session cookie (see [`super::session`]) belongs to, at `now`.
+    ///
+    /// # Errors
+    ///
+    /// Why the cookie is not a session.
+    pub fn principal_of_session(
+        &self,
+        cookie: &str,
+        now: i64,
+    ) -> Result<Principal, super::session::Invalid> {
+        let index =
+            super::session::verify(cookie, self.0.iter().map(|t| t.secret.as_slice()), now)?;
+        Ok(self.0[index].principal.clone())
+    }
+
     /// Who holds `token`. Every configured token is compared, each in constant time, so the
     /// time taken says nothing about which one (or how much of one) matched.
     pub fn principal_of(&self, token: &[u8]) -> Option<Principal> {
@@ -340,7 +355,7 @@ pub struct Admin(pub Principal);
 
 /// Whether the request's token (if any) may read jobs: what an answer may reveal to it.
 pub(crate) fn can_read(headers: &HeaderMap, api: &Api) -> bool {
-    caller(headers, api).is_ok()
+    caller(&Method::GET, headers, api).is_ok()
 }
 
 /// The token of an `Authorization: Bearer TOKEN` header. The scheme is case-insensitive
@@ -352,12 +367,30 @@ fn bearer_token(header: &str) -> Option<&str> {
         .then(|| token.trim_matches(' '))
 }
 
-fn caller(headers: &HeaderMap, api: &Api) -> Result<Principal, ApiError> {
+/// Who made a request: its bearer token's holder, or (without an `Authorization` header) its
+/// dashboard session's, checked against cross-site forgery for anything but a read.
+pub(crate) fn caller(
+    method: &Method,
+    headers: &HeaderMap,
+    api: &Api,
+) -> Result<Principal, ApiError> {
     if api.insecure && api.tokens.is_empty() {
         return Ok(Principal {
             role: Role::Admin,
             name: None,
         });
+    }
+    if headers.get(AUTHORIZATION).is_none()
+        && let Some(value) = session_cookie(headers)
+    {
+        let principal = api
+            .tokens
+            .principal_of_session(value, api.shared.clock.now().as_second())
+            .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, e.to_string()))?;
+        if !matches!(*method, Method::GET | Method::HEAD) {
+            same_site(headers)?;
+        }
+        return Ok(principal);
     }
     let header = headers.get(AUTHORIZATION).ok_or_else(|| {
         ApiError::new(
@@ -382,6 +415,45 @@ fn caller(headers: &HeaderMap, api: &Api) -> Result<Principal, ApiError> {
         .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "the token is not valid"))
 }
 
+/// The dashboard's session cookie, if the request carries one.
+pub(crate) fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|h| super::session::cookie(h, super::session::COOKIE))
+        .filter(|v| !v.is_empty())
+}
+
+/// A write made with a session cookie must carry the dashboard's header (which a page of
+/// another site cannot add without a CORS preflight, never granted here) and, if the browser
+/// names its `Origin`, come from this server's own.
+fn same_site(headers: &HeaderMap) -> Result<(), ApiError> {
+    let refused = |why: &str| {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("cross-site request refused: {why}"),
+        )
+    };
+    if headers.get(super::session::CSRF_HEADER).is_none() {
+        return Err(refused(&format!(
+            "a write made with the dashboard's cookie needs the `{}` header",
+            super::session::CSRF_HEADER
+        )));
+    }
+    if let Some(origin) = headers.get(ORIGIN).and_then(|v| v.to_str().ok()) {
+        let host = headers
+            .get(HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+        if origin_host != host {
+            return Err(refused(&format!("its origin {origin} is not this server")));
+        }
+    }
+    Ok(())
+}
+
 impl FromRequestParts<std::sync::Arc<Api>> for Reader {
     type Rejection = ApiError;
 
@@ -389,7 +461,7 @@ impl FromRequestParts<std::sync::Arc<Api>> for Reader {
         parts: &mut Parts,
         api: &std::sync::Arc<Api>,
     ) -> Result<Self, Self::Rejection> {
-        caller(&parts.headers, api).map(Reader)
+        caller(&parts.method, &parts.headers, api).map(Reader)
     }
 }
 
@@ -400,7 +472,7 @@ impl FromRequestParts<std::sync::Arc<Api>> for Admin {
         parts: &mut Parts,
         api: &std::sync::Arc<Api>,
     ) -> Result<Self, Self::Rejection> {
-        let principal = caller(&parts.headers, api)?;
+        let principal = caller(&parts.method, &parts.headers, api)?;
         match principal.role {
             Role::Admin => Ok(Admin(principal)),
             Role::Read => Err(ApiError::new(

@@ -15,6 +15,7 @@ mod jobs;
 mod plan;
 mod runs;
 mod server;
+pub mod session;
 mod system;
 pub mod wire;
 
@@ -51,6 +52,8 @@ pub struct Options {
     /// No tokens needed at all (`--insecure` with none configured).
     pub insecure: bool,
     pub public_metrics: bool,
+    /// Served over TLS: session cookies are `Secure`.
+    pub tls: bool,
     pub webhook_rate_limit: u32,
     pub body_limit: u64,
     pub request_timeout: StdDuration,
@@ -76,6 +79,7 @@ pub struct Api {
     pub(crate) tokens: Tokens,
     pub(crate) insecure: bool,
     pub(crate) public_metrics: bool,
+    pub(crate) tls: bool,
     readers: Mutex<Readers>,
     reader_freed: std::sync::Condvar,
     /// One per pooled connection: a long read waits here, on the runtime, not on a blocking
@@ -309,6 +313,7 @@ fn routes() -> (Router<Arc<Api>>, utoipa::openapi::OpenApi) {
         .routes(routes!(runs::logs))
         .routes(routes!(runs::cancel))
         .routes(routes!(hooks::hook))
+        .routes(routes!(session::login, session::whoami, session::logout))
         .routes(routes!(system::status))
         .routes(routes!(system::healthz))
         .routes(routes!(system::readyz))
@@ -335,6 +340,7 @@ pub fn router(options: Options) -> Router {
         tokens: options.tokens,
         insecure: options.insecure,
         public_metrics: options.public_metrics,
+        tls: options.tls,
         readers: Mutex::new(Readers::default()),
         reader_freed: std::sync::Condvar::new(),
         reader_permits: tokio::sync::Semaphore::new(READERS),
@@ -345,6 +351,7 @@ pub fn router(options: Options) -> Router {
     let limit = usize::try_from(options.body_limit).unwrap_or(usize::MAX);
     routes()
         .0
+        .merge(crate::ui::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(api)

@@ -531,3 +531,25 @@ pub struct ErrorDetail {
     #[schema(value_type = Vec<Object>)]
     pub diagnostics: Vec<crate::diag::Diagnostic>,
 }
+
+// Dashboard sessions: `POST /v1/session`, `GET /v1/session`.
+
+/// The token a browser trades for a session cookie.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct LoginBody {
+    pub token: String,
+}
+
+/// Who the caller is: its token's role (`read` or `admin`) and name, and how it was
+/// recognised (`cookie`, `bearer`, or `none` on a server without tokens).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SessionView {
+    pub role: String,
+    pub name: Option<String>,
+    pub via: String,
+    /// When a cookie session ends (RFC 3339); none for a bearer token.
+    pub expires_at: Option<String>,
+    /// The server's clock as it answered (RFC 3339): the dashboard counts down to fires
+    /// on it, not on the viewer's clock, which may be off.
+    pub now: String,
+}

@@ -328,6 +328,7 @@ fn spawn_api(
         tokens: daemon.options.tokens.clone(),
         insecure: daemon.options.insecure,
         public_metrics: server.public_metrics,
+        tls: certificate.is_some(),
         webhook_rate_limit: server.webhook_rate_limit,
         body_limit: server.body_limit,
         request_timeout,

@@ -1,0 +1,74 @@
+// The dashboard's entry: the session, the navigation, and the page the URL names.
+import { render } from 'preact';
+import { useEffect, useState } from 'preact/hooks';
+import * as api from './api.js';
+import { html, navigate } from './lib.js';
+import { syncClock } from './time.js';
+import { JobsPage } from './pages/jobs.js';
+import { LoginPage } from './pages/login.js';
+import { NotFoundPage } from './pages/notfound.js';
+
+// Links to pages of the app navigate without reloading.
+document.addEventListener('click', (e) => {
+  const a = e.target.closest('a');
+  if (!a || a.target || a.hasAttribute('download') || e.ctrlKey || e.metaKey || e.shiftKey || e.button !== 0) return;
+  const url = new URL(a.href, location.href);
+  if (url.origin !== location.origin || url.pathname.startsWith('/v1/') || url.pathname.startsWith('/assets/')) return;
+  e.preventDefault();
+  navigate(url.pathname + url.search);
+});
+
+function route(path) {
+  if (path === '/') return { page: JobsPage, title: 'Jobs' };
+  if (path === '/login') return { page: LoginPage, title: 'Log in', bare: true };
+  return { page: NotFoundPage, title: 'Not found' };
+}
+
+function Nav({ who, onLogout }) {
+  const here = location.pathname;
+  const link = (to, label) => html`<a href=${to} aria-current=${here === to ? 'page' : undefined}>${label}</a>`;
+  return html`<header class="top">
+    <a class="brand" href="/">jobs</a>
+    <nav aria-label="Pages">${link('/', 'Jobs')}${link('/timeline', 'Timeline')}${link('/graph', 'Graph')}${link('/status', 'Status')}</nav>
+    <div class="who">
+      ${who && html`<span title=${`signed in ${who.via === 'none' ? 'without a token' : `with a ${who.role} token`}`}>
+        ${who.name || (who.via === 'none' ? 'no token' : 'token')} · <b>${who.role}</b></span>`}
+      ${who && who.via === 'cookie' && html`<button type="button" class="link" onClick=${onLogout}>Log out</button>`}
+    </div>
+  </header>`;
+}
+
+function App() {
+  const [path, setPath] = useState(location.pathname + location.search);
+  const [who, setWho] = useState(undefined);
+  useEffect(() => {
+    const onMove = () => setPath(location.pathname + location.search);
+    window.addEventListener('popstate', onMove);
+    window.addEventListener('jobs:navigate', onMove);
+    return () => {
+      window.removeEventListener('popstate', onMove);
+      window.removeEventListener('jobs:navigate', onMove);
+    };
+  }, []);
+  const { page: Page, title, bare } = route(path.split('?')[0]);
+  useEffect(() => {
+    if (bare) return;
+    api.session().then((w) => { syncClock(w.now); setWho(w); }, (e) => {
+      if (e.status === 401) navigate(`/login?next=${encodeURIComponent(location.pathname + location.search)}`, true);
+      else setWho(null);
+    });
+  }, [path]);
+  useEffect(() => { document.title = `${title} · jobs`; }, [title]);
+  const logout = async () => {
+    await api.logout().catch(() => {});
+    setWho(undefined);
+    navigate('/login', true);
+  };
+  const onLogin = (w) => { syncClock(w.now); setWho(w); };
+  if (bare) return html`<main id="main"><${Page} onLogin=${onLogin} /></main>`;
+  if (who === undefined) return html`<${Nav} /><main id="main" aria-busy="true"><p class="muted">Loading…</p></main>`;
+  return html`<${Nav} who=${who} onLogout=${logout} />
+    <main id="main"><${Page} who=${who} path=${path} /></main>`;
+}
+
+render(html`<${App} />`, document.getElementById('app'));

@@ -1,0 +1,342 @@
+//! The web dashboard in a real browser: headless Chromium driven through WebDriver
+//! (`chromium` and `chromium-driver`, which `.ci/run` installs), against a real `jobctl serve`
+//! on port 0. Screenshots of each page land in `target/dashboard/` (light and dark, desktop
+//! and phone width) for a person to look at.
+
+mod common;
+
+use std::io::BufRead as _;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::Project;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+const ADMIN: &str = "aaaaaaaaaaaaaaaaaaaaaaaa";
+const READER: &str = "rrrrrrrrrrrrrrrrrrrrrrrr";
+
+/// How long the browser waits for what a page must show.
+const WAIT: Duration = Duration::from_secs(20);
+
+/// A `chromedriver` of the test's own, stopped when dropped.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `chromedriver` on a free port and waits for it to say it is listening. The
+/// browser's zone is UTC, so times render the same on every machine.
+fn driver() -> Driver {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .env("TZ", "UTC")
+        .env("LANG", "en_US.UTF-8")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver: install Debian's chromium and chromium-driver (see .ci/run)");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    loop {
+        let line = lines
+            .next()
+            .expect("chromedriver stopped before it listened")
+            .unwrap();
+        if line.contains("started successfully") {
+            break;
+        }
+    }
+    // Keep draining its output so it never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Driver {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    }
+}
+
+/// A headless Chromium window `width` × `height`, dark when `dark`.
+async fn browser(driver: &Driver, width: u32, height: u32, dark: bool) -> Client {
+    let mut args = vec![
+        "--headless=new".to_string(),
+        "--no-sandbox".to_string(),
+        "--disable-gpu".to_string(),
+        "--disable-dev-shm-usage".to_string(),
+        "--lang=en-US".to_string(),
+        format!("--window-size={width},{height}"),
+    ];
+    if dark {
+        args.push("--force-dark-mode".to_string());
+        args.push("--blink-settings=preferredColorScheme=0".to_string());
+    }
+    let mut options = json!({ "args": args, "binary": "/usr/bin/chromium" });
+    // Below Chromium's smallest window (500 px), a phone is emulated.
+    if width < 500 {
+        options["mobileEmulation"] = json!({
+            "deviceMetrics": { "width": width, "height": height, "pixelRatio": 2, "touch": true }
+        });
+    }
+    let mut caps = serde_json::Map::new();
+    caps.insert("goog:chromeOptions".to_string(), options);
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&driver.url)
+        .await
+        .expect("a WebDriver session")
+}
+
+fn project() -> Project {
+    Project::new()
+        .file(
+            "jobs.d/nightly-report.yaml",
+            "description: The nightly report\nschedule: \"30 2 * * *\"\ntimezone: Europe/Paris\n\
+             tags: [reports]\ncommand: [echo, report]\n",
+        )
+        .file(
+            "jobs.d/deploy.yaml",
+            "description: Deploy a version\ntags: [ops]\n\
+             params:\n  version:\n    required: true\ncommand: [echo, \"{{ params.version }}\"]\n",
+        )
+        .file(
+            "tokens",
+            format!("admin alice {ADMIN}\nread bob {READER}\n"),
+        )
+}
+
+async fn screenshot(client: &Client, name: &str) {
+    let png = client.screenshot().await.unwrap();
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .unwrap()
+        .join("dashboard");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+}
+
+async fn text_of(client: &Client, css: &str) -> String {
+    match client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css(css))
+        .await
+    {
+        Ok(element) => element.text().await.unwrap(),
+        Err(e) => {
+            let url = client.current_url().await;
+            let body = client.source().await.unwrap_or_default();
+            panic!("no `{css}` on {url:?}: {e}\n{body}")
+        }
+    }
+}
+
+/// Logs in through the login page with `token`.
+async fn log_in(client: &Client, base: &str, token: &str) {
+    client.goto(&format!("{base}/")).await.unwrap();
+    // Not logged in: sent to the login page, which says where the page was.
+    let field = client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Id("token"))
+        .await
+        .expect("the login page");
+    let url = client.current_url().await.unwrap();
+    assert_eq!(url.path(), "/login", "{url}");
+    field.send_keys(token).await.unwrap();
+    client
+        .find(Locator::Css("form button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_jobs_page_lists_jobs_for_a_reader_and_refuses_forged_writes() {
+    let p = project();
+    p.run(&["apply"]).code(0);
+    let mut daemon = p.serve(&["--token-file", "tokens"], None);
+    let base = daemon.url();
+    let driver = driver();
+    let client = browser(&driver, 1280, 860, false).await;
+
+    // A wrong token is refused with the server's message, and the token is not in the URL.
+    log_in(&client, &base, "not-a-token-at-all-no").await;
+    let error = text_of(&client, ".login .error").await;
+    assert!(error.contains("the token is not valid"), "{error}");
+
+    client.goto(&format!("{base}/")).await.unwrap();
+    log_in(&client, &base, READER).await;
+    let table = text_of(&client, "table.jobs tbody").await;
+    for want in [
+        "nightly-report",
+        "The nightly report",
+        "30 2 * * *",
+        "Europe/Paris",
+        "deploy",
+        "manual",
+        "never ran",
+    ] {
+        assert!(table.contains(want), "{want:?} missing from {table}");
+    }
+    let url = client.current_url().await.unwrap();
+    assert_eq!(url.path(), "/");
+    assert!(!url.as_str().contains(READER), "{url}");
+    // The next fire of the cron job is shown, in the viewer's zone (UTC here): 02:30 in
+    // Paris on 1 November 2026 (CET, UTC+1) is 01:30 UTC.
+    let next = text_of(&client, "table.jobs tbody tr:first-child time").await;
+    assert!(next.contains("01:30"), "{next}");
+    // Counted down on the server's clock (started at 12:00 UTC), not the browser's.
+    let countdown = text_of(
+        &client,
+        "table.jobs tbody tr:first-child td:nth-child(5) .sub",
+    )
+    .await;
+    assert!(countdown.starts_with("in 13h"), "{countdown}");
+    let who = text_of(&client, "header .who").await;
+    assert!(who.contains("bob") && who.contains("read"), "{who}");
+    screenshot(&client, "jobs-light-desktop").await;
+
+    // Filters live in the URL: a search narrows the list.
+    let search = client
+        .find(Locator::Css("input[type=search]"))
+        .await
+        .unwrap();
+    search.send_keys("nightly").await.unwrap();
+    client
+        .wait()
+        .at_most(WAIT)
+        .for_url(&url::Url::parse(&format!("{base}/?q=nightly")).unwrap())
+        .await
+        .unwrap();
+    let rows = client
+        .find_all(Locator::Css("table.jobs tbody tr"))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+
+    // The session cookie is HttpOnly (no script reads it), and a write made with it from
+    // elsewhere is refused: without the dashboard's header, or from another origin.
+    let cookies = client.get_all_cookies().await.unwrap();
+    let session = cookies
+        .iter()
+        .find(|c| c.name() == "jobs_session")
+        .expect("the session cookie");
+    assert_eq!(session.http_only(), Some(true));
+    assert!(!session.value().contains(READER));
+    let document_cookie = client
+        .execute("return document.cookie", vec![])
+        .await
+        .unwrap();
+    assert_eq!(document_cookie, json!(""));
+    let cookie = format!("jobs_session={}", session.value());
+    let agent = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build(),
+    );
+    let trigger = format!("{base}/v1/jobs/nightly-report/trigger");
+    let forged = agent
+        .post(&trigger)
+        .header("cookie", &cookie)
+        .send_empty()
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    let forged = agent
+        .post(&trigger)
+        .header("cookie", &cookie)
+        .header("x-jobs-dashboard", "1")
+        .header("origin", "https://evil.example")
+        .send_empty()
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    // With the header and from here, the read token is still only a reader.
+    let mut own = agent
+        .post(&trigger)
+        .header("cookie", &cookie)
+        .header("x-jobs-dashboard", "1")
+        .header("origin", &base)
+        .send_empty()
+        .unwrap();
+    assert_eq!(own.status(), 403);
+    let body = own.body_mut().read_to_string().unwrap();
+    assert!(body.contains("only read"), "{body}");
+
+    // Logging out forgets the session: the page goes back to the login form, and the old
+    // cookie's page asks for a login again.
+    client
+        .find(Locator::Css("header .who button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Id("token"))
+        .await
+        .unwrap();
+    assert!(
+        client
+            .get_all_cookies()
+            .await
+            .unwrap()
+            .iter()
+            .all(|c| c.name() != "jobs_session")
+    );
+    client.close().await.unwrap();
+    daemon.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_are_screenshot_light_and_dark_on_desktop_and_phone() {
+    let p = project();
+    p.run(&["apply"]).code(0);
+    let mut daemon = p.serve(&["--token-file", "tokens"], None);
+    let base = daemon.url();
+    let driver = driver();
+    for (name, width, height, dark) in [
+        ("desktop-dark", 1280, 860, true),
+        ("phone-light", 390, 844, false),
+        ("phone-dark", 390, 844, true),
+    ] {
+        let client = browser(&driver, width, height, dark).await;
+        log_in(&client, &base, ADMIN).await;
+        let table = text_of(&client, "table.jobs tbody").await;
+        assert!(table.contains("nightly-report"), "{table}");
+        if dark {
+            let background = client
+                .execute(
+                    "return getComputedStyle(document.body).backgroundColor",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            assert_eq!(background, json!("rgb(13, 17, 23)"), "{name}");
+        }
+        screenshot(&client, &format!("jobs-{name}")).await;
+        client.goto(&format!("{base}/login")).await.unwrap();
+        client
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::Id("token"))
+            .await
+            .unwrap();
+        screenshot(&client, &format!("login-{name}")).await;
+        client.close().await.unwrap();
+    }
+    daemon.stop();
+}
