@@ -9,7 +9,7 @@ use jiff::{Timestamp, Zoned};
 
 use crate::api::wire::{
     DaemonView, FilesView, GraphJob, GraphView, JobDetail, JobSummary, LastRunView, NextFire,
-    PauseView, StatusView,
+    ParamView, PauseView, StatusView,
 };
 use crate::ledger::{JobRow, applied_stamp, stamp};
 use crate::schedule::Schedule;
@@ -173,7 +173,44 @@ pub fn detail(
         created_at: applied_stamp(row.created_at),
         removed_at: row.removed_at.map(applied_stamp),
         definition: row.definition.clone(),
+        params: params_of(&row.definition),
     }
+}
+
+/// The `params` a normalized definition declares, in order. The definition was validated
+/// when it was applied; one that cannot be read here declares none.
+fn params_of(definition: &str) -> Vec<ParamView> {
+    #[derive(serde::Deserialize, Default)]
+    #[serde(default)]
+    struct Decl {
+        required: bool,
+        default: Option<serde_json::Value>,
+        description: Option<String>,
+    }
+    // Read in order: serde_json's map keeps it.
+    #[derive(serde::Deserialize)]
+    struct Doc {
+        #[serde(default)]
+        params: serde_json::Map<String, serde_json::Value>,
+    }
+    let Ok(doc) = serde_saphyr::from_str::<Doc>(definition) else {
+        return Vec::new();
+    };
+    doc.params
+        .into_iter()
+        .map(|(name, decl)| {
+            let decl: Decl = serde_json::from_value(decl).unwrap_or_default();
+            ParamView {
+                name,
+                required: decl.required,
+                default: decl.default.map(|v| match v {
+                    serde_json::Value::String(s) => s,
+                    other => other.to_string(),
+                }),
+                description: decl.description,
+            }
+        })
+        .collect()
 }
 
 /// Builds the status of the ledger at `path`; `alive` says whether a lease's pid (and its

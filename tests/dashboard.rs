@@ -340,3 +340,141 @@ async fn pages_are_screenshot_light_and_dark_on_desktop_and_phone() {
     }
     daemon.stop();
 }
+
+async fn click(client: &Client, css: &str) {
+    client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no `{css}`: {e}"))
+        .click()
+        .await
+        .unwrap();
+}
+
+/// Waits until the text of `css` holds `want`.
+async fn wait_text(client: &Client, css: &str, want: &str) -> String {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let text = match client.find(Locator::Css(css)).await {
+            Ok(e) => e.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if text.contains(want) {
+            return text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "`{css}` never held {want:?}; last: {text:?}"
+        );
+        // The browser's own clock drives the page; WebDriver has no change notification.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_triggers_with_a_parameter_watches_the_output_live_and_pauses() {
+    let p = project().file(
+        "jobs.d/greet.yaml",
+        "description: Greets, then waits for the test\n\
+         params:\n  who:\n    required: true\n    description: Whom to greet\n\
+         run: |\n  echo \"hello $JOBS_PARAM_WHO\"\n  echo \"to stderr\" >&2\n  \
+         while [ ! -e go ]; do sleep 0.05; done\n  echo done\n",
+    );
+    p.run(&["apply"]).code(0);
+    let mut daemon = p.serve(&["--token-file", "tokens"], None);
+    let base = daemon.url();
+    let driver = driver();
+    let client = browser(&driver, 1280, 900, false).await;
+    log_in(&client, &base, ADMIN).await;
+    text_of(&client, "table.jobs tbody").await;
+
+    // The job page's trigger form is built from the job's params; the required one is marked.
+    click(&client, "a[href='/jobs/greet']").await;
+    let form = text_of(&client, "form[aria-labelledby=trigger-h]").await;
+    assert!(
+        form.contains("who") && form.contains("Whom to greet"),
+        "{form}"
+    );
+    client
+        .find(Locator::Css("input[name=param-who]"))
+        .await
+        .unwrap()
+        .send_keys("operators")
+        .await
+        .unwrap();
+    click(
+        &client,
+        "form[aria-labelledby=trigger-h] button[type=submit]",
+    )
+    .await;
+
+    // The run page follows the output while the run is going: stdout and stderr apart.
+    wait_text(&client, "pre.output", "hello operators").await;
+    let url = client.current_url().await.unwrap();
+    assert!(url.path().starts_with("/runs/"), "{url}");
+    wait_text(&client, "pre.output .err", "to stderr").await;
+    let heading = text_of(&client, "#output-h").await;
+    assert!(heading.contains("following"), "{heading}");
+    screenshot(&client, "run-live").await;
+    std::fs::write(p.path("go"), "").unwrap();
+    wait_text(&client, "pre.output", "done").await;
+    wait_text(&client, "h1", "succeeded").await;
+    let facts = text_of(&client, "dl.facts").await;
+    assert!(facts.contains("who=operators"), "{facts}");
+    assert!(facts.contains("exit 0"), "{facts}");
+    screenshot(&client, "run-done").await;
+
+    // Pause with a reason: the jobs page says who and why.
+    client.goto(&format!("{base}/jobs/greet")).await.unwrap();
+    client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("input[name=reason]"))
+        .await
+        .unwrap()
+        .send_keys("deploy freeze")
+        .await
+        .unwrap();
+    click(&client, "form[aria-labelledby=pause-h] button[type=submit]").await;
+    wait_text(&client, "form[aria-labelledby=pause-h]", "deploy freeze").await;
+    screenshot(&client, "job").await;
+    client.goto(&format!("{base}/?q=greet")).await.unwrap();
+    let row = wait_text(&client, "table.jobs tbody", "paused").await;
+    assert!(
+        row.contains("alice (api)") && row.contains("deploy freeze"),
+        "{row}"
+    );
+
+    // A broken file shows on the status page with its line; the job keeps its revision.
+    p.write(
+        "jobs.d/broken.yaml",
+        "schedule: \"0 3 * * *\"\ncommand: [echo]\nretries: lots\n",
+    );
+    daemon.wait_for("keeps its last applied revision", &[]);
+    client.goto(&format!("{base}/status")).await.unwrap();
+    let problems = text_of(&client, "pre.problems").await;
+    assert!(problems.contains("broken.yaml:3"), "{problems}");
+    screenshot(&client, "status").await;
+    client.close().await.unwrap();
+    daemon.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_sees_no_buttons_that_change_anything() {
+    let p = project();
+    p.run(&["apply"]).code(0);
+    let mut daemon = p.serve(&["--token-file", "tokens"], None);
+    let base = daemon.url();
+    let driver = driver();
+    let client = browser(&driver, 1280, 860, false).await;
+    log_in(&client, &base, READER).await;
+    text_of(&client, "table.jobs tbody").await;
+    client.goto(&format!("{base}/jobs/deploy")).await.unwrap();
+    wait_text(&client, "dl.facts", "deploy.yaml").await;
+    let forms = client.find_all(Locator::Css("form")).await.unwrap();
+    assert!(forms.is_empty(), "a reader got {} forms", forms.len());
+    client.close().await.unwrap();
+    daemon.stop();
+}

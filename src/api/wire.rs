@@ -91,6 +91,17 @@ pub struct JobDetail {
     pub removed_at: Option<String>,
     /// The normalized definition, as recorded.
     pub definition: String,
+    /// The parameters a trigger may give, as declared (the dashboard's trigger form).
+    pub params: Vec<ParamView>,
+}
+
+/// A declared parameter of a job.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ParamView {
+    pub name: String,
+    pub required: bool,
+    pub default: Option<String>,
+    pub description: Option<String>,
 }
 
 /// The daemon serving a ledger, as `jobctl status` shows it.

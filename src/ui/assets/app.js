@@ -7,6 +7,9 @@ import { syncClock } from './time.js';
 import { JobsPage } from './pages/jobs.js';
 import { LoginPage } from './pages/login.js';
 import { NotFoundPage } from './pages/notfound.js';
+import { JobPage } from './pages/job.js';
+import { RunPage } from './pages/run.js';
+import { StatusPage } from './pages/status.js';
 
 // Links to pages of the app navigate without reloading.
 document.addEventListener('click', (e) => {
@@ -21,6 +24,9 @@ document.addEventListener('click', (e) => {
 function route(path) {
   if (path === '/') return { page: JobsPage, title: 'Jobs' };
   if (path === '/login') return { page: LoginPage, title: 'Log in', bare: true };
+  if (path === '/status') return { page: StatusPage, title: 'Status' };
+  if (/^\/jobs\/[^/]+$/.test(path)) return { page: JobPage, title: decodeURIComponent(path.slice(6)) };
+  if (/^\/runs\/\d+$/.test(path)) return { page: RunPage, title: `Run ${path.slice(6)}` };
   return { page: NotFoundPage, title: 'Not found' };
 }
 
@@ -29,7 +35,7 @@ function Nav({ who, onLogout }) {
   const link = (to, label) => html`<a href=${to} aria-current=${here === to ? 'page' : undefined}>${label}</a>`;
   return html`<header class="top">
     <a class="brand" href="/">jobs</a>
-    <nav aria-label="Pages">${link('/', 'Jobs')}${link('/timeline', 'Timeline')}${link('/graph', 'Graph')}${link('/status', 'Status')}</nav>
+    <nav aria-label="Pages">${link('/', 'Jobs')}${link('/status', 'Status')}</nav>
     <div class="who">
       ${who && html`<span title=${`signed in ${who.via === 'none' ? 'without a token' : `with a ${who.role} token`}`}>
         ${who.name || (who.via === 'none' ? 'no token' : 'token')} · <b>${who.role}</b></span>`}

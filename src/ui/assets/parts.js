@@ -1,0 +1,57 @@
+// Small pieces the pages share: badges, times, durations, facts, errors.
+import { useEffect, useState } from 'preact/hooks';
+import { html } from './lib.js';
+import { hover, local, relative, serverNow } from './time.js';
+
+export function useNow(ms) {
+  const [now, setNow] = useState(serverNow());
+  useEffect(() => {
+    const t = setInterval(() => setNow(serverNow()), ms);
+    return () => clearInterval(t);
+  }, [ms]);
+  return now;
+}
+
+// Loads `path` (re-loaded when `deps` change); { data, error, reload }.
+export function useApi(load, deps) {
+  const [state, setState] = useState({ data: null, error: null });
+  const [tick, setTick] = useState(0);
+  useEffect(() => {
+    let live = true;
+    load().then((data) => live && setState({ data, error: null }), (e) => live && setState((s) => ({ data: s.data, error: e })));
+    return () => { live = false; };
+  }, [...deps, tick]);
+  return { ...state, reload: () => setTick((t) => t + 1) };
+}
+
+export function Badge({ state }) {
+  return html`<span class=${`badge s-${state}`}>${state.replace('_', ' ')}</span>`;
+}
+
+export function When({ at, zone, now }) {
+  if (!at) return html`<span class="muted">—</span>`;
+  return html`<time datetime=${at.replace(/\[.*\]$/, '')} title=${hover(at, zone)}>${local(at)}</time>${now !== undefined && html` <span class="sub">${relative(at, now)}</span>`}`;
+}
+
+export function duration(ms) {
+  if (ms === null || ms === undefined) return '';
+  if (ms < 1000) return `${ms} ms`;
+  const s = ms / 1000;
+  if (s < 60) return `${s.toFixed(s < 10 ? 2 : 1)} s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m}m ${Math.round(s % 60)}s`;
+  return `${Math.floor(m / 60)}h ${m % 60}m`;
+}
+
+export function Facts({ rows }) {
+  return html`<dl class="facts">${rows.filter(([, v]) => v !== null && v !== undefined && v !== '' && v !== false).map(([k, v]) => html`<dt>${k}</dt><dd>${v}</dd>`)}</dl>`;
+}
+
+export function Problem({ error }) {
+  if (!error) return null;
+  return html`<p class="error" role="alert">${error.message || String(error)}</p>`;
+}
+
+export function Loading() {
+  return html`<p class="muted" aria-busy="true">Loading…</p>`;
+}
