@@ -8,8 +8,8 @@ use jiff::tz::TimeZone;
 use jiff::{Timestamp, Zoned};
 
 use crate::api::wire::{
-    DaemonView, FilesView, GraphJob, GraphView, JobDetail, JobSummary, LastRunView, NextFire,
-    ParamView, PauseView, StatusView,
+    DaemonView, FilesView, FiresView, GraphJob, GraphView, JobDetail, JobFires, JobSummary,
+    LastRunView, NextFire, ParamView, PauseView, StatusView,
 };
 use crate::ledger::{JobRow, applied_stamp, stamp};
 use crate::schedule::Schedule;
@@ -73,6 +73,70 @@ pub fn next_fires_in(row: &JobRow, now: Timestamp, n: usize) -> Vec<Zoned> {
         .into_iter()
         .map(|t| t.to_zoned(tz.clone()))
         .collect()
+}
+
+/// The most fires counted for one job in a window: a job firing every second for a week
+/// is counted up to here (its hourly buckets then fall short, and it is `truncated`).
+pub const MAX_FIRES_COUNTED: usize = 50_000;
+
+/// The fires of `rows` in `[from, to)` (at most `per_job` listed per job, all counted up to
+/// [`MAX_FIRES_COUNTED`]), with the number per hour from `from`: the timeline's coming fires
+/// and its heat map of load.
+pub fn fires_in(rows: &[JobRow], from: Timestamp, to: Timestamp, per_job: usize) -> FiresView {
+    let hours = usize::try_from(to.duration_since(from).as_secs().max(0) / 3600 + 1).unwrap_or(1);
+    let mut hourly = vec![0u64; hours];
+    let mut jobs = Vec::new();
+    for row in rows {
+        if !row.active || !row.enabled || row.completed_at.is_some() {
+            continue;
+        }
+        // Strictly after `from` minus a nanosecond: a fire at `from` itself is in.
+        let start = from
+            .checked_sub(jiff::SignedDuration::from_nanos(1))
+            .unwrap_or(from);
+        let mut fires = Vec::new();
+        let mut total = 0u64;
+        let mut after = start;
+        'batches: while total < MAX_FIRES_COUNTED as u64 {
+            let batch = row
+                .schedule
+                .next_fires(&row.timezone, row.schedule_anchor, after, 1000);
+            let full = batch.len() == 1000;
+            for t in batch {
+                if t >= to {
+                    break 'batches;
+                }
+                total += 1;
+                let hour = usize::try_from(t.duration_since(from).as_secs() / 3600).unwrap_or(0);
+                if let Some(bucket) = hourly.get_mut(hour) {
+                    *bucket += 1;
+                }
+                if fires.len() < per_job {
+                    fires.push(rfc3339(&t.to_zoned(row.timezone.clone())));
+                }
+                after = t;
+            }
+            if !full {
+                break;
+            }
+        }
+        if total > 0 {
+            jobs.push(JobFires {
+                job: row.name.clone(),
+                timezone: zone_name(&row.timezone).to_string(),
+                truncated: total > fires.len() as u64,
+                fires,
+                total,
+            });
+        }
+    }
+    jobs.sort_by(|a, b| a.job.cmp(&b.job));
+    FiresView {
+        from: stamp(from),
+        to: stamp(to),
+        jobs,
+        hourly,
+    }
 }
 
 /// A cron expression in English. One [`crate::cron::Describer`] per thread remembers what
@@ -314,4 +378,98 @@ pub fn graph(rows: &[JobRow]) -> GraphView {
         });
     }
     GraphView { jobs, edges }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(name: &str, schedule: serde_json::Value, zone: &str) -> JobRow {
+        let t: Timestamp = "2026-03-01T00:00:00Z".parse().unwrap();
+        JobRow {
+            name: name.to_string(),
+            owner: crate::ledger::Owner::File,
+            active: true,
+            revision: 1,
+            content_hash: String::new(),
+            definition: String::new(),
+            source_path: None,
+            enabled: true,
+            schedule: Schedule::from_json(&schedule).unwrap(),
+            timezone: TimeZone::get(zone).unwrap(),
+            description: String::new(),
+            tags: Vec::new(),
+            schedule_anchor: t,
+            created_at: t,
+            updated_at: t,
+            removed_at: None,
+            git_commit: None,
+            git_dirty: None,
+            n_runs: 0,
+            last_run: None,
+            revision_id: 1,
+            slot_cursor: t,
+            paused: None,
+            fires: 0,
+            completed_at: None,
+            failure_streak: 0,
+            repeat: None,
+            blocked: None,
+            depends_on: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn fires_in_a_window_are_listed_counted_and_bucketed_by_hour() {
+        let rows = [
+            // 02:30 in Berlin does not exist on 29 March 2026 (clocks go forward at 02:00):
+            // Vixie cron fires it at 03:00 CEST, 01:00 UTC.
+            row(
+                "nightly",
+                serde_json::json!({"cron": "30 2 * * *"}),
+                "Europe/Berlin",
+            ),
+            row("often", serde_json::json!({"cron": "*/10 * * * *"}), "UTC"),
+            row("manual", serde_json::json!({"manual": true}), "UTC"),
+            row(
+                "once",
+                serde_json::json!({"at": "2026-03-29T05:00:00Z", "instant": "2026-03-29T05:00:00Z"}),
+                "UTC",
+            ),
+        ];
+        let from: Timestamp = "2026-03-29T00:00:00Z".parse().unwrap();
+        let to: Timestamp = "2026-03-29T06:00:00Z".parse().unwrap();
+        let view = fires_in(&rows, from, to, 3);
+        let listed: Vec<(&str, Vec<&str>, u64, bool)> = view
+            .jobs
+            .iter()
+            .map(|j| {
+                (
+                    j.job.as_str(),
+                    j.fires.iter().map(String::as_str).collect(),
+                    j.total,
+                    j.truncated,
+                )
+            })
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                ("nightly", vec!["2026-03-29T03:00:00+02:00"], 1, false),
+                (
+                    "often",
+                    vec![
+                        "2026-03-29T00:00:00+00:00",
+                        "2026-03-29T00:10:00+00:00",
+                        "2026-03-29T00:20:00+00:00"
+                    ],
+                    36,
+                    true
+                ),
+                ("once", vec!["2026-03-29T05:00:00+00:00"], 1, false),
+            ]
+        );
+        // Seven buckets: the six hours, and the one `to` opens (empty: `to` is excluded).
+        assert_eq!(view.hourly, [6, 7, 6, 6, 6, 7, 0]);
+    }
 }

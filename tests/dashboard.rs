@@ -426,6 +426,42 @@ async fn an_admin_triggers_with_a_parameter_watches_the_output_live_and_pauses()
     assert!(facts.contains("exit 0"), "{facts}");
     screenshot(&client, "run-done").await;
 
+    // The timeline draws the past run and the coming fires on one axis (3 days: the nightly
+    // report fires at 01:30 UTC, 13.5 hours after the clock's start).
+    client
+        .goto(&format!("{base}/timeline?span=3d"))
+        .await
+        .unwrap();
+    let run_bar = client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css(
+            "svg.timeline a[href^='/runs/'] rect.s-succeeded",
+        ))
+        .await
+        .expect("the run's bar");
+    let label = run_bar.text().await.unwrap_or_default();
+    let _ = label;
+    let fires = client
+        .find_all(Locator::Css("svg.timeline rect.fire"))
+        .await
+        .unwrap();
+    assert!(!fires.is_empty(), "no coming fire drawn");
+    let title = fires[0]
+        .find(Locator::Css("title"))
+        .await
+        .unwrap()
+        .prop("textContent")
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    assert!(title.starts_with("nightly-report fires"), "{title}");
+    screenshot(&client, "timeline").await;
+    click(&client, ".segmented button:nth-child(2)").await;
+    let heat = wait_text(&client, "main", "busiest hour").await;
+    assert!(heat.contains("1 fire"), "{heat}");
+    screenshot(&client, "timeline-week").await;
+
     // Pause with a reason: the jobs page says who and why.
     client.goto(&format!("{base}/jobs/greet")).await.unwrap();
     client

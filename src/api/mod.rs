@@ -10,6 +10,7 @@ pub mod auth;
 pub mod conns;
 mod definition;
 pub mod error;
+mod fires;
 mod hooks;
 mod jobs;
 mod plan;
@@ -306,6 +307,7 @@ fn routes() -> (Router<Arc<Api>>, utoipa::openapi::OpenApi) {
         .routes(routes!(jobs::pause))
         .routes(routes!(jobs::resume))
         .routes(routes!(jobs::graph))
+        .routes(routes!(fires::fires))
         .routes(routes!(plan::plan))
         .routes(routes!(runs::list))
         .routes(routes!(runs::get))

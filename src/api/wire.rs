@@ -564,3 +564,28 @@ pub struct SessionView {
     /// on it, not on the viewer's clock, which may be off.
     pub now: String,
 }
+
+// Coming fires: `GET /v1/fires` (the dashboard's timeline and load heat map).
+
+/// One job's fires in a window.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct JobFires {
+    pub job: String,
+    pub timezone: String,
+    /// The fires, RFC 3339 in the job's zone, oldest first; at most `per_job`.
+    pub fires: Vec<String>,
+    /// How many fires the window holds (more than listed when `truncated`).
+    pub total: u64,
+    pub truncated: bool,
+}
+
+/// The fires of every active, enabled job in `[from, to)`, and how many fall in each hour.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct FiresView {
+    pub from: String,
+    pub to: String,
+    /// Jobs with at least one fire in the window, by name.
+    pub jobs: Vec<JobFires>,
+    /// Fires of all jobs per hour, the first bucket starting at `from`.
+    pub hourly: Vec<u64>,
+}
