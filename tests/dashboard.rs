@@ -514,3 +514,58 @@ async fn a_reader_sees_no_buttons_that_change_anything() {
     client.close().await.unwrap();
     daemon.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_graph_draws_each_link_and_opens_a_job() {
+    let p = project()
+        .file(
+            "jobs.d/build.yaml",
+            "command: [\"true\"]
+",
+        )
+        .file(
+            "jobs.d/ship.yaml",
+            "schedule: {after: [build]}\ncommand: [\"true\"]\n",
+        )
+        .file(
+            "jobs.d/audit.yaml",
+            "schedule: \"0 4 * * *\"\ndepends_on: [build]\ncommand: [\"true\"]\n",
+        );
+    p.run(&["apply"]).code(0);
+    let mut daemon = p.serve(&["--token-file", "tokens"], None);
+    let base = daemon.url();
+    let driver = driver();
+    let client = browser(&driver, 1280, 700, false).await;
+    log_in(&client, &base, READER).await;
+    text_of(&client, "table.jobs tbody").await;
+    client.goto(&format!("{base}/graph")).await.unwrap();
+    text_of(&client, "svg.graph").await;
+    let mut edges = Vec::new();
+    for e in client
+        .find_all(Locator::Css("svg.graph path.edge"))
+        .await
+        .unwrap()
+    {
+        let title = e
+            .find(Locator::Css("title"))
+            .await
+            .unwrap()
+            .prop("textContent")
+            .await
+            .unwrap()
+            .unwrap_or_default();
+        edges.push(title);
+    }
+    edges.sort();
+    assert_eq!(
+        edges,
+        ["build → audit (depends on)", "build → ship (after)"]
+    );
+    let legend = text_of(&client, "main .legend").await;
+    assert!(legend.contains("2 jobs without links"), "{legend}");
+    screenshot(&client, "graph").await;
+    click(&client, "svg.graph a[href='/jobs/ship']").await;
+    wait_text(&client, "h1", "ship").await;
+    client.close().await.unwrap();
+    daemon.stop();
+}

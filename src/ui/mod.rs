@@ -61,6 +61,7 @@ pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
         ("preact", "/vendor/preact.js"),
         ("preact/hooks", "/vendor/preact-hooks.js"),
         ("htm", "/vendor/htm.js"),
+        ("dagre", "/vendor/dagre.js"),
     ] {
         imports.insert(name.into(), served(route).into());
     }

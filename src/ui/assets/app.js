@@ -11,6 +11,7 @@ import { JobPage } from './pages/job.js';
 import { RunPage } from './pages/run.js';
 import { StatusPage } from './pages/status.js';
 import { TimelinePage } from './pages/timeline.js';
+import { GraphPage } from './pages/graph.js';
 
 // Links to pages of the app navigate without reloading.
 document.addEventListener('click', (e) => {
@@ -27,6 +28,7 @@ function route(path) {
   if (path === '/login') return { page: LoginPage, title: 'Log in', bare: true };
   if (path === '/status') return { page: StatusPage, title: 'Status' };
   if (path === '/timeline') return { page: TimelinePage, title: 'Timeline' };
+  if (path === '/graph') return { page: GraphPage, title: 'Graph' };
   if (/^\/jobs\/[^/]+$/.test(path)) return { page: JobPage, title: decodeURIComponent(path.slice(6)) };
   if (/^\/runs\/\d+$/.test(path)) return { page: RunPage, title: `Run ${path.slice(6)}` };
   return { page: NotFoundPage, title: 'Not found' };
@@ -37,7 +39,7 @@ function Nav({ who, onLogout }) {
   const link = (to, label) => html`<a href=${to} aria-current=${here === to ? 'page' : undefined}>${label}</a>`;
   return html`<header class="top">
     <a class="brand" href="/">jobs</a>
-    <nav aria-label="Pages">${link('/', 'Jobs')}${link('/timeline', 'Timeline')}${link('/status', 'Status')}</nav>
+    <nav aria-label="Pages">${link('/', 'Jobs')}${link('/timeline', 'Timeline')}${link('/graph', 'Graph')}${link('/status', 'Status')}</nav>
     <div class="who">
       ${who && html`<span title=${`signed in ${who.via === 'none' ? 'without a token' : `with a ${who.role} token`}`}>
         ${who.name || (who.via === 'none' ? 'no token' : 'token')} · <b>${who.role}</b></span>`}
