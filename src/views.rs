@@ -226,7 +226,16 @@ pub fn detail(
     fires: &[Zoned],
     runs: BTreeMap<String, i64>,
     revisions: i64,
+    now: Timestamp,
 ) -> JobDetail {
+    let year = now
+        .checked_add(jiff::SignedDuration::from_hours(24 * 366))
+        .unwrap_or(now);
+    let dst_notes = if fires.is_empty() {
+        Vec::new()
+    } else {
+        row.schedule.dst_notes(&row.timezone, now, year)
+    };
     JobDetail {
         summary: summary(row, fires.first(), runs),
         next_fires: fires.iter().map(rfc3339).collect(),
@@ -238,6 +247,7 @@ pub fn detail(
         removed_at: row.removed_at.map(applied_stamp),
         definition: row.definition.clone(),
         params: params_of(&row.definition),
+        dst_notes,
     }
 }
 

@@ -1221,3 +1221,37 @@ fn a_client_too_slow_to_send_its_request_is_cut_off() {
     assert_eq!(http.get("/healthz", None).status, 200);
     assert_eq!(daemon.stop(), Some(0));
 }
+
+#[test]
+fn runs_link_to_their_dashboard_pages_when_the_public_address_is_known() {
+    let p = project().file(
+        "jobs.toml",
+        "[server]\npublic_url = \"https://jobs.example.com/\"\n",
+    );
+    let (daemon, http) = start(&p, &[]);
+    let url = http.base.clone();
+    let page = "https://jobs.example.com/runs/1";
+    // Through the server (which read `public_url` from the same jobs.toml) and locally.
+    let queued = p
+        .run(&["--server", &url, "--token", ADMIN, "trigger", "nightly"])
+        .code(0)
+        .stdout_has(page);
+    let _ = queued;
+    let json = p
+        .run(&[
+            "--server", &url, "--token", READER, "run", "get", "1", "-o", "json",
+        ])
+        .code(0)
+        .json();
+    assert_eq!(json["url"], page);
+    p.run(&["--server", &url, "--token", READER, "run", "get", "1"])
+        .code(0)
+        .stdout_has(&format!("Page:         {page}"));
+    p.run(&["run", "get", "1"])
+        .code(0)
+        .stdout_has(&format!("Page:         {page}"));
+    p.run(&["trigger", "nightly"])
+        .code(0)
+        .stdout_has("https://jobs.example.com/runs/2");
+    drop(daemon);
+}

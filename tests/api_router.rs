@@ -52,6 +52,7 @@ impl Api {
             insecure: false,
             public_metrics: false,
             tls: false,
+            public_url: None,
             webhook_rate_limit: 60,
             body_limit: 1 << 20,
             request_timeout: Duration::from_secs(30),

@@ -328,7 +328,8 @@ async fn pages_are_screenshot_light_and_dark_on_desktop_and_phone() {
             assert_eq!(background, json!("rgb(13, 17, 23)"), "{name}");
         }
         screenshot(&client, &format!("jobs-{name}")).await;
-        client.goto(&format!("{base}/login")).await.unwrap();
+        // Logged in, /login goes on to the jobs; logged out, it shows the form.
+        click(&client, "header .who button").await;
         client
             .wait()
             .at_most(WAIT)
@@ -462,6 +463,20 @@ async fn an_admin_triggers_with_a_parameter_watches_the_output_live_and_pauses()
     assert!(heat.contains("1 fire"), "{heat}");
     screenshot(&client, "timeline-week").await;
 
+    // A changed file is a new revision: the job page lists both and shows the diff.
+    p.write(
+        "jobs.d/greet.yaml",
+        std::fs::read_to_string(p.path("jobs.d/greet.yaml"))
+            .unwrap()
+            .replace("Greets, then waits", "Greets warmly, then waits"),
+    );
+    daemon.wait_for("reconciled: applied", &[]);
+    client.goto(&format!("{base}/jobs/greet")).await.unwrap();
+    let diff = wait_text(&client, "pre.diff", "+description: Greets warmly").await;
+    assert!(diff.contains("-description: Greets, then waits"), "{diff}");
+    let revisions = text_of(&client, "section[aria-labelledby=revs-h] tbody").await;
+    assert_eq!(revisions.lines().count(), 2, "{revisions}");
+
     // Pause with a reason: the jobs page says who and why.
     client.goto(&format!("{base}/jobs/greet")).await.unwrap();
     client
@@ -482,6 +497,13 @@ async fn an_admin_triggers_with_a_parameter_watches_the_output_live_and_pauses()
         row.contains("alice (api)") && row.contains("deploy freeze"),
         "{row}"
     );
+    // Its strip of recent runs links the run, coloured by its outcome.
+    client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css(".strip a.s-succeeded[href^='/runs/']"))
+        .await
+        .expect("the strip of recent runs");
 
     // A broken file shows on the status page with its line; the job keeps its revision.
     p.write(
@@ -566,6 +588,28 @@ async fn the_graph_draws_each_link_and_opens_a_job() {
     screenshot(&client, "graph").await;
     click(&client, "svg.graph a[href='/jobs/ship']").await;
     wait_text(&client, "h1", "ship").await;
+    client.close().await.unwrap();
+    daemon.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_without_tokens_says_how_to_set_one() {
+    let p = project();
+    p.run(&["apply"]).code(0);
+    let mut daemon = p.serve(&[], None);
+    let base = daemon.url();
+    let driver = driver();
+    let client = browser(&driver, 1280, 700, false).await;
+    client.goto(&format!("{base}/")).await.unwrap();
+    let page = wait_text(&client, "main", "no tokens configured").await;
+    assert!(page.contains("--token-file"), "{page}");
+    assert!(
+        client
+            .find_all(Locator::Id("token"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     client.close().await.unwrap();
     daemon.stop();
 }

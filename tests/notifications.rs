@@ -287,7 +287,7 @@ fn webhook_slack_and_mail_arrive_over_tls_with_the_runs_summary() {
     assert_eq!(hook["state"], "failed");
     assert_eq!(hook["exit_code"], 2);
     assert_eq!(hook["host"], host.as_str());
-    assert_eq!(hook["url"], "https://jobs.example.com/v1/runs/1");
+    assert_eq!(hook["url"], "https://jobs.example.com/runs/1");
     let tail = hook["output_tail"].as_str().unwrap();
     assert_eq!(tail.lines().count(), 20, "{tail}");
     assert!(tail.ends_with("step 30\ndisk full"), "{tail}");
@@ -304,7 +304,7 @@ fn webhook_slack_and_mail_arrive_over_tls_with_the_runs_summary() {
         "State: failed".to_string(),
         "Exit code: 2".to_string(),
         format!("Host: {host}"),
-        "Link: <https://jobs.example.com/v1/runs/1|run 1>".to_string(),
+        "Link: <https://jobs.example.com/runs/1|run 1>".to_string(),
         "step 30\ndisk full\n```".to_string(),
     ] {
         assert!(text.contains(&part), "no {part:?} in\n{text}");
@@ -325,7 +325,7 @@ fn webhook_slack_and_mail_arrive_over_tls_with_the_runs_summary() {
         "State:     failed\n".to_string(),
         "Exit code: 2\n".to_string(),
         format!("Host:      {host}\n"),
-        "Link:      https://jobs.example.com/v1/runs/1\n".to_string(),
+        "Link:      https://jobs.example.com/runs/1\n".to_string(),
         "    step 30\n    disk full\n".to_string(),
     ] {
         assert!(data.contains(&part), "no {part:?} in\n{data}");

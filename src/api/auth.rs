@@ -380,6 +380,9 @@ pub(crate) fn caller(
             name: None,
         });
     }
+    if api.tokens.is_empty() {
+        return Err(no_tokens());
+    }
     if headers.get(AUTHORIZATION).is_none()
         && let Some(value) = session_cookie(headers)
     {
@@ -404,15 +407,17 @@ pub(crate) fn caller(
             "the Authorization header is not `Bearer TOKEN`",
         )
     })?;
-    if api.tokens.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "the server has no tokens configured: start it with --token-file or JOBS_TOKEN",
-        ));
-    }
     api.tokens
         .principal_of(token.as_bytes())
         .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "the token is not valid"))
+}
+
+/// What every caller of a server without tokens (and without `--insecure`) is told.
+pub(crate) fn no_tokens() -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "the server has no tokens configured: start it with --token-file or JOBS_TOKEN",
+    )
 }
 
 /// The dashboard's session cookie, if the request carries one.

@@ -111,17 +111,30 @@ pub(crate) fn no_job(name: &str) -> ApiError {
 
 /// One job, with its definition and next five fires.
 #[utoipa::path(get, path = "/v1/jobs/{name}", tag = "jobs",
-    params(("name" = String, Path, description = "The job's name")),
-    responses((status = 200, body = JobDetail),
+    params(("name" = String, Path, description = "The job's name"), DetailQuery),
+    responses((status = 200, body = JobDetail), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get(
     State(api): State<Arc<Api>>,
     _: Reader,
     Path(name): Path<String>,
+    Query(q): Query<DetailQuery>,
 ) -> ApiResult<Json<JobDetail>> {
+    let n = q.fires.unwrap_or(5);
+    if n > 50 {
+        return Err(ApiError::bad_request("fires must be at most 50"));
+    }
     let (row, counts, revisions) = find(&api, name).await?;
-    let fires = views::next_fires_in(&row, api.now(), 5);
-    Ok(Json(views::detail(&row, &fires, counts, revisions)))
+    let now = api.now();
+    let fires = views::next_fires_in(&row, now, n);
+    Ok(Json(views::detail(&row, &fires, counts, revisions, now)))
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DetailQuery {
+    /// How many next fires to list (default 5, at most 50).
+    pub fires: Option<usize>,
 }
 
 /// Queues a run of the job now, with the given parameters: 202 with the pending run.
@@ -198,7 +211,7 @@ pub(crate) async fn queue_run(
             }
         })?;
     api.daemon.send(crate::handle::Command::RunQueued);
-    Ok(wire::Run::from(run))
+    Ok(wire::Run::from(run).linked(api.public_url.as_deref()))
 }
 
 /// Pauses the job: its scheduled fires are skipped (and recorded as skipped) until resumed.
@@ -379,8 +392,9 @@ fn write_error(e: ApiWriteError, text: Option<&str>, positions: bool) -> ApiErro
 
 async fn detail_of(api: &Arc<Api>, name: String) -> ApiResult<JobDetail> {
     let (row, counts, revisions) = find(api, name).await?;
-    let fires = views::next_fires_in(&row, api.now(), 5);
-    Ok(views::detail(&row, &fires, counts, revisions))
+    let now = api.now();
+    let fires = views::next_fires_in(&row, now, 5);
+    Ok(views::detail(&row, &fires, counts, revisions, now))
 }
 
 /// Creates an API-owned job from a definition in the job file format, as JSON or YAML. Its

@@ -14,6 +14,7 @@ mod fires;
 mod hooks;
 mod jobs;
 mod plan;
+mod revisions;
 mod runs;
 mod server;
 pub mod session;
@@ -55,6 +56,8 @@ pub struct Options {
     pub public_metrics: bool,
     /// Served over TLS: session cookies are `Secure`.
     pub tls: bool,
+    /// `[server] public_url`: runs link to their dashboard pages under it.
+    pub public_url: Option<String>,
     pub webhook_rate_limit: u32,
     pub body_limit: u64,
     pub request_timeout: StdDuration,
@@ -81,6 +84,7 @@ pub struct Api {
     pub(crate) insecure: bool,
     pub(crate) public_metrics: bool,
     pub(crate) tls: bool,
+    pub(crate) public_url: Option<String>,
     readers: Mutex<Readers>,
     reader_freed: std::sync::Condvar,
     /// One per pooled connection: a long read waits here, on the runtime, not on a blocking
@@ -307,9 +311,12 @@ fn routes() -> (Router<Arc<Api>>, utoipa::openapi::OpenApi) {
         .routes(routes!(jobs::pause))
         .routes(routes!(jobs::resume))
         .routes(routes!(jobs::graph))
+        .routes(routes!(revisions::list))
+        .routes(routes!(revisions::diff))
         .routes(routes!(fires::fires))
         .routes(routes!(plan::plan))
         .routes(routes!(runs::list))
+        .routes(routes!(runs::recent))
         .routes(routes!(runs::get))
         .routes(routes!(runs::events))
         .routes(routes!(runs::logs))
@@ -343,6 +350,7 @@ pub fn router(options: Options) -> Router {
         insecure: options.insecure,
         public_metrics: options.public_metrics,
         tls: options.tls,
+        public_url: options.public_url,
         readers: Mutex::new(Readers::default()),
         reader_freed: std::sync::Condvar::new(),
         reader_permits: tokio::sync::Semaphore::new(READERS),

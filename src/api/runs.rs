@@ -1,5 +1,6 @@
 //! `/v1/runs`: list, get, events, logs (with live following), cancel.
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
@@ -93,6 +94,65 @@ pub async fn list(
     }))
 }
 
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RecentQuery {
+    /// Job names, comma-separated (at most 500).
+    pub jobs: String,
+    /// Runs per job (default 20, at most 100).
+    pub per_job: Option<usize>,
+}
+
+/// The newest runs of each of the jobs named, newest first: the strips of the dashboard's
+/// jobs page, one request for a page of jobs. A name with no runs (or no job) maps to `[]`.
+#[utoipa::path(get, path = "/v1/runs/recent", tag = "runs", params(RecentQuery),
+    responses((status = 200, body = wire::RecentRuns),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub async fn recent(
+    State(api): State<Arc<Api>>,
+    _: Reader,
+    Query(q): Query<RecentQuery>,
+) -> ApiResult<Json<wire::RecentRuns>> {
+    let per_job = q.per_job.unwrap_or(20);
+    if !(1..=100).contains(&per_job) {
+        return Err(ApiError::bad_request("per_job must be between 1 and 100"));
+    }
+    let names: Vec<String> = q
+        .jobs
+        .split(',')
+        .filter(|n| !n.is_empty())
+        .map(str::to_string)
+        .collect();
+    if names.len() > 500 {
+        return Err(ApiError::bad_request("at most 500 jobs at a time"));
+    }
+    let jobs = api
+        .read_blocking(move |l| {
+            let mut out = BTreeMap::new();
+            for name in names {
+                let filter = RunFilter {
+                    job: Some(name.clone()),
+                    limit: Some(per_job),
+                    ..RunFilter::default()
+                };
+                let runs = l
+                    .runs(&filter)?
+                    .into_iter()
+                    .map(|r| wire::RecentRun {
+                        id: r.id,
+                        state: r.state.as_str().to_string(),
+                        duration_ms: r.duration_ms,
+                        at: crate::ledger::stamp(r.scheduled_at.unwrap_or(r.created_at)),
+                    })
+                    .collect();
+                out.insert(name, runs);
+            }
+            Ok(out)
+        })
+        .await?;
+    Ok(Json(wire::RecentRuns { jobs }))
+}
+
 async fn find(api: &Arc<Api>, id: i64) -> ApiResult<RunRow> {
     api.read(move |l| l.run(id))
         .await?
@@ -110,7 +170,8 @@ pub async fn get(
     _: Reader,
     Path(id): Path<i64>,
 ) -> ApiResult<Json<wire::Run>> {
-    find(&api, id).await.map(|run| Json(wire::Run::from(run)))
+    let run = find(&api, id).await?;
+    Ok(Json(wire::Run::from(run).linked(api.public_url.as_deref())))
 }
 
 /// A run's events, oldest first: created, started, signals, retries, its end.

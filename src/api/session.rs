@@ -148,10 +148,7 @@ pub async fn login(
 ) -> ApiResult<Response> {
     let body = body.ok_or_else(|| ApiError::bad_request("send {\"token\": \"...\"}"))?;
     if api.tokens.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "the server has no tokens configured: start it with --token-file or JOBS_TOKEN",
-        ));
+        return Err(super::auth::no_tokens());
     }
     let principal = api
         .tokens

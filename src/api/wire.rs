@@ -80,7 +80,7 @@ pub struct JobSummary {
 pub struct JobDetail {
     #[serde(flatten)]
     pub summary: JobSummary,
-    /// The next five fires, RFC 3339 in the job's time zone.
+    /// The next fires, RFC 3339 in the job's time zone: five, or `?fires=N` (at most 50).
     pub next_fires: Vec<String>,
     /// How many revisions the ledger holds.
     pub revisions: i64,
@@ -92,7 +92,11 @@ pub struct JobDetail {
     /// The normalized definition, as recorded.
     pub definition: String,
     /// The parameters a trigger may give, as declared (the dashboard's trigger form).
+    #[serde(default)]
     pub params: Vec<ParamView>,
+    /// How daylight-saving changes over the next year move the schedule's fires, in words.
+    #[serde(default)]
+    pub dst_notes: Vec<String>,
 }
 
 /// A declared parameter of a job.
@@ -272,9 +276,21 @@ pub struct Run {
     pub output_bytes: i64,
     pub output_truncated: bool,
     pub cancel_requested: Option<String>,
+    /// The run's page in the dashboard, when the server knows its public address
+    /// (`[server] public_url`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 impl Run {
+    /// The run with its dashboard page under `public_url`, if one is known.
+    #[must_use]
+    pub fn linked(mut self, public_url: Option<&str>) -> Run {
+        self.url =
+            public_url.map(|base| format!("{}/runs/{}", base.trim_end_matches('/'), self.id));
+        self
+    }
+
     /// The run's state, if this version of jobs knows it.
     pub fn state(&self) -> Option<RunState> {
         RunState::parse(&self.state).ok()
@@ -314,6 +330,7 @@ impl From<ledger::RunRow> for Run {
             output_bytes: r.output_bytes,
             output_truncated: r.output_truncated,
             cancel_requested: r.cancel_requested.map(ledger::stamp),
+            url: None,
         }
     }
 }
@@ -588,4 +605,57 @@ pub struct FiresView {
     pub jobs: Vec<JobFires>,
     /// Fires of all jobs per hour, the first bucket starting at `from`.
     pub hourly: Vec<u64>,
+}
+
+/// A run in a job's strip of recent runs (the dashboard's jobs page).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RecentRun {
+    pub id: i64,
+    pub state: String,
+    pub duration_ms: Option<i64>,
+    /// When it was due (or created, for a run without a slot).
+    pub at: String,
+}
+
+/// The newest runs of each job asked for, newest first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RecentRuns {
+    pub jobs: BTreeMap<String, Vec<RecentRun>>,
+}
+
+// Revisions: `GET /v1/jobs/{name}/revisions`, `GET /v1/jobs/{name}/revisions/diff`.
+
+/// One applied revision of a job.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RevisionView {
+    pub number: i64,
+    pub applied_at: String,
+    pub git_commit: Option<String>,
+    pub git_dirty: Option<bool>,
+    /// The file it came from, relative to the jobs folder (none for an API-owned job).
+    pub file: Option<String>,
+    pub content_hash: String,
+}
+
+impl From<&ledger::Revision> for RevisionView {
+    fn from(r: &ledger::Revision) -> RevisionView {
+        RevisionView {
+            number: r.number,
+            applied_at: ledger::applied_stamp(r.applied_at),
+            git_commit: r.git_commit.clone(),
+            git_dirty: r.git_dirty,
+            file: r.source_path.clone(),
+            content_hash: r.content_hash.clone(),
+        }
+    }
+}
+
+/// The change between two revisions' definitions, as a unified diff of their normal forms.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RevisionDiff {
+    pub job: String,
+    pub from: RevisionView,
+    pub to: RevisionView,
+    /// Empty when the definitions are the same.
+    pub diff: String,
 }

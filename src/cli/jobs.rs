@@ -328,7 +328,7 @@ pub fn get(settings: &Settings, name: &str) -> Result<ExitCode> {
     let fires = row_next_fires(&row, now, 5);
     output::job_detail(
         settings.output,
-        &crate::views::detail(&row, &fires, counts, n_revisions),
+        &crate::views::detail(&row, &fires, counts, n_revisions, now),
     )
 }
 

@@ -70,7 +70,7 @@ pub fn trigger(
         Some(&params_body(given)?),
     )?;
     if !wait {
-        render_queued(format, run.id, name)?;
+        render_queued(format, run.id, name, run.url.as_deref())?;
         return Ok(ExitCode::SUCCESS);
     }
     eprintln!("run {} of {name} queued", run.id);

@@ -123,7 +123,8 @@ pub fn trigger(settings: &Settings, job: &str, given: &[String], wait: bool) -> 
         eprintln!("run {id} of {job} queued");
         return wait_for_run(settings, &ledger, id);
     }
-    render_queued(settings.output, id, job)?;
+    let page = dashboard(settings).map(|base| format!("{base}/runs/{id}"));
+    render_queued(settings.output, id, job, page.as_deref())?;
     if !daemon_up {
         eprintln!(
             "warning: no `jobctl serve` is running on {}; the run starts when one does (or use `jobctl run {job}` to run it here)",
@@ -352,9 +353,17 @@ fn find_run(settings: &Settings, id: i64) -> Result<(Ledger, crate::ledger::RunR
     Ok((ledger, run))
 }
 
+/// The dashboard's address for links to runs: `[server] public_url` in `jobs.toml`.
+fn dashboard(settings: &Settings) -> Option<String> {
+    settings.config.notify.public_url.clone()
+}
+
 pub fn run_get(settings: &Settings, id: i64) -> Result<ExitCode> {
     let (_, run) = find_run(settings, id)?;
-    render_run(settings.output, &Run::from(run))
+    render_run(
+        settings.output,
+        &Run::from(run).linked(dashboard(settings).as_deref()),
+    )
 }
 
 pub fn run_events(settings: &Settings, id: i64) -> Result<ExitCode> {

@@ -119,7 +119,11 @@ fn server_config(settings: &Settings, flags: ServeFlags) -> Result<ServerConfig>
 
 fn init_logging(format: &str) -> Result<()> {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("JOBS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // memory-serve logs each embedded asset at INFO as the dashboard's router is built: noise
+    // in an operator's log, kept to its warnings unless JOBS_LOG names it.
+    let filter = EnvFilter::try_from_env("JOBS_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info"))
+        .add_directive("memory_serve=warn".parse().expect("a valid directive"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

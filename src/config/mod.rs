@@ -93,7 +93,8 @@ pub struct NotifyConfig {
     pub ca_cert: Option<PathBuf>,
     /// `[smtp]`: the server for `email:` notifications.
     pub smtp: Option<SmtpConfig>,
-    /// `[server] public_url`, without a trailing `/`: runs are linked as `URL/v1/runs/ID`.
+    /// `[server] public_url`, without a trailing `/`: runs are linked to their dashboard pages,
+    /// `URL/runs/ID`.
     pub public_url: Option<String>,
 }
 

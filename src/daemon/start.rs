@@ -329,6 +329,7 @@ fn spawn_api(
         insecure: daemon.options.insecure,
         public_metrics: server.public_metrics,
         tls: certificate.is_some(),
+        public_url: daemon.options.notify.public_url.clone(),
         webhook_rate_limit: server.webhook_rate_limit,
         body_limit: server.body_limit,
         request_timeout,

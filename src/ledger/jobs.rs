@@ -347,6 +347,36 @@ impl Ledger {
         }
     }
 
+    /// Every revision of a job, newest first.
+    ///
+    /// # Errors
+    ///
+    /// On a SQLite failure, or a stored time that is not one.
+    pub fn revisions(&self, name: &str) -> Result<Vec<Revision>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT number, created_at, git_commit, git_dirty, source_path, content_hash,
+                        definition
+                 FROM revisions WHERE job = ?1 ORDER BY number DESC",
+            )
+            .for_ledger(self)?;
+        stmt.query_map([name], |row| {
+            let number: i64 = row.get(0)?;
+            Ok(Revision {
+                number,
+                applied_at: instant(row, 1, &|| format!("revision {number}"))?,
+                git_commit: row.get(2)?,
+                git_dirty: row.get(3)?,
+                source_path: row.get(4)?,
+                content_hash: row.get(5)?,
+                definition: row.get(6)?,
+            })
+        })
+        .and_then(Iterator::collect)
+        .for_ledger(self)
+    }
+
     /// A revision's job name and definition (its normal YAML form).
     ///
     /// # Errors
@@ -362,6 +392,19 @@ impl Ledger {
             .optional()
             .for_ledger(self)
     }
+}
+
+/// One applied revision of a job (see [`Ledger::revisions`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Revision {
+    pub number: i64,
+    pub applied_at: Timestamp,
+    pub git_commit: Option<String>,
+    pub git_dirty: Option<bool>,
+    pub source_path: Option<String>,
+    pub content_hash: String,
+    /// The normal YAML form.
+    pub definition: String,
 }
 
 /// A job's applied definition and run count (see [`Ledger::applied_definition`]).

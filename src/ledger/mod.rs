@@ -42,7 +42,9 @@ pub use claims::{CancelOutcome, Claim, Finish, Handoff, ProcessStarted, RunEnd, 
 pub use daemon_state::DaemonEvent;
 pub use deps::Resolved;
 pub use error::{LedgerError, Result};
-pub use jobs::{ApplyBatch, ApplyRecord, GitInfo, JobRow, LastRun, NewRevision, Owner, Pause};
+pub use jobs::{
+    ApplyBatch, ApplyRecord, GitInfo, JobRow, LastRun, NewRevision, Owner, Pause, Revision,
+};
 pub use lease::LeaseRow;
 pub use retention::Retention;
 pub use rewind::Rewound;

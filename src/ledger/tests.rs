@@ -429,7 +429,14 @@ fn the_json_of_a_run_and_a_job_shows_every_stamp_as_stored() {
         .unwrap();
     let detail = |name: &str| {
         let row = ledger.job(name).unwrap().unwrap();
-        serde_json::to_value(crate::views::detail(&row, &[], Default::default(), 1)).unwrap()
+        serde_json::to_value(crate::views::detail(
+            &row,
+            &[],
+            Default::default(),
+            1,
+            row.updated_at,
+        ))
+        .unwrap()
     };
     let (a, b) = (detail("a"), detail("b"));
     assert_eq!(a["created_at"], "2026-10-31T12:00:00Z");

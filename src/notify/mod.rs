@@ -61,7 +61,7 @@ pub struct Outcome {
     pub host: String,
     /// The last lines of the run's output (at most [`TAIL_LINES`] lines and [`TAIL_BYTES`]).
     pub output_tail: String,
-    /// The run in the API, `PUBLIC_URL/v1/runs/ID`, when `[server] public_url` is set.
+    /// The run's page in the dashboard, `PUBLIC_URL/runs/ID`, when `[server] public_url` is set.
     pub url: Option<String>,
 }
 
@@ -312,11 +312,11 @@ impl Notifier {
         &self.host
     }
 
-    /// The run's link in the API, when `[server] public_url` is set.
+    /// The run's page in the dashboard, when `[server] public_url` is set.
     pub fn run_url(&self, run_id: i64) -> Option<String> {
         self.public_url
             .as_ref()
-            .map(|base| format!("{base}/v1/runs/{run_id}"))
+            .map(|base| format!("{base}/runs/{run_id}"))
     }
 
     /// The variable holding the SMTP password, which runs must not inherit.
@@ -535,7 +535,7 @@ mod tests {
             event: event_for(state).unwrap_or("on_failure"),
             host: "web-1".into(),
             output_tail: "copying\nno space left on device".into(),
-            url: Some("https://jobs.example.com/v1/runs/42".into()),
+            url: Some("https://jobs.example.com/runs/42".into()),
         }
     }
 
@@ -732,7 +732,7 @@ mod tests {
             "Duration:  5s",
             "Host:      web-1",
             "Streak:    3 consecutive failures",
-            "Link:      https://jobs.example.com/v1/runs/42",
+            "Link:      https://jobs.example.com/runs/42",
             "Last lines of output:",
             "    no space left on device",
         ] {
@@ -760,7 +760,7 @@ mod tests {
             "{message}"
         );
         assert!(
-            message.contains("Link: <https://jobs.example.com/v1/runs/42|run 42>\n"),
+            message.contains("Link: <https://jobs.example.com/runs/42|run 42>\n"),
             "{message}"
         );
         assert!(
@@ -799,7 +799,7 @@ mod tests {
             serde_json::from_str(request.split("\r\n\r\n").nth(1).unwrap()).unwrap();
         assert_eq!(body["host"], "web-1");
         assert_eq!(body["output_tail"], "copying\nno space left on device");
-        assert_eq!(body["url"], "https://jobs.example.com/v1/runs/42");
+        assert_eq!(body["url"], "https://jobs.example.com/runs/42");
     }
 
     #[tokio::test]

@@ -11,11 +11,19 @@ use super::{OutputFormat, columns};
 use crate::api::wire::{CancelResult, OutputLine, Run, RunEvent};
 use crate::run::RunState;
 
-pub fn render_queued(format: OutputFormat, id: i64, job: &str) -> Result<()> {
+/// A queued run; `page` is its page in the dashboard, when the address is known.
+pub fn render_queued(format: OutputFormat, id: i64, job: &str, page: Option<&str>) -> Result<()> {
     if format == OutputFormat::Json {
-        super::json(&json!({"run": id, "job": job, "state": "pending"}))
+        let mut out = json!({"run": id, "job": job, "state": "pending"});
+        if let Some(page) = page {
+            out["url"] = json!(page);
+        }
+        super::json(&out)
     } else {
         println!("run {id} of {job} queued");
+        if let Some(page) = page {
+            println!("  {page}");
+        }
         Ok(())
     }
 }
@@ -188,6 +196,10 @@ pub fn render_run(format: OutputFormat, run: &Run) -> Result<ExitCode> {
         ),
         ("Params", dash(run.params.as_ref().map(ToString::to_string))),
     ];
+    let mut pairs = pairs;
+    if let Some(page) = &run.url {
+        pairs.push(("Page", page.clone()));
+    }
     let lines: Vec<[String; 2]> = pairs
         .into_iter()
         .map(|(k, v)| [format!("{k}:"), v])

@@ -90,10 +90,38 @@ function Runs({ name, now }) {
   </section>`;
 }
 
+// The revisions (GitOps is history): each with its commit, and the diff between any two.
+function Revisions({ name, count, now }) {
+  const list = useApi(() => api.get(`/v1/jobs/${encodeURIComponent(name)}/revisions`), [name, count]);
+  const [pair, setPair] = useState(null);
+  const revs = list.data || [];
+  const chosen = pair || (revs.length > 1 ? [revs[1].number, revs[0].number] : null);
+  const diff = useApi(() => (chosen ? api.get(`/v1/jobs/${encodeURIComponent(name)}/revisions/diff?from=${chosen[0]}&to=${chosen[1]}`) : Promise.resolve(null)), [name, chosen && chosen.join('-')]);
+  if (list.error) return html`<section><h2>Revisions</h2><${Problem} error=${list.error} /></section>`;
+  if (!list.data) return null;
+  const pick = (i) => (e) => { const next = [...chosen]; next[i] = Number(e.currentTarget.value); setPair(next); };
+  return html`<section aria-labelledby="revs-h">
+    <h2 id="revs-h">Revisions</h2>
+    <div class="scroll"><table>
+      <thead><tr><th scope="col">Revision</th><th scope="col">Applied</th><th scope="col">Commit</th><th scope="col">File</th></tr></thead>
+      <tbody>${revs.map((r) => html`<tr><td>${r.number}</td><td class="nowrap"><${When} at=${r.applied_at} now=${now} /></td>
+        <td>${r.git_commit ? html`<code title=${r.git_commit}>${r.git_commit.slice(0, 12)}</code>${r.git_dirty ? ' (uncommitted changes)' : ''}` : html`<span class="muted">—</span>`}</td>
+        <td>${r.file ? html`<code>${r.file}</code>` : 'the API'}</td></tr>`)}</tbody>
+    </table></div>
+    ${chosen && html`<div class="bar">
+      <label class="inline">Compare <select value=${chosen[0]} onChange=${pick(0)} aria-label="From revision">${revs.map((r) => html`<option value=${r.number}>${r.number}</option>`)}</select></label>
+      <label class="inline">with <select value=${chosen[1]} onChange=${pick(1)} aria-label="To revision">${revs.map((r) => html`<option value=${r.number}>${r.number}</option>`)}</select></label>
+    </div>
+    ${diff.data && (diff.data.diff
+      ? html`<pre class="diff">${diff.data.diff.split('\n').map((l) => html`<div class=${l.startsWith('+') && !l.startsWith('+++') ? 'add' : l.startsWith('-') && !l.startsWith('---') ? 'del' : l.startsWith('@@') ? 'hunk' : ''}>${l}</div>`)}</pre>`
+      : html`<p class="muted">The two revisions define the job the same way.</p>`)}`}
+  </section>`;
+}
+
 export function JobPage({ who, path }) {
   const name = decodeURIComponent(path.split('?')[0].slice('/jobs/'.length));
   const now = useNow(1000);
-  const job = useApi(() => api.get(`/v1/jobs/${encodeURIComponent(name)}`), [name]);
+  const job = useApi(() => api.get(`/v1/jobs/${encodeURIComponent(name)}?fires=10`), [name]);
   if (job.error && !job.data) {
     return html`<h1>${name}</h1><${Problem} error=${job.error} /><p><a href="/">Back to every job</a></p>`;
   }
@@ -118,6 +146,7 @@ export function JobPage({ who, path }) {
           ${j.next_fires.length === 0
             ? html`<p class="muted">None: ${j.schedule_kind === 'manual' ? 'it runs when triggered' : j.state === 'paused' ? 'it is paused' : 'nothing is scheduled'}.</p>`
             : html`<ol class="fires">${j.next_fires.map((f) => html`<li><${When} at=${f} zone=${j.timezone} now=${now} /></li>`)}</ol>`}
+          ${j.dst_notes.length > 0 && html`<ul class="notes" aria-label="Daylight-saving notes">${j.dst_notes.map((n) => html`<li>${n}</li>`)}</ul>`}
         </section>
       </div>
       ${who.role === 'admin' && j.state !== 'removed' && html`<div class="actions">
@@ -126,5 +155,6 @@ export function JobPage({ who, path }) {
       </div>`}
     </div>
     <${Runs} name=${j.name} now=${now} />
+    <${Revisions} name=${j.name} count=${j.revisions} now=${now} />
     <details><summary>Definition (revision ${j.revision})</summary><pre class="definition">${j.definition}</pre></details>`;
 }

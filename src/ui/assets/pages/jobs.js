@@ -68,7 +68,21 @@ function StateBadge({ job }) {
     ${job.paused && html`<div class="sub">by ${job.paused.by}${job.paused.reason ? ` · ${job.paused.reason}` : ''}</div>`}`;
 }
 
-function Row({ job, now }) {
+// The last runs, oldest to newest: colour = outcome, height = duration (relative to the
+// job's longest shown).
+function Strip({ runs }) {
+  if (!runs) return html`<span class="strip" aria-hidden="true"></span>`;
+  if (runs.length === 0) return html`<span class="muted">never ran</span>`;
+  const shown = runs.slice().reverse();
+  const longest = Math.max(1, ...shown.map((r) => r.duration_ms || 0));
+  const summary = `last ${shown.length} runs: ${shown.filter((r) => r.state === 'succeeded').length} succeeded, ${shown.filter((r) => ['failed', 'timed_out', 'interrupted'].includes(r.state)).length} failed`;
+  return html`<span class="strip" role="img" aria-label=${summary}>${shown.map((r) => {
+    const h = 4 + Math.round(14 * ((r.duration_ms || 0) / longest));
+    return html`<a href=${`/runs/${r.id}`} class=${`s-${r.state}`} style=${`height:${h}px`} title=${`#${r.id} ${r.state}${r.duration_ms !== null ? `, ${r.duration_ms} ms` : ''}`} tabindex="-1"></a>`;
+  })}</span>`;
+}
+
+function Row({ job, now, runs }) {
   const last = job.last_run;
   return html`<tr>
     <td class="job"><a href=${`/jobs/${encodeURIComponent(job.name)}`}>${job.name}</a>
@@ -85,6 +99,7 @@ function Row({ job, now }) {
       ? html`<span class=${`dot s-${last.state}`} aria-hidden="true"></span>${last.state}
         <div class="sub" title=${hover(last.at, job.timezone)}>${relative(last.at, now)}</div>`
       : html`<span class="muted">never ran</span>`}</td>
+    <td data-label="Recent" class="nowrap">${last ? html`<${Strip} runs=${runs} />` : ''}</td>
   </tr>`;
 }
 
@@ -104,6 +119,15 @@ export function JobsPage() {
   }, []);
   const tags = useMemo(() => [...new Set((jobs || []).flatMap((j) => j.tags))].sort(), [jobs]);
   const rows = useMemo(() => (jobs || []).filter((j) => matches(j, f)).sort(compare(f.sort)), [jobs, f.text, f.tag, f.state, f.sort]);
+  const visible = rows.slice(0, shown);
+  // The strips of the rows shown: one request for the window, refreshed with the list.
+  const [strips, setStrips] = useState({});
+  const names = visible.filter((j) => j.last_run && !(j.name in strips)).map((j) => j.name).join(',');
+  useEffect(() => {
+    if (!names) return;
+    api.get(`/v1/runs/recent?per_job=20&jobs=${encodeURIComponent(names)}`).then((r) => setStrips((s) => ({ ...s, ...r.jobs })), () => {});
+  }, [names]);
+  useEffect(() => setStrips({}), [jobs]);
   const change = (key) => (e) => { setShown(WINDOW); setQuery({ ...f, [key]: e.currentTarget.value }); };
   if (error && !jobs) return html`<h1>Jobs</h1><p class="error" role="alert">${error}</p>`;
   if (!jobs) return html`<h1>Jobs</h1><p class="muted" aria-busy="true">Loading…</p>`;
@@ -120,8 +144,8 @@ export function JobsPage() {
       : rows.length === 0
         ? html`<div class="empty"><p>No job matches these filters.</p><p><a href="/">Clear the filters</a></p></div>`
         : html`<div class="scroll"><table class="jobs">
-            <thead><tr><th scope="col">Job</th><th scope="col">State</th><th scope="col">Schedule</th><th scope="col">Zone</th><th scope="col">Next fire</th><th scope="col">Last run</th></tr></thead>
-            <tbody>${rows.slice(0, shown).map((j) => html`<${Row} key=${j.name} job=${j} now=${now} />`)}</tbody>
+            <thead><tr><th scope="col">Job</th><th scope="col">State</th><th scope="col">Schedule</th><th scope="col">Zone</th><th scope="col">Next fire</th><th scope="col">Last run</th><th scope="col">Recent</th></tr></thead>
+            <tbody>${visible.map((j) => html`<${Row} key=${j.name} job=${j} now=${now} runs=${strips[j.name]} />`)}</tbody>
           </table></div>
           ${rows.length > shown && html`<p><button type="button" onClick=${() => setShown(shown + WINDOW)}>Show ${Math.min(WINDOW, rows.length - shown)} more of ${rows.length - shown}</button></p>`}`}`;
 }

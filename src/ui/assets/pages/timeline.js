@@ -59,7 +59,7 @@ function useWidth() {
 function ticks(start, end, width) {
   const span = end - start;
   const steps = [HOUR, 3 * HOUR, 6 * HOUR, 12 * HOUR, 24 * HOUR];
-  const step = steps.find((s) => (width - LABEL) / (span / s) >= 70) || 24 * HOUR;
+  const step = steps.find((s) => (width - LABEL) / (span / s) >= 100) || 24 * HOUR;
   const out = [];
   for (let t = Math.ceil(start / step) * step; t < end; t += step) out.push(t);
   return out;
@@ -99,13 +99,28 @@ function Chart({ runs, fires, start, end, now, width }) {
     const y = AXIS + row.get(r.job) * ROW + ROW / 2;
     return html`<line class="retry" x1=${x(Date.parse(prev.finished_at))} x2=${x(Date.parse(r.started_at || r.created_at))} y1=${y} y2=${y} />`;
   });
-  const coming = fires.jobs.flatMap((f) => f.fires.map((at) => {
-    const t = parse(at).getTime();
+  // Coming fires, hollow; fires closer than a few pixels merge into one band ("12 fires").
+  const coming = fires.jobs.flatMap((f) => {
+    const groups = [];
+    for (const at of f.fires) {
+      const t = parse(at).getTime();
+      const last = groups[groups.length - 1];
+      if (last && x(t) - x(last.to) < 4) {
+        last.to = t;
+        last.n += 1;
+      } else {
+        groups.push({ from: t, to: t, n: 1 });
+      }
+    }
     const y = AXIS + row.get(f.job) * ROW + 4;
-    const w = Math.max(4, x(t + typical.get(f.job)) - x(t));
-    const label = `${f.job} fires ${exact.format(new Date(t))}`;
-    return html`<rect class="fire" x=${x(t)} y=${y} width=${w} height=${ROW - 8} rx="2"><title>${label}</title></rect>`;
-  }));
+    return groups.map((grp) => {
+      const w = Math.max(4, x(grp.to + typical.get(f.job)) - x(grp.from));
+      const label = grp.n === 1
+        ? `${f.job} fires ${exact.format(new Date(grp.from))}`
+        : `${f.job} fires ${grp.n} times from ${exact.format(new Date(grp.from))} to ${exact.format(new Date(grp.to))}`;
+      return html`<rect class=${grp.n === 1 ? 'fire' : 'fire band'} x=${x(grp.from)} y=${y} width=${w} height=${ROW - 8} rx="2"><title>${label}</title></rect>`;
+    });
+  });
   return html`<svg class="timeline" width=${width} height=${height} role="img" aria-label=${`Runs and coming fires of ${names.length} jobs`}>
     ${ticks(start, end, width).map((t) => html`<g><line class="grid" x1=${x(t)} x2=${x(t)} y1=${AXIS - 4} y2=${height} /><text class="tick" x=${x(t) + 3} y="14">${tickFormat.format(new Date(t))}</text></g>`)}
     ${names.map((n, i) => html`<g>
