@@ -97,9 +97,9 @@ pub fn fires_in(rows: &[JobRow], from: Timestamp, to: Timestamp, per_job: usize)
         let mut fires = Vec::new();
         let mut total = 0u64;
         let mut after = start;
-        // Batches that double from 8: a daily job costs a few fires past the window, not a
+        // Batches that double from 2: a daily job costs a fire past the window, not a
         // thousand; a job firing every second still takes big steps.
-        let mut size = 8;
+        let mut size = 2;
         'batches: while total < MAX_FIRES_COUNTED as u64 {
             let batch = row
                 .schedule

@@ -2,7 +2,7 @@
 //! list and count them. Writes live elsewhere (`claims`, `slots`, `deps`); this file reads.
 
 use jiff::Timestamp;
-use rusqlite::{OptionalExtension, params};
+use rusqlite::OptionalExtension;
 
 use super::columns::{instant, instant_opt, parsed};
 use super::{ForLedger, Ledger, Result};
@@ -163,28 +163,42 @@ impl Ledger {
     ///
     /// On a SQLite failure.
     pub fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>> {
+        // Only the conditions given, so SQLite can walk the index that fits (`runs_by_job`
+        // for a job's runs, newest first): `(?1 IS NULL OR r.job = ?1)` would scan every run.
+        let mut conditions: Vec<&str> = Vec::new();
+        let mut values: Vec<rusqlite::types::Value> = Vec::new();
+        let mut add = |condition: &'static str, value: Option<rusqlite::types::Value>| {
+            if let Some(value) = value {
+                conditions.push(condition);
+                values.push(value);
+            }
+        };
+        add("r.job = ?", filter.job.clone().map(Into::into));
+        add(
+            "r.state = ?",
+            filter.state.map(|s| s.as_str().to_string().into()),
+        );
+        add(
+            "r.trigger = ?",
+            filter.trigger.map(|t| t.as_str().to_string().into()),
+        );
+        add("r.id < ?", filter.before.map(Into::into));
+        add(
+            "coalesce(r.scheduled_at, r.created_at) >= ?",
+            filter.since.map(|t| super::stamp(t).into()),
+        );
         let limit = filter.limit.map_or(-1, |l| l as i64);
+        values.push(limit.into());
         let sql = format!(
             "SELECT {RUN_COLUMNS} FROM runs r LEFT JOIN revisions v ON v.id = r.revision_id
-             WHERE (?1 IS NULL OR r.job = ?1) AND (?2 IS NULL OR r.state = ?2)
-               AND (?3 IS NULL OR r.trigger = ?3) AND (?5 IS NULL OR r.id < ?5)
-               AND (?6 IS NULL OR coalesce(r.scheduled_at, r.created_at) >= ?6)
-             ORDER BY r.id DESC LIMIT ?4"
+             {}{} ORDER BY r.id DESC LIMIT ?",
+            if conditions.is_empty() { "" } else { "WHERE " },
+            conditions.join(" AND ")
         );
         let mut stmt = self.conn.prepare_cached(&sql).for_ledger(self)?;
-        stmt.query_map(
-            params![
-                filter.job,
-                filter.state.map(RunState::as_str),
-                filter.trigger.map(Trigger::as_str),
-                limit,
-                filter.before,
-                filter.since.map(super::stamp),
-            ],
-            run_from_row,
-        )
-        .and_then(Iterator::collect)
-        .for_ledger(self)
+        stmt.query_map(rusqlite::params_from_iter(values), run_from_row)
+            .and_then(Iterator::collect)
+            .for_ledger(self)
     }
 
     /// Runs in state `running`: at start, the daemon looks for those whose supervisor died.
