@@ -5,8 +5,9 @@
 //! A ledger with 10,000 jobs (mixed cron schedules and time zones) and 1,000,000 finished runs
 //! of the last day is served by `jobctl serve`. Each API call behind the pages is timed alone,
 //! one request after another (median and slowest of 15, after 2 warm-ups): the jobs page's list
-//! and the strips of its first 200 rows, the timeline's 24 hours of runs and fires, the week's
-//! heat map, a job's page, the graph, the page shell itself. Then headless Chromium (when
+//! and the strips of its first 200 rows, a page of the timeline's rows (runs and fires over
+//! 24 hours), every job's fires for a day, the week's heat map, a job's page, the graph, the
+//! page shell itself. Then headless Chromium (when
 //! `chromedriver` is installed) loads the jobs page and the timeline after logging in, and the
 //! time from navigation to the first rows drawn is read from the page's own clock
 //! (`performance.now()`), median of 5.
@@ -269,7 +270,6 @@ fn main() {
     let url = &server.url;
     let names: Vec<String> = (0..200.min(jobs)).map(|i| format!("job-{i:05}")).collect();
     let now = jiff::Timestamp::now();
-    let day_ago = now - jiff::SignedDuration::from_hours(24);
     let calls = [
         ("the page shell, `GET /`", format!("{url}/")),
         ("jobs page: `GET /v1/jobs`", format!("{url}/v1/jobs")),
@@ -278,11 +278,15 @@ fn main() {
             format!("{url}/v1/runs/recent?per_job=20&jobs={}", names.join(",")),
         ),
         (
-            "timeline: a page of the last day's runs, `GET /v1/runs?since=…&limit=1000`",
-            format!("{url}/v1/runs?since={day_ago}&limit=1000"),
+            "timeline: 50 rows of runs and fires over now ± 12 h, `GET /v1/timeline`",
+            format!(
+                "{url}/v1/timeline?from={}&to={}&limit=50",
+                now - jiff::SignedDuration::from_hours(12),
+                now + jiff::SignedDuration::from_hours(12)
+            ),
         ),
         (
-            "timeline: the next 24 h of fires, `GET /v1/fires?per_job=500`",
+            "the next 24 h of fires of every job, `GET /v1/fires?per_job=500`",
             format!("{url}/v1/fires?per_job=500"),
         ),
         (

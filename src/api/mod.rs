@@ -314,6 +314,7 @@ fn routes() -> (Router<Arc<Api>>, utoipa::openapi::OpenApi) {
         .routes(routes!(revisions::list))
         .routes(routes!(revisions::diff))
         .routes(routes!(fires::fires))
+        .routes(routes!(fires::timeline))
         .routes(routes!(plan::plan))
         .routes(routes!(runs::list))
         .routes(routes!(runs::recent))

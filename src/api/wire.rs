@@ -659,3 +659,26 @@ pub struct RevisionDiff {
     /// Empty when the definitions are the same.
     pub diff: String,
 }
+
+/// One job's row of the timeline: its runs and its coming fires in the window.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TimelineRow {
+    pub job: String,
+    pub timezone: String,
+    /// Runs that touch the window, newest first (at most 200).
+    pub runs: Vec<Run>,
+    /// Fires in the window from now on, RFC 3339 in the job's zone (at most 500).
+    pub fires: Vec<String>,
+    /// How many fires the window holds (more than listed when over 500).
+    pub fires_total: u64,
+}
+
+/// A page of the timeline's rows: `GET /v1/timeline`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TimelinePage {
+    pub from: String,
+    pub to: String,
+    /// Active jobs in all (the rows there are to page through).
+    pub total: usize,
+    pub rows: Vec<TimelineRow>,
+}

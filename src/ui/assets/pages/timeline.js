@@ -11,6 +11,7 @@ import { parse, serverNow } from '../time.js';
 
 const SPANS = { '6h': 6, '24h': 24, '3d': 72, '7d': 168 };
 const HOUR = 3600 * 1000;
+const ROWS = 50;
 const ROW = 22;
 const LABEL = 170;
 const AXIS = 24;
@@ -19,7 +20,7 @@ function params() {
   const q = new URLSearchParams(location.search);
   const span = SPANS[q.get('span')] ? q.get('span') : '24h';
   const at = parse(q.get('at'));
-  return { view: q.get('view') === 'week' ? 'week' : 'runs', span, at: at ? at.getTime() : null };
+  return { view: q.get('view') === 'week' ? 'week' : 'runs', span, at: at ? at.getTime() : null, q: q.get('q') || '' };
 }
 
 function go(next) {
@@ -27,21 +28,9 @@ function go(next) {
   if (next.view === 'week') q.set('view', 'week');
   if (next.span !== '24h') q.set('span', next.span);
   if (next.at !== null) q.set('at', new Date(next.at).toISOString());
+  if (next.q) q.set('q', next.q);
   const s = q.toString();
   navigate(`/timeline${s ? `?${s}` : ''}`, true);
-}
-
-async function allRuns(since, until) {
-  const runs = [];
-  let cursor = null;
-  for (let page = 0; page < 10; page++) {
-    const q = `/v1/runs?since=${encodeURIComponent(new Date(since).toISOString())}&limit=1000${cursor ? `&cursor=${cursor}` : ''}`;
-    const got = await api.get(q);
-    runs.push(...got.runs.filter((r) => Date.parse(r.scheduled_at || r.created_at) < until));
-    if (!got.next_cursor) break;
-    cursor = got.next_cursor;
-  }
-  return runs;
 }
 
 function useWidth() {
@@ -68,11 +57,13 @@ function ticks(start, end, width) {
 const tickFormat = new Intl.DateTimeFormat(undefined, { weekday: 'short', hour: '2-digit', minute: '2-digit' });
 const exact = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
 
-function Chart({ runs, fires, start, end, now, width }) {
-  const names = [...new Set([...runs.map((r) => r.job), ...fires.jobs.map((f) => f.job)])].sort();
+function Chart({ rows, start, end, now, width }) {
+  const names = rows.map((r) => r.job);
   if (names.length === 0) {
-    return html`<p class="empty">No runs and no fires in this window. Zoom out, or pan to another time.</p>`;
+    return html`<p class="empty">No jobs match. Clear the search, or apply some jobs first.</p>`;
   }
+  const runs = rows.flatMap((r) => r.runs);
+  const fires = { jobs: rows.map((r) => ({ job: r.job, fires: r.fires })) };
   const x = (t) => LABEL + ((Math.min(Math.max(t, start), end) - start) / (end - start)) * (width - LABEL - 8);
   const row = new Map(names.map((n, i) => [n, i]));
   const height = AXIS + names.length * ROW + 4;
@@ -181,15 +172,20 @@ export function TimelinePage() {
   const center = p.at ?? Math.floor(serverNow() / (5 * 60000)) * 5 * 60000;
   const start = center - half;
   const end = center + half;
+  // Rows a page at a time (jobs by name): each page is one request, whatever the ledger's size.
+  const [pages, setPages] = useState(1);
   const data = useRefresh(async () => {
-    const [runs, fires] = await Promise.all([
-      allRuns(start - 24 * HOUR, end),
-      end > serverNow()
-        ? api.get(`/v1/fires?from=${encodeURIComponent(new Date(Math.max(start, serverNow())).toISOString())}&to=${encodeURIComponent(new Date(end).toISOString())}&per_job=500`)
-        : Promise.resolve({ jobs: [], hourly: [] }),
-    ]);
-    return { runs: runs.filter((r) => Date.parse(r.finished_at || r.started_at || r.created_at) >= start || r.state === 'running'), fires };
-  }, [start, end, p.view]);
+    const got = [];
+    let total = 0;
+    for (let page = 0; page < pages; page++) {
+      const q = `/v1/timeline?from=${encodeURIComponent(new Date(start).toISOString())}&to=${encodeURIComponent(new Date(end).toISOString())}&offset=${page * ROWS}&limit=${ROWS}${p.q ? `&q=${encodeURIComponent(p.q)}` : ''}`;
+      const r = await api.get(q);
+      total = r.total;
+      got.push(...r.rows);
+      if (got.length >= total) break;
+    }
+    return { rows: got, total };
+  }, [start, end, p.view, p.q, pages]);
   const pan = (k) => go({ ...p, at: center + k * half });
   return html`<h1>Timeline</h1>
     <div class="bar controls" role="toolbar" aria-label="Timeline window">
@@ -204,12 +200,14 @@ export function TimelinePage() {
           <button type="button" onClick=${() => go({ ...p, at: null })}>Now</button>
           <button type="button" onClick=${() => pan(1)} aria-label="Later">→</button>
         </div>
+        <label class="inline">Jobs <input type="search" value=${p.q} placeholder="name" onChange=${(e) => go({ ...p, q: e.currentTarget.value })} /></label>
         <span class="legend"><span class="key solid"></span> run <span class="key hollow"></span> coming fire <span class="key now"></span> now</span>`}
     </div>
     ${p.view === 'week'
       ? html`<${Week} />`
       : html`<div ref=${ref} class="chart">
         <${Problem} error=${data.error} />
-        ${data.data ? html`<${Chart} runs=${data.data.runs} fires=${data.data.fires} start=${start} end=${end} now=${now} width=${width} />` : html`<${Loading} />`}
+        ${data.data ? html`<${Chart} rows=${data.data.rows} start=${start} end=${end} now=${now} width=${width} />` : html`<${Loading} />`}
+        ${data.data && data.data.rows.length < data.data.total && html`<p><button type="button" onClick=${() => setPages(pages + 1)}>Show ${Math.min(ROWS, data.data.total - data.data.rows.length)} more of ${data.data.total - data.data.rows.length} jobs</button></p>`}
       </div>`}`;
 }
