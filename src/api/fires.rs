@@ -163,7 +163,7 @@ pub async fn timeline(
                         let start = r.scheduled_at.unwrap_or(r.created_at);
                         start < to && r.finished_at.is_none_or(|end| end >= from)
                     })
-                    .map(wire::Run::from)
+                    .map(|r| wire::TimelineRun::from(&r))
                     .collect();
                 let mine = fires.iter().find(|f| f.job == row.name);
                 out.push(TimelineRow {

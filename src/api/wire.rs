@@ -666,11 +666,41 @@ pub struct TimelineRow {
     pub job: String,
     pub timezone: String,
     /// Runs that touch the window, newest first (at most 200).
-    pub runs: Vec<Run>,
+    pub runs: Vec<TimelineRun>,
     /// Fires in the window from now on, RFC 3339 in the job's zone (at most 500).
     pub fires: Vec<String>,
     /// How many fires the window holds (more than listed when over 500).
     pub fires_total: u64,
+}
+
+/// A run as the timeline draws it: a bar from start to end, linked to its other attempts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TimelineRun {
+    pub id: i64,
+    pub state: String,
+    pub attempt: i64,
+    pub first_run_id: Option<i64>,
+    pub scheduled_at: Option<String>,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub duration_ms: Option<i64>,
+}
+
+impl From<&ledger::RunRow> for TimelineRun {
+    fn from(r: &ledger::RunRow) -> TimelineRun {
+        TimelineRun {
+            id: r.id,
+            state: r.state.as_str().to_string(),
+            attempt: r.attempt,
+            first_run_id: r.first_run_id,
+            scheduled_at: r.scheduled_at.map(ledger::stamp),
+            created_at: ledger::stamp(r.created_at),
+            started_at: r.started_at.map(ledger::stamp),
+            finished_at: r.finished_at.map(ledger::stamp),
+            duration_ms: r.duration_ms,
+        }
+    }
 }
 
 /// A page of the timeline's rows: `GET /v1/timeline`.

@@ -62,7 +62,7 @@ function Chart({ rows, start, end, now, width }) {
   if (names.length === 0) {
     return html`<p class="empty">No jobs match. Clear the search, or apply some jobs first.</p>`;
   }
-  const runs = rows.flatMap((r) => r.runs);
+  const runs = rows.flatMap((row) => row.runs.map((r) => ({ ...r, job: row.job })));
   const fires = { jobs: rows.map((r) => ({ job: r.job, fires: r.fires })) };
   const x = (t) => LABEL + ((Math.min(Math.max(t, start), end) - start) / (end - start)) * (width - LABEL - 8);
   const row = new Map(names.map((n, i) => [n, i]));
