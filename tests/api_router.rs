@@ -365,3 +365,81 @@ async fn a_dashboard_session_reads_and_writes_only_from_its_own_pages() {
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboards_endpoints_say_what_is_wrong_with_a_request() {
+    let api = Api::new();
+    let cases = [
+        (
+            "/v1/fires?from=yesterday",
+            400,
+            "from is not an RFC 3339 instant",
+        ),
+        (
+            "/v1/fires?from=2026-11-01T00:00:00Z&to=2026-10-31T00:00:00Z",
+            400,
+            "to must be after from",
+        ),
+        (
+            "/v1/fires?from=2026-11-01T00:00:00Z&to=2026-11-20T00:00:00Z",
+            400,
+            "longer than 8 days",
+        ),
+        (
+            "/v1/fires?per_job=20000",
+            400,
+            "per_job must be at most 10000",
+        ),
+        (
+            "/v1/timeline?from=2026-11-01T00:00:00Z&to=2026-11-02T00:00:00Z&limit=0",
+            400,
+            "limit must be between 1 and 200",
+        ),
+        (
+            "/v1/runs/recent?jobs=backup&per_job=0",
+            400,
+            "per_job must be between 1 and 100",
+        ),
+        ("/v1/jobs/backup?fires=51", 400, "fires must be at most 50"),
+        ("/v1/jobs/nope/revisions", 404, "no job `nope`"),
+        (
+            "/v1/jobs/backup/revisions/diff?from=1&to=3",
+            404,
+            "job `backup` has no revision 3; it has 1 to 1",
+        ),
+    ];
+    for (uri, status, message) in cases {
+        let (got, body) = api.call(Method::GET, uri, None).await;
+        assert_eq!(got.as_u16(), status, "{uri}: {body}");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains(message),
+            "{uri}: {body}"
+        );
+    }
+    // And what they answer when the request is right.
+    let (status, fires) = api
+        .call(
+            Method::GET,
+            "/v1/fires?from=2026-11-01T00:00:00Z&to=2026-11-03T00:00:00Z",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{fires}");
+    assert_eq!(fires["jobs"][0]["job"], "backup");
+    assert_eq!(fires["jobs"][0]["total"], 2);
+    let (status, page) = api
+        .call(
+            Method::GET,
+            "/v1/timeline?from=2026-10-31T00:00:00Z&to=2026-11-02T00:00:00Z",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["total"], 2);
+    assert_eq!(page["rows"][0]["job"], "backup");
+    // Coming fires only: from the clock (12:00 on 31 October) on, the 03:00 of 1 November.
+    assert_eq!(
+        page["rows"][0]["fires"],
+        serde_json::json!(["2026-11-01T03:00:00+00:00"])
+    );
+}

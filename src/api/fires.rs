@@ -21,6 +21,26 @@ const MAX_WINDOW_HOURS: i64 = 8 * 24;
 /// Fires listed per job unless asked for fewer or more.
 const PER_JOB: usize = 200;
 
+/// A query's instant, or 400 naming the parameter.
+fn instant(name: &str, text: &str) -> ApiResult<Timestamp> {
+    text.parse::<Timestamp>()
+        .map_err(|e| ApiError::bad_request(format!("{name} is not an RFC 3339 instant: {e}")))
+}
+
+/// A window must run forward and last at most [`MAX_WINDOW_HOURS`].
+fn check_window(from: Timestamp, to: Timestamp) -> ApiResult<()> {
+    if to <= from {
+        return Err(ApiError::bad_request("to must be after from"));
+    }
+    if to.duration_since(from) > SignedDuration::from_hours(MAX_WINDOW_HOURS) {
+        return Err(ApiError::bad_request(format!(
+            "the window is longer than {} days; ask for a shorter one",
+            MAX_WINDOW_HOURS / 24
+        )));
+    }
+    Ok(())
+}
+
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct FiresQuery {
@@ -44,31 +64,17 @@ pub async fn fires(
     _: Reader,
     Query(q): Query<FiresQuery>,
 ) -> ApiResult<Json<FiresView>> {
-    let instant = |name: &str, text: &Option<String>| -> ApiResult<Option<Timestamp>> {
-        text.as_deref()
-            .map(|t| {
-                t.parse::<Timestamp>().map_err(|e| {
-                    ApiError::bad_request(format!("{name} is not an RFC 3339 instant: {e}"))
-                })
-            })
-            .transpose()
+    let from = match &q.from {
+        Some(text) => instant("from", text)?,
+        None => api.now(),
     };
-    let from = instant("from", &q.from)?.unwrap_or_else(|| api.now());
-    let to = match instant("to", &q.to)? {
-        Some(to) => to,
+    let to = match &q.to {
+        Some(text) => instant("to", text)?,
         None => from
             .checked_add(SignedDuration::from_hours(24))
             .map_err(|e| ApiError::bad_request(format!("from is too late: {e}")))?,
     };
-    if to <= from {
-        return Err(ApiError::bad_request("to must be after from"));
-    }
-    if to.duration_since(from) > SignedDuration::from_hours(MAX_WINDOW_HOURS) {
-        return Err(ApiError::bad_request(format!(
-            "the window is longer than {} days; ask for a shorter one",
-            MAX_WINDOW_HOURS / 24
-        )));
-    }
+    check_window(from, to)?;
     let per_job = q.per_job.unwrap_or(PER_JOB);
     if per_job > 10_000 {
         return Err(ApiError::bad_request("per_job must be at most 10000"));
@@ -111,20 +117,8 @@ pub async fn timeline(
     _: Reader,
     Query(q): Query<TimelineQuery>,
 ) -> ApiResult<Json<TimelinePage>> {
-    let parse = |name: &str, text: &str| -> ApiResult<Timestamp> {
-        text.parse::<Timestamp>()
-            .map_err(|e| ApiError::bad_request(format!("{name} is not an RFC 3339 instant: {e}")))
-    };
-    let (from, to) = (parse("from", &q.from)?, parse("to", &q.to)?);
-    if to <= from {
-        return Err(ApiError::bad_request("to must be after from"));
-    }
-    if to.duration_since(from) > SignedDuration::from_hours(MAX_WINDOW_HOURS) {
-        return Err(ApiError::bad_request(format!(
-            "the window is longer than {} days; ask for a shorter one",
-            MAX_WINDOW_HOURS / 24
-        )));
-    }
+    let (from, to) = (instant("from", &q.from)?, instant("to", &q.to)?);
+    check_window(from, to)?;
     let limit = q.limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {
         return Err(ApiError::bad_request("limit must be between 1 and 200"));

@@ -4,20 +4,12 @@
 import { useEffect, useMemo, useState } from 'preact/hooks';
 import { html, navigate } from '../lib.js';
 import * as api from '../api.js';
-import { hover, local, parse, relative, serverNow } from '../time.js';
+import { hover, local, parse, relative } from '../time.js';
+import { useNow } from '../parts.js';
 
 const WINDOW = 200;
 const STATES = ['active', 'paused', 'disabled', 'blocked', 'completed', 'failing', 'removed'];
 const SORTS = { next: 'Next fire', failure: 'Failure streak', name: 'Name' };
-
-function useNow(ms) {
-  const [now, setNow] = useState(serverNow());
-  useEffect(() => {
-    const t = setInterval(() => setNow(serverNow()), ms);
-    return () => clearInterval(t);
-  }, [ms]);
-  return now;
-}
 
 function query() {
   const q = new URLSearchParams(location.search);
