@@ -463,6 +463,24 @@ async fn an_admin_triggers_with_a_parameter_watches_the_output_live_and_pauses()
     assert!(heat.contains("1 fire"), "{heat}");
     screenshot(&client, "timeline-week").await;
 
+    // A second run: the job page charts both, duration and outcome, each bar a link.
+    let mut second = p.spawn(&["trigger", "greet", "--param", "who=again", "--wait"]);
+    let _ = second.0.wait();
+    client.goto(&format!("{base}/jobs/greet")).await.unwrap();
+    client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css(
+            "svg.durations a[href^='/runs/'] rect.s-succeeded",
+        ))
+        .await
+        .expect("the duration chart");
+    let bars = client
+        .find_all(Locator::Css("svg.durations rect.bar"))
+        .await
+        .unwrap();
+    assert_eq!(bars.len(), 2);
+
     // A changed file is a new revision: the job page lists both and shows the diff.
     p.write(
         "jobs.d/greet.yaml",

@@ -65,6 +65,31 @@ function PauseForm({ job, onChange }) {
   </form>`;
 }
 
+// Duration and outcome over time: a bar per run (its last 100), height = duration, colour =
+// outcome, placed by when it was due; a click opens the run.
+function DurationChart({ name }) {
+  const runs = useApi(() => api.get(`/v1/runs?job=${encodeURIComponent(name)}&limit=100`), [name]);
+  const ended = (runs.data ? runs.data.runs : []).filter((r) => r.duration_ms !== null).reverse();
+  if (ended.length < 2) return null;
+  const W = 720, H = 120, PAD = 52;
+  const times = ended.map((r) => Date.parse(r.scheduled_at || r.created_at));
+  const t0 = times[0], t1 = Math.max(times[times.length - 1], t0 + 1);
+  const longest = Math.max(...ended.map((r) => r.duration_ms), 1);
+  const bw = Math.max(2, Math.min(12, (W - PAD) / ended.length - 1));
+  const x = (t) => PAD + ((t - t0) / (t1 - t0)) * (W - PAD - bw);
+  return html`<section aria-labelledby="chart-h">
+    <h2 id="chart-h">Duration and outcome <span class="count">last ${ended.length} runs, longest ${duration(longest)}</span></h2>
+    <div class="chart"><svg class="durations" viewBox=${`0 0 ${W} ${H + 14}`} width="100%" role="img" aria-label=${`Durations of the last ${ended.length} runs; the longest ${duration(longest)}`}>
+      <line class="grid" x1=${PAD} x2=${W} y1=${H} y2=${H} />
+      <text class="tick" x="0" y="10">${duration(longest)}</text><text class="tick" x="0" y=${H}>0</text>
+      ${ended.map((r, i) => {
+        const h = Math.max(2, (r.duration_ms / longest) * (H - 6));
+        return html`<a href=${`/runs/${r.id}`}><rect class=${`bar s-${r.state}`} x=${x(times[i])} y=${H - h} width=${bw} height=${h} rx="1"><title>${`#${r.id} ${r.state}, ${duration(r.duration_ms)}`}</title></rect></a>`;
+      })}
+    </svg></div>
+  </section>`;
+}
+
 function Runs({ name, now }) {
   const [state, setState] = useState('');
   const runs = useApi(() => api.get(`/v1/runs?job=${encodeURIComponent(name)}&limit=50${state ? `&state=${state}` : ''}`), [name, state]);
@@ -154,6 +179,7 @@ export function JobPage({ who, path }) {
         <${PauseForm} job=${j} onChange=${job.reload} />
       </div>`}
     </div>
+    <${DurationChart} name=${j.name} />
     <${Runs} name=${j.name} now=${now} />
     <${Revisions} name=${j.name} count=${j.revisions} now=${now} />
     <details><summary>Definition (revision ${j.revision})</summary><pre class="definition">${j.definition}</pre></details>`;
