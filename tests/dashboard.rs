@@ -9,7 +9,7 @@ use std::io::BufRead as _;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::Project;
+use common::{Daemon, Project};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 
@@ -115,6 +115,28 @@ fn project() -> Project {
         )
 }
 
+/// A served project and a browser on it: `jobctl apply`, then `jobctl serve` (with the
+/// project's token file when `tokens`), its base URL, a chromedriver and a window
+/// `width` × `height`.
+async fn open(
+    p: &Project,
+    tokens: bool,
+    width: u32,
+    height: u32,
+) -> (Daemon, String, Driver, Client) {
+    p.run(&["apply"]).code(0);
+    let args: &[&str] = if tokens {
+        &["--token-file", "tokens"]
+    } else {
+        &[]
+    };
+    let mut daemon = p.serve(args, None);
+    let base = daemon.url();
+    let driver = driver();
+    let client = browser(&driver, width, height, false).await;
+    (daemon, base, driver, client)
+}
+
 async fn screenshot(client: &Client, name: &str) {
     let png = client.screenshot().await.unwrap();
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
@@ -166,11 +188,7 @@ async fn log_in(client: &Client, base: &str, token: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_jobs_page_lists_jobs_for_a_reader_and_refuses_forged_writes() {
     let p = project();
-    p.run(&["apply"]).code(0);
-    let mut daemon = p.serve(&["--token-file", "tokens"], None);
-    let base = daemon.url();
-    let driver = driver();
-    let client = browser(&driver, 1280, 860, false).await;
+    let (daemon, base, _driver, client) = open(&p, true, 1280, 860).await;
 
     // A wrong token is refused with the server's message, and the token is not in the URL.
     log_in(&client, &base, "not-a-token-at-all-no").await;
@@ -383,11 +401,7 @@ async fn an_admin_triggers_with_a_parameter_watches_the_output_live_and_pauses()
          run: |\n  echo \"hello $JOBS_PARAM_WHO\"\n  echo \"to stderr\" >&2\n  \
          while [ ! -e go ]; do sleep 0.05; done\n  echo done\n",
     );
-    p.run(&["apply"]).code(0);
-    let mut daemon = p.serve(&["--token-file", "tokens"], None);
-    let base = daemon.url();
-    let driver = driver();
-    let client = browser(&driver, 1280, 900, false).await;
+    let (mut daemon, base, _driver, client) = open(&p, true, 1280, 900).await;
     log_in(&client, &base, ADMIN).await;
     text_of(&client, "table.jobs tbody").await;
 
@@ -540,11 +554,7 @@ async fn an_admin_triggers_with_a_parameter_watches_the_output_live_and_pauses()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reader_sees_no_buttons_that_change_anything() {
     let p = project();
-    p.run(&["apply"]).code(0);
-    let mut daemon = p.serve(&["--token-file", "tokens"], None);
-    let base = daemon.url();
-    let driver = driver();
-    let client = browser(&driver, 1280, 860, false).await;
+    let (daemon, base, _driver, client) = open(&p, true, 1280, 860).await;
     log_in(&client, &base, READER).await;
     text_of(&client, "table.jobs tbody").await;
     client.goto(&format!("{base}/jobs/deploy")).await.unwrap();
@@ -571,11 +581,7 @@ async fn the_graph_draws_each_link_and_opens_a_job() {
             "jobs.d/audit.yaml",
             "schedule: \"0 4 * * *\"\ndepends_on: [build]\ncommand: [\"true\"]\n",
         );
-    p.run(&["apply"]).code(0);
-    let mut daemon = p.serve(&["--token-file", "tokens"], None);
-    let base = daemon.url();
-    let driver = driver();
-    let client = browser(&driver, 1280, 700, false).await;
+    let (daemon, base, _driver, client) = open(&p, true, 1280, 700).await;
     log_in(&client, &base, READER).await;
     text_of(&client, "table.jobs tbody").await;
     client.goto(&format!("{base}/graph")).await.unwrap();
@@ -613,11 +619,7 @@ async fn the_graph_draws_each_link_and_opens_a_job() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_without_tokens_says_how_to_set_one() {
     let p = project();
-    p.run(&["apply"]).code(0);
-    let mut daemon = p.serve(&[], None);
-    let base = daemon.url();
-    let driver = driver();
-    let client = browser(&driver, 1280, 700, false).await;
+    let (daemon, base, _driver, client) = open(&p, false, 1280, 700).await;
     client.goto(&format!("{base}/")).await.unwrap();
     let page = wait_text(&client, "main", "no tokens configured").await;
     assert!(page.contains("--token-file"), "{page}");
