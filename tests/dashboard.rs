@@ -633,3 +633,89 @@ async fn a_server_without_tokens_says_how_to_set_one() {
     client.close().await.unwrap();
     daemon.stop();
 }
+
+/// axe-core's serious and critical violations on the page shown, as `rule: targets`.
+async fn axe(client: &Client, source: &str) -> Vec<String> {
+    client
+        .execute(source, vec![])
+        .await
+        .expect("axe-core loads");
+    let result = client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];\
+             axe.run(document, { resultTypes: ['violations'] })\
+               .then((r) => done(r.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical')\
+                 .map((v) => v.id + ': ' + v.nodes.map((n) => n.target.join(' ')).join(', '))))\
+               .catch((e) => done(['axe failed: ' + e]));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    serde_json::from_value(result).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_page_has_no_serious_accessibility_violations() {
+    // axe-core from npm, fetched by .ci/run into target/axe-core (see the README).
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .unwrap()
+        .join("axe-core/axe.min.js");
+    let source = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; fetch it with: mkdir -p target/axe-core && curl -sSfL \
+             https://registry.npmjs.org/axe-core/-/axe-core-4.14.1.tgz | tar xzO package/axe.min.js \
+             > target/axe-core/axe.min.js",
+            path.display()
+        )
+    });
+    let p = project()
+        .file("jobs.d/build.yaml", "command: [\"true\"]\n")
+        .file(
+            "jobs.d/ship.yaml",
+            "schedule: {after: [build]}\ncommand: [\"true\"]\n",
+        );
+    let (mut daemon, base, _driver, client) = open(&p, true, 1280, 860).await;
+    p.run(&["trigger", "nightly-report"]).code(0);
+    daemon.wait_for("run ended", &[("job", "nightly-report")]);
+    client.goto(&format!("{base}/login")).await.unwrap();
+    text_of(&client, "#token").await;
+    let mut found = Vec::new();
+    found.extend(
+        axe(&client, &source)
+            .await
+            .into_iter()
+            .map(|v| format!("/login {v}")),
+    );
+    log_in(&client, &base, ADMIN).await;
+    text_of(&client, "table.jobs tbody").await;
+    for (page, ready) in [
+        ("/", "table.jobs tbody tr td .strip a"),
+        ("/jobs/deploy", "form[aria-labelledby=trigger-h]"),
+        (
+            "/jobs/nightly-report",
+            "svg.durations, section[aria-labelledby=runs-h] table",
+        ),
+        ("/runs/1", "pre.output, p.empty"),
+        ("/timeline", "svg.timeline"),
+        ("/timeline?view=week", "table.heat"),
+        ("/graph", "svg.graph"),
+        ("/status", "section[aria-labelledby=active-h]"),
+    ] {
+        client.goto(&format!("{base}{page}")).await.unwrap();
+        text_of(&client, ready).await;
+        found.extend(
+            axe(&client, &source)
+                .await
+                .into_iter()
+                .map(|v| format!("{page} {v}")),
+        );
+    }
+    assert!(
+        found.is_empty(),
+        "serious accessibility violations:\n{}",
+        found.join("\n")
+    );
+    client.close().await.unwrap();
+    daemon.stop();
+}

@@ -47,7 +47,7 @@ export function GraphPage() {
   return html`<h1>Graph</h1>
     <p class="legend"><span class="key edge-after"></span> after (fires on success) <span class="key edge-dep"></span> depends on (gates) · colour: last run
       ${state.alone > 0 && html` · ${state.alone} job${state.alone === 1 ? '' : 's'} without links not drawn`}</p>
-    <div class="chart"><svg class="graph" width=${width} height=${height} viewBox=${`0 0 ${width} ${height}`} role="img" aria-label=${`Dependency graph of ${g.nodeCount()} jobs`}>
+    <div class="chart"><svg class="graph" width=${width} height=${height} viewBox=${`0 0 ${width} ${height}`} role="group" aria-label=${`Dependency graph of ${g.nodeCount()} jobs`}>
       <defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" class="arrowhead" /></marker></defs>
       ${g.edges().map((e) => {
         const edge = g.edge(e);

@@ -79,7 +79,7 @@ function DurationChart({ name }) {
   const x = (t) => PAD + ((t - t0) / (t1 - t0)) * (W - PAD - bw);
   return html`<section aria-labelledby="chart-h">
     <h2 id="chart-h">Duration and outcome <span class="count">last ${ended.length} runs, longest ${duration(longest)}</span></h2>
-    <div class="chart"><svg class="durations" viewBox=${`0 0 ${W} ${H + 14}`} width="100%" role="img" aria-label=${`Durations of the last ${ended.length} runs; the longest ${duration(longest)}`}>
+    <div class="chart"><svg class="durations" viewBox=${`0 0 ${W} ${H + 14}`} width="100%" role="group" aria-label=${`Durations of the last ${ended.length} runs; the longest ${duration(longest)}`}>
       <line class="grid" x1=${PAD} x2=${W} y1=${H} y2=${H} />
       <text class="tick" x="0" y="10">${duration(longest)}</text><text class="tick" x="0" y=${H}>0</text>
       ${ended.map((r, i) => {

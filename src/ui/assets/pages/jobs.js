@@ -68,9 +68,11 @@ function Strip({ runs }) {
   const shown = runs.slice().reverse();
   const longest = Math.max(1, ...shown.map((r) => r.duration_ms || 0));
   const summary = `last ${shown.length} runs: ${shown.filter((r) => r.state === 'succeeded').length} succeeded, ${shown.filter((r) => ['failed', 'timed_out', 'interrupted'].includes(r.state)).length} failed`;
-  return html`<span class="strip" role="img" aria-label=${summary}>${shown.map((r) => {
+  // Each bar is a link (out of the tab order: 20 a row); the summary is read once, as text.
+  return html`<span class="strip" title=${summary}><span class="sr-only">${summary}</span>${shown.map((r) => {
     const h = 4 + Math.round(14 * ((r.duration_ms || 0) / longest));
-    return html`<a href=${`/runs/${r.id}`} class=${`s-${r.state}`} style=${`height:${h}px`} title=${`#${r.id} ${r.state}${r.duration_ms !== null ? `, ${r.duration_ms} ms` : ''}`} tabindex="-1"></a>`;
+    const label = `run ${r.id} ${r.state}${r.duration_ms !== null ? `, ${r.duration_ms} ms` : ''}`;
+    return html`<a href=${`/runs/${r.id}`} class=${`s-${r.state}`} style=${`height:${h}px`} title=${label} aria-label=${label} tabindex="-1"></a>`;
   })}</span>`;
 }
 

@@ -112,7 +112,7 @@ function Chart({ rows, start, end, now, width }) {
       return html`<rect class=${grp.n === 1 ? 'fire' : 'fire band'} x=${x(grp.from)} y=${y} width=${w} height=${ROW - 8} rx="2"><title>${label}</title></rect>`;
     });
   });
-  return html`<svg class="timeline" width=${width} height=${height} role="img" aria-label=${`Runs and coming fires of ${names.length} jobs`}>
+  return html`<svg class="timeline" width=${width} height=${height} role="group" aria-label=${`Runs and coming fires of ${names.length} jobs`}>
     ${ticks(start, end, width).map((t) => html`<g><line class="grid" x1=${x(t)} x2=${x(t)} y1=${AXIS - 4} y2=${height} /><text class="tick" x=${x(t) + 3} y="14">${tickFormat.format(new Date(t))}</text></g>`)}
     ${names.map((n, i) => html`<g>
       ${i % 2 === 1 && html`<rect class="stripe" x="0" y=${AXIS + i * ROW} width=${width} height=${ROW} />`}
