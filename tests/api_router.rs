@@ -443,3 +443,24 @@ async fn the_dashboards_endpoints_say_what_is_wrong_with_a_request() {
         serde_json::json!(["2026-11-01T03:00:00+00:00"])
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_without_a_token_says_what_to_send() {
+    let api = Api::new();
+    let cases = [
+        ("", 400, "send {\"token\": \"...\"}"),
+        ("{\"tok\": \"x\"}", 422, "the body does not fit"),
+        ("{\"token\":", 400, "the body is not valid JSON"),
+    ];
+    for (body, status, message) in cases {
+        let (got, answer) = api.call(Method::POST, "/v1/session", Some(body)).await;
+        assert_eq!(got.as_u16(), status, "{body:?}: {answer}");
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(message),
+            "{body:?}: {answer}"
+        );
+    }
+}

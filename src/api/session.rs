@@ -59,6 +59,15 @@ pub enum Invalid {
     BadSignature,
 }
 
+/// When a cookie value says it expires (Unix seconds); `None` if it is not one [`issue`] makes.
+/// Says nothing of whether the cookie is valid: [`verify`] does.
+pub fn expiry(value: &str) -> Option<i64> {
+    match value.split('.').collect::<Vec<_>>()[..] {
+        ["v1", _, expires, _] => expires.parse().ok(),
+        _ => None,
+    }
+}
+
 /// Checks a cookie value at `now` (Unix seconds): the fingerprint names one of `secrets`, the
 /// MAC is that token's, and it has not expired. Returns the index of the token in `secrets`.
 ///
@@ -70,14 +79,7 @@ pub fn verify<'a>(
     secrets: impl IntoIterator<Item = &'a [u8]>,
     now: i64,
 ) -> Result<usize, Invalid> {
-    let mut parts = value.split('.');
-    let (Some("v1"), Some(fp), Some(expires), Some(given), None) = (
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-    ) else {
+    let ["v1", fp, expires, given] = value.split('.').collect::<Vec<_>>()[..] else {
         return Err(Invalid::Malformed);
     };
     let expires: i64 = expires.parse().map_err(|_| Invalid::Malformed)?;
@@ -184,8 +186,7 @@ pub async fn whoami(
     let expires = (via == "cookie")
         .then(|| session_cookie(&headers))
         .flatten()
-        .and_then(|v| v.split('.').nth(2))
-        .and_then(|e| e.parse().ok());
+        .and_then(expiry);
     Json(view(&principal, via, expires, api.shared.clock.now()))
 }
 
@@ -301,6 +302,14 @@ mod tests {
                 *want,
                 "{name}"
             );
+        }
+    }
+
+    #[test]
+    fn a_cookies_expiry_is_read_from_its_own_shape_only() {
+        assert_eq!(expiry(&issue(ALICE, 1_000)), Some(1_000));
+        for bad in ["", "v1.a.b", "v2.a.1.b", "v1.a.soon.b", "v1.a.1.b.c"] {
+            assert_eq!(expiry(bad), None, "{bad:?}");
         }
     }
 

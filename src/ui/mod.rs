@@ -34,7 +34,7 @@ const PAGES: &[&str] = &[
 
 /// The shell every page URL answers, and its security policy.
 struct Shell {
-    html: String,
+    html: axum::body::Bytes,
     policy: HeaderValue,
 }
 
@@ -105,7 +105,7 @@ impl Shell {
              not.</p></noscript>\n</body>\n</html>\n"
         );
         Shell {
-            html,
+            html: axum::body::Bytes::from(html),
             policy: HeaderValue::from_str(&policy).expect("the policy is ASCII"),
         }
     }

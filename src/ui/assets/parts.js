@@ -12,7 +12,8 @@ export function useNow(ms) {
   return now;
 }
 
-// Loads `path` (re-loaded when `deps` change); { data, error, reload }.
+// Runs `load` (again when `deps` change or on `reload`); { data, error, reload }. After an
+// error the last data stays shown beside it.
 export function useApi(load, deps) {
   const [state, setState] = useState({ data: null, error: null });
   const [tick, setTick] = useState(0);

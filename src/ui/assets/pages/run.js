@@ -83,12 +83,14 @@ export function RunPage({ who, path }) {
   const now = useNow(1000);
   const run = useApi(() => api.get(`/v1/runs/${id}`), [id]);
   const events = useApi(() => api.get(`/v1/runs/${id}/events`), [id]);
+  // The other attempts: once the run is known, from its job's recent runs.
+  const job = run.data && run.data.job;
+  const first = run.data && (run.data.first_run_id || run.data.id);
   const attempts = useApi(async () => {
-    const r = await api.get(`/v1/runs/${id}`);
-    const first = r.first_run_id || r.id;
-    const page = await api.get(`/v1/runs?job=${encodeURIComponent(r.job)}&limit=200`);
+    if (!job) return null;
+    const page = await api.get(`/v1/runs?job=${encodeURIComponent(job)}&limit=200`);
     return page.runs.filter((x) => (x.first_run_id || x.id) === first).sort((a, b) => a.attempt - b.attempt);
-  }, [id]);
+  }, [job, first]);
   const [acting, setActing] = useState(null);
   const onEnd = () => { run.reload(); events.reload(); };
   if (run.error && !run.data) return html`<h1>Run ${id}</h1><${Problem} error=${run.error} />`;

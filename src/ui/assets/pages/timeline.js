@@ -6,7 +6,7 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { html, navigate } from '../lib.js';
 import * as api from '../api.js';
-import { Loading, Problem, duration, useNow } from '../parts.js';
+import { Loading, Problem, duration, useApi, useNow } from '../parts.js';
 import { parse, serverNow } from '../time.js';
 
 const SPANS = { '6h': 6, '24h': 24, '3d': 72, '7d': 168 };
@@ -129,7 +129,7 @@ function Week() {
   const midnight = new Date(serverNow());
   midnight.setHours(0, 0, 0, 0);
   const from = midnight.getTime();
-  const fires = useRefresh(() => api.get(`/v1/fires?from=${encodeURIComponent(new Date(from).toISOString())}&to=${encodeURIComponent(new Date(from + 169 * HOUR).toISOString())}&per_job=0`), [from]);
+  const fires = useApi(() => api.get(`/v1/fires?from=${encodeURIComponent(new Date(from).toISOString())}&to=${encodeURIComponent(new Date(from + 169 * HOUR).toISOString())}&per_job=0`), [from]);
   if (fires.error) return html`<${Problem} error=${fires.error} />`;
   if (!fires.data) return html`<${Loading} />`;
   const days = [...Array(7).keys()].map((d) => { const t = new Date(from); t.setDate(t.getDate() + d); return t; });
@@ -153,16 +153,6 @@ function Week() {
     </table></div>`;
 }
 
-function useRefresh(load, deps) {
-  const [state, setState] = useState({ data: null, error: null });
-  useEffect(() => {
-    let live = true;
-    setState((s) => ({ ...s, error: null }));
-    load().then((data) => live && setState({ data, error: null }), (error) => live && setState({ data: null, error }));
-    return () => { live = false; };
-  }, deps);
-  return state;
-}
 
 export function TimelinePage() {
   const p = params();
@@ -174,7 +164,7 @@ export function TimelinePage() {
   const end = center + half;
   // Rows a page at a time (jobs by name): each page is one request, whatever the ledger's size.
   const [pages, setPages] = useState(1);
-  const data = useRefresh(async () => {
+  const data = useApi(async () => {
     const got = [];
     let total = 0;
     for (let page = 0; page < pages; page++) {
