@@ -12,7 +12,9 @@
 //! time from navigation to the first rows drawn is read from the page's own clock
 //! (`performance.now()`), median of 5.
 //!
-//! `JOBS_BENCH_BIN=/path/to/jobctl cargo bench --bench dashboard` measures another build.
+//! `JOBS_BENCH_BIN=/path/to/jobctl cargo bench --bench dashboard` measures another build;
+//! `JOBS_BENCH_DIR=/some/dir` keeps the fixture there and reuses it on the next run (its runs
+//! were "the last day" when it was made).
 
 #[path = "common/mod.rs"]
 mod common;
@@ -257,9 +259,13 @@ fn main() {
     };
     let bin = common::bench_bin();
     let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path();
+    let kept = std::env::var_os("JOBS_BENCH_DIR").map(std::path::PathBuf::from);
+    let root = kept.as_deref().unwrap_or(tmp.path());
     let started = Instant::now();
-    fixture(&bin, root, jobs, runs);
+    if !root.join(".jobs/ledger.db").exists() {
+        std::fs::create_dir_all(root).unwrap();
+        fixture(&bin, root, jobs, runs);
+    }
     println!(
         "dashboard benchmark ({}): {jobs} jobs, {runs} runs; fixture in {:.1} s; binary {}",
         if full { "full" } else { "smoke" },

@@ -15,6 +15,8 @@ use crate::ledger::{JobRow, applied_stamp, stamp};
 use crate::schedule::Schedule;
 use crate::spec::Repeat;
 
+pub mod listing;
+
 /// RFC 3339 with the zone's offset, to the second.
 pub fn rfc3339(z: &Zoned) -> String {
     z.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string()
@@ -86,51 +88,35 @@ pub fn fires_in(rows: &[JobRow], from: Timestamp, to: Timestamp, per_job: usize)
     let hours = usize::try_from(to.duration_since(from).as_secs().max(0) / 3600 + 1).unwrap_or(1);
     let mut hourly = vec![0u64; hours];
     let mut jobs = Vec::new();
+    // A cron job's fires depend on its expression and zone alone: of 10,000 jobs most share
+    // a few hundred, each computed once.
+    let mut by_cron: HashMap<(&str, &str), Fires> = HashMap::new();
     for row in rows {
         if !row.active || !row.enabled || row.completed_at.is_some() {
             continue;
         }
-        // Strictly after `from` minus a nanosecond: a fire at `from` itself is in.
-        let start = from
-            .checked_sub(jiff::SignedDuration::from_nanos(1))
-            .unwrap_or(from);
-        let mut fires = Vec::new();
-        let mut total = 0u64;
-        let mut after = start;
-        // Batches that double from 2: a daily job costs a fire past the window, not a
-        // thousand; a job firing every second still takes big steps.
-        let mut size = 2;
-        'batches: while total < MAX_FIRES_COUNTED as u64 {
-            let batch = row
-                .schedule
-                .next_fires(&row.timezone, row.schedule_anchor, after, size);
-            let full = batch.len() == size;
-            size = (size * 2).min(4096);
-            for t in batch {
-                if t >= to {
-                    break 'batches;
-                }
-                total += 1;
-                let hour = usize::try_from(t.duration_since(from).as_secs() / 3600).unwrap_or(0);
-                if let Some(bucket) = hourly.get_mut(hour) {
-                    *bucket += 1;
-                }
-                if fires.len() < per_job {
-                    fires.push(rfc3339(&t.to_zoned(row.timezone.clone())));
-                }
-                after = t;
+        let own;
+        let fires = match &row.schedule {
+            Schedule::Cron(cron) => by_cron
+                .entry((cron.as_str(), zone_name(&row.timezone)))
+                .or_insert_with(|| fires_of(row, from, to, per_job)),
+            _ => {
+                own = fires_of(row, from, to, per_job);
+                &own
             }
-            if !full {
-                break;
+        };
+        for &(hour, n) in &fires.hours {
+            if let Some(bucket) = hourly.get_mut(hour) {
+                *bucket += n;
             }
         }
-        if total > 0 {
+        if fires.total > 0 {
             jobs.push(JobFires {
                 job: row.name.clone(),
                 timezone: zone_name(&row.timezone).to_string(),
-                truncated: total > fires.len() as u64,
-                fires,
-                total,
+                truncated: fires.total > fires.listed.len() as u64,
+                fires: fires.listed.clone(),
+                total: fires.total,
             });
         }
     }
@@ -141,6 +127,56 @@ pub fn fires_in(rows: &[JobRow], from: Timestamp, to: Timestamp, per_job: usize)
         jobs,
         hourly,
     }
+}
+
+/// One job's fires in a window: the first `per_job` listed, all counted, and how many fall
+/// in each hour from the window's start (hour, count; the hours that have any).
+struct Fires {
+    listed: Vec<String>,
+    total: u64,
+    hours: Vec<(usize, u64)>,
+}
+
+fn fires_of(row: &JobRow, from: Timestamp, to: Timestamp, per_job: usize) -> Fires {
+    // Strictly after `from` minus a nanosecond: a fire at `from` itself is in.
+    let start = from
+        .checked_sub(jiff::SignedDuration::from_nanos(1))
+        .unwrap_or(from);
+    let mut out = Fires {
+        listed: Vec::new(),
+        total: 0,
+        hours: Vec::new(),
+    };
+    let mut after = start;
+    // Batches that double from 2: a daily job costs a fire past the window, not a
+    // thousand; a job firing every second still takes big steps.
+    let mut size = 2;
+    'batches: while out.total < MAX_FIRES_COUNTED as u64 {
+        let batch = row
+            .schedule
+            .next_fires(&row.timezone, row.schedule_anchor, after, size);
+        let full = batch.len() == size;
+        size = (size * 2).min(4096);
+        for t in batch {
+            if t >= to {
+                break 'batches;
+            }
+            out.total += 1;
+            let hour = usize::try_from(t.duration_since(from).as_secs() / 3600).unwrap_or(0);
+            match out.hours.last_mut() {
+                Some((h, n)) if *h == hour => *n += 1,
+                _ => out.hours.push((hour, 1)),
+            }
+            if out.listed.len() < per_job {
+                out.listed.push(rfc3339(&t.to_zoned(row.timezone.clone())));
+            }
+            after = t;
+        }
+        if !full {
+            break;
+        }
+    }
+    out
 }
 
 /// A cron expression in English. One [`crate::cron::Describer`] per thread remembers what
@@ -216,10 +252,7 @@ pub fn summary(row: &JobRow, next_fire: Option<&Zoned>, runs: BTreeMap<String, i
         revision: row.revision,
         git_commit: row.git_commit.clone(),
         tags: row.tags.clone(),
-        last_run: row.last_run.as_ref().map(|l| LastRunView {
-            state: l.state.to_string(),
-            at: crate::ledger::stamp(l.at),
-        }),
+        last_run: row.last_run.as_ref().map(LastRunView::from),
         runs,
     }
 }
@@ -311,7 +344,7 @@ pub fn status(
     let source: Option<serde_json::Value> = ledger
         .status("source")?
         .and_then(|s| serde_json::from_str(&s).ok());
-    let rows = ledger.job_summaries()?;
+    let rows = ledger.jobs_listed()?;
     let mut next: Vec<(Timestamp, String)> = rows
         .iter()
         .filter(|r| r.active && r.paused.is_none())
@@ -389,6 +422,7 @@ pub fn graph(rows: &[JobRow]) -> GraphView {
             name: row.name.clone(),
             schedule: row.schedule.to_string(),
             state: state_of(row).to_string(),
+            last_run: row.last_run.as_ref().map(LastRunView::from),
         });
     }
     GraphView { jobs, edges }
@@ -398,7 +432,7 @@ pub fn graph(rows: &[JobRow]) -> GraphView {
 mod tests {
     use super::*;
 
-    fn row(name: &str, schedule: serde_json::Value, zone: &str) -> JobRow {
+    pub(super) fn row(name: &str, schedule: serde_json::Value, zone: &str) -> JobRow {
         let t: Timestamp = "2026-03-01T00:00:00Z".parse().unwrap();
         JobRow {
             name: name.to_string(),

@@ -401,6 +401,22 @@ async fn the_dashboards_endpoints_say_what_is_wrong_with_a_request() {
             "per_job must be between 1 and 100",
         ),
         ("/v1/jobs/backup?fires=51", 400, "fires must be at most 50"),
+        (
+            "/v1/jobs?state=sleeping",
+            400,
+            "state `sleeping` is not one of active, paused",
+        ),
+        (
+            "/v1/jobs?sort=soon",
+            400,
+            "sort `soon` is not one of name, next, failure",
+        ),
+        ("/v1/jobs?limit=0", 400, "limit must be between 1 and 1000"),
+        (
+            "/v1/jobs?limit=1001",
+            400,
+            "limit must be between 1 and 1000",
+        ),
         ("/v1/jobs/nope/revisions", 404, "no job `nope`"),
         (
             "/v1/jobs/backup/revisions/diff?from=1&to=3",
@@ -463,4 +479,148 @@ async fn a_login_without_a_token_says_what_to_send() {
             "{body:?}: {answer}"
         );
     }
+}
+
+/// One request as the admin with extra headers; the status, the headers and the body as text.
+async fn raw(
+    api: &Api,
+    uri: &str,
+    extra: &[(&str, &str)],
+) -> (StatusCode, header::HeaderMap, String) {
+    let mut request = Request::builder()
+        .uri(uri)
+        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"));
+    for (k, v) in extra {
+        request = request.header(*k, *v);
+    }
+    let response = api
+        .router
+        .clone()
+        .oneshot(request.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let (parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+    (
+        parts.status,
+        parts.headers,
+        String::from_utf8_lossy(&bytes).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_jobs_list_filters_sorts_and_pages_on_the_server() {
+    let api = Api::new();
+    let names = |body: &str| -> Vec<String> {
+        serde_json::from_str::<Value>(body)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| j["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // (query, names in the page, X-Total-Count): the clock is 12:00 on 31 October, backup
+    // fires at 03:00, report is manual (never fires, so last by next fire).
+    let cases: [(&str, &[&str], &str); 7] = [
+        ("", &["backup", "report"], "2"),
+        ("?sort=next", &["backup", "report"], "2"),
+        ("?limit=1", &["backup"], "2"),
+        ("?limit=1&offset=1", &["report"], "2"),
+        ("?q=REP", &["report"], "1"),
+        ("?schedule_kind=cron", &["backup"], "1"),
+        ("?state=paused", &[], "0"),
+    ];
+    for (query, want, total) in cases {
+        let (status, headers, body) = raw(&api, &format!("/v1/jobs{query}"), &[]).await;
+        assert_eq!(status, StatusCode::OK, "{query}: {body}");
+        assert_eq!(names(&body), want, "{query}");
+        assert_eq!(headers["x-total-count"], total, "{query}");
+    }
+    let (_, tags) = api.call(Method::GET, "/v1/tags", None).await;
+    assert_eq!(tags, serde_json::json!([]));
+    // No links: the linked graph has no jobs, the whole one both.
+    let (_, graph) = api.call(Method::GET, "/v1/graph?linked=true", None).await;
+    assert_eq!(graph["jobs"], serde_json::json!([]), "{graph}");
+    let (_, graph) = api.call(Method::GET, "/v1/graph", None).await;
+    assert_eq!(graph["jobs"].as_array().map(Vec::len), Some(2), "{graph}");
+}
+
+/// The events stream's next `want` events (`event: NAME` then `data: ...`), awaited.
+async fn next_events(body: &mut axum::body::BodyDataStream, want: usize) -> Vec<(String, String)> {
+    use futures_util::StreamExt as _;
+    let mut text = String::new();
+    let mut out = Vec::new();
+    while out.len() < want {
+        let chunk = tokio::time::timeout(Duration::from_secs(20), body.next())
+            .await
+            .expect("an event within 20 s")
+            .expect("the stream goes on")
+            .unwrap();
+        text.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = text.find("\n\n") {
+            let block: String = text.drain(..end + 2).collect();
+            let field = |name: &str| {
+                block
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .unwrap_or("")
+                    .trim()
+                    .to_string()
+            };
+            if !field("event:").is_empty() {
+                out.push((field("event:"), field("data:")));
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_events_stream_tells_each_run_change_and_a_pause() {
+    let api = Api::new();
+    let (status, run) = api
+        .call(Method::POST, "/v1/jobs/report/trigger", None)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{run}");
+    let request = Request::builder()
+        .uri("/v1/events?after=0")
+        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+        .body(Body::empty())
+        .unwrap();
+    let response = api.router.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()[header::CONTENT_TYPE],
+        "text/event-stream"
+    );
+    let mut body = response.into_body().into_data_stream();
+    let events = next_events(&mut body, 1).await;
+    assert_eq!(events[0].0, "run", "{events:?}");
+    let seen: Value = serde_json::from_str(&events[0].1).unwrap();
+    assert_eq!(
+        (
+            seen["id"].clone(),
+            seen["job"].clone(),
+            seen["state"].clone()
+        ),
+        (run["id"].clone(), "report".into(), "pending".into())
+    );
+    // A pause changes the jobs: told as `jobs`; a cancel changes the run: told as `run`.
+    api.call(Method::POST, "/v1/jobs/backup/pause", None).await;
+    let events = next_events(&mut body, 1).await;
+    assert_eq!(events[0].0, "jobs", "{events:?}");
+    let id = run["id"].as_i64().unwrap();
+    api.call(Method::POST, &format!("/v1/runs/{id}/cancel"), None)
+        .await;
+    let events = next_events(&mut body, 1).await;
+    assert_eq!(events[0].0, "run", "{events:?}");
+    assert!(
+        events[0].1.contains("\"state\":\"cancelled\""),
+        "{events:?}"
+    );
+    // A reconnect with a broken Last-Event-ID is told so.
+    let (status, _, body) = raw(&api, "/v1/events", &[("last-event-id", "yesterday")]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains("Last-Event-ID is not an event id"), "{body}");
 }

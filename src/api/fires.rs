@@ -82,7 +82,7 @@ pub async fn fires(
     let job = q.job;
     let view = api
         .read_blocking(move |l| {
-            let mut rows = l.job_summaries()?;
+            let mut rows = l.jobs_listed()?;
             if let Some(job) = &job {
                 rows.retain(|r| &r.name == job);
             }
@@ -127,7 +127,7 @@ pub async fn timeline(
     let now = api.now();
     let page = api
         .read_blocking(move |l| {
-            let mut rows = l.job_summaries()?;
+            let mut rows = l.jobs_listed()?;
             rows.retain(|r| r.active && q.q.as_ref().is_none_or(|t| r.name.contains(t.as_str())));
             rows.sort_by(|a, b| a.name.cmp(&b.name));
             let total = rows.len();

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -23,7 +23,7 @@ use crate::apply::{ApiWrite, ApiWriteError, write_api_job};
 use crate::catalog;
 use crate::ledger::{JobRow, NewRun};
 use crate::run::Trigger;
-use crate::views;
+use crate::views::{self, listing};
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -34,19 +34,27 @@ pub struct JobsQuery {
     pub enabled: Option<bool>,
     /// Only jobs with this kind of schedule: `cron`, `every`, `at`, `after`, `manual`.
     pub schedule_kind: Option<String>,
+    /// Only jobs in this state: `active`, `paused`, `disabled`, `blocked`, `completed`,
+    /// `failing` (active, with a failure streak) or `removed` (listed only when asked for).
+    pub state: Option<String>,
+    /// Only jobs with this text (any case) in their name, description, schedule or a tag.
+    pub q: Option<String>,
+    /// The order: `name` (the default), `next` (soonest next fire first) or `failure`
+    /// (longest failure streak first); ties by name.
+    pub sort: Option<String>,
+    /// At most this many jobs (1 to 1000; default: all). `X-Total-Count` says how many match.
+    pub limit: Option<usize>,
+    /// Skip this many matching jobs first (default 0).
+    pub offset: Option<usize>,
 }
 
 const KINDS: [&str; 5] = ["cron", "every", "at", "after", "manual"];
 
-/// The active jobs, by name.
-#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(JobsQuery),
-    responses((status = 200, body = Vec<JobSummary>),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
-pub async fn list(
-    State(api): State<Arc<Api>>,
-    _: Reader,
-    Query(q): Query<JobsQuery>,
-) -> ApiResult<Json<Vec<JobSummary>>> {
+/// The most jobs one page of `GET /v1/jobs` holds.
+const MAX_PAGE: usize = 1000;
+
+/// A query's filter and order, or 400 naming what is wrong.
+fn listing_of(q: &JobsQuery) -> ApiResult<(listing::Filter, listing::Sort)> {
     if let Some(kind) = &q.schedule_kind
         && !KINDS.contains(&kind.as_str())
     {
@@ -55,39 +63,82 @@ pub async fn list(
             KINDS.join(", ")
         )));
     }
+    if let Some(state) = &q.state
+        && !listing::STATES.contains(&state.as_str())
+    {
+        return Err(ApiError::bad_request(format!(
+            "state `{state}` is not one of {}",
+            listing::STATES.join(", ")
+        )));
+    }
+    if let Some(limit) = q.limit
+        && !(1..=MAX_PAGE).contains(&limit)
+    {
+        return Err(ApiError::bad_request(format!(
+            "limit must be between 1 and {MAX_PAGE}"
+        )));
+    }
+    let sort = match &q.sort {
+        Some(sort) => sort.parse().map_err(ApiError::bad_request)?,
+        None => listing::Sort::Name,
+    };
+    let filter = listing::Filter {
+        tag: q.tag.clone(),
+        enabled: q.enabled,
+        kind: q.schedule_kind.clone(),
+        state: q.state.clone(),
+        text: q.q.clone().filter(|t| !t.is_empty()),
+    };
+    Ok((filter, sort))
+}
+
+/// The jobs (active ones, unless `state=removed`), by name or as `sort` says, filtered, a page
+/// at a time when `limit` is given. The rows are filtered and sorted first; only the page's
+/// runs are then read, so a page of 10,000 jobs costs about what a page of 100 does.
+#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(JobsQuery),
+    responses((status = 200, body = Vec<JobSummary>,
+            headers(("X-Total-Count" = usize, description = "How many jobs match, over all pages"))),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub async fn list(
+    State(api): State<Arc<Api>>,
+    _: Reader,
+    Query(q): Query<JobsQuery>,
+) -> ApiResult<Response> {
+    let (filter, sort) = listing_of(&q)?;
+    let (offset, limit) = (q.offset.unwrap_or(0), q.limit.unwrap_or(usize::MAX));
     let now = api.now();
-    let JobsQuery {
-        tag,
-        enabled,
-        schedule_kind,
-    } = q;
-    // The views are built on the long-read pool, next to the read: 10,000 jobs are ~50 ms of
-    // CPU a runtime worker should not spend. One job after another, not `views::summaries`
+    // Built on the long-read pool, next to the read: 10,000 jobs are tens of ms of CPU a
+    // runtime worker should not spend. One job after another, not `views::summaries`
     // (rayon), which `jobctl list` uses in a process of its own: inside the daemon, fanning
     // out made this answer slower (issue 14; measured side by side, p50 186 ms against 124).
-    let items = api
+    let (total, items) = api
         .read_blocking(move |l| {
-            let rows = l.job_summaries()?;
-            let mut counts = l.run_counts(None)?;
-            let items = rows
-                .iter()
-                .filter(|r| r.active)
-                .filter(|r| tag.as_ref().is_none_or(|t| r.tags.contains(t)))
-                .filter(|r| enabled.is_none_or(|e| r.enabled == e))
-                .filter_map(|r| {
-                    let next = views::next_fires_in(r, now, 1).into_iter().next();
-                    let runs = counts.remove(&r.name).unwrap_or_default();
-                    let summary = views::summary(r, next.as_ref(), runs);
-                    schedule_kind
-                        .as_ref()
-                        .is_none_or(|k| *k == summary.schedule_kind)
-                        .then_some(summary)
+            let mut rows = l.jobs_listed()?;
+            let mut next = listing::NextFires::new(now);
+            let kept = listing::select(&rows, &filter, sort, &mut next);
+            let total = kept.len();
+            let page: Vec<usize> = kept.into_iter().skip(offset).take(limit).collect();
+            let mut facts = {
+                let names: Vec<&str> = page.iter().map(|&i| rows[i].name.as_str()).collect();
+                l.run_facts(&names)?
+            };
+            let items: Vec<JobSummary> = page
+                .into_iter()
+                .map(|i| {
+                    let facts = facts.remove(&rows[i].name).unwrap_or_default();
+                    rows[i].last_run = facts.last;
+                    let row = &rows[i];
+                    views::summary(row, next.of(row).as_ref(), facts.counts)
                 })
                 .collect();
-            Ok(items)
+            Ok((total, items))
         })
         .await?;
-    Ok(Json(items))
+    Ok((
+        [(HeaderName::from_static("x-total-count"), total.to_string())],
+        Json(items),
+    )
+        .into_response())
 }
 
 async fn find(api: &Arc<Api>, name: String) -> ApiResult<(JobRow, BTreeMap<String, i64>, i64)> {
@@ -317,7 +368,7 @@ async fn write_job(
         });
     }
     let others: Vec<String> = api
-        .read_blocking(|l| l.job_summaries())
+        .read_blocking(|l| l.jobs_listed())
         .await?
         .into_iter()
         .filter(|r| r.active && r.name != name)
@@ -572,12 +623,49 @@ pub async fn delete(
     }))
 }
 
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct GraphQuery {
+    /// Only the jobs on a link (default `false`: every active job).
+    pub linked: Option<bool>,
+}
+
 /// The dependency graph of the active jobs: each `after` and `depends_on` link, upstream
-/// first (`jobctl graph`).
-#[utoipa::path(get, path = "/v1/graph", tag = "jobs",
-    responses((status = 200, body = GraphView), (status = 401, body = ErrorBody)))]
-pub async fn graph(State(api): State<Arc<Api>>, _: Reader) -> ApiResult<Json<GraphView>> {
-    api.read_blocking(|l| Ok(views::graph(&l.job_summaries()?)))
-        .await
-        .map(Json)
+/// first (`jobctl graph`), each job with its last run.
+#[utoipa::path(get, path = "/v1/graph", tag = "jobs", params(GraphQuery),
+    responses((status = 200, body = GraphView), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody)))]
+pub async fn graph(
+    State(api): State<Arc<Api>>,
+    _: Reader,
+    Query(q): Query<GraphQuery>,
+) -> ApiResult<Json<GraphView>> {
+    api.read_blocking(move |l| {
+        let mut view = views::graph(&l.jobs_listed()?);
+        if q.linked == Some(true) {
+            view.keep_linked();
+        }
+        let mut last = {
+            let names: Vec<&str> = view.jobs.iter().map(|j| j.name.as_str()).collect();
+            l.last_runs(&names)?
+        };
+        for job in &mut view.jobs {
+            job.last_run = last.remove(&job.name).as_ref().map(wire::LastRunView::from);
+        }
+        Ok(view)
+    })
+    .await
+    .map(Json)
+}
+
+/// Each tag of the active jobs, with how many carry it (the dashboard's tag filter).
+#[utoipa::path(get, path = "/v1/tags", tag = "jobs",
+    responses((status = 200, body = Vec<wire::TagCount>), (status = 401, body = ErrorBody)))]
+pub async fn tags(State(api): State<Arc<Api>>, _: Reader) -> ApiResult<Json<Vec<wire::TagCount>>> {
+    let tags = api.read(|l| l.tag_counts()).await?;
+    Ok(Json(
+        tags.into_iter()
+            .map(|(tag, jobs)| wire::TagCount { tag, jobs })
+            .collect(),
+    ))
 }

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod conns;
 mod definition;
 pub mod error;
+mod events;
 mod fires;
 mod hooks;
 mod jobs;
@@ -311,6 +312,8 @@ fn routes() -> (Router<Arc<Api>>, utoipa::openapi::OpenApi) {
         .routes(routes!(jobs::pause))
         .routes(routes!(jobs::resume))
         .routes(routes!(jobs::graph))
+        .routes(routes!(jobs::tags))
+        .routes(routes!(events::events))
         .routes(routes!(revisions::list))
         .routes(routes!(revisions::diff))
         .routes(routes!(fires::fires))

@@ -36,6 +36,15 @@ pub struct LastRunView {
     pub at: String,
 }
 
+impl From<&crate::ledger::LastRun> for LastRunView {
+    fn from(l: &crate::ledger::LastRun) -> LastRunView {
+        LastRunView {
+            state: l.state.to_string(),
+            at: crate::ledger::stamp(l.at),
+        }
+    }
+}
+
 /// A job as listed: `GET /v1/jobs`, `jobctl list`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct JobSummary {
@@ -148,6 +157,13 @@ pub struct StatusView {
     pub next_fires: Vec<NextFire>,
 }
 
+/// A tag and how many active jobs carry it: `GET /v1/tags`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TagCount {
+    pub tag: String,
+    pub jobs: usize,
+}
+
 /// A job in the dependency graph.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct GraphJob {
@@ -155,6 +171,9 @@ pub struct GraphJob {
     /// The schedule in its short form.
     pub schedule: String,
     pub state: String,
+    /// Its newest run, if it ran (the dashboard colours the job by it).
+    #[serde(default)]
+    pub last_run: Option<LastRunView>,
 }
 
 /// The dependency graph: `GET /v1/graph`, `jobctl graph`.
@@ -167,6 +186,20 @@ pub struct GraphView {
 }
 
 impl GraphView {
+    /// Keeps only the jobs on a link (the dashboard draws these; a lone job is no graph).
+    pub fn keep_linked(&mut self) {
+        let linked: std::collections::HashSet<&str> = self
+            .edges
+            .iter()
+            .flat_map(|e| [e.from.as_str(), e.to.as_str()])
+            .collect();
+        let jobs = std::mem::take(&mut self.jobs);
+        self.jobs = jobs
+            .into_iter()
+            .filter(|j| linked.contains(j.name.as_str()))
+            .collect();
+    }
+
     /// The graph to render.
     pub fn graph(&self) -> crate::graph::Graph {
         let jobs: Vec<(String, String)> = self

@@ -17,7 +17,7 @@ impl Daemon {
 
     pub(super) fn prune(&self) {
         let now = self.now();
-        let rows = match self.shared.ledger().job_summaries() {
+        let rows = match self.shared.ledger().jobs_listed() {
             Ok(rows) => rows,
             Err(e) => {
                 tracing::error!("retention: {e}");

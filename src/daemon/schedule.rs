@@ -171,7 +171,7 @@ impl Daemon {
         if let Err(e) = self.rewind_future() {
             tracing::error!("looking for stamps from the future: {e}");
         }
-        let rows = self.shared.ledger().job_summaries()?;
+        let rows = self.shared.ledger().jobs_listed()?;
         let mut jobs = HashMap::new();
         let mut specs = Vec::new();
         for row in rows.into_iter().filter(|r| r.active) {

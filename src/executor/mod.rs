@@ -225,7 +225,7 @@ impl Shared {
     ///
     /// On a ledger failure.
     pub fn load_graph(&self) -> crate::ledger::Result<crate::graph::Graph> {
-        let rows = self.ledger().job_summaries()?;
+        let rows = self.ledger().jobs_listed()?;
         let view = crate::views::graph(&rows);
         let linked: std::collections::BTreeSet<&str> = view
             .edges

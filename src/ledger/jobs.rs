@@ -89,6 +89,13 @@ pub struct LastRun {
     pub at: Timestamp,
 }
 
+/// What a listing shows of a job's runs: how many in each state, and the last.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RunFacts {
+    pub counts: std::collections::BTreeMap<String, i64>,
+    pub last: Option<LastRun>,
+}
+
 /// A definition to record as a new revision.
 #[derive(Clone, Debug)]
 pub struct NewRevision {
@@ -212,6 +219,138 @@ impl Ledger {
     /// On a SQLite failure.
     pub fn job_summaries(&self) -> Result<Vec<JobRow>> {
         query_jobs(&self.conn, None, Detail::Summary).for_ledger(self)
+    }
+
+    /// Every job as [`Ledger::job_summaries`] reads it, but without its run counts and last
+    /// run: a paged listing filters and sorts these, then asks [`Ledger::run_facts`] for the
+    /// page's. No pass over the runs (the blocked reasons are a walk of the blocked ones).
+    ///
+    /// # Errors
+    ///
+    /// On a SQLite failure.
+    pub fn jobs_listed(&self) -> Result<Vec<JobRow>> {
+        let mut rows = query_jobs(&self.conn, None, Detail::Listed).for_ledger(self)?;
+        let mut blocked = self.blocked_reasons()?;
+        for row in &mut rows {
+            row.blocked = blocked.remove(&row.name);
+        }
+        Ok(rows)
+    }
+
+    /// What each job's blocked runs wait for, by job (only jobs with blocked runs): one walk
+    /// of the `runs_by_state` index's blocked entries.
+    ///
+    /// # Errors
+    ///
+    /// On a SQLite failure.
+    pub fn blocked_reasons(&self) -> Result<HashMap<String, String>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT job, group_concat(reason, '; ') FROM runs WHERE state = 'blocked' GROUP BY job",
+            )
+            .for_ledger(self)?;
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, Option<String>>(1)?)))
+            .and_then(|rows| {
+                rows.filter_map(|row| row.map(|(job, why)| why.map(|w| (job, w))).transpose())
+                    .collect()
+            })
+            .for_ledger(self)
+    }
+
+    /// The named jobs' run counts and last runs (what a listing shows of each): two index
+    /// lookups per job, so a page of rows costs the same on a ledger of any size.
+    ///
+    /// # Errors
+    ///
+    /// On a SQLite failure, or a run whose state or time the ledger cannot read.
+    pub fn run_facts(&self, names: &[&str]) -> Result<HashMap<String, RunFacts>> {
+        let mut counts = self
+            .conn
+            .prepare_cached("SELECT state, count(*) FROM runs WHERE job = ?1 GROUP BY state")
+            .for_ledger(self)?;
+        let mut last = self.last_runs(names)?;
+        let mut out = HashMap::with_capacity(names.len());
+        for &name in names {
+            let counts = counts
+                .query_map([name], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+                })
+                .and_then(Iterator::collect)
+                .for_ledger(self)?;
+            let last = last.remove(name);
+            out.insert(name.to_string(), RunFacts { counts, last });
+        }
+        Ok(out)
+    }
+
+    /// The named jobs' last runs (jobs that never ran are left out): one index lookup each.
+    ///
+    /// # Errors
+    ///
+    /// On a SQLite failure, or a run whose state or time the ledger cannot read.
+    pub fn last_runs(&self, names: &[&str]) -> Result<HashMap<String, LastRun>> {
+        let mut last = self
+            .conn
+            .prepare_cached(
+                "SELECT state, coalesce(finished_at, started_at, created_at) FROM runs
+                 WHERE job = ?1 ORDER BY id DESC LIMIT 1",
+            )
+            .for_ledger(self)?;
+        let mut out = HashMap::with_capacity(names.len());
+        for &name in names {
+            let found = last
+                .query_row([name], |r| {
+                    let what = || format!("job {name}");
+                    Ok(LastRun {
+                        state: columns::parsed(r, 0, &what)?,
+                        at: instant(r, 1, &what)?,
+                    })
+                })
+                .optional()
+                .for_ledger(self)?;
+            if let Some(found) = found {
+                out.insert(name.to_string(), found);
+            }
+        }
+        Ok(out)
+    }
+
+    /// A mark that moves when the set of jobs or their definitions or pauses change (an
+    /// apply, a pause, a resume): a stream of changes compares it to tell pages to refresh
+    /// their jobs. Runs' changes are told by their events instead.
+    ///
+    /// # Errors
+    ///
+    /// On a SQLite failure.
+    pub fn catalog_mark(&self) -> Result<String> {
+        self.conn
+            .query_row(
+                "SELECT coalesce((SELECT max(id) FROM applies), 0) || '.' || count(*) || '.' ||
+                        coalesce(max(paused_at), '') FROM pauses",
+                [],
+                |r| r.get(0),
+            )
+            .for_ledger(self)
+    }
+
+    /// Each tag of the active jobs and how many carry it, by tag.
+    ///
+    /// # Errors
+    ///
+    /// On a SQLite failure.
+    pub fn tag_counts(&self) -> Result<Vec<(String, usize)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT t.value, count(*) FROM jobs j JOIN revisions r ON r.id = j.revision_id,
+                        json_each(r.tags) t
+                 WHERE j.active = 1 GROUP BY t.value ORDER BY t.value",
+            )
+            .for_ledger(self)?;
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as usize)))
+            .and_then(Iterator::collect)
+            .for_ledger(self)
     }
 
     /// One job by name, removed or not.
@@ -422,6 +561,9 @@ fn applied_definition(conn: &Connection, name: &str) -> rusqlite::Result<Option<
 enum Detail {
     /// No definitions and no run counts: what an apply compares.
     Bare,
+    /// [`Detail::Summary`] without what is read from the runs (counts, last run, blocked
+    /// reasons): what a paged listing filters and sorts before reading those for its page.
+    Listed,
     Summary,
     Full,
 }
@@ -506,26 +648,26 @@ fn jobs_sql(one: bool, detail: Detail) -> String {
         filter = if one { "j.name = ?1" } else { "?1 IS NULL" },
         definition = match detail {
             Detail::Full => "r.definition",
-            Detail::Summary | Detail::Bare => "''",
+            Detail::Summary | Detail::Bare | Detail::Listed => "''",
         },
-        blocked = if detail == Detail::Bare {
+        blocked = if matches!(detail, Detail::Bare | Detail::Listed) {
             "NULL"
         } else {
             "(SELECT group_concat(b.reason, '; ') FROM runs b WHERE b.job = j.name AND b.state = 'blocked')"
         },
-        runs = if detail == Detail::Bare {
+        runs = if matches!(detail, Detail::Bare | Detail::Listed) {
             "0"
         } else {
             "coalesce(rs.n, 0)"
         },
-        last_run = if detail == Detail::Bare {
+        last_run = if matches!(detail, Detail::Bare | Detail::Listed) {
             "NULL"
         } else {
             "lr.state || ' ' || coalesce(lr.finished_at, lr.started_at, lr.created_at)"
         },
         // One job: two lookups in `runs_by_job`. All jobs: one pass over it, grouped.
         runs_join = match (detail, one) {
-            (Detail::Bare, _) => "",
+            (Detail::Bare | Detail::Listed, _) => "",
             (_, true) => {
                 "LEFT JOIN (SELECT ?1 AS job, count(*) AS n, max(id) AS last FROM runs WHERE job = ?1) rs ON rs.job = j.name
                  LEFT JOIN runs lr ON lr.id = rs.last"

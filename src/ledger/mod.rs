@@ -44,6 +44,7 @@ pub use deps::Resolved;
 pub use error::{LedgerError, Result};
 pub use jobs::{
     ApplyBatch, ApplyRecord, GitInfo, JobRow, LastRun, NewRevision, Owner, Pause, Revision,
+    RunFacts,
 };
 pub use lease::LeaseRow;
 pub use retention::Retention;

@@ -2,7 +2,7 @@
 //! list and count them. Writes live elsewhere (`claims`, `slots`, `deps`); this file reads.
 
 use jiff::Timestamp;
-use rusqlite::OptionalExtension;
+use rusqlite::{OptionalExtension, params};
 
 use super::columns::{instant, instant_opt, parsed};
 use super::{ForLedger, Ledger, Result};
@@ -323,6 +323,51 @@ impl Ledger {
         stmt.query_map(params, run_from_row)
             .and_then(Iterator::collect)
             .for_ledger(self)
+    }
+
+    /// The newest run event's id (0 when there is none): where a stream of changes starts.
+    ///
+    /// # Errors
+    ///
+    /// On a SQLite failure.
+    pub fn last_event_id(&self) -> Result<i64> {
+        self.conn
+            .query_row("SELECT coalesce(max(id), 0) FROM run_events", [], |r| {
+                r.get(0)
+            })
+            .for_ledger(self)
+    }
+
+    /// The runs that changed after event `after` (created, started, ended, cancelled, ...):
+    /// each run once, as it is now, with the id of its latest event among the first `limit`
+    /// events read, in the order of those ids. A caller resumes from the last id it got.
+    ///
+    /// # Errors
+    ///
+    /// On a SQLite failure.
+    pub fn run_changes(&self, after: i64, limit: usize) -> Result<Vec<(i64, RunRow)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, run_id FROM run_events WHERE id > ?1 ORDER BY id LIMIT ?2")
+            .for_ledger(self)?;
+        let events: Vec<(i64, i64)> = stmt
+            .query_map(params![after, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))
+            .and_then(Iterator::collect)
+            .for_ledger(self)?;
+        // Each run at its latest event.
+        let mut latest: std::collections::HashMap<i64, i64> = std::collections::HashMap::new();
+        for &(event, run) in &events {
+            latest.insert(run, event);
+        }
+        let mut changed: Vec<(i64, i64)> = latest.into_iter().map(|(run, e)| (e, run)).collect();
+        changed.sort_unstable();
+        let mut out = Vec::with_capacity(changed.len());
+        for (event, run) in changed {
+            if let Some(row) = self.run(run)? {
+                out.push((event, row));
+            }
+        }
+        Ok(out)
     }
 
     /// A run's events, oldest first.
