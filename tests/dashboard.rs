@@ -719,3 +719,152 @@ async fn every_page_has_no_serious_accessibility_violations() {
     client.close().await.unwrap();
     daemon.stop();
 }
+
+/// Presses `key` (a WebDriver key code, e.g. Tab `\u{e004}`, Enter `\u{e007}`) wherever the
+/// focus is.
+async fn press(client: &Client, key: char) {
+    use fantoccini::actions::{InputSource as _, KeyAction, KeyActions};
+    let keys = KeyActions::new("keyboard".into())
+        .then(KeyAction::Down { value: key })
+        .then(KeyAction::Up { value: key });
+    client.perform_actions(keys).await.unwrap();
+}
+
+const TAB: char = '\u{e004}';
+const ENTER: char = '\u{e007}';
+
+/// The focused element: what it is (`a /jobs/x`, `input param-version`, ...), its text, and
+/// whether its focus is drawn (an outline of some width).
+async fn focused(client: &Client) -> (String, String, bool) {
+    let got = client
+        .execute(
+            "const e = document.activeElement; const s = getComputedStyle(e);
+             return [`${e.tagName.toLowerCase()} ${e.getAttribute('href') || e.getAttribute('name') || e.id || ''}`,
+                     (e.textContent || '').trim().slice(0, 60),
+                     s.outlineStyle !== 'none' && parseFloat(s.outlineWidth) > 0];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    (
+        got[0].as_str().unwrap_or_default().to_string(),
+        got[1].as_str().unwrap_or_default().to_string(),
+        got[2].as_bool().unwrap_or(false),
+    )
+}
+
+/// Tabs on until the focus is on `want` (as [`focused`] names it), checking that every stop
+/// on the way shows its focus; at most `stops` presses.
+async fn tab_to(client: &Client, want: &str, stops: usize) {
+    let mut seen = Vec::new();
+    for _ in 0..stops {
+        press(client, TAB).await;
+        let (what, text, drawn) = focused(client).await;
+        assert!(drawn, "`{what}` ({text:?}) has the focus but shows none");
+        if what == want {
+            return;
+        }
+        seen.push(what);
+    }
+    panic!("`{want}` never had the focus; the stops were {seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_keyboard_alone_logs_in_opens_a_job_and_triggers_it() {
+    let p = project();
+    let (mut daemon, base, _driver, client) = open(&p, true, 1280, 900).await;
+    client.goto(&format!("{base}/")).await.unwrap();
+    // The login page's token field has the focus: type, then Enter.
+    text_of(&client, "#token").await;
+    assert_eq!(focused(&client).await.0, "input token");
+    for c in ADMIN.chars() {
+        press(&client, c).await;
+    }
+    press(&client, ENTER).await;
+    text_of(&client, "table.jobs tbody").await;
+    // The new page has the focus on its content: the next stop is its first control.
+    assert_eq!(focused(&client).await.0, "main main");
+
+    // On a page loaded afresh the first Tab stop is the skip link, drawn when focused; Enter
+    // goes to the content.
+    client.refresh().await.unwrap();
+    text_of(&client, "table.jobs tbody").await;
+    press(&client, TAB).await;
+    let (what, text, drawn) = focused(&client).await;
+    assert_eq!(
+        (what.as_str(), text.as_str(), drawn),
+        ("a #main", "Skip to content", true)
+    );
+    press(&client, ENTER).await;
+    assert_eq!(focused(&client).await.0, "main main");
+    // From there: the filters, then the jobs, each stop showing its focus; Enter opens one.
+    tab_to(&client, "input ", 1).await;
+    tab_to(&client, "a /jobs/deploy", 10).await;
+    press(&client, ENTER).await;
+    text_of(&client, "form[aria-labelledby=trigger-h]").await;
+    let url = client.current_url().await.unwrap();
+    assert_eq!(url.path(), "/jobs/deploy");
+
+    // The trigger form by keyboard: Tab to its required field, type, Enter submits.
+    tab_to(&client, "input param-version", 30).await;
+    for c in "v1.2.3".chars() {
+        press(&client, c).await;
+    }
+    press(&client, ENTER).await;
+    wait_text(&client, "pre.output", "v1.2.3").await;
+    let url = client.current_url().await.unwrap();
+    assert!(url.path().starts_with("/runs/"), "{url}");
+    daemon.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_jobs_page_and_the_timeline_follow_runs_as_they_happen() {
+    let p = project();
+    let (mut daemon, base, _driver, client) = open(&p, true, 1280, 900).await;
+    log_in(&client, &base, READER).await;
+    text_of(&client, "table.jobs tbody").await;
+    let row = "table.jobs tbody tr:has(a[href='/jobs/deploy'])";
+    assert!(text_of(&client, row).await.contains("never ran"));
+    // A run made elsewhere (the CLI, through the API) shows on the open page: its stream of
+    // changes tells it, nothing is reloaded by hand.
+    p.run(&[
+        "trigger",
+        "deploy",
+        "--param",
+        "version=7",
+        "--wait",
+        "--server",
+        &base,
+        "--token",
+        ADMIN,
+    ])
+    .code(0);
+    wait_text(&client, row, "succeeded").await;
+    // And on the timeline, open before the next run: its bar appears.
+    client.goto(&format!("{base}/timeline")).await.unwrap();
+    text_of(&client, "svg.timeline").await;
+    let bars = "svg.timeline a[href^='/runs/'] rect.s-succeeded";
+    let before = client.find_all(Locator::Css(bars)).await.unwrap().len();
+    assert_eq!(before, 1);
+    p.run(&[
+        "trigger",
+        "deploy",
+        "--param",
+        "version=8",
+        "--wait",
+        "--server",
+        &base,
+        "--token",
+        ADMIN,
+    ])
+    .code(0);
+    let deadline = std::time::Instant::now() + WAIT;
+    while client.find_all(Locator::Css(bars)).await.unwrap().len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the second run's bar never came"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    daemon.stop();
+}

@@ -10,6 +10,16 @@ export class ApiError extends Error {
 }
 
 export async function request(method, path, body) {
+  return (await send(method, path, body)).json;
+}
+
+// A page of a listing: its items and X-Total-Count (how many match over all pages).
+export async function page(path) {
+  const { json, response } = await send('GET', path);
+  return { items: json, total: Number(response.headers.get('x-total-count') ?? json.length) };
+}
+
+async function send(method, path, body) {
   const headers = { accept: 'application/json' };
   if (method !== 'GET') headers['x-jobs-dashboard'] = '1';
   if (body !== undefined) headers['content-type'] = 'application/json';
@@ -24,7 +34,7 @@ export async function request(method, path, body) {
   } catch (e) {
     throw new ApiError(0, `the server cannot be reached (${e.message})`);
   }
-  if (response.status === 204) return null;
+  if (response.status === 204) return { json: null, response };
   const text = await response.text();
   let json = null;
   try {
@@ -36,7 +46,7 @@ export async function request(method, path, body) {
     const message = (json && json.error && json.error.message) || `${response.status} ${response.statusText}`;
     throw new ApiError(response.status, message);
   }
-  return json;
+  return { json, response };
 }
 
 export const get = (path) => request('GET', path);

@@ -1,6 +1,6 @@
 // The dashboard's entry: the session, the navigation, and the page the URL names.
 import { render } from 'preact';
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import * as api from './api.js';
 import { html, navigate } from './lib.js';
 import { syncClock } from './time.js';
@@ -18,6 +18,8 @@ document.addEventListener('click', (e) => {
   const a = e.target.closest('a');
   if (!a || a.target || a.hasAttribute('download') || e.ctrlKey || e.metaKey || e.shiftKey || e.button !== 0) return;
   const url = new URL(a.href, location.href);
+  // A link within the page (the skip link) does what a browser does with it.
+  if (url.pathname === location.pathname && url.hash) return;
   if (url.origin !== location.origin || url.pathname.startsWith('/v1/') || url.pathname.startsWith('/assets/')) return;
   e.preventDefault();
   navigate(url.pathname + url.search);
@@ -37,7 +39,10 @@ function route(path) {
 function Nav({ who, onLogout }) {
   const here = location.pathname;
   const link = (to, label) => html`<a href=${to} aria-current=${here === to ? 'page' : undefined}>${label}</a>`;
+  // The first stop of the Tab key: straight to the page's content, past the navigation.
+  const skip = (e) => { e.preventDefault(); document.getElementById('main').focus(); };
   return html`<header class="top">
+    <a class="skip" href="#main" onClick=${skip}>Skip to content</a>
     <a class="brand" href="/">jobs</a>
     <nav aria-label="Pages">${link('/', 'Jobs')}${link('/timeline', 'Timeline')}${link('/graph', 'Graph')}${link('/status', 'Status')}</nav>
     <div class="who">
@@ -69,6 +74,15 @@ function App() {
     });
   }, [path]);
   useEffect(() => { document.title = `${title} · jobs`; }, [title]);
+  // A new page takes the focus to its content, as a page load would start over (a change of
+  // the query alone, such as typing in a filter, keeps it where it is).
+  const pathname = path.split('?')[0];
+  const first = useRef(true);
+  useEffect(() => {
+    if (first.current) { first.current = false; return; }
+    const main = document.getElementById('main');
+    if (main && !main.contains(document.activeElement)) main.focus({ preventScroll: true });
+  }, [pathname]);
   const logout = async () => {
     await api.logout().catch(() => {});
     setWho(undefined);
@@ -76,9 +90,9 @@ function App() {
   };
   const onLogin = (w) => { syncClock(w.now); setWho(w); };
   if (bare) return html`<main id="main"><${Page} onLogin=${onLogin} /></main>`;
-  if (who === undefined) return html`<${Nav} /><main id="main" aria-busy="true"><p class="muted">Loading…</p></main>`;
+  if (who === undefined) return html`<${Nav} /><main id="main" tabindex="-1" aria-busy="true"><p class="muted">Loading…</p></main>`;
   return html`<${Nav} who=${who} onLogout=${logout} />
-    <main id="main"><${Page} who=${who} path=${path} /></main>`;
+    <main id="main" tabindex="-1"><${Page} who=${who} path=${path} /></main>`;
 }
 
 render(html`<${App} />`, document.getElementById('app'));

@@ -1,5 +1,5 @@
 // Small pieces the pages share: badges, times, durations, facts, errors.
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { html } from './lib.js';
 import { hover, local, relative, serverNow } from './time.js';
 
@@ -23,6 +23,33 @@ export function useApi(load, deps) {
     return () => { live = false; };
   }, [...deps, tick]);
   return { ...state, reload: () => setTick((t) => t + 1) };
+}
+
+// The page's one stream of changes (GET /v1/events): `onChange(kind, run)` hears each, where
+// `kind` is `run` (a run was created, started, ended...) or `jobs` (an apply, a pause or a
+// resume). The browser reconnects by itself and resumes after the last event it saw.
+export function useEvents(onChange, query = '') {
+  const handler = useRef(onChange);
+  handler.current = onChange;
+  useEffect(() => {
+    const source = new EventSource(`/v1/events${query}`);
+    source.addEventListener('run', (e) => handler.current('run', JSON.parse(e.data)));
+    source.addEventListener('jobs', () => handler.current('jobs', null));
+    return () => source.close();
+  }, [query]);
+}
+
+// Reloads (`reload()`) when a change `relevant(kind, run)` says matters arrives: at most once
+// a second, however many runs a burst changes, and never by polling.
+export function useLive(reload, relevant = () => true, query = '') {
+  const pending = useRef(null);
+  const latest = useRef(null);
+  latest.current = { reload, relevant };
+  useEvents((kind, run) => {
+    if (pending.current || !latest.current.relevant(kind, run)) return;
+    pending.current = setTimeout(() => { pending.current = null; latest.current.reload(); }, 1000);
+  }, query);
+  useEffect(() => () => clearTimeout(pending.current), []);
 }
 
 export function Badge({ state }) {

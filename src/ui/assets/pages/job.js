@@ -4,7 +4,7 @@
 import { useState } from 'preact/hooks';
 import { html, navigate } from '../lib.js';
 import * as api from '../api.js';
-import { Badge, Facts, Loading, Problem, When, duration, useApi, useNow } from '../parts.js';
+import { Badge, Facts, Loading, Problem, When, duration, useApi, useLive, useNow } from '../parts.js';
 import { shownState } from './jobs.js';
 
 function TriggerForm({ job }) {
@@ -67,8 +67,8 @@ function PauseForm({ job, onChange }) {
 
 // Duration and outcome over time: a bar per run (its last 100), height = duration, colour =
 // outcome, placed by when it was due; a click opens the run.
-function DurationChart({ name }) {
-  const runs = useApi(() => api.get(`/v1/runs?job=${encodeURIComponent(name)}&limit=100`), [name]);
+function DurationChart({ name, version }) {
+  const runs = useApi(() => api.get(`/v1/runs?job=${encodeURIComponent(name)}&limit=100`), [name, version]);
   const ended = (runs.data ? runs.data.runs : []).filter((r) => r.duration_ms !== null).reverse();
   if (ended.length < 2) return null;
   const W = 720, H = 120, PAD = 52;
@@ -90,9 +90,9 @@ function DurationChart({ name }) {
   </section>`;
 }
 
-function Runs({ name, now }) {
+function Runs({ name, now, version }) {
   const [state, setState] = useState('');
-  const runs = useApi(() => api.get(`/v1/runs?job=${encodeURIComponent(name)}&limit=50${state ? `&state=${state}` : ''}`), [name, state]);
+  const runs = useApi(() => api.get(`/v1/runs?job=${encodeURIComponent(name)}&limit=50${state ? `&state=${state}` : ''}`), [name, state, version]);
   return html`<section aria-labelledby="runs-h">
     <div class="bar"><h2 id="runs-h">Runs</h2>
       <label class="inline">State <select value=${state} onChange=${(e) => setState(e.currentTarget.value)}>
@@ -147,6 +147,9 @@ export function JobPage({ who, path }) {
   const name = decodeURIComponent(path.split('?')[0].slice('/jobs/'.length));
   const now = useNow(1000);
   const job = useApi(() => api.get(`/v1/jobs/${encodeURIComponent(name)}?fires=10`), [name]);
+  // Live: this job's runs (its stream carries only them) and changes to the jobs reload it.
+  const [version, setVersion] = useState(0);
+  useLive(() => { job.reload(); setVersion((v) => v + 1); }, () => true, `?job=${encodeURIComponent(name)}`);
   if (job.error && !job.data) {
     return html`<h1>${name}</h1><${Problem} error=${job.error} /><p><a href="/">Back to every job</a></p>`;
   }
@@ -179,8 +182,8 @@ export function JobPage({ who, path }) {
         <${PauseForm} job=${j} onChange=${job.reload} />
       </div>`}
     </div>
-    <${DurationChart} name=${j.name} />
-    <${Runs} name=${j.name} now=${now} />
+    <${DurationChart} name=${j.name} version=${version} />
+    <${Runs} name=${j.name} now=${now} version=${version} />
     <${Revisions} name=${j.name} count=${j.revisions} now=${now} />
     <details><summary>Definition (revision ${j.revision})</summary><pre class="definition">${j.definition}</pre></details>`;
 }

@@ -1,13 +1,15 @@
 // The jobs page (/): every job with its state, schedule in words, time zone, next fire with
 // a countdown and its last run. Filters by text, tag and state and the sort live in the
-// URL's query, so a filtered view can be shared. Rows are rendered a window at a time.
-import { useEffect, useMemo, useState } from 'preact/hooks';
+// URL's query, so a filtered view can be shared. The server filters, sorts and pages
+// (GET /v1/jobs?limit=...): a page of 100 rows costs the same on 10 jobs or 10,000. The rows
+// shown reload when the page's stream of changes says one of their runs changed.
+import { useEffect, useState } from 'preact/hooks';
 import { html, navigate } from '../lib.js';
 import * as api from '../api.js';
-import { hover, local, parse, relative } from '../time.js';
-import { useNow } from '../parts.js';
+import { hover, local, relative } from '../time.js';
+import { useApi, useLive, useNow } from '../parts.js';
 
-const WINDOW = 200;
+const WINDOW = 100;
 const STATES = ['active', 'paused', 'disabled', 'blocked', 'completed', 'failing', 'removed'];
 const SORTS = { next: 'Next fire', failure: 'Failure streak', name: 'Name' };
 
@@ -30,24 +32,6 @@ function setQuery(next) {
 export function shownState(job) {
   if (job.state === 'active' && job.failure_streak > 0) return 'failing';
   return job.state;
-}
-
-function matches(job, f) {
-  if (f.tag && !job.tags.includes(f.tag)) return false;
-  if (f.state && shownState(job) !== f.state) return false;
-  if (f.text) {
-    const t = f.text.toLowerCase();
-    const hay = `${job.name} ${job.description} ${job.schedule} ${job.tags.join(' ')}`.toLowerCase();
-    if (!hay.includes(t)) return false;
-  }
-  return true;
-}
-
-function compare(sort) {
-  const next = (j) => (parse(j.next_fire) || { getTime: () => Infinity }).getTime();
-  if (sort === 'name') return (a, b) => a.name.localeCompare(b.name);
-  if (sort === 'failure') return (a, b) => b.failure_streak - a.failure_streak || a.name.localeCompare(b.name);
-  return (a, b) => next(a) - next(b) || a.name.localeCompare(b.name);
 }
 
 function StateBadge({ job }) {
@@ -98,48 +82,49 @@ function Row({ job, now, runs }) {
 }
 
 export function JobsPage() {
-  const [jobs, setJobs] = useState(null);
-  const [error, setError] = useState(null);
   const [shown, setShown] = useState(WINDOW);
   const now = useNow(1000);
   const f = query();
-  useEffect(() => {
-    let live = true;
-    const load = () => api.get('/v1/jobs').then((j) => live && (setJobs(j), setError(null)), (e) => live && setError(e.message));
-    load();
-    // The list changes when files are applied or runs end: refreshed each half minute.
-    const t = setInterval(load, 30000);
-    return () => { live = false; clearInterval(t); };
-  }, []);
-  const tags = useMemo(() => [...new Set((jobs || []).flatMap((j) => j.tags))].sort(), [jobs]);
-  const rows = useMemo(() => (jobs || []).filter((j) => matches(j, f)).sort(compare(f.sort)), [jobs, f.text, f.tag, f.state, f.sort]);
-  const visible = rows.slice(0, shown);
-  // The strips of the rows shown: one request for the window, refreshed with the list.
+  const q = new URLSearchParams({ sort: f.sort, limit: String(shown) });
+  if (f.text) q.set('q', f.text);
+  if (f.tag) q.set('tag', f.tag);
+  if (f.state) q.set('state', f.state);
+  const list = useApi(() => api.page(`/v1/jobs?${q}`), [q.toString()]);
+  const tags = useApi(() => api.get('/v1/tags'), []);
+  const jobs = list.data ? list.data.items : null;
+  const total = list.data ? list.data.total : 0;
+  // The strips of the rows shown: one request for the page, refreshed with the list.
   const [strips, setStrips] = useState({});
-  const names = visible.filter((j) => j.last_run && !(j.name in strips)).map((j) => j.name).join(',');
+  const names = (jobs || []).filter((j) => j.last_run && !(j.name in strips)).map((j) => j.name).join(',');
   useEffect(() => {
     if (!names) return;
     api.get(`/v1/runs/recent?per_job=20&jobs=${encodeURIComponent(names)}`).then((r) => setStrips((s) => ({ ...s, ...r.jobs })), () => {});
   }, [names]);
   useEffect(() => setStrips({}), [jobs]);
+  // Live: a run of a row shown, or a change to the jobs (an apply, a pause), reloads the page.
+  // (A job not shown that fires only moves later: it cannot enter the rows shown.)
+  const visible = new Set((jobs || []).map((j) => j.name));
+  useLive(() => { list.reload(); tags.reload(); }, (kind, run) => kind === 'jobs' || (run && visible.has(run.job)));
   const change = (key) => (e) => { setShown(WINDOW); setQuery({ ...f, [key]: e.currentTarget.value }); };
+  const filtered = Boolean(f.text || f.tag || f.state);
+  const error = list.error && list.error.message;
   if (error && !jobs) return html`<h1>Jobs</h1><p class="error" role="alert">${error}</p>`;
   if (!jobs) return html`<h1>Jobs</h1><p class="muted" aria-busy="true">Loading…</p>`;
-  return html`<h1>Jobs <span class="count">${rows.length === jobs.length ? jobs.length : `${rows.length} of ${jobs.length}`}</span></h1>
+  return html`<h1>Jobs <span class="count">${filtered ? `${total} matching` : total}</span></h1>
     <form class="filters" role="search" onSubmit=${(e) => e.preventDefault()}>
       <label>Search <input type="search" value=${f.text} onInput=${change('text')} placeholder="name, description, schedule, tag" /></label>
-      <label>Tag <select value=${f.tag} onChange=${change('tag')}><option value="">any</option>${tags.map((t) => html`<option value=${t}>${t}</option>`)}</select></label>
+      <label>Tag <select value=${f.tag} onChange=${change('tag')}><option value="">any</option>${(tags.data || []).map((t) => html`<option value=${t.tag}>${t.tag} (${t.jobs})</option>`)}</select></label>
       <label>State <select value=${f.state} onChange=${change('state')}><option value="">any</option>${STATES.map((s) => html`<option value=${s}>${s}</option>`)}</select></label>
       <label>Sort <select value=${f.sort} onChange=${change('sort')}>${Object.entries(SORTS).map(([k, v]) => html`<option value=${k}>${v}</option>`)}</select></label>
     </form>
     ${error && html`<p class="error" role="alert">${error}</p>`}
-    ${jobs.length === 0
+    ${jobs.length === 0 && !filtered
       ? html`<div class="empty"><p>No jobs yet.</p><p>Put a YAML file in the jobs folder (see <code>jobs.d/</code> in the README) and run <code>jobctl apply</code>, or let <code>jobctl serve</code> pick it up.</p></div>`
-      : rows.length === 0
+      : jobs.length === 0
         ? html`<div class="empty"><p>No job matches these filters.</p><p><a href="/">Clear the filters</a></p></div>`
         : html`<div class="scroll"><table class="jobs">
             <thead><tr><th scope="col">Job</th><th scope="col">State</th><th scope="col">Schedule</th><th scope="col">Zone</th><th scope="col">Next fire</th><th scope="col">Last run</th><th scope="col">Recent</th></tr></thead>
-            <tbody>${visible.map((j) => html`<${Row} key=${j.name} job=${j} now=${now} runs=${strips[j.name]} />`)}</tbody>
+            <tbody>${jobs.map((j) => html`<${Row} key=${j.name} job=${j} now=${now} runs=${strips[j.name]} />`)}</tbody>
           </table></div>
-          ${rows.length > shown && html`<p><button type="button" onClick=${() => setShown(shown + WINDOW)}>Show ${Math.min(WINDOW, rows.length - shown)} more of ${rows.length - shown}</button></p>`}`}`;
+          ${total > jobs.length && html`<p><button type="button" onClick=${() => setShown(Math.min(1000, shown + WINDOW))} disabled=${shown >= 1000}>Show ${Math.min(WINDOW, total - jobs.length)} more of ${total - jobs.length}</button>${shown >= 1000 ? html` <span class="muted">Narrow the filters to see the rest.</span>` : ''}</p>`}`}`;
 }

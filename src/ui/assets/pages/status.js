@@ -2,11 +2,13 @@
 // active runs and the next fires.
 import { html } from '../lib.js';
 import * as api from '../api.js';
-import { Badge, Facts, Loading, Problem, When, useApi, useNow } from '../parts.js';
+import { Badge, Facts, Loading, Problem, When, useApi, useLive, useNow } from '../parts.js';
 
 export function StatusPage() {
   const now = useNow(1000);
   const status = useApi(() => api.get('/v1/status'), []);
+  // Active runs and the next fires change with every run: reloaded as the stream tells.
+  useLive(status.reload);
   if (status.error && !status.data) return html`<h1>Status</h1><${Problem} error=${status.error} />`;
   if (!status.data) return html`<h1>Status</h1><${Loading} />`;
   const s = status.data;

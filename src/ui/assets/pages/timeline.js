@@ -2,11 +2,13 @@
 // outcome (retries linked), and the coming fires on the same axis, drawn hollow, so what
 // overlaps, what is late and what is about to start show at a glance. The window zooms and
 // pans (in the URL: ?span=24h&at=...). The week view (?view=week) counts fires per hour, a
-// heat map of load: a new cron landing on the busiest hour shows before it is merged.
+// heat map of load: a new cron landing on the busiest hour shows before it is merged. A run
+// that started (or still waits) more than a minute after it was due is marked late: a dotted
+// line from when it was due. Runs update live from the page's stream of changes.
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { html, navigate } from '../lib.js';
 import * as api from '../api.js';
-import { Loading, Problem, duration, useApi, useNow } from '../parts.js';
+import { Loading, Problem, duration, useApi, useLive, useNow } from '../parts.js';
 import { parse, serverNow } from '../time.js';
 
 const SPANS = { '6h': 6, '24h': 24, '3d': 72, '7d': 168 };
@@ -15,6 +17,8 @@ const ROWS = 50;
 const ROW = 22;
 const LABEL = 170;
 const AXIS = 24;
+// A run is late when it starts more than this after it was due.
+const LATE = 60 * 1000;
 
 function params() {
   const q = new URLSearchParams(location.search);
@@ -74,13 +78,22 @@ function Chart({ rows, start, end, now, width }) {
     typical.set(n, d.length ? d[Math.floor(d.length / 2)] : 0);
   }
   const byId = new Map(runs.map((r) => [r.id, r]));
+  const late = [];
   const bars = runs.map((r) => {
-    const from = Date.parse(r.started_at || r.scheduled_at || r.created_at);
+    const due = r.scheduled_at ? Date.parse(r.scheduled_at) : null;
+    const began = r.started_at ? Date.parse(r.started_at) : null;
+    const waited = due === null ? 0 : (began ?? (r.state === 'pending' ? now : due)) - due;
+    const from = began ?? due ?? Date.parse(r.created_at);
     const to = r.finished_at ? Date.parse(r.finished_at) : r.state === 'running' ? now : from;
     const y = AXIS + row.get(r.job) * ROW + 4;
     const x1 = x(from);
     const w = Math.max(3, x(to) - x1);
-    const label = `${r.job} run ${r.id}: ${r.state}${r.attempt > 1 ? `, attempt ${r.attempt}` : ''}, ${exact.format(new Date(from))}${r.duration_ms !== null ? `, ${duration(r.duration_ms)}` : ''}`;
+    const lateBy = waited > LATE ? `, ${duration(waited)} late` : '';
+    if (lateBy) {
+      const mid = y + (ROW - 8) / 2;
+      late.push(html`<line class="late" x1=${x(due)} x2=${r.state === 'pending' ? x(now) : x1} y1=${mid} y2=${mid}><title>${`${r.job} run ${r.id} was due ${exact.format(new Date(due))}${lateBy}`}</title></line>`);
+    }
+    const label = `${r.job} run ${r.id}: ${r.state}${r.attempt > 1 ? `, attempt ${r.attempt}` : ''}, ${exact.format(new Date(from))}${r.duration_ms !== null ? `, ${duration(r.duration_ms)}` : ''}${lateBy}`;
     return html`<a href=${`/runs/${r.id}`} aria-label=${label}><rect class=${`bar s-${r.state}`} x=${x1} y=${y} width=${w} height=${ROW - 8} rx="2"><title>${label}</title></rect></a>`;
   });
   // Retries: a line from the attempt before to this one.
@@ -117,7 +130,7 @@ function Chart({ rows, start, end, now, width }) {
     ${names.map((n, i) => html`<g>
       ${i % 2 === 1 && html`<rect class="stripe" x="0" y=${AXIS + i * ROW} width=${width} height=${ROW} />`}
       <a href=${`/jobs/${encodeURIComponent(n)}`}><text class="name" x="4" y=${AXIS + i * ROW + 15}>${n.length > 22 ? `${n.slice(0, 21)}…` : n}<title>${n}</title></text></a></g>`)}
-    ${links}${coming}${bars}
+    ${links}${coming}${late}${bars}
     ${now >= start && now <= end && html`<line class="now" x1=${x(now)} x2=${x(now)} y1=${AXIS - 6} y2=${height}><title>now</title></line>`}
   </svg>`;
 }
@@ -176,6 +189,9 @@ export function TimelinePage() {
     }
     return { rows: got, total };
   }, [start, end, p.view, p.q, pages]);
+  // Live: a change to a run of a row shown reloads the rows (at most once a second).
+  const shown = new Set(data.data ? data.data.rows.map((r) => r.job) : []);
+  useLive(data.reload, (kind, run) => kind === 'jobs' || (run && shown.has(run.job)));
   const pan = (k) => go({ ...p, at: center + k * half });
   return html`<h1>Timeline</h1>
     <div class="bar controls" role="toolbar" aria-label="Timeline window">
@@ -191,7 +207,7 @@ export function TimelinePage() {
           <button type="button" onClick=${() => pan(1)} aria-label="Later">→</button>
         </div>
         <label class="inline">Jobs <input type="search" value=${p.q} placeholder="name" onChange=${(e) => go({ ...p, q: e.currentTarget.value })} /></label>
-        <span class="legend"><span class="key solid"></span> run <span class="key hollow"></span> coming fire <span class="key now"></span> now</span>`}
+        <span class="legend"><span class="key solid"></span> run <span class="key hollow"></span> coming fire <span class="key late"></span> late <span class="key now"></span> now</span>`}
     </div>
     ${p.view === 'week'
       ? html`<${Week} />`
