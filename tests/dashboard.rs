@@ -772,7 +772,7 @@ async fn tab_to(client: &Client, want: &str, stops: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_keyboard_alone_logs_in_opens_a_job_and_triggers_it() {
     let p = project();
-    let (mut daemon, base, _driver, client) = open(&p, true, 1280, 900).await;
+    let (daemon, base, _driver, client) = open(&p, true, 1280, 900).await;
     client.goto(&format!("{base}/")).await.unwrap();
     // The login page's token field has the focus: type, then Enter.
     text_of(&client, "#token").await;
@@ -820,7 +820,7 @@ async fn the_keyboard_alone_logs_in_opens_a_job_and_triggers_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_jobs_page_and_the_timeline_follow_runs_as_they_happen() {
     let p = project();
-    let (mut daemon, base, _driver, client) = open(&p, true, 1280, 900).await;
+    let (daemon, base, _driver, client) = open(&p, true, 1280, 900).await;
     log_in(&client, &base, READER).await;
     text_of(&client, "table.jobs tbody").await;
     let row = "table.jobs tbody tr:has(a[href='/jobs/deploy'])";
