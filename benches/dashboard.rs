@@ -5,7 +5,8 @@
 //! A ledger with 10,000 jobs (mixed cron schedules and time zones) and 1,000,000 finished runs
 //! of the last day is served by `jobctl serve`. Each API call behind the pages is timed alone,
 //! one request after another (median and slowest of 15, after 2 warm-ups): the jobs page's list
-//! and the strips of its first 200 rows, a page of the timeline's rows (runs and fires over
+//! page (100 rows by next fire, a search, the failing ones, the tags) and the strips of its
+//! rows, a page of the timeline's rows (runs and fires over
 //! 24 hours), every job's fires for a day, the week's heat map, a job's page, the graph, the
 //! page shell itself. Then headless Chromium (when
 //! `chromedriver` is installed) loads the jobs page and the timeline after logging in, and the
@@ -274,13 +275,28 @@ fn main() {
     );
     let server = serve(&bin, root);
     let url = &server.url;
-    let names: Vec<String> = (0..200.min(jobs)).map(|i| format!("job-{i:05}")).collect();
+    let names: Vec<String> = (0..100.min(jobs)).map(|i| format!("job-{i:05}")).collect();
     let now = jiff::Timestamp::now();
     let calls = [
         ("the page shell, `GET /`", format!("{url}/")),
-        ("jobs page: `GET /v1/jobs`", format!("{url}/v1/jobs")),
         (
-            "jobs page: strips of 200 rows, `GET /v1/runs/recent`",
+            "jobs page: its first 100 rows by next fire, `GET /v1/jobs?sort=next&limit=100`",
+            format!("{url}/v1/jobs?sort=next&limit=100"),
+        ),
+        (
+            "jobs page: a search, `GET /v1/jobs?q=job-0042&sort=failure&limit=100`",
+            format!("{url}/v1/jobs?q=job-0042&sort=failure&limit=100"),
+        ),
+        (
+            "jobs page: the failing ones, `GET /v1/jobs?state=failing&limit=100`",
+            format!("{url}/v1/jobs?state=failing&limit=100"),
+        ),
+        (
+            "jobs page: its tag filter, `GET /v1/tags`",
+            format!("{url}/v1/tags"),
+        ),
+        (
+            "jobs page: strips of its 100 rows, `GET /v1/runs/recent`",
             format!("{url}/v1/runs/recent?per_job=20&jobs={}", names.join(",")),
         ),
         (
@@ -292,15 +308,15 @@ fn main() {
             ),
         ),
         (
-            "the next 24 h of fires of every job, `GET /v1/fires?per_job=500`",
-            format!("{url}/v1/fires?per_job=500"),
-        ),
-        (
             "timeline: a week of load, `GET /v1/fires?to=+7d&per_job=0`",
             format!(
                 "{url}/v1/fires?per_job=0&to={}",
                 now + jiff::SignedDuration::from_hours(24 * 7)
             ),
+        ),
+        (
+            "every job's fires for 24 h, `GET /v1/fires?per_job=500` (no page asks for it)",
+            format!("{url}/v1/fires?per_job=500"),
         ),
         (
             "job page: `GET /v1/jobs/{name}?fires=10`",
@@ -314,7 +330,19 @@ fn main() {
             "job page: `GET /v1/jobs/{name}/revisions`",
             format!("{url}/v1/jobs/job-00007/revisions"),
         ),
-        ("graph page: `GET /v1/graph`", format!("{url}/v1/graph")),
+        (
+            "graph page: `GET /v1/graph?linked=true`",
+            format!("{url}/v1/graph?linked=true"),
+        ),
+        (
+            "graph page: the count, `GET /v1/jobs?limit=1`",
+            format!("{url}/v1/jobs?limit=1"),
+        ),
+        ("status page: `GET /v1/status`", format!("{url}/v1/status")),
+        (
+            "every job in one document, `GET /v1/jobs` (`jobctl list --server`; no page asks for it)",
+            format!("{url}/v1/jobs"),
+        ),
     ];
     println!();
     println!("| call | target | median | slowest of 15 | body | verdict |");
