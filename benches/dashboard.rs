@@ -288,6 +288,10 @@ fn main() {
             format!("{url}/v1/jobs?q=job-0042&sort=failure&limit=100"),
         ),
         (
+            "jobs page: the latest failures first, `GET /v1/jobs?sort=last_failure&limit=100`",
+            format!("{url}/v1/jobs?sort=last_failure&limit=100"),
+        ),
+        (
             "jobs page: the failing ones, `GET /v1/jobs?state=failing&limit=100`",
             format!("{url}/v1/jobs?state=failing&limit=100"),
         ),

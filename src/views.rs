@@ -253,6 +253,7 @@ pub fn summary(row: &JobRow, next_fire: Option<&Zoned>, runs: BTreeMap<String, i
         git_commit: row.git_commit.clone(),
         tags: row.tags.clone(),
         last_run: row.last_run.as_ref().map(LastRunView::from),
+        last_failure_at: row.last_failed_at.map(stamp),
         runs,
     }
 }
@@ -455,6 +456,7 @@ mod tests {
             git_dirty: None,
             n_runs: 0,
             last_run: None,
+            last_failed_at: None,
             revision_id: 1,
             slot_cursor: t,
             paused: None,

@@ -522,9 +522,10 @@ async fn the_jobs_list_filters_sorts_and_pages_on_the_server() {
     };
     // (query, names in the page, X-Total-Count): the clock is 12:00 on 31 October, backup
     // fires at 03:00, report is manual (never fires, so last by next fire).
-    let cases: [(&str, &[&str], &str); 7] = [
+    let cases: [(&str, &[&str], &str); 8] = [
         ("", &["backup", "report"], "2"),
         ("?sort=next", &["backup", "report"], "2"),
+        ("?sort=last_failure", &["backup", "report"], "2"),
         ("?limit=1", &["backup"], "2"),
         ("?limit=1&offset=1", &["report"], "2"),
         ("?q=REP", &["report"], "1"),

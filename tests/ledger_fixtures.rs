@@ -39,7 +39,7 @@ fn run(runs: &Value, id: i64) -> &Value {
 
 #[test]
 fn every_old_ledger_keeps_its_jobs_and_revisions() {
-    for version in 1..=5 {
+    for version in 1..=6 {
         let p = migrated(version);
         let jobs = p.run(&["list", "-o", "json"]).code(0).json();
         let hello = job(&jobs, "hello");
@@ -64,7 +64,7 @@ fn every_old_ledger_keeps_its_jobs_and_revisions() {
 
 #[test]
 fn every_old_ledger_with_runs_keeps_runs_pauses_and_output() {
-    for version in 2..=5 {
+    for version in 2..=6 {
         let p = migrated(version);
         let jobs = p.run(&["list", "-o", "json"]).code(0).json();
         assert_eq!(
@@ -73,36 +73,55 @@ fn every_old_ledger_with_runs_keeps_runs_pauses_and_output() {
             "v{version}"
         );
         let runs = p.run(&["runs", "-o", "json"]).code(0).json();
+        // From v6 on, `jobctl run hello` released `after` (run 2) as a daemon would: the
+        // runs that follow come one id later.
+        let later = i64::from(version >= 6);
         let hello = run(&runs, 1);
         assert_eq!(hello["job"], "hello", "v{version}");
         assert_eq!(hello["state"], "succeeded", "v{version}");
         assert_eq!(hello["trigger"], "manual", "v{version}");
         assert_eq!(hello["exit_code"], 0, "v{version}");
-        let fails = run(&runs, 2);
+        let fails = run(&runs, 2 + later);
         assert_eq!(fails["state"], "failed", "v{version}");
         assert_eq!(fails["exit_code"], 3, "v{version}");
-        assert_eq!(run(&runs, 3)["state"], "pending", "v{version}");
+        assert_eq!(run(&runs, 3 + later)["state"], "pending", "v{version}");
         // Output written one row per line before migration 6 reads back from chunks.
         p.run(&["logs", "1"]).code(0).stdout_has("hello from hello");
-        p.run(&["logs", "2"]).code(0).stdout_has("about to fail");
+        p.run(&["logs", &(2 + later).to_string()])
+            .code(0)
+            .stdout_has("about to fail");
         // A new run continues the ids; none is reused.
         p.run(&["trigger", "fails"]).code(0);
         let runs = p.run(&["runs", "-o", "json"]).code(0).json();
         let newest = runs[0]["id"].as_i64().unwrap();
-        assert!(newest > 3, "v{version}: new run id {newest}");
+        assert!(newest > 3 + later, "v{version}: new run id {newest}");
     }
 }
 
 #[test]
 fn ledgers_from_the_workflow_schema_keep_repeat_streaks_and_blocked_runs() {
-    for version in 4..=5 {
+    for version in 4..=6 {
         let p = migrated(version);
         let jobs = p.run(&["list", "-o", "json"]).code(0).json();
-        assert_eq!(job(&jobs, "after")["progress"], "0 of 3", "v{version}");
+        // v6's `run hello` released `after` once (see above).
+        let released = if version >= 6 { "1 of 3" } else { "0 of 3" };
+        assert_eq!(job(&jobs, "after")["progress"], released, "v{version}");
         assert_eq!(job(&jobs, "after")["schedule"], "after hello", "v{version}");
         assert_eq!(job(&jobs, "fails")["failure_streak"], 1, "v{version}");
+        // Filled from the runs by the migration that added it (7).
+        let failed = job(&jobs, "fails")["last_failure_at"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(
+            failed.starts_with("2026-11-20T10:06"),
+            "v{version}: {failed:?}"
+        );
+        assert!(
+            job(&jobs, "hello")["last_failure_at"].is_null(),
+            "v{version}"
+        );
         let runs = p.run(&["runs", "-o", "json"]).code(0).json();
-        let gated = run(&runs, 4);
+        let gated = run(&runs, 4 + i64::from(version >= 6));
         assert_eq!(gated["job"], "gated", "v{version}");
         assert_eq!(gated["state"], "blocked", "v{version}");
         assert_eq!(gated["reason"], "waiting for fails", "v{version}");

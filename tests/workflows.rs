@@ -483,6 +483,18 @@ fn notifications_reach_a_webhook_with_retries_and_a_script_on_the_nth_failure() 
     assert!(!events.stdout.contains("secret"), "{}", events.stdout);
     let all = jobs(&p);
     assert_eq!(job_of(&all, "backup")["failure_streak"], 2);
+    // When it last failed: the second run's end, as the run records it.
+    let runs = p.run(&["runs", "-o", "json"]).code(0).json();
+    let second = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == 2)
+        .unwrap();
+    assert_eq!(
+        job_of(&all, "backup")["last_failure_at"],
+        second["finished_at"]
+    );
     p.run(&["list"]).code(0).stdout_has("2 runs");
 }
 

@@ -39,8 +39,9 @@ pub struct JobsQuery {
     pub state: Option<String>,
     /// Only jobs with this text (any case) in their name, description, schedule or a tag.
     pub q: Option<String>,
-    /// The order: `name` (the default), `next` (soonest next fire first) or `failure`
-    /// (longest failure streak first); ties by name.
+    /// The order: `name` (the default), `next` (soonest next fire first), `failure`
+    /// (longest failure streak first) or `last_failure` (the most recent failure first);
+    /// ties by name.
     pub sort: Option<String>,
     /// At most this many jobs (1 to 1000; default: all). `X-Total-Count` says how many match.
     pub limit: Option<usize>,

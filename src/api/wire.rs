@@ -80,6 +80,9 @@ pub struct JobSummary {
     pub git_commit: Option<String>,
     pub tags: Vec<String>,
     pub last_run: Option<LastRunView>,
+    /// When its last failed or timed-out run ended.
+    #[serde(default)]
+    pub last_failure_at: Option<String>,
     /// Runs by state, over the history the ledger keeps.
     pub runs: BTreeMap<String, i64>,
 }

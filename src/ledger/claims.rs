@@ -397,8 +397,9 @@ fn finish_one(
 }
 
 /// After a run of `job` (of revision `revision_id`) ended in `state`: the job's failure
-/// streak (`rules::streak_after`; `retrying`: a retry is to come) and a `repeat: {until:
-/// success}` completion (`rules::completes_on_end`, for a run of the current revision).
+/// streak (`rules::streak_after`; `retrying`: a retry is to come), when it last failed, and a
+/// `repeat: {until: success}` completion (`rules::completes_on_end`, for a run of the
+/// current revision).
 fn record_health(
     tx: &rusqlite::Connection,
     job: &str,
@@ -420,16 +421,19 @@ fn record_health(
     let completes = facts.completed_at.is_none()
         && revision_id == Some(facts.revision_id)
         && rules::completes_on_end(facts.repeat, state);
-    if streak != facts.failure_streak || completes {
+    let failed = matches!(state, RunState::Failed | RunState::TimedOut);
+    if streak != facts.failure_streak || completes || failed {
         let completed_at = if completes {
             Some(at.to_string())
         } else {
             facts.completed_at.map(stamp)
         };
         tx.prepare_cached(
-            "UPDATE jobs SET failure_streak = ?2, completed_at = ?3 WHERE name = ?1",
+            "UPDATE jobs SET failure_streak = ?2, completed_at = ?3,
+                             last_failed_at = coalesce(?4, last_failed_at)
+             WHERE name = ?1",
         )?
-        .execute(params![job, streak, completed_at])?;
+        .execute(params![job, streak, completed_at, failed.then_some(at)])?;
     }
     Ok(())
 }

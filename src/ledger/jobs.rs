@@ -61,6 +61,8 @@ pub struct JobRow {
     pub blocked: Option<String>,
     /// The revision's `depends_on`.
     pub depends_on: Vec<String>,
+    /// When its last failed or timed-out run ended.
+    pub last_failed_at: Option<Timestamp>,
 }
 
 /// An operator's pause of a job: who, when, why.
@@ -638,7 +640,7 @@ fn jobs_sql(one: bool, detail: Detail) -> String {
                 j.revision_id, coalesce(j.slot_cursor, j.schedule_anchor),
                 p.paused_by, p.paused_at, p.reason,
                 j.fires, j.completed_at, j.failure_streak, r.repeat,
-                {blocked}, r.depends_on
+                {blocked}, r.depends_on, j.last_failed_at
          FROM jobs j
          JOIN revisions r ON r.id = j.revision_id
          LEFT JOIN pauses p ON p.job = j.name
@@ -744,6 +746,7 @@ fn job_row(row: &rusqlite::Row<'_>, detail: Detail) -> rusqlite::Result<ReadRow>
             .and_then(|d| serde_json::from_str(&d).ok())
             .unwrap_or_default(),
         last_run,
+        last_failed_at: instant_opt(row, 31, &what)?,
     };
     Ok((job, schedule, zone))
 }

@@ -241,6 +241,16 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE runs ADD COLUMN output_open_first INTEGER;
     ALTER TABLE runs ADD COLUMN output_open_bytes INTEGER NOT NULL DEFAULT 0;
     "#,
+    // When each job's last failed or timed-out run ended: the dashboard sorts by it (a page
+    // of 10,000 jobs cannot look it up in the runs), kept by the end of each run like the
+    // failure streak. Filled from the runs on the way.
+    r#"
+    ALTER TABLE jobs ADD COLUMN last_failed_at TEXT;
+    UPDATE jobs SET last_failed_at = (
+        SELECT max(finished_at) FROM runs
+        WHERE runs.job = jobs.name AND runs.state IN ('failed', 'timed_out')
+    );
+    "#,
 ];
 
 /// The migration (its `user_version`) after whose SQL the old `run_output` rows are moved into

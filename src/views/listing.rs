@@ -45,6 +45,8 @@ pub enum Sort {
     Next,
     /// Longest failure streak first.
     Failure,
+    /// The most recent failure first (`JobRow::last_failed_at`); jobs that never failed last.
+    LastFailure,
 }
 
 impl FromStr for Sort {
@@ -55,7 +57,10 @@ impl FromStr for Sort {
             "name" => Ok(Sort::Name),
             "next" => Ok(Sort::Next),
             "failure" => Ok(Sort::Failure),
-            other => Err(format!("sort `{other}` is not one of name, next, failure")),
+            "last_failure" => Ok(Sort::LastFailure),
+            other => Err(format!(
+                "sort `{other}` is not one of name, next, failure, last_failure"
+            )),
         }
     }
 }
@@ -141,6 +146,13 @@ pub fn select(rows: &[JobRow], filter: &Filter, sort: Sort, next: &mut NextFires
     let by_name = |a: &usize, b: &usize| rows[*a].name.cmp(&rows[*b].name);
     match sort {
         Sort::Name => kept.sort_by(by_name),
+        Sort::LastFailure => kept.sort_by(|a, b| {
+            // Newest first; `None` (never failed) after every instant.
+            rows[*b]
+                .last_failed_at
+                .cmp(&rows[*a].last_failed_at)
+                .then_with(|| by_name(a, b))
+        }),
         Sort::Failure => kept.sort_by(|a, b| {
             rows[*b]
                 .failure_streak
@@ -260,8 +272,8 @@ mod tests {
     #[test]
     fn sorts_by_next_fire_then_name_and_by_streak() {
         let rows = rows();
-        // At 12:30 UTC: the hourly ones fire at 13:00, the Berlin daily at 02:00 UTC
-        // tomorrow; manual, disabled and paused ones... paused still fire on schedule.
+        // At 12:30 UTC: the hourly ones (a paused job keeps its schedule) fire at 13:00, the
+        // Berlin daily at 02:00 UTC tomorrow; the manual and the disabled ones never, last.
         assert_eq!(
             names(&rows, &Filter::default(), Sort::Next),
             ["hourly", "paused", "daily", "manual", "off"]
@@ -275,7 +287,15 @@ mod tests {
             "soon"
                 .parse::<Sort>()
                 .unwrap_err()
-                .contains("name, next, failure")
+                .contains("name, next, failure, last_failure")
+        );
+        // The last failure, newest first, then the jobs that never failed, by name.
+        let mut rows = rows;
+        rows[5].last_failed_at = Some(t("2026-03-09T00:00:00Z")); // off
+        rows[4].last_failed_at = Some(t("2026-03-10T00:00:00Z")); // manual
+        assert_eq!(
+            names(&rows, &Filter::default(), Sort::LastFailure),
+            ["manual", "off", "daily", "hourly", "paused"]
         );
     }
 

@@ -11,7 +11,7 @@ import { useApi, useLive, useNow } from '../parts.js';
 
 const WINDOW = 100;
 const STATES = ['active', 'paused', 'disabled', 'blocked', 'completed', 'failing', 'removed'];
-const SORTS = { next: 'Next fire', failure: 'Failure streak', name: 'Name' };
+const SORTS = { next: 'Next fire', last_failure: 'Last failure', failure: 'Failure streak', name: 'Name' };
 
 function query() {
   const q = new URLSearchParams(location.search);
@@ -75,7 +75,8 @@ function Row({ job, now, runs }) {
       : html`<span class="muted">—</span>`}</td>
     <td data-label="Last run" class="nowrap">${last
       ? html`<span class=${`dot s-${last.state}`} aria-hidden="true"></span>${last.state}
-        <div class="sub" title=${hover(last.at, job.timezone)}>${relative(last.at, now)}</div>`
+        <div class="sub" title=${hover(last.at, job.timezone)}>${relative(last.at, now)}</div>
+        ${job.last_failure_at && job.last_failure_at !== last.at && html`<div class="sub" title=${hover(job.last_failure_at, job.timezone)}>failed ${relative(job.last_failure_at, now)}</div>`}`
       : html`<span class="muted">never ran</span>`}</td>
     <td data-label="Recent" class="nowrap">${last ? html`<${Strip} runs=${runs} />` : ''}</td>
   </tr>`;

@@ -26,7 +26,7 @@ export function StatusPage() {
         : html`<p class="error">${s.files.errors} error${s.files.errors === 1 ? '' : 's'}: the jobs of these files keep their last good revision until the files are fixed.</p>
           <pre class="problems">${s.files.rendered}</pre>`}
     </section>
-    <section aria-labelledby="active-h"><h2 id="active-h">Active runs</h2>
+    <section aria-labelledby="active-h"><h2 id="active-h">Active and pending runs</h2>
       ${s.active_runs.length === 0
         ? html`<p class="empty">Nothing is running or waiting.</p>`
         : html`<table><thead><tr><th scope="col">Run</th><th scope="col">Job</th><th scope="col">State</th><th scope="col">Since</th></tr></thead>
