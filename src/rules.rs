@@ -372,6 +372,19 @@ pub fn streak_after(streak: i64, state: RunState, retrying: bool) -> i64 {
     }
 }
 
+/// How long a node may go without a heartbeat before it counts as lost (a daemon beats
+/// every [`NODE_HEARTBEAT`]).
+pub const NODE_LOST_AFTER: jiff::SignedDuration = jiff::SignedDuration::from_secs(15);
+
+/// How often a daemon records that its node is alive.
+pub const NODE_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Whether a node is alive at `now`: it has not stopped, and beat within
+/// [`NODE_LOST_AFTER`].
+pub fn node_alive(stopped_at: Option<Timestamp>, heartbeat_at: Timestamp, now: Timestamp) -> bool {
+    stopped_at.is_none() && now.duration_since(heartbeat_at) <= NODE_LOST_AFTER
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -842,6 +855,21 @@ mod tests {
                 expected,
                 "{streak} {state} retrying {retrying}"
             );
+        }
+    }
+
+    #[test]
+    fn a_node_is_alive_until_it_stops_or_misses_its_heartbeats() {
+        let t = |s: &str| s.parse::<Timestamp>().unwrap();
+        let beat = t("2026-12-03T10:00:00Z");
+        let cases = [
+            ("just beat", None, "2026-12-03T10:00:01Z", true),
+            ("15 s on, the limit", None, "2026-12-03T10:00:15Z", true),
+            ("16 s on: lost", None, "2026-12-03T10:00:16Z", false),
+            ("stopped", Some(beat), "2026-12-03T10:00:01Z", false),
+        ];
+        for (what, stopped, now, alive) in cases {
+            assert_eq!(node_alive(stopped, beat, t(now)), alive, "{what}");
         }
     }
 }

@@ -9,7 +9,7 @@ use jiff::{Timestamp, Zoned};
 
 use crate::api::wire::{
     DaemonView, FilesView, FiresView, GraphJob, GraphView, JobDetail, JobFires, JobSummary,
-    LastRunView, NextFire, ParamView, PauseView, StatusView,
+    LastRunView, NextFire, NodeView, ParamView, PauseView, StatusView,
 };
 use crate::ledger::{JobRow, applied_stamp, stamp};
 use crate::schedule::Schedule;
@@ -357,7 +357,36 @@ pub fn status(
         .collect();
     next.sort();
     next.truncate(10);
+    let hour_ago = now
+        .checked_sub(jiff::SignedDuration::from_hours(1))
+        .unwrap_or(now);
+    let nodes = ledger
+        .nodes(hour_ago)?
+        .into_iter()
+        .map(|n| {
+            // The lease's holder: its host and pid.
+            let leader = running
+                && lease
+                    .as_ref()
+                    .is_some_and(|l| l.holder == n.host && l.pid == Some(n.pid));
+            NodeView {
+                alive: crate::rules::node_alive(n.stopped_at, n.heartbeat_at, now),
+                leader,
+                term: lease.as_ref().filter(|_| leader).map(|l| l.epoch),
+                name: n.name,
+                labels: n.labels,
+                address: n.address,
+                host: n.host,
+                pid: n.pid,
+                started_at: stamp(n.started_at),
+                heartbeat_at: stamp(n.heartbeat_at),
+                stopped_at: n.stopped_at.map(stamp),
+                running: n.running,
+            }
+        })
+        .collect();
     Ok(StatusView {
+        nodes,
         daemon: DaemonView {
             running,
             pid: lease.as_ref().and_then(|l| l.pid),

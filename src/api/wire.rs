@@ -134,6 +134,30 @@ pub struct DaemonView {
     pub stopped_at: Option<String>,
 }
 
+/// A node serving the ledger (`jobctl serve --node NAME`): `GET /v1/status`, `jobctl status`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct NodeView {
+    pub name: String,
+    pub labels: Vec<String>,
+    /// Its API's URL.
+    pub address: Option<String>,
+    pub host: String,
+    pub pid: i64,
+    pub started_at: String,
+    /// Its last sign of life.
+    pub heartbeat_at: String,
+    /// When it stopped, if it did.
+    pub stopped_at: Option<String>,
+    /// Whether it is alive: not stopped, with a heartbeat in the last 15 seconds.
+    pub alive: bool,
+    /// Whether it holds the lease: it decides the slots.
+    pub leader: bool,
+    /// The lease's term (`epoch`) while it leads.
+    pub term: Option<i64>,
+    /// Its runs now running.
+    pub running: i64,
+}
+
 /// The jobs folder's errors, as the daemon last read it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct FilesView {
@@ -152,6 +176,9 @@ pub struct NextFire {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct StatusView {
     pub daemon: DaemonView,
+    /// The nodes alive in the last hour, or still running runs, by name.
+    #[serde(default)]
+    pub nodes: Vec<NodeView>,
     pub ledger: String,
     pub jobs: usize,
     pub files: FilesView,
@@ -312,6 +339,9 @@ pub struct Run {
     pub output_bytes: i64,
     pub output_truncated: bool,
     pub cancel_requested: Option<String>,
+    /// The node (daemon, `jobctl serve --node`) that ran it, once started.
+    #[serde(default)]
+    pub node: Option<String>,
     /// The run's page in the dashboard, when the server knows its public address
     /// (`[server] public_url`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -366,6 +396,7 @@ impl From<ledger::RunRow> for Run {
             output_bytes: r.output_bytes,
             output_truncated: r.output_truncated,
             cancel_requested: r.cancel_requested.map(ledger::stamp),
+            node: r.node,
             url: None,
         }
     }

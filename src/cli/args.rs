@@ -253,6 +253,17 @@ pub struct ServeFlags {
     /// Log format [default: human]
     #[arg(long, env = "JOBS_LOG_FORMAT", value_parser = ["human", "json"])]
     pub log_format: Option<String>,
+    /// This daemon's name among the nodes serving the ledger; each run records the node that ran it [default: HOST-PID]
+    #[arg(long, env = "JOBS_NODE", value_name = "NAME")]
+    pub node: Option<String>,
+    /// This node's labels, comma-separated (a job's `runs_on` may require them)
+    #[arg(
+        long,
+        env = "JOBS_LABELS",
+        value_name = "LABEL,...",
+        value_delimiter = ','
+    )]
+    pub labels: Vec<String>,
     /// The API's address, ADDRESS:PORT; port 0 picks a free port [default: 127.0.0.1:8631]
     #[arg(long, env = "JOBS_LISTEN", value_name = "ADDR:PORT")]
     pub listen: Option<String>,

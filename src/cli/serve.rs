@@ -54,6 +54,19 @@ fn daemon_config(settings: &Settings, flags: &ServeFlags) -> Result<DaemonConfig
         }
         config.max_concurrent_runs = n;
     }
+    if let Some(node) = &flags.node {
+        check_name("--node", node)?;
+        config.node = Some(node.clone());
+    }
+    if !flags.labels.is_empty() {
+        for label in &flags.labels {
+            check_name("--labels", label)?;
+        }
+        let mut labels = flags.labels.clone();
+        labels.sort();
+        labels.dedup();
+        config.labels = labels;
+    }
     for (flag, value, slot) in [
         (
             "--shutdown-grace",
@@ -68,6 +81,18 @@ fn daemon_config(settings: &Settings, flags: &ServeFlags) -> Result<DaemonConfig
         }
     }
     Ok(config)
+}
+
+/// A node's name or label: 1 to 64 letters, digits, `.`, `_` or `-`.
+fn check_name(flag: &str, name: &str) -> Result<()> {
+    let ok = (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if !ok {
+        bail!("{flag}: `{name}` is not a name; use 1 to 64 letters, digits, `.`, `_` or `-`");
+    }
+    Ok(())
 }
 
 /// `jobs.toml`'s `[server]` with the flags that override it, and the connection caps derived

@@ -72,6 +72,10 @@ pub struct DaemonConfig {
     /// After SIGTERM to a run's process group, how long before SIGKILL.
     pub kill_grace: Duration,
     pub log_format: Option<String>,
+    /// This daemon's node name (`--node`); resolved at start to `HOST-PID` when not given.
+    pub node: Option<String>,
+    /// Its node's labels (`--labels`): what jobs' `runs_on` may require.
+    pub labels: Vec<String>,
 }
 
 impl Default for DaemonConfig {
@@ -81,6 +85,8 @@ impl Default for DaemonConfig {
             shutdown_grace: Duration::from_secs(30),
             kill_grace: Duration::from_secs(10),
             log_format: None,
+            node: None,
+            labels: Vec::new(),
         }
     }
 }

@@ -38,6 +38,9 @@ impl Daemon {
         }
         // Whatever still waits to write (an orphan check on a full disk) stops waiting.
         self.shared.give_up_writes();
+        if let Err(e) = self.shared.ledger().leave(self.node(), self.now()) {
+            tracing::warn!("recording that this node stopped: {e}");
+        }
         let _ = self.shared.ledger().release_lease(self.epoch, self.now());
         // The write-ahead log folded into the database file: a copy of `ledger.db` alone,
         // taken after a clean stop, holds everything.

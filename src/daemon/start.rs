@@ -97,7 +97,12 @@ struct Started {
     listener: tokio::net::TcpListener,
 }
 
-async fn serve_async(options: Options) -> Result<()> {
+async fn serve_async(mut options: Options) -> Result<()> {
+    // The node's name: as given, or this host and process.
+    options
+        .daemon
+        .node
+        .get_or_insert_with(|| format!("{}-{}", crate::host::hostname(), std::process::id()));
     // First of all, so a signal that arrives while starting is handled, not fatal.
     let mut signals = Signals::install()?;
     // Before the lease: a certificate that cannot be used refuses the start, naming the file.
@@ -235,9 +240,24 @@ async fn take_lease(
         "http"
     };
     let url = format!("{scheme}://{listen}");
+    // The node joins: its row, and the name the runs it claims record.
+    let node = crate::ledger::NodeInfo {
+        name: options.daemon.node.clone().unwrap_or_default(),
+        labels: options.daemon.labels.clone(),
+        address: Some(url.clone()),
+        host: host.clone(),
+        pid: me.0,
+    };
+    if let Err(e) = ledger.join(&node, options.clock.now()) {
+        let _ = ledger.release_lease(epoch, options.clock.now());
+        return Err(anyhow::Error::new(e).context("recording this node"));
+    }
+    ledger.set_node(&node.name);
     tracing::info!(
         pid = me.0,
         epoch,
+        node = %node.name,
+        labels = %node.labels.join(","),
         listen = %listen,
         url = %url,
         tls_cert = certificate.map(|(c, _)| c.cert_path().display().to_string()),
@@ -288,9 +308,11 @@ fn spawn_loops(
     // ledger once a minute. One cheap query; the real wake-ups are event-driven.
     // Runs whose supervisor died while this daemon serves (a foreground `jobctl run` killed,
     // its session dropped, the OOM killer) are ended within seconds, not at the next start.
-    let checks: [(StdDuration, Check); 2] = [
+    // The node's heartbeat: `jobctl status` and the other nodes tell it is alive by it.
+    let checks: [(StdDuration, Check); 3] = [
         (BACKSTOP, Daemon::ledger_changed),
         (ORPHAN_CHECK, Daemon::end_orphans),
+        (crate::rules::NODE_HEARTBEAT, Daemon::heartbeat),
     ];
     for (every, check) in checks {
         let d = daemon.clone();
@@ -471,6 +493,18 @@ impl Daemon {
             lease_lost: Mutex::new(None),
             lease_lost_signal: Notify::new(),
         }
+    }
+
+    /// Records that this node is alive.
+    fn heartbeat(&self) {
+        if let Err(e) = self.shared.ledger().heartbeat(self.node(), self.now()) {
+            tracing::warn!("recording this node's heartbeat: {e}");
+        }
+    }
+
+    /// This daemon's node name.
+    pub(super) fn node(&self) -> &str {
+        self.options.daemon.node.as_deref().unwrap_or_default()
     }
 
     /// The metric of each job's last success, from the ledger, so it survives a restart.

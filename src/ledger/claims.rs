@@ -156,6 +156,7 @@ impl Ledger {
         now: Timestamp,
         max: usize,
     ) -> Result<(Vec<Option<i64>>, Handoff)> {
+        let node = self.node.clone();
         let (retries, ids, replaced) = self.with_tx(|tx| {
             let (retries, resolved) = finish_all(tx, graph, ends, now)?;
             let taker = Taker {
@@ -163,7 +164,7 @@ impl Ledger {
                 supervisor,
                 max,
             };
-            let ids = claim_in(tx, claim, &resolved.released, &taker, now)?;
+            let ids = claim_in(tx, claim, &resolved.released, &taker, node.as_deref(), now)?;
             Ok((retries, ids, resolved.replaced))
         })?;
         let handoff = Handoff {
@@ -455,6 +456,7 @@ pub(super) fn claim_in(
     claim: Claim,
     released: &[i64],
     taker: &Taker,
+    node: Option<&str>,
     now: Timestamp,
 ) -> rusqlite::Result<Vec<i64>> {
     if taker.max == 0 {
@@ -467,7 +469,7 @@ pub(super) fn claim_in(
         ($candidates:literal) => {
             concat!(
                 "UPDATE runs SET state = 'running', started_at = ?1, epoch = ?2,
-                    supervisor_pid = ?3, supervisor_start = ?4
+                    supervisor_pid = ?3, supervisor_start = ?4, node = ?6
                  WHERE id IN (",
                 $candidates,
                 ") AND state = 'pending'
@@ -482,13 +484,13 @@ pub(super) fn claim_in(
                 AND (not_before IS NULL OR not_before <= ?1)
               ORDER BY id LIMIT ?5"
         ),
-        Claim::Released => claim_sql!("SELECT value FROM json_each(?6) LIMIT ?5"),
+        Claim::Released => claim_sql!("SELECT value FROM json_each(?7) LIMIT ?5"),
         Claim::ReleasedFirst => claim_sql!(
-            "SELECT id FROM (SELECT value AS id, 0 AS rank FROM json_each(?6)
+            "SELECT id FROM (SELECT value AS id, 0 AS rank FROM json_each(?7)
                              UNION ALL
                              SELECT * FROM (SELECT id, 1 FROM runs WHERE state = 'pending'
                                 AND (not_before IS NULL OR not_before <= ?1)
-                              ORDER BY id LIMIT ?5 + json_array_length(?6)))
+                              ORDER BY id LIMIT ?5 + json_array_length(?7)))
               GROUP BY id ORDER BY min(rank), id LIMIT ?5"
         ),
     };
@@ -499,6 +501,7 @@ pub(super) fn claim_in(
         Box::new(taker.supervisor.0),
         Box::new(taker.supervisor.1),
         Box::new(taker.max as i64),
+        Box::new(node.map(str::to_string)),
     ];
     if matches!(claim, Claim::Released | Claim::ReleasedFirst) {
         let ids = serde_json::to_string(released).expect("ids serialise");

@@ -31,6 +31,7 @@ mod deps;
 mod error;
 mod jobs;
 mod lease;
+mod nodes;
 mod output;
 mod retention;
 mod rewind;
@@ -47,6 +48,7 @@ pub use jobs::{
     RunFacts,
 };
 pub use lease::LeaseRow;
+pub use nodes::{NodeInfo, NodeRow};
 pub use retention::Retention;
 pub use rewind::Rewound;
 pub use runs::{OutputLine, RunEvent, RunFilter, RunRow};
@@ -120,6 +122,9 @@ pub struct Ledger {
     /// Processes started whose record rides with the next transaction (see
     /// [`Ledger::carry_starts`]).
     carried: Vec<ProcessStarted>,
+    /// The node this connection writes for ([`Ledger::set_node`]): the runs it claims
+    /// record it.
+    node: Option<std::sync::Arc<str>>,
 }
 
 /// A failure inside a transaction: SQLite's, or the ledger's own (a lost lease, a missing
@@ -208,6 +213,7 @@ impl Ledger {
             path: path.to_path_buf(),
             durable: std::cell::Cell::new(false),
             carried: Vec::new(),
+            node: None,
         };
         ledger.configure(options, true)?;
         ledger.migrate()?;
@@ -243,6 +249,7 @@ impl Ledger {
             path: path.to_path_buf(),
             durable: std::cell::Cell::new(false),
             carried: Vec::new(),
+            node: None,
         };
         ledger.configure(options, false)?;
         let version = ledger.schema_version()?;

@@ -54,6 +54,8 @@ pub struct RunRow {
     pub epoch: Option<i64>,
     pub supervisor: Option<(i64, i64)>,
     pub pid_start: Option<i64>,
+    /// The node (daemon) that ran it, once claimed.
+    pub node: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -91,7 +93,8 @@ const RUN_COLUMNS: &str =
     r.first_run_id, r.scheduled_at, r.slot, r.slot_first, r.slot_count, r.not_before, r.state,
     r.reason, r.created_at, r.started_at, r.finished_at, r.exit_code, r.signal, r.error, r.pid,
     r.cpu_user_ms, r.cpu_sys_ms, r.max_rss_kb, r.params, r.output_bytes, r.output_truncated,
-    r.cancel_requested, r.epoch, r.supervisor_pid, r.supervisor_start, r.pid_start, r.released_by";
+    r.cancel_requested, r.epoch, r.supervisor_pid, r.supervisor_start, r.pid_start, r.released_by,
+    r.node";
 
 /// A row of [`RUN_COLUMNS`] as a [`RunRow`]: every column converted here, once.
 fn run_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
@@ -143,6 +146,7 @@ fn run_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
         released_by: row
             .get::<_, Option<String>>(33)?
             .and_then(|p| serde_json::from_str(&p).ok()),
+        node: row.get(34)?,
     })
 }
 

@@ -244,12 +244,25 @@ pub const MIGRATIONS: &[&str] = &[
     // When each job's last failed or timed-out run ended: the dashboard sorts by it (a page
     // of 10,000 jobs cannot look it up in the runs), kept by the end of each run like the
     // failure streak. Filled from the runs on the way.
+    // The nodes (daemons) that serve the ledger: each writes its row at start and a heartbeat
+    // while it lives; each run records the node that ran it.
     r#"
     ALTER TABLE jobs ADD COLUMN last_failed_at TEXT;
     UPDATE jobs SET last_failed_at = (
         SELECT max(finished_at) FROM runs
         WHERE runs.job = jobs.name AND runs.state IN ('failed', 'timed_out')
     );
+    CREATE TABLE nodes (
+        name          TEXT PRIMARY KEY,
+        labels        TEXT NOT NULL DEFAULT '[]',
+        address       TEXT,
+        host          TEXT NOT NULL,
+        pid           INTEGER NOT NULL,
+        started_at    TEXT NOT NULL,
+        heartbeat_at  TEXT NOT NULL,
+        stopped_at    TEXT
+    );
+    ALTER TABLE runs ADD COLUMN node TEXT;
     "#,
 ];
 

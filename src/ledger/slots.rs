@@ -63,6 +63,7 @@ impl Ledger {
         taker: Option<Taker>,
     ) -> Result<Recorded> {
         let path = self.path.clone();
+        let node = self.node.clone();
         let (fired, claimed) = self.with_tx(|tx| {
             check_epoch(tx, &path, epoch)?;
             let mut fired = Vec::new();
@@ -76,7 +77,7 @@ impl Ledger {
                     .execute(params![job.job, stamp(job.cursor)])?;
             }
             let claimed = match &taker {
-                Some(taker) => claim_in(tx, Claim::Oldest, &[], taker, now)?,
+                Some(taker) => claim_in(tx, Claim::Oldest, &[], taker, node.as_deref(), now)?,
                 None => Vec::new(),
             };
             Ok((fired, claimed))

@@ -61,6 +61,31 @@ pub fn render_status(format: OutputFormat, view: &StatusView) -> Result<ExitCode
         ),
         _ => println!("Daemon:   never started on this ledger"),
     }
+    if !view.nodes.is_empty() {
+        println!("Nodes:");
+        for n in &view.nodes {
+            let role = match (n.alive, n.leader) {
+                (true, true) => format!("leader, term {}", n.term.unwrap_or(0)),
+                (true, false) => "alive".to_string(),
+                (false, _) if n.stopped_at.is_some() => "stopped".to_string(),
+                (false, _) => "lost (no heartbeat)".to_string(),
+            };
+            let labels = if n.labels.is_empty() {
+                String::new()
+            } else {
+                format!(" [{}]", n.labels.join(","))
+            };
+            println!(
+                "  {}{labels}  {role}; {} running; {} (pid {} on {}); last heartbeat {}",
+                n.name,
+                n.running,
+                n.address.as_deref().unwrap_or("-"),
+                n.pid,
+                n.host,
+                n.heartbeat_at
+            );
+        }
+    }
     println!(
         "Ledger:   {} ({} job{})",
         view.ledger,

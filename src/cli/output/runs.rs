@@ -161,6 +161,7 @@ pub fn render_run(format: OutputFormat, run: &Run) -> Result<ExitCode> {
                 _ => "-".into(),
             },
         ),
+        ("Node", dash(run.node.clone())),
         ("Started", dash(run.started_at.clone())),
         ("Finished", dash(run.finished_at.clone())),
         ("Duration", dash(run.duration_ms.map(format_ms))),

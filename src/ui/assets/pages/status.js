@@ -20,6 +20,13 @@ export function StatusPage() {
       ['Ledger', html`<code>${s.ledger}</code>`],
       ['Jobs', String(s.jobs)],
     ]} />
+    ${s.nodes.length > 0 && html`<section aria-labelledby="nodes-h"><h2 id="nodes-h">Nodes</h2>
+      <div class="scroll"><table><thead><tr><th scope="col">Node</th><th scope="col">Labels</th><th scope="col">State</th><th scope="col">Running</th><th scope="col">Address</th><th scope="col">Last heartbeat</th></tr></thead>
+      <tbody>${s.nodes.map((n) => html`<tr><td>${n.name}<div class="sub">pid ${n.pid} on ${n.host}</div></td>
+        <td>${n.labels.length > 0 ? n.labels.map((l) => html`<span class="tag">${l}</span> `) : html`<span class="muted">none</span>`}</td>
+        <td>${n.alive ? html`<span class="s-succeeded">${n.leader ? `leader · term ${n.term}` : 'alive'}</span>` : n.stopped_at ? html`<span class="muted">stopped</span>` : html`<span class="s-failed">lost</span>`}</td>
+        <td>${n.running}</td><td>${n.address ? html`<code>${n.address}</code>` : '—'}</td>
+        <td><${When} at=${n.heartbeat_at} now=${now} /></td></tr>`)}</tbody></table></div></section>`}
     <section aria-labelledby="files-h"><h2 id="files-h">Jobs folder</h2>
       ${s.files.errors === 0
         ? html`<p class="ok">Every file is valid.</p>`
