@@ -115,6 +115,7 @@ fn revisions(plan: &Plan, catalog: &Catalog, owner: crate::ledger::Owner) -> Vec
                 .iter()
                 .map(ToString::to_string)
                 .collect(),
+            runs_on: entry.spec.runs_on.clone(),
         })
         .collect()
 }

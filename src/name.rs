@@ -7,6 +7,15 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+/// Whether `text` can name a node or be one of its labels (`jobctl serve --node`, `--labels`,
+/// a job's `runs_on`): 1 to 64 ASCII letters, digits, `.`, `_` or `-`.
+pub fn is_label(text: &str) -> bool {
+    (1..=64).contains(&text.len())
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct JobName(String);

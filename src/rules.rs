@@ -385,6 +385,18 @@ pub fn node_alive(stopped_at: Option<Timestamp>, heartbeat_at: Timestamp, now: T
     stopped_at.is_none() && now.duration_since(heartbeat_at) <= NODE_LOST_AFTER
 }
 
+/// How a pending run's reason begins while it waits for a node with its job's labels.
+pub const NODE_WAIT: &str = "waiting for a node with labels";
+
+/// Why a pending run waits for a node: its job's `runs_on` (`needs`) that no alive node
+/// (`alive`: each one's labels) carries in full. `None` when one does, or nothing is needed.
+pub fn node_wait(needs: &[String], alive: &[Vec<String>]) -> Option<String> {
+    let placeable = alive
+        .iter()
+        .any(|labels| needs.iter().all(|n| labels.contains(n)));
+    (!needs.is_empty() && !placeable).then(|| format!("{NODE_WAIT} {}", needs.join(", ")))
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -870,6 +882,35 @@ mod tests {
         ];
         for (what, stopped, now, alive) in cases {
             assert_eq!(node_alive(stopped, beat, t(now)), alive, "{what}");
+        }
+    }
+
+    #[test]
+    fn a_run_waits_for_a_node_only_while_none_alive_has_all_its_labels() {
+        let v = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let cases = [
+            ("nothing needed", v(&[]), vec![], None),
+            (
+                "no node alive",
+                v(&["gpu"]),
+                vec![],
+                Some("waiting for a node with labels gpu"),
+            ),
+            (
+                "a node has it",
+                v(&["gpu"]),
+                vec![v(&["eu"]), v(&["gpu", "eu"])],
+                None,
+            ),
+            (
+                "each has one, none both",
+                v(&["gpu", "eu"]),
+                vec![v(&["gpu"]), v(&["eu"])],
+                Some("waiting for a node with labels gpu, eu"),
+            ),
+        ];
+        for (what, needs, alive, want) in cases {
+            assert_eq!(node_wait(&needs, &alive).as_deref(), want, "{what}");
         }
     }
 }

@@ -108,3 +108,73 @@ fn a_node_name_or_label_that_is_not_a_name_is_refused() {
         p.run(args).code(1).stderr_has(message);
     }
 }
+
+/// Triggers `job`; the new run's id.
+fn trigger(p: &Project, job: &str) -> String {
+    let queued = p.run_live(&["trigger", job]).code(0);
+    queued.stdout.split_whitespace().nth(1).unwrap().to_string()
+}
+
+#[test]
+fn a_job_runs_only_on_a_node_with_its_labels_and_says_why_it_waits() {
+    let p = Project::new()
+        .file(
+            "jobs.d/train.yaml",
+            "command: [echo, training]\nruns_on: [gpu]\n",
+        )
+        .file("jobs.d/hello.yaml", "command: [echo, hi]\n");
+    // A node without the label: the run waits, pending, and says why; other jobs still run.
+    let mut daemon = p.serve(&["--node", "cpu-1", "--labels", "eu"], None);
+    daemon.wait_for("reconciled", &[]);
+    let train = trigger(&p, "train");
+    daemon.wait_for("run waiting for a node with labels gpu", &[("run", &train)]);
+    let hello = trigger(&p, "hello");
+    daemon.wait_for("run ended", &[("run", &hello)]);
+    let run = p
+        .run_live(&["run", "get", &train, "-o", "json"])
+        .code(0)
+        .json();
+    assert_eq!(run["state"], "pending", "{run}");
+    assert_eq!(run["reason"], "waiting for a node with labels gpu", "{run}");
+    assert_eq!(daemon.stop(), Some(0));
+
+    // A node with it runs it, and the reason goes.
+    let mut daemon = p.serve(&["--node", "gpu-1", "--labels", "gpu,eu"], None);
+    daemon.wait_for("run ended", &[("run", &train)]);
+    let run = p
+        .run_live(&["run", "get", &train, "-o", "json"])
+        .code(0)
+        .json();
+    assert_eq!(run["state"], "succeeded", "{run}");
+    assert_eq!(run["node"], "gpu-1", "{run}");
+    assert!(run["reason"].is_null(), "{run}");
+    assert_eq!(daemon.stop(), Some(0));
+}
+
+#[test]
+fn runs_on_is_checked_and_planned_like_any_field() {
+    let p = Project::new().file(
+        "jobs.d/train.yaml",
+        "command: [echo, training]\nruns_on: [gpu, \"e u\", gpu]\n",
+    );
+    p.run(&["validate"])
+        .code(1)
+        .stderr_has("jobs.d/train.yaml:2:")
+        .stderr_has("runs_on: `e u` is not a node label")
+        .stderr_has("`gpu` is listed twice in runs_on");
+    std::fs::write(
+        p.path("jobs.d/train.yaml"),
+        "command: [echo, training]\nruns_on: [gpu]\n",
+    )
+    .unwrap();
+    p.run(&["apply"]).code(0);
+    std::fs::write(
+        p.path("jobs.d/train.yaml"),
+        "command: [echo, training]\nruns_on: [gpu, eu]\n",
+    )
+    .unwrap();
+    p.run(&["plan"])
+        .code(0)
+        .stdout_has("~ train")
+        .stdout_has("     runs_on:\n     - gpu\n    +- eu\n");
+}

@@ -85,11 +85,7 @@ fn daemon_config(settings: &Settings, flags: &ServeFlags) -> Result<DaemonConfig
 
 /// A node's name or label: 1 to 64 letters, digits, `.`, `_` or `-`.
 fn check_name(flag: &str, name: &str) -> Result<()> {
-    let ok = (1..=64).contains(&name.len())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if !ok {
+    if !crate::name::is_label(name) {
         bail!("{flag}: `{name}` is not a name; use 1 to 64 letters, digits, `.`, `_` or `-`");
     }
     Ok(())

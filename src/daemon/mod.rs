@@ -114,6 +114,8 @@ struct Daemon {
     /// `lease_lost_signal`, then shuts down and `serve` returns the reason as its error.
     lease_lost: Mutex<Option<String>>,
     lease_lost_signal: Notify,
+    /// Applies that failed in a row (a full disk): the next is tried after a longer pause.
+    apply_failures: std::sync::atomic::AtomicU32,
 }
 
 /// The stop switches of this daemon's runs. A run is claimed (and `running` in the ledger)

@@ -13,6 +13,9 @@ use crate::spec;
 use crate::watch::DirChange;
 use crate::{apply, catalog, diag, source};
 
+/// The longest pause before a failed apply is tried again.
+const APPLY_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl Daemon {
     /// Makes the ledger match the valid files of the jobs folder, reading them all.
     pub(super) fn reconcile(&self, why: &str) {
@@ -196,8 +199,26 @@ impl Daemon {
                     .ledger()
                     .daemon_event(now, "plan_error", &text.join("\n"));
             }
-            Err(apply::ApplyError::Ledger(e)) => tracing::error!("applying: {e}"),
+            Err(apply::ApplyError::Ledger(e)) => {
+                // Nothing was written (a full disk, a locked ledger): the files are applied
+                // again after a pause that doubles, 1 s to 30 s, rather than at the next file
+                // event, which may never come.
+                let failures = self.apply_failures.fetch_add(1, Ordering::SeqCst);
+                let wait =
+                    std::time::Duration::from_secs(1 << failures.min(5)).min(APPLY_RETRY_MAX);
+                tracing::error!("applying: {e}; trying again in {} s", wait.as_secs());
+                let again = self.dir_events.clone();
+                std::thread::spawn(move || {
+                    std::thread::sleep(wait);
+                    let _ = again.send(DirChange {
+                        paths: Vec::new(),
+                        rescan: true,
+                    });
+                });
+                return;
+            }
         }
+        self.apply_failures.store(0, Ordering::SeqCst);
     }
 
     /// Logs and records the errors in the jobs folder, once per distinct set.

@@ -252,7 +252,7 @@ async fn take_lease(
         let _ = ledger.release_lease(epoch, options.clock.now());
         return Err(anyhow::Error::new(e).context("recording this node"));
     }
-    ledger.set_node(&node.name);
+    ledger.set_node(&node.name, &node.labels);
     tracing::info!(
         pid = me.0,
         epoch,
@@ -492,13 +492,45 @@ impl Daemon {
             dir_events,
             lease_lost: Mutex::new(None),
             lease_lost_signal: Notify::new(),
+            apply_failures: std::sync::atomic::AtomicU32::new(0),
         }
     }
 
-    /// Records that this node is alive.
+    /// Records that this node is alive, then tells the pending runs that no alive node can
+    /// run why they wait (and clears that reason once one can).
     fn heartbeat(&self) {
-        if let Err(e) = self.shared.ledger().heartbeat(self.node(), self.now()) {
+        let now = self.now();
+        let ledger = self.shared.ledger();
+        if let Err(e) = ledger.heartbeat(self.node(), now) {
             tracing::warn!("recording this node's heartbeat: {e}");
+        }
+        let (needs, alive) = match (ledger.pending_needs(), ledger.alive_labels(now)) {
+            (Ok(needs), Ok(alive)) => (needs, alive),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!("reading which runs wait for a node: {e}");
+                return;
+            }
+        };
+        let mut changes = Vec::new();
+        for need in needs {
+            // Only a reason of this kind is this loop's to set or clear.
+            if need
+                .reason
+                .as_deref()
+                .is_some_and(|r| !r.starts_with(crate::rules::NODE_WAIT))
+            {
+                continue;
+            }
+            let want = crate::rules::node_wait(&need.labels, &alive);
+            if want != need.reason {
+                if let Some(why) = &want {
+                    tracing::info!(run = need.run, job = %need.job, "run {why}");
+                }
+                changes.push((need.run, want));
+            }
+        }
+        if let Err(e) = ledger.set_pending_reasons(&changes) {
+            tracing::warn!("recording why runs wait for a node: {e}");
         }
     }
 

@@ -36,6 +36,7 @@ fn ledger_with_running(n: usize) -> (tempfile::TempDir, Ledger, Vec<i64>, i64) {
                     reset_anchor: true,
                     repeat: None,
                     depends_on: Vec::new(),
+                    runs_on: Vec::new(),
                 }],
                 removals: Vec::new(),
                 owner: Owner::File,

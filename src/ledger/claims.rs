@@ -456,7 +456,7 @@ pub(super) fn claim_in(
     claim: Claim,
     released: &[i64],
     taker: &Taker,
-    node: Option<&str>,
+    node: Option<&super::nodes::Me>,
     now: Timestamp,
 ) -> rusqlite::Result<Vec<i64>> {
     if taker.max == 0 {
@@ -465,48 +465,65 @@ pub(super) fn claim_in(
     // The pending part of `ReleasedFirst` is cut to as many as could be taken (the released
     // may be among them): a burst's hundreds of pending runs are not grouped and sorted at
     // every end that claims (issue 14).
+    // Only runs this node's labels can run: no label of the job's `runs_on` (on the run's
+    // revision) is missing from the node's (`?8`, a JSON list). In the candidates, so a run
+    // that waits for another node never holds a place, and in the update, for released ids.
+    macro_rules! placeable {
+        ($runs:literal) => {
+            concat!(
+                "NOT EXISTS (SELECT 1 FROM revisions v, json_each(v.runs_on) need
+                    WHERE v.id = ",
+                $runs,
+                ".revision_id AND v.runs_on IS NOT NULL
+                      AND need.value NOT IN (SELECT value FROM json_each(?8)))"
+            )
+        };
+    }
     macro_rules! claim_sql {
-        ($candidates:literal) => {
+        ($candidates:expr) => {
             concat!(
                 "UPDATE runs SET state = 'running', started_at = ?1, epoch = ?2,
-                    supervisor_pid = ?3, supervisor_start = ?4, node = ?6
+                    supervisor_pid = ?3, supervisor_start = ?4, node = ?6,
+                    reason = CASE WHEN reason LIKE 'waiting for a node%' THEN NULL ELSE reason END
                  WHERE id IN (",
                 $candidates,
                 ") AND state = 'pending'
                    AND (not_before IS NULL OR not_before <= ?1)
-                 RETURNING id"
+                   AND ",
+                placeable!("runs"),
+                " RETURNING id"
             )
         };
     }
     let sql = match claim {
-        Claim::Oldest => claim_sql!(
-            "SELECT id FROM runs WHERE state = 'pending'
-                AND (not_before IS NULL OR not_before <= ?1)
-              ORDER BY id LIMIT ?5"
-        ),
+        Claim::Oldest => claim_sql!(concat!(
+            "SELECT id FROM runs p WHERE state = 'pending'
+                AND (not_before IS NULL OR not_before <= ?1) AND ",
+            placeable!("p"),
+            " ORDER BY id LIMIT ?5"
+        )),
         Claim::Released => claim_sql!("SELECT value FROM json_each(?7) LIMIT ?5"),
-        Claim::ReleasedFirst => claim_sql!(
+        Claim::ReleasedFirst => claim_sql!(concat!(
             "SELECT id FROM (SELECT value AS id, 0 AS rank FROM json_each(?7)
                              UNION ALL
-                             SELECT * FROM (SELECT id, 1 FROM runs WHERE state = 'pending'
-                                AND (not_before IS NULL OR not_before <= ?1)
-                              ORDER BY id LIMIT ?5 + json_array_length(?7)))
+                             SELECT * FROM (SELECT id, 1 FROM runs p WHERE state = 'pending'
+                                AND (not_before IS NULL OR not_before <= ?1) AND ",
+            placeable!("p"),
+            " ORDER BY id LIMIT ?5 + json_array_length(?7)))
               GROUP BY id ORDER BY min(rank), id LIMIT ?5"
-        ),
+        )),
     };
     let mut s = tx.prepare_cached(sql)?;
-    let mut values: Vec<Box<dyn rusqlite::ToSql>> = vec![
+    let values: Vec<Box<dyn rusqlite::ToSql>> = vec![
         Box::new(stamp(now)),
         Box::new(taker.epoch),
         Box::new(taker.supervisor.0),
         Box::new(taker.supervisor.1),
         Box::new(taker.max as i64),
-        Box::new(node.map(str::to_string)),
+        Box::new(node.map(|n| n.name.clone())),
+        Box::new(serde_json::to_string(released).expect("ids serialise")),
+        Box::new(node.map_or_else(|| "[]".to_string(), |n| n.labels.clone())),
     ];
-    if matches!(claim, Claim::Released | Claim::ReleasedFirst) {
-        let ids = serde_json::to_string(released).expect("ids serialise");
-        values.push(Box::new(ids));
-    }
     s.query_map(rusqlite::params_from_iter(values), |r| r.get(0))?
         .collect()
 }

@@ -116,6 +116,8 @@ pub struct NewRevision {
     pub repeat: Option<Repeat>,
     /// The gate of the revision's runs.
     pub depends_on: Vec<String>,
+    /// The node labels its runs need.
+    pub runs_on: Vec<String>,
 }
 
 /// What one apply writes: new revisions (adds and changes) and removals.
@@ -803,8 +805,8 @@ fn write_upserts(
         current.iter().map(|j| (j.name.as_str(), j)).collect();
     let (mut added, mut changed) = (0, 0);
     let mut insert_revision = tx.prepare_cached(
-        "INSERT INTO revisions (job, number, apply_id, content_hash, definition, source_path, enabled, schedule, timezone, description, tags, created_at, git_commit, git_dirty, repeat, depends_on)
-         VALUES (?1, (SELECT coalesce(max(number), 0) + 1 FROM revisions WHERE job = ?1), ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+        "INSERT INTO revisions (job, number, apply_id, content_hash, definition, source_path, enabled, schedule, timezone, description, tags, created_at, git_commit, git_dirty, repeat, depends_on, runs_on)
+         VALUES (?1, (SELECT coalesce(max(number), 0) + 1 FROM revisions WHERE job = ?1), ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
     )?;
     let mut upsert_job = tx.prepare_cached(
         "INSERT INTO jobs (name, owner, revision_id, active, schedule_anchor, created_at, updated_at, removed_at, slot_cursor)
@@ -824,6 +826,8 @@ fn write_upserts(
         let tags = serde_json::to_string(&rev.tags).expect("a list of strings serialises");
         let depends_on = (!rev.depends_on.is_empty())
             .then(|| serde_json::to_string(&rev.depends_on).expect("names serialise"));
+        let runs_on = (!rev.runs_on.is_empty())
+            .then(|| serde_json::to_string(&rev.runs_on).expect("labels serialise"));
         insert_revision.execute(params![
             rev.name,
             apply_id,
@@ -840,6 +844,7 @@ fn write_upserts(
             git.dirty,
             rev.repeat.map(columns::repeat_text),
             depends_on,
+            runs_on,
         ])?;
         let revision_id = tx.last_insert_rowid();
         let was_active = existing.get(rev.name.as_str()).is_some_and(|j| j.active);

@@ -48,7 +48,7 @@ pub use jobs::{
     RunFacts,
 };
 pub use lease::LeaseRow;
-pub use nodes::{NodeInfo, NodeRow};
+pub use nodes::{NodeInfo, NodeRow, PendingNeed};
 pub use retention::Retention;
 pub use rewind::Rewound;
 pub use runs::{OutputLine, RunEvent, RunFilter, RunRow};
@@ -123,8 +123,8 @@ pub struct Ledger {
     /// [`Ledger::carry_starts`]).
     carried: Vec<ProcessStarted>,
     /// The node this connection writes for ([`Ledger::set_node`]): the runs it claims
-    /// record it.
-    node: Option<std::sync::Arc<str>>,
+    /// record it, and only those its labels can run are claimed.
+    node: Option<std::sync::Arc<nodes::Me>>,
 }
 
 /// A failure inside a transaction: SQLite's, or the ledger's own (a lost lease, a missing

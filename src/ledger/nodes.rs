@@ -34,10 +34,31 @@ pub struct NodeInfo {
     pub pid: i64,
 }
 
+/// A pending run whose job needs node labels (`runs_on`), with the reason it has.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingNeed {
+    pub run: i64,
+    pub job: String,
+    pub labels: Vec<String>,
+    pub reason: Option<String>,
+}
+
+/// The node a connection claims for: its name, and its labels as the claim's SQL reads them
+/// (a JSON list).
+#[derive(Debug)]
+pub(super) struct Me {
+    pub name: String,
+    pub labels: String,
+}
+
 impl Ledger {
-    /// Names the node this connection writes for: the runs it claims record it.
-    pub fn set_node(&mut self, name: &str) {
-        self.node = Some(name.into());
+    /// Names the node this connection claims for, with its labels: the runs it claims record
+    /// the name, and it claims only runs whose job's `runs_on` its labels cover.
+    pub fn set_node(&mut self, name: &str, labels: &[String]) {
+        self.node = Some(std::sync::Arc::new(Me {
+            name: name.to_string(),
+            labels: serde_json::to_string(labels).expect("labels serialise"),
+        }));
     }
 
     /// Records a node joining at `now` (a restart under the same name starts its row afresh).
@@ -136,5 +157,77 @@ impl Ledger {
             .into_iter()
             .filter(|n| n.heartbeat_at > since || n.running > 0)
             .collect())
+    }
+
+    /// The labels of each node alive at `now` (not stopped, a heartbeat within
+    /// `rules::NODE_LOST_AFTER`).
+    ///
+    /// # Errors
+    ///
+    /// On a SQLite failure.
+    pub fn alive_labels(&self, now: Timestamp) -> Result<Vec<Vec<String>>> {
+        let since = now
+            .checked_sub(crate::rules::NODE_LOST_AFTER)
+            .unwrap_or(now);
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT labels FROM nodes WHERE stopped_at IS NULL AND heartbeat_at >= ?1",
+            )
+            .for_ledger(self)?;
+        stmt.query_map([stamp(since)], |r| r.get::<_, String>(0))
+            .and_then(|rows| {
+                rows.map(|l| l.map(|l| serde_json::from_str(&l).unwrap_or_default()))
+                    .collect()
+            })
+            .for_ledger(self)
+    }
+
+    /// The pending runs whose job needs node labels.
+    ///
+    /// # Errors
+    ///
+    /// On a SQLite failure.
+    pub fn pending_needs(&self) -> Result<Vec<PendingNeed>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT r.id, r.job, v.runs_on, r.reason FROM runs r
+                 JOIN revisions v ON v.id = r.revision_id
+                 WHERE r.state = 'pending' AND v.runs_on IS NOT NULL ORDER BY r.id",
+            )
+            .for_ledger(self)?;
+        stmt.query_map([], |r| {
+            let needs: String = r.get(2)?;
+            Ok(PendingNeed {
+                run: r.get(0)?,
+                job: r.get(1)?,
+                labels: serde_json::from_str(&needs).unwrap_or_default(),
+                reason: r.get(3)?,
+            })
+        })
+        .and_then(Iterator::collect)
+        .for_ledger(self)
+    }
+
+    /// Sets the reasons of pending runs (`None` clears one); a run no longer pending is left.
+    ///
+    /// # Errors
+    ///
+    /// On a SQLite failure.
+    pub fn set_pending_reasons(&self, reasons: &[(i64, Option<String>)]) -> Result<()> {
+        if reasons.is_empty() {
+            return Ok(());
+        }
+        let tx = self.conn.unchecked_transaction().for_ledger(self)?;
+        {
+            let mut stmt = tx
+                .prepare_cached("UPDATE runs SET reason = ?2 WHERE id = ?1 AND state = 'pending'")
+                .for_ledger(self)?;
+            for (id, reason) in reasons {
+                stmt.execute(params![id, reason]).for_ledger(self)?;
+            }
+        }
+        tx.commit().for_ledger(self)
     }
 }

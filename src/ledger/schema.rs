@@ -245,7 +245,8 @@ pub const MIGRATIONS: &[&str] = &[
     // of 10,000 jobs cannot look it up in the runs), kept by the end of each run like the
     // failure streak. Filled from the runs on the way.
     // The nodes (daemons) that serve the ledger: each writes its row at start and a heartbeat
-    // while it lives; each run records the node that ran it.
+    // while it lives; each run records the node that ran it, and a revision the node labels
+    // its runs need (`runs_on`, a JSON list; NULL for none).
     r#"
     ALTER TABLE jobs ADD COLUMN last_failed_at TEXT;
     UPDATE jobs SET last_failed_at = (
@@ -263,6 +264,7 @@ pub const MIGRATIONS: &[&str] = &[
         stopped_at    TEXT
     );
     ALTER TABLE runs ADD COLUMN node TEXT;
+    ALTER TABLE revisions ADD COLUMN runs_on TEXT;
     "#,
 ];
 

@@ -29,6 +29,7 @@ fn revision(name: &str, repeat: Option<Repeat>, depends_on: &[&str]) -> NewRevis
         reset_anchor: true,
         repeat,
         depends_on: depends_on.iter().map(|d| d.to_string()).collect(),
+        runs_on: Vec::new(),
     }
 }
 

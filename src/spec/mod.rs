@@ -53,6 +53,8 @@ pub struct JobSpec {
     pub history: History,
     pub output_limit: ByteSize,
     pub tags: Vec<String>,
+    /// The node labels a run of it needs: only a node with all of them runs it.
+    pub runs_on: Vec<String>,
 }
 
 /// A time zone by its IANA name.

@@ -46,6 +46,8 @@ struct NormalJob<'a> {
     starting_deadline: Option<String>,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     depends_on: &'a [JobName],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    runs_on: &'a [String],
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     params: BTreeMap<&'a str, NormalParam<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -215,6 +217,7 @@ fn normal(spec: &JobSpec) -> NormalJob<'_> {
         missed: (spec.missed != Missed::default()).then_some(spec.missed),
         starting_deadline: spec.starting_deadline.map(|d| d.to_string()),
         depends_on: &spec.depends_on,
+        runs_on: &spec.runs_on,
         params: spec
             .params
             .iter()

@@ -135,6 +135,7 @@ pub struct RawJob {
     pub history: Option<Loc<RawHistory>>,
     pub output_limit: Option<Loc<RawSize>>,
     pub tags: Option<Vec<Loc<String>>>,
+    pub runs_on: Option<Vec<Loc<String>>>,
 }
 
 /// The field names of [`RawJob`], for suggestions.
@@ -163,6 +164,7 @@ pub const JOB_FIELDS: &[&str] = &[
     "on_success",
     "history",
     "output_limit",
+    "runs_on",
     "tags",
 ];
 

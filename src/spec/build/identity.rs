@@ -90,3 +90,27 @@ pub(super) fn tags(b: &mut Builder, raw: Option<Vec<Loc<String>>>) -> Vec<String
     }
     tags
 }
+
+/// `runs_on`: node labels (as `jobctl serve --labels` names them), none twice, in order.
+pub(super) fn runs_on(b: &mut Builder, raw: Option<Vec<Loc<String>>>) -> Vec<String> {
+    let mut labels: Vec<String> = Vec::new();
+    for label in raw.unwrap_or_default() {
+        if !crate::name::is_label(&label.value) {
+            b.error(
+                label.at,
+                format!(
+                    "runs_on: `{}` is not a node label; use 1 to 64 letters, digits, `.`, `_` or `-`",
+                    label.value
+                ),
+            );
+        } else if labels.contains(&label.value) {
+            b.error(
+                label.at,
+                format!("`{}` is listed twice in runs_on", label.value),
+            );
+        } else {
+            labels.push(label.value);
+        }
+    }
+    labels
+}

@@ -279,6 +279,7 @@ pub(super) fn build(
     let history = policy::history(&mut b, raw.history);
     let output_limit = policy::output_limit(&mut b, raw.output_limit);
     let tags = identity::tags(&mut b, raw.tags);
+    let runs_on = identity::runs_on(&mut b, raw.runs_on);
 
     let failed = b.diagnostics.iter().any(Diagnostic::is_error);
     let spec = match (failed, name, schedule, timezone, action) {
@@ -306,6 +307,7 @@ pub(super) fn build(
             history,
             output_limit,
             tags,
+            runs_on,
         }),
         _ => None,
     };
