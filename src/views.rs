@@ -366,6 +366,7 @@ pub fn status(
         .map(|n| {
             // The lease's holder: its host and pid.
             let leader = running
+                && n.stopped_at.is_none()
                 && lease
                     .as_ref()
                     .is_some_and(|l| l.holder == n.host && l.pid == Some(n.pid));

@@ -596,9 +596,12 @@ async fn the_events_stream_tells_each_run_change_and_a_pause() {
         "text/event-stream"
     );
     let mut body = response.into_body().into_data_stream();
-    let events = next_events(&mut body, 1).await;
-    assert_eq!(events[0].0, "run", "{events:?}");
-    let seen: Value = serde_json::from_str(&events[0].1).unwrap();
+    // Resuming (`after`): first a `jobs` event (a change to them may have been missed while
+    // away), then the runs since.
+    let events = next_events(&mut body, 2).await;
+    assert_eq!(events[0].0, "jobs", "{events:?}");
+    assert_eq!(events[1].0, "run", "{events:?}");
+    let seen: Value = serde_json::from_str(&events[1].1).unwrap();
     assert_eq!(
         (
             seen["id"].clone(),

@@ -20,9 +20,22 @@ use super::{Api, Query};
 /// Events read per step: a burst of 200 runs is one step.
 const STEP: usize = 1000;
 
+/// The shortest time between two reads of one stream.
+const GAP: Duration = Duration::from_millis(250);
+
 /// How often the ledger is looked at when nothing in this process said it changed (writes
 /// by another process, or the scheduler's new slots).
 const BACKSTOP: Duration = Duration::from_secs(2);
+
+/// Where a stream is: the last event sent, the jobs' mark, and when it last read.
+struct Cursor {
+    api: Arc<Api>,
+    after: i64,
+    mark: String,
+    progress: tokio::sync::watch::Receiver<u64>,
+    job: Option<String>,
+    last_read: Option<tokio::time::Instant>,
+}
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -60,60 +73,86 @@ pub async fn events(
     };
     let (start, mark) = api
         .read(move |l| {
-            let start = match resume {
-                Some(after) => after,
-                None => l.last_event_id()?,
-            };
+            // Never past the newest event: a client of a ledger since restored from a backup
+            // would skip what comes next.
+            let newest = l.last_event_id()?;
+            let start = resume.map_or(newest, |after| after.min(newest));
             Ok((start, l.catalog_mark()?))
         })
         .await?;
-    let job = q.job;
-    let progress = api.shared.progress();
-    let state = (api, start, mark, progress, job);
-    let stream = futures_util::stream::unfold(
-        state,
-        |(api, mut after, mut mark, mut progress, job)| async move {
-            loop {
-                // Mark what has been seen before reading, so a write in between wakes us.
-                progress.borrow_and_update();
-                let read = api
-                    .read_blocking(move |l| Ok((l.run_changes(after, STEP)?, l.catalog_mark()?)))
-                    .await;
-                let (changes, now_mark) = match read {
-                    Ok(read) => read,
-                    // The stream ends; the client reconnects and resumes from its last id.
-                    Err(e) => {
-                        tracing::warn!("the events stream stops: {}", e.message);
-                        return None;
-                    }
-                };
-                let mut events = Vec::new();
-                if now_mark != mark {
-                    mark = now_mark;
-                    events.push(Ok(Event::default().event("jobs").data("{}")));
-                }
-                for (id, run) in &changes {
-                    after = after.max(*id);
-                    if job.as_ref().is_none_or(|j| *j == run.job) {
-                        let event = Event::default()
-                            .id(id.to_string())
-                            .event("run")
-                            .json_data(wire::Run::from(run))
-                            .unwrap_or_default();
-                        events.push(Ok(event));
-                    }
-                }
-                if !events.is_empty() {
-                    return Some((events, (api, after, mark, progress, job)));
-                }
-                if !changes.is_empty() {
-                    // Read past other jobs' changes: look again from there at once.
-                    continue;
-                }
-                let _ = tokio::time::timeout(BACKSTOP, progress.changed()).await;
+    // A client coming back may have missed a change to the jobs while away: its first event
+    // says to look again.
+    let mark = if resume.is_some() {
+        String::new()
+    } else {
+        mark
+    };
+    let state = Cursor {
+        api: api.clone(),
+        after: start,
+        mark,
+        progress: api.shared.progress(),
+        job: q.job,
+        last_read: None,
+    };
+    let stream = futures_util::stream::unfold(state, |mut c| async move {
+        loop {
+            // At most one read per `GAP`: the executor's signal also moves with each batch of
+            // output, many times a second while runs print.
+            if let Some(at) = c.last_read {
+                tokio::time::sleep_until(at + GAP).await;
             }
-        },
-    );
+            c.last_read = Some(tokio::time::Instant::now());
+            // Mark what has been seen before reading, so a write in between wakes us.
+            c.progress.borrow_and_update();
+            let after = c.after;
+            let read = c
+                .api
+                .read_blocking(move |l| Ok((l.run_changes(after, STEP)?, l.catalog_mark()?)))
+                .await;
+            let (
+                crate::ledger::RunChanges {
+                    runs: changes,
+                    last,
+                },
+                mark,
+            ) = match read {
+                Ok(read) => read,
+                // The stream ends; the client reconnects and resumes from its last id.
+                Err(e) => {
+                    tracing::warn!("the events stream stops: {}", e.message);
+                    return None;
+                }
+            };
+            let mut events = Vec::new();
+            if mark != c.mark {
+                c.mark = mark;
+                events.push(Ok(Event::default().event("jobs").data("{}")));
+            }
+            // Past every event read, those of runs since deleted included.
+            if let Some(last) = last {
+                c.after = c.after.max(last);
+            }
+            for (id, run) in &changes {
+                if c.job.as_ref().is_none_or(|j| *j == run.job) {
+                    let event = Event::default()
+                        .id(id.to_string())
+                        .event("run")
+                        .json_data(wire::Run::from(run))
+                        .unwrap_or_default();
+                    events.push(Ok(event));
+                }
+            }
+            if !events.is_empty() {
+                return Some((events, c));
+            }
+            if last.is_some() {
+                // Read past other jobs' changes: look again from there.
+                continue;
+            }
+            let _ = tokio::time::timeout(BACKSTOP, c.progress.changed()).await;
+        }
+    });
     use futures_util::StreamExt as _;
     Ok(Sse::new(stream.flat_map(futures_util::stream::iter)).keep_alive(KeepAlive::default()))
 }

@@ -116,6 +116,8 @@ struct Daemon {
     lease_lost_signal: Notify,
     /// Applies that failed in a row (a full disk): the next is tried after a longer pause.
     apply_failures: std::sync::atomic::AtomicU32,
+    /// Whether a retry of a failed apply is waiting.
+    apply_retry: Arc<AtomicBool>,
 }
 
 /// The stop switches of this daemon's runs. A run is claimed (and `running` in the ledger)

@@ -207,14 +207,19 @@ impl Daemon {
                 let wait =
                     std::time::Duration::from_secs(1 << failures.min(5)).min(APPLY_RETRY_MAX);
                 tracing::error!("applying: {e}; trying again in {} s", wait.as_secs());
-                let again = self.dir_events.clone();
-                std::thread::spawn(move || {
-                    std::thread::sleep(wait);
-                    let _ = again.send(DirChange {
-                        paths: Vec::new(),
-                        rescan: true,
+                // One retry waits at a time, whatever else fails meanwhile.
+                if !self.apply_retry.swap(true, Ordering::SeqCst) {
+                    let again = self.dir_events.clone();
+                    let waiting = self.apply_retry.clone();
+                    std::thread::spawn(move || {
+                        std::thread::sleep(wait);
+                        waiting.store(false, Ordering::SeqCst);
+                        let _ = again.send(DirChange {
+                            paths: Vec::new(),
+                            rescan: true,
+                        });
                     });
-                });
+                }
                 return;
             }
         }

@@ -38,7 +38,7 @@ impl Daemon {
         }
         // Whatever still waits to write (an orphan check on a full disk) stops waiting.
         self.shared.give_up_writes();
-        if let Err(e) = self.shared.ledger().leave(self.node(), self.now()) {
+        if let Err(e) = self.shared.ledger().leave(&self.node(), self.now()) {
             tracing::warn!("recording that this node stopped: {e}");
         }
         let _ = self.shared.ledger().release_lease(self.epoch, self.now());

@@ -493,6 +493,7 @@ impl Daemon {
             lease_lost: Mutex::new(None),
             lease_lost_signal: Notify::new(),
             apply_failures: std::sync::atomic::AtomicU32::new(0),
+            apply_retry: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -501,7 +502,7 @@ impl Daemon {
     fn heartbeat(&self) {
         let now = self.now();
         let ledger = self.shared.ledger();
-        if let Err(e) = ledger.heartbeat(self.node(), now) {
+        if let Err(e) = ledger.heartbeat(&self.node(), now) {
             tracing::warn!("recording this node's heartbeat: {e}");
         }
         let (needs, alive) = match (ledger.pending_needs(), ledger.alive_labels(now)) {
@@ -534,9 +535,15 @@ impl Daemon {
         }
     }
 
-    /// This daemon's node name.
-    pub(super) fn node(&self) -> &str {
-        self.options.daemon.node.as_deref().unwrap_or_default()
+    /// This daemon's node: its name, labels, host and pid (what its row is found by).
+    pub(super) fn node(&self) -> crate::ledger::NodeInfo {
+        crate::ledger::NodeInfo {
+            name: self.options.daemon.node.clone().unwrap_or_default(),
+            labels: self.options.daemon.labels.clone(),
+            address: None,
+            host: crate::host::hostname(),
+            pid: self.me.0,
+        }
     }
 
     /// The metric of each job's last success, from the ledger, so it survives a restart.

@@ -431,7 +431,9 @@ fn record_health(
         };
         tx.prepare_cached(
             "UPDATE jobs SET failure_streak = ?2, completed_at = ?3,
-                             last_failed_at = coalesce(?4, last_failed_at)
+                             last_failed_at = CASE WHEN ?4 IS NOT NULL
+                                 AND (last_failed_at IS NULL OR ?4 > last_failed_at)
+                                 THEN ?4 ELSE last_failed_at END
              WHERE name = ?1",
         )?
         .execute(params![job, streak, completed_at, failed.then_some(at)])?;
@@ -465,20 +467,9 @@ pub(super) fn claim_in(
     // The pending part of `ReleasedFirst` is cut to as many as could be taken (the released
     // may be among them): a burst's hundreds of pending runs are not grouped and sorted at
     // every end that claims (issue 14).
-    // Only runs this node's labels can run: no label of the job's `runs_on` (on the run's
-    // revision) is missing from the node's (`?8`, a JSON list). In the candidates, so a run
-    // that waits for another node never holds a place, and in the update, for released ids.
-    macro_rules! placeable {
-        ($runs:literal) => {
-            concat!(
-                "NOT EXISTS (SELECT 1 FROM revisions v, json_each(v.runs_on) need
-                    WHERE v.id = ",
-                $runs,
-                ".revision_id AND v.runs_on IS NOT NULL
-                      AND need.value NOT IN (SELECT value FROM json_each(?8)))"
-            )
-        };
-    }
+    // Only runs this node's labels can run (`placeable!`, with the node's labels as `?8`): in
+    // the candidates, so a run waiting for another node never holds a place, and in the
+    // update.
     macro_rules! claim_sql {
         ($candidates:expr) => {
             concat!(
@@ -490,7 +481,7 @@ pub(super) fn claim_in(
                 ") AND state = 'pending'
                    AND (not_before IS NULL OR not_before <= ?1)
                    AND ",
-                placeable!("runs"),
+                placeable!("runs", "?8"),
                 " RETURNING id"
             )
         };
@@ -499,16 +490,23 @@ pub(super) fn claim_in(
         Claim::Oldest => claim_sql!(concat!(
             "SELECT id FROM runs p WHERE state = 'pending'
                 AND (not_before IS NULL OR not_before <= ?1) AND ",
-            placeable!("p"),
+            placeable!("p", "?8"),
             " ORDER BY id LIMIT ?5"
         )),
-        Claim::Released => claim_sql!("SELECT value FROM json_each(?7) LIMIT ?5"),
+        Claim::Released => claim_sql!(concat!(
+            "SELECT j.value FROM json_each(?7) j JOIN runs p ON p.id = j.value WHERE ",
+            placeable!("p", "?8"),
+            " LIMIT ?5"
+        )),
         Claim::ReleasedFirst => claim_sql!(concat!(
-            "SELECT id FROM (SELECT value AS id, 0 AS rank FROM json_each(?7)
+            "SELECT id FROM (SELECT j.value AS id, 0 AS rank FROM json_each(?7) j
+                                JOIN runs p ON p.id = j.value WHERE ",
+            placeable!("p", "?8"),
+            "
                              UNION ALL
                              SELECT * FROM (SELECT id, 1 FROM runs p WHERE state = 'pending'
                                 AND (not_before IS NULL OR not_before <= ?1) AND ",
-            placeable!("p"),
+            placeable!("p", "?8"),
             " ORDER BY id LIMIT ?5 + json_array_length(?7)))
               GROUP BY id ORDER BY min(rank), id LIMIT ?5"
         )),

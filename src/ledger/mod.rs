@@ -22,6 +22,22 @@ use std::time::Duration as StdDuration;
 
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
+/// SQL that holds when run row `$runs` may run on a node with the labels `$labels` (a JSON
+/// list parameter): no label of its revision's `runs_on` is missing from them.
+macro_rules! placeable {
+    ($runs:literal, $labels:literal) => {
+        concat!(
+            "NOT EXISTS (SELECT 1 FROM revisions v, json_each(v.runs_on) need
+                WHERE v.id = ",
+            $runs,
+            ".revision_id AND v.runs_on IS NOT NULL
+                  AND need.value NOT IN (SELECT value FROM json_each(",
+            $labels,
+            ")))"
+        )
+    };
+}
+
 mod backup;
 mod chunk;
 mod claims;
@@ -51,7 +67,7 @@ pub use lease::LeaseRow;
 pub use nodes::{NodeInfo, NodeRow, PendingNeed};
 pub use retention::Retention;
 pub use rewind::Rewound;
-pub use runs::{OutputLine, RunEvent, RunFilter, RunRow};
+pub use runs::{OutputLine, RunChanges, RunEvent, RunFilter, RunRow};
 pub use schema::MIGRATIONS;
 pub use slots::{JobSlots, Recorded};
 pub use write::NewRun;

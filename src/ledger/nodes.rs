@@ -89,31 +89,32 @@ impl Ledger {
             .for_ledger(self)
     }
 
-    /// Records that node `name` is alive at `now`.
+    /// Records that `node` is alive at `now` (its row, unless a newer process took its name).
     ///
     /// # Errors
     ///
     /// On a SQLite failure.
-    pub fn heartbeat(&self, name: &str, now: Timestamp) -> Result<()> {
+    pub fn heartbeat(&self, node: &NodeInfo, now: Timestamp) -> Result<()> {
         self.conn
             .execute(
-                "UPDATE nodes SET heartbeat_at = ?2 WHERE name = ?1",
-                params![name, stamp(now)],
+                "UPDATE nodes SET heartbeat_at = ?2 WHERE name = ?1 AND host = ?3 AND pid = ?4",
+                params![node.name, stamp(now), node.host, node.pid],
             )
             .map(drop)
             .for_ledger(self)
     }
 
-    /// Records that node `name` stopped at `now`.
+    /// Records that `node` stopped at `now` (its row, unless a newer process took its name).
     ///
     /// # Errors
     ///
     /// On a SQLite failure.
-    pub fn leave(&self, name: &str, now: Timestamp) -> Result<()> {
+    pub fn leave(&self, node: &NodeInfo, now: Timestamp) -> Result<()> {
         self.conn
             .execute(
-                "UPDATE nodes SET stopped_at = ?2, heartbeat_at = ?2 WHERE name = ?1",
-                params![name, stamp(now)],
+                "UPDATE nodes SET stopped_at = ?2, heartbeat_at = ?2
+                 WHERE name = ?1 AND host = ?3 AND pid = ?4",
+                params![node.name, stamp(now), node.host, node.pid],
             )
             .map(drop)
             .for_ledger(self)

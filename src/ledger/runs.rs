@@ -96,6 +96,14 @@ const RUN_COLUMNS: &str =
     r.cancel_requested, r.epoch, r.supervisor_pid, r.supervisor_start, r.pid_start, r.released_by,
     r.node";
 
+/// What [`Ledger::run_changes`] read: each run that changed with the id of its latest event
+/// read, and the last event id read.
+#[derive(Clone, Debug)]
+pub struct RunChanges {
+    pub runs: Vec<(i64, RunRow)>,
+    pub last: Option<i64>,
+}
+
 /// A row of [`RUN_COLUMNS`] as a [`RunRow`]: every column converted here, once.
 fn run_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
     let id: i64 = row.get(0)?;
@@ -344,12 +352,13 @@ impl Ledger {
 
     /// The runs that changed after event `after` (created, started, ended, cancelled, ...):
     /// each run once, as it is now, with the id of its latest event among the first `limit`
-    /// events read, in the order of those ids. A caller resumes from the last id it got.
+    /// events read, in the order of those ids; and the last event id read (where the next
+    /// read starts, past events of runs that are gone). `None` when there was nothing.
     ///
     /// # Errors
     ///
     /// On a SQLite failure.
-    pub fn run_changes(&self, after: i64, limit: usize) -> Result<Vec<(i64, RunRow)>> {
+    pub fn run_changes(&self, after: i64, limit: usize) -> Result<RunChanges> {
         let mut stmt = self
             .conn
             .prepare_cached("SELECT id, run_id FROM run_events WHERE id > ?1 ORDER BY id LIMIT ?2")
@@ -358,6 +367,7 @@ impl Ledger {
             .query_map(params![after, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))
             .and_then(Iterator::collect)
             .for_ledger(self)?;
+        let last = events.last().map(|e| e.0);
         // Each run at its latest event.
         let mut latest: std::collections::HashMap<i64, i64> = std::collections::HashMap::new();
         for &(event, run) in &events {
@@ -371,7 +381,7 @@ impl Ledger {
                 out.push((event, row));
             }
         }
-        Ok(out)
+        Ok(RunChanges { runs: out, last })
     }
 
     /// A run's events, oldest first.
@@ -426,16 +436,23 @@ impl Ledger {
         self.query_runs("r.state IN ('blocked', 'pending', 'running')", [], "r.id")
     }
 
-    /// The earliest instant a pending run may start, if there is a pending run.
+    /// The earliest instant a pending run this connection's node may run (see
+    /// [`Ledger::set_node`]) may start, if there is one: a run waiting for another node's
+    /// labels is not this node's to wait for.
     ///
     /// # Errors
     ///
     /// On a SQLite failure.
     pub fn next_pending_at(&self) -> Result<Option<Option<Timestamp>>> {
+        let labels = self.node.as_ref().map_or("[]", |n| n.labels.as_str());
         self.conn
             .query_row(
-                "SELECT not_before, id FROM runs WHERE state = 'pending' ORDER BY coalesce(not_before, '') LIMIT 1",
-                [],
+                concat!(
+                    "SELECT not_before, id FROM runs p WHERE state = 'pending' AND ",
+                    placeable!("p", "?1"),
+                    " ORDER BY coalesce(not_before, '') LIMIT 1"
+                ),
+                [labels],
                 |r| {
                     let id: i64 = r.get(1)?;
                     instant_opt(r, 0, &|| format!("run {id}"))

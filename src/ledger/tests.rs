@@ -589,3 +589,37 @@ fn carried_starts_ride_with_the_next_transaction_before_its_writes_and_survive_i
     ledger.set_processes(&[]).unwrap();
     assert_eq!(pid(&ledger, ids[1]), Some(100 + ids[1]));
 }
+
+#[test]
+fn a_node_claims_and_waits_only_for_runs_its_labels_cover() {
+    let mut gpu = revision("train", None, &[]);
+    gpu.runs_on = vec!["gpu".to_string()];
+    let (_dir, mut ledger) = ledger_with(vec![gpu, revision("plain", None, &[])]);
+    let now = ts("2026-10-31T12:01:00Z");
+    let epoch = ledger
+        .acquire_lease("host", (7, 70), now, |_| false)
+        .unwrap();
+    let train = manual(&mut ledger, "train", now);
+    let plain = manual(&mut ledger, "plain", now);
+    // A node labelled `eu`: it claims the plain run only, and has nothing left to wait for
+    // (the run that needs `gpu` is not its to wait for: no busy wake-ups).
+    ledger.set_node("cpu-1", &["eu".to_string()]);
+    let claimed: Vec<i64> = ledger
+        .claim(epoch, (7, 70), now, 10)
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(claimed, [plain]);
+    assert_eq!(ledger.next_pending_at().unwrap(), None);
+    assert_eq!(state(&ledger, train), "pending");
+    // A node with `gpu` sees it due at once, claims it, and records its name on it.
+    ledger.set_node("gpu-1", &["gpu".to_string(), "eu".to_string()]);
+    assert_eq!(ledger.next_pending_at().unwrap(), Some(None));
+    let claimed = ledger.claim(epoch, (7, 70), now, 10).unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(
+        (claimed[0].id, claimed[0].node.as_deref()),
+        (train, Some("gpu-1"))
+    );
+}

@@ -32,10 +32,32 @@ export function useEvents(onChange, query = '') {
   const handler = useRef(onChange);
   handler.current = onChange;
   useEffect(() => {
-    const source = new EventSource(`/v1/events${query}`);
-    source.addEventListener('run', (e) => handler.current('run', JSON.parse(e.data)));
-    source.addEventListener('jobs', () => handler.current('jobs', null));
-    return () => source.close();
+    let source = null;
+    let timer = null;
+    let wait = 1000;
+    let dropped = false;
+    const open = () => {
+      source = new EventSource(`/v1/events${query}`);
+      source.addEventListener('run', (e) => handler.current('run', JSON.parse(e.data)));
+      source.addEventListener('jobs', () => handler.current('jobs', null));
+      // Back after a drop: whatever changed meanwhile is looked at again.
+      source.addEventListener('open', () => {
+        if (dropped) handler.current('jobs', null);
+        dropped = false;
+        wait = 1000;
+      });
+      source.addEventListener('error', () => {
+        dropped = true;
+        // The browser retries by itself unless the answer closed the stream for good (a
+        // restart's 503, an expired session's 401): then it is opened again, later each time.
+        if (source.readyState === EventSource.CLOSED) {
+          timer = setTimeout(open, wait);
+          wait = Math.min(wait * 2, 30000);
+        }
+      });
+    };
+    open();
+    return () => { clearTimeout(timer); if (source) source.close(); };
   }, [query]);
 }
 

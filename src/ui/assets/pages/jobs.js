@@ -94,18 +94,27 @@ export function JobsPage() {
   const tags = useApi(() => api.get('/v1/tags'), []);
   const jobs = list.data ? list.data.items : null;
   const total = list.data ? list.data.total : 0;
-  // The strips of the rows shown: one request for the page, refreshed with the list.
+  // The strips of the rows shown: one request for the page, refreshed with the list (the
+  // old ones stay drawn until the new ones arrive).
   const [strips, setStrips] = useState({});
-  const names = (jobs || []).filter((j) => j.last_run && !(j.name in strips)).map((j) => j.name).join(',');
+  const names = (jobs || []).filter((j) => j.last_run).map((j) => j.name);
   useEffect(() => {
-    if (!names) return;
-    api.get(`/v1/runs/recent?per_job=20&jobs=${encodeURIComponent(names)}`).then((r) => setStrips((s) => ({ ...s, ...r.jobs })), () => {});
-  }, [names]);
-  useEffect(() => setStrips({}), [jobs]);
+    if (names.length === 0) return undefined;
+    let live = true;
+    // 100 jobs a request: short URLs, under the server's 500.
+    const groups = [];
+    for (let i = 0; i < names.length; i += 100) groups.push(names.slice(i, i + 100).join(','));
+    Promise.all(groups.map((g) => api.get(`/v1/runs/recent?per_job=20&jobs=${encodeURIComponent(g)}`)))
+      .then((rs) => live && setStrips(Object.assign({}, ...rs.map((r) => r.jobs))), () => {});
+    return () => { live = false; };
+  }, [jobs]);
   // Live: a run of a row shown, or a change to the jobs (an apply, a pause), reloads the page.
-  // (A job not shown that fires only moves later: it cannot enter the rows shown.)
+  // (A job not shown that fires only moves later: it cannot enter the rows shown.) Sorted by
+  // failures or filtered by state, any run's end may move a job onto the page.
   const visible = new Set((jobs || []).map((j) => j.name));
-  useLive(() => { list.reload(); tags.reload(); }, (kind, run) => kind === 'jobs' || (run && visible.has(run.job)));
+  const anyEnd = f.state || f.sort === 'failure' || f.sort === 'last_failure';
+  const ended = (run) => ['succeeded', 'failed', 'timed_out', 'cancelled', 'skipped'].includes(run.state);
+  useLive(() => { list.reload(); tags.reload(); }, (kind, run) => kind === 'jobs' || (run && (visible.has(run.job) || (anyEnd && ended(run)))));
   const change = (key) => (e) => { setShown(WINDOW); setQuery({ ...f, [key]: e.currentTarget.value }); };
   const filtered = Boolean(f.text || f.tag || f.state);
   const error = list.error && list.error.message;
