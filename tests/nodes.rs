@@ -178,3 +178,25 @@ fn runs_on_is_checked_and_planned_like_any_field() {
         .stdout_has("~ train")
         .stdout_has("     runs_on:\n     - gpu\n    +- eu\n");
 }
+
+#[test]
+fn jobs_toml_names_and_labels_the_node_and_the_flags_win() {
+    let p = project().file(
+        "jobs.toml",
+        "[daemon]\nnode = \"from-config\"\nlabels = [\"eu\", \"gpu\"]\n",
+    );
+    let mut daemon = p.serve(&[], None);
+    let started = daemon.wait_for("jobs serve started", &[]);
+    assert_eq!(
+        (&started["node"], &started["labels"]),
+        (&"from-config".into(), &"eu,gpu".into())
+    );
+    assert_eq!(daemon.stop(), Some(0));
+    let mut daemon = p.serve(&["--node", "from-flag", "--labels", "ssd"], None);
+    let started = daemon.wait_for("jobs serve started", &[]);
+    assert_eq!(
+        (&started["node"], &started["labels"]),
+        (&"from-flag".into(), &"ssd".into())
+    );
+    assert_eq!(daemon.stop(), Some(0));
+}

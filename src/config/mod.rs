@@ -329,6 +329,18 @@ mod problems {
                 "2:19: server.request_timeout is an integer; expected a string",
             ),
             (
+                "[daemon]\nnode = \"web 1\"\n",
+                "2:8: daemon.node `web 1` is not a name; use 1 to 64 letters, digits, `.`, `_` or `-`",
+            ),
+            (
+                "[daemon]\nlabels = [\"gpu\", \"e/u\"]\n",
+                "2:18: daemon.labels: `e/u` is not a label; use 1 to 64 letters, digits, `.`, `_` or `-`",
+            ),
+            (
+                "[daemon]\nlabels = \"gpu\"\n",
+                "2:10: daemon.labels is a string; expected a list of labels",
+            ),
+            (
                 "[smtp]\nhost = \" \"\nfrom = \"a@b.c\"\n",
                 "2:8: smtp.host is missing",
             ),

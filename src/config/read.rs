@@ -26,6 +26,8 @@ const DAEMON: &[&str] = &[
     "shutdown_grace",
     "kill_grace",
     "log_format",
+    "node",
+    "labels",
 ];
 const SERVER: &[&str] = &[
     "listen",
@@ -137,8 +139,25 @@ fn daemon(r: &mut Reader, table: &DeTable) -> DaemonConfig {
         daemon.kill_grace = d;
     }
     daemon.log_format = r.one_of("daemon.log_format", s.get("log_format"), &["human", "json"]);
+    if let Some(node) = r.string("daemon.node", s.get("node")) {
+        if crate::name::is_label(node.get_ref()) {
+            daemon.node = Some(node.into_inner());
+        } else {
+            let message = format!(
+                "daemon.node `{}` is not a name; {LABEL_RULE}",
+                node.get_ref()
+            );
+            r.error(node.span(), message);
+        }
+    }
+    if let Some(labels) = r.labels("daemon.labels", s.get("labels")) {
+        daemon.labels = labels;
+    }
     daemon
 }
+
+/// What a node's name or label may be.
+const LABEL_RULE: &str = "use 1 to 64 letters, digits, `.`, `_` or `-`";
 
 /// `[server]`: the HTTP API, and `public_url` (which notifications link runs to).
 fn server(r: &mut Reader, table: &DeTable, base: &Path) -> (ServerConfig, Option<String>) {
@@ -389,6 +408,31 @@ impl Reader<'_> {
                 None
             }
         }
+    }
+
+    /// A list of node labels, sorted, each once.
+    fn labels(&mut self, name: &str, value: Option<&Value>) -> Option<Vec<String>> {
+        let value = value?;
+        let DeValue::Array(items) = value.get_ref() else {
+            self.wrong_type(name, value, "a list of labels");
+            return None;
+        };
+        let mut labels = Vec::new();
+        for item in items.iter() {
+            match item.get_ref() {
+                DeValue::String(s) if crate::name::is_label(s) => labels.push(s.to_string()),
+                DeValue::String(s) => {
+                    self.error(
+                        item.span(),
+                        format!("{name}: `{s}` is not a label; {LABEL_RULE}"),
+                    );
+                }
+                _ => self.wrong_type(name, item, "a string"),
+            }
+        }
+        labels.sort();
+        labels.dedup();
+        Some(labels)
     }
 
     fn boolean(&mut self, name: &str, value: Option<&Value>) -> Option<bool> {
