@@ -108,9 +108,15 @@ pub async fn events(
             let after = c.after;
             let read = c
                 .api
-                .read_blocking(move |l| Ok((l.run_changes(after, STEP)?, l.catalog_mark()?)))
+                .read_blocking(move |l| {
+                    // Never past the newest event: when retention deleted the newest ones (a
+                    // quiet ledger past `max_age`), their ids are given again.
+                    let from = after.min(l.last_event_id()?);
+                    Ok((from, l.run_changes(from, STEP)?, l.catalog_mark()?))
+                })
                 .await;
             let (
+                from,
                 crate::ledger::RunChanges {
                     runs: changes,
                     last,
@@ -130,9 +136,7 @@ pub async fn events(
                 events.push(Ok(Event::default().event("jobs").data("{}")));
             }
             // Past every event read, those of runs since deleted included.
-            if let Some(last) = last {
-                c.after = c.after.max(last);
-            }
+            c.after = last.unwrap_or(from);
             for (id, run) in &changes {
                 if c.job.as_ref().is_none_or(|j| *j == run.job) {
                     let event = Event::default()
