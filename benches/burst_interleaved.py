@@ -9,7 +9,8 @@ minutes m where m % k == i. So each boundary has one system firing while the oth
 systems alternate boundary by boundary (the machine's drift hits all alike), and every
 measured boundary is warm (each system's first is not counted). `aps` is APScheduler 3.11
 (a BackgroundScheduler with its defaults), from the venv `cargo bench --bench burst` makes in
-the temp dir (`$TMPDIR/jobs-burst-apscheduler`). A path is a `jobctl` binary, run as
+the temp dir (`$TMPDIR/jobs-burst-apscheduler`). `floor` is the machine's floor: a bare
+launcher that starts the 200 commands at once at its minutes and records nothing. A path is a `jobctl` binary, run as
 `jobctl serve` with its defaults and the ledger in the temp dir.
 
 Per boundary: the scheduler's CPU (the sum over its threads of /proc/PID/task/*/schedstat,
@@ -34,6 +35,24 @@ stop = threading.Event()
 signal.signal(signal.SIGTERM, lambda *_: stop.set())
 stop.wait()
 scheduler.shutdown(wait=False)
+'''
+
+# The machine's floor: no scheduler, nothing recorded. At each of its minutes it starts the
+# 200 commands at once (`posix_spawn`, as `jobctl` does) and reaps them.
+FLOOR = r'''
+import os, signal, sys, time
+folder, n, i, k = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+print("ready", flush=True)
+while True:
+    m = time.time_ns() // 60_000_000_000 + 1
+    while m % k != i:
+        m += 1
+    time.sleep(max(0, (m * 60_000_000_000 - time.time_ns()) / 1e9))
+    pids = [os.posix_spawn("/bin/sh", ["sh", "-c", f"date +%s%N > {folder}/job-{j:03}"], os.environ)
+            for j in range(n)]
+    for pid in pids:
+        os.waitpid(pid, 0)
 '''
 
 
@@ -75,6 +94,11 @@ def start(i, system, k):
     if system == "aps":
         python = os.path.join(tempfile.gettempdir(), "jobs-burst-apscheduler", "bin", "python3")
         p = subprocess.Popen([python, "-c", APS, stamps, str(JOBS), minute],
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        p.stdout.readline()
+        return p, stamps
+    if system == "floor":
+        p = subprocess.Popen([sys.executable, "-c", FLOOR, stamps, str(JOBS), str(i), str(k)],
                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         p.stdout.readline()
         return p, stamps

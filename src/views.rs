@@ -333,7 +333,7 @@ fn params_of(definition: &str) -> Vec<ParamView> {
 /// On a ledger failure.
 pub fn status(
     ledger: &crate::ledger::Ledger,
-    path: &std::path::Path,
+    path: &crate::ledger::Location,
     now: Timestamp,
     alive: impl Fn(i64, i64) -> bool,
 ) -> crate::ledger::Result<StatusView> {

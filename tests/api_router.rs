@@ -45,7 +45,7 @@ impl Api {
         ));
         let (handle, inbox) = Handle::new();
         let router = jobs::api::router(jobs::api::Options {
-            ledger: ledger_path,
+            ledger: ledger_path.into(),
             open: jobs::ledger::OpenOptions::default(),
             shared,
             tokens: jobs::api::auth::Tokens::load(None, Some(TOKEN), false).unwrap(),

@@ -147,18 +147,29 @@ async fn screenshot(client: &Client, name: &str) {
     std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
 }
 
+/// The text of the first element matching `css`, once there is one. An element the page
+/// re-renders between the find and the read (stale) is found again.
 async fn text_of(client: &Client, css: &str) -> String {
-    match client
-        .wait()
-        .at_most(WAIT)
-        .for_element(Locator::Css(css))
-        .await
-    {
-        Ok(element) => element.text().await.unwrap(),
-        Err(e) => {
-            let url = client.current_url().await;
-            let body = client.source().await.unwrap_or_default();
-            panic!("no `{css}` on {url:?}: {e}\n{body}")
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        match client
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::Css(css))
+            .await
+        {
+            Ok(element) => match element.text().await {
+                Ok(text) => return text,
+                Err(fantoccini::error::CmdError::Standard(e))
+                    if e.error == fantoccini::error::ErrorStatus::StaleElementReference
+                        && std::time::Instant::now() < deadline => {}
+                Err(e) => panic!("reading `{css}`: {e}"),
+            },
+            Err(e) => {
+                let url = client.current_url().await;
+                let body = client.source().await.unwrap_or_default();
+                panic!("no `{css}` on {url:?}: {e}\n{body}")
+            }
         }
     }
 }

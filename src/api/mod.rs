@@ -22,7 +22,6 @@ pub mod session;
 mod system;
 pub mod wire;
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
 
@@ -47,7 +46,7 @@ pub use server::{BindError, bind, serve};
 
 /// What the daemon hands the API.
 pub struct Options {
-    pub ledger: PathBuf,
+    pub ledger: crate::ledger::Location,
     /// How the API's connections open the ledger.
     pub open: OpenOptions,
     pub shared: Arc<Shared>,
@@ -78,7 +77,7 @@ struct Readers {
 
 /// The API's shared state.
 pub struct Api {
-    pub(crate) ledger: PathBuf,
+    pub(crate) ledger: crate::ledger::Location,
     open: OpenOptions,
     pub(crate) shared: Arc<Shared>,
     pub(crate) tokens: Tokens,
@@ -104,13 +103,13 @@ impl Api {
         f: impl FnOnce(&Ledger) -> crate::ledger::Result<T> + Send + 'static,
     ) -> ApiResult<T> {
         thread_local! {
-            static READER: std::cell::RefCell<Option<(PathBuf, Ledger)>> =
+            static READER: std::cell::RefCell<Option<(crate::ledger::Location, Ledger)>> =
                 const { std::cell::RefCell::new(None) };
         }
         READER.with(|cell| {
             let mut slot = cell.borrow_mut();
             if slot.as_ref().is_none_or(|(path, _)| *path != self.ledger) {
-                let ledger = Ledger::open_read_only_with(&self.ledger, self.open)?
+                let ledger = Ledger::open_read_only_at(&self.ledger, self.open)?
                     .ok_or_else(|| ApiError::unavailable("the ledger does not exist yet"))?;
                 *slot = Some((self.ledger.clone(), ledger));
             }
@@ -161,7 +160,7 @@ impl Api {
                 pool.open += 1;
                 drop(pool);
                 let opened =
-                    Ledger::open_read_only_with(&self.ledger, self.open).map_err(ApiError::from);
+                    Ledger::open_read_only_at(&self.ledger, self.open).map_err(ApiError::from);
                 let opened = opened.and_then(|l| {
                     l.ok_or_else(|| ApiError::unavailable("the ledger does not exist yet"))
                 });
@@ -209,7 +208,7 @@ impl Api {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             if slot.is_none() {
-                let ledger = Ledger::open_with(&api.ledger, api.open)?;
+                let ledger = Ledger::open_at(&api.ledger, api.open)?;
                 ledger.set_durable()?;
                 *slot = Some(ledger);
             }

@@ -21,8 +21,8 @@ pub struct Cli {
     /// The folder of job files [default: jobs.d]
     #[arg(long, global = true, env = "JOBS_DIR", value_name = "DIR")]
     pub(super) dir: Option<PathBuf>,
-    /// The ledger database [default: .jobs/ledger.db beside the jobs folder]
-    #[arg(long, global = true, env = "JOBS_LEDGER", value_name = "PATH")]
+    /// The ledger: a SQLite file, or a PostgreSQL URL (postgres://USER@HOST:PORT/DB) [default: .jobs/ledger.db beside the jobs folder]
+    #[arg(long, global = true, env = "JOBS_LEDGER", value_name = "PATH|URL")]
     pub(super) ledger: Option<PathBuf>,
     /// Output format [default: table]
     #[arg(long, short, global = true, env = "JOBS_OUTPUT", value_enum)]

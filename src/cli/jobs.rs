@@ -58,7 +58,7 @@ fn print_diagnostics(loaded: &Loaded, diagnostics: &[Diagnostic]) {
 pub fn validate(settings: &Settings) -> Result<ExitCode> {
     let mut loaded = load(settings, now()?, &[])?;
     // A ledger, when there is one, says which one-offs have fired (a CI checkout has none).
-    if let Ok(Some(ledger)) = Ledger::open_read_only_with(&settings.ledger, settings.open)
+    if let Ok(Some(ledger)) = Ledger::open_read_only_at(&settings.ledger, settings.open)
         && let Ok(rows) = ledger.jobs_bare()
     {
         quiet_fired(&mut loaded, &rows);
@@ -216,7 +216,7 @@ pub fn apply(settings: &Settings) -> Result<ExitCode> {
         _ => Vec::new(),
     };
     let loaded = load_valid(settings, now, &existing)?;
-    let mut ledger = Ledger::open_with(&settings.ledger, settings.open)
+    let mut ledger = Ledger::open_at(&settings.ledger, settings.open)
         .with_context(|| format!("opening ledger {}", settings.ledger.display()))?;
     let git = crate::git::describe(&settings.dir);
     let outcome =

@@ -11,7 +11,7 @@ use crate::ledger::Ledger;
 /// `jobctl ledger backup FILE` and `jobctl ledger check`, on the local ledger.
 pub fn ledger_command(settings: &Settings, action: LedgerAction) -> Result<ExitCode> {
     let path = &settings.ledger;
-    let ledger = Ledger::open_read_only_with(path, settings.open)
+    let ledger = Ledger::open_read_only_at(path, settings.open)
         .with_context(|| format!("opening ledger {}", path.display()))?
         .with_context(|| format!("there is no ledger at {}", path.display()))?;
     match action {

@@ -28,14 +28,14 @@ use jiff::Timestamp;
 
 use crate::clock::Clock;
 use crate::config::{self, Config};
-use crate::ledger::{Ledger, OpenOptions};
+use crate::ledger::{Ledger, Location, OpenOptions};
 pub use args::{Cli, OutputFormat};
 use args::{Command, RunAction};
 
 /// Everything a command needs to know about where things are.
 struct Settings {
     dir: PathBuf,
-    ledger: PathBuf,
+    ledger: Location,
     output: OutputFormat,
     config: Config,
     color: bool,
@@ -96,6 +96,8 @@ fn settings(cli: &Cli) -> Result<Settings> {
                 .join(".jobs")
                 .join("ledger.db")
         });
+    let ledger = Location::parse(&ledger.to_string_lossy(), &|name| std::env::var(name).ok())
+        .map_err(anyhow::Error::msg)?;
     let output = match (cli.output, config.output.as_deref()) {
         (Some(o), _) => o,
         (None, Some("json")) => OutputFormat::Json,
@@ -304,17 +306,17 @@ fn plural(n: usize) -> &'static str {
 }
 
 fn open_read_only(settings: &Settings) -> Result<Option<Ledger>> {
-    Ledger::open_read_only_with(&settings.ledger, settings.open)
+    Ledger::open_read_only_at(&settings.ledger, settings.open)
         .with_context(|| format!("opening ledger {}", settings.ledger.display()))
 }
 
 fn open(settings: &Settings) -> Result<Ledger> {
-    Ledger::open_with(&settings.ledger, settings.open)
+    Ledger::open_at(&settings.ledger, settings.open)
         .with_context(|| format!("opening ledger {}", settings.ledger.display()))
 }
 
 fn open_existing(settings: &Settings) -> Result<Ledger> {
-    if !settings.ledger.exists() {
+    if settings.ledger.file().is_some_and(|f| !f.exists()) {
         bail!(
             "there is no ledger at {} yet; run `jobctl apply` first",
             settings.ledger.display()

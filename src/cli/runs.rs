@@ -437,12 +437,17 @@ pub fn logs(
     };
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     // Follow by watching the ledger's files: each commit wakes us; the timeout is a backstop.
-    let _watch = if follow {
-        Some(crate::watch::watch_ledger(&settings.ledger, move || {
+    // A PostgreSQL ledger has no files here: it is read every quarter second.
+    let _watch = match settings.ledger.file() {
+        Some(file) if follow => Some(crate::watch::watch_ledger(file, move || {
             let _ = tx.send(());
-        })?)
+        })?),
+        _ => None,
+    };
+    let backstop = if settings.ledger.file().is_some() {
+        StdDuration::from_secs(1)
     } else {
-        None
+        StdDuration::from_millis(250)
     };
     loop {
         after = print_output(settings.output, &ledger, id, after)?;
@@ -450,7 +455,7 @@ pub fn logs(
         if !follow || ended {
             break;
         }
-        let _ = rx.recv_timeout(StdDuration::from_secs(1));
+        let _ = rx.recv_timeout(backstop);
         while rx.try_recv().is_ok() {}
         run = ledger
             .run(id)?

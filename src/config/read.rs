@@ -98,7 +98,7 @@ pub(super) fn config(path: &Path, text: &str) -> Result<Config, Vec<Diagnostic>>
     let config = Config {
         file: Some(path.to_path_buf()),
         dir: r.path("dir", top.get("dir"), base),
-        ledger: r.path("ledger", top.get("ledger"), base),
+        ledger: r.ledger(top.get("ledger"), base),
         output,
         defaults,
         daemon,
@@ -459,6 +459,15 @@ impl Reader<'_> {
                 None
             }
         }
+    }
+
+    /// The ledger: a PostgreSQL URL as it is, or a path relative to `base`.
+    fn ledger(&mut self, value: Option<&Value>, base: &Path) -> Option<PathBuf> {
+        let text = self.string("ledger", value)?.into_inner();
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            return Some(PathBuf::from(text));
+        }
+        Some(base.join(text))
     }
 
     /// A path, relative to the file's folder `base`.

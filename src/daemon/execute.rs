@@ -20,6 +20,14 @@ impl Daemon {
     /// a foreground `jobctl run` killed or hung up), and terminates their processes if they
     /// still exist (checked by pid and start time, not pid alone). At start, and every
     /// [`ORPHAN_CHECK`] while serving; this daemon's own runs are never touched.
+    /// On a PostgreSQL ledger, has the executor look for runs to claim: the safety net for
+    /// notifications lost on the way.
+    pub(super) fn poll_work(&self) {
+        if self.options.ledger.file().is_none() {
+            self.wake_executor.notify_one();
+        }
+    }
+
     pub(super) fn end_orphans(&self) {
         let runs = match self.shared.ledger().running_runs() {
             Ok(runs) => runs,

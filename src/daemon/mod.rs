@@ -54,6 +54,8 @@ pub(super) const DEBOUNCE_MAX: StdDuration = StdDuration::from_secs(1);
 pub(super) const PRUNE_EVERY: StdDuration = StdDuration::from_secs(3600);
 /// How often the daemon checks the ledger for other processes' writes without being told.
 pub(super) const BACKSTOP: StdDuration = StdDuration::from_secs(60);
+/// How often a daemon on PostgreSQL looks for runs to claim without being notified.
+pub(super) const PG_POLL: StdDuration = StdDuration::from_secs(5);
 /// The longest the scheduler sleeps without looking at the wall clock.
 pub(super) const CLOCK_LOOK: StdDuration = StdDuration::from_secs(60);
 /// How often the daemon checks that the jobs folder is still the one it watches.
@@ -69,7 +71,7 @@ pub(super) const SHUTDOWN_REPORT_EVERY: StdDuration = StdDuration::from_secs(5);
 #[derive(Clone, Debug)]
 pub struct Options {
     pub dir: PathBuf,
-    pub ledger: PathBuf,
+    pub ledger: crate::ledger::Location,
     /// How the daemon and its API open the ledger.
     pub open: crate::ledger::OpenOptions,
     pub defaults: Defaults,

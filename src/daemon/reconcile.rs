@@ -285,6 +285,11 @@ impl Daemon {
     /// Another process committed to the ledger (or the daemon itself did: `data_version`
     /// tells them apart).
     pub(super) fn ledger_changed(&self) {
+        if self.options.ledger.file().is_none() {
+            // PostgreSQL: no version to compare; this is the backstop for lost notifications.
+            self.on_ledger_change();
+            return;
+        }
         let version = match self.shared.ledger().data_version() {
             Ok(v) => v,
             Err(_) => return,
@@ -292,6 +297,12 @@ impl Daemon {
         if self.seen_version.swap(version, Ordering::SeqCst) == version {
             return;
         }
+        self.on_ledger_change();
+    }
+
+    /// Another process changed the ledger: reload the jobs, claim, act on cancellations, and
+    /// look at the folder again if it had errors.
+    pub(super) fn on_ledger_change(&self) {
         self.reload.store(true, Ordering::SeqCst);
         self.wake_scheduler.notify_one();
         self.wake_executor.notify_one();

@@ -139,7 +139,20 @@ async fn serve_async(mut options: Options) -> Result<()> {
     let dir_watch = DirWatch::new(&daemon.options.dir, dir_events)?;
     let _ledger_watch = {
         let d = daemon.clone();
-        watch_wake(&daemon.options.ledger, move || d.ledger_changed())?
+        // A PostgreSQL ledger has no wake file: other nodes' writes are polled for.
+        match daemon.options.ledger.file() {
+            Some(file) => Some(watch_wake(file, move || d.ledger_changed())?),
+            None => None,
+        }
+    };
+    // On PostgreSQL, other nodes' and commands' commits arrive as notifications.
+    let _listener = {
+        let d = daemon.clone();
+        Ledger::listen(&daemon.options.ledger, move |wake| match wake {
+            crate::ledger::Wake::Work => d.wake_executor.notify_one(),
+            crate::ledger::Wake::Change => d.on_ledger_change(),
+        })
+        .context("listening to the ledger")?
     };
     daemon.end_orphans();
     {
@@ -200,7 +213,7 @@ async fn take_lease(
     options: &Options,
     certificate: Option<&(Arc<ServerCert>, crate::tls::Loaded)>,
 ) -> Result<Started> {
-    let ledger = Ledger::open_with(&options.ledger, options.open)
+    let ledger = Ledger::open_at(&options.ledger, options.open)
         .with_context(|| format!("opening ledger {}", options.ledger.display()))?;
     ledger.set_durable()?;
     ledger
@@ -309,8 +322,11 @@ fn spawn_loops(
     // Runs whose supervisor died while this daemon serves (a foreground `jobctl run` killed,
     // its session dropped, the OOM killer) are ended within seconds, not at the next start.
     // The node's heartbeat: `jobctl status` and the other nodes tell it is alive by it.
-    let checks: [(StdDuration, Check); 3] = [
+    // On PostgreSQL, a notification lost behind a pooler is caught by a claim every few
+    // seconds (`PG_POLL`).
+    let checks: [(StdDuration, Check); 4] = [
         (BACKSTOP, Daemon::ledger_changed),
+        (super::PG_POLL, Daemon::poll_work),
         (ORPHAN_CHECK, Daemon::end_orphans),
         (crate::rules::NODE_HEARTBEAT, Daemon::heartbeat),
     ];

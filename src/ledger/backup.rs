@@ -30,7 +30,7 @@ impl Ledger {
             path: target.to_path_buf(),
             detail: "the path is not UTF-8".to_string(),
         })?;
-        self.conn
+        self.sqlite_only("backup")?
             .execute("VACUUM INTO ?1", [text])
             .map(|_| ())
             .map_err(|e| LedgerError::from_sqlite(target, e))
@@ -43,7 +43,7 @@ impl Ledger {
     /// On a SQLite failure.
     pub fn check(&self) -> Result<Vec<String>> {
         let mut stmt = self
-            .conn
+            .sqlite_only("check")?
             .prepare("PRAGMA integrity_check")
             .for_ledger(self)?;
         let rows: Vec<String> = stmt
@@ -60,8 +60,19 @@ impl Ledger {
     ///
     /// On a SQLite failure (another connection reading may keep part of the log).
     pub fn checkpoint(&self) -> Result<()> {
-        self.conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        // PostgreSQL has no log of ours to fold.
+        let Some(conn) = self.sqlite() else {
+            return Ok(());
+        };
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
             .for_ledger(self)
+    }
+
+    /// The SQLite connection for `what`, which only a SQLite ledger does.
+    fn sqlite_only(&self, what: &'static str) -> Result<&rusqlite::Connection> {
+        self.sqlite().ok_or_else(|| LedgerError::SqliteOnly {
+            path: self.path.clone(),
+            what,
+        })
     }
 }

@@ -2,8 +2,8 @@
 //! their retries), and cancelled. Each operation is one IMMEDIATE transaction; an end also
 //! writes what it releases when the caller gives the dependency graph.
 
+use super::db::{Conn, Dialect, Optional, params};
 use jiff::Timestamp;
-use rusqlite::{Connection, OptionalExtension, params};
 
 use super::columns::parsed;
 use super::runs::RunRow;
@@ -219,7 +219,7 @@ impl Ledger {
         }
         let carried = std::mem::take(&mut self.carried);
         let written = self.relaxed(|conn| {
-            let tx = conn.unchecked_transaction()?;
+            let tx = conn.transaction(super::db::Begin::Deferred)?;
             write_starts(&tx, &carried)?;
             write_starts(&tx, started)?;
             tx.commit()
@@ -262,7 +262,7 @@ impl Ledger {
         let path = self.path.clone();
         self.with_tx(|tx| {
             let state: Option<RunState> = tx
-                .query_row("SELECT state FROM runs WHERE id = ?1", [run_id], |r| {
+                .query_row("SELECT state FROM runs WHERE id = ?1", params![run_id], |r| {
                     parsed(r, 0, &|| format!("run {run_id}"))
                 })
                 .optional()?;
@@ -314,11 +314,11 @@ impl Ledger {
 
 /// Writes `ends`, then what they release in `graph`.
 fn finish_all(
-    tx: &rusqlite::Connection,
+    tx: &Conn,
     graph: &Graph,
     ends: &[RunEnd],
     now: Timestamp,
-) -> rusqlite::Result<(Vec<Option<i64>>, deps::Resolved)> {
+) -> super::db::Result<(Vec<Option<i64>>, deps::Resolved)> {
     let mut retries = Vec::with_capacity(ends.len());
     let mut ended = Vec::with_capacity(ends.len());
     for end in ends {
@@ -336,10 +336,7 @@ fn finish_all(
 }
 
 /// Ends one run; returns its retry's id and, when the end was written, the run's job.
-fn finish_one(
-    tx: &rusqlite::Connection,
-    end: &RunEnd,
-) -> rusqlite::Result<(Option<i64>, Option<String>)> {
+fn finish_one(tx: &Conn, end: &RunEnd) -> super::db::Result<(Option<i64>, Option<String>)> {
     let RunEnd {
         run_id,
         epoch,
@@ -354,7 +351,7 @@ fn finish_one(
             "UPDATE runs SET state = ?3, finished_at = ?4, exit_code = ?5, signal = ?6,
                     error = ?7, cpu_user_ms = ?8, cpu_sys_ms = ?9, max_rss_kb = ?10,
                     started_at = coalesce(started_at, ?4)
-             WHERE id = ?1 AND state IN ('pending', 'running') AND epoch IS ?2
+             WHERE id = ?1 AND state IN ('pending', 'running') AND epoch IS NOT DISTINCT FROM ?2
              RETURNING job, revision_id",
         )?
         .query_row(
@@ -402,13 +399,13 @@ fn finish_one(
 /// `repeat: {until: success}` completion (`rules::completes_on_end`, for a run of the
 /// current revision).
 fn record_health(
-    tx: &rusqlite::Connection,
+    tx: &Conn,
     job: &str,
     revision_id: Option<i64>,
     state: RunState,
     retrying: bool,
     at: &str,
-) -> rusqlite::Result<()> {
+) -> super::db::Result<()> {
     if !matches!(
         state,
         RunState::Succeeded | RunState::Failed | RunState::TimedOut
@@ -454,13 +451,13 @@ pub struct Taker {
 /// (`claim` says which; `released` are the runs ends in the same transaction released), and
 /// returns their ids: one `UPDATE … RETURNING`, so two claimers never start a run twice.
 pub(super) fn claim_in(
-    tx: &rusqlite::Connection,
+    tx: &Conn,
     claim: Claim,
     released: &[i64],
     taker: &Taker,
     node: Option<&super::nodes::Me>,
     now: Timestamp,
-) -> rusqlite::Result<Vec<i64>> {
+) -> super::db::Result<Vec<i64>> {
     if taker.max == 0 {
         return Ok(Vec::new());
     }
@@ -470,8 +467,11 @@ pub(super) fn claim_in(
     // Only runs this node's labels can run (`placeable!`, with the node's labels as `?8`): in
     // the candidates, so a run waiting for another node never holds a place, and in the
     // update.
+    // On PostgreSQL the candidates are locked as they are chosen and rows another claimer
+    // holds are skipped (`FOR UPDATE SKIP LOCKED`), so claimers on several nodes never wait on
+    // each other's rows; the `state = 'pending'` of the update is the guarantee either way.
     macro_rules! claim_sql {
-        ($candidates:expr) => {
+        ($d:tt, $candidates:expr) => {
             concat!(
                 "UPDATE runs SET state = 'running', started_at = ?1, epoch = ?2,
                     supervisor_pid = ?3, supervisor_start = ?4, node = ?6,
@@ -481,38 +481,87 @@ pub(super) fn claim_in(
                 ") AND state = 'pending'
                    AND (not_before IS NULL OR not_before <= ?1)
                    AND ",
-                placeable!("runs", "?8"),
+                placeable!($d, "runs", "?8"),
                 " RETURNING id"
             )
         };
     }
-    let sql = match claim {
-        Claim::Oldest => claim_sql!(concat!(
-            "SELECT id FROM runs p WHERE state = 'pending'
-                AND (not_before IS NULL OR not_before <= ?1) AND ",
-            placeable!("p", "?8"),
-            " ORDER BY id LIMIT ?5"
-        )),
-        Claim::Released => claim_sql!(concat!(
-            "SELECT j.value FROM json_each(?7) j JOIN runs p ON p.id = j.value WHERE ",
-            placeable!("p", "?8"),
-            " LIMIT ?5"
-        )),
-        Claim::ReleasedFirst => claim_sql!(concat!(
-            "SELECT id FROM (SELECT j.value AS id, 0 AS rank FROM json_each(?7) j
-                                JOIN runs p ON p.id = j.value WHERE ",
-            placeable!("p", "?8"),
-            "
-                             UNION ALL
-                             SELECT * FROM (SELECT id, 1 FROM runs p WHERE state = 'pending'
-                                AND (not_before IS NULL OR not_before <= ?1) AND ",
-            placeable!("p", "?8"),
-            " ORDER BY id LIMIT ?5 + json_array_length(?7)))
-              GROUP BY id ORDER BY min(rank), id LIMIT ?5"
-        )),
+    macro_rules! candidates {
+        (sqlite, Oldest) => {
+            concat!(
+                "SELECT id FROM runs p WHERE state = 'pending'
+                    AND (not_before IS NULL OR not_before <= ?1) AND ",
+                placeable!(sqlite, "p", "?8"),
+                " ORDER BY id LIMIT ?5"
+            )
+        };
+        (pg, Oldest) => {
+            concat!(
+                "SELECT id FROM runs p WHERE state = 'pending'
+                    AND (not_before IS NULL OR not_before <= ?1) AND ",
+                placeable!(pg, "p", "?8"),
+                " ORDER BY id LIMIT ?5 FOR UPDATE SKIP LOCKED"
+            )
+        };
+        (sqlite, Released) => {
+            concat!(
+                "SELECT j.value FROM json_each(?7) j JOIN runs p ON p.id = j.value WHERE ",
+                placeable!(sqlite, "p", "?8"),
+                " LIMIT ?5"
+            )
+        };
+        (pg, Released) => {
+            concat!(
+                "SELECT p.id FROM jsonb_array_elements_text(CAST(?7 AS jsonb)) j(value)
+                    JOIN runs p ON p.id = CAST(j.value AS BIGINT) WHERE ",
+                placeable!(pg, "p", "?8"),
+                " LIMIT ?5 FOR UPDATE OF p SKIP LOCKED"
+            )
+        };
+        (sqlite, ReleasedFirst) => {
+            concat!(
+                "SELECT id FROM (SELECT j.value AS id, 0 AS rank FROM json_each(?7) j
+                                    JOIN runs p ON p.id = j.value WHERE ",
+                placeable!(sqlite, "p", "?8"),
+                "
+                                 UNION ALL
+                                 SELECT * FROM (SELECT id, 1 FROM runs p WHERE state = 'pending'
+                                    AND (not_before IS NULL OR not_before <= ?1) AND ",
+                placeable!(sqlite, "p", "?8"),
+                " ORDER BY id LIMIT ?5 + json_array_length(?7)))
+                  GROUP BY id ORDER BY min(rank), id LIMIT ?5"
+            )
+        };
+        (pg, ReleasedFirst) => {
+            concat!(
+                "SELECT id FROM (SELECT CAST(j.value AS BIGINT) AS id, 0 AS rank
+                                    FROM jsonb_array_elements_text(CAST(?7 AS jsonb)) j(value)
+                                    JOIN runs p ON p.id = CAST(j.value AS BIGINT) WHERE ",
+                placeable!(pg, "p", "?8"),
+                "
+                                 UNION ALL
+                                 SELECT * FROM (SELECT id, 1 FROM runs p WHERE state = 'pending'
+                                    AND (not_before IS NULL OR not_before <= ?1) AND ",
+                placeable!(pg, "p", "?8"),
+                " ORDER BY id LIMIT ?5 + jsonb_array_length(CAST(?7 AS jsonb))) pending) c
+                  GROUP BY id ORDER BY min(rank), id LIMIT ?5"
+            )
+        };
+    }
+    let sql = match (claim, tx.dialect()) {
+        (Claim::Oldest, Dialect::Sqlite) => claim_sql!(sqlite, candidates!(sqlite, Oldest)),
+        (Claim::Oldest, Dialect::Postgres) => claim_sql!(pg, candidates!(pg, Oldest)),
+        (Claim::Released, Dialect::Sqlite) => claim_sql!(sqlite, candidates!(sqlite, Released)),
+        (Claim::Released, Dialect::Postgres) => claim_sql!(pg, candidates!(pg, Released)),
+        (Claim::ReleasedFirst, Dialect::Sqlite) => {
+            claim_sql!(sqlite, candidates!(sqlite, ReleasedFirst))
+        }
+        (Claim::ReleasedFirst, Dialect::Postgres) => {
+            claim_sql!(pg, candidates!(pg, ReleasedFirst))
+        }
     };
     let mut s = tx.prepare_cached(sql)?;
-    let values: Vec<Box<dyn rusqlite::ToSql>> = vec![
+    let values: Vec<Box<dyn super::db::Param>> = vec![
         Box::new(stamp(now)),
         Box::new(taker.epoch),
         Box::new(taker.supervisor.0),
@@ -522,12 +571,18 @@ pub(super) fn claim_in(
         Box::new(serde_json::to_string(released).expect("ids serialise")),
         Box::new(node.map_or_else(|| "[]".to_string(), |n| n.labels.clone())),
     ];
-    s.query_map(rusqlite::params_from_iter(values), |r| r.get(0))?
-        .collect()
+    s.query_map(
+        &values
+            .iter()
+            .map(|v| v as &dyn super::db::Param)
+            .collect::<Vec<_>>(),
+        |r| r.get(0),
+    )?
+    .collect()
 }
 
 /// Writes the processes runs started: their pid, pid start time and `started` event.
-pub(super) fn write_starts(conn: &Connection, started: &[ProcessStarted]) -> rusqlite::Result<()> {
+pub(super) fn write_starts(conn: &Conn, started: &[ProcessStarted]) -> super::db::Result<()> {
     for s in started {
         conn.prepare_cached("UPDATE runs SET pid = ?2, pid_start = ?3 WHERE id = ?1")?
             .execute(params![s.run_id, s.pid, s.pid_start])?;

@@ -6,48 +6,41 @@
 //! not parse is a [`super::LedgerError::BadValue`] naming the row and the column, never a
 //! panic and never a silent default. Nothing here writes.
 
+use super::db::{self, Row};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
-use rusqlite::Row;
-use rusqlite::types::Type;
 
 use super::error::BadColumn;
 use crate::spec::Repeat;
 
 /// The failure of column `idx` of `row` (a row named `what`, e.g. `run 12`), as rusqlite
 /// carries it out of a row closure.
-pub(super) fn bad(row: &Row<'_>, idx: usize, what: &str, detail: String) -> rusqlite::Error {
-    let column = row
-        .as_ref()
-        .column_name(idx)
-        .map_or_else(|_| idx.to_string(), str::to_string);
-    rusqlite::Error::FromSqlConversionFailure(
+pub(super) fn bad(row: &Row<'_>, idx: usize, what: &str, detail: String) -> db::Error {
+    db::Error::Column {
         idx,
-        Type::Text,
-        Box::new(BadColumn {
+        source: Box::new(BadColumn {
             what: what.to_string(),
-            column,
+            column: row.column_name(idx),
             detail,
         }),
-    )
+    }
 }
 
 /// A value of row `what` (e.g. `job backup`) in `column` that does not read as its type, found
 /// after the row was read (a schedule, a time zone), as rusqlite carries it.
-pub(super) fn bad_value(what: &str, column: &str, detail: String) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(
-        0,
-        Type::Text,
-        Box::new(BadColumn {
+pub(super) fn bad_value(what: &str, column: &str, detail: String) -> db::Error {
+    db::Error::Column {
+        idx: 0,
+        source: Box::new(BadColumn {
             what: what.to_string(),
             column: column.to_string(),
             detail,
         }),
-    )
+    }
 }
 
 /// Column `idx` parsed with `FromStr` (instants, states, triggers); `what` names the row.
-pub(super) fn parsed<T>(row: &Row<'_>, idx: usize, what: &dyn Fn() -> String) -> rusqlite::Result<T>
+pub(super) fn parsed<T>(row: &Row<'_>, idx: usize, what: &dyn Fn() -> String) -> db::Result<T>
 where
     T: Column,
 {
@@ -56,10 +49,10 @@ where
 }
 
 /// A text column's value, borrowed from the row (a listing of 10,000 jobs reads 70,000 of them).
-fn text<'r>(row: &'r Row<'_>, idx: usize) -> rusqlite::Result<&'r str> {
+fn text<'r>(row: &Row<'r>, idx: usize) -> db::Result<&'r str> {
     row.get_ref(idx)?
         .as_str()
-        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(idx, Type::Text, Box::new(e)))
+        .map_err(|source| db::Error::Column { idx, source })
 }
 
 /// A type a text column holds.
@@ -154,11 +147,11 @@ pub(super) fn parsed_opt<T>(
     row: &Row<'_>,
     idx: usize,
     what: &dyn Fn() -> String,
-) -> rusqlite::Result<Option<T>>
+) -> db::Result<Option<T>>
 where
     T: Column,
 {
-    if row.get_ref(idx)? == rusqlite::types::ValueRef::Null {
+    if row.get_ref(idx)? == db::Value::Null {
         return Ok(None);
     }
     parsed(row, idx, what).map(Some)
@@ -178,8 +171,8 @@ pub(super) fn repeat(
     row: &Row<'_>,
     idx: usize,
     what: &dyn Fn() -> String,
-) -> rusqlite::Result<Option<Repeat>> {
-    let Some(json) = row.get::<_, Option<String>>(idx)? else {
+) -> db::Result<Option<Repeat>> {
+    let Some(json) = row.get::<Option<String>>(idx)? else {
         return Ok(None);
     };
     repeat_from_text(&json)
@@ -206,7 +199,7 @@ pub(super) fn instant(
     row: &Row<'_>,
     idx: usize,
     what: &dyn Fn() -> String,
-) -> rusqlite::Result<Timestamp> {
+) -> db::Result<Timestamp> {
     parsed(row, idx, what)
 }
 
@@ -215,7 +208,7 @@ pub(super) fn instant_opt(
     row: &Row<'_>,
     idx: usize,
     what: &dyn Fn() -> String,
-) -> rusqlite::Result<Option<Timestamp>> {
+) -> db::Result<Option<Timestamp>> {
     parsed_opt(row, idx, what)
 }
 

@@ -1,8 +1,8 @@
 //! What the daemon records about itself: its events, its status values, and the wake file
 //! other processes touch to tell it to look again.
 
+use super::db::{Optional, params};
 use jiff::Timestamp;
-use rusqlite::{OptionalExtension, params};
 
 use super::columns::instant;
 use super::{ForLedger, Ledger, Result, stamp};
@@ -43,7 +43,7 @@ impl Ledger {
                 "SELECT id, at, kind, message FROM daemon_events ORDER BY id DESC LIMIT ?1",
             )
             .for_ledger(self)?;
-        stmt.query_map([limit as i64], |r| {
+        stmt.query_map(params![limit as i64], |r| {
             let id: i64 = r.get(0)?;
             Ok(DaemonEvent {
                 id,
@@ -79,7 +79,7 @@ impl Ledger {
         self.conn
             .query_row(
                 "SELECT value FROM daemon_status WHERE key = ?1",
-                [key],
+                params![key],
                 |r| r.get(0),
             )
             .optional()
@@ -93,9 +93,13 @@ impl Ledger {
     ///
     /// On a SQLite failure.
     pub fn data_version(&self) -> Result<i64> {
-        self.conn
-            .pragma_query_value(None, "data_version", |row| row.get(0))
-            .for_ledger(self)
+        match self.sqlite() {
+            Some(conn) => conn
+                .pragma_query_value(None, "data_version", |row| row.get(0))
+                .for_ledger(self),
+            // Other nodes' commits reach a PostgreSQL daemon as notifications.
+            None => Ok(0),
+        }
     }
 
     /// Tells a daemon watching this ledger that another process committed something it should
@@ -104,6 +108,14 @@ impl Ledger {
     pub fn wake_daemon(&self) {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
+        if self.is_postgres() {
+            // Every node listens (`Ledger::listen`); a lost notification is caught by the
+            // daemons' backstop.
+            let _ = self
+                .conn
+                .execute("SELECT pg_notify('jobs_wake', 'change')", params![]);
+            return;
+        }
         let mut path = self.path.clone().into_os_string();
         path.push(".wake");
         // What is written does not matter (the daemon reacts to the change, not the text):
@@ -116,5 +128,40 @@ impl Ledger {
             .custom_flags(libc::O_NONBLOCK)
             .open(path)
             .and_then(|mut f| f.write_all(std::process::id().to_string().as_bytes()));
+    }
+}
+
+/// What a PostgreSQL ledger's notification says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wake {
+    /// Runs were created or changed state (a trigger, a slot, an end): claim what is ready.
+    Work,
+    /// Something to act on besides runs (an apply, a pause, a cancel request), or the
+    /// listener (re)connected and may have missed notifications: look at everything.
+    Change,
+}
+
+impl Ledger {
+    /// Listens for other connections' commits to the PostgreSQL ledger at `location`
+    /// (`None` for SQLite, whose daemon watches its wake file instead): `heard` is called for
+    /// each, on a thread of the listener's, until the [`super::db::Listener`] is dropped.
+    ///
+    /// # Errors
+    ///
+    /// When the listener's thread cannot start.
+    pub fn listen(
+        location: &super::Location,
+        heard: impl Fn(Wake) + Send + 'static,
+    ) -> std::io::Result<Option<super::db::Listener>> {
+        let super::Location::Postgres(target) = location else {
+            return Ok(None);
+        };
+        super::db::listen(target, "jobs_wake", move |payload| {
+            heard(match payload {
+                Some("work") => Wake::Work,
+                _ => Wake::Change,
+            });
+        })
+        .map(Some)
     }
 }

@@ -12,8 +12,8 @@
 
 use std::collections::BTreeMap;
 
+use super::db::{Conn, Optional, params};
 use jiff::Timestamp;
-use rusqlite::{Connection, OptionalExtension, params};
 
 use super::columns::{self, instant, instant_opt, parsed};
 use super::write::{NewRun, add_event, insert_run, replace_active};
@@ -26,12 +26,12 @@ use crate::spec::{Concurrency, Repeat};
 /// The latest run of `job` that was not skipped by its schedule (a slot skipped for overlap
 /// or a pause is not an outcome; a run skipped at its own gate is, with `error` set, so a
 /// failure cascades down a chain of gates).
-fn latest(conn: &Connection, job: &str) -> rusqlite::Result<Option<Latest>> {
+fn latest(conn: &Conn, job: &str) -> super::db::Result<Option<Latest>> {
     conn.prepare_cached(
         "SELECT id, state, finished_at FROM runs
          WHERE job = ?1 AND (state <> 'skipped' OR error IS NOT NULL) ORDER BY id DESC LIMIT 1",
     )?
-    .query_row([job], |r| {
+    .query_row(params![job], |r| {
         let run_id: i64 = r.get(0)?;
         let what = || format!("run {run_id}");
         Ok(Latest {
@@ -44,13 +44,13 @@ fn latest(conn: &Connection, job: &str) -> rusqlite::Result<Option<Latest>> {
 }
 
 /// The latest succeeded run of `job` and when it finished (`runs_by_job_state_finish`).
-fn latest_success(conn: &Connection, job: &str) -> rusqlite::Result<Option<(i64, Timestamp)>> {
+fn latest_success(conn: &Conn, job: &str) -> super::db::Result<Option<(i64, Timestamp)>> {
     conn.prepare_cached(
         "SELECT id, finished_at FROM runs
          WHERE job = ?1 AND state = 'succeeded' AND finished_at IS NOT NULL
          ORDER BY finished_at DESC LIMIT 1",
     )?
-    .query_row([job], |r| {
+    .query_row(params![job], |r| {
         let id: i64 = r.get(0)?;
         Ok((id, instant(r, 1, &|| format!("run {id}"))?))
     })
@@ -58,10 +58,10 @@ fn latest_success(conn: &Connection, job: &str) -> rusqlite::Result<Option<(i64,
 }
 
 /// The `depends_on` list of a revision.
-fn depends_on(conn: &Connection, revision_id: i64) -> rusqlite::Result<Vec<String>> {
+fn depends_on(conn: &Conn, revision_id: i64) -> super::db::Result<Vec<String>> {
     let deps: Option<String> = conn
         .prepare_cached("SELECT depends_on FROM revisions WHERE id = ?1")?
-        .query_row([revision_id], |r| r.get(0))
+        .query_row(params![revision_id], |r| r.get(0))
         .optional()?
         .flatten();
     Ok(deps
@@ -70,11 +70,7 @@ fn depends_on(conn: &Connection, revision_id: i64) -> rusqlite::Result<Vec<Strin
 }
 
 /// The gate over `deps` of a run that came due at `created`; `None` without dependencies.
-fn gate_for(
-    conn: &Connection,
-    deps: &[String],
-    created: Timestamp,
-) -> rusqlite::Result<Option<Gate>> {
+fn gate_for(conn: &Conn, deps: &[String], created: Timestamp) -> super::db::Result<Option<Gate>> {
     if deps.is_empty() {
         return Ok(None);
     }
@@ -87,11 +83,11 @@ fn gate_for(
 
 /// Blocks a run just inserted as pending when its gate is closed (`rules::blocks_new_run`).
 pub(super) fn block_if_gated(
-    conn: &Connection,
+    conn: &Conn,
     run_id: i64,
     revision_id: i64,
     now: Timestamp,
-) -> rusqlite::Result<bool> {
+) -> super::db::Result<bool> {
     let deps = depends_on(conn, revision_id)?;
     let gate = gate_for(conn, &deps, now)?;
     let Some(waiting_for) = rules::blocks_new_run(gate, &deps) else {
@@ -138,11 +134,11 @@ impl std::ops::AddAssign for Resolved {
 /// After runs of `ended` (job, final state) were written: fires the fan-ins their successes
 /// complete and re-decides the runs blocked on them.
 pub(super) fn after_ends(
-    conn: &Connection,
+    conn: &Conn,
     graph: &Graph,
     ended: &[(String, RunState)],
     now: Timestamp,
-) -> rusqlite::Result<Resolved> {
+) -> super::db::Result<Resolved> {
     let mut fan_ins = std::collections::BTreeSet::new();
     let mut gated = std::collections::BTreeSet::new();
     for (job, state) in ended {
@@ -169,12 +165,12 @@ pub(super) fn after_ends(
 /// cascades to (`rules::cascade`): reads the facts of every job the walk can reach, lets the
 /// rule decide, and writes what it decided.
 fn recheck_cascading(
-    conn: &Connection,
+    conn: &Conn,
     graph: &Graph,
     jobs: &[String],
     now: Timestamp,
     resolved: &mut Resolved,
-) -> rusqlite::Result<()> {
+) -> super::db::Result<()> {
     let (facts, latest) = cascade_facts(conn, graph, jobs)?;
     if facts.is_empty() {
         return Ok(());
@@ -208,11 +204,7 @@ type CascadeFacts = (BTreeMap<String, GatedJob>, BTreeMap<String, Option<Latest>
 /// What [`rules::cascade`] needs: every job reachable from `start` through the jobs gated on
 /// a job with blocked runs (only those can skip), with its blocked runs, and the latest run
 /// of each of their dependencies.
-fn cascade_facts(
-    conn: &Connection,
-    graph: &Graph,
-    start: &[String],
-) -> rusqlite::Result<CascadeFacts> {
+fn cascade_facts(conn: &Conn, graph: &Graph, start: &[String]) -> super::db::Result<CascadeFacts> {
     let mut facts = BTreeMap::new();
     let mut visited = std::collections::BTreeSet::new();
     let mut queue: Vec<String> = start.to_vec();
@@ -238,13 +230,13 @@ fn cascade_facts(
 }
 
 /// The blocked runs of `job` and its current gate, `None` when it has no blocked run.
-fn gated_job(conn: &Connection, graph: &Graph, job: &str) -> rusqlite::Result<Option<GatedJob>> {
+fn gated_job(conn: &Conn, graph: &Graph, job: &str) -> super::db::Result<Option<GatedJob>> {
     let blocked: Vec<BlockedRun> = conn
         .prepare_cached(
             "SELECT r.id, r.scheduled_at, r.created_at, r.reason FROM runs r
              WHERE r.job = ?1 AND r.state = 'blocked' ORDER BY r.id",
         )?
-        .query_map([job], |r| {
+        .query_map(params![job], |r| {
             let id: i64 = r.get(0)?;
             let what = || format!("run {id}");
             Ok(BlockedRun {
@@ -254,7 +246,7 @@ fn gated_job(conn: &Connection, graph: &Graph, job: &str) -> rusqlite::Result<Op
                 reason: r.get(3)?,
             })
         })?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<super::db::Result<_>>()?;
     if blocked.is_empty() {
         return Ok(None);
     }
@@ -262,7 +254,7 @@ fn gated_job(conn: &Connection, graph: &Graph, job: &str) -> rusqlite::Result<Op
     // waiting for it.
     let current: Option<(bool, i64)> = conn
         .prepare_cached("SELECT active, revision_id FROM jobs WHERE name = ?1")?
-        .query_row([job], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row(params![job], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     let (active, depends_on) = match current {
         Some((true, revision_id)) => (true, depends_on(conn, revision_id)?),
@@ -280,28 +272,21 @@ fn gated_job(conn: &Connection, graph: &Graph, job: &str) -> rusqlite::Result<Op
 
 /// Looks at every fan-in and every blocked run: at start, after another process wrote runs,
 /// and when a blocked run's deadline comes.
-pub(super) fn sweep(
-    conn: &Connection,
-    graph: &Graph,
-    now: Timestamp,
-) -> rusqlite::Result<Resolved> {
+pub(super) fn sweep(conn: &Conn, graph: &Graph, now: Timestamp) -> super::db::Result<Resolved> {
     let mut resolved = Resolved::default();
     for (job, node) in graph.fan_ins() {
         resolved += fan_in(conn, job, node, now)?;
     }
     let blocked: Vec<String> = conn
         .prepare_cached("SELECT DISTINCT job FROM runs WHERE state = 'blocked'")?
-        .query_map([], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+        .query_map(params![], |r| r.get(0))?
+        .collect::<super::db::Result<_>>()?;
     recheck_cascading(conn, graph, &blocked, now, &mut resolved)?;
     Ok(resolved)
 }
 
 /// The earliest instant a blocked run's starting deadline passes.
-pub(super) fn next_deadline(
-    conn: &Connection,
-    graph: &Graph,
-) -> rusqlite::Result<Option<Timestamp>> {
+pub(super) fn next_deadline(conn: &Conn, graph: &Graph) -> super::db::Result<Option<Timestamp>> {
     let mut next: Option<Timestamp> = None;
     for (job, node) in graph.gated_jobs() {
         let Some(deadline) = node.starting_deadline else {
@@ -311,7 +296,7 @@ pub(super) fn next_deadline(
             .prepare_cached(
                 "SELECT min(scheduled_at) FROM runs WHERE job = ?1 AND state = 'blocked'",
             )?
-            .query_row([job], |r| {
+            .query_row(params![job], |r| {
                 instant_opt(r, 0, &|| format!("the blocked runs of job {job}"))
             })?;
         if let Some(at) = due.and_then(|d| d.checked_add(deadline.as_signed()).ok()) {
@@ -323,13 +308,7 @@ pub(super) fn next_deadline(
 
 /// Ends a run `skipped`. `gated`: skipped at its gate, an outcome the jobs gated on this one
 /// see (as a failure) rather than a slot that never counted.
-fn skip(
-    conn: &Connection,
-    run_id: i64,
-    reason: &str,
-    at: &str,
-    gated: bool,
-) -> rusqlite::Result<()> {
+fn skip(conn: &Conn, run_id: i64, reason: &str, at: &str, gated: bool) -> super::db::Result<()> {
     conn.prepare_cached(
         "UPDATE runs SET state = 'skipped', finished_at = ?2, reason = ?3,
                 error = CASE WHEN ?4 THEN ?3 END
@@ -340,11 +319,11 @@ fn skip(
 }
 
 fn release(
-    conn: &Connection,
+    conn: &Conn,
     run_id: i64,
     released_by: &[(String, i64)],
     at: &str,
-) -> rusqlite::Result<()> {
+) -> super::db::Result<()> {
     conn.prepare_cached(
         "UPDATE runs SET state = 'pending', reason = NULL, released_by = ?2 WHERE id = ?1",
     )?
@@ -371,7 +350,7 @@ fn releases_json(released_by: &[(String, i64)]) -> Option<String> {
 }
 
 /// Fires the fan-in `job` if every upstream job has succeeded since its last fire.
-fn fan_in(conn: &Connection, job: &str, node: &Node, now: Timestamp) -> rusqlite::Result<Resolved> {
+fn fan_in(conn: &Conn, job: &str, node: &Node, now: Timestamp) -> super::db::Result<Resolved> {
     let Some(waiting) = waiting_job(conn, job)? else {
         return Ok(Resolved::default());
     };
@@ -410,14 +389,14 @@ struct WaitingJob {
 }
 
 /// The job `fan_in` looks at, if it can be released at all.
-fn waiting_job(conn: &Connection, job: &str) -> rusqlite::Result<Option<WaitingJob>> {
+fn waiting_job(conn: &Conn, job: &str) -> super::db::Result<Option<WaitingJob>> {
     let row: Option<(i64, Timestamp, bool, bool, Option<String>, bool)> = conn
         .prepare_cached(
             "SELECT j.revision_id, coalesce(j.slot_cursor, j.schedule_anchor), j.active, r.enabled,
                     j.completed_at, EXISTS (SELECT 1 FROM pauses p WHERE p.job = j.name)
              FROM jobs j JOIN revisions r ON r.id = j.revision_id WHERE j.name = ?1",
         )?
-        .query_row([job], |r| {
+        .query_row(params![job], |r| {
             Ok((
                 r.get(0)?,
                 instant(r, 1, &|| format!("job {job}"))?,
@@ -444,20 +423,20 @@ fn waiting_job(conn: &Connection, job: &str) -> rusqlite::Result<Option<WaitingJ
 /// Creates the dependency run that `released_by` released and records what the gate rule
 /// (`rules::admit`) decided for it: skipped, or pending (or blocked by its own gates).
 fn fire_released(
-    conn: &Connection,
+    conn: &Conn,
     job: &str,
     node: &Node,
     waiting: &WaitingJob,
     released_by: &[(String, i64)],
     now: Timestamp,
-) -> rusqlite::Result<Resolved> {
+) -> super::db::Result<Resolved> {
     let at = stamp(now);
     let busy = node.concurrency != Concurrency::Allow
         && conn
             .prepare_cached(
                 "SELECT EXISTS (SELECT 1 FROM runs WHERE job = ?1 AND state IN ('blocked', 'pending', 'running'))",
             )?
-            .query_row([job], |r| r.get::<_, bool>(0))?;
+            .query_row(params![job], |r| r.get::<bool>(0))?;
     let run = NewRun::now(job, waiting.revision_id, Trigger::Dependency, None, now);
     let id = insert_run(conn, &run, now)?;
     conn.prepare_cached("UPDATE runs SET released_by = ?2 WHERE id = ?1")?
@@ -486,7 +465,7 @@ fn fire_released(
 
 /// Counts a fire of the job's current revision; a `repeat: {times: N}` job completes at the
 /// Nth (`rules::completes_on_fire`).
-pub(super) fn count_fire(conn: &Connection, job: &str, at: &str) -> rusqlite::Result<()> {
+pub(super) fn count_fire(conn: &Conn, job: &str, at: &str) -> super::db::Result<()> {
     let Some(facts) = job_facts(conn, job)? else {
         return Ok(());
     };
@@ -510,12 +489,12 @@ pub(super) struct JobFacts {
 }
 
 /// The job's counters and its current revision's `repeat` (one point read).
-pub(super) fn job_facts(conn: &Connection, job: &str) -> rusqlite::Result<Option<JobFacts>> {
+pub(super) fn job_facts(conn: &Conn, job: &str) -> super::db::Result<Option<JobFacts>> {
     conn.prepare_cached(
         "SELECT j.revision_id, j.fires, j.completed_at, j.failure_streak, r.repeat
          FROM jobs j LEFT JOIN revisions r ON r.id = j.revision_id WHERE j.name = ?1",
     )?
-    .query_row([job], |r| {
+    .query_row(params![job], |r| {
         Ok(JobFacts {
             revision_id: r.get(0)?,
             fires: r.get(1)?,

@@ -4,6 +4,8 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::ErrorCode;
 
+use super::db;
+
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
     #[error(
@@ -18,6 +20,8 @@ pub enum LedgerError {
         "cannot open the ledger {path} ({detail}); check that its folder exists and is writable"
     )]
     CannotOpen { path: PathBuf, detail: String },
+    #[error("the PostgreSQL server of the ledger {path} refused it: {detail}")]
+    Refused { path: PathBuf, detail: String },
     #[error(
         "{path} is not a jobs ledger or is damaged ({detail}); restore it from a backup or move it aside to start a new one"
     )]
@@ -68,18 +72,26 @@ pub enum LedgerError {
         column: String,
         detail: String,
     },
-    #[error("ledger {path}: {source}")]
-    Sqlite {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
+    #[error("cannot reach the ledger {path}: {detail}")]
+    Unreachable { path: PathBuf, detail: String },
+    #[error(
+        "`{what}` works on a SQLite ledger and {path} is PostgreSQL (use PostgreSQL's own tools, such as pg_dump)"
+    )]
+    SqliteOnly { path: PathBuf, what: &'static str },
+    #[error("ledger {path}: {error}")]
+    Database { path: PathBuf, error: db::Error },
 }
 
 impl LedgerError {
     pub(super) fn from_sqlite(path: &Path, e: rusqlite::Error) -> LedgerError {
+        LedgerError::from_db(path, db::Error::from(e))
+    }
+
+    /// The ledger's error for a failure at the SQL edge, naming `path`.
+    pub(super) fn from_db(path: &Path, e: db::Error) -> LedgerError {
         let path = path.to_path_buf();
         let e = match e {
-            rusqlite::Error::FromSqlConversionFailure(_, _, source) if source.is::<BadColumn>() => {
+            db::Error::Column { source, .. } if source.is::<BadColumn>() => {
                 let bad = source
                     .downcast::<BadColumn>()
                     .expect("the guard checked the type");
@@ -92,7 +104,23 @@ impl LedgerError {
             }
             e => e,
         };
-        match e.sqlite_error_code() {
+        if let db::Error::Pg(pg) = &e {
+            return match pg_error(&path, pg) {
+                Some(mapped) => mapped,
+                None => LedgerError::Database { path, error: e },
+            };
+        }
+        if let db::Error::Closed = e {
+            return LedgerError::Unreachable {
+                path,
+                detail: e.to_string(),
+            };
+        }
+        let code = match &e {
+            db::Error::Sqlite(e) => e.sqlite_error_code(),
+            _ => None,
+        };
+        match code {
             Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
                 LedgerError::Locked { path }
             }
@@ -109,7 +137,7 @@ impl LedgerError {
                 path,
                 detail: e.to_string(),
             },
-            _ => LedgerError::Sqlite { path, source: e },
+            _ => LedgerError::Database { path, error: e },
         }
     }
 }
@@ -121,10 +149,50 @@ impl LedgerError {
         matches!(
             self,
             LedgerError::Locked { .. }
+                | LedgerError::Unreachable { .. }
                 | LedgerError::DiskFull { .. }
                 | LedgerError::ReadOnly { .. }
         )
     }
+}
+
+/// PostgreSQL's failures that have a meaning of their own here, by SQLSTATE; `None` for the
+/// rest (a bug in a statement, a constraint).
+fn pg_error(path: &Path, e: &tokio_postgres::Error) -> Option<LedgerError> {
+    use tokio_postgres::error::SqlState;
+    let path = path.to_path_buf();
+    let detail = db::pg_message(e);
+    let Some(code) = e.code() else {
+        // No SQLSTATE: the connection failed or was lost.
+        return (e.is_closed() || e.as_db_error().is_none())
+            .then_some(LedgerError::Unreachable { path, detail });
+    };
+    Some(match code {
+        c if *c == SqlState::DISK_FULL => LedgerError::DiskFull { path },
+        c if *c == SqlState::READ_ONLY_SQL_TRANSACTION => LedgerError::ReadOnly { path, detail },
+        c if *c == SqlState::T_R_SERIALIZATION_FAILURE
+            || *c == SqlState::T_R_DEADLOCK_DETECTED
+            || *c == SqlState::LOCK_NOT_AVAILABLE =>
+        {
+            LedgerError::Locked { path }
+        }
+        c if *c == SqlState::ADMIN_SHUTDOWN
+            || *c == SqlState::CRASH_SHUTDOWN
+            || *c == SqlState::CANNOT_CONNECT_NOW
+            || *c == SqlState::CONNECTION_FAILURE
+            || *c == SqlState::TOO_MANY_CONNECTIONS =>
+        {
+            LedgerError::Unreachable { path, detail }
+        }
+        c if *c == SqlState::INVALID_PASSWORD
+            || *c == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
+            || *c == SqlState::INVALID_CATALOG_NAME
+            || *c == SqlState::INSUFFICIENT_PRIVILEGE =>
+        {
+            LedgerError::Refused { path, detail }
+        }
+        _ => return None,
+    })
 }
 
 /// A stored value that does not parse as its core type, raised while a row is read (inside

@@ -3,9 +3,9 @@
 
 use std::collections::HashMap;
 
+use super::db::{Conn, Optional, params};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
-use rusqlite::{Connection, OptionalExtension, params};
 
 use super::columns::{self, Column, instant, instant_opt};
 use super::{ForLedger, Ledger, LedgerError, Result, applied_stamp, stamp};
@@ -191,7 +191,7 @@ impl Ledger {
             .conn
             .prepare_cached("SELECT name FROM jobs WHERE owner = 'api' AND active = 1")
             .for_ledger(self)?;
-        stmt.query_map([], |r| r.get(0))
+        stmt.query_map(params![], |r| r.get(0))
             .and_then(Iterator::collect)
             .for_ledger(self)
     }
@@ -254,7 +254,7 @@ impl Ledger {
                 "SELECT job, group_concat(reason, '; ') FROM runs WHERE state = 'blocked' GROUP BY job",
             )
             .for_ledger(self)?;
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, Option<String>>(1)?)))
+        stmt.query_map(params![], |r| Ok((r.get(0)?, r.get::<Option<String>>(1)?)))
             .and_then(|rows| {
                 rows.filter_map(|row| row.map(|(job, why)| why.map(|w| (job, w))).transpose())
                     .collect()
@@ -277,8 +277,8 @@ impl Ledger {
         let mut out = HashMap::with_capacity(names.len());
         for &name in names {
             let counts = counts
-                .query_map([name], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+                .query_map(params![name], |r| {
+                    Ok((r.get::<String>(0)?, r.get::<i64>(1)?))
                 })
                 .and_then(Iterator::collect)
                 .for_ledger(self)?;
@@ -304,7 +304,7 @@ impl Ledger {
         let mut out = HashMap::with_capacity(names.len());
         for &name in names {
             let found = last
-                .query_row([name], |r| {
+                .query_row(params![name], |r| {
                     let what = || format!("job {name}");
                     Ok(LastRun {
                         state: columns::parsed(r, 0, &what)?,
@@ -332,7 +332,7 @@ impl Ledger {
             .query_row(
                 "SELECT coalesce((SELECT max(id) FROM applies), 0) || '.' || count(*) || '.' ||
                         coalesce(max(paused_at), '') FROM pauses",
-                [],
+                params![],
                 |r| r.get(0),
             )
             .for_ledger(self)
@@ -346,13 +346,16 @@ impl Ledger {
     pub fn tag_counts(&self) -> Result<Vec<(String, usize)>> {
         let mut stmt = self
             .conn
-            .prepare_cached(
+            .prepare_cached(self.conn.sql(
                 "SELECT t.value, count(*) FROM jobs j JOIN revisions r ON r.id = j.revision_id,
-                        json_each(r.tags) t
-                 WHERE j.active = 1 GROUP BY t.value ORDER BY t.value",
-            )
+                            json_each(r.tags) t
+                     WHERE j.active = 1 GROUP BY t.value ORDER BY t.value",
+                "SELECT t.value, count(*) FROM jobs j JOIN revisions r ON r.id = j.revision_id,
+                            jsonb_array_elements_text(CAST(r.tags AS jsonb)) t(value)
+                     WHERE j.active = 1 GROUP BY t.value ORDER BY t.value",
+            ))
             .for_ledger(self)?;
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as usize)))
+        stmt.query_map(params![], |r| Ok((r.get(0)?, r.get::<i64>(1)? as usize)))
             .and_then(Iterator::collect)
             .for_ledger(self)
     }
@@ -411,7 +414,7 @@ impl Ledger {
         self.conn
             .query_row(
                 "SELECT count(*) FROM revisions WHERE job = ?1",
-                [name],
+                params![name],
                 |row| row.get(0),
             )
             .for_ledger(self)
@@ -426,7 +429,7 @@ impl Ledger {
         self.conn
             .query_row(
                 "SELECT id, applied_at, git_commit FROM applies ORDER BY id DESC LIMIT 1",
-                [],
+                params![],
                 |row| {
                     let id: i64 = row.get(0)?;
                     let at = instant(row, 1, &|| format!("apply {id}"))?;
@@ -466,7 +469,7 @@ impl Ledger {
         self.require_job(job)?;
         let n = self
             .conn
-            .execute("DELETE FROM pauses WHERE job = ?1", [job])
+            .execute("DELETE FROM pauses WHERE job = ?1", params![job])
             .for_ledger(self)?;
         Ok(n == 1)
     }
@@ -476,7 +479,7 @@ impl Ledger {
             .conn
             .query_row(
                 "SELECT 1 FROM jobs WHERE name = ?1 AND active = 1",
-                [job],
+                params![job],
                 |r| r.get(0),
             )
             .optional()
@@ -504,7 +507,7 @@ impl Ledger {
                  FROM revisions WHERE job = ?1 ORDER BY number DESC",
             )
             .for_ledger(self)?;
-        stmt.query_map([name], |row| {
+        stmt.query_map(params![name], |row| {
             let number: i64 = row.get(0)?;
             Ok(Revision {
                 number,
@@ -529,7 +532,7 @@ impl Ledger {
         self.conn
             .query_row(
                 "SELECT job, definition FROM revisions WHERE id = ?1",
-                [revision_id],
+                params![revision_id],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()
@@ -551,12 +554,12 @@ pub struct Revision {
 }
 
 /// A job's applied definition and run count (see [`Ledger::applied_definition`]).
-fn applied_definition(conn: &Connection, name: &str) -> rusqlite::Result<Option<(String, i64)>> {
+fn applied_definition(conn: &Conn, name: &str) -> super::db::Result<Option<(String, i64)>> {
     conn.prepare_cached(
         "SELECT r.definition, (SELECT count(*) FROM runs WHERE job = j.name)
          FROM jobs j JOIN revisions r ON r.id = j.revision_id WHERE j.name = ?1",
     )?
-    .query_row([name], |row| Ok((row.get(0)?, row.get(1)?)))
+    .query_row(params![name], |row| Ok((row.get(0)?, row.get(1)?)))
     .optional()
 }
 
@@ -572,20 +575,16 @@ enum Detail {
     Full,
 }
 
-fn query_jobs(
-    conn: &Connection,
-    name: Option<&str>,
-    detail: Detail,
-) -> rusqlite::Result<Vec<JobRow>> {
+fn query_jobs(conn: &Conn, name: Option<&str>, detail: Detail) -> super::db::Result<Vec<JobRow>> {
     let mut stmt = conn.prepare_cached(&jobs_sql(name.is_some(), detail))?;
     let mut texts = Vec::new();
     let mut rows = stmt
-        .query_map([name], |row| {
+        .query_map(params![name], |row| {
             let (job, schedule, zone) = job_row(row, detail)?;
             texts.push((schedule, zone));
             Ok(job)
         })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        .collect::<super::db::Result<Vec<_>>>()?;
     type_schedules(&mut rows, &texts)?;
     Ok(rows)
 }
@@ -597,7 +596,7 @@ type ReadRow = (JobRow, String, String);
 /// Parses each row's schedule and looks up its zone (`texts`, in the rows' order), in place,
 /// each distinct schedule and zone once. On the calling thread: inside the daemon this runs on the API's
 /// long-read pool, where fanning out to rayon made `GET /v1/jobs` slower (see `api::jobs`).
-fn type_schedules(rows: &mut [JobRow], texts: &[(String, String)]) -> rusqlite::Result<()> {
+fn type_schedules(rows: &mut [JobRow], texts: &[(String, String)]) -> super::db::Result<()> {
     let mut zones: HashMap<&str, TimeZone> = HashMap::new();
     for (row, (_, zone)) in rows.iter().zip(texts) {
         if !zones.contains_key(zone.as_str()) {
@@ -649,7 +648,11 @@ fn jobs_sql(one: bool, detail: Detail) -> String {
          {runs_join}
          WHERE {filter}
          ORDER BY j.name",
-        filter = if one { "j.name = ?1" } else { "?1 IS NULL" },
+        filter = if one {
+            "j.name = ?1"
+        } else {
+            "CAST(?1 AS TEXT) IS NULL"
+        },
         definition = match detail {
             Detail::Full => "r.definition",
             Detail::Summary | Detail::Bare | Detail::Listed => "''",
@@ -686,11 +689,11 @@ fn jobs_sql(one: bool, detail: Detail) -> String {
 
 /// A row of [`jobs_sql`] as a [`JobRow`]: every column converted here, once, but for the
 /// schedule and the zone, which [`type_schedules`] parses.
-fn job_row(row: &rusqlite::Row<'_>, detail: Detail) -> rusqlite::Result<ReadRow> {
+fn job_row(row: &super::db::Row<'_>, detail: Detail) -> super::db::Result<ReadRow> {
     let name: String = row.get(0)?;
     let what = || format!("job {name}");
     let tags: String = row.get(11)?;
-    let last_run = match row.get::<_, Option<String>>(19)? {
+    let last_run = match row.get::<Option<String>>(19)? {
         None => None,
         Some(last) => {
             let (state, at) = last.split_once(' ').unwrap_or((last.as_str(), ""));
@@ -706,7 +709,7 @@ fn job_row(row: &rusqlite::Row<'_>, detail: Detail) -> rusqlite::Result<ReadRow>
     let zone: String = row.get(9)?;
     let job = JobRow {
         name: name.clone(),
-        owner: Owner::from_column(&row.get::<_, String>(1)?),
+        owner: Owner::from_column(&row.get::<String>(1)?),
         active: row.get(2)?,
         revision: row.get(3)?,
         content_hash: row.get(4)?,
@@ -730,7 +733,7 @@ fn job_row(row: &rusqlite::Row<'_>, detail: Detail) -> rusqlite::Result<ReadRow>
         n_runs: row.get(18)?,
         revision_id: row.get(20)?,
         slot_cursor: instant(row, 21, &what)?,
-        paused: match row.get::<_, Option<String>>(22)? {
+        paused: match row.get::<Option<String>>(22)? {
             Some(by) => Some(Pause {
                 by,
                 at: instant(row, 23, &what)?,
@@ -744,7 +747,7 @@ fn job_row(row: &rusqlite::Row<'_>, detail: Detail) -> rusqlite::Result<ReadRow>
         repeat,
         blocked: row.get(29)?,
         depends_on: row
-            .get::<_, Option<String>>(30)?
+            .get::<Option<String>>(30)?
             .and_then(|d| serde_json::from_str(&d).ok())
             .unwrap_or_default(),
         last_run,
@@ -756,18 +759,18 @@ fn job_row(row: &rusqlite::Row<'_>, detail: Detail) -> rusqlite::Result<ReadRow>
 /// Records an apply of `batch` (not empty) over the jobs as they are (`current`): the apply
 /// row, then its revisions and job pointers, then its removals, then the apply's counts.
 fn write_apply(
-    tx: &Connection,
+    tx: &Conn,
     now: Timestamp,
     git: &GitInfo,
     current: &[JobRow],
     batch: &ApplyBatch,
-) -> rusqlite::Result<ApplyRecord> {
+) -> super::db::Result<ApplyRecord> {
     let applied = applied_stamp(now);
-    tx.execute(
-        "INSERT INTO applies (applied_at, git_commit, git_dirty, added, changed, removed) VALUES (?1, ?2, ?3, 0, 0, 0)",
+    let apply_id: i64 = tx.query_row(
+        "INSERT INTO applies (applied_at, git_commit, git_dirty, added, changed, removed) VALUES (?1, ?2, ?3, 0, 0, 0) RETURNING id",
         params![applied, git.commit, git.dirty],
+        |r| r.get(0),
     )?;
-    let apply_id = tx.last_insert_rowid();
     let (added, changed) = write_upserts(tx, apply_id, now, git, current, batch)?;
     let mut remove = tx.prepare_cached(
         "UPDATE jobs SET active = 0, removed_at = ?2, updated_at = ?2 WHERE name = ?1 AND active = 1 AND owner = ?3",
@@ -791,13 +794,13 @@ fn write_apply(
 /// Inserts a revision for each upsert of `batch` and points its job at it; how many jobs
 /// were added and how many changed.
 fn write_upserts(
-    tx: &Connection,
+    tx: &Conn,
     apply_id: i64,
     now: Timestamp,
     git: &GitInfo,
     current: &[JobRow],
     batch: &ApplyBatch,
-) -> rusqlite::Result<(usize, usize)> {
+) -> super::db::Result<(usize, usize)> {
     // The slot cursor is a run-side instant, with milliseconds; the rest is the apply's.
     let cursor = stamp(now);
     let applied = applied_stamp(now);
@@ -806,7 +809,8 @@ fn write_upserts(
     let (mut added, mut changed) = (0, 0);
     let mut insert_revision = tx.prepare_cached(
         "INSERT INTO revisions (job, number, apply_id, content_hash, definition, source_path, enabled, schedule, timezone, description, tags, created_at, git_commit, git_dirty, repeat, depends_on, runs_on)
-         VALUES (?1, (SELECT coalesce(max(number), 0) + 1 FROM revisions WHERE job = ?1), ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+         VALUES (?1, (SELECT coalesce(max(number), 0) + 1 FROM revisions WHERE job = ?1), ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+         RETURNING id",
     )?;
     let mut upsert_job = tx.prepare_cached(
         "INSERT INTO jobs (name, owner, revision_id, active, schedule_anchor, created_at, updated_at, removed_at, slot_cursor)
@@ -828,25 +832,27 @@ fn write_upserts(
             .then(|| serde_json::to_string(&rev.depends_on).expect("names serialise"));
         let runs_on = (!rev.runs_on.is_empty())
             .then(|| serde_json::to_string(&rev.runs_on).expect("labels serialise"));
-        insert_revision.execute(params![
-            rev.name,
-            apply_id,
-            rev.content_hash,
-            rev.definition,
-            rev.source_path,
-            rev.enabled,
-            rev.schedule.to_json().to_string(),
-            columns::zone_text(&rev.timezone),
-            rev.description,
-            tags,
-            applied,
-            git.commit,
-            git.dirty,
-            rev.repeat.map(columns::repeat_text),
-            depends_on,
-            runs_on,
-        ])?;
-        let revision_id = tx.last_insert_rowid();
+        let revision_id: i64 = insert_revision.query_row(
+            params![
+                rev.name,
+                apply_id,
+                rev.content_hash,
+                rev.definition,
+                rev.source_path,
+                rev.enabled,
+                rev.schedule.to_json().to_string(),
+                columns::zone_text(&rev.timezone),
+                rev.description,
+                tags,
+                applied,
+                git.commit,
+                git.dirty,
+                rev.repeat.map(columns::repeat_text),
+                depends_on,
+                runs_on,
+            ],
+            |r| r.get(0),
+        )?;
         let was_active = existing.get(rev.name.as_str()).is_some_and(|j| j.active);
         // A job coming back after removal starts its schedule afresh, like a new one.
         let reset = rev.reset_anchor || !was_active;

@@ -1,8 +1,8 @@
 //! The daemon's lease: one daemon serves a ledger at a time, and the lease's epoch fences the
 //! writes of a daemon that lost it.
 
+use super::db::{Conn, Optional, params};
 use jiff::Timestamp;
-use rusqlite::{OptionalExtension, params};
 
 use super::columns::{instant, instant_opt};
 use super::{ForLedger, Ledger, LedgerError, Result, stamp};
@@ -20,19 +20,15 @@ pub struct LeaseRow {
     pub released_at: Option<Timestamp>,
 }
 
-pub(super) fn check_epoch(
-    conn: &rusqlite::Connection,
-    path: &std::path::Path,
-    epoch: i64,
-) -> Result<()> {
+pub(super) fn check_epoch(conn: &Conn, path: &std::path::Path, epoch: i64) -> Result<()> {
     let current: Option<i64> = conn
         .query_row(
             "SELECT epoch FROM leases WHERE name = ?1 AND released_at IS NULL",
-            [LEASE],
+            params![LEASE],
             |row| row.get(0),
         )
         .optional()
-        .map_err(|e| LedgerError::from_sqlite(path, e))?;
+        .map_err(|e| LedgerError::from_db(path, e))?;
     if current == Some(epoch) {
         Ok(())
     } else {
@@ -110,10 +106,10 @@ impl Ledger {
     }
 }
 
-fn lease_row(conn: &rusqlite::Connection) -> rusqlite::Result<Option<LeaseRow>> {
+fn lease_row(conn: &Conn) -> super::db::Result<Option<LeaseRow>> {
     conn.query_row(
         "SELECT holder, pid, pid_start, epoch, acquired_at, released_at FROM leases WHERE name = ?1",
-        [LEASE],
+        params![LEASE],
         |r| {
             let what = || "the daemon lease".to_string();
             Ok(LeaseRow {

@@ -20,12 +20,15 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration as StdDuration;
 
-use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags};
+
+use db::{Begin, Conn};
 
 /// SQL that holds when run row `$runs` may run on a node with the labels `$labels` (a JSON
-/// list parameter): no label of its revision's `runs_on` is missing from them.
+/// list parameter): no label of its revision's `runs_on` is missing from them. `sqlite` or
+/// `pg` first: the dialect.
 macro_rules! placeable {
-    ($runs:literal, $labels:literal) => {
+    (sqlite, $runs:literal, $labels:literal) => {
         concat!(
             "NOT EXISTS (SELECT 1 FROM revisions v, json_each(v.runs_on) need
                 WHERE v.id = ",
@@ -36,6 +39,18 @@ macro_rules! placeable {
             ")))"
         )
     };
+    (pg, $runs:literal, $labels:literal) => {
+        concat!(
+            "NOT EXISTS (SELECT 1 FROM revisions v,
+                    jsonb_array_elements_text(CAST(v.runs_on AS jsonb)) need(value)
+                WHERE v.id = ",
+            $runs,
+            ".revision_id AND v.runs_on IS NOT NULL
+                  AND need.value NOT IN (SELECT l.value FROM jsonb_array_elements_text(CAST(",
+            $labels,
+            " AS jsonb)) l(value)))"
+        )
+    };
 }
 
 mod backup;
@@ -43,10 +58,12 @@ mod chunk;
 mod claims;
 mod columns;
 mod daemon_state;
+pub mod db;
 mod deps;
 mod error;
 mod jobs;
 mod lease;
+mod location;
 mod nodes;
 mod output;
 mod retention;
@@ -56,7 +73,7 @@ mod schema;
 mod slots;
 mod write;
 pub use claims::{CancelOutcome, Claim, Finish, Handoff, ProcessStarted, RunEnd, Taker};
-pub use daemon_state::DaemonEvent;
+pub use daemon_state::{DaemonEvent, Wake};
 pub use deps::Resolved;
 pub use error::{LedgerError, Result};
 pub use jobs::{
@@ -64,6 +81,7 @@ pub use jobs::{
     RunFacts,
 };
 pub use lease::LeaseRow;
+pub use location::Location;
 pub use nodes::{NodeInfo, NodeRow, PendingNeed};
 pub use retention::Retention;
 pub use rewind::Rewound;
@@ -131,7 +149,7 @@ pub fn applied_stamp(t: jiff::Timestamp) -> String {
 }
 
 pub struct Ledger {
-    conn: Connection,
+    conn: Conn,
     path: PathBuf,
     /// Commits sync to disk (`synchronous=FULL`), see `set_durable`.
     durable: std::cell::Cell<bool>,
@@ -146,12 +164,12 @@ pub struct Ledger {
 /// A failure inside a transaction: SQLite's, or the ledger's own (a lost lease, a missing
 /// run). [`Ledger::with_tx`] maps it to a [`LedgerError`] naming the path, once.
 pub(crate) enum TxError {
-    Sql(rusqlite::Error),
+    Sql(db::Error),
     Ledger(LedgerError),
 }
 
-impl From<rusqlite::Error> for TxError {
-    fn from(e: rusqlite::Error) -> TxError {
+impl From<db::Error> for TxError {
+    fn from(e: db::Error) -> TxError {
         TxError::Sql(e)
     }
 }
@@ -170,9 +188,15 @@ pub(crate) trait ForLedger<T> {
     fn for_ledger(self, ledger: &Ledger) -> Result<T>;
 }
 
-impl<T> ForLedger<T> for rusqlite::Result<T> {
+impl<T> ForLedger<T> for db::Result<T> {
     fn for_ledger(self, ledger: &Ledger) -> Result<T> {
         self.map_err(|e| ledger.err(e))
+    }
+}
+
+impl<T> ForLedger<T> for rusqlite::Result<T> {
+    fn for_ledger(self, ledger: &Ledger) -> Result<T> {
+        self.map_err(|e| ledger.err(e.into()))
     }
 }
 
@@ -225,7 +249,7 @@ impl Ledger {
         refuse_odd_file(path)?;
         let conn = Connection::open(path).map_err(|e| LedgerError::from_sqlite(path, e))?;
         let mut ledger = Ledger {
-            conn,
+            conn: Conn::Sqlite(conn),
             path: path.to_path_buf(),
             durable: std::cell::Cell::new(false),
             carried: Vec::new(),
@@ -234,6 +258,79 @@ impl Ledger {
         ledger.configure(options, true)?;
         ledger.migrate()?;
         Ok(ledger)
+    }
+
+    /// Opens the ledger at `location` (a SQLite file or a PostgreSQL database) for writing,
+    /// creating and migrating it as needed.
+    ///
+    /// # Errors
+    ///
+    /// As [`Ledger::open`]; for PostgreSQL also a server that cannot be reached or refuses
+    /// the credentials.
+    pub fn open_at(location: &Location, options: OpenOptions) -> Result<Ledger> {
+        match location {
+            Location::File(path) => Ledger::open_with(path, options),
+            Location::Postgres(_) => {
+                let mut ledger = Ledger::connect(location)?;
+                ledger.migrate()?;
+                Ok(ledger)
+            }
+        }
+    }
+
+    /// Opens the ledger at `location` to read it; `None` when there is none yet.
+    ///
+    /// # Errors
+    ///
+    /// As [`Ledger::open_read_only`].
+    pub fn open_read_only_at(location: &Location, options: OpenOptions) -> Result<Option<Ledger>> {
+        match location {
+            Location::File(path) => Ledger::open_read_only_with(path, options),
+            Location::Postgres(_) => {
+                let ledger = Ledger::connect(location)?;
+                let version = ledger.schema_version()?;
+                let known = MIGRATIONS.len() as i64;
+                if version == 0 {
+                    return Ok(None);
+                }
+                if version > known {
+                    return Err(LedgerError::TooNew {
+                        path: ledger.path,
+                        found: version,
+                        known,
+                    });
+                }
+                if version < known {
+                    return Err(LedgerError::ReadOnly {
+                        path: ledger.path,
+                        detail: format!(
+                            "it uses schema {version} and needs upgrading to {known}, which a read-only command does not do; run `jobctl apply` once"
+                        ),
+                    });
+                }
+                Ok(Some(ledger))
+            }
+        }
+    }
+
+    /// A connection to a PostgreSQL ledger, not yet migrated.
+    fn connect(location: &Location) -> Result<Ledger> {
+        let Location::Postgres(target) = location else {
+            unreachable!("only PostgreSQL locations connect");
+        };
+        let conn = Conn::open_pg(target).map_err(|e| LedgerError::from_db(&location.name(), e))?;
+        Ok(Ledger {
+            conn,
+            path: location.name(),
+            durable: std::cell::Cell::new(false),
+            carried: Vec::new(),
+            node: None,
+        })
+    }
+
+    /// Whether this ledger is a PostgreSQL database (shared by nodes) rather than a file.
+    pub fn is_postgres(&self) -> bool {
+        self.conn.dialect() == db::Dialect::Postgres
     }
 
     /// Opens an existing ledger without writing to it; `None` when there is none yet.
@@ -261,7 +358,7 @@ impl Ledger {
         )
         .map_err(|e| LedgerError::from_sqlite(path, e))?;
         let ledger = Ledger {
-            conn,
+            conn: Conn::Sqlite(conn),
             path: path.to_path_buf(),
             durable: std::cell::Cell::new(false),
             carried: Vec::new(),
@@ -287,31 +384,34 @@ impl Ledger {
         &self.path
     }
 
-    fn err(&self, e: rusqlite::Error) -> LedgerError {
-        LedgerError::from_sqlite(&self.path, e)
+    fn err(&self, e: db::Error) -> LedgerError {
+        LedgerError::from_db(&self.path, e)
+    }
+
+    /// The SQLite connection under a SQLite ledger, for what only SQLite has (pragmas,
+    /// backups, the file's header).
+    fn sqlite(&self) -> Option<&Connection> {
+        self.conn.sqlite()
     }
 
     /// Runs `f` in one IMMEDIATE transaction (the write lock taken up front, so two writers
     /// never deadlock upgrading) and commits when it returns `Ok`; an error rolls everything
     /// back. Errors are mapped to [`LedgerError`] here, once.
-    pub(crate) fn with_tx<T>(
-        &mut self,
-        f: impl FnOnce(&Transaction<'_>) -> TxResult<T>,
-    ) -> Result<T> {
+    pub(crate) fn with_tx<T>(&mut self, f: impl FnOnce(&Conn) -> TxResult<T>) -> Result<T> {
         let path = &self.path;
         let at = |e: TxError| match e {
-            TxError::Sql(e) => LedgerError::from_sqlite(path, e),
+            TxError::Sql(e) => LedgerError::from_db(path, e),
             TxError::Ledger(e) => e,
         };
         let carried = std::mem::take(&mut self.carried);
         let written = (|| {
             let tx = self
                 .conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(|e| LedgerError::from_sqlite(path, e))?;
-            claims::write_starts(&tx, &carried).map_err(|e| LedgerError::from_sqlite(path, e))?;
+                .transaction(Begin::Immediate)
+                .map_err(|e| LedgerError::from_db(path, e))?;
+            claims::write_starts(&tx, &carried).map_err(|e| LedgerError::from_db(path, e))?;
             let out = f(&tx).map_err(at)?;
-            tx.commit().map_err(|e| LedgerError::from_sqlite(path, e))?;
+            tx.commit().map_err(|e| LedgerError::from_db(path, e))?;
             Ok(out)
         })();
         if written.is_err() {
@@ -323,21 +423,23 @@ impl Ledger {
 
     /// Runs the reads (or a single autocommit write) of `f` on the connection, mapping a
     /// SQLite error to [`LedgerError`].
-    pub(crate) fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&Conn) -> db::Result<T>) -> Result<T> {
         f(&self.conn).for_ledger(self)
     }
 
     fn configure(&self, options: OpenOptions, write: bool) -> Result<()> {
-        self.conn.busy_timeout(options.lock_wait).for_ledger(self)?;
+        let Some(conn) = self.sqlite() else {
+            return Ok(());
+        };
+        conn.busy_timeout(options.lock_wait).for_ledger(self)?;
         // The bundled SQLite has STAT4, which re-prepares (re-parses) a cached statement each
         // time new values are bound, in case they change the plan: ~50 µs on every point read
         // with a join. Our plans do not depend on the values; keep them stable.
-        self.conn
-            .set_db_config(
-                rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
-                true,
-            )
-            .for_ledger(self)?;
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+            true,
+        )
+        .for_ledger(self)?;
         // The schema version is read, and a newer one refused, before any pragma that writes
         // (`journal_mode` rewrites the file's header): a ledger this binary cannot read is
         // left exactly as it was. Reading it first also turns "not a database" into a clear
@@ -352,21 +454,17 @@ impl Ledger {
             });
         }
         if write {
-            self.conn
-                .pragma_update(None, "journal_mode", "WAL")
+            conn.pragma_update(None, "journal_mode", "WAL")
                 .for_ledger(self)?;
-            self.conn
-                .pragma_update(None, "synchronous", "NORMAL")
+            conn.pragma_update(None, "synchronous", "NORMAL")
                 .for_ledger(self)?;
         }
-        self.conn
-            .pragma_update(None, "foreign_keys", "ON")
+        conn.pragma_update(None, "foreign_keys", "ON")
             .for_ledger(self)?;
         if !write {
             // Readers map the file instead of copying pages through read(2): a large ledger's
             // random point reads (the API) then cost no system call each.
-            self.conn
-                .pragma_update(None, "mmap_size", 1i64 << 30)
+            conn.pragma_update(None, "mmap_size", 1i64 << 30)
                 .for_ledger(self)?;
         }
         Ok(())
@@ -381,9 +479,10 @@ impl Ledger {
     ///
     /// On a SQLite failure.
     pub fn set_durable(&self) -> Result<()> {
-        self.conn
-            .pragma_update(None, "synchronous", "FULL")
-            .for_ledger(self)?;
+        if let Some(conn) = self.sqlite() {
+            conn.pragma_update(None, "synchronous", "FULL")
+                .for_ledger(self)?;
+        }
         self.durable.set(true);
         Ok(())
     }
@@ -392,30 +491,20 @@ impl Ledger {
     /// not act on (a run's pid, output lines, events). They reach the disk with the next
     /// state change's sync, and a power cut that loses them also kills the process they
     /// describe.
-    fn relaxed<T>(
-        &self,
-        f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>,
-    ) -> Result<T> {
+    fn relaxed<T>(&self, f: impl FnOnce(&Conn) -> db::Result<T>) -> Result<T> {
         self.relaxed_result(|conn| f(conn).for_ledger(self))
     }
 
     /// As [`Ledger::relaxed`], for writes that fail with a [`LedgerError`] of their own.
-    pub(super) fn relaxed_result<T>(
-        &self,
-        f: impl FnOnce(&rusqlite::Connection) -> Result<T>,
-    ) -> Result<T> {
-        let durable = self.durable.get();
-        if durable {
-            self.conn
-                .pragma_update(None, "synchronous", "NORMAL")
-                .for_ledger(self)?;
-        }
+    pub(super) fn relaxed_result<T>(&self, f: impl FnOnce(&Conn) -> Result<T>) -> Result<T> {
+        let Some(conn) = self.sqlite().filter(|_| self.durable.get()) else {
+            return f(&self.conn);
+        };
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .for_ledger(self)?;
         let result = f(&self.conn);
-        if durable {
-            self.conn
-                .pragma_update(None, "synchronous", "FULL")
-                .for_ledger(self)?;
-        }
+        conn.pragma_update(None, "synchronous", "FULL")
+            .for_ledger(self)?;
         result
     }
 }

@@ -2,8 +2,8 @@
 //! labels, API address, host and pid), a heartbeat while it lives, and when it stopped. The
 //! runs a node claims record its name (`runs.node`, see [`Ledger::set_node`]).
 
+use super::db::params;
 use jiff::Timestamp;
-use rusqlite::params;
 
 use super::columns::{instant, instant_opt};
 use super::{ForLedger, Ledger, Result, stamp};
@@ -137,11 +137,11 @@ impl Ledger {
             )
             .for_ledger(self)?;
         let rows: Vec<NodeRow> = stmt
-            .query_map([], |r| {
+            .query_map(params![], |r| {
                 let name: String = r.get(0)?;
                 let what = || format!("node {name}");
                 Ok(NodeRow {
-                    labels: serde_json::from_str(&r.get::<_, String>(1)?).unwrap_or_default(),
+                    labels: serde_json::from_str(&r.get::<String>(1)?).unwrap_or_default(),
                     address: r.get(2)?,
                     host: r.get(3)?,
                     pid: r.get(4)?,
@@ -176,7 +176,7 @@ impl Ledger {
                 "SELECT labels FROM nodes WHERE stopped_at IS NULL AND heartbeat_at >= ?1",
             )
             .for_ledger(self)?;
-        stmt.query_map([stamp(since)], |r| r.get::<_, String>(0))
+        stmt.query_map(params![stamp(since)], |r| r.get::<String>(0))
             .and_then(|rows| {
                 rows.map(|l| l.map(|l| serde_json::from_str(&l).unwrap_or_default()))
                     .collect()
@@ -198,7 +198,7 @@ impl Ledger {
                  WHERE r.state = 'pending' AND v.runs_on IS NOT NULL ORDER BY r.id",
             )
             .for_ledger(self)?;
-        stmt.query_map([], |r| {
+        stmt.query_map(params![], |r| {
             let needs: String = r.get(2)?;
             Ok(PendingNeed {
                 run: r.get(0)?,
@@ -220,7 +220,10 @@ impl Ledger {
         if reasons.is_empty() {
             return Ok(());
         }
-        let tx = self.conn.unchecked_transaction().for_ledger(self)?;
+        let tx = self
+            .conn
+            .transaction(super::db::Begin::Deferred)
+            .for_ledger(self)?;
         {
             let mut stmt = tx
                 .prepare_cached("UPDATE runs SET reason = ?2 WHERE id = ?1 AND state = 'pending'")

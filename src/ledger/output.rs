@@ -21,8 +21,8 @@
 
 use std::path::Path;
 
+use super::db::{Conn, Optional, params};
 use jiff::Timestamp;
-use rusqlite::{Connection, OptionalExtension, params};
 
 use super::chunk::{self, ChunkLine, Codec};
 use super::{ForLedger, Ledger, LedgerError, OutputLine, Result};
@@ -61,23 +61,23 @@ fn output_line(id: i64, line: ChunkLine) -> OutputLine {
 }
 
 /// The number of the run's last line, 0 when it has none.
-fn last_line(conn: &Connection, run_id: i64) -> rusqlite::Result<i64> {
+fn last_line(conn: &Conn, run_id: i64) -> super::db::Result<i64> {
     conn.prepare_cached(
         "SELECT first_line + n_lines - 1 FROM run_output_chunks WHERE run_id = ?1
          ORDER BY first_line DESC LIMIT 1",
     )?
-    .query_row([run_id], |r| r.get(0))
+    .query_row(params![run_id], |r| r.get(0))
     .optional()
     .map(|n| n.unwrap_or(0))
 }
 
 fn insert_chunk(
-    conn: &Connection,
+    conn: &Conn,
     run_id: i64,
     first_line: i64,
     lines: &[ChunkLine],
     codec: Codec,
-) -> rusqlite::Result<usize> {
+) -> super::db::Result<usize> {
     let at_ms = lines.first().map_or(0, |l| l.at_ms);
     let raw = chunk::encode(at_ms, lines);
     let raw_bytes = raw.len();
@@ -100,9 +100,9 @@ fn insert_chunk(
 /// A run's open tail: its first line's number and its raw bytes.
 type OpenTail = (Option<i64>, i64);
 
-fn open_tail(conn: &Connection, run_id: i64) -> rusqlite::Result<OpenTail> {
+fn open_tail(conn: &Conn, run_id: i64) -> super::db::Result<OpenTail> {
     conn.prepare_cached("SELECT output_open_first, output_open_bytes FROM runs WHERE id = ?1")?
-        .query_row([run_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row(params![run_id], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()
         .map(|t| t.unwrap_or((None, 0)))
 }
@@ -111,14 +111,14 @@ fn open_tail(conn: &Connection, run_id: i64) -> rusqlite::Result<OpenTail> {
 /// full one sealed (zstd), the rest left as one open row unless `seal` is set. Returns the new
 /// open tail.
 fn compact(
-    conn: &Connection,
+    conn: &Conn,
     path: &Path,
     run_id: i64,
     open_first: i64,
     new: Vec<ChunkLine>,
     seal: bool,
 ) -> Result<OpenTail> {
-    let e = |e| LedgerError::from_sqlite(path, e);
+    let e = |e| LedgerError::from_db(path, e);
     let rows = chunks_from(conn, run_id, open_first).map_err(e)?;
     let mut lines = Vec::new();
     for row in rows {
@@ -149,7 +149,7 @@ fn compact(
     Ok(tail)
 }
 
-fn set_open_tail(conn: &Connection, run_id: i64, tail: OpenTail) -> rusqlite::Result<()> {
+fn set_open_tail(conn: &Conn, run_id: i64, tail: OpenTail) -> super::db::Result<()> {
     conn.prepare_cached(
         "UPDATE runs SET output_open_first = ?2, output_open_bytes = ?3 WHERE id = ?1",
     )?
@@ -159,17 +159,17 @@ fn set_open_tail(conn: &Connection, run_id: i64, tail: OpenTail) -> rusqlite::Re
 
 /// Seals what is left of a run's open tail: at its end (the executor, or `finish_runs` for a
 /// run whose supervisor died).
-pub(super) fn seal(conn: &Connection, path: &Path, run_id: i64) -> Result<()> {
-    let (open_first, _) = open_tail(conn, run_id).map_err(|e| LedgerError::from_sqlite(path, e))?;
+pub(super) fn seal(conn: &Conn, path: &Path, run_id: i64) -> Result<()> {
+    let (open_first, _) = open_tail(conn, run_id).map_err(|e| LedgerError::from_db(path, e))?;
     if let Some(first) = open_first {
         let tail = compact(conn, path, run_id, first, Vec::new(), true)?;
-        set_open_tail(conn, run_id, tail).map_err(|e| LedgerError::from_sqlite(path, e))?;
+        set_open_tail(conn, run_id, tail).map_err(|e| LedgerError::from_db(path, e))?;
     }
     Ok(())
 }
 
 /// The chunk rows holding line `from` and everything after it, in order.
-fn chunks_from(conn: &Connection, run_id: i64, from: i64) -> rusqlite::Result<Vec<ChunkRow>> {
+fn chunks_from(conn: &Conn, run_id: i64, from: i64) -> super::db::Result<Vec<ChunkRow>> {
     let mut stmt = conn.prepare_cached(
         "SELECT first_line, at_ms, codec, payload FROM run_output_chunks
          WHERE run_id = ?1 AND first_line >= coalesce(
@@ -190,26 +190,26 @@ fn chunks_from(conn: &Connection, run_id: i64, from: i64) -> rusqlite::Result<Ve
 /// Moves the lines of the old `run_output` table (one row per line, schema 2 to 5) into sealed
 /// chunks, numbering each run's lines from 1 in their old order, then drops it. Runs inside the
 /// migration's transaction: the ledger holds either the old rows or the chunks.
-pub(super) fn move_legacy_rows(conn: &Connection, path: &Path) -> Result<()> {
-    let e = |e| LedgerError::from_sqlite(path, e);
+pub(super) fn move_legacy_rows(conn: &Conn, path: &Path) -> Result<()> {
+    let e = |e| LedgerError::from_db(path, e);
     let mut runs = conn
-        .prepare("SELECT DISTINCT run_id FROM run_output ORDER BY run_id")
+        .prepare_cached("SELECT DISTINCT run_id FROM run_output ORDER BY run_id")
         .map_err(e)?;
     let run_ids: Vec<i64> = runs
-        .query_map([], |r| r.get(0))
+        .query_map(params![], |r| r.get(0))
         .and_then(Iterator::collect)
         .map_err(e)?;
     drop(runs);
     let mut read = conn
-        .prepare("SELECT at, stream, line FROM run_output WHERE run_id = ?1 ORDER BY id")
+        .prepare_cached("SELECT at, stream, line FROM run_output WHERE run_id = ?1 ORDER BY id")
         .map_err(e)?;
     for run_id in run_ids {
         let mut previous_ms = 0;
         let lines: Vec<ChunkLine> = read
-            .query_map([run_id], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get(2)?))
+            .query_map(params![run_id], |r| {
+                Ok((r.get::<String>(0)?, r.get::<String>(1)?, r.get(2)?))
             })
-            .and_then(Iterator::collect::<rusqlite::Result<Vec<(String, String, String)>>>)
+            .and_then(Iterator::collect::<super::db::Result<Vec<(String, String, String)>>>)
             .map_err(e)?
             .into_iter()
             .map(|(at, stream, text)| {
@@ -250,9 +250,9 @@ impl Ledger {
         truncated: bool,
     ) -> Result<()> {
         let path = self.path.clone();
-        let e = |e| LedgerError::from_sqlite(&path, e);
+        let e = |e| LedgerError::from_db(&path, e);
         self.relaxed_result(|conn| {
-            let tx = conn.unchecked_transaction().map_err(e)?;
+            let tx = conn.transaction(super::db::Begin::Deferred).map_err(e)?;
             if !lines.is_empty() {
                 let new: Vec<ChunkLine> = lines
                     .iter()
@@ -294,10 +294,10 @@ impl Ledger {
         let path = self.path.clone();
         self.relaxed_result(|conn| {
             let tx = conn
-                .unchecked_transaction()
-                .map_err(|e| LedgerError::from_sqlite(&path, e))?;
+                .transaction(super::db::Begin::Deferred)
+                .map_err(|e| LedgerError::from_db(&path, e))?;
             seal(&tx, &path, run_id)?;
-            tx.commit().map_err(|e| LedgerError::from_sqlite(&path, e))
+            tx.commit().map_err(|e| LedgerError::from_db(&path, e))
         })
     }
 
@@ -356,17 +356,19 @@ impl Ledger {
                  ORDER BY first_line",
             )
             .for_ledger(self)?;
-        let mut rows = stmt
-            .query(params![run_id, after.saturating_add(1)])
+        let rows = stmt
+            .query_map(params![run_id, after.saturating_add(1)], |r| {
+                Ok(ChunkRow {
+                    first_line: r.get(0)?,
+                    at_ms: r.get(1)?,
+                    codec: r.get(2)?,
+                    payload: r.get(3)?,
+                })
+            })
             .for_ledger(self)?;
         let (mut lines, mut bytes) = (Vec::new(), 0usize);
-        while let Some(r) = rows.next().for_ledger(self)? {
-            let row = ChunkRow {
-                first_line: r.get(0).for_ledger(self)?,
-                at_ms: r.get(1).for_ledger(self)?,
-                codec: r.get(2).for_ledger(self)?,
-                payload: r.get(3).for_ledger(self)?,
-            };
+        for row in rows {
+            let row = row.for_ledger(self)?;
             let first = row.first_line;
             for (number, line) in (first..).zip(row.lines(&self.path, run_id)?) {
                 if number <= after {
@@ -414,11 +416,11 @@ mod tests {
     fn rows(ledger: &Ledger) -> Vec<(i64, i64, i64)> {
         let mut stmt = ledger
             .conn
-            .prepare("SELECT first_line, n_lines, codec FROM run_output_chunks WHERE run_id = 1 ORDER BY first_line")
+            .prepare_cached("SELECT first_line, n_lines, codec FROM run_output_chunks WHERE run_id = 1 ORDER BY first_line")
             .unwrap();
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        stmt.query_map(params![], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .unwrap()
-            .collect::<rusqlite::Result<_>>()
+            .collect::<crate::ledger::db::Result<_>>()
             .unwrap()
     }
 

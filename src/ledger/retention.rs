@@ -1,8 +1,8 @@
 //! Retention: deleting terminal runs that no rule keeps, in short batches, and giving the
 //! freed pages back to the file system.
 
+use super::db::params;
 use jiff::Timestamp;
-use rusqlite::params;
 
 use super::{ForLedger, Ledger, Result, stamp};
 
@@ -35,15 +35,15 @@ impl Ledger {
                            AND state NOT IN ('blocked', 'pending', 'running')
                            AND (finished_at < ?2 OR id IN (
                                 SELECT id FROM runs WHERE job = ?1 AND state NOT IN ('blocked', 'pending', 'running')
-                                ORDER BY id DESC LIMIT -1 OFFSET ?3))
+                                ORDER BY id DESC LIMIT 9223372036854775807 OFFSET ?3))
                          ORDER BY id LIMIT ?4",
                     )?;
                 let ids = stmt
                     .query_map(
                         params![rule.job, stamp(rule.before), rule.keep as i64, room],
-                        |r| r.get::<_, i64>(0),
+                        |r| r.get::<i64>(0),
                     )
-                    .and_then(Iterator::collect::<rusqlite::Result<Vec<i64>>>)?;
+                    .and_then(Iterator::collect::<super::db::Result<Vec<i64>>>)?;
                 doomed.extend(ids);
             }
             for id in &doomed {
@@ -53,7 +53,7 @@ impl Ledger {
                     "DELETE FROM runs WHERE id = ?1",
                 ] {
                     tx.prepare_cached(sql)?
-                        .execute([id])?;
+                        .execute(params![id])?;
                 }
             }
             Ok(doomed.len())
@@ -67,18 +67,19 @@ impl Ledger {
     ///
     /// On a SQLite failure.
     pub fn reclaim_space(&self) -> Result<()> {
-        let mode: i64 = self
-            .conn
+        // PostgreSQL's autovacuum does this on its own.
+        let Some(conn) = self.sqlite() else {
+            return Ok(());
+        };
+        let mode: i64 = conn
             .pragma_query_value(None, "auto_vacuum", |r| r.get(0))
             .for_ledger(self)?;
         if mode != 2 {
-            self.conn
-                .pragma_update(None, "auto_vacuum", "INCREMENTAL")
-                .and_then(|()| self.conn.execute_batch("VACUUM"))
+            conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
+                .and_then(|()| conn.execute_batch("VACUUM"))
                 .for_ledger(self)?;
         }
-        self.conn
-            .execute_batch("PRAGMA incremental_vacuum")
+        conn.execute_batch("PRAGMA incremental_vacuum")
             .for_ledger(self)
     }
 }

@@ -6,8 +6,8 @@
 //! upstream successes it already fired for as new ones. [`Ledger::rewind_future`] brings them
 //! back to `now`, in one transaction, and says what it moved; the daemon logs and records it.
 
+use super::db::params;
 use jiff::{SignedDuration, Timestamp};
-use rusqlite::params;
 
 use super::columns::{instant, instant_opt, parsed};
 use super::{Ledger, Result, stamp};
@@ -88,7 +88,7 @@ impl Ledger {
             )
             .map_err(e)?;
         let rows: Vec<(String, Timestamp, Timestamp)> = stmt
-            .query_map([], |r| {
+            .query_map(params![], |r| {
                 let name: String = r.get(0)?;
                 let what = || format!("job {name}");
                 let (anchor, cursor) = (instant(r, 1, &what)?, instant(r, 2, &what)?);
@@ -126,7 +126,7 @@ impl Ledger {
             )
             .map_err(e)?;
         let rows: Vec<RunStamps> = stmt
-            .query_map([RECENT_RUNS], |r| {
+            .query_map(params![RECENT_RUNS], |r| {
                 let id: i64 = r.get(0)?;
                 let what = || format!("run {id}");
                 Ok(RunStamps {

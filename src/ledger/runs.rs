@@ -1,8 +1,8 @@
 //! Runs as rows: what a run, its events and its output lines look like, and the queries that
 //! list and count them. Writes live elsewhere (`claims`, `slots`, `deps`); this file reads.
 
+use super::db::{Optional, params};
 use jiff::Timestamp;
-use rusqlite::{OptionalExtension, params};
 
 use super::columns::{instant, instant_opt, parsed};
 use super::{ForLedger, Ledger, Result};
@@ -105,7 +105,7 @@ pub struct RunChanges {
 }
 
 /// A row of [`RUN_COLUMNS`] as a [`RunRow`]: every column converted here, once.
-fn run_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
+fn run_from_row(row: &super::db::Row<'_>) -> super::db::Result<RunRow> {
     let id: i64 = row.get(0)?;
     let what = || format!("run {id}");
     let started = instant_opt(row, 16, &what)?;
@@ -152,7 +152,7 @@ fn run_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
         supervisor: supervisor_pid.zip(supervisor_start),
         pid_start: row.get(32)?,
         released_by: row
-            .get::<_, Option<String>>(33)?
+            .get::<Option<String>>(33)?
             .and_then(|p| serde_json::from_str(&p).ok()),
         node: row.get(34)?,
     })
@@ -165,7 +165,7 @@ impl Ledger {
     ///
     /// On a SQLite failure.
     pub fn run(&self, id: i64) -> Result<Option<RunRow>> {
-        self.query_runs("r.id = ?1", [id], "r.id")
+        self.query_runs("r.id = ?1", params![id], "r.id")
             .map(|mut v| v.pop())
     }
 
@@ -178,8 +178,8 @@ impl Ledger {
         // Only the conditions given, so SQLite can walk the index that fits (`runs_by_job`
         // for a job's runs, newest first): `(?1 IS NULL OR r.job = ?1)` would scan every run.
         let mut conditions: Vec<&str> = Vec::new();
-        let mut values: Vec<rusqlite::types::Value> = Vec::new();
-        let mut add = |condition: &'static str, value: Option<rusqlite::types::Value>| {
+        let mut values: Vec<super::db::Owned> = Vec::new();
+        let mut add = |condition: &'static str, value: Option<super::db::Owned>| {
             if let Some(value) = value {
                 conditions.push(condition);
                 values.push(value);
@@ -208,9 +208,15 @@ impl Ledger {
             conditions.join(" AND ")
         );
         let mut stmt = self.conn.prepare_cached(&sql).for_ledger(self)?;
-        stmt.query_map(rusqlite::params_from_iter(values), run_from_row)
-            .and_then(Iterator::collect)
-            .for_ledger(self)
+        stmt.query_map(
+            &values
+                .iter()
+                .map(|v| v as &dyn super::db::Param)
+                .collect::<Vec<_>>(),
+            run_from_row,
+        )
+        .and_then(Iterator::collect)
+        .for_ledger(self)
     }
 
     /// Runs in state `running`: at start, the daemon looks for those whose supervisor died.
@@ -219,7 +225,7 @@ impl Ledger {
     ///
     /// On a SQLite failure.
     pub fn running_runs(&self) -> Result<Vec<RunRow>> {
-        self.query_runs("r.state = 'running'", [], "r.id")
+        self.query_runs("r.state = 'running'", params![], "r.id")
     }
 
     /// Running runs of `epoch` whose cancellation was requested and not yet acted on.
@@ -230,7 +236,7 @@ impl Ledger {
     pub fn cancel_requests(&self, epoch: i64) -> Result<Vec<RunRow>> {
         self.query_runs(
             "r.state = 'running' AND r.cancel_requested IS NOT NULL AND r.epoch = ?1",
-            [epoch],
+            params![epoch],
             "r.id",
         )
     }
@@ -244,7 +250,7 @@ impl Ledger {
         self.conn
             .query_row(
                 "SELECT count(*) FROM runs WHERE state = ?1",
-                [state.as_str()],
+                params![state.as_str()],
                 |r| r.get(0),
             )
             .for_ledger(self)
@@ -257,9 +263,11 @@ impl Ledger {
     /// On a SQLite failure.
     pub fn count_active_jobs(&self) -> Result<i64> {
         self.conn
-            .query_row("SELECT count(*) FROM jobs WHERE active = 1", [], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT count(*) FROM jobs WHERE active = 1",
+                params![],
+                |r| r.get(0),
+            )
             .for_ledger(self)
     }
 
@@ -277,7 +285,7 @@ impl Ledger {
             )
             .for_ledger(self)?;
         let rows = stmt
-            .query_map([], |r| {
+            .query_map(params![], |r| {
                 let job: String = r.get(0)?;
                 let at = instant_opt(r, 1, &|| format!("the runs of job {job}"))?;
                 Ok((job, at))
@@ -304,14 +312,16 @@ impl Ledger {
         // Two statements, so one job's count uses the (job, slot) index.
         let sql = match job {
             Some(_) => "SELECT job, state, count(*) FROM runs WHERE job = ?1 GROUP BY state",
-            None => "SELECT job, state, count(*) FROM runs WHERE ?1 IS NULL GROUP BY job, state",
+            None => {
+                "SELECT job, state, count(*) FROM runs WHERE CAST(?1 AS TEXT) IS NULL GROUP BY job, state"
+            }
         };
         let mut stmt = self.conn.prepare_cached(sql).for_ledger(self)?;
         let mut out: std::collections::HashMap<String, std::collections::BTreeMap<String, i64>> =
             std::collections::HashMap::new();
         let rows = stmt
-            .query_map([job], |r| {
-                Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?))
+            .query_map(params![job], |r| {
+                Ok((r.get::<String>(0)?, r.get(1)?, r.get(2)?))
             })
             .for_ledger(self)?;
         for row in rows {
@@ -321,10 +331,10 @@ impl Ledger {
         Ok(out)
     }
 
-    fn query_runs<P: rusqlite::Params>(
+    fn query_runs(
         &self,
         filter: &str,
-        params: P,
+        params: &[&dyn super::db::Param],
         order: &str,
     ) -> Result<Vec<RunRow>> {
         let sql = format!(
@@ -344,9 +354,11 @@ impl Ledger {
     /// On a SQLite failure.
     pub fn last_event_id(&self) -> Result<i64> {
         self.conn
-            .query_row("SELECT coalesce(max(id), 0) FROM run_events", [], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT coalesce(max(id), 0) FROM run_events",
+                params![],
+                |r| r.get(0),
+            )
             .for_ledger(self)
     }
 
@@ -396,7 +408,7 @@ impl Ledger {
                 "SELECT id, run_id, at, kind, message FROM run_events WHERE run_id = ?1 ORDER BY id",
             )
             .for_ledger(self)?;
-        stmt.query_map([run_id], |r| {
+        stmt.query_map(params![run_id], |r| {
             let id: i64 = r.get(0)?;
             Ok(RunEvent {
                 id,
@@ -422,7 +434,7 @@ impl Ledger {
                 "SELECT DISTINCT job FROM runs WHERE state IN ('blocked', 'pending', 'running')",
             )
             .for_ledger(self)?;
-        stmt.query_map([], |r| r.get(0))
+        stmt.query_map(params![], |r| r.get(0))
             .and_then(Iterator::collect)
             .for_ledger(self)
     }
@@ -433,7 +445,11 @@ impl Ledger {
     ///
     /// On a SQLite failure.
     pub fn active_runs(&self) -> Result<Vec<RunRow>> {
-        self.query_runs("r.state IN ('blocked', 'pending', 'running')", [], "r.id")
+        self.query_runs(
+            "r.state IN ('blocked', 'pending', 'running')",
+            params![],
+            "r.id",
+        )
     }
 
     /// The earliest instant a pending run this connection's node may run (see
@@ -447,12 +463,19 @@ impl Ledger {
         let labels = self.node.as_ref().map_or("[]", |n| n.labels.as_str());
         self.conn
             .query_row(
-                concat!(
-                    "SELECT not_before, id FROM runs p WHERE state = 'pending' AND ",
-                    placeable!("p", "?1"),
-                    " ORDER BY coalesce(not_before, '') LIMIT 1"
+                self.conn.sql(
+                    concat!(
+                        "SELECT not_before, id FROM runs p WHERE state = 'pending' AND ",
+                        placeable!(sqlite, "p", "?1"),
+                        " ORDER BY coalesce(not_before, '') LIMIT 1"
+                    ),
+                    concat!(
+                        "SELECT not_before, id FROM runs p WHERE state = 'pending' AND ",
+                        placeable!(pg, "p", "?1"),
+                        " ORDER BY coalesce(not_before, '') LIMIT 1"
+                    ),
                 ),
-                [labels],
+                params![labels],
                 |r| {
                     let id: i64 = r.get(1)?;
                     instant_opt(r, 0, &|| format!("run {id}"))
@@ -472,7 +495,7 @@ impl Ledger {
         self.conn
             .query_row(
                 "SELECT failure_streak FROM jobs WHERE name = ?1",
-                [job],
+                params![job],
                 |r| r.get(0),
             )
             .optional()

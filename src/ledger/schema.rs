@@ -3,6 +3,7 @@
 //! one from a newer version is refused rather than misread. Fixture ledgers of every earlier
 //! version (`tests/data/`) keep this promise tested.
 
+use super::db::{self, Conn, Dialect, params};
 use super::{ForLedger, Ledger, LedgerError, Result, output};
 
 /// The schema, one migration per step; `user_version` counts how many have run.
@@ -274,9 +275,7 @@ const OUTPUT_CHUNKS_VERSION: usize = 6;
 
 impl Ledger {
     pub(super) fn schema_version(&self) -> Result<i64> {
-        self.conn
-            .pragma_query_value(None, "user_version", |row| row.get(0))
-            .for_ledger(self)
+        schema_version(&self.conn).for_ledger(self)
     }
 
     pub(super) fn migrate(&mut self) -> Result<()> {
@@ -285,15 +284,18 @@ impl Ledger {
         if self.schema_version()? == known {
             return Ok(());
         }
-        if self.schema_version()? == 0 {
+        if let Some(conn) = self.sqlite()
+            && self.schema_version()? == 0
+        {
             // Only possible before the first table exists: lets retention give pages back.
-            self.conn
-                .pragma_update(None, "auto_vacuum", "INCREMENTAL")
+            conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
                 .for_ledger(self)?;
         }
         let path = self.path.clone();
+        // The write lock (SQLite's, or the advisory lock on PostgreSQL) is held from here: two
+        // daemons starting together on one database migrate it once.
         self.with_tx(|tx| {
-            let version: i64 = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
+            let version = schema_version(tx)?;
             if version > known {
                 return Err(LedgerError::TooNew {
                     path,
@@ -302,14 +304,237 @@ impl Ledger {
                 }
                 .into());
             }
+            if tx.dialect() == Dialect::Postgres {
+                return pg_migrate(tx, version);
+            }
             for (index, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
                 tx.execute_batch(sql)?;
                 if index + 1 == OUTPUT_CHUNKS_VERSION {
                     output::move_legacy_rows(tx, &path)?;
                 }
-                tx.pragma_update(None, "user_version", index as i64 + 1)?;
+                tx.execute_batch(&format!("PRAGMA user_version = {}", index + 1))?;
             }
             Ok(())
         })
+    }
+}
+
+/// How many migrations the ledger has had: SQLite's `user_version`, PostgreSQL's
+/// `schema_version` table (0 before the first).
+fn schema_version(conn: &Conn) -> db::Result<i64> {
+    match conn.dialect() {
+        Dialect::Sqlite => conn.query_row("PRAGMA user_version", params![], |r| r.get(0)),
+        Dialect::Postgres => {
+            // A scan of the catalog, not `to_regclass`: that reads the session's catalog
+            // cache, which still says "no such table" after another daemon's migration
+            // committed while this one waited for the lock.
+            let exists: bool = conn.query_row(
+                "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c
+                    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                    WHERE c.relname = 'schema_version' AND n.nspname = current_schema())",
+                params![],
+                |r| r.get(0),
+            )?;
+            if !exists {
+                return Ok(0);
+            }
+            conn.query_row("SELECT version FROM schema_version", params![], |r| {
+                r.get(0)
+            })
+        }
+    }
+}
+
+/// Brings a PostgreSQL ledger from `version` to the current one: an empty database gets
+/// [`PG_SCHEMA`] (the schema as [`MIGRATIONS`] leave it at [`PG_BASE`]), then the
+/// PostgreSQL text of every migration after that.
+fn pg_migrate(tx: &Conn, version: i64) -> super::TxResult<()> {
+    let mut version = usize::try_from(version).unwrap_or(0);
+    if version == 0 {
+        tx.execute_batch(PG_SCHEMA)?;
+        version = PG_BASE;
+    }
+    for sql in PG_MIGRATIONS.iter().skip(version - PG_BASE) {
+        tx.execute_batch(sql)?;
+        version += 1;
+    }
+    tx.execute("UPDATE schema_version SET version = ?1", params![version])?;
+    Ok(())
+}
+
+/// The migration a PostgreSQL ledger starts at: [`PG_SCHEMA`] is the schema as the first
+/// `PG_BASE` of [`MIGRATIONS`] leave a SQLite ledger.
+const PG_BASE: usize = 7;
+
+/// A new PostgreSQL ledger's schema: the tables of SQLite's [`MIGRATIONS`] up to [`PG_BASE`],
+/// with PostgreSQL's types (every integer `BIGINT`, ids as identities, blobs `BYTEA`), and
+/// `schema_version` in place of `PRAGMA user_version`.
+const PG_SCHEMA: &str = r#"
+CREATE TABLE schema_version (version BIGINT NOT NULL);
+INSERT INTO schema_version (version) VALUES (0);
+-- SQLite's group_concat(value, separator), so the statements that join reasons are shared.
+CREATE FUNCTION jobs_concat(acc text, value text, sep text) RETURNS text
+    LANGUAGE sql IMMUTABLE
+    AS $$ SELECT CASE WHEN value IS NULL THEN acc WHEN acc IS NULL THEN value
+                      ELSE acc || sep || value END $$;
+CREATE AGGREGATE group_concat(text, text) (SFUNC = jobs_concat, STYPE = text);
+-- Every node LISTENs on jobs_wake: new or changed runs say "work" once per transaction
+-- (identical notifications of one transaction are folded into one).
+CREATE FUNCTION jobs_notify_work() RETURNS trigger LANGUAGE plpgsql
+    AS $$ BEGIN PERFORM pg_notify('jobs_wake', 'work'); RETURN NULL; END $$;
+CREATE TABLE applies (
+    id          BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    applied_at  TEXT NOT NULL,
+    git_commit  TEXT,
+    git_dirty   BIGINT,
+    added       BIGINT NOT NULL,
+    changed     BIGINT NOT NULL,
+    removed     BIGINT NOT NULL
+);
+CREATE TABLE revisions (
+    id            BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    job           TEXT NOT NULL,
+    number        BIGINT NOT NULL,
+    apply_id      BIGINT REFERENCES applies(id),
+    content_hash  TEXT NOT NULL,
+    definition    TEXT NOT NULL,
+    source_path   TEXT,
+    enabled       BIGINT NOT NULL,
+    schedule      TEXT NOT NULL,
+    timezone      TEXT NOT NULL,
+    description   TEXT NOT NULL,
+    tags          TEXT NOT NULL,
+    created_at    TEXT NOT NULL,
+    git_commit    TEXT,
+    git_dirty     BIGINT,
+    repeat        TEXT,
+    depends_on    TEXT,
+    runs_on       TEXT
+);
+CREATE UNIQUE INDEX revisions_by_job ON revisions(job, number);
+CREATE TABLE jobs (
+    name             TEXT PRIMARY KEY,
+    owner            TEXT NOT NULL CHECK (owner IN ('file', 'api')),
+    revision_id      BIGINT NOT NULL REFERENCES revisions(id),
+    active           BIGINT NOT NULL,
+    schedule_anchor  TEXT NOT NULL,
+    created_at       TEXT NOT NULL,
+    updated_at       TEXT NOT NULL,
+    removed_at       TEXT,
+    slot_cursor      TEXT,
+    fires            BIGINT NOT NULL DEFAULT 0,
+    completed_at     TEXT,
+    failure_streak   BIGINT NOT NULL DEFAULT 0,
+    last_failed_at   TEXT
+);
+CREATE TABLE run_events (
+    id       BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    run_id   BIGINT NOT NULL,
+    at       TEXT NOT NULL,
+    kind     TEXT NOT NULL,
+    message  TEXT NOT NULL
+);
+CREATE INDEX run_events_by_run ON run_events(run_id, id);
+CREATE TABLE pauses (
+    job        TEXT PRIMARY KEY,
+    paused_by  TEXT NOT NULL,
+    paused_at  TEXT NOT NULL,
+    reason     TEXT
+);
+CREATE TABLE leases (
+    name         TEXT PRIMARY KEY,
+    holder       TEXT NOT NULL,
+    pid          BIGINT,
+    pid_start    BIGINT,
+    epoch        BIGINT NOT NULL,
+    acquired_at  TEXT NOT NULL,
+    released_at  TEXT
+);
+CREATE TABLE daemon_events (
+    id       BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    at       TEXT NOT NULL,
+    kind     TEXT NOT NULL,
+    message  TEXT NOT NULL
+);
+CREATE TABLE daemon_status (
+    key    TEXT PRIMARY KEY,
+    value  TEXT NOT NULL
+);
+CREATE TABLE runs (
+    id                 BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    job                TEXT NOT NULL,
+    revision_id        BIGINT REFERENCES revisions(id),
+    trigger            TEXT NOT NULL,
+    scheduled_at       TEXT,
+    state              TEXT NOT NULL,
+    created_at         TEXT NOT NULL,
+    started_at         TEXT,
+    finished_at        TEXT,
+    exit_code          BIGINT,
+    slot               TEXT,
+    slot_first         TEXT,
+    slot_count         BIGINT NOT NULL DEFAULT 1,
+    attempt            BIGINT NOT NULL DEFAULT 1,
+    first_run_id       BIGINT,
+    not_before         TEXT,
+    params             TEXT,
+    reason             TEXT,
+    error              TEXT,
+    signal             BIGINT,
+    epoch              BIGINT,
+    supervisor_pid     BIGINT,
+    supervisor_start   BIGINT,
+    pid                BIGINT,
+    pid_start          BIGINT,
+    cancel_requested   TEXT,
+    cpu_user_ms        BIGINT,
+    cpu_sys_ms         BIGINT,
+    max_rss_kb         BIGINT,
+    output_bytes       BIGINT NOT NULL DEFAULT 0,
+    output_truncated   BIGINT NOT NULL DEFAULT 0,
+    released_by        TEXT,
+    output_open_first  BIGINT,
+    output_open_bytes  BIGINT NOT NULL DEFAULT 0,
+    node               TEXT
+);
+CREATE INDEX runs_by_job ON runs(job, id);
+CREATE UNIQUE INDEX runs_by_slot ON runs(job, slot) WHERE slot IS NOT NULL;
+CREATE INDEX runs_by_state ON runs(state, id);
+CREATE INDEX runs_by_job_state_finish ON runs(job, state, finished_at);
+CREATE TABLE run_output_chunks (
+    id          BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    run_id      BIGINT NOT NULL,
+    first_line  BIGINT NOT NULL,
+    n_lines     BIGINT NOT NULL,
+    at_ms       BIGINT NOT NULL,
+    raw_bytes   BIGINT NOT NULL,
+    codec       BIGINT NOT NULL,
+    payload     BYTEA NOT NULL
+);
+CREATE UNIQUE INDEX run_output_chunks_by_run ON run_output_chunks(run_id, first_line);
+CREATE TRIGGER runs_notify_work AFTER INSERT OR UPDATE OF state ON runs
+    FOR EACH STATEMENT EXECUTE FUNCTION jobs_notify_work();
+CREATE TABLE nodes (
+    name          TEXT PRIMARY KEY,
+    labels        TEXT NOT NULL DEFAULT '[]',
+    address       TEXT,
+    host          TEXT NOT NULL,
+    pid           BIGINT NOT NULL,
+    started_at    TEXT NOT NULL,
+    heartbeat_at  TEXT NOT NULL,
+    stopped_at    TEXT
+);
+"#;
+
+/// The PostgreSQL text of each migration after [`PG_BASE`], in step with [`MIGRATIONS`].
+const PG_MIGRATIONS: &[&str] = &[];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_migration_has_its_postgresql_text() {
+        assert_eq!(MIGRATIONS.len(), PG_BASE + PG_MIGRATIONS.len());
     }
 }

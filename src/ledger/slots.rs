@@ -1,8 +1,8 @@
 //! The scheduler's write: the slot rows `slots::decide` returned, in one transaction, keyed
 //! by (job, slot) so that no slot is written, or fired, twice.
 
+use super::db::{Conn, Optional, params};
 use jiff::Timestamp;
-use rusqlite::{Connection, OptionalExtension, params};
 
 use super::claims::{Claim, Taker, claim_in};
 use super::lease::check_epoch;
@@ -93,12 +93,12 @@ impl Ledger {
 /// `replace` cancels, the fire count, a `depends_on` block); returns the run to start. A slot
 /// already in the ledger writes nothing.
 fn record_slot(
-    tx: &Connection,
+    tx: &Conn,
     job: &JobSlots,
     row: &SlotRow,
     not_before: Timestamp,
     now: Timestamp,
-) -> rusqlite::Result<Option<i64>> {
+) -> super::db::Result<Option<i64>> {
     let at = stamp(now);
     let (state, trigger, reason) = match &row.outcome {
         Outcome::Fire { trigger, .. } => (RunState::Pending, *trigger, None),

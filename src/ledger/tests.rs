@@ -84,7 +84,7 @@ fn set_run_column(ledger: &Ledger, id: i64, column: &str, value: &str) {
         .conn
         .execute(
             &format!("UPDATE runs SET {column} = ?2 WHERE id = ?1"),
-            rusqlite::params![id, value],
+            db::params![id, value],
         )
         .unwrap();
 }
@@ -364,7 +364,7 @@ fn a_job_with_a_stored_schedule_or_zone_that_does_not_read_names_its_job_and_col
             .conn
             .execute(
                 &format!("UPDATE revisions SET {column} = ?1 WHERE job = 'a'"),
-                [value],
+                db::params![value],
             )
             .unwrap();
     };
@@ -454,7 +454,7 @@ fn the_json_of_a_run_and_a_job_shows_every_stamp_as_stored() {
         .conn
         .query_row(
             "SELECT created_at, removed_at FROM jobs WHERE name = 'b'",
-            [],
+            db::params![],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .unwrap();

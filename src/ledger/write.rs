@@ -2,8 +2,8 @@
 //! `concurrency: replace` does to the runs it replaces. The bottom of the ledger's write
 //! path: `claims`, `slots` and `deps` call these and nothing here calls them back.
 
+use super::db::{Conn, params};
 use jiff::Timestamp;
-use rusqlite::params;
 
 use super::columns::parsed;
 use super::stamp;
@@ -62,12 +62,12 @@ impl NewRun {
 }
 
 pub(super) fn add_event(
-    conn: &rusqlite::Connection,
+    conn: &Conn,
     run_id: i64,
     at: &str,
     kind: &str,
     message: &str,
-) -> rusqlite::Result<()> {
+) -> super::db::Result<()> {
     conn.prepare_cached(
         "INSERT INTO run_events (run_id, at, kind, message) VALUES (?1, ?2, ?3, ?4)",
     )?
@@ -75,11 +75,7 @@ pub(super) fn add_event(
     Ok(())
 }
 
-pub(super) fn insert_run(
-    conn: &rusqlite::Connection,
-    run: &NewRun,
-    now: Timestamp,
-) -> rusqlite::Result<i64> {
+pub(super) fn insert_run(conn: &Conn, run: &NewRun, now: Timestamp) -> super::db::Result<i64> {
     let at = stamp(now);
     let (state, started, supervisor) = match run.running_under {
         Some(s) => (RunState::Running, Some(at.as_str()), Some(s)),
@@ -127,11 +123,11 @@ pub(super) fn insert_run(
 
 /// `concurrency: replace`: cancel the job's pending runs and ask its running ones to stop.
 pub(super) fn replace_active(
-    conn: &rusqlite::Connection,
+    conn: &Conn,
     job: &str,
     new_id: i64,
     at: &str,
-) -> rusqlite::Result<()> {
+) -> super::db::Result<()> {
     let reason = rules::replaced_reason(new_id);
     let ids: Vec<(i64, RunState)> = conn
         .prepare_cached(
@@ -141,7 +137,7 @@ pub(super) fn replace_active(
             let id: i64 = r.get(0)?;
             Ok((id, parsed(r, 1, &|| format!("run {id}"))?))
         })?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<super::db::Result<_>>()?;
     for (id, state) in ids {
         if state != RunState::Running {
             conn.execute(

@@ -7,6 +7,8 @@ use std::process::Output;
 use assert_cmd::Command;
 use tempfile::TempDir;
 
+pub mod pg;
+
 /// The fixed "now" every test runs at (a Sunday, before a New York fall-back).
 pub const NOW: &str = "2026-10-31T12:00:00Z";
 
@@ -16,6 +18,9 @@ pub struct Project {
     /// Commands that race that daemon read the same clock ([`Project::run_live`]), so no test
     /// ever mixes the fixed [`NOW`] with the real date.
     daemon_clock: std::cell::Cell<Option<(jiff::Timestamp, std::time::Instant)>>,
+    /// With `JOBS_TEST_LEDGER=postgres`, this project's database on the test server, given
+    /// to every command as `JOBS_LEDGER`.
+    pub ledger_url: Option<String>,
 }
 
 pub struct Run {
@@ -83,6 +88,7 @@ impl Project {
         Project {
             dir: tempfile::tempdir().unwrap(),
             daemon_clock: std::cell::Cell::new(None),
+            ledger_url: pg::enabled().then(pg::database),
         }
     }
 
@@ -151,6 +157,9 @@ impl Project {
         ] {
             cmd.env_remove(var);
         }
+        if let Some(url) = &self.ledger_url {
+            cmd.env("JOBS_LEDGER", url);
+        }
         let mut child = cmd.spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
@@ -209,6 +218,9 @@ impl Project {
             "JOBS_TLS_KEY",
         ] {
             cmd.env_remove(var);
+        }
+        if let Some(url) = &self.ledger_url {
+            cmd.env("JOBS_LEDGER", url);
         }
         cmd
     }
@@ -303,6 +315,9 @@ impl Project {
             "JOBS_TLS_KEY",
         ] {
             cmd.env_remove(var);
+        }
+        if let Some(url) = &self.ledger_url {
+            cmd.env("JOBS_LEDGER", url);
         }
         if !args.iter().any(|a| a.starts_with("--listen")) {
             cmd.args(["--listen", "127.0.0.1:0"]);

@@ -1,0 +1,199 @@
+//! A throwaway PostgreSQL server for the tests: `initdb` and `pg_ctl` into a temp dir, on a
+//! free port, started once per test binary and stopped when it exits. Each test gets a
+//! database of its own ([`database`]).
+//!
+//! The binaries come from `JOBS_PG_BIN`, or the newest `/usr/lib/postgresql/*/bin` (Debian's
+//! `postgresql` package; `.ci/run` installs it). PostgreSQL refuses to run as root: as root,
+//! the server runs as the `postgres` user the package creates.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+pub struct PgServer {
+    pub port: u16,
+    bin: PathBuf,
+    data: PathBuf,
+    root: PathBuf,
+}
+
+static SERVER: OnceLock<PgServer> = OnceLock::new();
+static NEXT_DB: AtomicUsize = AtomicUsize::new(0);
+
+/// Whether the tests run on PostgreSQL (`JOBS_TEST_LEDGER=postgres`) instead of SQLite.
+pub fn enabled() -> bool {
+    std::env::var("JOBS_TEST_LEDGER").is_ok_and(|v| v == "postgres")
+}
+
+/// The test binary's server, started on first use.
+pub fn server() -> &'static PgServer {
+    SERVER.get_or_init(PgServer::start)
+}
+
+/// A new, empty database on the test server: its URL.
+pub fn database() -> String {
+    let server = server();
+    let name = format!(
+        "t{}_{}",
+        std::process::id(),
+        NEXT_DB.fetch_add(1, Ordering::SeqCst)
+    );
+    let out = server
+        .command("createdb")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &server.port.to_string(),
+            "-U",
+            "jobs",
+            &name,
+        ])
+        .output()
+        .expect("createdb runs");
+    assert!(
+        out.status.success(),
+        "createdb {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    server.url(&name)
+}
+
+fn bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("JOBS_PG_BIN") {
+        return PathBuf::from(dir);
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect(
+            "PostgreSQL's binaries: install Debian's postgresql (see .ci/run) or set JOBS_PG_BIN",
+        )
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let v = e.file_name().to_str()?.parse().ok()?;
+            Some((v, e.path().join("bin")))
+        })
+        .collect();
+    versions.sort();
+    versions
+        .pop()
+        .expect("a PostgreSQL version under /usr/lib/postgresql")
+        .1
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+extern "C" fn stop_at_exit() {
+    if let Some(server) = SERVER.get() {
+        let _ = server
+            .command("pg_ctl")
+            .args(["-D"])
+            .arg(&server.data)
+            .args(["-m", "immediate", "-w", "stop"])
+            .output();
+        let _ = std::fs::remove_dir_all(&server.root);
+    }
+}
+
+impl PgServer {
+    fn start() -> PgServer {
+        let bin = bin_dir();
+        let root = tempfile::Builder::new()
+            .prefix("jobs-pg-")
+            .tempdir()
+            .unwrap()
+            .keep();
+        let data = root.join("data");
+        if is_root() {
+            let status = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&root)
+                .status()
+                .unwrap();
+            assert!(status.success(), "chown {} to postgres", root.display());
+        }
+        let server = PgServer {
+            port: 0,
+            bin,
+            data,
+            root,
+        };
+        let out = server
+            .command("initdb")
+            .arg("-D")
+            .arg(&server.data)
+            .args(["-A", "trust", "-U", "jobs", "--no-sync", "-E", "UTF8"])
+            .output()
+            .expect("initdb runs");
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // A port taken between the probe and the start is tried again.
+        for _ in 0..5 {
+            let port = free_port();
+            let options = format!(
+                "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync=off -c max_connections=300",
+                server.root.display()
+            );
+            let out = server
+                .command("pg_ctl")
+                .arg("-D")
+                .arg(&server.data)
+                .args(["-o", &options, "-l"])
+                .arg(server.root.join("log"))
+                .args(["-w", "start"])
+                .output()
+                .expect("pg_ctl runs");
+            if out.status.success() {
+                // SAFETY: registering a plain function to run at exit.
+                unsafe {
+                    libc::atexit(stop_at_exit);
+                }
+                return PgServer { port, ..server };
+            }
+        }
+        panic!(
+            "PostgreSQL did not start: {}",
+            std::fs::read_to_string(server.root.join("log")).unwrap_or_default()
+        );
+    }
+
+    /// The URL of database `name` on this server.
+    pub fn url(&self, name: &str) -> String {
+        format!("postgres://jobs@127.0.0.1:{}/{name}", self.port)
+    }
+
+    /// One of the server's programs, run as `postgres` when the tests run as root.
+    pub fn command(&self, program: &str) -> Command {
+        let path = self.bin.join(program);
+        if is_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(path);
+            c
+        } else {
+            Command::new(path)
+        }
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.root.join("log")).unwrap_or_default()
+    }
+
+    pub fn data(&self) -> &Path {
+        &self.data
+    }
+}
