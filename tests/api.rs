@@ -901,7 +901,12 @@ fn a_remote_plan_shows_what_merging_files_would_change_on_the_server() {
         .file("bad/broken.yaml", "schedule: \"0 25 * * *\"\ncommand: [\"true\"]\n");
     let (daemon, http) = start(&p, &[]);
     let url = http.base.clone();
-    let ledger = ".jobs/ledger.db";
+    // The daemon's ledger: the file, or this test's PostgreSQL database.
+    let ledger = p
+        .ledger_url
+        .clone()
+        .unwrap_or_else(|| ".jobs/ledger.db".to_string());
+    let ledger = ledger.as_str();
     for format in ["table", "json"] {
         let local = p
             .run(&[

@@ -539,12 +539,13 @@ fn changes_are_read_incrementally_including_new_folders_and_renames() {
 #[test]
 fn mistakes_on_the_run_commands_say_what_to_do() {
     let p = Project::new().file("jobs.d/a.yaml", "command: [\"true\"]\n");
-    p.run(&["status"]).code(1).stderr_has(
-        "there is no ledger at .jobs/ledger.db yet; run `jobctl apply` or `jobctl serve`",
-    );
-    p.run(&["trigger", "a"])
-        .code(1)
-        .stderr_has("there is no ledger at .jobs/ledger.db yet; run `jobctl apply` first");
+    let ledger = p.ledger_name();
+    p.run(&["status"]).code(1).stderr_has(&format!(
+        "there is no ledger at {ledger} yet; run `jobctl apply` or `jobctl serve`"
+    ));
+    p.run(&["trigger", "a"]).code(1).stderr_has(&format!(
+        "there is no ledger at {ledger} yet; run `jobctl apply` first"
+    ));
     p.run(&["apply"]).code(0);
     let cases: &[(&[&str], &str)] = &[
         (
@@ -705,10 +706,7 @@ fn a_daemon_that_lost_its_lease_stops_its_runs_and_exits_1() {
     let pid = started["pid"].as_i64().unwrap() as i32;
     // Another daemon takes the lease, as one would after this one looked dead; this one
     // learns it at its next slot (every second).
-    rusqlite::Connection::open(p.path(".jobs/ledger.db"))
-        .unwrap()
-        .execute_batch("UPDATE leases SET epoch = epoch + 1, holder = 'elsewhere'")
-        .unwrap();
+    p.sql("UPDATE leases SET epoch = epoch + 1, holder = 'elsewhere'");
     daemon.wait_for("shutting down", &[("signal", "the lease was lost")]);
     assert_eq!(daemon.wait(), Some(1));
     let said: String = daemon.seen.iter().map(ToString::to_string).collect();
@@ -722,11 +720,7 @@ fn a_daemon_that_lost_its_lease_stops_its_runs_and_exits_1() {
         "{all:?}"
     );
     // Not given back: the lease is the other daemon's.
-    let holder: String = rusqlite::Connection::open(p.path(".jobs/ledger.db"))
-        .unwrap()
-        .query_row("SELECT holder FROM leases", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(holder, "elsewhere");
+    assert_eq!(p.sql("SELECT holder FROM leases"), "elsewhere");
 }
 
 #[test]

@@ -174,6 +174,19 @@ async fn text_of(client: &Client, css: &str) -> String {
     }
 }
 
+/// How many elements match `css`, once that is `want` (or, after [`WAIT`], whatever it is):
+/// a page re-renders a list when its fetch answers, after the URL has changed.
+async fn rows_settle_at(client: &Client, css: &str, want: usize) -> usize {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let n = client.find_all(Locator::Css(css)).await.unwrap().len();
+        if n == want || std::time::Instant::now() >= deadline {
+            return n;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// Logs in through the login page with `token`.
 async fn log_in(client: &Client, base: &str, token: &str) {
     client.goto(&format!("{base}/")).await.unwrap();
@@ -250,11 +263,8 @@ async fn the_jobs_page_lists_jobs_for_a_reader_and_refuses_forged_writes() {
         .for_url(&url::Url::parse(&format!("{base}/?q=nightly")).unwrap())
         .await
         .unwrap();
-    let rows = client
-        .find_all(Locator::Css("table.jobs tbody tr"))
-        .await
-        .unwrap();
-    assert_eq!(rows.len(), 1);
+    // The URL changes first; the list follows when the server answers.
+    assert_eq!(rows_settle_at(&client, "table.jobs tbody tr", 1).await, 1);
 
     // The session cookie is HttpOnly (no script reads it), and a write made with it from
     // elsewhere is refused: without the dashboard's header, or from another origin.

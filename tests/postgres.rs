@@ -54,10 +54,13 @@ fn validate_plan_apply_list_run_and_logs_work_on_postgres() {
         .code(3)
         .stdout_has(&format!("Ledger:   {url} (2 jobs)"));
 
-    // Removing a file removes its job, and the revision history stays.
+    // Removing a file removes its job; `get` still shows it, removed, with its history.
     p.remove("jobs.d/nightly.yaml");
     on(&["apply"]).code(0).stdout_has("1 removed");
-    on(&["get", "nightly"]).code(1);
+    on(&["get", "nightly"])
+        .code(0)
+        .stdout_has("removed")
+        .stdout_has("30 2 * * *");
 }
 
 #[test]

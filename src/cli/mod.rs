@@ -316,7 +316,12 @@ fn open(settings: &Settings) -> Result<Ledger> {
 }
 
 fn open_existing(settings: &Settings) -> Result<Ledger> {
-    if settings.ledger.file().is_some_and(|f| !f.exists()) {
+    let missing = match settings.ledger.file() {
+        Some(f) => !f.exists(),
+        // A PostgreSQL database without the ledger's tables is no ledger yet either.
+        None => open_read_only(settings)?.is_none(),
+    };
+    if missing {
         bail!(
             "there is no ledger at {} yet; run `jobctl apply` first",
             settings.ledger.display()

@@ -428,7 +428,7 @@ fn record_health(
         };
         tx.prepare_cached(
             "UPDATE jobs SET failure_streak = ?2, completed_at = ?3,
-                             last_failed_at = CASE WHEN ?4 IS NOT NULL
+                             last_failed_at = CASE WHEN CAST(?4 AS TEXT) IS NOT NULL
                                  AND (last_failed_at IS NULL OR ?4 > last_failed_at)
                                  THEN ?4 ELSE last_failed_at END
              WHERE name = ?1",
@@ -471,6 +471,23 @@ pub(super) fn claim_in(
     // holds are skipped (`FOR UPDATE SKIP LOCKED`), so claimers on several nodes never wait on
     // each other's rows; the `state = 'pending'` of the update is the guarantee either way.
     macro_rules! claim_sql {
+        // PostgreSQL: the candidates in a CTE of their own, materialized, so that they are
+        // chosen once (a `LIMIT … SKIP LOCKED` subquery inside `IN (…)` may be evaluated more
+        // than once, and claim more than the limit).
+        (pg, $candidates:expr) => {
+            concat!(
+                "WITH c AS MATERIALIZED (",
+                $candidates,
+                ") UPDATE runs SET state = 'running', started_at = ?1, epoch = ?2,
+                    supervisor_pid = ?3, supervisor_start = ?4, node = ?6,
+                    reason = CASE WHEN reason LIKE 'waiting for a node%' THEN NULL ELSE reason END
+                 WHERE id IN (SELECT id FROM c) AND state = 'pending'
+                   AND (not_before IS NULL OR not_before <= ?1)
+                   AND ",
+                placeable!(pg, "runs", "?8"),
+                " RETURNING id"
+            )
+        };
         ($d:tt, $candidates:expr) => {
             concat!(
                 "UPDATE runs SET state = 'running', started_at = ?1, epoch = ?2,

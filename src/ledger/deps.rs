@@ -374,7 +374,8 @@ fn fan_in(conn: &Conn, job: &str, node: &Node, now: Timestamp) -> super::db::Res
         .filter_map(|(_, s)| s.map(|(_, at)| at))
         .fold(now, Timestamp::max);
     conn.prepare_cached(
-        "UPDATE jobs SET slot_cursor = max(coalesce(slot_cursor, ''), ?2) WHERE name = ?1",
+        "UPDATE jobs SET slot_cursor = CASE WHEN coalesce(slot_cursor, '') >= ?2
+             THEN coalesce(slot_cursor, '') ELSE ?2 END WHERE name = ?1",
     )?
     .execute(params![job, stamp(cursor)])?;
     Ok(resolved)

@@ -271,7 +271,7 @@ impl Ledger {
         match location {
             Location::File(path) => Ledger::open_with(path, options),
             Location::Postgres(_) => {
-                let mut ledger = Ledger::connect(location)?;
+                let mut ledger = Ledger::connect(location, options)?;
                 ledger.migrate()?;
                 Ok(ledger)
             }
@@ -287,7 +287,7 @@ impl Ledger {
         match location {
             Location::File(path) => Ledger::open_read_only_with(path, options),
             Location::Postgres(_) => {
-                let ledger = Ledger::connect(location)?;
+                let ledger = Ledger::connect(location, options)?;
                 let version = ledger.schema_version()?;
                 let known = MIGRATIONS.len() as i64;
                 if version == 0 {
@@ -314,11 +314,12 @@ impl Ledger {
     }
 
     /// A connection to a PostgreSQL ledger, not yet migrated.
-    fn connect(location: &Location) -> Result<Ledger> {
+    fn connect(location: &Location, options: OpenOptions) -> Result<Ledger> {
         let Location::Postgres(target) = location else {
             unreachable!("only PostgreSQL locations connect");
         };
-        let conn = Conn::open_pg(target).map_err(|e| LedgerError::from_db(&location.name(), e))?;
+        let conn = Conn::open_pg(target, options.lock_wait)
+            .map_err(|e| LedgerError::from_db(&location.name(), e))?;
         Ok(Ledger {
             conn,
             path: location.name(),

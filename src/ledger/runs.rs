@@ -311,7 +311,7 @@ impl Ledger {
     ) -> Result<std::collections::HashMap<String, std::collections::BTreeMap<String, i64>>> {
         // Two statements, so one job's count uses the (job, slot) index.
         let sql = match job {
-            Some(_) => "SELECT job, state, count(*) FROM runs WHERE job = ?1 GROUP BY state",
+            Some(_) => "SELECT job, state, count(*) FROM runs WHERE job = ?1 GROUP BY job, state",
             None => {
                 "SELECT job, state, count(*) FROM runs WHERE CAST(?1 AS TEXT) IS NULL GROUP BY job, state"
             }

@@ -121,6 +121,67 @@ impl Project {
         self.dir.path()
     }
 
+    /// How commands name this project's ledger: the default file, or its PostgreSQL URL.
+    pub fn ledger_name(&self) -> String {
+        self.ledger_url
+            .clone()
+            .unwrap_or_else(|| ".jobs/ledger.db".to_string())
+    }
+
+    /// Runs `sql` on this project's ledger, SQLite or PostgreSQL, and returns the first
+    /// column of the first row as text (empty when there is none): how a test reaches under
+    /// the binary (to play another daemon, or to read what was written).
+    pub fn sql(&self, sql: &str) -> String {
+        match &self.ledger_url {
+            Some(url) => {
+                let server = pg::server();
+                let db = url.rsplit('/').next().unwrap();
+                let out = server
+                    .command("psql")
+                    .args(["-h", "127.0.0.1", "-p", &server.port.to_string()])
+                    .args([
+                        "-U",
+                        "jobs",
+                        "-d",
+                        db,
+                        "-tAq",
+                        "-v",
+                        "ON_ERROR_STOP=1",
+                        "-c",
+                        sql,
+                    ])
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success(),
+                    "{sql}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_string()
+            }
+            None => {
+                let conn = rusqlite::Connection::open(self.path(".jobs/ledger.db")).unwrap();
+                let mut stmt = conn.prepare(sql).unwrap();
+                let mut rows = stmt.query([]).unwrap();
+                match rows.next().unwrap() {
+                    Some(row) => match row.get_ref(0).unwrap() {
+                        rusqlite::types::ValueRef::Null => String::new(),
+                        rusqlite::types::ValueRef::Integer(i) => i.to_string(),
+                        rusqlite::types::ValueRef::Real(r) => r.to_string(),
+                        rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => {
+                            String::from_utf8_lossy(t).into_owned()
+                        }
+                    },
+                    None => String::new(),
+                }
+            }
+        }
+    }
+
     /// Runs `jobs ARGS` in the project folder at the fixed [`NOW`].
     pub fn run(&self, args: &[&str]) -> Run {
         self.run_with(args, &[])

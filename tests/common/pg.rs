@@ -96,6 +96,17 @@ fn free_port() -> u16 {
 
 extern "C" fn stop_at_exit() {
     if let Some(server) = SERVER.get() {
+        // `JOBS_TEST_PG_LOG=FILE` keeps the server's log (every failed statement is in it).
+        if let Some(keep) = std::env::var_os("JOBS_TEST_PG_LOG") {
+            use std::io::Write;
+            if let Ok(mut f) = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(keep)
+            {
+                let _ = f.write_all(server.log().as_bytes());
+            }
+        }
         let _ = server
             .command("pg_ctl")
             .args(["-D"])

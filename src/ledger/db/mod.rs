@@ -533,8 +533,12 @@ impl Conn {
     /// # Errors
     ///
     /// When the server cannot be reached or refuses the credentials.
-    pub fn open_pg(target: &PgTarget) -> Result<Conn> {
-        pg::PgConn::connect(target).map(Conn::Pg)
+    pub fn open_pg(target: &PgTarget, lock_wait: std::time::Duration) -> Result<Conn> {
+        let conn = pg::PgConn::connect(target)?;
+        // As SQLite's busy timeout: a writer waits this long for the write lock (the advisory
+        // lock of `Begin::Immediate`) or a row, then fails as "locked" instead of hanging.
+        conn.batch(&format!("SET lock_timeout = '{}ms'", lock_wait.as_millis()))?;
+        Ok(Conn::Pg(conn))
     }
 
     pub fn dialect(&self) -> Dialect {
