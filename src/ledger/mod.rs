@@ -300,15 +300,7 @@ impl Ledger {
                         known,
                     });
                 }
-                if version < known {
-                    return Err(LedgerError::ReadOnly {
-                        path: ledger.path,
-                        detail: format!(
-                            "it uses schema {version} and needs upgrading to {known}, which a read-only command does not do; run `jobctl apply` once"
-                        ),
-                    });
-                }
-                Ok(Some(ledger))
+                ledger.readable_as_it_is(version).map(Some)
             }
         }
     }
@@ -367,18 +359,23 @@ impl Ledger {
         };
         ledger.configure(options, false)?;
         let version = ledger.schema_version()?;
+        ledger.readable_as_it_is(version).map(Some)
+    }
+
+    /// The ledger, for a read-only command, unless its schema is older than this version's:
+    /// an older ledger is upgraded by the next command that writes, and reading it as it is
+    /// would be guessing.
+    fn readable_as_it_is(self, version: i64) -> Result<Ledger> {
         let known = MIGRATIONS.len() as i64;
         if version < known {
-            // An older ledger is upgraded by the next command that writes; reading it as it is
-            // would be guessing.
             return Err(LedgerError::ReadOnly {
-                path: ledger.path,
+                path: self.path,
                 detail: format!(
                     "it uses schema {version} and needs upgrading to {known}, which a read-only command does not do; run `jobctl apply` once"
                 ),
             });
         }
-        Ok(Some(ledger))
+        Ok(self)
     }
 
     pub fn path(&self) -> &Path {
