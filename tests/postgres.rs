@@ -130,28 +130,7 @@ fn two_commands_opening_a_new_database_together_migrate_it_once() {
 fn a_ledger_from_a_newer_jobs_is_refused() {
     let (p, url) = on_postgres(jobs());
     p.run(&["--ledger", &url, "apply"]).code(0);
-    let server = pg::server();
-    let db = url.rsplit('/').next().unwrap();
-    let out = server
-        .command("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &server.port.to_string(),
-            "-U",
-            "jobs",
-            "-d",
-            db,
-        ])
-        .args(["-c", "UPDATE schema_version SET version = version + 1"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    pg::psql(&url, "UPDATE schema_version SET version = version + 1");
     p.run(&["--ledger", &url, "list"])
         .code(1)
         .stderr_has("newer");

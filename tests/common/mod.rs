@@ -133,36 +133,7 @@ impl Project {
     /// the binary (to play another daemon, or to read what was written).
     pub fn sql(&self, sql: &str) -> String {
         match &self.ledger_url {
-            Some(url) => {
-                let server = pg::server();
-                let db = url.rsplit('/').next().unwrap();
-                let out = server
-                    .command("psql")
-                    .args(["-h", "127.0.0.1", "-p", &server.port.to_string()])
-                    .args([
-                        "-U",
-                        "jobs",
-                        "-d",
-                        db,
-                        "-tAq",
-                        "-v",
-                        "ON_ERROR_STOP=1",
-                        "-c",
-                        sql,
-                    ])
-                    .output()
-                    .unwrap();
-                assert!(
-                    out.status.success(),
-                    "{sql}: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-                String::from_utf8_lossy(&out.stdout)
-                    .lines()
-                    .next()
-                    .unwrap_or("")
-                    .to_string()
-            }
+            Some(url) => pg::psql(url, sql),
             None => {
                 let conn = rusqlite::Connection::open(self.path(".jobs/ledger.db")).unwrap();
                 let mut stmt = conn.prepare(sql).unwrap();

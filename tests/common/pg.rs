@@ -60,6 +60,39 @@ pub fn database() -> String {
     server.url(&name)
 }
 
+/// Runs `sql` with psql on the database at `url` (on the test server); the first column of
+/// the first row, as text (empty when there is none).
+pub fn psql(url: &str, sql: &str) -> String {
+    let server = server();
+    let db = url.rsplit('/').next().unwrap();
+    let out = server
+        .command("psql")
+        .args(["-h", "127.0.0.1", "-p", &server.port.to_string()])
+        .args([
+            "-U",
+            "jobs",
+            "-d",
+            db,
+            "-tAq",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            sql,
+        ])
+        .output()
+        .expect("psql runs");
+    assert!(
+        out.status.success(),
+        "{sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
 fn bin_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("JOBS_PG_BIN") {
         return PathBuf::from(dir);
