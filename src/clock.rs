@@ -6,6 +6,7 @@
 //! looked then), and a daemon's clock starts there and runs at real speed, so a test can put a
 //! daemon just before a DST change or a year after its last run without waiting.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Instant;
 
 use jiff::{SignedDuration, Timestamp};
@@ -18,6 +19,17 @@ use jiff::{SignedDuration, Timestamp};
 pub enum ClockError {
     #[error("JOBS_NOW=`{value}` is not an RFC 3339 instant such as 2026-03-08T06:00:00Z: {reason}")]
     NotAnInstant { value: String, reason: jiff::Error },
+}
+
+/// How far the system clock is behind the database's, in microseconds: a daemon on a
+/// PostgreSQL ledger measures it with each heartbeat ([`set_skew`]), so that every node of a
+/// cluster keeps the database's time; 0 elsewhere. A clock started at `JOBS_NOW` ignores it.
+static SKEW_MICROS: AtomicI64 = AtomicI64::new(0);
+
+/// Sets how far the system clock is behind the database's (see [`SKEW_MICROS`]).
+pub fn set_skew(skew: SignedDuration) {
+    let micros = i64::try_from(skew.as_micros()).unwrap_or(0);
+    SKEW_MICROS.store(micros, Ordering::Relaxed);
 }
 
 /// The wall clock, or a clock started at a fixed instant that runs at real speed.
@@ -56,7 +68,15 @@ impl Clock {
 
     pub fn now(&self) -> Timestamp {
         match self.start {
-            None => Timestamp::now(),
+            None => {
+                let now = Timestamp::now();
+                match SKEW_MICROS.load(Ordering::Relaxed) {
+                    0 => now,
+                    skew => now
+                        .saturating_add(SignedDuration::from_micros(skew))
+                        .unwrap_or(now),
+                }
+            }
             Some((at, started)) => {
                 let elapsed = SignedDuration::try_from(started.elapsed()).unwrap_or_default();
                 at.saturating_add(elapsed).unwrap_or(at)

@@ -97,7 +97,11 @@ fn stop_on_signals() -> Result<watch::Receiver<Option<Stop>>> {
             } else {
                 why.to_string()
             };
-            let _ = stop_tx.send(Some(Stop { reason, now }));
+            let _ = stop_tx.send(Some(Stop {
+                reason,
+                now,
+                lost: false,
+            }));
         }
     });
     Ok(stop_rx)

@@ -373,11 +373,22 @@ pub fn streak_after(streak: i64, state: RunState, retrying: bool) -> i64 {
 }
 
 /// How long a node may go without a heartbeat before it counts as lost (a daemon beats
-/// every [`NODE_HEARTBEAT`]).
-pub const NODE_LOST_AFTER: jiff::SignedDuration = jiff::SignedDuration::from_secs(15);
+/// every [`NODE_HEARTBEAT`]): the leader then ends its runs `failed` ("node lost") and
+/// retries them. With the leader's own failover ([`LEADER_LEASE`]) and a check every
+/// heartbeat, a dead node's runs are retried within 15 s of its last heartbeat.
+pub const NODE_LOST_AFTER: jiff::SignedDuration = jiff::SignedDuration::from_secs(10);
 
-/// How often a daemon records that its node is alive.
-pub const NODE_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How often a daemon records that its node is alive (and the leader renews its lease).
+pub const NODE_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// How long the leader's lease lasts without a renewal: then another node takes it (and the
+/// next term) and decides the slots due meanwhile by each job's `missed` policy.
+pub const LEADER_LEASE: jiff::SignedDuration = jiff::SignedDuration::from_secs(8);
+
+/// How long a node that cannot record its heartbeat (the database is out of its reach) keeps
+/// its runs: then it kills their process groups, well before [`NODE_LOST_AFTER`] lets
+/// another node take them over, so that one run never executes on two nodes.
+pub const SELF_FENCE: std::time::Duration = std::time::Duration::from_secs(6);
 
 /// Whether a node is alive at `now`: it has not stopped, and beat within
 /// [`NODE_LOST_AFTER`].
@@ -876,8 +887,8 @@ mod tests {
         let beat = t("2026-12-03T10:00:00Z");
         let cases = [
             ("just beat", None, "2026-12-03T10:00:01Z", true),
-            ("15 s on, the limit", None, "2026-12-03T10:00:15Z", true),
-            ("16 s on: lost", None, "2026-12-03T10:00:16Z", false),
+            ("10 s on, the limit", None, "2026-12-03T10:00:10Z", true),
+            ("11 s on: lost", None, "2026-12-03T10:00:11Z", false),
             ("stopped", Some(beat), "2026-12-03T10:00:01Z", false),
         ];
         for (what, stopped, now, alive) in cases {

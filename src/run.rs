@@ -191,6 +191,9 @@ pub enum Ending {
     SpawnFailed(String),
     /// Its supervisor died (the daemon was killed); found at the next start.
     Interrupted,
+    /// Its node was lost (it stopped heartbeating, or lost the ledger and stopped its runs),
+    /// with the reason: failed, and retried by the job's policy.
+    Lost(String),
 }
 
 /// What a run records when it ends.
@@ -237,6 +240,7 @@ pub fn conclude(ending: &Ending, retry: Option<Retry>, attempt: u32, now: Timest
             None,
             Some("interrupted: the daemon supervising it stopped".to_string()),
         ),
+        Ending::Lost(reason) => (RunState::Failed, None, None, Some(reason.clone())),
     };
     let retry_at = match (state, retry) {
         (RunState::Failed | RunState::TimedOut, Some(r)) if attempt <= r.attempts => {

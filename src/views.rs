@@ -338,9 +338,17 @@ pub fn status(
     alive: impl Fn(i64, i64) -> bool,
 ) -> crate::ledger::Result<StatusView> {
     let lease = ledger.lease()?;
+    // On PostgreSQL the leader may be on another machine: it runs while it renews its lease
+    // (by the database's clock); on SQLite, while its process lives.
+    let db_now = ledger.db_now(now)?;
+    let pg = ledger.is_postgres();
     let running = lease.as_ref().is_some_and(|l| {
         l.released_at.is_none()
-            && matches!((l.pid, l.pid_start), (Some(pid), Some(start)) if alive(pid, start))
+            && if pg {
+                db_now.duration_since(l.renewed_at) < crate::rules::LEADER_LEASE
+            } else {
+                matches!((l.pid, l.pid_start), (Some(pid), Some(start)) if alive(pid, start))
+            }
     });
     let source: Option<serde_json::Value> = ledger
         .status("source")?
@@ -357,21 +365,23 @@ pub fn status(
         .collect();
     next.sort();
     next.truncate(10);
-    let hour_ago = now
+    let hour_ago = db_now
         .checked_sub(jiff::SignedDuration::from_hours(1))
         .unwrap_or(now);
     let nodes = ledger
         .nodes(hour_ago)?
         .into_iter()
         .map(|n| {
-            // The lease's holder: its host and pid.
+            // The lease's holder: its node (its host, before clusters) and pid.
             let leader = running
                 && n.stopped_at.is_none()
-                && lease
-                    .as_ref()
-                    .is_some_and(|l| l.holder == n.host && l.pid == Some(n.pid));
+                && lease.as_ref().is_some_and(|l| {
+                    (l.holder == n.name || l.holder == n.host) && l.pid == Some(n.pid)
+                });
             NodeView {
-                alive: crate::rules::node_alive(n.stopped_at, n.heartbeat_at, now),
+                alive: n.lost_at.is_none()
+                    && crate::rules::node_alive(n.stopped_at, n.heartbeat_at, db_now),
+                lost_at: n.lost_at.map(stamp),
                 leader,
                 term: lease.as_ref().filter(|_| leader).map(|l| l.epoch),
                 name: n.name,

@@ -107,7 +107,7 @@ fn a_second_daemon_on_the_same_ledger_exits_naming_the_first() {
     );
     p.run_live(&["status"])
         .code(0)
-        .stdout_has(&format!("running (pid {}", first.pid()));
+        .stdout_has(&format!("running (leader: pid {}", first.pid()));
     assert_eq!(first.stop(), Some(0));
     // As `systemctl is-active`: 3 when no daemon serves the ledger.
     p.run_live(&["status"]).code(3).stdout_has("not running");

@@ -125,7 +125,7 @@ pub struct ParamView {
 pub struct DaemonView {
     pub running: bool,
     pub pid: Option<i64>,
-    /// The host it runs (or last ran) on.
+    /// The node that leads (or last led): the daemon that holds the lease.
     pub holder: Option<String>,
     /// When it started, while it runs.
     pub since: Option<String>,
@@ -148,7 +148,10 @@ pub struct NodeView {
     pub heartbeat_at: String,
     /// When it stopped, if it did.
     pub stopped_at: Option<String>,
-    /// Whether it is alive: not stopped, with a heartbeat in the last 15 seconds.
+    /// When the leader declared it lost (no heartbeat for 10 seconds): its runs were ended
+    /// and retried.
+    pub lost_at: Option<String>,
+    /// Whether it is alive: not stopped nor lost, with a heartbeat in the last 10 seconds.
     pub alive: bool,
     /// Whether it holds the lease: it decides the slots.
     pub leader: bool,

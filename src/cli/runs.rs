@@ -112,7 +112,7 @@ pub fn trigger(settings: &Settings, job: &str, given: &[String], wait: bool) -> 
         )
         .with_context(|| format!("queueing a run of {job}"))?;
     ledger.wake_daemon();
-    let daemon_up = daemon_pid(&ledger)?.is_some();
+    let daemon_up = daemon_up(&ledger)?;
     if wait {
         if !daemon_up {
             bail!(
@@ -194,13 +194,20 @@ pub fn exit_code_of(run: &Run) -> ExitCode {
     }
 }
 
-/// The pid of the daemon serving this ledger, if one is alive.
-fn daemon_pid(ledger: &Ledger) -> Result<Option<i64>> {
+/// Whether a daemon serves this ledger: on SQLite, the lease's holder lives (on this
+/// machine); on PostgreSQL, a node has a live heartbeat (by the database's clock).
+fn daemon_up(ledger: &Ledger) -> Result<bool> {
+    if ledger.is_postgres() {
+        let now = ledger
+            .db_now(jiff::Timestamp::now())
+            .context("reading the database's clock")?;
+        let alive = ledger.alive_labels(now).context("reading the nodes")?;
+        return Ok(!alive.is_empty());
+    }
     let lease = ledger.lease().context("reading the daemon's lease")?;
-    Ok(lease.and_then(|lease| {
-        let alive = lease.released_at.is_none()
-            && matches!((lease.pid, lease.pid_start), (Some(pid), Some(start)) if runner::is_alive(pid, start));
-        alive.then_some(lease.pid).flatten()
+    Ok(lease.is_some_and(|lease| {
+        lease.released_at.is_none()
+            && matches!((lease.pid, lease.pid_start), (Some(pid), Some(start)) if runner::is_alive(pid, start))
     }))
 }
 

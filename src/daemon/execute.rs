@@ -36,8 +36,23 @@ impl Daemon {
                 return;
             }
         };
+        // Only a supervisor on this machine can be looked for by pid: a `jobctl run`'s runs
+        // are found by the host it recorded (none before it did: SQLite, this machine), a
+        // daemon's by its node: on SQLite the one daemon, on PostgreSQL this node before a
+        // restart. Other nodes' runs are the leader's to end when it declares them lost.
+        let here = crate::host::hostname();
+        let sqlite = self.options.ledger.file().is_some();
+        let me = self.node_name();
         for run in runs {
             if run.supervisor == Some(self.me) {
+                continue;
+            }
+            let local = match (&run.node, run.epoch) {
+                (None, _) => true,
+                (Some(host), None) => *host == here,
+                (Some(node), Some(_)) => sqlite || *node == me,
+            };
+            if !local {
                 continue;
             }
             let supervised = run
@@ -48,21 +63,8 @@ impl Daemon {
                 continue;
             }
             let mut note = "its supervisor had stopped".to_string();
-            if let (Some(pid), Some(start)) = (run.pid, run.pid_start)
-                && runner::is_alive(pid, start)
-                && runner::kill_group(pid as i32, libc::SIGKILL)
-            {
-                note = format!("its supervisor had stopped; killed its process group {pid}");
-            }
-            // Its processes carry a tag computed from the run and its supervisor: those that
-            // left the group, or started before their pid was recorded, are found too.
-            if let Some(supervisor) = run.supervisor {
-                let tag = runner::run_tag(supervisor, run.id);
-                let tagged = runner::tagged_processes(&tag);
-                if !tagged.is_empty() {
-                    runner::kill_all(0, &tag, libc::SIGKILL);
-                    note = format!("{note}; killed its processes {tagged:?}");
-                }
+            if let Some(killed) = super::cluster::kill_leftovers(&run) {
+                note = format!("{note}; {killed}");
             }
             let _ = self
                 .shared
@@ -118,7 +120,8 @@ impl Daemon {
     /// One turn of the executor: claims pending runs while there is room and says how long
     /// to sleep before the next turn (`None`: at once). Blocks on the ledger.
     fn executor_turn(self: &Arc<Self>) -> crate::ledger::Result<Option<StdDuration>> {
-        if self.room.free() > 0 {
+        // A node that lost the ledger claims nothing until its heartbeat is recorded again.
+        if self.room.free() > 0 && !self.fenced.load(Ordering::SeqCst) {
             let handoff = self.shared.claim()?;
             self.start_all(handoff.claimed);
             if handoff.stops_requested {

@@ -18,6 +18,7 @@
 //! daemon watches that file (inotify) and checks `PRAGMA data_version`, so it learns of their
 //! commits within milliseconds without polling. A once-a-minute look covers lost events.
 
+mod cluster;
 mod execute;
 mod reconcile;
 mod retention;
@@ -60,6 +61,8 @@ pub(super) const PG_POLL: StdDuration = StdDuration::from_secs(5);
 pub(super) const CLOCK_LOOK: StdDuration = StdDuration::from_secs(60);
 /// How often the daemon checks that the jobs folder is still the one it watches.
 pub(super) const IDENTITY_CHECK: StdDuration = StdDuration::from_secs(2);
+/// How often a node checks how long ago its heartbeat was last recorded (the self-fence).
+pub(super) const FENCE_CHECK: StdDuration = StdDuration::from_secs(1);
 /// How often the daemon looks for runs whose supervisor is gone.
 pub(super) const ORPHAN_CHECK: StdDuration = StdDuration::from_secs(2);
 /// Runs deleted per retention transaction: small, so a fire never waits long behind it.
@@ -89,7 +92,20 @@ pub struct Options {
 struct Daemon {
     shared: Arc<Shared>,
     options: Options,
+    /// This start's incarnation: the epoch the runs it claims carry, which fences their ends.
     epoch: i64,
+    /// The leader's term while this node leads, else 0.
+    term: std::sync::atomic::AtomicI64,
+    /// PostgreSQL: a connection of its own for heartbeats and the lease.
+    liveness: Option<Mutex<crate::ledger::Ledger>>,
+    /// When the last heartbeat that was recorded was sent.
+    last_beat: Mutex<std::time::Instant>,
+    /// Set while this node, having lost the ledger, has stopped its runs and claims none.
+    fenced: AtomicBool,
+    /// Set while this machine's clock is more than a second off the database's (logged once).
+    skewed: AtomicBool,
+    /// The leader this follower last heard of, and its term (to log a change once).
+    leader: Mutex<Option<(String, i64)>>,
     me: (i64, i64),
     wake_scheduler: Notify,
     wake_executor: Notify,

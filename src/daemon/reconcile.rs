@@ -26,6 +26,12 @@ impl Daemon {
     /// relative to the folder), only those files are read again; the others come from the
     /// last scan.
     pub(super) fn reconcile_changes(&self, why: &str, changed: Option<Vec<String>>) {
+        // Only the leader applies: nodes with different checkouts never fight. Its apply is
+        // fenced by its term.
+        let Some(term) = self.term() else {
+            tracing::debug!("{why}: not applied, this node follows");
+            return;
+        };
         let started = std::time::Instant::now();
         let now = self.now();
         let Some(scan) = self.scan(changed) else {
@@ -64,7 +70,19 @@ impl Daemon {
 
         let git = crate::git::describe(&self.options.dir);
         let described = started.elapsed();
-        let result = apply::apply(&mut self.shared.ledger(), &catalog, now, &git, &keep);
+        let result = {
+            let mut ledger = self.shared.ledger();
+            ledger.set_fence(Some(term));
+            let result = apply::apply(&mut ledger, &catalog, now, &git, &keep);
+            ledger.set_fence(None);
+            result
+        };
+        if let Err(apply::ApplyError::Ledger(e @ crate::ledger::LedgerError::LeaseLost { .. })) =
+            &result
+        {
+            self.deposed(e);
+            return;
+        }
         tracing::debug!(
             scan_ms = scanned.as_millis() as u64,
             list_ms = (listed - scanned).as_millis() as u64,

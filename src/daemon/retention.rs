@@ -16,6 +16,10 @@ impl Daemon {
     }
 
     pub(super) fn prune(&self) {
+        // The leader prunes for the cluster.
+        if !self.leading() {
+            return;
+        }
         let now = self.now();
         let rows = match self.shared.ledger().jobs_listed() {
             Ok(rows) => rows,

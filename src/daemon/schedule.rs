@@ -27,6 +27,17 @@ impl Daemon {
             if self.stopping.load(Ordering::SeqCst) {
                 return;
             }
+            if !self.leading() {
+                // A follower decides no slot: it waits to lead, then starts afresh, as a
+                // daemon does at start (slots due meanwhile by each job's `missed` policy).
+                jobs.clear();
+                queue.clear();
+                first_load = true;
+                last_now = None;
+                self.reload.store(true, Ordering::SeqCst);
+                self.wake_scheduler.notified().await;
+                continue;
+            }
             if self.reload.swap(false, Ordering::SeqCst) {
                 match self.reload_jobs() {
                     Some(loaded) => {
@@ -305,14 +316,17 @@ impl Daemon {
         let crate::ledger::Recorded { fired, claimed } = if batch.is_empty() {
             crate::ledger::Recorded::default()
         } else {
-            let recorded = self.shared.record_slots(self.epoch, &batch, now);
+            let Some(term) = self.term() else {
+                return Vec::new();
+            };
+            let recorded = self.shared.record_slots(term, &batch, now);
             match recorded {
                 Ok(recorded) => {
                     self.shared.health.write_succeeded();
                     recorded
                 }
                 Err(e @ crate::ledger::LedgerError::LeaseLost { .. }) => {
-                    self.lose_lease(e.to_string());
+                    self.deposed(&e);
                     return Vec::new();
                 }
                 Err(e) => {

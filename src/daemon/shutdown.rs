@@ -38,10 +38,22 @@ impl Daemon {
         }
         // Whatever still waits to write (an orphan check on a full disk) stops waiting.
         self.shared.give_up_writes();
-        if let Err(e) = self.shared.ledger().leave(&self.node(), self.now()) {
+        let now = self
+            .shared
+            .ledger()
+            .db_now(self.now())
+            .unwrap_or_else(|_| self.now());
+        if let Err(e) = self
+            .shared
+            .ledger()
+            .leave(&self.node_name(), self.epoch, now)
+        {
             tracing::warn!("recording that this node stopped: {e}");
         }
-        let _ = self.shared.ledger().release_lease(self.epoch, self.now());
+        // The next leader need not wait for the lease to run out.
+        if let Some(term) = self.term() {
+            let _ = self.shared.ledger().release_lease(term, now);
+        }
         // The write-ahead log folded into the database file: a copy of `ledger.db` alone,
         // taken after a clean stop, holds everything.
         if let Err(e) = self.shared.ledger().checkpoint() {
@@ -138,6 +150,7 @@ impl Daemon {
                     "the daemon shut down ({why}, then {second} again: killed at once)"
                 ),
                 now: true,
+                lost: false,
             },
             None => Stop::graceful(format!("the daemon shut down ({why})")),
         };

@@ -92,9 +92,14 @@ enum Stopped {
 /// The daemon's lease and the ledger connection that holds it, ready to serve.
 struct Started {
     shared: Arc<Shared>,
+    /// This start's incarnation: the epoch its runs carry.
     epoch: i64,
+    /// The leader's term, when this node leads from the start.
+    term: Option<i64>,
     me: (i64, i64),
     listener: tokio::net::TcpListener,
+    /// PostgreSQL: the connection that records liveness.
+    liveness: Option<Ledger>,
 }
 
 async fn serve_async(mut options: Options) -> Result<()> {
@@ -122,7 +127,8 @@ async fn serve_async(mut options: Options) -> Result<()> {
     let daemon = Arc::new(Daemon::new(
         options,
         started.shared,
-        (started.epoch, started.me),
+        (started.epoch, started.term, started.me),
+        started.liveness,
         inbox.problems,
         dir_events.clone(),
     ));
@@ -155,7 +161,9 @@ async fn serve_async(mut options: Options) -> Result<()> {
         .context("listening to the ledger")?
     };
     daemon.end_orphans();
-    {
+    // Only the leader applies its jobs folder; a follower that takes the lease later applies
+    // it then.
+    if daemon.leading() {
         let d = daemon.clone();
         tokio::task::spawn_blocking(move || d.reconcile("start"))
             .await
@@ -221,14 +229,28 @@ async fn take_lease(
         .context("preparing the ledger for retention")?;
     let me = runner::this_process();
     let host = crate::host::hostname();
+    let name = options.daemon.node.clone().unwrap_or_default();
     let mut ledger = ledger;
-    let epoch = ledger.acquire_lease(&host, me, options.clock.now(), |lease| {
-        lease.holder == host
-            && match (lease.pid, lease.pid_start) {
-                (Some(pid), Some(start)) => runner::is_alive(pid, start),
-                _ => false,
-            }
-    })?;
+    let sqlite = options.ledger.file().is_some();
+    // SQLite: one daemon per ledger; a second one is refused while the holder's process
+    // lives. PostgreSQL: any number; the lease is asked for once this node has joined.
+    let lease = if sqlite {
+        Some(
+            ledger.acquire_lease(&name, me, options.clock.now(), |lease| {
+                match (lease.pid, lease.pid_start) {
+                    (Some(pid), Some(start)) => runner::is_alive(pid, start),
+                    _ => false,
+                }
+            })?,
+        )
+    } else {
+        None
+    };
+    let give_back = |ledger: &Ledger| {
+        if let Some(epoch) = lease {
+            let _ = ledger.release_lease(epoch, options.clock.now());
+        }
+    };
     let listener = crate::api::bind(&options.server.listen, &options.tokens, options.insecure)
         .await
         .map_err(anyhow::Error::msg);
@@ -242,7 +264,7 @@ async fn take_lease(
         (Ok(listener), Ok(notifier)) => (listener, notifier),
         (Err(e), _) | (_, Err(e)) => {
             // Give the lease back: this daemon never started.
-            let _ = ledger.release_lease(epoch, options.clock.now());
+            give_back(&ledger);
             return Err(e);
         }
     };
@@ -255,20 +277,49 @@ async fn take_lease(
     let url = format!("{scheme}://{listen}");
     // The node joins: its row, and the name the runs it claims record.
     let node = crate::ledger::NodeInfo {
-        name: options.daemon.node.clone().unwrap_or_default(),
+        name: name.clone(),
         labels: options.daemon.labels.clone(),
         address: Some(url.clone()),
         host: host.clone(),
         pid: me.0,
     };
-    if let Err(e) = ledger.join(&node, options.clock.now()) {
-        let _ = ledger.release_lease(epoch, options.clock.now());
-        return Err(anyhow::Error::new(e).context("recording this node"));
-    }
+    let joined = ledger
+        .db_now(options.clock.now())
+        .and_then(|now| ledger.join(&node, now));
+    let epoch = match joined {
+        Ok(epoch) => epoch,
+        Err(e) => {
+            give_back(&ledger);
+            return Err(anyhow::Error::new(e).context("recording this node"));
+        }
+    };
     ledger.set_node(&node.name, &node.labels);
+    let (term, liveness) = match lease {
+        Some(term) => (Some(term), None),
+        None => {
+            let liveness = Ledger::open_at(&options.ledger, options.open)
+                .context("opening the ledger's liveness connection")?;
+            let now = liveness.db_now(options.clock.now())?;
+            let mut liveness = liveness;
+            let term = match liveness.lead(&name, me, None, now)? {
+                crate::ledger::Leadership::Leads { term, .. } => Some(term),
+                crate::ledger::Leadership::Follows { holder, term } => {
+                    tracing::info!(
+                        leader = %holder,
+                        term,
+                        "node {holder} leads (term {term}); this node follows: it claims and runs work"
+                    );
+                    None
+                }
+            };
+            (term, Some(liveness))
+        }
+    };
     tracing::info!(
         pid = me.0,
         epoch,
+        term,
+        leads = term.is_some(),
         node = %node.name,
         labels = %node.labels.join(","),
         listen = %listen,
@@ -295,8 +346,10 @@ async fn take_lease(
     Ok(Started {
         shared,
         epoch,
+        term,
         me,
         listener,
+        liveness,
     })
 }
 
@@ -324,11 +377,14 @@ fn spawn_loops(
     // The node's heartbeat: `jobctl status` and the other nodes tell it is alive by it.
     // On PostgreSQL, a notification lost behind a pooler is caught by a claim every few
     // seconds (`PG_POLL`).
-    let checks: [(StdDuration, Check); 4] = [
+    // On PostgreSQL, a node that cannot record its heartbeat stops its runs in time
+    // (`check_fence`: no ledger call, so a hung connection cannot hold it up).
+    let checks: [(StdDuration, Check); 5] = [
         (BACKSTOP, Daemon::ledger_changed),
         (super::PG_POLL, Daemon::poll_work),
         (ORPHAN_CHECK, Daemon::end_orphans),
         (crate::rules::NODE_HEARTBEAT, Daemon::heartbeat),
+        (super::FENCE_CHECK, Daemon::check_fence),
     ];
     for (every, check) in checks {
         let d = daemon.clone();
@@ -485,7 +541,8 @@ impl Daemon {
     fn new(
         options: Options,
         shared: Arc<Shared>,
-        (epoch, me): (i64, (i64, i64)),
+        (epoch, term, me): (i64, Option<i64>, (i64, i64)),
+        liveness: Option<Ledger>,
         problems: tokio::sync::watch::Sender<Option<crate::handle::Problems>>,
         dir_events: mpsc::UnboundedSender<DirChange>,
     ) -> Daemon {
@@ -494,6 +551,12 @@ impl Daemon {
             shared,
             options,
             epoch,
+            term: std::sync::atomic::AtomicI64::new(term.unwrap_or(0)),
+            liveness: liveness.map(Mutex::new),
+            last_beat: Mutex::new(std::time::Instant::now()),
+            fenced: AtomicBool::new(false),
+            skewed: AtomicBool::new(false),
+            leader: Mutex::new(None),
             me,
             wake_scheduler: Notify::new(),
             wake_executor: Notify::new(),
@@ -510,55 +573,6 @@ impl Daemon {
             lease_lost_signal: Notify::new(),
             apply_failures: std::sync::atomic::AtomicU32::new(0),
             apply_retry: Arc::new(AtomicBool::new(false)),
-        }
-    }
-
-    /// Records that this node is alive, then tells the pending runs that no alive node can
-    /// run why they wait (and clears that reason once one can).
-    fn heartbeat(&self) {
-        let now = self.now();
-        let ledger = self.shared.ledger();
-        if let Err(e) = ledger.heartbeat(&self.node(), now) {
-            tracing::warn!("recording this node's heartbeat: {e}");
-        }
-        let (needs, alive) = match (ledger.pending_needs(), ledger.alive_labels(now)) {
-            (Ok(needs), Ok(alive)) => (needs, alive),
-            (Err(e), _) | (_, Err(e)) => {
-                tracing::warn!("reading which runs wait for a node: {e}");
-                return;
-            }
-        };
-        let mut changes = Vec::new();
-        for need in needs {
-            // Only a reason of this kind is this loop's to set or clear.
-            if need
-                .reason
-                .as_deref()
-                .is_some_and(|r| !r.starts_with(crate::rules::NODE_WAIT))
-            {
-                continue;
-            }
-            let want = crate::rules::node_wait(&need.labels, &alive);
-            if want != need.reason {
-                if let Some(why) = &want {
-                    tracing::info!(run = need.run, job = %need.job, "run {why}");
-                }
-                changes.push((need.run, want));
-            }
-        }
-        if let Err(e) = ledger.set_pending_reasons(&changes) {
-            tracing::warn!("recording why runs wait for a node: {e}");
-        }
-    }
-
-    /// This daemon's node: its name, labels, host and pid (what its row is found by).
-    pub(super) fn node(&self) -> crate::ledger::NodeInfo {
-        crate::ledger::NodeInfo {
-            name: self.options.daemon.node.clone().unwrap_or_default(),
-            labels: self.options.daemon.labels.clone(),
-            address: None,
-            host: crate::host::hostname(),
-            pid: self.me.0,
         }
     }
 

@@ -470,6 +470,7 @@ pub(super) fn claim_in(
     // On PostgreSQL the candidates are locked as they are chosen and rows another claimer
     // holds are skipped (`FOR UPDATE SKIP LOCKED`), so claimers on several nodes never wait on
     // each other's rows; the `state = 'pending'` of the update is the guarantee either way.
+    // A node the leader declared lost claims nothing (its incarnation `?2` is fenced off).
     macro_rules! claim_sql {
         // PostgreSQL: the candidates in a CTE of their own, materialized, so that they are
         // chosen once (a `LIMIT … SKIP LOCKED` subquery inside `IN (…)` may be evaluated more
@@ -483,6 +484,7 @@ pub(super) fn claim_in(
                     reason = CASE WHEN reason LIKE 'waiting for a node%' THEN NULL ELSE reason END
                  WHERE id IN (SELECT id FROM c) AND state = 'pending'
                    AND (not_before IS NULL OR not_before <= ?1)
+                   AND NOT EXISTS (SELECT 1 FROM nodes n WHERE n.epoch = ?2 AND n.lost_at IS NOT NULL)
                    AND ",
                 placeable!(pg, "runs", "?8"),
                 " RETURNING id"
@@ -497,6 +499,7 @@ pub(super) fn claim_in(
                 $candidates,
                 ") AND state = 'pending'
                    AND (not_before IS NULL OR not_before <= ?1)
+                   AND NOT EXISTS (SELECT 1 FROM nodes n WHERE n.epoch = ?2 AND n.lost_at IS NOT NULL)
                    AND ",
                 placeable!($d, "runs", "?8"),
                 " RETURNING id"

@@ -80,9 +80,9 @@ pub use jobs::{
     ApplyBatch, ApplyRecord, GitInfo, JobRow, LastRun, NewRevision, Owner, Pause, Revision,
     RunFacts,
 };
-pub use lease::LeaseRow;
+pub use lease::{Leadership, LeaseRow};
 pub use location::Location;
-pub use nodes::{NodeInfo, NodeRow, PendingNeed};
+pub use nodes::{Lost, NodeInfo, NodeRow, PendingNeed};
 pub use retention::Retention;
 pub use rewind::Rewound;
 pub use runs::{OutputLine, RunChanges, RunEvent, RunFilter, RunRow};
@@ -159,6 +159,8 @@ pub struct Ledger {
     /// The node this connection writes for ([`Ledger::set_node`]): the runs it claims
     /// record it, and only those its labels can run are claimed.
     node: Option<std::sync::Arc<nodes::Me>>,
+    /// The term that fences the next write transaction ([`Ledger::fence_next`]).
+    fence: Option<i64>,
 }
 
 /// A failure inside a transaction: SQLite's, or the ledger's own (a lost lease, a missing
@@ -254,6 +256,7 @@ impl Ledger {
             durable: std::cell::Cell::new(false),
             carried: Vec::new(),
             node: None,
+            fence: None,
         };
         ledger.configure(options, true)?;
         ledger.migrate()?;
@@ -318,6 +321,7 @@ impl Ledger {
             durable: std::cell::Cell::new(false),
             carried: Vec::new(),
             node: None,
+            fence: None,
         })
     }
 
@@ -356,6 +360,7 @@ impl Ledger {
             durable: std::cell::Cell::new(false),
             carried: Vec::new(),
             node: None,
+            fence: None,
         };
         ledger.configure(options, false)?;
         let version = ledger.schema_version()?;
@@ -402,11 +407,15 @@ impl Ledger {
             TxError::Ledger(e) => e,
         };
         let carried = std::mem::take(&mut self.carried);
+        let fence = self.fence;
         let written = (|| {
             let tx = self
                 .conn
                 .transaction(Begin::Immediate)
                 .map_err(|e| LedgerError::from_db(path, e))?;
+            if let Some(term) = fence {
+                lease::check_epoch(&tx, path, term)?;
+            }
             claims::write_starts(&tx, &carried).map_err(|e| LedgerError::from_db(path, e))?;
             let out = f(&tx).map_err(at)?;
             tx.commit().map_err(|e| LedgerError::from_db(path, e))?;
@@ -417,6 +426,36 @@ impl Ledger {
             self.carried.splice(0..0, carried);
         }
         written
+    }
+
+    /// Fences the write transactions by the leader's `term` until set back to `None`: each
+    /// is refused ([`LedgerError::LeaseLost`]) unless `term` still holds the lease.
+    pub fn set_fence(&mut self, term: Option<i64>) {
+        self.fence = term;
+    }
+
+    /// The database's clock: PostgreSQL's, which every node of a cluster shares; on SQLite,
+    /// `local` (the database is on this machine).
+    ///
+    /// # Errors
+    ///
+    /// On a database failure.
+    pub fn db_now(&self, local: jiff::Timestamp) -> Result<jiff::Timestamp> {
+        if !self.is_postgres() {
+            return Ok(local);
+        }
+        let micros: i64 = self
+            .conn
+            .query_row(
+                "SELECT CAST(floor(extract(epoch FROM clock_timestamp()) * 1000000) AS BIGINT)",
+                db::params![],
+                |r| r.get(0),
+            )
+            .for_ledger(self)?;
+        jiff::Timestamp::from_microsecond(micros).map_err(|e| LedgerError::Conflict {
+            path: self.path.clone(),
+            detail: format!("the database's clock reads an impossible instant: {e}"),
+        })
     }
 
     /// Runs the reads (or a single autocommit write) of `f` on the connection, mapping a

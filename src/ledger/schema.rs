@@ -267,6 +267,14 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE runs ADD COLUMN node TEXT;
     ALTER TABLE revisions ADD COLUMN runs_on TEXT;
     "#,
+    // 8: a cluster. The leader's lease is renewed (`renewed_at`) and expires; each daemon
+    // start is an incarnation (`nodes.epoch`, from the `nodes` row of `leases` as a counter)
+    // whose runs carry it; a node that stopped heartbeating is declared lost (`lost_at`).
+    r#"
+    ALTER TABLE leases ADD COLUMN renewed_at TEXT;
+    ALTER TABLE nodes ADD COLUMN epoch INTEGER;
+    ALTER TABLE nodes ADD COLUMN lost_at TEXT;
+    "#,
 ];
 
 /// The migration (its `user_version`) after whose SQL the old `run_output` rows are moved into
@@ -527,7 +535,14 @@ CREATE TABLE nodes (
 "#;
 
 /// The PostgreSQL text of each migration after [`PG_BASE`], in step with [`MIGRATIONS`].
-const PG_MIGRATIONS: &[&str] = &[];
+const PG_MIGRATIONS: &[&str] = &[
+    // 8
+    r#"
+    ALTER TABLE leases ADD COLUMN renewed_at TEXT;
+    ALTER TABLE nodes ADD COLUMN epoch BIGINT;
+    ALTER TABLE nodes ADD COLUMN lost_at TEXT;
+    "#,
+];
 
 #[cfg(test)]
 mod tests {

@@ -84,8 +84,9 @@ pub(super) fn insert_run(conn: &Conn, run: &NewRun, now: Timestamp) -> super::db
     let id: i64 = conn
         .prepare_cached(
             "INSERT INTO runs (job, revision_id, trigger, scheduled_at, state, created_at, started_at,
-                               not_before, params, attempt, first_run_id, supervisor_pid, supervisor_start)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+                               not_before, params, attempt, first_run_id, supervisor_pid, supervisor_start,
+                               node)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
              RETURNING id",
         )?
         .query_row(
@@ -103,6 +104,9 @@ pub(super) fn insert_run(conn: &Conn, run: &NewRun, now: Timestamp) -> super::db
                 run.first_run_id,
                 supervisor.map(|s| s.0),
                 supervisor.map(|s| s.1),
+                // A run supervised outside the daemon (`jobctl run`) records its host: a
+                // daemon there can tell whether its supervisor still lives.
+                supervisor.map(|_| crate::host::hostname()),
             ],
             |r| r.get(0),
         )?;

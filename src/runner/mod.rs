@@ -126,6 +126,9 @@ pub struct Stop {
     /// SIGKILL at once, without SIGTERM and the kill grace (a second Ctrl-C). Sent after a
     /// plain stop, it cuts that stop's grace short.
     pub now: bool,
+    /// The run ends `failed` ([`Ending::Lost`], retried by its policy), not `cancelled`: its
+    /// node stops it because it lost the ledger.
+    pub lost: bool,
 }
 
 impl Stop {
@@ -134,6 +137,19 @@ impl Stop {
         Stop {
             reason: reason.into(),
             now: false,
+            lost: false,
+        }
+    }
+
+    /// How a run that this stop ended, ends.
+    fn ending(&self) -> Ending {
+        if self.lost {
+            Ending::Lost(self.reason.clone())
+        } else {
+            Ending::Cancelled {
+                reason: self.reason.clone(),
+                signal: None,
+            }
         }
     }
 }
@@ -191,7 +207,7 @@ pub async fn execute(
             terminate(pid, &launch, &reports, "the timeout passed", false, &mut stop, &mut waiter).await
         }
         requested = stop_requested(&mut stop) => {
-            why = Some(Ending::Cancelled { reason: requested.reason.clone(), signal: None });
+            why = Some(requested.ending());
             terminate(pid, &launch, &reports, &requested.reason, requested.now, &mut stop, &mut waiter).await
         }
     };
@@ -261,7 +277,7 @@ async fn drain(
             Some("the timeout passed".to_string())
         }
         stop = stop_requested(stop) => {
-            *why = Some(Ending::Cancelled { reason: stop.reason.clone(), signal: None });
+            *why = Some(stop.ending());
             Some(stop.reason)
         }
     }
@@ -310,6 +326,7 @@ fn ending(why: Option<Ending>, status: WaitStatus) -> Ending {
     match (why, status) {
         (Some(Ending::TimedOut { .. }), _) => Ending::TimedOut { signal },
         (Some(Ending::Cancelled { reason, .. }), _) => Ending::Cancelled { reason, signal },
+        (Some(Ending::Lost(reason)), _) => Ending::Lost(reason),
         (_, WaitStatus::Exited(code)) => Ending::Exited(code),
         (_, WaitStatus::Signalled(s)) => Ending::Signalled(s),
         (_, WaitStatus::Unknown) => Ending::SpawnFailed("lost track of the process".to_string()),

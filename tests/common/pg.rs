@@ -232,6 +232,24 @@ impl PgServer {
         }
     }
 
+    /// Restarts the server (a fast shutdown: every connection is cut), on the same port.
+    pub fn restart(&self) {
+        let out = self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-m", "fast", "-w", "-l"])
+            .arg(self.root.join("log"))
+            .arg("restart")
+            .output()
+            .expect("pg_ctl runs");
+        assert!(
+            out.status.success(),
+            "pg_ctl restart: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// The server's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.root.join("log")).unwrap_or_default()

@@ -47,7 +47,7 @@ pub fn render_status(format: OutputFormat, view: &StatusView) -> Result<ExitCode
     let d = &view.daemon;
     match (d.running, &d.holder) {
         (true, Some(holder)) => println!(
-            "Daemon:   running (pid {} on {holder}, since {}, epoch {})",
+            "Daemon:   running (leader: pid {} of node {holder}, since {}, term {})",
             d.pid.unwrap_or(0),
             d.since.as_deref().unwrap_or("-"),
             d.epoch.unwrap_or(0)
@@ -67,6 +67,10 @@ pub fn render_status(format: OutputFormat, view: &StatusView) -> Result<ExitCode
             let role = match (n.alive, n.leader) {
                 (true, true) => format!("leader, term {}", n.term.unwrap_or(0)),
                 (true, false) => "alive".to_string(),
+                (false, _) if n.lost_at.is_some() => format!(
+                    "lost at {} (its runs were ended and retried)",
+                    n.lost_at.as_deref().unwrap_or("-")
+                ),
                 (false, _) if n.stopped_at.is_some() => "stopped".to_string(),
                 (false, _) => "lost (no heartbeat)".to_string(),
             };

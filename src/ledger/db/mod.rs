@@ -523,6 +523,10 @@ impl Drop for Tx<'_> {
     }
 }
 
+/// How long PostgreSQL lets a session sit idle inside a transaction before it ends the
+/// session (and its locks). The ledger's transactions run their statements back to back.
+pub const IDLE_IN_TRANSACTION: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The advisory lock that stands for SQLite's write lock on PostgreSQL (any constant: the
 /// ledger's database holds nothing else that takes advisory locks).
 pub const WRITE_LOCK: i64 = 0x6a6f_6273; // "jobs"
@@ -534,11 +538,16 @@ impl Conn {
     ///
     /// When the server cannot be reached or refuses the credentials.
     pub fn open_pg(target: &PgTarget, lock_wait: std::time::Duration) -> Result<Conn> {
-        let conn = pg::PgConn::connect(target)?;
         // As SQLite's busy timeout: a writer waits this long for the write lock (the advisory
         // lock of `Begin::Immediate`) or a row, then fails as "locked" instead of hanging.
-        conn.batch(&format!("SET lock_timeout = '{}ms'", lock_wait.as_millis()))?;
-        Ok(Conn::Pg(conn))
+        // A session idle inside a transaction for 5 s is ended by the server: a node frozen
+        // (SIGSTOP, a VM pause) while it holds the write lock does not hold up the cluster.
+        let setup = format!(
+            "SET lock_timeout = '{}ms'; SET idle_in_transaction_session_timeout = '{}ms'",
+            lock_wait.as_millis(),
+            IDLE_IN_TRANSACTION.as_millis()
+        );
+        Ok(Conn::Pg(pg::PgConn::connect(target, setup)?))
     }
 
     pub fn dialect(&self) -> Dialect {
@@ -575,9 +584,14 @@ impl Conn {
             (Conn::Sqlite(_), Begin::Immediate) => self.execute_batch("BEGIN IMMEDIATE")?,
             (Conn::Pg(_), Begin::Deferred) => self.execute_batch("BEGIN")?,
             (Conn::Pg(_), Begin::Immediate) => {
-                self.execute_batch(&format!(
+                let begun = self.execute_batch(&format!(
                     "BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})"
-                ))?;
+                ));
+                if begun.is_err() {
+                    // The lock's wait timed out inside the transaction: end it.
+                    let _ = self.execute_batch("ROLLBACK");
+                }
+                begun?;
             }
         }
         Ok(Tx {

@@ -20,9 +20,16 @@ pub struct PgTarget {
     pub shown: String,
 }
 
+/// A connection that reconnects: a call made while no transaction is open, after the server
+/// went away (a restart, a failover, a network cut), connects again first; inside a
+/// transaction it fails, since what the transaction wrote is gone with the old connection.
 pub struct PgConn {
-    client: tokio_postgres::Client,
+    target: Box<PgTarget>,
+    /// Statements run after every connect (the session's settings).
+    setup: String,
+    client: RefCell<tokio_postgres::Client>,
     statements: RefCell<HashMap<String, Prepared>>,
+    in_tx: std::cell::Cell<bool>,
 }
 
 /// A statement prepared on the server, with the SQLite number of each of its parameters.
@@ -46,7 +53,35 @@ fn block<F: std::future::Future>(f: F) -> F::Output {
 }
 
 impl PgConn {
-    pub fn connect(target: &PgTarget) -> Result<PgConn> {
+    pub fn connect(target: &PgTarget, setup: String) -> Result<PgConn> {
+        let client = Self::client_for(target)?;
+        block(client.batch_execute(&setup))?;
+        Ok(PgConn {
+            target: Box::new(target.clone()),
+            setup,
+            client: RefCell::new(client),
+            statements: RefCell::new(HashMap::new()),
+            in_tx: std::cell::Cell::new(false),
+        })
+    }
+
+    /// The client, connected again first if the server closed the connection while no
+    /// transaction was open.
+    fn client(&self) -> Result<std::cell::Ref<'_, tokio_postgres::Client>> {
+        if self.client.borrow().is_closed() {
+            if self.in_tx.get() {
+                return Err(Error::Closed);
+            }
+            let client = Self::client_for(&self.target)?;
+            block(client.batch_execute(&self.setup))?;
+            self.statements.borrow_mut().clear();
+            *self.client.borrow_mut() = client;
+            tracing::info!(ledger = %self.target.shown, "connected to the ledger again");
+        }
+        Ok(self.client.borrow())
+    }
+
+    fn client_for(target: &PgTarget) -> Result<tokio_postgres::Client> {
         let config = target.config.clone();
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()
@@ -73,23 +108,36 @@ impl PgConn {
                 });
             })
             .map_err(|_| Error::Closed)?;
-        let client = rx.recv().map_err(|_| Error::Closed)??;
-        Ok(PgConn {
-            client,
-            statements: RefCell::new(HashMap::new()),
-        })
+        Ok(rx.recv().map_err(|_| Error::Closed)??)
     }
 
+    /// Runs statements without parameters. `BEGIN…` opens a transaction (no reconnect until
+    /// it ends), `COMMIT` and `ROLLBACK` end it, whatever their outcome.
     pub fn batch(&self, sql: &str) -> Result<()> {
-        Ok(block(self.client.batch_execute(sql))?)
+        let ends = sql == "COMMIT" || sql == "ROLLBACK";
+        if ends && self.client.borrow().is_closed() {
+            self.in_tx.set(false);
+            return Err(Error::Closed);
+        }
+        let done = block(self.client()?.batch_execute(sql));
+        if ends {
+            self.in_tx.set(false);
+        } else if sql.starts_with("BEGIN") {
+            // A BEGIN that failed part-way (the lock's wait timed out) left a transaction
+            // open: `Conn::transaction` ends it.
+            self.in_tx.set(true);
+        }
+        Ok(done?)
     }
 
     pub fn prepare(&self, sql: &str) -> Result<Prepared> {
+        // Connected first: a reconnect empties the cache of the old connection's statements.
+        let client = self.client()?;
         if let Some(s) = self.statements.borrow().get(sql) {
             return Ok(s.clone());
         }
         let (text, params) = super::dollar_placeholders(sql);
-        let statement = block(self.client.prepare(&text))?;
+        let statement = block(client.prepare(&text))?;
         let prepared = Prepared {
             statement,
             params: params.into(),
@@ -103,18 +151,18 @@ impl PgConn {
     pub fn execute(&self, s: &Prepared, params: &[&dyn Param]) -> Result<usize> {
         let binds = s.binds(params);
         let refs: Vec<&(dyn ToSql + Sync)> = binds.iter().map(|b| b as _).collect();
-        let n = block(self.client.execute(&s.statement, &refs))?;
+        let n = block(self.client.borrow().execute(&s.statement, &refs))?;
         Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
 
     pub fn query(&self, s: &Prepared, params: &[&dyn Param]) -> Result<Vec<tokio_postgres::Row>> {
         let binds = s.binds(params);
         let refs: Vec<&(dyn ToSql + Sync)> = binds.iter().map(|b| b as _).collect();
-        Ok(block(self.client.query(&s.statement, &refs))?)
+        Ok(block(self.client.borrow().query(&s.statement, &refs))?)
     }
 
     pub fn is_closed(&self) -> bool {
-        self.client.is_closed()
+        self.client.borrow().is_closed()
     }
 }
 

@@ -1,0 +1,140 @@
+//! Chaos on a cluster: three `jobctl serve` on one PostgreSQL ledger with jobs firing every
+//! second, while nodes are killed (SIGKILL) and restarted, the leader is frozen (SIGSTOP)
+//! for longer than its lease and then continued, and PostgreSQL itself is restarted. After
+//! it all: no (job, slot) fired twice, no run left `running`, every started run's node
+//! recorded, `forbid` held (no two runs of a job overlap), and the ticks went on throughout.
+//!
+//! A test binary of its own: it restarts the test server, which no other test may share.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Daemon, Project, pg};
+
+fn start(p: &Project, name: &str, first: bool) -> Daemon {
+    let now = (!first).then(|| p.live_now().to_string());
+    let mut d = p.serve(&["--node", name], now.as_deref());
+    d.wait_for("jobs serve started", &[]);
+    d
+}
+
+fn until(p: &Project, sql: &str, limit: Duration, done: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + limit;
+    loop {
+        let value = p.sql(sql);
+        if done(&value) {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{sql}: still {value:?} after {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn count(p: &Project, sql: &str) -> i64 {
+    p.sql(sql).parse().unwrap()
+}
+
+const TICKS: &str = "SELECT count(*) FROM runs WHERE job = 'tick' AND state = 'succeeded'";
+const LEADER: &str = "SELECT holder FROM leases WHERE name = 'daemon'";
+
+/// Waits until the ticks go on: `more` ticks succeeded after now.
+fn ticks_go_on(p: &Project, more: i64) {
+    let before = count(p, TICKS);
+    until(p, TICKS, Duration::from_secs(30), |v| {
+        v.parse::<i64>().unwrap() >= before + more
+    });
+}
+
+#[test]
+fn no_slot_twice_and_nothing_stuck_through_kills_a_freeze_and_a_database_restart() {
+    let mut p = Project::new()
+        .file(
+            "jobs.d/tick.yaml",
+            "schedule: {every: 1s}\ncommand: [\"true\"]\n",
+        )
+        .file(
+            "jobs.d/guarded.yaml",
+            "schedule: {every: 1s}\nrun: sleep 1.5\nconcurrency: forbid\n",
+        );
+    p.ledger_url = Some(pg::database());
+    let names = ["a", "b", "c"];
+    let mut nodes: Vec<Option<Daemon>> = vec![Some(start(&p, "a", true))];
+    nodes[0].as_mut().unwrap().wait_for("reconciled", &[]);
+    nodes.push(Some(start(&p, "b", false)));
+    nodes.push(Some(start(&p, "c", false)));
+    ticks_go_on(&p, 2);
+    let index = |name: &str| names.iter().position(|n| *n == name).unwrap();
+
+    // The leader killed twice, a follower once; each restarted under its name.
+    for _ in 0..2 {
+        let leader = index(&p.sql(LEADER));
+        nodes[leader].take().unwrap().signal(libc::SIGKILL);
+        until(&p, LEADER, Duration::from_secs(15), |v| v != names[leader]);
+        nodes[leader] = Some(start(&p, names[leader], false));
+        ticks_go_on(&p, 2);
+    }
+    let leader = index(&p.sql(LEADER));
+    let follower = (leader + 1) % 3;
+    nodes[follower].take().unwrap().signal(libc::SIGKILL);
+    ticks_go_on(&p, 2);
+    nodes[follower] = Some(start(&p, names[follower], false));
+
+    // The leader frozen past its lease and its heartbeat's limit, then continued: it is
+    // refused and stops; restarted, it joins again.
+    let leader = index(&p.sql(LEADER));
+    let mut frozen = nodes[leader].take().unwrap();
+    frozen.signal(libc::SIGSTOP);
+    until(
+        &p,
+        &format!(
+            "SELECT lost_at IS NOT NULL FROM nodes WHERE name = '{}'",
+            names[leader]
+        ),
+        Duration::from_secs(20),
+        |v| v == "t",
+    );
+    ticks_go_on(&p, 2);
+    frozen.signal(libc::SIGCONT);
+    assert_eq!(frozen.wait(), Some(1));
+    nodes[leader] = Some(start(&p, names[leader], false));
+
+    // PostgreSQL restarted: every connection cut; the nodes reconnect and carry on.
+    pg::server().restart();
+    ticks_go_on(&p, 3);
+
+    for node in nodes.into_iter().flatten() {
+        assert_eq!(node.stop(), Some(0));
+    }
+    let doubled = "SELECT count(*) FROM (SELECT job, slot FROM runs WHERE slot IS NOT NULL
+                   GROUP BY job, slot HAVING count(*) > 1) d";
+    assert_eq!(count(&p, doubled), 0);
+    assert_eq!(
+        count(&p, "SELECT count(*) FROM runs WHERE state = 'running'"),
+        0,
+        "{}",
+        p.sql("SELECT string_agg(id || ' ' || job || ' ' || coalesce(node, '-'), ', ') FROM runs WHERE state = 'running'")
+    );
+    assert_eq!(
+        count(
+            &p,
+            "SELECT count(*) FROM runs WHERE started_at IS NOT NULL AND node IS NULL"
+        ),
+        0
+    );
+    let overlapping = "SELECT count(*) FROM runs x JOIN runs y ON x.job = y.job AND x.id < y.id
+        WHERE x.job = 'guarded' AND x.started_at IS NOT NULL AND y.started_at IS NOT NULL
+          AND y.started_at < coalesce(x.finished_at, '9999') AND x.started_at < coalesce(y.finished_at, '9999')";
+    assert_eq!(count(&p, overlapping), 0);
+    let states = p.sql("SELECT string_agg(state || coalesce(' ' || error, ''), '; ') FROM runs WHERE job = 'guarded'");
+    assert!(
+        count(
+            &p,
+            "SELECT count(*) FROM runs WHERE job = 'guarded' AND state = 'succeeded'"
+        ) >= 2,
+        "{states}"
+    );
+}

@@ -1,0 +1,183 @@
+//! A cluster: several `jobctl serve --node NAME` on one PostgreSQL ledger (a throwaway server,
+//! `common::pg`). One node leads (decides slots), every node claims and runs; a dead leader is
+//! replaced and a dead node's runs are ended `failed` ("node lost") and retried within 15 s;
+//! a frozen leader that wakes up is refused and stops; no (job, slot) ever fires twice.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Daemon, Project, pg};
+
+/// A project on a database of its own, with a job every second and a long manual one that
+/// retries.
+fn cluster() -> Project {
+    let mut p = Project::new()
+        .file(
+            "jobs.d/tick.yaml",
+            "schedule: {every: 1s}\ncommand: [\"true\"]\n",
+        )
+        .file(
+            "jobs.d/long.yaml",
+            "run: sleep 300\nretry: {attempts: 1, backoff: 1s}\nconcurrency: forbid\n",
+        );
+    p.ledger_url = Some(pg::database());
+    p
+}
+
+/// Starts node `name` on the project's ledger, its clock in step with the nodes already
+/// started (each daemon's clock starts at the instant it is given and runs at real speed).
+fn node(p: &Project, name: &str, first: bool) -> Daemon {
+    let now = (!first).then(|| p.live_now().to_string());
+    let mut d = p.serve(&["--node", name], now.as_deref());
+    d.wait_for("jobs serve started", &[]);
+    d
+}
+
+/// Polls `sql` (its first column, as text) until `done` holds, at most `limit`; the value.
+fn until(p: &Project, sql: &str, limit: Duration, done: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + limit;
+    loop {
+        let value = p.sql(sql);
+        if done(&value) {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{sql}: still {value:?} after {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+const LEADER: &str = "SELECT holder FROM leases WHERE name = 'daemon'";
+const DOUBLED: &str = "SELECT count(*) FROM (SELECT job, slot FROM runs WHERE slot IS NOT NULL
+                       GROUP BY job, slot HAVING count(*) > 1) d";
+
+fn kill(d: &Daemon, signal: i32) {
+    d.signal(signal);
+}
+
+fn alive(pid: &str) -> bool {
+    pid.parse::<i32>().is_ok_and(common::alive)
+}
+
+#[test]
+fn a_dead_leader_is_replaced_and_its_runs_are_ended_and_retried_within_15_s() {
+    let p = cluster();
+    let mut a = node(&p, "a", true);
+    a.wait_for("reconciled", &[]);
+    // The long run starts on `a`, the only node yet.
+    p.run_live(&["trigger", "long"]).code(0);
+    let pid = until(
+        &p,
+        "SELECT pid FROM runs WHERE job = 'long' AND state = 'running' AND node = 'a'",
+        Duration::from_secs(20),
+        |v| !v.is_empty(),
+    );
+    let run = p.sql("SELECT id FROM runs WHERE job = 'long'");
+    let mut b = node(&p, "b", false);
+    let _c = node(&p, "c", false);
+    b.wait_for("node a leads (term 1); this node follows", &[]);
+    assert_eq!(p.sql(LEADER), "a");
+    let ticks = p.sql("SELECT count(*) FROM runs WHERE job = 'tick'");
+
+    kill(&a, libc::SIGKILL);
+    let killed = Instant::now();
+    let leader = until(&p, LEADER, Duration::from_secs(15), |v| v != "a");
+    let failover = killed.elapsed();
+    assert!(leader == "b" || leader == "c", "{leader}");
+
+    // The run of the dead node: failed, "node lost", with an event, its process killed, and
+    // retried on a live node, all within 15 s.
+    let retry = until(
+        &p,
+        &format!(
+            "SELECT node FROM runs WHERE first_run_id = {run} AND state = 'running' AND pid IS NOT NULL"
+        ),
+        Duration::from_secs(15).saturating_sub(killed.elapsed()),
+        |v| !v.is_empty(),
+    );
+    let recovered = killed.elapsed();
+    assert!(retry == "b" || retry == "c", "{retry}");
+    assert_eq!(
+        p.sql(&format!(
+            "SELECT state || ': ' || error FROM runs WHERE id = {run}"
+        )),
+        "failed: node lost: node a has not been heard from since ".to_string()
+            + &p.sql("SELECT heartbeat_at FROM nodes WHERE name = 'a'")
+            + "; killed its process group "
+            + &pid
+    );
+    assert_eq!(
+        p.sql(&format!(
+            "SELECT count(*) FROM run_events WHERE run_id = {run} AND kind = 'node_lost'"
+        )),
+        "1"
+    );
+    assert!(!alive(&pid), "the dead node's run still runs: pid {pid}");
+    assert!(p.sql("SELECT lost_at FROM nodes WHERE name = 'a'").len() > 10);
+
+    // The new leader fires the ticks, and none twice.
+    until(
+        &p,
+        "SELECT count(*) FROM runs WHERE job = 'tick'",
+        Duration::from_secs(10),
+        |v| v.parse::<i64>().unwrap() > ticks.parse::<i64>().unwrap() + 2,
+    );
+    assert_eq!(p.sql(DOUBLED), "0");
+    // Status tells it: a is lost, the leader leads in term 2.
+    let status = p.run_live(&["status", "-o", "json"]).code(0).json();
+    let nodes = status["nodes"].as_array().unwrap();
+    let a_view = nodes.iter().find(|n| n["name"] == "a").unwrap();
+    assert_eq!(a_view["alive"], false, "{status}");
+    assert!(a_view["lost_at"].is_string(), "{status}");
+    let lead = nodes.iter().find(|n| n["leader"] == true).unwrap();
+    assert_eq!(lead["name"], leader.as_str(), "{status}");
+    assert_eq!(lead["term"], 2, "{status}");
+    eprintln!("failover {failover:?}, lost run retried after {recovered:?}");
+}
+
+#[test]
+fn a_frozen_leader_that_wakes_up_is_refused_and_stops() {
+    let p = cluster();
+    let mut a = node(&p, "a", true);
+    a.wait_for("reconciled", &[]);
+    p.run_live(&["trigger", "long"]).code(0);
+    let pid = until(
+        &p,
+        "SELECT pid FROM runs WHERE job = 'long' AND state = 'running' AND node = 'a'",
+        Duration::from_secs(20),
+        |v| !v.is_empty(),
+    );
+    let mut b = node(&p, "b", false);
+    b.wait_for("node a leads (term 1); this node follows", &[]);
+
+    // Frozen (a VM pause) for longer than its lease and its heartbeat's limit.
+    kill(&a, libc::SIGSTOP);
+    b.wait_for("this node leads now (term 2)", &[]);
+    until(
+        &p,
+        "SELECT count(*) FROM runs WHERE job = 'long' AND error LIKE 'node lost%'",
+        Duration::from_secs(15),
+        |v| v == "1",
+    );
+    // Its run's processes, on this machine, were killed; the retry runs on b.
+    assert!(!alive(&pid), "the frozen node's run still runs: pid {pid}");
+    until(
+        &p,
+        "SELECT node FROM runs WHERE job = 'long' AND state = 'running'",
+        Duration::from_secs(10),
+        |v| v == "b",
+    );
+    // Woken, it believes it leads: its heartbeat is refused, it stops; no slot twice.
+    kill(&a, libc::SIGCONT);
+    assert_eq!(a.wait(), Some(1));
+    let said: String = a.seen.iter().map(ToString::to_string).collect();
+    assert!(
+        said.contains("node a was declared lost by the leader"),
+        "{said}"
+    );
+    assert_eq!(p.sql(DOUBLED), "0");
+    assert_eq!(p.sql(LEADER), "b");
+}
