@@ -167,3 +167,51 @@ fn a_wrong_url_or_an_unreachable_server_is_a_clear_error() {
         .stderr_has("no_such_database")
         .stderr_has("does not exist");
 }
+
+#[test]
+fn a_sqlite_ledger_is_copied_whole_to_postgres_and_back_and_a_full_target_is_refused() {
+    let mut p = jobs();
+    p.ledger_url = None;
+    p.run(&["apply"]).code(0);
+    p.run(&["run", "hello"]).code(0);
+    p.run(&["run", "hello"]).code(0);
+    p.run(&["pause", "nightly"]).code(0);
+    let before = p.run(&["runs", "-o", "json"]).code(0).json();
+    let url = pg::database();
+
+    let copied = p.run(&["ledger", "copy", "--to", &url]).code(0);
+    copied.stdout_has("2 revisions, 2 jobs, 1 pauses, 2 runs");
+    let on = |args: &[&str]| {
+        let mut all = vec!["--ledger", url.as_str()];
+        all.extend_from_slice(args);
+        p.run(&all)
+    };
+    // The same runs, ids and all, with their output; the pause; the revisions.
+    assert_eq!(on(&["runs", "-o", "json"]).code(0).json(), before);
+    let id = before[0]["id"].to_string();
+    on(&["logs", &id]).code(0).stdout_has("hello from postgres");
+    on(&["list"]).code(0).stdout_has("paused");
+    on(&["plan"]).code(0).stdout_has("No changes");
+    // A new run continues the numbering.
+    on(&["run", "hello"]).code(0);
+    let after = on(&["runs", "-o", "json"]).code(0).json();
+    assert_eq!(
+        after[0]["id"].as_i64().unwrap(),
+        before[0]["id"].as_i64().unwrap() + 1
+    );
+
+    // A target that is not empty is refused, and left as it was.
+    p.run(&["ledger", "copy", "--to", &url])
+        .code(1)
+        .stderr_has("is not empty");
+    assert_eq!(on(&["runs", "-o", "json"]).code(0).json(), after);
+
+    // And back to a new SQLite file.
+    p.run(&["ledger", "copy", "--from", &url, "--to", "moved.db"])
+        .code(0);
+    let back = p
+        .run(&["--ledger", "moved.db", "runs", "-o", "json"])
+        .code(0)
+        .json();
+    assert_eq!(back, after);
+}

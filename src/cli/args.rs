@@ -226,6 +226,16 @@ pub enum LedgerAction {
     Backup { file: PathBuf },
     /// Run SQLite's integrity check; exit 1 if it finds a problem
     Check,
+    /// Copy a whole ledger into an empty one, in one transaction: revisions, jobs, pauses,
+    /// runs, events and output (SQLite to PostgreSQL, or back); stop `jobctl serve` first
+    Copy {
+        /// The ledger to copy: a SQLite file or a PostgreSQL URL [default: --ledger's]
+        #[arg(long)]
+        from: Option<String>,
+        /// The empty ledger to fill: a SQLite file (created) or a PostgreSQL URL
+        #[arg(long)]
+        to: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

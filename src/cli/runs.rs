@@ -196,7 +196,7 @@ pub fn exit_code_of(run: &Run) -> ExitCode {
 
 /// Whether a daemon serves this ledger: on SQLite, the lease's holder lives (on this
 /// machine); on PostgreSQL, a node has a live heartbeat (by the database's clock).
-fn daemon_up(ledger: &Ledger) -> Result<bool> {
+pub(super) fn daemon_up(ledger: &Ledger) -> Result<bool> {
     if ledger.is_postgres() {
         let now = ledger
             .db_now(jiff::Timestamp::now())

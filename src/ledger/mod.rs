@@ -57,6 +57,7 @@ mod backup;
 mod chunk;
 mod claims;
 mod columns;
+mod copy;
 mod daemon_state;
 pub mod db;
 mod deps;
