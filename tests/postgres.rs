@@ -215,3 +215,42 @@ fn a_sqlite_ledger_is_copied_whole_to_postgres_and_back_and_a_full_target_is_ref
         .json();
     assert_eq!(back, after);
 }
+
+#[test]
+fn sslmode_require_encrypts_and_verifies_the_server_certificate() {
+    let (p, url) = on_postgres(jobs());
+    let ca = pg::server().ca_file();
+    let secure = format!("{url}?sslmode=require&sslrootcert={}", ca.display());
+    p.run(&["--ledger", &secure, "apply"])
+        .code(0)
+        .stdout_has("2 added");
+    // A daemon on it: its connections are TLS, as the server sees them.
+    let mut daemon = p.serve(&["--ledger", &secure], None);
+    daemon.wait_for("scheduler started", &[]);
+    let db = url.rsplit('/').next().unwrap();
+    let sql = format!(
+        "SELECT count(*) FILTER (WHERE s.ssl) || ' of ' || count(*) FROM pg_stat_ssl s
+         JOIN pg_stat_activity a USING (pid) WHERE a.datname = '{db}' AND a.application_name = 'jobs'"
+    );
+    let seen = pg::psql(&url, &sql);
+    let (tls, all) = seen.split_once(" of ").unwrap();
+    assert!(tls == all && tls != "0", "TLS connections: {seen}");
+    drop(daemon);
+    // Without the CA the certificate is not trusted: a clear error, nothing done.
+    p.run(&["--ledger", &format!("{url}?sslmode=require"), "list"])
+        .code(1)
+        .stderr_has("certificate");
+    // PGSSLROOTCERT and PGSSLMODE work as with libpq.
+    p.run_with(
+        &["--ledger", &url, "list"],
+        &[
+            ("PGSSLMODE", "verify-full"),
+            ("PGSSLROOTCERT", ca.to_str().unwrap()),
+        ],
+    )
+    .code(0)
+    .stdout_has("hello");
+    p.run(&["--ledger", &format!("{url}?sslmode=sometimes"), "list"])
+        .code(1)
+        .stderr_has("sslmode `sometimes` is not disable");
+}

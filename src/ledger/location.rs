@@ -41,13 +41,35 @@ impl Location {
         if !(text.starts_with("postgres://") || text.starts_with("postgresql://")) {
             return Ok(Location::File(PathBuf::from(text)));
         }
-        let mut config: tokio_postgres::Config = text
+        let (url, tls) = tls_options(text);
+        let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| format!("the ledger URL {} does not parse: {e}", redact(text)))?;
         fill_from_env(&mut config, env)?;
+        match tls.mode.or_else(|| env("PGSSLMODE")).as_deref() {
+            None => {}
+            Some("disable") => {
+                config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+            }
+            Some("allow" | "prefer") => {
+                config.ssl_mode(tokio_postgres::config::SslMode::Prefer);
+            }
+            Some("require" | "verify-ca" | "verify-full") => {
+                config.ssl_mode(tokio_postgres::config::SslMode::Require);
+            }
+            Some(other) => {
+                return Err(format!(
+                    "sslmode `{other}` is not disable, allow, prefer, require, verify-ca or verify-full"
+                ));
+            }
+        }
         Ok(Location::Postgres(Box::new(PgTarget {
             shown: redact(text),
             config,
+            ca: tls
+                .root_cert
+                .or_else(|| env("PGSSLROOTCERT"))
+                .map(PathBuf::from),
         })))
     }
 
@@ -92,6 +114,35 @@ impl From<&Path> for Location {
     fn from(p: &Path) -> Location {
         Location::File(p.to_path_buf())
     }
+}
+
+/// The TLS options of a URL's query, which libpq knows and tokio-postgres does not all know.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct TlsOptions {
+    mode: Option<String>,
+    root_cert: Option<String>,
+}
+
+/// `text` without its `sslmode` and `sslrootcert` parameters, and their values.
+fn tls_options(text: &str) -> (String, TlsOptions) {
+    let Some((base, query)) = text.split_once('?') else {
+        return (text.to_string(), TlsOptions::default());
+    };
+    let mut options = TlsOptions::default();
+    let mut kept = Vec::new();
+    for pair in query.split('&') {
+        match pair.split_once('=') {
+            Some(("sslmode", v)) => options.mode = Some(v.to_string()),
+            Some(("sslrootcert", v)) => options.root_cert = Some(v.to_string()),
+            _ => kept.push(pair),
+        }
+    }
+    let url = if kept.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    (url, options)
 }
 
 /// `text` with the password of a URL's user part replaced by `***`.
@@ -221,6 +272,31 @@ fn split_escaped(line: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tls_parameters_are_taken_out_of_the_url() {
+        let cases = [
+            ("postgres://h/db", "postgres://h/db", None, None),
+            (
+                "postgres://h/db?sslmode=require&sslrootcert=/ca.pem",
+                "postgres://h/db",
+                Some("require"),
+                Some("/ca.pem"),
+            ),
+            (
+                "postgres://h/db?application_name=x&sslmode=verify-full",
+                "postgres://h/db?application_name=x",
+                Some("verify-full"),
+                None,
+            ),
+        ];
+        for (text, url, mode, root_cert) in cases {
+            let (rest, options) = tls_options(text);
+            assert_eq!(rest, url, "{text}");
+            assert_eq!(options.mode.as_deref(), mode, "{text}");
+            assert_eq!(options.root_cert.as_deref(), root_cert, "{text}");
+        }
+    }
 
     fn env(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
         move |name| {

@@ -159,6 +159,7 @@ impl PgServer {
             .unwrap()
             .keep();
         let data = root.join("data");
+        write_certificates(&root);
         if is_root() {
             let status = Command::new("chown")
                 .args(["-R", "postgres:postgres"])
@@ -189,8 +190,9 @@ impl PgServer {
         for _ in 0..5 {
             let port = free_port();
             let options = format!(
-                "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync=off -c max_connections=300",
-                server.root.display()
+                "-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off -c max_connections=300 \
+                 -c ssl=on -c ssl_cert_file={root}/server.crt -c ssl_key_file={root}/server.key",
+                root = server.root.display()
             );
             let out = server
                 .command("pg_ctl")
@@ -250,6 +252,11 @@ impl PgServer {
         );
     }
 
+    /// The CA that signed the server's certificate (for `sslmode=require`), a PEM file.
+    pub fn ca_file(&self) -> PathBuf {
+        self.root.join("ca.pem")
+    }
+
     /// The server's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.root.join("log")).unwrap_or_default()
@@ -258,4 +265,29 @@ impl PgServer {
     pub fn data(&self) -> &Path {
         &self.data
     }
+}
+
+/// A CA and the server's certificate for 127.0.0.1 and localhost, signed by it, written to
+/// `ca.pem`, `server.crt` and `server.key` (readable by its owner only, as PostgreSQL wants)
+/// in `root`: the server takes TLS, and a client that trusts `ca.pem` verifies it.
+fn write_certificates(root: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "jobs test PostgreSQL CA");
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .unwrap()
+            .signed_by(&key, &ca)
+            .unwrap();
+    std::fs::write(root.join("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(root.join("server.crt"), cert.pem()).unwrap();
+    let key_file = root.join("server.key");
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
 }

@@ -45,6 +45,8 @@ pub enum Error {
     NoRows,
     /// The connection is gone (its thread ended).
     Closed,
+    /// TLS to the server cannot be set up (its CA file cannot be read).
+    Tls(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -57,6 +59,7 @@ impl fmt::Display for Error {
             Error::Column { idx, source } => write!(f, "column {idx}: {source}"),
             Error::NoRows => f.write_str("no row returned"),
             Error::Closed => f.write_str("the connection to the database is closed"),
+            Error::Tls(e) => write!(f, "setting up TLS to the database: {e}"),
         }
     }
 }
@@ -86,7 +89,7 @@ impl std::error::Error for Error {
             // The server's message is already this error's own.
             Error::Pg(_) => None,
             Error::Column { source, .. } => Some(source.as_ref()),
-            Error::NoRows | Error::Closed => None,
+            Error::NoRows | Error::Closed | Error::Tls(_) => None,
         }
     }
 }

@@ -16,6 +16,9 @@ use super::{Error, Param, Result, Value};
 #[derive(Clone, Debug)]
 pub struct PgTarget {
     pub config: tokio_postgres::Config,
+    /// The CA that signs the server's certificate, beside the system's (`sslrootcert`,
+    /// `PGSSLROOTCERT`), for `sslmode=require`.
+    pub ca: Option<std::path::PathBuf>,
     /// The URL with any password removed: how errors and `jobctl status` name the ledger.
     pub shown: String,
 }
@@ -46,6 +49,27 @@ impl Prepared {
             .map(|&n| Bind(params.get(n - 1).map_or(Value::Null, |p| p.value())))
             .collect()
     }
+}
+
+/// A connection's driving future, whatever its stream.
+type Driver = std::pin::Pin<
+    Box<dyn std::future::Future<Output = std::result::Result<(), tokio_postgres::Error>> + Send>,
+>;
+
+/// The TLS connector for `target`: rustls, trusting the system's roots and the target's CA,
+/// verifying the server's name, when `sslmode=require`; none otherwise (`prefer`, the
+/// default, and `disable` connect in the clear).
+pub(super) fn connector(
+    target: &PgTarget,
+) -> Result<Option<tokio_postgres_rustls::MakeRustlsConnect>> {
+    if target.config.get_ssl_mode() != tokio_postgres::config::SslMode::Require {
+        return Ok(None);
+    }
+    let config =
+        crate::tls::client_config(target.ca.as_deref()).map_err(|e| Error::Tls(e.to_string()))?;
+    Ok(Some(tokio_postgres_rustls::MakeRustlsConnect::new(
+        (*config).clone(),
+    )))
 }
 
 fn block<F: std::future::Future>(f: F) -> F::Output {
@@ -83,6 +107,7 @@ impl PgConn {
 
     fn client_for(target: &PgTarget) -> Result<tokio_postgres::Client> {
         let config = target.config.clone();
+        let tls = connector(target)?;
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("jobs-pg".into())
@@ -95,7 +120,17 @@ impl PgConn {
                     Err(_) => return,
                 };
                 runtime.block_on(async move {
-                    match config.connect(tokio_postgres::NoTls).await {
+                    let connected = match tls {
+                        None => config
+                            .connect(tokio_postgres::NoTls)
+                            .await
+                            .map(|(client, c)| (client, Box::pin(c) as Driver)),
+                        Some(tls) => config
+                            .connect(tls)
+                            .await
+                            .map(|(client, c)| (client, Box::pin(c) as Driver)),
+                    };
+                    match connected {
                         Ok((client, connection)) => {
                             if tx.send(Ok(client)).is_ok() {
                                 let _ = connection.await;
@@ -294,6 +329,7 @@ pub fn listen(
     use std::sync::atomic::Ordering;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let config = target.config.clone();
+    let tls = connector(target).map_err(|e| std::io::Error::other(e.to_string()))?;
     let stopping = stop.clone();
     std::thread::Builder::new()
         .name("jobs-pg-listen".into())
@@ -307,7 +343,16 @@ pub fn listen(
             runtime.block_on(async move {
                 let mut backoff = std::time::Duration::from_secs(1);
                 while !stopping.load(Ordering::SeqCst) {
-                    if listen_once(&config, channel, &heard, &stopping).await {
+                    let listened = match &tls {
+                        None => {
+                            listen_once(&config, tokio_postgres::NoTls, channel, &heard, &stopping)
+                                .await
+                        }
+                        Some(tls) => {
+                            listen_once(&config, tls.clone(), channel, &heard, &stopping).await
+                        }
+                    };
+                    if listened {
                         backoff = std::time::Duration::from_secs(1);
                     }
                     if stopping.load(Ordering::SeqCst) {
@@ -322,14 +367,19 @@ pub fn listen(
 }
 
 /// One connection's life: `true` when it got as far as listening.
-async fn listen_once(
+async fn listen_once<T>(
     config: &tokio_postgres::Config,
+    tls: T,
     channel: &str,
     heard: &(impl Fn(Option<&str>) + Send),
     stopping: &std::sync::atomic::AtomicBool,
-) -> bool {
+) -> bool
+where
+    T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>,
+    T::Stream: Send + 'static,
+{
     use futures_util::StreamExt;
-    let Ok((client, mut connection)) = config.connect(tokio_postgres::NoTls).await else {
+    let Ok((client, mut connection)) = config.connect(tls).await else {
         return false;
     };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
