@@ -190,9 +190,12 @@ impl PgServer {
         for _ in 0..5 {
             let port = free_port();
             let options = format!(
-                "-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off -c max_connections=300 \
-                 -c ssl=on -c ssl_cert_file={root}/server.crt -c ssl_key_file={root}/server.key",
-                root = server.root.display()
+                "-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync={fsync} \
+                 -c max_connections=300 -c ssl=on -c ssl_cert_file={root}/server.crt \
+                 -c ssl_key_file={root}/server.key",
+                root = server.root.display(),
+                // Durable for the benchmarks (`JOBS_TEST_PG_FSYNC=on`); quicker for the tests.
+                fsync = std::env::var("JOBS_TEST_PG_FSYNC").unwrap_or_else(|_| "off".to_string()),
             );
             let out = server
                 .command("pg_ctl")
