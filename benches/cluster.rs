@@ -227,7 +227,11 @@ fn queue_runs(p: &Project, job: &str, n: usize) {
 /// 1: runs/s of `true` on `nodes` nodes.
 fn throughput(bin: &Path, backend: Backend, nodes: usize, m: usize) -> (f64, Project) {
     let p = Project::new(backend);
-    p.write("t.yaml", "command: [\"true\"]\nconcurrency: allow\n");
+    // Every run kept (the API phase reads them by id; retention would keep 1,000).
+    p.write(
+        "t.yaml",
+        "command: [\"true\"]\nconcurrency: allow\nhistory: {keep_runs: 1000000}\n",
+    );
     p.jobctl(bin, None, &["apply"]);
     queue_runs(&p, "t", m);
     let children: Vec<Child> = (0..nodes)
@@ -288,6 +292,7 @@ fn fire_latency(bin: &Path, backend: Backend, nodes: usize, due: usize) -> Vec<f
 fn failover(bin: &Path, trials: usize) -> (Vec<f64>, Vec<f64>) {
     let p = Project::new(Backend::Postgres);
     p.write("tick.yaml", "schedule: {every: 1s}\ncommand: [\"true\"]\n");
+    p.jobctl(bin, None, &["apply"]);
     let names = ["a", "b", "c"];
     let mut nodes: Vec<Child> = Vec::new();
     for name in names {
@@ -339,6 +344,7 @@ fn recovery(bin: &Path, trials: usize) -> (Vec<f64>, Vec<f64>) {
         "long.yaml",
         "run: sleep 600\nruns_on: [worker]\nretry: {attempts: 100, backoff: 1s}\nconcurrency: allow\n",
     );
+    p.jobctl(bin, None, &["apply"]);
     let names = ["a", "b", "c"];
     let mut nodes: Vec<Child> = Vec::new();
     for (i, name) in names.iter().enumerate() {
@@ -435,9 +441,12 @@ fn api(bin: &Path, p: &Project, runs: usize, seconds: u32) -> f64 {
         .expect("wrk runs");
     stop(child);
     let text = String::from_utf8_lossy(&out.stdout);
-    if text.contains("Non-2xx") || text.contains("Socket errors") || text.contains(" 0 requests") {
-        eprintln!("wrk: {text}");
-    }
+    assert!(
+        !text.contains("Non-2xx")
+            && !text.contains("Socket errors")
+            && !text.contains(" 0 requests"),
+        "wrk: {text}"
+    );
     text.lines()
         .find_map(|l| l.strip_prefix("Requests/sec:"))
         .and_then(|v| v.trim().parse().ok())

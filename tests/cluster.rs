@@ -181,3 +181,44 @@ fn a_frozen_leader_that_wakes_up_is_refused_and_stops() {
     assert_eq!(p.sql(DOUBLED), "0");
     assert_eq!(p.sql(LEADER), "b");
 }
+
+#[test]
+fn a_run_on_one_node_is_followed_live_through_another_nodes_api() {
+    const TOKEN: &str = "cluster-test-admin-token-0123";
+    let mut p = Project::new().file(
+        "jobs.d/talk.yaml",
+        "run: for i in 1 2 3 4; do echo line $i; sleep 0.4; done\nruns_on: [worker]\n",
+    );
+    p.ledger_url = Some(pg::database());
+    let mut a = p.serve_env(&["--node", "a"], None, &[("JOBS_TOKEN", TOKEN)]);
+    a.wait_for("jobs serve started", &[]);
+    a.wait_for("reconciled", &[]);
+    let now = p.live_now().to_string();
+    let mut b = p.serve_env(
+        &["--node", "b", "--labels", "worker"],
+        Some(&now),
+        &[("JOBS_TOKEN", TOKEN)],
+    );
+    b.wait_for("jobs serve started", &[]);
+    let url = a.url();
+    let queued = p.run_live(&["trigger", "talk"]).code(0);
+    let id = queued.stdout.split_whitespace().nth(1).unwrap().to_string();
+    // Followed from the start through node a's API while node b runs it.
+    let started = Instant::now();
+    let followed = p
+        .run_live(&["logs", &id, "-f", "--server", &url, "--token", TOKEN])
+        .code(0);
+    assert_eq!(
+        followed.stdout.lines().collect::<Vec<_>>(),
+        ["line 1", "line 2", "line 3", "line 4"]
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let run = p
+        .run_live(&[
+            "run", "get", &id, "-o", "json", "--server", &url, "--token", TOKEN,
+        ])
+        .code(0)
+        .json();
+    assert_eq!(run["node"], "b", "{run}");
+    assert_eq!(run["state"], "succeeded", "{run}");
+}

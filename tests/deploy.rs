@@ -46,11 +46,19 @@ fn serve_tells_systemd_it_is_ready_feeds_the_watchdog_and_says_it_stops() {
     expect(&socket, "STOPPING=1");
 }
 
-/// The shipped unit passes `systemd-analyze verify` where systemd is installed.
+/// The shipped units (one daemon, a cluster's node) pass `systemd-analyze verify` where
+/// systemd is installed.
 #[test]
-fn the_systemd_unit_verifies() {
-    let unit =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/systemd/jobctl.service");
+fn the_systemd_units_verify() {
+    for name in ["jobctl.service", "jobctl-cluster.service"] {
+        verify(name);
+    }
+}
+
+fn verify(name: &str) {
+    let unit = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples/systemd")
+        .join(name);
     let text = std::fs::read_to_string(&unit).unwrap();
     // What the daemon's shutdown grace needs, whatever the machine has.
     assert!(text.lines().any(|l| l == "KillMode=mixed"), "{text}");

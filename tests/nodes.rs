@@ -200,3 +200,20 @@ fn jobs_toml_names_and_labels_the_node_and_the_flags_win() {
     );
     assert_eq!(daemon.stop(), Some(0));
 }
+
+#[test]
+fn a_node_started_with_no_apply_leaves_the_jobs_to_jobctl_apply() {
+    let p = project();
+    let mut daemon = p.serve(&["--node", "worker", "--no-apply"], None);
+    daemon.wait_for("scheduler started", &[("jobs", "0")]);
+    // Its folder is not applied, even though it leads.
+    p.run_live(&["list", "-o", "json"]).code(0).stdout_has("[]");
+    // CI applies; the daemon runs what it is given.
+    p.run_live(&["apply"]).code(0).stdout_has("1 added");
+    let queued = p.run_live(&["trigger", "hello"]).code(0);
+    let id = queued.stdout.split_whitespace().nth(1).unwrap().to_string();
+    daemon.wait_for("run ended", &[("run", &id), ("state", "succeeded")]);
+    // A change in the folder is still not applied by it.
+    p.write("jobs.d/other.yaml", "command: [echo, other]\n");
+    p.run_live(&["plan"]).code(0).stdout_has("1 to add");
+}

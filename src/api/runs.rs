@@ -331,9 +331,15 @@ fn follow(
                             .unwrap_or_default();
                         return Some((vec![Ok(event)], (Step::Done, progress)));
                     }
-                    // Wait for the executor's next write (a backstop every few seconds).
-                    let _ =
-                        tokio::time::timeout(StdDuration::from_secs(5), progress.changed()).await;
+                    // Wait for the executor's next write (a backstop every few seconds). On
+                    // PostgreSQL the run may be another node's, whose writes this one does
+                    // not see: look every 250 ms, as `jobctl logs -f` does.
+                    let backstop = if api.ledger.file().is_some() {
+                        StdDuration::from_secs(5)
+                    } else {
+                        StdDuration::from_millis(250)
+                    };
+                    let _ = tokio::time::timeout(backstop, progress.changed()).await;
                 }
             }
         },

@@ -274,6 +274,10 @@ pub struct ServeFlags {
         value_delimiter = ','
     )]
     pub labels: Vec<String>,
+    /// Never apply the jobs folder, even while leading: the jobs come from `jobctl apply`
+    /// (from CI) or the API. For a cluster whose nodes carry no checkout
+    #[arg(long)]
+    pub no_apply: bool,
     /// The API's address, ADDRESS:PORT; port 0 picks a free port [default: 127.0.0.1:8631]
     #[arg(long, env = "JOBS_LISTEN", value_name = "ADDR:PORT")]
     pub listen: Option<String>,

@@ -54,6 +54,9 @@ fn daemon_config(settings: &Settings, flags: &ServeFlags) -> Result<DaemonConfig
         }
         config.max_concurrent_runs = n;
     }
+    if flags.no_apply {
+        config.apply = false;
+    }
     if let Some(node) = &flags.node {
         check_name("--node", node)?;
         config.node = Some(node.clone());

@@ -76,6 +76,9 @@ pub struct DaemonConfig {
     pub node: Option<String>,
     /// Its node's labels (`--labels`): what jobs' `runs_on` may require.
     pub labels: Vec<String>,
+    /// Whether it applies its jobs folder while it leads (`--no-apply`: another applies,
+    /// `jobctl apply` from CI).
+    pub apply: bool,
 }
 
 impl Default for DaemonConfig {
@@ -87,6 +90,7 @@ impl Default for DaemonConfig {
             log_format: None,
             node: None,
             labels: Vec::new(),
+            apply: true,
         }
     }
 }

@@ -28,6 +28,7 @@ const DAEMON: &[&str] = &[
     "log_format",
     "node",
     "labels",
+    "apply",
 ];
 const SERVER: &[&str] = &[
     "listen",
@@ -152,6 +153,9 @@ fn daemon(r: &mut Reader, table: &DeTable) -> DaemonConfig {
     }
     if let Some(labels) = r.labels("daemon.labels", s.get("labels")) {
         daemon.labels = labels;
+    }
+    if let Some(apply) = r.boolean("daemon.apply", s.get("apply")) {
+        daemon.apply = apply;
     }
     daemon
 }

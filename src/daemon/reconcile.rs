@@ -32,6 +32,10 @@ impl Daemon {
             tracing::debug!("{why}: not applied, this node follows");
             return;
         };
+        if !self.options.daemon.apply {
+            tracing::debug!("{why}: not applied (--no-apply)");
+            return;
+        }
         let started = std::time::Instant::now();
         let now = self.now();
         let Some(scan) = self.scan(changed) else {

@@ -308,7 +308,10 @@ impl Daemon {
         let active: HashSet<String> = match self.shared.ledger().active_jobs() {
             Ok(jobs) => jobs,
             Err(e) => {
-                tracing::error!("reading active runs: {e}");
+                tracing::error!("reading active runs: {e}; deciding the slots again in 1 s");
+                // Look again soon, not at once: the slots stay due (their cursor did not
+                // move), and a ledger out of reach must not turn this loop into a spin.
+                retry_soon(jobs, names, now);
                 return Vec::new();
             }
         };
@@ -335,14 +338,7 @@ impl Daemon {
                         .write_failed("recording slots", &e.to_string());
                     tracing::error!("recording slots: {e}; deciding them again in 1 s");
                     // Look again soon rather than lose the slots.
-                    for name in names {
-                        if let Some(job) = jobs.get_mut(name) {
-                            job.next = Some(
-                                now.saturating_add(SignedDuration::from_secs(1))
-                                    .unwrap_or(now),
-                            );
-                        }
-                    }
+                    retry_soon(jobs, names, now);
                     return Vec::new();
                 }
             }
@@ -506,6 +502,18 @@ impl SchedJob {
             concurrency: self.spec.concurrency,
             paused: self.paused,
             active,
+        }
+    }
+}
+
+/// The jobs `names`, whose due slots could not be decided now, look again in a second.
+fn retry_soon(jobs: &mut HashMap<String, SchedJob>, names: &[String], now: Timestamp) {
+    let soon = now
+        .saturating_add(SignedDuration::from_secs(1))
+        .unwrap_or(now);
+    for name in names {
+        if let Some(job) = jobs.get_mut(name) {
+            job.next = Some(soon);
         }
     }
 }

@@ -536,11 +536,24 @@ CREATE TABLE nodes (
 
 /// The PostgreSQL text of each migration after [`PG_BASE`], in step with [`MIGRATIONS`].
 const PG_MIGRATIONS: &[&str] = &[
-    // 8
+    // 8; and "work" only when a statement leaves a run pending: a claim (pending to running)
+    // or an end must not wake every node's executor, its own included, to claim again.
     r#"
     ALTER TABLE leases ADD COLUMN renewed_at TEXT;
     ALTER TABLE nodes ADD COLUMN epoch BIGINT;
     ALTER TABLE nodes ADD COLUMN lost_at TEXT;
+    DROP TRIGGER runs_notify_work ON runs;
+    CREATE OR REPLACE FUNCTION jobs_notify_work() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF EXISTS (SELECT 1 FROM new_runs WHERE state = 'pending') THEN
+            PERFORM pg_notify('jobs_wake', 'work');
+        END IF;
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER runs_inserted_work AFTER INSERT ON runs REFERENCING NEW TABLE AS new_runs
+        FOR EACH STATEMENT EXECUTE FUNCTION jobs_notify_work();
+    CREATE TRIGGER runs_updated_work AFTER UPDATE ON runs REFERENCING NEW TABLE AS new_runs
+        FOR EACH STATEMENT EXECUTE FUNCTION jobs_notify_work();
     "#,
 ];
 

@@ -446,6 +446,16 @@ impl Daemon {
         }
     }
 
+    /// The log lines it wrote so far that no `wait_for` read yet.
+    pub fn drain(&mut self) -> Vec<serde_json::Value> {
+        let mut lines = Vec::new();
+        while let Ok(line) = self.lines.try_recv() {
+            self.seen.push(line.clone());
+            lines.push(line);
+        }
+        lines
+    }
+
     /// Sends `signal` to the daemon.
     pub fn signal(&self, signal: i32) {
         // SAFETY: kill has no memory effects.

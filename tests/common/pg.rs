@@ -237,7 +237,8 @@ impl PgServer {
         }
     }
 
-    /// Restarts the server (a fast shutdown: every connection is cut), on the same port.
+    /// Restarts the server (a fast shutdown: every connection is cut), on the same port and
+    /// with the same settings; starts it again after [`PgServer::stop`].
     pub fn restart(&self) {
         let out = self
             .command("pg_ctl")
@@ -251,6 +252,22 @@ impl PgServer {
         assert!(
             out.status.success(),
             "pg_ctl restart: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Stops the server (a fast shutdown: every connection is cut) until [`PgServer::restart`].
+    pub fn stop(&self) {
+        let out = self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-m", "fast", "-w", "stop"])
+            .output()
+            .expect("pg_ctl runs");
+        assert!(
+            out.status.success(),
+            "pg_ctl stop: {}",
             String::from_utf8_lossy(&out.stderr)
         );
     }

@@ -33,7 +33,13 @@ pub struct PgConn {
     client: RefCell<tokio_postgres::Client>,
     statements: RefCell<HashMap<String, Prepared>>,
     in_tx: std::cell::Cell<bool>,
+    /// After a failed reconnect, no new attempt before this instant: a server out of reach
+    /// costs one attempt per [`RECONNECT_PAUSE`], however often the callers ask.
+    next_try: std::cell::Cell<Option<std::time::Instant>>,
 }
+
+/// The pause between two reconnects that failed.
+const RECONNECT_PAUSE: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// A statement prepared on the server, with the SQLite number of each of its parameters.
 #[derive(Clone)]
@@ -86,6 +92,7 @@ impl PgConn {
             client: RefCell::new(client),
             statements: RefCell::new(HashMap::new()),
             in_tx: std::cell::Cell::new(false),
+            next_try: std::cell::Cell::new(None),
         })
     }
 
@@ -93,10 +100,23 @@ impl PgConn {
     /// transaction was open.
     fn client(&self) -> Result<std::cell::Ref<'_, tokio_postgres::Client>> {
         if self.client.borrow().is_closed() {
-            if self.in_tx.get() {
+            if self.in_tx.get()
+                || self
+                    .next_try
+                    .get()
+                    .is_some_and(|at| std::time::Instant::now() < at)
+            {
                 return Err(Error::Closed);
             }
-            let client = Self::client_for(&self.target)?;
+            let client = match Self::client_for(&self.target) {
+                Ok(client) => client,
+                Err(e) => {
+                    self.next_try
+                        .set(Some(std::time::Instant::now() + RECONNECT_PAUSE));
+                    return Err(e);
+                }
+            };
+            self.next_try.set(None);
             block(client.batch_execute(&self.setup))?;
             self.statements.borrow_mut().clear();
             *self.client.borrow_mut() = client;
