@@ -222,3 +222,110 @@ fn a_run_on_one_node_is_followed_live_through_another_nodes_api() {
     assert_eq!(run["node"], "b", "{run}");
     assert_eq!(run["state"], "succeeded", "{run}");
 }
+
+/// A TCP proxy to the test server that can be cut: every connection through it closed, and
+/// new ones refused, until it is mended.
+struct Proxy {
+    port: u16,
+    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    streams: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Proxy {
+    fn to(port: u16) -> Proxy {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let proxy = Proxy {
+            port: listener.local_addr().unwrap().port(),
+            open: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
+            streams: std::sync::Arc::default(),
+        };
+        let (open, streams) = (proxy.open.clone(), proxy.streams.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+                    continue;
+                };
+                if !open.load(Ordering::SeqCst) {
+                    continue;
+                }
+                let mut all = streams.lock().unwrap();
+                all.push(client.try_clone().unwrap());
+                all.push(server.try_clone().unwrap());
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        proxy
+    }
+
+    /// Cuts every connection and refuses new ones.
+    fn cut(&self) {
+        self.open.store(false, std::sync::atomic::Ordering::SeqCst);
+        for s in self.streams.lock().unwrap().drain(..) {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+#[test]
+fn a_node_cut_off_from_the_database_kills_its_runs_before_another_takes_them() {
+    let mut p = Project::new().file(
+        "jobs.d/long.yaml",
+        "run: sleep 300\nruns_on: [worker]\nretry: {attempts: 1, backoff: 1s}\n",
+    );
+    let url = pg::database();
+    p.ledger_url = Some(url.clone());
+    let mut a = node(&p, "a", true);
+    a.wait_for("reconciled", &[]);
+    // Node b reaches the database through a proxy that the test cuts.
+    let proxy = Proxy::to(pg::server().port);
+    let through = url.replace(
+        &format!(":{}/", pg::server().port),
+        &format!(":{}/", proxy.port),
+    );
+    let now = p.live_now().to_string();
+    let mut b = p.serve(
+        &["--node", "b", "--labels", "worker", "--ledger", &through],
+        Some(&now),
+    );
+    b.wait_for("jobs serve started", &[]);
+    p.run_live(&["trigger", "long"]).code(0);
+    let pid = until(
+        &p,
+        "SELECT pid FROM runs WHERE job = 'long' AND state = 'running' AND node = 'b'",
+        Duration::from_secs(20),
+        |v| !v.is_empty(),
+    );
+    let run = p.sql("SELECT id FROM runs WHERE job = 'long'");
+
+    proxy.cut();
+    let cut = Instant::now();
+    // b kills its run by itself, before the leader may declare b lost (10 s).
+    b.wait_for("could not reach the ledger", &[]);
+    while alive(&pid) {
+        assert!(
+            cut.elapsed() < Duration::from_secs(9),
+            "the run still runs after {:?}",
+            cut.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let killed = cut.elapsed();
+    assert!(killed < Duration::from_secs(9), "{killed:?}");
+    // The leader declares b lost and ends the run; its retry waits for a worker.
+    until(
+        &p,
+        &format!("SELECT state || ': ' || error FROM runs WHERE id = {run}"),
+        Duration::from_secs(15),
+        |v| v.starts_with("failed: node lost"),
+    );
+    eprintln!("the cut-off node killed its run after {killed:?}");
+}
