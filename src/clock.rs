@@ -26,6 +26,12 @@ pub enum ClockError {
 /// cluster keeps the database's time; 0 elsewhere. A clock started at `JOBS_NOW` ignores it.
 static SKEW_MICROS: AtomicI64 = AtomicI64::new(0);
 
+/// The system clock as it reads, without the skew towards the database's: what the skew is
+/// measured against.
+pub fn uncorrected_now() -> Timestamp {
+    Timestamp::now()
+}
+
 /// Sets how far the system clock is behind the database's (see [`SKEW_MICROS`]).
 pub fn set_skew(skew: SignedDuration) {
     let micros = i64::try_from(skew.as_micros()).unwrap_or(0);

@@ -166,6 +166,12 @@ fn a_wrong_url_or_an_unreachable_server_is_a_clear_error() {
         .code(1)
         .stderr_has("no_such_database")
         .stderr_has("does not exist");
+    // Credentials the server refuses (a role it does not know).
+    let stranger = format!("postgres://nobody@127.0.0.1:{}/postgres", server.port);
+    p.run(&["--ledger", &stranger, "list"])
+        .code(1)
+        .stderr_has("refused")
+        .stderr_has("role \"nobody\" does not exist");
 }
 
 #[test]

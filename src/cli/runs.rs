@@ -199,7 +199,7 @@ pub fn exit_code_of(run: &Run) -> ExitCode {
 pub(super) fn daemon_up(ledger: &Ledger) -> Result<bool> {
     if ledger.is_postgres() {
         let now = ledger
-            .db_now(jiff::Timestamp::now())
+            .db_now(clock()?.now())
             .context("reading the database's clock")?;
         let alive = ledger.alive_labels(now).context("reading the nodes")?;
         return Ok(!alive.is_empty());

@@ -58,7 +58,7 @@ impl Daemon {
         let cluster = self.options.ledger.file().is_none();
         let beat = self.liveness(
             |ledger| -> crate::ledger::Result<Option<Option<Leadership>>> {
-                let asked = jiff::Timestamp::now();
+                let asked = crate::clock::uncorrected_now();
                 let now = ledger.db_now(self.now())?;
                 if cluster {
                     self.measure_skew(asked, now);
@@ -108,7 +108,7 @@ impl Daemon {
     /// Keeps this node's clock on the database's: `db` was read between `asked` and now (by
     /// the system clock); the skew is measured from the middle of that round trip.
     fn measure_skew(&self, asked: jiff::Timestamp, db: jiff::Timestamp) {
-        let answered = jiff::Timestamp::now();
+        let answered = crate::clock::uncorrected_now();
         let half = answered.duration_since(asked) / 2;
         let local = asked.saturating_add(half).unwrap_or(asked);
         let skew = db.duration_since(local);
