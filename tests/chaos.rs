@@ -13,28 +13,6 @@ use std::time::{Duration, Instant};
 
 use common::{Daemon, Project, pg};
 
-fn start(p: &Project, name: &str, first: bool) -> Daemon {
-    let now = (!first).then(|| p.live_now().to_string());
-    let mut d = p.serve(&["--node", name], now.as_deref());
-    d.wait_for("jobs serve started", &[]);
-    d
-}
-
-fn until(p: &Project, sql: &str, limit: Duration, done: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + limit;
-    loop {
-        let value = p.sql(sql);
-        if done(&value) {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{sql}: still {value:?} after {limit:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 fn count(p: &Project, sql: &str) -> i64 {
     p.sql(sql).parse().unwrap()
 }
@@ -52,7 +30,7 @@ const LEADER: &str = "SELECT holder FROM leases WHERE name = 'daemon'";
 /// Waits until the ticks go on: `more` ticks succeeded after now.
 fn ticks_go_on(p: &Project, more: i64) {
     let before = count(p, TICKS);
-    until(p, TICKS, Duration::from_secs(30), |v| {
+    p.until(TICKS, Duration::from_secs(30), |v| {
         v.parse::<i64>().unwrap() >= before + more
     });
 }
@@ -74,10 +52,10 @@ fn no_slot_twice_and_nothing_stuck_through_kills_a_freeze_and_a_database_restart
         );
     p.ledger_url = Some(pg::database());
     let names = ["a", "b", "c"];
-    let mut nodes: Vec<Option<Daemon>> = vec![Some(start(&p, "a", true))];
+    let mut nodes: Vec<Option<Daemon>> = vec![Some(p.serve_node("a", true))];
     nodes[0].as_mut().unwrap().wait_for("reconciled", &[]);
-    nodes.push(Some(start(&p, "b", false)));
-    nodes.push(Some(start(&p, "c", false)));
+    nodes.push(Some(p.serve_node("b", false)));
+    nodes.push(Some(p.serve_node("c", false)));
     ticks_go_on(&p, 2);
     let index = |name: &str| names.iter().position(|n| *n == name).unwrap();
 
@@ -85,8 +63,8 @@ fn no_slot_twice_and_nothing_stuck_through_kills_a_freeze_and_a_database_restart
     for _ in 0..2 {
         let leader = index(&p.sql(LEADER));
         nodes[leader].take().unwrap().signal(libc::SIGKILL);
-        until(&p, LEADER, Duration::from_secs(15), |v| v != names[leader]);
-        nodes[leader] = Some(start(&p, names[leader], false));
+        p.until(LEADER, Duration::from_secs(15), |v| v != names[leader]);
+        nodes[leader] = Some(p.serve_node(names[leader], false));
         ticks_go_on(&p, 2);
     }
     // The node running a long run killed: the run ends "node lost" and its retry runs on
@@ -94,12 +72,12 @@ fn no_slot_twice_and_nothing_stuck_through_kills_a_freeze_and_a_database_restart
     p.run_live(&["trigger", "long"]).code(0);
     let running = "SELECT id || ' ' || node FROM runs WHERE job = 'long' AND state = 'running'
                    AND pid IS NOT NULL";
-    let first = until(&p, running, Duration::from_secs(20), |v| !v.is_empty());
+    let first = p.until(running, Duration::from_secs(20), |v| !v.is_empty());
     let (id, node) = first.split_once(' ').unwrap();
     let victim = index(node);
     nodes[victim].take().unwrap().signal(libc::SIGKILL);
     let killed = Instant::now();
-    let retry = until(&p, running, Duration::from_secs(15), |v| {
+    let retry = p.until(running, Duration::from_secs(15), |v| {
         !v.is_empty() && !v.starts_with(&format!("{id} "))
     });
     assert!(killed.elapsed() < Duration::from_secs(15));
@@ -111,15 +89,14 @@ fn no_slot_twice_and_nothing_stuck_through_kills_a_freeze_and_a_database_restart
     let (retry_id, _) = retry.split_once(' ').unwrap();
     p.run_live(&["run", "cancel", retry_id]).code(0);
     ticks_go_on(&p, 2);
-    nodes[victim] = Some(start(&p, names[victim], false));
+    nodes[victim] = Some(p.serve_node(names[victim], false));
 
     // The leader frozen past its lease and its heartbeat's limit, then continued: it is
     // refused and stops; restarted, it joins again.
     let leader = index(&p.sql(LEADER));
     let mut frozen = nodes[leader].take().unwrap();
     frozen.signal(libc::SIGSTOP);
-    until(
-        &p,
+    p.until(
         &format!(
             "SELECT lost_at IS NOT NULL FROM nodes WHERE name = '{}'",
             names[leader]
@@ -130,7 +107,7 @@ fn no_slot_twice_and_nothing_stuck_through_kills_a_freeze_and_a_database_restart
     ticks_go_on(&p, 2);
     frozen.signal(libc::SIGCONT);
     assert_eq!(frozen.wait(), Some(1));
-    nodes[leader] = Some(start(&p, names[leader], false));
+    nodes[leader] = Some(p.serve_node(names[leader], false));
     // Settled: the restarted node's start (a reconcile, on a debug build) is behind it.
     ticks_go_on(&p, 3);
 

@@ -25,31 +25,6 @@ fn cluster() -> Project {
     p
 }
 
-/// Starts node `name` on the project's ledger, its clock in step with the nodes already
-/// started (each daemon's clock starts at the instant it is given and runs at real speed).
-fn node(p: &Project, name: &str, first: bool) -> Daemon {
-    let now = (!first).then(|| p.live_now().to_string());
-    let mut d = p.serve(&["--node", name], now.as_deref());
-    d.wait_for("jobs serve started", &[]);
-    d
-}
-
-/// Polls `sql` (its first column, as text) until `done` holds, at most `limit`; the value.
-fn until(p: &Project, sql: &str, limit: Duration, done: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + limit;
-    loop {
-        let value = p.sql(sql);
-        if done(&value) {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{sql}: still {value:?} after {limit:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 const LEADER: &str = "SELECT holder FROM leases WHERE name = 'daemon'";
 const DOUBLED: &str = "SELECT count(*) FROM (SELECT job, slot FROM runs WHERE slot IS NOT NULL
                        GROUP BY job, slot HAVING count(*) > 1) d";
@@ -65,34 +40,31 @@ fn alive(pid: &str) -> bool {
 #[test]
 fn a_dead_leader_is_replaced_and_its_runs_are_ended_and_retried_within_15_s() {
     let p = cluster();
-    let mut a = node(&p, "a", true);
+    let mut a = p.serve_node("a", true);
     a.wait_for("reconciled", &[]);
     // The long run starts on `a`, the only node yet.
     p.run_live(&["trigger", "long"]).code(0);
-    let pid = until(
-        &p,
+    let pid = p.until(
         "SELECT pid FROM runs WHERE job = 'long' AND state = 'running' AND node = 'a'",
         Duration::from_secs(20),
         |v| !v.is_empty(),
     );
     let run = p.sql("SELECT id FROM runs WHERE job = 'long'");
-    let mut b = node(&p, "b", false);
-    let _c = node(&p, "c", false);
+    let mut b = p.serve_node("b", false);
+    let _c = p.serve_node("c", false);
     b.wait_for("node a leads (term 1); this node follows", &[]);
     assert_eq!(p.sql(LEADER), "a");
     let ticks = p.sql("SELECT count(*) FROM runs WHERE job = 'tick'");
 
     kill(&a, libc::SIGKILL);
     let killed = Instant::now();
-    let leader = until(&p, LEADER, Duration::from_secs(15), |v| v != "a");
+    let leader = p.until(LEADER, Duration::from_secs(15), |v| v != "a");
     let failover = killed.elapsed();
     assert!(leader == "b" || leader == "c", "{leader}");
 
     // The run of the dead node: failed, "node lost", with an event, its process killed, and
     // retried on a live node, all within 15 s.
-    let retry = until(
-        &p,
-        &format!(
+    let retry = p.until(&format!(
             "SELECT node FROM runs WHERE first_run_id = {run} AND state = 'running' AND pid IS NOT NULL"
         ),
         Duration::from_secs(15).saturating_sub(killed.elapsed()),
@@ -119,8 +91,7 @@ fn a_dead_leader_is_replaced_and_its_runs_are_ended_and_retried_within_15_s() {
     assert!(p.sql("SELECT lost_at FROM nodes WHERE name = 'a'").len() > 10);
 
     // The new leader fires the ticks, and none twice.
-    until(
-        &p,
+    p.until(
         "SELECT count(*) FROM runs WHERE job = 'tick'",
         Duration::from_secs(10),
         |v| v.parse::<i64>().unwrap() > ticks.parse::<i64>().unwrap() + 2,
@@ -141,31 +112,28 @@ fn a_dead_leader_is_replaced_and_its_runs_are_ended_and_retried_within_15_s() {
 #[test]
 fn a_frozen_leader_that_wakes_up_is_refused_and_stops() {
     let p = cluster();
-    let mut a = node(&p, "a", true);
+    let mut a = p.serve_node("a", true);
     a.wait_for("reconciled", &[]);
     p.run_live(&["trigger", "long"]).code(0);
-    let pid = until(
-        &p,
+    let pid = p.until(
         "SELECT pid FROM runs WHERE job = 'long' AND state = 'running' AND node = 'a'",
         Duration::from_secs(20),
         |v| !v.is_empty(),
     );
-    let mut b = node(&p, "b", false);
+    let mut b = p.serve_node("b", false);
     b.wait_for("node a leads (term 1); this node follows", &[]);
 
     // Frozen (a VM pause) for longer than its lease and its heartbeat's limit.
     kill(&a, libc::SIGSTOP);
     b.wait_for("this node leads now (term 2)", &[]);
-    until(
-        &p,
+    p.until(
         "SELECT count(*) FROM runs WHERE job = 'long' AND error LIKE 'node lost%'",
         Duration::from_secs(15),
         |v| v == "1",
     );
     // Its run's processes, on this machine, were killed; the retry runs on b.
     assert!(!alive(&pid), "the frozen node's run still runs: pid {pid}");
-    until(
-        &p,
+    p.until(
         "SELECT node FROM runs WHERE job = 'long' AND state = 'running'",
         Duration::from_secs(10),
         |v| v == "b",
@@ -283,7 +251,7 @@ fn a_node_cut_off_from_the_database_kills_its_runs_before_another_takes_them() {
     );
     let url = pg::database();
     p.ledger_url = Some(url.clone());
-    let mut a = node(&p, "a", true);
+    let mut a = p.serve_node("a", true);
     a.wait_for("reconciled", &[]);
     // Node b reaches the database through a proxy that the test cuts.
     let proxy = Proxy::to(pg::server().port);
@@ -298,8 +266,7 @@ fn a_node_cut_off_from_the_database_kills_its_runs_before_another_takes_them() {
     );
     b.wait_for("jobs serve started", &[]);
     p.run_live(&["trigger", "long"]).code(0);
-    let pid = until(
-        &p,
+    let pid = p.until(
         "SELECT pid FROM runs WHERE job = 'long' AND state = 'running' AND node = 'b'",
         Duration::from_secs(20),
         |v| !v.is_empty(),
@@ -321,8 +288,7 @@ fn a_node_cut_off_from_the_database_kills_its_runs_before_another_takes_them() {
     let killed = cut.elapsed();
     assert!(killed < Duration::from_secs(9), "{killed:?}");
     // The leader declares b lost and ends the run; its retry waits for a worker.
-    until(
-        &p,
+    p.until(
         &format!("SELECT state || ': ' || error FROM runs WHERE id = {run}"),
         Duration::from_secs(15),
         |v| v.starts_with("failed: node lost"),

@@ -123,8 +123,11 @@ impl Ledger {
         }
         self.with_tx(|tx| {
             let current = lease_row(tx)?;
+            // A live lease of another node is followed; one held under this node's own name
+            // was its previous start's (a name is one node's), which is gone: taken at once.
             if let Some(lease) = &current
                 && lease.released_at.is_none()
+                && lease.holder != holder
                 && now.duration_since(lease.renewed_at) < rules::LEADER_LEASE
             {
                 return Ok(Leadership::Follows {

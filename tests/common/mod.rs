@@ -385,6 +385,41 @@ impl Project {
     }
 }
 
+impl Project {
+    /// Polls `sql` on the ledger (its first column, as text) until `done` holds, at most
+    /// `limit`; the value. For what another process writes (a node of a cluster), which no
+    /// log of the test's own daemon announces.
+    pub fn until(
+        &self,
+        sql: &str,
+        limit: std::time::Duration,
+        done: impl Fn(&str) -> bool,
+    ) -> String {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let value = self.sql(sql);
+            if done(&value) {
+                return value;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{sql}: still {value:?} after {limit:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    /// Starts `jobs serve --node NAME` and waits for its start line. Its clock starts at
+    /// [`NOW`] for the first node of a project, else in step with the nodes already started
+    /// (each daemon's clock runs at real speed from the instant it is given).
+    pub fn serve_node(&self, name: &str, first: bool) -> Daemon {
+        let now = (!first).then(|| self.live_now().to_string());
+        let mut d = self.serve(&["--node", name], now.as_deref());
+        d.wait_for("jobs serve started", &[]);
+        d
+    }
+}
+
 impl Daemon {
     pub fn pid(&self) -> i32 {
         self.child.as_ref().unwrap().id() as i32
