@@ -25,6 +25,19 @@ fn cluster() -> Project {
     p
 }
 
+/// Node `a`, the first and so the leader, running a run of `long`: the node and the run's pid.
+fn leader_running_long(p: &Project) -> (Daemon, String) {
+    let mut a = p.serve_node("a", true);
+    a.wait_for("reconciled", &[]);
+    p.run_live(&["trigger", "long"]).code(0);
+    let pid = p.until(
+        "SELECT pid FROM runs WHERE job = 'long' AND state = 'running' AND node = 'a'",
+        Duration::from_secs(20),
+        |v| !v.is_empty(),
+    );
+    (a, pid)
+}
+
 const LEADER: &str = "SELECT holder FROM leases WHERE name = 'daemon'";
 const DOUBLED: &str = "SELECT count(*) FROM (SELECT job, slot FROM runs WHERE slot IS NOT NULL
                        GROUP BY job, slot HAVING count(*) > 1) d";
@@ -40,15 +53,7 @@ fn alive(pid: &str) -> bool {
 #[test]
 fn a_dead_leader_is_replaced_and_its_runs_are_ended_and_retried_within_15_s() {
     let p = cluster();
-    let mut a = p.serve_node("a", true);
-    a.wait_for("reconciled", &[]);
-    // The long run starts on `a`, the only node yet.
-    p.run_live(&["trigger", "long"]).code(0);
-    let pid = p.until(
-        "SELECT pid FROM runs WHERE job = 'long' AND state = 'running' AND node = 'a'",
-        Duration::from_secs(20),
-        |v| !v.is_empty(),
-    );
+    let (a, pid) = leader_running_long(&p);
     let run = p.sql("SELECT id FROM runs WHERE job = 'long'");
     let mut b = p.serve_node("b", false);
     let _c = p.serve_node("c", false);
@@ -112,14 +117,7 @@ fn a_dead_leader_is_replaced_and_its_runs_are_ended_and_retried_within_15_s() {
 #[test]
 fn a_frozen_leader_that_wakes_up_is_refused_and_stops() {
     let p = cluster();
-    let mut a = p.serve_node("a", true);
-    a.wait_for("reconciled", &[]);
-    p.run_live(&["trigger", "long"]).code(0);
-    let pid = p.until(
-        "SELECT pid FROM runs WHERE job = 'long' AND state = 'running' AND node = 'a'",
-        Duration::from_secs(20),
-        |v| !v.is_empty(),
-    );
+    let (mut a, pid) = leader_running_long(&p);
     let mut b = p.serve_node("b", false);
     b.wait_for("node a leads (term 1); this node follows", &[]);
 
