@@ -18,6 +18,8 @@ pub enum Command {
     RunsChanged,
     /// A run was queued (a trigger): the executor looks for pending runs.
     RunQueued,
+    /// A signed push to the followed repository's branch: fetch it now.
+    GitPushed,
 }
 
 /// The jobs folder's current errors: how many, and the rendered diagnostics (for `readyz`,

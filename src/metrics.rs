@@ -38,6 +38,11 @@ pub struct Metrics {
     pub jobs: Gauge,
     pub notifications_sent: Family<NotifyKind, Counter>,
     pub notifications_failed: Family<NotifyKind, Counter>,
+    /// 1 while the followed branch's newest commit is held back for its errors (`[git]`).
+    pub git_held: Gauge,
+    pub git_fetch_failures: Counter,
+    /// When the followed repository was last fetched successfully (seconds since 1970).
+    pub git_last_fetch: Gauge,
     registry: Registry,
 }
 
@@ -111,7 +116,28 @@ impl Metrics {
             "Notifications not delivered after their retries (each also a WARN log line and a notify_failed event of the run), by kind",
             notifications_failed.clone(),
         );
+        let git_held = Gauge::default();
+        let git_fetch_failures = Counter::default();
+        let git_last_fetch = Gauge::default();
+        registry.register(
+            "git_commit_held",
+            "1 while the followed branch's newest commit does not validate and is not applied (jobctl serve --git-url); 0 otherwise",
+            git_held.clone(),
+        );
+        registry.register(
+            "git_fetch_failures",
+            "Fetches of the followed repository that failed (unreachable, refused, no such branch)",
+            git_fetch_failures.clone(),
+        );
+        registry.register(
+            "git_last_fetch_timestamp_seconds",
+            "When the followed repository was last fetched successfully; 0 before the first",
+            git_last_fetch.clone(),
+        );
         Metrics {
+            git_held,
+            git_fetch_failures,
+            git_last_fetch,
             runs_finished,
             run_duration,
             fire_latency,

@@ -396,7 +396,11 @@ pub fn status(
             }
         })
         .collect();
+    let git = ledger
+        .status("git")?
+        .and_then(|s| serde_json::from_str(&s).ok());
     Ok(StatusView {
+        git,
         nodes,
         daemon: DaemonView {
             running,

@@ -57,6 +57,7 @@ impl Api {
             body_limit: 1 << 20,
             request_timeout: Duration::from_secs(30),
             daemon: handle,
+            git: None,
         });
         Api {
             _project: p,

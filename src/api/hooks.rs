@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse as _, Response};
 
 use super::auth::can_read;
 use super::error::{ApiError, ApiResult};
@@ -102,6 +102,107 @@ pub async fn hook(
     let params = params_of(&body)?;
     let run = queue_run(&api, (row, spec), params, Trigger::Webhook, None).await?;
     Ok(accepted(run))
+}
+
+/// The push webhook of the repository the daemon follows (`[git] secret_env`/`secret_file`):
+/// a push to the followed branch, signed like a job's webhook (GitHub's
+/// `X-Hub-Signature-256`), makes the daemon fetch and apply at once instead of at its next
+/// interval. GitHub's `ping` is answered 200; a push to another branch is acknowledged and
+/// ignored. When the daemon follows no repository, a job named `git` gets its own webhook
+/// here.
+#[utoipa::path(post, path = "/v1/hooks/git", tag = "webhooks", security(()),
+    params(("X-Hub-Signature-256" = Option<String>, Header, description = "sha256=HEX of the body"),
+        ("X-Jobs-Signature" = Option<String>, Header, description = "sha256=HEX of the body (or of TIMESTAMP.BODY)"),
+        ("X-GitHub-Event" = Option<String>, Header, description = "`push` or `ping`; other events are ignored")),
+    request_body(content = String, description = "GitHub's push event: its `ref` names the branch pushed"),
+    responses((status = 200, body = wire::GitPushResult, description = "A ping, or an event that is not a push to the followed branch"),
+        (status = 202, body = wire::GitPushResult, description = "The daemon fetches now"),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn git_push(
+    State(api): State<Arc<Api>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let Some(git) = api.git.clone() else {
+        return hook(State(api), Path("git".to_string()), headers, body).await;
+    };
+    let Some(secret) = &git.secret else {
+        return Err(ApiError::not_found(
+            "the daemon follows a repository but has no push webhook; set `secret_env` or `secret_file` in `[git]`",
+        ));
+    };
+    let secret = read_secret(secret).map_err(|why| {
+        tracing::error!("the git push webhook's secret: {why}");
+        ApiError::unavailable(
+            "the push webhook's secret is not available on the server; its log says why",
+        )
+    })?;
+    let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+    let signed = Signed {
+        hub: header("x-hub-signature-256"),
+        jobs: header("x-jobs-signature"),
+        timestamp: header("x-jobs-timestamp"),
+    };
+    webhook::verify(&secret, &body, signed, Scheme::Any, api.now())
+        .map_err(|refusal| ApiError::new(StatusCode::UNAUTHORIZED, refusal.to_string()))?;
+    let allowed = api
+        .limiter
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take("\0git", api.now());
+    if let Err(wait) = allowed {
+        return Err(ApiError {
+            retry_after: Some(wait),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "the push webhook takes a limited number of calls a minute; retry in {wait} s"
+                ),
+            )
+        });
+    }
+    let answer = |status: StatusCode, fetching: bool, message: String| {
+        let body = wire::GitPushResult { fetching, message };
+        (status, axum::Json(body)).into_response()
+    };
+    match header("x-github-event") {
+        Some("ping") => {
+            return Ok(answer(
+                StatusCode::OK,
+                false,
+                "pong: pushes to this repository's branch are fetched at once".to_string(),
+            ));
+        }
+        Some("push") | None => {}
+        Some(other) => {
+            return Ok(answer(
+                StatusCode::OK,
+                false,
+                format!("a `{other}` event is ignored; only pushes are fetched"),
+            ));
+        }
+    }
+    let wanted = format!("refs/heads/{}", git.branch);
+    let pushed = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get("ref").and_then(|r| r.as_str()).map(str::to_string));
+    if let Some(pushed) = pushed
+        && pushed != wanted
+    {
+        return Ok(answer(
+            StatusCode::OK,
+            false,
+            format!("a push to {pushed} is ignored; {wanted} is followed"),
+        ));
+    }
+    api.daemon.send(crate::handle::Command::GitPushed);
+    Ok(answer(
+        StatusCode::ACCEPTED,
+        true,
+        format!("fetching {wanted} now"),
+    ))
 }
 
 /// `params` from a JSON object body; other bodies (a GitHub push event, a form) carry none.

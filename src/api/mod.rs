@@ -63,6 +63,18 @@ pub struct Options {
     pub request_timeout: StdDuration,
     /// What the API tells the daemon after its writes, and the problems it reads back.
     pub daemon: Handle,
+    /// The followed repository's push webhook (`POST /v1/hooks/git`), when the daemon follows
+    /// one.
+    pub git: Option<GitHook>,
+}
+
+/// What the push webhook of a followed repository checks.
+#[derive(Clone, Debug)]
+pub struct GitHook {
+    /// The branch followed: pushes to others are acknowledged and ignored.
+    pub branch: String,
+    /// Where the HMAC secret is; `None`: the webhook is off.
+    pub secret: Option<crate::spec::WebhookSecret>,
 }
 
 /// Read-only connections kept open: enough to keep both cores busy, few enough that their
@@ -93,6 +105,7 @@ pub struct Api {
     writer: Mutex<Option<Ledger>>,
     pub(crate) limiter: Mutex<RateLimiter>,
     pub(crate) daemon: Handle,
+    pub(crate) git: Option<GitHook>,
 }
 
 impl Api {
@@ -324,6 +337,7 @@ fn routes() -> (Router<Arc<Api>>, utoipa::openapi::OpenApi) {
         .routes(routes!(runs::events))
         .routes(routes!(runs::logs))
         .routes(routes!(runs::cancel))
+        .routes(routes!(hooks::git_push))
         .routes(routes!(hooks::hook))
         .routes(routes!(session::login, session::whoami, session::logout))
         .routes(routes!(system::status))
@@ -360,6 +374,7 @@ pub fn router(options: Options) -> Router {
         writer: Mutex::new(None),
         limiter: Mutex::new(RateLimiter::new(options.webhook_rate_limit)),
         daemon: options.daemon,
+        git: options.git,
     });
     let limit = usize::try_from(options.body_limit).unwrap_or(usize::MAX);
     routes()

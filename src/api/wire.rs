@@ -175,10 +175,59 @@ pub struct NextFire {
     pub at: String,
 }
 
+/// The git repository the daemon follows (`jobctl serve --git-url`, `[git]`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct GitView {
+    /// The repository, without credentials.
+    pub url: String,
+    pub branch: String,
+    /// The jobs folder inside it.
+    pub path: String,
+    /// The commit whose jobs are applied.
+    pub applied_commit: Option<String>,
+    pub applied_at: Option<String>,
+    /// The branch's newest commit at the last fetch.
+    pub remote_commit: Option<String>,
+    /// Whether the branch has a commit that is not applied (held back, or not yet fetched).
+    pub behind: bool,
+    /// The last fetch tried, and the last that worked.
+    pub last_fetch_at: Option<String>,
+    pub last_fetch_ok_at: Option<String>,
+    /// Why the last fetch failed; fetches are retried.
+    pub fetch_error: Option<String>,
+    /// The newest commit, held back because its folder does not validate.
+    pub held: Option<HeldCommit>,
+    /// The last time the branch's history was rewritten (a force-push): what was applied,
+    /// and what replaced it.
+    pub rewritten: Option<String>,
+}
+
+/// The answer to the followed repository's push webhook, `POST /v1/hooks/git`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct GitPushResult {
+    /// Whether the daemon fetches now.
+    pub fetching: bool,
+    pub message: String,
+}
+
+/// A commit not applied, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct HeldCommit {
+    pub commit: String,
+    /// Since when.
+    pub at: String,
+    pub errors: u64,
+    /// The errors, rendered with file:line:col (paths inside the repository).
+    pub rendered: String,
+}
+
 /// `jobctl status`, `GET /v1/status`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct StatusView {
     pub daemon: DaemonView,
+    /// The git repository followed, when the daemon follows one.
+    #[serde(default)]
+    pub git: Option<GitView>,
     /// The nodes alive in the last hour, or still running runs, by name.
     #[serde(default)]
     pub nodes: Vec<NodeView>,

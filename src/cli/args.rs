@@ -119,7 +119,7 @@ pub enum Command {
     /// Print a shell completion script (commands, flags and the jobs folder's job names)
     Completions { shell: clap_complete::Shell },
     /// Run the daemon: keep the ledger in step with the files, fire jobs, run them
-    Serve(ServeFlags),
+    Serve(Box<ServeFlags>),
     /// Run a job now, in the foreground, recorded in the ledger (or: run get|events|cancel ID)
     #[command(args_conflicts_with_subcommands = true)]
     Run {
@@ -299,4 +299,25 @@ pub struct ServeFlags {
     /// The private key (PEM) of --tls-cert; re-read on SIGHUP
     #[arg(long, env = "JOBS_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<std::path::PathBuf>,
+    /// Follow this git repository instead of a jobs folder on disk: fetch it, apply whole valid commits (`[git] url`)
+    #[arg(long, env = "JOBS_GIT_URL", value_name = "URL")]
+    pub git_url: Option<String>,
+    /// The branch to follow [default: main]
+    #[arg(long, env = "JOBS_GIT_BRANCH", value_name = "BRANCH")]
+    pub git_branch: Option<String>,
+    /// The jobs folder inside the repository [default: jobs.d]
+    #[arg(long, env = "JOBS_GIT_PATH", value_name = "PATH")]
+    pub git_path: Option<String>,
+    /// How often to fetch [default: 1m]
+    #[arg(long, env = "JOBS_GIT_INTERVAL", value_name = "DURATION")]
+    pub git_interval: Option<String>,
+    /// A private key for SSH URLs
+    #[arg(long, env = "JOBS_GIT_SSH_KEY_FILE", value_name = "FILE")]
+    pub git_ssh_key_file: Option<std::path::PathBuf>,
+    /// A file holding a token for HTTPS URLs (sent as the password of basic authentication)
+    #[arg(long, env = "JOBS_GIT_TOKEN_FILE", value_name = "FILE")]
+    pub git_token_file: Option<std::path::PathBuf>,
+    /// Where the repository's mirror and work trees are kept [default: beside the ledger]
+    #[arg(long, env = "JOBS_GIT_WORKDIR", value_name = "DIR")]
+    pub git_workdir: Option<std::path::PathBuf>,
 }

@@ -197,7 +197,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::List { tag, all } => jobs::list(&settings, tag.as_deref(), all),
         Command::Get { name } => jobs::get(&settings, &name),
         Command::Next { name, count } => jobs::next(&settings, &name, count),
-        Command::Serve(flags) => serve::serve(&settings, flags),
+        Command::Serve(flags) => serve::serve(&settings, *flags),
         Command::Run {
             action: Some(action),
             ..

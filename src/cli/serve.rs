@@ -18,7 +18,20 @@ pub fn serve(settings: &Settings, flags: ServeFlags) -> Result<ExitCode> {
         .or_else(|| config.log_format.clone())
         .unwrap_or_else(|| "human".to_string());
     init_logging(&format)?;
-    if !settings.dir.is_dir() {
+    let git = git_config(settings, &flags)?;
+    let dir = match &git {
+        // The daemon's jobs folder is the applied commit's: `WORKDIR/current/PATH`.
+        Some(git) => {
+            let current = git.workdir.clone().unwrap_or_default().join("current");
+            if git.path == "." {
+                current
+            } else {
+                current.join(&git.path)
+            }
+        }
+        None => settings.dir.clone(),
+    };
+    if git.is_none() && !settings.dir.is_dir() {
         bail!(
             "the jobs folder {} does not exist; create it (`jobctl init`) or pass --dir",
             settings.dir.display()
@@ -31,7 +44,8 @@ pub fn serve(settings: &Settings, flags: ServeFlags) -> Result<ExitCode> {
         crate::api::auth::Tokens::load(server.token_file.as_deref(), admin.as_deref(), insecure)
             .map_err(anyhow::Error::msg)?;
     daemon::serve(daemon::Options {
-        dir: settings.dir.clone(),
+        dir,
+        git,
         ledger: settings.ledger.clone(),
         open: settings.open,
         defaults: settings.config.defaults.clone(),
@@ -84,6 +98,76 @@ fn daemon_config(settings: &Settings, flags: &ServeFlags) -> Result<DaemonConfig
         }
     }
     Ok(config)
+}
+
+/// `jobs.toml`'s `[git]` with the flags that override it (a `--git-url` alone is enough), its
+/// work directory resolved: as given, else beside a SQLite ledger (`LEDGER_FOLDER/git`), else
+/// under systemd's `$STATE_DIRECTORY`, else `.jobs/git` beside the jobs folder.
+fn git_config(settings: &Settings, flags: &ServeFlags) -> Result<Option<crate::config::GitConfig>> {
+    let mut git = match (&flags.git_url, &settings.config.git) {
+        (Some(url), Some(config)) => crate::config::GitConfig {
+            url: url.clone(),
+            ..config.clone()
+        },
+        (Some(url), None) => crate::config::GitConfig::new(url.clone()),
+        (None, Some(config)) => config.clone(),
+        (None, None) => return Ok(None),
+    };
+    if let Some(branch) = &flags.git_branch {
+        git.branch = branch.clone();
+    }
+    if let Some(path) = &flags.git_path {
+        let p = path.trim_matches('/');
+        if path.starts_with('/') || p.split('/').any(|part| part == "..") {
+            bail!("--git-path: `{path}` is not a folder inside the repository, such as `jobs.d`");
+        }
+        git.path = if p.is_empty() {
+            ".".to_string()
+        } else {
+            p.to_string()
+        };
+    }
+    if let Some(text) = &flags.git_interval {
+        let d = crate::duration::Duration::parse(text)
+            .map_err(|m| anyhow::anyhow!("--git-interval: {m}"))?;
+        if d.as_signed() < jiff::SignedDuration::from_secs(1) {
+            bail!("--git-interval must be at least 1s");
+        }
+        git.interval = d;
+    }
+    if let Some(key) = &flags.git_ssh_key_file {
+        git.ssh_key_file = Some(key.clone());
+        git.token_file = None;
+    }
+    if let Some(token) = &flags.git_token_file {
+        git.token_file = Some(token.clone());
+        git.ssh_key_file = None;
+    }
+    if let Some(dir) = &flags.git_workdir {
+        git.workdir = Some(dir.clone());
+    }
+    if git.workdir.is_none() {
+        git.workdir = Some(match settings.ledger.file() {
+            Some(file) => file
+                .parent()
+                .unwrap_or(std::path::Path::new(""))
+                .join("git"),
+            None => match std::env::var_os("STATE_DIRECTORY") {
+                // systemd may give several, `:`-separated: the first.
+                Some(dirs) => std::path::PathBuf::from(
+                    dirs.to_string_lossy().split(':').next().unwrap_or_default(),
+                )
+                .join("git"),
+                None => settings
+                    .dir
+                    .parent()
+                    .unwrap_or(std::path::Path::new(""))
+                    .join(".jobs")
+                    .join("git"),
+            },
+        });
+    }
+    Ok(Some(git))
 }
 
 /// A node's name or label: 1 to 64 letters, digits, `.`, `_` or `-`.

@@ -95,6 +95,49 @@ impl Default for DaemonConfig {
     }
 }
 
+/// `[git]`: the repository `jobctl serve` follows instead of a jobs folder on disk. Flags
+/// and `JOBS_GIT_*` variables override each.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GitConfig {
+    /// Where to fetch from: `https://`, `ssh://`, `user@host:path`, or a local path.
+    pub url: String,
+    pub branch: String,
+    /// The jobs folder inside the repository.
+    pub path: String,
+    /// How often to fetch.
+    pub interval: Duration,
+    /// A private key for SSH URLs.
+    pub ssh_key_file: Option<PathBuf>,
+    /// SSH's known hosts; without it, a host is trusted the first time and remembered.
+    pub known_hosts: Option<PathBuf>,
+    /// A file holding a token for HTTPS URLs.
+    pub token_file: Option<PathBuf>,
+    /// The user name sent with the token.
+    pub token_user: String,
+    /// Where the mirror and its work trees live; `None`: beside the ledger.
+    pub workdir: Option<PathBuf>,
+    /// The push webhook's secret (`secret_env` or `secret_file`); `None`: no webhook.
+    pub secret: Option<crate::spec::WebhookSecret>,
+}
+
+impl GitConfig {
+    /// The settings for `url`, everything else at its default.
+    pub fn new(url: String) -> GitConfig {
+        GitConfig {
+            url,
+            branch: "main".to_string(),
+            path: "jobs.d".to_string(),
+            interval: Duration::from_secs(60),
+            ssh_key_file: None,
+            known_hosts: None,
+            token_file: None,
+            token_user: "x-access-token".to_string(),
+            workdir: None,
+            secret: None,
+        }
+    }
+}
+
 /// What notifications need from `jobs.toml`: whom to trust, where to send mail, and how runs
 /// are linked.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -143,6 +186,7 @@ pub struct Config {
     pub daemon: DaemonConfig,
     pub server: ServerConfig,
     pub notify: NotifyConfig,
+    pub git: Option<GitConfig>,
 }
 
 /// Why `jobs.toml` could not be loaded.
@@ -277,7 +321,7 @@ mod problems {
         assert_eq!(
             errors(text),
             [
-                "error: jobs.toml:1:1: unknown field `timezon`, expected one of `dir`, `ledger`, `output`, `timezone`, `history`, `daemon`, `server`, `ca_cert`, `smtp` (help: did you mean `timezone`?)",
+                "error: jobs.toml:1:1: unknown field `timezon`, expected one of `dir`, `ledger`, `output`, `timezone`, `history`, `daemon`, `server`, `ca_cert`, `smtp`, `git` (help: did you mean `timezone`?)",
                 "error: jobs.toml:2:10: output `yaml` is not one of `table`, `json`",
                 "error: jobs.toml:4:23: daemon.max_concurrent_runs must be at least 1",
                 "error: jobs.toml:5:14: daemon.kill_grace: `soon` is not a duration; expected a duration such as `90s`, `15m`, `2h 30m` or `1d`",

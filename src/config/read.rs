@@ -18,7 +18,20 @@ use crate::size::ByteSize;
 type Value<'i> = Spanned<DeValue<'i>>;
 
 const TOP: &[&str] = &[
-    "dir", "ledger", "output", "timezone", "history", "daemon", "server", "ca_cert", "smtp",
+    "dir", "ledger", "output", "timezone", "history", "daemon", "server", "ca_cert", "smtp", "git",
+];
+const GIT: &[&str] = &[
+    "url",
+    "branch",
+    "path",
+    "interval",
+    "ssh_key_file",
+    "known_hosts",
+    "token_file",
+    "token_user",
+    "workdir",
+    "secret_env",
+    "secret_file",
 ];
 const HISTORY: &[&str] = &["keep_runs", "max_age"];
 const DAEMON: &[&str] = &[
@@ -95,6 +108,10 @@ pub(super) fn config(path: &Path, text: &str) -> Result<Config, Vec<Diagnostic>>
         notify.smtp = smtp(&mut r, table, value.span());
         defaults.smtp = true;
     }
+    let git = top
+        .get("git")
+        .and_then(|value| r.table("git", Some(value)).map(|t| (t, value.span())))
+        .and_then(|(table, at)| git(&mut r, table, at, base));
     let output = r.one_of("output", top.get("output"), &["table", "json"]);
     let config = Config {
         file: Some(path.to_path_buf()),
@@ -105,6 +122,7 @@ pub(super) fn config(path: &Path, text: &str) -> Result<Config, Vec<Diagnostic>>
         daemon,
         server,
         notify,
+        git,
     };
     let mut diagnostics = r.diagnostics;
     if diagnostics.is_empty() {
@@ -158,6 +176,108 @@ fn daemon(r: &mut Reader, table: &DeTable) -> DaemonConfig {
         daemon.apply = apply;
     }
     daemon
+}
+
+/// `[git]`: the repository to follow. `url` is required; a URL's password and a token are
+/// never in the file (`token_file`, `secret_env`, `secret_file` say where they are).
+fn git(r: &mut Reader, table: &DeTable, at: Range<usize>, base: &Path) -> Option<GitConfig> {
+    let s = r.section(table, GIT);
+    let url = r.string("git.url", s.get("url"));
+    let mut git = GitConfig::new(String::new());
+    if let Some(branch) = r.string("git.branch", s.get("branch")) {
+        if branch.get_ref().is_empty() || branch.get_ref().starts_with('-') {
+            r.error(
+                branch.span(),
+                "git.branch must be a branch name, such as `main`",
+            );
+        } else {
+            git.branch = branch.into_inner();
+        }
+    }
+    if let Some(path) = r.string("git.path", s.get("path")) {
+        let p = path.get_ref().trim_matches('/');
+        if path.get_ref().starts_with('/') || p.split('/').any(|part| part == "..") {
+            r.error(
+                path.span(),
+                "git.path is a folder inside the repository, such as `jobs.d`",
+            );
+        } else {
+            git.path = if p.is_empty() {
+                ".".to_string()
+            } else {
+                p.to_string()
+            };
+        }
+    }
+    if let Some(d) = r.duration("git.interval", s.get("interval")) {
+        if d.as_signed() < jiff::SignedDuration::from_secs(1) {
+            let at = s.get("interval").map(|v| v.span()).unwrap_or_default();
+            r.error(at, "git.interval must be at least 1s");
+        } else {
+            git.interval = d;
+        }
+    }
+    git.ssh_key_file = r.path("git.ssh_key_file", s.get("ssh_key_file"), base);
+    git.known_hosts = r.path("git.known_hosts", s.get("known_hosts"), base);
+    git.token_file = r.path("git.token_file", s.get("token_file"), base);
+    git.workdir = r.path("git.workdir", s.get("workdir"), base);
+    if let Some(user) = r.string("git.token_user", s.get("token_user")) {
+        git.token_user = user.into_inner();
+    }
+    if let (Some(_), Some(token)) = (&git.ssh_key_file, s.get("token_file")) {
+        r.error(
+            token.span(),
+            "give one of git.ssh_key_file (for SSH URLs) and git.token_file (for HTTPS), not both",
+        );
+    }
+    let env = r.string("git.secret_env", s.get("secret_env"));
+    let file = r.path("git.secret_file", s.get("secret_file"), base);
+    git.secret = match (env, file) {
+        (Some(env), None) => Some(crate::spec::WebhookSecret::SecretEnv(env.into_inner())),
+        (None, Some(file)) => Some(crate::spec::WebhookSecret::SecretFile(
+            file.display().to_string(),
+        )),
+        (None, None) => None,
+        (Some(env), Some(_)) => {
+            r.error(
+                env.span(),
+                "give one of git.secret_env and git.secret_file for the push webhook, not both",
+            );
+            None
+        }
+    };
+    match url {
+        Some(url) if url.get_ref().contains("://") && url_has_password(url.get_ref()) => {
+            r.error(
+                url.span(),
+                "never write a password in git.url: put a token in a file and name it with `token_file`",
+            );
+            None
+        }
+        Some(url) if !url.get_ref().trim().is_empty() => {
+            git.url = url.into_inner();
+            Some(git)
+        }
+        Some(url) => {
+            r.error(url.span(), "git.url is empty");
+            None
+        }
+        None => {
+            r.error(
+                at,
+                "[git] needs `url`: the repository to follow, such as `https://github.com/org/jobs.git`",
+            );
+            None
+        }
+    }
+}
+
+/// Whether a URL carries `user:password@`.
+fn url_has_password(url: &str) -> bool {
+    url.split_once("://")
+        .map(|(_, rest)| rest.split('/').next().unwrap_or(""))
+        .and_then(|authority| authority.rsplit_once('@'))
+        .is_some_and(|(userinfo, _)| userinfo.contains(':'))
 }
 
 /// What a node's name or label may be.

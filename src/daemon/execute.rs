@@ -179,6 +179,9 @@ impl Daemon {
             let d = self.clone();
             match command {
                 Command::RunQueued => self.wake_executor.notify_one(),
+                Command::GitPushed => {
+                    let _ = tokio::task::spawn_blocking(move || d.pushed(true)).await;
+                }
                 Command::JobsChanged => {
                     let _ = tokio::task::spawn_blocking(move || d.ledger_changed()).await;
                 }

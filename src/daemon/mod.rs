@@ -20,6 +20,7 @@
 
 mod cluster;
 mod execute;
+mod follow;
 mod reconcile;
 mod retention;
 mod schedule;
@@ -73,7 +74,10 @@ pub(super) const SHUTDOWN_REPORT_EVERY: StdDuration = StdDuration::from_secs(5);
 /// Everything `jobctl serve` needs to start.
 #[derive(Clone, Debug)]
 pub struct Options {
+    /// The jobs folder (with `git`: the applied commit's, `WORKDIR/current/PATH`).
     pub dir: PathBuf,
+    /// The repository followed instead of a folder on disk (`[git]`), its work directory set.
+    pub git: Option<crate::config::GitConfig>,
     pub ledger: crate::ledger::Location,
     /// How the daemon and its API open the ledger.
     pub open: crate::ledger::OpenOptions,
@@ -92,6 +96,8 @@ pub struct Options {
 struct Daemon {
     shared: Arc<Shared>,
     options: Options,
+    /// The git repository followed instead of the folder (`[git]`).
+    git: Option<follow::Follower>,
     /// This start's incarnation: the epoch the runs it claims carry, which fences their ends.
     epoch: i64,
     /// The leader's term while this node leads, else 0.

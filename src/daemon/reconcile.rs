@@ -36,6 +36,11 @@ impl Daemon {
             tracing::debug!("{why}: not applied (--no-apply)");
             return;
         }
+        if self.git.is_some() {
+            // The folder is a commit's: its changes come from git, whole commits at a time.
+            self.sync_git(why);
+            return;
+        }
         let started = std::time::Instant::now();
         let now = self.now();
         let Some(scan) = self.scan(changed) else {
@@ -126,7 +131,7 @@ impl Daemon {
     }
 
     /// The catalog of a scan; a file whose bytes are unchanged keeps its last parse and hash.
-    fn build_catalog(
+    pub(super) fn build_catalog(
         &self,
         scan: &source::Scan,
         api_owned: &[String],
@@ -182,7 +187,7 @@ impl Daemon {
     }
 
     /// Logs and records what a reconcile's apply did; a change reloads the scheduler.
-    fn applied(
+    pub(super) fn applied(
         &self,
         why: &str,
         result: Result<apply::Outcome, apply::ApplyError>,

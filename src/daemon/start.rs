@@ -124,8 +124,17 @@ async fn serve_async(mut options: Options) -> Result<()> {
     let (handle, inbox) = Handle::new();
     let (claimed, claimed_runs) = mpsc::unbounded_channel();
     let (dir_events, dir_changed) = mpsc::unbounded_channel::<DirChange>();
+    let follower = match &options.git {
+        Some(git) => Some(follower(git).await?),
+        None => None,
+    };
+    if follower.is_none() {
+        // A repository followed before is not shown any more.
+        let _ = started.shared.ledger().set_status("git", "null");
+    }
     let daemon = Arc::new(Daemon::new(
         options,
+        follower,
         started.shared,
         (started.epoch, started.term, started.me),
         started.liveness,
@@ -141,8 +150,12 @@ async fn serve_async(mut options: Options) -> Result<()> {
     if let Ok(version) = daemon.shared.ledger().data_version() {
         daemon.seen_version.store(version, Ordering::SeqCst);
     }
-    // Watch before the first reconcile, so nothing written meanwhile goes unnoticed.
-    let dir_watch = DirWatch::new(&daemon.options.dir, dir_events)?;
+    // Watch before the first reconcile, so nothing written meanwhile goes unnoticed. A
+    // followed repository is not watched: its commits arrive by fetch.
+    let dir_watch = match daemon.git {
+        Some(_) => None,
+        None => Some(DirWatch::new(&daemon.options.dir, dir_events)?),
+    };
     let _ledger_watch = {
         let d = daemon.clone();
         // A PostgreSQL ledger has no wake file: other nodes' writes are polled for.
@@ -157,6 +170,7 @@ async fn serve_async(mut options: Options) -> Result<()> {
         Ledger::listen(&daemon.options.ledger, move |wake| match wake {
             crate::ledger::Wake::Work => d.wake_executor.notify_one(),
             crate::ledger::Wake::Change => d.on_ledger_change(),
+            crate::ledger::Wake::Pushed => d.pushed(false),
         })
         .context("listening to the ledger")?
     };
@@ -369,6 +383,7 @@ fn spawn_loops(
         tokio::spawn(daemon.clone().starter(claimed)),
         tokio::spawn(daemon.clone().pruner()),
         tokio::spawn(daemon.clone().commands(commands)),
+        tokio::spawn(daemon.clone().follow_git()),
     ];
     // A safety net for lost file-system events (an inotify queue overflow): look at the
     // ledger once a minute. One cheap query; the real wake-ups are event-driven.
@@ -428,6 +443,10 @@ fn spawn_api(
         body_limit: server.body_limit,
         request_timeout,
         daemon: handle,
+        git: daemon.options.git.as_ref().map(|git| crate::api::GitHook {
+            branch: git.branch.clone(),
+            secret: git.secret.clone(),
+        }),
     });
     let tls = certificate.map(ServerCert::server_config);
     tokio::spawn(async move {
@@ -459,7 +478,7 @@ fn spawn_watchdog(daemon: &Arc<Daemon>) -> Option<JoinHandle<()>> {
 async fn serve_loop(
     daemon: &Arc<Daemon>,
     signals: &mut Signals,
-    mut dir_watch: DirWatch,
+    mut dir_watch: Option<DirWatch>,
     mut dir_changed: mpsc::UnboundedReceiver<DirChange>,
     certificate: Option<Arc<ServerCert>>,
 ) -> Stopped {
@@ -499,13 +518,13 @@ async fn serve_loop(
                     pending.rescan |= c.rescan;
                     change = dir_changed.try_recv().ok();
                 }
-                if dir_watch.follow() {
+                if dir_watch.as_mut().is_some_and(DirWatch::follow) {
                     pending.rescan = true;
                 }
                 first_change.get_or_insert_with(tokio::time::Instant::now);
             }
             _ = identity_check.tick() => {
-                if dir_watch.follow() {
+                if dir_watch.as_mut().is_some_and(DirWatch::follow) {
                     pending.rescan = true;
                     first_change.get_or_insert_with(tokio::time::Instant::now);
                 }
@@ -540,6 +559,7 @@ impl Daemon {
     /// The daemon's state, before any loop runs.
     fn new(
         options: Options,
+        git: Option<super::follow::Follower>,
         shared: Arc<Shared>,
         (epoch, term, me): (i64, Option<i64>, (i64, i64)),
         liveness: Option<Ledger>,
@@ -550,6 +570,7 @@ impl Daemon {
             room: Arc::new(Room::new(options.daemon.max_concurrent_runs)),
             shared,
             options,
+            git,
             epoch,
             term: std::sync::atomic::AtomicI64::new(term.unwrap_or(0)),
             liveness: liveness.map(Mutex::new),
@@ -588,6 +609,32 @@ impl Daemon {
             }
         }
     }
+}
+
+/// The mirror of the followed repository, opened (created on first start) off the runtime.
+async fn follower(git: &crate::config::GitConfig) -> Result<super::follow::Follower> {
+    let remote = crate::git::remote::Remote {
+        url: git.url.clone(),
+        branch: git.branch.clone(),
+        path: git.path.clone(),
+        credentials: crate::git::remote::Credentials {
+            ssh_key_file: git.ssh_key_file.clone(),
+            known_hosts: git.known_hosts.clone(),
+            token_file: git.token_file.clone(),
+            token_user: git.token_user.clone(),
+        },
+    };
+    let workdir = git.workdir.clone().unwrap_or_default();
+    let interval =
+        StdDuration::try_from(git.interval.as_signed()).unwrap_or(StdDuration::from_secs(60));
+    let shown = workdir.display().to_string();
+    tokio::task::spawn_blocking(move || {
+        crate::git::remote::Mirror::open(remote, &workdir)
+            .map(|mirror| super::follow::Follower::new(mirror, interval))
+    })
+    .await
+    .context("opening the repository's mirror")?
+    .with_context(|| format!("preparing the mirror of the jobs repository in {shown}"))
 }
 
 /// Re-reads the API's certificate and key (a renewal, at SIGHUP). A pair that cannot be used

@@ -131,6 +131,18 @@ impl Ledger {
     }
 }
 
+impl Ledger {
+    /// Tells every node that a push webhook arrived (PostgreSQL; the leader fetches). Nothing
+    /// on SQLite, whose one daemon is the one that heard it.
+    pub fn tell_pushed(&self) {
+        if self.is_postgres() {
+            let _ = self
+                .conn
+                .execute("SELECT pg_notify('jobs_wake', 'git_push')", params![]);
+        }
+    }
+}
+
 /// What a PostgreSQL ledger's notification says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Wake {
@@ -139,6 +151,8 @@ pub enum Wake {
     /// Something to act on besides runs (an apply, a pause, a cancel request), or the
     /// listener (re)connected and may have missed notifications: look at everything.
     Change,
+    /// A push webhook reached another node: the leader fetches the followed repository.
+    Pushed,
 }
 
 impl Ledger {
@@ -159,6 +173,7 @@ impl Ledger {
         super::db::listen(target, "jobs_wake", move |payload| {
             heard(match payload {
                 Some("work") => Wake::Work,
+                Some("git_push") => Wake::Pushed,
                 _ => Wake::Change,
             });
         })

@@ -26,13 +26,58 @@ pub fn render_pause(format: OutputFormat, pausing: bool, result: &PauseResult) -
     Ok(ExitCode::SUCCESS)
 }
 
+/// The followed repository's lines of `jobctl status`.
+fn render_git(git: &crate::api::wire::GitView) {
+    let short = |c: &str| c.get(..12).unwrap_or(c).to_string();
+    let path = if git.path == "." {
+        String::new()
+    } else {
+        format!(", folder {}", git.path)
+    };
+    println!("Git:      {} (branch {}{path})", git.url, git.branch);
+    match (&git.applied_commit, &git.applied_at) {
+        (Some(commit), Some(at)) => println!("  applied:    {} at {at}", short(commit)),
+        _ => println!("  applied:    no commit yet"),
+    }
+    let remote = git.remote_commit.as_deref().map_or("-".to_string(), short);
+    let behind = match (&git.held, git.behind) {
+        (Some(_), _) => "behind: its newest commit is held back",
+        (None, true) => "behind",
+        (None, false) => "up to date",
+    };
+    println!("  remote:     {remote} ({behind})");
+    match (&git.fetch_error, &git.last_fetch_at) {
+        (Some(error), Some(at)) => println!(
+            "  last fetch: {at} failed: {error} (tried again; last success {})",
+            git.last_fetch_ok_at.as_deref().unwrap_or("never")
+        ),
+        (None, Some(at)) => println!("  last fetch: {at}"),
+        _ => println!("  last fetch: not yet"),
+    }
+    if let Some(rewritten) = &git.rewritten {
+        println!("  rewritten:  {rewritten}");
+    }
+    if let Some(held) = &git.held {
+        println!(
+            "  held back:  {} since {}: {} error{}; every job keeps its applied revision:",
+            short(&held.commit),
+            held.at,
+            held.errors,
+            plural(held.errors as usize)
+        );
+        for line in held.rendered.lines() {
+            println!("    {line}");
+        }
+    }
+}
+
 /// `jobctl status`'s exit code, as `systemctl is-active` answers scripts: 0 when a daemon
 /// serves the ledger and the files are valid, 3 when no daemon serves it, 4 when one does but
 /// the jobs folder has errors.
 fn status_code(view: &StatusView) -> ExitCode {
     if !view.daemon.running {
         ExitCode::from(3)
-    } else if view.files.errors > 0 {
+    } else if view.files.errors > 0 || view.git.as_ref().is_some_and(|g| g.held.is_some()) {
         ExitCode::from(4)
     } else {
         ExitCode::SUCCESS
@@ -96,8 +141,13 @@ pub fn render_status(format: OutputFormat, view: &StatusView) -> Result<ExitCode
         view.jobs,
         plural(view.jobs)
     );
+    if let Some(git) = &view.git {
+        render_git(git);
+    }
     let n_errors = view.files.errors;
-    if n_errors == 0 {
+    if view.git.is_some() && n_errors > 0 {
+        // The held commit's errors, printed with it.
+    } else if n_errors == 0 {
         println!("Files:    valid");
     } else {
         println!(

@@ -4,6 +4,8 @@
 //! that has a checkout, it honours the user's git configuration, and two short commands are all
 //! we need. When `git` is missing or the folder is not in a work tree, there is simply no commit.
 
+pub mod remote;
+
 use std::path::Path;
 use std::process::{Command, Stdio};
 
