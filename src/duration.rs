@@ -85,6 +85,30 @@ pub enum DurationError {
 
 const EXPECTED: &str = "expected a duration such as `90s`, `15m`, `2h 30m` or `1d`";
 
+/// An instant given as a duration back from `now` (`30m`, `24h`, `7d`), an RFC 3339 instant
+/// (`2026-10-31T12:00:00Z`) or a date (`2026-10-31`, its midnight UTC): what `--since` and
+/// `--until` take, and the API's `since` and `until`. The error says what was expected.
+///
+/// # Errors
+///
+/// When `text` is none of those.
+pub fn instant_or_ago(text: &str, now: jiff::Timestamp) -> Result<jiff::Timestamp, String> {
+    if let Ok(d) = Duration::parse(text) {
+        return now.checked_sub(d.as_signed()).map_err(|e| e.to_string());
+    }
+    if let Ok(t) = text.parse::<jiff::Timestamp>() {
+        return Ok(t);
+    }
+    if let Ok(date) = text.parse::<jiff::civil::Date>()
+        && let Ok(zoned) = date.to_zoned(jiff::tz::TimeZone::UTC)
+    {
+        return Ok(zoned.timestamp());
+    }
+    Err(format!(
+        "`{text}` is neither a duration back from now (`30m`, `2h`, `1d`) nor an instant (`2026-10-31T12:00:00Z`, `2026-10-31`)"
+    ))
+}
+
 impl fmt::Display for Duration {
     /// The canonical form: largest units first, `d h m s ms`, zero parts omitted, `0s` for zero.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

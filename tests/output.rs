@@ -387,3 +387,177 @@ fn output_in_the_old_one_row_per_line_table_is_moved_into_chunks() {
         (Some(1), Some("new"))
     );
 }
+
+/// `jobctl logs --job` and `GET /v1/jobs/{name}/logs`: the lines of every run of a job in a
+/// window, with their runs, filtered and paged; `GET /v1/jobs/{name}/metrics`: a series per
+/// metric, one point per run, an unknown name failing alone.
+#[test]
+fn a_jobs_logs_and_metrics_span_its_runs_in_a_window() {
+    let p = Project::new()
+        .file(
+            "jobs.d/talk.yaml",
+            "run: echo \"out $JOBS_RUN_ID\"; echo \"warn $JOBS_RUN_ID\" >&2; test \"$JOBS_RUN_ID\" != 2\n",
+        )
+        .file("tokens", format!("read {READER}\n"));
+    p.run(&["apply"]).code(0);
+    for (at, code) in [
+        ("2026-10-31T12:00:00Z", 0),
+        ("2026-10-31T13:00:00Z", 1),
+        ("2026-10-31T14:00:00Z", 0),
+    ] {
+        p.run_with(&["run", "talk"], &[("JOBS_NOW", at)]).code(code);
+    }
+    let at = |args: &[&str]| p.run_with(args, &[("JOBS_NOW", "2026-10-31T14:30:00Z")]);
+    let all = at(&["logs", "--job", "talk"]).code(0);
+    let out: Vec<&str> = all.stdout.lines().collect();
+    assert_eq!(out.len(), 3, "{}", all.stdout);
+    assert!(
+        out[0].starts_with("run 1  2026-10-31T12:00:00."),
+        "{}",
+        out[0]
+    );
+    assert!(out[0].ends_with("  out 1"), "{}", out[0]);
+    assert!(out[2].ends_with("  out 3"), "{}", out[2]);
+    assert_eq!(all.stderr.lines().count(), 3, "stderr lines stay on stderr");
+    let cases: [(&[&str], &[&str]); 4] = [
+        (&["--since", "2h"], &["out 2", "out 3"]),
+        (&["--since", "3h", "--until", "100m"], &["out 1"]),
+        (
+            &["--since", "2026-10-31T12:30:00Z", "--grep", "3"],
+            &["out 3"],
+        ),
+        (&["--since", "10m"], &[]),
+    ];
+    for (args, expected) in cases {
+        let mut command = vec!["logs", "--job", "talk"];
+        command.extend_from_slice(args);
+        let run = at(&command).code(0);
+        let texts: Vec<&str> = run
+            .stdout
+            .lines()
+            .map(|l| l.rsplit("  ").next().unwrap())
+            .collect();
+        assert_eq!(texts, expected, "{args:?}");
+    }
+    let json = at(&["logs", "--job", "talk", "--grep", "warn", "-o", "json"]).code(0);
+    let lines: Vec<Value> = json
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[1]["run_id"], 2);
+    assert_eq!(lines[1]["stream"], "stderr");
+    assert_eq!(lines[1]["line"], "warn 2");
+    assert!(
+        matches!(lines[1]["id"].as_i64(), Some(1 | 2)),
+        "its number in the run"
+    );
+    at(&["logs", "--job", "nope"])
+        .code(1)
+        .stderr_has("no job `nope`");
+    at(&["logs", "--job", "talk", "--since", "soon"])
+        .code(1)
+        .stderr_has("--since: `soon` is neither a duration");
+    at(&["logs"]).code(2);
+
+    // The same through a server, and the API's pages and metrics.
+    let mut daemon = p.serve(&["--token-file", "tokens"], Some("2026-10-31T14:30:00Z"));
+    let url = daemon.url();
+    let remote = p.run_live(&[
+        "--server", &url, "--token", READER, "logs", "--job", "talk", "--since", "2h",
+    ]);
+    let remote = remote.code(0);
+    let texts: Vec<&str> = remote
+        .stdout
+        .lines()
+        .map(|l| l.rsplit("  ").next().unwrap())
+        .collect();
+    assert_eq!(texts, ["out 2", "out 3"]);
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    let get = |path: &str| {
+        let mut reply = agent
+            .get(format!("{url}{path}"))
+            .header("Authorization", format!("Bearer {READER}"))
+            .call()
+            .unwrap();
+        let status = reply.status().as_u16();
+        let body: Value =
+            serde_json::from_str(&reply.body_mut().read_to_string().unwrap()).unwrap();
+        (status, body)
+    };
+    let (status, page) = get("/v1/jobs/talk/logs?since=3h&limit=4");
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["lines"].as_array().unwrap().len(), 4);
+    assert_eq!(page["lines"][3]["run_id"], 2);
+    let next = page["next_after"].as_str().unwrap().to_string();
+    assert_eq!(next, format!("2:{}", page["lines"][3]["id"]));
+    let (_, rest) = get(&format!("/v1/jobs/talk/logs?since=3h&after={next}"));
+    let mut rest: Vec<&str> = rest["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["line"].as_str().unwrap())
+        .collect();
+    // A run's two streams interleave as the process wrote them.
+    rest.sort_unstable();
+    assert_eq!(rest, ["out 3", "warn 3"]);
+    let (_, filtered) = get("/v1/jobs/talk/logs?since=3h&filter=out%202");
+    assert_eq!(filtered["lines"].as_array().unwrap().len(), 1, "{filtered}");
+    for (path, status, says) in [
+        ("/v1/jobs/nope/logs", 404, "no job `nope`"),
+        ("/v1/jobs/talk/logs?since=soon", 400, "since"),
+        ("/v1/jobs/talk/logs?after=x", 400, "cursor"),
+        (
+            "/v1/jobs/talk/logs?since=1h&until=2h",
+            400,
+            "until must be after since",
+        ),
+    ] {
+        let (code, body) = get(path);
+        assert_eq!(code, status, "{path}: {body}");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains(says),
+            "{path}: {body}"
+        );
+    }
+    let (status, metrics) = get("/v1/jobs/talk/metrics?names=duration,cpu,memory,bogus&since=3h");
+    assert_eq!(status, 200, "{metrics}");
+    let series = metrics["series"].as_array().unwrap();
+    assert_eq!(series.len(), 4);
+    for s in &series[..3] {
+        assert!(s["error"].is_null(), "{s}");
+        let points = s["points"].as_array().unwrap();
+        assert_eq!(points.len(), 3, "{s}");
+        let states: Vec<&str> = points
+            .iter()
+            .map(|p| p["state"].as_str().unwrap())
+            .collect();
+        assert_eq!(states, ["succeeded", "failed", "succeeded"], "{s}");
+        assert!(
+            points.iter().all(|p| p["value"].as_f64().unwrap() >= 0.0),
+            "{s}"
+        );
+    }
+    assert_eq!(series[0]["unit"], "seconds");
+    assert_eq!(series[2]["unit"], "bytes");
+    assert!(
+        series[2]["points"][0]["value"].as_f64().unwrap() > 0.0,
+        "a peak RSS"
+    );
+    assert!(series[3]["points"].as_array().unwrap().is_empty());
+    assert!(
+        series[3]["error"]
+            .as_str()
+            .unwrap()
+            .contains("no metric `bogus`"),
+        "{metrics}"
+    );
+    let (_, one) = get("/v1/jobs/talk/metrics?names=duration&since=2h");
+    assert_eq!(one["series"][0]["points"].as_array().unwrap().len(), 2);
+    assert_eq!(get("/v1/jobs/nope/metrics").0, 404);
+    assert_eq!(daemon.stop(), Some(0));
+}

@@ -12,6 +12,7 @@ mod definition;
 pub mod error;
 mod events;
 mod fires;
+mod history;
 mod hooks;
 mod jobs;
 mod plan;
@@ -326,6 +327,8 @@ fn routes() -> (Router<Arc<Api>>, utoipa::openapi::OpenApi) {
         .routes(routes!(jobs::graph))
         .routes(routes!(jobs::tags))
         .routes(routes!(events::events))
+        .routes(routes!(history::logs))
+        .routes(routes!(history::metrics))
         .routes(routes!(revisions::list))
         .routes(routes!(revisions::diff))
         .routes(routes!(fires::fires))

@@ -522,6 +522,71 @@ pub struct LogPage {
     pub next_after: Option<i64>,
 }
 
+/// One output line of a job's run: `GET /v1/jobs/{name}/logs`, `jobctl logs --job`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct JobLogLine {
+    pub run_id: i64,
+    /// The line's number in its run (1, 2, 3…).
+    pub id: i64,
+    pub at: String,
+    pub stream: String,
+    pub line: String,
+}
+
+impl From<ledger::JobLine> for JobLogLine {
+    fn from(l: ledger::JobLine) -> JobLogLine {
+        JobLogLine {
+            run_id: l.run_id,
+            id: l.line.id,
+            at: ledger::stamp(l.line.at),
+            stream: l.line.stream,
+            line: l.line.line,
+        }
+    }
+}
+
+/// A page of the output lines of a job's runs in a window, oldest run first.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct JobLogPage {
+    pub job: String,
+    pub lines: Vec<JobLogLine>,
+    /// More lines follow: pass this (`RUN:LINE`) as `after` for the next page; null at the end.
+    pub next_after: Option<String>,
+}
+
+/// One run's value of a metric.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct MetricPoint {
+    pub run_id: i64,
+    /// When the run ended.
+    pub at: String,
+    pub value: f64,
+    /// The run's final state.
+    pub state: String,
+}
+
+/// A metric of a job's runs over time: one point per run that ended in the window and has a
+/// value (a skipped run has no duration). A series that cannot be answered carries its
+/// `error` and no points; the others still answer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct MetricSeries {
+    pub name: String,
+    /// `seconds` or `bytes`.
+    pub unit: String,
+    pub points: Vec<MetricPoint>,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// `GET /v1/jobs/{name}/metrics`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct JobMetrics {
+    pub job: String,
+    pub since: String,
+    pub until: String,
+    pub series: Vec<MetricSeries>,
+}
+
 /// One server-sent event of a followed log.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct LogEvent {

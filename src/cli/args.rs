@@ -179,14 +179,26 @@ pub enum Command {
     /// Print a run's output
     Logs {
         /// A run id, or a job's name for its latest run that started
-        #[arg(value_name = "RUN_ID|JOB", add = clap_complete::ArgValueCandidates::new(complete::job_names))]
-        target: String,
+        #[arg(value_name = "RUN_ID|JOB", add = clap_complete::ArgValueCandidates::new(complete::job_names), required_unless_present = "job", conflicts_with = "job")]
+        target: Option<String>,
         /// Keep printing while the run goes on, until it ends
         #[arg(short, long)]
         follow: bool,
         /// Only the last N lines (with -f: the last N, then every new line)
         #[arg(short = 'n', long, value_name = "N")]
         tail: Option<u64>,
+        /// Every run of this job in a window instead (`--since`, `--until`), each line with its run
+        #[arg(long, value_name = "JOB", conflicts_with_all = ["follow", "tail"], add = clap_complete::ArgValueCandidates::new(complete::job_names))]
+        job: Option<String>,
+        /// With --job: from this long ago (`30m`, `24h`, `7d`) or this instant [default: 24h]
+        #[arg(long, requires = "job", value_name = "DURATION|INSTANT")]
+        since: Option<String>,
+        /// With --job: up to this long ago or this instant [default: now]
+        #[arg(long, requires = "job", value_name = "DURATION|INSTANT")]
+        until: Option<String>,
+        /// With --job: only lines containing this text
+        #[arg(long, requires = "job", value_name = "TEXT")]
+        grep: Option<String>,
     },
     /// The daemon, errors in the files, active runs and next fires
     Status,

@@ -128,6 +128,29 @@ fn no_color() -> bool {
     std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
 }
 
+/// `jobctl logs --job`: the window as given (a duration back from now or an instant), checked
+/// here so a mistake is reported before any read.
+fn job_log_query(
+    job: String,
+    since: Option<String>,
+    until: Option<String>,
+    grep: Option<String>,
+) -> Result<runs::JobLogsQuery> {
+    let now = now()?;
+    for (flag, text) in [("--since", &since), ("--until", &until)] {
+        if let Some(text) = text {
+            crate::duration::instant_or_ago(text, now)
+                .map_err(|e| anyhow::anyhow!("{flag}: {e}"))?;
+        }
+    }
+    Ok(runs::JobLogsQuery {
+        job,
+        since: since.unwrap_or_else(|| "24h".to_string()),
+        until,
+        grep: grep.filter(|g| !g.is_empty()),
+    })
+}
+
 fn runs_query(
     job: Option<String>,
     state: Option<String>,
@@ -225,10 +248,23 @@ fn run(cli: Cli) -> Result<ExitCode> {
             watch,
         } => runs::runs(&settings, &runs_query(name, state, limit, since, watch)?),
         Command::Logs {
+            job: Some(job),
+            since,
+            until,
+            grep,
+            ..
+        } => runs::job_logs(&settings, &job_log_query(job, since, until, grep)?),
+        Command::Logs {
             target,
             follow,
             tail,
-        } => runs::logs(&settings, &target, follow, tail),
+            ..
+        } => runs::logs(
+            &settings,
+            target.as_deref().unwrap_or_default(),
+            follow,
+            tail,
+        ),
         Command::Status => control::status(&settings),
         Command::Graph => jobs::graph(&settings),
         Command::Ledger { action } => ledger_ops::ledger_command(&settings, action),
@@ -272,10 +308,24 @@ fn remote_command(
             RunAction::Cancel { id } => remote::cancel(client, f, id),
         },
         Command::Logs {
+            job: Some(job),
+            since,
+            until,
+            grep,
+            ..
+        } => remote::job_logs(client, f, &job_log_query(job, since, until, grep)?),
+        Command::Logs {
             target,
             follow,
             tail,
-        } => remote::logs(client, f, &target, follow, tail),
+            ..
+        } => remote::logs(
+            client,
+            f,
+            target.as_deref().unwrap_or_default(),
+            follow,
+            tail,
+        ),
         Command::Create { file } => remote::create(client, f, &file),
         Command::Update { name, file } => remote::update(client, f, &name, &file),
         Command::Delete {

@@ -368,6 +368,36 @@ pub fn logs(
     }
 }
 
+/// `jobctl logs --job` through the server: `GET /v1/jobs/{name}/logs`, page after page.
+pub fn job_logs(
+    client: &Client,
+    format: OutputFormat,
+    query: &runs::JobLogsQuery,
+) -> Result<ExitCode> {
+    let mut base = format!(
+        "/v1/jobs/{}/logs?since={}",
+        encode(&query.job),
+        encode(&query.since)
+    );
+    if let Some(until) = &query.until {
+        base.push_str(&format!("&until={}", encode(until)));
+    }
+    if let Some(grep) = &query.grep {
+        base.push_str(&format!("&filter={}", encode(grep)));
+    }
+    let mut path = base.clone();
+    loop {
+        let page: crate::api::wire::JobLogPage = client.get(&path)?;
+        for line in &page.lines {
+            crate::cli::output::runs::print_job_line(format, line)?;
+        }
+        match page.next_after {
+            Some(next) => path = format!("{base}&after={}", encode(&next)),
+            None => return Ok(ExitCode::SUCCESS),
+        }
+    }
+}
+
 pub fn pause(
     client: &Client,
     format: OutputFormat,

@@ -478,6 +478,52 @@ pub fn logs(
 
 /// Prints a run's output after line `after`, a page at a time (a log may be far larger than
 /// memory should hold); returns the last line's id.
+/// `jobctl logs --job`: which lines, as the user gave them.
+#[derive(Clone, Debug)]
+pub struct JobLogsQuery {
+    pub job: String,
+    /// A duration back from now, or an instant.
+    pub since: String,
+    pub until: Option<String>,
+    pub grep: Option<String>,
+}
+
+/// The output lines of every run of a job in a window, page by page, each with its run.
+pub fn job_logs(settings: &Settings, query: &JobLogsQuery) -> Result<ExitCode> {
+    let now = super::now()?;
+    let at = |text: &str| crate::duration::instant_or_ago(text, now).map_err(anyhow::Error::msg);
+    let since = at(&query.since)?;
+    let until = query.until.as_deref().map(at).transpose()?;
+    let ledger = super::open_read_only(settings)?
+        .with_context(|| format!("there is no ledger at {}", settings.ledger.display()))?;
+    if ledger.job(&query.job)?.is_none() {
+        bail!(
+            "no job `{}` in the ledger {} (`jobctl list` shows the jobs)",
+            query.job,
+            settings.ledger.display()
+        );
+    }
+    let mut after = None;
+    loop {
+        let page = ledger.job_output(&crate::ledger::JobLogQuery {
+            job: &query.job,
+            since,
+            until,
+            contains: query.grep.as_deref(),
+            after,
+            max_lines: 4096,
+            max_bytes: 512 * 1024,
+        })?;
+        for line in page.lines {
+            output::runs::print_job_line(settings.output, &wire::JobLogLine::from(line))?;
+        }
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return Ok(ExitCode::SUCCESS),
+        }
+    }
+}
+
 fn print_output(format: OutputFormat, ledger: &Ledger, id: i64, mut after: i64) -> Result<i64> {
     loop {
         // A chunk holds up to 4096 lines: a page of as many decompresses each chunk once.

@@ -62,6 +62,7 @@ mod daemon_state;
 pub mod db;
 mod deps;
 mod error;
+mod history;
 mod jobs;
 mod lease;
 mod location;
@@ -77,6 +78,7 @@ pub use claims::{CancelOutcome, Claim, Finish, Handoff, ProcessStarted, RunEnd, 
 pub use daemon_state::{DaemonEvent, Wake};
 pub use deps::Resolved;
 pub use error::{LedgerError, Result};
+pub use history::{JobLine, JobLogPage, JobLogQuery};
 pub use jobs::{
     ApplyBatch, ApplyRecord, GitInfo, JobRow, LastRun, NewRevision, Owner, Pause, Revision,
     RunFacts,

@@ -234,6 +234,19 @@ pub fn print_line(format: OutputFormat, line: &OutputLine) -> Result<()> {
     Ok(())
 }
 
+/// A line of `jobctl logs --job`: its run and time, then the text (stderr's on stderr, as
+/// `jobctl logs RUN` does); JSON, one object a line.
+pub fn print_job_line(format: OutputFormat, line: &crate::api::wire::JobLogLine) -> Result<()> {
+    if format == OutputFormat::Json {
+        println!("{}", serde_json::to_string(line)?);
+    } else if line.stream == "stderr" {
+        eprintln!("run {}  {}  {}", line.run_id, line.at, line.line);
+    } else {
+        println!("run {}  {}  {}", line.run_id, line.at, line.line);
+    }
+    Ok(())
+}
+
 /// A spinner on stderr while a run waits to start, only when stderr is a terminal.
 pub struct Spinner {
     run: i64,
