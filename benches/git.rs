@@ -81,7 +81,10 @@ impl Daemon {
             .args(["--log-format", "json", "--listen", "127.0.0.1:0"])
             .args(args)
             .env("HOOK_SECRET", SECRET)
-            .env("JOBS_LOG", "info")
+            .env(
+                "JOBS_LOG",
+                std::env::var("JOBS_BENCH_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .env_remove("JOBS_NOW")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -295,6 +298,11 @@ fn main() {
         daemon.drain();
         let t = Instant::now();
         push_hook(&url);
+        if std::env::var("JOBS_BENCH_LOG").is_ok() {
+            let (fetch, _) = daemon.wait_for("git fetch", Duration::from_secs(60));
+            let (phases, _) = daemon.wait_for("git sync phases", Duration::from_secs(60));
+            println!("round {round}: fetch {} {phases}", fetch["fetch_ms"]);
+        }
         let (line, at) = daemon.wait_for("reconciled: applied", Duration::from_secs(60));
         pushed_to_applied.push(at.duration_since(t).as_secs_f64());
         daemon_took.push(line["took_ms"].as_f64().unwrap_or(0.0) / 1000.0);

@@ -5,13 +5,14 @@
 //! whose files are broken right now: the daemon keeps them at their last good revision instead
 //! of removing them (`jobctl apply` refuses a broken folder outright and passes none).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use jiff::Timestamp;
 
 use crate::catalog::Catalog;
 use crate::ledger::{ApplyBatch, ApplyRecord, GitInfo, JobRow, Ledger, LedgerError, NewRevision};
 use crate::plan::{self, Applied, Plan};
+use crate::saved_plan::{SavedPlan, SeenJob};
 
 /// The outcome of an apply: what was written (nothing for an empty plan) and the plan itself.
 #[derive(Debug)]
@@ -28,6 +29,9 @@ pub enum ApplyError {
     Plan(Plan),
     #[error(transparent)]
     Ledger(#[from] LedgerError),
+    /// A saved plan no longer fits the ledger: what moved since it was made.
+    #[error("the ledger changed since the plan was made: {}", .0.join("; "))]
+    Moved(Vec<String>),
 }
 
 /// Plans `catalog` against the ledger and writes the changes in one transaction.
@@ -42,9 +46,62 @@ pub fn apply(
     git: &GitInfo,
     keep: &HashSet<String>,
 ) -> Result<Outcome, ApplyError> {
+    apply_checked(ledger, catalog, now, git, keep, None)
+}
+
+/// Applies a saved plan's files (`catalog`, built from them) only if the ledger is as the
+/// plan saw it and the plan computed now makes the same changes; checked inside the apply's
+/// write transaction, so nothing slips in between.
+///
+/// # Errors
+///
+/// [`ApplyError::Moved`] naming what moved, or as [`apply`].
+pub fn apply_saved(
+    ledger: &mut Ledger,
+    catalog: &Catalog,
+    now: Timestamp,
+    git: &GitInfo,
+    saved: &SavedPlan,
+) -> Result<Outcome, ApplyError> {
+    apply_checked(ledger, catalog, now, git, &HashSet::new(), Some(saved))
+}
+
+/// The ledger's jobs as a saved plan records them.
+pub fn seen_jobs(rows: &[JobRow]) -> BTreeMap<String, SeenJob> {
+    rows.iter()
+        .map(|r| {
+            (
+                r.name.clone(),
+                SeenJob {
+                    revision: r.revision,
+                    active: r.active,
+                    api_owned: r.owner == crate::ledger::Owner::Api,
+                },
+            )
+        })
+        .collect()
+}
+
+fn apply_checked(
+    ledger: &mut Ledger,
+    catalog: &Catalog,
+    now: Timestamp,
+    git: &GitInfo,
+    keep: &HashSet<String>,
+    saved: Option<&SavedPlan>,
+) -> Result<Outcome, ApplyError> {
     let stamp = apply_stamp(now);
     let mut decided: Option<Plan> = None;
+    let mut moved: Option<Vec<String>> = None;
     let result = ledger.apply(stamp, git, |current, fetch| {
+        if let Some(saved) = saved {
+            let changed = saved.moved_jobs(&seen_jobs(current));
+            if !changed.is_empty() {
+                let message = changed.join("; ");
+                moved = Some(changed);
+                return Err(message);
+            }
+        }
         // Only changed and removed jobs need their stored definition (for the diff) and their
         // stored schedule (for the next fires before and after).
         let mut plan = plan::plan(catalog, &applied_for_plan(current, catalog, fetch), now);
@@ -56,6 +113,15 @@ pub fn apply(
             let message = errors_text(&plan);
             decided = Some(plan);
             return Err(message);
+        }
+        if let Some(saved) = saved {
+            let now_changes =
+                crate::saved_plan::changes_of(&serde_json::to_value(&plan).unwrap_or_default());
+            if now_changes != saved.changes() {
+                let message = "the plan computed now differs from the saved one".to_string();
+                moved = Some(vec![message.clone()]);
+                return Err(message);
+            }
         }
         let batch = ApplyBatch {
             upserts: revisions(&plan, catalog, crate::ledger::Owner::File),
@@ -77,8 +143,9 @@ pub fn apply(
         }),
         // The transaction can fail before it decides anything (the ledger locked by another
         // writer), so there may be no plan to show.
-        Err(e) => match decided {
-            Some(plan) if !plan.errors.is_empty() => Err(ApplyError::Plan(plan)),
+        Err(e) => match (decided, moved) {
+            (_, Some(moved)) => Err(ApplyError::Moved(moved)),
+            (Some(plan), None) if !plan.errors.is_empty() => Err(ApplyError::Plan(plan)),
             _ => Err(ApplyError::Ledger(e)),
         },
     }

@@ -38,6 +38,7 @@ pub mod plan;
 pub mod rules;
 pub mod run;
 pub mod runner;
+pub mod saved_plan;
 pub mod slots;
 pub mod source;
 pub mod tls;

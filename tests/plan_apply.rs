@@ -273,3 +273,103 @@ fn a_closed_pipe_is_not_a_panic() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(String::from_utf8_lossy(&output.stdout).starts_with("NAME"));
 }
+
+/// `jobctl plan --out FILE` then `jobctl apply FILE`: exactly that plan, or a refusal naming
+/// what moved in the files or the ledger; and the same through a server.
+#[test]
+fn a_saved_plan_applies_exactly_or_names_what_moved() {
+    const ADMIN: &str = "saved-plan-admin-token-0123456789";
+    const READER: &str = "saved-plan-read-token-0123456789";
+    let p = project().file("tokens", format!("admin {ADMIN}\nread {READER}\n"));
+    p.run(&["apply"]).code(0);
+    p.write(
+        "jobs.d/health.yaml",
+        "schedule: {every: 2m}\ncommand: [curl, localhost]\n",
+    );
+    p.write("jobs.d/new.yaml", job("@daily"));
+    p.run(&["plan", "--out", "plan.json"])
+        .code(0)
+        .stdout_has("~ health")
+        .stdout_has("+ new")
+        .stdout_has("Saved this plan to plan.json");
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(p.path("plan.json"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "it holds every job file's text");
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p.path("plan.json")).unwrap()).unwrap();
+    assert_eq!(saved["format"], "jobctl-saved-plan/1");
+    assert_eq!(saved["ledger"]["health"]["revision"], 1);
+    assert!(saved["files"]["new.yaml"]["sha256"].as_str().unwrap().len() == 64);
+    p.run(&["apply", "plan.json"])
+        .code(0)
+        .stdout_has("Apply complete: 1 added, 1 changed, 0 removed");
+    assert_eq!(
+        p.sql("SELECT count(*) FROM revisions WHERE job = 'health'"),
+        "2"
+    );
+
+    // The ledger moved: another apply landed after the plan was saved.
+    p.write("jobs.d/old.yaml", job("@weekly"));
+    p.run(&["plan", "--out", "stale.json"]).code(0);
+    p.run(&["apply"]).code(0);
+    p.run(&["apply", "stale.json"])
+        .code(1)
+        .stderr_has(
+            "the ledger changed since the plan in stale.json was made, so it was not applied",
+        )
+        .stderr_has("job `old` is at revision 2; the plan saw revision 1")
+        .stderr_has("jobctl plan --out stale.json");
+
+    // The files moved: one edited, one added after the plan.
+    p.write("jobs.d/backup.yaml", job("@monthly"));
+    p.run(&["plan", "--out", "files.json"]).code(0);
+    p.write("jobs.d/backup.yaml", job("@yearly"));
+    p.write("jobs.d/extra.yaml", job("@daily"));
+    p.run(&["apply", "files.json"])
+        .code(1)
+        .stderr_has("the files changed since the plan in files.json was made")
+        .stderr_has("jobs.d/backup.yaml changed")
+        .stderr_has("jobs.d/extra.yaml is new");
+    assert_eq!(
+        p.sql("SELECT count(*) FROM revisions WHERE job = 'backup'"),
+        "1",
+        "nothing was applied"
+    );
+    p.write("junk.json", "{\"format\": \"jobctl-saved-plan/7\"}");
+    p.run(&["apply", "junk.json"])
+        .code(1)
+        .stderr_has("format `jobctl-saved-plan/7`");
+    p.run(&["apply", "files.json", "--dry-run"]).code(2);
+    p.remove("jobs.d/extra.yaml");
+
+    // Through a server: the plan saved by the server, applied there after review.
+    let mut daemon = p.serve(&["--token-file", "tokens", "--no-apply"], None);
+    let url = daemon.url();
+    let remote = |token: &str, args: &[&str]| {
+        let mut all = vec!["--server", &url, "--token", token];
+        all.extend_from_slice(args);
+        p.run_live(&all)
+    };
+    remote(READER, &["plan", "--out", "remote.json"])
+        .code(0)
+        .stdout_has("~ backup")
+        .stdout_has("Saved this plan to remote.json");
+    remote(READER, &["apply", "remote.json"])
+        .code(1)
+        .stderr_has("admin");
+    remote(ADMIN, &["apply", "remote.json"])
+        .code(0)
+        .stdout_has("Apply complete: 0 added, 1 changed, 0 removed");
+    assert_eq!(
+        p.sql("SELECT count(*) FROM revisions WHERE job = 'backup'"),
+        "2"
+    );
+    // Applied once: the ledger moved past it.
+    remote(ADMIN, &["apply", "remote.json"])
+        .code(1)
+        .stderr_has("job `backup` is at revision 2; the plan saw revision 1");
+    assert_eq!(daemon.stop(), Some(0));
+}

@@ -334,6 +334,7 @@ fn routes() -> (Router<Arc<Api>>, utoipa::openapi::OpenApi) {
         .routes(routes!(fires::fires))
         .routes(routes!(fires::timeline))
         .routes(routes!(plan::plan))
+        .routes(routes!(plan::apply))
         .routes(routes!(runs::list))
         .routes(routes!(runs::recent))
         .routes(routes!(runs::get))

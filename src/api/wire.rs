@@ -690,6 +690,15 @@ pub struct PlanRequest {
     /// The jobs folder as the client names it (`jobs.d`), so messages show the paths the
     /// client's user knows.
     pub dir: Option<String>,
+    /// Also answer the plan saved with what it was computed from (`saved`), for
+    /// `POST /v1/apply` after review.
+    #[serde(default)]
+    pub save: bool,
+    /// The git commit the files come from, recorded when a saved plan is applied.
+    #[serde(default)]
+    pub commit: Option<String>,
+    #[serde(default)]
+    pub dirty: Option<bool>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -700,6 +709,23 @@ pub struct PlanResponse {
     /// The plan as `jobctl plan` prints it on a terminal (without colour).
     pub text: String,
     pub has_changes: bool,
+    /// With `save`: the plan with the files and the ledger state it was computed from
+    /// (what `jobctl plan --out FILE` writes), for `POST /v1/apply`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub saved: Option<crate::saved_plan::SavedPlan>,
+}
+
+/// What `POST /v1/apply` did.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ApplyResult {
+    /// Whether anything was written (an empty plan writes nothing).
+    pub applied: bool,
+    pub added: usize,
+    pub changed: usize,
+    pub removed: usize,
+    /// The plan as `jobctl apply` prints it.
+    pub text: String,
 }
 
 // System: health and readiness.

@@ -71,9 +71,15 @@ pub enum Command {
         /// Exit 0 when there are no changes, 2 when there are, 1 on error
         #[arg(long)]
         detailed_exitcode: bool,
+        /// Also save the plan, with the files and the ledger state it was computed from, for `jobctl apply FILE`
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
     },
     /// Make the ledger match the job files, in one transaction
     Apply {
+        /// A plan saved by `jobctl plan --out FILE`: apply exactly it, or refuse if the files or the ledger moved since
+        #[arg(value_name = "PLAN_FILE", conflicts_with = "dry_run")]
+        saved: Option<PathBuf>,
         /// Show the plan and change nothing
         #[arg(long)]
         dry_run: bool,

@@ -13,6 +13,7 @@ use crate::cron::CronExpr;
 use crate::diag::{self, Diagnostic};
 use crate::ledger::{JobRow, Ledger};
 use crate::plan::{self, Plan};
+use crate::saved_plan::SavedPlan;
 use crate::schedule::Schedule;
 use crate::source;
 use crate::spec;
@@ -143,7 +144,11 @@ fn quiet_fired(loaded: &mut Loaded, rows: &[JobRow]) {
     });
 }
 
-pub fn plan_command(settings: &Settings, detailed_exitcode: bool) -> Result<ExitCode> {
+pub fn plan_command(
+    settings: &Settings,
+    detailed_exitcode: bool,
+    out: Option<&std::path::Path>,
+) -> Result<ExitCode> {
     let now = now()?;
     let ledger = open_read_only(settings)?;
     let rows = match &ledger {
@@ -176,6 +181,17 @@ pub fn plan_command(settings: &Settings, detailed_exitcode: bool) -> Result<Exit
                     row.name
                 );
             }
+        }
+    }
+    if let Some(out) = out {
+        let saved = saved_plan(settings, &loaded, &rows, &plan, now);
+        write_saved_plan(out, &saved)?;
+        if settings.output == OutputFormat::Table {
+            println!(
+                "Saved this plan to {}: `jobctl apply {}` applies exactly it, or refuses if the files or the ledger moved.",
+                out.display(),
+                out.display()
+            );
         }
     }
     let code = if detailed_exitcode && plan.has_changes() {
@@ -230,7 +246,18 @@ pub fn apply(settings: &Settings) -> Result<ExitCode> {
                 return Err(anyhow::Error::new(e)
                     .context(format!("applying to ledger {}", settings.ledger.display())));
             }
+            Err(crate::apply::ApplyError::Moved(_)) => unreachable!("no saved plan"),
         };
+    report_applied(settings, &mut ledger, outcome, &git)
+}
+
+/// What an apply did, as `jobctl apply` prints it; the daemon is told when it wrote.
+fn report_applied(
+    settings: &Settings,
+    ledger: &mut Ledger,
+    outcome: crate::apply::Outcome,
+    git: &crate::ledger::GitInfo,
+) -> Result<ExitCode> {
     let (record, plan) = (outcome.record, outcome.plan);
     if record.is_some() {
         ledger.wake_daemon();
@@ -264,6 +291,143 @@ pub fn apply(settings: &Settings) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The plan with the files and the ledger's jobs it was computed from.
+fn saved_plan(
+    settings: &Settings,
+    loaded: &Loaded,
+    rows: &[JobRow],
+    plan: &Plan,
+    now: Timestamp,
+) -> SavedPlan {
+    let git = crate::git::describe(&settings.dir);
+    let mut text = plan::render(plan, false);
+    for row in rows.iter().filter(|r| r.active) {
+        if let Some(p) = &row.paused {
+            text.push_str(&format!(
+                "Note: {} is paused ({p}); applying keeps it paused.\n",
+                row.name
+            ));
+        }
+    }
+    SavedPlan {
+        format: crate::saved_plan::FORMAT.to_string(),
+        created_at: crate::ledger::stamp(now),
+        dir: settings.dir.display().to_string(),
+        commit: git.commit,
+        dirty: git.dirty,
+        files: crate::saved_plan::files(
+            loaded
+                .sources
+                .iter()
+                .map(|f| (f.relative.as_str(), f.bytes.as_slice())),
+        ),
+        ledger: crate::apply::seen_jobs(rows),
+        plan: serde_json::to_value(plan).unwrap_or_default(),
+        text,
+        has_changes: plan.has_changes(),
+    }
+}
+
+/// Writes a saved plan whole (a temporary file renamed over FILE), readable by its owner
+/// alone: it holds every job file's text.
+pub(super) fn write_saved_plan(out: &std::path::Path, saved: &SavedPlan) -> Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let text = serde_json::to_string_pretty(saved)?;
+    let mut tmp = out.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut f| {
+            f.write_all(text.as_bytes())?;
+            f.write_all(b"\n")?;
+            f.sync_all()
+        })
+        .and_then(|()| std::fs::rename(&tmp, out));
+    written.with_context(|| format!("saving the plan to {}", out.display()))
+}
+
+/// Reads a saved plan, naming the file in any error.
+pub(super) fn read_saved_plan(file: &std::path::Path) -> Result<SavedPlan> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("reading the saved plan {}", file.display()))?;
+    SavedPlan::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))
+}
+
+/// The job files in `dir` by path, with their SHA-256; none when the folder is missing.
+pub(super) fn folder_hashes(
+    dir: &std::path::Path,
+) -> Result<std::collections::BTreeMap<String, String>> {
+    if !dir.exists() {
+        return Ok(Default::default());
+    }
+    let scan = source::scan(dir).map_err(|d| anyhow::anyhow!("{d}"))?;
+    Ok(scan
+        .files
+        .iter()
+        .map(|f| (f.relative.clone(), crate::saved_plan::sha256(&f.bytes)))
+        .collect())
+}
+
+/// Refuses a saved plan whose files moved, naming them.
+pub(super) fn check_files(
+    file: &std::path::Path,
+    saved: &SavedPlan,
+    dir: &std::path::Path,
+) -> Result<()> {
+    let moved = saved.moved_files(&folder_hashes(dir)?);
+    if moved.is_empty() {
+        return Ok(());
+    }
+    bail!(
+        "the files changed since the plan in {} was made, so it was not applied:\n  {}\nPlan again (`jobctl plan --out {}`) and review the new plan",
+        file.display(),
+        moved.join("\n  "),
+        file.display()
+    )
+}
+
+/// `jobctl apply PLAN_FILE`: exactly the saved plan, or nothing.
+pub fn apply_saved(settings: &Settings, file: &std::path::Path) -> Result<ExitCode> {
+    let now = now()?;
+    let saved = read_saved_plan(file)?;
+    check_files(file, &saved, &settings.dir)?;
+    let existing = match open_read_only(settings) {
+        Ok(Some(ledger)) => ledger.jobs_bare().unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    let loaded = load_valid(settings, now, &existing)?;
+    let mut ledger = Ledger::open_at(&settings.ledger, settings.open)
+        .with_context(|| format!("opening ledger {}", settings.ledger.display()))?;
+    let git = crate::ledger::GitInfo {
+        commit: saved.commit.clone(),
+        dirty: saved.dirty,
+    };
+    let outcome = match crate::apply::apply_saved(&mut ledger, &loaded.catalog, now, &git, &saved) {
+        Ok(outcome) => outcome,
+        Err(crate::apply::ApplyError::Moved(moved)) => bail!(
+            "the ledger changed since the plan in {} was made, so it was not applied:\n  {}\nPlan again (`jobctl plan --out {}`) and review the new plan",
+            file.display(),
+            moved.join("\n  "),
+            file.display()
+        ),
+        Err(crate::apply::ApplyError::Plan(plan)) => {
+            report_plan_errors(&loaded, &plan)?;
+            unreachable!("a plan that failed has errors");
+        }
+        Err(crate::apply::ApplyError::Ledger(e)) => {
+            return Err(anyhow::Error::new(e)
+                .context(format!("applying to ledger {}", settings.ledger.display())));
+        }
+    };
+    report_applied(settings, &mut ledger, outcome, &git)
 }
 
 /// A job's next fires from its ledger row, at `now`.

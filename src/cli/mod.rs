@@ -211,11 +211,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
     match cli.command {
         Command::Validate => jobs::validate(&settings),
-        Command::Plan { detailed_exitcode } => jobs::plan_command(&settings, detailed_exitcode),
+        Command::Plan {
+            detailed_exitcode,
+            out,
+        } => jobs::plan_command(&settings, detailed_exitcode, out.as_deref()),
         Command::Apply {
             dry_run: true,
             detailed_exitcode,
-        } => jobs::plan_command(&settings, detailed_exitcode),
+            ..
+        } => jobs::plan_command(&settings, detailed_exitcode, None),
+        Command::Apply {
+            saved: Some(file), ..
+        } => jobs::apply_saved(&settings, &file),
         Command::Apply { .. } => jobs::apply(&settings),
         Command::List { tag, all } => jobs::list(&settings, tag.as_deref(), all),
         Command::Get { name } => jobs::get(&settings, &name),
@@ -332,11 +339,18 @@ fn remote_command(
             name,
             cancel_active,
         } => remote::delete(client, f, &name, cancel_active),
-        Command::Plan { detailed_exitcode }
-        | Command::Apply {
+        Command::Plan {
+            detailed_exitcode,
+            out,
+        } => remote::plan(client, f, &settings.dir, detailed_exitcode, out.as_deref()),
+        Command::Apply {
             dry_run: true,
             detailed_exitcode,
-        } => remote::plan(client, f, &settings.dir, detailed_exitcode),
+            ..
+        } => remote::plan(client, f, &settings.dir, detailed_exitcode, None),
+        Command::Apply {
+            saved: Some(file), ..
+        } => remote::apply_saved(client, f, &settings.dir, &file),
         other => {
             let name = format!("{other:?}");
             let name = name

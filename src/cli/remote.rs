@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
-use anyhow::{Result, bail};
+use anyhow::{Context as _, Result, bail};
 
 use super::output::control::{render_pause, render_status};
 use super::output::runs::{
@@ -154,6 +154,7 @@ pub fn plan(
     format: OutputFormat,
     dir: &std::path::Path,
     detailed_exitcode: bool,
+    out: Option<&std::path::Path>,
 ) -> Result<ExitCode> {
     let scan = crate::source::scan(dir).map_err(|d| anyhow::anyhow!("{d}"))?;
     if let Some(problem) = scan.problems.first() {
@@ -165,9 +166,13 @@ pub fn plan(
             .map_err(|_| anyhow::anyhow!("{} is not UTF-8 text", f.display))?;
         files.insert(f.relative.clone(), text);
     }
+    let git = crate::git::describe(dir);
     let body = PlanRequest {
         files,
         dir: Some(dir.display().to_string()),
+        save: out.is_some(),
+        commit: git.commit,
+        dirty: git.dirty,
     };
     let response: PlanResponse = match client.post("/v1/plan", Some(&body)) {
         Ok(r) => r,
@@ -185,11 +190,59 @@ pub fn plan(
         OutputFormat::Json => output::json(&response.plan)?,
         OutputFormat::Table | OutputFormat::Dot => print!("{}", response.text),
     }
+    if let Some(out) = out {
+        let saved = response
+            .saved
+            .as_ref()
+            .context("the server answered no saved plan; is it older than this jobctl?")?;
+        super::jobs::write_saved_plan(out, saved)?;
+        if format == OutputFormat::Table {
+            println!(
+                "Saved this plan to {}: `jobctl apply {} --server URL` applies exactly it on the server, or refuses if the files or its ledger moved.",
+                out.display(),
+                out.display()
+            );
+        }
+    }
     Ok(if detailed_exitcode && response.has_changes {
         ExitCode::from(2)
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// `jobctl apply PLAN_FILE --server`: the saved plan sent to the server, which applies it
+/// only if its ledger is as the plan saw it; the local files are compared first.
+pub fn apply_saved(
+    client: &Client,
+    format: OutputFormat,
+    dir: &std::path::Path,
+    file: &std::path::Path,
+) -> Result<ExitCode> {
+    let saved = super::jobs::read_saved_plan(file)?;
+    super::jobs::check_files(file, &saved, dir)?;
+    let result: crate::api::wire::ApplyResult = match client.post("/v1/apply", Some(&saved)) {
+        Ok(r) => r,
+        Err(crate::client::ClientError::Api {
+            status: 409,
+            message,
+            ..
+        }) => bail!("{message}"),
+        Err(e) => return Err(e.into()),
+    };
+    match format {
+        OutputFormat::Json => output::json(&result)?,
+        OutputFormat::Table | OutputFormat::Dot => {
+            print!("{}", result.text);
+            if result.applied {
+                println!(
+                    "Apply complete: {} added, {} changed, {} removed.",
+                    result.added, result.changed, result.removed
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// A definition file as the API takes it: its text as is (YAML, JSON or TOML), so the

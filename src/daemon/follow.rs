@@ -139,7 +139,13 @@ impl Daemon {
         let now = self.now();
         state.view.last_fetch_at = Some(stamp(now));
         let metrics = &self.shared.metrics;
-        let head = match follower.mirror.fetch() {
+        let fetching = std::time::Instant::now();
+        let fetched = follower.mirror.fetch();
+        tracing::debug!(
+            fetch_ms = fetching.elapsed().as_millis() as u64,
+            "git fetch"
+        );
+        let head = match fetched {
             Ok(head) => head,
             Err(e) => {
                 state.failures += 1;
@@ -231,6 +237,7 @@ impl Daemon {
             Some((tree, _)) => tree.other(),
             None => Tree::A,
         };
+        let checked = started.elapsed();
         let root = match mirror.stage(tree, head) {
             Ok(root) => root,
             Err(e) => {
@@ -240,6 +247,7 @@ impl Daemon {
                 return Synced::Failed;
             }
         };
+        let staged = started.elapsed();
         let folder = mirror.jobs_dir(&root);
         let scan = read_commit(&folder, &mirror.remote().path, state.scan.take(), |old| {
             mirror.changed(old, head)
@@ -263,7 +271,9 @@ impl Daemon {
                 return Synced::Failed;
             }
         };
+        let read = started.elapsed();
         let catalog = self.build_catalog(&scan, &api_owned, now);
+        let built = started.elapsed();
         let errors: Vec<diag::Diagnostic> = catalog
             .diagnostics
             .iter()
@@ -284,6 +294,14 @@ impl Daemon {
             ledger.set_fence(None);
             result
         };
+        tracing::debug!(
+            ancestry_ms = checked.as_millis() as u64,
+            stage_ms = (staged - checked).as_millis() as u64,
+            read_ms = (read - staged).as_millis() as u64,
+            catalog_ms = (built - read).as_millis() as u64,
+            apply_ms = (started.elapsed() - built).as_millis() as u64,
+            "git sync phases"
+        );
         match &result {
             Err(apply::ApplyError::Ledger(e @ crate::ledger::LedgerError::LeaseLost { .. })) => {
                 self.deposed(e);
@@ -298,7 +316,7 @@ impl Daemon {
                     .collect();
                 return self.hold(follower, state, head, &problems, &scan.files, now);
             }
-            Err(apply::ApplyError::Ledger(_)) => {
+            Err(apply::ApplyError::Ledger(_) | apply::ApplyError::Moved(_)) => {
                 self.applied(why, result, now, started);
                 return Synced::Failed;
             }

@@ -218,6 +218,9 @@ impl Daemon {
                     tracing::debug!(why, "reconciled: no changes");
                 }
             }
+            Err(apply::ApplyError::Moved(_)) => {
+                unreachable!("the daemon applies no saved plan")
+            }
             Err(apply::ApplyError::Plan(plan)) => {
                 let text: Vec<String> = plan.errors.iter().map(ToString::to_string).collect();
                 tracing::error!("the plan cannot be applied: {}", text.join("; "));
