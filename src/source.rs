@@ -235,6 +235,56 @@ pub fn rescan(dir: &Path, previous: &Scan, changed: &[String]) -> Option<Scan> {
     Some(scan)
 }
 
+/// What [`rescan_with`] reads for a path: its bytes, `None` when it is gone, or why it cannot
+/// be read.
+pub type Fetched = Option<Result<Vec<u8>, String>>;
+
+/// [`rescan`] with the changed files' bytes from `read` instead of the disk (a commit's blobs,
+/// read from git before its tree is checked out): the same rules for which files count and
+/// how large one may be. `display` names a file in diagnostics.
+pub fn rescan_with(
+    previous: &Scan,
+    changed: &[String],
+    read: impl Fn(&str) -> Fetched,
+    display: impl Fn(&str) -> String,
+) -> Scan {
+    let mut scan = previous.clone();
+    for relative in changed {
+        let hidden = relative
+            .split('/')
+            .any(|part| part.starts_with('.') && part != "." && part != "..");
+        let name = relative.rsplit('/').next().unwrap_or(relative);
+        if hidden || !is_job_file_name(name) {
+            continue;
+        }
+        let shown = display(relative);
+        scan.files.retain(|f| f.relative != *relative);
+        scan.problems.retain(|d| d.file != shown);
+        match read(relative) {
+            None => {}
+            Some(Err(e)) => scan.problems.push(Diagnostic::error(
+                &shown,
+                format!("cannot read the file: {e}"),
+            )),
+            Some(Ok(bytes)) if bytes.len() as u64 > MAX_FILE_BYTES => {
+                scan.problems.push(Diagnostic::error(
+                    &shown,
+                    format!(
+                        "the file is larger than {MAX_FILE_BYTES} bytes (1 MiB); a job file must be smaller"
+                    ),
+                ));
+            }
+            Some(Ok(bytes)) => scan.files.push(SourceFile {
+                display: shown,
+                relative: relative.clone(),
+                bytes,
+            }),
+        }
+    }
+    scan.files.sort_by(|a, b| a.relative.cmp(&b.relative));
+    scan
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -135,11 +135,13 @@ fn a_followed_branch_applies_good_commits_holds_bad_ones_and_takes_a_force_push(
     let root = tempfile::tempdir().unwrap();
     let repo = Repo::new(root.path());
     repo.write("jobs.d/report.yaml", &job("v1"));
-    repo.write("scripts/README", "scripts live beside the jobs\n");
+    repo.write("scripts/note", "note v1\n");
+    // Runs work in the applied commit's tree, the folder holding `jobs.d`.
+    repo.write("jobs.d/note.yaml", "run: cat scripts/note\n");
     let first = repo.commit("first", false);
     let p = project(repo.bare.to_str().unwrap(), "");
     let mut d = p.serve_env(&[], None, &[("HOOK_SECRET", SECRET)]);
-    d.wait_for("reconciled: applied 1 added", &[]);
+    d.wait_for("reconciled: applied 2 added", &[]);
     let url = d.url();
 
     // The commit is recorded with the apply, and status says where the jobs come from.
@@ -193,6 +195,9 @@ fn a_followed_branch_applies_good_commits_holds_bad_ones_and_takes_a_force_push(
     p.run_live(&["trigger", "report", "--wait"])
         .code(0)
         .stdout_has("v1");
+    p.run_live(&["trigger", "note", "--wait"])
+        .code(0)
+        .stdout_has("note v1");
     let metrics = ureq::get(&format!("{url}/metrics"))
         .call()
         .unwrap()
@@ -212,6 +217,7 @@ fn a_followed_branch_applies_good_commits_holds_bad_ones_and_takes_a_force_push(
     // The fix applies, whole, within a second of the push webhook.
     std::fs::remove_file(repo.work.join("jobs.d/broken.yaml")).unwrap();
     repo.write("jobs.d/extra.yaml", &job("extra"));
+    repo.write("scripts/note", "note v2\n");
     let fixed = repo.commit("fix", false);
     let pushed = Instant::now();
     let (code, _) = push_hook(&url, "main", None);
@@ -234,6 +240,9 @@ fn a_followed_branch_applies_good_commits_holds_bad_ones_and_takes_a_force_push(
     p.run_live(&["trigger", "report", "--wait"])
         .code(0)
         .stdout_has("v2");
+    p.run_live(&["trigger", "note", "--wait"])
+        .code(0)
+        .stdout_has("note v2");
 
     // History rewritten: the fix is replaced by another commit on top of the first.
     git(&repo.work, &["reset", "--quiet", "--hard", &first]);
@@ -252,8 +261,8 @@ fn a_followed_branch_applies_good_commits_holds_bad_ones_and_takes_a_force_push(
     );
     assert_eq!(
         p.sql("SELECT count(*) FROM jobs WHERE active = 1"),
-        "2",
-        "report and other; extra is removed"
+        "3",
+        "report, note and other; extra is removed"
     );
     assert_eq!(schedule_of(&p, "report"), schedule_of(&p, "other"));
     assert_eq!(d.stop(), Some(0));

@@ -237,42 +237,141 @@ impl Daemon {
             Some((tree, _)) => tree.other(),
             None => Tree::A,
         };
-        let checked = started.elapsed();
-        let root = match mirror.stage(tree, head) {
-            Ok(root) => root,
-            Err(e) => {
-                tracing::error!(commit = %head, "checking out the jobs repository: {e}");
-                state.view.fetch_error = Some(e.to_string());
-                self.record_git(&state.view);
-                return Synced::Failed;
-            }
-        };
-        let staged = started.elapsed();
-        let folder = mirror.jobs_dir(&root);
-        let scan = read_commit(&folder, &mirror.remote().path, state.scan.take(), |old| {
-            mirror.changed(old, head)
-        });
-        let Some(scan) = scan else {
-            let problem = diag::Diagnostic::error(
-                mirror.remote().path.clone(),
-                format!(
-                    "the folder `{}` is not in commit {}",
-                    mirror.remote().path,
-                    short(head)
-                ),
+        let previous = state.scan.take();
+        let path = mirror.remote().path.clone();
+        let shown = |relative: &str| shown_path(&path, relative);
+        // The files git says changed since the last commit read, read from the mirror's
+        // objects: the tree is then checked out while the commit is checked and applied.
+        let incremental = previous.as_ref().and_then(|(old, last)| {
+            let paths = mirror.changed(old, head)?;
+            let blobs = mirror.read_files(head, &paths).ok()?;
+            let by_path: std::collections::HashMap<&str, Option<Vec<u8>>> =
+                paths.iter().map(String::as_str).zip(blobs).collect();
+            let scan = source::rescan_with(
+                last,
+                &paths,
+                |relative| by_path.get(relative).cloned().flatten().map(Ok),
+                shown,
             );
-            return self.hold(follower, state, head, &[problem], &[], now);
+            // No file at all: the folder is gone from the commit, which the tree tells.
+            (!scan.files.is_empty() || !scan.problems.is_empty()).then_some(scan)
+        });
+        let read = started.elapsed();
+        let Some(scan) = incremental else {
+            let root = match mirror.stage(tree, head) {
+                Ok(root) => root,
+                Err(e) => return self.stage_failed(state, head, &e),
+            };
+            let scan = read_commit(&mirror.jobs_dir(&root), &path, previous, |old| {
+                mirror.changed(old, head)
+            });
+            let Some(scan) = scan else {
+                let problem = diag::Diagnostic::error(
+                    path.clone(),
+                    format!("the folder `{path}` is not in commit {}", short(head)),
+                );
+                return self.hold(follower, state, head, &[problem], &[], now);
+            };
+            let applied = self.check_and_apply(follower, state, head, (term, why), scan, started);
+            return self.publish(follower, state, head, tree, applied, Ok(()), (why, started));
         };
-        state.scan = Some((head.to_string(), scan.clone()));
+        let (applied, staged) = std::thread::scope(|s| {
+            let staging = s.spawn(|| mirror.stage(tree, head).map(drop));
+            let applied = self.check_and_apply(follower, state, head, (term, why), scan, started);
+            let staged = staging.join().unwrap_or_else(|_| {
+                Err(crate::git::remote::GitError::Io(
+                    "the checkout panicked".into(),
+                ))
+            });
+            (applied, staged)
+        });
+        tracing::debug!(
+            read_ms = read.as_millis() as u64,
+            total_ms = started.elapsed().as_millis() as u64,
+            "git sync, files read from the commit"
+        );
+        self.publish(follower, state, head, tree, applied, staged, (why, started))
+    }
+
+    /// A checkout that failed: reported as the fetch's error, tried again at the next fetch.
+    fn stage_failed(
+        &self,
+        state: &mut State,
+        head: &str,
+        e: &crate::git::remote::GitError,
+    ) -> Synced {
+        tracing::error!(commit = %head, "checking out the jobs repository: {e}");
+        state.view.fetch_error = Some(e.to_string());
+        self.record_git(&state.view);
+        Synced::Failed
+    }
+
+    /// After an apply: the tree switched to the commit, the state recorded, then the apply
+    /// logged (whoever reads the log finds it in status).
+    #[allow(clippy::too_many_arguments)]
+    fn publish(
+        &self,
+        follower: &Follower,
+        state: &mut State,
+        head: &str,
+        tree: Tree,
+        applied: Result<apply::Outcome, Synced>,
+        staged: Result<(), crate::git::remote::GitError>,
+        (why, started): (&str, std::time::Instant),
+    ) -> Synced {
+        let outcome = match applied {
+            Ok(outcome) => outcome,
+            Err(synced) => return synced,
+        };
+        let now = self.now();
+        match staged.and_then(|()| follower.mirror.publish(tree)) {
+            Ok(()) => {}
+            // The jobs are applied; runs keep the previous tree until a checkout works.
+            Err(e) => {
+                tracing::error!(commit = %head, "switching runs to the commit's files: {e}");
+            }
+        }
+        self.report_problems(&[], &[]);
+        self.shared.metrics.git_held.set(0);
+        state.applied = Some(head.to_string());
+        state.held = None;
+        state.view.applied_commit = Some(head.to_string());
+        state.view.applied_at = Some(stamp(now));
+        state.view.held = None;
+        state.view.behind = false;
+        self.record_git(&state.view);
+        self.applied(
+            &format!("{why}, commit {}", short(head)),
+            Ok(outcome),
+            now,
+            started,
+        );
+        Synced::Applied
+    }
+
+    /// Checks a commit's files and applies them, or holds the commit back.
+    fn check_and_apply(
+        &self,
+        follower: &Follower,
+        state: &mut State,
+        head: &str,
+        (term, why): (i64, &str),
+        scan: source::Scan,
+        started: std::time::Instant,
+    ) -> Result<apply::Outcome, Synced> {
+        let now = self.now();
+        let path = &follower.mirror.remote().path;
+        state.scan = Some((head.to_string(), scan));
+        let scan = &state.scan.as_ref().expect("just set").1;
         let api_owned = match self.shared.ledger().api_owned() {
             Ok(names) => names,
             Err(e) => {
                 tracing::error!("reading the ledger: {e}");
-                return Synced::Failed;
+                return Err(Synced::Failed);
             }
         };
         let read = started.elapsed();
-        let catalog = self.build_catalog(&scan, &api_owned, now);
+        let catalog = self.build_catalog(scan, &api_owned, now);
         let built = started.elapsed();
         let errors: Vec<diag::Diagnostic> = catalog
             .diagnostics
@@ -281,7 +380,8 @@ impl Daemon {
             .cloned()
             .collect();
         if !errors.is_empty() {
-            return self.hold(follower, state, head, &errors, &scan.files, now);
+            let files = scan.files.clone();
+            return Err(self.hold(follower, state, head, &errors, &files, now));
         }
         let git = GitInfo {
             commit: Some(head.to_string()),
@@ -295,52 +395,32 @@ impl Daemon {
             result
         };
         tracing::debug!(
-            ancestry_ms = checked.as_millis() as u64,
-            stage_ms = (staged - checked).as_millis() as u64,
-            read_ms = (read - staged).as_millis() as u64,
+            read_ms = read.as_millis() as u64,
             catalog_ms = (built - read).as_millis() as u64,
             apply_ms = (started.elapsed() - built).as_millis() as u64,
             "git sync phases"
         );
-        match &result {
+        match result {
+            Ok(outcome) => Ok(outcome),
             Err(apply::ApplyError::Ledger(e @ crate::ledger::LedgerError::LeaseLost { .. })) => {
-                self.deposed(e);
-                return Synced::Skipped;
+                self.deposed(&e);
+                Err(Synced::Skipped)
             }
             Err(apply::ApplyError::Plan(plan)) => {
                 // Errors only the ledger can see (a name an API-owned job took meanwhile).
                 let problems: Vec<diag::Diagnostic> = plan
                     .errors
                     .iter()
-                    .map(|e| diag::Diagnostic::error(mirror.remote().path.clone(), e.to_string()))
+                    .map(|e| diag::Diagnostic::error(path.clone(), e.to_string()))
                     .collect();
-                return self.hold(follower, state, head, &problems, &scan.files, now);
+                let files = scan.files.clone();
+                Err(self.hold(follower, state, head, &problems, &files, now))
             }
-            Err(apply::ApplyError::Ledger(_) | apply::ApplyError::Moved(_)) => {
-                self.applied(why, result, now, started);
-                return Synced::Failed;
+            Err(e @ (apply::ApplyError::Ledger(_) | apply::ApplyError::Moved(_))) => {
+                self.applied(why, Err(e), now, started);
+                Err(Synced::Failed)
             }
-            Ok(_) => {}
         }
-        if let Err(e) = mirror.publish(tree) {
-            tracing::error!("{e}");
-        }
-        self.applied(
-            &format!("{why}, commit {}", short(head)),
-            result,
-            now,
-            started,
-        );
-        self.report_problems(&[], &[]);
-        self.shared.metrics.git_held.set(0);
-        state.applied = Some(head.to_string());
-        state.held = None;
-        state.view.applied_commit = Some(head.to_string());
-        state.view.applied_at = Some(stamp(now));
-        state.view.held = None;
-        state.view.behind = false;
-        self.record_git(&state.view);
-        Synced::Applied
     }
 
     /// Holds a commit back: nothing of it is applied, and its errors are reported.
@@ -475,6 +555,15 @@ fn read_commit(
         }
     }
     Some(scan)
+}
+
+/// A path of the jobs folder as shown: inside the repository (`jobs.d/backup.yaml`).
+fn shown_path(path: &str, relative: &str) -> String {
+    if path == "." {
+        relative.to_string()
+    } else {
+        format!("{path}/{relative}")
+    }
 }
 
 /// A commit's short name, for messages.

@@ -215,22 +215,14 @@ impl Mirror {
     }
 
     /// The files under the jobs folder that differ between two commits, relative to it;
-    /// `None` when git cannot tell (a commit unknown).
+    /// `None` when git cannot tell (a commit unknown) or a symbolic link changed (its target
+    /// is read from the checked-out tree, not from the link's blob).
     #[must_use]
     pub fn changed(&self, old: &str, new: &str) -> Option<Vec<String>> {
         let path = self.remote.path.as_str();
         let out = self
             .git(
-                &[
-                    "diff",
-                    "--name-only",
-                    "--no-renames",
-                    "-z",
-                    old,
-                    new,
-                    "--",
-                    path,
-                ],
+                &["diff", "--raw", "--no-renames", "-z", old, new, "--", path],
                 LOCAL_TIMEOUT,
                 None,
             )
@@ -240,12 +232,91 @@ impl Mirror {
         } else {
             format!("{}/", path.trim_end_matches('/'))
         };
-        Some(
-            out.split('\0')
-                .filter(|p| !p.is_empty())
-                .map(|p| p.strip_prefix(&prefix).unwrap_or(p).to_string())
-                .collect(),
-        )
+        // `:OLDMODE NEWMODE OLDOID NEWOID STATUS` NUL `PATH` NUL, per file.
+        let mut parts = out.split('\0').filter(|p| !p.is_empty());
+        let mut changed = Vec::new();
+        while let Some(meta) = parts.next() {
+            let file = parts.next()?;
+            let mut modes = meta.trim_start_matches(':').split(' ');
+            if modes.by_ref().take(2).any(|mode| mode == "120000") {
+                return None;
+            }
+            changed.push(file.strip_prefix(&prefix).unwrap_or(file).to_string());
+        }
+        Some(changed)
+    }
+
+    /// The contents of files of the jobs folder at `commit` (paths relative to the folder),
+    /// read from the mirror's objects with one `git cat-file --batch`: `None` for a path the
+    /// commit does not have (deleted), or a path that is not a file.
+    ///
+    /// # Errors
+    ///
+    /// When git cannot run or stops answering.
+    pub fn read_files(
+        &self,
+        commit: &str,
+        paths: &[String],
+    ) -> Result<Vec<Option<Vec<u8>>>, GitError> {
+        use std::io::{BufRead as _, Write as _};
+        let prefix = if self.remote.path == "." {
+            String::new()
+        } else {
+            format!("{}/", self.remote.path)
+        };
+        let mut child = Command::new("git")
+            .arg("--git-dir")
+            .arg(&self.git_dir)
+            .args(["cat-file", "--batch"])
+            .env_remove("GIT_DIR")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(GitError::Spawn)?;
+        let mut stdin = child.stdin.take().expect("piped");
+        let input: String = paths
+            .iter()
+            .map(|p| format!("{commit}:{prefix}{p}\n"))
+            .collect();
+        // Written from a thread: git answers while it reads, and a pipe holds 64 KiB.
+        let writer = std::thread::spawn(move || {
+            let _ = stdin.write_all(input.as_bytes());
+        });
+        let mut out = std::io::BufReader::new(child.stdout.take().expect("piped"));
+        let mut files = Vec::with_capacity(paths.len());
+        for _ in paths {
+            let mut header = String::new();
+            if out
+                .read_line(&mut header)
+                .map_err(|e| GitError::Io(e.to_string()))?
+                == 0
+            {
+                let _ = child.kill();
+                return Err(GitError::Failed {
+                    command: "cat-file".to_string(),
+                    message: "it stopped answering".to_string(),
+                });
+            }
+            let header = header.trim_end();
+            // `OID TYPE SIZE` then the content, or `NAME missing` (a name may hold spaces).
+            let mut fields = header.rsplitn(3, ' ');
+            let (size, kind) = (fields.next(), fields.next());
+            match (kind, size.and_then(|s| s.parse::<usize>().ok())) {
+                (Some(kind), Some(size)) if !header.ends_with(" missing") => {
+                    let mut bytes = vec![0; size + 1];
+                    out.read_exact(&mut bytes)
+                        .map_err(|e| GitError::Io(e.to_string()))?;
+                    bytes.truncate(size);
+                    // A folder (a tree) or a link is not a job file.
+                    files.push((kind == "blob").then_some(bytes));
+                }
+                _ => files.push(None),
+            }
+        }
+        let _ = writer.join();
+        let _ = child.wait();
+        Ok(files)
     }
 
     /// The tree `current` points to, and its commit.
