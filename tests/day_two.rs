@@ -269,3 +269,66 @@ fn a_second_ctrl_c_kills_a_foreground_run_at_once() {
     let error = run["error"].as_str().unwrap();
     assert!(error.contains("again: killed at once"), "{error}");
 }
+
+/// `jobctl list --search TEXT` and `GET /v1/jobs?q=TEXT`: name, tags, description, schedule
+/// and command words, name hits first, locally and through a server alike.
+#[test]
+fn a_search_finds_jobs_by_name_tag_description_and_command_best_first() {
+    let p = Project::new()
+        .file(
+            "jobs.d/backup.yaml",
+            "description: nightly dump\ntags: [db]\nschedule: \"0 3 * * *\"\ncommand: [pg_dump, --format=custom, app]\n",
+        )
+        .file("jobs.d/db-vacuum.yaml", "command: [vacuumdb, --all]\n")
+        .file(
+            "jobs.d/report.yaml",
+            "description: mail the Backup report\nrun: mail -s report ops\n",
+        )
+        .file("jobs.d/cleanup.yaml", "run: |\n  rm -rf /tmp/backup-*\n  echo done\n")
+        .file("jobs.d/zz-backup-check.yaml", "run: \"true\"\n")
+        .file("tokens", "read read-token-0123456789abcdef\n");
+    p.run(&["apply"]).code(0);
+    let names = |run: common::Run| -> Vec<String> {
+        run.code(0)
+            .json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| j["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let cases: [(&str, &[&str]); 5] = [
+        // The whole name, a name containing it, the description, the command.
+        (
+            "backup",
+            &["backup", "zz-backup-check", "report", "cleanup"],
+        ),
+        // A name's beginning before a tag.
+        ("DB", &["db-vacuum", "backup"]),
+        ("pg_dump", &["backup"]),
+        ("0 3 * * *", &["backup"]),
+        ("nothing-like-it", &[]),
+    ];
+    for (text, expected) in cases {
+        assert_eq!(
+            names(p.run(&["list", "--search", text, "-o", "json"])),
+            expected,
+            "{text}"
+        );
+    }
+    p.run(&["list", "--search", "vacuum"])
+        .code(0)
+        .stdout_has("db-vacuum")
+        .stdout_lacks("backup");
+
+    let mut daemon = p.serve(&["--token-file", "tokens"], None);
+    let url = daemon.url();
+    let token = "read-token-0123456789abcdef";
+    for (text, expected) in cases {
+        let remote = p.run_live(&[
+            "--server", &url, "--token", token, "list", "--search", text, "-o", "json",
+        ]);
+        assert_eq!(names(remote), expected, "{text} through the server");
+    }
+    assert_eq!(daemon.stop(), Some(0));
+}

@@ -37,11 +37,13 @@ pub struct JobsQuery {
     /// Only jobs in this state: `active`, `paused`, `disabled`, `blocked`, `completed`,
     /// `failing` (active, with a failure streak) or `removed` (listed only when asked for).
     pub state: Option<String>,
-    /// Only jobs with this text (any case) in their name, description, schedule or a tag.
+    /// Only jobs with this text (any case) in their name, a tag, their description,
+    /// schedule or command; listed best match first (name hits, then tags, description,
+    /// schedule, command) unless `sort` says otherwise.
     pub q: Option<String>,
-    /// The order: `name` (the default), `next` (soonest next fire first), `failure`
-    /// (longest failure streak first) or `last_failure` (the most recent failure first);
-    /// ties by name.
+    /// The order: `name` (the default without `q`), `relevance` (the default with `q`),
+    /// `next` (soonest next fire first), `failure` (longest failure streak first) or
+    /// `last_failure` (the most recent failure first); ties by name.
     pub sort: Option<String>,
     /// At most this many jobs (1 to 1000; default: all). `X-Total-Count` says how many match.
     pub limit: Option<usize>,
@@ -79,8 +81,11 @@ fn listing_of(q: &JobsQuery) -> ApiResult<(listing::Filter, listing::Sort)> {
             "limit must be between 1 and {MAX_PAGE}"
         )));
     }
+    let text = q.q.clone().filter(|t| !t.is_empty());
     let sort = match &q.sort {
         Some(sort) => sort.parse().map_err(ApiError::bad_request)?,
+        // A search lists its best matches first.
+        None if text.is_some() => listing::Sort::Relevance,
         None => listing::Sort::Name,
     };
     let filter = listing::Filter {
@@ -88,7 +93,8 @@ fn listing_of(q: &JobsQuery) -> ApiResult<(listing::Filter, listing::Sort)> {
         enabled: q.enabled,
         kind: q.schedule_kind.clone(),
         state: q.state.clone(),
-        text: q.q.clone().filter(|t| !t.is_empty()),
+        text,
+        commands: Default::default(),
     };
     Ok((filter, sort))
 }
@@ -105,7 +111,7 @@ pub async fn list(
     _: Reader,
     Query(q): Query<JobsQuery>,
 ) -> ApiResult<Response> {
-    let (filter, sort) = listing_of(&q)?;
+    let (mut filter, sort) = listing_of(&q)?;
     let (offset, limit) = (q.offset.unwrap_or(0), q.limit.unwrap_or(usize::MAX));
     let now = api.now();
     // Built on the long-read pool, next to the read: 10,000 jobs are tens of ms of CPU a
@@ -115,6 +121,9 @@ pub async fn list(
     let (total, items) = api
         .read_blocking(move |l| {
             let mut rows = l.jobs_listed()?;
+            if filter.text.is_some() {
+                filter.commands = listing::command_texts(l)?;
+            }
             let mut next = listing::NextFires::new(now);
             let kept = listing::select(&rows, &filter, sort, &mut next);
             let total = kept.len();

@@ -95,6 +95,9 @@ pub enum Command {
         /// Include jobs removed from the files
         #[arg(long)]
         all: bool,
+        /// Only jobs with this text (any case) in their name, tags, description, schedule or command, best match first
+        #[arg(long, value_name = "TEXT")]
+        search: Option<String>,
     },
     /// Show one job: its definition, revision, and next fires
     Get {

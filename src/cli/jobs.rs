@@ -435,7 +435,12 @@ fn row_next_fires(row: &JobRow, now: Timestamp, n: usize) -> Vec<jiff::Zoned> {
     crate::views::next_fires_in(row, now, n)
 }
 
-pub fn list(settings: &Settings, tag: Option<&str>, all: bool) -> Result<ExitCode> {
+pub fn list(
+    settings: &Settings,
+    tag: Option<&str>,
+    all: bool,
+    search: Option<&str>,
+) -> Result<ExitCode> {
     let now = now()?;
     let Some(ledger) = open_read_only(settings)? else {
         if settings.output == OutputFormat::Json {
@@ -448,13 +453,28 @@ pub fn list(settings: &Settings, tag: Option<&str>, all: bool) -> Result<ExitCod
         }
         return Ok(ExitCode::SUCCESS);
     };
-    let rows: Vec<JobRow> = ledger
+    let mut rows: Vec<JobRow> = ledger
         .job_summaries()
         .context("reading the ledger")?
         .into_iter()
         .filter(|r| all || r.active)
         .filter(|r| tag.is_none_or(|t| r.tags.iter().any(|x| x == t)))
         .collect();
+    if let Some(text) = search.filter(|t| !t.is_empty()) {
+        // Best match first, as `GET /v1/jobs?q=` lists them.
+        let commands =
+            crate::views::listing::command_texts(&ledger).context("reading the ledger")?;
+        let text = text.to_lowercase();
+        let mut ranked: Vec<(crate::views::listing::Rank, JobRow)> = rows
+            .into_iter()
+            .filter_map(|r| {
+                let command = commands.get(&r.name).map(String::as_str);
+                crate::views::listing::rank(&r, &text, command).map(|rank| (rank, r))
+            })
+            .collect();
+        ranked.sort_by(|(a, x), (b, y)| a.cmp(b).then_with(|| x.name.cmp(&y.name)));
+        rows = ranked.into_iter().map(|(_, r)| r).collect();
+    }
     let mut counts = ledger.run_counts(None).context("reading the ledger")?;
     let jobs = crate::views::summaries(&rows, &mut counts, now);
     let code = output::job_list(settings.output, &jobs, now);

@@ -224,7 +224,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             saved: Some(file), ..
         } => jobs::apply_saved(&settings, &file),
         Command::Apply { .. } => jobs::apply(&settings),
-        Command::List { tag, all } => jobs::list(&settings, tag.as_deref(), all),
+        Command::List { tag, all, search } => {
+            jobs::list(&settings, tag.as_deref(), all, search.as_deref())
+        }
         Command::Get { name } => jobs::get(&settings, &name),
         Command::Next { name, count } => jobs::next(&settings, &name, count),
         Command::Serve(flags) => serve::serve(&settings, *flags),
@@ -292,7 +294,9 @@ fn remote_command(
 ) -> Result<ExitCode> {
     let f = settings.output;
     match command {
-        Command::List { tag, all } => remote::list(client, f, tag.as_deref(), all),
+        Command::List { tag, all, search } => {
+            remote::list(client, f, tag.as_deref(), all, search.as_deref())
+        }
         Command::Get { name } => remote::get(client, f, &name),
         Command::Status => remote::status(client, f),
         Command::Graph => output::graph(f, &client.get("/v1/graph")?),

@@ -23,15 +23,24 @@ pub fn list(
     format: OutputFormat,
     tag: Option<&str>,
     all: bool,
+    search: Option<&str>,
 ) -> Result<ExitCode> {
     if all {
         bail!(
             "--all is not available with --server: the API lists the active jobs (run `jobctl list --all` where the ledger is)"
         );
     }
-    let path = match tag {
-        Some(t) => format!("/v1/jobs?tag={}", encode(t)),
-        None => "/v1/jobs".to_string(),
+    let mut query = Vec::new();
+    if let Some(t) = tag {
+        query.push(format!("tag={}", encode(t)));
+    }
+    if let Some(text) = search.filter(|t| !t.is_empty()) {
+        query.push(format!("q={}", encode(text)));
+    }
+    let path = if query.is_empty() {
+        "/v1/jobs".to_string()
+    } else {
+        format!("/v1/jobs?{}", query.join("&"))
     };
     let jobs: Vec<JobSummary> = client.get(&path)?;
     output::job_list(format, &jobs, crate::clock::now()?)

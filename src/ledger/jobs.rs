@@ -196,6 +196,25 @@ impl Ledger {
             .for_ledger(self)
     }
 
+    /// The active jobs' applied definitions, by name: what a search reads a job's command
+    /// from.
+    ///
+    /// # Errors
+    ///
+    /// On a ledger failure.
+    pub fn active_definitions(&self) -> Result<Vec<(String, String)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT j.name, r.definition FROM jobs j JOIN revisions r ON r.id = j.revision_id
+                 WHERE j.active = 1",
+            )
+            .for_ledger(self)?;
+        stmt.query_map(params![], |r| Ok((r.get(0)?, r.get(1)?)))
+            .and_then(Iterator::collect)
+            .for_ledger(self)
+    }
+
     /// Every job without its definition, tags, run counts or blocked reasons: what a plan
     /// compares with the files. [`Ledger::applied_definition`] reads the definitions it needs.
     ///

@@ -32,8 +32,12 @@ pub struct Filter {
     pub kind: Option<String>,
     /// One of [`STATES`], as [`shown_state`] tells it.
     pub state: Option<String>,
-    /// Found, ignoring case, in the name, description, schedule or a tag.
+    /// Found, ignoring case, in the name, description, schedule, a tag, or the command's
+    /// words (in `commands`).
     pub text: Option<String>,
+    /// Each job's command text (from [`command_text`]), by name: what `text` also searches.
+    /// Read only when `text` is given.
+    pub commands: HashMap<String, String>,
 }
 
 /// A listing's order; ties are broken by name.
@@ -47,6 +51,88 @@ pub enum Sort {
     Failure,
     /// The most recent failure first (`JobRow::last_failed_at`); jobs that never failed last.
     LastFailure,
+    /// The best match of the filter's text first ([`Rank`]): name hits, then tags, then the
+    /// description, the schedule, the command.
+    Relevance,
+}
+
+/// Where a search's text was found, best first: what orders a search's results.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Rank {
+    /// The whole name.
+    Name,
+    /// The name's beginning.
+    NamePrefix,
+    /// Inside the name.
+    NameContains,
+    Tag,
+    Description,
+    Schedule,
+    Command,
+}
+
+/// Where `text` (lower case) is found in a job, best place first; `None` when nowhere.
+pub fn rank(row: &JobRow, text: &str, command: Option<&str>) -> Option<Rank> {
+    let has = |s: &str| s.to_lowercase().contains(text);
+    let name = row.name.to_lowercase();
+    if name == text {
+        Some(Rank::Name)
+    } else if name.starts_with(text) {
+        Some(Rank::NamePrefix)
+    } else if name.contains(text) {
+        Some(Rank::NameContains)
+    } else if row.tags.iter().any(|t| has(t)) {
+        Some(Rank::Tag)
+    } else if has(&row.description) {
+        Some(Rank::Description)
+    } else if has(&row.schedule.to_string()) {
+        Some(Rank::Schedule)
+    } else if command.is_some_and(has) {
+        Some(Rank::Command)
+    } else {
+        None
+    }
+}
+
+/// Each active job's command text ([`command_text`]), by name, for a search.
+///
+/// # Errors
+///
+/// On a ledger failure.
+pub fn command_texts(l: &crate::ledger::Ledger) -> crate::ledger::Result<HashMap<String, String>> {
+    Ok(l.active_definitions()?
+        .into_iter()
+        .map(|(name, definition)| (name, command_text(&definition)))
+        .collect())
+}
+
+/// The command of a recorded definition (its normal form, [`crate::spec::normal`]): the
+/// `command:` list's words or the `run:` script, as one line of text to search.
+pub fn command_text(definition: &str) -> String {
+    let mut words = Vec::new();
+    let mut inside = false;
+    for line in definition.lines() {
+        let top = line.starts_with(|c: char| c.is_ascii_alphabetic());
+        if top {
+            inside = false;
+            if let Some(rest) = line
+                .strip_prefix("command:")
+                .or_else(|| line.strip_prefix("run:"))
+            {
+                inside = true;
+                let rest = rest.trim();
+                if !rest.is_empty() && rest != "|" && rest != "|-" && rest != ">" {
+                    words.push(rest.trim_matches(['\'', '"']).to_string());
+                }
+            }
+            continue;
+        }
+        if inside {
+            let item = line.trim().trim_start_matches("- ");
+            words.push(item.trim_matches(['\'', '"']).to_string());
+        }
+    }
+    words.join(" ")
 }
 
 impl FromStr for Sort {
@@ -58,8 +144,9 @@ impl FromStr for Sort {
             "next" => Ok(Sort::Next),
             "failure" => Ok(Sort::Failure),
             "last_failure" => Ok(Sort::LastFailure),
+            "relevance" => Ok(Sort::Relevance),
             other => Err(format!(
-                "sort `{other}` is not one of name, next, failure, last_failure"
+                "sort `{other}` is not one of name, next, failure, last_failure, relevance"
             )),
         }
     }
@@ -88,17 +175,20 @@ impl Filter {
                 .kind
                 .as_deref()
                 .is_none_or(|k| k == schedule_kind(&row.schedule))
-            && self.text.as_deref().is_none_or(|t| holds_text(row, t))
+            && self
+                .text
+                .as_deref()
+                .is_none_or(|t| self.rank(row, t).is_some())
     }
-}
 
-fn holds_text(row: &JobRow, text: &str) -> bool {
-    let text = text.to_lowercase();
-    let has = |s: &str| s.to_lowercase().contains(&text);
-    has(&row.name)
-        || has(&row.description)
-        || has(&row.schedule.to_string())
-        || row.tags.iter().any(|t| has(t))
+    /// Where the filter's text is found in `row`.
+    fn rank(&self, row: &JobRow, text: &str) -> Option<Rank> {
+        rank(
+            row,
+            &text.to_lowercase(),
+            self.commands.get(&row.name).map(String::as_str),
+        )
+    }
 }
 
 /// Next fires at one instant, each distinct cron expression in each zone computed once: of
@@ -146,6 +236,14 @@ pub fn select(rows: &[JobRow], filter: &Filter, sort: Sort, next: &mut NextFires
     let by_name = |a: &usize, b: &usize| rows[*a].name.cmp(&rows[*b].name);
     match sort {
         Sort::Name => kept.sort_by(by_name),
+        Sort::Relevance => {
+            let text = filter.text.as_deref().unwrap_or_default();
+            let ranks: HashMap<usize, Option<Rank>> = kept
+                .iter()
+                .map(|&i| (i, filter.rank(&rows[i], text)))
+                .collect();
+            kept.sort_by(|a, b| ranks[a].cmp(&ranks[b]).then_with(|| by_name(a, b)));
+        }
         Sort::LastFailure => kept.sort_by(|a, b| {
             // Newest first; `None` (never failed) after every instant.
             rows[*b]
@@ -182,6 +280,24 @@ pub fn select(rows: &[JobRow], filter: &Filter, sort: Sort, next: &mut NextFires
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_commands_text_is_read_from_the_normal_form() {
+        for (definition, text) in [
+            (
+                "schedule:\n  cron: 0 3 * * *\ncommand:\n- pg_dump\n- --format=custom\n- app\ntags:\n- db\n",
+                "pg_dump --format=custom app",
+            ),
+            (
+                "run: |\n  rsync -a /src /dst\n  echo done\n",
+                "rsync -a /src /dst echo done",
+            ),
+            ("run: 'true'\ntimeout: 1m\n", "true"),
+            ("schedule: manual\n", ""),
+        ] {
+            assert_eq!(command_text(definition), text, "{definition}");
+        }
+    }
     use crate::views::tests::row;
     use serde_json::json;
 
