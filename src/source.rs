@@ -243,12 +243,12 @@ pub type Fetched = Option<Result<Vec<u8>, String>>;
 /// read from git before its tree is checked out): the same rules for which files count and
 /// how large one may be. `display` names a file in diagnostics.
 pub fn rescan_with(
-    previous: &Scan,
+    previous: Scan,
     changed: &[String],
-    read: impl Fn(&str) -> Fetched,
+    mut read: impl FnMut(&str) -> Fetched,
     display: impl Fn(&str) -> String,
 ) -> Scan {
-    let mut scan = previous.clone();
+    let mut scan = previous;
     for relative in changed {
         let hidden = relative
             .split('/')

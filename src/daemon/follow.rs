@@ -237,25 +237,34 @@ impl Daemon {
             Some((tree, _)) => tree.other(),
             None => Tree::A,
         };
-        let previous = state.scan.take();
+        let mut previous = state.scan.take();
         let path = mirror.remote().path.clone();
         let shown = |relative: &str| shown_path(&path, relative);
         // The files git says changed since the last commit read, read from the mirror's
         // objects: the tree is then checked out while the commit is checked and applied.
-        let incremental = previous.as_ref().and_then(|(old, last)| {
+        let fetched = previous.as_ref().and_then(|(old, _)| {
             let paths = mirror.changed(old, head)?;
             let blobs = mirror.read_files(head, &paths).ok()?;
-            let by_path: std::collections::HashMap<&str, Option<Vec<u8>>> =
-                paths.iter().map(String::as_str).zip(blobs).collect();
-            let scan = source::rescan_with(
-                last,
-                &paths,
-                |relative| by_path.get(relative).cloned().flatten().map(Ok),
-                shown,
-            );
-            // No file at all: the folder is gone from the commit, which the tree tells.
-            (!scan.files.is_empty() || !scan.problems.is_empty()).then_some(scan)
+            Some((paths, blobs))
         });
+        let incremental = match (fetched, previous.take()) {
+            (Some((paths, blobs)), Some((_, last))) => {
+                let mut by_path: std::collections::HashMap<String, Option<Vec<u8>>> =
+                    paths.iter().cloned().zip(blobs).collect();
+                let scan = source::rescan_with(
+                    last,
+                    &paths,
+                    |relative| by_path.remove(relative).flatten().map(Ok),
+                    shown,
+                );
+                // No file at all: the folder is gone from the commit, which the tree tells.
+                (!scan.files.is_empty() || !scan.problems.is_empty()).then_some(scan)
+            }
+            (_, last) => {
+                previous = last;
+                None
+            }
+        };
         let read = started.elapsed();
         let Some(scan) = incremental else {
             let root = match mirror.stage(tree, head) {
