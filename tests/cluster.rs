@@ -293,3 +293,96 @@ fn a_node_cut_off_from_the_database_kills_its_runs_before_another_takes_them() {
     );
     eprintln!("the cut-off node killed its run after {killed:?}");
 }
+
+/// Runs git in `dir`, as a committer would.
+fn git(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.com")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.com")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A cluster following a repository: only the leader fetches and applies, and a push webhook
+/// that reaches a follower is passed to the leader through PostgreSQL.
+#[test]
+fn a_push_webhook_to_a_follower_is_applied_by_the_leader() {
+    use hmac::{KeyInit as _, Mac as _};
+    let root = tempfile::tempdir().unwrap();
+    let (bare, work) = (root.path().join("remote.git"), root.path().join("work"));
+    std::fs::create_dir_all(&bare).unwrap();
+    git(
+        &bare,
+        &["init", "--quiet", "--bare", "--initial-branch=main"],
+    );
+    std::fs::create_dir_all(work.join("jobs.d")).unwrap();
+    git(&work, &["init", "--quiet", "--initial-branch=main"]);
+    let commit = |file: &str, message: &str| {
+        std::fs::write(
+            work.join("jobs.d").join(file),
+            "schedule: \"0 3 * * *\"\ncommand: [\"true\"]\n",
+        )
+        .unwrap();
+        git(&work, &["add", "--all"]);
+        git(&work, &["commit", "--quiet", "-m", message]);
+        git(
+            &work,
+            &["push", "--quiet", bare.to_str().unwrap(), "HEAD:main"],
+        );
+    };
+    commit("first.yaml", "first");
+    let mut p = Project::new().file(
+        "jobs.toml",
+        format!(
+            "[git]\nurl = \"{}\"\ninterval = \"1h\"\nsecret_env = \"HOOK_SECRET\"\n",
+            bare.display()
+        ),
+    );
+    p.ledger_url = Some(pg::database());
+    let env = [("HOOK_SECRET", "cluster-push-secret")];
+    let mut a = p.serve_env(&["--node", "a", "--git-workdir", "git-a"], None, &env);
+    a.wait_for("reconciled: applied 1 added", &[]);
+    let now = p.live_now().to_string();
+    let mut b = p.serve_env(&["--node", "b", "--git-workdir", "git-b"], Some(&now), &env);
+    b.wait_for("this node follows", &[]);
+    let url = b.url();
+
+    commit("second.yaml", "second");
+    let body = br#"{"ref": "refs/heads/main"}"#;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"cluster-push-secret").unwrap();
+    mac.update(body);
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect();
+    let reply = ureq::post(&format!("{url}/v1/hooks/git"))
+        .header("X-GitHub-Event", "push")
+        .header("X-Hub-Signature-256", &format!("sha256={hex}"))
+        .send(&body[..])
+        .unwrap();
+    assert_eq!(reply.status().as_u16(), 202);
+    a.wait_for("reconciled: applied 1 added, 0 changed, 0 removed", &[]);
+    assert_eq!(p.sql("SELECT count(*) FROM jobs WHERE active = 1"), "2");
+    let follower_applied = b.drain().iter().any(|l| {
+        l["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("reconciled: applied"))
+    });
+    assert!(!follower_applied, "only the leader applies");
+    assert!(
+        !p.path("git-b/trees").join("a").exists(),
+        "a follower checks nothing out"
+    );
+}
