@@ -92,9 +92,11 @@ const EXPECTED: &str = "expected a duration such as `90s`, `15m`, `2h 30m` or `1
 /// # Errors
 ///
 /// When `text` is none of those.
-pub fn instant_or_ago(text: &str, now: jiff::Timestamp) -> Result<jiff::Timestamp, String> {
+pub fn instant_or_ago(text: &str, now: jiff::Timestamp) -> Result<jiff::Timestamp, WhenError> {
     if let Ok(d) = Duration::parse(text) {
-        return now.checked_sub(d.as_signed()).map_err(|e| e.to_string());
+        return now
+            .checked_sub(d.as_signed())
+            .map_err(|e| WhenError::OutOfRange(e.to_string()));
     }
     if let Ok(t) = text.parse::<jiff::Timestamp>() {
         return Ok(t);
@@ -104,9 +106,18 @@ pub fn instant_or_ago(text: &str, now: jiff::Timestamp) -> Result<jiff::Timestam
     {
         return Ok(zoned.timestamp());
     }
-    Err(format!(
-        "`{text}` is neither a duration back from now (`30m`, `2h`, `1d`) nor an instant (`2026-10-31T12:00:00Z`, `2026-10-31`)"
-    ))
+    Err(WhenError::Unreadable(text.to_string()))
+}
+
+/// Why text is not an instant for [`instant_or_ago`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WhenError {
+    #[error(
+        "`{0}` is neither a duration back from now (`30m`, `2h`, `1d`) nor an instant (`2026-10-31T12:00:00Z`, `2026-10-31`)"
+    )]
+    Unreadable(String),
+    #[error("that is too long ago: {0}")]
+    OutOfRange(String),
 }
 
 impl fmt::Display for Duration {

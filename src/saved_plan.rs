@@ -57,6 +57,19 @@ pub struct SeenJob {
     pub api_owned: bool,
 }
 
+/// Why a text is not a saved plan this version can apply.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SavedPlanError {
+    #[error("not a saved plan (`jobctl plan --out FILE` writes one): {0}")]
+    NotAPlan(String),
+    #[error(
+        "a saved plan of format `{0}`; this jobctl reads `{FORMAT}` (plan again with this version)"
+    )]
+    Format(String),
+    #[error("a damaged saved plan: {0}")]
+    Damaged(String),
+}
+
 /// A file's SHA-256, hex.
 #[must_use]
 pub fn sha256(bytes: &[u8]) -> String {
@@ -91,24 +104,15 @@ impl SavedPlan {
     /// # Errors
     ///
     /// When the text is not a saved plan, or one of another format.
-    pub fn parse(text: &str) -> Result<SavedPlan, String> {
-        let value: serde_json::Value = serde_json::from_str(text)
-            .map_err(|e| format!("not a saved plan (`jobctl plan --out FILE` writes one): {e}"))?;
+    pub fn parse(text: &str) -> Result<SavedPlan, SavedPlanError> {
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| SavedPlanError::NotAPlan(e.to_string()))?;
         match value.get("format").and_then(serde_json::Value::as_str) {
             Some(FORMAT) => {}
-            Some(other) => {
-                return Err(format!(
-                    "a saved plan of format `{other}`; this jobctl reads `{FORMAT}` (plan again with this version)"
-                ));
-            }
-            None => {
-                return Err(
-                    "not a saved plan (`jobctl plan --out FILE` writes one): it has no `format`"
-                        .to_string(),
-                );
-            }
+            Some(other) => return Err(SavedPlanError::Format(other.to_string())),
+            None => return Err(SavedPlanError::NotAPlan("it has no `format`".to_string())),
         }
-        serde_json::from_value(value).map_err(|e| format!("a damaged saved plan: {e}"))
+        serde_json::from_value(value).map_err(|e| SavedPlanError::Damaged(e.to_string()))
     }
 
     /// What moved in the files since the plan: each file changed, added or gone, by its
@@ -305,12 +309,19 @@ mod tests {
         assert!(
             SavedPlan::parse(&newer)
                 .unwrap_err()
+                .to_string()
                 .contains("format `jobctl-saved-plan/9`")
         );
-        assert!(SavedPlan::parse("{}").unwrap_err().contains("no `format`"));
+        assert!(
+            SavedPlan::parse("{}")
+                .unwrap_err()
+                .to_string()
+                .contains("no `format`")
+        );
         assert!(
             SavedPlan::parse("plan")
                 .unwrap_err()
+                .to_string()
                 .starts_with("not a saved plan")
         );
     }

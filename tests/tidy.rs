@@ -20,7 +20,11 @@ const CORE: &[(&str, &[&str], &[&str])] = &[
     ("template.rs", &[], &["thiserror"]),
     ("diag.rs", &[], &["annotate_snippets", "serde", "strsim"]),
     ("webhook.rs", &[], &["hmac", "jiff", "sha2", "thiserror"]),
-    ("saved_plan.rs", &[], &["serde", "serde_json", "sha2"]),
+    (
+        "saved_plan.rs",
+        &[],
+        &["serde", "serde_json", "sha2", "thiserror"],
+    ),
     (
         "schedule.rs",
         &["cron", "duration", "name"],

@@ -95,7 +95,8 @@ pub async fn apply(
     Admin(who): Admin,
     OptionalJson(body): OptionalJson<serde_json::Value>,
 ) -> ApiResult<Json<ApplyResult>> {
-    let saved = SavedPlan::parse(&body.to_string()).map_err(ApiError::bad_request)?;
+    let saved =
+        SavedPlan::parse(&body.to_string()).map_err(|e| ApiError::bad_request(e.to_string()))?;
     check_paths(saved.files.keys())?;
     let now = api.now();
     let defaults = api.shared.defaults.clone();
