@@ -295,30 +295,11 @@ fn a_node_cut_off_from_the_database_kills_its_runs_before_another_takes_them() {
     eprintln!("the cut-off node killed its run after {killed:?}");
 }
 
-/// Runs git in `dir`, as a committer would.
-fn git(dir: &std::path::Path, args: &[&str]) {
-    let out = std::process::Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@example.com")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@example.com")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// A cluster following a repository: only the leader fetches and applies, and a push webhook
 /// that reaches a follower is passed to the leader through PostgreSQL.
 #[test]
 fn a_push_webhook_to_a_follower_is_applied_by_the_leader() {
-    use hmac::{KeyInit as _, Mac as _};
+    use common::git;
     let root = tempfile::tempdir().unwrap();
     let (bare, work) = (root.path().join("remote.git"), root.path().join("work"));
     std::fs::create_dir_all(&bare).unwrap();
@@ -360,17 +341,10 @@ fn a_push_webhook_to_a_follower_is_applied_by_the_leader() {
 
     commit("second.yaml", "second");
     let body = br#"{"ref": "refs/heads/main"}"#;
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"cluster-push-secret").unwrap();
-    mac.update(body);
-    let hex: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|x| format!("{x:02x}"))
-        .collect();
+    let signature = common::hub_signature("cluster-push-secret", body);
     let reply = ureq::post(&format!("{url}/v1/hooks/git"))
         .header("X-GitHub-Event", "push")
-        .header("X-Hub-Signature-256", &format!("sha256={hex}"))
+        .header("X-Hub-Signature-256", &signature)
         .send(&body[..])
         .unwrap();
     assert_eq!(reply.status().as_u16(), 202);

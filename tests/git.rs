@@ -6,8 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::Project;
-use hmac::{KeyInit as _, Mac as _};
+use common::{Project, git};
 
 const SECRET: &str = "push-secret";
 
@@ -15,25 +14,6 @@ const SECRET: &str = "push-secret";
 struct Repo {
     bare: PathBuf,
     work: PathBuf,
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = std::process::Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@example.com")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@example.com")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 impl Repo {
@@ -92,19 +72,14 @@ fn status(p: &Project) -> serde_json::Value {
     p.run_live(&["status", "--output", "json"]).json()
 }
 
-fn sign(body: &[u8]) -> String {
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
-    mac.update(body);
-    let bytes = mac.finalize().into_bytes();
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256={hex}")
-}
-
 /// POSTs a GitHub-style push event for `branch`; the status and JSON body.
 fn push_hook(url: &str, branch: &str, signature: Option<&str>) -> (u16, serde_json::Value) {
     let body =
         serde_json::json!({ "ref": format!("refs/heads/{branch}"), "after": "0" }).to_string();
-    let signature = signature.map_or_else(|| sign(body.as_bytes()), str::to_string);
+    let signature = signature.map_or_else(
+        || common::hub_signature(SECRET, body.as_bytes()),
+        str::to_string,
+    );
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()

@@ -65,19 +65,12 @@ pub async fn hook(
             "job `{name}`'s webhook secret is not available on the server; its log says why"
         ))
     })?;
-    let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
-    let signed = Signed {
-        hub: header("x-hub-signature-256"),
-        jobs: header("x-jobs-signature"),
-        timestamp: header("x-jobs-timestamp"),
-    };
     let scheme = if webhook.require_timestamp {
         Scheme::Timestamped
     } else {
         Scheme::Any
     };
-    webhook::verify(&secret, &body, signed, scheme, api.now())
-        .map_err(|refusal| ApiError::new(StatusCode::UNAUTHORIZED, refusal.to_string()))?;
+    verify(&api, &headers, &secret, &body, scheme)?;
     if !spec.enabled {
         return Err(ApiError::conflict(format!(
             "job `{name}` is disabled (`enabled: false`); webhooks do not fire it"
@@ -139,14 +132,8 @@ pub async fn git_push(
             "the push webhook's secret is not available on the server; its log says why",
         )
     })?;
+    verify(&api, &headers, &secret, &body, Scheme::Any)?;
     let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
-    let signed = Signed {
-        hub: header("x-hub-signature-256"),
-        jobs: header("x-jobs-signature"),
-        timestamp: header("x-jobs-timestamp"),
-    };
-    webhook::verify(&secret, &body, signed, Scheme::Any, api.now())
-        .map_err(|refusal| ApiError::new(StatusCode::UNAUTHORIZED, refusal.to_string()))?;
     let allowed = api
         .limiter
         .lock()
@@ -203,6 +190,24 @@ pub async fn git_push(
         true,
         format!("fetching {wanted} now"),
     ))
+}
+
+/// Checks a request's signature headers against the secret; 401 saying why not.
+fn verify(
+    api: &Api,
+    headers: &HeaderMap,
+    secret: &[u8],
+    body: &[u8],
+    scheme: Scheme,
+) -> ApiResult<()> {
+    let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+    let signed = Signed {
+        hub: header("x-hub-signature-256"),
+        jobs: header("x-jobs-signature"),
+        timestamp: header("x-jobs-timestamp"),
+    };
+    webhook::verify(secret, body, signed, scheme, api.now())
+        .map_err(|refusal| ApiError::new(StatusCode::UNAUTHORIZED, refusal.to_string()))
 }
 
 /// `params` from a JSON object body; other bodies (a GitHub push event, a form) carry none.
