@@ -20,6 +20,7 @@ pub mod webhook;
 
 pub mod api;
 pub mod apply;
+pub mod backfill;
 pub mod catalog;
 pub mod cli;
 pub mod client;

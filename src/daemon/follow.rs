@@ -183,6 +183,17 @@ impl Daemon {
         if state.applied.as_deref() == Some(head.as_str()) && !again {
             state.view.behind = false;
             self.record_git(&state.view);
+            // A checkout that failed after its commit was applied is tried again here, so
+            // runs get the applied commit's files.
+            let mirror = &follower.mirror;
+            let live = mirror.current();
+            if live.as_ref().is_none_or(|(_, commit)| *commit != head) {
+                let tree = live.map_or(Tree::A, |(tree, _)| tree.other());
+                let switched = mirror.stage(tree, &head).and_then(|_| mirror.publish(tree));
+                if let Err(e) = switched {
+                    tracing::error!(commit = %head, "switching runs to the commit's files: {e}");
+                }
+            }
             return Synced::UpToDate;
         }
         if state.held.as_deref() == Some(head.as_str()) && !again {
