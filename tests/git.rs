@@ -345,4 +345,17 @@ fn a_git_section_is_checked_like_a_job_file() {
     p.run(&["validate"])
         .code(1)
         .stderr_has("never write a password in git.url");
+    // The same rules for the flags, before anything starts.
+    let p = Project::new();
+    p.run(&[
+        "serve",
+        "--git-url",
+        "https://bot:hunter2@example.com/r.git",
+    ])
+    .code(1)
+    .stderr_has("--git-url: never put a password in the URL")
+    .stderr_lacks("hunter2");
+    p.run(&["serve", "--git-url", "/srv/r.git", "--git-path", "../etc"])
+        .code(1)
+        .stderr_has("--git-path: `../etc` is not a folder inside the repository");
 }

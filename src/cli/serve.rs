@@ -113,19 +113,20 @@ fn git_config(settings: &Settings, flags: &ServeFlags) -> Result<Option<crate::c
         (None, Some(config)) => config.clone(),
         (None, None) => return Ok(None),
     };
+    if crate::config::url_has_password(&git.url) {
+        bail!(
+            "--git-url: never put a password in the URL (it shows in the process list): put a token in a file and pass --git-token-file"
+        );
+    }
     if let Some(branch) = &flags.git_branch {
         git.branch = branch.clone();
     }
     if let Some(path) = &flags.git_path {
-        let p = path.trim_matches('/');
-        if path.starts_with('/') || p.split('/').any(|part| part == "..") {
-            bail!("--git-path: `{path}` is not a folder inside the repository, such as `jobs.d`");
-        }
-        git.path = if p.is_empty() {
-            ".".to_string()
-        } else {
-            p.to_string()
-        };
+        git.path = crate::config::git_path(path).ok_or_else(|| {
+            anyhow::anyhow!(
+                "--git-path: `{path}` is not a folder inside the repository, such as `jobs.d`"
+            )
+        })?;
     }
     if let Some(text) = &flags.git_interval {
         let d = crate::duration::Duration::parse(text)

@@ -138,6 +138,29 @@ impl GitConfig {
     }
 }
 
+/// A `[git] path` (or `--git-path`) as stored: inside the repository, without surrounding
+/// `/`, `.` for its root; `None` when it points outside (absolute, or through `..`).
+pub fn git_path(text: &str) -> Option<String> {
+    let p = text.trim_matches('/');
+    if text.starts_with('/') || p.split('/').any(|part| part == "..") {
+        return None;
+    }
+    Some(if p.is_empty() {
+        ".".to_string()
+    } else {
+        p.to_string()
+    })
+}
+
+/// Whether a URL carries `user:password@` (refused in `[git] url` and `--git-url`: a token
+/// belongs in `token_file`).
+pub fn url_has_password(url: &str) -> bool {
+    url.split_once("://")
+        .map(|(_, rest)| rest.split('/').next().unwrap_or(""))
+        .and_then(|authority| authority.rsplit_once('@'))
+        .is_some_and(|(userinfo, _)| userinfo.contains(':'))
+}
+
 /// What notifications need from `jobs.toml`: whom to trust, where to send mail, and how runs
 /// are linked.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -195,18 +195,14 @@ fn git(r: &mut Reader, table: &DeTable, at: Range<usize>, base: &Path) -> Option
         }
     }
     if let Some(path) = r.string("git.path", s.get("path")) {
-        let p = path.get_ref().trim_matches('/');
-        if path.get_ref().starts_with('/') || p.split('/').any(|part| part == "..") {
-            r.error(
-                path.span(),
-                "git.path is a folder inside the repository, such as `jobs.d`",
-            );
-        } else {
-            git.path = if p.is_empty() {
-                ".".to_string()
-            } else {
-                p.to_string()
-            };
+        match git_path(path.get_ref()) {
+            Some(p) => git.path = p,
+            None => {
+                r.error(
+                    path.span(),
+                    "git.path is a folder inside the repository, such as `jobs.d`",
+                );
+            }
         }
     }
     if let Some(d) = r.duration("git.interval", s.get("interval")) {
@@ -247,7 +243,7 @@ fn git(r: &mut Reader, table: &DeTable, at: Range<usize>, base: &Path) -> Option
         }
     };
     match url {
-        Some(url) if url.get_ref().contains("://") && url_has_password(url.get_ref()) => {
+        Some(url) if url_has_password(url.get_ref()) => {
             r.error(
                 url.span(),
                 "never write a password in git.url: put a token in a file and name it with `token_file`",
@@ -270,14 +266,6 @@ fn git(r: &mut Reader, table: &DeTable, at: Range<usize>, base: &Path) -> Option
             None
         }
     }
-}
-
-/// Whether a URL carries `user:password@`.
-fn url_has_password(url: &str) -> bool {
-    url.split_once("://")
-        .map(|(_, rest)| rest.split('/').next().unwrap_or(""))
-        .and_then(|authority| authority.rsplit_once('@'))
-        .is_some_and(|(userinfo, _)| userinfo.contains(':'))
 }
 
 /// What a node's name or label may be.

@@ -453,13 +453,8 @@ impl Daemon {
         files: &[source::SourceFile],
         now: jiff::Timestamp,
     ) -> Synced {
-        let source_of = |file: &str| {
-            files
-                .iter()
-                .find(|s| s.display == file)
-                .and_then(|s| std::str::from_utf8(&s.bytes).ok())
-        };
-        let rendered = diag::render(errors, source_of, false);
+        // Published for readiness, the metrics and `status` (files), rendered once.
+        let rendered = self.report_problems(errors, files);
         let new = state.held.as_deref() != Some(head);
         self.shared.metrics.git_held.set(1);
         state.held = Some(head.to_string());
@@ -477,7 +472,6 @@ impl Daemon {
         state.view.behind = true;
         // Recorded before it is logged: whoever reads the log finds it in status.
         self.record_git(&state.view);
-        self.report_problems(errors, files);
         if new {
             let kept = state
                 .applied

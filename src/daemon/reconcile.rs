@@ -256,12 +256,13 @@ impl Daemon {
         self.apply_failures.store(0, Ordering::SeqCst);
     }
 
-    /// Logs and records the errors in the jobs folder, once per distinct set.
+    /// Logs and records the errors in the jobs folder, once per distinct set; the errors as
+    /// rendered (file:line:col, with the lines they point at).
     pub(super) fn report_problems(
         &self,
         errors: &[diag::Diagnostic],
         sources: &[source::SourceFile],
-    ) {
+    ) -> String {
         let source_of = |file: &str| {
             sources
                 .iter()
@@ -281,7 +282,7 @@ impl Daemon {
             true
         });
         if !changed {
-            return;
+            return rendered;
         }
         let now = self.now();
         let ledger = self.shared.ledger();
@@ -301,6 +302,7 @@ impl Daemon {
             }
             let _ = ledger.daemon_event(now, "source_invalid", &rendered);
         }
+        rendered
     }
 
     /// Runs were queued or a cancel requested (by the API, in-process): start or stop runs,

@@ -130,16 +130,15 @@ impl Mirror {
             mirror.git(&["init", "--quiet", "--bare"], LOCAL_TIMEOUT, None)?;
         }
         let url = mirror.remote.url.clone();
-        if mirror
-            .git(&["remote", "get-url", "origin"], LOCAL_TIMEOUT, None)
-            .is_ok_and(|old| old.trim() != url)
-        {
-            mirror.git(&["remote", "set-url", "origin", &url], LOCAL_TIMEOUT, None)?;
-        } else if mirror
-            .git(&["remote", "get-url", "origin"], LOCAL_TIMEOUT, None)
-            .is_err()
-        {
-            mirror.git(&["remote", "add", "origin", &url], LOCAL_TIMEOUT, None)?;
+        match mirror.git(&["remote", "get-url", "origin"], LOCAL_TIMEOUT, None) {
+            Ok(old) if old.trim() == url => {}
+            // The URL changed in the settings: the mirror follows it.
+            Ok(_) => {
+                mirror.git(&["remote", "set-url", "origin", &url], LOCAL_TIMEOUT, None)?;
+            }
+            Err(_) => {
+                mirror.git(&["remote", "add", "origin", &url], LOCAL_TIMEOUT, None)?;
+            }
         }
         Ok(mirror)
     }
