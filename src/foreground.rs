@@ -59,6 +59,8 @@ pub fn run_foreground(
                 first_run_id: None,
                 running_under: Some(me),
                 by: None,
+                overrides: crate::run::Overrides::default(),
+                backfill_id: None,
             },
             now,
         )?;

@@ -9,6 +9,7 @@ use std::fmt;
 
 use jiff::{SignedDuration, Timestamp};
 
+use crate::duration::{Duration, DurationError};
 use crate::spec::Retry;
 
 /// A run's state. `Blocked`, `Pending` and `Running` are live; the rest are terminal and
@@ -120,10 +121,12 @@ pub enum Trigger {
     Webhook,
     Dependency,
     Api,
+    /// A slot of a window replayed by `jobctl backfill`, with the revision in force then.
+    Backfill,
 }
 
 impl Trigger {
-    pub const ALL: [Trigger; 7] = [
+    pub const ALL: [Trigger; 8] = [
         Trigger::Schedule,
         Trigger::Missed,
         Trigger::Manual,
@@ -131,6 +134,7 @@ impl Trigger {
         Trigger::Webhook,
         Trigger::Dependency,
         Trigger::Api,
+        Trigger::Backfill,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -142,6 +146,7 @@ impl Trigger {
             Trigger::Webhook => "webhook",
             Trigger::Dependency => "dependency",
             Trigger::Api => "api",
+            Trigger::Backfill => "backfill",
         }
     }
 
@@ -173,6 +178,80 @@ impl std::str::FromStr for Trigger {
 impl fmt::Display for Trigger {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// What one run changes of its revision's definition (`jobctl trigger NAME --timeout 2h`,
+/// `{"timeout": "2h"}`), recorded on the run (a JSON object in `runs.overrides`) and kept by
+/// its retries. Nothing else of the revision changes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// The run's `timeout` in place of the revision's.
+    pub timeout: Option<Duration>,
+}
+
+/// Why an override was refused; the message says what is expected.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum OverrideError {
+    #[error("timeout: {0}")]
+    Timeout(#[from] DurationError),
+    #[error("timeout: `{0}` is zero; give a duration such as `30m` or `2h`")]
+    ZeroTimeout(String),
+}
+
+impl Overrides {
+    /// Overrides with the `timeout` the text gives (`2h`, `90m`), if any.
+    ///
+    /// # Errors
+    ///
+    /// When the text is not a positive duration.
+    pub fn with_timeout(timeout: Option<&str>) -> Result<Overrides, OverrideError> {
+        let timeout = match timeout {
+            None => None,
+            Some(text) => {
+                let d = Duration::parse(text)?;
+                if d.is_zero() {
+                    return Err(OverrideError::ZeroTimeout(text.to_string()));
+                }
+                Some(d)
+            }
+        };
+        Ok(Overrides { timeout })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        *self == Overrides::default()
+    }
+
+    /// The JSON object the ledger stores, `None` when nothing is overridden.
+    pub fn to_json(&self) -> Option<String> {
+        if self.is_empty() {
+            return None;
+        }
+        let mut map = serde_json::Map::new();
+        if let Some(t) = self.timeout {
+            map.insert("timeout".into(), t.to_string().into());
+        }
+        Some(serde_json::Value::Object(map).to_string())
+    }
+
+    /// What [`Overrides::to_json`] wrote; a field this version cannot read is left out.
+    pub fn from_json(text: &str) -> Overrides {
+        let value: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+        Overrides {
+            timeout: value["timeout"]
+                .as_str()
+                .and_then(|t| Duration::parse(t).ok()),
+        }
+    }
+}
+
+impl fmt::Display for Overrides {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.timeout {
+            Some(t) => write!(f, "timeout {t}"),
+            None => f.write_str("none"),
+        }
     }
 }
 
@@ -290,6 +369,34 @@ pub fn signal_name(signal: i32) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn overrides_round_trip_and_refuse_what_is_not_a_positive_duration() {
+        let two_hours = Overrides::with_timeout(Some("2h")).unwrap();
+        assert_eq!(two_hours.to_json().as_deref(), Some(r#"{"timeout":"2h"}"#));
+        assert_eq!(Overrides::from_json(r#"{"timeout":"2h"}"#), two_hours);
+        assert_eq!(
+            Overrides::from_json(r#"{"later":"x"}"#),
+            Overrides::default()
+        );
+        assert_eq!(Overrides::default().to_json(), None);
+        assert_eq!(two_hours.to_string(), "timeout 2h");
+        for (text, message) in [
+            (
+                "0s",
+                "timeout: `0s` is zero; give a duration such as `30m` or `2h`",
+            ),
+            (
+                "soon",
+                "timeout: `soon` is not a duration; expected a duration such as `90s`, `15m`, `2h 30m` or `1d`",
+            ),
+        ] {
+            assert_eq!(
+                Overrides::with_timeout(Some(text)).unwrap_err().to_string(),
+                message
+            );
+        }
+    }
     use crate::duration::Duration;
 
     const T0: &str = "2026-10-31T12:00:00Z";
@@ -406,7 +513,7 @@ mod tests {
         );
         assert_eq!(
             Trigger::parse("cron").unwrap_err().to_string(),
-            "`cron` is not a trigger; expected one of schedule, missed, manual, retry, webhook, dependency, api"
+            "`cron` is not a trigger; expected one of schedule, missed, manual, retry, webhook, dependency, api, backfill"
         );
     }
 }

@@ -517,6 +517,56 @@ fn a_triggered_run_is_read_back_with_events_logs_and_pages() {
 }
 
 #[test]
+fn a_trigger_overrides_the_timeout_for_that_run_only() {
+    let p = project().file(
+        "jobs.d/slow.yaml",
+        "run: echo started; sleep 30\ntimeout: 1h\nretry: {attempts: 1, backoff: 1s}\n",
+    );
+    let (mut daemon, http) = start(&p, &[]);
+    let bad = http.post(
+        "/v1/jobs/slow/trigger",
+        Some(ADMIN),
+        Some(json!({"timeout": "soon"})),
+    );
+    assert!(bad.error(400).contains("timeout: `soon` is not a duration"));
+    // Through the API: the run and its retry stop after one second, not an hour.
+    let run = http.post(
+        "/v1/jobs/slow/trigger",
+        Some(ADMIN),
+        Some(json!({"timeout": "1s"})),
+    );
+    assert_eq!(run.status, 202, "{}", run.text);
+    let run = run.json();
+    assert_eq!(run["overrides"], json!({"timeout": "1s"}));
+    let id = run["id"].as_i64().unwrap();
+    let ended = daemon.wait_for("run ended; retrying", &[("run", &id.to_string())]);
+    assert_eq!(ended["state"], "timed_out");
+    let retry = daemon.wait_for("run ended", &[("job", "slow")]);
+    assert_eq!(retry["state"], "timed_out");
+    let retry = http
+        .get(&format!("/v1/runs/{}", retry["run"]), Some(READER))
+        .json();
+    assert_eq!(retry["overrides"]["timeout"], "1s", "the retry keeps it");
+    // Through the CLI: recorded on the run and shown by `run get`; other runs keep the hour.
+    p.run(&["trigger", "slow", "--timeout", "0s"])
+        .code(1)
+        .stderr_has("--timeout: `0s` is zero");
+    let queued = p.run_live(&["trigger", "slow", "--timeout", "1s"]).code(0);
+    let cli = queued.stdout.split_whitespace().nth(1).unwrap().to_string();
+    let ended = daemon.wait_for("run ended; retrying", &[("run", &cli)]);
+    assert_eq!(ended["state"], "timed_out");
+    p.run_live(&["run", "get", &cli])
+        .code(0)
+        .stdout_has("timeout 1s (this run only)");
+    p.run_live(&["run", "events", &cli])
+        .code(0)
+        .stdout_has("for this run only: timeout 1s");
+    let plain = http.post("/v1/jobs/slow/trigger", Some(ADMIN), None).json();
+    assert_eq!(plain["overrides"], Value::Null, "{plain}");
+    assert_eq!(daemon.stop(), Some(0));
+}
+
+#[test]
 fn logs_follow_streams_lines_then_the_end_as_server_sent_events() {
     let p = project().file(
         "jobs.d/slow.yaml",

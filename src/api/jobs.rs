@@ -213,13 +213,23 @@ pub async fn trigger(
     Path(name): Path<String>,
     OptionalJson(body): OptionalJson<TriggerBody>,
 ) -> ApiResult<Response> {
+    let overrides = crate::run::Overrides::with_timeout(body.timeout.as_deref())
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let params = body
         .params
         .into_iter()
         .map(|(k, v)| (k, v.into_text()))
         .collect();
     let job = active_job(&api, &name).await?;
-    let run = queue_run(&api, job, params, Trigger::Manual, Some(who.actor())).await?;
+    let run = queue_run_with(
+        &api,
+        job,
+        params,
+        Trigger::Manual,
+        Some(who.actor()),
+        overrides,
+    )
+    .await?;
     who.audit("triggered", &format!("job {name} (run {})", run.id));
     Ok(accepted(run))
 }
@@ -246,10 +256,30 @@ pub(crate) async fn active_job(
 /// queues a run, recorded as asked for `by` an API caller (none for a webhook).
 pub(crate) async fn queue_run(
     api: &Arc<Api>,
+    job: (JobRow, Arc<crate::spec::JobSpec>),
+    params: BTreeMap<String, String>,
+    trigger: Trigger,
+    by: Option<String>,
+) -> ApiResult<wire::Run> {
+    queue_run_with(
+        api,
+        job,
+        params,
+        trigger,
+        by,
+        crate::run::Overrides::default(),
+    )
+    .await
+}
+
+/// [`queue_run`], with what this run changes of its revision.
+async fn queue_run_with(
+    api: &Arc<Api>,
     (row, spec): (JobRow, Arc<crate::spec::JobSpec>),
     params: BTreeMap<String, String>,
     trigger: Trigger,
     by: Option<String>,
+    overrides: crate::run::Overrides,
 ) -> ApiResult<wire::Run> {
     let name = row.name.as_str();
     let params = crate::spec::bind_params(name, &spec.params, params)
@@ -257,6 +287,7 @@ pub(crate) async fn queue_run(
     let now = api.now();
     let mut new = NewRun::now(name, row.revision_id, trigger, params, now);
     new.by = by;
+    new.overrides = overrides;
     // Through the daemon's own connection, group-committed with other triggers: a second
     // writing connection would contend with the daemon for SQLite's write lock.
     let shared = api.shared.clone();

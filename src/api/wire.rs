@@ -394,6 +394,12 @@ pub struct Run {
     /// The node (daemon, `jobctl serve --node`) that ran it, once started.
     #[serde(default)]
     pub node: Option<String>,
+    /// What this run changes of its revision, for it only (`jobctl trigger --timeout`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overrides: Option<RunOverrides>,
+    /// The backfill that created it (`jobctl backfill`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backfill_id: Option<i64>,
     /// The run's page in the dashboard, when the server knows its public address
     /// (`[server] public_url`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -449,9 +455,21 @@ impl From<ledger::RunRow> for Run {
             output_truncated: r.output_truncated,
             cancel_requested: r.cancel_requested.map(ledger::stamp),
             node: r.node,
+            overrides: (!r.overrides.is_empty()).then(|| RunOverrides {
+                timeout: r.overrides.timeout.map(|t| t.to_string()),
+            }),
+            backfill_id: r.backfill_id,
             url: None,
         }
     }
+}
+
+/// What a run changes of its revision's definition, for that run only.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RunOverrides {
+    /// Its `timeout`, in place of the revision's (`2h`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
 }
 
 impl From<&ledger::RunRow> for Run {
@@ -632,6 +650,10 @@ pub struct TriggerBody {
     /// Values for the job's declared `params`; each reaches the run as `JOBS_PARAM_NAME`.
     #[serde(default)]
     pub params: BTreeMap<String, ParamValue>,
+    /// This run's `timeout` in place of the revision's (`2h`), for this run (and its
+    /// retries) only; recorded on the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
 }
 
 /// A parameter's value: a string, or a number or boolean (passed as its text).

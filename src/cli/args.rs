@@ -151,6 +151,10 @@ pub enum Command {
         /// Follow the run's output until it ends and exit with its exit code
         #[arg(long)]
         wait: bool,
+        /// This run's timeout in place of the job's (`2h`), for this run and its retries
+        /// only; recorded on the run (`jobctl run get`)
+        #[arg(long, value_name = "DURATION")]
+        timeout: Option<String>,
     },
     /// Stop a job's scheduled fires until it is resumed (survives apply)
     Pause {

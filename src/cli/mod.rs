@@ -246,7 +246,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Run { .. } => {
             bail!("`jobctl run` needs a job name (or one of: get ID, events ID, cancel ID)")
         }
-        Command::Trigger { name, params, wait } => runs::trigger(&settings, &name, &params, wait),
+        Command::Trigger {
+            name,
+            params,
+            wait,
+            timeout,
+        } => runs::trigger(&settings, &name, &params, wait, timeout.as_deref()),
         Command::Pause { name, reason } => control::pause(&settings, &name, reason.as_deref()),
         Command::Resume { name } => control::resume(&settings, &name),
         Command::Runs {
@@ -300,7 +305,12 @@ fn remote_command(
         Command::Get { name } => remote::get(client, f, &name),
         Command::Status => remote::status(client, f),
         Command::Graph => output::graph(f, &client.get("/v1/graph")?),
-        Command::Trigger { name, params, wait } => remote::trigger(client, f, &name, &params, wait),
+        Command::Trigger {
+            name,
+            params,
+            wait,
+            timeout,
+        } => remote::trigger(client, f, &name, &params, wait, timeout),
         Command::Pause { name, reason } => remote::pause(client, f, &name, reason.as_deref()),
         Command::Resume { name } => remote::resume(client, f, &name),
         Command::Runs {

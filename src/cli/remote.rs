@@ -64,7 +64,10 @@ fn params_body(given: &[String]) -> Result<TriggerBody> {
         };
         params.insert(key.to_string(), ParamValue::Text(value.to_string()));
     }
-    Ok(TriggerBody { params })
+    Ok(TriggerBody {
+        params,
+        timeout: None,
+    })
 }
 
 pub fn trigger(
@@ -73,11 +76,13 @@ pub fn trigger(
     name: &str,
     given: &[String],
     wait: bool,
+    timeout: Option<String>,
 ) -> Result<ExitCode> {
-    let run: Run = client.post(
-        &format!("/v1/jobs/{}/trigger", encode(name)),
-        Some(&params_body(given)?),
-    )?;
+    let body = TriggerBody {
+        timeout,
+        ..params_body(given)?
+    };
+    let run: Run = client.post(&format!("/v1/jobs/{}/trigger", encode(name)), Some(&body))?;
     if !wait {
         render_queued(format, run.id, name, run.url.as_deref())?;
         return Ok(ExitCode::SUCCESS);

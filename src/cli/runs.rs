@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::Duration as StdDuration;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result, anyhow, bail};
 use jiff::Timestamp;
 use serde_json::json;
 
@@ -101,15 +101,21 @@ pub fn run_now(settings: &Settings, job: &str, given: &[String]) -> Result<ExitC
     })
 }
 
-pub fn trigger(settings: &Settings, job: &str, given: &[String], wait: bool) -> Result<ExitCode> {
+pub fn trigger(
+    settings: &Settings,
+    job: &str,
+    given: &[String],
+    wait: bool,
+    timeout: Option<&str>,
+) -> Result<ExitCode> {
+    let overrides = crate::run::Overrides::with_timeout(timeout).map_err(|e| anyhow!("--{e}"))?;
     let mut ledger = open_existing(settings)?;
     let (revision_id, params) = params(settings, &ledger, job, given)?;
     let now = clock()?.now();
+    let mut new = NewRun::now(job, revision_id, Trigger::Manual, params, now).by(operator());
+    new.overrides = overrides;
     let id = ledger
-        .create_run(
-            &NewRun::now(job, revision_id, Trigger::Manual, params, now).by(operator()),
-            now,
-        )
+        .create_run(&new, now)
         .with_context(|| format!("queueing a run of {job}"))?;
     ledger.wake_daemon();
     let daemon_up = daemon_up(&ledger)?;

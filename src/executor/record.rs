@@ -304,6 +304,8 @@ fn end_of(
         first_run_id: Some(run.first_run_id.unwrap_or(run.id)),
         running_under: None,
         by: None,
+        overrides: run.overrides,
+        backfill_id: run.backfill_id,
     });
     let finish = Finish {
         state: Some(conclusion.state),

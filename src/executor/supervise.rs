@@ -256,8 +256,10 @@ fn launch(shared: &Shared, spec: &JobSpec, run: &RunRow) -> Launch {
                 .to_string_lossy()
                 .into_owned(),
         ),
-        timeout: spec
+        timeout: run
+            .overrides
             .timeout
+            .or(spec.timeout)
             .and_then(|t| StdDuration::try_from(t.as_signed()).ok()),
         kill_grace: shared.kill_grace,
         output_limit: spec.output_limit.0,

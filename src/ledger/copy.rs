@@ -16,6 +16,7 @@ const TABLES: &[&str] = &[
     "revisions",
     "jobs",
     "pauses",
+    "backfills",
     "runs",
     "run_events",
     "run_output_chunks",
@@ -27,6 +28,7 @@ const TABLES: &[&str] = &[
 const IDENTITIES: &[&str] = &[
     "applies",
     "revisions",
+    "backfills",
     "runs",
     "run_events",
     "run_output_chunks",

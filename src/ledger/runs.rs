@@ -56,6 +56,10 @@ pub struct RunRow {
     pub pid_start: Option<i64>,
     /// The node (daemon) that ran it, once claimed.
     pub node: Option<String>,
+    /// What this run changes of its revision (a trigger's `--timeout`).
+    pub overrides: crate::run::Overrides,
+    /// The backfill it belongs to.
+    pub backfill_id: Option<i64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -94,7 +98,7 @@ const RUN_COLUMNS: &str =
     r.reason, r.created_at, r.started_at, r.finished_at, r.exit_code, r.signal, r.error, r.pid,
     r.cpu_user_ms, r.cpu_sys_ms, r.max_rss_kb, r.params, r.output_bytes, r.output_truncated,
     r.cancel_requested, r.epoch, r.supervisor_pid, r.supervisor_start, r.pid_start, r.released_by,
-    r.node";
+    r.node, r.overrides, r.backfill_id";
 
 /// What [`Ledger::run_changes`] read: each run that changed with the id of its latest event
 /// read, and the last event id read.
@@ -155,6 +159,11 @@ fn run_from_row(row: &super::db::Row<'_>) -> super::db::Result<RunRow> {
             .get::<Option<String>>(33)?
             .and_then(|p| serde_json::from_str(&p).ok()),
         node: row.get(34)?,
+        overrides: row
+            .get::<Option<String>>(35)?
+            .map(|o| crate::run::Overrides::from_json(&o))
+            .unwrap_or_default(),
+        backfill_id: row.get(36)?,
     })
 }
 

@@ -26,6 +26,10 @@ pub struct NewRun {
     pub running_under: Option<(i64, i64)>,
     /// Who asked for it (`alice (api)`, `user@host`), recorded in its `created` event.
     pub by: Option<String>,
+    /// What this run changes of its revision (a trigger's `--timeout`).
+    pub overrides: crate::run::Overrides,
+    /// The backfill it replays a slot for (its `slot` is `scheduled_at`).
+    pub backfill_id: Option<i64>,
 }
 
 impl NewRun {
@@ -48,6 +52,8 @@ impl NewRun {
             first_run_id: None,
             running_under: None,
             by: None,
+            overrides: crate::run::Overrides::default(),
+            backfill_id: None,
         }
     }
 
@@ -85,8 +91,8 @@ pub(super) fn insert_run(conn: &Conn, run: &NewRun, now: Timestamp) -> super::db
         .prepare_cached(
             "INSERT INTO runs (job, revision_id, trigger, scheduled_at, state, created_at, started_at,
                                not_before, params, attempt, first_run_id, supervisor_pid, supervisor_start,
-                               node)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+                               node, overrides, backfill_id, slot)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
              RETURNING id",
         )?
         .query_row(
@@ -107,6 +113,12 @@ pub(super) fn insert_run(conn: &Conn, run: &NewRun, now: Timestamp) -> super::db
                 // A run supervised outside the daemon (`jobctl run`) records its host: a
                 // daemon there can tell whether its supervisor still lives.
                 supervisor.map(|_| crate::host::hostname()),
+                run.overrides.to_json(),
+                run.backfill_id,
+                // A backfill's first attempt accounts for its slot: the unique (job, slot)
+                // index refuses a second run of it, however it is asked for.
+                (run.backfill_id.is_some() && run.trigger == Trigger::Backfill)
+                    .then(|| stamp(run.scheduled_at)),
             ],
             |r| r.get(0),
         )?;
@@ -120,6 +132,10 @@ pub(super) fn insert_run(conn: &Conn, run: &NewRun, now: Timestamp) -> super::db
             Some(by) => format!("created ({t}) by {by}"),
             None => format!("created ({t})"),
         },
+    };
+    let message = match run.overrides.is_empty() {
+        true => message,
+        false => format!("{message}; for this run only: {}", run.overrides),
     };
     add_event(conn, id, &at, "created", &message)?;
     Ok(id)

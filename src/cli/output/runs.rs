@@ -196,6 +196,19 @@ pub fn render_run(format: OutputFormat, run: &Run) -> Result<ExitCode> {
             ),
         ),
         ("Params", dash(run.params.as_ref().map(ToString::to_string))),
+        (
+            "Overrides",
+            dash(
+                run.overrides
+                    .as_ref()
+                    .and_then(|o| o.timeout.as_ref())
+                    .map(|t| format!("timeout {t} (this run only)")),
+            ),
+        ),
+        (
+            "Backfill",
+            dash(run.backfill_id.map(|b| format!("backfill {b}"))),
+        ),
     ];
     let mut pairs = pairs;
     if let Some(page) = &run.url {
