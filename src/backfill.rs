@@ -7,8 +7,6 @@
 //! a disabled revision has none, and neither has the time before the job's first apply. A
 //! slot that already has a run is left out: a backfill never runs a slot twice.
 
-use std::collections::HashSet;
-
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
@@ -46,6 +44,26 @@ pub enum BackfillError {
     TooMany { limit: usize },
 }
 
+/// The slots that already have a run: each run's range of slots, first to last inclusive (a
+/// run that folded missed slots into one covers them all).
+#[derive(Clone, Debug, Default)]
+pub struct Taken {
+    ranges: Vec<(Timestamp, Timestamp)>,
+}
+
+impl Taken {
+    pub fn new(mut ranges: Vec<(Timestamp, Timestamp)>) -> Taken {
+        ranges.sort_unstable();
+        Taken { ranges }
+    }
+
+    pub fn contains(&self, at: Timestamp) -> bool {
+        // The ranges that start at or before `at`; a long one may cover it from far back.
+        let end = self.ranges.partition_point(|(first, _)| *first <= at);
+        self.ranges[..end].iter().rev().any(|(_, last)| *last >= at)
+    }
+}
+
 /// The slots in `[from, to)` of the job whose revisions are `spans` (in apply order) that
 /// have no run yet (`taken`), oldest first, at most `limit`.
 ///
@@ -57,7 +75,7 @@ pub fn slots(
     spans: &[Span<'_>],
     from: Timestamp,
     to: Timestamp,
-    taken: &HashSet<Timestamp>,
+    taken: &Taken,
     limit: usize,
 ) -> Result<Vec<Slot>, BackfillError> {
     if from >= to {
@@ -86,7 +104,7 @@ pub fn slots(
                     break 'fires;
                 }
                 after = at;
-                if taken.contains(&at) {
+                if taken.contains(at) {
                     continue;
                 }
                 if found.len() == limit {
@@ -160,7 +178,11 @@ mod tests {
                 anchor: at("2026-03-29T16:10:00Z"),
             },
         ];
-        let taken: HashSet<Timestamp> = [at("2026-03-28T12:00:00Z")].into_iter().collect();
+        // 12:00 ran; a run at 01:00 folded the missed 23:00 to 01:00 (Berlin's 03:00 is outside).
+        let taken = Taken::new(vec![
+            (at("2026-03-28T12:00:00Z"), at("2026-03-28T12:00:00Z")),
+            (at("2026-03-28T23:00:00Z"), at("2026-03-29T00:00:00Z")),
+        ]);
         let got = slots(
             &spans,
             at("2026-03-28T09:00:00Z"),
@@ -186,6 +208,25 @@ mod tests {
     }
 
     #[test]
+    fn taken_ranges_cover_their_first_and_last_slots_and_what_is_between() {
+        let taken = Taken::new(vec![
+            (at("2026-01-01T05:00:00Z"), at("2026-01-01T05:00:00Z")),
+            (at("2026-01-01T00:00:00Z"), at("2026-01-01T03:00:00Z")),
+        ]);
+        for (t, want) in [
+            ("2025-12-31T23:00:00Z", false),
+            ("2026-01-01T00:00:00Z", true),
+            ("2026-01-01T02:00:00Z", true),
+            ("2026-01-01T03:00:00Z", true),
+            ("2026-01-01T04:00:00Z", false),
+            ("2026-01-01T05:00:00Z", true),
+            ("2026-01-01T06:00:00Z", false),
+        ] {
+            assert_eq!(taken.contains(at(t)), want, "{t}");
+        }
+    }
+
+    #[test]
     fn a_window_is_bounded_and_must_not_be_empty() {
         let utc = TimeZone::UTC;
         let minutely = cron("* * * * *");
@@ -198,7 +239,7 @@ mod tests {
             enabled: true,
             anchor: at("2026-01-01T00:00:00Z"),
         }];
-        let none = HashSet::new();
+        let none = Taken::default();
         for (from, to, limit, want) in [
             (
                 "2026-01-02T00:00:00Z",

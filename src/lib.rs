@@ -36,6 +36,7 @@ pub mod ledger;
 pub mod metrics;
 pub mod notify;
 pub mod plan;
+pub mod replay;
 pub mod rules;
 pub mod run;
 pub mod runner;

@@ -567,6 +567,143 @@ fn a_trigger_overrides_the_timeout_for_that_run_only() {
 }
 
 #[test]
+fn a_backfill_runs_each_missing_slot_with_the_revision_in_force_then() {
+    let job = |word: &str| {
+        format!(
+            "schedule: \"0 * * * *\"\ntimezone: UTC\nmissed: skip\nconcurrency: allow\nrun: echo {word} $JOBS_SCHEDULED_AT; sleep 0.3\n"
+        )
+    };
+    let p = project().file("jobs.d/hourly.yaml", job("one"));
+    p.run_with(&["apply"], &[("JOBS_NOW", "2026-11-20T00:30:00Z")])
+        .code(0);
+    p.write("jobs.d/hourly.yaml", job("two"));
+    p.run_with(&["apply"], &[("JOBS_NOW", "2026-11-20T03:30:00Z")])
+        .code(0);
+    // The daemon was down until 06:30: it records the slots 01:00 to 06:00 as missed.
+    let env = [("HOOK_SECRET", "s")];
+    let mut daemon = p.serve_env(
+        &["--token-file", "tokens"],
+        Some("2026-11-20T06:30:00Z"),
+        &env,
+    );
+    daemon.wait_for("scheduler started", &[]);
+    p.until(
+        "SELECT count(*) FROM runs WHERE job = 'hourly' AND trigger = 'missed'",
+        std::time::Duration::from_secs(10),
+        |n| n == "1",
+    );
+    let http = Http::new(&mut daemon);
+    let window = [
+        "--from",
+        "2026-11-20T00:00:00Z",
+        "--to",
+        "2026-11-20T07:00:00Z",
+    ];
+    let dry = p
+        .run_live(&[&["backfill", "hourly", "--dry-run"][..], &window[..]].concat())
+        .code(0)
+        .stdout_has(
+            "Would backfill 6 slots of hourly from 2026-11-20T00:00:00.000Z to 2026-11-20T06:30:",
+        )
+        .stdout_has("the scheduler's");
+    let listed: Vec<(String, String)> = dry
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("2026-"))
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f[0].to_string(), f[1].to_string())
+        })
+        .collect();
+    let want: Vec<(String, String)> = [(1, "1"), (2, "1"), (3, "1"), (4, "2"), (5, "2"), (6, "2")]
+        .iter()
+        .map(|(h, r)| (format!("2026-11-20T0{h}:00:00.000Z"), r.to_string()))
+        .collect();
+    assert_eq!(
+        listed, want,
+        "each slot with the revision applied before it"
+    );
+    assert_eq!(
+        p.sql("SELECT count(*) FROM runs WHERE trigger = 'backfill'"),
+        "0",
+        "a dry run creates nothing"
+    );
+
+    let bad = |body: Value| {
+        http.post("/v1/jobs/hourly/backfill", Some(ADMIN), Some(body))
+            .error(400)
+    };
+    assert!(bad(json!({"from": "1d", "to": "2d"})).contains("--from must be before --to"));
+    assert!(bad(json!({"from": "1d", "to": "0s", "parallel": 0})).contains("between 1 and 64"));
+    assert!(bad(json!({"from": "yesterday", "to": "0s"})).starts_with("from: "));
+    http.post(
+        "/v1/jobs/deploy/backfill",
+        Some(ADMIN),
+        Some(json!({"from": "1d", "to": "0s"})),
+    )
+    .error(400)
+    .contains("has no schedule");
+    http.post(
+        "/v1/jobs/nope/backfill",
+        Some(ADMIN),
+        Some(json!({"from": "1d", "to": "0s"})),
+    )
+    .error(404);
+    http.post(
+        "/v1/jobs/hourly/backfill",
+        Some(READER),
+        Some(json!({"from": "1d", "to": "0s"})),
+    )
+    .error(403);
+
+    let body = json!({"from": "2026-11-20T00:00:00Z", "to": "2026-11-20T07:00:00Z", "parallel": 2});
+    let queued = http.post("/v1/jobs/hourly/backfill", Some(ADMIN), Some(body.clone()));
+    assert_eq!(queued.status, 202, "{}", queued.text);
+    let queued = queued.json();
+    assert_eq!(queued["parallel"], 2);
+    let ids: Vec<i64> = queued["slots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["run_id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 6);
+    for _ in &ids {
+        daemon.wait_for("run ended", &[("job", "hourly")]);
+    }
+    let mut spans = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        let run = http.get(&format!("/v1/runs/{id}"), Some(READER)).json();
+        assert_eq!(run["trigger"], "backfill");
+        assert_eq!(run["state"], "succeeded", "{run}");
+        assert_eq!(run["scheduled_at"], want[i].0.as_str());
+        assert_eq!(run["revision"].to_string(), want[i].1);
+        assert_eq!(run["backfill_id"], queued["backfill_id"]);
+        let word = if i < 3 { "one" } else { "two" };
+        p.run_live(&["logs", &id.to_string()])
+            .code(0)
+            .stdout_has(&format!("{word} {}", &want[i].0[..19]));
+        let at = |f: &str| run[f].as_str().unwrap().parse::<jiff::Timestamp>().unwrap();
+        spans.push((at("started_at"), at("finished_at")));
+    }
+    for (start, _) in &spans {
+        let at_once = spans
+            .iter()
+            .filter(|(s, f)| s <= start && start < f)
+            .count();
+        assert!(at_once <= 2, "at most 2 at a time: {spans:?}");
+    }
+    // Every slot has a run now: a second backfill finds nothing, and creates nothing.
+    let again = http.post("/v1/jobs/hourly/backfill", Some(ADMIN), Some(body));
+    assert_eq!(again.status, 200, "{}", again.text);
+    assert_eq!(again.json()["slots"], json!([]));
+    p.run_live(&[&["backfill", "hourly"][..], &window[..]].concat())
+        .code(0)
+        .stdout_has("Nothing to backfill for hourly");
+    assert_eq!(daemon.stop(), Some(0));
+}
+
+#[test]
 fn logs_follow_streams_lines_then_the_end_as_server_sent_events() {
     let p = project().file(
         "jobs.d/slow.yaml",

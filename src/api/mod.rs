@@ -7,6 +7,7 @@
 //! is JSON (see [`error`]).
 
 pub mod auth;
+mod backfill;
 pub mod conns;
 mod definition;
 pub mod error;
@@ -322,6 +323,7 @@ fn routes() -> (Router<Arc<Api>>, utoipa::openapi::OpenApi) {
             jobs::delete
         ))
         .routes(routes!(jobs::trigger))
+        .routes(routes!(backfill::backfill))
         .routes(routes!(jobs::pause))
         .routes(routes!(jobs::resume))
         .routes(routes!(jobs::graph))

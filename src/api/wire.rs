@@ -656,6 +656,90 @@ pub struct TriggerBody {
     pub timeout: Option<String>,
 }
 
+/// A backfill to run (`POST /v1/jobs/{name}/backfill`): every slot of the job's schedule in
+/// `[from, to)` that has no run yet, each with the revision in force at it.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackfillBody {
+    /// The window's start: an instant (`2026-11-30T00:00:00Z`), a date, or how long ago (`7d`).
+    pub from: String,
+    /// The window's end (not included), the same way; at most now.
+    pub to: String,
+    /// List the slots and the revision each would run, and create nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// How many of its runs at a time (1 to 64; 1 whatever is asked when the job's
+    /// `concurrency` is not `allow`).
+    #[serde(default = "one")]
+    pub parallel: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+/// What a backfill found (and queued, unless it was a dry run).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BackfillView {
+    pub job: String,
+    pub from: String,
+    pub to: String,
+    /// Where the window ends in fact: `to`, or earlier when the scheduler has not accounted
+    /// for the slots after it yet (they are the scheduler's, not the backfill's).
+    pub until: String,
+    pub dry_run: bool,
+    /// How many of its runs at a time.
+    pub parallel: usize,
+    /// One at a time beside the job's other runs (its `concurrency` is not `allow`).
+    pub exclusive: bool,
+    /// The backfill written; none for a dry run or when no slot needed a run.
+    pub backfill_id: Option<i64>,
+    /// The slots without a run, oldest first.
+    pub slots: Vec<BackfillSlot>,
+}
+
+/// A slot a backfill runs, with the revision in force at it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BackfillSlot {
+    pub at: String,
+    /// The job's revision number in force at the slot: the one the run executes.
+    pub revision: i64,
+    /// The run created for it; none for a dry run.
+    pub run_id: Option<i64>,
+}
+
+impl BackfillView {
+    pub fn new(
+        job: &str,
+        from: jiff::Timestamp,
+        to: jiff::Timestamp,
+        dry_run: bool,
+        r: &crate::replay::Replay,
+    ) -> BackfillView {
+        let ids = r.written.as_ref().map(|(_, ids)| ids.as_slice());
+        BackfillView {
+            job: job.to_string(),
+            from: ledger::stamp(from),
+            to: ledger::stamp(to),
+            until: ledger::stamp(r.until),
+            dry_run,
+            parallel: r.parallel,
+            exclusive: r.exclusive,
+            backfill_id: r.written.as_ref().map(|(id, _)| *id),
+            slots: r
+                .slots
+                .iter()
+                .enumerate()
+                .map(|(i, s)| BackfillSlot {
+                    at: ledger::stamp(s.at),
+                    revision: s.revision,
+                    run_id: ids.and_then(|ids| ids.get(i).copied()),
+                })
+                .collect(),
+        }
+    }
+}
+
 /// A parameter's value: a string, or a number or boolean (passed as its text).
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(untagged)]

@@ -156,6 +156,31 @@ pub enum Command {
         #[arg(long, value_name = "DURATION")]
         timeout: Option<String>,
     },
+    /// Run the slots of a past window that have no run, each with the revision in force then
+    #[command(
+        after_help = "Every slot of the job's schedule in [--from, --to) without a run gets one (trigger `backfill`), \
+executing the revision that was applied at that slot, in slot order, at most --parallel at a time \
+(one at a time when the job's concurrency is not `allow`). A slot that has a run is never run again. \
+Slots the daemon has not accounted for yet are left to it.\n\nExamples:\n  \
+jobctl backfill nightly --from 7d --to 1d --dry-run\n  \
+jobctl backfill export --from 2026-11-28 --to 2026-11-30 --parallel 4"
+    )]
+    Backfill {
+        #[arg(add = clap_complete::ArgValueCandidates::new(complete::job_names))]
+        name: String,
+        /// The window's start: how long ago (`7d`), an instant or a date
+        #[arg(long, value_name = "DURATION|INSTANT")]
+        from: String,
+        /// The window's end, not included: how long ago, an instant or a date [default: now]
+        #[arg(long, value_name = "DURATION|INSTANT", default_value = "0s")]
+        to: String,
+        /// List the slots and the revision each would run; create nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// How many of its runs at a time (1 to 64)
+        #[arg(long, value_name = "N", default_value_t = 1)]
+        parallel: usize,
+    },
     /// Stop a job's scheduled fires until it is resumed (survives apply)
     Pause {
         #[arg(add = clap_complete::ArgValueCandidates::new(complete::job_names))]

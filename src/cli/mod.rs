@@ -252,6 +252,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             wait,
             timeout,
         } => runs::trigger(&settings, &name, &params, wait, timeout.as_deref()),
+        Command::Backfill {
+            name,
+            from,
+            to,
+            dry_run,
+            parallel,
+        } => runs::backfill(&settings, &name, (&from, &to), dry_run, parallel),
         Command::Pause { name, reason } => control::pause(&settings, &name, reason.as_deref()),
         Command::Resume { name } => control::resume(&settings, &name),
         Command::Runs {
@@ -335,6 +342,23 @@ fn remote_command(
             grep,
             ..
         } => remote::job_logs(client, f, &job_log_query(job, since, until, grep)?),
+        Command::Backfill {
+            name,
+            from,
+            to,
+            dry_run,
+            parallel,
+        } => remote::backfill(
+            client,
+            f,
+            &name,
+            &crate::api::wire::BackfillBody {
+                from,
+                to,
+                dry_run,
+                parallel,
+            },
+        ),
         Command::Logs {
             target,
             follow,

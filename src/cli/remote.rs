@@ -70,6 +70,17 @@ fn params_body(given: &[String]) -> Result<TriggerBody> {
     })
 }
 
+pub fn backfill(
+    client: &Client,
+    format: OutputFormat,
+    name: &str,
+    body: &crate::api::wire::BackfillBody,
+) -> Result<ExitCode> {
+    let view: crate::api::wire::BackfillView =
+        client.post(&format!("/v1/jobs/{}/backfill", encode(name)), Some(body))?;
+    super::output::runs::render_backfill(format, &view)
+}
+
 pub fn trigger(
     client: &Client,
     format: OutputFormat,

@@ -140,6 +140,43 @@ pub fn trigger(
     Ok(ExitCode::SUCCESS)
 }
 
+/// `jobctl backfill NAME --from --to`: the window's slots without a run, queued (or listed,
+/// `--dry-run`) with the revision in force at each.
+pub fn backfill(
+    settings: &Settings,
+    job: &str,
+    (from, to): (&str, &str),
+    dry_run: bool,
+    parallel: usize,
+) -> Result<ExitCode> {
+    let now = clock()?.now();
+    let at = |flag: &str, text: &str| {
+        crate::duration::instant_or_ago(text, now).map_err(|e| anyhow!("--{flag}: {e}"))
+    };
+    let request = crate::replay::Request {
+        job: job.to_string(),
+        from: at("from", from)?,
+        to: at("to", to)?,
+        parallel,
+        dry_run,
+        by: Some(operator()),
+    };
+    let mut ledger = open_existing(settings)?;
+    let replay = crate::replay::backfill(&mut ledger, &settings.config.defaults, &request, now)?;
+    let view = wire::BackfillView::new(job, request.from, request.to, dry_run, &replay);
+    if replay.written.is_some() {
+        ledger.wake_daemon();
+    }
+    let code = output::runs::render_backfill(settings.output, &view)?;
+    if replay.written.is_some() && !daemon_up(&ledger)? {
+        eprintln!(
+            "warning: no `jobctl serve` is running on {}; the runs start when one does",
+            settings.ledger.display()
+        );
+    }
+    Ok(code)
+}
+
 /// Waits for a queued run to start (a spinner on a terminal), follows its output, and exits
 /// with its exit code.
 fn wait_for_run(settings: &Settings, ledger: &Ledger, id: i64) -> Result<ExitCode> {

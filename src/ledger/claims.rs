@@ -276,11 +276,14 @@ impl Ledger {
                     .into());
                 }
                 Some(RunState::Pending | RunState::Blocked) => {
-                    tx.execute(
-                        "UPDATE runs SET state = 'cancelled', finished_at = ?2, error = ?3 WHERE id = ?1",
+                    let job: String = tx.query_row(
+                        "UPDATE runs SET state = 'cancelled', finished_at = ?2, error = ?3 WHERE id = ?1
+                         RETURNING job",
                         params![run_id, at, format!("cancelled by {by} before it started")],
+                        |r| r.get(0),
                     )?;
                     add_event(tx, run_id, &at, "cancelled", &format!("cancelled by {by}"))?;
+                    super::backfills::top_up(tx, &job, now)?;
                     CancelOutcome::Cancelled
                 }
                 Some(RunState::Running) => {
@@ -331,6 +334,16 @@ fn finish_all(
     let mut resolved = deps::Resolved::default();
     if !ended.is_empty() {
         resolved = deps::after_ends(tx, graph, &ended, now)?;
+        // A run's end frees a place of its job's backfills (its own, or the job's when one
+        // is exclusive).
+        let mut jobs: Vec<&str> = ended.iter().map(|(job, _)| job.as_str()).collect();
+        jobs.sort_unstable();
+        jobs.dedup();
+        for job in jobs {
+            let released = super::backfills::top_up(tx, job, now)?;
+            resolved.pending += released.len();
+            resolved.released.extend(released);
+        }
     }
     Ok((retries, resolved))
 }

@@ -77,6 +77,22 @@ impl Column for crate::run::RunState {
     }
 }
 
+/// A run's overrides as `runs.overrides` holds them: a JSON object, NULL when there are none.
+pub(super) fn overrides_json(o: &crate::run::Overrides) -> Option<String> {
+    let timeout = o.timeout?;
+    Some(serde_json::json!({ "timeout": timeout.to_string() }).to_string())
+}
+
+/// What [`overrides_json`] wrote; a field this version cannot read is left out.
+pub(super) fn overrides_from_json(text: &str) -> crate::run::Overrides {
+    let value: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+    crate::run::Overrides {
+        timeout: value["timeout"]
+            .as_str()
+            .and_then(|t| crate::duration::Duration::parse(t).ok()),
+    }
+}
+
 impl Column for crate::run::Trigger {
     type Err = crate::run::UnknownWord;
 

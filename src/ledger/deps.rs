@@ -234,7 +234,7 @@ fn gated_job(conn: &Conn, graph: &Graph, job: &str) -> super::db::Result<Option<
     let blocked: Vec<BlockedRun> = conn
         .prepare_cached(
             "SELECT r.id, r.scheduled_at, r.created_at, r.reason FROM runs r
-             WHERE r.job = ?1 AND r.state = 'blocked' ORDER BY r.id",
+             WHERE r.job = ?1 AND r.state = 'blocked' AND r.backfill_id IS NULL ORDER BY r.id",
         )?
         .query_map(params![job], |r| {
             let id: i64 = r.get(0)?;
@@ -278,10 +278,16 @@ pub(super) fn sweep(conn: &Conn, graph: &Graph, now: Timestamp) -> super::db::Re
         resolved += fan_in(conn, job, node, now)?;
     }
     let blocked: Vec<String> = conn
-        .prepare_cached("SELECT DISTINCT job FROM runs WHERE state = 'blocked'")?
+        .prepare_cached(
+            "SELECT DISTINCT job FROM runs WHERE state = 'blocked' AND backfill_id IS NULL",
+        )?
         .query_map(params![], |r| r.get(0))?
         .collect::<super::db::Result<_>>()?;
     recheck_cascading(conn, graph, &blocked, now, &mut resolved)?;
+    // And the backfills' places freed by any path (a lost node's runs, a cancellation).
+    let released = super::backfills::top_up_all(conn, now)?;
+    resolved.pending += released.len();
+    resolved.released.extend(released);
     Ok(resolved)
 }
 
@@ -294,7 +300,8 @@ pub(super) fn next_deadline(conn: &Conn, graph: &Graph) -> super::db::Result<Opt
         };
         let due: Option<Timestamp> = conn
             .prepare_cached(
-                "SELECT min(scheduled_at) FROM runs WHERE job = ?1 AND state = 'blocked'",
+                "SELECT min(scheduled_at) FROM runs WHERE job = ?1 AND state = 'blocked'
+                   AND backfill_id IS NULL",
             )?
             .query_row(params![job], |r| {
                 instant_opt(r, 0, &|| format!("the blocked runs of job {job}"))
@@ -435,7 +442,8 @@ fn fire_released(
     let busy = node.concurrency != Concurrency::Allow
         && conn
             .prepare_cached(
-                "SELECT EXISTS (SELECT 1 FROM runs WHERE job = ?1 AND state IN ('blocked', 'pending', 'running'))",
+                "SELECT EXISTS (SELECT 1 FROM runs WHERE job = ?1
+                    AND (state IN ('pending', 'running') OR (state = 'blocked' AND backfill_id IS NULL)))",
             )?
             .query_row(params![job], |r| r.get::<bool>(0))?;
     let run = NewRun::now(job, waiting.revision_id, Trigger::Dependency, None, now);

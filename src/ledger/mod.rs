@@ -53,6 +53,7 @@ macro_rules! placeable {
     };
 }
 
+mod backfills;
 mod backup;
 mod chunk;
 mod claims;
@@ -74,6 +75,7 @@ mod runs;
 mod schema;
 mod slots;
 mod write;
+pub use backfills::{NewBackfill, RevisionAt};
 pub use claims::{CancelOutcome, Claim, Finish, Handoff, ProcessStarted, RunEnd, Taker};
 pub use daemon_state::{DaemonEvent, Wake};
 pub use deps::Resolved;

@@ -161,7 +161,7 @@ fn run_from_row(row: &super::db::Row<'_>) -> super::db::Result<RunRow> {
         node: row.get(34)?,
         overrides: row
             .get::<Option<String>>(35)?
-            .map(|o| crate::run::Overrides::from_json(&o))
+            .map(|o| super::columns::overrides_from_json(&o))
             .unwrap_or_default(),
         backfill_id: row.get(36)?,
     })
@@ -440,7 +440,9 @@ impl Ledger {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT DISTINCT job FROM runs WHERE state IN ('blocked', 'pending', 'running')",
+                // A backfill's waiting runs do not make the job busy: its slots keep firing.
+                "SELECT DISTINCT job FROM runs
+                 WHERE state IN ('pending', 'running') OR (state = 'blocked' AND backfill_id IS NULL)",
             )
             .for_ledger(self)?;
         stmt.query_map(params![], |r| r.get(0))

@@ -276,7 +276,9 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE nodes ADD COLUMN lost_at TEXT;
     "#,
     // 9: a run's overrides of its revision (`{"timeout": "2h"}` from a trigger), backfills
-    // (a window of a job's slots run at most `parallel` at a time; each of its runs names it),
+    // (a window of a job's slots run at most `parallel` at a time, or one at a time beside the
+    // job's other runs when `exclusive`; each of its runs names it, and no slot is backfilled
+    // twice),
     // and the scope (the folders of `jobs.d`) of the token that created an API-owned job.
     r#"
     ALTER TABLE runs ADD COLUMN overrides TEXT;
@@ -286,11 +288,13 @@ pub const MIGRATIONS: &[&str] = &[
         window_from  TEXT NOT NULL,
         window_to    TEXT NOT NULL,
         parallel     INTEGER NOT NULL,
+        exclusive    INTEGER NOT NULL,
         created_at   TEXT NOT NULL,
         created_by   TEXT
     );
     ALTER TABLE runs ADD COLUMN backfill_id INTEGER REFERENCES backfills(id);
     CREATE INDEX runs_by_backfill ON runs(backfill_id, state) WHERE backfill_id IS NOT NULL;
+    CREATE UNIQUE INDEX runs_backfilled_slots ON runs(job, scheduled_at) WHERE trigger = 'backfill';
     ALTER TABLE jobs ADD COLUMN scope TEXT;
     "#,
 ];
@@ -582,11 +586,13 @@ const PG_MIGRATIONS: &[&str] = &[
         window_from  TEXT NOT NULL,
         window_to    TEXT NOT NULL,
         parallel     BIGINT NOT NULL,
+        exclusive    BIGINT NOT NULL,
         created_at   TEXT NOT NULL,
         created_by   TEXT
     );
     ALTER TABLE runs ADD COLUMN backfill_id BIGINT REFERENCES backfills(id);
     CREATE INDEX runs_by_backfill ON runs(backfill_id, state) WHERE backfill_id IS NOT NULL;
+    CREATE UNIQUE INDEX runs_backfilled_slots ON runs(job, scheduled_at) WHERE trigger = 'backfill';
     ALTER TABLE jobs ADD COLUMN scope TEXT;
     "#,
 ];

@@ -623,3 +623,83 @@ fn a_node_claims_and_waits_only_for_runs_its_labels_cover() {
         (train, Some("gpu-1"))
     );
 }
+
+#[test]
+fn a_backfill_keeps_its_places_and_no_slot_is_backfilled_twice() {
+    let (_dir, mut ledger) = ledger_with(vec![revision("a", None, &[])]);
+    let now = ts("2026-10-31T12:00:00Z");
+    let epoch = ledger
+        .acquire_lease("host", (1, 1), now, |_| false)
+        .unwrap();
+    let rev = revision_id(&ledger, "a");
+    let slot = |minute: i64| crate::backfill::Slot {
+        at: ts("2026-10-31T11:00:00Z")
+            .checked_add(jiff::SignedDuration::from_mins(minute))
+            .unwrap(),
+        revision_id: rev,
+        revision: 1,
+    };
+    let backfill = |slots: Vec<crate::backfill::Slot>, parallel, exclusive| NewBackfill {
+        job: "a".into(),
+        from: ts("2026-10-31T11:00:00Z"),
+        to: ts("2026-10-31T12:00:00Z"),
+        parallel,
+        exclusive,
+        by: None,
+        slots,
+    };
+    // Two places: two pending, two blocked, in slot order.
+    let (_, ids) = ledger
+        .create_backfill(&backfill((0..4).map(slot).collect(), 2, false), now)
+        .unwrap();
+    let states = |l: &Ledger| ids.iter().map(|id| state(l, *id)).collect::<Vec<_>>();
+    assert_eq!(
+        states(&ledger),
+        ["pending", "pending", "blocked", "blocked"]
+    );
+    let claimed = ledger.claim(epoch, (1, 1), now, 10).unwrap();
+    assert_eq!(claimed.len(), 2, "only the released are claimable");
+    // An end frees a place (released in the end's transaction); a cancellation does too.
+    ledger
+        .finish_runs(
+            &[end(ids[0], epoch, RunState::Succeeded, now)],
+            &Graph::default(),
+        )
+        .unwrap();
+    assert_eq!(
+        states(&ledger),
+        ["succeeded", "running", "pending", "blocked"]
+    );
+    ledger.request_cancel(ids[2], "alice", now).unwrap();
+    assert_eq!(
+        states(&ledger),
+        ["succeeded", "running", "cancelled", "pending"]
+    );
+    // A slot that has a backfill run is refused, whole.
+    assert!(
+        ledger
+            .create_backfill(&backfill(vec![slot(10), slot(1)], 1, false), now)
+            .is_err()
+    );
+    assert_eq!(
+        ledger
+            .slots_with_runs("a", slot(0).at, slot(10).at)
+            .unwrap()
+            .len(),
+        4
+    );
+    // Exclusive: one at a time, counting the job's other runs.
+    let (_, more) = ledger
+        .create_backfill(&backfill(vec![slot(20), slot(21)], 1, true), now)
+        .unwrap();
+    assert_eq!(state(&ledger, more[0]), "blocked", "the job has runs going");
+    ledger
+        .finish_runs(
+            &[end(ids[1], epoch, RunState::Succeeded, now)],
+            &Graph::default(),
+        )
+        .unwrap();
+    ledger.request_cancel(ids[3], "alice", now).unwrap();
+    assert_eq!(state(&ledger, more[0]), "pending");
+    assert_eq!(state(&ledger, more[1]), "blocked");
+}

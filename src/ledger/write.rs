@@ -91,8 +91,8 @@ pub(super) fn insert_run(conn: &Conn, run: &NewRun, now: Timestamp) -> super::db
         .prepare_cached(
             "INSERT INTO runs (job, revision_id, trigger, scheduled_at, state, created_at, started_at,
                                not_before, params, attempt, first_run_id, supervisor_pid, supervisor_start,
-                               node, overrides, backfill_id, slot)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
+                               node, overrides, backfill_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
              RETURNING id",
         )?
         .query_row(
@@ -113,12 +113,8 @@ pub(super) fn insert_run(conn: &Conn, run: &NewRun, now: Timestamp) -> super::db
                 // A run supervised outside the daemon (`jobctl run`) records its host: a
                 // daemon there can tell whether its supervisor still lives.
                 supervisor.map(|_| crate::host::hostname()),
-                run.overrides.to_json(),
+                super::columns::overrides_json(&run.overrides),
                 run.backfill_id,
-                // A backfill's first attempt accounts for its slot: the unique (job, slot)
-                // index refuses a second run of it, however it is asked for.
-                (run.backfill_id.is_some() && run.trigger == Trigger::Backfill)
-                    .then(|| stamp(run.scheduled_at)),
             ],
             |r| r.get(0),
         )?;
@@ -151,7 +147,8 @@ pub(super) fn replace_active(
     let reason = rules::replaced_reason(new_id);
     let ids: Vec<(i64, RunState)> = conn
         .prepare_cached(
-            "SELECT id, state FROM runs WHERE job = ?1 AND id <> ?2 AND state IN ('blocked', 'pending', 'running')",
+            "SELECT id, state FROM runs WHERE job = ?1 AND id <> ?2
+               AND (state IN ('pending', 'running') OR (state = 'blocked' AND backfill_id IS NULL))",
         )?
         .query_map(params![job, new_id], |r| {
             let id: i64 = r.get(0)?;

@@ -28,6 +28,60 @@ pub fn render_queued(format: OutputFormat, id: i64, job: &str, page: Option<&str
     }
 }
 
+/// A backfill: what it found (and queued), a slot a line with the revision it runs.
+pub fn render_backfill(
+    format: OutputFormat,
+    view: &crate::api::wire::BackfillView,
+) -> Result<ExitCode> {
+    if format == OutputFormat::Json {
+        super::json(view)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let n = view.slots.len();
+    let slots = if n == 1 { "slot" } else { "slots" };
+    let window = format!("from {} to {}", view.from, view.until);
+    let pace = if view.exclusive {
+        "one at a time beside the job's other runs (its concurrency is not `allow`)".to_string()
+    } else {
+        format!("at most {} at a time", view.parallel)
+    };
+    match (view.dry_run, view.backfill_id) {
+        (_, _) if n == 0 => {
+            println!(
+                "Nothing to backfill for {}: every slot {window} has a run.",
+                view.job
+            )
+        }
+        (true, _) => println!(
+            "Would backfill {n} {slots} of {} {window}, {pace}:",
+            view.job
+        ),
+        (false, Some(id)) => println!(
+            "Backfill {id} of {}: {n} {slots} {window} queued, {pace}:",
+            view.job
+        ),
+        (false, None) => {}
+    }
+    if view.until != view.to {
+        println!(
+            "  (slots from {} on are the scheduler's: not past yet, or not yet accounted for by a daemon)",
+            view.until
+        );
+    }
+    if n > 0 {
+        let mut lines = vec![["SLOT", "REVISION", "RUN"].map(String::from)];
+        lines.extend(view.slots.iter().map(|s| {
+            [
+                s.at.clone(),
+                s.revision.to_string(),
+                s.run_id.map_or_else(|| "-".into(), |r| r.to_string()),
+            ]
+        }));
+        print!("{}", super::columns(&lines));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn render_cancel(format: OutputFormat, result: &CancelResult) -> Result<ExitCode> {
     if format == OutputFormat::Json {
         super::json(result)?;
