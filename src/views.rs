@@ -501,6 +501,7 @@ mod tests {
             n_runs: 0,
             last_run: None,
             last_failed_at: None,
+            scope: None,
             revision_id: 1,
             slot_cursor: t,
             paused: None,

@@ -1452,3 +1452,164 @@ fn runs_link_to_their_dashboard_pages_when_the_public_address_is_known() {
         .stdout_has("https://jobs.example.com/runs/2");
     drop(daemon);
 }
+
+#[test]
+fn a_scoped_token_sees_and_acts_on_its_folders_only() {
+    const TEAM_A: &str = "team-a-read-0123456789abcdef";
+    const ALICE: &str = "team-a-admin-0123456789abcdef";
+    const TEAM_B: &str = "team-b-read-0123456789abcdef";
+    let p = Project::new()
+        .file(
+            "jobs.d/team-a/a.yaml",
+            "schedule: \"0 * * * *\"\ncommand: [echo, a]\ntags: [alpha]\n",
+        )
+        .file(
+            "jobs.d/team-b/b.yaml",
+            "schedule: {after: [a]}\ncommand: [echo, b]\ntags: [beta]\n",
+        )
+        .file("jobs.d/shared/s.yaml", "command: [echo, s]\n")
+        .file("jobs.d/top.yaml", "command: [echo, top]\n")
+        .file("jobs.toml", "[server]\npublic_metrics = false\n")
+        .file(
+            "tokens",
+            format!(
+                "admin {ADMIN}\nread {READER}\nread team-a/ {TEAM_A}\nadmin alice team-a/,shared/ {ALICE}\nread team-b/ {TEAM_B}\n"
+            ),
+        );
+    let (mut daemon, http) = start(&p, &[]);
+    let names = |token: &str| -> Vec<String> {
+        let jobs = http.get("/v1/jobs", Some(token)).json();
+        jobs.as_array()
+            .unwrap()
+            .iter()
+            .map(|j| j["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(names(ADMIN), ["a", "b", "s", "top"]);
+    assert_eq!(names(TEAM_A), ["a"]);
+    assert_eq!(names(ALICE), ["a", "s"]);
+    let who = http.get("/v1/session", Some(ALICE)).json();
+    assert_eq!(who["scope"], "team-a/,shared/");
+
+    // Another team's job is not there: the same 404 as a job that does not exist.
+    let missing = http.get("/v1/jobs/nope", Some(TEAM_A)).error(404);
+    let hidden = http.get("/v1/jobs/b", Some(TEAM_A)).error(404);
+    assert_eq!(hidden, missing.replace("nope", "b"));
+    for path in [
+        "/v1/jobs/b/revisions",
+        "/v1/jobs/b/logs",
+        "/v1/jobs/b/metrics",
+        "/v1/runs?job=b",
+    ] {
+        http.get(path, Some(TEAM_A)).error(404);
+    }
+    for path in [
+        "/v1/jobs/b/trigger",
+        "/v1/jobs/b/pause",
+        "/v1/jobs/top/trigger",
+    ] {
+        http.post(path, Some(ALICE), None).error(404);
+    }
+    http.post(
+        "/v1/jobs/b/backfill",
+        Some(ALICE),
+        Some(json!({"from": "1d", "to": "0s"})),
+    )
+    .error(404);
+
+    // Its own jobs: triggered, listed, read; the others' runs are not there.
+    let mine = http.post("/v1/jobs/a/trigger", Some(ALICE), None);
+    assert_eq!(mine.status, 202, "{}", mine.text);
+    let mine = mine.json()["id"].as_i64().unwrap();
+    let theirs = http.post("/v1/jobs/top/trigger", Some(ADMIN), None).json()["id"]
+        .as_i64()
+        .unwrap();
+    for _ in 0..2 {
+        daemon.wait_for("run ended", &[]);
+    }
+    let runs = http.get("/v1/runs", Some(TEAM_A)).json();
+    let jobs: Vec<&str> = runs["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["job"].as_str().unwrap())
+        .collect();
+    assert!(
+        !jobs.is_empty() && jobs.iter().all(|j| *j == "a"),
+        "{jobs:?}"
+    );
+    http.get(&format!("/v1/runs/{mine}"), Some(TEAM_A)).json()["state"]
+        .as_str()
+        .unwrap();
+    let gone = http
+        .get(&format!("/v1/runs/{theirs}"), Some(TEAM_A))
+        .error(404);
+    assert_eq!(gone, format!("no run {theirs}; GET /v1/runs lists them"));
+    http.get(&format!("/v1/runs/{theirs}/logs"), Some(TEAM_A))
+        .error(404);
+    http.post(&format!("/v1/runs/{theirs}/cancel"), Some(ALICE), None)
+        .error(404);
+    let recent = http.get("/v1/runs/recent?jobs=a,top", Some(TEAM_A)).json();
+    assert_eq!(recent["jobs"]["top"], json!([]));
+    assert_eq!(recent["jobs"]["a"].as_array().unwrap().len(), 1);
+
+    // The graph without the other team's job or the link to it; tags, fires, status alike.
+    let graph = http.get("/v1/graph", Some(TEAM_A)).json();
+    assert_eq!(graph["jobs"].as_array().unwrap().len(), 1, "{graph}");
+    assert_eq!(graph["edges"], json!([]));
+    let tags = http.get("/v1/tags", Some(TEAM_A)).json();
+    assert_eq!(tags, json!([{"tag": "alpha", "jobs": 1}]));
+    let fires = http.get("/v1/fires", Some(TEAM_B)).json();
+    assert!(fires["jobs"].as_array().unwrap().is_empty(), "{fires}");
+    let status = http.get("/v1/status", Some(TEAM_A)).json();
+    assert_eq!(status["jobs"], 1);
+    http.get("/metrics", Some(TEAM_A)).error(403);
+
+    // API-owned jobs belong to the scope of the token that made them.
+    let create = |token: &str, body: &str| {
+        http.call(
+            "POST",
+            "/v1/jobs",
+            Some(token),
+            Some(("application/yaml", body.as_bytes())),
+            &[],
+        )
+    };
+    let created = create(ALICE, "name: a-api\ncommand: [echo, made by alice]\n");
+    assert_eq!(created.status, 201, "{}", created.text);
+    assert_eq!(names(TEAM_A), ["a", "a-api"]);
+    assert_eq!(names(TEAM_B), ["b"]);
+    assert!(names(ADMIN).contains(&"a-api".to_string()));
+    let taken = create(ALICE, "name: b\ncommand: [x]\n");
+    assert!(taken.error(409).contains("taken by another team's job"));
+
+    // A plan of its folders: its files only, and the other jobs are not removed by it.
+    let plan = http.post(
+        "/v1/plan",
+        Some(TEAM_A),
+        Some(json!({"files": {"team-b/b.yaml": "command: [x]\n"}})),
+    );
+    assert!(
+        plan.error(403)
+            .contains("outside this token's folders (team-a/)")
+    );
+    let plan = http.post(
+        "/v1/plan",
+        Some(TEAM_A),
+        Some(json!({"files": {"team-a/a.yaml": "schedule: \"0 * * * *\"\ncommand: [echo, a2]\ntags: [alpha]\n"}})),
+    );
+    assert_eq!(plan.status, 200, "{}", plan.text);
+    let plan = plan.json();
+    assert_eq!(plan["has_changes"], true, "{plan}");
+    let text = plan["text"].as_str().unwrap().to_string();
+    assert!(text.contains("a2"), "{text}");
+    assert!(!text.contains("top") && !text.contains("s.yaml"), "{text}");
+
+    // The CLI, through the server, sees what its token sees.
+    let url = daemon.url();
+    p.run(&["--server", &url, "--token", TEAM_A, "list"])
+        .code(0)
+        .stdout_has("a-api")
+        .stdout_lacks("top");
+    assert_eq!(daemon.stop(), Some(0));
+}

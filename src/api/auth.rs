@@ -1,7 +1,10 @@
-//! Bearer tokens, their roles and names. Tokens come from a token file (`ROLE NAME TOKEN` per
-//! line, or the older `ROLE TOKEN`) or `JOBS_TOKEN` (admin, named `JOBS_TOKEN`), never from a
-//! job file; each is compared in constant time. The name is who the ledger and the log record
-//! as the actor of a write (`alice (api)`); a token without one is recorded as `api`.
+//! Bearer tokens, their roles, names and scopes. Tokens come from a token file (`ROLE NAME
+//! TOKEN` per line, or the older `ROLE TOKEN`) or `JOBS_TOKEN` (admin, named `JOBS_TOKEN`),
+//! never from a job file; each is compared in constant time. The name is who the ledger and
+//! the log record as the actor of a write (`alice (api)`); a token without one is recorded as
+//! `api`. A scope (`read team-a/ TOKEN`, `admin alice team-a/,shared/ TOKEN`) limits a token
+//! to the jobs of those folders of `jobs.d` (and the API-owned jobs tokens of that scope
+//! created): every other job is, to it, not there.
 
 use std::path::{Path, PathBuf};
 
@@ -37,6 +40,63 @@ pub struct Principal {
     /// The token's name; `None` for a token written `ROLE TOKEN`, and for every caller of a
     /// server without tokens (`--insecure`).
     pub name: Option<String>,
+    /// The folders of `jobs.d` the token is limited to; `None`: every job.
+    pub scope: Option<Scope>,
+}
+
+/// Folders of `jobs.d` (`team-a/`, `shared/tools/`), each relative and ending in `/`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Scope(Vec<String>);
+
+impl Scope {
+    /// Parses `team-a/,shared/`.
+    ///
+    /// # Errors
+    ///
+    /// [`EntryError::Scope`] naming the folder that is not relative, not ending in `/`, or
+    /// holds `.`, `..` or an empty part.
+    pub fn parse(text: &str) -> Result<Scope, EntryError> {
+        let mut folders = Vec::new();
+        for folder in text.split(',') {
+            let bad = || EntryError::Scope(folder.to_string());
+            let inner = folder.strip_suffix('/').ok_or_else(bad)?;
+            if inner.is_empty()
+                || inner
+                    .split('/')
+                    .any(|part| part.is_empty() || part == "." || part == "..")
+            {
+                return Err(bad());
+            }
+            if !folders.iter().any(|f: &String| f == folder) {
+                folders.push(folder.to_string());
+            }
+        }
+        Ok(Scope(folders))
+    }
+
+    /// Whether a file named as a diagnostic names it (`jobs.d/team-a/x.yaml:3:1`, its path
+    /// under some folder) is in one of the folders.
+    pub fn holds_in(&self, place: &str) -> bool {
+        self.0
+            .iter()
+            .any(|f| place.starts_with(f.as_str()) || place.contains(&format!("/{f}")))
+    }
+
+    /// `team-a/,shared/`: what an API-owned job created under this scope records.
+    pub fn text(&self) -> String {
+        self.0.join(",")
+    }
+
+    /// Whether a job is inside: a file's job when its path (relative to `jobs.d`) is under one
+    /// of the folders; an API-owned job when a folder of the scope it was created under is.
+    pub fn covers(&self, source_path: Option<&str>, created_in: Option<&str>) -> bool {
+        let under = |path: &str| self.0.iter().any(|f| path.starts_with(f.as_str()));
+        match (source_path, created_in) {
+            (Some(path), _) => under(path),
+            (None, Some(scope)) => scope.split(',').any(under),
+            (None, None) => false,
+        }
+    }
 }
 
 impl Principal {
@@ -123,9 +183,13 @@ pub enum TokenError {
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum EntryError {
     #[error(
-        "expected `ROLE NAME TOKEN` (ROLE is `read` or `admin`; NAME is who the token's actions are recorded as)"
+        "expected `ROLE NAME TOKEN` or `ROLE [NAME] FOLDERS TOKEN` (ROLE is `read` or `admin`; NAME is who the token's actions are recorded as; FOLDERS, such as `team-a/,shared/`, limit it to the jobs in those folders of jobs.d)"
     )]
     Shape,
+    #[error(
+        "the folder `{0}` of a scope must be relative to jobs.d and end in `/` (`team-a/`), without `.` or `..`"
+    )]
+    Scope(String),
     #[error("role `{0}` is not `read` or `admin`")]
     Role(String),
     #[error("the token name `{0}` is longer than {MAX_NAME_LEN} characters")]
@@ -200,6 +264,7 @@ impl Tokens {
                 principal: Principal {
                     role: Role::Admin,
                     name: Some(ENV_TOKEN_NAME.to_string()),
+                    scope: None,
                 },
                 secret: token.as_bytes().to_vec(),
             });
@@ -301,11 +366,17 @@ fn parse(text: &str) -> Result<Vec<Token>, (usize, EntryError)> {
             continue;
         }
         let words: Vec<&str> = line.split_whitespace().collect();
-        let (role, name, token) = match words[..] {
-            [role, name, token] => (role, Some(name), token),
-            [role, token] => (role, None, token),
+        // A word with a `/` is a scope (a name cannot hold one).
+        let (role, name, scope, token) = match words[..] {
+            [role, name, scope, token] if scope.contains('/') => {
+                (role, Some(name), Some(scope), token)
+            }
+            [role, scope, token] if scope.contains('/') => (role, None, Some(scope), token),
+            [role, name, token] => (role, Some(name), None, token),
+            [role, token] => (role, None, None, token),
             _ => return Err((at, EntryError::Shape)),
         };
+        let scope = scope.map(Scope::parse).transpose().map_err(|m| (at, m))?;
         let role = match role {
             "read" => Role::Read,
             "admin" => Role::Admin,
@@ -336,6 +407,7 @@ fn parse(text: &str) -> Result<Vec<Token>, (usize, EntryError)> {
                 principal: Principal {
                     role,
                     name: name.map(str::to_string),
+                    scope,
                 },
                 secret: token.as_bytes().to_vec(),
             },
@@ -378,6 +450,7 @@ pub(crate) fn caller(
         return Ok(Principal {
             role: Role::Admin,
             name: None,
+            scope: None,
         });
     }
     if api.tokens.is_empty() {
@@ -504,7 +577,24 @@ mod tests {
             ("\nread short\n", 2, "at least 16 characters"),
             ("read a b\n", 1, "at least 16 characters"),
             ("read a b c d\n", 1, "expected `ROLE NAME TOKEN`"),
-            ("read al/ice rrrrrrrrrrrrrrrrrrrr\n", 1, "holds '/'"),
+            (
+                "read al/ice rrrrrrrrrrrrrrrrrrrr\n",
+                1,
+                "the folder `al/ice` of a scope",
+            ),
+            (
+                "read a b/ c/ rrrrrrrrrrrrrrrrrrrr\n",
+                1,
+                "expected `ROLE NAME TOKEN`",
+            ),
+            ("read /etc/ rrrrrrrrrrrrrrrrrrrr\n", 1, "the folder `/etc/`"),
+            ("read a/../ rrrrrrrrrrrrrrrrrrrr\n", 1, "the folder `a/../`"),
+            ("read a/,,b/ rrrrrrrrrrrrrrrrrrrr\n", 1, "the folder ``"),
+            (
+                "read bob/ice rrrrrrrrrrrrrrrrrrrr\n",
+                1,
+                "the folder `bob/ice`",
+            ),
             ("read alice(api) rrrrrrrrrrrrrrrrrrrr\n", 1, "holds '('"),
             (
                 &format!("read {} rrrrrrrrrrrrrrrrrrrr\n", "n".repeat(65)),
@@ -560,6 +650,34 @@ mod tests {
         for (path, token, want) in cases {
             let error = Tokens::load(path, Some(token), false).expect_err(token);
             assert_eq!(error.to_string(), want);
+        }
+    }
+
+    #[test]
+    fn a_scope_covers_the_jobs_under_its_folders() {
+        let parsed = parse(
+            "read team-a/ rrrrrrrrrrrrrrrrrrrr\nadmin alice team-a/,shared/x/ aaaaaaaaaaaaaaaaaaaa\n",
+        )
+        .unwrap();
+        let scope = |i: usize| parsed[i].principal.scope.clone().unwrap();
+        assert_eq!(parsed[0].principal.name, None);
+        assert_eq!(parsed[1].principal.actor(), "alice (api)");
+        assert_eq!(scope(1).text(), "team-a/,shared/x/");
+        let a = scope(0);
+        let both = scope(1);
+        for (path, created, a_sees, both_see) in [
+            (Some("team-a/x.yaml"), None, true, true),
+            (Some("team-a/deep/x.yaml"), None, true, true),
+            (Some("team-ab/x.yaml"), None, false, false),
+            (Some("shared/x/y.toml"), None, false, true),
+            (Some("top.yaml"), None, false, false),
+            (None, Some("team-a/"), true, true),
+            (None, Some("shared/x/"), false, true),
+            (None, Some("team-b/,team-a/"), true, true),
+            (None, None, false, false),
+        ] {
+            assert_eq!(a.covers(path, created), a_sees, "{path:?} {created:?}");
+            assert_eq!(both.covers(path, created), both_see, "{path:?} {created:?}");
         }
     }
 

@@ -36,6 +36,7 @@ pub async fn backfill(
             "a JSON body is required: {\"from\": \"7d\", \"to\": \"2026-12-01T00:00:00Z\"}",
         ));
     }
+    api.check_job(&who, &name).await?;
     let body: BackfillBody =
         serde_json::from_value(body).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let now = api.now();

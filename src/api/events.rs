@@ -35,6 +35,9 @@ struct Cursor {
     progress: tokio::sync::watch::Receiver<u64>,
     job: Option<String>,
     last_read: Option<tokio::time::Instant>,
+    /// A scoped caller and the jobs it sees (read again when the jobs change).
+    who: super::auth::Principal,
+    visible: Option<Arc<std::collections::HashSet<String>>>,
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -55,10 +58,11 @@ pub struct EventsQuery {
         ("Last-Event-ID" = Option<i64>, Header, description = "Resume after this event id")),
     responses((status = 200, description = "A stream of `run` and `jobs` events",
             content_type = "text/event-stream", body = wire::Run),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
 pub async fn events(
     State(api): State<Arc<Api>>,
-    _: Reader,
+    Reader(who): Reader,
     headers: HeaderMap,
     Query(q): Query<EventsQuery>,
 ) -> ApiResult<Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>>> {
@@ -87,7 +91,13 @@ pub async fn events(
     } else {
         mark
     };
+    if let Some(job) = &q.job {
+        api.check_job(&who, job).await?;
+    }
+    let visible = api.visible_jobs(&who).await?;
     let state = Cursor {
+        visible,
+        who,
         api: api.clone(),
         after: start,
         mark,
@@ -134,11 +144,22 @@ pub async fn events(
             if mark != c.mark {
                 c.mark = mark;
                 events.push(Ok(Event::default().event("jobs").data("{}")));
+                if c.who.scope.is_some() {
+                    match c.api.visible_jobs(&c.who).await {
+                        Ok(visible) => c.visible = visible,
+                        Err(e) => {
+                            tracing::warn!("the events stream stops: {}", e.message);
+                            return None;
+                        }
+                    }
+                }
             }
             // Past every event read, those of runs since deleted included.
             c.after = last.unwrap_or(from);
             for (id, run) in &changes {
-                if c.job.as_ref().is_none_or(|j| *j == run.job) {
+                if c.job.as_ref().is_none_or(|j| *j == run.job)
+                    && c.visible.as_ref().is_none_or(|v| v.contains(&run.job))
+                {
                     let event = Event::default()
                         .id(id.to_string())
                         .event("run")

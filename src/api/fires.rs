@@ -61,7 +61,7 @@ pub struct FiresQuery {
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub async fn fires(
     State(api): State<Arc<Api>>,
-    _: Reader,
+    Reader(who): Reader,
     Query(q): Query<FiresQuery>,
 ) -> ApiResult<Json<FiresView>> {
     let from = match &q.from {
@@ -80,11 +80,15 @@ pub async fn fires(
         return Err(ApiError::bad_request("per_job must be at most 10000"));
     }
     let job = q.job;
+    let scope = who.scope;
     let view = api
         .read_blocking(move |l| {
             let mut rows = l.jobs_listed()?;
             if let Some(job) = &job {
                 rows.retain(|r| &r.name == job);
+            }
+            if let Some(scope) = &scope {
+                rows.retain(|r| scope.covers(r.source_path.as_deref(), r.scope.as_deref()));
             }
             Ok(views::fires_in(&rows, from, to, per_job))
         })
@@ -114,7 +118,7 @@ pub struct TimelineQuery {
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub async fn timeline(
     State(api): State<Arc<Api>>,
-    _: Reader,
+    Reader(who): Reader,
     Query(q): Query<TimelineQuery>,
 ) -> ApiResult<Json<TimelinePage>> {
     let (from, to) = (instant("from", &q.from)?, instant("to", &q.to)?);
@@ -125,10 +129,17 @@ pub async fn timeline(
     }
     let offset = q.offset.unwrap_or(0);
     let now = api.now();
+    let scope = who.scope;
     let page = api
         .read_blocking(move |l| {
             let mut rows = l.jobs_listed()?;
-            rows.retain(|r| r.active && q.q.as_ref().is_none_or(|t| r.name.contains(t.as_str())));
+            rows.retain(|r| {
+                r.active
+                    && q.q.as_ref().is_none_or(|t| r.name.contains(t.as_str()))
+                    && scope
+                        .as_ref()
+                        .is_none_or(|s| s.covers(r.source_path.as_deref(), r.scope.as_deref()))
+            });
             rows.sort_by(|a, b| a.name.cmp(&b.name));
             let total = rows.len();
             let page: Vec<_> = rows.into_iter().skip(offset).take(limit).collect();

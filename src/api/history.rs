@@ -75,10 +75,11 @@ fn cursor(text: &str) -> ApiResult<(i64, i64)> {
         (status = 404, body = ErrorBody)))]
 pub async fn logs(
     State(api): State<Arc<Api>>,
-    _: Reader,
+    Reader(who): Reader,
     Path(name): Path<String>,
     Query(q): Query<LogsQuery>,
 ) -> ApiResult<Json<JobLogPage>> {
+    api.check_job(&who, &name).await?;
     let (since, until) = window(&api, q.since.as_deref(), q.until.as_deref())?;
     let after = q.after.as_deref().map(cursor).transpose()?;
     let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
@@ -159,10 +160,11 @@ const METRICS: &[(&str, &str, Value)] = &[
         (status = 404, body = ErrorBody)))]
 pub async fn metrics(
     State(api): State<Arc<Api>>,
-    _: Reader,
+    Reader(who): Reader,
     Path(name): Path<String>,
     Query(q): Query<MetricsQuery>,
 ) -> ApiResult<Json<JobMetrics>> {
+    api.check_job(&who, &name).await?;
     let (since, until) = window(&api, q.since.as_deref(), q.until.as_deref())?;
     let limit = q.limit.unwrap_or(1000).clamp(1, 10_000);
     let job = name.clone();

@@ -108,9 +108,10 @@ fn listing_of(q: &JobsQuery) -> ApiResult<(listing::Filter, listing::Sort)> {
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub async fn list(
     State(api): State<Arc<Api>>,
-    _: Reader,
+    Reader(who): Reader,
     Query(q): Query<JobsQuery>,
 ) -> ApiResult<Response> {
+    let scope = who.scope;
     let (mut filter, sort) = listing_of(&q)?;
     let (offset, limit) = (q.offset.unwrap_or(0), q.limit.unwrap_or(usize::MAX));
     let now = api.now();
@@ -121,6 +122,9 @@ pub async fn list(
     let (total, items) = api
         .read_blocking(move |l| {
             let mut rows = l.jobs_listed()?;
+            if let Some(scope) = &scope {
+                rows.retain(|r| scope.covers(r.source_path.as_deref(), r.scope.as_deref()));
+            }
             if filter.text.is_some() {
                 filter.commands = listing::command_texts(l)?;
             }
@@ -177,7 +181,7 @@ pub(crate) fn no_job(name: &str) -> ApiError {
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get(
     State(api): State<Arc<Api>>,
-    _: Reader,
+    Reader(who): Reader,
     Path(name): Path<String>,
     Query(q): Query<DetailQuery>,
 ) -> ApiResult<Json<JobDetail>> {
@@ -185,6 +189,7 @@ pub async fn get(
     if n > 50 {
         return Err(ApiError::bad_request("fires must be at most 50"));
     }
+    api.check_job(&who, &name).await?;
     let (row, counts, revisions) = find(&api, name).await?;
     let now = api.now();
     let fires = views::next_fires_in(&row, now, n);
@@ -213,6 +218,7 @@ pub async fn trigger(
     Path(name): Path<String>,
     OptionalJson(body): OptionalJson<TriggerBody>,
 ) -> ApiResult<Response> {
+    api.check_job(&who, &name).await?;
     let overrides = crate::run::Overrides::with_timeout(body.timeout.as_deref())
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let params = body
@@ -321,6 +327,7 @@ pub async fn pause(
     Path(name): Path<String>,
     OptionalJson(body): OptionalJson<PauseBody>,
 ) -> ApiResult<Json<PauseResult>> {
+    api.check_job(&who, &name).await?;
     let now = api.now();
     let job = name.clone();
     let actor = who.actor();
@@ -347,6 +354,7 @@ pub async fn resume(
     Admin(who): Admin,
     Path(name): Path<String>,
 ) -> ApiResult<Json<PauseResult>> {
+    api.check_job(&who, &name).await?;
     let job = name.clone();
     let now = api.now();
     let audit = format!("job {name} resumed by {}", who.actor());
@@ -408,6 +416,25 @@ async fn write_job(
             ApiWrite::Update | ApiWrite::Delete => no_job(name),
         });
     }
+    // A scoped token changes only the jobs it sees; a job it does not see is not there for
+    // it, except that its name is taken (names are one namespace for every team).
+    if who.scope.is_some() && !api.sees_job(who, name).await? {
+        let exists = {
+            let job = name.to_string();
+            api.read(move |l| l.job(&job))
+                .await?
+                .is_some_and(|r| r.active)
+        };
+        match (mode, exists) {
+            (ApiWrite::Create, false) => {}
+            (ApiWrite::Create, true) => {
+                return Err(ApiError::conflict(format!(
+                    "the name `{name}` is taken by another team's job; choose another"
+                )));
+            }
+            _ => return Err(no_job(name)),
+        }
+    }
     let others: Vec<String> = api
         .read_blocking(|l| l.jobs_listed())
         .await?
@@ -429,6 +456,7 @@ async fn write_job(
     };
     let target = format!("job {name}");
     let audit = format!("{target} {action} by {}", who.actor());
+    let scope = who.scope.as_ref().map(super::auth::Scope::text);
     api.write(move |ledger| {
         let display = format!("{name}.{}", format.extension());
         let catalog = text.as_ref().map(|text| {
@@ -447,6 +475,10 @@ async fn write_job(
             Ok(_) => {
                 // The revision has no author column: the event records who wrote it.
                 record_audit(ledger, now, &audit);
+                if mode == ApiWrite::Create {
+                    // The job belongs to its creator's folders (none: every team's admins).
+                    ledger.set_job_scope(&name, scope.as_deref())?;
+                }
                 Ok(())
             }
             Err(e) => Err(write_error(e, text.as_deref(), positions)),
@@ -678,11 +710,23 @@ pub struct GraphQuery {
         (status = 401, body = ErrorBody)))]
 pub async fn graph(
     State(api): State<Arc<Api>>,
-    _: Reader,
+    Reader(who): Reader,
     Query(q): Query<GraphQuery>,
 ) -> ApiResult<Json<GraphView>> {
+    let scope = who.scope;
     api.read_blocking(move |l| {
-        let mut view = views::graph(&l.jobs_listed()?);
+        let mut rows = l.jobs_listed()?;
+        if let Some(scope) = &scope {
+            // The links to jobs it does not see go with them.
+            rows.retain(|r| scope.covers(r.source_path.as_deref(), r.scope.as_deref()));
+        }
+        let mut view = views::graph(&rows);
+        if scope.is_some() {
+            let seen: std::collections::HashSet<&str> =
+                rows.iter().map(|r| r.name.as_str()).collect();
+            view.edges
+                .retain(|e| seen.contains(e.from.as_str()) && seen.contains(e.to.as_str()));
+        }
         if q.linked == Some(true) {
             view.keep_linked();
         }
@@ -702,8 +746,26 @@ pub async fn graph(
 /// Each tag of the active jobs, with how many carry it (the dashboard's tag filter).
 #[utoipa::path(get, path = "/v1/tags", tag = "jobs",
     responses((status = 200, body = Vec<wire::TagCount>), (status = 401, body = ErrorBody)))]
-pub async fn tags(State(api): State<Arc<Api>>, _: Reader) -> ApiResult<Json<Vec<wire::TagCount>>> {
-    let tags = api.read(|l| l.tag_counts()).await?;
+pub async fn tags(
+    State(api): State<Arc<Api>>,
+    Reader(who): Reader,
+) -> ApiResult<Json<Vec<wire::TagCount>>> {
+    let tags = match who.scope {
+        None => api.read(|l| l.tag_counts()).await?,
+        Some(scope) => {
+            let rows = api.read_blocking(|l| l.jobs_listed()).await?;
+            let mut counts = std::collections::BTreeMap::<String, usize>::new();
+            for r in rows
+                .iter()
+                .filter(|r| r.active && scope.covers(r.source_path.as_deref(), r.scope.as_deref()))
+            {
+                for tag in &r.tags {
+                    *counts.entry(tag.clone()).or_default() += 1;
+                }
+            }
+            counts.into_iter().collect()
+        }
+    };
     Ok(Json(
         tags.into_iter()
             .map(|(tag, jobs)| wire::TagCount { tag, jobs })

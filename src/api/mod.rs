@@ -19,6 +19,7 @@ mod jobs;
 mod plan;
 mod revisions;
 mod runs;
+mod scope;
 mod server;
 pub mod session;
 mod system;

@@ -19,15 +19,37 @@ use crate::saved_plan::SavedPlan;
     request_body(content = PlanRequest, content_type = "application/json"),
     responses((status = 200, body = PlanResponse),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
         (status = 422, body = ErrorBody)))]
 pub async fn plan(
     State(api): State<Arc<Api>>,
-    _: Reader,
+    Reader(who): Reader,
     OptionalJson(request): OptionalJson<PlanRequest>,
 ) -> ApiResult<Json<PlanResponse>> {
     check_paths(request.files.keys())?;
-    let rows = api.read_blocking(|l| l.jobs()).await?;
+    let mut rows = api.read_blocking(|l| l.jobs()).await?;
+    // A scoped token plans its folders: the files it sends must be in them, and the jobs
+    // elsewhere are not part of its plan (neither kept nor removed by it).
+    if let Some(scope) = &who.scope {
+        if request.save {
+            return Err(super::scope::unscoped_only("a saved plan"));
+        }
+        if let Some(outside) = request
+            .files
+            .keys()
+            .find(|path| !scope.covers(Some(path.as_str()), None))
+        {
+            return Err(ApiError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                format!(
+                    "the file {outside} is outside this token's folders ({}); send only the files in them",
+                    scope.text()
+                ),
+            ));
+        }
+        rows.retain(|r| scope.covers(r.source_path.as_deref(), r.scope.as_deref()));
+    }
     let now = api.now();
     let defaults = api.shared.defaults.clone();
     // Parsing and planning thousands of files is CPU work: off the runtime's threads.
@@ -95,6 +117,9 @@ pub async fn apply(
     Admin(who): Admin,
     OptionalJson(body): OptionalJson<serde_json::Value>,
 ) -> ApiResult<Json<ApplyResult>> {
+    if who.scope.is_some() {
+        return Err(super::scope::unscoped_only("applying a saved plan"));
+    }
     let saved =
         SavedPlan::parse(&body.to_string()).map_err(|e| ApiError::bad_request(e.to_string()))?;
     check_paths(saved.files.keys())?;

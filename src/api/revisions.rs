@@ -21,9 +21,10 @@ use super::{Api, Path, Query};
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list(
     State(api): State<Arc<Api>>,
-    _: Reader,
+    Reader(who): Reader,
     Path(name): Path<String>,
 ) -> ApiResult<Json<Vec<RevisionView>>> {
+    api.check_job(&who, &name).await?;
     let job = name.clone();
     let revisions = api.read(move |l| l.revisions(&job)).await?;
     if revisions.is_empty() {
@@ -50,10 +51,11 @@ pub struct DiffQuery {
         (status = 404, body = ErrorBody)))]
 pub async fn diff(
     State(api): State<Arc<Api>>,
-    _: Reader,
+    Reader(who): Reader,
     Path(name): Path<String>,
     Query(q): Query<DiffQuery>,
 ) -> ApiResult<Json<RevisionDiff>> {
+    api.check_job(&who, &name).await?;
     let job = name.clone();
     let revisions = api.read(move |l| l.revisions(&job)).await?;
     if revisions.is_empty() {

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::auth::{Admin, Reader};
+use super::auth::{Admin, Principal, Reader};
 use super::error::{ApiError, ApiResult};
 use super::wire::{self, CancelResult, ErrorBody, LogEvent, LogPage, RunPage};
 use super::{Api, Path, Query};
@@ -41,10 +41,11 @@ pub struct RunsQuery {
 /// Runs, newest first, a page at a time.
 #[utoipa::path(get, path = "/v1/runs", tag = "runs", params(RunsQuery),
     responses((status = 200, body = RunPage),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
 pub async fn list(
     State(api): State<Arc<Api>>,
-    _: Reader,
+    Reader(who): Reader,
     Query(q): Query<RunsQuery>,
 ) -> ApiResult<Json<RunPage>> {
     let state = q
@@ -72,8 +73,16 @@ pub async fn list(
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad_request("limit must be between 1 and 1000"));
     }
+    if let Some(job) = &q.job {
+        api.check_job(&who, job).await?;
+    }
+    let jobs = match (&q.job, api.visible_jobs(&who).await?) {
+        (None, Some(visible)) => Some(visible.iter().cloned().collect()),
+        _ => None,
+    };
     let filter = RunFilter {
         job: q.job,
+        jobs,
         state,
         trigger,
         since,
@@ -110,7 +119,7 @@ pub struct RecentQuery {
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub async fn recent(
     State(api): State<Arc<Api>>,
-    _: Reader,
+    Reader(who): Reader,
     Query(q): Query<RecentQuery>,
 ) -> ApiResult<Json<wire::RecentRuns>> {
     let per_job = q.per_job.unwrap_or(20);
@@ -126,10 +135,17 @@ pub async fn recent(
     if names.len() > 500 {
         return Err(ApiError::bad_request("at most 500 jobs at a time"));
     }
+    // A job the caller does not see has no runs, as one that does not exist.
+    let visible = api.visible_jobs(&who).await?;
+    let seen = move |name: &String| visible.as_ref().is_none_or(|v| v.contains(name));
     let jobs = api
         .read_blocking(move |l| {
             let mut out = BTreeMap::new();
             for name in names {
+                if !seen(&name) {
+                    out.insert(name, Vec::new());
+                    continue;
+                }
                 let filter = RunFilter {
                     job: Some(name.clone()),
                     limit: Some(per_job),
@@ -153,10 +169,16 @@ pub async fn recent(
     Ok(Json(wire::RecentRuns { jobs }))
 }
 
-async fn find(api: &Arc<Api>, id: i64) -> ApiResult<RunRow> {
-    api.read(move |l| l.run(id))
+/// Run `id`, if `who` sees it (404 as for no such run otherwise).
+async fn find(api: &Arc<Api>, who: &Principal, id: i64) -> ApiResult<RunRow> {
+    let run = api
+        .read(move |l| l.run(id))
         .await?
-        .ok_or_else(|| ApiError::not_found(format!("no run {id}; GET /v1/runs lists them")))
+        .ok_or_else(|| super::scope::no_run(id))?;
+    if who.scope.is_some() && !api.sees_job(who, &run.job).await? {
+        return Err(super::scope::no_run(id));
+    }
+    Ok(run)
 }
 
 /// One run.
@@ -167,10 +189,10 @@ async fn find(api: &Arc<Api>, id: i64) -> ApiResult<RunRow> {
         (status = 404, body = ErrorBody)))]
 pub async fn get(
     State(api): State<Arc<Api>>,
-    _: Reader,
+    Reader(who): Reader,
     Path(id): Path<i64>,
 ) -> ApiResult<Json<wire::Run>> {
-    let run = find(&api, id).await?;
+    let run = find(&api, &who, id).await?;
     Ok(Json(wire::Run::from(run).linked(api.public_url.as_deref())))
 }
 
@@ -182,10 +204,10 @@ pub async fn get(
         (status = 404, body = ErrorBody)))]
 pub async fn events(
     State(api): State<Arc<Api>>,
-    _: Reader,
+    Reader(who): Reader,
     Path(id): Path<i64>,
 ) -> ApiResult<Json<Vec<wire::RunEvent>>> {
-    find(&api, id).await?;
+    find(&api, &who, id).await?;
     let events = api.read(move |l| l.run_events(id)).await?;
     Ok(Json(events.into_iter().map(wire::RunEvent::from).collect()))
 }
@@ -226,11 +248,11 @@ pub struct LogsQuery {
         (status = 404, body = ErrorBody)))]
 pub async fn logs(
     State(api): State<Arc<Api>>,
-    _: Reader,
+    Reader(who): Reader,
     Path(id): Path<i64>,
     Query(q): Query<LogsQuery>,
 ) -> ApiResult<Response> {
-    find(&api, id).await?;
+    find(&api, &who, id).await?;
     let after = match (q.after, q.tail) {
         (Some(_), Some(_)) => {
             return Err(ApiError::bad_request(
@@ -360,6 +382,7 @@ pub async fn cancel(
     Admin(who): Admin,
     Path(id): Path<i64>,
 ) -> ApiResult<Json<CancelResult>> {
+    api.check_run(&who, id).await?;
     let now = api.now();
     let actor = who.actor();
     let outcome = api

@@ -210,6 +210,7 @@ fn view(
     SessionView {
         role: principal.role.as_str().to_string(),
         name: principal.name.clone(),
+        scope: principal.scope.as_ref().map(crate::api::auth::Scope::text),
         via: via.to_string(),
         expires_at: expires
             .and_then(|s| jiff::Timestamp::from_second(s).ok())

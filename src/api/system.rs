@@ -57,10 +57,14 @@ pub async fn readyz(State(api): State<Arc<Api>>) -> Response {
 /// Prometheus metrics, in the text format. Needs a token unless `server.public_metrics`.
 #[utoipa::path(get, path = "/metrics", tag = "system", security((), ("bearer" = [])),
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain"),
-        (status = 401, body = ErrorBody)))]
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn metrics(State(api): State<Arc<Api>>, headers: HeaderMap) -> ApiResult<Response> {
     if !api.public_metrics {
-        check_reader(&api, headers).await?;
+        let who = check_reader(&api, headers).await?;
+        if who.scope.is_some() {
+            // Its series are labelled with every job's name.
+            return Err(super::scope::unscoped_only("/metrics"));
+        }
     }
     let metrics = &api.shared.metrics;
     let (pending, running, jobs) = api
@@ -89,24 +93,40 @@ pub async fn metrics(State(api): State<Arc<Api>>, headers: HeaderMap) -> ApiResu
         .into_response())
 }
 
-async fn check_reader(api: &Arc<Api>, headers: HeaderMap) -> ApiResult<()> {
+async fn check_reader(api: &Arc<Api>, headers: HeaderMap) -> ApiResult<super::auth::Principal> {
     use axum::extract::FromRequestParts;
     let (mut parts, ()) = axum::http::Request::new(()).into_parts();
     parts.headers = headers;
     Reader::from_request_parts(&mut parts, api)
         .await
-        .map(|_| ())
+        .map(|r| r.0)
 }
 
 /// The daemon, errors in the jobs folder, active runs and the next fires: `jobctl status`.
 #[utoipa::path(get, path = "/v1/status", tag = "system",
     responses((status = 200, body = StatusView), (status = 401, body = ErrorBody)))]
-pub async fn status(State(api): State<Arc<Api>>, _: Reader) -> ApiResult<Json<StatusView>> {
+pub async fn status(
+    State(api): State<Arc<Api>>,
+    Reader(who): Reader,
+) -> ApiResult<Json<StatusView>> {
     let now = api.now();
     let path = api.ledger.clone();
-    api.read_blocking(move |l| crate::views::status(l, &path, now, crate::runner::is_alive))
-        .await
-        .map(Json)
+    let view = api
+        .read_blocking(move |l| crate::views::status(l, &path, now, crate::runner::is_alive))
+        .await?;
+    let Some(scope) = &who.scope else {
+        return Ok(Json(view));
+    };
+    let places = api.read(|l| l.job_places()).await?;
+    let mine: Vec<_> = places
+        .into_iter()
+        .filter(|(_, path, created, _)| scope.covers(path.as_deref(), created.as_deref()))
+        .collect();
+    let active = mine.iter().filter(|p| p.3).count();
+    let visible = mine.into_iter().map(|p| p.0).collect();
+    Ok(Json(super::scope::scoped_status(
+        view, scope, &visible, active,
+    )))
 }
 
 /// This document.

@@ -893,6 +893,9 @@ pub struct SessionView {
     pub via: String,
     /// When a cookie session ends (RFC 3339); none for a bearer token.
     pub expires_at: Option<String>,
+    /// The folders of jobs.d the token is limited to (`team-a/,shared/`); none: every job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
     /// The server's clock as it answered (RFC 3339): the dashboard counts down to fires
     /// on it, not on the viewer's clock, which may be off.
     pub now: String,

@@ -304,6 +304,7 @@ const WATCH_EVERY: StdDuration = StdDuration::from_secs(1);
 pub fn runs(settings: &Settings, query: &RunsQuery) -> Result<ExitCode> {
     let state = query.state.as_deref().map(RunState::parse).transpose()?;
     let filter = RunFilter {
+        jobs: None,
         job: query.job.clone(),
         state,
         trigger: None,

@@ -63,6 +63,8 @@ pub struct JobRow {
     pub depends_on: Vec<String>,
     /// When its last failed or timed-out run ended.
     pub last_failed_at: Option<Timestamp>,
+    /// For an API-owned job: the scope (`team-a/,shared/`) of the token that created it.
+    pub scope: Option<String>,
 }
 
 /// An operator's pause of a job: who, when, why.
@@ -660,7 +662,7 @@ fn jobs_sql(one: bool, detail: Detail) -> String {
                 j.revision_id, coalesce(j.slot_cursor, j.schedule_anchor),
                 p.paused_by, p.paused_at, p.reason,
                 j.fires, j.completed_at, j.failure_streak, r.repeat,
-                {blocked}, r.depends_on, j.last_failed_at
+                {blocked}, r.depends_on, j.last_failed_at, j.scope
          FROM jobs j
          JOIN revisions r ON r.id = j.revision_id
          LEFT JOIN pauses p ON p.job = j.name
@@ -771,6 +773,7 @@ fn job_row(row: &super::db::Row<'_>, detail: Detail) -> super::db::Result<ReadRo
             .unwrap_or_default(),
         last_run,
         last_failed_at: instant_opt(row, 31, &what)?,
+        scope: row.get(32)?,
     };
     Ok((job, schedule, zone))
 }
@@ -890,4 +893,72 @@ fn write_upserts(
         }
     }
     Ok((added, changed))
+}
+
+impl Ledger {
+    /// Where each job (active or removed) is defined: its file's path in `jobs.d`, or for an
+    /// API-owned job the scope it was created under. What a scoped token's view is cut by.
+    ///
+    /// # Errors
+    ///
+    /// On a database failure.
+    #[allow(clippy::type_complexity)]
+    pub fn job_places(&self) -> Result<Vec<(String, Option<String>, Option<String>, bool)>> {
+        self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT j.name, r.source_path, j.scope, j.active FROM jobs j
+                 JOIN revisions r ON r.id = j.revision_id",
+            )?
+            .query_map(params![], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })?
+            .collect()
+        })
+    }
+
+    /// [`Ledger::job_places`] for one job, `None` when there is no such job.
+    ///
+    /// # Errors
+    ///
+    /// On a database failure.
+    pub fn job_place(&self, name: &str) -> Result<Option<(Option<String>, Option<String>)>> {
+        self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT r.source_path, j.scope FROM jobs j
+                 JOIN revisions r ON r.id = j.revision_id WHERE j.name = ?1",
+            )?
+            .query_row(params![name], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()
+        })
+    }
+
+    /// Records the scope an API-owned job was created under (`team-a/,shared/`).
+    ///
+    /// # Errors
+    ///
+    /// On a database failure.
+    pub fn set_job_scope(&mut self, name: &str, scope: Option<&str>) -> Result<()> {
+        let (name, scope) = (name.to_string(), scope.map(str::to_string));
+        self.with_tx(move |tx| {
+            tx.execute(
+                "UPDATE jobs SET scope = ?2 WHERE name = ?1",
+                params![name, scope],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// The job of run `id`, if there is such a run.
+    ///
+    /// # Errors
+    ///
+    /// On a database failure.
+    pub fn run_job(&self, id: i64) -> Result<Option<String>> {
+        self.read(|conn| {
+            conn.query_row("SELECT job FROM runs WHERE id = ?1", params![id], |r| {
+                r.get(0)
+            })
+            .optional()
+        })
+    }
 }

@@ -83,6 +83,8 @@ pub struct OutputLine {
 #[derive(Clone, Debug, Default)]
 pub struct RunFilter {
     pub job: Option<String>,
+    /// Only runs of these jobs (a scoped token's).
+    pub jobs: Option<Vec<String>>,
     pub state: Option<RunState>,
     pub trigger: Option<Trigger>,
     /// Runs scheduled (or created) at or after this instant.
@@ -195,6 +197,17 @@ impl Ledger {
             }
         };
         add("r.job = ?", filter.job.clone().map(Into::into));
+        let among = self.conn.sql(
+            "r.job IN (SELECT value FROM json_each(?))",
+            "r.job IN (SELECT jsonb_array_elements_text(CAST(? AS jsonb)))",
+        );
+        add(
+            among,
+            filter
+                .jobs
+                .as_ref()
+                .map(|jobs| serde_json::to_string(jobs).expect("names serialise").into()),
+        );
         add(
             "r.state = ?",
             filter.state.map(|s| s.as_str().to_string().into()),
