@@ -889,3 +889,24 @@ async fn the_jobs_page_and_the_timeline_follow_runs_as_they_happen() {
     }
     daemon.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scoped_token_sees_only_its_folders_jobs() {
+    const CAROL: &str = "carol-team-a-0123456789abcdef";
+    let p = Project::new()
+        .file("jobs.d/team-a/report.yaml", "command: [echo, report]\n")
+        .file("jobs.d/ops/deploy.yaml", "command: [echo, deploy]\n")
+        .file("tokens", format!("read carol team-a/ {CAROL}\n"));
+    let (daemon, base, _driver, client) = open(&p, true, 1280, 860).await;
+    log_in(&client, &base, CAROL).await;
+    assert_eq!(rows_settle_at(&client, "table.jobs tbody tr", 1).await, 1);
+    let table = text_of(&client, "table.jobs tbody").await;
+    assert!(
+        table.contains("report") && !table.contains("deploy"),
+        "{table}"
+    );
+    let who = text_of(&client, "header .who").await;
+    assert!(who.contains("carol") && who.contains("team-a/"), "{who}");
+    client.close().await.unwrap();
+    daemon.stop();
+}

@@ -46,8 +46,8 @@ function Nav({ who, onLogout }) {
     <a class="brand" href="/">jobs</a>
     <nav aria-label="Pages">${link('/', 'Jobs')}${link('/timeline', 'Timeline')}${link('/graph', 'Graph')}${link('/status', 'Status')}</nav>
     <div class="who">
-      ${who && html`<span title=${`signed in ${who.via === 'none' ? 'without a token' : `with a ${who.role} token`}`}>
-        ${who.name || (who.via === 'none' ? 'no token' : 'token')} · <b>${who.role}</b></span>`}
+      ${who && html`<span title=${`signed in ${who.via === 'none' ? 'without a token' : `with a ${who.role} token`}${who.scope ? `, limited to the jobs in ${who.scope}` : ''}`}>
+        ${who.name || (who.via === 'none' ? 'no token' : 'token')} · <b>${who.role}</b>${who.scope && html` · <span class="scope">${who.scope}</span>`}</span>`}
       ${who && who.via === 'cookie' && html`<button type="button" class="link" onClick=${onLogout}>Log out</button>`}
     </div>
   </header>`;
