@@ -99,10 +99,13 @@ pub fn backfill(
     for r in &revisions {
         specs.push(parse(job, r.number, &r.definition, defaults, now)?);
     }
-    // An `every` schedule counts from its apply, and again from each apply that changed it.
+    // An `every` schedule counts from its apply, and again from each apply that changed it or
+    // enabled it again (as `plan` resets the anchor).
     let mut anchors = Vec::with_capacity(specs.len());
     for (i, (r, spec)) in revisions.iter().zip(&specs).enumerate() {
-        let changed = i == 0 || specs[i - 1].schedule != spec.schedule;
+        let changed = i == 0
+            || specs[i - 1].schedule != spec.schedule
+            || (!specs[i - 1].enabled && spec.enabled);
         anchors.push(if changed {
             r.applied_at
         } else {

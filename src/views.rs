@@ -331,11 +331,50 @@ fn params_of(definition: &str) -> Vec<ParamView> {
 /// # Errors
 ///
 /// On a ledger failure.
+/// The errors of the jobs folder that are in `scope`'s folders: the daemon records each with
+/// its file's path in the folder (`files` of the `source` status).
+fn scoped_files(source: Option<&serde_json::Value>, scope: &crate::api::auth::Scope) -> FilesView {
+    let kept: Vec<&str> = source
+        .and_then(|s| s.get("files"))
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|f| scope.covers(f["relative"].as_str(), None))
+        .filter_map(|f| f["rendered"].as_str())
+        .collect();
+    FilesView {
+        errors: kept.len() as u64,
+        rendered: (!kept.is_empty()).then(|| kept.join("\n")),
+    }
+}
+
+/// The blocks of rendered diagnostics (one per error, separated by a blank line) whose file,
+/// ` --> PREFIX/PATH:LINE:COL`, is in `scope`'s folders, and how many are errors.
+fn scoped_blocks(rendered: &str, prefix: &str, scope: &crate::api::auth::Scope) -> (u64, String) {
+    let kept: Vec<&str> = rendered
+        .split("\n\n")
+        .filter(|block| {
+            block.lines().any(|line| {
+                line.trim_start()
+                    .strip_prefix("--> ")
+                    .and_then(|place| place.strip_prefix(prefix))
+                    .and_then(|place| place.split(':').next())
+                    .is_some_and(|path| scope.covers(Some(path), None))
+            })
+        })
+        .collect();
+    let errors = kept.iter().filter(|b| b.starts_with("error")).count() as u64;
+    (errors, kept.join("\n\n"))
+}
+
+/// The status as `scope` sees it (`None`: everything): a scoped token's jobs, their runs and
+/// next fires, and the errors of files in its folders only.
 pub fn status(
     ledger: &crate::ledger::Ledger,
     path: &crate::ledger::Location,
     now: Timestamp,
     alive: impl Fn(i64, i64) -> bool,
+    scope: Option<&crate::api::auth::Scope>,
 ) -> crate::ledger::Result<StatusView> {
     let lease = ledger.lease()?;
     // On PostgreSQL the leader may be on another machine: it runs while it renews its lease
@@ -353,7 +392,11 @@ pub fn status(
     let source: Option<serde_json::Value> = ledger
         .status("source")?
         .and_then(|s| serde_json::from_str(&s).ok());
-    let rows = ledger.jobs_listed()?;
+    let mut rows = ledger.jobs_listed()?;
+    if let Some(scope) = scope {
+        rows.retain(|r| scope.covers(r.source_path.as_deref(), r.scope.as_deref()));
+    }
+    let seen: std::collections::HashSet<&str> = rows.iter().map(|r| r.name.as_str()).collect();
     let mut next: Vec<(Timestamp, String)> = rows
         .iter()
         .filter(|r| r.active && r.paused.is_none())
@@ -396,9 +439,33 @@ pub fn status(
             }
         })
         .collect();
-    let git = ledger
+    let mut git: Option<crate::api::wire::GitView> = ledger
         .status("git")?
         .and_then(|s| serde_json::from_str(&s).ok());
+    let mut files = FilesView {
+        errors: source
+            .as_ref()
+            .and_then(|s| s.get("errors"))
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0),
+        rendered: source
+            .as_ref()
+            .and_then(|s| s.get("rendered"))
+            .and_then(serde_json::Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string),
+    };
+    if let Some(scope) = scope {
+        files = scoped_files(source.as_ref(), scope);
+        if let Some(git) = git.as_mut() {
+            let prefix = format!("{}/", git.path.trim_end_matches('/'));
+            if let Some(held) = git.held.as_mut() {
+                let (errors, rendered) = scoped_blocks(&held.rendered, &prefix, scope);
+                held.errors = errors;
+                held.rendered = rendered;
+            }
+        }
+    }
     Ok(StatusView {
         git,
         nodes,
@@ -418,20 +485,16 @@ pub fn status(
         },
         ledger: path.display().to_string(),
         jobs: rows.iter().filter(|r| r.active).count(),
-        files: FilesView {
-            errors: source
-                .as_ref()
-                .and_then(|s| s.get("errors"))
-                .and_then(serde_json::Value::as_u64)
-                .unwrap_or(0),
-            rendered: source
-                .as_ref()
-                .and_then(|s| s.get("rendered"))
-                .and_then(serde_json::Value::as_str)
-                .filter(|s| !s.is_empty())
-                .map(str::to_string),
-        },
-        active_runs: crate::api::wire::runs(ledger.active_runs()?),
+        files,
+        // A backfill's waiting runs (up to thousands) are not listed; its started ones are.
+        active_runs: crate::api::wire::runs(
+            ledger
+                .active_runs()?
+                .into_iter()
+                .filter(|r| !(r.state == crate::run::RunState::Blocked && r.backfill_id.is_some()))
+                .filter(|r| scope.is_none() || seen.contains(r.job.as_str()))
+                .collect(),
+        ),
         next_fires: next
             .into_iter()
             .map(|(t, job)| NextFire {

@@ -1469,6 +1469,8 @@ fn a_scoped_token_sees_and_acts_on_its_folders_only() {
         )
         .file("jobs.d/shared/s.yaml", "command: [echo, s]\n")
         .file("jobs.d/top.yaml", "command: [echo, top]\n")
+        .file("jobs.d/team-a/bad.yaml", "schedule: nope\ncommand: [x]\n")
+        .file("jobs.d/team-b/broken.yaml", "commandd: [x]\n")
         .file("jobs.toml", "[server]\npublic_metrics = false\n")
         .file(
             "tokens",
@@ -1563,6 +1565,16 @@ fn a_scoped_token_sees_and_acts_on_its_folders_only() {
     assert!(fires["jobs"].as_array().unwrap().is_empty(), "{fires}");
     let status = http.get("/v1/status", Some(TEAM_A)).json();
     assert_eq!(status["jobs"], 1);
+    assert_eq!(status["files"]["errors"], 1, "{status}");
+    let errors = status["files"]["rendered"].as_str().unwrap();
+    assert!(
+        errors.contains("team-a/bad.yaml") && !errors.contains("team-b"),
+        "{errors}"
+    );
+    assert_eq!(
+        http.get("/v1/status", Some(ADMIN)).json()["files"]["errors"],
+        2
+    );
     http.get("/metrics", Some(TEAM_A)).error(403);
 
     // API-owned jobs belong to the scope of the token that made them.

@@ -23,8 +23,8 @@ use crate::replay::{self, ReplayError, Request};
     responses((status = 200, body = BackfillView), (status = 202, body = BackfillView),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
-        (status = 422, body = ErrorBody)))]
+        (status = 409, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn backfill(
     State(api): State<Arc<Api>>,
     Admin(who): Admin,

@@ -35,9 +35,11 @@ struct Cursor {
     progress: tokio::sync::watch::Receiver<u64>,
     job: Option<String>,
     last_read: Option<tokio::time::Instant>,
-    /// A scoped caller and the jobs it sees (read again when the jobs change).
+    /// A scoped caller, and the jobs it sees and does not see as far as known: read again
+    /// when the jobs change, and a job of neither set (one just created) is looked up.
     who: super::auth::Principal,
     visible: Option<Arc<std::collections::HashSet<String>>>,
+    hidden: std::collections::HashSet<String>,
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -97,6 +99,7 @@ pub async fn events(
     let visible = api.visible_jobs(&who).await?;
     let state = Cursor {
         visible,
+        hidden: std::collections::HashSet::new(),
         who,
         api: api.clone(),
         after: start,
@@ -145,6 +148,7 @@ pub async fn events(
                 c.mark = mark;
                 events.push(Ok(Event::default().event("jobs").data("{}")));
                 if c.who.scope.is_some() {
+                    c.hidden.clear();
                     match c.api.visible_jobs(&c.who).await {
                         Ok(visible) => c.visible = visible,
                         Err(e) => {
@@ -157,8 +161,27 @@ pub async fn events(
             // Past every event read, those of runs since deleted included.
             c.after = last.unwrap_or(from);
             for (id, run) in &changes {
-                if c.job.as_ref().is_none_or(|j| *j == run.job)
-                    && c.visible.as_ref().is_none_or(|v| v.contains(&run.job))
+                if c.job.as_ref().is_some_and(|j| *j != run.job) {
+                    continue;
+                }
+                if let Some(visible) = &c.visible
+                    && !visible.contains(&run.job)
+                {
+                    if c.hidden.contains(&run.job) {
+                        continue;
+                    }
+                    match c.api.sees_job(&c.who, &run.job).await {
+                        Ok(true) => {
+                            let mut more = visible.as_ref().clone();
+                            more.insert(run.job.clone());
+                            c.visible = Some(Arc::new(more));
+                        }
+                        _ => {
+                            c.hidden.insert(run.job.clone());
+                            continue;
+                        }
+                    }
+                }
                 {
                     let event = Event::default()
                         .id(id.to_string())

@@ -9,7 +9,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse as _, Response};
 
-use super::auth::can_read;
 use super::error::{ApiError, ApiResult};
 use super::jobs::{active_job, queue_run};
 use super::wire::{self, ErrorBody, ParamValue};
@@ -46,13 +45,13 @@ pub async fn hook(
     let hidden = || ApiError::not_found("there is no webhook at this address");
     let found = active_job(&api, &name).await;
     let (row, spec) = match found {
-        Err(e) if e.status == StatusCode::NOT_FOUND && !can_read(&headers, &api) => {
+        Err(e) if e.status == StatusCode::NOT_FOUND && !sees(&api, &headers, &name).await => {
             return Err(hidden());
         }
         other => other?,
     };
     let Some(webhook) = &spec.webhook else {
-        if !can_read(&headers, &api) {
+        if !sees(&api, &headers, &name).await {
             return Err(hidden());
         }
         return Err(ApiError::not_found(format!(
@@ -258,4 +257,13 @@ fn read_secret(source: &WebhookSecret) -> Result<Vec<u8>, SecretError> {
         return Err(SecretError::Empty);
     }
     Ok(secret.into_bytes())
+}
+
+/// Whether the caller may be told why job `name` has no webhook: it holds a token that reads
+/// and, scoped, sees the job.
+async fn sees(api: &Arc<Api>, headers: &HeaderMap, name: &str) -> bool {
+    match super::auth::caller(&axum::http::Method::GET, headers, api) {
+        Ok(who) => api.sees_job(&who, name).await.unwrap_or(false),
+        Err(_) => false,
+    }
 }

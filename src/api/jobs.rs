@@ -419,11 +419,10 @@ async fn write_job(
     // A scoped token changes only the jobs it sees; a job it does not see is not there for
     // it, except that its name is taken (names are one namespace for every team).
     if who.scope.is_some() && !api.sees_job(who, name).await? {
+        // A removed job keeps its name and history: taken too.
         let exists = {
             let job = name.to_string();
-            api.read(move |l| l.job(&job))
-                .await?
-                .is_some_and(|r| r.active)
+            api.read(move |l| l.job(&job)).await?.is_some()
         };
         match (mode, exists) {
             (ApiWrite::Create, false) => {}
@@ -435,11 +434,20 @@ async fn write_job(
             _ => return Err(no_job(name)),
         }
     }
+    // What its `after` and `depends_on` may name: for a scoped caller, the jobs it sees (the
+    // others are not there for it).
+    let scope = who.scope.clone();
     let others: Vec<String> = api
         .read_blocking(|l| l.jobs_listed())
         .await?
         .into_iter()
-        .filter(|r| r.active && r.name != name)
+        .filter(|r| {
+            r.active
+                && r.name != name
+                && scope
+                    .as_ref()
+                    .is_none_or(|s| s.covers(r.source_path.as_deref(), r.scope.as_deref()))
+        })
         .map(|r| r.name)
         .collect();
     let now = api.now();

@@ -111,22 +111,11 @@ pub async fn status(
 ) -> ApiResult<Json<StatusView>> {
     let now = api.now();
     let path = api.ledger.clone();
-    let view = api
-        .read_blocking(move |l| crate::views::status(l, &path, now, crate::runner::is_alive))
-        .await?;
-    let Some(scope) = &who.scope else {
-        return Ok(Json(view));
-    };
-    let places = api.read(|l| l.job_places()).await?;
-    let mine: Vec<_> = places
-        .into_iter()
-        .filter(|(_, path, created, _)| scope.covers(path.as_deref(), created.as_deref()))
-        .collect();
-    let active = mine.iter().filter(|p| p.3).count();
-    let visible = mine.into_iter().map(|p| p.0).collect();
-    Ok(Json(super::scope::scoped_status(
-        view, scope, &visible, active,
-    )))
+    api.read_blocking(move |l| {
+        crate::views::status(l, &path, now, crate::runner::is_alive, who.scope.as_ref())
+    })
+    .await
+    .map(Json)
 }
 
 /// This document.

@@ -50,7 +50,7 @@ pub fn status(settings: &Settings) -> Result<ExitCode> {
             settings.ledger.display()
         );
     };
-    let view = crate::views::status(&ledger, &settings.ledger, now, runner::is_alive)
+    let view = crate::views::status(&ledger, &settings.ledger, now, runner::is_alive, None)
         .context("reading the daemon's status")?;
     render_status(settings.output, &view)
 }

@@ -286,10 +286,26 @@ impl Daemon {
         }
         let now = self.now();
         let ledger = self.shared.ledger();
+        // Each error apart, with its file's path in the jobs folder: what a scoped token's
+        // status keeps of them (`api::scope`).
+        let files: Vec<serde_json::Value> = errors
+            .iter()
+            .map(|e| {
+                let relative = sources
+                    .iter()
+                    .find(|s| s.display == e.file)
+                    .map(|s| s.relative.clone());
+                serde_json::json!({
+                    "relative": relative,
+                    "rendered": diag::render(std::slice::from_ref(e), source_of, false),
+                })
+            })
+            .collect();
         let status = serde_json::json!({
             "errors": errors.len(),
             "diagnostics": errors,
             "rendered": rendered,
+            "files": files,
             "at": stamp(now),
         });
         let _ = ledger.set_status("source", &status.to_string());

@@ -180,7 +180,8 @@ fn record_report(shared: &Shared, run: &RunRow, report: Report, echo: Echo) {
             // Recorded in the ledger by `record_started`, before this report was sent.
             tracing::info!(run = run.id, job = %run.job, pid, "process started");
             shared.progressed();
-            if let Some(due) = run.scheduled_at {
+            // A backfill's slot is in the past by design: not a late fire.
+            if let Some(due) = run.scheduled_at.filter(|_| run.backfill_id.is_none()) {
                 let late = at.duration_since(due).as_secs_f64().max(0.0);
                 shared.metrics.fire_latency.observe(late);
             }

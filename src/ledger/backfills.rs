@@ -63,8 +63,9 @@ impl Ledger {
         })
     }
 
-    /// The slots of `job` in `[from, to)` that already have a run: each run of the schedule
-    /// that was not skipped (its range, when it folded several), and each backfill run.
+    /// The slots of `job` in `[from, to]` that already have a run: each run of the schedule
+    /// that was not skipped (its range, when it folded several), and each backfill run. The
+    /// end is included (a stamp has milliseconds; reading one slot too many is harmless).
     ///
     /// # Errors
     ///
@@ -81,7 +82,7 @@ impl Ledger {
                 .prepare_cached(
                     "SELECT coalesce(slot_first, slot), slot FROM runs
                      WHERE job = ?1 AND slot IS NOT NULL AND slot >= ?2
-                       AND coalesce(slot_first, slot) < ?3 AND state <> 'skipped'",
+                       AND coalesce(slot_first, slot) <= ?3 AND state <> 'skipped'",
                 )?
                 .query_map(params![job, stamp(from), stamp(to)], |r| {
                     Ok((instant(r, 0, &what)?, instant(r, 1, &what)?))
@@ -90,7 +91,7 @@ impl Ledger {
             let backfilled: Vec<Option<Timestamp>> = conn
                 .prepare_cached(
                     "SELECT scheduled_at FROM runs WHERE job = ?1 AND trigger = 'backfill'
-                       AND scheduled_at >= ?2 AND scheduled_at < ?3",
+                       AND scheduled_at >= ?2 AND scheduled_at <= ?3",
                 )?
                 .query_map(params![job, stamp(from), stamp(to)], |r| {
                     instant_opt(r, 0, &what)
@@ -113,8 +114,30 @@ impl Ledger {
         new: &NewBackfill,
         now: Timestamp,
     ) -> Result<(i64, Vec<i64>)> {
+        let path = self.path.clone();
         self.with_tx(|tx| {
             let at = stamp(now);
+            // Inside the write lock: another backfill of one of these slots since they were
+            // decided is a conflict to report, not a constraint to trip over.
+            for slot in &new.slots {
+                let taken: bool = tx
+                    .prepare_cached(
+                        "SELECT EXISTS (SELECT 1 FROM runs WHERE job = ?1 AND trigger = 'backfill'
+                                          AND scheduled_at = ?2)",
+                    )?
+                    .query_row(params![new.job, stamp(slot.at)], |r| r.get(0))?;
+                if taken {
+                    return Err(super::LedgerError::Conflict {
+                        path: path.clone(),
+                        detail: format!(
+                            "the slot {} of {} was backfilled meanwhile; look again (--dry-run)",
+                            stamp(slot.at),
+                            new.job
+                        ),
+                    }
+                    .into());
+                }
+            }
             let id: i64 = tx
                 .prepare_cached(
                     "INSERT INTO backfills (job, window_from, window_to, parallel, exclusive,
@@ -190,7 +213,8 @@ pub(super) fn top_up(tx: &Conn, job: &str, now: Timestamp) -> super::db::Result<
     for (id, parallel, exclusive) in open {
         let busy: i64 = if exclusive {
             tx.prepare_cached(
-                "SELECT count(*) FROM runs WHERE job = ?1 AND state IN ('pending', 'running')",
+                "SELECT count(*) FROM runs WHERE job = ?1
+                   AND (state IN ('pending', 'running') OR (state = 'blocked' AND backfill_id IS NULL))",
             )?
             .query_row(params![job], |r| r.get(0))?
         } else {

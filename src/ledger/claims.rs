@@ -324,32 +324,40 @@ fn finish_all(
 ) -> super::db::Result<(Vec<Option<i64>>, deps::Resolved)> {
     let mut retries = Vec::with_capacity(ends.len());
     let mut ended = Vec::with_capacity(ends.len());
+    let mut freed = Vec::new();
     for end in ends {
         let (retry, job) = finish_one(tx, end)?;
         retries.push(retry);
-        if let Some(job) = job {
-            ended.push((job, end.finish.state.unwrap_or(RunState::Failed)));
+        if let Some((job, backfilled)) = job {
+            // A backfill's run is no outcome for the jobs downstream (`deps::latest`).
+            if !backfilled {
+                ended.push((job.clone(), end.finish.state.unwrap_or(RunState::Failed)));
+            }
+            freed.push(job);
         }
     }
     let mut resolved = deps::Resolved::default();
     if !ended.is_empty() {
         resolved = deps::after_ends(tx, graph, &ended, now)?;
-        // A run's end frees a place of its job's backfills (its own, or the job's when one
-        // is exclusive).
-        let mut jobs: Vec<&str> = ended.iter().map(|(job, _)| job.as_str()).collect();
-        jobs.sort_unstable();
-        jobs.dedup();
-        for job in jobs {
-            let released = super::backfills::top_up(tx, job, now)?;
-            resolved.pending += released.len();
-            resolved.released.extend(released);
-        }
+    }
+    // A run's end frees a place of its job's backfills (its own, or the job's when one is
+    // exclusive).
+    freed.sort_unstable();
+    freed.dedup();
+    for job in &freed {
+        let released = super::backfills::top_up(tx, job, now)?;
+        resolved.pending += released.len();
+        resolved.released.extend(released);
     }
     Ok((retries, resolved))
 }
 
-/// Ends one run; returns its retry's id and, when the end was written, the run's job.
-fn finish_one(tx: &Conn, end: &RunEnd) -> super::db::Result<(Option<i64>, Option<String>)> {
+/// A run whose end was written: its job, and whether a backfill made it.
+type Ended = (String, bool);
+
+/// Ends one run; returns its retry's id and, when the end was written, the run's job and
+/// whether a backfill made it.
+fn finish_one(tx: &Conn, end: &RunEnd) -> super::db::Result<(Option<i64>, Option<Ended>)> {
     let RunEnd {
         run_id,
         epoch,
@@ -359,13 +367,13 @@ fn finish_one(tx: &Conn, end: &RunEnd) -> super::db::Result<(Option<i64>, Option
     } = end;
     let at = stamp(*now);
     let state = finish.state.unwrap_or(RunState::Failed);
-    let ended: Option<(String, Option<i64>)> = tx
+    let ended: Option<(String, Option<i64>, Option<i64>)> = tx
         .prepare_cached(
             "UPDATE runs SET state = ?3, finished_at = ?4, exit_code = ?5, signal = ?6,
                     error = ?7, cpu_user_ms = ?8, cpu_sys_ms = ?9, max_rss_kb = ?10,
                     started_at = coalesce(started_at, ?4)
              WHERE id = ?1 AND state IN ('pending', 'running') AND epoch IS NOT DISTINCT FROM ?2
-             RETURNING job, revision_id",
+             RETURNING job, revision_id, backfill_id",
         )?
         .query_row(
             params![
@@ -380,20 +388,25 @@ fn finish_one(tx: &Conn, end: &RunEnd) -> super::db::Result<(Option<i64>, Option
                 finish.cpu_sys_ms,
                 finish.max_rss_kb,
             ],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .optional()?;
-    let Some((job, revision_id)) = ended else {
+    let Some((job, revision_id, backfill_id)) = ended else {
         return Ok((None, None));
     };
-    record_health(tx, &job, revision_id, state, retry.is_some(), &at)?;
+    let backfilled = backfill_id.is_some();
+    // A backfill replays the past: the job's health (its failure streak, a `repeat` that
+    // completes on success) is its live runs'.
+    if !backfilled {
+        record_health(tx, &job, revision_id, state, retry.is_some(), &at)?;
+    }
     let message = match &finish.error {
         Some(error) => format!("{state}: {error}"),
         None => state.to_string(),
     };
     add_event(tx, *run_id, &at, "finished", &message)?;
     let Some(next) = retry else {
-        return Ok((None, Some(job)));
+        return Ok((None, Some((job, backfilled))));
     };
     let id = insert_run(tx, next, *now)?;
     let when = next.not_before.map(stamp).unwrap_or_else(|| at.clone());
@@ -404,7 +417,7 @@ fn finish_one(tx: &Conn, end: &RunEnd) -> super::db::Result<(Option<i64>, Option
         "retry",
         &format!("attempt {} is run {id}, due at {when}", next.attempt),
     )?;
-    Ok((Some(id), Some(job)))
+    Ok((Some(id), Some((job, backfilled))))
 }
 
 /// After a run of `job` (of revision `revision_id`) ended in `state`: the job's failure

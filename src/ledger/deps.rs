@@ -25,11 +25,13 @@ use crate::spec::{Concurrency, Repeat};
 
 /// The latest run of `job` that was not skipped by its schedule (a slot skipped for overlap
 /// or a pause is not an outcome; a run skipped at its own gate is, with `error` set, so a
-/// failure cascades down a chain of gates).
+/// failure cascades down a chain of gates). A backfill's runs replay the past: never an
+/// outcome the jobs downstream wait for.
 fn latest(conn: &Conn, job: &str) -> super::db::Result<Option<Latest>> {
     conn.prepare_cached(
         "SELECT id, state, finished_at FROM runs
-         WHERE job = ?1 AND (state <> 'skipped' OR error IS NOT NULL) ORDER BY id DESC LIMIT 1",
+         WHERE job = ?1 AND (state <> 'skipped' OR error IS NOT NULL) AND backfill_id IS NULL
+         ORDER BY id DESC LIMIT 1",
     )?
     .query_row(params![job], |r| {
         let run_id: i64 = r.get(0)?;
@@ -48,6 +50,7 @@ fn latest_success(conn: &Conn, job: &str) -> super::db::Result<Option<(i64, Time
     conn.prepare_cached(
         "SELECT id, finished_at FROM runs
          WHERE job = ?1 AND state = 'succeeded' AND finished_at IS NOT NULL
+           AND backfill_id IS NULL
          ORDER BY finished_at DESC LIMIT 1",
     )?
     .query_row(params![job], |r| {

@@ -272,7 +272,9 @@ impl Ledger {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT job, group_concat(reason, '; ') FROM runs WHERE state = 'blocked' GROUP BY job",
+                // A backfill's waiting runs do not block the job.
+                "SELECT job, group_concat(reason, '; ') FROM runs
+                 WHERE state = 'blocked' AND backfill_id IS NULL GROUP BY job",
             )
             .for_ledger(self)?;
         stmt.query_map(params![], |r| Ok((r.get(0)?, r.get::<Option<String>>(1)?)))
@@ -681,7 +683,8 @@ fn jobs_sql(one: bool, detail: Detail) -> String {
         blocked = if matches!(detail, Detail::Bare | Detail::Listed) {
             "NULL"
         } else {
-            "(SELECT group_concat(b.reason, '; ') FROM runs b WHERE b.job = j.name AND b.state = 'blocked')"
+            "(SELECT group_concat(b.reason, '; ') FROM runs b WHERE b.job = j.name AND b.state = 'blocked'
+                AND b.backfill_id IS NULL)"
         },
         runs = if matches!(detail, Detail::Bare | Detail::Listed) {
             "0"

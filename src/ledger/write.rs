@@ -147,8 +147,9 @@ pub(super) fn replace_active(
     let reason = rules::replaced_reason(new_id);
     let ids: Vec<(i64, RunState)> = conn
         .prepare_cached(
-            "SELECT id, state FROM runs WHERE job = ?1 AND id <> ?2
-               AND (state IN ('pending', 'running') OR (state = 'blocked' AND backfill_id IS NULL))",
+            // A backfill's runs are not replaced: the slots they replay would be lost.
+            "SELECT id, state FROM runs WHERE job = ?1 AND id <> ?2 AND backfill_id IS NULL
+               AND state IN ('blocked', 'pending', 'running')",
         )?
         .query_map(params![job, new_id], |r| {
             let id: i64 = r.get(0)?;
