@@ -48,7 +48,7 @@ pub fn render_backfill(
     match (view.dry_run, view.backfill_id) {
         (_, _) if n == 0 => {
             println!(
-                "Nothing to backfill for {}: every slot {window} has a run.",
+                "Nothing to backfill for {} {window}: no slot there is without a run.",
                 view.job
             )
         }
