@@ -112,7 +112,8 @@ export function RunPage({ who, path }) {
     ${who.role === 'admin' && ACTIVE.includes(r.state) && html`<p><button type="button" class="danger" onClick=${cancel}>Cancel run</button></p>`}
     ${acting && (acting.error ? html`<${Problem} error=${acting.error} />` : html`<p class="ok" role="status">${acting.ok}</p>`)}
     <${Facts} rows=${[
-      ['Trigger', r.trigger],
+      ['Trigger', r.backfill_id ? `${r.trigger} (backfill ${r.backfill_id})` : r.trigger],
+      ['Overrides', r.overrides && r.overrides.timeout ? `timeout ${r.overrides.timeout} (this run only)` : null],
       ['Attempt', attempts.data && attempts.data.length > 1
         ? html`${r.attempt} of ${attempts.data.length}: ${attempts.data.map((a) => (a.id === r.id ? html`<b>#${a.id}</b> ` : html`<a href=${`/runs/${a.id}`}>#${a.id}</a> `))}`
         : String(r.attempt)],
