@@ -251,6 +251,9 @@ pub enum Ending {
     /// Its node was lost (it stopped heartbeating, or lost the ledger and stopped its runs),
     /// with the reason: failed, and retried by the job's policy.
     Lost(String),
+    /// The process exited 0 but its output did not meet the job's `success_when`: failed
+    /// (exit status 0 recorded), with why, and retried by the job's policy.
+    Unmet(String),
 }
 
 /// What a run records when it ends.
@@ -298,6 +301,7 @@ pub fn conclude(ending: &Ending, retry: Option<Retry>, attempt: u32, now: Timest
             Some("interrupted: the daemon supervising it stopped".to_string()),
         ),
         Ending::Lost(reason) => (RunState::Failed, None, None, Some(reason.clone())),
+        Ending::Unmet(reason) => (RunState::Failed, Some(0), None, Some(reason.clone())),
     };
     let retry_at = match (state, retry) {
         (RunState::Failed | RunState::TimedOut, Some(r)) if attempt <= r.attempts => {

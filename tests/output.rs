@@ -561,3 +561,44 @@ fn a_jobs_logs_and_metrics_span_its_runs_in_a_window() {
     assert_eq!(get("/v1/jobs/nope/metrics").0, 404);
     assert_eq!(daemon.stop(), Some(0));
 }
+
+#[test]
+fn success_can_be_decided_by_the_output() {
+    let p = Project::new()
+        .file(
+            "jobs.d/check.yaml",
+            "run: 'echo \"status: $(cat state)\"'\nsuccess_when: {output_matches: '^status: done$'}\n",
+        )
+        .file(
+            "jobs.d/quiet.yaml",
+            "run: echo all good; echo ERROR disk full >&2\nsuccess_when: {output_not_matches: ERROR}\n",
+        )
+        .file("state", "pending\n");
+    p.run(&["apply"]).code(0);
+    p.run(&["get", "check"])
+        .code(0)
+        .stdout_has("output_matches: \"^status: done$\"");
+    // Exit status 0, but the output says it is not done yet: a failed run, exit code 1.
+    p.run(&["run", "check"])
+        .code(1)
+        .stdout_has("status: pending");
+    let runs = p.run(&["runs", "check", "-o", "json"]).code(0).json();
+    let first = &runs[0];
+    assert_eq!(first["state"], "failed", "{first}");
+    assert_eq!(first["exit_code"], 0);
+    assert_eq!(
+        first["error"],
+        "its output did not match `^status: done$` (success_when.output_matches)"
+    );
+    p.write("state", "done\n");
+    p.run(&["run", "check"]).code(0);
+    let runs = p.run(&["runs", "check", "-o", "json"]).code(0).json();
+    assert_eq!(runs[0]["state"], "succeeded");
+    // stderr counts too.
+    p.run(&["run", "quiet"]).code(1);
+    let runs = p.run(&["runs", "quiet", "-o", "json"]).code(0).json();
+    assert_eq!(
+        runs[0]["error"],
+        "its output matched `ERROR` (success_when.output_not_matches)"
+    );
+}

@@ -39,6 +39,7 @@ const CORE: &[(&str, &[&str], &[&str])] = &[
         &[
             "jiff",
             "lettre",
+            "regex",
             "serde",
             "serde_json",
             "serde_saphyr",

@@ -521,6 +521,21 @@ fn every_value_rule_has_a_message() {
             "2:15",
             "output_limit must be larger than 0",
         ),
+        (
+            "command: [x]\nsuccess_when: {output_matches: 'a(b'}\n",
+            "2:32",
+            "`a(b` is not a regular expression: unclosed group",
+        ),
+        (
+            "command: [x]\nsuccess_when: {output_matches: a, output_not_matches: b}\n",
+            "2:15",
+            "success_when needs exactly one of `output_matches: REGEX` or `output_not_matches: REGEX`",
+        ),
+        (
+            "command: [x]\nsuccess_when: {output_contains: a}\n",
+            "2:16",
+            "unknown field `output_contains`",
+        ),
     ] {
         rejects("a.yaml", content.as_bytes(), location, message);
     }

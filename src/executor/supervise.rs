@@ -32,7 +32,15 @@ pub async fn run_and_record(
         Err(error) => return end_unreadable(shared, run, error).await,
     };
     let launch = launch(&shared, &spec, &run);
-    let (finished, had_output) = supervise(&shared, &run, launch, stop, echo).await;
+    let keep = spec.success_when.is_some();
+    let (mut finished, had_output, captured) =
+        supervise(&shared, &run, launch, stop, echo, keep).await;
+    // Success decided by the output too: an exit 0 whose output does not meet it fails.
+    if let (run::Ending::Exited(0), Some(rule)) = (&finished.ending, &spec.success_when)
+        && let Some(why) = rule.unmet(&captured)
+    {
+        finished.ending = run::Ending::Unmet(why);
+    }
     end_run(shared, spec, run, finished, had_output).await
 }
 
@@ -59,14 +67,15 @@ async fn end_unreadable(shared: Arc<Shared>, run: RunRow, error: RevisionError) 
 
 /// Starts the process and follows it to its end: its output batched into the ledger (every
 /// [`FLUSH_EVERY`] or [`FLUSH_LINES`] lines), its other reports recorded as events. Returns how
-/// it finished and whether it printed anything.
+/// it finished, whether it printed anything, and (`keep`) its output lines joined by newlines.
 async fn supervise(
     shared: &Arc<Shared>,
     run: &RunRow,
     launch: Launch,
     stop: watch::Receiver<Option<Stop>>,
     echo: Echo,
-) -> (runner::Finished, bool) {
+    keep: bool,
+) -> (runner::Finished, bool, String) {
     let (tx, mut rx) = mpsc::channel::<Report>(1024);
     let on_start = {
         let (shared, run_id, attempt) = (shared.clone(), run.id, run.attempt);
@@ -77,7 +86,10 @@ async fn supervise(
     let process = runner::execute(launch, shared.clock, tx, stop, on_start);
     tokio::pin!(process);
     let mut finished = None;
-    let mut output = Unflushed::default();
+    let mut output = Unflushed {
+        kept: keep.then(String::new),
+        ..Unflushed::default()
+    };
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + FLUSH_EVERY, FLUSH_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -108,7 +120,7 @@ async fn supervise(
     output.truncated |= finished.truncated;
     output.flush(shared, run.id);
     let had_output = output.bytes > 0 || finished.output_bytes > 0;
-    (finished, had_output)
+    (finished, had_output, output.kept.unwrap_or_default())
 }
 
 /// A run's output lines not yet in the ledger, with what the ledger is told of the whole:
@@ -118,6 +130,9 @@ struct Unflushed {
     lines: Vec<(Timestamp, &'static str, String)>,
     bytes: i64,
     truncated: bool,
+    /// Every line so far, when the job's `success_when` reads them (bounded by
+    /// `output_limit`: the runner drops the lines past it).
+    kept: Option<String>,
 }
 
 impl Unflushed {
@@ -130,6 +145,12 @@ impl Unflushed {
                 self.bytes += line.text.len() as i64 + 1;
                 if echo == Echo::Terminal {
                     echo_line(&line);
+                }
+                if let Some(kept) = &mut self.kept {
+                    if !kept.is_empty() {
+                        kept.push('\n');
+                    }
+                    kept.push_str(&line.text);
                 }
                 self.lines.push((line.at, line.stream, line.text));
                 if self.lines.len() >= FLUSH_LINES {

@@ -55,6 +55,37 @@ pub struct JobSpec {
     pub tags: Vec<String>,
     /// The node labels a run of it needs: only a node with all of them runs it.
     pub runs_on: Vec<String>,
+    /// What the output must say for a run that exited 0 to count as a success.
+    pub success_when: Option<SuccessWhen>,
+}
+
+/// `success_when`: a run whose action succeeded succeeds only if its output (stdout and
+/// stderr lines, as captured, joined by newlines) matches `pattern` (`output_matches`), or
+/// does not (`output_not_matches`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SuccessWhen {
+    pub pattern: String,
+    /// `output_matches` (true) or `output_not_matches` (false).
+    pub matches: bool,
+}
+
+impl SuccessWhen {
+    /// `None` when `output` satisfies it, else why not (the run's error).
+    pub fn unmet(&self, output: &str) -> Option<String> {
+        // Checked when the job was validated; a pattern that fails now matches nothing.
+        let found = regex::Regex::new(&self.pattern).is_ok_and(|re| re.is_match(output));
+        match (self.matches, found) {
+            (true, false) => Some(format!(
+                "its output did not match `{}` (success_when.output_matches)",
+                self.pattern
+            )),
+            (false, true) => Some(format!(
+                "its output matched `{}` (success_when.output_not_matches)",
+                self.pattern
+            )),
+            _ => None,
+        }
+    }
 }
 
 /// A time zone by its IANA name.

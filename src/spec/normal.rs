@@ -64,6 +64,16 @@ struct NormalJob<'a> {
     output_limit: Option<String>,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     tags: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    success_when: Option<NormalSuccessWhen<'a>>,
+}
+
+#[derive(Serialize)]
+struct NormalSuccessWhen<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output_matches: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output_not_matches: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -263,6 +273,10 @@ fn normal(spec: &JobSpec) -> NormalJob<'_> {
         output_limit: (spec.output_limit != DEFAULT_OUTPUT_LIMIT)
             .then(|| spec.output_limit.to_string()),
         tags: &spec.tags,
+        success_when: spec.success_when.as_ref().map(|s| NormalSuccessWhen {
+            output_matches: s.matches.then_some(s.pattern.as_str()),
+            output_not_matches: (!s.matches).then_some(s.pattern.as_str()),
+        }),
     }
 }
 

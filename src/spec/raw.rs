@@ -136,6 +136,15 @@ pub struct RawJob {
     pub output_limit: Option<Loc<RawSize>>,
     pub tags: Option<Vec<Loc<String>>>,
     pub runs_on: Option<Vec<Loc<String>>>,
+    pub success_when: Option<Loc<RawSuccessWhen>>,
+}
+
+/// `success_when:` as written: one of its two keys.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSuccessWhen {
+    pub output_matches: Option<Loc<String>>,
+    pub output_not_matches: Option<Loc<String>>,
 }
 
 /// The field names of [`RawJob`], for suggestions.
@@ -166,6 +175,7 @@ pub const JOB_FIELDS: &[&str] = &[
     "output_limit",
     "runs_on",
     "tags",
+    "success_when",
 ];
 
 /// `schedule:` is a cron string or a map. Hand-written rather than `#[serde(untagged)]`, which

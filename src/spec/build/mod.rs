@@ -280,6 +280,7 @@ pub(super) fn build(
     let output_limit = policy::output_limit(&mut b, raw.output_limit);
     let tags = identity::tags(&mut b, raw.tags);
     let runs_on = identity::runs_on(&mut b, raw.runs_on);
+    let success_when = policy::success_when(&mut b, raw.success_when);
 
     let failed = b.diagnostics.iter().any(Diagnostic::is_error);
     let spec = match (failed, name, schedule, timezone, action) {
@@ -308,6 +309,7 @@ pub(super) fn build(
             output_limit,
             tags,
             runs_on,
+            success_when,
         }),
         _ => None,
     };

@@ -1,7 +1,8 @@
-//! How runs are treated: `retry`, `repeat`, `history` and `output_limit` (`timeout`,
+//! How runs are treated: `retry`, `repeat`, `history`, `output_limit` and `success_when` (`timeout`,
 //! `starting_deadline`, `concurrency` and `missed` are one-liners on [`Builder`]).
 
-use super::super::raw::{Loc, RawHistory, RawRepeat, RawRetry, RawSize};
+use super::super::SuccessWhen;
+use super::super::raw::{Loc, RawHistory, RawRepeat, RawRetry, RawSize, RawSuccessWhen};
 use super::*;
 
 /// The values of `concurrency`, by name.
@@ -130,4 +131,43 @@ pub(super) fn output_limit(b: &mut Builder, raw: Option<Loc<RawSize>>) -> ByteSi
             DEFAULT_OUTPUT_LIMIT
         }
     }
+}
+
+/// `success_when`: exactly one of `output_matches` and `output_not_matches`, a regular
+/// expression (Rust's `regex` syntax) that compiles.
+pub(super) fn success_when(
+    b: &mut Builder,
+    raw: Option<Loc<RawSuccessWhen>>,
+) -> Option<SuccessWhen> {
+    let raw = raw?;
+    let (pattern, matches) = match (raw.value.output_matches, raw.value.output_not_matches) {
+        (Some(p), None) => (p, true),
+        (None, Some(p)) => (p, false),
+        _ => {
+            b.error(
+                raw.at,
+                "success_when needs exactly one of `output_matches: REGEX` or `output_not_matches: REGEX`",
+            );
+            return None;
+        }
+    };
+    if let Err(e) = regex::Regex::new(&pattern.value) {
+        // The regex crate's message is several lines (the pattern, a caret, the reason); its
+        // last line says what is wrong.
+        let text = e.to_string();
+        let why = text
+            .lines()
+            .last()
+            .unwrap_or(&text)
+            .trim_start_matches("error: ");
+        b.error(
+            pattern.at,
+            format!("`{}` is not a regular expression: {why}", pattern.value),
+        );
+        return None;
+    }
+    Some(SuccessWhen {
+        pattern: pattern.value,
+        matches,
+    })
 }
