@@ -172,7 +172,12 @@ jobctl backfill export --from 2026-11-28 --to 2026-11-30 --parallel 4"
         #[arg(long, value_name = "DURATION|INSTANT")]
         from: String,
         /// The window's end, not included: how long ago, an instant or a date [default: now]
-        #[arg(long, value_name = "DURATION|INSTANT", default_value = "0s")]
+        #[arg(
+            long,
+            value_name = "DURATION|INSTANT",
+            default_value = "0s",
+            hide_default_value = true
+        )]
         to: String,
         /// List the slots and the revision each would run; create nothing
         #[arg(long)]
