@@ -394,7 +394,7 @@ pub fn status(
         .and_then(|s| serde_json::from_str(&s).ok());
     let mut rows = ledger.jobs_listed()?;
     if let Some(scope) = scope {
-        rows.retain(|r| scope.covers(r.source_path.as_deref(), r.scope.as_deref()));
+        rows.retain(|r| scope.covers_job(r));
     }
     let seen: std::collections::HashSet<&str> = rows.iter().map(|r| r.name.as_str()).collect();
     let mut next: Vec<(Timestamp, String)> = rows

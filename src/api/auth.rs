@@ -74,6 +74,11 @@ impl Scope {
         Ok(Scope(folders))
     }
 
+    /// [`Scope::covers`] for a job's ledger row.
+    pub fn covers_job(&self, row: &crate::ledger::JobRow) -> bool {
+        self.covers(row.source_path.as_deref(), row.scope.as_deref())
+    }
+
     /// `team-a/,shared/`: what an API-owned job created under this scope records.
     pub fn text(&self) -> String {
         self.0.join(",")

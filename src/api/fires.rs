@@ -88,7 +88,7 @@ pub async fn fires(
                 rows.retain(|r| &r.name == job);
             }
             if let Some(scope) = &scope {
-                rows.retain(|r| scope.covers(r.source_path.as_deref(), r.scope.as_deref()));
+                rows.retain(|r| scope.covers_job(r));
             }
             Ok(views::fires_in(&rows, from, to, per_job))
         })
@@ -136,9 +136,7 @@ pub async fn timeline(
             rows.retain(|r| {
                 r.active
                     && q.q.as_ref().is_none_or(|t| r.name.contains(t.as_str()))
-                    && scope
-                        .as_ref()
-                        .is_none_or(|s| s.covers(r.source_path.as_deref(), r.scope.as_deref()))
+                    && scope.as_ref().is_none_or(|s| s.covers_job(r))
             });
             rows.sort_by(|a, b| a.name.cmp(&b.name));
             let total = rows.len();

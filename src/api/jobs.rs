@@ -123,7 +123,7 @@ pub async fn list(
         .read_blocking(move |l| {
             let mut rows = l.jobs_listed()?;
             if let Some(scope) = &scope {
-                rows.retain(|r| scope.covers(r.source_path.as_deref(), r.scope.as_deref()));
+                rows.retain(|r| scope.covers_job(r));
             }
             if filter.text.is_some() {
                 filter.commands = listing::command_texts(l)?;
@@ -441,13 +441,7 @@ async fn write_job(
         .read_blocking(|l| l.jobs_listed())
         .await?
         .into_iter()
-        .filter(|r| {
-            r.active
-                && r.name != name
-                && scope
-                    .as_ref()
-                    .is_none_or(|s| s.covers(r.source_path.as_deref(), r.scope.as_deref()))
-        })
+        .filter(|r| r.active && r.name != name && scope.as_ref().is_none_or(|s| s.covers_job(r)))
         .map(|r| r.name)
         .collect();
     let now = api.now();
@@ -726,7 +720,7 @@ pub async fn graph(
         let mut rows = l.jobs_listed()?;
         if let Some(scope) = &scope {
             // The links to jobs it does not see go with them.
-            rows.retain(|r| scope.covers(r.source_path.as_deref(), r.scope.as_deref()));
+            rows.retain(|r| scope.covers_job(r));
         }
         let mut view = views::graph(&rows);
         if scope.is_some() {
@@ -763,10 +757,7 @@ pub async fn tags(
         Some(scope) => {
             let rows = api.read_blocking(|l| l.jobs_listed()).await?;
             let mut counts = std::collections::BTreeMap::<String, usize>::new();
-            for r in rows
-                .iter()
-                .filter(|r| r.active && scope.covers(r.source_path.as_deref(), r.scope.as_deref()))
-            {
+            for r in rows.iter().filter(|r| r.active && scope.covers_job(r)) {
                 for tag in &r.tags {
                     *counts.entry(tag.clone()).or_default() += 1;
                 }

@@ -48,7 +48,7 @@ pub async fn plan(
                 ),
             ));
         }
-        rows.retain(|r| scope.covers(r.source_path.as_deref(), r.scope.as_deref()));
+        rows.retain(|r| scope.covers_job(r));
     }
     let now = api.now();
     let defaults = api.shared.defaults.clone();
