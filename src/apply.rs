@@ -132,6 +132,7 @@ fn apply_checked(
                 .map(|c| c.name.clone())
                 .collect(),
             owner: crate::ledger::Owner::File,
+            scope: None,
         };
         decided = Some(plan);
         Ok(batch)
@@ -304,7 +305,8 @@ fn diagnostics_text(diagnostics: &[crate::diag::Diagnostic]) -> String {
 /// Creates, changes or removes an API-owned job, in one transaction, with the same
 /// validation, normal form and revision history as a file's job. `catalog` holds the job's
 /// parsed definition (for create and update). Jobs defined by files are refused, naming the
-/// file: git stays the source of truth for what it owns.
+/// file: git stays the source of truth for what it owns. `scope`: the writing token's
+/// folders, recorded on a job it creates.
 ///
 /// # Errors
 ///
@@ -313,7 +315,7 @@ pub fn write_api_job(
     ledger: &mut Ledger,
     name: &str,
     catalog: Option<&Catalog>,
-    mode: ApiWrite,
+    (mode, scope): (ApiWrite, Option<&str>),
     now: Timestamp,
 ) -> Result<Option<ApplyRecord>, ApiWriteError> {
     let stamp = apply_stamp(now);
@@ -346,6 +348,7 @@ pub fn write_api_job(
                 upserts: Vec::new(),
                 removals: vec![name.to_string()],
                 owner: crate::ledger::Owner::Api,
+                scope: None,
             });
         }
         let catalog = catalog.expect("create and update carry a definition");
@@ -376,6 +379,7 @@ pub fn write_api_job(
             upserts: revisions(&plan, catalog, crate::ledger::Owner::Api),
             removals: Vec::new(),
             owner: crate::ledger::Owner::Api,
+            scope: scope.map(str::to_string),
         })
     });
     match result {

@@ -473,14 +473,12 @@ async fn write_job(
             };
             catalog::build(&inputs, context, &others)
         });
-        match write_api_job(ledger, &name, catalog.as_ref(), mode, now) {
+        // A created job belongs to its creator's folders (none: every team's admins).
+        let scope = scope.as_deref().filter(|_| mode == ApiWrite::Create);
+        match write_api_job(ledger, &name, catalog.as_ref(), (mode, scope), now) {
             Ok(_) => {
                 // The revision has no author column: the event records who wrote it.
                 record_audit(ledger, now, &audit);
-                if mode == ApiWrite::Create {
-                    // The job belongs to its creator's folders (none: every team's admins).
-                    ledger.set_job_scope(&name, scope.as_deref())?;
-                }
                 Ok(())
             }
             Err(e) => Err(write_error(e, text.as_deref(), positions)),

@@ -40,6 +40,7 @@ fn ledger_with_running(n: usize) -> (tempfile::TempDir, Ledger, Vec<i64>, i64) {
                 }],
                 removals: Vec::new(),
                 owner: Owner::File,
+                scope: None,
             })
         })
         .unwrap();

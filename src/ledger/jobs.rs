@@ -130,6 +130,9 @@ pub struct ApplyBatch {
     /// Who owns the jobs written: an apply of the files touches only `File` jobs, the API
     /// only `Api` ones.
     pub owner: Owner,
+    /// The scope (`team-a/,shared/`) of the API token that writes: recorded on a job the batch
+    /// creates (or brings back), in the same transaction; `None` for files and unscoped tokens.
+    pub scope: Option<String>,
 }
 
 /// Who owns a job: its file in `jobs.d` (git), or the API.
@@ -838,10 +841,11 @@ fn write_upserts(
          RETURNING id",
     )?;
     let mut upsert_job = tx.prepare_cached(
-        "INSERT INTO jobs (name, owner, revision_id, active, schedule_anchor, created_at, updated_at, removed_at, slot_cursor)
-         VALUES (?1, ?6, ?2, 1, ?3, ?3, ?3, NULL, ?5)
+        "INSERT INTO jobs (name, owner, revision_id, active, schedule_anchor, created_at, updated_at, removed_at, slot_cursor, scope)
+         VALUES (?1, ?6, ?2, 1, ?3, ?3, ?3, NULL, ?5, ?7)
          ON CONFLICT (name) DO UPDATE SET
              owner = excluded.owner,
+             scope = CASE WHEN jobs.active = 0 THEN excluded.scope ELSE jobs.scope END,
              revision_id = excluded.revision_id,
              active = 1,
              removed_at = NULL,
@@ -887,7 +891,8 @@ fn write_upserts(
             applied,
             reset,
             cursor,
-            batch.owner.as_str()
+            batch.owner.as_str(),
+            batch.scope,
         ])?;
         if was_active {
             changed += 1;
@@ -932,22 +937,6 @@ impl Ledger {
             )?
             .query_row(params![name], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()
-        })
-    }
-
-    /// Records the scope an API-owned job was created under (`team-a/,shared/`).
-    ///
-    /// # Errors
-    ///
-    /// On a database failure.
-    pub fn set_job_scope(&mut self, name: &str, scope: Option<&str>) -> Result<()> {
-        let (name, scope) = (name.to_string(), scope.map(str::to_string));
-        self.with_tx(move |tx| {
-            tx.execute(
-                "UPDATE jobs SET scope = ?2 WHERE name = ?1",
-                params![name, scope],
-            )?;
-            Ok(())
         })
     }
 

@@ -43,6 +43,7 @@ fn ledger_with(jobs: Vec<NewRevision>) -> (tempfile::TempDir, Ledger) {
                 upserts: jobs,
                 removals: Vec::new(),
                 owner: Owner::File,
+                scope: None,
             })
         })
         .unwrap();
@@ -425,6 +426,7 @@ fn the_json_of_a_run_and_a_job_shows_every_stamp_as_stored() {
                 upserts: Vec::new(),
                 removals: vec!["b".to_string()],
                 owner: Owner::File,
+                scope: None,
             })
         })
         .unwrap();
