@@ -97,6 +97,31 @@ impl Http {
         self.call("GET", path, token, None, &[])
     }
 
+    /// Waits (at most 10 s) until `/healthz` answers 200: a connection the server drops
+    /// before answering is tried again. On PostgreSQL, under CI's load, the first request
+    /// after a command-line client used the same ledger has twice found its connection
+    /// closed, not reproduced since (session 31's note); the requests that follow are
+    /// checked as usual.
+    fn wait_healthy(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let request = ureq::http::Request::builder()
+                .method("GET")
+                .uri(format!("{}/healthz", self.base))
+                .body(Vec::new())
+                .unwrap();
+            match self.agent.run(request) {
+                Ok(response) if response.status() == 200 => return,
+                other => assert!(
+                    std::time::Instant::now() < deadline,
+                    "/healthz: {:?}",
+                    other.map(|r| r.status())
+                ),
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
     fn post(&self, path: &str, token: Option<&str>, body: Option<Value>) -> Reply {
         let bytes = body.map(|b| b.to_string().into_bytes());
         self.call(
@@ -628,6 +653,7 @@ fn a_backfill_runs_each_missing_slot_with_the_revision_in_force_then() {
         "0",
         "a dry run creates nothing"
     );
+    http.wait_healthy();
 
     let bad = |body: Value| {
         http.post("/v1/jobs/hourly/backfill", Some(ADMIN), Some(body))
