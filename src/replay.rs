@@ -49,7 +49,7 @@ pub struct Replay {
 /// Why a backfill cannot be done; each message says what is expected.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
-    #[error("no job `{0}`")]
+    #[error("no job `{0}`; `jobctl list` shows the jobs (and `jobctl apply` records new files)")]
     NoJob(String),
     #[error("job `{0}` has no schedule (it runs when triggered): there are no slots to backfill")]
     NoSchedule(String),
