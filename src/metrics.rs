@@ -21,6 +21,13 @@ pub struct JobLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct JobTokens {
+    pub job: String,
+    /// `prompt` or `completion`.
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct NotifyKind {
     /// `webhook`, `slack`, `email` or `run`.
     pub kind: String,
@@ -43,6 +50,8 @@ pub struct Metrics {
     pub git_fetch_failures: Counter,
     /// When the followed repository was last fetched successfully (seconds since 1970).
     pub git_last_fetch: Gauge,
+    /// Tokens of `prompt` runs, as their providers counted them.
+    pub llm_tokens: Family<JobTokens, Counter>,
     registry: Registry,
 }
 
@@ -134,7 +143,14 @@ impl Metrics {
             "When the followed repository was last fetched successfully; 0 before the first",
             git_last_fetch.clone(),
         );
+        let llm_tokens = Family::<JobTokens, Counter>::default();
+        registry.register(
+            "llm_tokens",
+            "Tokens of the prompt runs that ended since the daemon started, by job and kind (prompt, completion), as the provider counted them",
+            llm_tokens.clone(),
+        );
         Metrics {
+            llm_tokens,
             git_held,
             git_fetch_failures,
             git_last_fetch,

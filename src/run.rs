@@ -254,6 +254,14 @@ pub enum Ending {
     /// The process exited 0 but its output did not meet the job's `success_when`: failed
     /// (exit status 0 recorded), with why, and retried by the job's policy.
     Unmet(String),
+    /// A request (`http`, `prompt`) was answered as expected.
+    Completed,
+    /// A request failed: no answer, an unexpected status, a stream cut or stalled. The
+    /// server's `Retry-After` delays the retry (never sooner than the backoff).
+    RequestFailed {
+        error: String,
+        retry_after: Option<SignedDuration>,
+    },
 }
 
 /// What a run records when it ends.
@@ -302,10 +310,20 @@ pub fn conclude(ending: &Ending, retry: Option<Retry>, attempt: u32, now: Timest
         ),
         Ending::Lost(reason) => (RunState::Failed, None, None, Some(reason.clone())),
         Ending::Unmet(reason) => (RunState::Failed, Some(0), None, Some(reason.clone())),
+        Ending::Completed => (RunState::Succeeded, None, None, None),
+        Ending::RequestFailed { error, .. } => (RunState::Failed, None, None, Some(error.clone())),
+    };
+    let asked = match ending {
+        Ending::RequestFailed {
+            retry_after: Some(wait),
+            ..
+        } => *wait,
+        _ => SignedDuration::ZERO,
     };
     let retry_at = match (state, retry) {
         (RunState::Failed | RunState::TimedOut, Some(r)) if attempt <= r.attempts => {
-            Some(now.saturating_add(backoff(r, attempt)).unwrap_or(now))
+            let wait = backoff(r, attempt).max(asked);
+            Some(now.saturating_add(wait).unwrap_or(now))
         }
         _ => None,
     };

@@ -65,6 +65,15 @@ pub fn placeholders(text: &str) -> Result<Vec<Placeholder>, TemplateError> {
 /// `text` with each placeholder replaced by its parameter's value (empty when it has none).
 /// Text that does not parse is returned unchanged (validation refuses it before a run).
 pub fn render(text: &str, values: &BTreeMap<String, String>) -> String {
+    render_with(text, values, str::to_string)
+}
+
+/// [`render`], each value passed through `escape` (for a URL, a JSON string).
+pub fn render_with(
+    text: &str,
+    values: &BTreeMap<String, String>,
+    escape: impl Fn(&str) -> String,
+) -> String {
     let Ok(found) = placeholders(text) else {
         return text.to_string();
     };
@@ -72,7 +81,7 @@ pub fn render(text: &str, values: &BTreeMap<String, String>) -> String {
     let mut at = 0;
     for p in found {
         out.push_str(&text[at..p.offset]);
-        out.push_str(values.get(&p.name).map_or("", String::as_str));
+        out.push_str(&escape(values.get(&p.name).map_or("", String::as_str)));
         at = p.offset + p.len;
     }
     out.push_str(&text[at..]);
@@ -93,6 +102,27 @@ pub fn param_env_var(name: &str) -> String {
         }
     }));
     var
+}
+
+/// `value` percent-encoded for any part of a URL: everything but RFC 3986's unreserved
+/// characters (so a value never adds a `/`, `?`, `&` or `#` of its own).
+pub fn percent_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// `value` escaped to sit inside a JSON string's quotes (serde_json's escaping, without the
+/// quotes).
+pub fn json_escape(value: &str) -> String {
+    let quoted = serde_json::to_string(value).unwrap_or_default();
+    quoted[1..quoted.len().saturating_sub(1).max(1)].to_string()
 }
 
 #[cfg(test)]
@@ -149,5 +179,15 @@ mod tests {
         let ok = placeholders("{{ params.a }} and {{params.b}}").unwrap();
         let names: Vec<&str> = ok.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(names, ["a", "b"]);
+    }
+
+    #[test]
+    fn values_are_escaped_for_where_they_land() {
+        let values = BTreeMap::from([("q".to_string(), "a b/&\"é\n".to_string())]);
+        let url = render_with("https://x/?q={{ params.q }}", &values, percent_encode);
+        assert_eq!(url, "https://x/?q=a%20b%2F%26%22%C3%A9%0A");
+        let json = render_with("{\"q\": \"{{ params.q }}\"}", &values, json_escape);
+        let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(parsed["q"], "a b/&\"é\n");
     }
 }

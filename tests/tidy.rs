@@ -17,7 +17,7 @@ const CORE: &[(&str, &[&str], &[&str])] = &[
     ("duration.rs", &[], &["jiff", "thiserror"]),
     ("size.rs", &[], &["thiserror"]),
     ("name.rs", &[], &["serde", "thiserror"]),
-    ("template.rs", &[], &["thiserror"]),
+    ("template.rs", &[], &["serde_json", "thiserror"]),
     ("diag.rs", &[], &["annotate_snippets", "serde", "strsim"]),
     ("webhook.rs", &[], &["hmac", "jiff", "sha2", "thiserror"]),
     (

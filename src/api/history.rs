@@ -115,7 +115,9 @@ pub async fn logs(
 #[serde(deny_unknown_fields)]
 pub struct MetricsQuery {
     /// The series, comma-separated: `duration`, `cpu`, `cpu_user`, `cpu_system` (seconds),
-    /// `memory` (peak resident bytes), `output` (bytes written); default `duration,cpu,memory`.
+    /// `memory` (peak resident bytes), `output` (bytes written), `prompt_tokens`,
+    /// `completion_tokens` (a `prompt` run's, as its provider counted them); default
+    /// `duration,cpu,memory`.
     pub names: Option<String>,
     /// From this instant, or this long ago; default 24h.
     pub since: Option<String>,
@@ -148,6 +150,12 @@ const METRICS: &[(&str, &str, Value)] = &[
     }),
     ("output", "bytes", |r| {
         r.started_at.map(|_| r.output_bytes as f64)
+    }),
+    ("prompt_tokens", "tokens", |r| {
+        r.reply.prompt_tokens.map(|t| t as f64)
+    }),
+    ("completion_tokens", "tokens", |r| {
+        r.reply.completion_tokens.map(|t| t as f64)
     }),
 ];
 

@@ -400,6 +400,21 @@ pub struct Run {
     /// The backfill that created it (`jobctl backfill`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backfill_id: Option<i64>,
+    /// The HTTP status of an `http` or `prompt` run's answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
+    /// The model that answered a `prompt` run (as the provider named it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Why the model stopped: `stop`, `length`, `content_filter`...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finish_reason: Option<String>,
+    /// Tokens of a `prompt` run's request, as the provider counted them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_tokens: Option<i64>,
+    /// Tokens of its answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_tokens: Option<i64>,
     /// The run's page in the dashboard, when the server knows its public address
     /// (`[server] public_url`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -459,6 +474,11 @@ impl From<ledger::RunRow> for Run {
                 timeout: r.overrides.timeout.map(|t| t.to_string()),
             }),
             backfill_id: r.backfill_id,
+            http_status: r.reply.http_status,
+            model: r.reply.model,
+            finish_reason: r.reply.finish_reason,
+            prompt_tokens: r.reply.prompt_tokens,
+            completion_tokens: r.reply.completion_tokens,
             url: None,
         }
     }

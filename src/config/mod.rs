@@ -337,6 +337,29 @@ mod problems {
     }
 
     #[test]
+    fn llm_providers_are_read_with_their_keys_and_timeouts() {
+        let text = "[llm]\nbase_url = \"https://api.openai.com/v1/\"\napi_key_env = \"OPENAI_API_KEY\"\n\
+                    [llm.providers.local]\nbase_url = \"http://127.0.0.1:11434/v1\"\n\
+                    api_key_file = \"key.txt\"\ntimeout = \"2m\"\nidle_timeout = \"5s\"\n";
+        let config = parse(Path::new("jobs.toml"), text).expect("valid");
+        let llm = &config.defaults.llm;
+        let default = llm.provider(None).unwrap();
+        assert_eq!(default.base_url, "https://api.openai.com/v1");
+        assert_eq!(
+            default.api_key,
+            Some(crate::spec::KeySource::Env("OPENAI_API_KEY".into()))
+        );
+        assert_eq!(default.timeout, crate::spec::DEFAULT_LLM_TIMEOUT);
+        let local = llm.provider(Some("local")).unwrap();
+        assert_eq!(local.timeout, Duration::from_secs(120));
+        assert_eq!(local.idle_timeout, Duration::from_secs(5));
+        assert!(
+            matches!(&local.api_key, Some(crate::spec::KeySource::File(p)) if p.ends_with("key.txt"))
+        );
+        assert!(llm.provider(Some("other")).is_none());
+    }
+
+    #[test]
     fn every_problem_is_reported_at_once_with_its_line_and_column() {
         let text = "timezon = \"UTC\"\noutput = \"yaml\"\n[daemon]\nmax_concurrent_runs = 0\n\
                     kill_grace = \"soon\"\nlog_format = \"jsn\"\n[server]\ntls_cert = \"c.pem\"\n\
@@ -344,7 +367,7 @@ mod problems {
         assert_eq!(
             errors(text),
             [
-                "error: jobs.toml:1:1: unknown field `timezon`, expected one of `dir`, `ledger`, `output`, `timezone`, `history`, `daemon`, `server`, `ca_cert`, `smtp`, `git` (help: did you mean `timezone`?)",
+                "error: jobs.toml:1:1: unknown field `timezon`, expected one of `dir`, `ledger`, `output`, `timezone`, `history`, `daemon`, `server`, `ca_cert`, `smtp`, `git`, `llm` (help: did you mean `timezone`?)",
                 "error: jobs.toml:2:10: output `yaml` is not one of `table`, `json`",
                 "error: jobs.toml:4:23: daemon.max_concurrent_runs must be at least 1",
                 "error: jobs.toml:5:14: daemon.kill_grace: `soon` is not a duration; expected a duration such as `90s`, `15m`, `2h 30m` or `1d`",
@@ -422,6 +445,26 @@ mod problems {
             (
                 "[smtp]\nhost = \"h\"\nfrom = \"a@b.c\"\npassword = \"hunter2\"\n",
                 "4:1: unknown field `password`, expected one of `host`, `port`, `from`, `username`, `password_env`, `starttls` (help: did you mean `password_env`?)",
+            ),
+            (
+                "[llm]\napi_key_env = \"K\"\n",
+                "1:1: llm.base_url is missing",
+            ),
+            (
+                "[llm]\nbase_url = \"api.openai.com\"\n",
+                "2:12: llm.base_url `api.openai.com` is not a URL",
+            ),
+            (
+                "[llm]\nbase_url = \"http://h/v1\"\napi_key = \"sk-1\"\n",
+                "3:1: unknown field `api_key`, expected one of `base_url`, `api_key_env`, `api_key_file`, `timeout`, `idle_timeout`, `providers` (help: did you mean `api_key_env`?)",
+            ),
+            (
+                "[llm.providers.local]\nbase_url = \"http://h/v1\"\nidle_timeout = \"0s\"\n",
+                "3:16: llm.providers.local.idle_timeout must be longer than 0s",
+            ),
+            (
+                "[llm.providers.\"a b\"]\nbase_url = \"http://h/v1\"\n",
+                "1:16: llm.providers.a b: `a b` is not a provider name",
             ),
             ("dir = [\n", "1:8: unclosed array, expected `]`"),
             (

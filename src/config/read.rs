@@ -19,6 +19,15 @@ type Value<'i> = Spanned<DeValue<'i>>;
 
 const TOP: &[&str] = &[
     "dir", "ledger", "output", "timezone", "history", "daemon", "server", "ca_cert", "smtp", "git",
+    "llm",
+];
+const LLM: &[&str] = &[
+    "base_url",
+    "api_key_env",
+    "api_key_file",
+    "timeout",
+    "idle_timeout",
+    "providers",
 ];
 const GIT: &[&str] = &[
     "url",
@@ -107,6 +116,11 @@ pub(super) fn config(path: &Path, text: &str) -> Result<Config, Vec<Diagnostic>>
     {
         notify.smtp = smtp(&mut r, table, value.span());
         defaults.smtp = true;
+    }
+    if let Some(value) = top.get("llm")
+        && let Some(table) = r.table("llm", Some(value))
+    {
+        defaults.llm = llm(&mut r, table, value.span(), base);
     }
     let git = top
         .get("git")
@@ -454,6 +468,122 @@ fn smtp_login(r: &mut Reader, s: &Section) -> (Option<String>, Option<String>) {
         username.map(Spanned::into_inner),
         password_env.map(Spanned::into_inner),
     )
+}
+
+/// `[llm]`: the default provider (when it has a `base_url`) and `[llm.providers.NAME]`.
+fn llm(r: &mut Reader, table: &DeTable, at: Range<usize>, base: &Path) -> crate::spec::LlmConfig {
+    let s = r.section(table, LLM);
+    let mut config = crate::spec::LlmConfig::default();
+    let has_own = LLM.iter().any(|k| *k != "providers" && s.get(k).is_some());
+    if has_own {
+        config.default = provider(r, &s, "llm", base, at);
+    }
+    if let Some(providers) = r.table("llm.providers", s.get("providers")) {
+        for (name, value) in providers.iter() {
+            let field = format!("llm.providers.{}", name.get_ref());
+            if !crate::name::is_label(name.get_ref()) {
+                r.error(
+                    name.span(),
+                    format!(
+                        "{field}: `{}` is not a provider name; {LABEL_RULE}",
+                        name.get_ref()
+                    ),
+                );
+                continue;
+            }
+            let Some(table) = r.table(&field, Some(value)) else {
+                continue;
+            };
+            let known: Vec<&str> = LLM.iter().copied().filter(|k| *k != "providers").collect();
+            let section = r.section(table, &known);
+            if let Some(p) = provider(r, &section, &field, base, value.span()) {
+                config.providers.insert(name.get_ref().to_string(), p);
+            }
+        }
+    }
+    config
+}
+
+/// One provider's keys, `field` naming its table in messages.
+fn provider(
+    r: &mut Reader,
+    s: &Section,
+    field: &str,
+    base: &Path,
+    at: Range<usize>,
+) -> Option<crate::spec::Provider> {
+    let failed = r.diagnostics.len();
+    let url = r.string(&format!("{field}.base_url"), s.get("base_url"));
+    let Some(url) = url else {
+        r.error(at, format!("{field}.base_url is missing")).help =
+            Some("for example: base_url = \"https://api.openai.com/v1\"".into());
+        return None;
+    };
+    if let Err(e) = crate::spec::check_http_url(url.get_ref()) {
+        r.error(
+            url.span(),
+            format!("{field}.base_url `{}` {e}", url.get_ref()),
+        );
+    }
+    let key_env = r.string(&format!("{field}.api_key_env"), s.get("api_key_env"));
+    let key_file = r.path(
+        &format!("{field}.api_key_file"),
+        s.get("api_key_file"),
+        base,
+    );
+    let api_key = match (key_env, key_file) {
+        (Some(env), None) if is_variable(env.get_ref()) => {
+            Some(crate::spec::KeySource::Env(env.into_inner()))
+        }
+        (Some(env), None) => {
+            r.error(
+                env.span(),
+                format!(
+                    "{field}.api_key_env `{}` is not a variable name; it names the variable that holds the key",
+                    env.get_ref()
+                ),
+            );
+            None
+        }
+        (None, Some(file)) => Some(crate::spec::KeySource::File(file)),
+        (Some(env), Some(_)) => {
+            r.error(
+                env.span(),
+                format!(
+                    "{field}: api_key_env and api_key_file are both set; the key is in one place"
+                ),
+            );
+            None
+        }
+        (None, None) => None,
+    };
+    let timeout = |r: &mut Reader, key: &str, default| {
+        let name = format!("{field}.{key}");
+        match r.duration(&name, s.get(key)) {
+            Some(d) if d.is_zero() => {
+                let at = s.get(key).map(|v| v.span()).unwrap_or_default();
+                r.error(at, format!("{name} must be longer than 0s"));
+                default
+            }
+            Some(d) => d,
+            None => default,
+        }
+    };
+    let provider = crate::spec::Provider {
+        base_url: url.get_ref().trim_end_matches('/').to_string(),
+        api_key,
+        timeout: timeout(r, "timeout", crate::spec::DEFAULT_LLM_TIMEOUT),
+        idle_timeout: timeout(r, "idle_timeout", crate::spec::DEFAULT_LLM_IDLE),
+    };
+    (r.diagnostics.len() == failed).then_some(provider)
+}
+
+fn is_variable(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// The keys of one table (`[section]`, or the top level).

@@ -215,14 +215,38 @@ impl Daemon {
                 },
             );
         }
-        self.shared
-            .set_secret_vars(specs.iter().filter_map(|s| match &s.webhook {
-                Some(spec::Webhook {
-                    secret: spec::WebhookSecret::SecretEnv(name),
-                    ..
-                }) => Some(name.clone()),
+        // Runs do not inherit the variables that hold secrets: webhook secrets, `http`
+        // headers' values, the `[llm]` providers' keys.
+        let webhooks = specs.iter().filter_map(|s| match &s.webhook {
+            Some(spec::Webhook {
+                secret: spec::WebhookSecret::SecretEnv(name),
+                ..
+            }) => Some(name.clone()),
+            _ => None,
+        });
+        let headers = specs.iter().flat_map(|s| match &s.action {
+            spec::Action::Http(h) => h
+                .headers
+                .iter()
+                .filter_map(|(_, v)| match v {
+                    spec::HeaderValue::Env { var, .. } => Some(var.clone()),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        });
+        let llm = &self.shared.defaults.llm;
+        let keys = llm
+            .default
+            .iter()
+            .chain(llm.providers.values())
+            .filter_map(|p| match &p.api_key {
+                Some(spec::KeySource::Env(var)) => Some(var.clone()),
                 _ => None,
-            }));
+            })
+            .collect::<Vec<_>>();
+        self.shared
+            .set_secret_vars(webhooks.chain(headers).chain(keys));
         let graph = crate::graph::Graph::new(specs.iter().map(|s| &**s));
         self.shared.set_graph(Arc::new(graph));
         self.resolve();

@@ -58,17 +58,60 @@ fn param_values(spec: &JobSpec, run: &RunRow) -> BTreeMap<String, String> {
 }
 
 /// The job's action for this run: `{{ params.NAME }}` substituted in each `command` element
-/// (which stays one argv element); a `run` script as written.
+/// (which stays one argv element), in an `http` URL (percent-encoded), header and body (JSON
+/// string escaping in a JSON body), and in a `prompt`'s messages; a `run` script as written.
 pub fn run_action(spec: &JobSpec, run: &RunRow) -> spec::Action {
+    let values = param_values(spec, run);
+    let render = |text: &str| crate::template::render(text, &values);
     match &spec.action {
         spec::Action::Command(argv) => {
-            let values = param_values(spec, run);
-            spec::Action::Command(
-                argv.iter()
-                    .map(|a| crate::template::render(a, &values))
-                    .collect(),
-            )
+            spec::Action::Command(argv.iter().map(|a| render(a)).collect())
+        }
+        spec::Action::Http(h) => {
+            let mut h = h.clone();
+            h.url = crate::template::render_with(&h.url, &values, crate::template::percent_encode);
+            let json = h.headers.iter().any(|(name, value)| {
+                name == "content-type"
+                    && matches!(value, spec::HeaderValue::Text(t) if t.contains("json"))
+            });
+            for (_, value) in &mut h.headers {
+                if let spec::HeaderValue::Text(text) = value {
+                    // A value may not hold a line break, whatever a parameter holds.
+                    *text = render(text).replace(['\r', '\n'], " ");
+                }
+            }
+            h.body = h.body.map(|body| match body {
+                spec::HttpBody::Text(text) if json => spec::HttpBody::Text(
+                    crate::template::render_with(&text, &values, crate::template::json_escape),
+                ),
+                spec::HttpBody::Text(text) => spec::HttpBody::Text(render(&text)),
+                spec::HttpBody::Json(value) => spec::HttpBody::Json(render_json(value, &render)),
+            });
+            spec::Action::Http(h)
+        }
+        spec::Action::Prompt(p) => {
+            let mut p = p.clone();
+            p.prompt = render(&p.prompt);
+            p.system = p.system.as_deref().map(render);
+            spec::Action::Prompt(p)
         }
         script => script.clone(),
+    }
+}
+
+/// The strings of a JSON body rendered (serializing it escapes them).
+fn render_json(value: serde_json::Value, render: &impl Fn(&str) -> String) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => Value::String(render(&s)),
+        Value::Array(items) => {
+            Value::Array(items.into_iter().map(|v| render_json(v, render)).collect())
+        }
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (k, render_json(v, render)))
+                .collect(),
+        ),
+        other => other,
     }
 }

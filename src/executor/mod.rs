@@ -57,6 +57,9 @@ pub struct Shared {
     /// What sends them (its HTTP agent and mail transport built once); set by the process
     /// from `jobs.toml`, else one with the system's trust and no mail server.
     notifier: OnceLock<Arc<crate::notify::Notifier>>,
+    /// The client of `http` and `prompt` runs, built at the first (its connections are kept
+    /// between runs); `None` if it could not be set up.
+    requests: OnceLock<Option<reqwest::Client>>,
     /// The daemon's executor, when it runs one: a run's end then claims the runs it released
     /// in the same transaction.
     claimer: OnceLock<Claimer>,
@@ -112,6 +115,7 @@ impl Shared {
             starts: Mutex::new(Vec::new()),
             notifying: Mutex::new(tokio::task::JoinSet::new()),
             notifier: OnceLock::new(),
+            requests: OnceLock::new(),
             claimer: OnceLock::new(),
             graph: std::sync::RwLock::default(),
             health: crate::health::Health::default(),
@@ -178,6 +182,17 @@ impl Shared {
     pub fn set_notifier(&self, notifier: crate::notify::Notifier) {
         let _ = self.notifier.set(Arc::new(notifier));
         self.forget_scrubbed_env();
+    }
+
+    /// The client of `http` and `prompt` runs, trusting what notifications trust.
+    pub fn http_client(&self) -> Option<reqwest::Client> {
+        self.requests
+            .get_or_init(|| {
+                crate::runner::client(self.notifier().extra_roots())
+                    .inspect_err(|e| tracing::error!("setting up the HTTP client: {e}"))
+                    .ok()
+            })
+            .clone()
     }
 
     fn notifier(&self) -> Arc<crate::notify::Notifier> {

@@ -1,6 +1,7 @@
 //! A run's end recorded (with its retry, its metrics) and its notifications sent; output
 //! batches written.
 
+use crate::spec::Reply;
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
@@ -240,6 +241,25 @@ fn count_end(shared: &Shared, run: &RunRow, conclusion: &Conclusion, now: Timest
     }
 }
 
+/// A prompt run's tokens, by kind.
+fn count_tokens(shared: &Shared, run: &RunRow, reply: &Reply) {
+    for (kind, n) in [
+        ("prompt", reply.prompt_tokens),
+        ("completion", reply.completion_tokens),
+    ] {
+        if let Some(n) = n.and_then(|n| u64::try_from(n).ok()) {
+            shared
+                .metrics
+                .llm_tokens
+                .get_or_create(&crate::metrics::JobTokens {
+                    job: run.job.clone(),
+                    kind: kind.to_string(),
+                })
+                .inc_by(n);
+        }
+    }
+}
+
 /// Whether [`record_end`] writes an end again until the ledger takes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Persist {
@@ -261,9 +281,9 @@ pub fn record_end(
     usage: Option<runner::Usage>,
     persist: Persist,
 ) -> Conclusion {
-    let (conclusion, end) = end_of(shared, run, spec, ending, usage);
+    let (conclusion, end) = end_of(shared, run, spec, ending, usage, Reply::default());
     let result = write_end(shared, run, &end, persist);
-    ended(shared, run, &conclusion, result, end.at);
+    ended(shared, run, &conclusion, result, &end);
     conclusion
 }
 
@@ -275,10 +295,11 @@ pub(super) async fn record_end_queued(
     spec: Option<&JobSpec>,
     ending: &Ending,
     usage: Option<runner::Usage>,
+    reply: Reply,
 ) -> Conclusion {
-    let (conclusion, end) = end_of(shared, run, spec, ending, usage);
+    let (conclusion, end) = end_of(shared, run, spec, ending, usage, reply);
     let result = write_end_queued(shared, run, &end).await;
-    ended(shared, run, &conclusion, result, end.at);
+    ended(shared, run, &conclusion, result, &end);
     conclusion
 }
 
@@ -289,6 +310,7 @@ fn end_of(
     spec: Option<&JobSpec>,
     ending: &Ending,
     usage: Option<runner::Usage>,
+    reply: Reply,
 ) -> (Conclusion, RunEnd) {
     let now = shared.clock.now();
     let retry_policy = spec.and_then(|s| s.retry);
@@ -315,6 +337,7 @@ fn end_of(
         cpu_user_ms: usage.map(|u| u.user_ms),
         cpu_sys_ms: usage.map(|u| u.sys_ms),
         max_rss_kb: usage.map(|u| u.max_rss_kb),
+        reply,
     };
     let end = RunEnd {
         run_id: run.id,
@@ -332,10 +355,12 @@ fn ended(
     run: &RunRow,
     conclusion: &Conclusion,
     result: Result<Option<i64>, WriteFailed>,
-    now: Timestamp,
+    end: &RunEnd,
 ) {
+    let now = end.at;
     if result.is_ok() {
         count_end(shared, run, conclusion, now);
+        count_tokens(shared, run, &end.finish.reply);
     }
     match result {
         Ok(Some(retry_id)) => tracing::info!(

@@ -36,7 +36,8 @@ pub async fn run_and_record(
     let (mut finished, had_output, captured) =
         supervise(&shared, &run, launch, stop, echo, keep).await;
     // Success decided by the output too: an exit 0 whose output does not meet it fails.
-    if let (run::Ending::Exited(0), Some(rule)) = (&finished.ending, &spec.success_when)
+    if let (run::Ending::Exited(0) | run::Ending::Completed, Some(rule)) =
+        (&finished.ending, &spec.success_when)
         && let Some(why) = rule.unmet(&captured)
     {
         finished.ending = run::Ending::Unmet(why);
@@ -187,8 +188,16 @@ async fn end_run(
     }
     // The end is a synchronous commit (a disk sync), written by the ledger's writer with the
     // other ends queued meanwhile.
-    let conclusion =
-        record_end_queued(&shared, &run, Some(&spec), &finished.ending, finished.usage).await;
+    let reply = finished.reply.unwrap_or_default();
+    let conclusion = record_end_queued(
+        &shared,
+        &run,
+        Some(&spec),
+        &finished.ending,
+        finished.usage,
+        reply,
+    )
+    .await;
     notify(&shared, spec, &run, &conclusion);
     conclusion
 }
@@ -197,9 +206,9 @@ async fn end_run(
 /// run's events.
 fn record_report(shared: &Shared, run: &RunRow, report: Report, echo: Echo) {
     match report {
-        Report::Started { pid, at, .. } => {
+        Report::Started { at, what, .. } => {
             // Recorded in the ledger by `record_started`, before this report was sent.
-            tracing::info!(run = run.id, job = %run.job, pid, "process started");
+            tracing::info!(run = run.id, job = %run.job, "{what} started");
             shared.progressed();
             // A backfill's slot is in the past by design: not a late fire.
             if let Some(due) = run.scheduled_at.filter(|_| run.backfill_id.is_none()) {
@@ -254,13 +263,14 @@ fn record_started(shared: &Shared, run_id: i64, attempt: i64, report: &Report) {
         pid,
         start_time,
         at,
+        what,
     } = report
     {
         log_ledger_error(shared.record_started(crate::ledger::ProcessStarted {
             run_id,
             pid: *pid,
-            pid_start: *start_time,
-            message: format!("process {pid} started (attempt {attempt})"),
+            pid_start: pid.map(|_| *start_time),
+            message: format!("{what} started (attempt {attempt})"),
             at: *at,
         }));
     }
@@ -287,6 +297,15 @@ fn launch(shared: &Shared, spec: &JobSpec, run: &RunRow) -> Launch {
         output_limit: spec.output_limit.0,
         tag: runner::run_tag(run.supervisor.unwrap_or_else(runner::this_process), run.id),
         scrub: shared.scrubbed_env_cached(),
+        client: (!spec.action.is_process())
+            .then(|| shared.http_client())
+            .flatten(),
+        provider: match &spec.action {
+            crate::spec::Action::Prompt(p) => {
+                shared.defaults.llm.provider(p.provider.as_deref()).cloned()
+            }
+            _ => None,
+        },
     }
 }
 

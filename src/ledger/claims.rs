@@ -23,6 +23,8 @@ pub struct Finish {
     pub cpu_user_ms: Option<i64>,
     pub cpu_sys_ms: Option<i64>,
     pub max_rss_kb: Option<i64>,
+    /// What a request's answer said (`http`, `prompt`).
+    pub reply: crate::spec::Reply,
 }
 
 /// A run's end, as [`Ledger::finish_runs`] records it.
@@ -64,8 +66,9 @@ pub enum Claim {
 #[derive(Clone, Debug)]
 pub struct ProcessStarted {
     pub run_id: i64,
-    pub pid: i64,
-    pub pid_start: i64,
+    /// `None` for a request (`http`, `prompt`): no process.
+    pub pid: Option<i64>,
+    pub pid_start: Option<i64>,
     pub message: String,
     pub at: Timestamp,
 }
@@ -371,7 +374,8 @@ fn finish_one(tx: &Conn, end: &RunEnd) -> super::db::Result<(Option<i64>, Option
         .prepare_cached(
             "UPDATE runs SET state = ?3, finished_at = ?4, exit_code = ?5, signal = ?6,
                     error = ?7, cpu_user_ms = ?8, cpu_sys_ms = ?9, max_rss_kb = ?10,
-                    started_at = coalesce(started_at, ?4)
+                    http_status = ?11, model = ?12, finish_reason = ?13, prompt_tokens = ?14,
+                    completion_tokens = ?15, started_at = coalesce(started_at, ?4)
              WHERE id = ?1 AND state IN ('pending', 'running') AND epoch IS NOT DISTINCT FROM ?2
              RETURNING job, revision_id, backfill_id",
         )?
@@ -387,6 +391,11 @@ fn finish_one(tx: &Conn, end: &RunEnd) -> super::db::Result<(Option<i64>, Option
                 finish.cpu_user_ms,
                 finish.cpu_sys_ms,
                 finish.max_rss_kb,
+                finish.reply.http_status.map(i64::from),
+                finish.reply.model,
+                finish.reply.finish_reason,
+                finish.reply.prompt_tokens,
+                finish.reply.completion_tokens,
             ],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )

@@ -60,6 +60,8 @@ pub struct RunRow {
     pub overrides: crate::run::Overrides,
     /// The backfill it belongs to.
     pub backfill_id: Option<i64>,
+    /// What a request's answer said (`http`, `prompt`): status, model, tokens.
+    pub reply: crate::spec::Reply,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -100,7 +102,8 @@ const RUN_COLUMNS: &str =
     r.reason, r.created_at, r.started_at, r.finished_at, r.exit_code, r.signal, r.error, r.pid,
     r.cpu_user_ms, r.cpu_sys_ms, r.max_rss_kb, r.params, r.output_bytes, r.output_truncated,
     r.cancel_requested, r.epoch, r.supervisor_pid, r.supervisor_start, r.pid_start, r.released_by,
-    r.node, r.overrides, r.backfill_id";
+    r.node, r.overrides, r.backfill_id, r.http_status, r.model, r.finish_reason, r.prompt_tokens,
+    r.completion_tokens";
 
 /// What [`Ledger::run_changes`] read: each run that changed with the id of its latest event
 /// read, and the last event id read.
@@ -166,6 +169,15 @@ fn run_from_row(row: &super::db::Row<'_>) -> super::db::Result<RunRow> {
             .map(|o| super::columns::overrides_from_json(&o))
             .unwrap_or_default(),
         backfill_id: row.get(36)?,
+        reply: crate::spec::Reply {
+            http_status: row
+                .get::<Option<i64>>(37)?
+                .and_then(|s| u16::try_from(s).ok()),
+            model: row.get(38)?,
+            finish_reason: row.get(39)?,
+            prompt_tokens: row.get(40)?,
+            completion_tokens: row.get(41)?,
+        },
     })
 }
 

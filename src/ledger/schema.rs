@@ -297,6 +297,15 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE UNIQUE INDEX runs_backfilled_slots ON runs(job, scheduled_at) WHERE trigger = 'backfill';
     ALTER TABLE jobs ADD COLUMN scope TEXT;
     "#,
+    // 10: what a request's answer said (issue 18): the HTTP status of an `http` or `prompt`
+    // run, and a prompt's model, finish reason and token counts.
+    r#"
+    ALTER TABLE runs ADD COLUMN http_status INTEGER;
+    ALTER TABLE runs ADD COLUMN model TEXT;
+    ALTER TABLE runs ADD COLUMN finish_reason TEXT;
+    ALTER TABLE runs ADD COLUMN prompt_tokens INTEGER;
+    ALTER TABLE runs ADD COLUMN completion_tokens INTEGER;
+    "#,
 ];
 
 /// The migration (its `user_version`) after whose SQL the old `run_output` rows are moved into
@@ -594,6 +603,15 @@ const PG_MIGRATIONS: &[&str] = &[
     CREATE INDEX runs_by_backfill ON runs(backfill_id, state) WHERE backfill_id IS NOT NULL;
     CREATE UNIQUE INDEX runs_backfilled_slots ON runs(job, scheduled_at) WHERE trigger = 'backfill';
     ALTER TABLE jobs ADD COLUMN scope TEXT;
+    "#,
+    // 10: what a request's answer said (issue 18): the HTTP status of an `http` or `prompt`
+    // run, and a prompt's model, finish reason and token counts.
+    r#"
+    ALTER TABLE runs ADD COLUMN http_status INTEGER;
+    ALTER TABLE runs ADD COLUMN model TEXT;
+    ALTER TABLE runs ADD COLUMN finish_reason TEXT;
+    ALTER TABLE runs ADD COLUMN prompt_tokens BIGINT;
+    ALTER TABLE runs ADD COLUMN completion_tokens BIGINT;
     "#,
 ];
 

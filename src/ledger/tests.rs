@@ -520,8 +520,8 @@ fn the_starts_of_several_runs_are_recorded_in_one_write() {
         .enumerate()
         .map(|(i, id)| ProcessStarted {
             run_id: *id,
-            pid: 100 + i as i64,
-            pid_start: 5,
+            pid: Some(100 + i as i64),
+            pid_start: Some(5),
             message: format!("process {} started (attempt 1)", 100 + i),
             at: now,
         })
@@ -551,8 +551,8 @@ fn carried_starts_ride_with_the_next_transaction_before_its_writes_and_survive_i
     ledger.claim(epoch, (1, 1), now, 2).unwrap();
     let start = |id: i64| ProcessStarted {
         run_id: id,
-        pid: 100 + id,
-        pid_start: 5,
+        pid: Some(100 + id),
+        pid_start: Some(5),
         message: format!("process {} started (attempt 1)", 100 + id),
         at: now,
     };

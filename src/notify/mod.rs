@@ -282,6 +282,11 @@ impl Notifier {
         })
     }
 
+    /// `ca_cert`'s certificates: trusted by every outgoing connection besides the system's.
+    pub fn extra_roots(&self) -> &[rustls::pki_types::CertificateDer<'static>] {
+        &self.extra_roots
+    }
+
     /// The HTTP agent for webhooks and Slack, trusting the system's roots, `SSL_CERT_FILE`'s
     /// and `ca_cert`'s.
     fn agent(&self) -> &ureq::Agent {

@@ -11,6 +11,7 @@
 
 mod output;
 mod process;
+mod request;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -29,6 +30,7 @@ use process::{WaitStatus, signal_all, wait4};
 pub use process::{
     is_alive, kill_all, kill_group, process_start_time, run_tag, tagged_processes, this_process,
 };
+pub use request::client;
 
 /// After the main process exits, how long its output may take to drain before the rest of its
 /// group (a background child holding the pipes open) is killed.
@@ -67,6 +69,10 @@ pub struct Launch {
     /// Variables of this process's environment that the run must not inherit (the daemon's
     /// own settings and tokens, webhook secrets); `env` is set after, so it wins.
     pub scrub: std::sync::Arc<Vec<String>>,
+    /// What sends an `http` or `prompt` action's request.
+    pub client: Option<reqwest::Client>,
+    /// Where a `prompt` goes (from jobs.toml's `[llm]`).
+    pub provider: Option<crate::spec::Provider>,
 }
 
 /// One captured line.
@@ -80,12 +86,14 @@ pub struct Line {
 /// What reaches the caller while the run goes on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Report {
-    /// The process started.
+    /// The process started (or, without a pid, the request was sent).
     Started {
-        pid: i64,
+        pid: Option<i64>,
         start_time: i64,
         /// When `spawn` returned.
         at: Timestamp,
+        /// What started: `process 123`, `request GET https://...`.
+        what: String,
     },
     Line(Line),
     /// The output passed `output_limit`; later lines are dropped.
@@ -117,6 +125,8 @@ pub struct Finished {
     pub usage: Option<Usage>,
     pub output_bytes: u64,
     pub truncated: bool,
+    /// What a request's answer said (an `http` or `prompt` action).
+    pub reply: Option<crate::spec::Reply>,
 }
 
 /// Why a run is being stopped from outside; sent on the `stop` channel.
@@ -165,6 +175,9 @@ pub async fn execute(
     mut stop: watch::Receiver<Option<Stop>>,
     on_start: impl FnOnce(&Report) + Send + 'static,
 ) -> Finished {
+    if !launch.action.is_process() {
+        return request::execute(launch, clock, reports, stop, on_start).await;
+    }
     let command = process::command(&launch, RUN_NOFILE.get().copied());
     // fork and exec block for a millisecond or more (much more in a VM): off the runtime's
     // few worker threads, so runs start in parallel and fires are not held up. `on_start`
@@ -175,9 +188,10 @@ pub async fn execute(
         let child = command.spawn()?;
         let pid = i64::from(child.id());
         let started = Report::Started {
-            pid,
+            pid: Some(pid),
             start_time: process_start_time(pid).unwrap_or(0),
             at: clock.now(),
+            what: format!("process {pid}"),
         };
         on_start(&started);
         Ok((child, started))
@@ -228,6 +242,7 @@ pub async fn execute(
         usage,
         output_bytes: budget.used.load(Ordering::Relaxed),
         truncated: budget.truncated.load(Ordering::Relaxed),
+        reply: None,
     }
 }
 
@@ -236,6 +251,7 @@ fn spawn_failed(launch: &Launch, e: &std::io::Error) -> Finished {
     let program = match &launch.action {
         Action::Command(argv) => argv[0].clone(),
         Action::Script { shell, .. } => shell.clone(),
+        other => other.kind().to_string(),
     };
     let dir = launch
         .working_dir
@@ -247,6 +263,7 @@ fn spawn_failed(launch: &Launch, e: &std::io::Error) -> Finished {
         usage: None,
         output_bytes: 0,
         truncated: false,
+        reply: None,
     }
 }
 

@@ -10,7 +10,7 @@ use super::{Line, Report};
 use crate::clock::Clock;
 
 /// A line longer than this is split, so one runaway line cannot hold the whole output.
-const MAX_LINE: usize = 64 * 1024;
+pub(super) const MAX_LINE: usize = 64 * 1024;
 
 /// The read buffer of each stream. A longer line is gathered over several reads, up to
 /// [`MAX_LINE`]; the buffer is allocated (and zeroed) for every run, two per run, so it stays
@@ -90,35 +90,44 @@ async fn read_lines(
         if n == 0 {
             break;
         }
-        let used = budget.used.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
-        if used > budget.limit {
-            if !budget.truncated.swap(true, Ordering::Relaxed) {
-                let _ = reports
-                    .send(Report::Truncated {
-                        at_bytes: budget.limit,
-                    })
-                    .await;
-            }
-            continue;
+        emit(&reports, &budget, clock, stream, &mut buf, n).await;
+    }
+}
+
+/// Sends one line of `n` bytes read (`buf`, its newline included if it has one) as a report,
+/// within the budget: past it, the line is dropped and the truncation reported once.
+pub(super) async fn emit(
+    reports: &mpsc::Sender<Report>,
+    budget: &Budget,
+    clock: Clock,
+    stream: &'static str,
+    buf: &mut Vec<u8>,
+    n: usize,
+) {
+    let used = budget.used.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
+    if used > budget.limit {
+        if !budget.truncated.swap(true, Ordering::Relaxed) {
+            let _ = reports
+                .send(Report::Truncated {
+                    at_bytes: budget.limit,
+                })
+                .await;
         }
-        if buf.last() == Some(&b'\n') {
+        return;
+    }
+    if buf.last() == Some(&b'\n') {
+        buf.pop();
+        if buf.last() == Some(&b'\r') {
             buf.pop();
-            if buf.last() == Some(&b'\r') {
-                buf.pop();
-            }
-        }
-        let text = String::from_utf8_lossy(&buf).into_owned();
-        if reports
-            .send(Report::Line(Line {
-                at: clock.now(),
-                stream,
-                text,
-            }))
-            .await
-            .is_err()
-        {
-            // Nobody records the output any more; keep draining so the child never blocks.
-            continue;
         }
     }
+    let text = String::from_utf8_lossy(buf).into_owned();
+    // Nobody may record the output any more; the caller keeps reading regardless.
+    let _ = reports
+        .send(Report::Line(Line {
+            at: clock.now(),
+            stream,
+            text,
+        }))
+        .await;
 }

@@ -30,6 +30,8 @@ pub(super) fn command(launch: &Launch, nofile: Option<u64>) -> Command {
             c.arg("-c").arg(script);
             c
         }
+        // Requests are not processes (`runner::execute` sends them); nothing to start.
+        Action::Http(_) | Action::Prompt(_) => Command::new("/bin/false"),
     };
     // Not `env_clear` and the inherited variables: a `PATH` set on the command makes std
     // fork (posix_spawnp would search the daemon's PATH, not the run's).

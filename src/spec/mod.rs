@@ -7,6 +7,7 @@
 //! `run`) are all collected. Checks that need the other jobs (unique names, `depends_on`
 //! targets, cycles) live in `catalog`.
 
+mod actions;
 mod build;
 pub mod normal;
 pub mod raw;
@@ -22,6 +23,10 @@ use crate::duration::Duration;
 use crate::name::JobName;
 use crate::schedule::Schedule;
 use crate::size::ByteSize;
+pub use actions::{
+    DEFAULT_HTTP_TIMEOUT, DEFAULT_LLM_IDLE, DEFAULT_LLM_TIMEOUT, HeaderValue, HttpBody,
+    HttpRequest, KeySource, LlmConfig, Prompt, Provider, Reply, StatusRange, unexpected_status,
+};
 pub use build::{UrlError, check_http_url};
 pub use raw::Format;
 
@@ -98,12 +103,33 @@ pub struct Zone {
 }
 
 /// What a run executes.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Action {
     /// An argv, run without a shell.
     Command(Vec<String>),
     /// A script, run as `shell -c script`.
     Script { script: String, shell: String },
+    /// An HTTP request: no process.
+    Http(HttpRequest),
+    /// A prompt to an OpenAI-compatible chat completions endpoint: no process.
+    Prompt(Prompt),
+}
+
+impl Action {
+    /// The action's kind, as its field is named in a job file.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Action::Command(_) => "command",
+            Action::Script { .. } => "run",
+            Action::Http(_) => "http",
+            Action::Prompt(_) => "prompt",
+        }
+    }
+
+    /// Whether a run of it is a process (with a pid, an environment, a working directory).
+    pub fn is_process(&self) -> bool {
+        matches!(self, Action::Command(_) | Action::Script { .. })
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -221,6 +247,8 @@ pub struct Defaults {
     pub max_age: Duration,
     /// Whether `jobs.toml` names a mail server (`[smtp]`): an `email:` notification needs one.
     pub smtp: bool,
+    /// `[llm]`: where `prompt:` jobs send their prompts.
+    pub llm: LlmConfig,
 }
 
 impl Default for Defaults {
@@ -230,6 +258,7 @@ impl Default for Defaults {
             keep_runs: 1000,
             max_age: Duration::from_secs(30 * 86_400),
             smtp: false,
+            llm: LlmConfig::default(),
         }
     }
 }

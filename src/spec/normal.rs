@@ -30,6 +30,10 @@ struct NormalJob<'a> {
     run: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     shell: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    http: Option<NormalHttp<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prompt: Option<NormalPrompt<'a>>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     env: &'a BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -66,6 +70,103 @@ struct NormalJob<'a> {
     tags: &'a [String],
     #[serde(skip_serializing_if = "Option::is_none")]
     success_when: Option<NormalSuccessWhen<'a>>,
+}
+
+/// `http`: `method` only when not GET, `expect` only when not 2xx, header names in lower
+/// case (as they are sent).
+#[derive(Serialize)]
+struct NormalHttp<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    method: Option<&'a str>,
+    url: &'a str,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    headers: BTreeMap<&'a str, NormalHeader<'a>>,
+    /// Text is a JSON string, as a file writes it (`body: text`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    body: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expect: Option<Vec<serde_json::Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timeout: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum NormalHeader<'a> {
+    Text(&'a str),
+    Env {
+        env: &'a str,
+        #[serde(skip_serializing_if = "str::is_empty")]
+        prefix: &'a str,
+    },
+    File {
+        secret_file: &'a str,
+        #[serde(skip_serializing_if = "str::is_empty")]
+        prefix: &'a str,
+    },
+}
+
+#[derive(Serialize)]
+struct NormalPrompt<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    provider: Option<&'a str>,
+    model: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    system: Option<&'a str>,
+    prompt: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f64>,
+}
+
+fn normal_http(h: &HttpRequest) -> NormalHttp<'_> {
+    let body = h.body.as_ref().map(|b| match b {
+        HttpBody::Json(v) => v.clone(),
+        HttpBody::Text(t) => serde_json::Value::String(t.clone()),
+    });
+    NormalHttp {
+        method: (h.method != "GET").then_some(h.method.as_str()),
+        url: &h.url,
+        headers: h
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                let value = match value {
+                    HeaderValue::Text(t) => NormalHeader::Text(t),
+                    HeaderValue::Env { var, prefix } => NormalHeader::Env { env: var, prefix },
+                    HeaderValue::SecretFile { path, prefix } => NormalHeader::File {
+                        secret_file: path,
+                        prefix,
+                    },
+                };
+                (name.as_str(), value)
+            })
+            .collect(),
+        body,
+        // A single status as a number (`200`), a class or range as text (`3xx`, `200-204`).
+        expect: (h.expect != [StatusRange::SUCCESS]).then(|| {
+            h.expect
+                .iter()
+                .map(|r| match r.from == r.to {
+                    true => serde_json::Value::from(r.from),
+                    false => serde_json::Value::from(r.to_string()),
+                })
+                .collect()
+        }),
+        timeout: h.timeout.map(|d| d.to_string()),
+    }
+}
+
+fn normal_prompt(p: &Prompt) -> NormalPrompt<'_> {
+    NormalPrompt {
+        provider: p.provider.as_deref(),
+        model: &p.model,
+        system: p.system.as_deref(),
+        prompt: &p.prompt,
+        max_tokens: p.max_tokens,
+        temperature: p.temperature,
+    }
 }
 
 #[derive(Serialize)]
@@ -204,6 +305,15 @@ fn normal(spec: &JobSpec) -> NormalJob<'_> {
             Some(script.as_str()),
             (shell != DEFAULT_SHELL).then_some(shell.as_str()),
         ),
+        Action::Http(_) | Action::Prompt(_) => (None, None, None),
+    };
+    let http = match &spec.action {
+        Action::Http(h) => Some(normal_http(h)),
+        _ => None,
+    };
+    let prompt = match &spec.action {
+        Action::Prompt(p) => Some(normal_prompt(p)),
+        _ => None,
     };
     NormalJob {
         description: &spec.description,
@@ -215,6 +325,8 @@ fn normal(spec: &JobSpec) -> NormalJob<'_> {
         command,
         run,
         shell,
+        http,
+        prompt,
         env: &spec.env,
         working_dir: spec.working_dir.as_deref(),
         timeout: spec.timeout.map(|d| d.to_string()),

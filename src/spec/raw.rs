@@ -119,6 +119,8 @@ pub struct RawJob {
     pub command: Option<Loc<RawCommand>>,
     pub run: Option<Loc<String>>,
     pub shell: Option<Loc<String>>,
+    pub http: Option<Loc<RawHttp>>,
+    pub prompt: Option<Loc<RawPrompt>>,
     pub env: Option<LocMap<Loc<String>>>,
     pub working_dir: Option<Loc<String>>,
     pub timeout: Option<Loc<String>>,
@@ -147,6 +149,73 @@ pub struct RawSuccessWhen {
     pub output_not_matches: Option<Loc<String>>,
 }
 
+/// `http:` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp {
+    pub method: Option<Loc<String>>,
+    pub url: Option<Loc<String>>,
+    pub headers: Option<LocMap<Loc<RawHeader>>>,
+    /// Text, or any structure (sent as JSON).
+    pub body: Option<Loc<serde_json::Value>>,
+    /// A status, a class (`2xx`), a range (`200-204`), or a list of them.
+    pub expect: Option<Loc<serde_json::Value>>,
+    pub timeout: Option<Loc<String>>,
+}
+
+/// A header's value as written: text, or where a secret is.
+#[derive(Debug)]
+pub enum RawHeader {
+    Text(String),
+    From(RawHeaderFrom),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHeaderFrom {
+    pub env: Option<Loc<String>>,
+    pub secret_file: Option<Loc<String>>,
+    pub prefix: Option<Loc<String>>,
+}
+
+impl<'de> Deserialize<'de> for RawHeader {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct HeaderVisitor;
+        impl<'de> Visitor<'de> for HeaderVisitor {
+            type Value = RawHeader;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a header value, or a map with `env: VAR` or `secret_file: PATH`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(RawHeader::Text(v.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(RawHeader::Text(v.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(RawHeader::Text(v.to_string()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                RawHeaderFrom::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(RawHeader::From)
+            }
+        }
+        deserializer.deserialize_any(HeaderVisitor)
+    }
+}
+
+/// `prompt:` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrompt {
+    pub provider: Option<Loc<String>>,
+    pub model: Option<Loc<String>>,
+    pub system: Option<Loc<String>>,
+    pub prompt: Option<Loc<String>>,
+    pub max_tokens: Option<Loc<i64>>,
+    pub temperature: Option<Loc<f64>>,
+}
+
 /// The field names of [`RawJob`], for suggestions.
 pub const JOB_FIELDS: &[&str] = &[
     "name",
@@ -158,6 +227,8 @@ pub const JOB_FIELDS: &[&str] = &[
     "command",
     "run",
     "shell",
+    "http",
+    "prompt",
     "env",
     "working_dir",
     "timeout",

@@ -265,6 +265,29 @@ pub fn render_run(format: OutputFormat, run: &Run) -> Result<ExitCode> {
         ),
     ];
     let mut pairs = pairs;
+    // What a request's answer said: only for `http` and `prompt` runs.
+    if let Some(status) = run.http_status {
+        pairs.push(("HTTP status", status.to_string()));
+    }
+    if let Some(model) = &run.model {
+        let reason = run
+            .finish_reason
+            .as_ref()
+            .map(|r| format!(" (finish reason: {r})"))
+            .unwrap_or_default();
+        pairs.push(("Model", format!("{model}{reason}")));
+    }
+    if run.prompt_tokens.is_some() || run.completion_tokens.is_some() {
+        let n = |t: Option<i64>| t.map_or("?".to_string(), |t| t.to_string());
+        pairs.push((
+            "Tokens",
+            format!(
+                "{} prompt + {} completion",
+                n(run.prompt_tokens),
+                n(run.completion_tokens)
+            ),
+        ));
+    }
     if let Some(page) = &run.url {
         pairs.push(("Page", page.clone()));
     }

@@ -3,55 +3,83 @@
 
 use std::collections::BTreeMap;
 
-use super::super::raw::{At, Loc, LocMap, RawCommand, RawParam};
+use super::super::raw::{At, Loc, LocMap, RawCommand, RawHttp, RawParam, RawPrompt};
+use super::request::{self, Template};
 use super::*;
 
-/// Exactly one of `command` (a list) and `run` (a script); `shell` only goes with `run`.
-pub(super) fn action(
-    b: &mut Builder,
-    command: Option<Loc<RawCommand>>,
-    run: Option<Loc<String>>,
-    shell: Option<Loc<String>>,
-) -> Option<Action> {
-    match (command, run) {
-        (Some(_), Some(run)) => {
-            b.error(
-                run.at,
-                "both `command` and `run` are set; a job has exactly one",
-            )
-            .help = Some(
-                "`command` is a list run without a shell; `run` is a script run with `shell -c`"
-                    .into(),
-            );
-            None
-        }
+/// The action fields as written.
+pub(super) struct Written {
+    pub command: Option<Loc<RawCommand>>,
+    pub run: Option<Loc<String>>,
+    pub shell: Option<Loc<String>>,
+    pub http: Option<Loc<RawHttp>>,
+    pub prompt: Option<Loc<RawPrompt>>,
+}
+
+/// Exactly one of `command` (a list), `run` (a script), `http` and `prompt`; `shell` only
+/// goes with `run`. Returns the action and the texts of an `http` or `prompt` that may hold
+/// placeholders.
+pub(super) fn action(b: &mut Builder, w: Written) -> (Option<Action>, Vec<Template>) {
+    let set: Vec<(&str, At)> = [
+        ("command", w.command.as_ref().map(|c| c.at)),
+        ("run", w.run.as_ref().map(|r| r.at)),
+        ("http", w.http.as_ref().map(|h| h.at)),
+        ("prompt", w.prompt.as_ref().map(|p| p.at)),
+    ]
+    .into_iter()
+    .filter_map(|(name, at)| at.map(|at| (name, at)))
+    .collect();
+    if let [(first, _), (second, at), ..] = set[..] {
+        b.error(
+            at,
+            format!("both `{first}` and `{second}` are set; a job has exactly one"),
+        )
+        .help = Some(
+            "`command` is a list run without a shell; `run` is a script run with `shell -c`; `http` sends a request; `prompt` asks a language model"
+                .into(),
+        );
+        return (None, Vec::new());
+    }
+    if let Some(shell) = &w.shell
+        && w.run.is_none()
+        && set.len() == 1
+    {
+        b.error(
+            shell.at,
+            format!("`shell` only applies to `run`, not to `{}`", set[0].0),
+        );
+    }
+    if let Some(http) = w.http {
+        return request::http(b, http).map_or((None, Vec::new()), |(a, t)| (Some(a), t));
+    }
+    if let Some(prompt) = w.prompt {
+        return request::prompt(b, prompt).map_or((None, Vec::new()), |(a, t)| (Some(a), t));
+    }
+    let action = match (w.command, w.run) {
         (None, None) => {
             let d = Diagnostic::error(
                 b.path,
-                "the job has neither `command` nor `run`; it needs exactly one",
+                "the job has no action; it needs exactly one of `command`, `run`, `http` or `prompt`",
             )
             .at(Some(Position { line: 1, column: 1 }))
             .help("add `command: [program, arg, ...]` or `run: script`");
             b.push(d);
             None
         }
-        (Some(command), None) => self::command(b, command, shell.as_ref()),
+        (Some(command), _) => self::command(b, command),
         (None, Some(run)) if run.value.trim().is_empty() => {
             b.error(run.at, "`run` is empty");
             None
         }
         (None, Some(run)) => Some(Action::Script {
             script: run.value,
-            shell: shell.map_or(DEFAULT_SHELL.to_string(), |s| s.value),
+            shell: w.shell.map_or(DEFAULT_SHELL.to_string(), |s| s.value),
         }),
-    }
+    };
+    (action, Vec::new())
 }
 
-fn command(
-    b: &mut Builder,
-    command: Loc<RawCommand>,
-    shell: Option<&Loc<String>>,
-) -> Option<Action> {
+fn command(b: &mut Builder, command: Loc<RawCommand>) -> Option<Action> {
     match command.value {
         RawCommand::String(s) => {
             b.error(command.at, "`command` is a list of arguments, not a string")
@@ -68,12 +96,7 @@ fn command(
             );
             None
         }
-        RawCommand::List(argv) => {
-            if let Some(shell) = shell {
-                b.error(shell.at, "`shell` only applies to `run`, not to `command`");
-            }
-            Some(Action::Command(argv))
-        }
+        RawCommand::List(argv) => Some(Action::Command(argv)),
     }
 }
 
@@ -161,24 +184,8 @@ pub(super) struct Templated<'a> {
     pub run_at: Option<At>,
     pub env: &'a BTreeMap<String, String>,
     pub env_at: Vec<(At, String)>,
-}
-
-impl<'a> Templated<'a> {
-    pub fn new(
-        action: Option<&'a Action>,
-        command_at: Option<At>,
-        run_at: Option<At>,
-        env: &'a BTreeMap<String, String>,
-        env_at: Vec<(At, String)>,
-    ) -> Templated<'a> {
-        Templated {
-            action,
-            command_at,
-            run_at,
-            env,
-            env_at,
-        }
-    }
+    /// The texts of an `http` or `prompt` action.
+    pub request: Vec<Template>,
 }
 
 /// `{{ params.NAME }}` in `command` elements and `env` values must name declared parameters;
@@ -188,7 +195,7 @@ pub(super) fn check_placeholders(
     values: Templated<'_>,
     params: &BTreeMap<String, Param>,
 ) {
-    let mut templates: Vec<(At, String, String)> = Vec::new();
+    let mut templates: Vec<(At, String, String)> = values.request;
     match (values.action, values.command_at, values.run_at) {
         (Some(Action::Command(argv)), Some(at), _) => {
             for (i, element) in argv.iter().enumerate() {

@@ -21,6 +21,7 @@ mod identity;
 mod links;
 mod notifications;
 mod policy;
+mod request;
 mod schedule;
 
 use super::raw::{At, Loc, RawJob};
@@ -35,6 +36,8 @@ struct Builder<'a> {
     diagnostics: Vec<Diagnostic>,
     references: Vec<Reference>,
     limits: Limits,
+    /// `[llm]` of `jobs.toml`: the providers a `prompt` may name.
+    llm: &'a LlmConfig,
 }
 
 impl Builder<'_> {
@@ -250,6 +253,7 @@ pub(super) fn build(
         diagnostics: Vec::new(),
         references: Vec::new(),
         limits,
+        llm: &context.defaults.llm,
     };
     let name = identity::name(&mut b, raw.name.as_ref());
     let timezone = identity::timezone(&mut b, raw.timezone.as_ref(), context.defaults);
@@ -258,7 +262,40 @@ pub(super) fn build(
     let jitter = b.duration("jitter", raw.jitter).unwrap_or(Duration::ZERO);
     let command_at = raw.command.as_ref().map(|c| c.at);
     let run_at = raw.run.as_ref().map(|r| r.at);
-    let action = action::action(&mut b, raw.command, raw.run, raw.shell);
+    let written = action::Written {
+        command: raw.command,
+        run: raw.run,
+        shell: raw.shell,
+        http: raw.http,
+        prompt: raw.prompt,
+    };
+    let (action, request) = action::action(&mut b, written);
+    let kind = action
+        .as_ref()
+        .filter(|a| !a.is_process())
+        .map(Action::kind);
+    if let (Some(kind), Some(at)) = (
+        kind,
+        raw.env
+            .as_ref()
+            .and_then(|e| e.0.first())
+            .map(|(k, _)| k.at),
+    ) {
+        b.error(
+            at,
+            format!("`env` sets a process's environment; an `{kind}` action starts no process"),
+        )
+        .help =
+            Some("a header's value can come from the daemon's environment: `{env: VAR}`".into());
+    }
+    if let (Some(kind), Some(dir)) = (kind, &raw.working_dir) {
+        b.error(
+            dir.at,
+            format!(
+                "`working_dir` is where a process starts; an `{kind}` action starts no process"
+            ),
+        );
+    }
     let (env, env_at) = action::env(&mut b, raw.env);
     let working_dir = action::working_dir(&mut b, raw.working_dir);
     let timeout = b.positive_duration("timeout", raw.timeout);
@@ -269,7 +306,14 @@ pub(super) fn build(
     let depends_on = links::depends_on(&mut b, raw.depends_on, name.as_ref());
     let params = action::params(&mut b, raw.params);
     let (action_ref, env_ref) = (action.as_ref(), &env);
-    let values = action::Templated::new(action_ref, command_at, run_at, env_ref, env_at);
+    let values = action::Templated {
+        action: action_ref,
+        command_at,
+        run_at,
+        env: env_ref,
+        env_at,
+        request,
+    };
     action::check_placeholders(&mut b, values, &params);
     let webhook = links::webhook(&mut b, raw.webhook);
     let repeat = policy::repeat(&mut b, raw.repeat);

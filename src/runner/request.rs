@@ -1,0 +1,731 @@
+//! Runs that are requests, not processes: `http` (one request, its status, headers and body as
+//! the output) and `prompt` (a streamed chat completion, the answer as the output).
+//!
+//! A request is a future: a timeout or a stop drops it, which closes its connection at once
+//! (a stalled stream included). What the answer said (status, model, finish reason, tokens)
+//! is gathered as it arrives, so a run stopped midway still records what was known.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration as StdDuration;
+
+use bytes::Bytes;
+use jiff::SignedDuration;
+use tokio::sync::{mpsc, watch};
+
+use super::output::{Budget, MAX_LINE, emit};
+use super::{Finished, Launch, Report, Stop, stop_requested, until};
+use crate::clock::Clock;
+use crate::run::Ending;
+use crate::spec::{
+    Action, HeaderValue, HttpBody, HttpRequest, KeySource, Prompt, Provider, Reply,
+    unexpected_status,
+};
+
+/// How much of an error answer's body is read for its message.
+const ERROR_BODY: usize = 64 * 1024;
+
+/// A request's outcome, and what is known of its answer.
+struct Outcome {
+    ending: Ending,
+}
+
+/// The client every request of this process shares (its connections are kept for the next
+/// run), trusting the system's roots, `SSL_CERT_FILE`'s and `extra_roots` (jobs.toml's
+/// `ca_cert`): the same rustls configuration as the binary's other clients.
+///
+/// # Errors
+///
+/// The client cannot be set up (its TLS configuration).
+pub fn client(
+    extra_roots: &[rustls::pki_types::CertificateDer<'static>],
+) -> Result<reqwest::Client, String> {
+    let mut store = rustls::RootCertStore::empty();
+    store.add_parsable_certificates(
+        crate::tls::environment_roots()
+            .iter()
+            .chain(extra_roots)
+            .cloned(),
+    );
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(store)
+    .with_no_client_auth();
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .user_agent(concat!("jobs/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(StdDuration::from_secs(10))
+        .build()
+        .map_err(|e| chain(&e))
+}
+
+/// Runs a request action to its end, as [`super::execute`] runs a process.
+pub(super) async fn execute(
+    launch: Launch,
+    clock: Clock,
+    reports: mpsc::Sender<Report>,
+    mut stop: watch::Receiver<Option<Stop>>,
+    on_start: impl FnOnce(&Report) + Send + 'static,
+) -> Finished {
+    let started = Report::Started {
+        pid: None,
+        start_time: 0,
+        at: clock.now(),
+        what: describe(&launch),
+    };
+    let report = started.clone();
+    let _ = tokio::task::spawn_blocking(move || on_start(&report)).await;
+    let _ = reports.send(started).await;
+
+    let budget = Budget::new(launch.output_limit);
+    let reply = Arc::new(Mutex::new(Reply::default()));
+    let mut out = Sink {
+        reports: &reports,
+        budget: &budget,
+        clock,
+        partial: Vec::new(),
+    };
+    let deadline_at = launch.timeout.map(|t| tokio::time::Instant::now() + t);
+    let ending = {
+        let work = async {
+            let outcome = match &launch.action {
+                Action::Http(request) => http(&launch, request, &reply, &mut out).await,
+                Action::Prompt(prompt) => self::prompt(&launch, prompt, &reply, &mut out).await,
+                _ => unreachable!("execute only takes requests"),
+            };
+            out.finish().await;
+            outcome.ending
+        };
+        tokio::select! {
+            ending = work => ending,
+            () = until(deadline_at) => Ending::TimedOut { signal: None },
+            requested = stop_requested(&mut stop) => requested.ending(),
+        }
+    };
+    let reply = reply.lock().map(|r| r.clone()).unwrap_or_default();
+    Finished {
+        ending,
+        usage: None,
+        output_bytes: budget.used.load(std::sync::atomic::Ordering::Relaxed),
+        truncated: budget.truncated.load(std::sync::atomic::Ordering::Relaxed),
+        reply: Some(reply),
+    }
+}
+
+/// What the `started` event says the run started.
+fn describe(launch: &Launch) -> String {
+    match &launch.action {
+        Action::Http(r) => format!("request {} {}", r.method, r.url),
+        Action::Prompt(p) => {
+            let at = launch.provider.as_ref().map_or("", |p| p.base_url.as_str());
+            format!("prompt to {} at {at}", p.model)
+        }
+        _ => String::new(),
+    }
+}
+
+/// Output lines, from bytes as they arrive.
+struct Sink<'a> {
+    reports: &'a mpsc::Sender<Report>,
+    budget: &'a Budget,
+    clock: Clock,
+    partial: Vec<u8>,
+}
+
+impl Sink<'_> {
+    /// Takes bytes; each complete line (or [`MAX_LINE`] bytes without a newline) is sent.
+    async fn push(&mut self, bytes: &[u8]) {
+        self.partial.extend_from_slice(bytes);
+        let mut from = 0;
+        while let Some(i) = self.partial[from..].iter().position(|b| *b == b'\n') {
+            let mut line = self.partial[from..from + i + 1].to_vec();
+            let n = line.len();
+            emit(
+                self.reports,
+                self.budget,
+                self.clock,
+                "stdout",
+                &mut line,
+                n,
+            )
+            .await;
+            from += i + 1;
+        }
+        self.partial.drain(..from);
+        while self.partial.len() >= MAX_LINE {
+            let mut line: Vec<u8> = self.partial.drain(..MAX_LINE).collect();
+            emit(
+                self.reports,
+                self.budget,
+                self.clock,
+                "stdout",
+                &mut line,
+                MAX_LINE,
+            )
+            .await;
+        }
+    }
+
+    /// One whole line.
+    async fn line(&mut self, text: &str) {
+        let mut line = format!("{text}\n").into_bytes();
+        let n = line.len();
+        emit(
+            self.reports,
+            self.budget,
+            self.clock,
+            "stdout",
+            &mut line,
+            n,
+        )
+        .await;
+    }
+
+    /// Sends what is left of the last line.
+    async fn finish(&mut self) {
+        if !self.partial.is_empty() {
+            let mut line = std::mem::take(&mut self.partial);
+            let n = line.len();
+            emit(
+                self.reports,
+                self.budget,
+                self.clock,
+                "stdout",
+                &mut line,
+                n,
+            )
+            .await;
+        }
+    }
+}
+
+fn failed(error: impl Into<String>) -> Outcome {
+    Outcome {
+        ending: Ending::RequestFailed {
+            error: error.into(),
+            retry_after: None,
+        },
+    }
+}
+
+/// An error and its causes, as one line (reqwest's own message names only the outermost).
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        source = s.source();
+    }
+    text
+}
+
+/// Why a request got no answer.
+fn unanswered(what: &str, e: &reqwest::Error) -> String {
+    let mut text = chain(e);
+    if let Some(url) = e.url() {
+        text = text.replace(&format!(" for url ({url})"), "");
+    }
+    format!("{what}: {text}")
+}
+
+/// A header's value at this run: as written, or read from where the secret is.
+fn header_value(name: &str, value: &HeaderValue, dir: Option<&str>) -> Result<String, String> {
+    match value {
+        HeaderValue::Text(text) => Ok(text.clone()),
+        HeaderValue::Env { var, prefix } => match std::env::var(var) {
+            Ok(v) => Ok(format!("{prefix}{v}")),
+            Err(_) => Err(format!(
+                "header `{name}`: the variable {var} is not set in the daemon's environment"
+            )),
+        },
+        HeaderValue::SecretFile { path, prefix } => {
+            let full = dir.map_or_else(
+                || std::path::PathBuf::from(path),
+                |d| std::path::Path::new(d).join(path),
+            );
+            std::fs::read_to_string(&full)
+                .map(|v| format!("{prefix}{}", v.trim()))
+                .map_err(|e| format!("header `{name}`: cannot read {}: {e}", full.display()))
+        }
+    }
+}
+
+/// `Retry-After`: seconds, or an HTTP date.
+fn retry_after(
+    headers: &reqwest::header::HeaderMap,
+    now: jiff::Timestamp,
+) -> Option<SignedDuration> {
+    let text = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(secs) = text.parse::<i64>() {
+        return Some(SignedDuration::from_secs(secs.clamp(0, 86_400)));
+    }
+    let at = jiff::fmt::rfc2822::parse(text).ok()?.timestamp();
+    Some(
+        at.duration_since(now)
+            .clamp(SignedDuration::ZERO, SignedDuration::from_hours(24)),
+    )
+}
+
+fn record(reply: &Mutex<Reply>, f: impl FnOnce(&mut Reply)) {
+    if let Ok(mut r) = reply.lock() {
+        f(&mut r);
+    }
+}
+
+async fn http(
+    launch: &Launch,
+    request: &HttpRequest,
+    reply: &Mutex<Reply>,
+    out: &mut Sink<'_>,
+) -> Outcome {
+    let Some(client) = &launch.client else {
+        return failed("no HTTP client was set up for this run");
+    };
+    let Ok(method) = reqwest::Method::from_bytes(request.method.as_bytes()) else {
+        return failed(format!("`{}` is not an HTTP method", request.method));
+    };
+    let mut builder = client.request(method, &request.url);
+    for (name, value) in &request.headers {
+        match header_value(name, value, launch.working_dir.as_deref()) {
+            Ok(v) => builder = builder.header(name.as_str(), v),
+            Err(e) => return failed(e),
+        }
+    }
+    let json = request.headers.iter().any(|(n, _)| n == "content-type");
+    builder = match &request.body {
+        None => builder,
+        Some(HttpBody::Text(text)) => builder.body(text.clone()),
+        Some(HttpBody::Json(value)) => {
+            let builder = if json {
+                builder
+            } else {
+                builder.header("content-type", "application/json")
+            };
+            builder.body(value.to_string())
+        }
+    };
+    let limit = request.timeout.unwrap_or(crate::spec::DEFAULT_HTTP_TIMEOUT);
+    let limit = StdDuration::try_from(limit.as_signed()).unwrap_or(StdDuration::from_secs(30));
+    let exchange = async {
+        let mut response = match builder.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                return failed(unanswered(
+                    &format!("{} {}", request.method, request.url),
+                    &e,
+                ));
+            }
+        };
+        let status = response.status();
+        record(reply, |r| r.http_status = Some(status.as_u16()));
+        out.line(&format!(
+            "{:?} {} {}",
+            response.version(),
+            status.as_u16(),
+            status.canonical_reason().unwrap_or("")
+        ))
+        .await;
+        for (name, value) in response.headers() {
+            out.line(&format!(
+                "{name}: {}",
+                String::from_utf8_lossy(value.as_bytes())
+            ))
+            .await;
+        }
+        out.line("").await;
+        let wait = retry_after(response.headers(), out.clock.now());
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => out.push(&chunk).await,
+                Ok(None) => break,
+                Err(e) => return failed(unanswered("reading the answer", &e)),
+            }
+        }
+        let reason = status.canonical_reason().unwrap_or("");
+        match unexpected_status(&request.expect, status.as_u16(), reason) {
+            None => Outcome {
+                ending: Ending::Completed,
+            },
+            Some(error) => Outcome {
+                ending: Ending::RequestFailed {
+                    error: with_wait(error, wait),
+                    retry_after: wait,
+                },
+            },
+        }
+    };
+    match tokio::time::timeout(limit, exchange).await {
+        Ok(outcome) => outcome,
+        Err(_) => failed(format!(
+            "no complete answer within http.timeout {}",
+            crate::duration::Duration::from_secs(limit.as_secs() as i64)
+        )),
+    }
+}
+
+fn with_wait(error: String, wait: Option<SignedDuration>) -> String {
+    match wait {
+        Some(w) => format!(
+            "{error}; it asks to retry after {}",
+            crate::duration::Duration::from_secs(w.as_secs())
+        ),
+        None => error,
+    }
+}
+
+/// The key of a provider, read at each run.
+fn api_key(provider: &Provider) -> Result<Option<String>, String> {
+    match &provider.api_key {
+        None => Ok(None),
+        Some(KeySource::Env(var)) => std::env::var(var).map(Some).map_err(|_| {
+            format!("the provider's key variable {var} is not set in the daemon's environment")
+        }),
+        Some(KeySource::File(path)) => std::fs::read_to_string(path)
+            .map(|k| Some(k.trim().to_string()))
+            .map_err(|e| {
+                format!(
+                    "cannot read the provider's key from {}: {e}",
+                    path.display()
+                )
+            }),
+    }
+}
+
+/// The chat completions request.
+fn completion_body(prompt: &Prompt) -> serde_json::Value {
+    let mut messages = Vec::new();
+    if let Some(system) = &prompt.system {
+        messages.push(serde_json::json!({"role": "system", "content": system}));
+    }
+    messages.push(serde_json::json!({"role": "user", "content": prompt.prompt}));
+    let mut body = serde_json::json!({
+        "model": prompt.model,
+        "messages": messages,
+        "stream": true,
+        "stream_options": {"include_usage": true},
+    });
+    if let Some(n) = prompt.max_tokens {
+        body["max_tokens"] = n.into();
+    }
+    if let Some(t) = prompt.temperature {
+        body["temperature"] = t.into();
+    }
+    body
+}
+
+async fn prompt(
+    launch: &Launch,
+    prompt: &Prompt,
+    reply: &Mutex<Reply>,
+    out: &mut Sink<'_>,
+) -> Outcome {
+    let (Some(client), Some(provider)) = (&launch.client, &launch.provider) else {
+        return failed(match &prompt.provider {
+            Some(name) => format!("jobs.toml has no provider `{name}` (`[llm.providers.{name}]`)"),
+            None => "jobs.toml has no `[llm]` provider".to_string(),
+        });
+    };
+    record(reply, |r| r.model = Some(prompt.model.clone()));
+    let key = match api_key(provider) {
+        Ok(k) => k,
+        Err(e) => return failed(e),
+    };
+    let url = format!("{}/chat/completions", provider.base_url);
+    let mut builder = client
+        .post(&url)
+        .header("content-type", "application/json")
+        .header("accept", "text/event-stream")
+        .body(completion_body(prompt).to_string());
+    if let Some(key) = key {
+        builder = builder.bearer_auth(key);
+    }
+    let idle = StdDuration::try_from(provider.idle_timeout.as_signed())
+        .unwrap_or(StdDuration::from_secs(60));
+    let limit =
+        StdDuration::try_from(provider.timeout.as_signed()).unwrap_or(StdDuration::from_secs(600));
+    let exchange = async {
+        let response = match tokio::time::timeout(idle, builder.send()).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => return failed(unanswered(&format!("POST {url}"), &e)),
+            Err(_) => return failed(stalled(idle, "before answering")),
+        };
+        let status = response.status();
+        record(reply, |r| r.http_status = Some(status.as_u16()));
+        if !status.is_success() {
+            return refused(response, out.clock.now()).await;
+        }
+        let streamed = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        if streamed {
+            stream(response, idle, reply, out).await
+        } else {
+            whole(response, reply, out).await
+        }
+    };
+    match tokio::time::timeout(limit, exchange).await {
+        Ok(outcome) => outcome,
+        Err(_) => failed(format!(
+            "the provider did not finish within its timeout {}",
+            crate::duration::Duration::from_secs(limit.as_secs() as i64)
+        )),
+    }
+}
+
+fn stalled(idle: StdDuration, when: &str) -> String {
+    format!(
+        "the provider sent nothing for {} {when} (its idle_timeout)",
+        crate::duration::Duration::from_secs(idle.as_secs() as i64)
+    )
+}
+
+/// A provider's refusal (an error status): its message, and when it asks to be retried.
+async fn refused(response: reqwest::Response, now: jiff::Timestamp) -> Outcome {
+    let status = response.status();
+    let wait = retry_after(response.headers(), now);
+    let body = read_some(response, ERROR_BODY).await;
+    let message = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| error_message(&v))
+        .unwrap_or_else(|| {
+            String::from_utf8_lossy(&body)
+                .trim()
+                .chars()
+                .take(500)
+                .collect()
+        });
+    let mut error = format!(
+        "the provider answered {} {}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    );
+    if !message.is_empty() {
+        error = format!("{}: {message}", error.trim_end());
+    }
+    Outcome {
+        ending: Ending::RequestFailed {
+            error: with_wait(error, wait),
+            retry_after: wait,
+        },
+    }
+}
+
+async fn read_some(mut response: reqwest::Response, limit: usize) -> Vec<u8> {
+    let mut body = Vec::new();
+    while body.len() < limit {
+        match response.chunk().await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    body.truncate(limit);
+    body
+}
+
+/// `{"error": {"message": ...}}` (or `{"error": "..."}`), as OpenAI and its peers send.
+fn error_message(value: &serde_json::Value) -> Option<String> {
+    let error = value.get("error")?;
+    error
+        .get("message")
+        .and_then(|m| m.as_str())
+        .or_else(|| error.as_str())
+        .map(str::to_string)
+}
+
+/// Reads the stream of server-sent events: each `data:` a chunk of the completion, until
+/// `data: [DONE]`.
+async fn stream(
+    mut response: reqwest::Response,
+    idle: StdDuration,
+    reply: &Mutex<Reply>,
+    out: &mut Sink<'_>,
+) -> Outcome {
+    let mut events = Events::default();
+    let mut finished = false;
+    loop {
+        let chunk: Option<Bytes> = match tokio::time::timeout(idle, response.chunk()).await {
+            Err(_) => return failed(stalled(idle, "while streaming")),
+            Ok(Err(e)) => return failed(unanswered("the stream broke", &e)),
+            Ok(Ok(chunk)) => chunk,
+        };
+        let Some(chunk) = chunk else { break };
+        for data in events.push(&chunk) {
+            if data == "[DONE]" {
+                return done(finished, reply);
+            }
+            let Ok(value) = serde_json::from_str::<serde_json::Value>(&data) else {
+                return failed(format!(
+                    "the provider sent an event that is not JSON: {}",
+                    data.chars().take(200).collect::<String>()
+                ));
+            };
+            if let Some(message) = error_message(&value) {
+                return failed(format!(
+                    "the provider reported an error mid-stream: {message}"
+                ));
+            }
+            finished |= take_chunk(&value, reply, out).await;
+        }
+    }
+    if finished {
+        // Some servers close the stream after the last chunk without `[DONE]`.
+        return done(true, reply);
+    }
+    failed("the stream ended before the answer was finished (no finish reason, no [DONE])")
+}
+
+fn done(finished: bool, reply: &Mutex<Reply>) -> Outcome {
+    let reason = reply.lock().ok().and_then(|r| r.finish_reason.clone());
+    match reason.as_deref() {
+        Some("content_filter") => {
+            failed("the provider withheld the answer (finish reason content_filter)")
+        }
+        _ if !finished => {
+            failed("the stream ended before the answer was finished (no finish reason)")
+        }
+        _ => Outcome {
+            ending: Ending::Completed,
+        },
+    }
+}
+
+/// One completion chunk: its text to the output, its model, finish reason and usage to the
+/// reply. Returns whether it carried a finish reason.
+async fn take_chunk(value: &serde_json::Value, reply: &Mutex<Reply>, out: &mut Sink<'_>) -> bool {
+    let choice = value.get("choices").and_then(|c| c.get(0));
+    let text = choice
+        .and_then(|c| c.get("delta").or_else(|| c.get("message")))
+        .and_then(|d| d.get("content"))
+        .and_then(|t| t.as_str());
+    if let Some(text) = text {
+        out.push(text.as_bytes()).await;
+    }
+    let reason = choice
+        .and_then(|c| c.get("finish_reason"))
+        .and_then(|r| r.as_str());
+    record(reply, |r| {
+        if let Some(model) = value.get("model").and_then(|m| m.as_str()) {
+            r.model = Some(model.to_string());
+        }
+        if let Some(reason) = reason {
+            r.finish_reason = Some(reason.to_string());
+        }
+        if let Some(usage) = value.get("usage").filter(|u| u.is_object()) {
+            let count = |k: &str| usage.get(k).and_then(serde_json::Value::as_i64);
+            r.prompt_tokens = count("prompt_tokens").or(r.prompt_tokens);
+            r.completion_tokens = count("completion_tokens").or(r.completion_tokens);
+        }
+    });
+    reason.is_some()
+}
+
+/// A provider that answered with one JSON completion rather than a stream.
+async fn whole(response: reqwest::Response, reply: &Mutex<Reply>, out: &mut Sink<'_>) -> Outcome {
+    let body = match response.bytes().await {
+        Ok(b) => b,
+        Err(e) => return failed(unanswered("reading the answer", &e)),
+    };
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(&body) else {
+        return failed("the provider's answer is neither a stream of events nor JSON");
+    };
+    if let Some(message) = error_message(&value) {
+        return failed(format!("the provider reported an error: {message}"));
+    }
+    let finished = take_chunk(&value, reply, out).await;
+    done(finished, reply)
+}
+
+/// Server-sent events from bytes: the `data` of each event, as events complete (a blank
+/// line ends one; several `data:` lines join with newlines).
+#[derive(Default)]
+struct Events {
+    buffer: Vec<u8>,
+    data: Vec<String>,
+}
+
+impl Events {
+    fn push(&mut self, bytes: &[u8]) -> Vec<String> {
+        self.buffer.extend_from_slice(bytes);
+        let mut complete = Vec::new();
+        while let Some(i) = self.buffer.iter().position(|b| *b == b'\n') {
+            let raw: Vec<u8> = self.buffer.drain(..=i).collect();
+            let line = String::from_utf8_lossy(&raw);
+            let line = line.trim_end_matches(['\n', '\r']);
+            if line.is_empty() {
+                if !self.data.is_empty() {
+                    complete.push(std::mem::take(&mut self.data).join("\n"));
+                }
+            } else if let Some(data) = line.strip_prefix("data:") {
+                self.data
+                    .push(data.strip_prefix(' ').unwrap_or(data).to_string());
+            }
+            // Comments (`:`), `event:`, `id:` and `retry:` lines carry nothing we use.
+        }
+        complete
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_read_across_chunk_boundaries() {
+        let mut events = Events::default();
+        let mut got = events.push(b"data: {\"a\":1}\n\nda");
+        got.extend(events.push(b"ta: one\r\ndata: two\r\n\r\n: keep-alive\n\n"));
+        got.extend(events.push(b"event: x\ndata: [DONE]\n\n"));
+        assert_eq!(got, ["{\"a\":1}", "one\ntwo", "[DONE]"]);
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        let now: jiff::Timestamp = "2026-12-04T10:00:00Z".parse().unwrap();
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("retry-after", "20".parse().unwrap());
+        assert_eq!(
+            retry_after(&headers, now),
+            Some(SignedDuration::from_secs(20))
+        );
+        headers.insert(
+            "retry-after",
+            "Fri, 04 Dec 2026 10:01:30 GMT".parse().unwrap(),
+        );
+        assert_eq!(
+            retry_after(&headers, now),
+            Some(SignedDuration::from_secs(90))
+        );
+        headers.insert("retry-after", "soon".parse().unwrap());
+        assert_eq!(retry_after(&headers, now), None);
+    }
+
+    #[test]
+    fn a_completion_request_streams_and_asks_for_usage() {
+        let prompt = Prompt {
+            provider: None,
+            model: "m".into(),
+            system: Some("be brief".into()),
+            prompt: "hi".into(),
+            max_tokens: Some(50),
+            temperature: None,
+        };
+        let body = completion_body(&prompt);
+        assert_eq!(body["stream"], true);
+        assert_eq!(body["stream_options"]["include_usage"], true);
+        assert_eq!(body["messages"][0]["role"], "system");
+        assert_eq!(body["messages"][1]["content"], "hi");
+        assert_eq!(body["max_tokens"], 50);
+        assert!(body.get("temperature").is_none());
+    }
+}
