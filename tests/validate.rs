@@ -154,9 +154,172 @@ fn command_and_run_are_exactly_one() {
         "a.yaml",
         b"description: nothing to do\n",
         "1:1",
-        "neither `command` nor `run`",
+        "the job has no action; it needs exactly one of `command`, `run`, `http` or `prompt`",
     );
     rejects("a.yaml", b"command: []\n", "1:10", "`command` is empty");
+}
+
+#[test]
+fn http_and_prompt_actions_are_checked_at_their_line_and_column() {
+    for (content, location, message) in [
+        (
+            "command: [x]\nhttp: {url: 'http://h/'}\n",
+            "2:7",
+            "both `command` and `http` are set; a job has exactly one",
+        ),
+        (
+            "http: {method: GTE, url: 'http://h/'}\n",
+            "1:16",
+            "http.method `GTE` is not one of GET, HEAD, POST",
+        ),
+        ("http: {method: GET}\n", "1:7", "http needs a `url`"),
+        (
+            "http:\n  url: ftp://h/x\n",
+            "2:8",
+            "http.url `ftp://h/x` has a scheme other than http or https",
+        ),
+        (
+            "http:\n  url: http://h/\n  headers: {Authorization: Bearer abc}\n",
+            "3:28",
+            "header `Authorization` holds a credential written in the job file",
+        ),
+        (
+            "http:\n  url: http://h/\n  headers: {X-Key: {env: 'a b'}}\n",
+            "3:26",
+            "header `X-Key`: `a b` is not a variable name",
+        ),
+        (
+            "http:\n  url: http://h/\n  headers: {X-Key: {prefix: x}}\n",
+            "3:20",
+            "header `X-Key` needs exactly one of `env: VAR` or `secret_file: PATH`",
+        ),
+        (
+            "http:\n  url: http://h/\n  expect: [200, 7xx]\n",
+            "3:11",
+            "http.expect `7xx` is not a status, a class or a range",
+        ),
+        (
+            "http:\n  url: http://h/\n  timeout: 0s\n",
+            "3:12",
+            "http.timeout must be longer than 0s",
+        ),
+        (
+            "http:\n  url: 'http://h/{{ params.who }}'\n",
+            "2:8",
+            "`http.url` uses `{{ params.who }}`, which is not a declared parameter",
+        ),
+        (
+            "http:\n  url: http://h/\n  body: {a: '{{ params.x }}'}\n",
+            "3:9",
+            "`http.body` uses `{{ params.x }}`, which is not a declared parameter",
+        ),
+        (
+            "http: {url: 'http://h/'}\nenv: {A: b}\n",
+            "2:7",
+            "`env` sets a process's environment; an `http` action starts no process",
+        ),
+        (
+            "http: {url: 'http://h/'}\nshell: bash\n",
+            "2:8",
+            "`shell` only applies to `run`, not to `http`",
+        ),
+        (
+            "http: {url: 'http://h/', verb: GET}\n",
+            "1:26",
+            "unknown field `verb`",
+        ),
+        (
+            "prompt: {model: m, prompt: hi}\n",
+            "1:9",
+            "a prompt needs a provider, and jobs.toml has no `[llm]` with a `base_url`",
+        ),
+    ] {
+        rejects("a.yaml", content.as_bytes(), location, message);
+    }
+    // With a provider configured, a prompt's own fields.
+    for (content, location, message) in [
+        ("prompt: {prompt: hi}\n", "1:9", "prompt needs `model`"),
+        ("prompt: {model: m}\n", "1:9", "prompt needs `prompt`"),
+        (
+            "prompt: {model: m, prompt: ' '}\n",
+            "1:28",
+            "prompt.prompt is empty",
+        ),
+        (
+            "prompt: {model: m, prompt: hi, provider: locl}\n",
+            "1:42",
+            "prompt.provider `locl` is not a provider of jobs.toml",
+        ),
+        (
+            "prompt: {model: m, prompt: hi, temperature: 3}\n",
+            "1:45",
+            "prompt.temperature must be from 0 to 2 (it is 3)",
+        ),
+        (
+            "prompt: {model: m, prompt: hi, max_tokens: 0}\n",
+            "1:44",
+            "prompt.max_tokens must be from 1 to 1000000 (it is 0)",
+        ),
+        (
+            "prompt: {model: m, prompt: 'say {{ params.x }}'}\n",
+            "1:28",
+            "`prompt.prompt` uses `{{ params.x }}`, which is not a declared parameter",
+        ),
+    ] {
+        let run = Project::new()
+            .file(
+                "jobs.toml",
+                "[llm]\nbase_url = \"http://127.0.0.1:1/v1\"\n[llm.providers.local]\nbase_url = \"http://127.0.0.1:2/v1\"\n",
+            )
+            .file("jobs.d/a.yaml", content)
+            .run(&["validate"]);
+        assert_eq!(run.code, 1, "{content}: {}", run.stderr);
+        let at = format!("jobs.d/a.yaml:{location}");
+        assert!(
+            run.stderr.contains(&at),
+            "{content}: no {at:?} in\n{}",
+            run.stderr
+        );
+        assert!(
+            run.stderr.contains(message),
+            "{content}: no {message:?} in\n{}",
+            run.stderr
+        );
+    }
+    // The help for a near miss of the provider's name.
+    Project::new()
+        .file(
+            "jobs.toml",
+            "[llm.providers.local]\nbase_url = \"http://127.0.0.1:2/v1\"\n",
+        )
+        .file(
+            "jobs.d/a.yaml",
+            "prompt: {model: m, prompt: hi, provider: locl}\n",
+        )
+        .run(&["validate"])
+        .code(1)
+        .stderr_has("did you mean `local`?");
+}
+
+#[test]
+fn http_and_prompt_jobs_validate_in_both_formats() {
+    Project::new()
+        .file("jobs.toml", "[llm]\nbase_url = \"http://127.0.0.1:1/v1\"\napi_key_env = \"KEY\"\n")
+        .file(
+            "jobs.d/probe.yaml",
+            "schedule: '*/5 * * * *'\nhttp:\n  url: https://example.com/health\n  expect: [200, 204]\n  timeout: 5s\n",
+        )
+        .file(
+            "jobs.d/post.toml",
+            "schedule = \"@daily\"\n[params.day]\ndefault = \"today\"\n[http]\nmethod = \"POST\"\nurl = \"https://example.com/refresh\"\nbody = { day = \"{{ params.day }}\", full = true }\n[http.headers]\nAuthorization = { env = \"TOKEN\", prefix = \"Bearer \" }\n",
+        )
+        .file(
+            "jobs.d/summary.yaml",
+            "schedule: '0 9 * * 1-5'\nprompt:\n  model: gpt-4o-mini\n  system: Be brief.\n  prompt: Summarise.\n  max_tokens: 300\n  temperature: 0.2\n",
+        )
+        .run(&["validate"])
+        .code(0)
+        .stdout_has("3 jobs in 3 files");
 }
 
 #[test]

@@ -206,9 +206,12 @@ async fn end_run(
 /// run's events.
 fn record_report(shared: &Shared, run: &RunRow, report: Report, echo: Echo) {
     match report {
-        Report::Started { at, what, .. } => {
+        Report::Started { at, what, pid, .. } => {
             // Recorded in the ledger by `record_started`, before this report was sent.
-            tracing::info!(run = run.id, job = %run.job, "{what} started");
+            match pid {
+                Some(pid) => tracing::info!(run = run.id, job = %run.job, pid, "process started"),
+                None => tracing::info!(run = run.id, job = %run.job, %what, "request started"),
+            }
             shared.progressed();
             // A backfill's slot is in the past by design: not a late fire.
             if let Some(due) = run.scheduled_at.filter(|_| run.backfill_id.is_none()) {
