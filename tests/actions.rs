@@ -310,13 +310,23 @@ fn a_prompt_streams_its_answer_and_records_the_model_and_tokens() {
             let _ = tcp.shutdown().await;
         }
     });
+    // Where the answer is posted: a chat webhook.
+    let (hook_tx, hook_rx) = mpsc::channel::<Value>();
+    let hook_tx = Arc::new(Mutex::new(hook_tx));
+    let (chat, _) = server(move |req, tcp| {
+        let _ = hook_tx.lock().unwrap().send(req.json());
+        async move { respond(tcp, "200 OK", &[], "ok").await }
+    });
     let p = Project::new()
         .file("jobs.toml", llm_config(port))
         .file("tokens", format!("read {READER}\n"))
         .file(
             "jobs.d/summary.yaml",
-            "params:\n  day: {default: yesterday}\nprompt:\n  model: stub-model\n  system: You are an SRE. Be brief.\n\
-             \x20 prompt: 'Summarise the incidents of {{ params.day }}.'\n  max_tokens: 200\n  temperature: 0.2\n",
+            format!(
+                "params:\n  day: {{default: yesterday}}\nprompt:\n  model: stub-model\n  system: You are an SRE. Be brief.\n\
+                 \x20 prompt: 'Summarise the incidents of {{{{ params.day }}}}.'\n  max_tokens: 200\n  temperature: 0.2\n\
+                 on_success:\n  - webhook: http://127.0.0.1:{chat}/hooks/incidents\n"
+            ),
         );
     p.run(&["apply"]).code(0);
     p.run(&["plan"]).code(0).stdout_has("No changes");
@@ -372,6 +382,18 @@ fn a_prompt_streams_its_answer_and_records_the_model_and_tokens() {
             {"role": "system", "content": "You are an SRE. Be brief."},
             {"role": "user", "content": "Summarise the incidents of yesterday."}
         ])
+    );
+    // The answer, posted where people read it.
+    let hook = hook_rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the answer was posted");
+    assert_eq!(hook["state"], "succeeded");
+    assert!(
+        hook["output_tail"]
+            .as_str()
+            .unwrap()
+            .ends_with("- disk full on db-1\n- DNS flapped"),
+        "{hook}"
     );
     // Tokens as metrics: per job in Prometheus, per run over time in the API.
     let metrics = ureq::get(format!("{url}/metrics"))
@@ -546,4 +568,76 @@ fn cancelling_a_prompt_closes_its_stream() {
     let run = p.run_live(&["run", "get", "1", "-o", "json"]).json();
     assert_eq!(run["state"], "cancelled", "{run}");
     assert_eq!(daemon.stop(), Some(0));
+}
+
+#[test]
+fn an_https_request_trusts_the_ca_of_jobs_toml_as_notifications_do() {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![cert.der().clone()],
+        rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+    )
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let mut buf = [0u8; 4096];
+                    let _ = tls.read(&mut buf).await;
+                    let body = "secure hello";
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = tls.write_all(answer.as_bytes()).await;
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+    });
+    let p = Project::new().file("ca.pem", ca.pem()).file(
+        "jobs.d/secure.yaml",
+        format!("http: {{url: 'https://localhost:{port}/'}}\n"),
+    );
+    p.run(&["apply"]).code(0);
+    // The system's roots alone do not know the private CA.
+    p.run(&["run", "secure"]).code(1);
+    let error = run_json(&p, "1")["error"].as_str().unwrap().to_string();
+    assert!(
+        error.contains("UnknownIssuer") || error.contains("certificate"),
+        "{error}"
+    );
+    p.write("jobs.toml", "ca_cert = \"ca.pem\"\n");
+    p.run(&["run", "secure"]).code(0).stdout_has("secure hello");
+    assert_eq!(run_json(&p, "2")["http_status"], 200);
 }
