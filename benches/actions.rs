@@ -152,7 +152,9 @@ fn round(daemon: &mut Daemon, root: &Path, conn: &Connection, job: &str, n: usiz
     wait_count(
         daemon,
         conn,
-        &format!("SELECT count(*) FROM runs WHERE id > {before} AND state IN ('succeeded', 'failed', 'timed_out', 'cancelled')"),
+        &format!(
+            "SELECT count(*) FROM runs WHERE id > {before} AND state IN ('succeeded', 'failed', 'timed_out', 'cancelled')"
+        ),
         n as i64,
     );
     let (failed, first, last): (i64, String, String) = conn
@@ -163,7 +165,12 @@ fn round(daemon: &mut Daemon, root: &Path, conn: &Connection, job: &str, n: usiz
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .unwrap();
-    assert_eq!(failed, 0, "every run of {job} succeeds:\n{}", daemon.log_tail());
+    assert_eq!(
+        failed,
+        0,
+        "every run of {job} succeeds:\n{}",
+        daemon.log_tail()
+    );
     let (a, b): (Timestamp, Timestamp) = (first.parse().unwrap(), last.parse().unwrap());
     n as f64 / b.duration_since(a).as_secs_f64()
 }
@@ -199,7 +206,11 @@ fn main() {
         .arg("apply")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut daemon = Daemon::start(&bin, root);
     let conn = Connection::open(root.join("ledger.db")).unwrap();
     conn.busy_timeout(Duration::from_secs(10)).unwrap();

@@ -60,6 +60,20 @@ fn every_example_job_runs_harmlessly_inside_the_project() {
     p.run(&["apply"]).code(0);
     let home = p.path("home");
     let env = [("HOME", home.to_str().unwrap())];
+    // The HTTP example asks a local daemon whether it is ready: one answers on a free port.
+    let ready = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = format!("port={}", ready.local_addr().unwrap().port());
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for stream in ready.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut request = [0u8; 1024];
+            let _ = stream.read(&mut request);
+            let _ = stream.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\nconnection: close\r\n\r\nready\n",
+            );
+        }
+    });
     for (job, extra, says) in [
         ("nightly-backup", &[][..], "jobs.d-"),
         // The real disk may be fuller than the example's limit: this checks that it runs.
@@ -76,6 +90,7 @@ fn every_example_job_runs_harmlessly_inside_the_project() {
         ("rotate-certificates", &[][..], "time to switch"),
         ("weekly-report", &[][..], "Weekly report"),
         ("publish-report", &[][..], "published"),
+        ("daemon-ready", &["--param", &port][..], "HTTP/1.1 200 OK"),
     ] {
         let mut args = vec!["run", job];
         args.extend_from_slice(extra);

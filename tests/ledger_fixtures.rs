@@ -39,7 +39,7 @@ fn run(runs: &Value, id: i64) -> &Value {
 
 #[test]
 fn every_old_ledger_keeps_its_jobs_and_revisions() {
-    for version in 1..=8 {
+    for version in 1..=9 {
         let p = migrated(version);
         let jobs = p.run(&["list", "-o", "json"]).code(0).json();
         let hello = job(&jobs, "hello");
@@ -64,7 +64,7 @@ fn every_old_ledger_keeps_its_jobs_and_revisions() {
 
 #[test]
 fn every_old_ledger_with_runs_keeps_runs_pauses_and_output() {
-    for version in 2..=8 {
+    for version in 2..=9 {
         let p = migrated(version);
         let jobs = p.run(&["list", "-o", "json"]).code(0).json();
         assert_eq!(
@@ -100,7 +100,7 @@ fn every_old_ledger_with_runs_keeps_runs_pauses_and_output() {
 
 #[test]
 fn ledgers_from_the_workflow_schema_keep_repeat_streaks_and_blocked_runs() {
-    for version in 4..=8 {
+    for version in 4..=9 {
         let p = migrated(version);
         let jobs = p.run(&["list", "-o", "json"]).code(0).json();
         // v6's `run hello` released `after` once (see above).

@@ -48,8 +48,10 @@ pub(super) fn http(b: &mut Builder, raw: Loc<RawHttp>) -> Option<(Action, Vec<Te
             String::new()
         }
         Some(url) => {
-            // The URL is checked with its placeholders standing for a plain value.
-            let probe = crate::template::render(&url.value, &Default::default());
+            // The URL is checked with each placeholder standing for a plain value (`0`, which
+            // fits a host, a port, a path and a query alike).
+            let probe =
+                crate::template::render_with(&url.value, &Default::default(), |_| "0".into());
             if let Err(e) = check_http_url(&probe) {
                 b.error(url.at, format!("http.url `{}` {e}", url.value));
             }
