@@ -1,8 +1,11 @@
-//! `{{ params.NAME }}` in `command` elements and `env` values. Pure: text in, text out.
+//! `{{ params.NAME }}` in `command` elements, `env` values, an `http` request's URL, headers
+//! and body, and a `prompt`'s messages. Pure: text in, text out.
 //!
 //! Substitution never splits or quotes: a `command` element stays one argv element whatever
-//! the value holds (spaces, quotes, newlines, `$(...)`), and no shell ever sees it. `run`
-//! scripts get parameters only as `JOBS_PARAM_NAME` variables.
+//! the value holds (spaces, quotes, newlines, `$(...)`), and no shell ever sees it. Where a
+//! value lands inside a syntax, it is escaped for it (`render_with`): percent-encoded in a
+//! URL, JSON-escaped in a JSON body. `run` scripts get parameters only as `JOBS_PARAM_NAME`
+//! variables.
 
 use std::collections::BTreeMap;
 

@@ -106,7 +106,10 @@ export function RunPage({ who, path }) {
       setActing({ error: e });
     }
   };
-  const outcome = r.exit_code !== null ? `exit ${r.exit_code}` : r.signal !== null ? `signal ${r.signal}` : null;
+  const outcome = r.exit_code !== null ? `exit ${r.exit_code}` : r.signal !== null ? `signal ${r.signal}`
+    : r.http_status != null ? `HTTP ${r.http_status}` : null;
+  const tokens = r.prompt_tokens != null || r.completion_tokens != null
+    ? `${r.prompt_tokens ?? '?'} prompt + ${r.completion_tokens ?? '?'} completion` : null;
   const cpu = r.cpu_user_ms !== null ? `${duration(r.cpu_user_ms)} user, ${duration(r.cpu_sys_ms)} system` : null;
   return html`<h1>Run ${r.id} <span class="of">of <a href=${`/jobs/${encodeURIComponent(r.job)}`}>${r.job}</a></span> <${Badge} state=${r.state} /></h1>
     ${who.role === 'admin' && ACTIVE.includes(r.state) && html`<p><button type="button" class="danger" onClick=${cancel}>Cancel run</button></p>`}
@@ -122,6 +125,8 @@ export function RunPage({ who, path }) {
       ['Ended', r.finished_at && html`<${When} at=${r.finished_at} />`],
       ['Duration', r.duration_ms !== null ? duration(r.duration_ms) : r.started_at && !r.finished_at ? `${duration(now - Date.parse(r.started_at))} so far` : null],
       ['Outcome', outcome],
+      ['Model', r.model ? `${r.model}${r.finish_reason ? ` (finish reason: ${r.finish_reason})` : ''}` : null],
+      ['Tokens', tokens],
       ['Error', r.error],
       ['Reason', r.reason],
       ['Revision', r.revision !== null ? html`${r.revision}${r.git_commit ? html` · commit <code>${r.git_commit.slice(0, 12)}</code>` : ''}` : null],
