@@ -62,6 +62,34 @@ fn comments_key_order_and_equivalent_values_are_no_change() {
 }
 
 #[test]
+fn an_http_request_is_planned_in_its_normal_form() {
+    let p = Project::new().file(
+        "jobs.d/probe.yaml",
+        "http:\n  url: https://example.com/health\n  headers: {Accept: text/plain}\n",
+    );
+    p.run(&["apply"]).code(0);
+    // The same request written otherwise: the method's and the headers' case, the defaults
+    // spelled out, a status list of one.
+    p.write(
+        "jobs.d/probe.yaml",
+        "http:\n  method: get\n  headers: {accept: text/plain}\n  expect: 2xx\n  url: https://example.com/health\n",
+    );
+    p.run(&["plan", "--detailed-exitcode"])
+        .code(0)
+        .stdout_has("1 unchanged");
+    p.write(
+        "jobs.d/probe.yaml",
+        "http:\n  method: POST\n  url: https://example.com/health\n  headers: {Accept: text/plain}\n  body: {deep: true}\n  expect: [200, 503]\n",
+    );
+    p.run(&["plan", "--detailed-exitcode"])
+        .code(2)
+        .stdout_has("+  method: POST")
+        .stdout_has("+  body:")
+        .stdout_has("+    deep: true")
+        .stdout_has("+  - 503");
+}
+
+#[test]
 fn a_change_shows_a_diff_and_the_next_fires_before_and_after() {
     let p = project();
     p.run(&["apply"]).code(0);
