@@ -577,7 +577,7 @@ fn the_shipped_examples_validate() {
     Project::new()
         .run(&["--dir", examples.to_str().unwrap(), "validate"])
         .code(0)
-        .stdout_has("6 jobs in 6 files");
+        .stdout_has("7 jobs in 7 files");
 }
 
 #[test]

@@ -29,6 +29,15 @@ struct Outcome {
     ending: Ending,
 }
 
+/// Why the requests' client could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("TLS: {0}")]
+    Tls(#[from] rustls::Error),
+    #[error("{0}")]
+    Client(String),
+}
+
 /// The client every request of this process shares (its connections are kept for the next
 /// run), trusting the system's roots, `SSL_CERT_FILE`'s and `extra_roots` (jobs.toml's
 /// `ca_cert`): the same rustls configuration as the binary's other clients.
@@ -38,7 +47,7 @@ struct Outcome {
 /// The client cannot be set up (its TLS configuration).
 pub fn client(
     extra_roots: &[rustls::pki_types::CertificateDer<'static>],
-) -> Result<reqwest::Client, String> {
+) -> Result<reqwest::Client, ClientError> {
     let mut store = rustls::RootCertStore::empty();
     store.add_parsable_certificates(
         crate::tls::environment_roots()
@@ -49,8 +58,7 @@ pub fn client(
     let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
+    .with_safe_default_protocol_versions()?
     .with_root_certificates(store)
     .with_no_client_auth();
     reqwest::Client::builder()
@@ -58,7 +66,7 @@ pub fn client(
         .user_agent(concat!("jobs/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(StdDuration::from_secs(10))
         .build()
-        .map_err(|e| chain(&e))
+        .map_err(|e| ClientError::Client(chain(&e)))
 }
 
 /// Runs a request action to its end, as [`super::execute`] runs a process.
@@ -89,14 +97,14 @@ pub(super) async fn execute(
     };
     let deadline_at = launch.timeout.map(|t| tokio::time::Instant::now() + t);
     let ending = {
+        // Dropped at the timeout or a stop: the request's connection closes with it.
         let work = async {
-            let outcome = match &launch.action {
+            match &launch.action {
                 Action::Http(request) => http(&launch, request, &reply, &mut out).await,
                 Action::Prompt(prompt) => self::prompt(&launch, prompt, &reply, &mut out).await,
                 _ => unreachable!("execute only takes requests"),
-            };
-            out.finish().await;
-            outcome.ending
+            }
+            .ending
         };
         tokio::select! {
             ending = work => ending,
@@ -104,6 +112,8 @@ pub(super) async fn execute(
             requested = stop_requested(&mut stop) => requested.ending(),
         }
     };
+    // The last line, however the request ended.
+    out.finish().await;
     let reply = reply.lock().map(|r| r.clone()).unwrap_or_default();
     Finished {
         ending,
@@ -300,12 +310,12 @@ async fn http(
             Err(e) => return failed(e),
         }
     }
-    let json = request.headers.iter().any(|(n, _)| n == "content-type");
+    let typed = request.headers.iter().any(|(n, _)| n == "content-type");
     builder = match &request.body {
         None => builder,
         Some(HttpBody::Text(text)) => builder.body(text.clone()),
         Some(HttpBody::Json(value)) => {
-            let builder = if json {
+            let builder = if typed {
                 builder
             } else {
                 builder.header("content-type", "application/json")
