@@ -17,7 +17,8 @@
 //!    same server hammered by 16 keep-alive connections (the daemon's default
 //!    `max_concurrent_runs`) with a client of the same kind (reqwest) for N requests, as
 //!    requests per second; the overhead per run is 1/runs-per-second minus 1/requests-per-
-//!    second, at the same concurrency.
+//!    second, at the same concurrency. With `wrk` installed (`apt-get install wrk`), the same
+//!    floor measured by it too (`wrk -t1 -c16 -d3s`).
 //!
 //! Stamps have millisecond resolution. Temp dirs follow `TMPDIR`.
 
@@ -111,6 +112,20 @@ fn raw_requests_per_second(port: u16, n: usize) -> f64 {
         while workers.join_next().await.is_some() {}
         n as f64 / started.elapsed().as_secs_f64()
     })
+}
+
+/// The same floor measured by `wrk` (1 thread, `CONCURRENCY` connections, 3 s), when it is
+/// installed (Debian's `wrk`): requests per second.
+fn wrk_requests_per_second(port: u16) -> Option<f64> {
+    let out = std::process::Command::new("wrk")
+        .args(["-t1", &format!("-c{CONCURRENCY}"), "-d3s"])
+        .arg(format!("http://127.0.0.1:{port}/"))
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 fn wait_count(daemon: &mut Daemon, conn: &Connection, sql: &str, want: i64) {
@@ -223,11 +238,15 @@ fn main() {
     // A warm-up round each (the client's first connections, the page cache).
     round(&mut daemon, root, &conn, "probe", n / 10 + 1);
     round(&mut daemon, root, &conn, "process", n / 10 + 1);
-    let (mut http, mut process, mut raw) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut http, mut process, mut raw, mut wrk) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..reps {
         http.push(round(&mut daemon, root, &conn, "probe", n));
         process.push(round(&mut daemon, root, &conn, "process", n));
         raw.push(raw_requests_per_second(port, n));
+        if measuring {
+            wrk.extend(wrk_requests_per_second(port));
+        }
     }
     let list = |xs: &[f64]| {
         xs.iter()
@@ -249,4 +268,12 @@ fn main() {
         1000.0 / h,
         1000.0 / r,
     );
+    if !wrk.is_empty() {
+        let w = median(&wrk);
+        println!(
+            "3. wrk -t1 -c{CONCURRENCY} -d3s on the same server: median {w:.0} requests/s (rounds: {}) | overhead per http run over it: {:.2} ms",
+            list(&wrk),
+            1000.0 / h - 1000.0 / w,
+        );
+    }
 }
