@@ -24,6 +24,11 @@ impl Duration {
         Duration(SignedDuration::from_secs(secs))
     }
 
+    /// A standard duration (sub-second precision kept), saturating.
+    pub fn from_std(d: std::time::Duration) -> Duration {
+        Duration(SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX))
+    }
+
     pub fn as_signed(self) -> SignedDuration {
         self.0
     }

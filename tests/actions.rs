@@ -168,9 +168,16 @@ fn an_http_job_sends_its_request_and_judges_the_answer() {
             }
             // Answers nothing, and holds the connection.
             "/slow" => tokio::time::sleep(Duration::from_secs(60)).await,
+            "/hop" => respond(tcp, "302 Found", &[("location", "/refresh")], "").await,
+            "/away" => {
+                let elsewhere = req.header("x-elsewhere").unwrap_or("").to_string();
+                respond(tcp, "302 Found", &[("location", &elsewhere)], "").await;
+            }
             _ => respond(tcp, "404 Not Found", &[], "").await,
         }
     });
+    // Another origin: a redirect there is not followed, so the secret never reaches it.
+    let (other, reached) = server(|_req, tcp| async move { respond(tcp, "200 OK", &[], "").await });
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let closed_port = closed.local_addr().unwrap().port();
     drop(closed);
@@ -190,7 +197,17 @@ fn an_http_job_sends_its_request_and_judges_the_answer() {
         .file("jobs.d/down.yaml", format!("http: {{url: '{base}/down'}}\n"))
         .file("jobs.d/slow.yaml", format!("http: {{url: '{base}/slow', timeout: 1s}}\n"))
         .file("jobs.d/gone.yaml", format!("http: {{url: 'http://127.0.0.1:{closed_port}/x'}}\n"))
-        .file("jobs.d/moved.yaml", format!("http: {{url: '{base}/nowhere', expect: [200, 404]}}\n"));
+        .file("jobs.d/moved.yaml", format!("http: {{url: '{base}/nowhere', expect: [200, 404]}}\n"))
+        .file(
+            "jobs.d/hop.yaml",
+            format!("http: {{url: '{base}/hop', headers: {{X-Key: {{env: REFRESH_TOKEN}}}}}}\n"),
+        )
+        .file(
+            "jobs.d/away.yaml",
+            format!(
+                "http:\n  url: '{base}/away'\n  expect: 3xx\n  headers:\n    X-Key: {{env: REFRESH_TOKEN}}\n    X-Elsewhere: 'http://127.0.0.1:{other}/x'\n"
+            ),
+        );
     p.run(&["apply"]).code(0);
 
     // The request as sent: method, the parameters percent-encoded in the URL and escaped in
@@ -251,15 +268,35 @@ fn an_http_job_sends_its_request_and_judges_the_answer() {
     p.run(&["run", "moved"]).code(0);
     assert_eq!(run_json(&p, "4")["http_status"], 404);
 
+    // A redirect within the origin is followed, with its headers; one to another origin is
+    // the answer, and the secret header goes nowhere else.
+    p.run_with(&["run", "hop"], &[("REFRESH_TOKEN", "s3cret")])
+        .code(0)
+        .stdout_has("all good");
+    let followed = seen.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(
+        (followed.path.as_str(), followed.header("x-key")),
+        ("/refresh", Some("s3cret"))
+    );
+    p.run_with(&["run", "away"], &[("REFRESH_TOKEN", "s3cret")])
+        .code(0)
+        .stdout_has("HTTP/1.1 302 Found");
+    assert!(
+        reached.lock().unwrap().is_empty(),
+        "nothing reached the other origin"
+    );
+    let ids = p.run(&["runs", "-o", "json"]).code(0).json();
+    assert_eq!(ids[0]["http_status"], 302);
+
     // No answer within http.timeout; nobody listening.
     p.run(&["run", "slow"]).code(1);
-    let run = run_json(&p, "5");
+    let run = run_json(&p, "7");
     assert_eq!(
         run["error"], "no complete answer within http.timeout 1s",
         "{run}"
     );
     p.run(&["run", "gone"]).code(1);
-    let run = run_json(&p, "6");
+    let run = run_json(&p, "8");
     let error = run["error"].as_str().unwrap();
     assert!(
         error.starts_with(&format!("GET http://127.0.0.1:{closed_port}/x: "))

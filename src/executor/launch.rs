@@ -72,7 +72,7 @@ pub fn run_action(spec: &JobSpec, run: &RunRow) -> spec::Action {
             h.url = crate::template::render_with(&h.url, &values, crate::template::percent_encode);
             let json = h.headers.iter().any(|(name, value)| {
                 name == "content-type"
-                    && matches!(value, spec::HeaderValue::Text(t) if t.contains("json"))
+                    && matches!(value, spec::HeaderValue::Text(t) if t.to_ascii_lowercase().contains("json"))
             });
             for (_, value) in &mut h.headers {
                 if let spec::HeaderValue::Text(text) = value {

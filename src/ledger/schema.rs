@@ -607,7 +607,7 @@ const PG_MIGRATIONS: &[&str] = &[
     // 10: what a request's answer said (issue 18): the HTTP status of an `http` or `prompt`
     // run, and a prompt's model, finish reason and token counts.
     r#"
-    ALTER TABLE runs ADD COLUMN http_status INTEGER;
+    ALTER TABLE runs ADD COLUMN http_status BIGINT;
     ALTER TABLE runs ADD COLUMN model TEXT;
     ALTER TABLE runs ADD COLUMN finish_reason TEXT;
     ALTER TABLE runs ADD COLUMN prompt_tokens BIGINT;

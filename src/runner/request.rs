@@ -24,6 +24,20 @@ use crate::spec::{
 /// How much of an error answer's body is read for its message.
 const ERROR_BODY: usize = 64 * 1024;
 
+/// The most a prompt's answer may hold in one piece (an event of the stream, or a whole JSON
+/// answer): a provider sending more is broken, and the daemon's memory is not its to take.
+const MAX_ANSWER: usize = 4 << 20;
+
+const NO_CLIENT: &str =
+    "the HTTP client could not be set up (the daemon's log says why when it started)";
+
+fn too_large() -> String {
+    format!(
+        "the provider sent more than {} in one piece (an event, or the whole answer)",
+        crate::size::ByteSize(MAX_ANSWER as u64)
+    )
+}
+
 /// A request's outcome, and what is known of its answer.
 struct Outcome {
     ending: Ending,
@@ -61,8 +75,26 @@ pub fn client(
     .with_safe_default_protocol_versions()?
     .with_root_certificates(store)
     .with_no_client_auth();
+    // Redirects are followed within the origin the job named (scheme, host and port), at most
+    // 10: a header filled from a secret never goes to a host the file did not name, nor from
+    // https to http. A redirect elsewhere is the answer (`expect: 3xx` can take it).
+    let redirects = reqwest::redirect::Policy::custom(|attempt| {
+        let same_origin = attempt.previous().first().is_some_and(|first| {
+            first.scheme() == attempt.url().scheme()
+                && first.host_str() == attempt.url().host_str()
+                && first.port_or_known_default() == attempt.url().port_or_known_default()
+        });
+        if attempt.previous().len() > 10 {
+            attempt.error("more than 10 redirects")
+        } else if same_origin {
+            attempt.follow()
+        } else {
+            attempt.stop()
+        }
+    });
     reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
+        .redirect(redirects)
         .user_agent(concat!("jobs/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(StdDuration::from_secs(10))
         .build()
@@ -245,24 +277,42 @@ fn unanswered(what: &str, e: &reqwest::Error) -> String {
 
 /// A header's value at this run: as written, or read from where the secret is.
 fn header_value(name: &str, value: &HeaderValue, dir: Option<&str>) -> Result<String, String> {
-    match value {
-        HeaderValue::Text(text) => Ok(text.clone()),
+    let (text, from) = match value {
+        HeaderValue::Text(text) => (text.clone(), "its value".to_string()),
         HeaderValue::Env { var, prefix } => match std::env::var(var) {
-            Ok(v) => Ok(format!("{prefix}{v}")),
-            Err(_) => Err(format!(
-                "header `{name}`: the variable {var} is not set in the daemon's environment"
-            )),
+            Ok(v) => (
+                format!("{prefix}{}", v.trim()),
+                format!("the variable {var}"),
+            ),
+            Err(_) => {
+                return Err(format!(
+                    "header `{name}`: the variable {var} is not set in the daemon's environment"
+                ));
+            }
         },
         HeaderValue::SecretFile { path, prefix } => {
             let full = dir.map_or_else(
                 || std::path::PathBuf::from(path),
                 |d| std::path::Path::new(d).join(path),
             );
-            std::fs::read_to_string(&full)
-                .map(|v| format!("{prefix}{}", v.trim()))
-                .map_err(|e| format!("header `{name}`: cannot read {}: {e}", full.display()))
+            match std::fs::read_to_string(&full) {
+                Ok(v) => (format!("{prefix}{}", v.trim()), full.display().to_string()),
+                Err(e) => {
+                    return Err(format!(
+                        "header `{name}`: cannot read {}: {e}",
+                        full.display()
+                    ));
+                }
+            }
         }
+    };
+    // Never the value itself in the message: it may be a secret.
+    if text.chars().any(|c| c.is_control() && c != '\t') {
+        return Err(format!(
+            "header `{name}`: {from} holds a control character (a line break?), which a header cannot"
+        ));
     }
+    Ok(text)
 }
 
 /// `Retry-After`: seconds, or an HTTP date.
@@ -298,7 +348,7 @@ async fn http(
     out: &mut Sink<'_>,
 ) -> Outcome {
     let Some(client) = &launch.client else {
-        return failed("no HTTP client was set up for this run");
+        return failed(NO_CLIENT);
     };
     let Ok(method) = reqwest::Method::from_bytes(request.method.as_bytes()) else {
         return failed(format!("`{}` is not an HTTP method", request.method));
@@ -377,7 +427,7 @@ async fn http(
         Ok(outcome) => outcome,
         Err(_) => failed(format!(
             "no complete answer within http.timeout {}",
-            crate::duration::Duration::from_secs(limit.as_secs() as i64)
+            crate::duration::Duration::from_std(limit)
         )),
     }
 }
@@ -438,11 +488,14 @@ async fn prompt(
     reply: &Mutex<Reply>,
     out: &mut Sink<'_>,
 ) -> Outcome {
-    let (Some(client), Some(provider)) = (&launch.client, &launch.provider) else {
+    let Some(provider) = &launch.provider else {
         return failed(match &prompt.provider {
             Some(name) => format!("jobs.toml has no provider `{name}` (`[llm.providers.{name}]`)"),
             None => "jobs.toml has no `[llm]` provider".to_string(),
         });
+    };
+    let Some(client) = &launch.client else {
+        return failed(NO_CLIENT);
     };
     record(reply, |r| r.model = Some(prompt.model.clone()));
     let key = match api_key(provider) {
@@ -455,7 +508,7 @@ async fn prompt(
         .header("content-type", "application/json")
         .header("accept", "text/event-stream")
         .body(completion_body(prompt).to_string());
-    if let Some(key) = key {
+    if let Some(key) = &key {
         builder = builder.bearer_auth(key);
     }
     let idle = StdDuration::try_from(provider.idle_timeout.as_signed())
@@ -471,7 +524,7 @@ async fn prompt(
         let status = response.status();
         record(reply, |r| r.http_status = Some(status.as_u16()));
         if !status.is_success() {
-            return refused(response, out.clock.now()).await;
+            return refused(response, out.clock.now(), idle, key.as_deref()).await;
         }
         let streamed = response
             .headers()
@@ -481,14 +534,14 @@ async fn prompt(
         if streamed {
             stream(response, idle, reply, out).await
         } else {
-            whole(response, reply, out).await
+            whole(response, idle, reply, out).await
         }
     };
     match tokio::time::timeout(limit, exchange).await {
         Ok(outcome) => outcome,
         Err(_) => failed(format!(
             "the provider did not finish within its timeout {}",
-            crate::duration::Duration::from_secs(limit.as_secs() as i64)
+            provider.timeout
         )),
     }
 }
@@ -496,15 +549,23 @@ async fn prompt(
 fn stalled(idle: StdDuration, when: &str) -> String {
     format!(
         "the provider sent nothing for {} {when} (its idle_timeout)",
-        crate::duration::Duration::from_secs(idle.as_secs() as i64)
+        crate::duration::Duration::from_std(idle)
     )
 }
 
 /// A provider's refusal (an error status): its message, and when it asks to be retried.
-async fn refused(response: reqwest::Response, now: jiff::Timestamp) -> Outcome {
+async fn refused(
+    mut response: reqwest::Response,
+    now: jiff::Timestamp,
+    idle: StdDuration,
+    key: Option<&str>,
+) -> Outcome {
     let status = response.status();
     let wait = retry_after(response.headers(), now);
-    let body = read_some(response, ERROR_BODY).await;
+    let body = read_some(&mut response, ERROR_BODY, idle)
+        .await
+        .map(|(b, _)| b)
+        .unwrap_or_default();
     let message = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
         .and_then(|v| error_message(&v))
@@ -521,7 +582,7 @@ async fn refused(response: reqwest::Response, now: jiff::Timestamp) -> Outcome {
         status.canonical_reason().unwrap_or("")
     );
     if !message.is_empty() {
-        error = format!("{}: {message}", error.trim_end());
+        error = format!("{}: {}", error.trim_end(), redact(&message, key));
     }
     Outcome {
         ending: Ending::RequestFailed {
@@ -531,16 +592,39 @@ async fn refused(response: reqwest::Response, now: jiff::Timestamp) -> Outcome {
     }
 }
 
-async fn read_some(mut response: reqwest::Response, limit: usize) -> Vec<u8> {
+/// Up to `limit` bytes of a body, each read waiting at most `idle`; `None` if it stalled or
+/// broke, else the bytes and whether there was more.
+async fn read_some(
+    response: &mut reqwest::Response,
+    limit: usize,
+    idle: StdDuration,
+) -> Option<(Vec<u8>, bool)> {
     let mut body = Vec::new();
-    while body.len() < limit {
-        match response.chunk().await {
-            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
-            _ => break,
+    loop {
+        match tokio::time::timeout(idle, response.chunk()).await {
+            Ok(Ok(Some(chunk))) => body.extend_from_slice(&chunk),
+            Ok(Ok(None)) => return Some((body, false)),
+            _ => return None,
+        }
+        if body.len() > limit {
+            body.truncate(limit);
+            return Some((body, true));
         }
     }
-    body.truncate(limit);
-    body
+}
+
+/// `message` without the key, nor what looks like a key (a provider quoting part of it, as
+/// OpenAI's 401 does): it goes to the ledger.
+fn redact(message: &str, key: Option<&str>) -> String {
+    let mut text = message.to_string();
+    if let Some(key) = key.filter(|k| k.len() >= 8) {
+        text = text.replace(key, "***");
+    }
+    static KEYLIKE: std::sync::OnceLock<Option<regex::Regex>> = std::sync::OnceLock::new();
+    match KEYLIKE.get_or_init(|| regex::Regex::new(r"\b(sk|key|pk)-[A-Za-z0-9_*\-]{6,}").ok()) {
+        Some(re) => re.replace_all(&text, "$1-***").into_owned(),
+        None => text,
+    }
 }
 
 /// `{"error": {"message": ...}}` (or `{"error": "..."}`), as OpenAI and its peers send.
@@ -570,7 +654,10 @@ async fn stream(
             Ok(Ok(chunk)) => chunk,
         };
         let Some(chunk) = chunk else { break };
-        for data in events.push(&chunk) {
+        let Some(complete) = events.push(&chunk) else {
+            return failed(too_large());
+        };
+        for data in complete {
             if data == "[DONE]" {
                 return done(finished, reply);
             }
@@ -580,6 +667,20 @@ async fn stream(
                     data.chars().take(200).collect::<String>()
                 ));
             };
+            if let Some(message) = error_message(&value) {
+                return failed(format!(
+                    "the provider reported an error mid-stream: {message}"
+                ));
+            }
+            finished |= take_chunk(&value, reply, out).await;
+        }
+    }
+    // An event the server closed the connection on, without the blank line that ends it.
+    if let Some(data) = events.finish() {
+        if data == "[DONE]" {
+            return done(finished, reply);
+        }
+        if let Ok(value) = serde_json::from_str::<serde_json::Value>(&data) {
             if let Some(message) = error_message(&value) {
                 return failed(format!(
                     "the provider reported an error mid-stream: {message}"
@@ -641,10 +742,16 @@ async fn take_chunk(value: &serde_json::Value, reply: &Mutex<Reply>, out: &mut S
 }
 
 /// A provider that answered with one JSON completion rather than a stream.
-async fn whole(response: reqwest::Response, reply: &Mutex<Reply>, out: &mut Sink<'_>) -> Outcome {
-    let body = match response.bytes().await {
-        Ok(b) => b,
-        Err(e) => return failed(unanswered("reading the answer", &e)),
+async fn whole(
+    mut response: reqwest::Response,
+    idle: StdDuration,
+    reply: &Mutex<Reply>,
+    out: &mut Sink<'_>,
+) -> Outcome {
+    let body = match read_some(&mut response, MAX_ANSWER, idle).await {
+        Some((body, false)) => body,
+        Some((_, true)) => return failed(too_large()),
+        None => return failed(stalled(idle, "while answering")),
     };
     let Ok(value) = serde_json::from_slice::<serde_json::Value>(&body) else {
         return failed("the provider's answer is neither a stream of events nor JSON");
@@ -665,7 +772,8 @@ struct Events {
 }
 
 impl Events {
-    fn push(&mut self, bytes: &[u8]) -> Vec<String> {
+    /// The events `bytes` completed; `None` when an event grew past [`MAX_ANSWER`].
+    fn push(&mut self, bytes: &[u8]) -> Option<Vec<String>> {
         self.buffer.extend_from_slice(bytes);
         let mut complete = Vec::new();
         while let Some(i) = self.buffer.iter().position(|b| *b == b'\n') {
@@ -682,7 +790,18 @@ impl Events {
             }
             // Comments (`:`), `event:`, `id:` and `retry:` lines carry nothing we use.
         }
-        complete
+        let held = self.buffer.len() + self.data.iter().map(String::len).sum::<usize>();
+        (held <= MAX_ANSWER).then_some(complete)
+    }
+
+    /// What is left when the stream ends: an event without its closing blank line.
+    fn finish(&mut self) -> Option<String> {
+        let last = String::from_utf8_lossy(&std::mem::take(&mut self.buffer)).into_owned();
+        if let Some(data) = last.trim_end().strip_prefix("data:") {
+            self.data
+                .push(data.strip_prefix(' ').unwrap_or(data).to_string());
+        }
+        (!self.data.is_empty()).then(|| std::mem::take(&mut self.data).join("\n"))
     }
 }
 
@@ -693,10 +812,35 @@ mod tests {
     #[test]
     fn events_are_read_across_chunk_boundaries() {
         let mut events = Events::default();
-        let mut got = events.push(b"data: {\"a\":1}\n\nda");
-        got.extend(events.push(b"ta: one\r\ndata: two\r\n\r\n: keep-alive\n\n"));
-        got.extend(events.push(b"event: x\ndata: [DONE]\n\n"));
+        let mut got = events.push(b"data: {\"a\":1}\n\nda").unwrap();
+        got.extend(
+            events
+                .push(b"ta: one\r\ndata: two\r\n\r\n: keep-alive\n\n")
+                .unwrap(),
+        );
+        got.extend(events.push(b"event: x\ndata: [DONE]\n\n").unwrap());
         assert_eq!(got, ["{\"a\":1}", "one\ntwo", "[DONE]"]);
+        // The last event, cut off without its blank line (or its newline).
+        assert_eq!(events.push(b"data: last\n").unwrap(), Vec::<String>::new());
+        assert_eq!(events.finish().as_deref(), Some("last"));
+        assert_eq!(events.push(b"data: tail").unwrap(), Vec::<String>::new());
+        assert_eq!(events.finish().as_deref(), Some("tail"));
+        assert_eq!(events.finish(), None);
+        // An event that never ends is refused past the limit.
+        assert!(events.push(&vec![b'x'; MAX_ANSWER + 1]).is_none());
+    }
+
+    #[test]
+    fn keys_never_reach_the_ledger_in_a_providers_message() {
+        let message = "Incorrect API key provided: sk-proj-abc1********wxyz. You can find your API key at https://x";
+        assert_eq!(
+            redact(message, Some("sk-proj-abc1secretwxyz")),
+            "Incorrect API key provided: sk-***. You can find your API key at https://x"
+        );
+        assert_eq!(
+            redact("bad key s3cretvalue!", Some("s3cretvalue!")),
+            "bad key ***"
+        );
     }
 
     #[test]

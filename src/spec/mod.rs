@@ -704,6 +704,38 @@ mod tests {
     }
 
     #[test]
+    fn a_prompt_round_trips_and_a_recorded_one_keeps_its_provider() {
+        let mut with = Defaults::default();
+        with.llm.providers.insert(
+            "local".into(),
+            Provider {
+                base_url: "http://127.0.0.1:1/v1".into(),
+                api_key: None,
+                timeout: DEFAULT_LLM_TIMEOUT,
+                idle_timeout: DEFAULT_LLM_IDLE,
+            },
+        );
+        let text = "prompt:\n  provider: local\n  model: m\n  system: s\n  prompt: p\n  max_tokens: 10\n  temperature: 0.5\n";
+        let spec = parse("j.yaml", text.as_bytes(), context(&with))
+            .spec
+            .unwrap();
+        let normal = normal::to_yaml(&spec);
+        let again = parse("j.yaml", normal.as_bytes(), context(&with))
+            .spec
+            .unwrap();
+        assert_eq!(again, spec, "the normal form parses back to the same job");
+        // The provider gone from jobs.toml: new input is refused, a recorded revision stays.
+        let without = Defaults::default();
+        assert!(
+            parse("j.yaml", normal.as_bytes(), context(&without))
+                .spec
+                .is_none()
+        );
+        let recorded = parse_recorded("j.yaml", normal.as_bytes(), context(&without));
+        assert_eq!(recorded.spec.unwrap().action, spec.action);
+    }
+
+    #[test]
     fn limits_that_protect_the_ledger_refuse_new_input_and_clamp_recorded_revisions() {
         let defaults = Defaults::default();
         let secs = Duration::from_secs;

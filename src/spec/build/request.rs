@@ -125,6 +125,8 @@ fn headers(
         };
         headers.push((lower, value));
     }
+    // Their order means nothing to HTTP: sorted, as the normal form writes them.
+    headers.sort_by(|a, b| a.0.cmp(&b.0));
     headers
 }
 
@@ -234,8 +236,11 @@ pub(super) fn prompt(b: &mut Builder, raw: Loc<RawPrompt>) -> Option<(Action, Ve
     let failed = b.diagnostics.len();
     let mut templates = Vec::new();
     let p = raw.value;
+    // A recorded revision keeps its provider when jobs.toml no longer has it: its runs fail,
+    // saying so, rather than the job losing its definition.
+    let checked = b.limits == Limits::Refuse;
     let provider = p.provider.map(|name| {
-        if b.llm.provider(Some(&name.value)).is_none() {
+        if checked && b.llm.provider(Some(&name.value)).is_none() {
             let known: Vec<&str> = b.llm.providers.keys().map(String::as_str).collect();
             let help = crate::diag::suggest(&name.value, known.iter().copied())
                 .map(|s| format!("did you mean `{s}`?"))
@@ -256,7 +261,7 @@ pub(super) fn prompt(b: &mut Builder, raw: Loc<RawPrompt>) -> Option<(Action, Ve
         }
         name.value
     });
-    if provider.is_none() && b.llm.default.is_none() {
+    if checked && provider.is_none() && b.llm.default.is_none() {
         b.error(
             raw.at,
             "a prompt needs a provider, and jobs.toml has no `[llm]` with a `base_url`",
