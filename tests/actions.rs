@@ -199,6 +199,10 @@ fn an_http_job_sends_its_request_and_judges_the_answer() {
         .file("jobs.d/gone.yaml", format!("http: {{url: 'http://127.0.0.1:{closed_port}/x'}}\n"))
         .file("jobs.d/moved.yaml", format!("http: {{url: '{base}/nowhere', expect: [200, 404]}}\n"))
         .file(
+            "jobs.d/watch.yaml",
+            format!("http: {{url: '{base}/refresh'}}\nsuccess_when: {{output_matches: '(?m)^DONE$'}}\n"),
+        )
+        .file(
             "jobs.d/hop.yaml",
             format!("http: {{url: '{base}/hop', headers: {{X-Key: {{env: REFRESH_TOKEN}}}}}}\n"),
         )
@@ -288,15 +292,29 @@ fn an_http_job_sends_its_request_and_judges_the_answer() {
     let ids = p.run(&["runs", "-o", "json"]).code(0).json();
     assert_eq!(ids[0]["http_status"], 302);
 
+    // Success decided by the answer's text too: a 200 that does not say DONE fails.
+    p.run(&["run", "watch"]).code(1).stdout_has("all good");
+    let runs = p.run(&["runs", "watch", "-o", "json"]).code(0).json();
+    assert_eq!(runs[0]["state"], "failed");
+    assert_eq!(
+        runs[0]["exit_code"],
+        Value::Null,
+        "a request has no exit status"
+    );
+    assert_eq!(
+        runs[0]["error"],
+        "its output did not match `(?m)^DONE$` (success_when.output_matches)"
+    );
+
     // No answer within http.timeout; nobody listening.
     p.run(&["run", "slow"]).code(1);
-    let run = run_json(&p, "7");
+    let run = run_json(&p, "8");
     assert_eq!(
         run["error"], "no complete answer within http.timeout 1s",
         "{run}"
     );
     p.run(&["run", "gone"]).code(1);
-    let run = run_json(&p, "8");
+    let run = run_json(&p, "9");
     let error = run["error"].as_str().unwrap();
     assert!(
         error.starts_with(&format!("GET http://127.0.0.1:{closed_port}/x: "))

@@ -40,7 +40,14 @@ pub async fn run_and_record(
         (&finished.ending, &spec.success_when)
         && let Some(why) = rule.unmet(&captured)
     {
-        finished.ending = run::Ending::Unmet(why);
+        // A process keeps its exit status 0 on the run; a request has none.
+        finished.ending = match finished.ending {
+            run::Ending::Completed => run::Ending::RequestFailed {
+                error: why,
+                retry_after: None,
+            },
+            _ => run::Ending::Unmet(why),
+        };
     }
     end_run(shared, spec, run, finished, had_output).await
 }
