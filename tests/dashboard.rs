@@ -910,3 +910,37 @@ async fn a_scoped_token_sees_only_its_folders_jobs() {
     client.close().await.unwrap();
     daemon.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_requests_run_page_shows_its_status() {
+    // A local server answering 200 once per connection.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut request = [0u8; 2048];
+            let _ = stream.read(&mut request);
+            let _ = stream.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\nconnection: close\r\n\r\nok\n",
+            );
+        }
+    });
+    let p = Project::new()
+        .file(
+            "jobs.d/probe.yaml",
+            format!("http: {{url: 'http://127.0.0.1:{port}/health'}}\n"),
+        )
+        .file("tokens", format!("read bob {READER}\n"));
+    p.run(&["apply"]).code(0);
+    p.run(&["run", "probe"]).code(0);
+    let (daemon, base, _driver, client) = open(&p, true, 1280, 860).await;
+    log_in(&client, &base, READER).await;
+    client.goto(&format!("{base}/runs/1")).await.unwrap();
+    let facts = wait_text(&client, "dl.facts", "HTTP 200").await;
+    assert!(!facts.contains("exit"), "{facts}");
+    wait_text(&client, "pre.output", "HTTP/1.1 200 OK").await;
+    client.close().await.unwrap();
+    daemon.stop();
+}
