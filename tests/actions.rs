@@ -246,6 +246,7 @@ fn an_http_job_sends_its_request_and_judges_the_answer() {
     p.run(&["run", "get", "1"])
         .code(0)
         .stdout_has("HTTP status:  200");
+    p.run(&["runs", "refresh"]).code(0).stdout_has("HTTP 200");
     p.run(&["run", "events", "1"])
         .code(0)
         .stdout_has("request POST http://127.0.0.1:");

@@ -941,6 +941,9 @@ async fn a_requests_run_page_shows_its_status() {
     let facts = wait_text(&client, "dl.facts", "HTTP 200").await;
     assert!(!facts.contains("exit"), "{facts}");
     wait_text(&client, "pre.output", "HTTP/1.1 200 OK").await;
+    // The job's runs list the status where a process's exit status would be.
+    client.goto(&format!("{base}/jobs/probe")).await.unwrap();
+    wait_text(&client, "section[aria-labelledby=runs-h] table", "HTTP 200").await;
     client.close().await.unwrap();
     daemon.stop();
 }

@@ -120,9 +120,11 @@ pub fn run_line(r: &Run) -> [String; 9] {
         r.attempt.to_string(),
         r.scheduled_at.clone().unwrap_or_else(|| "-".into()),
         r.duration_ms.map_or("-".into(), format_ms),
-        match (r.exit_code, r.signal) {
-            (Some(c), _) => c.to_string(),
-            (None, Some(s)) => crate::run::signal_name(s).to_string(),
+        // A request's answer status stands where a process's exit status would.
+        match (r.exit_code, r.signal, r.http_status) {
+            (Some(c), _, _) => c.to_string(),
+            (None, Some(s), _) => crate::run::signal_name(s).to_string(),
+            (None, None, Some(status)) => format!("HTTP {status}"),
             _ => "-".into(),
         },
         note(r),

@@ -108,7 +108,7 @@ function Runs({ name, now, version }) {
           <td><${Badge} state=${r.state} /></td><td>${r.trigger}</td>
           <td class="nowrap"><${When} at=${r.scheduled_at || r.created_at} now=${now} /></td>
           <td class="nowrap">${duration(r.duration_ms)}</td>
-          <td>${r.exit_code !== null ? r.exit_code : r.signal !== null ? `signal ${r.signal}` : ''}</td>
+          <td>${r.exit_code !== null ? r.exit_code : r.signal !== null ? `signal ${r.signal}` : r.http_status != null ? `HTTP ${r.http_status}` : ''}</td>
           <td class="nowrap">${r.cpu_user_ms !== null ? duration(r.cpu_user_ms + r.cpu_sys_ms) : ''}</td>
           <td class="nowrap">${r.max_rss_kb !== null ? `${(r.max_rss_kb / 1024).toFixed(1)} MiB` : ''}</td>
         </tr>`)}</tbody></table></div>`}
