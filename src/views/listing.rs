@@ -107,7 +107,8 @@ pub fn command_texts(l: &crate::ledger::Ledger) -> crate::ledger::Result<HashMap
 }
 
 /// The command of a recorded definition (its normal form, [`crate::spec::normal`]): the
-/// `command:` list's words or the `run:` script, as one line of text to search.
+/// `command:` list's words, the `run:` script, or the lines of an `http:` request (method,
+/// URL, headers, body) or a `prompt:` (model, messages), as one line of text to search.
 pub fn command_text(definition: &str) -> String {
     let mut words = Vec::new();
     let mut inside = false;
@@ -118,6 +119,8 @@ pub fn command_text(definition: &str) -> String {
             if let Some(rest) = line
                 .strip_prefix("command:")
                 .or_else(|| line.strip_prefix("run:"))
+                .or_else(|| line.strip_prefix("http:"))
+                .or_else(|| line.strip_prefix("prompt:"))
             {
                 inside = true;
                 let rest = rest.trim();
@@ -293,6 +296,14 @@ mod tests {
                 "rsync -a /src /dst echo done",
             ),
             ("run: 'true'\ntimeout: 1m\n", "true"),
+            (
+                "http:\n  method: POST\n  url: https://warehouse.internal/refresh\nretry:\n  attempts: 2\n",
+                "method: POST url: https://warehouse.internal/refresh",
+            ),
+            (
+                "prompt:\n  model: gpt-4o-mini\n  prompt: Summarise the incidents\n",
+                "model: gpt-4o-mini prompt: Summarise the incidents",
+            ),
             ("schedule: manual\n", ""),
         ] {
             assert_eq!(command_text(definition), text, "{definition}");
