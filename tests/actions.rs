@@ -38,19 +38,16 @@ impl Received {
     }
 }
 
-/// A server on a port of its own: each connection's request is read, kept, and handed with
-/// the connection to `answer`, which writes what it likes (and closes it, or not).
-fn server<F, Fut>(answer: F) -> (u16, Arc<Mutex<Vec<Received>>>)
+/// A listener on a port of its own, each connection handed to `serve` on a task of a runtime
+/// on its own thread; returns the port.
+fn listen<F, Fut>(serve: F) -> u16
 where
-    F: Fn(Received, TcpStream) -> Fut + Send + Sync + 'static,
+    F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let port = listener.local_addr().unwrap().port();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let kept = seen.clone();
-    let answer = Arc::new(answer);
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -58,20 +55,33 @@ where
             .unwrap();
         runtime.block_on(async move {
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            loop {
-                let Ok((tcp, _)) = listener.accept().await else {
-                    return;
-                };
-                let (answer, kept) = (answer.clone(), kept.clone());
-                tokio::spawn(async move {
-                    let Some((received, tcp)) = read_request(tcp).await else {
-                        return;
-                    };
-                    kept.lock().unwrap().push(received.clone());
-                    answer(received, tcp).await;
-                });
+            while let Ok((tcp, _)) = listener.accept().await {
+                tokio::spawn(serve(tcp));
             }
         });
+    });
+    port
+}
+
+/// A server: each connection's request is read, kept, and handed with the connection to
+/// `answer`, which writes what it likes (and closes it, or not).
+fn server<F, Fut>(answer: F) -> (u16, Arc<Mutex<Vec<Received>>>)
+where
+    F: Fn(Received, TcpStream) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let kept = seen.clone();
+    let answer = Arc::new(answer);
+    let port = listen(move |tcp| {
+        let (answer, kept) = (answer.clone(), kept.clone());
+        async move {
+            let Some((received, tcp)) = read_request(tcp).await else {
+                return;
+            };
+            kept.lock().unwrap().push(received.clone());
+            answer(received, tcp).await;
+        }
     });
     (port, seen)
 }
@@ -649,37 +659,22 @@ fn an_https_request_trusts_the_ca_of_jobs_toml_as_notifications_do() {
     )
     .unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            loop {
-                let Ok((tcp, _)) = listener.accept().await else {
-                    return;
-                };
-                let acceptor = acceptor.clone();
-                tokio::spawn(async move {
-                    let Ok(mut tls) = acceptor.accept(tcp).await else {
-                        return;
-                    };
-                    let mut buf = [0u8; 4096];
-                    let _ = tls.read(&mut buf).await;
-                    let body = "secure hello";
-                    let answer = format!(
-                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                        body.len()
-                    );
-                    let _ = tls.write_all(answer.as_bytes()).await;
-                    let _ = tls.shutdown().await;
-                });
-            }
-        });
+    let port = listen(move |tcp| {
+        let acceptor = acceptor.clone();
+        async move {
+            let Ok(mut tls) = acceptor.accept(tcp).await else {
+                return;
+            };
+            let mut buf = [0u8; 4096];
+            let _ = tls.read(&mut buf).await;
+            let body = "secure hello";
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = tls.write_all(answer.as_bytes()).await;
+            let _ = tls.shutdown().await;
+        }
     });
     let p = Project::new().file("ca.pem", ca.pem()).file(
         "jobs.d/secure.yaml",

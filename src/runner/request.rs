@@ -177,42 +177,8 @@ struct Sink<'a> {
 }
 
 impl Sink<'_> {
-    /// Takes bytes; each complete line (or [`MAX_LINE`] bytes without a newline) is sent.
-    async fn push(&mut self, bytes: &[u8]) {
-        self.partial.extend_from_slice(bytes);
-        let mut from = 0;
-        while let Some(i) = self.partial[from..].iter().position(|b| *b == b'\n') {
-            let mut line = self.partial[from..from + i + 1].to_vec();
-            let n = line.len();
-            emit(
-                self.reports,
-                self.budget,
-                self.clock,
-                "stdout",
-                &mut line,
-                n,
-            )
-            .await;
-            from += i + 1;
-        }
-        self.partial.drain(..from);
-        while self.partial.len() >= MAX_LINE {
-            let mut line: Vec<u8> = self.partial.drain(..MAX_LINE).collect();
-            emit(
-                self.reports,
-                self.budget,
-                self.clock,
-                "stdout",
-                &mut line,
-                MAX_LINE,
-            )
-            .await;
-        }
-    }
-
-    /// One whole line.
-    async fn line(&mut self, text: &str) {
-        let mut line = format!("{text}\n").into_bytes();
+    /// Sends one line (`line`, its newline included if it has one) within the budget.
+    async fn send(&self, mut line: Vec<u8>) {
         let n = line.len();
         emit(
             self.reports,
@@ -225,20 +191,31 @@ impl Sink<'_> {
         .await;
     }
 
+    /// Takes bytes; each complete line (or [`MAX_LINE`] bytes without a newline) is sent.
+    async fn push(&mut self, bytes: &[u8]) {
+        self.partial.extend_from_slice(bytes);
+        let mut from = 0;
+        while let Some(i) = self.partial[from..].iter().position(|b| *b == b'\n') {
+            self.send(self.partial[from..from + i + 1].to_vec()).await;
+            from += i + 1;
+        }
+        self.partial.drain(..from);
+        while self.partial.len() >= MAX_LINE {
+            let line: Vec<u8> = self.partial.drain(..MAX_LINE).collect();
+            self.send(line).await;
+        }
+    }
+
+    /// One whole line.
+    async fn line(&mut self, text: &str) {
+        self.send(format!("{text}\n").into_bytes()).await;
+    }
+
     /// Sends what is left of the last line.
     async fn finish(&mut self) {
         if !self.partial.is_empty() {
-            let mut line = std::mem::take(&mut self.partial);
-            let n = line.len();
-            emit(
-                self.reports,
-                self.budget,
-                self.clock,
-                "stdout",
-                &mut line,
-                n,
-            )
-            .await;
+            let line = std::mem::take(&mut self.partial);
+            self.send(line).await;
         }
     }
 }
