@@ -25,47 +25,15 @@
 #[path = "common/mod.rs"]
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::{Daemon, wait_count};
 use jiff::Timestamp;
 use rusqlite::{Connection, params};
 
 /// The daemon's default `max_concurrent_runs`: the raw floor uses as many connections.
 const CONCURRENCY: usize = 16;
-
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn start(bin: &Path, root: &Path) -> Daemon {
-        let log = root.join("serve.log");
-        let child = common::jobctl_command(bin, root)
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("spawning jobs serve");
-        Daemon { child, log }
-    }
-
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        // SAFETY: signalling our own child, not reaped yet.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let _ = self.child.wait();
-    }
-}
 
 /// A local HTTP server answering every GET `ok`, on a runtime of its own; returns its port.
 fn local_server() -> u16 {
@@ -126,25 +94,6 @@ fn wrk_requests_per_second(port: u16) -> Option<f64> {
         .lines()
         .find_map(|l| l.strip_prefix("Requests/sec:"))
         .and_then(|v| v.trim().parse().ok())
-}
-
-fn wait_count(daemon: &mut Daemon, conn: &Connection, sql: &str, want: i64) {
-    let started = Instant::now();
-    loop {
-        let n: i64 = conn.query_row(sql, [], |r| r.get(0)).unwrap_or(-1);
-        if n >= want {
-            return;
-        }
-        if let Some(status) = daemon.child.try_wait().unwrap() {
-            panic!("jobs serve exited ({status}):\n{}", daemon.log_tail());
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(300),
-            "waited 300 s for `{sql}` to reach {want} (it is {n}):\n{}",
-            daemon.log_tail()
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
 }
 
 /// One round: `n` pending runs of `job`, written at once; runs per second through their ends.

@@ -22,10 +22,11 @@
 #[path = "common/mod.rs"]
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::{Daemon, wait_count};
 use jiff::Timestamp;
 use rusqlite::{Connection, params};
 
@@ -34,38 +35,6 @@ struct Sizes {
     chain_reps: usize,
     fan_in: usize,
     fan_in_reps: usize,
-}
-
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn start(bin: &Path, root: &Path) -> Daemon {
-        let log = root.join("serve.log");
-        let child = common::jobctl_command(bin, root)
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("spawning jobs serve");
-        Daemon { child, log }
-    }
-
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        // SAFETY: signalling our own child, not reaped yet.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let _ = self.child.wait();
-    }
 }
 
 fn jobs(bin: &Path, root: &Path, args: &[&str]) {
@@ -84,26 +53,6 @@ fn ledger(root: &Path) -> Connection {
     let conn = Connection::open(root.join("ledger.db")).unwrap();
     conn.busy_timeout(Duration::from_secs(10)).unwrap();
     conn
-}
-
-/// Polls `sql` (one integer) every millisecond until it reaches `want`.
-fn wait_count(daemon: &mut Daemon, conn: &Connection, sql: &str, want: i64) {
-    let started = Instant::now();
-    loop {
-        let n: i64 = conn.query_row(sql, [], |r| r.get(0)).unwrap_or(-1);
-        if n >= want {
-            return;
-        }
-        if let Some(status) = daemon.child.try_wait().unwrap() {
-            panic!("jobs serve exited ({status}):\n{}", daemon.log_tail());
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(300),
-            "waited 300 s for `{sql}` to reach {want} (it is {n}):\n{}",
-            daemon.log_tail()
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
 }
 
 fn ms_between(from: &str, to: &str) -> f64 {

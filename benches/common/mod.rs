@@ -4,7 +4,10 @@
 #![allow(dead_code)] // each bench uses part of it
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rusqlite::Connection;
 
 /// The `jobctl` under test: the one cargo built, or `JOBS_BENCH_BIN` (another build, e.g. an
 /// older commit's, for a before/after in one run).
@@ -58,4 +61,59 @@ pub fn git_describe() -> String {
         .filter(|o| o.status.success())
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_else(|| "unknown".to_string())
+}
+
+/// `jobctl serve` on a project (API on a free port), its log in `serve.log`, stopped with
+/// SIGTERM when dropped.
+pub struct Daemon {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    pub fn start(bin: &Path, root: &Path) -> Daemon {
+        let log = root.join("serve.log");
+        let child = jobctl_command(bin, root)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("spawning jobs serve");
+        Daemon { child, log }
+    }
+
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child, not reaped yet.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `sql` (one integer) every 2 ms until it reaches `want`; fails after 300 s or if the
+/// daemon exits, with its log's tail.
+pub fn wait_count(daemon: &mut Daemon, conn: &Connection, sql: &str, want: i64) {
+    let started = Instant::now();
+    loop {
+        let n: i64 = conn.query_row(sql, [], |r| r.get(0)).unwrap_or(-1);
+        if n >= want {
+            return;
+        }
+        if let Some(status) = daemon.child.try_wait().unwrap() {
+            panic!("jobs serve exited ({status}):\n{}", daemon.log_tail());
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "waited 300 s for `{sql}` to reach {want} (it is {n}):\n{}",
+            daemon.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
 }
