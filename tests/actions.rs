@@ -562,6 +562,15 @@ fn a_prompt_that_stalls_breaks_or_is_refused_fails_with_why() {
             "{name}: what streamed is kept"
         );
     }
+    // The default provider's key is named by jobs.toml but not set here.
+    p.write("jobs.d/keyless.yaml", "prompt: {model: m, prompt: hi}\n");
+    p.run(&["apply"]).code(0);
+    p.run(&["run", "keyless"]).code(1);
+    let runs = p.run(&["runs", "keyless", "-o", "json"]).code(0).json();
+    assert_eq!(
+        runs[0]["error"],
+        "the provider's key variable STUB_KEY is not set in the daemon's environment"
+    );
     // 429: the provider's message and its Retry-After, which delays the retry past the
     // backoff of 1s.
     p.run(&["run", "busy"]).code(1);
