@@ -38,11 +38,6 @@ fn too_large() -> String {
     )
 }
 
-/// A request's outcome, and what is known of its answer.
-struct Outcome {
-    ending: Ending,
-}
-
 /// Why the requests' client could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -136,7 +131,6 @@ pub(super) async fn execute(
                 Action::Prompt(prompt) => self::prompt(&launch, prompt, &reply, &mut out).await,
                 _ => unreachable!("execute only takes requests"),
             }
-            .ending
         };
         tokio::select! {
             ending = work => ending,
@@ -220,12 +214,10 @@ impl Sink<'_> {
     }
 }
 
-fn failed(error: impl Into<String>) -> Outcome {
-    Outcome {
-        ending: Ending::RequestFailed {
-            error: error.into(),
-            retry_after: None,
-        },
+fn failed(error: impl Into<String>) -> Ending {
+    Ending::RequestFailed {
+        error: error.into(),
+        retry_after: None,
     }
 }
 
@@ -323,7 +315,7 @@ async fn http(
     request: &HttpRequest,
     reply: &Mutex<Reply>,
     out: &mut Sink<'_>,
-) -> Outcome {
+) -> Ending {
     let Some(client) = &launch.client else {
         return failed(NO_CLIENT);
     };
@@ -389,19 +381,15 @@ async fn http(
         }
         let reason = status.canonical_reason().unwrap_or("");
         match unexpected_status(&request.expect, status.as_u16(), reason) {
-            None => Outcome {
-                ending: Ending::Completed,
-            },
-            Some(error) => Outcome {
-                ending: Ending::RequestFailed {
-                    error: with_wait(error, wait),
-                    retry_after: wait,
-                },
+            None => Ending::Completed,
+            Some(error) => Ending::RequestFailed {
+                error: with_wait(error, wait),
+                retry_after: wait,
             },
         }
     };
     match tokio::time::timeout(limit, exchange).await {
-        Ok(outcome) => outcome,
+        Ok(ending) => ending,
         Err(_) => failed(format!(
             "no complete answer within http.timeout {}",
             crate::duration::Duration::from_std(limit)
@@ -464,7 +452,7 @@ async fn prompt(
     prompt: &Prompt,
     reply: &Mutex<Reply>,
     out: &mut Sink<'_>,
-) -> Outcome {
+) -> Ending {
     let Some(provider) = &launch.provider else {
         return failed(match &prompt.provider {
             Some(name) => format!("jobs.toml has no provider `{name}` (`[llm.providers.{name}]`)"),
@@ -515,7 +503,7 @@ async fn prompt(
         }
     };
     match tokio::time::timeout(limit, exchange).await {
-        Ok(outcome) => outcome,
+        Ok(ending) => ending,
         Err(_) => failed(format!(
             "the provider did not finish within its timeout {}",
             provider.timeout
@@ -536,7 +524,7 @@ async fn refused(
     now: jiff::Timestamp,
     idle: StdDuration,
     key: Option<&str>,
-) -> Outcome {
+) -> Ending {
     let status = response.status();
     let wait = retry_after(response.headers(), now);
     let body = read_some(&mut response, ERROR_BODY, idle)
@@ -561,11 +549,9 @@ async fn refused(
     if !message.is_empty() {
         error = format!("{}: {}", error.trim_end(), redact(&message, key));
     }
-    Outcome {
-        ending: Ending::RequestFailed {
-            error: with_wait(error, wait),
-            retry_after: wait,
-        },
+    Ending::RequestFailed {
+        error: with_wait(error, wait),
+        retry_after: wait,
     }
 }
 
@@ -621,7 +607,7 @@ async fn stream(
     idle: StdDuration,
     reply: &Mutex<Reply>,
     out: &mut Sink<'_>,
-) -> Outcome {
+) -> Ending {
     let mut events = Events::default();
     let mut finished = false;
     loop {
@@ -673,7 +659,7 @@ async fn stream(
     failed("the stream ended before the answer was finished (no finish reason, no [DONE])")
 }
 
-fn done(finished: bool, reply: &Mutex<Reply>) -> Outcome {
+fn done(finished: bool, reply: &Mutex<Reply>) -> Ending {
     let reason = reply.lock().ok().and_then(|r| r.finish_reason.clone());
     match reason.as_deref() {
         Some("content_filter") => {
@@ -682,9 +668,7 @@ fn done(finished: bool, reply: &Mutex<Reply>) -> Outcome {
         _ if !finished => {
             failed("the stream ended before the answer was finished (no finish reason)")
         }
-        _ => Outcome {
-            ending: Ending::Completed,
-        },
+        _ => Ending::Completed,
     }
 }
 
@@ -724,7 +708,7 @@ async fn whole(
     idle: StdDuration,
     reply: &Mutex<Reply>,
     out: &mut Sink<'_>,
-) -> Outcome {
+) -> Ending {
     let body = match read_some(&mut response, MAX_ANSWER, idle).await {
         Some((body, false)) => body,
         Some((_, true)) => return failed(too_large()),
