@@ -647,27 +647,9 @@ fn cancelling_a_prompt_closes_its_stream() {
 
 #[test]
 fn an_https_request_trusts_the_ca_of_jobs_toml_as_notifications_do() {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
-        .unwrap()
-        .signed_by(&key, &ca)
-        .unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(
-        vec![cert.der().clone()],
-        rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-    )
-    .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    // A throwaway CA and a certificate it signed for `localhost`.
+    let ca = common::test_ca();
+    let acceptor = ca.acceptor;
     let port = listen(move |tcp| {
         let acceptor = acceptor.clone();
         async move {
@@ -685,7 +667,7 @@ fn an_https_request_trusts_the_ca_of_jobs_toml_as_notifications_do() {
             let _ = tls.shutdown().await;
         }
     });
-    let p = Project::new().file("ca.pem", ca.pem()).file(
+    let p = Project::new().file("ca.pem", ca.ca_pem).file(
         "jobs.d/secure.yaml",
         format!("http: {{url: 'https://localhost:{port}/'}}\n"),
     );

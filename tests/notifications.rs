@@ -8,49 +8,12 @@
 mod common;
 
 use std::io::Read;
-use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{Daemon, Project};
+use common::{Daemon, Project, test_ca};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-
-/// A throwaway CA and a server certificate it signed for `localhost` and `127.0.0.1`.
-struct TestCa {
-    ca_pem: String,
-    acceptor: tokio_rustls::TlsAcceptor,
-}
-
-fn test_ca() -> TestCa {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "jobctl test CA");
-    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let params =
-        rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-            .unwrap();
-    let cert = params.signed_by(&key, &ca).unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(
-        vec![cert.der().clone()],
-        rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-    )
-    .unwrap();
-    TestCa {
-        ca_pem: ca.pem(),
-        acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
-    }
-}
 
 /// Runs `serve` on a listener bound now (before the daemon starts, so nothing waits for it)
 /// in a thread of its own; returns the port.

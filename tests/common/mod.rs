@@ -636,3 +636,39 @@ pub fn hub_signature(secret: &str, body: &[u8]) -> String {
         .collect();
     format!("sha256={hex}")
 }
+
+/// A throwaway CA and a server certificate it signed for `localhost` and `127.0.0.1`.
+pub struct TestCa {
+    pub ca_pem: String,
+    pub acceptor: tokio_rustls::TlsAcceptor,
+}
+
+pub fn test_ca() -> TestCa {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "jobctl test CA");
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params =
+        rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .unwrap();
+    let cert = params.signed_by(&key, &ca).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![cert.der().clone()],
+        rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+    )
+    .unwrap();
+    TestCa {
+        ca_pem: ca.pem(),
+        acceptor: tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config)),
+    }
+}
