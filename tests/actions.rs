@@ -45,22 +45,11 @@ where
     F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            while let Ok((tcp, _)) = listener.accept().await {
-                tokio::spawn(serve(tcp));
-            }
-        });
-    });
-    port
+    common::spawn_server(move |listener| async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            tokio::spawn(serve(tcp));
+        }
+    })
 }
 
 /// A server: each connection's request is read, kept, and handed with the connection to
@@ -338,7 +327,7 @@ fn an_http_job_sends_its_request_and_judges_the_answer() {
 fn llm_config(port: u16) -> String {
     let mut text =
         format!("[llm]\nbase_url = \"http://127.0.0.1:{port}/v1\"\napi_key_env = \"STUB_KEY\"\n");
-    for name in ["stall", "broken", "cut", "busy", "ticking"] {
+    for name in ["stall", "broken", "cut", "busy", "ticking", "plain"] {
         text.push_str(&format!(
             "[llm.providers.{name}]\nbase_url = \"http://127.0.0.1:{port}/{name}/v1\"\nidle_timeout = \"1s\"\n"
         ));
@@ -495,6 +484,18 @@ fn a_prompt_streams_its_answer_and_records_the_model_and_tokens() {
 fn a_prompt_that_stalls_breaks_or_is_refused_fails_with_why() {
     let (port, _seen) = server(|req, mut tcp| async move {
         let behaviour = req.path.split('/').nth(1).unwrap_or("").to_string();
+        if behaviour == "plain" {
+            // A provider that ignores `stream` and answers one JSON completion.
+            let body = serde_json::json!({"model": "plain-1", "choices": [{"index": 0, "message": {"role": "assistant", "content": "one\ntwo"}, "finish_reason": "stop"}], "usage": {"prompt_tokens": 3, "completion_tokens": 2}}).to_string();
+            respond(
+                tcp,
+                "200 OK",
+                &[("content-type", "application/json")],
+                &body,
+            )
+            .await;
+            return;
+        }
         if behaviour == "busy" {
             let body =
                 r#"{"error": {"message": "Rate limit reached for requests", "type": "requests"}}"#;
@@ -562,6 +563,26 @@ fn a_prompt_that_stalls_breaks_or_is_refused_fails_with_why() {
             "{name}: what streamed is kept"
         );
     }
+    // A provider that answers one JSON completion rather than a stream is read as well.
+    p.write(
+        "jobs.d/plain.yaml",
+        "prompt: {provider: plain, model: m, prompt: hi}\n",
+    );
+    p.run(&["apply"]).code(0);
+    p.run(&["run", "plain"]).code(0).stdout_has("one\ntwo");
+    let runs = p.run(&["runs", "plain", "-o", "json"]).code(0).json();
+    assert_eq!(
+        (
+            &runs[0]["model"],
+            &runs[0]["finish_reason"],
+            &runs[0]["completion_tokens"]
+        ),
+        (
+            &Value::from("plain-1"),
+            &Value::from("stop"),
+            &Value::from(2)
+        )
+    );
     // The default provider's key is named by jobs.toml but not set here.
     p.write("jobs.d/keyless.yaml", "prompt: {model: m, prompt: hi}\n");
     p.run(&["apply"]).code(0);

@@ -11,31 +11,9 @@ use std::io::Read;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{Daemon, Project, test_ca};
+use common::{Daemon, Project, spawn_server, test_ca};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-
-/// Runs `serve` on a listener bound now (before the daemon starts, so nothing waits for it)
-/// in a thread of its own; returns the port.
-fn spawn_server<F, Fut>(serve: F) -> u16
-where
-    F: FnOnce(tokio::net::TcpListener) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ()>,
-{
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            serve(tokio::net::TcpListener::from_std(listener).unwrap()).await;
-        });
-    });
-    port
-}
 
 /// An HTTPS server answering every POST 200; hands over each request's path and JSON body.
 fn https_receiver(acceptor: tokio_rustls::TlsAcceptor) -> (u16, mpsc::Receiver<(String, Value)>) {

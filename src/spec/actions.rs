@@ -186,12 +186,6 @@ pub struct Reply {
     pub completion_tokens: Option<i64>,
 }
 
-impl Reply {
-    pub fn is_empty(&self) -> bool {
-        *self == Reply::default()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

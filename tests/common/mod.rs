@@ -672,3 +672,25 @@ pub fn test_ca() -> TestCa {
         acceptor: tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config)),
     }
 }
+
+/// Runs `serve` on a listener bound now (before the daemon starts, so nothing waits for it)
+/// in a thread of its own; returns the port.
+pub fn spawn_server<F, Fut>(serve: F) -> u16
+where
+    F: FnOnce(tokio::net::TcpListener) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            serve(tokio::net::TcpListener::from_std(listener).unwrap()).await;
+        });
+    });
+    port
+}
