@@ -8,7 +8,7 @@
 #   tests/fuzz/api.sh 1800     # the long form: a 30-minute budget
 #
 # `GET /v1/events` is left out: it is a stream that never ends, which a fuzzer can only time
-# out on (tests/api_router.rs follows it). It builds the debug binary, serves a temp project on a free port and removes it after.
+# out on (tests/api_router.rs follows it). It builds the debug binary (or takes $JOBS_FUZZ_BIN), serves a temp project on a free port and removes it after.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 budget=${1:-60}
@@ -17,8 +17,13 @@ if [ ! -x "$venv/bin/schemathesis" ]; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet 'schemathesis>=4.32,<5'
 fi
-cargo build --quiet --manifest-path "$root/Cargo.toml"
-jobs="$root/target/debug/jobctl"
+# JOBS_FUZZ_BIN: a jobctl already built (CI passes the one `cargo test` built), else a debug build.
+jobs=${JOBS_FUZZ_BIN:-}
+if [ -z "$jobs" ]; then
+  cargo build --quiet --manifest-path "$root/Cargo.toml"
+  jobs="$root/target/debug/jobctl"
+fi
+jobs=$(cd "$(dirname "$jobs")" && pwd)/$(basename "$jobs")
 
 work=$(mktemp -d)
 pid=""
