@@ -4,7 +4,7 @@
 # admin, and the run fails on any 5xx, any undocumented status, or any response that does
 # not fit the document.
 #
-#   tests/fuzz/api.sh          # the bounded form CI runs (60 s)
+#   tests/fuzz/api.sh          # a bounded run (60 s; CI gives it 40)
 #   tests/fuzz/api.sh 1800     # the long form: a 30-minute budget
 #
 # `GET /v1/events` is left out: it is a stream that never ends, which a fuzzer can only time
