@@ -496,3 +496,76 @@ fn log_readers_cannot_starve_the_scheduler() {
         local.stderr
     );
 }
+
+/// The head of the answer to `request` sent on `stream` (up to the blank line), lower case;
+/// its body is read and dropped.
+fn answer_head(stream: &mut TcpStream, request: &str) -> String {
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    let head = String::from_utf8_lossy(&head).to_lowercase();
+    // The body, so the next answer on this connection starts at its status line.
+    let length = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .and_then(|n| n.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).unwrap();
+    head
+}
+
+/// A request refused before its body was read (its body still on the way) closed its
+/// connection after the answer without saying so: a client that sent its next request on
+/// that connection got no answer at all ("peer disconnected", seen in the backfill test).
+#[test]
+fn a_request_answered_before_its_body_was_read_says_its_connection_closes() {
+    let p = Project::new()
+        .file("tokens", tokens())
+        .file("jobs.d/nightly.yaml", common::job("0 3 * * *"));
+    let (daemon, http) = start(&p, &[]);
+    let mut stream = TcpStream::connect(http.addr()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    // Read, with its body read: the connection stays open for the next request.
+    let head = answer_head(
+        &mut stream,
+        &format!(
+            "GET /v1/jobs/nightly HTTP/1.1\r\nHost: jobs\r\nAuthorization: Bearer {READER}\r\n\r\n"
+        ),
+    );
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(!head.contains("connection: close"), "{head}");
+    // A reader may not trigger: refused (403) before the 2-byte body, not sent yet, is read.
+    let head = answer_head(
+        &mut stream,
+        &format!(
+            "POST /v1/jobs/nightly/trigger HTTP/1.1\r\nHost: jobs\r\nAuthorization: Bearer {READER}\r\n\
+             Content-Type: application/json\r\nContent-Length: 2\r\n\r\n"
+        ),
+    );
+    assert!(head.starts_with("http/1.1 403"), "{head}");
+    assert!(head.contains("connection: close"), "{head}");
+    // A refused request whose body was read keeps its connection.
+    let mut stream = TcpStream::connect(http.addr()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let head = answer_head(
+        &mut stream,
+        &format!(
+            "POST /v1/jobs/nightly/trigger HTTP/1.1\r\nHost: jobs\r\nAuthorization: Bearer {ADMIN}\r\n\
+             Content-Type: application/json\r\nContent-Length: 9\r\n\r\nnot json!"
+        ),
+    );
+    assert!(head.starts_with("http/1.1 400"), "{head}");
+    assert!(!head.contains("connection: close"), "{head}");
+    assert_eq!(daemon.stop(), Some(0));
+}

@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -260,6 +260,55 @@ impl Body for BusyBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
         Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// A request's body that tells whether it was read to its end. A request answered before its
+/// body was read (refused for its token, its path or its size) is answered with `connection:
+/// close`: hyper keeps such a connection only when the rest of the body happens to have
+/// arrived already, and otherwise closes it after the answer without saying so, so a client
+/// that sends its next request on it gets no answer at all.
+pub(crate) struct ReadBody {
+    body: hyper::body::Incoming,
+    read: Arc<AtomicBool>,
+}
+
+impl ReadBody {
+    /// The body, and the flag set once it has been read to its end (at once if it is empty).
+    pub(crate) fn new(body: hyper::body::Incoming) -> (ReadBody, Arc<AtomicBool>) {
+        let read = Arc::new(AtomicBool::new(body.is_end_stream()));
+        (
+            ReadBody {
+                body,
+                read: read.clone(),
+            },
+            read,
+        )
+    }
+}
+
+impl Body for ReadBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.body).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None)) || this.body.is_end_stream() {
+            this.read.store(true, Ordering::Release);
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {

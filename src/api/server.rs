@@ -136,11 +136,19 @@ async fn serve_connection<I>(
     use hyper_util::rt::{TokioIo, TokioTimer};
     let inner = hyper_util::service::TowerToHyperService::new(router);
     let busy_conn = conn.clone();
-    let service = hyper::service::service_fn(move |request| {
+    let service = hyper::service::service_fn(move |request: hyper::Request<_>| {
         let busy = conns::Busy::enter(&busy_conn);
-        let answer = hyper::service::Service::call(&inner, request);
+        let (parts, body) = request.into_parts();
+        let (body, read) = conns::ReadBody::new(body);
+        let answer = hyper::service::Service::call(&inner, hyper::Request::from_parts(parts, body));
         async move {
-            let response = answer.await?;
+            let mut response = answer.await?;
+            if !read.load(std::sync::atomic::Ordering::Acquire) {
+                response.headers_mut().insert(
+                    axum::http::header::CONNECTION,
+                    axum::http::HeaderValue::from_static("close"),
+                );
+            }
             Ok::<_, std::convert::Infallible>(
                 response.map(|body| conns::BusyBody { body, _busy: busy }),
             )
