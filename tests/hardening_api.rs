@@ -530,10 +530,14 @@ fn a_request_answered_before_its_body_was_read_says_its_connection_closes() {
         .file("tokens", tokens())
         .file("jobs.d/nightly.yaml", common::job("0 3 * * *"));
     let (daemon, http) = start(&p, &[]);
-    let mut stream = TcpStream::connect(http.addr()).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
+    let connect = || {
+        let stream = TcpStream::connect(http.addr()).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        stream
+    };
+    let mut stream = connect();
     // Read, with its body read: the connection stays open for the next request.
     let head = answer_head(
         &mut stream,
@@ -554,10 +558,7 @@ fn a_request_answered_before_its_body_was_read_says_its_connection_closes() {
     assert!(head.starts_with("http/1.1 403"), "{head}");
     assert!(head.contains("connection: close"), "{head}");
     // A refused request whose body was read keeps its connection.
-    let mut stream = TcpStream::connect(http.addr()).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
+    let mut stream = connect();
     let head = answer_head(
         &mut stream,
         &format!(
