@@ -557,6 +557,16 @@ fn a_request_answered_before_its_body_was_read_says_its_connection_closes() {
     );
     assert!(head.starts_with("http/1.1 403"), "{head}");
     assert!(head.contains("connection: close"), "{head}");
+    // A body declared over the limit is refused (413) unread.
+    let head = answer_head(
+        &mut connect(),
+        &format!(
+            "POST /v1/jobs/nightly/trigger HTTP/1.1\r\nHost: jobs\r\nAuthorization: Bearer {ADMIN}\r\n\
+             Content-Type: application/json\r\nContent-Length: 1000000000\r\n\r\n"
+        ),
+    );
+    assert!(head.starts_with("http/1.1 413"), "{head}");
+    assert!(head.contains("connection: close"), "{head}");
     // A refused request whose body was read keeps its connection.
     let mut stream = connect();
     let head = answer_head(

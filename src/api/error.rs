@@ -128,18 +128,12 @@ impl IntoResponse for ApiError {
 }
 
 /// Rewrites error responses that are not JSON (axum's 405, tower-http's 408 and 413) into the
-/// API's error body, keeping their status and headers.
-///
-/// A 413 also says `Connection: close`: the body it refused is left unread, so the server closes
-/// the connection, and a client that pooled it would send its next request into a closed socket.
+/// API's error body, keeping their status and headers. (A 413 leaves the body it refused
+/// unread: the server says `Connection: close` for it, as for any answer given before the
+/// body was read, `conns::ReadBody`.)
 pub async fn json_errors(request: Request, next: Next) -> Response {
-    let mut response = next.run(request).await;
+    let response = next.run(request).await;
     let status = response.status();
-    if status == StatusCode::PAYLOAD_TOO_LARGE {
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
     let is_json = response
         .headers()
         .get(header::CONTENT_TYPE)
