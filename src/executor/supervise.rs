@@ -316,6 +316,8 @@ fn launch(shared: &Shared, spec: &JobSpec, run: &RunRow) -> Launch {
             }
             _ => None,
         },
+        // The daemon's `record_started` only queues the start (see `Shared::record_started`).
+        start_inline: shared.queues_starts(),
     }
 }
 

@@ -346,10 +346,16 @@ impl Shared {
         started: crate::ledger::ProcessStarted,
     ) -> crate::ledger::Result<()> {
         self.queued_starts().push(started);
-        if self.claimer.get().is_some() {
+        if self.queues_starts() {
             return Ok(());
         }
         self.flush_starts()
+    }
+
+    /// Whether [`Shared::record_started`] only queues a start (the daemon's executor, with a
+    /// [`Claimer`]) rather than write it: then it never blocks.
+    pub fn queues_starts(&self) -> bool {
+        self.claimer.get().is_some()
     }
 
     /// Writes the starts queued (see [`Shared::record_started`]) in a relaxed transaction of

@@ -73,6 +73,12 @@ pub struct Launch {
     pub client: Option<reqwest::Client>,
     /// Where a `prompt` goes (from jobs.toml's `[llm]`).
     pub provider: Option<crate::spec::Provider>,
+    /// Whether the process may be started on the caller's task instead of the blocking pool:
+    /// for a caller whose `on_start` does not block (the daemon queues a start for its next
+    /// transaction). Taken only where std starts it with `posix_spawn`, which returns once
+    /// the child has exec'd, and not with `fork` (the `nofile` restore of
+    /// [`keep_descriptor_limit_for_runs`]), which copies the daemon's page tables first.
+    pub start_inline: bool,
 }
 
 /// One captured line.
@@ -178,12 +184,15 @@ pub async fn execute(
     if !launch.action.is_process() {
         return request::execute(launch, clock, reports, stop, on_start).await;
     }
-    let command = process::command(&launch, RUN_NOFILE.get().copied());
-    // fork and exec block for a millisecond or more (much more in a VM): off the runtime's
-    // few worker threads, so runs start in parallel and fires are not held up. `on_start`
-    // (the caller's record of the pid) runs on the same blocking thread, before the start
-    // is reported: one hop between threads per start, not two (issue 14).
-    let spawned = tokio::task::spawn_blocking(move || {
+    let nofile = RUN_NOFILE.get().copied();
+    let command = process::command(&launch, nofile);
+    // `posix_spawn` blocks its thread until the child has exec'd (a fraction of a
+    // millisecond); `fork`, and an `on_start` that writes the ledger, block for longer: those
+    // go to the blocking pool, so that the runtime's few workers are not held up. `on_start`
+    // (the caller's record of the pid) runs before the start is reported. Starting in place
+    // saves two thread hops per run: in a burst of 200, a sixth of the daemon's CPU and a
+    // third of its context switches (issue 14, BENCHMARKS.md).
+    let start = move || {
         let mut command = command;
         let child = command.spawn()?;
         let pid = i64::from(child.id());
@@ -195,9 +204,14 @@ pub async fn execute(
         };
         on_start(&started);
         Ok((child, started))
-    })
-    .await
-    .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
+    };
+    let spawned = if launch.start_inline && nofile.is_none() {
+        start()
+    } else {
+        tokio::task::spawn_blocking(start)
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())))
+    };
     let (mut child, started) = match spawned {
         Ok(spawned) => spawned,
         Err(e) => return spawn_failed(&launch, &e),
