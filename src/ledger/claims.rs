@@ -177,14 +177,18 @@ impl Ledger {
         Ok((retries, handoff))
     }
 
-    /// Reads the rows of claimed runs, in id order.
-    pub(super) fn claimed_rows(&self, mut ids: Vec<i64>) -> Result<Vec<RunRow>> {
-        ids.sort_unstable();
-        let mut runs = Vec::with_capacity(ids.len());
-        for id in ids {
-            runs.extend(self.run(id)?);
+    /// Reads the rows of claimed runs, in id order: one statement for all of them (a burst's
+    /// claim of 16 runs is one read, not 16, issue 14).
+    pub(super) fn claimed_rows(&self, ids: Vec<i64>) -> Result<Vec<RunRow>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(runs)
+        let among = self.conn.sql(
+            "r.id IN (SELECT value FROM json_each(?1))",
+            "r.id IN (SELECT CAST(jsonb_array_elements_text(CAST(?1 AS jsonb)) AS BIGINT))",
+        );
+        let ids = serde_json::to_string(&ids).expect("ids serialise");
+        self.query_runs(among, params![ids], "r.id")
     }
 
     /// Ends runs and, for those to be retried, creates their next attempts, all in one

@@ -365,7 +365,7 @@ impl Ledger {
         Ok(out)
     }
 
-    fn query_runs(
+    pub(super) fn query_runs(
         &self,
         filter: &str,
         params: &[&dyn super::db::Param],

@@ -194,11 +194,15 @@ pub async fn execute(
     // third of its context switches (issue 14, BENCHMARKS.md).
     let start = move || {
         let mut command = command;
+        let before = process::boot_clock();
         let child = command.spawn()?;
+        let after = process::boot_clock();
         let pid = i64::from(child.id());
         let started = Report::Started {
             pid: Some(pid),
-            start_time: process_start_time(pid).unwrap_or(0),
+            start_time: process::start_tick_between(before, after)
+                .or_else(|| process_start_time(pid))
+                .unwrap_or(0),
             at: clock.now(),
             what: format!("process {pid}"),
         };
@@ -480,6 +484,44 @@ mod tests {
         assert!(is_alive(pid, start));
         assert!(!is_alive(pid, start + 1));
         assert!(!is_alive(i64::from(i32::MAX), 1));
+    }
+
+    #[test]
+    fn a_start_time_from_the_boot_clock_is_the_one_proc_gives_or_none() {
+        // Within one tick: that tick; straddling one, or backwards: none (read /proc then).
+        let cases = [
+            (0, 9_999_999, Some(0)),
+            (20_000_000, 29_999_999, Some(2)),
+            (29_999_999, 30_000_000, None),
+            (25_000_000, 24_000_000, None),
+        ];
+        for (before, after, want) in cases {
+            assert_eq!(
+                process::same_tick(before, after, 10_000_000),
+                want,
+                "{before}..{after}"
+            );
+        }
+        // Real children: whenever the readings around the spawn share a tick, that tick is
+        // the start time /proc gives the child.
+        let mut checked = 0;
+        for _ in 0..200 {
+            let before = process::boot_clock();
+            let mut child = std::process::Command::new("sleep")
+                .arg("5")
+                .spawn()
+                .unwrap();
+            let after = process::boot_clock();
+            let computed = process::start_tick_between(before, after);
+            let from_proc = process_start_time(i64::from(child.id()));
+            child.kill().unwrap();
+            child.wait().unwrap();
+            if let Some(tick) = computed {
+                assert_eq!(Some(tick), from_proc, "child {}", child.id());
+                checked += 1;
+            }
+        }
+        assert!(checked > 0, "no spawn stayed within one clock tick");
     }
 
     #[test]
