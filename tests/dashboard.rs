@@ -19,10 +19,12 @@ const READER: &str = "rrrrrrrrrrrrrrrrrrrrrrrr";
 /// How long the browser waits for what a page must show.
 const WAIT: Duration = Duration::from_secs(20);
 
-/// A `chromedriver` of the test's own, stopped when dropped.
+/// A `chromedriver` of the test's own, stopped when dropped, with a temp dir of its own
+/// (its `TMPDIR`, where Chromium keeps its profile and scratch files) removed after it.
 struct Driver {
     child: Child,
     url: String,
+    _tmp: tempfile::TempDir,
 }
 
 impl Drop for Driver {
@@ -40,8 +42,10 @@ fn driver() -> Driver {
         .local_addr()
         .unwrap()
         .port();
+    let tmp = tempfile::tempdir().unwrap();
     let mut child = Command::new("chromedriver")
         .arg(format!("--port={port}"))
+        .env("TMPDIR", tmp.path())
         .env("TZ", "UTC")
         .env("LANG", "en_US.UTF-8")
         .stdout(Stdio::piped())
@@ -64,6 +68,7 @@ fn driver() -> Driver {
     Driver {
         child,
         url: format!("http://127.0.0.1:{port}"),
+        _tmp: tmp,
     }
 }
 
