@@ -178,7 +178,9 @@ def main():
     every = 0
     if args[:1] == ["--every"]:
         every, args = int(args[1]), args[2:]
-    systems = args[0].split(",")
+    # A path to a binary is taken from here, not from the temp dir each daemon runs in.
+    systems = [s if s in ("aps", "floor") or "/" not in s else os.path.abspath(s)
+               for s in args[0].split(",")]
     rounds = int(args[1]) if len(args) > 1 else 3
     k = len(systems)
     # A minute whose number is a multiple of k: system i fires at the minutes m % k == i.
