@@ -28,32 +28,23 @@ over the children's CPU, which takes out most of this machine's drift between ro
 import os, statistics, signal, subprocess, sys, tempfile, time
 
 JOBS = 200
+# APScheduler with its defaults. Its fourth argument is a cron minute field (`*`, `1-59/3`),
+# or `START:PERIOD` for an interval of PERIOD seconds from the Unix time START (`--every`).
 APS = r'''
-import signal, subprocess, sys, threading
-from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.cron import CronTrigger
-folder, n, minute = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-scheduler = BackgroundScheduler()
-for i in range(n):
-    scheduler.add_job(subprocess.call, CronTrigger(minute=minute),
-                      args=[["sh", "-c", f"date +%s%N > {folder}/job-{i:03}"]], id=f"job-{i:03}")
-scheduler.start()
-print("ready", flush=True)
-stop = threading.Event()
-signal.signal(signal.SIGTERM, lambda *_: stop.set())
-stop.wait()
-scheduler.shutdown(wait=False)
-'''
-
-APS_EVERY = r'''
 import datetime, signal, subprocess, sys, threading
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-folder, n, start, period = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-first = datetime.datetime.fromtimestamp(start, datetime.timezone.utc)
+folder, n, when = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+if ":" in when:
+    start, period = (int(x) for x in when.split(":"))
+    first = datetime.datetime.fromtimestamp(start, datetime.timezone.utc)
+    trigger = lambda: IntervalTrigger(seconds=period, start_date=first)
+else:
+    trigger = lambda: CronTrigger(minute=when)
 scheduler = BackgroundScheduler()
 for i in range(n):
-    scheduler.add_job(subprocess.call, IntervalTrigger(seconds=period, start_date=first),
+    scheduler.add_job(subprocess.call, trigger(),
                       args=[["sh", "-c", f"date +%s%N > {folder}/job-{i:03}"]], id=f"job-{i:03}")
 scheduler.start()
 print("ready", flush=True)
@@ -123,11 +114,9 @@ def start(i, system, k, every, base):
     first = base + (i * (every // k) if every else 60 * i)
     if system == "aps":
         python = os.path.join(tempfile.gettempdir(), "jobs-burst-apscheduler", "bin", "python3")
-        if every:
-            args = [APS_EVERY, stamps, str(JOBS), str(first), str(every)]
-        else:
-            args = [APS, stamps, str(JOBS), f"{i}-59/{k}" if k > 1 else "*"]
-        p = subprocess.Popen([python, "-c", *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        when = f"{first}:{every}" if every else (f"{i}-59/{k}" if k > 1 else "*")
+        p = subprocess.Popen([python, "-c", APS, stamps, str(JOBS), when],
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         p.stdout.readline()
         return p, stamps
     if system == "floor":
