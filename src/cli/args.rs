@@ -306,7 +306,7 @@ pub enum RunAction {
 /// `jobctl serve`'s flags.
 #[derive(Debug, clap::Args)]
 pub struct ServeFlags {
-    /// Runs beyond this many wait, in order [default: 16]
+    /// Runs beyond this many wait, in order [default: 64]
     #[arg(long, env = "JOBS_MAX_CONCURRENT_RUNS")]
     pub max_concurrent_runs: Option<usize>,
     /// At SIGTERM, how long active runs may finish before they are stopped [default: 30s]

@@ -84,7 +84,7 @@ pub struct DaemonConfig {
 impl Default for DaemonConfig {
     fn default() -> Self {
         DaemonConfig {
-            max_concurrent_runs: 16,
+            max_concurrent_runs: 64,
             shutdown_grace: Duration::from_secs(30),
             kill_grace: Duration::from_secs(10),
             log_format: None,
