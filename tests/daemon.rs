@@ -604,6 +604,45 @@ fn mistakes_on_the_run_commands_say_what_to_do() {
 }
 
 #[test]
+fn a_retry_due_after_the_last_end_starts_on_time_though_the_room_was_full() {
+    // Issue 14: a run's end wakes the executor only when its own transaction could not have
+    // claimed what is pending. Here the executor's last look found no free place (`hold`
+    // took the only one), and the retry of `flaky` comes due after `hold` ends: that end
+    // must still wake the executor to learn when, or the retry would wait for its next
+    // look, a minute later.
+    let p = Project::new()
+        .file(
+            "jobs.d/flaky.yaml",
+            "command: [\"false\"]\nretry: {attempts: 1, backoff: 3s}\n",
+        )
+        .file("jobs.d/hold.yaml", "command: [\"sleep\", \"1\"]\n");
+    p.run(&["apply"]).code(0);
+    p.run(&["trigger", "flaky"]).code(0);
+    p.run(&["trigger", "hold"]).code(0);
+    let mut daemon = p.serve(&["--max-concurrent-runs", "1"], None);
+    wait_run_end(&mut daemon, "flaky");
+    wait_run_end(&mut daemon, "hold");
+    wait_run_end(&mut daemon, "flaky");
+    assert_eq!(daemon.stop(), Some(0));
+
+    let at = |run: &Value, key: &str| field(run, key).parse::<jiff::Timestamp>().unwrap();
+    let flaky = runs(&p, &["flaky"]);
+    let hold = runs(&p, &["hold"]);
+    let (retry, first) = (&flaky[0], &flaky[1]);
+    assert_eq!(field(retry, "trigger"), "retry", "{flaky:#?}");
+    // `hold` took the place the first attempt freed, and ended before the retry was due.
+    assert!(
+        at(&hold[0], "finished_at") < at(retry, "started_at"),
+        "{hold:#?} {flaky:#?}"
+    );
+    let late = at(retry, "started_at").duration_since(at(first, "finished_at"));
+    assert!(
+        late >= jiff::SignedDuration::from_secs(3) && late < jiff::SignedDuration::from_secs(10),
+        "the retry started {late:?} after the first attempt ended (backoff 3s)"
+    );
+}
+
+#[test]
 fn runs_ending_together_are_each_recorded_once_with_their_retries() {
     // Many runs end at once and share commits (group commit); each end and each retry must
     // still be written exactly once, to the right run.

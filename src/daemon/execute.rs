@@ -128,8 +128,17 @@ impl Daemon {
                 self.act_on_cancels();
             }
         }
+        // Blind until it has looked: an end that frees a place meanwhile sees the flag and
+        // wakes it (see `Daemon::executor_blind`).
+        self.executor_blind.store(true, Ordering::SeqCst);
         let next = if self.room.free() > 0 {
-            self.shared.ledger().next_pending_at().ok().flatten()
+            match self.shared.ledger().next_pending_at() {
+                Ok(next) => {
+                    self.executor_blind.store(false, Ordering::SeqCst);
+                    next
+                }
+                Err(_) => None,
+            }
         } else {
             None
         };
@@ -239,12 +248,15 @@ impl Daemon {
                 daemon.reload.store(true, Ordering::SeqCst);
                 daemon.wake_scheduler.notify_one();
             }
-            // A place freed (and perhaps a retry queued): look for pending runs. Unless the
-            // end's own transaction handed the place on to the next pending run
-            // (`Claim::ReleasedFirst`): the room is full again, a turn could claim nothing,
-            // and the end of a run that has a place wakes the executor later (issue 14:
-            // one hop and one ledger read less per run of a burst).
-            if daemon.room.free() > 0 {
+            // A place freed: the end's own transaction already claimed every pending run
+            // that could start (`Claim::ReleasedFirst`), so the executor looks again only
+            // for what that claim could not see: a retry queued for later, or a pending run
+            // due later whose time the executor did not learn because its last turn found
+            // no place (issue 14: at a burst's tail, one thread hop and three ledger reads
+            // less per run).
+            if daemon.room.free() > 0
+                && (conclusion.retry_at.is_some() || daemon.executor_blind.load(Ordering::SeqCst))
+            {
                 daemon.wake_executor.notify_one();
             }
             daemon.idle.notify_waiters();

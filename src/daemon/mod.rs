@@ -115,6 +115,11 @@ struct Daemon {
     me: (i64, i64),
     wake_scheduler: Notify,
     wake_executor: Notify,
+    /// Set unless the executor's last turn knew when the next pending run is due: it saw no
+    /// free place (and so did not look), or could not read it. A run's end wakes the executor
+    /// only then, or when it queued a retry: otherwise its own transaction has claimed every
+    /// pending run that could start (`Claim::ReleasedFirst`) and the executor's timer holds.
+    executor_blind: AtomicBool,
     /// Set when the jobs or pauses in the ledger changed: the scheduler reloads them.
     reload: AtomicBool,
     stopping: AtomicBool,

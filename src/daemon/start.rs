@@ -581,6 +581,7 @@ impl Daemon {
             me,
             wake_scheduler: Notify::new(),
             wake_executor: Notify::new(),
+            executor_blind: AtomicBool::new(true),
             reload: AtomicBool::new(true),
             stopping: AtomicBool::new(false),
             seen_version: std::sync::atomic::AtomicI64::new(-1),
