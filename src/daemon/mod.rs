@@ -4,9 +4,9 @@
 //! - the *reconciler* applies valid changes in `jobs.d` (at start, on a debounced file change,
 //!   on SIGHUP), keeping jobs whose files are broken at their last good revision;
 //! - the *scheduler* sleeps until the next slot of any job (or until woken), records each due
-//!   slot with [`slots::decide`] and moves the job's cursor, in one transaction;
+//!   slot with [`slots::decide`](crate::slots::decide) and moves the job's cursor, in one transaction;
 //! - the *executor* claims pending runs (up to `max_concurrent_runs`) and runs each with
-//!   [`executor::run_and_record`].
+//!   [`executor::run_and_record`](crate::executor::run_and_record).
 //!
 //! SIGHUP also re-reads the API's TLS certificate and key when it serves HTTPS
 //! ([`crate::tls::ServerCert::reload`]): a pair that cannot be used is logged and the current

@@ -37,7 +37,7 @@ impl Ledger {
     ///
     /// # Errors
     ///
-    /// [`LedgerError::LeaseLost`] when another daemon holds the lease now, or a SQLite failure.
+    /// [`LedgerError::LeaseLost`](super::LedgerError::LeaseLost) when another daemon holds the lease now, or a SQLite failure.
     pub fn record_slots(
         &mut self,
         epoch: i64,
