@@ -750,6 +750,88 @@ fn parameters_are_substituted_into_command_elements_and_env_verbatim() {
     );
 }
 
+/// Issue 14: the daemon starts a run's process itself (`posix_spawn` from an environment
+/// prepared once, the program looked up on the run's own `PATH`), and the process sees what
+/// std's `Command` gave it: its `argv[0]`, the daemon's variables but the scrubbed ones, the
+/// job's over them, its folder, stdin from /dev/null, a group of its own, no blocked signal
+/// and `SIGPIPE` at its default. A missing program fails the run with the same error.
+#[test]
+fn a_run_sees_the_process_environment_std_gave_it_and_a_missing_program_fails_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let p = Project::new();
+    let bin = p.path("bin");
+    p.write("bin/mytool", "#!/bin/sh\necho \"mytool ran\"\n");
+    std::fs::set_permissions(bin.join("mytool"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let look = format!(
+        "env:\n  OVERRIDDEN: job\n  PATH: \"{}:/usr/bin:/bin\"\nrun: |\n  \
+         echo \"argv0=$0\"\n  \
+         echo \"inherited=$INHERITED overridden=$OVERRIDDEN secret=${{JOBS_SECRET_X:-none}}\"\n  \
+         echo \"cwd=$(pwd)\"\n  \
+         echo \"stdin=$(readlink /proc/$$/fd/0)\"\n  \
+         echo \"own group=$(( $(cut -d' ' -f5 /proc/$$/stat) == $$ ))\"\n  \
+         echo \"blocked=$(awk '/^SigBlk/ {{print $2}}' /proc/$$/status)\"\n  \
+         echo \"pipe ignored=$(( 0x$(awk '/^SigIgn/ {{print $2}}' /proc/$$/status) >> 12 & 1 ))\"\n  \
+         mytool\n",
+        bin.display()
+    );
+    let p = p
+        .file("jobs.d/look.yaml", look)
+        .file(
+            "jobs.d/missing.yaml",
+            "command: [\"no-such-program-for-jobs\"]\n",
+        )
+        .file(
+            "jobs.d/missing-path.yaml",
+            "command: [\"./no-such-script.sh\"]\n",
+        );
+    let mut daemon = p.serve_env(
+        &[],
+        None,
+        &[
+            ("INHERITED", "daemon"),
+            ("OVERRIDDEN", "daemon"),
+            ("JOBS_SECRET_X", "s3cret"),
+        ],
+    );
+    daemon.wait_for("reconciled", &[]);
+    for job in ["look", "missing", "missing-path"] {
+        p.run_live(&["trigger", job]).code(0);
+        wait_run_end(&mut daemon, job);
+    }
+    let dir = p.root().canonicalize().unwrap();
+    let run = &runs(&p, &["look"])[0];
+    assert_eq!(field(run, "state"), "succeeded", "{run}");
+    let logs = p.run_live(&["logs", &run["id"].to_string()]).code(0);
+    for line in [
+        "argv0=sh".to_string(),
+        "inherited=daemon overridden=job secret=none".to_string(),
+        format!("cwd={}", dir.display()),
+        "stdin=/dev/null".to_string(),
+        "own group=1".to_string(),
+        "blocked=0000000000000000".to_string(),
+        "pipe ignored=0".to_string(),
+        "mytool ran".to_string(),
+    ] {
+        assert!(logs.stdout.contains(&line), "{line:?} in {}", logs.stdout);
+    }
+    for (job, program) in [
+        ("missing", "no-such-program-for-jobs"),
+        ("missing-path", "./no-such-script.sh"),
+    ] {
+        let run = &runs(&p, &[job])[0];
+        assert_eq!(field(run, "state"), "failed", "{run}");
+        assert_eq!(
+            field(run, "error"),
+            format!(
+                "cannot start `{program}` in {}: No such file or directory (os error 2)",
+                p.root().join(".").display()
+            ),
+            "{run}"
+        );
+    }
+    assert_eq!(daemon.stop(), Some(0));
+}
+
 /// Issue 14: a daemon whose lease another daemon took no longer exits from inside the
 /// scheduler (`process::exit` left its runs and notifications behind): it stops in order,
 /// its runs stopped and recorded, and exits 1 saying why.

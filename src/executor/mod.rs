@@ -76,8 +76,8 @@ pub struct Shared {
     giving_up: std::sync::atomic::AtomicBool,
 }
 
-/// The names of the variables that runs do not inherit.
-pub type Scrubbed = Arc<Vec<String>>;
+/// What runs inherit of the daemon's environment (and the names of what they do not).
+pub type Scrubbed = Arc<crate::runner::Inherited>;
 
 /// What the service manager gives the daemon, never meant for its runs: a run that wrote to
 /// `NOTIFY_SOCKET` would speak for the daemon.
@@ -135,8 +135,9 @@ impl Shared {
         self.forget_scrubbed_env();
     }
 
-    /// [`Shared::scrubbed_env`], built once and kept until what is scrubbed changes rather
-    /// than read from the whole environment for every run (the daemon never changes its own
+    /// What runs inherit of the daemon's environment, less [`Shared::scrubbed_env`]: built
+    /// once, ready for `posix_spawn`, and kept until what is scrubbed changes rather than read
+    /// from the whole environment for every run (the daemon never changes its own
     /// environment): issue 14's burst.
     pub fn scrubbed_env_cached(&self) -> Scrubbed {
         let mut cached = self
@@ -144,7 +145,7 @@ impl Shared {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         cached
-            .get_or_insert_with(|| Arc::new(self.scrubbed_env()))
+            .get_or_insert_with(|| Arc::new(crate::runner::Inherited::new(self.scrubbed_env())))
             .clone()
     }
 

@@ -12,6 +12,7 @@
 mod output;
 mod process;
 mod request;
+mod spawn;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -31,6 +32,7 @@ pub use process::{
     is_alive, kill_all, kill_group, process_start_time, run_tag, tagged_processes, this_process,
 };
 pub use request::client;
+pub use spawn::Inherited;
 
 /// After the main process exits, how long its output may take to drain before the rest of its
 /// group (a background child holding the pipes open) is killed.
@@ -66,9 +68,9 @@ pub struct Launch {
     pub output_limit: u64,
     /// Set as `JOBS_RUN_TAG` on the run's processes ([`run_tag`]).
     pub tag: String,
-    /// Variables of this process's environment that the run must not inherit (the daemon's
-    /// own settings and tokens, webhook secrets); `env` is set after, so it wins.
-    pub scrub: std::sync::Arc<Vec<String>>,
+    /// What the run inherits of this process's environment: all but the daemon's own
+    /// settings and tokens and the webhook secrets; `env` is set after, so it wins.
+    pub inherit: std::sync::Arc<Inherited>,
     /// What sends an `http` or `prompt` action's request.
     pub client: Option<reqwest::Client>,
     /// Where a `prompt` goes (from jobs.toml's `[llm]`).
@@ -185,7 +187,13 @@ pub async fn execute(
         return request::execute(launch, clock, reports, stop, on_start).await;
     }
     let nofile = RUN_NOFILE.get().copied();
-    let command = process::command(&launch, nofile);
+    // The daemon's usual way is `posix_spawn` from what is prepared for every run
+    // (`spawn::Spawn`); std's `Command` starts the rest, and forks to restore `nofile`.
+    let fast = nofile
+        .is_none()
+        .then(|| spawn::Spawn::new(&launch))
+        .flatten();
+    let command = fast.is_none().then(|| process::command(&launch, nofile));
     // `posix_spawn` blocks its thread until the child has exec'd (a fraction of a
     // millisecond); `fork`, and an `on_start` that writes the ledger, block for longer: those
     // go to the blocking pool, so that the runtime's few workers are not held up. `on_start`
@@ -193,11 +201,14 @@ pub async fn execute(
     // saves two thread hops per run: in a burst of 200, a sixth of the daemon's CPU and a
     // third of its context switches (issue 14, BENCHMARKS.md).
     let start = move || {
-        let mut command = command;
         let before = process::boot_clock();
-        let child = command.spawn()?;
+        let child = match (fast, command) {
+            (Some(fast), _) => fast.spawn()?,
+            (None, Some(mut command)) => command.spawn()?.into(),
+            (None, None) => unreachable!("a run has a spawn or a command"),
+        };
         let after = process::boot_clock();
-        let pid = i64::from(child.id());
+        let pid = i64::from(child.pid);
         let started = Report::Started {
             pid: Some(pid),
             start_time: process::start_tick_between(before, after)
@@ -216,18 +227,15 @@ pub async fn execute(
             .await
             .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())))
     };
-    let (mut child, started) = match spawned {
+    let (child, started) = match spawned {
         Ok(spawned) => spawned,
         Err(e) => return spawn_failed(&launch, &e),
     };
-    let pid = child.id() as i32;
+    let pid = child.pid;
     let _ = reports.send(started).await;
 
     let budget = Arc::new(Budget::new(launch.output_limit));
-    let mut readers = output::read_pipes(&mut child, clock, &reports, &budget);
-    // The child is reaped by `wait4` (see `reap`); `std::process::Child` is dropped without
-    // waiting (which neither kills nor reaps it).
-    drop(child);
+    let mut readers = output::read_pipes(child.stdout, child.stderr, clock, &reports, &budget);
     let mut waiter = reap(pid);
 
     let deadline_at = launch.timeout.map(|t| tokio::time::Instant::now() + t);
@@ -484,6 +492,57 @@ mod tests {
         assert!(is_alive(pid, start));
         assert!(!is_alive(pid, start + 1));
         assert!(!is_alive(i64::from(i32::MAX), 1));
+    }
+
+    #[test]
+    fn a_program_is_found_where_execvp_would_run_it_or_left_to_the_child() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap();
+        let dir = |name: &str| {
+            let d = root.path().join(name);
+            std::fs::create_dir(&d).unwrap();
+            d
+        };
+        let file = |d: &std::path::Path, mode: u32| {
+            let f = d.join("tool");
+            std::fs::write(&f, "#!/bin/sh\n").unwrap();
+            std::fs::set_permissions(&f, std::fs::Permissions::from_mode(mode)).unwrap();
+        };
+        let (empty, plain, folder, exe, later) = (
+            dir("empty"),
+            dir("plain"),
+            dir("folder"),
+            dir("exe"),
+            dir("later"),
+        );
+        file(&plain, 0o644);
+        std::fs::create_dir(folder.join("tool")).unwrap();
+        file(&exe, 0o755);
+        file(&later, 0o755);
+        let path = |dirs: &[&std::path::Path]| {
+            std::env::join_paths(dirs.iter().map(|d| d.as_os_str())).unwrap()
+        };
+        let rel = std::path::Path::new("relative");
+        let cases: [(&[&std::path::Path], Option<&std::path::Path>); 6] = [
+            // Skipping what execve would refuse (no file, not executable, a folder).
+            (&[&empty, &plain, &folder, &exe, &later], Some(&exe)),
+            (&[&later, &exe], Some(&later)),
+            (&[&empty, &plain, &folder], None),
+            (&[], None),
+            // An entry the child would read from its own folder: the child looks up.
+            (&[rel, &exe], None),
+            (&[&exe, rel], None),
+        ];
+        for (dirs, want) in cases {
+            let found = process::find_program("tool".as_ref(), &path(dirs));
+            assert_eq!(found, want.map(|d| d.join("tool")), "{dirs:?}");
+        }
+        // An empty entry (the current folder, to execvp) counts as relative.
+        let with_empty = format!(":{}", exe.display());
+        assert_eq!(
+            process::find_program("tool".as_ref(), with_empty.as_ref()),
+            None
+        );
     }
 
     #[test]

@@ -34,18 +34,16 @@ impl Budget {
     }
 }
 
-/// Takes the child's stdout and stderr and reads both on one task (one task per run, not
+/// Reads the child's stdout and stderr, both on one task (one task per run, not
 /// one per stream: fewer tasks to wake in a burst, issue 14).
 pub(super) fn read_pipes(
-    child: &mut std::process::Child,
+    stdout: Option<std::os::fd::OwnedFd>,
+    stderr: Option<std::os::fd::OwnedFd>,
     clock: Clock,
     reports: &mpsc::Sender<Report>,
     budget: &Arc<Budget>,
 ) -> tokio::task::JoinSet<()> {
-    let pipes: [(Option<std::os::fd::OwnedFd>, &'static str); 2] = [
-        (child.stdout.take().map(Into::into), "stdout"),
-        (child.stderr.take().map(Into::into), "stderr"),
-    ];
+    let pipes = [(stdout, "stdout"), (stderr, "stderr")];
     let [stdout, stderr] = pipes.map(|(fd, stream)| {
         let pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(fd?).ok()?;
         Some(read_lines(
