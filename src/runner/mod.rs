@@ -546,6 +546,35 @@ mod tests {
     }
 
     #[test]
+    fn a_program_found_is_remembered_for_a_second_then_looked_up_again() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap();
+        let (early, late) = (root.path().join("early"), root.path().join("late"));
+        let tool = |dir: &std::path::Path| {
+            std::fs::create_dir_all(dir).unwrap();
+            let f = dir.join("lately-tool");
+            std::fs::write(&f, "#!/bin/sh\n").unwrap();
+            std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o755)).unwrap();
+        };
+        std::fs::create_dir(&early).unwrap();
+        tool(&late);
+        let path = std::env::join_paths([&early, &late]).unwrap();
+        let t0 = std::time::Instant::now();
+        let at = |ms| t0 + std::time::Duration::from_millis(ms);
+        let found = |ms| process::found_lately("lately-tool".as_ref(), path.clone(), at(ms));
+        assert_eq!(found(0), Some(late.join("lately-tool")));
+        // Installed in an earlier folder: the lookup of the last second stands, then not.
+        tool(&early);
+        assert_eq!(found(999), Some(late.join("lately-tool")));
+        assert_eq!(found(1000), Some(early.join("lately-tool")));
+        // Not found is not remembered: the child looks up (and fails) as before.
+        assert_eq!(
+            process::found_lately("no-such-tool".as_ref(), path.clone(), at(1000)),
+            None
+        );
+    }
+
+    #[test]
     fn a_start_time_from_the_boot_clock_is_the_one_proc_gives_or_none() {
         // Within one tick: that tick; straddling one, or backwards: none (read /proc then).
         let cases = [

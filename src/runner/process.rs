@@ -1,11 +1,13 @@
 //! The processes of a run: building the command, reaping the child with its resource use,
 //! signalling the group and the escaped descendants, and naming a process across pid reuse.
 
+use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Mutex;
 
 use super::{Launch, TAG_VAR, Usage};
 use crate::spec::Action;
@@ -37,7 +39,7 @@ pub(super) fn exec(launch: &Launch) -> Exec {
         }
         _ if name.contains('/') => Some(name.into()),
         _ => run_path(launch)
-            .and_then(|path| find_program(OsStr::new(name), &path))
+            .and_then(|path| found_lately(OsStr::new(name), path, std::time::Instant::now()))
             .map(PathBuf::into_os_string),
     };
     let argv = std::iter::once(OsString::from(name)).chain(args).collect();
@@ -104,6 +106,42 @@ pub(super) fn command(launch: &Launch, nofile: Option<u64>) -> Command {
         }
     }
     command
+}
+
+/// How long a program found on a `PATH` is taken as found there without looking again.
+const FOUND_FOR: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// [`find_program`], remembered for [`FOUND_FOR`]: the runs of a burst share one lookup (each
+/// costs a `stat` per folder before the right one), and a program installed, moved or removed
+/// is seen within a second (a shell's command hash keeps a path until `hash -r`).
+pub(super) fn found_lately(
+    program: &OsStr,
+    path: OsString,
+    now: std::time::Instant,
+) -> Option<PathBuf> {
+    type Found = HashMap<(OsString, OsString), (std::time::Instant, PathBuf)>;
+    static FOUND: Mutex<Option<Found>> = Mutex::new(None);
+    let key = (path, program.to_os_string());
+    let fresh = |at: std::time::Instant| now.saturating_duration_since(at) < FOUND_FOR;
+    {
+        let found = FOUND
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((at, file)) = found.as_ref().and_then(|f| f.get(&key))
+            && fresh(*at)
+        {
+            return Some(file.clone());
+        }
+    }
+    let file = find_program(program, &key.0)?;
+    let mut found = FOUND
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let found = found.get_or_insert_with(HashMap::new);
+    // What is stale goes whenever something is added: as many entries as programs run lately.
+    found.retain(|_, (at, _)| fresh(*at));
+    found.insert(key, (now, file.clone()));
+    Some(file)
 }
 
 /// The file `execvp` would run for `program` (a name without a `/`) with `path` as `PATH`:
