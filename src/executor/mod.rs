@@ -19,6 +19,7 @@ use std::time::Duration as StdDuration;
 use crate::clock::Clock;
 use crate::ledger::{Ledger, NewRun, RunEnd};
 use crate::metrics::Metrics;
+use crate::runner::Inherited;
 use crate::spec::{Defaults, JobSpec};
 use revisions::RevisionCache;
 use writer::{EndWaiter, NewRunResult};
@@ -69,15 +70,12 @@ pub struct Shared {
     pub health: crate::health::Health,
     /// The variables holding webhook secrets, which runs do not inherit.
     secret_vars: Mutex<std::collections::HashSet<String>>,
-    /// [`Shared::scrubbed_env`] as of the first run after what is scrubbed last changed.
-    scrubbed: Mutex<Option<Scrubbed>>,
+    /// [`Shared::inherited_env`] as of the first run after what is scrubbed last changed.
+    inherited: Mutex<Option<Arc<Inherited>>>,
     /// Set when the process must exit although run ends could not be written: they stop
     /// being retried (the next daemon ends those runs as interrupted).
     giving_up: std::sync::atomic::AtomicBool,
 }
-
-/// What runs inherit of the daemon's environment (and the names of what they do not).
-pub type Scrubbed = Arc<crate::runner::Inherited>;
 
 /// What the service manager gives the daemon, never meant for its runs: a run that wrote to
 /// `NOTIFY_SOCKET` would speak for the daemon.
@@ -120,7 +118,7 @@ impl Shared {
             graph: std::sync::RwLock::default(),
             health: crate::health::Health::default(),
             secret_vars: Mutex::new(std::collections::HashSet::new()),
-            scrubbed: Mutex::new(None),
+            inherited: Mutex::new(None),
             giving_up: std::sync::atomic::AtomicBool::new(false),
         }
     }
@@ -132,26 +130,26 @@ impl Shared {
             .secret_vars
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = names.into_iter().collect();
-        self.forget_scrubbed_env();
+        self.forget_inherited_env();
     }
 
     /// What runs inherit of the daemon's environment, less [`Shared::scrubbed_env`]: built
     /// once, ready for `posix_spawn`, and kept until what is scrubbed changes rather than read
     /// from the whole environment for every run (the daemon never changes its own
     /// environment): issue 14's burst.
-    pub fn scrubbed_env_cached(&self) -> Scrubbed {
+    pub fn inherited_env(&self) -> Arc<Inherited> {
         let mut cached = self
-            .scrubbed
+            .inherited
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         cached
-            .get_or_insert_with(|| Arc::new(crate::runner::Inherited::new(self.scrubbed_env())))
+            .get_or_insert_with(|| Arc::new(Inherited::new(self.scrubbed_env())))
             .clone()
     }
 
-    fn forget_scrubbed_env(&self) {
+    fn forget_inherited_env(&self) {
         *self
-            .scrubbed
+            .inherited
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
     }
@@ -182,7 +180,7 @@ impl Shared {
     /// Sets what sends notifications; once, before the first run ends.
     pub fn set_notifier(&self, notifier: crate::notify::Notifier) {
         let _ = self.notifier.set(Arc::new(notifier));
-        self.forget_scrubbed_env();
+        self.forget_inherited_env();
     }
 
     /// The client of `http` and `prompt` runs, trusting what notifications trust.

@@ -306,7 +306,7 @@ fn launch(shared: &Shared, spec: &JobSpec, run: &RunRow) -> Launch {
         kill_grace: shared.kill_grace,
         output_limit: spec.output_limit.0,
         tag: runner::run_tag(run.supervisor.unwrap_or_else(runner::this_process), run.id),
-        inherit: shared.scrubbed_env_cached(),
+        inherit: shared.inherited_env(),
         client: (!spec.action.is_process())
             .then(|| shared.http_client())
             .flatten(),
