@@ -57,12 +57,12 @@ pub(super) fn exec(launch: &Launch) -> Exec {
     }
 }
 
-/// The `PATH` the run's process gets: the job's own, or this process's unless scrubbed.
+/// The `PATH` the run's process gets: the job's own, or the one it inherits (read once with
+/// the rest of the environment, not for every run).
 fn run_path(launch: &Launch) -> Option<OsString> {
     match launch.env.get("PATH") {
         Some(path) => Some(path.into()),
-        None if launch.inherit.scrubbed.iter().any(|v| v == "PATH") => None,
-        None => std::env::var_os("PATH"),
+        None => launch.inherit.path.clone(),
     }
 }
 

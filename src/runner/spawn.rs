@@ -21,16 +21,29 @@ pub struct Inherited {
     pub scrubbed: Vec<String>,
     /// Every other variable: its name, and `NAME=value`.
     vars: Vec<(OsString, CString)>,
+    /// The `PATH` among them, where a run's program is looked up unless its job sets one.
+    pub(super) path: Option<OsString>,
 }
 
 impl Inherited {
     /// This process's environment less the variables named in `scrubbed`.
     pub fn new(scrubbed: Vec<String>) -> Inherited {
-        let vars = std::env::vars_os()
+        let inherited: Vec<(OsString, OsString)> = std::env::vars_os()
             .filter(|(name, _)| !scrubbed.iter().any(|s| name.as_bytes() == s.as_bytes()))
+            .collect();
+        let path = inherited
+            .iter()
+            .find(|(name, _)| name == "PATH")
+            .map(|(_, value)| value.clone());
+        let vars = inherited
+            .into_iter()
             .filter_map(|(name, value)| Some((name.clone(), pair(name, value)?)))
             .collect();
-        Inherited { scrubbed, vars }
+        Inherited {
+            scrubbed,
+            vars,
+            path,
+        }
     }
 }
 
