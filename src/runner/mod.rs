@@ -187,7 +187,7 @@ pub async fn execute(
         return request::execute(launch, clock, reports, stop, on_start).await;
     }
     let nofile = RUN_NOFILE.get().copied();
-    // The daemon's usual way is `posix_spawn` from what is prepared for every run
+    // The daemon's usual way is a `posix_spawn` of its own from what is prepared for every run
     // (`spawn::Spawn`); std's `Command` starts the rest, and forks to restore `nofile`.
     let fast = nofile
         .is_none()
@@ -211,7 +211,9 @@ pub async fn execute(
         let pid = i64::from(child.pid);
         let started = Report::Started {
             pid: Some(pid),
-            start_time: process::start_tick_between(before, after)
+            // The child's own reading of the clock, when it made one, brackets its start
+            // more closely than the return from the spawn does.
+            start_time: process::start_tick_between(before, child.started.or(after))
                 .or_else(|| process_start_time(pid))
                 .unwrap_or(0),
             at: clock.now(),

@@ -1,8 +1,14 @@
-//! Starting a run's process with `posix_spawn` from what is prepared once for every run: this
-//! process's environment less what runs must not inherit, as ready `NAME=value` strings, and
-//! `/dev/null` held open. std's `Command` reads and rebuilds the whole environment and opens
-//! `/dev/null` for every child: about a tenth of the daemon's CPU in a burst of 200 runs
+//! Starting a run's process the way glibc's `posix_spawn` does, from what is prepared once for
+//! every run: this process's environment less what runs must not inherit, as ready
+//! `NAME=value` strings, `/dev/null` held open, and a stack for the children of each thread.
+//! std's `Command` reads and rebuilds the whole environment and opens `/dev/null` for every
+//! child: about a tenth of the daemon's CPU in a burst of 200 runs; glibc maps a stack for
+//! each child and the daemon read each child's start time from `/proc`: another tenth
 //! (issue 14). std still starts what this does not ([`Spawn::new`] says when).
+//!
+//! The only code here that runs in a child before its `exec` is [`child_main`]: it shares
+//! this process's memory, so it calls async-signal-safe functions only, on data the parent
+//! prepared.
 
 use std::ffi::{CString, OsString};
 use std::io;
@@ -76,6 +82,8 @@ pub(super) struct Spawned {
     pub pid: i32,
     pub stdout: Option<OwnedFd>,
     pub stderr: Option<OwnedFd>,
+    /// The boot clock (nanoseconds) as the child started, when it read it.
+    pub started: Option<u64>,
 }
 
 impl From<std::process::Child> for Spawned {
@@ -86,6 +94,7 @@ impl From<std::process::Child> for Spawned {
             pid: child.id() as i32,
             stdout: child.stdout.take().map(Into::into),
             stderr: child.stderr.take().map(Into::into),
+            started: None,
         }
     }
 }
@@ -128,8 +137,14 @@ impl Spawn {
 
     /// Starts the process: stdin from `/dev/null`, stdout and stderr to pipes, in a process
     /// group of its own, with an empty signal mask and `SIGPIPE` at its default (what std
-    /// gives a child). Returns once the child has exec'd (glibc's `posix_spawn` waits for
-    /// it), or the error that prevented it.
+    /// gives a child). Returns once the child has exec'd, or the error that prevented it.
+    ///
+    /// The way glibc's `posix_spawn` does it (a `clone` sharing this process's memory, this
+    /// thread suspended until the child has exec'd: no page tables copied), with two costs
+    /// less per run: the child's stack is this thread's, kept from one spawn to the next
+    /// (glibc maps and unmaps one for every child, and the unmapping stops the other cores
+    /// to flush their address caches), and the child reads the boot clock as it starts, so
+    /// its start time is known without reading `/proc` (issue 14).
     pub(super) fn spawn(&self) -> io::Result<Spawned> {
         let null = dev_null().ok_or_else(|| io::Error::other("cannot open /dev/null"))?;
         let (stdout, stdout_w) = pipe()?;
@@ -141,30 +156,38 @@ impl Spawn {
             .iter()
             .filter(|(name, _)| !self.own.iter().any(|own| own.as_bytes() == name.as_bytes()));
         let envp = null_terminated(self.env.iter().chain(inherited.map(|(_, pair)| pair)));
-        let mut actions = FileActions::new()?;
-        actions.dup2(null.as_raw_fd(), 0)?;
-        actions.dup2(stdout_w.as_raw_fd(), 1)?;
-        actions.dup2(stderr_w.as_raw_fd(), 2)?;
-        if let Some(dir) = &self.dir {
-            actions.chdir(dir)?;
-        }
-        let attr = Attributes::new()?;
-        let mut pid: libc::pid_t = 0;
-        // SAFETY: every pointer is valid for the call: the file and the NUL-terminated arrays
-        // of C strings borrow from `self`, and the file actions and attributes are initialised
-        // (and destroyed when dropped, after the call).
-        let status = unsafe {
-            libc::posix_spawn(
-                &mut pid,
-                self.file.as_ptr(),
-                &actions.0,
-                &attr.0,
-                argv.as_ptr(),
-                envp.as_ptr(),
+        let mut child = Child {
+            file: self.file.as_ptr(),
+            argv: argv.as_ptr(),
+            envp: envp.as_ptr(),
+            dir: self.dir.as_ref().map_or(std::ptr::null(), |d| d.as_ptr()),
+            fds: [null.as_raw_fd(), stdout_w.as_raw_fd(), stderr_w.as_raw_fd()],
+            error: 0,
+            started: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+        };
+        let pid = STACK.with(|stack| {
+            let mut stack = stack.borrow_mut();
+            if stack.is_none() {
+                *stack = Some(Stack::new()?);
+            }
+            let top = stack.as_ref().map_or(std::ptr::null_mut(), Stack::top);
+            // SAFETY: see `clone_child`.
+            unsafe { clone_child(&mut child, top) }
+        })?;
+        // SAFETY: the child has exec'd or exited (`CLONE_VFORK`): nothing writes `child` now.
+        let (error, started) = unsafe {
+            (
+                std::ptr::read_volatile(&raw const child.error),
+                std::ptr::read_volatile(&raw const child.started),
             )
         };
-        if status != 0 {
-            return Err(io::Error::from_raw_os_error(status));
+        if error != 0 {
+            // It exited (127) without exec'ing: reap it here, nobody else knows of it.
+            let _ = process::wait4(pid);
+            return Err(io::Error::from_raw_os_error(error));
         }
         // The write ends are the child's now (`stdout_w` and `stderr_w` close here): the read
         // ends see the end of the output when it, and whatever it started, have closed them.
@@ -172,8 +195,216 @@ impl Spawn {
             pid,
             stdout: Some(stdout),
             stderr: Some(stderr),
+            started: nanos(started),
         })
     }
+}
+
+/// What the child needs, prepared by the parent (the child may not allocate, nor take a
+/// lock: it runs in this process's memory, on a thread of its own), and what it reports.
+#[repr(C)]
+struct Child {
+    file: *const libc::c_char,
+    argv: *const *mut libc::c_char,
+    envp: *const *mut libc::c_char,
+    /// Null: this process's folder.
+    dir: *const libc::c_char,
+    /// What becomes the child's stdin, stdout and stderr.
+    fds: [libc::c_int; 3],
+    /// Written by the child: the error of the step that failed (it then exits 127).
+    error: libc::c_int,
+    /// Written by the child: the boot clock as it started.
+    started: libc::timespec,
+}
+
+/// Clones this process into a child that runs [`child_main`] on `stack` (its top) and
+/// returns its pid once the child has exec'd or exited.
+///
+/// # Safety
+///
+/// `child`'s pointers are valid until this returns (the child is done with them by then:
+/// `CLONE_VFORK` suspends this thread until it has exec'd or exited), and `stack` is the top
+/// of memory no one else uses meanwhile (this thread's own stack for children, and this
+/// thread waits).
+unsafe fn clone_child(child: &mut Child, stack: *mut u8) -> io::Result<i32> {
+    if stack.is_null() {
+        return Err(io::Error::other("no stack for the child"));
+    }
+    // Every signal blocked (the raw call: glibc's wrapper leaves its own two unblocked), so
+    // the child starts with all blocked and none of this process's handlers can run in it
+    // before it has reset them; this thread's mask back right after.
+    // SAFETY: both sets are valid `sigset_t`s; the kernel reads and writes their first 8
+    // bytes (`_NSIG / 8`), the 64 signals.
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    let pid = unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &raw const all,
+            &raw mut old,
+            8,
+        );
+        let pid = libc::clone(
+            child_main,
+            stack.cast(),
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            std::ptr::from_mut(child).cast(),
+        );
+        let error = io::Error::last_os_error();
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &raw const old,
+            std::ptr::null_mut::<libc::sigset_t>(),
+            8,
+        );
+        if pid < 0 {
+            return Err(error);
+        }
+        pid
+    };
+    Ok(pid)
+}
+
+/// The child, from the `clone` to the `exec`: in this process's memory and on the spawning
+/// thread's child stack, so it calls only async-signal-safe functions on what the parent
+/// prepared, and reports a failure in `Child::error` before it exits 127. What glibc's
+/// `posix_spawn` does with the attributes std gives a child.
+extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the `Child` of `clone_child`, which the parent does not touch until
+    // this has exec'd or exited; every call below is async-signal-safe, with pointers the
+    // parent prepared (NUL-terminated strings and arrays) or on this stack.
+    unsafe {
+        let child = arg.cast::<Child>();
+        libc::clock_gettime(libc::CLOCK_BOOTTIME, &raw mut (*child).started);
+        // The handlers this process set would run here, in its memory: each is put back to
+        // its default (as exec would), `SIGPIPE` too (this process ignores it; an ignored
+        // signal stays ignored across exec). glibc refuses its own two signals: left alone.
+        let mut default: libc::sigaction = std::mem::zeroed();
+        default.sa_sigaction = libc::SIG_DFL;
+        for signal in 1..65 {
+            if signal == libc::SIGKILL || signal == libc::SIGSTOP {
+                continue;
+            }
+            let mut now: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(signal, std::ptr::null(), &raw mut now) != 0 {
+                continue;
+            }
+            let handled = now.sa_sigaction != libc::SIG_DFL && now.sa_sigaction != libc::SIG_IGN;
+            if handled || (signal == libc::SIGPIPE && now.sa_sigaction != libc::SIG_DFL) {
+                libc::sigaction(signal, &raw const default, std::ptr::null_mut());
+            }
+        }
+        let failed = 'setup: {
+            if libc::setpgid(0, 0) != 0 {
+                break 'setup true;
+            }
+            for (to, from) in (0..).zip((*child).fds) {
+                // A descriptor already in its place keeps it, open across the exec.
+                let done = if from == to {
+                    libc::fcntl(from, libc::F_SETFD, 0)
+                } else {
+                    libc::dup2(from, to)
+                };
+                if done < 0 {
+                    break 'setup true;
+                }
+            }
+            if !(*child).dir.is_null() && libc::chdir((*child).dir) != 0 {
+                break 'setup true;
+            }
+            let mut none: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut none);
+            libc::syscall(
+                libc::SYS_rt_sigprocmask,
+                libc::SIG_SETMASK,
+                &raw const none,
+                std::ptr::null_mut::<libc::sigset_t>(),
+                8,
+            );
+            libc::execve((*child).file, (*child).argv.cast(), (*child).envp.cast());
+            true
+        };
+        if failed {
+            std::ptr::write_volatile(&raw mut (*child).error, *libc::__errno_location());
+        }
+        libc::_exit(127)
+    }
+}
+
+/// The size of the stack children start on, before their `exec`: what the steps above
+/// take, with room to spare (glibc gives its children 32 KiB and the size of their `argv`;
+/// the strings here are the parent's, not copied onto it).
+const STACK_SIZE: usize = 64 * 1024;
+
+thread_local! {
+    /// The stack this thread's children start on, mapped at its first spawn.
+    static STACK: std::cell::RefCell<Option<Stack>> = const { std::cell::RefCell::new(None) };
+}
+
+/// A mapped stack with a guard page below it (an overflow faults rather than writing over
+/// other memory); unmapped when its thread ends.
+struct Stack {
+    base: *mut libc::c_void,
+    len: usize,
+}
+
+impl Stack {
+    fn new() -> io::Result<Stack> {
+        let guard = page_size();
+        let len = STACK_SIZE + guard;
+        // SAFETY: a fresh anonymous mapping, owned by the `Stack` from here on.
+        unsafe {
+            let base = libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+                -1,
+                0,
+            );
+            if base == libc::MAP_FAILED {
+                return Err(io::Error::last_os_error());
+            }
+            let stack = Stack { base, len };
+            if libc::mprotect(base, guard, libc::PROT_NONE) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(stack)
+        }
+    }
+
+    /// The top of the stack (it grows down), 16-byte aligned.
+    fn top(&self) -> *mut u8 {
+        let top = self.base.cast::<u8>().wrapping_add(self.len);
+        top.wrapping_sub(top as usize % 16)
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        // SAFETY: mapped in `new`, unmapped once; no child runs on it (its thread is ending).
+        unsafe { libc::munmap(self.base, self.len) };
+    }
+}
+
+fn page_size() -> usize {
+    // SAFETY: sysconf has no memory effects.
+    usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })
+        .ok()
+        .filter(|&size| size > 0)
+        .unwrap_or(4096)
+}
+
+/// A `timespec` of the boot clock in nanoseconds; `None` if it was never written.
+fn nanos(at: libc::timespec) -> Option<u64> {
+    let secs = u64::try_from(at.tv_sec).ok()?;
+    let nanos = u64::try_from(at.tv_nsec).ok()?;
+    (secs > 0 || nanos > 0)
+        .then(|| secs.checked_mul(1_000_000_000)?.checked_add(nanos))
+        .flatten()
 }
 
 /// The pointers of `strings`, then a null pointer: an `argv` or `envp`.
@@ -203,79 +434,72 @@ fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
-/// `posix_spawn_file_actions_t`, destroyed when dropped.
-struct FileActions(libc::posix_spawn_file_actions_t);
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl FileActions {
-    fn new() -> io::Result<FileActions> {
-        // SAFETY: init writes the (zeroed) struct passed; it is used only after it succeeded.
-        unsafe {
-            let mut raw = std::mem::zeroed();
-            check(libc::posix_spawn_file_actions_init(&mut raw))?;
-            Ok(FileActions(raw))
+    fn launch(argv: &[&str], dir: &str) -> Launch {
+        Launch {
+            action: crate::spec::Action::Command(argv.iter().map(|a| (*a).to_string()).collect()),
+            env: std::collections::BTreeMap::new(),
+            working_dir: Some(dir.to_string()),
+            timeout: None,
+            kill_grace: std::time::Duration::from_secs(1),
+            output_limit: 1 << 20,
+            tag: "test".into(),
+            inherit: Arc::new(Inherited::new(Vec::new())),
+            client: None,
+            provider: None,
+            start_inline: true,
         }
     }
 
-    fn dup2(&mut self, fd: i32, to: i32) -> io::Result<()> {
-        // SAFETY: the actions are initialised; glibc copies what it needs.
-        check(unsafe { libc::posix_spawn_file_actions_adddup2(&mut self.0, fd, to) })
+    /// The children this thread started and has not reaped (`/proc` lists them by the
+    /// thread that cloned them: a test's own).
+    fn my_children() -> String {
+        std::fs::read_to_string("/proc/thread-self/children").unwrap_or_default()
     }
 
-    fn chdir(&mut self, dir: &CString) -> io::Result<()> {
-        // SAFETY: the actions are initialised; glibc copies the path.
-        check(unsafe { libc::posix_spawn_file_actions_addchdir_np(&mut self.0, dir.as_ptr()) })
-    }
-}
-
-impl Drop for FileActions {
-    fn drop(&mut self) {
-        // SAFETY: initialised in `new`, destroyed once.
-        unsafe { libc::posix_spawn_file_actions_destroy(&mut self.0) };
-    }
-}
-
-/// `posix_spawnattr_t` for a run: a process group of its own, an empty signal mask, `SIGPIPE`
-/// at its default (this process ignores it); destroyed when dropped.
-struct Attributes(libc::posix_spawnattr_t);
-
-impl Attributes {
-    fn new() -> io::Result<Attributes> {
-        // SAFETY: init writes the (zeroed) struct passed, and the calls after it take the
-        // initialised struct and a signal set on the stack that sigemptyset initialises.
-        unsafe {
-            let mut raw = std::mem::zeroed();
-            check(libc::posix_spawnattr_init(&mut raw))?;
-            let mut attr = Attributes(raw);
-            check(libc::posix_spawnattr_setpgroup(&mut attr.0, 0))?;
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            check(libc::posix_spawnattr_setsigmask(&mut attr.0, &set))?;
-            libc::sigaddset(&mut set, libc::SIGPIPE);
-            check(libc::posix_spawnattr_setsigdefault(&mut attr.0, &set))?;
-            let flags = libc::POSIX_SPAWN_SETPGROUP
-                | libc::POSIX_SPAWN_SETSIGMASK
-                | libc::POSIX_SPAWN_SETSIGDEF;
-            check(libc::posix_spawnattr_setflags(
-                &mut attr.0,
-                flags as libc::c_short,
-            ))?;
-            Ok(attr)
+    #[test]
+    fn a_child_that_cannot_start_is_an_error_and_leaves_no_zombie() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().to_str().unwrap();
+        let missing = dir.path().join("missing");
+        let cases = [
+            // (program, folder, the error)
+            ("/bin/true", missing.to_str().unwrap(), io::ErrorKind::NotFound),
+            (folder, folder, io::ErrorKind::PermissionDenied),
+            ("/no/such/program", folder, io::ErrorKind::NotFound),
+        ];
+        for (program, at, want) in cases {
+            let spawn = Spawn::new(&launch(&[program], at)).expect("a program by path");
+            let error = spawn.spawn().err().expect("it cannot start");
+            assert_eq!(error.kind(), want, "{program} in {at}: {error}");
+            assert_eq!(my_children().trim(), "", "{program} in {at}: left unreaped");
         }
     }
-}
 
-impl Drop for Attributes {
-    fn drop(&mut self) {
-        // SAFETY: initialised in `new`, destroyed once.
-        unsafe { libc::posix_spawnattr_destroy(&mut self.0) };
-    }
-}
-
-/// The `posix_spawn*` functions return an error number rather than setting `errno`.
-fn check(status: i32) -> io::Result<()> {
-    if status == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::from_raw_os_error(status))
+    #[test]
+    fn a_child_reads_the_clock_as_it_starts_and_that_gives_its_start_time() {
+        // The tick the child's own reading shares with the one before the clone is the start
+        // time /proc gives it, and the bracket is narrow enough to be known almost always.
+        let mut known = 0;
+        let spawn = Spawn::new(&launch(&["/bin/sleep", "5"], "/")).unwrap();
+        for _ in 0..100 {
+            let before = process::boot_clock();
+            let child = spawn.spawn().unwrap();
+            let computed = process::start_tick_between(before, child.started);
+            let from_proc = process::process_start_time(i64::from(child.pid));
+            assert!(my_children().split_whitespace().any(|p| p == child.pid.to_string()));
+            // SAFETY: kill has no memory effects; the pid is our child, not yet reaped.
+            unsafe { libc::kill(child.pid, libc::SIGKILL) };
+            let _ = process::wait4(child.pid);
+            if let Some(tick) = computed {
+                assert_eq!(Some(tick), from_proc, "child {}", child.pid);
+                known += 1;
+            }
+        }
+        assert!(known >= 50, "only {known} of 100 starts were known without /proc");
+        assert_eq!(my_children().trim(), "");
     }
 }
