@@ -238,21 +238,24 @@ pub async fn execute(
 
     let budget = Arc::new(Budget::new(launch.output_limit));
     let mut readers = output::read_pipes(child.stdout, child.stderr, clock, &reports, &budget);
-    let mut waiter = reap(pid);
+    let mut waiter = reap(pid, child.pidfd);
 
     let deadline_at = launch.timeout.map(|t| tokio::time::Instant::now() + t);
     let mut why: Option<Ending> = None;
-    let status = tokio::select! {
-        status = &mut waiter => status,
-        () = until(deadline_at) => {
-            why = Some(Ending::TimedOut { signal: None });
-            terminate(pid, &launch, &reports, "the timeout passed", false, &mut stop, &mut waiter).await
+    let status = readers.alongside(async {
+        tokio::select! {
+            status = &mut waiter => status,
+            () = until(deadline_at) => {
+                why = Some(Ending::TimedOut { signal: None });
+                terminate(pid, &launch, &reports, "the timeout passed", false, &mut stop, &mut waiter).await
+            }
+            requested = stop_requested(&mut stop) => {
+                why = Some(requested.ending());
+                terminate(pid, &launch, &reports, &requested.reason, requested.now, &mut stop, &mut waiter).await
+            }
         }
-        requested = stop_requested(&mut stop) => {
-            why = Some(requested.ending());
-            terminate(pid, &launch, &reports, &requested.reason, requested.now, &mut stop, &mut waiter).await
-        }
-    };
+    })
+    .await;
     let (status, usage) = status;
     // A stop that escalated (a second Ctrl-C, a second SIGTERM to the daemon) is the reason
     // the run ended: record it rather than the first, polite one.
@@ -301,12 +304,12 @@ fn spawn_failed(launch: &Launch, e: &std::io::Error) -> Finished {
 /// cut short, if it was (and sets `why` when the timeout or a stop is what cut it).
 async fn drain(
     launch: &Launch,
-    readers: &mut tokio::task::JoinSet<()>,
+    readers: &mut output::Readers,
     why: &mut Option<Ending>,
     deadline_at: Option<tokio::time::Instant>,
     stop: &mut watch::Receiver<Option<Stop>>,
 ) -> Option<String> {
-    let drain = async { while readers.join_next().await.is_some() {} };
+    let drain = readers.finish();
     if why.is_some() {
         let drained = tokio::time::timeout(DRAIN_GRACE.min(launch.kill_grace), drain).await;
         return drained
@@ -335,7 +338,7 @@ async fn cut_output(
     pid: i32,
     launch: &Launch,
     reports: &mpsc::Sender<Report>,
-    readers: &mut tokio::task::JoinSet<()>,
+    readers: &mut output::Readers,
     reason: String,
 ) {
     signal_all(pid, &launch.tag, libc::SIGKILL).await;
@@ -345,13 +348,10 @@ async fn cut_output(
             why: reason,
         })
         .await;
-    let drained = tokio::time::timeout(launch.kill_grace.max(MIN_KILL_WAIT), async {
-        while readers.join_next().await.is_some() {}
-    })
-    .await;
+    let drained =
+        tokio::time::timeout(launch.kill_grace.max(MIN_KILL_WAIT), readers.finish()).await;
     if drained.is_err() {
-        readers.abort_all();
-        while readers.join_next().await.is_some() {}
+        readers.abandon();
         let _ = reports
             .send(Report::OutputCut {
                 why: "a descendant of the run still held its output open after SIGKILL; \
@@ -386,8 +386,8 @@ type Waiter = std::pin::Pin<Box<dyn Future<Output = (WaitStatus, Option<Usage>)>
 /// runtime polls a pidfd (Linux 5.3+), readable once the process has ended, so a running
 /// child holds no thread: a burst of 200 runs does not start 200 blocking threads (issue 14).
 /// Without pidfds, `wait4` blocks on a blocking thread.
-fn reap(pid: i32) -> Waiter {
-    let registered = process::pidfd(pid).and_then(|fd| {
+fn reap(pid: i32, pidfd: Option<std::os::fd::OwnedFd>) -> Waiter {
+    let registered = pidfd.or_else(|| process::pidfd(pid)).and_then(|fd| {
         // SAFETY: the `OwnedFd` is moved into the `AsyncFd` and stays open, the same
         // descriptor, until the `AsyncFd` drops it.
         unsafe {
@@ -634,12 +634,12 @@ mod tests {
         );
         assert_eq!(process::wait4_ended(sleeper), None, "still running");
         let exits = spawn("exit 3");
-        let (status, usage) = runtime.block_on(async { reap(exits).await });
+        let (status, usage) = runtime.block_on(async { reap(exits, None).await });
         assert_eq!(status, WaitStatus::Exited(3));
         assert!(usage.is_some());
         // SAFETY: signalling our own child, not reaped yet.
         unsafe { libc::kill(sleeper, libc::SIGKILL) };
-        let (status, _) = runtime.block_on(async { reap(sleeper).await });
+        let (status, _) = runtime.block_on(async { reap(sleeper, None).await });
         assert_eq!(status, WaitStatus::Signalled(libc::SIGKILL));
     }
 }

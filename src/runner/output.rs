@@ -34,15 +34,46 @@ impl Budget {
     }
 }
 
-/// Reads the child's stdout and stderr, both on one task (one task per run, not
-/// one per stream: fewer tasks to wake in a burst, issue 14).
+/// The reading of a run's stdout and stderr: a future that the run's own task polls
+/// alongside whatever it waits for, not a task of its own (a run's output, its end and its
+/// reaping wake one task: issue 14). Done once both streams are at their end.
+pub(super) struct Readers(Option<std::pin::Pin<Box<dyn Future<Output = ()> + Send>>>);
+
+impl Readers {
+    /// Reads until both streams are at their end (at once if they are).
+    pub(super) async fn finish(&mut self) {
+        if let Some(reading) = &mut self.0 {
+            reading.await;
+            self.0 = None;
+        }
+    }
+
+    /// Runs `work` to its end, reading the output meanwhile (a process whose pipe is full
+    /// waits for it to be read).
+    pub(super) async fn alongside<F: Future>(&mut self, work: F) -> F::Output {
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                done = &mut work => return done,
+                () = self.finish(), if self.0.is_some() => {}
+            }
+        }
+    }
+
+    /// Stops reading: the read ends close, what is unread is lost.
+    pub(super) fn abandon(&mut self) {
+        self.0 = None;
+    }
+}
+
+/// Reads the child's stdout and stderr, both in one future (see [`Readers`]).
 pub(super) fn read_pipes(
     stdout: Option<std::os::fd::OwnedFd>,
     stderr: Option<std::os::fd::OwnedFd>,
     clock: Clock,
     reports: &mpsc::Sender<Report>,
     budget: &Arc<Budget>,
-) -> tokio::task::JoinSet<()> {
+) -> Readers {
     let pipes = [(stdout, "stdout"), (stderr, "stderr")];
     let [stdout, stderr] = pipes.map(|(fd, stream)| {
         let pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(fd?).ok()?;
@@ -54,16 +85,14 @@ pub(super) fn read_pipes(
             budget.clone(),
         ))
     });
-    let mut readers = tokio::task::JoinSet::new();
-    readers.spawn(async move {
-        let read = |lines: Option<_>| async move {
-            if let Some(lines) = lines {
-                lines.await;
-            }
-        };
+    let read = |lines: Option<_>| async move {
+        if let Some(lines) = lines {
+            lines.await;
+        }
+    };
+    Readers(Some(Box::pin(async move {
         futures_util::future::join(read(stdout), read(stderr)).await;
-    });
-    readers
+    })))
 }
 
 async fn read_lines(
