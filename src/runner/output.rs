@@ -76,7 +76,7 @@ pub(super) fn read_pipes(
 ) -> Readers {
     let pipes = [(stdout, "stdout"), (stderr, "stderr")];
     let [stdout, stderr] = pipes.map(|(fd, stream)| {
-        let pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(fd?).ok()?;
+        let pipe = receiver(fd?)?;
         Some(read_lines(
             pipe,
             stream,
@@ -93,6 +93,21 @@ pub(super) fn read_pipes(
     Readers(Some(Box::pin(async move {
         futures_util::future::join(read(stdout), read(stderr)).await;
     })))
+}
+
+/// The read end of a child's pipe (from `runner::spawn`, or std's piped stdout and stderr),
+/// made non-blocking with one call: tokio's checked `from_owned_fd` makes three (`fstat`,
+/// two `fcntl`), six per run (issue 14).
+fn receiver(fd: std::os::fd::OwnedFd) -> Option<tokio::net::unix::pipe::Receiver> {
+    use std::os::fd::AsRawFd;
+    let on: libc::c_int = 1;
+    // SAFETY: FIONBIO reads the int passed; the descriptor is open (owned here).
+    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONBIO, &raw const on) } != 0 {
+        return None;
+    }
+    // The unchecked form wants what the checked one would ensure: the read end of a pipe
+    // (both callers give one), non-blocking (just made so).
+    tokio::net::unix::pipe::Receiver::from_owned_fd_unchecked(fd).ok()
 }
 
 async fn read_lines(
