@@ -13,6 +13,10 @@ use crate::ledger::{JobSlots, RunRow, stamp};
 use crate::slots::{self, JobClock};
 use crate::spec::{self, JobSpec};
 
+/// How close to a slot the scheduler stops sleeping on the runtime's timer and sleeps on its
+/// thread instead (see [`Daemon::scheduler`]).
+const PRECISE_WAKE: StdDuration = StdDuration::from_millis(3);
+
 impl Daemon {
     /// The scheduler loop: sleep until the next slot or a wake-up, then record due slots.
     pub(super) async fn scheduler(self: Arc<Self>) {
@@ -105,8 +109,15 @@ impl Daemon {
                 .map(|(at, _)| self.shared.clock.until(*at))
                 .unwrap_or(CLOCK_LOOK)
                 .min(CLOCK_LOOK);
+            // The runtime's timer wakes on whole milliseconds, up to two late: the last few
+            // are slept on this thread, which wakes within tens of microseconds of the slot
+            // (issue 14: every run of a burst starts that much earlier).
+            if sleep <= PRECISE_WAKE {
+                tokio::task::block_in_place(|| std::thread::sleep(sleep));
+                continue;
+            }
             tokio::select! {
-                () = tokio::time::sleep(sleep) => {}
+                () = tokio::time::sleep(sleep - PRECISE_WAKE) => {}
                 () = self.wake_scheduler.notified() => {}
             }
         }

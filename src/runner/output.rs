@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::sync::mpsc;
 
 use super::{Line, Report};
@@ -12,10 +11,9 @@ use crate::clock::Clock;
 /// A line longer than this is split, so one runaway line cannot hold the whole output.
 pub(super) const MAX_LINE: usize = 64 * 1024;
 
-/// The read buffer of each stream. A longer line is gathered over several reads, up to
-/// [`MAX_LINE`]; the buffer is allocated (and zeroed) for every run, two per run, so it stays
-/// small: 64 KiB buffers cost a burst of 200 silent runs 25 MiB of zeroed memory (issue 14).
-const READ_BUFFER: usize = 8 * 1024;
+/// How much one read takes from a pipe; a longer line is gathered over several reads, up to
+/// [`MAX_LINE`].
+const READ_CHUNK: usize = 8 * 1024;
 
 /// How much output the run may keep, and how much it has sent (both streams together).
 pub(super) struct Budget {
@@ -117,22 +115,45 @@ async fn read_lines(
     reports: mpsc::Sender<Report>,
     budget: Arc<Budget>,
 ) {
-    let mut reader = BufReader::with_capacity(READ_BUFFER, pipe);
-    let mut buf = Vec::with_capacity(256);
+    // What was read and is not a whole line yet. It is allocated when output comes, not
+    // before: most runs of a burst print nothing (issue 14).
+    let mut pending: Vec<u8> = Vec::new();
     loop {
-        buf.clear();
-        // Read up to a newline, but never more than MAX_LINE bytes into one line.
-        let n = {
-            let mut limited = (&mut reader).take(MAX_LINE as u64);
-            match limited.read_until(b'\n', &mut buf).await {
-                Ok(n) => n,
-                Err(_) => break,
-            }
-        };
-        if n == 0 {
+        if pipe.readable().await.is_err() {
             break;
         }
-        emit(&reports, &budget, clock, stream, &mut buf, n).await;
+        {
+            // On the stack of this poll, not in the run's task: no await while it lives.
+            let mut chunk = [0u8; READ_CHUNK];
+            match pipe.try_read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => pending.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(_) => break,
+            }
+        }
+        // Each line up to its newline, but never more than MAX_LINE bytes in one line.
+        let mut from = 0;
+        while let Some(n) = next_line(&pending[from..]) {
+            let mut line = pending[from..from + n].to_vec();
+            emit(&reports, &budget, clock, stream, &mut line, n).await;
+            from += n;
+        }
+        pending.drain(..from);
+    }
+    // The last line, without its newline.
+    if !pending.is_empty() {
+        let n = pending.len();
+        emit(&reports, &budget, clock, stream, &mut pending, n).await;
+    }
+}
+
+/// The length of the first line of `bytes` (its newline included), or [`MAX_LINE`] when that
+/// many bytes hold none; `None` while the line is still incomplete.
+fn next_line(bytes: &[u8]) -> Option<usize> {
+    match bytes.iter().take(MAX_LINE).position(|b| *b == b'\n') {
+        Some(i) => Some(i + 1),
+        None => (bytes.len() >= MAX_LINE).then_some(MAX_LINE),
     }
 }
 
@@ -172,4 +193,80 @@ pub(super) async fn emit(
             text,
         }))
         .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_ends_at_its_newline_or_after_max_line_bytes() {
+        let long = |n: usize, tail: &[u8]| [vec![b'x'; n], tail.to_vec()].concat();
+        let cases: [(Vec<u8>, Option<usize>); 8] = [
+            (b"".to_vec(), None),
+            (b"abc".to_vec(), None),
+            (b"\n".to_vec(), Some(1)),
+            (b"abc\ndef\n".to_vec(), Some(4)),
+            (long(MAX_LINE - 1, b"\n"), Some(MAX_LINE)),
+            (long(MAX_LINE, b"\n"), Some(MAX_LINE)),
+            (long(MAX_LINE - 1, b""), None),
+            (long(MAX_LINE + 5, b""), Some(MAX_LINE)),
+        ];
+        for (bytes, want) in cases {
+            assert_eq!(next_line(&bytes), want, "{} bytes", bytes.len());
+        }
+    }
+
+    #[test]
+    fn a_pipe_is_read_into_lines_as_a_process_writes_them() {
+        // Written in pieces that split lines, a long line, CRLF, a last line without its
+        // newline: the lines come out as written, the long one cut at MAX_LINE.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let long = "y".repeat(MAX_LINE + 10);
+        let pieces: Vec<Vec<u8>> = vec![
+            b"fir".to_vec(),
+            b"st\r\nsecond\n".to_vec(),
+            format!("{long}\n").into_bytes(),
+            b"\nlast".to_vec(),
+        ];
+        let lines = runtime.block_on(async {
+            let (read, write) = std::io::pipe().unwrap();
+            let (tx, mut rx) = mpsc::channel(16);
+            let budget = Arc::new(Budget::new(u64::MAX));
+            let mut readers = read_pipes(Some(read.into()), None, Clock::system(), &tx, &budget);
+            drop(tx);
+            let writer = std::thread::spawn(move || {
+                use std::io::Write;
+                let mut write = write;
+                for piece in pieces {
+                    write.write_all(&piece).unwrap();
+                }
+            });
+            let collect = async {
+                let mut lines = Vec::new();
+                while let Some(report) = rx.recv().await {
+                    if let Report::Line(line) = report {
+                        assert_eq!(line.stream, "stdout");
+                        lines.push(line.text);
+                    }
+                }
+                lines
+            };
+            let ((), lines) = tokio::join!(readers.finish(), collect);
+            writer.join().unwrap();
+            lines
+        });
+        let want = [
+            "first".to_string(),
+            "second".to_string(),
+            "y".repeat(MAX_LINE),
+            "y".repeat(10),
+            String::new(),
+            "last".to_string(),
+        ];
+        assert_eq!(lines, want);
+    }
 }
