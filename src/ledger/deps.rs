@@ -478,23 +478,35 @@ fn fire_released(
 /// Counts a fire of the job's current revision; a `repeat: {times: N}` job completes at the
 /// Nth (`rules::completes_on_fire`).
 pub(super) fn count_fire(conn: &Conn, job: &str, at: &str) -> super::db::Result<()> {
-    let Some(facts) = job_facts(conn, job)? else {
+    // Counted, and what `repeat` needs read back, in one statement (issue 14: one less per
+    // slot of a burst); the completion, rarely, in a second.
+    let counted = conn
+        .prepare_cached(
+            "UPDATE jobs SET fires = fires + 1 WHERE name = ?1
+             RETURNING fires, completed_at,
+                       (SELECT r.repeat FROM revisions r WHERE r.id = jobs.revision_id)",
+        )?
+        .query_row(params![job], |r| {
+            Ok((
+                r.get::<i64>(0)?,
+                instant_opt(r, 1, &|| format!("job {job}"))?,
+                columns::repeat(r, 2, &|| format!("job {job}"))?,
+            ))
+        })
+        .optional()?;
+    let Some((fires, completed_at, repeat)) = counted else {
         return Ok(());
     };
-    let fires = facts.fires + 1;
-    let completed_at = match facts.completed_at {
-        Some(done) => Some(stamp(done)),
-        None => rules::completes_on_fire(facts.repeat, fires).then(|| at.to_string()),
-    };
-    conn.prepare_cached("UPDATE jobs SET fires = ?2, completed_at = ?3 WHERE name = ?1")?
-        .execute(params![job, fires, completed_at])?;
+    if completed_at.is_none() && rules::completes_on_fire(repeat, fires) {
+        conn.prepare_cached("UPDATE jobs SET completed_at = ?2 WHERE name = ?1")?
+            .execute(params![job, at])?;
+    }
     Ok(())
 }
 
-/// What the `repeat` and failure-streak rules need to know of a job.
+/// What the `repeat` and failure-streak rules need to know of a job at a run's end.
 pub(super) struct JobFacts {
     pub revision_id: i64,
-    pub fires: i64,
     pub completed_at: Option<Timestamp>,
     pub failure_streak: i64,
     pub repeat: Option<Repeat>,
@@ -503,16 +515,15 @@ pub(super) struct JobFacts {
 /// The job's counters and its current revision's `repeat` (one point read).
 pub(super) fn job_facts(conn: &Conn, job: &str) -> super::db::Result<Option<JobFacts>> {
     conn.prepare_cached(
-        "SELECT j.revision_id, j.fires, j.completed_at, j.failure_streak, r.repeat
+        "SELECT j.revision_id, j.completed_at, j.failure_streak, r.repeat
          FROM jobs j LEFT JOIN revisions r ON r.id = j.revision_id WHERE j.name = ?1",
     )?
     .query_row(params![job], |r| {
         Ok(JobFacts {
             revision_id: r.get(0)?,
-            fires: r.get(1)?,
-            completed_at: instant_opt(r, 2, &|| format!("job {job}"))?,
-            failure_streak: r.get(3)?,
-            repeat: columns::repeat(r, 4, &|| format!("job {job}"))?,
+            completed_at: instant_opt(r, 1, &|| format!("job {job}"))?,
+            failure_streak: r.get(2)?,
+            repeat: columns::repeat(r, 3, &|| format!("job {job}"))?,
         })
     })
     .optional()
