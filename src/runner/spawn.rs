@@ -236,23 +236,17 @@ unsafe fn clone_child(child: &mut Child, stack: *mut u8) -> io::Result<(i32, Opt
     if stack.is_null() {
         return Err(io::Error::other("no stack for the child"));
     }
-    // Every signal blocked (the raw call: glibc's wrapper leaves its own two unblocked), so
-    // the child starts with all blocked and none of this process's handlers can run in it
-    // before it has reset them; this thread's mask back right after.
-    // SAFETY: both sets are valid `sigset_t`s; the kernel reads and writes their first 8
-    // bytes (`_NSIG / 8`), the 64 signals.
-    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // Every signal blocked, glibc's own two included (its `sigfillset` and `sigprocmask` leave
+    // them out, so the raw call on a mask of all 64), so the child starts with all blocked
+    // and none of this process's handlers can run in it before it has reset them; this
+    // thread's mask back right after.
+    let all: u64 = !0;
+    let mut old: u64 = 0;
     let mut pidfd: libc::c_int = -1;
+    // SAFETY: the kernel reads and writes 8 bytes of mask (`_NSIG / 8`, the 64 signals) at
+    // the pointers passed; `clone` as the caller's contract says.
     let pid = unsafe {
-        let mut all: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
-        libc::syscall(
-            libc::SYS_rt_sigprocmask,
-            libc::SIG_SETMASK,
-            &raw const all,
-            &raw mut old,
-            8,
-        );
+        set_mask(&all, &raw mut old);
         let pid = libc::clone(
             child_main,
             stack.cast(),
@@ -261,13 +255,7 @@ unsafe fn clone_child(child: &mut Child, stack: *mut u8) -> io::Result<(i32, Opt
             &raw mut pidfd,
         );
         let error = io::Error::last_os_error();
-        libc::syscall(
-            libc::SYS_rt_sigprocmask,
-            libc::SIG_SETMASK,
-            &raw const old,
-            std::ptr::null_mut::<libc::sigset_t>(),
-            8,
-        );
+        set_mask(&old, std::ptr::null_mut());
         if pid < 0 {
             return Err(error);
         }
@@ -326,15 +314,7 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
             if !(*child).dir.is_null() && libc::chdir((*child).dir) != 0 {
                 break 'setup true;
             }
-            let mut none: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut none);
-            libc::syscall(
-                libc::SYS_rt_sigprocmask,
-                libc::SIG_SETMASK,
-                &raw const none,
-                std::ptr::null_mut::<libc::sigset_t>(),
-                8,
-            );
+            set_mask(&0, std::ptr::null_mut());
             libc::execve((*child).file, (*child).argv.cast(), (*child).envp.cast());
             true
         };
@@ -342,6 +322,26 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
             std::ptr::write_volatile(&raw mut (*child).error, *libc::__errno_location());
         }
         libc::_exit(127)
+    }
+}
+
+/// Sets this thread's signal mask to the 64 signals of `mask` (bit `n - 1`: signal `n`),
+/// the old one into `old` unless it is null: the raw system call, which glibc's wrappers
+/// would filter.
+///
+/// # Safety
+///
+/// `old` is null or valid for a write of 8 bytes.
+unsafe fn set_mask(mask: &u64, old: *mut u64) {
+    // SAFETY: the kernel reads 8 bytes at `mask` and writes 8 at `old` when it is not null.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            std::ptr::from_ref(mask),
+            old,
+            8usize,
+        );
     }
 }
 
@@ -500,6 +500,15 @@ mod tests {
         // time /proc gives it, and the bracket is narrow enough to be known almost always.
         let mut known = 0;
         let spawn = Spawn::new(&launch(&["/bin/sleep", "5"], "/")).unwrap();
+        let blocked = || {
+            let status = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+            status
+                .lines()
+                .find(|l| l.starts_with("SigBlk:"))
+                .unwrap()
+                .to_string()
+        };
+        let mask = blocked();
         for _ in 0..100 {
             let before = process::boot_clock();
             let child = spawn.spawn().unwrap();
