@@ -537,5 +537,7 @@ mod tests {
             "only {known} of 100 starts were known without /proc"
         );
         assert_eq!(my_children().trim(), "");
+        // The spawning thread's mask, blocked for the clone, is back as it was.
+        assert_eq!(blocked(), mask);
     }
 }
