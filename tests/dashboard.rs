@@ -6,6 +6,7 @@
 mod common;
 
 use std::io::BufRead as _;
+use std::os::unix::process::CommandExt as _;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -28,7 +29,12 @@ struct Driver {
 }
 
 impl Drop for Driver {
+    /// Kills `chromedriver` with the browser it started (the whole process group: a session
+    /// not closed, or closed while the browser was still exiting, would leave Chromium's
+    /// processes running after the test).
     fn drop(&mut self) {
+        // SAFETY: kill has no memory effects; the group is the driver's own (`process_group(0)`).
+        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -45,6 +51,7 @@ fn driver() -> Driver {
     let tmp = tempfile::tempdir().unwrap();
     let mut child = Command::new("chromedriver")
         .arg(format!("--port={port}"))
+        .process_group(0)
         .env("TMPDIR", tmp.path())
         .env("TZ", "UTC")
         .env("LANG", "en_US.UTF-8")
