@@ -134,7 +134,7 @@ impl Shared {
     }
 
     /// What runs inherit of the daemon's environment, less [`Shared::scrubbed_env`]: built
-    /// once, ready for `posix_spawn`, and kept until what is scrubbed changes rather than read
+    /// once, ready for the spawn (`runner::spawn`), and kept until what is scrubbed changes rather than read
     /// from the whole environment for every run (the daemon never changes its own
     /// environment): issue 14's burst.
     pub fn inherited_env(&self) -> Arc<Inherited> {

@@ -77,8 +77,8 @@ pub struct Launch {
     pub provider: Option<crate::spec::Provider>,
     /// Whether the process may be started on the caller's task instead of the blocking pool:
     /// for a caller whose `on_start` does not block (the daemon queues a start for its next
-    /// transaction). Taken only where std starts it with `posix_spawn`, which returns once
-    /// the child has exec'd, and not with `fork` (the `nofile` restore of
+    /// transaction). Taken only where the process starts as `posix_spawn` would (`spawn`,
+    /// which returns once the child has exec'd), and not with `fork` (the `nofile` restore of
     /// [`keep_descriptor_limit_for_runs`]), which copies the daemon's page tables first.
     pub start_inline: bool,
 }
@@ -194,7 +194,7 @@ pub async fn execute(
         .then(|| spawn::Spawn::new(&launch))
         .flatten();
     let command = fast.is_none().then(|| process::command(&launch, nofile));
-    // `posix_spawn` blocks its thread until the child has exec'd (a fraction of a
+    // The spawn blocks its thread until the child has exec'd (a fraction of a
     // millisecond); `fork`, and an `on_start` that writes the ledger, block for longer: those
     // go to the blocking pool, so that the runtime's few workers are not held up. `on_start`
     // (the caller's record of the pid) runs before the start is reported. Starting in place
