@@ -150,7 +150,7 @@ async fn read_lines(
 
 /// The length of the first line of `bytes` (its newline included), or [`MAX_LINE`] when that
 /// many bytes hold none; `None` while the line is still incomplete.
-fn next_line(bytes: &[u8]) -> Option<usize> {
+pub(super) fn next_line(bytes: &[u8]) -> Option<usize> {
     match bytes.iter().take(MAX_LINE).position(|b| *b == b'\n') {
         Some(i) => Some(i + 1),
         None => (bytes.len() >= MAX_LINE).then_some(MAX_LINE),

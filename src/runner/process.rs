@@ -312,8 +312,13 @@ pub(super) fn boot_clock() -> Option<u64> {
     if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut now) } != 0 {
         return None;
     }
-    let secs = u64::try_from(now.tv_sec).ok()?;
-    let nanos = u64::try_from(now.tv_nsec).ok()?;
+    nanos(now)
+}
+
+/// A `timespec` in nanoseconds.
+pub(super) fn nanos(at: libc::timespec) -> Option<u64> {
+    let secs = u64::try_from(at.tv_sec).ok()?;
+    let nanos = u64::try_from(at.tv_nsec).ok()?;
     secs.checked_mul(1_000_000_000)?.checked_add(nanos)
 }
 

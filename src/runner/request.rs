@@ -12,7 +12,7 @@ use bytes::Bytes;
 use jiff::SignedDuration;
 use tokio::sync::{mpsc, watch};
 
-use super::output::{Budget, MAX_LINE, emit};
+use super::output::{self, Budget, emit};
 use super::{Finished, Launch, Report, Stop, stop_requested, until};
 use crate::clock::Clock;
 use crate::run::Ending;
@@ -185,19 +185,16 @@ impl Sink<'_> {
         .await;
     }
 
-    /// Takes bytes; each complete line (or [`MAX_LINE`] bytes without a newline) is sent.
+    /// Takes bytes; each complete line is sent, cut as a process's output is
+    /// ([`output::next_line`]: at its newline, or after [`output::MAX_LINE`] bytes).
     async fn push(&mut self, bytes: &[u8]) {
         self.partial.extend_from_slice(bytes);
         let mut from = 0;
-        while let Some(i) = self.partial[from..].iter().position(|b| *b == b'\n') {
-            self.send(self.partial[from..from + i + 1].to_vec()).await;
-            from += i + 1;
+        while let Some(n) = output::next_line(&self.partial[from..]) {
+            self.send(self.partial[from..from + n].to_vec()).await;
+            from += n;
         }
         self.partial.drain(..from);
-        while self.partial.len() >= MAX_LINE {
-            let line: Vec<u8> = self.partial.drain(..MAX_LINE).collect();
-            self.send(line).await;
-        }
     }
 
     /// One whole line.
@@ -769,6 +766,43 @@ impl Events {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_answer_is_cut_into_lines_as_a_process_output_is() {
+        // A line longer than MAX_LINE is cut there even when its newline follows (the
+        // answer's lines and a process's follow one rule: output::next_line).
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let lines = runtime.block_on(async {
+            let (tx, mut rx) = mpsc::channel(16);
+            let budget = Budget::new(u64::MAX);
+            let mut sink = Sink {
+                reports: &tx,
+                budget: &budget,
+                clock: Clock::system(),
+                partial: Vec::new(),
+            };
+            let long = "z".repeat(output::MAX_LINE + 3);
+            for piece in ["a\nb".to_string(), format!("{long}\n"), "tail".to_string()] {
+                sink.push(piece.as_bytes()).await;
+            }
+            sink.finish().await;
+            drop(tx);
+            let mut lines = Vec::new();
+            while let Some(Report::Line(line)) = rx.recv().await {
+                lines.push(line.text);
+            }
+            lines
+        });
+        let want = [
+            "a".to_string(),
+            format!("b{}", "z".repeat(output::MAX_LINE - 1)),
+            "zzzz".to_string(),
+            "tail".to_string(),
+        ];
+        assert_eq!(lines, want);
+    }
 
     #[test]
     fn events_are_read_across_chunk_boundaries() {

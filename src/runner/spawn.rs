@@ -199,7 +199,8 @@ impl Spawn {
             pid,
             stdout: Some(stdout),
             stderr: Some(stderr),
-            started: nanos(started),
+            // Zero: the child never read it.
+            started: process::nanos(started).filter(|&at| at > 0),
             pidfd,
         })
     }
@@ -407,15 +408,6 @@ fn page_size() -> usize {
         .ok()
         .filter(|&size| size > 0)
         .unwrap_or(4096)
-}
-
-/// A `timespec` of the boot clock in nanoseconds; `None` if it was never written.
-fn nanos(at: libc::timespec) -> Option<u64> {
-    let secs = u64::try_from(at.tv_sec).ok()?;
-    let nanos = u64::try_from(at.tv_nsec).ok()?;
-    (secs > 0 || nanos > 0)
-        .then(|| secs.checked_mul(1_000_000_000)?.checked_add(nanos))
-        .flatten()
 }
 
 /// The pointers of `strings`, then a null pointer: an `argv` or `envp`.
