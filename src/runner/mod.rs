@@ -207,15 +207,17 @@ pub async fn execute(
             (None, Some(mut command)) => command.spawn()?.into(),
             (None, None) => unreachable!("a run has a spawn or a command"),
         };
-        let after = process::boot_clock();
         let pid = i64::from(child.pid);
         let started = Report::Started {
             pid: Some(pid),
             // The child's own reading of the clock, when it made one, brackets its start
-            // more closely than the return from the spawn does.
-            start_time: process::start_tick_between(before, child.started.or(after))
-                .or_else(|| process_start_time(pid))
-                .unwrap_or(0),
+            // more closely than a reading after the spawn (std's) does.
+            start_time: process::start_tick_between(
+                before,
+                child.started.or_else(process::boot_clock),
+            )
+            .or_else(|| process_start_time(pid))
+            .unwrap_or(0),
             at: clock.now(),
             what: format!("process {pid}"),
         };

@@ -171,14 +171,14 @@ impl Spawn {
                 tv_nsec: 0,
             },
         };
-        let (pid, pidfd) = STACK.with(|stack| {
-            let mut stack = stack.borrow_mut();
-            if stack.is_none() {
-                *stack = Some(Stack::new()?);
-            }
-            let top = stack.as_ref().map_or(std::ptr::null_mut(), Stack::top);
+        let (pid, pidfd) = STACK.with(|slot| {
+            let mut slot = slot.borrow_mut();
+            let stack = match &mut *slot {
+                Some(stack) => stack,
+                None => slot.insert(Stack::new()?),
+            };
             // SAFETY: see `clone_child`.
-            unsafe { clone_child(&mut child, top) }
+            unsafe { clone_child(&mut child, stack.top()) }
         })?;
         // SAFETY: the child has exec'd or exited (`CLONE_VFORK`): nothing writes `child` now.
         let (error, started) = unsafe {
@@ -234,9 +234,6 @@ struct Child {
 /// of memory no one else uses meanwhile (this thread's own stack for children, and this
 /// thread waits).
 unsafe fn clone_child(child: &mut Child, stack: *mut u8) -> io::Result<(i32, Option<OwnedFd>)> {
-    if stack.is_null() {
-        return Err(io::Error::other("no stack for the child"));
-    }
     // Every signal blocked, glibc's own two included (its `sigfillset` and `sigprocmask` leave
     // them out, so the raw call on a mask of all 64), so the child starts with all blocked
     // and none of this process's handlers can run in it before it has reset them; this
