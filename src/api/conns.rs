@@ -21,9 +21,20 @@ use std::task::{Context, Poll};
 use hyper::body::{Body, Bytes, Frame, SizeHint};
 use tokio::sync::Notify;
 
-/// Descriptors kept out of the API's reach: runs (three pipes each while starting), the
+/// Descriptors kept out of the API's reach at least: runs (two pipes and a pidfd each), the
 /// ledger's connections (database, WAL and shared memory each), watchers, notifications.
 pub const FD_RESERVE: u64 = 256;
+/// What the ledger, watchers and notifications take besides runs ([`reserve_for`]).
+const FD_BASE: u64 = 64;
+
+/// The descriptors to keep out of the API's reach for a daemon of `runs` places: three per
+/// run and [`FD_BASE`], [`FD_RESERVE`] at least.
+pub fn reserve_for(runs: usize) -> u64 {
+    let runs = u64::try_from(runs).unwrap_or(u64::MAX);
+    FD_BASE
+        .saturating_add(runs.saturating_mul(3))
+        .max(FD_RESERVE)
+}
 /// The default cap never exceeds this, however high the descriptor limit: idle connections
 /// cost memory too.
 const MAX_CONNECTIONS_CEILING: u64 = 4096;
@@ -39,8 +50,13 @@ impl Limits {
     /// Defaults for a process allowed `nofile` descriptors: all but [`FD_RESERVE`] (at least
     /// half), at most 4,096; a quarter of that per address.
     pub fn for_descriptors(nofile: u64) -> Limits {
+        Limits::keeping(nofile, FD_RESERVE)
+    }
+
+    /// As [`Limits::for_descriptors`], keeping `reserve` descriptors (see [`reserve_for`]).
+    pub fn keeping(nofile: u64, reserve: u64) -> Limits {
         let max = nofile
-            .saturating_sub(FD_RESERVE)
+            .saturating_sub(reserve)
             .max(nofile / 2)
             .clamp(1, MAX_CONNECTIONS_CEILING);
         let max = usize::try_from(max).unwrap_or(1);
@@ -351,6 +367,22 @@ mod tests {
                 Limits { max, per_ip },
                 "{nofile}"
             );
+        }
+    }
+
+    #[test]
+    fn the_reserve_grows_with_the_places_for_runs() {
+        let cases = [
+            // (places, reserve, connections at 20,000 descriptors, at 1,024)
+            (1, 256, 4096, 768),
+            (64, 256, 4096, 768),
+            (256, 832, 4096, 512),
+            (1000, 3064, 4096, 512),
+        ];
+        for (runs, reserve, at_20000, at_1024) in cases {
+            assert_eq!(reserve_for(runs), reserve, "{runs}");
+            assert_eq!(Limits::keeping(20_000, reserve).max, at_20000, "{runs}");
+            assert_eq!(Limits::keeping(1024, reserve).max, at_1024, "{runs}");
         }
     }
 

@@ -38,7 +38,7 @@ pub fn serve(settings: &Settings, flags: ServeFlags) -> Result<ExitCode> {
         );
     }
     let insecure = flags.insecure;
-    let server = server_config(settings, flags)?;
+    let server = server_config(settings, flags, config.max_concurrent_runs)?;
     let admin = std::env::var("JOBS_TOKEN").ok();
     let tokens =
         crate::api::auth::Tokens::load(server.token_file.as_deref(), admin.as_deref(), insecure)
@@ -182,7 +182,9 @@ fn check_name(flag: &str, name: &str) -> Result<()> {
 /// `jobs.toml`'s `[server]` with the flags that override it, and the connection caps derived
 /// from the descriptor limit (raised here, before anything opens descriptors: runs, the
 /// ledger and the API share it).
-fn server_config(settings: &Settings, flags: ServeFlags) -> Result<ServerConfig> {
+/// `jobs.toml`'s `[server]` with the flags that override it; the connection caps default to
+/// what the descriptor limit leaves once `runs` places for runs are provided for.
+fn server_config(settings: &Settings, flags: ServeFlags, runs: usize) -> Result<ServerConfig> {
     let mut server = settings.config.server.clone();
     if let Some(listen) = flags.listen {
         server.listen = listen;
@@ -195,7 +197,8 @@ fn server_config(settings: &Settings, flags: ServeFlags) -> Result<ServerConfig>
         server.tls_key = Some(key);
     }
     let nofile = crate::api::conns::raise_descriptor_limit();
-    let derived = crate::api::conns::Limits::for_descriptors(nofile);
+    let reserve = crate::api::conns::reserve_for(runs);
+    let derived = crate::api::conns::Limits::keeping(nofile, reserve);
     for (flag, value) in [
         ("--max-connections", flags.max_connections),
         ("--max-connections-per-ip", flags.max_connections_per_ip),
@@ -215,12 +218,14 @@ fn server_config(settings: &Settings, flags: ServeFlags) -> Result<ServerConfig>
         .min(max);
     server.max_connections = Some(max);
     server.max_connections_per_ip = Some(per_ip);
-    if max as u64 + crate::api::conns::FD_RESERVE > nofile {
+    if max as u64 + reserve > nofile {
         tracing::warn!(
             max_connections = max,
+            max_concurrent_runs = runs,
             descriptors = nofile,
-            "--max-connections leaves fewer than {} descriptors for runs and the ledger",
-            crate::api::conns::FD_RESERVE
+            "the API's connection cap leaves fewer than the {reserve} descriptors that runs and \
+             the ledger may need: lower max_connections or max_concurrent_runs, or raise the \
+             descriptor limit (LimitNOFILE=)"
         );
     }
     Ok(server)

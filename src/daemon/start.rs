@@ -422,7 +422,10 @@ fn spawn_api(
     handle: Handle,
 ) -> JoinHandle<()> {
     let server = &daemon.options.server;
-    let derived = crate::api::conns::Limits::for_descriptors(1024);
+    let derived = crate::api::conns::Limits::keeping(
+        1024,
+        crate::api::conns::reserve_for(daemon.options.daemon.max_concurrent_runs),
+    );
     let limits = crate::api::conns::Limits {
         max: server.max_connections.unwrap_or(derived.max),
         per_ip: server.max_connections_per_ip.unwrap_or(derived.per_ip),
