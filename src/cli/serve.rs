@@ -181,9 +181,7 @@ fn check_name(flag: &str, name: &str) -> Result<()> {
 
 /// `jobs.toml`'s `[server]` with the flags that override it, and the connection caps derived
 /// from the descriptor limit (raised here, before anything opens descriptors: runs, the
-/// ledger and the API share it).
-/// `jobs.toml`'s `[server]` with the flags that override it; the connection caps default to
-/// what the descriptor limit leaves once `runs` places for runs are provided for.
+/// ledger and the API share it): what it leaves once `runs` places for runs are provided for.
 fn server_config(settings: &Settings, flags: ServeFlags, runs: usize) -> Result<ServerConfig> {
     let mut server = settings.config.server.clone();
     if let Some(listen) = flags.listen {
