@@ -339,6 +339,28 @@ fn idle_connections_cannot_exhaust_descriptors_and_stop_every_job() {
     assert_eq!(daemon.stop(), Some(0));
 }
 
+#[test]
+fn more_places_than_the_descriptor_limit_allows_is_warned_of_and_the_api_yields() {
+    // 256 places keep 832 descriptors (three per place and 64) out of the API's reach: at a
+    // limit of 1,024 its cap is half the limit, and the start says what to change.
+    let p = Project::new().file("jobs.d/tick.yaml", "schedule: \"@daily\"\nrun: true\n");
+    let mut daemon = p.serve_with(&["--max-concurrent-runs", "256"], Some(T0), &[], |cmd| {
+        common::limit_descriptors(cmd, 1024)
+    });
+    let warned = daemon.wait_for("the API's connection cap leaves fewer than the 832", &[]);
+    assert_eq!(warned["level"], "WARN", "{warned}");
+    assert_eq!(warned["max_concurrent_runs"], 256, "{warned}");
+    let message = warned["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("lower max_connections or max_concurrent_runs")
+            && message.contains("LimitNOFILE="),
+        "{warned}"
+    );
+    let started = daemon.wait_for("jobs serve started", &[]);
+    assert_eq!(started["max_connections"], 512, "{started}");
+    assert_eq!(daemon.stop(), Some(0));
+}
+
 /// Reads a run's whole log as a client would, a page at a time (or in one answer, as the API
 /// did before pages), without decoding it: only the cursor is looked for. Returns the bytes.
 fn read_whole_log(agent: &ureq::Agent, base: &str, id: i64) -> usize {

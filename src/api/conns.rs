@@ -28,13 +28,14 @@ pub const FD_RESERVE: u64 = 256;
 const FD_BASE: u64 = 64;
 
 /// The descriptors to keep out of the API's reach for a daemon of `runs` places: three per
-/// run and [`FD_BASE`], [`FD_RESERVE`] at least.
+/// run and `FD_BASE` (64), [`FD_RESERVE`] at least.
 pub fn reserve_for(runs: usize) -> u64 {
     let runs = u64::try_from(runs).unwrap_or(u64::MAX);
     FD_BASE
         .saturating_add(runs.saturating_mul(3))
         .max(FD_RESERVE)
 }
+
 /// The default cap never exceeds this, however high the descriptor limit: idle connections
 /// cost memory too.
 const MAX_CONNECTIONS_CEILING: u64 = 4096;
@@ -47,13 +48,8 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// Defaults for a process allowed `nofile` descriptors: all but [`FD_RESERVE`] (at least
-    /// half), at most 4,096; a quarter of that per address.
-    pub fn for_descriptors(nofile: u64) -> Limits {
-        Limits::keeping(nofile, FD_RESERVE)
-    }
-
-    /// As [`Limits::for_descriptors`], keeping `reserve` descriptors (see [`reserve_for`]).
+    /// Defaults for a process allowed `nofile` descriptors: all but `reserve` (see
+    /// [`reserve_for`]; at least half), at most 4,096; a quarter of that per address.
     pub fn keeping(nofile: u64, reserve: u64) -> Limits {
         let max = nofile
             .saturating_sub(reserve)
@@ -351,6 +347,13 @@ mod tests {
 
     fn ip(last: u8) -> IpAddr {
         IpAddr::from([127, 0, 0, last])
+    }
+
+    impl Limits {
+        /// The defaults for up to 64 places, which keep [`FD_RESERVE`].
+        fn for_descriptors(nofile: u64) -> Limits {
+            Limits::keeping(nofile, FD_RESERVE)
+        }
     }
 
     #[test]
